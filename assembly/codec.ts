@@ -379,11 +379,18 @@ export function processSlot(slot: usize): void {
   parsed(slot, rd32(d + W.HDR_LIFETIME)); // row 18
 }
 
+/** Runs the codec over slots [0, count); returns how many are PARSED. */
 export function processBatch(count: u32, epoch: u32): u32 {
+  return processRange(0, count, epoch);
+}
+
+/** Runs the codec over slots [first, first + count), clipped to the slot array. */
+export function processRange(first: u32, count: u32, epoch: u32): u32 {
   batchEpoch = epoch;
-  const n = count < A.SLOT_COUNT ? count : A.SLOT_COUNT;
+  if (first >= A.SLOT_COUNT) return 0;
+  const end = count < A.SLOT_COUNT - first ? first + count : A.SLOT_COUNT;
   let pending: u32 = 0;
-  for (let i: u32 = 0; i < n; i++) {
+  for (let i = first; i < end; i++) {
     const slot = slots + <usize>i * A.SLOT_SIZE;
     processSlot(slot);
     if (load<u8>(slot + A.SLOT_VERDICT) == A.VERDICT_PARSED) pending++;

@@ -9,6 +9,7 @@ export {
   resetStats,
   errorLifetime,
   processBatch,
+  processRange,
   finishSuccess,
   finishError,
   finishNatPmpAddress,

@@ -15,6 +15,7 @@ export interface EngineExports {
   resetStats(): void;
   errorLifetime(result: number): number;
   processBatch(count: number, epoch: number): number;
+  processRange(first: number, count: number, epoch: number): number;
   finishSuccess(slot: number, lifetime: number, echoMask: number): void;
   finishError(slot: number, result: number, lifetime: number): void;
   finishNatPmpAddress(slot: number, result: number, ipv4: number): void;
