@@ -69,6 +69,9 @@ export function errorLifetime(result: u32): u32 {
 // ---- verdict writers ----
 
 function drop(slot: usize, reason: u8): void {
+  // A THIRD_PARTY-only source is only ever answered for THIRD_PARTY requests: whatever
+  // else stops its datagram counts as an interface drop (row 13).
+  if (curThirdPartyOnly && !curSawThirdParty) reason = A.DROP_INTERFACE;
   store<u8>(slot + A.SLOT_VERDICT, A.VERDICT_DROP);
   store<u8>(slot + A.SLOT_DROP_REASON, reason);
   bump(A.STATS_DROP + (<u32>reason << 3));
@@ -185,6 +188,8 @@ function walkOptions(slot: usize, opcode: u32, start: u32, length: u32, ingress:
     const tlv = off;
     const p = d + off + W.OPT_HEADER_SIZE;
     const padded = (n + 3) & ~3;
+    // From here on errors are answered even to a THIRD_PARTY-only source (row 13).
+    if (code == <u32>W.OPTION_THIRD_PARTY) curSawThirdParty = true;
     if (padded > length - off - W.OPT_HEADER_SIZE) return W.RESULT_MALFORMED_OPTION; // runs past the datagram [6887 §7.3]
     off += W.OPT_HEADER_SIZE + padded;
     const bit = optionBit(code);
@@ -205,7 +210,6 @@ function walkOptions(slot: usize, opcode: u32, start: u32, length: u32, ingress:
     switch (bit) {
       case A.OPTBIT_THIRD_PARTY: {
         if ((ingress & A.INGRESS_THIRD_PARTY) == 0) return W.RESULT_UNSUPP_OPTION; // unauthorised host [6887 §13.1]
-        curSawThirdParty = true;
         if (addrEqual(p, src)) return W.RESULT_MALFORMED_REQUEST; // [6887 §13.1]
         store<u16>(slot + A.SLOT_THIRD_PARTY, <u16>(p - d));
         break;
