@@ -95,4 +95,56 @@ export const STATS_NATPMP_RESULT: u32 = 256; // NATPMP_RESULT_CODE_LIMIT counter
 export const STATS_DROP: u32 = 320; // DROP_REASON_LIMIT counters
 export const STATS_PARSED: u32 = 384; // requests handed on with VERDICT_PARSED
 export const STATS_PACKETS: u32 = 392; // datagrams seen by processBatch
-export const STATS_SIZE: u32 = 400;
+// engine (assembly/engine.ts); "gauges" go up and down, the rest only up
+export const STATS_MAPPINGS: u32 = 400; // gauge: live mappings (MAP, PEER-created or static)
+export const STATS_HELD: u32 = 408; // gauge: external ports in hold-down
+export const STATS_SUBSCRIBERS: u32 = 416; // gauge
+export const STATS_BLOCKS: u32 = 424; // gauge: port blocks leased
+export const STATS_PEERS: u32 = 432; // gauge: PEER records
+export const STATS_FILTERS: u32 = 440; // gauge: FILTER entries
+export const STATS_CREATED: u32 = 448;
+export const STATS_REFRESHED: u32 = 456;
+export const STATS_DELETED: u32 = 464;
+export const STATS_EXPIRED: u32 = 472;
+export const STATS_RELEASED: u32 = 480; // hold-downs ended
+export const STATS_EVENTS_LOST: u32 = 488; // event ring was full
+export const STATS_SIZE: u32 = 512;
+
+// ---- Event ring (engine → host): EVENT_SIZE-byte records, EVENT_CAPACITY of them ----
+export const EVENT_CAPACITY: u32 = 65536;
+export const EVENT_SIZE: u32 = 48;
+export const EV_KIND: u32 = 0; // u8, EVENT_*
+export const EV_PROTOCOL: u32 = 1; // u8
+export const EV_FLAGS: u32 = 2; // u8, MAPF_*
+export const EV_FAMILY: u32 = 3; // u8, 0 IPv4 external, 1 IPv6 external
+export const EV_INTERNAL_PORT: u32 = 4; // u16
+export const EV_EXTERNAL_PORT: u32 = 6; // u16
+export const EV_POOL_INDEX: u32 = 8; // u16, external address = pool entry
+export const EV_CLIENT_PORT: u32 = 10; // u16, source port of the last request
+export const EV_REALM: u32 = 12; // u32
+export const EV_MAP_EXPIRY: u32 = 16; // u32, inbound (MAP) expiry, 0 = none; hold end when held
+export const EV_OUT_EXPIRY: u32 = 20; // u32, outbound (PEER) expiry, 0 = none
+export const EV_MAPPING: u32 = 24; // u32, record id
+export const EV_TIME: u32 = 28; // u32, engine time of the event
+export const EV_INTERNAL_ADDR: u32 = 32; // 16 bytes
+export const EVENT_CREATE: u8 = 1;
+export const EVENT_REFRESH: u8 = 2;
+export const EVENT_DELETE: u8 = 3;
+export const EVENT_EXPIRE: u8 = 4;
+export const EVENT_RELEASE: u8 = 5; // hold-down ended, port free again
+
+// ---- Mapping flags (EV_FLAGS) ----
+export const MAPF_INBOUND: u8 = 1; // has a MAP part
+export const MAPF_OUTBOUND: u8 = 2; // has a PEER part
+export const MAPF_STATIC: u8 = 4;
+export const MAPF_HELD: u8 = 8; // ended; external port in hold-down
+export const MAPF_NATPMP: u8 = 16; // created by NAT-PMP
+export const MAPF_THIRD_PARTY: u8 = 32; // created through THIRD_PARTY
+export const MAPF_PREFER_FAILURE: u8 = 64; // created with PREFER_FAILURE
+
+// ---- Engine configuration ----
+export const NONCE_STRICT: u32 = 0; // RFC 6887 §11.3
+export const NONCE_RELAXED: u32 = 1; // a new nonce replaces the old one for the same endpoint
+export const POOL_MAX_ADDRESSES: u32 = 256;
+export const MAX_BLOCKS_PER_SUBSCRIBER: u32 = 8;
+export const SCRATCH_SIZE: u32 = 64;

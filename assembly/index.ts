@@ -37,3 +37,32 @@ export function heapProbe(): usize {
 export function onAbort(message: usize, fileName: usize, line: u32, column: u32): void {
   unreachable();
 }
+
+export {
+  engineInit,
+  engineBytes,
+  configureEngine,
+  configurePool,
+  setProtocol,
+  setExcludedPort,
+  scratchBase,
+  poolAdd,
+  poolSize,
+  poolAddressAt,
+  poolFreeBlocks,
+  serveRange,
+  expire,
+  eventsBase,
+  eventsHead,
+  eventsTail,
+  eventsConsume,
+  addStatic,
+  removeStatic,
+  deleteSubscriber,
+  lookupMapping,
+  lookupExternal,
+  describeMapping,
+  subscriberMappings,
+  subscriberBlocks,
+  setNow,
+} from "./engine";

@@ -8,6 +8,8 @@ export const ErrorCodes = {
   BATCH_TOO_LARGE: "BATCH_TOO_LARGE",
   /** A datagram given to the engine has an invalid source address or port. */
   BAD_DATAGRAM: "BAD_DATAGRAM",
+  /** A configuration value is invalid; the message names it. */
+  BAD_CONFIG: "BAD_CONFIG",
   /** The compiled module is missing or does not match this host (build first). */
   MODULE_UNAVAILABLE: "MODULE_UNAVAILABLE",
 } as const;

@@ -190,7 +190,52 @@ export const STATS_NATPMP_RESULT = 256; // NATPMP_RESULT_CODE_LIMIT counters
 export const STATS_DROP = 320; // DROP_REASON_LIMIT counters
 export const STATS_PARSED = 384; // requests handed on with VERDICT_PARSED
 export const STATS_PACKETS = 392; // datagrams seen by processBatch
-export const STATS_SIZE = 400;
+export const STATS_MAPPINGS = 400; // gauge: live mappings (MAP, PEER-created or static)
+export const STATS_HELD = 408; // gauge: external ports in hold-down
+export const STATS_SUBSCRIBERS = 416; // gauge
+export const STATS_BLOCKS = 424; // gauge: port blocks leased
+export const STATS_PEERS = 432; // gauge: PEER records
+export const STATS_FILTERS = 440; // gauge: FILTER entries
+export const STATS_CREATED = 448;
+export const STATS_REFRESHED = 456;
+export const STATS_DELETED = 464;
+export const STATS_EXPIRED = 472;
+export const STATS_RELEASED = 480; // hold-downs ended
+export const STATS_EVENTS_LOST = 488; // event ring was full
+export const STATS_SIZE = 512;
+export const EVENT_CAPACITY = 65536;
+export const EVENT_SIZE = 48;
+export const EV_KIND = 0; // u8, EVENT_*
+export const EV_PROTOCOL = 1; // u8
+export const EV_FLAGS = 2; // u8, MAPF_*
+export const EV_FAMILY = 3; // u8, 0 IPv4 external, 1 IPv6 external
+export const EV_INTERNAL_PORT = 4; // u16
+export const EV_EXTERNAL_PORT = 6; // u16
+export const EV_POOL_INDEX = 8; // u16, external address = pool entry
+export const EV_CLIENT_PORT = 10; // u16, source port of the last request
+export const EV_REALM = 12; // u32
+export const EV_MAP_EXPIRY = 16; // u32, inbound (MAP) expiry, 0 = none; hold end when held
+export const EV_OUT_EXPIRY = 20; // u32, outbound (PEER) expiry, 0 = none
+export const EV_MAPPING = 24; // u32, record id
+export const EV_TIME = 28; // u32, engine time of the event
+export const EV_INTERNAL_ADDR = 32; // 16 bytes
+export const EVENT_CREATE = 1;
+export const EVENT_REFRESH = 2;
+export const EVENT_DELETE = 3;
+export const EVENT_EXPIRE = 4;
+export const EVENT_RELEASE = 5; // hold-down ended, port free again
+export const MAPF_INBOUND = 1; // has a MAP part
+export const MAPF_OUTBOUND = 2; // has a PEER part
+export const MAPF_STATIC = 4;
+export const MAPF_HELD = 8; // ended; external port in hold-down
+export const MAPF_NATPMP = 16; // created by NAT-PMP
+export const MAPF_THIRD_PARTY = 32; // created through THIRD_PARTY
+export const MAPF_PREFER_FAILURE = 64; // created with PREFER_FAILURE
+export const NONCE_STRICT = 0; // RFC 6887 §11.3
+export const NONCE_RELAXED = 1; // a new nonce replaces the old one for the same endpoint
+export const POOL_MAX_ADDRESSES = 256;
+export const MAX_BLOCKS_PER_SUBSCRIBER = 8;
+export const SCRATCH_SIZE = 64;
 
 /** Every constant above, by name (used to check the mirror against the module). */
 export const ALL_CONSTANTS: Readonly<Record<string, number>> = {
@@ -381,5 +426,50 @@ export const ALL_CONSTANTS: Readonly<Record<string, number>> = {
   STATS_DROP,
   STATS_PARSED,
   STATS_PACKETS,
+  STATS_MAPPINGS,
+  STATS_HELD,
+  STATS_SUBSCRIBERS,
+  STATS_BLOCKS,
+  STATS_PEERS,
+  STATS_FILTERS,
+  STATS_CREATED,
+  STATS_REFRESHED,
+  STATS_DELETED,
+  STATS_EXPIRED,
+  STATS_RELEASED,
+  STATS_EVENTS_LOST,
   STATS_SIZE,
+  EVENT_CAPACITY,
+  EVENT_SIZE,
+  EV_KIND,
+  EV_PROTOCOL,
+  EV_FLAGS,
+  EV_FAMILY,
+  EV_INTERNAL_PORT,
+  EV_EXTERNAL_PORT,
+  EV_POOL_INDEX,
+  EV_CLIENT_PORT,
+  EV_REALM,
+  EV_MAP_EXPIRY,
+  EV_OUT_EXPIRY,
+  EV_MAPPING,
+  EV_TIME,
+  EV_INTERNAL_ADDR,
+  EVENT_CREATE,
+  EVENT_REFRESH,
+  EVENT_DELETE,
+  EVENT_EXPIRE,
+  EVENT_RELEASE,
+  MAPF_INBOUND,
+  MAPF_OUTBOUND,
+  MAPF_STATIC,
+  MAPF_HELD,
+  MAPF_NATPMP,
+  MAPF_THIRD_PARTY,
+  MAPF_PREFER_FAILURE,
+  NONCE_STRICT,
+  NONCE_RELAXED,
+  POOL_MAX_ADDRESSES,
+  MAX_BLOCKS_PER_SUBSCRIBER,
+  SCRATCH_SIZE,
 };

@@ -3,7 +3,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { ALL_CONSTANTS } from "../src/wire.generated.js";
-import { PacketEngine } from "../src/engine/codec.js";
+import { PacketEngine } from "../src/engine/packet-engine.js";
 // @ts-expect-error plain ESM script without typings
 import { generate } from "../scripts/gen-wire.mjs";
 

@@ -4,7 +4,7 @@
 import { beforeEach, describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
 import { toAddress16 } from "../../src/net/address.js";
-import { DEFAULT_CODEC_CONFIG, PacketEngine } from "../../src/engine/codec.js";
+import { DEFAULT_CODEC_CONFIG, PacketEngine } from "../../src/engine/packet-engine.js";
 import {
   CLIENT16, EPOCH, announceRequest, description, encodeOptions, filter, hexOf, mapRequest, option,
   peerRequest, preferFailure, run, thirdParty, u16, u32,

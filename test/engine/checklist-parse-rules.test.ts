@@ -2,7 +2,7 @@
 // mapping state is consulted. Their stateful siblings belong to the engine (issue #3).
 import { beforeEach, describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
-import { DEFAULT_CODEC_CONFIG, PacketEngine } from "../../src/engine/codec.js";
+import { DEFAULT_CODEC_CONFIG, PacketEngine } from "../../src/engine/packet-engine.js";
 import {
   announceRequest, filter, mapRequest, option, peerRequest, preferFailure, run, thirdParty, thirdPartyId, u32,
 } from "../helpers/packets.js";

@@ -2,7 +2,7 @@
 // captured requests, and the codec's part of checklist §3.12.
 import { beforeEach, describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
-import { DEFAULT_CODEC_CONFIG, PacketEngine } from "../../src/engine/codec.js";
+import { DEFAULT_CODEC_CONFIG, PacketEngine } from "../../src/engine/packet-engine.js";
 import { captures, captureBytes } from "../golden/captures.js";
 import { EPOCH, announceRequest, hexOf, natPmpMap, run } from "../helpers/packets.js";
 

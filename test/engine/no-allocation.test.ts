@@ -2,7 +2,7 @@
 // memory are unchanged after a million datagrams through both builds.
 import { describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
-import { PacketEngine } from "../../src/engine/codec.js";
+import { PacketEngine } from "../../src/engine/packet-engine.js";
 import { CLIENT16, announceRequest, filter, mapRequest, natPmpMap, option, peerRequest } from "../helpers/packets.js";
 
 const mix = [

@@ -5,7 +5,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
 import { toAddress16 } from "../../src/net/address.js";
-import { PacketEngine, type CodecConfig, type SlotOutcome } from "../../src/engine/codec.js";
+import { PacketEngine, type CodecConfig, type SlotOutcome } from "../../src/engine/packet-engine.js";
 import { referenceEngineError, referenceProcess, referenceSuccess, type RefConfig, type RefOutcome } from "../reference/pcp-reference.js";
 import { announceRequest, hexOf, mapRequest, natPmpMap, peerRequest, type Option } from "../helpers/packets.js";
 

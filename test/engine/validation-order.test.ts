@@ -2,7 +2,7 @@
 // same order. Each row's packet also violates later rows, so the row proves precedence.
 import { describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
-import { DEFAULT_CODEC_CONFIG, PacketEngine, type CodecConfig, type SlotOutcome } from "../../src/engine/codec.js";
+import { DEFAULT_CODEC_CONFIG, PacketEngine, type CodecConfig, type SlotOutcome } from "../../src/engine/packet-engine.js";
 import { announceRequest, mapRequest, natPmpMap, option, peerRequest, preferFailure, run, u32, type Send } from "../helpers/packets.js";
 
 interface Row {

@@ -1,7 +1,7 @@
 // The hand-derived golden table (test/golden/pcp-golden.ts) run against both WASM builds.
 // The same table also checks the reference parser (test/reference/reference.test.ts).
 import { describe, expect, it } from "vitest";
-import { PacketEngine } from "../../src/engine/codec.js";
+import { PacketEngine } from "../../src/engine/packet-engine.js";
 import { GOLDEN, hex, srcAddress } from "./pcp-golden.js";
 import { EPOCH, hexOf } from "../helpers/packets.js";
 

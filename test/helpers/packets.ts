@@ -1,8 +1,8 @@
 // Test-side builders for PCP and NAT-PMP requests, and a harness that runs datagrams
 // through a PacketEngine one at a time.
 import * as W from "../../src/wire.generated.js";
-import { toAddress16 } from "../../src/net/address.js";
-import { PacketEngine, type SlotOutcome } from "../../src/engine/codec.js";
+import { formatAddress16, toAddress16 } from "../../src/net/address.js";
+import { PacketEngine, type SlotOutcome } from "../../src/engine/packet-engine.js";
 
 export const CLIENT = "192.0.2.1";
 export const CLIENT16 = toAddress16(CLIENT);
@@ -151,3 +151,24 @@ export function run(engine: PacketEngine, payload: Uint8Array, s: Send = {}): Sl
 export const hexOf = (b: Uint8Array) => Buffer.from(b).toString("hex");
 export const u32 = (b: Uint8Array, at: number) => new DataView(b.buffer, b.byteOffset).getUint32(at);
 export const u16 = (b: Uint8Array, at: number) => new DataView(b.buffer, b.byteOffset).getUint16(at);
+
+/** Runs one datagram through codec and engine in slot 0 at engine time `now`. */
+export function serveOne(engine: PacketEngine, payload: Uint8Array, now: number, s: Send = {}): SlotOutcome {
+  engine.load(0, {
+    payload,
+    source: toAddress16(s.source ?? CLIENT),
+    sourcePort: s.sourcePort ?? 40000,
+    ingress: s.ingress ?? W.INGRESS_SUBSCRIBER,
+    overloaded: s.overloaded,
+  });
+  engine.serve(1, s.epoch ?? EPOCH, now);
+  const o = engine.outcome(0);
+  return { ...o, response: o.response.slice() };
+}
+
+/** Assigned external port and address of a MAP/PEER reply. */
+export function assigned(o: SlotOutcome): { port: number; address: string } {
+  return { port: u16(o.response, W.MP_EXTERNAL_PORT), address: formatAddress16(o.response.slice(W.MP_EXTERNAL_ADDR, W.MP_EXTERNAL_ADDR + 16)) };
+}
+
+export const nonceOf = (n: number) => Array.from({ length: 12 }, (_, i) => (n * 37 + i) & 0xff);

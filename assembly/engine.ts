@@ -1,0 +1,1428 @@
+// The mapping engine: subscribers, port blocks, mappings, PEER records, filters, hold-down,
+// expiry and events, all in linear memory sized once by engineInit (docs/engine.md).
+// It finishes the codec's PARSED slots. Every decision validates first and mutates
+// after, so an error never leaves partial state [6887 §7.3].
+
+import * as W from "./wire";
+import * as A from "./abi";
+import { rd16, rd32, wr16, addrEqual, isV4Mapped } from "./bytes";
+import { HashIndex, mix64, fingerprint } from "./hashindex";
+import {
+  slotsBase, statsBase, processRange, finishSuccess, finishError, errorLifetime,
+  finishNatPmpAddress, finishNatPmpMap,
+} from "./codec";
+
+// ---------------------------------------------------------------------------
+// Configuration
+// ---------------------------------------------------------------------------
+let minLifetime: u32 = 120;
+let maxLifetime: u32 = 86400;
+let peerMinLifetime: u32 = 120;
+let holdDown: u32 = 120;
+let mappingsPerSubscriber: u32 = 64;
+let filtersPerMapping: u32 = 8;
+let noncePolicy: u32 = A.NONCE_STRICT;
+let parity: bool = false;
+let portMin: u32 = 1024;
+let blockSize: u32 = 512;
+let maxBlocksPerSubscriber: u32 = 4;
+let blocksPerAddress: u32 = 0;
+
+const protocols = memory.data(32); // bitmap of supported protocol numbers
+const excluded = memory.data(8192); // bitmap of excluded external ports
+const scratch = memory.data(<i32>A.SCRATCH_SIZE, 16);
+
+export function scratchBase(): usize {
+  return scratch;
+}
+
+export function configureEngine(
+  minLife: u32, maxLife: u32, peerMinLife: u32, hold: u32,
+  perSubscriber: u32, filtersPer: u32, nonce: u32, keepParity: bool,
+): void {
+  minLifetime = minLife;
+  maxLifetime = maxLife > minLife ? maxLife : minLife;
+  peerMinLifetime = peerMinLife;
+  holdDown = hold;
+  mappingsPerSubscriber = perSubscriber;
+  filtersPerMapping = filtersPer;
+  noncePolicy = nonce;
+  parity = keepParity;
+}
+
+/** Port range and block layout; only before the first pool address. Returns false if too late or invalid. */
+export function configurePool(firstPort: u32, size: u32, blocksPerSubscriber: u32): bool {
+  if (poolCount != 0 || firstPort == 0 || firstPort > 65535 || size == 0 || size > 65536 - firstPort) return false;
+  if (blocksPerSubscriber == 0 || blocksPerSubscriber > A.MAX_BLOCKS_PER_SUBSCRIBER) return false;
+  portMin = firstPort;
+  blockSize = size;
+  maxBlocksPerSubscriber = blocksPerSubscriber;
+  return true;
+}
+
+export function setProtocol(protocol: u32, on: bool): void {
+  const p = protocols + (protocol >> 3);
+  const bit = <u8>(1 << <u8>(protocol & 7));
+  store<u8>(p, on ? load<u8>(p) | bit : load<u8>(p) & ~bit);
+}
+
+export function setExcludedPort(port: u32, on: bool): void {
+  const p = excluded + (port >> 3);
+  const bit = <u8>(1 << <u8>(port & 7));
+  store<u8>(p, on ? load<u8>(p) | bit : load<u8>(p) & ~bit);
+}
+
+@inline function protocolSupported(protocol: u32): bool {
+  return (load<u8>(protocols + (protocol >> 3)) & (1 << (protocol & 7))) != 0;
+}
+
+/** Ports never handed out: below portMin, excluded, UDP 5350/5351 [6887 §11.3]. */
+@inline function portForbidden(protocol: u32, port: u32): bool {
+  if (port < portMin) return true;
+  if ((load<u8>(excluded + (port >> 3)) & (1 << (port & 7))) != 0) return true;
+  return protocol == W.PROTO_UDP && (port == W.PCP_CLIENT_PORT || port == W.PCP_SERVER_PORT);
+}
+
+// ---------------------------------------------------------------------------
+// Stats and events
+// ---------------------------------------------------------------------------
+@inline function statAdd(offset: u32, delta: i64): void {
+  const p = statsBase() + offset;
+  store<i64>(p, load<i64>(p) + delta);
+}
+
+let events: usize = 0;
+let eventHead: u32 = 0; // written
+let eventTail: u32 = 0; // consumed by the host
+let now: u32 = 0; // engine time of the current batch / expiry pass
+
+export function eventsBase(): usize {
+  return events;
+}
+export function eventsHead(): u32 {
+  return eventHead;
+}
+export function eventsTail(): u32 {
+  return eventTail;
+}
+export function eventsConsume(n: u32): void {
+  const pending = eventHead - eventTail;
+  eventTail += n < pending ? n : pending;
+}
+
+// ---------------------------------------------------------------------------
+// Records. Ids are 1-based; 0 means none. Free records chain through one field.
+// ---------------------------------------------------------------------------
+// Subscriber (64 bytes)
+const S_ADDR: u32 = 0; // 16
+const S_REALM: u32 = 16;
+const S_POOL: u32 = 20; // u16 pool index, NO_POOL when no block
+const S_BLOCK_COUNT: u32 = 22; // u8
+const S_MAPPINGS: u32 = 24; // live mappings
+const S_HELD: u32 = 28; // held ports
+const S_LIST: u32 = 32; // first mapping of the subscriber (live and held)
+const S_NEXT_FREE: u32 = 36;
+const S_BLOCKS: u32 = 40; // u16 × 8 block numbers
+const SUB_SIZE: u32 = 64;
+const NO_POOL: u32 = 0xffff;
+
+// Mapping (60 bytes)
+const M_SUB: u32 = 0;
+const M_INTERNAL_PORT: u32 = 4; // u16
+const M_PROTOCOL: u32 = 6; // u8
+const M_FLAGS: u32 = 7; // u8 MAPF_*
+const M_EXTERNAL_PORT: u32 = 8; // u16
+const M_POOL: u32 = 10; // u16
+const M_NONCE: u32 = 12; // 12
+const M_MAP_EXPIRY: u32 = 24; // inbound expiry; hold end while held
+const M_OUT_EXPIRY: u32 = 28;
+const M_WHEEL_NEXT: u32 = 32; // also the free-list link
+const M_WHEEL_PREV: u32 = 36;
+const M_SUB_NEXT: u32 = 40;
+const M_SUB_PREV: u32 = 44;
+const M_FILTERS: u32 = 48; // first filter
+const M_PEERS: u32 = 52; // first PEER record
+const M_CLIENT_PORT: u32 = 56; // u16
+const M_FILTER_COUNT: u32 = 58; // u8
+const M_FAMILY: u32 = 59; // u8
+const MAPPING_SIZE: u32 = 60;
+
+// PEER record (44 bytes)
+const P_MAPPING: u32 = 0;
+const P_REMOTE_ADDR: u32 = 4; // 16
+const P_REMOTE_PORT: u32 = 20; // u16
+const P_NONCE: u32 = 24; // 12
+const P_EXPIRY: u32 = 36;
+const P_NEXT: u32 = 40; // next PEER of the mapping / free list
+const PEER_SIZE: u32 = 44;
+
+// Filter (24 bytes)
+const F_PREFIX: u32 = 0; // u8
+const F_PORT: u32 = 2; // u16
+const F_ADDR: u32 = 4; // 16
+const F_NEXT: u32 = 20;
+const FILTER_SIZE: u32 = 24;
+
+class Slab {
+  base: usize = 0;
+  size: u32 = 0;
+  capacity: u32 = 0;
+  used: u32 = 0; // high-water mark
+  free: u32 = 0; // head of the free list
+  live: u32 = 0;
+  link: u32 = 0; // field offset of the free-list link
+
+  init(capacity: u32, size: u32, link: u32): void {
+    this.capacity = capacity;
+    this.size = size;
+    this.link = link;
+    this.base = heap.alloc(<usize>(capacity + 1) * size);
+    memory.fill(this.base, 0, <usize>(capacity + 1) * size);
+  }
+  @inline at(id: u32): usize {
+    return this.base + <usize>id * this.size;
+  }
+  @inline full(): bool {
+    return this.free == 0 && this.used == this.capacity;
+  }
+  alloc(): u32 {
+    let id = this.free;
+    if (id != 0) this.free = load<u32>(this.at(id) + this.link);
+    else if (this.used < this.capacity) id = ++this.used;
+    else return 0;
+    memory.fill(this.at(id), 0, this.size);
+    this.live++;
+    return id;
+  }
+  release(id: u32): void {
+    memory.fill(this.at(id), 0, this.size);
+    store<u32>(this.at(id) + this.link, this.free);
+    this.free = id;
+    this.live--;
+  }
+}
+
+const subscribers = new Slab();
+const mappings = new Slab();
+const peers = new Slab();
+const filters = new Slab();
+const subscriberIndex = new HashIndex(); // (address, realm)
+const internalIndex = new HashIndex(); // (subscriber, protocol, internal port, family) → live mapping
+const externalIndex = new HashIndex(); // (pool, protocol, external port) exact → live or held mapping
+const peerIndex = new HashIndex(); // (mapping, remote address, remote port)
+let initialised = false;
+let rng: u64 = 0x9e3779b97f4a7c15;
+
+@inline function random32(): u32 {
+  // xorshift64*
+  rng ^= rng >> 12;
+  rng ^= rng << 25;
+  rng ^= rng >> 27;
+  return <u32>((rng * 0x2545f4914f6cdd1d) >> 32);
+}
+
+@inline function randomBelow(n: u32): u32 {
+  return <u32>((<u64>random32() * <u64>n) >> 32);
+}
+
+// ---------------------------------------------------------------------------
+// External pool: addresses × blocks
+// ---------------------------------------------------------------------------
+let poolCount: u32 = 0;
+const poolAddrs = memory.data(<i32>(A.POOL_MAX_ADDRESSES * 16), 16);
+const poolFamily = memory.data(<i32>A.POOL_MAX_ADDRESSES);
+const poolFree = memory.data(<i32>(A.POOL_MAX_ADDRESSES * 4), 4); // free blocks per address
+const poolOwner = memory.data(<i32>(A.POOL_MAX_ADDRESSES * 4), 4); // usize: u32 owner per block
+const poolUsage = memory.data(<i32>(A.POOL_MAX_ADDRESSES * 4), 4); // usize: u16 users per block
+const poolStack = memory.data(<i32>(A.POOL_MAX_ADDRESSES * 4), 4); // usize: u16 free-block stack
+
+@inline function poolAddr(i: u32): usize {
+  return poolAddrs + (<usize>i << 4);
+}
+@inline function ownerAt(pool: u32, block: u32): usize {
+  return <usize>load<u32>(poolOwner + (<usize>pool << 2)) + (<usize>block << 2);
+}
+@inline function usageAt(pool: u32, block: u32): usize {
+  return <usize>load<u32>(poolUsage + (<usize>pool << 2)) + (<usize>block << 1);
+}
+@inline function freeCount(pool: u32): u32 {
+  return load<u32>(poolFree + (<usize>pool << 2));
+}
+@inline function blockOf(port: u32): u32 {
+  return (port - portMin) / blockSize;
+}
+@inline function blockStart(block: u32): u32 {
+  return portMin + block * blockSize;
+}
+
+/** Adds the address at scratch[0..16] to the pool; returns its index or -1. */
+export function poolAdd(): i32 {
+  if (poolCount >= A.POOL_MAX_ADDRESSES) return -1;
+  for (let i: u32 = 0; i < poolCount; i++) if (addrEqual(poolAddr(i), scratch)) return -1;
+  blocksPerAddress = (65536 - portMin) / blockSize;
+  const i = poolCount;
+  memory.copy(poolAddr(i), scratch, 16);
+  store<u8>(poolFamily + i, isV4Mapped(scratch) ? 0 : 1);
+  const n = blocksPerAddress;
+  const owner = heap.alloc(<usize>n << 2);
+  const usage = heap.alloc(<usize>n << 1);
+  const stack = heap.alloc(<usize>n << 1);
+  memory.fill(owner, 0, <usize>n << 2);
+  memory.fill(usage, 0, <usize>n << 1);
+  // Free blocks in a random order: leases are unpredictable [RFC 6888 REQ-15, RFC 7422].
+  for (let k: u32 = 0; k < n; k++) store<u16>(stack + (<usize>k << 1), <u16>k);
+  for (let k: u32 = n - 1; k > 0; k--) {
+    const j = randomBelow(k + 1);
+    const a = load<u16>(stack + (<usize>k << 1));
+    store<u16>(stack + (<usize>k << 1), load<u16>(stack + (<usize>j << 1)));
+    store<u16>(stack + (<usize>j << 1), a);
+  }
+  store<u32>(poolOwner + (<usize>i << 2), <u32>owner);
+  store<u32>(poolUsage + (<usize>i << 2), <u32>usage);
+  store<u32>(poolStack + (<usize>i << 2), <u32>stack);
+  store<u32>(poolFree + (<usize>i << 2), n);
+  poolCount++;
+  return <i32>i;
+}
+
+export function poolSize(): u32 {
+  return poolCount;
+}
+export function poolAddressAt(i: u32): usize {
+  return poolAddr(i);
+}
+export function poolFreeBlocks(i: u32): u32 {
+  return freeCount(i);
+}
+
+function poolIndexOf(addr: usize): u32 {
+  for (let i: u32 = 0; i < poolCount; i++) if (addrEqual(poolAddr(i), addr)) return i;
+  return NO_POOL;
+}
+
+function poolHasFamily(family: u32): bool {
+  for (let i: u32 = 0; i < poolCount; i++) if (<u32>load<u8>(poolFamily + i) == family) return true;
+  return false;
+}
+
+/** The address a new subscriber of `family` is paired with: most free blocks. */
+function pickPool(family: u32): u32 {
+  let best = NO_POOL;
+  let bestFree: u32 = 0;
+  for (let i: u32 = 0; i < poolCount; i++) {
+    if (<u32>load<u8>(poolFamily + i) != family) continue;
+    const f = freeCount(i);
+    if (f > bestFree) {
+      best = i;
+      bestFree = f;
+    }
+  }
+  return best;
+}
+
+/** Takes a specific free block off its address's free stack. */
+function takeBlock(pool: u32, block: u32, sub: u32): void {
+  const stack = <usize>load<u32>(poolStack + (<usize>pool << 2));
+  const n = freeCount(pool);
+  for (let k: u32 = 0; k < n; k++) {
+    if (<u32>load<u16>(stack + (<usize>k << 1)) == block) {
+      store<u16>(stack + (<usize>k << 1), load<u16>(stack + (<usize>(n - 1) << 1)));
+      break;
+    }
+  }
+  store<u32>(poolFree + (<usize>pool << 2), n - 1);
+  leaseTo(pool, block, sub);
+}
+
+/** Pops the next random free block. */
+function popBlock(pool: u32, sub: u32): u32 {
+  const stack = <usize>load<u32>(poolStack + (<usize>pool << 2));
+  const n = freeCount(pool) - 1;
+  const block = <u32>load<u16>(stack + (<usize>n << 1));
+  store<u32>(poolFree + (<usize>pool << 2), n);
+  leaseTo(pool, block, sub);
+  return block;
+}
+
+function leaseTo(pool: u32, block: u32, sub: u32): void {
+  store<u32>(ownerAt(pool, block), sub);
+  const s = subscribers.at(sub);
+  const k = <u32>load<u8>(s + S_BLOCK_COUNT);
+  store<u16>(s + S_BLOCKS + (k << 1), <u16>block);
+  store<u8>(s + S_BLOCK_COUNT, <u8>(k + 1));
+  store<u16>(s + S_POOL, <u16>pool);
+  statAdd(A.STATS_BLOCKS, 1);
+}
+
+/** A block no mapping or hold uses goes back to the pool. */
+function releaseBlockIfUnused(pool: u32, block: u32): void {
+  if (load<u16>(usageAt(pool, block)) != 0) return;
+  const sub = load<u32>(ownerAt(pool, block));
+  if (sub == 0) return;
+  store<u32>(ownerAt(pool, block), 0);
+  const stack = <usize>load<u32>(poolStack + (<usize>pool << 2));
+  const n = freeCount(pool);
+  store<u16>(stack + (<usize>n << 1), <u16>block);
+  store<u32>(poolFree + (<usize>pool << 2), n + 1);
+  const s = subscribers.at(sub);
+  const count = <u32>load<u8>(s + S_BLOCK_COUNT);
+  for (let k: u32 = 0; k < count; k++) {
+    if (<u32>load<u16>(s + S_BLOCKS + (k << 1)) == block) {
+      store<u16>(s + S_BLOCKS + (k << 1), load<u16>(s + S_BLOCKS + ((count - 1) << 1)));
+      break;
+    }
+  }
+  store<u8>(s + S_BLOCK_COUNT, <u8>(count - 1));
+  if (count == 1) store<u16>(s + S_POOL, <u16>NO_POOL);
+  statAdd(A.STATS_BLOCKS, -1);
+}
+
+@inline function usageAdd(pool: u32, port: u32, delta: i32): void {
+  const p = usageAt(pool, blockOf(port));
+  store<u16>(p, <u16>(<i32>load<u16>(p) + delta));
+}
+
+// ---------------------------------------------------------------------------
+// Initialisation
+// ---------------------------------------------------------------------------
+let wheel: usize = 0;
+const WHEEL_SIZE: u32 = 65536;
+const WHEEL_MASK: u32 = WHEEL_SIZE - 1;
+const IN_BUCKET: u32 = 0x80000000; // a list head's "prev" names its bucket
+const IN_PENDING: u32 = 0xffffffff; // head of the list being expired
+let wheelSecond: u32 = 0; // last second fully processed
+let pendingHead: u32 = 0;
+
+/**
+ * Sizes every table once. Returns 0, or 1 if already initialised (an instance is
+ * initialised once; the host builds a new one to resize).
+ */
+export function engineInit(maxMappings: u32, maxSubscribers: u32, maxPeers: u32, maxFilters: u32, seed: u64, start: u32): u32 {
+  if (initialised) return 1;
+  initialised = true;
+  rng = seed == 0 ? 0x9e3779b97f4a7c15 : seed;
+  subscribers.init(maxSubscribers, SUB_SIZE, S_NEXT_FREE);
+  mappings.init(maxMappings, MAPPING_SIZE, M_WHEEL_NEXT);
+  peers.init(maxPeers, PEER_SIZE, P_NEXT);
+  filters.init(maxFilters, FILTER_SIZE, F_NEXT);
+  subscriberIndex.init(maxSubscribers);
+  internalIndex.init(maxMappings);
+  externalIndex.init(maxMappings);
+  peerIndex.init(maxPeers);
+  wheel = heap.alloc(<usize>WHEEL_SIZE << 2);
+  memory.fill(wheel, 0, <usize>WHEEL_SIZE << 2);
+  events = heap.alloc(<usize>A.EVENT_CAPACITY * A.EVENT_SIZE);
+  wheelSecond = start;
+  now = start;
+  setProtocol(W.PROTO_TCP, true);
+  setProtocol(W.PROTO_UDP, true);
+  return 0;
+}
+
+/** Bytes of linear memory the tables occupy (for memory-per-mapping reporting). */
+export function engineBytes(): usize {
+  return <usize>memory.size() << 16;
+}
+
+// ---------------------------------------------------------------------------
+// Timer wheel: 65536 one-second buckets, doubly linked through the mapping record.
+// ---------------------------------------------------------------------------
+@inline function bucketAt(b: u32): usize {
+  return wheel + (<usize>b << 2);
+}
+
+function wheelLink(m: u32, due: u32): void {
+  if (due <= wheelSecond) due = wheelSecond + 1;
+  const b = due & WHEEL_MASK;
+  const r = mappings.at(m);
+  const head = load<u32>(bucketAt(b));
+  store<u32>(r + M_WHEEL_NEXT, head);
+  store<u32>(r + M_WHEEL_PREV, IN_BUCKET | b);
+  if (head != 0) store<u32>(mappings.at(head) + M_WHEEL_PREV, m);
+  store<u32>(bucketAt(b), m);
+}
+
+function wheelUnlink(m: u32): void {
+  const r = mappings.at(m);
+  const next = load<u32>(r + M_WHEEL_NEXT);
+  const prev = load<u32>(r + M_WHEEL_PREV);
+  if (prev == 0) return; // not filed (static mappings never are)
+  if (prev == IN_PENDING) pendingHead = next;
+  else if (prev & IN_BUCKET) store<u32>(bucketAt(prev & WHEEL_MASK), next);
+  else store<u32>(mappings.at(prev) + M_WHEEL_NEXT, next);
+  if (next != 0) store<u32>(mappings.at(next) + M_WHEEL_PREV, prev);
+  store<u32>(r + M_WHEEL_NEXT, 0);
+  store<u32>(r + M_WHEEL_PREV, 0);
+}
+
+/** The MAP part counts only while its own time has not passed. */
+@inline function hasInbound(r: usize): bool {
+  return (load<u8>(r + M_FLAGS) & A.MAPF_INBOUND) != 0 && load<u32>(r + M_MAP_EXPIRY) > now;
+}
+
+@inline function effectiveExpiry(r: usize): u32 {
+  const a = load<u32>(r + M_MAP_EXPIRY);
+  const b = load<u32>(r + M_OUT_EXPIRY);
+  return a > b ? a : b;
+}
+
+/**
+ * Ends what is due up to `at`, visiting at most `budget` wheel entries (and seconds), so
+ * one call never costs more than the budget however large the table. Returns the number
+ * of mappings ended and holds released.
+ */
+export function expire(at: u32, budget: u32): u32 {
+  now = at;
+  let work: u32 = 0;
+  let ended: u32 = 0;
+  while (work < budget) {
+    if (pendingHead == 0) {
+      if (wheelSecond >= at) break;
+      wheelSecond++;
+      work++;
+      const b = bucketAt(wheelSecond & WHEEL_MASK);
+      pendingHead = load<u32>(b);
+      store<u32>(b, 0);
+      if (pendingHead != 0) store<u32>(mappings.at(pendingHead) + M_WHEEL_PREV, IN_PENDING);
+      continue;
+    }
+    const m = pendingHead;
+    wheelUnlink(m);
+    work++;
+    const r = mappings.at(m);
+    const flags = <u32>load<u8>(r + M_FLAGS);
+    const due = effectiveExpiry(r);
+    if (due > wheelSecond) {
+      wheelLink(m, due); // refreshed since it was filed
+    } else if (flags & A.MAPF_HELD) {
+      releaseHold(m);
+      ended++;
+    } else {
+      endMapping(m, A.EVENT_EXPIRE);
+      ended++;
+    }
+  }
+  return ended;
+}
+
+// ---------------------------------------------------------------------------
+// Lookups. Key material goes through these globals to the verifiers.
+// ---------------------------------------------------------------------------
+let kAddr: usize = 0;
+let kRealm: u32 = 0;
+
+@inline function subscriberFp(addr: usize, realm: u32): u32 {
+  return fingerprint(mix64(load<u64>(addr) ^ mix64(load<u64>(addr, 8) ^ (<u64>realm << 1))));
+}
+
+function findSubscriber(addr: usize, realm: u32): u32 {
+  const fp = subscriberFp(addr, realm);
+  const cap = subscriberIndex.capacity;
+  let pos = subscriberIndex.home(fp);
+  while (true) {
+    const p = subscriberIndex.next(fp, pos);
+    if (p < 0) return 0;
+    const id = <u32>subscriberIndex.entryAt(<u32>p);
+    const s = subscribers.at(id);
+    if (addrEqual(s + S_ADDR, addr) && load<u32>(s + S_REALM) == realm) return id;
+    pos = <u32>p + 1;
+    if (pos == cap) pos = 0;
+  }
+  return 0;
+}
+
+function createSubscriber(addr: usize, realm: u32): u32 {
+  const id = subscribers.alloc();
+  if (id == 0) return 0;
+  const s = subscribers.at(id);
+  memory.copy(s + S_ADDR, addr, 16);
+  store<u32>(s + S_REALM, realm);
+  store<u16>(s + S_POOL, <u16>NO_POOL);
+  subscriberIndex.insert(subscriberFp(addr, realm), id);
+  statAdd(A.STATS_SUBSCRIBERS, 1);
+  return id;
+}
+
+function freeSubscriberIfEmpty(sub: u32): void {
+  const s = subscribers.at(sub);
+  if (load<u32>(s + S_MAPPINGS) != 0 || load<u32>(s + S_HELD) != 0 || load<u8>(s + S_BLOCK_COUNT) != 0) return;
+  subscriberIndex.remove(subscriberFp(s + S_ADDR, load<u32>(s + S_REALM)), sub);
+  subscribers.release(sub);
+  statAdd(A.STATS_SUBSCRIBERS, -1);
+}
+
+@inline function internalFp(sub: u32, protocol: u32, port: u32, family: u32): u32 {
+  return fingerprint(mix64((<u64>sub << 32) | (<u64>family << 24) | (<u64>protocol << 16) | <u64>port));
+}
+
+function findMapping(sub: u32, protocol: u32, port: u32, family: u32): u32 {
+  const fp = internalFp(sub, protocol, port, family);
+  const cap = internalIndex.capacity;
+  let pos = internalIndex.home(fp);
+  while (true) {
+    const p = internalIndex.next(fp, pos);
+    if (p < 0) return 0;
+    const id = <u32>internalIndex.entryAt(<u32>p);
+    const r = mappings.at(id);
+    if (load<u32>(r + M_SUB) == sub && <u32>load<u16>(r + M_INTERNAL_PORT) == port &&
+        <u32>load<u8>(r + M_PROTOCOL) == protocol && <u32>load<u8>(r + M_FAMILY) == family) return id;
+    pos = <u32>p + 1;
+    if (pos == cap) pos = 0;
+  }
+  return 0;
+}
+
+/** External key: exact, so its fingerprint is the key itself (never 0: protocol ≠ 0). */
+@inline function externalKey(pool: u32, protocol: u32, port: u32): u32 {
+  return (pool << 24) | (protocol << 16) | port;
+}
+
+function findExternal(pool: u32, protocol: u32, port: u32): u32 {
+  const fp = externalKey(pool, protocol, port);
+  const p = externalIndex.next(fp, externalIndex.home(fp));
+  return p < 0 ? 0 : <u32>externalIndex.entryAt(<u32>p);
+}
+
+@inline function peerFp(m: u32, addr: usize, port: u32): u32 {
+  return fingerprint(mix64(load<u64>(addr) ^ mix64(load<u64>(addr, 8) ^ ((<u64>m << 16) | <u64>port))));
+}
+
+function findPeer(m: u32, addr: usize, port: u32): u32 {
+  const fp = peerFp(m, addr, port);
+  const cap = peerIndex.capacity;
+  let pos = peerIndex.home(fp);
+  while (true) {
+    const p = peerIndex.next(fp, pos);
+    if (p < 0) return 0;
+    const id = <u32>peerIndex.entryAt(<u32>p);
+    const r = peers.at(id);
+    if (load<u32>(r + P_MAPPING) == m && <u32>load<u16>(r + P_REMOTE_PORT) == port && addrEqual(r + P_REMOTE_ADDR, addr)) return id;
+    pos = <u32>p + 1;
+    if (pos == cap) pos = 0;
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+// Mapping life cycle
+// ---------------------------------------------------------------------------
+function emit(kind: u8, m: u32): void {
+  if (eventHead - eventTail >= A.EVENT_CAPACITY) {
+    statAdd(A.STATS_EVENTS_LOST, 1);
+    return;
+  }
+  const e = events + <usize>(eventHead & (A.EVENT_CAPACITY - 1)) * A.EVENT_SIZE;
+  describeInto(e, m);
+  store<u8>(e + A.EV_KIND, kind);
+  eventHead++;
+}
+
+/** Writes the event-format description of mapping `m` at `e`. */
+function describeInto(e: usize, m: u32): void {
+  const r = mappings.at(m);
+  const s = subscribers.at(load<u32>(r + M_SUB));
+  store<u8>(e + A.EV_KIND, 0);
+  store<u8>(e + A.EV_PROTOCOL, load<u8>(r + M_PROTOCOL));
+  store<u8>(e + A.EV_FLAGS, load<u8>(r + M_FLAGS));
+  store<u8>(e + A.EV_FAMILY, load<u8>(r + M_FAMILY));
+  store<u16>(e + A.EV_INTERNAL_PORT, load<u16>(r + M_INTERNAL_PORT));
+  store<u16>(e + A.EV_EXTERNAL_PORT, load<u16>(r + M_EXTERNAL_PORT));
+  store<u16>(e + A.EV_POOL_INDEX, load<u16>(r + M_POOL));
+  store<u16>(e + A.EV_CLIENT_PORT, load<u16>(r + M_CLIENT_PORT));
+  store<u32>(e + A.EV_REALM, load<u32>(s + S_REALM));
+  store<u32>(e + A.EV_MAP_EXPIRY, load<u32>(r + M_MAP_EXPIRY));
+  store<u32>(e + A.EV_OUT_EXPIRY, load<u32>(r + M_OUT_EXPIRY));
+  store<u32>(e + A.EV_MAPPING, m);
+  store<u32>(e + A.EV_TIME, now);
+  memory.copy(e + A.EV_INTERNAL_ADDR, s + S_ADDR, 16);
+}
+
+/** Creates a live mapping record on an external port already checked to be free. */
+function createMapping(sub: u32, protocol: u32, port: u32, family: u32, pool: u32, extPort: u32, flags: u32, clientPort: u32): u32 {
+  const m = mappings.alloc();
+  const r = mappings.at(m);
+  store<u32>(r + M_SUB, sub);
+  store<u16>(r + M_INTERNAL_PORT, <u16>port);
+  store<u8>(r + M_PROTOCOL, <u8>protocol);
+  store<u8>(r + M_FLAGS, <u8>flags);
+  store<u16>(r + M_EXTERNAL_PORT, <u16>extPort);
+  store<u16>(r + M_POOL, <u16>pool);
+  store<u8>(r + M_FAMILY, <u8>family);
+  store<u16>(r + M_CLIENT_PORT, <u16>clientPort);
+  internalIndex.insert(internalFp(sub, protocol, port, family), m);
+  externalIndex.insert(externalKey(pool, protocol, extPort), m);
+  usageAdd(pool, extPort, 1);
+  subListAdd(sub, m);
+  const s = subscribers.at(sub);
+  store<u32>(s + S_MAPPINGS, load<u32>(s + S_MAPPINGS) + 1);
+  statAdd(A.STATS_MAPPINGS, 1);
+  statAdd(A.STATS_CREATED, 1);
+  return m;
+}
+
+function subListAdd(sub: u32, m: u32): void {
+  const s = subscribers.at(sub);
+  const head = load<u32>(s + S_LIST);
+  const r = mappings.at(m);
+  store<u32>(r + M_SUB_NEXT, head);
+  store<u32>(r + M_SUB_PREV, 0);
+  if (head != 0) store<u32>(mappings.at(head) + M_SUB_PREV, m);
+  store<u32>(s + S_LIST, m);
+}
+
+function subListRemove(sub: u32, m: u32): void {
+  const r = mappings.at(m);
+  const next = load<u32>(r + M_SUB_NEXT);
+  const prev = load<u32>(r + M_SUB_PREV);
+  if (prev == 0) store<u32>(subscribers.at(sub) + S_LIST, next);
+  else store<u32>(mappings.at(prev) + M_SUB_NEXT, next);
+  if (next != 0) store<u32>(mappings.at(next) + M_SUB_PREV, prev);
+}
+
+function freeFilters(r: usize): void {
+  let f = load<u32>(r + M_FILTERS);
+  while (f != 0) {
+    const next = load<u32>(filters.at(f) + F_NEXT);
+    filters.release(f);
+    statAdd(A.STATS_FILTERS, -1);
+    f = next;
+  }
+  store<u32>(r + M_FILTERS, 0);
+  store<u8>(r + M_FILTER_COUNT, 0);
+}
+
+function freePeers(m: u32): void {
+  const r = mappings.at(m);
+  let p = load<u32>(r + M_PEERS);
+  while (p != 0) {
+    const pr = peers.at(p);
+    const next = load<u32>(pr + P_NEXT);
+    peerIndex.remove(peerFp(m, pr + P_REMOTE_ADDR, <u32>load<u16>(pr + P_REMOTE_PORT)), p);
+    peers.release(p);
+    statAdd(A.STATS_PEERS, -1);
+    p = next;
+  }
+  store<u32>(r + M_PEERS, 0);
+}
+
+/**
+ * Ends a live mapping: out of the internal index, filters and PEERs freed, external port
+ * into hold-down (kept in the external index, so nobody else gets it) [6887 §15; RFC 6888 REQ-8].
+ */
+function endMapping(m: u32, kind: u8): void {
+  const r = mappings.at(m);
+  emit(kind, m);
+  const sub = load<u32>(r + M_SUB);
+  internalIndex.remove(internalFp(sub, <u32>load<u8>(r + M_PROTOCOL), <u32>load<u16>(r + M_INTERNAL_PORT), <u32>load<u8>(r + M_FAMILY)), m);
+  freeFilters(r);
+  freePeers(m);
+  wheelUnlink(m);
+  const s = subscribers.at(sub);
+  store<u32>(s + S_MAPPINGS, load<u32>(s + S_MAPPINGS) - 1);
+  statAdd(A.STATS_MAPPINGS, -1);
+  statAdd(kind == A.EVENT_EXPIRE ? A.STATS_EXPIRED : A.STATS_DELETED, 1);
+  if (holdDown == 0) {
+    releasePort(m);
+    return;
+  }
+  store<u8>(r + M_FLAGS, <u8>A.MAPF_HELD);
+  store<u32>(r + M_MAP_EXPIRY, now + holdDown);
+  store<u32>(r + M_OUT_EXPIRY, 0);
+  store<u32>(s + S_HELD, load<u32>(s + S_HELD) + 1);
+  statAdd(A.STATS_HELD, 1);
+  wheelLink(m, now + holdDown);
+}
+
+function releaseHold(m: u32): void {
+  const r = mappings.at(m);
+  emit(A.EVENT_RELEASE, m);
+  const s = subscribers.at(load<u32>(r + M_SUB));
+  store<u32>(s + S_HELD, load<u32>(s + S_HELD) - 1);
+  statAdd(A.STATS_HELD, -1);
+  statAdd(A.STATS_RELEASED, 1);
+  wheelUnlink(m);
+  releasePort(m);
+}
+
+/** Frees the external port of an ended record and the record itself. */
+function releasePort(m: u32): void {
+  const r = mappings.at(m);
+  const pool = <u32>load<u16>(r + M_POOL);
+  const port = <u32>load<u16>(r + M_EXTERNAL_PORT);
+  const sub = load<u32>(r + M_SUB);
+  subListRemove(sub, m);
+  externalIndex.remove(externalKey(pool, <u32>load<u8>(r + M_PROTOCOL), port), m);
+  mappings.release(m);
+  usageAdd(pool, port, -1);
+  releaseBlockIfUnused(pool, blockOf(port));
+  freeSubscriberIfEmpty(sub);
+}
+
+/** A held record taken back by the same client becomes live again [6887 §15]. */
+function reclaim(m: u32, flags: u32, clientPort: u32): void {
+  const r = mappings.at(m);
+  const sub = load<u32>(r + M_SUB);
+  wheelUnlink(m);
+  store<u8>(r + M_FLAGS, <u8>flags);
+  store<u32>(r + M_MAP_EXPIRY, 0);
+  store<u16>(r + M_CLIENT_PORT, <u16>clientPort);
+  internalIndex.insert(internalFp(sub, <u32>load<u8>(r + M_PROTOCOL), <u32>load<u16>(r + M_INTERNAL_PORT), <u32>load<u8>(r + M_FAMILY)), m);
+  const s = subscribers.at(sub);
+  store<u32>(s + S_HELD, load<u32>(s + S_HELD) - 1);
+  store<u32>(s + S_MAPPINGS, load<u32>(s + S_MAPPINGS) + 1);
+  statAdd(A.STATS_HELD, -1);
+  statAdd(A.STATS_MAPPINGS, 1);
+  statAdd(A.STATS_CREATED, 1);
+}
+
+/** A live mapping whose time passed but the wheel has not reached yet is ended now. */
+function liveOrEnded(m: u32): u32 {
+  if (m == 0) return 0;
+  const r = mappings.at(m);
+  if (load<u8>(r + M_FLAGS) & A.MAPF_STATIC) return m;
+  if (effectiveExpiry(r) > now) return m;
+  endMapping(m, A.EVENT_EXPIRE);
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+// External port choice (validate only; commitAllocation mutates)
+// ---------------------------------------------------------------------------
+const ALLOC_OK: u32 = 0;
+let allocPool: u32 = 0;
+let allocPort: u32 = 0;
+let allocLease: bool = false; // the port's block must be leased first
+let allocReclaim: u32 = 0; // held record to take back
+
+@inline function nonceEqual(a: usize, b: usize): bool {
+  return load<u64>(a) == load<u64>(b) && load<u32>(a, 8) == load<u32>(b, 8);
+}
+
+/** Can `sub` (0 = not created yet) take `port` on `pool` for `protocol`? Sets alloc* on success. */
+function tryPort(sub: u32, pool: u32, protocol: u32, port: u32, internalPort: u32, nonce: usize): bool {
+  if (port > 65535 || portForbidden(protocol, port)) return false;
+  const block = blockOf(port);
+  if (block >= blocksPerAddress) return false;
+  const owner = load<u32>(ownerAt(pool, block));
+  let lease = false;
+  if (owner == 0) {
+    if (sub != 0) {
+      const s = subscribers.at(sub);
+      if (<u32>load<u8>(s + S_BLOCK_COUNT) >= maxBlocksPerSubscriber) return false;
+      const paired = <u32>load<u16>(s + S_POOL);
+      if (paired != NO_POOL && paired != pool) return false; // paired pooling [RFC 6888 REQ-2]
+    }
+    lease = true;
+  } else if (owner != sub) {
+    return false;
+  }
+  const existing = findExternal(pool, protocol, port);
+  if (existing != 0) {
+    const r = mappings.at(existing);
+    // Only the same client may take back a port in hold-down [6887 §15]. A hold whose
+    // time has passed stays unavailable until expire() frees it (it runs every tick).
+    if ((load<u8>(r + M_FLAGS) & A.MAPF_HELD) == 0 || load<u32>(r + M_MAP_EXPIRY) <= now || load<u32>(r + M_SUB) != sub ||
+        <u32>load<u16>(r + M_INTERNAL_PORT) != internalPort || !nonceEqual(r + M_NONCE, nonce)) return false;
+    allocReclaim = existing;
+  } else {
+    allocReclaim = 0;
+  }
+  allocPool = pool;
+  allocPort = port;
+  allocLease = lease;
+  return true;
+}
+
+/** Honours the suggestion if it can be honoured [6887 §11.3]. */
+function trySuggestion(sub: u32, family: u32, protocol: u32, internalPort: u32, sugAddr: usize, sugPort: u32, nonce: usize): bool {
+  if (sugPort == 0) return false;
+  const paired = sub != 0 ? <u32>load<u16>(subscribers.at(sub) + S_POOL) : NO_POOL;
+  const anyAddress = family == 0 ? load<u32>(sugAddr, 12) == 0 : (load<u64>(sugAddr) | load<u64>(sugAddr, 8)) == 0;
+  if (!anyAddress) {
+    const pool = poolIndexOf(sugAddr);
+    if (pool == NO_POOL) return false;
+    return tryPort(sub, pool, protocol, sugPort, internalPort, nonce);
+  }
+  if (paired != NO_POOL) return tryPort(sub, paired, protocol, sugPort, internalPort, nonce);
+  const pool = pickPool(family);
+  return pool != NO_POOL && tryPort(sub, pool, protocol, sugPort, internalPort, nonce);
+}
+
+/** A random free port in the subscriber's blocks, keeping parity if configured. */
+function tryOwnBlocks(sub: u32, protocol: u32, internalPort: u32, nonce: usize): bool {
+  if (sub == 0) return false;
+  const s = subscribers.at(sub);
+  const count = <u32>load<u8>(s + S_BLOCK_COUNT);
+  if (count == 0) return false;
+  const pool = <u32>load<u16>(s + S_POOL);
+  for (let t = 0; t < 8; t++) {
+    const block = <u32>load<u16>(s + S_BLOCKS + (randomBelow(count) << 1));
+    let port = blockStart(block) + randomBelow(blockSize);
+    if (parity && (port & 1) != (internalPort & 1)) port ^= 1;
+    if (tryPort(sub, pool, protocol, port, internalPort, nonce) && allocReclaim == 0) return true;
+  }
+  // Dense blocks: a full scan from a random start.
+  for (let k: u32 = 0; k < count; k++) {
+    const block = <u32>load<u16>(s + S_BLOCKS + (k << 1));
+    const first = blockStart(block);
+    const offset = randomBelow(blockSize);
+    for (let i: u32 = 0; i < blockSize; i++) {
+      const port = first + (offset + i) % blockSize;
+      if (parity && (port & 1) != (internalPort & 1)) continue;
+      if (tryPort(sub, pool, protocol, port, internalPort, nonce) && allocReclaim == 0) return true;
+    }
+  }
+  return false;
+}
+
+/** A random port in a block to be leased; 0 result or USER_EX_QUOTA / NO_RESOURCES. */
+function tryNewBlock(sub: u32, family: u32, protocol: u32, internalPort: u32): u32 {
+  let pool = NO_POOL;
+  if (sub != 0) {
+    const s = subscribers.at(sub);
+    if (<u32>load<u8>(s + S_BLOCK_COUNT) >= maxBlocksPerSubscriber) return W.RESULT_USER_EX_QUOTA;
+    pool = <u32>load<u16>(s + S_POOL);
+  }
+  if (pool == NO_POOL) pool = pickPool(family);
+  if (pool == NO_POOL || freeCount(pool) == 0) return W.RESULT_NO_RESOURCES;
+  // The block to be popped is known: the top of the random stack.
+  const stack = <usize>load<u32>(poolStack + (<usize>pool << 2));
+  const block = <u32>load<u16>(stack + (<usize>(freeCount(pool) - 1) << 1));
+  const first = blockStart(block);
+  const offset = randomBelow(blockSize);
+  for (let i: u32 = 0; i < blockSize; i++) {
+    const port = first + (offset + i) % blockSize;
+    if (parity && (port & 1) != (internalPort & 1)) continue;
+    if (!portForbidden(protocol, port)) {
+      allocPool = pool;
+      allocPort = port;
+      allocLease = true;
+      allocReclaim = 0;
+      return 0;
+    }
+  }
+  return W.RESULT_NO_RESOURCES;
+}
+
+/** Leases what the chosen port needs and creates (or reclaims) the record. */
+function commitAllocation(sub: u32, protocol: u32, internalPort: u32, family: u32, flags: u32, clientPort: u32): u32 {
+  if (allocReclaim != 0) {
+    reclaim(allocReclaim, flags, clientPort);
+    return allocReclaim;
+  }
+  if (allocLease) {
+    const block = blockOf(allocPort);
+    const stack = <usize>load<u32>(poolStack + (<usize>allocPool << 2));
+    if (<u32>load<u16>(stack + (<usize>(freeCount(allocPool) - 1) << 1)) == block) popBlock(allocPool, sub);
+    else takeBlock(allocPool, block, sub);
+  }
+  return createMapping(sub, protocol, internalPort, family, allocPool, allocPort, flags, clientPort);
+}
+
+// ---------------------------------------------------------------------------
+// Request handling
+// ---------------------------------------------------------------------------
+@inline function clampLifetime(requested: u32, minimum: u32): u32 {
+  if (requested < minimum) return minimum;
+  return requested > maxLifetime ? maxLifetime : requested;
+}
+
+@inline function data(slot: usize): usize {
+  return slot + A.SLOT_DATA;
+}
+
+/** Writes the assigned external address/port over the suggestion [6887 §11.1]. */
+function writeExternal(slot: usize, m: u32): void {
+  const d = data(slot);
+  const r = mappings.at(m);
+  wr16(d + W.MP_EXTERNAL_PORT, <u32>load<u16>(r + M_EXTERNAL_PORT));
+  memory.copy(d + W.MP_EXTERNAL_ADDR, poolAddr(<u32>load<u16>(r + M_POOL)), 16);
+}
+
+/** Validates the request's FILTERs against the mapping's set; returns the resulting count or -1. */
+function filterCountAfter(slot: usize, current: u32): i32 {
+  let count = current;
+  const n = <u32>load<u16>(slot + A.SLOT_FILTER_COUNT);
+  if (n == 0) return <i32>count;
+  const d = data(slot);
+  let off = <u32>load<u16>(slot + A.SLOT_FILTER_FIRST);
+  const end = <u32>load<u16>(slot + A.SLOT_OPT_END);
+  while (off < end) {
+    const code = <u32>load<u8>(d + off);
+    const len = rd16(d + off + W.OPT_LENGTH);
+    if (code == <u32>W.OPTION_FILTER) {
+      if (load<u8>(d + off + W.OPT_HEADER_SIZE + W.FILTER_PREFIX_LENGTH) == 0) count = 0;
+      else count++;
+    }
+    off += W.OPT_HEADER_SIZE + ((len + 3) & ~3);
+  }
+  return count > filtersPerMapping ? -1 : <i32>count;
+}
+
+/** Applies the request's FILTERs in order: prefix 0 clears, others are added [6887 §13.3]. */
+function applyFilters(slot: usize, m: u32): void {
+  const n = <u32>load<u16>(slot + A.SLOT_FILTER_COUNT);
+  if (n == 0) return;
+  const r = mappings.at(m);
+  const d = data(slot);
+  let off = <u32>load<u16>(slot + A.SLOT_FILTER_FIRST);
+  const end = <u32>load<u16>(slot + A.SLOT_OPT_END);
+  while (off < end) {
+    const code = <u32>load<u8>(d + off);
+    const len = rd16(d + off + W.OPT_LENGTH);
+    const p = d + off + W.OPT_HEADER_SIZE;
+    off += W.OPT_HEADER_SIZE + ((len + 3) & ~3);
+    if (code != <u32>W.OPTION_FILTER) continue;
+    const prefix = load<u8>(p + W.FILTER_PREFIX_LENGTH);
+    if (prefix == 0) {
+      freeFilters(r);
+      continue;
+    }
+    const f = filters.alloc();
+    const fr = filters.at(f);
+    store<u8>(fr + F_PREFIX, prefix);
+    store<u16>(fr + F_PORT, <u16>rd16(p + W.FILTER_REMOTE_PORT));
+    memory.copy(fr + F_ADDR, p + W.FILTER_REMOTE_ADDR, 16);
+    store<u32>(fr + F_NEXT, load<u32>(r + M_FILTERS));
+    store<u32>(r + M_FILTERS, f);
+    store<u8>(r + M_FILTER_COUNT, load<u8>(r + M_FILTER_COUNT) + 1);
+    statAdd(A.STATS_FILTERS, 1);
+  }
+}
+
+/** Free filter entries needed in the worst case for this request. */
+@inline function filtersAvailable(slot: usize): bool {
+  const need = <u32>load<u16>(slot + A.SLOT_FILTER_COUNT);
+  return need == 0 || filters.capacity - filters.live >= need;
+}
+
+@inline function fail(slot: usize, result: u32): void {
+  finishError(slot, result, errorLifetime(result));
+}
+
+/** The internal address of the request: THIRD_PARTY's if present [6887 §13.1]. */
+@inline function internalAddress(slot: usize): usize {
+  if (load<u32>(slot + A.SLOT_OPTIONS) & A.OPTBIT_THIRD_PARTY) return data(slot) + <usize>load<u16>(slot + A.SLOT_THIRD_PARTY);
+  return slot + A.SLOT_SRC_ADDR;
+}
+
+const MAP_ECHO: u32 = A.OPTBIT_THIRD_PARTY | A.OPTBIT_PREFER_FAILURE | A.OPTBIT_FILTER;
+
+function handleMap(slot: usize): void {
+  const d = data(slot);
+  const opts = load<u32>(slot + A.SLOT_OPTIONS);
+  const requested = rd32(d + W.HDR_LIFETIME);
+  const protocol = <u32>load<u8>(d + W.MP_PROTOCOL);
+  const internalPort = rd16(d + W.MP_INTERNAL_PORT);
+  const sugPort = rd16(d + W.MP_EXTERNAL_PORT);
+  const sugAddr = d + W.MP_EXTERNAL_ADDR;
+  const nonce = d + W.MP_NONCE;
+  const family: u32 = isV4Mapped(sugAddr) ? 0 : 1;
+  const preferFailure = (opts & A.OPTBIT_PREFER_FAILURE) != 0;
+  const addr = internalAddress(slot);
+  const clientPort = <u32>load<u16>(slot + A.SLOT_SRC_PORT);
+  let sub = findSubscriber(addr, 0);
+  let m = sub != 0 && protocol != 0 && internalPort != 0 ? findMapping(sub, protocol, internalPort, family) : 0;
+  if (m != 0 && liveOrEnded(m) == 0) {
+    m = 0;
+    sub = findSubscriber(addr, 0); // ending it may have freed the subscriber
+  }
+
+  if (requested == 0) {
+    // Delete [6887 §15.1, erratum 3621]: the reply keeps the suggested fields as sent.
+    if (m != 0) {
+      const r = mappings.at(m);
+      const flags = <u32>load<u8>(r + M_FLAGS);
+      if ((flags & A.MAPF_STATIC) || !hasInbound(r)) return fail(slot, W.RESULT_NOT_AUTHORIZED);
+      if (noncePolicy == A.NONCE_STRICT && !nonceEqual(r + M_NONCE, nonce)) return fail(slot, W.RESULT_NOT_AUTHORIZED);
+      removeInbound(m);
+    }
+    return finishSuccess(slot, 0, A.OPTBIT_THIRD_PARTY);
+  }
+
+  if (protocol == 0 || internalPort == 0 || !protocolSupported(protocol)) return fail(slot, W.RESULT_UNSUPP_PROTOCOL); // [6887 §11.3]
+  if (!poolHasFamily(family)) return fail(slot, W.RESULT_UNSUPP_PROTOCOL); // decision (item 67)
+  const lifetime = clampLifetime(requested, minLifetime);
+
+  if (m != 0) {
+    const r = mappings.at(m);
+    const flags = <u32>load<u8>(r + M_FLAGS);
+    const same = <u32>load<u16>(r + M_EXTERNAL_PORT) == sugPort && addrEqual(poolAddr(<u32>load<u16>(r + M_POOL)), sugAddr);
+    if (flags & A.MAPF_STATIC) {
+      if (preferFailure && !same) return fail(slot, W.RESULT_CANNOT_PROVIDE_EXTERNAL);
+      writeExternal(slot, m);
+      return finishSuccess(slot, W.STATIC_MAPPING_LIFETIME, A.OPTBIT_THIRD_PARTY | A.OPTBIT_PREFER_FAILURE); // [6887 §11.3]
+    }
+    const wasInbound = hasInbound(r);
+    if (wasInbound && noncePolicy == A.NONCE_STRICT && !nonceEqual(r + M_NONCE, nonce)) {
+      finishError(slot, W.RESULT_NOT_AUTHORIZED, load<u32>(r + M_MAP_EXPIRY) - now); // remaining lifetime [6887 §11.3]
+      return;
+    }
+    if (preferFailure && !same) return fail(slot, W.RESULT_CANNOT_PROVIDE_EXTERNAL); // [6887 §11.3]
+    const after = filterCountAfter(slot, <u32>load<u8>(r + M_FILTER_COUNT));
+    if (after < 0) return fail(slot, W.RESULT_EXCESSIVE_REMOTE_PEERS); // [6887 §13.3]
+    if (!filtersAvailable(slot)) return fail(slot, W.RESULT_NO_RESOURCES);
+    memory.copy(r + M_NONCE, nonce, 12);
+    store<u8>(r + M_FLAGS, <u8>(flags | A.MAPF_INBOUND));
+    store<u16>(r + M_CLIENT_PORT, <u16>clientPort);
+    const oldExpiry = effectiveExpiry(r);
+    store<u32>(r + M_MAP_EXPIRY, now + lifetime);
+    if (now + lifetime < oldExpiry) {
+      wheelUnlink(m);
+      wheelLink(m, effectiveExpiry(r));
+    }
+    applyFilters(slot, m);
+    emit(wasInbound ? A.EVENT_REFRESH : A.EVENT_CREATE, m);
+    statAdd(wasInbound ? A.STATS_REFRESHED : A.STATS_CREATED, 1);
+    writeExternal(slot, m);
+    return finishSuccess(slot, lifetime, MAP_ECHO);
+  }
+
+  // New mapping: every check before any change.
+  if (sub != 0 && load<u32>(subscribers.at(sub) + S_MAPPINGS) >= mappingsPerSubscriber) return fail(slot, W.RESULT_USER_EX_QUOTA); // [6887 §17.2]
+  if (filterCountAfter(slot, 0) < 0) return fail(slot, W.RESULT_EXCESSIVE_REMOTE_PEERS);
+  if (!filtersAvailable(slot)) return fail(slot, W.RESULT_NO_RESOURCES);
+  let result = allocate(slot, sub, family, protocol, internalPort, sugAddr, sugPort, nonce, preferFailure);
+  if (result != 0) return fail(slot, result);
+  if (sub == 0) {
+    sub = createSubscriber(addr, 0);
+    if (sub == 0) return fail(slot, W.RESULT_NO_RESOURCES);
+  }
+  let flags = A.MAPF_INBOUND;
+  if (opts & A.OPTBIT_THIRD_PARTY) flags |= A.MAPF_THIRD_PARTY;
+  if (preferFailure) flags |= A.MAPF_PREFER_FAILURE;
+  m = commitAllocation(sub, protocol, internalPort, family, flags, clientPort);
+  const r = mappings.at(m);
+  memory.copy(r + M_NONCE, nonce, 12);
+  store<u32>(r + M_MAP_EXPIRY, now + lifetime);
+  wheelLink(m, now + lifetime);
+  applyFilters(slot, m);
+  emit(A.EVENT_CREATE, m);
+  writeExternal(slot, m);
+  finishSuccess(slot, lifetime, MAP_ECHO);
+}
+
+/**
+ * Chooses the external address:port for a new mapping (sets alloc*), or returns the
+ * error. `strict` = the suggestion must be honoured (PREFER_FAILURE, PEER).
+ */
+function allocate(slot: usize, sub: u32, family: u32, protocol: u32, internalPort: u32, sugAddr: usize, sugPort: u32, nonce: usize, strict: bool): u32 {
+  if (mappings.full()) return W.RESULT_NO_RESOURCES; // [RFC 6888 REQ-11] never evict
+  if (sub == 0 && subscribers.full()) return W.RESULT_NO_RESOURCES;
+  if (trySuggestion(sub, family, protocol, internalPort, sugAddr, sugPort, nonce)) return 0;
+  if (strict) return W.RESULT_CANNOT_PROVIDE_EXTERNAL; // [6887 §13.2]
+  if (tryOwnBlocks(sub, protocol, internalPort, nonce)) return 0;
+  return tryNewBlock(sub, family, protocol, internalPort);
+}
+
+/** Removes the MAP part; the mapping ends unless a PEER part keeps it. */
+function removeInbound(m: u32): void {
+  const r = mappings.at(m);
+  const flags = <u32>load<u8>(r + M_FLAGS);
+  if (flags & A.MAPF_OUTBOUND && load<u32>(r + M_OUT_EXPIRY) > now) {
+    store<u8>(r + M_FLAGS, <u8>(flags & ~(A.MAPF_INBOUND | A.MAPF_PREFER_FAILURE)));
+    store<u32>(r + M_MAP_EXPIRY, 0);
+    freeFilters(r);
+    emit(A.EVENT_DELETE, m);
+    statAdd(A.STATS_DELETED, 1);
+    return;
+  }
+  endMapping(m, A.EVENT_DELETE);
+}
+
+function handlePeer(slot: usize): void {
+  const d = data(slot);
+  const requested = rd32(d + W.HDR_LIFETIME);
+  const protocol = <u32>load<u8>(d + W.MP_PROTOCOL);
+  const internalPort = rd16(d + W.MP_INTERNAL_PORT);
+  const sugPort = rd16(d + W.MP_EXTERNAL_PORT);
+  const sugAddr = d + W.MP_EXTERNAL_ADDR;
+  const nonce = d + W.MP_NONCE;
+  const remote = d + W.PEER_REMOTE_ADDR;
+  const remotePort = rd16(d + W.PEER_REMOTE_PORT);
+  const family: u32 = isV4Mapped(sugAddr) ? 0 : 1;
+  const addr = internalAddress(slot);
+  const clientPort = <u32>load<u16>(slot + A.SLOT_SRC_PORT);
+  if (!protocolSupported(protocol) || !poolHasFamily(family)) return fail(slot, W.RESULT_UNSUPP_PROTOCOL);
+  const lifetime = clampLifetime(requested, peerMinLifetime);
+  let sub = findSubscriber(addr, 0);
+  let m = sub != 0 ? findMapping(sub, protocol, internalPort, family) : 0;
+  if (m != 0 && liveOrEnded(m) == 0) {
+    m = 0;
+    sub = findSubscriber(addr, 0);
+  }
+  let p: u32 = 0;
+  if (m != 0) {
+    p = findPeer(m, remote, remotePort);
+    if (p != 0) {
+      const pr = peers.at(p);
+      const expiry = load<u32>(pr + P_EXPIRY);
+      if (expiry > now && !nonceEqual(pr + P_NONCE, nonce)) {
+        finishError(slot, W.RESULT_NOT_AUTHORIZED, expiry - now); // [6887 §12.3]
+        return;
+      }
+    } else if (peers.full()) {
+      return fail(slot, W.RESULT_NO_RESOURCES);
+    }
+  } else {
+    if (sub != 0 && load<u32>(subscribers.at(sub) + S_MAPPINGS) >= mappingsPerSubscriber) return fail(slot, W.RESULT_USER_EX_QUOTA);
+    if (peers.full()) return fail(slot, W.RESULT_NO_RESOURCES);
+    // PEER always has PREFER_FAILURE semantics for its suggestion [6887 §12.3].
+    const result = allocate(slot, sub, family, protocol, internalPort, sugAddr, sugPort, nonce, sugPort != 0);
+    if (result != 0) return fail(slot, result);
+    if (sub == 0) {
+      sub = createSubscriber(addr, 0);
+      if (sub == 0) return fail(slot, W.RESULT_NO_RESOURCES);
+    }
+    let flags = A.MAPF_OUTBOUND;
+    if (load<u32>(slot + A.SLOT_OPTIONS) & A.OPTBIT_THIRD_PARTY) flags |= A.MAPF_THIRD_PARTY;
+    m = commitAllocation(sub, protocol, internalPort, family, flags, clientPort);
+    wheelLink(m, now + lifetime);
+  }
+  const r = mappings.at(m);
+  if (p == 0) {
+    p = peers.alloc();
+    const pr = peers.at(p);
+    store<u32>(pr + P_MAPPING, m);
+    memory.copy(pr + P_REMOTE_ADDR, remote, 16);
+    store<u16>(pr + P_REMOTE_PORT, <u16>remotePort);
+    store<u32>(pr + P_NEXT, load<u32>(r + M_PEERS));
+    store<u32>(r + M_PEERS, p);
+    peerIndex.insert(peerFp(m, remote, remotePort), p);
+    statAdd(A.STATS_PEERS, 1);
+  }
+  const pr = peers.at(p);
+  memory.copy(pr + P_NONCE, nonce, 12);
+  // PEER never shortens a lifetime [6887 §12.1, §15].
+  let expiry = now + lifetime;
+  const had = load<u32>(pr + P_EXPIRY);
+  if (had > expiry) expiry = had;
+  store<u32>(pr + P_EXPIRY, expiry);
+  const flags = <u32>load<u8>(r + M_FLAGS);
+  const created = (flags & A.MAPF_OUTBOUND) == 0 || load<u32>(r + M_OUT_EXPIRY) <= now;
+  store<u8>(r + M_FLAGS, <u8>(flags | A.MAPF_OUTBOUND));
+  if (expiry > load<u32>(r + M_OUT_EXPIRY)) store<u32>(r + M_OUT_EXPIRY, expiry);
+  store<u16>(r + M_CLIENT_PORT, <u16>clientPort);
+  emit(created ? A.EVENT_CREATE : A.EVENT_REFRESH, m);
+  if (!created) statAdd(A.STATS_REFRESHED, 1);
+  writeExternal(slot, m);
+  finishSuccess(slot, expiry - now, A.OPTBIT_THIRD_PARTY);
+}
+
+// ---- NAT-PMP [RFC 6886 §3] ----
+const zeroNonce = memory.data(16, 16);
+
+function natPmpResult(pcp: u32): u32 {
+  if (pcp == W.RESULT_NOT_AUTHORIZED) return W.NATPMP_RESULT_NOT_AUTHORIZED;
+  if (pcp == W.RESULT_UNSUPP_PROTOCOL || pcp == W.RESULT_NETWORK_FAILURE) return W.NATPMP_RESULT_NETWORK_FAILURE;
+  return W.NATPMP_RESULT_NO_RESOURCES;
+}
+
+function handleNatPmp(slot: usize): void {
+  const d = data(slot);
+  const opcode = <u32>load<u8>(slot + A.SLOT_OPCODE);
+  const addr = slot + A.SLOT_SRC_ADDR;
+  let sub = findSubscriber(addr, 0);
+  if (opcode == W.NATPMP_OP_ADDRESS) {
+    let pool = sub != 0 ? <u32>load<u16>(subscribers.at(sub) + S_POOL) : NO_POOL;
+    if (pool == NO_POOL) pool = pickPool(0);
+    if (pool == NO_POOL) return finishNatPmpAddress(slot, W.NATPMP_RESULT_NETWORK_FAILURE, 0);
+    return finishNatPmpAddress(slot, W.NATPMP_RESULT_SUCCESS, rd32(poolAddr(pool) + 12));
+  }
+  const protocol: u32 = opcode == W.NATPMP_OP_MAP_UDP ? W.PROTO_UDP : W.PROTO_TCP;
+  const internalPort = rd16(d + W.NATPMP_INTERNAL_PORT);
+  const sugPort = rd16(d + W.NATPMP_SUGGESTED_PORT);
+  const requested = rd32(d + W.NATPMP_REQ_LIFETIME);
+  const clientPort = <u32>load<u16>(slot + A.SLOT_SRC_PORT);
+  if (requested == 0) {
+    // Delete one [6886 §3.4], or all of this protocol for internal port 0.
+    let result = W.NATPMP_RESULT_SUCCESS;
+    if (sub != 0) {
+      if (internalPort != 0) {
+        const m = findMapping(sub, protocol, internalPort, 0);
+        if (m != 0 && liveOrEnded(m) != 0) {
+          const r = mappings.at(m);
+          if (load<u8>(r + M_FLAGS) & A.MAPF_STATIC) result = W.NATPMP_RESULT_NOT_AUTHORIZED;
+          else if (hasInbound(r)) removeInbound(m);
+        }
+      } else {
+        let m = load<u32>(subscribers.at(sub) + S_LIST);
+        while (m != 0) {
+          const r = mappings.at(m);
+          const next = load<u32>(r + M_SUB_NEXT);
+          const flags = <u32>load<u8>(r + M_FLAGS);
+          if (<u32>load<u8>(r + M_PROTOCOL) == protocol && <u32>load<u8>(r + M_FAMILY) == 0 && (flags & A.MAPF_HELD) == 0) {
+            if (flags & A.MAPF_STATIC) result = W.NATPMP_RESULT_NOT_AUTHORIZED;
+            else if (hasInbound(r)) removeInbound(m);
+          }
+          m = next;
+        }
+      }
+    }
+    return finishNatPmpMap(slot, result, 0, 0);
+  }
+  if (internalPort == 0) return finishNatPmpMap(slot, W.NATPMP_RESULT_NOT_AUTHORIZED, 0, 0);
+  if (!protocolSupported(protocol) || !poolHasFamily(0)) return finishNatPmpMap(slot, W.NATPMP_RESULT_NETWORK_FAILURE, 0, 0);
+  const lifetime = clampLifetime(requested, minLifetime);
+  let m = sub != 0 ? findMapping(sub, protocol, internalPort, 0) : 0;
+  if (m != 0 && liveOrEnded(m) == 0) {
+    m = 0;
+    sub = findSubscriber(addr, 0);
+  }
+  if (m != 0) {
+    // An existing mapping of the endpoint keeps its port [6886 §3.3]; NAT-PMP has no nonce.
+    const r = mappings.at(m);
+    const flags = <u32>load<u8>(r + M_FLAGS);
+    if (flags & A.MAPF_STATIC) return finishNatPmpMap(slot, W.NATPMP_RESULT_SUCCESS, <u32>load<u16>(r + M_EXTERNAL_PORT), lifetime);
+    const wasInbound = hasInbound(r);
+    store<u8>(r + M_FLAGS, <u8>(flags | A.MAPF_INBOUND));
+    store<u16>(r + M_CLIENT_PORT, <u16>clientPort);
+    const oldExpiry = effectiveExpiry(r);
+    store<u32>(r + M_MAP_EXPIRY, now + lifetime);
+    if (now + lifetime < oldExpiry) {
+      wheelUnlink(m);
+      wheelLink(m, effectiveExpiry(r));
+    }
+    emit(wasInbound ? A.EVENT_REFRESH : A.EVENT_CREATE, m);
+    statAdd(wasInbound ? A.STATS_REFRESHED : A.STATS_CREATED, 1);
+    return finishNatPmpMap(slot, W.NATPMP_RESULT_SUCCESS, <u32>load<u16>(r + M_EXTERNAL_PORT), lifetime);
+  }
+  if (sub != 0 && load<u32>(subscribers.at(sub) + S_MAPPINGS) >= mappingsPerSubscriber) return finishNatPmpMap(slot, W.NATPMP_RESULT_NO_RESOURCES, 0, 0);
+  // The suggestion is a request for a port on the subscriber's address ("any" address).
+  const anyV4 = scratch + 32;
+  memory.fill(anyV4, 0, 16);
+  store<u16>(anyV4 + 10, 0xffff);
+  const result = allocate(slot, sub, 0, protocol, internalPort, anyV4, sugPort, zeroNonce, false);
+  if (result != 0) return finishNatPmpMap(slot, natPmpResult(result), 0, 0);
+  if (sub == 0) {
+    sub = createSubscriber(addr, 0);
+    if (sub == 0) return finishNatPmpMap(slot, W.NATPMP_RESULT_NO_RESOURCES, 0, 0);
+  }
+  m = commitAllocation(sub, protocol, internalPort, 0, A.MAPF_INBOUND | A.MAPF_NATPMP, clientPort);
+  const r = mappings.at(m);
+  store<u32>(r + M_MAP_EXPIRY, now + lifetime);
+  wheelLink(m, now + lifetime);
+  emit(A.EVENT_CREATE, m);
+  finishNatPmpMap(slot, W.NATPMP_RESULT_SUCCESS, <u32>load<u16>(r + M_EXTERNAL_PORT), lifetime);
+}
+
+// ---------------------------------------------------------------------------
+// Batch entry: codec, then the engine for every PARSED slot.
+// ---------------------------------------------------------------------------
+export function serveRange(first: u32, count: u32, epoch: u32, at: u32): u32 {
+  now = at;
+  processRange(first, count, epoch);
+  if (first >= A.SLOT_COUNT) return 0;
+  const end = count < A.SLOT_COUNT - first ? first + count : A.SLOT_COUNT;
+  let replies: u32 = 0;
+  for (let i = first; i < end; i++) {
+    const slot = slotsBase() + <usize>i * A.SLOT_SIZE;
+    if (load<u8>(slot + A.SLOT_VERDICT) == A.VERDICT_PARSED) {
+      if (!initialised || poolCount == 0) {
+        // No tables or no external address yet: the NAT cannot serve [6887 §7.4].
+        if (load<u8>(slot + A.SLOT_VERSION) == W.NATPMP_VERSION) {
+          if (load<u8>(slot + A.SLOT_OPCODE) == W.NATPMP_OP_ADDRESS) finishNatPmpAddress(slot, W.NATPMP_RESULT_NETWORK_FAILURE, 0);
+          else finishNatPmpMap(slot, W.NATPMP_RESULT_NETWORK_FAILURE, 0, 0);
+        } else {
+          fail(slot, W.RESULT_NETWORK_FAILURE);
+        }
+      } else if (load<u8>(slot + A.SLOT_VERSION) == W.NATPMP_VERSION) {
+        handleNatPmp(slot);
+      } else if (load<u8>(slot + A.SLOT_OPCODE) == W.OP_MAP) {
+        handleMap(slot);
+      } else {
+        handlePeer(slot);
+      }
+    }
+    if (load<u8>(slot + A.SLOT_VERDICT) == A.VERDICT_REPLY) replies++;
+  }
+  return replies;
+}
+
+// ---------------------------------------------------------------------------
+// Operator operations (control channel, tests). Addresses come through scratch.
+// ---------------------------------------------------------------------------
+
+/**
+ * Static mapping of scratch[0..16] (internal) : internalPort → scratch[16..32] (external,
+ * a pool address) : externalPort. Returns a PCP result code.
+ */
+export function addStatic(protocol: u32, internalPort: u32, externalPort: u32): u32 {
+  if (!initialised) return W.RESULT_NETWORK_FAILURE;
+  if (protocol == 0 || internalPort == 0 || !protocolSupported(protocol)) return W.RESULT_UNSUPP_PROTOCOL;
+  const pool = poolIndexOf(scratch + 16);
+  if (pool == NO_POOL) return W.RESULT_CANNOT_PROVIDE_EXTERNAL;
+  const family = <u32>load<u8>(poolFamily + pool);
+  let sub = findSubscriber(scratch, 0);
+  const existing = sub != 0 ? findMapping(sub, protocol, internalPort, family) : 0;
+  if (existing != 0 && liveOrEnded(existing) != 0) return W.RESULT_CANNOT_PROVIDE_EXTERNAL;
+  sub = findSubscriber(scratch, 0);
+  if (mappings.full() || (sub == 0 && subscribers.full())) return W.RESULT_NO_RESOURCES;
+  if (!tryPort(sub, pool, protocol, externalPort, internalPort, zeroNonce) || allocReclaim != 0) return W.RESULT_CANNOT_PROVIDE_EXTERNAL;
+  if (sub == 0) sub = createSubscriber(scratch, 0);
+  const m = commitAllocation(sub, protocol, internalPort, family, A.MAPF_STATIC, 0);
+  emit(A.EVENT_CREATE, m);
+  return W.RESULT_SUCCESS;
+}
+
+/** Removes a static mapping of scratch[0..16]; returns a PCP result code. */
+export function removeStatic(protocol: u32, internalPort: u32, family: u32): u32 {
+  const sub = findSubscriber(scratch, 0);
+  const m = sub != 0 ? findMapping(sub, protocol, internalPort, family) : 0;
+  if (m == 0 || (load<u8>(mappings.at(m) + M_FLAGS) & A.MAPF_STATIC) == 0) return W.RESULT_NOT_AUTHORIZED;
+  endMapping(m, A.EVENT_DELETE);
+  return W.RESULT_SUCCESS;
+}
+
+/** Ends every live mapping of the subscriber at scratch[0..16] (realm 0); returns how many. */
+export function deleteSubscriber(): u32 {
+  const sub = findSubscriber(scratch, 0);
+  if (sub == 0) return 0;
+  let n: u32 = 0;
+  let m = load<u32>(subscribers.at(sub) + S_LIST);
+  while (m != 0) {
+    const next = load<u32>(mappings.at(m) + M_SUB_NEXT);
+    if ((load<u8>(mappings.at(m) + M_FLAGS) & A.MAPF_HELD) == 0) {
+      endMapping(m, A.EVENT_DELETE);
+      n++;
+    }
+    m = next;
+  }
+  return n;
+}
+
+/** Mapping id of scratch[0..16]'s endpoint (0 if none). */
+export function lookupMapping(protocol: u32, internalPort: u32, family: u32): u32 {
+  const sub = findSubscriber(scratch, 0);
+  return sub != 0 ? findMapping(sub, protocol, internalPort, family) : 0;
+}
+
+/** Mapping id holding an external address (pool index) and port (live or held; 0 if none). */
+export function lookupExternal(pool: u32, protocol: u32, port: u32): u32 {
+  return findExternal(pool, protocol, port);
+}
+
+/** Writes mapping `m`'s description (event layout) into scratch[0..48]; false if `m` is not in use. */
+export function describeMapping(m: u32): bool {
+  if (m == 0 || m > mappings.used) return false;
+  const r = mappings.at(m);
+  if (load<u32>(r + M_SUB) == 0) return false;
+  describeInto(scratch, m);
+  return true;
+}
+
+/** Live mappings of the subscriber at scratch[0..16] (0 if unknown). */
+export function subscriberMappings(): u32 {
+  const sub = findSubscriber(scratch, 0);
+  return sub != 0 ? load<u32>(subscribers.at(sub) + S_MAPPINGS) : 0;
+}
+
+/** Blocks leased by the subscriber at scratch[0..16]. */
+export function subscriberBlocks(): u32 {
+  const sub = findSubscriber(scratch, 0);
+  return sub != 0 ? <u32>load<u8>(subscribers.at(sub) + S_BLOCK_COUNT) : 0;
+}
+
+export function setNow(at: u32): void {
+  now = at;
+}

@@ -1,0 +1,129 @@
+// Open-addressing hash index: linear probing over 8-byte entries `fingerprint << 32 |
+// record`, deletion by backward shift (no tombstones, so probe lengths never degrade).
+// The home slot is derived from the stored fingerprint alone, which is what lets a
+// deletion move entries back without knowing their keys. Records are 1-based; entry 0
+// means empty. A fingerprint may be shared by two keys: `lookup` confirms candidates with
+// the caller's verifier.
+
+@inline function mix32(x: u32): u32 {
+  // murmur3 finaliser
+  x ^= x >> 16;
+  x *= 0x85ebca6b;
+  x ^= x >> 13;
+  x *= 0xc2b2ae35;
+  x ^= x >> 16;
+  return x;
+}
+
+/** 64-bit mix (splitmix64 finaliser) for building fingerprints from key material. */
+@inline export function mix64(x: u64): u64 {
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111eb;
+  return x ^ (x >> 31);
+}
+
+/** A non-zero 32-bit fingerprint from a 64-bit hash. */
+@inline export function fingerprint(h: u64): u32 {
+  const f = <u32>(h >> 32) ^ <u32>h;
+  return f == 0 ? 1 : f;
+}
+
+export class HashIndex {
+  base: usize = 0;
+  capacity: u32 = 0;
+  count: u32 = 0;
+
+  /** Sized for `maxEntries` at a load factor of at most 0.7. */
+  init(maxEntries: u32): void {
+    let cap = <u64>maxEntries * 10 / 7 + 16;
+    this.capacity = <u32>cap;
+    this.base = heap.alloc(<usize>cap << 3);
+    memory.fill(this.base, 0, <usize>cap << 3);
+    this.count = 0;
+  }
+
+  @inline home(fp: u32): u32 {
+    return <u32>((<u64>mix32(fp) * <u64>this.capacity) >> 32);
+  }
+
+  @inline entryAt(pos: u32): u64 {
+    return load<u64>(this.base + (<usize>pos << 3));
+  }
+
+  /** First position holding `fp`, starting at `pos`, or -1 at an empty slot. */
+  @inline next(fp: u32, pos: u32): i64 {
+    const cap = this.capacity;
+    while (true) {
+      const e = load<u64>(this.base + (<usize>pos << 3));
+      if (e == 0) return -1;
+      if (<u32>(e >> 32) == fp) return <i64>pos;
+      pos++;
+      if (pos == cap) pos = 0;
+    }
+    return -1;
+  }
+
+  insert(fp: u32, record: u32): void {
+    const cap = this.capacity;
+    let pos = this.home(fp);
+    while (load<u64>(this.base + (<usize>pos << 3)) != 0) {
+      pos++;
+      if (pos == cap) pos = 0;
+    }
+    store<u64>(this.base + (<usize>pos << 3), (<u64>fp << 32) | <u64>record);
+    this.count++;
+  }
+
+  /** Removes the entry (fp, record); returns false if it is not there. */
+  remove(fp: u32, record: u32): bool {
+    const cap = this.capacity;
+    const want = (<u64>fp << 32) | <u64>record;
+    let i = this.home(fp);
+    while (true) {
+      const e = load<u64>(this.base + (<usize>i << 3));
+      if (e == 0) return false;
+      if (e == want) break;
+      i++;
+      if (i == cap) i = 0;
+    }
+    // Backward-shift: pull later entries of the cluster into the hole when their home
+    // position does not lie cyclically in (hole, current].
+    let j = i;
+    while (true) {
+      j++;
+      if (j == cap) j = 0;
+      const e = load<u64>(this.base + (<usize>j << 3));
+      if (e == 0) break;
+      const k = this.home(<u32>(e >> 32));
+      const stays = i <= j ? i < k && k <= j : i < k || k <= j;
+      if (stays) continue;
+      store<u64>(this.base + (<usize>i << 3), e);
+      i = j;
+    }
+    store<u64>(this.base + (<usize>i << 3), 0);
+    this.count--;
+    return true;
+  }
+
+  /** Replaces the record of entry (fp, from) by `to` in place. */
+  rebind(fp: u32, from: u32, to: u32): void {
+    const cap = this.capacity;
+    const want = (<u64>fp << 32) | <u64>from;
+    let i = this.home(fp);
+    while (true) {
+      const p = this.base + (<usize>i << 3);
+      const e = load<u64>(p);
+      if (e == 0) return;
+      if (e == want) {
+        store<u64>(p, (<u64>fp << 32) | <u64>to);
+        return;
+      }
+      i++;
+      if (i == cap) i = 0;
+    }
+  }
+
+  bytes(): usize {
+    return <usize>this.capacity << 3;
+  }
+}

@@ -1,0 +1,442 @@
+// Host side of the WebAssembly packet engine: loads the module, sizes the mapping tables,
+// fills batch slots, runs batches (codec + engine) and reads verdicts, events and
+// counters. The only TypeScript view of the module's exports is `EngineExports` below.
+import { readFileSync } from "node:fs";
+import * as W from "../wire.generated.js";
+import { ErrorCodes, PcpdError } from "../errors.js";
+import { formatAddress16, toAddress16 } from "../net/address.js";
+
+export interface EngineExports {
+  readonly memory: WebAssembly.Memory;
+  _initialize(): void;
+  slotsBase(): number;
+  statsBase(): number;
+  configureCodec(flags: number, options: number, shortErr: number, longErr: number, tpidMaxLen: number): void;
+  setEpoch(epoch: number): void;
+  resetStats(): void;
+  errorLifetime(result: number): number;
+  processBatch(count: number, epoch: number): number;
+  processRange(first: number, count: number, epoch: number): number;
+  finishSuccess(slot: number, lifetime: number, echoMask: number): void;
+  finishError(slot: number, result: number, lifetime: number): void;
+  finishNatPmpAddress(slot: number, result: number, ipv4: number): void;
+  finishNatPmpMap(slot: number, result: number, externalPort: number, lifetime: number): void;
+  heapProbe(): number;
+  engineInit(maxMappings: number, maxSubscribers: number, maxPeers: number, maxFilters: number, seed: bigint, start: number): number;
+  engineBytes(): number;
+  configureEngine(minLife: number, maxLife: number, peerMinLife: number, hold: number, perSubscriber: number, filtersPer: number, nonce: number, parity: number): void;
+  configurePool(firstPort: number, blockSize: number, blocksPerSubscriber: number): number;
+  setProtocol(protocol: number, on: number): void;
+  setExcludedPort(port: number, on: number): void;
+  scratchBase(): number;
+  poolAdd(): number;
+  poolSize(): number;
+  poolAddressAt(i: number): number;
+  poolFreeBlocks(i: number): number;
+  serveRange(first: number, count: number, epoch: number, now: number): number;
+  expire(now: number, budget: number): number;
+  eventsBase(): number;
+  eventsHead(): number;
+  eventsTail(): number;
+  eventsConsume(n: number): void;
+  addStatic(protocol: number, internalPort: number, externalPort: number): number;
+  removeStatic(protocol: number, internalPort: number, family: number): number;
+  deleteSubscriber(): number;
+  lookupMapping(protocol: number, internalPort: number, family: number): number;
+  lookupExternal(pool: number, protocol: number, port: number): number;
+  describeMapping(m: number): number;
+  subscriberMappings(): number;
+  subscriberBlocks(): number;
+  setNow(now: number): void;
+}
+
+export type Build = "debug" | "release";
+
+export interface CodecConfig {
+  mapEnabled: boolean;
+  peerEnabled: boolean;
+  /** Overloaded requests get NO_RESOURCES (true) or are dropped silently (false) [RFC 6887 §8.2]. */
+  overloadReply: boolean;
+  /** NAT-PMP on the same socket: answered, answered as an unsupported PCP version, or never answered. */
+  natPmp: "enabled" | "disabled" | "silent";
+  /** OPTBIT_* mask of the options this server processes; others behave as unknown. */
+  options: number;
+  shortErrorLifetime: number;
+  longErrorLifetime: number;
+  thirdPartyIdMaxLength: number;
+}
+
+export const DEFAULT_CODEC_CONFIG: Readonly<CodecConfig> = Object.freeze({
+  mapEnabled: true,
+  peerEnabled: true,
+  overloadReply: false,
+  natPmp: "enabled",
+  options: W.OPTBIT_CORE,
+  shortErrorLifetime: W.DEFAULT_SHORT_ERROR_LIFETIME,
+  longErrorLifetime: W.DEFAULT_LONG_ERROR_LIFETIME,
+  thirdPartyIdMaxLength: 16,
+});
+
+export interface EngineConfig {
+  /** Table sizes, fixed for the life of the instance. */
+  maxMappings: number;
+  maxSubscribers: number;
+  maxPeers: number;
+  maxFilters: number;
+  minLifetime: number;
+  maxLifetime: number;
+  peerMinLifetime: number;
+  /** Seconds an ended mapping's external port stays reserved for its client [RFC 6888 REQ-8]. */
+  holdDown: number;
+  mappingsPerSubscriber: number;
+  filtersPerMapping: number;
+  noncePolicy: "strict" | "relaxed";
+  /** Keep the internal port's parity in dynamically chosen external ports. */
+  parity: boolean;
+  /** IANA protocol numbers MAP/PEER may use (all must carry 16-bit ports). */
+  protocols: number[];
+  pool: {
+    addresses: string[];
+    portMin: number;
+    blockSize: number;
+    maxBlocksPerSubscriber: number;
+    excludedPorts: number[];
+  };
+  /** PRNG seed for block and port choice (0 = fixed default; the server passes a random one). */
+  seed: bigint;
+}
+
+export const DEFAULT_ENGINE_CONFIG: Readonly<EngineConfig> = Object.freeze({
+  maxMappings: 100_000,
+  maxSubscribers: 20_000,
+  maxPeers: 50_000,
+  maxFilters: 50_000,
+  minLifetime: 120,
+  maxLifetime: 86_400,
+  peerMinLifetime: 120,
+  holdDown: 120,
+  mappingsPerSubscriber: 64,
+  filtersPerMapping: 8,
+  noncePolicy: "strict",
+  parity: false,
+  protocols: [W.PROTO_TCP, W.PROTO_UDP],
+  pool: Object.freeze({ addresses: ["203.0.113.1"], portMin: 1024, blockSize: 512, maxBlocksPerSubscriber: 4, excludedPorts: [] }),
+  seed: 0n,
+}) as EngineConfig;
+
+export interface MappingEvent {
+  kind: "create" | "refresh" | "delete" | "expire" | "release" | "none";
+  protocol: number;
+  flags: number;
+  family: 4 | 6;
+  internalAddress: string;
+  realm: number;
+  internalPort: number;
+  externalAddress: string;
+  externalPort: number;
+  clientPort: number;
+  mapExpiry: number;
+  outExpiry: number;
+  mapping: number;
+  time: number;
+}
+const EVENT_KINDS: MappingEvent["kind"][] = ["none", "create", "refresh", "delete", "expire", "release"];
+
+export interface Datagram {
+  payload: Uint8Array;
+  /** 16-byte source address (IPv4 v4-mapped), see src/net/address.ts. */
+  source: Uint8Array;
+  sourcePort: number;
+  /** INGRESS_* bits from the host's interface/subnet classification. */
+  ingress: number;
+  overloaded?: boolean;
+}
+
+export type Verdict = "drop" | "reply" | "parsed";
+const VERDICTS: Verdict[] = ["drop", "reply", "parsed"];
+
+export interface SlotOutcome {
+  verdict: Verdict;
+  dropReason: number;
+  result: number;
+  /** Reply bytes: a view into module memory, valid until the slot is reused. */
+  response: Uint8Array;
+  version: number;
+  opcode: number;
+  parseFlags: number;
+  lifetime: number;
+  options: number;
+  filterCount: number;
+}
+
+export interface CodecStats {
+  packets: bigint;
+  parsed: bigint;
+  pcpResults: bigint[];
+  natPmpResults: bigint[];
+  drops: bigint[];
+}
+
+const modules = new Map<Build, WebAssembly.Module>();
+
+export function wasmUrl(build: Build): URL {
+  // src/engine/ and dist/engine/ are both two levels below the package root.
+  return new URL(`../../build/${build}.wasm`, import.meta.url);
+}
+
+function compile(build: Build): WebAssembly.Module {
+  let module = modules.get(build);
+  if (!module) {
+    let bytes: Uint8Array<ArrayBuffer>;
+    try {
+      bytes = new Uint8Array(readFileSync(wasmUrl(build)));
+    } catch (cause) {
+      throw new PcpdError(ErrorCodes.MODULE_UNAVAILABLE, `build/${build}.wasm not found: run npm run build`, { cause });
+    }
+    module = new WebAssembly.Module(bytes);
+    modules.set(build, module);
+  }
+  return module;
+}
+
+export class PacketEngine {
+  readonly exports: EngineExports;
+  readonly slotCount = W.SLOT_COUNT;
+  private readonly slots: number;
+  private readonly statsAt: number;
+  private bytes: Uint8Array;
+  private view: DataView;
+
+  constructor(build: Build = "release", config: CodecConfig = DEFAULT_CODEC_CONFIG) {
+    const instance = new WebAssembly.Instance(compile(build), {});
+    this.exports = instance.exports as unknown as EngineExports;
+    this.exports._initialize();
+    this.slots = this.exports.slotsBase();
+    this.statsAt = this.exports.statsBase();
+    this.bytes = new Uint8Array(this.exports.memory.buffer);
+    this.view = new DataView(this.exports.memory.buffer);
+    this.configure(config);
+  }
+
+  /** Views are rebuilt when linear memory has grown (its ArrayBuffer is then replaced). */
+  private mem(): DataView {
+    if (this.view.buffer !== this.exports.memory.buffer) {
+      this.bytes = new Uint8Array(this.exports.memory.buffer);
+      this.view = new DataView(this.exports.memory.buffer);
+    }
+    return this.view;
+  }
+
+  configure(c: CodecConfig): void {
+    let flags = 0;
+    if (c.mapEnabled) flags |= W.CFG_MAP_ENABLED;
+    if (c.peerEnabled) flags |= W.CFG_PEER_ENABLED;
+    if (c.overloadReply) flags |= W.CFG_OVERLOAD_REPLY;
+    if (c.natPmp === "enabled") flags |= W.CFG_NATPMP_ENABLED;
+    if (c.natPmp === "silent") flags |= W.CFG_NATPMP_SILENT;
+    this.exports.configureCodec(flags, c.options, c.shortErrorLifetime, c.longErrorLifetime, c.thirdPartyIdMaxLength);
+  }
+
+  slotAddress(index: number): number {
+    return this.slots + index * W.SLOT_SIZE;
+  }
+
+  /** Copies one datagram into slot `index` (payload beyond SLOT_DATA_CAP is cut; its length is kept). */
+  load(index: number, d: Datagram): void {
+    if (d.source.length !== 16) throw new PcpdError(ErrorCodes.BAD_DATAGRAM, "source address must be 16 bytes");
+    const view = this.mem();
+    const at = this.slotAddress(index);
+    const kept = Math.min(d.payload.length, W.SLOT_DATA_CAP);
+    this.bytes.set(d.source, at + W.SLOT_SRC_ADDR);
+    view.setUint16(at + W.SLOT_SRC_PORT, d.sourcePort, true);
+    view.setUint16(at + W.SLOT_WIRE_LEN, Math.min(d.payload.length, 0xffff), true);
+    view.setUint8(at + W.SLOT_INGRESS, d.ingress);
+    view.setUint8(at + W.SLOT_HOST_FLAGS, d.overloaded ? W.HOST_OVERLOADED : 0);
+    this.bytes.set(d.payload.subarray(0, kept), at + W.SLOT_DATA);
+  }
+
+  /** Runs the codec over slots [0, count); returns how many are PARSED (awaiting the engine). */
+  processBatch(count: number, epoch: number): number {
+    if (count > W.SLOT_COUNT) throw new PcpdError(ErrorCodes.BATCH_TOO_LARGE, `batch of ${count} exceeds ${W.SLOT_COUNT} slots`);
+    try {
+      return this.exports.processBatch(count, epoch >>> 0);
+    } catch (cause) {
+      throw new PcpdError(ErrorCodes.ENGINE_TRAPPED, "packet engine trapped; discard this instance", { cause });
+    }
+  }
+
+  outcome(index: number): SlotOutcome {
+    const view = this.mem();
+    const at = this.slotAddress(index);
+    const length = view.getUint16(at + W.SLOT_RESP_LEN, true);
+    return {
+      verdict: VERDICTS[view.getUint8(at + W.SLOT_VERDICT)],
+      dropReason: view.getUint8(at + W.SLOT_DROP_REASON),
+      result: view.getUint16(at + W.SLOT_RESULT, true),
+      response: this.bytes.subarray(at + W.SLOT_DATA, at + W.SLOT_DATA + length),
+      version: view.getUint8(at + W.SLOT_VERSION),
+      opcode: view.getUint8(at + W.SLOT_OPCODE),
+      parseFlags: view.getUint16(at + W.SLOT_PARSE_FLAGS, true),
+      lifetime: view.getUint32(at + W.SLOT_LIFETIME, true),
+      options: view.getUint32(at + W.SLOT_OPTIONS, true),
+      filterCount: view.getUint16(at + W.SLOT_FILTER_COUNT, true),
+    };
+  }
+
+  /** Slot field reader for the engine's parsed record (offsets from abi.ts). */
+  slotField16(index: number, field: number): number {
+    return this.mem().getUint16(this.slotAddress(index) + field, true);
+  }
+
+  /** Wire bytes of slot `index` (request before finishing, reply after). */
+  slotData(index: number): Uint8Array {
+    const at = this.slotAddress(index) + W.SLOT_DATA;
+    this.mem();
+    return this.bytes.subarray(at, at + W.SLOT_DATA_CAP);
+  }
+
+  /** Sizes the tables and loads the pool; once per instance. */
+  initEngine(c: EngineConfig, now: number): void {
+    const x = this.exports;
+    if (c.pool.addresses.length === 0) throw new PcpdError(ErrorCodes.BAD_CONFIG, "the external pool needs at least one address");
+    if (!x.configurePool(c.pool.portMin, c.pool.blockSize, c.pool.maxBlocksPerSubscriber)) {
+      throw new PcpdError(ErrorCodes.BAD_CONFIG, `invalid pool layout: portMin ${c.pool.portMin}, blockSize ${c.pool.blockSize}, maxBlocksPerSubscriber ${c.pool.maxBlocksPerSubscriber} (1..${W.MAX_BLOCKS_PER_SUBSCRIBER})`);
+    }
+    x.configureEngine(c.minLifetime, c.maxLifetime, c.peerMinLifetime, c.holdDown, c.mappingsPerSubscriber, c.filtersPerMapping,
+      c.noncePolicy === "relaxed" ? W.NONCE_RELAXED : W.NONCE_STRICT, c.parity ? 1 : 0);
+    if (x.engineInit(c.maxMappings, c.maxSubscribers, c.maxPeers, c.maxFilters, BigInt.asUintN(64, c.seed), now >>> 0) !== 0) {
+      throw new PcpdError(ErrorCodes.BAD_CONFIG, "engine already initialised; build a new instance to resize");
+    }
+    x.setProtocol(W.PROTO_TCP, 0);
+    x.setProtocol(W.PROTO_UDP, 0);
+    for (const p of c.protocols) x.setProtocol(p, 1);
+    for (const port of c.pool.excludedPorts) x.setExcludedPort(port, 1);
+    for (const a of c.pool.addresses) {
+      this.writeScratch(0, toAddress16(a));
+      if (x.poolAdd() < 0) throw new PcpdError(ErrorCodes.BAD_CONFIG, `pool address ${a} is a duplicate or over the limit of ${W.POOL_MAX_ADDRESSES}`);
+    }
+  }
+
+  writeScratch(offset: number, bytes: Uint8Array): void {
+    this.mem();
+    this.bytes.set(bytes, this.exports.scratchBase() + offset);
+  }
+
+  /** Codec and engine over slots [0, count); returns the number of replies. */
+  serve(count: number, epoch: number, now: number): number {
+    if (count > W.SLOT_COUNT) throw new PcpdError(ErrorCodes.BATCH_TOO_LARGE, `batch of ${count} exceeds ${W.SLOT_COUNT} slots`);
+    try {
+      return this.exports.serveRange(0, count, epoch >>> 0, now >>> 0);
+    } catch (cause) {
+      throw new PcpdError(ErrorCodes.ENGINE_TRAPPED, "packet engine trapped; discard this instance", { cause });
+    }
+  }
+
+  expire(now: number, budget = 0xffffffff): number {
+    return this.exports.expire(now >>> 0, budget >>> 0);
+  }
+
+  poolAddress(index: number): string {
+    const at = this.exports.poolAddressAt(index);
+    this.mem();
+    return formatAddress16(this.bytes.slice(at, at + 16));
+  }
+
+  private decodeEvent(at: number): MappingEvent {
+    const view = this.mem();
+    return {
+      kind: EVENT_KINDS[view.getUint8(at + W.EV_KIND)] ?? "none",
+      protocol: view.getUint8(at + W.EV_PROTOCOL),
+      flags: view.getUint8(at + W.EV_FLAGS),
+      family: view.getUint8(at + W.EV_FAMILY) ? 6 : 4,
+      internalAddress: formatAddress16(this.bytes.slice(at + W.EV_INTERNAL_ADDR, at + W.EV_INTERNAL_ADDR + 16)),
+      realm: view.getUint32(at + W.EV_REALM, true),
+      internalPort: view.getUint16(at + W.EV_INTERNAL_PORT, true),
+      externalAddress: this.poolAddress(view.getUint16(at + W.EV_POOL_INDEX, true)),
+      externalPort: view.getUint16(at + W.EV_EXTERNAL_PORT, true),
+      clientPort: view.getUint16(at + W.EV_CLIENT_PORT, true),
+      mapExpiry: view.getUint32(at + W.EV_MAP_EXPIRY, true),
+      outExpiry: view.getUint32(at + W.EV_OUT_EXPIRY, true),
+      mapping: view.getUint32(at + W.EV_MAPPING, true),
+      time: view.getUint32(at + W.EV_TIME, true),
+    };
+  }
+
+  /** Takes every pending event off the ring. */
+  drainEvents(): MappingEvent[] {
+    const x = this.exports;
+    const out: MappingEvent[] = [];
+    const base = x.eventsBase();
+    for (let i = x.eventsTail() >>> 0; i !== x.eventsHead() >>> 0; i = (i + 1) >>> 0) {
+      out.push(this.decodeEvent(base + (i & (W.EVENT_CAPACITY - 1)) * W.EVENT_SIZE));
+    }
+    x.eventsConsume(out.length);
+    return out;
+  }
+
+  /** The mapping record `m` in event form (kind "none"), or undefined. */
+  describe(m: number): MappingEvent | undefined {
+    if (!m || !this.exports.describeMapping(m)) return undefined;
+    return this.decodeEvent(this.exports.scratchBase());
+  }
+
+  /** The live (or held) mapping of an internal endpoint. */
+  lookup(internalAddress: string, protocol: number, internalPort: number, family: 4 | 6 = 4): MappingEvent | undefined {
+    this.writeScratch(0, toAddress16(internalAddress));
+    return this.describe(this.exports.lookupMapping(protocol, internalPort, family === 6 ? 1 : 0));
+  }
+
+  addStatic(internalAddress: string, protocol: number, internalPort: number, externalAddress: string, externalPort: number): number {
+    this.writeScratch(0, toAddress16(internalAddress));
+    this.writeScratch(16, toAddress16(externalAddress));
+    return this.exports.addStatic(protocol, internalPort, externalPort);
+  }
+
+  removeStatic(internalAddress: string, protocol: number, internalPort: number, family: 4 | 6 = 4): number {
+    this.writeScratch(0, toAddress16(internalAddress));
+    return this.exports.removeStatic(protocol, internalPort, family === 6 ? 1 : 0);
+  }
+
+  deleteSubscriber(internalAddress: string): number {
+    this.writeScratch(0, toAddress16(internalAddress));
+    return this.exports.deleteSubscriber();
+  }
+
+  subscriberUsage(internalAddress: string): { mappings: number; blocks: number } {
+    this.writeScratch(0, toAddress16(internalAddress));
+    return { mappings: this.exports.subscriberMappings(), blocks: this.exports.subscriberBlocks() };
+  }
+
+  engineStats(): Record<string, bigint> {
+    const view = this.mem();
+    const at = this.statsAt;
+    const read = (o: number) => view.getBigUint64(at + o, true);
+    return {
+      mappings: read(W.STATS_MAPPINGS),
+      held: read(W.STATS_HELD),
+      subscribers: read(W.STATS_SUBSCRIBERS),
+      blocks: read(W.STATS_BLOCKS),
+      peers: read(W.STATS_PEERS),
+      filters: read(W.STATS_FILTERS),
+      created: read(W.STATS_CREATED),
+      refreshed: read(W.STATS_REFRESHED),
+      deleted: read(W.STATS_DELETED),
+      expired: read(W.STATS_EXPIRED),
+      released: read(W.STATS_RELEASED),
+      eventsLost: read(W.STATS_EVENTS_LOST),
+    };
+  }
+
+  stats(): CodecStats {
+    const view = this.mem();
+    const read = (offset: number, n: number) =>
+      Array.from({ length: n }, (_, i) => view.getBigUint64(this.statsAt + offset + 8 * i, true));
+    return {
+      packets: view.getBigUint64(this.statsAt + W.STATS_PACKETS, true),
+      parsed: view.getBigUint64(this.statsAt + W.STATS_PARSED, true),
+      pcpResults: read(W.STATS_PCP_RESULT, W.RESULT_CODE_LIMIT),
+      natPmpResults: read(W.STATS_NATPMP_RESULT, W.NATPMP_RESULT_CODE_LIMIT),
+      drops: read(W.STATS_DROP, W.DROP_REASON_LIMIT),
+    };
+  }
+}
