@@ -80,3 +80,23 @@ export function isCleanUtf8(p: usize, n: u32): bool {
   }
   return true;
 }
+
+// Small fixed-size copies and clears as plain loads/stores: V8 runs memory.copy/fill as
+// out-of-line calls, which cost more than the bytes they move at these sizes.
+
+@inline export function copy16(dst: usize, src: usize): void {
+  store<u64>(dst, load<u64>(src));
+  store<u64>(dst, load<u64>(src, 8), 8);
+}
+
+@inline export function copy12(dst: usize, src: usize): void {
+  store<u64>(dst, load<u64>(src));
+  store<u32>(dst, load<u32>(src, 8), 8);
+}
+
+/** Zeroes `n` bytes (a multiple of 4) at `p`. */
+@inline export function zero4(p: usize, n: u32): void {
+  let i: u32 = 0;
+  for (; i + 8 <= n; i += 8) store<u64>(p + i, 0);
+  if (i < n) store<u32>(p + i, 0);
+}

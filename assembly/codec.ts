@@ -330,7 +330,13 @@ export function processSlot(slot: usize): void {
   const ingress = <u32>load<u8>(slot + A.SLOT_INGRESS);
   const hostFlags = <u32>load<u8>(slot + A.SLOT_HOST_FLAGS);
   // Clear every "out" field (bytes 38..79) so stale results of an earlier batch never leak.
-  memory.fill(slot + A.SLOT_VERDICT, 0, A.SLOT_THIRD_PARTY_ID_LEN + 2 - A.SLOT_VERDICT);
+  store<u16>(slot + A.SLOT_VERDICT, 0); // verdict, drop reason
+  store<u32>(slot + A.SLOT_RESULT, 0); // result, response length
+  store<u64>(slot + A.SLOT_VERSION, 0); // version, opcode, parse flags, lifetime
+  store<u64>(slot + A.SLOT_OPTIONS, 0); // options, option start/end
+  store<u64>(slot + A.SLOT_THIRD_PARTY, 0); // through description offset
+  store<u64>(slot + A.SLOT_DESCRIPTION_LEN, 0); // through port-set offset
+  store<u32>(slot + A.SLOT_THIRD_PARTY_ID, 0); // third-party-id offset and length
   bump(A.STATS_PACKETS);
   curThirdPartyOnly = (ingress & A.INGRESS_SUBSCRIBER) == 0;
   curSawThirdParty = false;

@@ -5,7 +5,7 @@
 
 import * as W from "./wire";
 import * as A from "./abi";
-import { rd16, rd32, wr16, addrEqual, isV4Mapped } from "./bytes";
+import { rd16, rd32, wr16, addrEqual, isV4Mapped, copy12, copy16, zero4 } from "./bytes";
 import { HashIndex, mix64, fingerprint } from "./hashindex";
 import {
   slotsBase, statsBase, processRange, finishSuccess, finishError, errorLifetime,
@@ -27,6 +27,10 @@ let portMin: u32 = 1024;
 let blockSize: u32 = 512;
 let maxBlocksPerSubscriber: u32 = 4;
 let blocksPerAddress: u32 = 0;
+// Sharding: this instance leases only blocks b with b % shardCount == shardIndex, so
+// engine workers never compete for a port; they coordinate at block granularity only.
+let shardCount: u32 = 1;
+let shardIndex: u32 = 0;
 
 const protocols = memory.data(32); // bitmap of supported protocol numbers
 const excluded = memory.data(8192); // bitmap of excluded external ports
@@ -50,14 +54,21 @@ export function configureEngine(
   parity = keepParity;
 }
 
-/** Port range and block layout; only before the first pool address. Returns false if too late or invalid. */
-export function configurePool(firstPort: u32, size: u32, blocksPerSubscriber: u32): bool {
+/** Port range, block layout and shard; only before the first pool address. Returns false if too late or invalid. */
+export function configurePool(firstPort: u32, size: u32, blocksPerSubscriber: u32, shards: u32, shard: u32): bool {
   if (poolCount != 0 || firstPort == 0 || firstPort > 65535 || size == 0 || size > 65536 - firstPort) return false;
   if (blocksPerSubscriber == 0 || blocksPerSubscriber > A.MAX_BLOCKS_PER_SUBSCRIBER) return false;
+  if (shards == 0 || shard >= shards || shards > (65536 - firstPort) / size) return false;
   portMin = firstPort;
   blockSize = size;
   maxBlocksPerSubscriber = blocksPerSubscriber;
+  shardCount = shards;
+  shardIndex = shard;
   return true;
+}
+
+@inline function inShard(block: u32): bool {
+  return block % shardCount == shardIndex;
 }
 
 export function setProtocol(protocol: u32, on: bool): void {
@@ -190,12 +201,12 @@ class Slab {
     if (id != 0) this.free = load<u32>(this.at(id) + this.link);
     else if (this.used < this.capacity) id = ++this.used;
     else return 0;
-    memory.fill(this.at(id), 0, this.size);
+    zero4(this.at(id), this.size);
     this.live++;
     return id;
   }
   release(id: u32): void {
-    memory.fill(this.at(id), 0, this.size);
+    zero4(this.at(id), this.size);
     store<u32>(this.at(id) + this.link, this.free);
     this.free = id;
     this.live--;
@@ -263,14 +274,19 @@ export function poolAdd(): i32 {
   const i = poolCount;
   memory.copy(poolAddr(i), scratch, 16);
   store<u8>(poolFamily + i, isV4Mapped(scratch) ? 0 : 1);
-  const n = blocksPerAddress;
-  const owner = heap.alloc(<usize>n << 2);
-  const usage = heap.alloc(<usize>n << 1);
-  const stack = heap.alloc(<usize>n << 1);
-  memory.fill(owner, 0, <usize>n << 2);
-  memory.fill(usage, 0, <usize>n << 1);
-  // Free blocks in a random order: leases are unpredictable [RFC 6888 REQ-15, RFC 7422].
-  for (let k: u32 = 0; k < n; k++) store<u16>(stack + (<usize>k << 1), <u16>k);
+  const all = blocksPerAddress;
+  const owner = heap.alloc(<usize>all << 2);
+  const usage = heap.alloc(<usize>all << 1);
+  const stack = heap.alloc(<usize>all << 1);
+  memory.fill(owner, 0, <usize>all << 2);
+  memory.fill(usage, 0, <usize>all << 1);
+  // This shard's free blocks, in a random order: leases are unpredictable [RFC 6888 REQ-15, RFC 7422].
+  let n: u32 = 0;
+  for (let k: u32 = 0; k < all; k++) {
+    if (!inShard(k)) continue;
+    store<u16>(stack + (<usize>n << 1), <u16>k);
+    n++;
+  }
   for (let k: u32 = n - 1; k > 0; k--) {
     const j = randomBelow(k + 1);
     const a = load<u16>(stack + (<usize>k << 1));
@@ -393,12 +409,36 @@ const IN_PENDING: u32 = 0xffffffff; // head of the list being expired
 let wheelSecond: u32 = 0; // last second fully processed
 let pendingHead: u32 = 0;
 
+/** The largest single allocation of the stub runtime, and what a 4 GiB memory leaves for tables. */
+const MAX_REGION: u64 = (1 << 30) - 64;
+const MAX_TABLES: u64 = <u64>3 << 30;
+
+function fitsMemory(maxMappings: u32, maxSubscribers: u32, maxPeers: u32, maxFilters: u32): bool {
+  const regions: StaticArray<u64> = [
+    (<u64>maxMappings + 1) * MAPPING_SIZE,
+    (<u64>maxSubscribers + 1) * SUB_SIZE,
+    (<u64>maxPeers + 1) * PEER_SIZE,
+    (<u64>maxFilters + 1) * FILTER_SIZE,
+    (<u64>maxMappings * 10 / 7 + 16) << 3, // each hash index, see HashIndex.init
+    (<u64>maxSubscribers * 10 / 7 + 16) << 3,
+    (<u64>maxPeers * 10 / 7 + 16) << 3,
+  ];
+  let total: u64 = regions[4]; // the second mapping index
+  for (let i = 0; i < regions.length; i++) {
+    if (regions[i] > MAX_REGION) return false;
+    total += regions[i];
+  }
+  return maxMappings != 0 && maxSubscribers != 0 && maxPeers != 0 && maxFilters != 0 && total <= MAX_TABLES;
+}
+
 /**
- * Sizes every table once. Returns 0, or 1 if already initialised (an instance is
- * initialised once; the host builds a new one to resize).
+ * Sizes every table once. Returns 0; 1 if already initialised (an instance is
+ * initialised once; the host builds a new one to resize); 2 if the sizes do not fit in
+ * linear memory (about 16M mappings at most).
  */
 export function engineInit(maxMappings: u32, maxSubscribers: u32, maxPeers: u32, maxFilters: u32, seed: u64, start: u32): u32 {
   if (initialised) return 1;
+  if (!fitsMemory(maxMappings, maxSubscribers, maxPeers, maxFilters)) return 2;
   initialised = true;
   rng = seed == 0 ? 0x9e3779b97f4a7c15 : seed;
   subscribers.init(maxSubscribers, SUB_SIZE, S_NEXT_FREE);
@@ -468,14 +508,17 @@ function wheelUnlink(m: u32): void {
 
 /**
  * Ends what is due up to `at`, visiting at most `budget` wheel entries (and seconds), so
- * one call never costs more than the budget however large the table. Returns the number
- * of mappings ended and holds released.
+ * one call never costs more than the budget however large the table. It also stops when
+ * the event ring is full; the host drains it and calls again. Returns the number of
+ * mappings ended and holds released.
  */
 export function expire(at: u32, budget: u32): u32 {
   now = at;
   let work: u32 = 0;
   let ended: u32 = 0;
   while (work < budget) {
+    // Expiry waits for room in the event ring rather than lose an event.
+    if (eventHead - eventTail >= A.EVENT_CAPACITY) break;
     if (pendingHead == 0) {
       if (wheelSecond >= at) break;
       wheelSecond++;
@@ -535,7 +578,7 @@ function createSubscriber(addr: usize, realm: u32): u32 {
   const id = subscribers.alloc();
   if (id == 0) return 0;
   const s = subscribers.at(id);
-  memory.copy(s + S_ADDR, addr, 16);
+  copy16(s + S_ADDR, addr);
   store<u32>(s + S_REALM, realm);
   store<u16>(s + S_POOL, <u16>NO_POOL);
   subscriberIndex.insert(subscriberFp(addr, realm), id);
@@ -634,7 +677,7 @@ function describeInto(e: usize, m: u32): void {
   store<u32>(e + A.EV_OUT_EXPIRY, load<u32>(r + M_OUT_EXPIRY));
   store<u32>(e + A.EV_MAPPING, m);
   store<u32>(e + A.EV_TIME, now);
-  memory.copy(e + A.EV_INTERNAL_ADDR, s + S_ADDR, 16);
+  copy16(e + A.EV_INTERNAL_ADDR, s + S_ADDR);
 }
 
 /** Creates a live mapping record on an external port already checked to be free. */
@@ -802,7 +845,7 @@ let allocReclaim: u32 = 0; // held record to take back
 function tryPort(sub: u32, pool: u32, protocol: u32, port: u32, internalPort: u32, nonce: usize): bool {
   if (port > 65535 || portForbidden(protocol, port)) return false;
   const block = blockOf(port);
-  if (block >= blocksPerAddress) return false;
+  if (block >= blocksPerAddress || !inShard(block)) return false;
   const owner = load<u32>(ownerAt(pool, block));
   let lease = false;
   if (owner == 0) {
@@ -936,7 +979,7 @@ function writeExternal(slot: usize, m: u32): void {
   const d = data(slot);
   const r = mappings.at(m);
   wr16(d + W.MP_EXTERNAL_PORT, <u32>load<u16>(r + M_EXTERNAL_PORT));
-  memory.copy(d + W.MP_EXTERNAL_ADDR, poolAddr(<u32>load<u16>(r + M_POOL)), 16);
+  copy16(d + W.MP_EXTERNAL_ADDR, poolAddr(<u32>load<u16>(r + M_POOL)));
 }
 
 /** Validates the request's FILTERs against the mapping's set; returns the resulting count or -1. */
@@ -982,7 +1025,7 @@ function applyFilters(slot: usize, m: u32): void {
     const fr = filters.at(f);
     store<u8>(fr + F_PREFIX, prefix);
     store<u16>(fr + F_PORT, <u16>rd16(p + W.FILTER_REMOTE_PORT));
-    memory.copy(fr + F_ADDR, p + W.FILTER_REMOTE_ADDR, 16);
+    copy16(fr + F_ADDR, p + W.FILTER_REMOTE_ADDR);
     store<u32>(fr + F_NEXT, load<u32>(r + M_FILTERS));
     store<u32>(r + M_FILTERS, f);
     store<u8>(r + M_FILTER_COUNT, load<u8>(r + M_FILTER_COUNT) + 1);
@@ -1062,7 +1105,7 @@ function handleMap(slot: usize): void {
     const after = filterCountAfter(slot, <u32>load<u8>(r + M_FILTER_COUNT));
     if (after < 0) return fail(slot, W.RESULT_EXCESSIVE_REMOTE_PEERS); // [6887 §13.3]
     if (!filtersAvailable(slot)) return fail(slot, W.RESULT_NO_RESOURCES);
-    memory.copy(r + M_NONCE, nonce, 12);
+    copy12(r + M_NONCE, nonce);
     store<u8>(r + M_FLAGS, <u8>(flags | A.MAPF_INBOUND));
     store<u16>(r + M_CLIENT_PORT, <u16>clientPort);
     const oldExpiry = effectiveExpiry(r);
@@ -1093,7 +1136,7 @@ function handleMap(slot: usize): void {
   if (preferFailure) flags |= A.MAPF_PREFER_FAILURE;
   m = commitAllocation(sub, protocol, internalPort, family, flags, clientPort);
   const r = mappings.at(m);
-  memory.copy(r + M_NONCE, nonce, 12);
+  copy12(r + M_NONCE, nonce);
   store<u32>(r + M_MAP_EXPIRY, now + lifetime);
   wheelLink(m, now + lifetime);
   applyFilters(slot, m);
@@ -1184,7 +1227,7 @@ function handlePeer(slot: usize): void {
     p = peers.alloc();
     const pr = peers.at(p);
     store<u32>(pr + P_MAPPING, m);
-    memory.copy(pr + P_REMOTE_ADDR, remote, 16);
+    copy16(pr + P_REMOTE_ADDR, remote);
     store<u16>(pr + P_REMOTE_PORT, <u16>remotePort);
     store<u32>(pr + P_NEXT, load<u32>(r + M_PEERS));
     store<u32>(r + M_PEERS, p);
@@ -1192,7 +1235,7 @@ function handlePeer(slot: usize): void {
     statAdd(A.STATS_PEERS, 1);
   }
   const pr = peers.at(p);
-  memory.copy(pr + P_NONCE, nonce, 12);
+  copy12(pr + P_NONCE, nonce);
   // PEER never shortens a lifetime [6887 §12.1, §15].
   let expiry = now + lifetime;
   const had = load<u32>(pr + P_EXPIRY);
@@ -1309,11 +1352,71 @@ function handleNatPmp(slot: usize): void {
 // ---------------------------------------------------------------------------
 // Batch entry: codec, then the engine for every PARSED slot.
 // ---------------------------------------------------------------------------
+let touched: u64 = 0;
+let usePrefetch = true;
+export function setPrefetch(on: bool): void { usePrefetch = on; }
+
+/** Key fields of a PARSED slot: internal address, protocol, internal port, external family. */
+@inline function slotProtocol(slot: usize): u32 {
+  if (load<u8>(slot + A.SLOT_VERSION) == W.NATPMP_VERSION) {
+    return load<u8>(slot + A.SLOT_OPCODE) == W.NATPMP_OP_MAP_UDP ? W.PROTO_UDP : W.PROTO_TCP;
+  }
+  return <u32>load<u8>(data(slot) + W.MP_PROTOCOL);
+}
+@inline function slotInternalPort(slot: usize): u32 {
+  const d = data(slot);
+  return load<u8>(slot + A.SLOT_VERSION) == W.NATPMP_VERSION ? rd16(d + W.NATPMP_INTERNAL_PORT) : rd16(d + W.MP_INTERNAL_PORT);
+}
+@inline function slotFamily(slot: usize): u32 {
+  if (load<u8>(slot + A.SLOT_VERSION) == W.NATPMP_VERSION) return 0;
+  return isV4Mapped(data(slot) + W.MP_EXTERNAL_ADDR) ? 0 : 1;
+}
+@inline function slotAddress(slot: usize): usize {
+  return load<u8>(slot + A.SLOT_VERSION) == W.NATPMP_VERSION ? slot + A.SLOT_SRC_ADDR : internalAddress(slot);
+}
+@inline function isParsed(slot: usize): bool {
+  return load<u8>(slot + A.SLOT_VERDICT) == A.VERDICT_PARSED;
+}
+
+/**
+ * Warms the cache for a batch in short stages (subscriber index → subscriber record and
+ * mapping index → mapping record), so the cache misses of different datagrams overlap
+ * instead of queueing behind each other inside one long handler. At millions of mappings
+ * every lookup misses the cache; this is what keeps the batch path fast there.
+ */
+function prefetch(first: u32, end: u32): void {
+  let acc: u64 = 0;
+  const base = slotsBase();
+  for (let i = first; i < end; i++) {
+    const slot = base + <usize>i * A.SLOT_SIZE;
+    if (!isParsed(slot)) continue;
+    const fp = subscriberFp(slotAddress(slot), 0);
+    acc += subscriberIndex.entryAt(subscriberIndex.home(fp));
+  }
+  for (let i = first; i < end; i++) {
+    const slot = base + <usize>i * A.SLOT_SIZE;
+    if (!isParsed(slot)) continue;
+    const sub = findSubscriber(slotAddress(slot), 0);
+    store<u32>(slot + A.SLOT_ENGINE_SUB, sub);
+    if (sub == 0) continue;
+    const fp = internalFp(sub, slotProtocol(slot), slotInternalPort(slot), slotFamily(slot));
+    acc += internalIndex.entryAt(internalIndex.home(fp));
+  }
+  for (let i = first; i < end; i++) {
+    const slot = base + <usize>i * A.SLOT_SIZE;
+    if (!isParsed(slot)) continue;
+    const sub = load<u32>(slot + A.SLOT_ENGINE_SUB);
+    if (sub != 0) acc += findMapping(sub, slotProtocol(slot), slotInternalPort(slot), slotFamily(slot));
+  }
+  touched += acc; // keeps the loads
+}
+
 export function serveRange(first: u32, count: u32, epoch: u32, at: u32): u32 {
   now = at;
   processRange(first, count, epoch);
   if (first >= A.SLOT_COUNT) return 0;
   const end = count < A.SLOT_COUNT - first ? first + count : A.SLOT_COUNT;
+  if (usePrefetch && initialised && poolCount != 0 && end - first > 1) prefetch(first, end);
   let replies: u32 = 0;
   for (let i = first; i < end; i++) {
     const slot = slotsBase() + <usize>i * A.SLOT_SIZE;
@@ -1408,6 +1511,23 @@ export function describeMapping(m: u32): bool {
   const r = mappings.at(m);
   if (load<u32>(r + M_SUB) == 0) return false;
   describeInto(scratch, m);
+  return true;
+}
+
+/**
+ * Writes FILTER `k` (0-based) of mapping `m` into scratch: prefix length (u8), port (u16
+ * at 2), remote address (16 bytes at 4). False past the last one. The dataplane enforces
+ * these [6887 §13.3].
+ */
+export function mappingFilter(m: u32, k: u32): bool {
+  if (m == 0 || m > mappings.used) return false;
+  let f = load<u32>(mappings.at(m) + M_FILTERS);
+  while (f != 0 && k > 0) {
+    f = load<u32>(filters.at(f) + F_NEXT);
+    k--;
+  }
+  if (f == 0) return false;
+  memory.copy(scratch, filters.at(f), 20);
   return true;
 }
 

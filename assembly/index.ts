@@ -62,7 +62,11 @@ export {
   lookupMapping,
   lookupExternal,
   describeMapping,
+  mappingFilter,
   subscriberMappings,
   subscriberBlocks,
   setNow,
+  setPrefetch,
 } from "./engine";
+
+export { loadgenMap } from "./loadgen";

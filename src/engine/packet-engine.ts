@@ -25,7 +25,7 @@ export interface EngineExports {
   engineInit(maxMappings: number, maxSubscribers: number, maxPeers: number, maxFilters: number, seed: bigint, start: number): number;
   engineBytes(): number;
   configureEngine(minLife: number, maxLife: number, peerMinLife: number, hold: number, perSubscriber: number, filtersPer: number, nonce: number, parity: number): void;
-  configurePool(firstPort: number, blockSize: number, blocksPerSubscriber: number): number;
+  configurePool(firstPort: number, blockSize: number, blocksPerSubscriber: number, shards: number, shard: number): number;
   setProtocol(protocol: number, on: number): void;
   setExcludedPort(port: number, on: number): void;
   scratchBase(): number;
@@ -45,9 +45,12 @@ export interface EngineExports {
   lookupMapping(protocol: number, internalPort: number, family: number): number;
   lookupExternal(pool: number, protocol: number, port: number): number;
   describeMapping(m: number): number;
+  mappingFilter(m: number, k: number): number;
   subscriberMappings(): number;
   subscriberBlocks(): number;
   setNow(now: number): void;
+  setPrefetch(on: number): void;
+  loadgenMap(first: number, count: number, start: number, stride: number, total: number, perSubscriber: number, portOffset: number, lifetime: number, protocol: number): void;
 }
 
 export type Build = "debug" | "release";
@@ -101,6 +104,9 @@ export interface EngineConfig {
     blockSize: number;
     maxBlocksPerSubscriber: number;
     excludedPorts: number[];
+    /** This engine leases only blocks b with b % shards == shard (one shard per engine worker). */
+    shards?: number;
+    shard?: number;
   };
   /** PRNG seed for block and port choice (0 = fixed default; the server passes a random one). */
   seed: bigint;
@@ -299,13 +305,23 @@ export class PacketEngine {
   initEngine(c: EngineConfig, now: number): void {
     const x = this.exports;
     if (c.pool.addresses.length === 0) throw new PcpdError(ErrorCodes.BAD_CONFIG, "the external pool needs at least one address");
-    if (!x.configurePool(c.pool.portMin, c.pool.blockSize, c.pool.maxBlocksPerSubscriber)) {
-      throw new PcpdError(ErrorCodes.BAD_CONFIG, `invalid pool layout: portMin ${c.pool.portMin}, blockSize ${c.pool.blockSize}, maxBlocksPerSubscriber ${c.pool.maxBlocksPerSubscriber} (1..${W.MAX_BLOCKS_PER_SUBSCRIBER})`);
+    const shards = c.pool.shards ?? 1;
+    const shard = c.pool.shard ?? 0;
+    const { portMin, blockSize, maxBlocksPerSubscriber } = c.pool;
+    const blocks = Math.floor((65536 - portMin) / blockSize);
+    if (!(portMin >= 1 && portMin <= 65535 && blockSize >= 1 && blocks >= 1 && maxBlocksPerSubscriber >= 1 &&
+        maxBlocksPerSubscriber <= W.MAX_BLOCKS_PER_SUBSCRIBER && shards >= 1 && shard < shards && shards <= blocks)) {
+      throw new PcpdError(ErrorCodes.BAD_CONFIG, `invalid pool layout: portMin ${portMin}, blockSize ${blockSize}, maxBlocksPerSubscriber ${maxBlocksPerSubscriber} (1..${W.MAX_BLOCKS_PER_SUBSCRIBER}), shard ${shard} of ${shards}`);
     }
     x.configureEngine(c.minLifetime, c.maxLifetime, c.peerMinLifetime, c.holdDown, c.mappingsPerSubscriber, c.filtersPerMapping,
       c.noncePolicy === "relaxed" ? W.NONCE_RELAXED : W.NONCE_STRICT, c.parity ? 1 : 0);
-    if (x.engineInit(c.maxMappings, c.maxSubscribers, c.maxPeers, c.maxFilters, BigInt.asUintN(64, c.seed), now >>> 0) !== 0) {
-      throw new PcpdError(ErrorCodes.BAD_CONFIG, "engine already initialised; build a new instance to resize");
+    const status = x.engineInit(c.maxMappings, c.maxSubscribers, c.maxPeers, c.maxFilters, BigInt.asUintN(64, c.seed), now >>> 0);
+    if (status === 1) throw new PcpdError(ErrorCodes.BAD_CONFIG, "engine already initialised; build a new instance to resize");
+    if (status === 2) {
+      throw new PcpdError(ErrorCodes.BAD_CONFIG, `capacity does not fit in WebAssembly memory: maxMappings ${c.maxMappings}, maxSubscribers ${c.maxSubscribers}, maxPeers ${c.maxPeers}, maxFilters ${c.maxFilters} (each must be ≥ 1; about 16M mappings at most per engine)`);
+    }
+    if (!x.configurePool(portMin, blockSize, maxBlocksPerSubscriber, shards, shard)) {
+      throw new PcpdError(ErrorCodes.BAD_CONFIG, "pool layout refused by the engine"); // checked above; kept as a backstop
     }
     x.setProtocol(W.PROTO_TCP, 0);
     x.setProtocol(W.PROTO_UDP, 0);
@@ -384,6 +400,21 @@ export class PacketEngine {
   lookup(internalAddress: string, protocol: number, internalPort: number, family: 4 | 6 = 4): MappingEvent | undefined {
     this.writeScratch(0, toAddress16(internalAddress));
     return this.describe(this.exports.lookupMapping(protocol, internalPort, family === 6 ? 1 : 0));
+  }
+
+  /** FILTERs of mapping `m` as the dataplane must enforce them. */
+  filters(m: number): { prefixLength: number; port: number; address: string }[] {
+    const out = [];
+    for (let k = 0; this.exports.mappingFilter(m, k); k++) {
+      const at = this.exports.scratchBase();
+      const view = this.mem();
+      out.push({
+        prefixLength: view.getUint8(at),
+        port: view.getUint16(at + 2, true),
+        address: formatAddress16(this.bytes.slice(at + 4, at + 20)),
+      });
+    }
+    return out;
   }
 
   addStatic(internalAddress: string, protocol: number, internalPort: number, externalAddress: string, externalPort: number): number {

@@ -1,0 +1,118 @@
+// Question: how fast is the engine's batch path (codec + tables) at 1M and 10M live
+// mappings, and how much memory does a mapping cost?
+// Inputs: MAP requests written into the slots by the module's load generator for
+// endpoints visited in a scattered order (multiplicative stride through the whole table),
+// so consecutive batches never hit the same records. One op = one batch of 256.
+// Baseline (same run): the load generator alone; "net" figures subtract it.
+// Usage: npm run bench:engine [-- 1000000,10000000]
+import b from "benny";
+import { mkdirSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import * as W from "../src/wire.generated.js";
+import { DEFAULT_ENGINE_CONFIG, PacketEngine } from "../src/engine/packet-engine.js";
+
+const sizes = (process.argv[2] ?? "1000000,10000000").split(",").map(Number);
+const PER_SUB = 50;
+const BATCH = W.SLOT_COUNT;
+const CHURN_SPACE = 1 << 20; // endpoints above the live set for the churn case (a multiple of the half batch)
+const STRIDE = 2_654_435_761; // odd, so coprime with the power-of-two-free sizes used here
+
+function poolFor(mappings: number): string[] {
+  const blocks = Math.ceil(mappings / PER_SUB) + 16;
+  const addresses = Math.ceil(blocks / Math.floor((65536 - 1024) / 64)) + 1;
+  return Array.from({ length: addresses }, (_, i) => `198.18.${i >> 8}.${i & 255}`);
+}
+
+async function measure(size: number) {
+  const total = size + CHURN_SPACE;
+  const rssBefore = process.memoryUsage().rss;
+  const e = new PacketEngine("release");
+  e.initEngine({
+    ...DEFAULT_ENGINE_CONFIG,
+    maxMappings: size + 2 * BATCH,
+    maxSubscribers: Math.ceil(total / PER_SUB) + 16,
+    maxPeers: 1024,
+    maxFilters: 1024,
+    mappingsPerSubscriber: PER_SUB,
+    holdDown: 0, // churn must not accumulate holds; hold-down cost is measured by the tests, not here
+    seed: 12345n,
+    pool: { addresses: poolFor(total), portMin: 1024, blockSize: 64, maxBlocksPerSubscriber: 2, excludedPorts: [] },
+  }, 1);
+  const x = e.exports;
+  const run = (start: number, n: number, lifetime: number, portOffset = 0) => {
+    x.loadgenMap(0, n, start, STRIDE % size, size, PER_SUB, portOffset, lifetime, W.PROTO_TCP);
+    x.serveRange(0, n, 1, 2);
+    x.eventsConsume(0xffffffff);
+  };
+
+  // Fill: every endpoint of [0, size) exactly once (the stride is a permutation).
+  const fillStart = process.hrtime.bigint();
+  for (let done = 0; done < size; done += BATCH) run(Number((BigInt(done) * BigInt(STRIDE % size)) % BigInt(size)), Math.min(BATCH, size - done), 3600);
+  const fillSeconds = Number(process.hrtime.bigint() - fillStart) / 1e9;
+  const stats = e.engineStats();
+  if (stats.mappings !== BigInt(size)) throw new Error(`fill created ${stats.mappings} of ${size} mappings`);
+  const rssAfter = process.memoryUsage().rss;
+
+  let cursor = 0;
+  let churn = 0;
+  const next = () => (cursor = (cursor + BATCH * (STRIDE % size)) % size);
+  const summary = await b.suite(
+    `engine at ${size.toLocaleString("en")} mappings`,
+    b.add("baseline: load generator only", () => {
+      x.loadgenMap(0, BATCH, next(), STRIDE % size, size, PER_SUB, 0, 3600, W.PROTO_TCP);
+    }),
+    b.add("refresh (MAP, same nonce)", () => run(next(), BATCH, 3600)),
+    b.add("lookup miss (delete of an absent endpoint)", () => run(next(), BATCH, 0, PER_SUB)),
+    b.add("create + delete (128 + 128)", () => {
+      const start = churn;
+      churn = (churn + BATCH / 2) % CHURN_SPACE;
+      x.loadgenMap(0, BATCH / 2, size + start, 1, total, PER_SUB, 0, 3600, W.PROTO_TCP);
+      x.loadgenMap(BATCH / 2, BATCH / 2, size + start, 1, total, PER_SUB, 0, 0, W.PROTO_TCP);
+      x.serveRange(0, BATCH, 1, 2);
+      x.eventsConsume(0xffffffff);
+    }),
+    b.cycle(),
+    b.complete(),
+  );
+  if (e.engineStats().mappings !== BigInt(size)) throw new Error("live set drifted during the run");
+  const baseline = summary.results[0].ops;
+  const rows = summary.results.slice(1).map((r) => {
+    const perPacketNs = (1e9 / r.ops - 1e9 / baseline) / BATCH;
+    return {
+      case: r.name,
+      requestsPerSecond: r.ops * BATCH,
+      netRequestsPerSecond: 1e9 / perPacketNs,
+      netNsPerRequest: perPacketNs,
+      marginPercent: r.margin,
+      timeVsBaseline: baseline / r.ops,
+    };
+  });
+  return {
+    mappings: size,
+    fill: { seconds: fillSeconds, createsPerSecond: size / fillSeconds },
+    memory: {
+      rssDeltaBytes: rssAfter - rssBefore,
+      bytesPerMapping: (rssAfter - rssBefore) / size,
+      linearMemoryBytes: x.engineBytes(),
+    },
+    baselineBatchesPerSecond: baseline,
+    rows,
+  };
+}
+
+const results = [];
+for (const size of sizes) results.push(await measure(size));
+const out = {
+  question: "engine batch path (codec + tables) by live-table size; memory per mapping",
+  target: "DESIGN.md §4: ≥ 8M requests/s per core at 10M mappings; ≤ 100 bytes per mapping",
+  date: new Date().toISOString(),
+  node: process.version,
+  cpu: os.cpus()[0]?.model,
+  results,
+};
+mkdirSync(new URL("./results/", import.meta.url), { recursive: true });
+writeFileSync(new URL("./results/engine.json", import.meta.url), JSON.stringify(out, null, 2) + "\n");
+for (const r of results) {
+  console.log(`\n${r.mappings.toLocaleString("en")} mappings: fill ${Math.round(r.fill.createsPerSecond).toLocaleString("en")} creates/s, ${r.memory.bytesPerMapping.toFixed(1)} B/mapping (RSS)`);
+  console.table(r.rows.map((row) => ({ case: row.case, "req/s": Math.round(row.requestsPerSecond), "net req/s": Math.round(row.netRequestsPerSecond), "net ns": row.netNsPerRequest.toFixed(1), "±%": row.marginPercent })));
+}
