@@ -167,7 +167,7 @@ export function serveOne(engine: PacketEngine, payload: Uint8Array, now: number,
 }
 
 /** Assigned external port and address of a MAP/PEER reply. */
-export function assigned(o: SlotOutcome): { port: number; address: string } {
+export function assigned(o: { response: Uint8Array }): { port: number; address: string } {
   return { port: u16(o.response, W.MP_EXTERNAL_PORT), address: formatAddress16(o.response.slice(W.MP_EXTERNAL_ADDR, W.MP_EXTERNAL_ADDR + 16)) };
 }
 

@@ -1,0 +1,100 @@
+// UDP front end: one socket per configured address (never a wildcard), so every reply
+// leaves from the address its request was sent to — unicast, secondary or anycast
+// (RFC 6887 §14.1.3, RFC 7723 §2.2). Datagrams that arrive in one event-loop turn are
+// served as one batch through the engine.
+import dgram from "node:dgram";
+import { isIPv6 } from "node:net";
+import * as W from "../wire.generated.js";
+import { toAddress16 } from "../net/address.js";
+import type { MappingEvent, PacketEngine } from "../engine/packet-engine.js";
+import { MonotonicClock } from "../server/clock.js";
+
+export interface ListenerOptions {
+  addresses: string[];
+  port: number;
+  engine: PacketEngine;
+  clock: MonotonicClock;
+  /** INGRESS_* bits for a source address (the interface/subnet policy). */
+  classify: (source: string) => number;
+  /** Receives the engine's mapping events after every batch. */
+  onEvents?: (events: MappingEvent[]) => void;
+  /** Expiry work per second (wheel entries visited). */
+  expiryBudget?: number;
+}
+
+interface Pending {
+  socket: dgram.Socket;
+  payload: Buffer;
+  address: string;
+  port: number;
+}
+
+export class UdpListener {
+  private readonly sockets: dgram.Socket[] = [];
+  private queue: Pending[] = [];
+  private scheduled = false;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly o: ListenerOptions) {}
+
+  async start(): Promise<void> {
+    for (const address of this.o.addresses) {
+      const socket = dgram.createSocket({ type: isIPv6(address) ? "udp6" : "udp4", ipv6Only: isIPv6(address) });
+      socket.on("message", (payload, rinfo) => this.enqueue({ socket, payload, address: rinfo.address, port: rinfo.port }));
+      await new Promise<void>((resolve, reject) => {
+        socket.once("error", reject);
+        socket.bind(this.o.port, address, () => {
+          socket.off("error", reject);
+          resolve();
+        });
+      });
+      this.sockets.push(socket);
+    }
+    this.timer = setInterval(() => this.expire(), 1000);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await Promise.all(this.sockets.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    this.sockets.length = 0;
+  }
+
+  /** Local address:port of each socket (tests bind port 0). */
+  boundAddresses(): { address: string; port: number }[] {
+    return this.sockets.map((s) => s.address());
+  }
+
+  private enqueue(p: Pending): void {
+    this.queue.push(p);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  private flush(): void {
+    this.scheduled = false;
+    const { engine, clock } = this.o;
+    while (this.queue.length > 0) {
+      const batch = this.queue.splice(0, W.SLOT_COUNT);
+      batch.forEach((p, i) =>
+        engine.load(i, { payload: p.payload, source: toAddress16(p.address), sourcePort: p.port, ingress: this.o.classify(p.address) }),
+      );
+      engine.serve(batch.length, clock.epoch(), clock.seconds());
+      batch.forEach((p, i) => {
+        const o = engine.outcome(i);
+        if (o.verdict === "reply") p.socket.send(Buffer.from(o.response), p.port, p.address);
+      });
+      const events = engine.drainEvents();
+      if (events.length > 0) this.o.onEvents?.(events);
+    }
+  }
+
+  private expire(): void {
+    const { engine, clock } = this.o;
+    engine.expire(clock.seconds(), this.o.expiryBudget ?? 100_000);
+    const events = engine.drainEvents();
+    if (events.length > 0) this.o.onEvents?.(events);
+  }
+}

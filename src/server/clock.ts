@@ -1,0 +1,19 @@
+// Engine time and PCP Epoch Time from a monotonic source: neither jumps when the wall
+// clock is stepped (NTP), as RFC 6887 §8.5 requires of the Epoch.
+
+export class MonotonicClock {
+  private readonly origin = process.hrtime.bigint();
+
+  /** @param epochBase Epoch value at start: 0 after state loss; previous + downtime when state was restored. */
+  constructor(private readonly epochBase = 0) {}
+
+  /** Whole seconds since this clock started. */
+  seconds(): number {
+    return Number((process.hrtime.bigint() - this.origin) / 1_000_000_000n);
+  }
+
+  /** Epoch Time for replies [RFC 6887 §8.5]: counts seconds from the base, wraps at 2^32. */
+  epoch(): number {
+    return (this.epochBase + this.seconds()) >>> 0;
+  }
+}

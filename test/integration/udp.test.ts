@@ -1,0 +1,75 @@
+// Real sockets on loopback: the codec and engine behind the UDP listener.
+// Checklist items 1 and 31 (§3.1, §3.2).
+import dgram from "node:dgram";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import * as W from "../../src/wire.generated.js";
+import { DEFAULT_ENGINE_CONFIG, PacketEngine } from "../../src/engine/packet-engine.js";
+import { UdpListener } from "../../src/io/udp-listener.js";
+import { MonotonicClock } from "../../src/server/clock.js";
+import { announceRequest, assigned, mapRequest } from "../helpers/packets.js";
+
+const ADDRESSES = ["127.0.0.1", "127.0.0.2", "::1"];
+let listener: UdpListener;
+const events: string[] = [];
+
+beforeAll(async () => {
+  const engine = new PacketEngine("release");
+  engine.initEngine({ ...DEFAULT_ENGINE_CONFIG, seed: 1n }, 0);
+  listener = new UdpListener({
+    addresses: ADDRESSES,
+    port: W.PCP_SERVER_PORT,
+    engine,
+    clock: new MonotonicClock(),
+    classify: (source) => (source === "127.0.0.1" || source === "127.0.0.2" || source === "::1" ? W.INGRESS_SUBSCRIBER : 0),
+    onEvents: (list) => events.push(...list.map((e) => e.kind)),
+  });
+  await listener.start();
+});
+afterAll(() => listener.stop());
+
+/** Sends from `from` to `to`:5351 and resolves with the reply and the address it came from. */
+function exchange(from: string, to: string, payload: Uint8Array): Promise<{ reply: Buffer; source: string; port: number }> {
+  const socket = dgram.createSocket(to.includes(":") ? "udp6" : "udp4");
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      socket.close();
+      reject(new Error(`no reply from ${to}`));
+    }, 2000);
+    socket.on("message", (reply, rinfo) => {
+      clearTimeout(timer);
+      socket.close();
+      resolve({ reply, source: rinfo.address, port: rinfo.port });
+    });
+    socket.bind(0, from, () => socket.send(payload, W.PCP_SERVER_PORT, to));
+  });
+}
+
+describe("UDP listener on loopback", () => {
+  it("item 1: reachable on UDP 5351 over IPv4 and IPv6", async () => {
+    for (const [from, to] of [["127.0.0.1", "127.0.0.1"], ["::1", "::1"]]) {
+      const r = await exchange(from, to, announceRequest({ client: from }));
+      expect(r.port).toBe(5351);
+      expect(r.reply[1]).toBe(0x80);
+      expect(r.reply[3]).toBe(W.RESULT_SUCCESS);
+    }
+  });
+
+  it("item 31: the reply comes from the address the request was sent to", async () => {
+    for (const to of ["127.0.0.1", "127.0.0.2"]) {
+      const r = await exchange("127.0.0.1", to, announceRequest({ client: "127.0.0.1" }));
+      expect(r.source).toBe(to);
+    }
+  });
+
+  it("serves MAP end to end: mapping created, reply carries the pool address, event emitted", async () => {
+    const r = await exchange("127.0.0.1", "127.0.0.1", mapRequest({ client: "127.0.0.1", internalPort: 22 }));
+    expect(r.reply[3]).toBe(W.RESULT_SUCCESS);
+    const a = assigned({ response: new Uint8Array(r.reply) });
+    expect(a.address).toBe("203.0.113.1");
+    expect(events).toContain("create");
+  });
+
+  it("sources the listener does not classify get no answer (item 2 end to end)", async () => {
+    await expect(exchange("127.0.0.3", "127.0.0.1", announceRequest({ client: "127.0.0.3" }))).rejects.toThrow(/no reply/);
+  });
+});
