@@ -4,7 +4,8 @@
 // endpoints visited in a scattered order (multiplicative stride through the whole table),
 // so consecutive batches never hit the same records. One op = one batch of 256.
 // Baseline (same run): the load generator alone; "net" figures subtract it.
-// Usage: npm run bench:engine [-- 1000000,10000000]
+// Usage: npm run bench:engine [-- 1000000,10000000]; each size runs in its own process
+// (see the bench:engine script) so the RSS figures do not include an earlier table.
 import b from "benny";
 import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -62,6 +63,16 @@ async function measure(size: number) {
       x.loadgenMap(0, BATCH, next(), STRIDE % size, size, PER_SUB, 0, 3600, W.PROTO_TCP);
     }),
     b.add("refresh (MAP, same nonce)", () => run(next(), BATCH, 3600)),
+    b.add("refresh, prefetch stages forced on", () => {
+      x.setPrefetch(1);
+      run(next(), BATCH, 3600);
+      x.setPrefetch(2);
+    }),
+    b.add("refresh, prefetch stages forced off", () => {
+      x.setPrefetch(0);
+      run(next(), BATCH, 3600);
+      x.setPrefetch(2);
+    }),
     b.add("lookup miss (delete of an absent endpoint)", () => run(next(), BATCH, 0, PER_SUB)),
     b.add("create + delete (128 + 128)", () => {
       const start = churn;
@@ -111,7 +122,7 @@ const out = {
   results,
 };
 mkdirSync(new URL("./results/", import.meta.url), { recursive: true });
-writeFileSync(new URL("./results/engine.json", import.meta.url), JSON.stringify(out, null, 2) + "\n");
+writeFileSync(new URL(`./results/engine-${sizes.join("-")}.json`, import.meta.url), JSON.stringify(out, null, 2) + "\n");
 for (const r of results) {
   console.log(`\n${r.mappings.toLocaleString("en")} mappings: fill ${Math.round(r.fill.createsPerSecond).toLocaleString("en")} creates/s, ${r.memory.bytesPerMapping.toFixed(1)} B/mapping (RSS)`);
   console.table(r.rows.map((row) => ({ case: row.case, "req/s": Math.round(row.requestsPerSecond), "net req/s": Math.round(row.netRequestsPerSecond), "net ns": row.netNsPerRequest.toFixed(1), "±%": row.marginPercent })));
