@@ -56,9 +56,9 @@ export function configureEngine(
 
 /** Port range, block layout and shard; only before the first pool address. Returns false if too late or invalid. */
 export function configurePool(firstPort: u32, size: u32, blocksPerSubscriber: u32, shards: u32, shard: u32): bool {
-  if (poolCount != 0 || firstPort == 0 || firstPort > 65535 || size == 0 || size > 65536 - firstPort) return false;
+  if (poolCount != 0 || firstPort == 0 || firstPort > 65535 || size < 2 || size > 65536 - firstPort) return false;
   if (blocksPerSubscriber == 0 || blocksPerSubscriber > A.MAX_BLOCKS_PER_SUBSCRIBER) return false;
-  if (shards == 0 || shard >= shards || shards > (65536 - firstPort) / size) return false;
+  if (shards == 0 || shard >= shards || shards > (65536 - firstPort + size - 1) / size) return false;
   portMin = firstPort;
   blockSize = size;
   maxBlocksPerSubscriber = blocksPerSubscriber;
@@ -127,15 +127,25 @@ export function eventsConsume(n: u32): void {
 // Subscriber (64 bytes)
 const S_ADDR: u32 = 0; // 16
 const S_REALM: u32 = 16;
-const S_POOL: u32 = 20; // u16 pool index, NO_POOL when no block
+const S_POOL: u32 = 20; // u16 paired IPv4 pool index, NO_POOL when no IPv4 block
 const S_BLOCK_COUNT: u32 = 22; // u8
 const S_MAPPINGS: u32 = 24; // live mappings
 const S_HELD: u32 = 28; // held ports
 const S_LIST: u32 = 32; // first mapping of the subscriber (live and held)
 const S_NEXT_FREE: u32 = 36;
-const S_BLOCKS: u32 = 40; // u16 × 8 block numbers
+const S_BLOCKS: u32 = 40; // u16 × 8: block number | family << 15
+const S_POOL6: u32 = 56; // u16 paired IPv6 pool index
 const SUB_SIZE: u32 = 64;
 const NO_POOL: u32 = 0xffff;
+const BLOCK_FAMILY_BIT: u32 = 0x8000;
+
+/** Pairing is per external family: one IPv4 and one IPv6 address per subscriber. */
+@inline function pairedPool(s: usize, family: u32): u32 {
+  return <u32>load<u16>(s + (family != 0 ? S_POOL6 : S_POOL));
+}
+@inline function setPaired(s: usize, family: u32, pool: u32): void {
+  store<u16>(s + (family != 0 ? S_POOL6 : S_POOL), <u16>pool);
+}
 
 // Mapping (60 bytes)
 const M_SUB: u32 = 0;
@@ -270,7 +280,8 @@ const poolStack = memory.data(<i32>(A.POOL_MAX_ADDRESSES * 4), 4); // usize: u16
 export function poolAdd(): i32 {
   if (poolCount >= A.POOL_MAX_ADDRESSES) return -1;
   for (let i: u32 = 0; i < poolCount; i++) if (addrEqual(poolAddr(i), scratch)) return -1;
-  blocksPerAddress = (65536 - portMin) / blockSize;
+  // The last block may be shorter; block numbers stay below 2^15 (blockSize ≥ 2).
+  blocksPerAddress = (65536 - portMin + blockSize - 1) / blockSize;
   const i = poolCount;
   memory.copy(poolAddr(i), scratch, 16);
   store<u8>(poolFamily + i, isV4Mapped(scratch) ? 0 : 1);
@@ -363,10 +374,11 @@ function popBlock(pool: u32, sub: u32): u32 {
 function leaseTo(pool: u32, block: u32, sub: u32): void {
   store<u32>(ownerAt(pool, block), sub);
   const s = subscribers.at(sub);
+  const family = <u32>load<u8>(poolFamily + pool);
   const k = <u32>load<u8>(s + S_BLOCK_COUNT);
-  store<u16>(s + S_BLOCKS + (k << 1), <u16>block);
+  store<u16>(s + S_BLOCKS + (k << 1), <u16>(block | (family != 0 ? BLOCK_FAMILY_BIT : 0)));
   store<u8>(s + S_BLOCK_COUNT, <u8>(k + 1));
-  store<u16>(s + S_POOL, <u16>pool);
+  setPaired(s, family, pool);
   statAdd(A.STATS_BLOCKS, 1);
 }
 
@@ -381,15 +393,22 @@ function releaseBlockIfUnused(pool: u32, block: u32): void {
   store<u16>(stack + (<usize>n << 1), <u16>block);
   store<u32>(poolFree + (<usize>pool << 2), n + 1);
   const s = subscribers.at(sub);
+  const family = <u32>load<u8>(poolFamily + pool);
+  const entry = block | (family != 0 ? BLOCK_FAMILY_BIT : 0);
   const count = <u32>load<u8>(s + S_BLOCK_COUNT);
+  let sameFamily: u32 = 0;
   for (let k: u32 = 0; k < count; k++) {
-    if (<u32>load<u16>(s + S_BLOCKS + (k << 1)) == block) {
+    const e = <u32>load<u16>(s + S_BLOCKS + (k << 1));
+    if (e == entry) {
       store<u16>(s + S_BLOCKS + (k << 1), load<u16>(s + S_BLOCKS + ((count - 1) << 1)));
-      break;
+      store<u16>(s + S_BLOCKS + ((count - 1) << 1), <u16>entry);
     }
   }
   store<u8>(s + S_BLOCK_COUNT, <u8>(count - 1));
-  if (count == 1) store<u16>(s + S_POOL, <u16>NO_POOL);
+  for (let k: u32 = 0; k + 1 < count; k++) {
+    if ((<u32>load<u16>(s + S_BLOCKS + (k << 1)) & BLOCK_FAMILY_BIT) == (entry & BLOCK_FAMILY_BIT)) sameFamily++;
+  }
+  if (sameFamily == 0) setPaired(s, family, NO_POOL);
   statAdd(A.STATS_BLOCKS, -1);
 }
 
@@ -581,6 +600,7 @@ function createSubscriber(addr: usize, realm: u32): u32 {
   copy16(s + S_ADDR, addr);
   store<u32>(s + S_REALM, realm);
   store<u16>(s + S_POOL, <u16>NO_POOL);
+  store<u16>(s + S_POOL6, <u16>NO_POOL);
   subscriberIndex.insert(subscriberFp(addr, realm), id);
   statAdd(A.STATS_SUBSCRIBERS, 1);
   return id;
@@ -608,11 +628,47 @@ function findMapping(sub: u32, protocol: u32, port: u32, family: u32): u32 {
     const id = <u32>internalIndex.entryAt(<u32>p);
     const r = mappings.at(id);
     if (load<u32>(r + M_SUB) == sub && <u32>load<u16>(r + M_INTERNAL_PORT) == port &&
-        <u32>load<u8>(r + M_PROTOCOL) == protocol && <u32>load<u8>(r + M_FAMILY) == family) return id;
+        <u32>load<u8>(r + M_PROTOCOL) == protocol && <u32>load<u8>(r + M_FAMILY) == family &&
+        (load<u8>(r + M_FLAGS) & A.MAPF_HELD) == 0) return id;
     pos = <u32>p + 1;
     if (pos == cap) pos = 0;
   }
   return 0;
+}
+
+/** The endpoint's port in hold-down for this nonce, still held at `now` (0 if none). */
+function findHeld(sub: u32, protocol: u32, port: u32, family: u32, nonce: usize): u32 {
+  if (sub == 0) return 0;
+  const fp = internalFp(sub, protocol, port, family);
+  const cap = internalIndex.capacity;
+  let pos = internalIndex.home(fp);
+  while (true) {
+    const p = internalIndex.next(fp, pos);
+    if (p < 0) return 0;
+    const id = <u32>internalIndex.entryAt(<u32>p);
+    const r = mappings.at(id);
+    if ((load<u8>(r + M_FLAGS) & A.MAPF_HELD) != 0 && load<u32>(r + M_MAP_EXPIRY) > now && load<u32>(r + M_SUB) == sub &&
+        <u32>load<u16>(r + M_INTERNAL_PORT) == port && <u32>load<u8>(r + M_PROTOCOL) == protocol &&
+        <u32>load<u8>(r + M_FAMILY) == family && nonceEqual(r + M_NONCE, nonce)) return id;
+    pos = <u32>p + 1;
+    if (pos == cap) pos = 0;
+  }
+  return 0;
+}
+
+/** Prepares a reclaim of held record `m` (as allocate would); false if the suggestion must be honoured and differs. */
+function reclaimHeld(m: u32, sugAddr: usize, sugPort: u32, strict: bool): bool {
+  const r = mappings.at(m);
+  if (strict && !sameExternal(r, sugAddr, sugPort)) return false;
+  allocPool = <u32>load<u16>(r + M_POOL);
+  allocPort = <u32>load<u16>(r + M_EXTERNAL_PORT);
+  allocLease = false;
+  allocReclaim = m;
+  return true;
+}
+
+@inline function sameExternal(r: usize, sugAddr: usize, sugPort: u32): bool {
+  return <u32>load<u16>(r + M_EXTERNAL_PORT) == sugPort && addrEqual(poolAddr(<u32>load<u16>(r + M_POOL)), sugAddr);
 }
 
 /** External key: exact, so its fingerprint is the key itself (never 0: protocol ≠ 0). */
@@ -756,7 +812,7 @@ function endMapping(m: u32, kind: u8): void {
   const r = mappings.at(m);
   emit(kind, m);
   const sub = load<u32>(r + M_SUB);
-  internalIndex.remove(internalFp(sub, <u32>load<u8>(r + M_PROTOCOL), <u32>load<u16>(r + M_INTERNAL_PORT), <u32>load<u8>(r + M_FAMILY)), m);
+  const holdEnd = (kind == A.EVENT_EXPIRE ? effectiveExpiry(r) : now) + holdDown; // a hold starts when the mapping ended
   freeFilters(r);
   freePeers(m);
   wheelUnlink(m);
@@ -768,12 +824,14 @@ function endMapping(m: u32, kind: u8): void {
     releasePort(m);
     return;
   }
+  // Held records stay in both indexes: nobody else gets the port, and the same client
+  // (endpoint + nonce) finds it again [6887 §15].
   store<u8>(r + M_FLAGS, <u8>A.MAPF_HELD);
-  store<u32>(r + M_MAP_EXPIRY, now + holdDown);
+  store<u32>(r + M_MAP_EXPIRY, holdEnd);
   store<u32>(r + M_OUT_EXPIRY, 0);
   store<u32>(s + S_HELD, load<u32>(s + S_HELD) + 1);
   statAdd(A.STATS_HELD, 1);
-  wheelLink(m, now + holdDown);
+  wheelLink(m, holdEnd);
 }
 
 function releaseHold(m: u32): void {
@@ -794,6 +852,7 @@ function releasePort(m: u32): void {
   const port = <u32>load<u16>(r + M_EXTERNAL_PORT);
   const sub = load<u32>(r + M_SUB);
   subListRemove(sub, m);
+  internalIndex.remove(internalFp(sub, <u32>load<u8>(r + M_PROTOCOL), <u32>load<u16>(r + M_INTERNAL_PORT), <u32>load<u8>(r + M_FAMILY)), m);
   externalIndex.remove(externalKey(pool, <u32>load<u8>(r + M_PROTOCOL), port), m);
   mappings.release(m);
   usageAdd(pool, port, -1);
@@ -809,7 +868,6 @@ function reclaim(m: u32, flags: u32, clientPort: u32): void {
   store<u8>(r + M_FLAGS, <u8>flags);
   store<u32>(r + M_MAP_EXPIRY, 0);
   store<u16>(r + M_CLIENT_PORT, <u16>clientPort);
-  internalIndex.insert(internalFp(sub, <u32>load<u8>(r + M_PROTOCOL), <u32>load<u16>(r + M_INTERNAL_PORT), <u32>load<u8>(r + M_FAMILY)), m);
   const s = subscribers.at(sub);
   store<u32>(s + S_HELD, load<u32>(s + S_HELD) - 1);
   store<u32>(s + S_MAPPINGS, load<u32>(s + S_MAPPINGS) + 1);
@@ -852,7 +910,7 @@ function tryPort(sub: u32, pool: u32, protocol: u32, port: u32, internalPort: u3
     if (sub != 0) {
       const s = subscribers.at(sub);
       if (<u32>load<u8>(s + S_BLOCK_COUNT) >= maxBlocksPerSubscriber) return false;
-      const paired = <u32>load<u16>(s + S_POOL);
+      const paired = pairedPool(s, <u32>load<u8>(poolFamily + pool));
       if (paired != NO_POOL && paired != pool) return false; // paired pooling [RFC 6888 REQ-2]
     }
     lease = true;
@@ -879,7 +937,7 @@ function tryPort(sub: u32, pool: u32, protocol: u32, port: u32, internalPort: u3
 /** Honours the suggestion if it can be honoured [6887 §11.3]. */
 function trySuggestion(sub: u32, family: u32, protocol: u32, internalPort: u32, sugAddr: usize, sugPort: u32, nonce: usize): bool {
   if (sugPort == 0) return false;
-  const paired = sub != 0 ? <u32>load<u16>(subscribers.at(sub) + S_POOL) : NO_POOL;
+  const paired = sub != 0 ? pairedPool(subscribers.at(sub), family) : NO_POOL;
   const anyAddress = family == 0 ? load<u32>(sugAddr, 12) == 0 : (load<u64>(sugAddr) | load<u64>(sugAddr, 8)) == 0;
   if (!anyAddress) {
     const pool = poolIndexOf(sugAddr);
@@ -891,23 +949,26 @@ function trySuggestion(sub: u32, family: u32, protocol: u32, internalPort: u32, 
   return pool != NO_POOL && tryPort(sub, pool, protocol, sugPort, internalPort, nonce);
 }
 
-/** A random free port in the subscriber's blocks, keeping parity if configured. */
-function tryOwnBlocks(sub: u32, protocol: u32, internalPort: u32, nonce: usize): bool {
+/** A random free port in the subscriber's blocks of `family`, keeping parity if configured. */
+function tryOwnBlocks(sub: u32, family: u32, protocol: u32, internalPort: u32, nonce: usize): bool {
   if (sub == 0) return false;
   const s = subscribers.at(sub);
+  const pool = pairedPool(s, family);
+  if (pool == NO_POOL) return false;
   const count = <u32>load<u8>(s + S_BLOCK_COUNT);
-  if (count == 0) return false;
-  const pool = <u32>load<u16>(s + S_POOL);
+  const familyBit: u32 = family != 0 ? BLOCK_FAMILY_BIT : 0;
   for (let t = 0; t < 8; t++) {
-    const block = <u32>load<u16>(s + S_BLOCKS + (randomBelow(count) << 1));
-    let port = blockStart(block) + randomBelow(blockSize);
+    const entry = <u32>load<u16>(s + S_BLOCKS + (randomBelow(count) << 1));
+    if ((entry & BLOCK_FAMILY_BIT) != familyBit) continue;
+    let port = blockStart(entry & ~BLOCK_FAMILY_BIT) + randomBelow(blockSize);
     if (parity && (port & 1) != (internalPort & 1)) port ^= 1;
     if (tryPort(sub, pool, protocol, port, internalPort, nonce) && allocReclaim == 0) return true;
   }
   // Dense blocks: a full scan from a random start.
   for (let k: u32 = 0; k < count; k++) {
-    const block = <u32>load<u16>(s + S_BLOCKS + (k << 1));
-    const first = blockStart(block);
+    const entry = <u32>load<u16>(s + S_BLOCKS + (k << 1));
+    if ((entry & BLOCK_FAMILY_BIT) != familyBit) continue;
+    const first = blockStart(entry & ~BLOCK_FAMILY_BIT);
     const offset = randomBelow(blockSize);
     for (let i: u32 = 0; i < blockSize; i++) {
       const port = first + (offset + i) % blockSize;
@@ -918,25 +979,27 @@ function tryOwnBlocks(sub: u32, protocol: u32, internalPort: u32, nonce: usize):
   return false;
 }
 
-/** A random port in a block to be leased; 0 result or USER_EX_QUOTA / NO_RESOURCES. */
+/** A random port in a block to be leased (sets alloc*); 0, USER_EX_QUOTA or NO_RESOURCES. */
 function tryNewBlock(sub: u32, family: u32, protocol: u32, internalPort: u32): u32 {
   let pool = NO_POOL;
   if (sub != 0) {
     const s = subscribers.at(sub);
     if (<u32>load<u8>(s + S_BLOCK_COUNT) >= maxBlocksPerSubscriber) return W.RESULT_USER_EX_QUOTA;
-    pool = <u32>load<u16>(s + S_POOL);
+    pool = pairedPool(s, family);
   }
   if (pool == NO_POOL) pool = pickPool(family);
-  if (pool == NO_POOL || freeCount(pool) == 0) return W.RESULT_NO_RESOURCES;
-  // The block to be popped is known: the top of the random stack.
+  if (pool == NO_POOL) return W.RESULT_NO_RESOURCES;
+  // The next blocks to be handed out are the top of the random stack.
   const stack = <usize>load<u32>(poolStack + (<usize>pool << 2));
-  const block = <u32>load<u16>(stack + (<usize>(freeCount(pool) - 1) << 1));
-  const first = blockStart(block);
-  const offset = randomBelow(blockSize);
-  for (let i: u32 = 0; i < blockSize; i++) {
-    const port = first + (offset + i) % blockSize;
-    if (parity && (port & 1) != (internalPort & 1)) continue;
-    if (!portForbidden(protocol, port)) {
+  const free = freeCount(pool);
+  for (let depth: u32 = 1; depth <= free && depth <= 4; depth++) {
+    const block = <u32>load<u16>(stack + (<usize>(free - depth) << 1));
+    const first = blockStart(block);
+    const offset = randomBelow(blockSize);
+    for (let i: u32 = 0; i < blockSize; i++) {
+      const port = first + (offset + i) % blockSize;
+      if (port > 65535 || portForbidden(protocol, port)) continue;
+      if (parity && (port & 1) != (internalPort & 1)) continue;
       allocPool = pool;
       allocPort = port;
       allocLease = true;
@@ -982,55 +1045,80 @@ function writeExternal(slot: usize, m: u32): void {
   copy16(d + W.MP_EXTERNAL_ADDR, poolAddr(<u32>load<u16>(r + M_POOL)));
 }
 
-/** Validates the request's FILTERs against the mapping's set; returns the resulting count or -1. */
-function filterCountAfter(slot: usize, current: u32): i32 {
-  let count = current;
-  const n = <u32>load<u16>(slot + A.SLOT_FILTER_COUNT);
-  if (n == 0) return <i32>count;
-  const d = data(slot);
-  let off = <u32>load<u16>(slot + A.SLOT_FILTER_FIRST);
-  const end = <u32>load<u16>(slot + A.SLOT_OPT_END);
-  while (off < end) {
-    const code = <u32>load<u8>(d + off);
-    const len = rd16(d + off + W.OPT_LENGTH);
-    if (code == <u32>W.OPTION_FILTER) {
-      if (load<u8>(d + off + W.OPT_HEADER_SIZE + W.FILTER_PREFIX_LENGTH) == 0) count = 0;
-      else count++;
-    }
-    off += W.OPT_HEADER_SIZE + ((len + 3) & ~3);
-  }
-  return count > filtersPerMapping ? -1 : <i32>count;
+/** FILTER data (prefix, port, address) equal to a stored filter or another FILTER's data. */
+@inline function sameFilter(prefix: u32, port: u32, addr: usize, otherPrefix: u32, otherPort: u32, otherAddr: usize): bool {
+  return prefix == otherPrefix && port == otherPort && addrEqual(addr, otherAddr);
 }
 
-/** Applies the request's FILTERs in order: prefix 0 clears, others are added [6887 §13.3]. */
-function applyFilters(slot: usize, m: u32): void {
+function storedFilter(r: usize, prefix: u32, port: u32, addr: usize): bool {
+  let f = load<u32>(r + M_FILTERS);
+  while (f != 0) {
+    const fr = filters.at(f);
+    if (sameFilter(prefix, port, addr, <u32>load<u8>(fr + F_PREFIX), <u32>load<u16>(fr + F_PORT), fr + F_ADDR)) return true;
+    f = load<u32>(fr + F_NEXT);
+  }
+  return false;
+}
+
+/**
+ * The request's FILTERs in order [6887 §13.3]: prefix 0 clears the set, the others join it
+ * (a filter already in the set is not added twice: clients resend theirs with every
+ * refresh). With `apply` false nothing changes and the resulting set size is returned, or
+ * -1 if it would exceed filtersPerMapping.
+ */
+function walkFilters(slot: usize, m: u32, apply: bool): i32 {
   const n = <u32>load<u16>(slot + A.SLOT_FILTER_COUNT);
-  if (n == 0) return;
-  const r = mappings.at(m);
+  const r = m != 0 ? mappings.at(m) : 0;
+  let count: u32 = r != 0 ? <u32>load<u8>(r + M_FILTER_COUNT) : 0;
+  if (n == 0) return <i32>count;
   const d = data(slot);
-  let off = <u32>load<u16>(slot + A.SLOT_FILTER_FIRST);
+  const first = <u32>load<u16>(slot + A.SLOT_FILTER_FIRST);
   const end = <u32>load<u16>(slot + A.SLOT_OPT_END);
+  let cleared = r == 0;
+  let since = first; // first request option after the last clear
+  let off = first;
   while (off < end) {
     const code = <u32>load<u8>(d + off);
     const len = rd16(d + off + W.OPT_LENGTH);
     const p = d + off + W.OPT_HEADER_SIZE;
+    const here = off;
     off += W.OPT_HEADER_SIZE + ((len + 3) & ~3);
     if (code != <u32>W.OPTION_FILTER) continue;
-    const prefix = load<u8>(p + W.FILTER_PREFIX_LENGTH);
+    const prefix = <u32>load<u8>(p + W.FILTER_PREFIX_LENGTH);
+    const port = rd16(p + W.FILTER_REMOTE_PORT);
+    const addr = p + W.FILTER_REMOTE_ADDR;
     if (prefix == 0) {
-      freeFilters(r);
+      count = 0;
+      cleared = true;
+      since = off;
+      if (apply) freeFilters(r);
       continue;
     }
-    const f = filters.alloc();
-    const fr = filters.at(f);
-    store<u8>(fr + F_PREFIX, prefix);
-    store<u16>(fr + F_PORT, <u16>rd16(p + W.FILTER_REMOTE_PORT));
-    copy16(fr + F_ADDR, p + W.FILTER_REMOTE_ADDR);
-    store<u32>(fr + F_NEXT, load<u32>(r + M_FILTERS));
-    store<u32>(r + M_FILTERS, f);
-    store<u8>(r + M_FILTER_COUNT, load<u8>(r + M_FILTER_COUNT) + 1);
-    statAdd(A.STATS_FILTERS, 1);
+    let duplicate = !cleared && storedFilter(r, prefix, port, addr);
+    // an earlier FILTER of this request (after the last clear) with the same data
+    for (let q = since; !duplicate && q < here; ) {
+      const qlen = rd16(d + q + W.OPT_LENGTH);
+      const qp = d + q + W.OPT_HEADER_SIZE;
+      if (<u32>load<u8>(d + q) == <u32>W.OPTION_FILTER &&
+          sameFilter(prefix, port, addr, <u32>load<u8>(qp + W.FILTER_PREFIX_LENGTH), rd16(qp + W.FILTER_REMOTE_PORT), qp + W.FILTER_REMOTE_ADDR)) duplicate = true;
+      q += W.OPT_HEADER_SIZE + ((qlen + 3) & ~3);
+    }
+    if (duplicate) continue;
+    count++;
+    if (apply) {
+      if (storedFilter(r, prefix, port, addr)) continue;
+      const f = filters.alloc();
+      const fr = filters.at(f);
+      store<u8>(fr + F_PREFIX, <u8>prefix);
+      store<u16>(fr + F_PORT, <u16>port);
+      copy16(fr + F_ADDR, addr);
+      store<u32>(fr + F_NEXT, load<u32>(r + M_FILTERS));
+      store<u32>(r + M_FILTERS, f);
+      store<u8>(r + M_FILTER_COUNT, load<u8>(r + M_FILTER_COUNT) + 1);
+      statAdd(A.STATS_FILTERS, 1);
+    }
   }
+  return count > filtersPerMapping ? -1 : <i32>count;
 }
 
 /** Free filter entries needed in the worst case for this request. */
@@ -1090,7 +1178,7 @@ function handleMap(slot: usize): void {
   if (m != 0) {
     const r = mappings.at(m);
     const flags = <u32>load<u8>(r + M_FLAGS);
-    const same = <u32>load<u16>(r + M_EXTERNAL_PORT) == sugPort && addrEqual(poolAddr(<u32>load<u16>(r + M_POOL)), sugAddr);
+    const same = sameExternal(r, sugAddr, sugPort);
     if (flags & A.MAPF_STATIC) {
       if (preferFailure && !same) return fail(slot, W.RESULT_CANNOT_PROVIDE_EXTERNAL);
       writeExternal(slot, m);
@@ -1102,8 +1190,7 @@ function handleMap(slot: usize): void {
       return;
     }
     if (preferFailure && !same) return fail(slot, W.RESULT_CANNOT_PROVIDE_EXTERNAL); // [6887 §11.3]
-    const after = filterCountAfter(slot, <u32>load<u8>(r + M_FILTER_COUNT));
-    if (after < 0) return fail(slot, W.RESULT_EXCESSIVE_REMOTE_PEERS); // [6887 §13.3]
+    if (walkFilters(slot, m, false) < 0) return fail(slot, W.RESULT_EXCESSIVE_REMOTE_PEERS); // [6887 §13.3]
     if (!filtersAvailable(slot)) return fail(slot, W.RESULT_NO_RESOURCES);
     copy12(r + M_NONCE, nonce);
     store<u8>(r + M_FLAGS, <u8>(flags | A.MAPF_INBOUND));
@@ -1114,7 +1201,7 @@ function handleMap(slot: usize): void {
       wheelUnlink(m);
       wheelLink(m, effectiveExpiry(r));
     }
-    applyFilters(slot, m);
+    walkFilters(slot, m, true);
     emit(wasInbound ? A.EVENT_REFRESH : A.EVENT_CREATE, m);
     statAdd(wasInbound ? A.STATS_REFRESHED : A.STATS_CREATED, 1);
     writeExternal(slot, m);
@@ -1123,10 +1210,15 @@ function handleMap(slot: usize): void {
 
   // New mapping: every check before any change.
   if (sub != 0 && load<u32>(subscribers.at(sub) + S_MAPPINGS) >= mappingsPerSubscriber) return fail(slot, W.RESULT_USER_EX_QUOTA); // [6887 §17.2]
-  if (filterCountAfter(slot, 0) < 0) return fail(slot, W.RESULT_EXCESSIVE_REMOTE_PEERS);
+  const held = findHeld(sub, protocol, internalPort, family, nonce);
+  if (held != 0) {
+    if (!reclaimHeld(held, sugAddr, sugPort, preferFailure)) return fail(slot, W.RESULT_CANNOT_PROVIDE_EXTERNAL);
+  } else {
+    const result = allocate(slot, sub, family, protocol, internalPort, sugAddr, sugPort, nonce, preferFailure);
+    if (result != 0) return fail(slot, result);
+  }
+  if (walkFilters(slot, 0, false) < 0) return fail(slot, W.RESULT_EXCESSIVE_REMOTE_PEERS); // [6887 §13.3]
   if (!filtersAvailable(slot)) return fail(slot, W.RESULT_NO_RESOURCES);
-  let result = allocate(slot, sub, family, protocol, internalPort, sugAddr, sugPort, nonce, preferFailure);
-  if (result != 0) return fail(slot, result);
   if (sub == 0) {
     sub = createSubscriber(addr, 0);
     if (sub == 0) return fail(slot, W.RESULT_NO_RESOURCES);
@@ -1139,7 +1231,7 @@ function handleMap(slot: usize): void {
   copy12(r + M_NONCE, nonce);
   store<u32>(r + M_MAP_EXPIRY, now + lifetime);
   wheelLink(m, now + lifetime);
-  applyFilters(slot, m);
+  walkFilters(slot, m, true);
   emit(A.EVENT_CREATE, m);
   writeExternal(slot, m);
   finishSuccess(slot, lifetime, MAP_ECHO);
@@ -1154,7 +1246,7 @@ function allocate(slot: usize, sub: u32, family: u32, protocol: u32, internalPor
   if (sub == 0 && subscribers.full()) return W.RESULT_NO_RESOURCES;
   if (trySuggestion(sub, family, protocol, internalPort, sugAddr, sugPort, nonce)) return 0;
   if (strict) return W.RESULT_CANNOT_PROVIDE_EXTERNAL; // [6887 §13.2]
-  if (tryOwnBlocks(sub, protocol, internalPort, nonce)) return 0;
+  if (tryOwnBlocks(sub, family, protocol, internalPort, nonce)) return 0;
   return tryNewBlock(sub, family, protocol, internalPort);
 }
 
@@ -1211,8 +1303,13 @@ function handlePeer(slot: usize): void {
     if (sub != 0 && load<u32>(subscribers.at(sub) + S_MAPPINGS) >= mappingsPerSubscriber) return fail(slot, W.RESULT_USER_EX_QUOTA);
     if (peers.full()) return fail(slot, W.RESULT_NO_RESOURCES);
     // PEER always has PREFER_FAILURE semantics for its suggestion [6887 §12.3].
-    const result = allocate(slot, sub, family, protocol, internalPort, sugAddr, sugPort, nonce, sugPort != 0);
-    if (result != 0) return fail(slot, result);
+    const held = findHeld(sub, protocol, internalPort, family, nonce);
+    if (held != 0) {
+      if (!reclaimHeld(held, sugAddr, sugPort, sugPort != 0)) return fail(slot, W.RESULT_CANNOT_PROVIDE_EXTERNAL);
+    } else {
+      const result = allocate(slot, sub, family, protocol, internalPort, sugAddr, sugPort, nonce, sugPort != 0);
+      if (result != 0) return fail(slot, result);
+    }
     if (sub == 0) {
       sub = createSubscriber(addr, 0);
       if (sub == 0) return fail(slot, W.RESULT_NO_RESOURCES);
@@ -1220,6 +1317,7 @@ function handlePeer(slot: usize): void {
     let flags = A.MAPF_OUTBOUND;
     if (load<u32>(slot + A.SLOT_OPTIONS) & A.OPTBIT_THIRD_PARTY) flags |= A.MAPF_THIRD_PARTY;
     m = commitAllocation(sub, protocol, internalPort, family, flags, clientPort);
+    copy12(mappings.at(m) + M_NONCE, nonce); // the creator's nonce keys its hold-down later
     wheelLink(m, now + lifetime);
   }
   const r = mappings.at(m);
@@ -1267,7 +1365,7 @@ function handleNatPmp(slot: usize): void {
   const addr = slot + A.SLOT_SRC_ADDR;
   let sub = findSubscriber(addr, 0);
   if (opcode == W.NATPMP_OP_ADDRESS) {
-    let pool = sub != 0 ? <u32>load<u16>(subscribers.at(sub) + S_POOL) : NO_POOL;
+    let pool = sub != 0 ? pairedPool(subscribers.at(sub), 0) : NO_POOL;
     if (pool == NO_POOL) pool = pickPool(0);
     if (pool == NO_POOL) return finishNatPmpAddress(slot, W.NATPMP_RESULT_NETWORK_FAILURE, 0);
     return finishNatPmpAddress(slot, W.NATPMP_RESULT_SUCCESS, rd32(poolAddr(pool) + 12));
@@ -1305,7 +1403,8 @@ function handleNatPmp(slot: usize): void {
     return finishNatPmpMap(slot, result, 0, 0);
   }
   if (internalPort == 0) return finishNatPmpMap(slot, W.NATPMP_RESULT_NOT_AUTHORIZED, 0, 0);
-  if (!protocolSupported(protocol) || !poolHasFamily(0)) return finishNatPmpMap(slot, W.NATPMP_RESULT_NETWORK_FAILURE, 0, 0);
+  if (!protocolSupported(protocol)) return finishNatPmpMap(slot, W.NATPMP_RESULT_NOT_AUTHORIZED, 0, 0);
+  if (!poolHasFamily(0)) return finishNatPmpMap(slot, W.NATPMP_RESULT_NETWORK_FAILURE, 0, 0);
   const lifetime = clampLifetime(requested, minLifetime);
   let m = sub != 0 ? findMapping(sub, protocol, internalPort, 0) : 0;
   if (m != 0 && liveOrEnded(m) == 0) {
@@ -1316,7 +1415,7 @@ function handleNatPmp(slot: usize): void {
     // An existing mapping of the endpoint keeps its port [6886 §3.3]; NAT-PMP has no nonce.
     const r = mappings.at(m);
     const flags = <u32>load<u8>(r + M_FLAGS);
-    if (flags & A.MAPF_STATIC) return finishNatPmpMap(slot, W.NATPMP_RESULT_SUCCESS, <u32>load<u16>(r + M_EXTERNAL_PORT), lifetime);
+    if (flags & A.MAPF_STATIC) return finishNatPmpMap(slot, W.NATPMP_RESULT_SUCCESS, <u32>load<u16>(r + M_EXTERNAL_PORT), W.STATIC_MAPPING_LIFETIME);
     const wasInbound = hasInbound(r);
     store<u8>(r + M_FLAGS, <u8>(flags | A.MAPF_INBOUND));
     store<u16>(r + M_CLIENT_PORT, <u16>clientPort);
@@ -1335,8 +1434,13 @@ function handleNatPmp(slot: usize): void {
   const anyV4 = scratch + 32;
   memory.fill(anyV4, 0, 16);
   store<u16>(anyV4 + 10, 0xffff);
-  const result = allocate(slot, sub, 0, protocol, internalPort, anyV4, sugPort, zeroNonce, false);
-  if (result != 0) return finishNatPmpMap(slot, natPmpResult(result), 0, 0);
+  const held = findHeld(sub, protocol, internalPort, 0, zeroNonce);
+  if (held != 0) {
+    reclaimHeld(held, anyV4, sugPort, false);
+  } else {
+    const result = allocate(slot, sub, 0, protocol, internalPort, anyV4, sugPort, zeroNonce, false);
+    if (result != 0) return finishNatPmpMap(slot, natPmpResult(result), 0, 0);
+  }
   if (sub == 0) {
     sub = createSubscriber(addr, 0);
     if (sub == 0) return finishNatPmpMap(slot, W.NATPMP_RESULT_NO_RESOURCES, 0, 0);

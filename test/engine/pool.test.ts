@@ -109,3 +109,36 @@ describe("capacity", () => {
     expect(() => e.initEngine(DEFAULT_ENGINE_CONFIG, 0)).toThrow(/already initialised/);
   });
 });
+
+describe("regressions", () => {
+  it("a client resending the same FILTER with every refresh never reaches the filter limit", () => {
+    const e = engineWith({}, { filtersPerMapping: 2 });
+    for (let i = 0; i < 10; i++) {
+      expect(serveOne(e, mapRequest({}, [filter(120, "198.51.100.0"), filter(120, "198.51.100.0")]), T0 + i).result).toBe(0);
+    }
+    expect(e.engineStats().filters).toBe(1n);
+  });
+
+  it("the same client (endpoint + nonce) gets its held port back without suggesting it", () => {
+    const e = engineWith();
+    const a = assigned(serveOne(e, mapRequest({ internalPort: 7 }), T0));
+    serveOne(e, mapRequest({ internalPort: 7, lifetime: 0 }), T0 + 1);
+    expect(assigned(serveOne(e, mapRequest({ internalPort: 7 }), T0 + 2))).toEqual(a);
+    expect(e.engineStats()).toMatchObject({ mappings: 1n, held: 0n });
+  });
+
+  it("pairing is per family: one subscriber maps on an IPv4 and an IPv6 pool address", () => {
+    const e = engineWith({ addresses: ["203.0.113.1", "2001:db8::1"] });
+    const v4 = serveOne(e, mapRequest({ internalPort: 1 }), T0);
+    const v6 = serveOne(e, mapRequest({ internalPort: 2, externalAddress: "::" }), T0);
+    const v4b = serveOne(e, mapRequest({ internalPort: 3 }), T0);
+    expect([assigned(v4).address, assigned(v6).address, assigned(v4b).address]).toEqual(["203.0.113.1", "2001:db8::1", "203.0.113.1"]);
+    expect(e.subscriberUsage(CLIENT).blocks).toBe(2);
+  });
+
+  it("the last, shorter block of an address is used too", () => {
+    const e = engineWith({ addresses: ["203.0.113.1"], portMin: 65000, blockSize: 500 });
+    const o = serveOne(e, mapRequest({ externalAddress: "203.0.113.1", externalPort: 65535 }, []), T0);
+    expect(assigned(o)).toEqual({ port: 65535, address: "203.0.113.1" });
+  });
+});

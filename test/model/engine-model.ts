@@ -65,6 +65,10 @@
 //     (pool address, pairing, free, not reserved, own or leasable block); it counts towards
 //     the quota and the table. Returns 0 or a PCP result code (compare zero/non-zero only).
 //
+// Not modelled: shards (a sharded engine's "most free blocks" and block set differ),
+// removeStatic / deleteSubscriber, realms (THIRD_PARTY_ID), maxSubscribers / maxFilters,
+// events, expire budgets. Cost is O(mappings) per operation: meant for small tables.
+//
 // The harness should feed canonical address text, or compare through canonicalAddress().
 // Requests the codec rejects (PREFER_FAILURE with port 0 or lifetime 0, FILTER with
 // lifetime 0, PEER with zero fields, bad FILTER prefixes) should not be generated.
@@ -157,9 +161,19 @@ function isV4Mapped(b: number[]): boolean {
   return b[10] === 0xff && b[11] === 0xff;
 }
 
+const canonicalCache = new Map<string, string>();
+
 /** Dotted quad for v4-mapped addresses, RFC 5952 text for the rest. */
 export function canonicalAddress(text: string): string {
-  const b = parseAddress(text);
+  let c = canonicalCache.get(text);
+  if (c === undefined) {
+    c = formatAddress(parseAddress(text));
+    if (canonicalCache.size < 100_000) canonicalCache.set(text, c);
+  }
+  return c;
+}
+
+function formatAddress(b: number[]): string {
   if (isV4Mapped(b)) return b.slice(12).join('.');
   const words: number[] = [];
   for (let i = 0; i < 16; i += 2) words.push((b[i] << 8) | b[i + 1]);
@@ -178,7 +192,7 @@ export function canonicalAddress(text: string): string {
 
 /** docs/engine.md MAP: v4-mapped → IPv4; anything else → IPv6. */
 export function familyOf(text: string): Family {
-  return isV4Mapped(parseAddress(text)) ? 4 : 6;
+  return canonicalAddress(text).includes(':') ? 6 : 4;
 }
 
 function isAnyAddress(canon: string): boolean {
@@ -395,6 +409,7 @@ export class EngineModel {
       choose: (a) => {
         const address = a.externalAddress, port = a.externalPort;
         if (!this.poolOf(n.family).includes(address)) return `${address} is not a pool address of family IPv${n.family}`;
+        if (paired !== undefined && address !== paired) return `${address} is not the subscriber's paired address ${paired}`;
         const why = this.unusable(sub, n.protocol, address, port, owners, taken);
         if (why) return why;
         if (parity !== null && port % 2 !== parity) return `port ${port} does not keep the parity of internal port ${n.internalPort}`;
@@ -402,11 +417,7 @@ export class EngineModel {
         if (example !== undefined) {
           return inOwnBlock ? null : `a new block was leased although the subscriber's blocks still have a free port (e.g. ${paired}:${example})`;
         }
-        if (!eligible.includes(address)) {
-          return paired !== undefined
-            ? `${address} is not the subscriber's paired address ${paired}`
-            : `a first block must come from an address with the most free blocks (${eligible.join(', ')}), not ${address}`;
-        }
+        if (!eligible.includes(address)) return `a first block must come from an address with the most free blocks (${eligible.join(', ')}), not ${address}`;
         return null;
       },
     };
