@@ -667,8 +667,11 @@ function reclaimHeld(m: u32, sugAddr: usize, sugPort: u32, strict: bool): bool {
   return true;
 }
 
-@inline function sameExternal(r: usize, sugAddr: usize, sugPort: u32): bool {
-  return <u32>load<u16>(r + M_EXTERNAL_PORT) == sugPort && addrEqual(poolAddr(<u32>load<u16>(r + M_POOL)), sugAddr);
+/** Does the suggestion name this mapping's external? A family all-zeros address names any [6887 §11.1]. */
+function sameExternal(r: usize, sugAddr: usize, sugPort: u32): bool {
+  if (<u32>load<u16>(r + M_EXTERNAL_PORT) != sugPort) return false;
+  const anyAddress = isV4Mapped(sugAddr) ? load<u32>(sugAddr, 12) == 0 : (load<u64>(sugAddr) | load<u64>(sugAddr, 8)) == 0;
+  return anyAddress || addrEqual(poolAddr(<u32>load<u16>(r + M_POOL)), sugAddr);
 }
 
 /** External key: exact, so its fingerprint is the key itself (never 0: protocol ≠ 0). */
@@ -945,8 +948,14 @@ function trySuggestion(sub: u32, family: u32, protocol: u32, internalPort: u32, 
     return tryPort(sub, pool, protocol, sugPort, internalPort, nonce);
   }
   if (paired != NO_POOL) return tryPort(sub, paired, protocol, sugPort, internalPort, nonce);
-  const pool = pickPool(family);
-  return pool != NO_POOL && tryPort(sub, pool, protocol, sugPort, internalPort, nonce);
+  // Not paired yet: the least used address first, then any address where the port is free.
+  const best = pickPool(family);
+  if (best == NO_POOL) return false;
+  if (tryPort(sub, best, protocol, sugPort, internalPort, nonce)) return true;
+  for (let i: u32 = 0; i < poolCount; i++) {
+    if (i != best && <u32>load<u8>(poolFamily + i) == family && tryPort(sub, i, protocol, sugPort, internalPort, nonce)) return true;
+  }
+  return false;
 }
 
 /** A random free port in the subscriber's blocks of `family`, keeping parity if configured. */
@@ -1165,7 +1174,10 @@ function handleMap(slot: usize): void {
       const r = mappings.at(m);
       const flags = <u32>load<u8>(r + M_FLAGS);
       if ((flags & A.MAPF_STATIC) || !hasInbound(r)) return fail(slot, W.RESULT_NOT_AUTHORIZED);
-      if (noncePolicy == A.NONCE_STRICT && !nonceEqual(r + M_NONCE, nonce)) return fail(slot, W.RESULT_NOT_AUTHORIZED);
+      if (noncePolicy == A.NONCE_STRICT && !nonceEqual(r + M_NONCE, nonce)) {
+        finishError(slot, W.RESULT_NOT_AUTHORIZED, load<u32>(r + M_MAP_EXPIRY) - now); // remaining lifetime [6887 §11.3]
+        return;
+      }
       removeInbound(m);
     }
     return finishSuccess(slot, 0, A.OPTBIT_THIRD_PARTY);
@@ -1257,6 +1269,9 @@ function removeInbound(m: u32): void {
   if (flags & A.MAPF_OUTBOUND && load<u32>(r + M_OUT_EXPIRY) > now) {
     store<u8>(r + M_FLAGS, <u8>(flags & ~(A.MAPF_INBOUND | A.MAPF_PREFER_FAILURE)));
     store<u32>(r + M_MAP_EXPIRY, 0);
+    // The mapping may now end sooner than the bucket it is filed in: re-file it.
+    wheelUnlink(m);
+    wheelLink(m, effectiveExpiry(r));
     freeFilters(r);
     emit(A.EVENT_DELETE, m);
     statAdd(A.STATS_DELETED, 1);
@@ -1417,6 +1432,7 @@ function handleNatPmp(slot: usize): void {
     const flags = <u32>load<u8>(r + M_FLAGS);
     if (flags & A.MAPF_STATIC) return finishNatPmpMap(slot, W.NATPMP_RESULT_SUCCESS, <u32>load<u16>(r + M_EXTERNAL_PORT), W.STATIC_MAPPING_LIFETIME);
     const wasInbound = hasInbound(r);
+    if (!wasInbound) copy12(r + M_NONCE, zeroNonce); // a NAT-PMP inbound part has no nonce
     store<u8>(r + M_FLAGS, <u8>(flags | A.MAPF_INBOUND));
     store<u16>(r + M_CLIENT_PORT, <u16>clientPort);
     const oldExpiry = effectiveExpiry(r);
