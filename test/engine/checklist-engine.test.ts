@@ -478,3 +478,28 @@ describe("§3.12 NAT-PMP (engine)", () => {
 
   it.todo("item 142: external-address announcements on boot/change (server, issue #4)");
 });
+
+describe("§3.2 with the engine", () => {
+  it("item 32: the same MAP twice back-to-back → byte-identical responses", () => {
+    const e = engineWith();
+    const req = mapRequest({}, [filter(120, "198.51.100.0")]);
+    const a = serveOne(e, req, T0).response;
+    const b = serveOne(e, req, T0).response;
+    expect(Buffer.from(b).toString("hex")).toBe(Buffer.from(a).toString("hex"));
+  });
+
+  it("item 29: THIRD_PARTY + malformed FILTER → error and no mapping for the third party", () => {
+    const e = engineWith();
+    const o = serveOne(e, mapRequest({}, [thirdParty("10.9.9.9"), filter(64, "198.51.100.0")]), T0, { ingress: TP });
+    expect(o.result).toBe(W.RESULT_MALFORMED_OPTION);
+    expect(e.lookup("10.9.9.9", 6, 8080)).toBeUndefined();
+    expect(e.engineStats().subscribers).toBe(0n);
+  });
+
+  it("item 30: unknown mandatory option and quota exceeded → the option error (no state touched)", () => {
+    const e = engineWith({ mappingsPerSubscriber: 1 });
+    serveOne(e, mapRequest({ internalPort: 1 }), T0);
+    expect(serveOne(e, mapRequest({ internalPort: 2 }, [{ code: 50 }]), T0).result).toBe(W.RESULT_UNSUPP_OPTION);
+    expect(serveOne(e, mapRequest({ internalPort: 2 }), T0).result).toBe(W.RESULT_USER_EX_QUOTA);
+  });
+});
