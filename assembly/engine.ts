@@ -618,26 +618,11 @@ function freeSubscriberIfEmpty(sub: u32): void {
   return fingerprint(mix64((<u64>sub << 32) | (<u64>family << 24) | (<u64>protocol << 16) | <u64>port));
 }
 
-function findMapping(sub: u32, protocol: u32, port: u32, family: u32): u32 {
-  const fp = internalFp(sub, protocol, port, family);
-  const cap = internalIndex.capacity;
-  let pos = internalIndex.home(fp);
-  while (true) {
-    const p = internalIndex.next(fp, pos);
-    if (p < 0) return 0;
-    const id = <u32>internalIndex.entryAt(<u32>p);
-    const r = mappings.at(id);
-    if (load<u32>(r + M_SUB) == sub && <u32>load<u16>(r + M_INTERNAL_PORT) == port &&
-        <u32>load<u8>(r + M_PROTOCOL) == protocol && <u32>load<u8>(r + M_FAMILY) == family &&
-        (load<u8>(r + M_FLAGS) & A.MAPF_HELD) == 0) return id;
-    pos = <u32>p + 1;
-    if (pos == cap) pos = 0;
-  }
-  return 0;
-}
-
-/** The endpoint's port in hold-down for this nonce, still held at `now` (0 if none). */
-function findHeld(sub: u32, protocol: u32, port: u32, family: u32, nonce: usize): u32 {
+/**
+ * The endpoint's live mapping, or (held = true) its port in hold-down for `nonce` that is
+ * still held at `now`; 0 if none. Held records share the index with live ones [6887 §15].
+ */
+function findEndpoint(sub: u32, protocol: u32, port: u32, family: u32, held: bool, nonce: usize): u32 {
   if (sub == 0) return 0;
   const fp = internalFp(sub, protocol, port, family);
   const cap = internalIndex.capacity;
@@ -647,13 +632,24 @@ function findHeld(sub: u32, protocol: u32, port: u32, family: u32, nonce: usize)
     if (p < 0) return 0;
     const id = <u32>internalIndex.entryAt(<u32>p);
     const r = mappings.at(id);
-    if ((load<u8>(r + M_FLAGS) & A.MAPF_HELD) != 0 && load<u32>(r + M_MAP_EXPIRY) > now && load<u32>(r + M_SUB) == sub &&
-        <u32>load<u16>(r + M_INTERNAL_PORT) == port && <u32>load<u8>(r + M_PROTOCOL) == protocol &&
-        <u32>load<u8>(r + M_FAMILY) == family && nonceEqual(r + M_NONCE, nonce)) return id;
+    if (load<u32>(r + M_SUB) == sub && <u32>load<u16>(r + M_INTERNAL_PORT) == port &&
+        <u32>load<u8>(r + M_PROTOCOL) == protocol && <u32>load<u8>(r + M_FAMILY) == family) {
+      const isHeld = (load<u8>(r + M_FLAGS) & A.MAPF_HELD) != 0;
+      if (!held && !isHeld) return id;
+      if (held && isHeld && load<u32>(r + M_MAP_EXPIRY) > now && nonceEqual(r + M_NONCE, nonce)) return id;
+    }
     pos = <u32>p + 1;
     if (pos == cap) pos = 0;
   }
   return 0;
+}
+
+@inline function findMapping(sub: u32, protocol: u32, port: u32, family: u32): u32 {
+  return findEndpoint(sub, protocol, port, family, false, 0);
+}
+
+@inline function findHeld(sub: u32, protocol: u32, port: u32, family: u32, nonce: usize): u32 {
+  return findEndpoint(sub, protocol, port, family, true, nonce);
 }
 
 /** Prepares a reclaim of held record `m` (as allocate would); false if the suggestion must be honoured and differs. */

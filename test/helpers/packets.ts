@@ -134,8 +134,7 @@ export interface Send {
   epoch?: number;
 }
 
-/** Runs one datagram through slot 0 and returns a copy of the outcome. */
-export function run(engine: PacketEngine, payload: Uint8Array, s: Send = {}): SlotOutcome {
+function loadOne(engine: PacketEngine, payload: Uint8Array, s: Send): void {
   engine.load(0, {
     payload,
     source: toAddress16(s.source ?? CLIENT),
@@ -143,9 +142,18 @@ export function run(engine: PacketEngine, payload: Uint8Array, s: Send = {}): Sl
     ingress: s.ingress ?? W.INGRESS_SUBSCRIBER,
     overloaded: s.overloaded,
   });
-  engine.processBatch(1, s.epoch ?? EPOCH);
+}
+
+function outcomeCopy(engine: PacketEngine): SlotOutcome {
   const o = engine.outcome(0);
   return { ...o, response: o.response.slice() };
+}
+
+/** Runs one datagram through the codec alone in slot 0 and returns a copy of the outcome. */
+export function run(engine: PacketEngine, payload: Uint8Array, s: Send = {}): SlotOutcome {
+  loadOne(engine, payload, s);
+  engine.processBatch(1, s.epoch ?? EPOCH);
+  return outcomeCopy(engine);
 }
 
 export const hexOf = (b: Uint8Array) => Buffer.from(b).toString("hex");
@@ -154,16 +162,9 @@ export const u16 = (b: Uint8Array, at: number) => new DataView(b.buffer, b.byteO
 
 /** Runs one datagram through codec and engine in slot 0 at engine time `now`. */
 export function serveOne(engine: PacketEngine, payload: Uint8Array, now: number, s: Send = {}): SlotOutcome {
-  engine.load(0, {
-    payload,
-    source: toAddress16(s.source ?? CLIENT),
-    sourcePort: s.sourcePort ?? 40000,
-    ingress: s.ingress ?? W.INGRESS_SUBSCRIBER,
-    overloaded: s.overloaded,
-  });
+  loadOne(engine, payload, s);
   engine.serve(1, s.epoch ?? EPOCH, now);
-  const o = engine.outcome(0);
-  return { ...o, response: o.response.slice() };
+  return outcomeCopy(engine);
 }
 
 /** Assigned external port and address of a MAP/PEER reply. */
