@@ -16,6 +16,7 @@ const sizes = (process.argv[2] ?? "1000000,10000000").split(",").map(Number);
 const PER_SUB = 50;
 const BATCH = W.SLOT_COUNT;
 const CHURN_SPACE = 1 << 20; // endpoints above the live set for the churn case (a multiple of the half batch)
+const TIMED = 1 << 17; // endpoints created, then deleted, in the timed create/delete phases
 const STRIDE = 2_654_435_761; // odd, so coprime with the power-of-two-free sizes used here
 
 function poolFor(mappings: number): string[] {
@@ -30,7 +31,7 @@ async function measure(size: number) {
   const e = new PacketEngine("release");
   e.initEngine({
     ...DEFAULT_ENGINE_CONFIG,
-    maxMappings: size + 2 * BATCH,
+    maxMappings: size + TIMED + 2 * BATCH,
     maxSubscribers: Math.ceil(total / PER_SUB) + 16,
     maxPeers: 1024,
     maxFilters: 1024,
@@ -53,6 +54,27 @@ async function measure(size: number) {
   const stats = e.engineStats();
   if (stats.mappings !== BigInt(size)) throw new Error(`fill created ${stats.mappings} of ${size} mappings`);
   const rssAfter = process.memoryUsage().rss;
+
+  // Create and delete alone, timed over TIMED endpoints above the live set (stride 1,
+  // new subscribers and blocks included), with the load generator's own cost taken out.
+  const timed = (lifetime: number) => {
+    const t = process.hrtime.bigint();
+    for (let done = 0; done < TIMED; done += BATCH) {
+      x.loadgenMap(0, BATCH, size + done, 1, total, PER_SUB, 0, lifetime, W.PROTO_TCP);
+      x.serveRange(0, BATCH, 1, 2);
+      x.eventsConsume(0xffffffff);
+    }
+    return Number(process.hrtime.bigint() - t) / TIMED;
+  };
+  const loadgenOnly = (() => {
+    const t = process.hrtime.bigint();
+    for (let done = 0; done < TIMED; done += BATCH) x.loadgenMap(0, BATCH, size + done, 1, total, PER_SUB, 0, 3600, W.PROTO_TCP);
+    return Number(process.hrtime.bigint() - t) / TIMED;
+  })();
+  const createNs = timed(3600) - loadgenOnly;
+  if (e.engineStats().mappings !== BigInt(size + TIMED)) throw new Error("timed creates did not all succeed");
+  const deleteNs = timed(0) - loadgenOnly;
+  if (e.engineStats().mappings !== BigInt(size)) throw new Error("timed deletes did not all succeed");
 
   let cursor = 0;
   let churn = 0;
@@ -101,6 +123,13 @@ async function measure(size: number) {
   return {
     mappings: size,
     fill: { seconds: fillSeconds, createsPerSecond: size / fillSeconds },
+    timed: {
+      method: `hrtime over ${TIMED} endpoints above the live set, load generator cost subtracted`,
+      createNsPerRequest: createNs,
+      createsPerSecond: 1e9 / createNs,
+      deleteNsPerRequest: deleteNs,
+      deletesPerSecond: 1e9 / deleteNs,
+    },
     memory: {
       rssDeltaBytes: rssAfter - rssBefore,
       bytesPerMapping: (rssAfter - rssBefore) / size,
@@ -124,6 +153,6 @@ const out = {
 mkdirSync(new URL("./results/", import.meta.url), { recursive: true });
 writeFileSync(new URL(`./results/engine-${sizes.join("-")}.json`, import.meta.url), JSON.stringify(out, null, 2) + "\n");
 for (const r of results) {
-  console.log(`\n${r.mappings.toLocaleString("en")} mappings: fill ${Math.round(r.fill.createsPerSecond).toLocaleString("en")} creates/s, ${r.memory.bytesPerMapping.toFixed(1)} B/mapping (RSS)`);
+  console.log(`\n${r.mappings.toLocaleString("en")} mappings: fill ${Math.round(r.fill.createsPerSecond).toLocaleString("en")} creates/s, ${r.memory.bytesPerMapping.toFixed(1)} B/mapping (RSS); create ${Math.round(r.timed.createsPerSecond).toLocaleString("en")}/s, delete ${Math.round(r.timed.deletesPerSecond).toLocaleString("en")}/s (net)`);
   console.table(r.rows.map((row) => ({ case: row.case, "req/s": Math.round(row.requestsPerSecond), "net req/s": Math.round(row.netRequestsPerSecond), "net ns": row.netNsPerRequest.toFixed(1), "±%": row.marginPercent })));
 }
