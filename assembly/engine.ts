@@ -1668,6 +1668,3 @@ export function subscriberBlocks(): u32 {
   return sub != 0 ? <u32>load<u8>(subscribers.at(sub) + S_BLOCK_COUNT) : 0;
 }
 
-export function setNow(at: u32): void {
-  now = at;
-}

@@ -65,7 +65,6 @@ export {
   mappingFilter,
   subscriberMappings,
   subscriberBlocks,
-  setNow,
   setPrefetch,
 } from "./engine";
 

@@ -48,7 +48,6 @@ export interface EngineExports {
   mappingFilter(m: number, k: number): number;
   subscriberMappings(): number;
   subscriberBlocks(): number;
-  setNow(now: number): void;
   setPrefetch(on: number): void;
   loadgenMap(first: number, count: number, start: number, stride: number, total: number, perSubscriber: number, portOffset: number, lifetime: number, protocol: number): void;
 }
@@ -400,6 +399,17 @@ export class PacketEngine {
   lookup(internalAddress: string, protocol: number, internalPort: number, family: 4 | 6 = 4): MappingEvent | undefined {
     this.writeScratch(0, toAddress16(internalAddress));
     return this.describe(this.exports.lookupMapping(protocol, internalPort, family === 6 ? 1 : 0));
+  }
+
+  /** Free blocks per pool address (gauge for pool usage). */
+  poolUsage(): { address: string; freeBlocks: number }[] {
+    return Array.from({ length: this.exports.poolSize() }, (_, i) => ({ address: this.poolAddress(i), freeBlocks: this.exports.poolFreeBlocks(i) }));
+  }
+
+  /** The mapping (live or held) that owns an external address:port, or undefined. */
+  lookupExternal(externalAddress: string, protocol: number, externalPort: number): MappingEvent | undefined {
+    const pool = this.poolUsage().findIndex((p) => p.address === externalAddress);
+    return pool < 0 ? undefined : this.describe(this.exports.lookupExternal(pool, protocol, externalPort));
   }
 
   /** FILTERs of mapping `m` as the dataplane must enforce them. */

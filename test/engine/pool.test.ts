@@ -57,6 +57,16 @@ describe("external pool", () => {
     expect(e.engineStats().blocks).toBe(4n);
   });
 
+  it("reports free blocks per address and finds a mapping by its external address:port", () => {
+    const e = engineWith({ blockSize: 1024 });
+    const before = e.poolUsage();
+    expect(before).toEqual([{ address: "203.0.113.1", freeBlocks: 63 }, { address: "203.0.113.2", freeBlocks: 63 }]);
+    const a = assigned(serveOne(e, mapRequest(), T0));
+    expect(e.poolUsage().reduce((n, p) => n + p.freeBlocks, 0)).toBe(125);
+    expect(e.lookupExternal(a.address, 6, a.port)).toMatchObject({ internalAddress: CLIENT, internalPort: 8080 });
+    expect(e.lookupExternal(a.address, 17, a.port)).toBeUndefined();
+  });
+
   it("table full → NO_RESOURCES, nothing evicted", () => {
     const e = engineWith({}, { maxMappings: 10 });
     for (let p = 1; p <= 10; p++) expect(serveOne(e, mapRequest({ internalPort: p }), T0).result).toBe(0);
