@@ -5,7 +5,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
 import { toAddress16 } from "../../src/net/address.js";
-import { PacketEngine, type CodecConfig, type SlotOutcome } from "../../src/engine/packet-engine.js";
+import { DEFAULT_ENGINE_CONFIG, PacketEngine, type CodecConfig, type SlotOutcome } from "../../src/engine/packet-engine.js";
 import { referenceEngineError, referenceProcess, referenceSuccess, type RefConfig, type RefOutcome } from "../reference/pcp-reference.js";
 import { announceRequest, hexOf, mapRequest, natPmpMap, peerRequest, type Option } from "../helpers/packets.js";
 
@@ -161,6 +161,27 @@ describe("properties of the codec", () => {
 
   it("mutated valid requests: no trap, well-formed replies, agreement with the reference", () => {
     fc.assert(fc.property(mutatedCase, check), { numRuns: RUNS * 2 });
+  });
+
+  it("random and mutated datagrams through codec and engine: no trap, every request finished, every reply well-formed", () => {
+    const served = new PacketEngine("debug");
+    served.initEngine({ ...DEFAULT_ENGINE_CONFIG, maxMappings: 2000, maxSubscribers: 200, maxPeers: 500, maxFilters: 500, holdDown: 30, seed: 9n,
+      pool: { ...DEFAULT_ENGINE_CONFIG.pool, addresses: ["198.18.0.1", "2001:db8::1"], blockSize: 64 } }, 0);
+    let now = 0;
+    fc.assert(
+      fc.property(fc.oneof(mutatedCase, validCase, randomCase), fc.nat({ max: 40 }), (c, dt) => {
+        now += dt;
+        served.configure(toCodecConfig({ ...c.config, enabledOptions: c.config.enabledOptions & W.OPTBIT_CORE }));
+        served.load(0, { payload: c.payload, source: c.source, sourcePort: 5000, ingress: c.ingress, overloaded: c.overloaded });
+        served.serve(1, c.epoch, now);
+        served.expire(now);
+        served.drainEvents();
+        const o = served.outcome(0);
+        expect(o.verdict).not.toBe("parsed"); // the engine finishes every parsed request
+        expectWellFormed({ ...o, response: o.response.slice() });
+      }),
+      { numRuns: RUNS * 2 },
+    );
   });
 
   it("success and engine-error encoders agree with the reference for every parsed PCP request", () => {
