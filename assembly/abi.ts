@@ -41,7 +41,6 @@ export const SLOT_PREFIX64_LEN: u32 = 72; // u16
 export const SLOT_PORT_SET: u32 = 74; // u16, data offset of PORT_SET data
 export const SLOT_THIRD_PARTY_ID: u32 = 76; // u16, data offset of THIRD_PARTY_ID data
 export const SLOT_THIRD_PARTY_ID_LEN: u32 = 78; // u16
-export const SLOT_ENGINE_SUB: u32 = 80; // u32, engine scratch: subscriber found while prefetching
 
 // ---- Ingress classification (host decides from its interface/subnet configuration) ----
 export const INGRESS_SUBSCRIBER: u8 = 1; // arrived where this client's traffic arrives [6887 §8.2]

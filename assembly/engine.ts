@@ -614,17 +614,28 @@ function freeSubscriberIfEmpty(sub: u32): void {
   statAdd(A.STATS_SUBSCRIBERS, -1);
 }
 
-@inline function internalFp(sub: u32, protocol: u32, port: u32, family: u32): u32 {
-  return fingerprint(mix64((<u64>sub << 32) | (<u64>family << 24) | (<u64>protocol << 16) | <u64>port));
+/**
+ * The internal index is keyed by the internal address itself (not the subscriber id), so
+ * a refresh finds its mapping without first looking up the subscriber: one dependent
+ * memory access fewer on the hot path.
+ */
+@inline function internalFp(addr: usize, realm: u32, protocol: u32, port: u32, family: u32): u32 {
+  const tail = (<u64>realm << 32) | (<u64>family << 24) | (<u64>protocol << 16) | <u64>port;
+  return fingerprint(mix64(load<u64>(addr) ^ mix64(load<u64>(addr, 8) ^ mix64(tail))));
+}
+
+/** The internal-index fingerprint of mapping record `r` (from its subscriber's address). */
+@inline function recordFp(r: usize): u32 {
+  const s = subscribers.at(load<u32>(r + M_SUB));
+  return internalFp(s + S_ADDR, load<u32>(s + S_REALM), <u32>load<u8>(r + M_PROTOCOL), <u32>load<u16>(r + M_INTERNAL_PORT), <u32>load<u8>(r + M_FAMILY));
 }
 
 /**
  * The endpoint's live mapping, or (held = true) its port in hold-down for `nonce` that is
  * still held at `now`; 0 if none. Held records share the index with live ones [6887 §15].
  */
-function findEndpoint(sub: u32, protocol: u32, port: u32, family: u32, held: bool, nonce: usize): u32 {
-  if (sub == 0) return 0;
-  const fp = internalFp(sub, protocol, port, family);
+function findEndpoint(addr: usize, realm: u32, protocol: u32, port: u32, family: u32, held: bool, nonce: usize): u32 {
+  const fp = internalFp(addr, realm, protocol, port, family);
   const cap = internalIndex.capacity;
   let pos = internalIndex.home(fp);
   while (true) {
@@ -632,8 +643,8 @@ function findEndpoint(sub: u32, protocol: u32, port: u32, family: u32, held: boo
     if (p < 0) return 0;
     const id = <u32>internalIndex.entryAt(<u32>p);
     const r = mappings.at(id);
-    if (load<u32>(r + M_SUB) == sub && <u32>load<u16>(r + M_INTERNAL_PORT) == port &&
-        <u32>load<u8>(r + M_PROTOCOL) == protocol && <u32>load<u8>(r + M_FAMILY) == family) {
+    if (<u32>load<u16>(r + M_INTERNAL_PORT) == port && <u32>load<u8>(r + M_PROTOCOL) == protocol &&
+        <u32>load<u8>(r + M_FAMILY) == family && ownedBy(r, addr, realm)) {
       const isHeld = (load<u8>(r + M_FLAGS) & A.MAPF_HELD) != 0;
       if (!held && !isHeld) return id;
       if (held && isHeld && load<u32>(r + M_MAP_EXPIRY) > now && nonceEqual(r + M_NONCE, nonce)) return id;
@@ -644,12 +655,23 @@ function findEndpoint(sub: u32, protocol: u32, port: u32, family: u32, held: boo
   return 0;
 }
 
-@inline function findMapping(sub: u32, protocol: u32, port: u32, family: u32): u32 {
-  return findEndpoint(sub, protocol, port, family, false, 0);
+@inline function ownedBy(r: usize, addr: usize, realm: u32): bool {
+  const s = subscribers.at(load<u32>(r + M_SUB));
+  return addrEqual(s + S_ADDR, addr) && load<u32>(s + S_REALM) == realm;
 }
 
-@inline function findHeld(sub: u32, protocol: u32, port: u32, family: u32, nonce: usize): u32 {
-  return findEndpoint(sub, protocol, port, family, true, nonce);
+/** The live mapping of the endpoint (internal address, realm 0, protocol, port, external family). */
+@inline function findMapping(addr: usize, protocol: u32, port: u32, family: u32): u32 {
+  return findEndpoint(addr, 0, protocol, port, family, false, 0);
+}
+
+@inline function findHeld(addr: usize, protocol: u32, port: u32, family: u32, nonce: usize): u32 {
+  return findEndpoint(addr, 0, protocol, port, family, true, nonce);
+}
+
+/** The subscriber of a found mapping, else of the address (0 if none). */
+@inline function subscriberOf(m: u32, addr: usize): u32 {
+  return m != 0 ? load<u32>(mappings.at(m) + M_SUB) : findSubscriber(addr, 0);
 }
 
 /** Prepares a reclaim of held record `m` (as allocate would); false if the suggestion must be honoured and differs. */
@@ -747,7 +769,7 @@ function createMapping(sub: u32, protocol: u32, port: u32, family: u32, pool: u3
   store<u16>(r + M_POOL, <u16>pool);
   store<u8>(r + M_FAMILY, <u8>family);
   store<u16>(r + M_CLIENT_PORT, <u16>clientPort);
-  internalIndex.insert(internalFp(sub, protocol, port, family), m);
+  internalIndex.insert(recordFp(r), m);
   externalIndex.insert(externalKey(pool, protocol, extPort), m);
   usageAdd(pool, extPort, 1);
   subListAdd(sub, m);
@@ -851,7 +873,7 @@ function releasePort(m: u32): void {
   const port = <u32>load<u16>(r + M_EXTERNAL_PORT);
   const sub = load<u32>(r + M_SUB);
   subListRemove(sub, m);
-  internalIndex.remove(internalFp(sub, <u32>load<u8>(r + M_PROTOCOL), <u32>load<u16>(r + M_INTERNAL_PORT), <u32>load<u8>(r + M_FAMILY)), m);
+  internalIndex.remove(recordFp(r), m);
   externalIndex.remove(externalKey(pool, <u32>load<u8>(r + M_PROTOCOL), port), m);
   mappings.release(m);
   usageAdd(pool, port, -1);
@@ -1157,12 +1179,8 @@ function handleMap(slot: usize): void {
   const preferFailure = (opts & A.OPTBIT_PREFER_FAILURE) != 0;
   const addr = internalAddress(slot);
   const clientPort = <u32>load<u16>(slot + A.SLOT_SRC_PORT);
-  let sub = findSubscriber(addr, 0);
-  let m = sub != 0 && protocol != 0 && internalPort != 0 ? findMapping(sub, protocol, internalPort, family) : 0;
-  if (m != 0 && liveOrEnded(m) == 0) {
-    m = 0;
-    sub = findSubscriber(addr, 0); // ending it may have freed the subscriber
-  }
+  let m = protocol != 0 && internalPort != 0 ? findMapping(addr, protocol, internalPort, family) : 0;
+  if (m != 0 && liveOrEnded(m) == 0) m = 0; // ending it may have freed the subscriber
 
   if (requested == 0) {
     // Delete [6887 §15.1, erratum 3621]: the reply keeps the suggested fields as sent.
@@ -1179,6 +1197,7 @@ function handleMap(slot: usize): void {
     return finishSuccess(slot, 0, A.OPTBIT_THIRD_PARTY);
   }
 
+  let sub = subscriberOf(m, addr);
   if (protocol == 0 || internalPort == 0 || !protocolSupported(protocol)) return fail(slot, W.RESULT_UNSUPP_PROTOCOL); // [6887 §11.3]
   if (!poolHasFamily(family)) return fail(slot, W.RESULT_UNSUPP_PROTOCOL); // decision (item 67)
   const lifetime = clampLifetime(requested, minLifetime);
@@ -1218,7 +1237,7 @@ function handleMap(slot: usize): void {
 
   // New mapping: every check before any change.
   if (sub != 0 && load<u32>(subscribers.at(sub) + S_MAPPINGS) >= mappingsPerSubscriber) return fail(slot, W.RESULT_USER_EX_QUOTA); // [6887 §17.2]
-  const held = findHeld(sub, protocol, internalPort, family, nonce);
+  const held = sub != 0 ? findHeld(addr, protocol, internalPort, family, nonce) : 0;
   if (held != 0) {
     if (!reclaimHeld(held, sugAddr, sugPort, preferFailure)) return fail(slot, W.RESULT_CANNOT_PROVIDE_EXTERNAL);
   } else {
@@ -1291,12 +1310,9 @@ function handlePeer(slot: usize): void {
   const clientPort = <u32>load<u16>(slot + A.SLOT_SRC_PORT);
   if (!protocolSupported(protocol) || !poolHasFamily(family)) return fail(slot, W.RESULT_UNSUPP_PROTOCOL);
   const lifetime = clampLifetime(requested, peerMinLifetime);
-  let sub = findSubscriber(addr, 0);
-  let m = sub != 0 ? findMapping(sub, protocol, internalPort, family) : 0;
-  if (m != 0 && liveOrEnded(m) == 0) {
-    m = 0;
-    sub = findSubscriber(addr, 0);
-  }
+  let m = findMapping(addr, protocol, internalPort, family);
+  if (m != 0 && liveOrEnded(m) == 0) m = 0;
+  let sub = subscriberOf(m, addr);
   let p: u32 = 0;
   if (m != 0) {
     p = findPeer(m, remote, remotePort);
@@ -1314,7 +1330,7 @@ function handlePeer(slot: usize): void {
     if (sub != 0 && load<u32>(subscribers.at(sub) + S_MAPPINGS) >= mappingsPerSubscriber) return fail(slot, W.RESULT_USER_EX_QUOTA);
     if (peers.full()) return fail(slot, W.RESULT_NO_RESOURCES);
     // PEER always has PREFER_FAILURE semantics for its suggestion [6887 §12.3].
-    const held = findHeld(sub, protocol, internalPort, family, nonce);
+    const held = sub != 0 ? findHeld(addr, protocol, internalPort, family, nonce) : 0;
     if (held != 0) {
       if (!reclaimHeld(held, sugAddr, sugPort, sugPort != 0)) return fail(slot, W.RESULT_CANNOT_PROVIDE_EXTERNAL);
     } else {
@@ -1391,7 +1407,7 @@ function handleNatPmp(slot: usize): void {
     let result = W.NATPMP_RESULT_SUCCESS;
     if (sub != 0) {
       if (internalPort != 0) {
-        const m = findMapping(sub, protocol, internalPort, 0);
+        const m = findMapping(addr, protocol, internalPort, 0);
         if (m != 0 && liveOrEnded(m) != 0) {
           const r = mappings.at(m);
           if (load<u8>(r + M_FLAGS) & A.MAPF_STATIC) result = W.NATPMP_RESULT_NOT_AUTHORIZED;
@@ -1417,7 +1433,7 @@ function handleNatPmp(slot: usize): void {
   if (!protocolSupported(protocol)) return finishNatPmpMap(slot, W.NATPMP_RESULT_NOT_AUTHORIZED, 0, 0);
   if (!poolHasFamily(0)) return finishNatPmpMap(slot, W.NATPMP_RESULT_NETWORK_FAILURE, 0, 0);
   const lifetime = clampLifetime(requested, minLifetime);
-  let m = sub != 0 ? findMapping(sub, protocol, internalPort, 0) : 0;
+  let m = sub != 0 ? findMapping(addr, protocol, internalPort, 0) : 0;
   if (m != 0 && liveOrEnded(m) == 0) {
     m = 0;
     sub = findSubscriber(addr, 0);
@@ -1446,7 +1462,7 @@ function handleNatPmp(slot: usize): void {
   const anyV4 = scratch + 32;
   memory.fill(anyV4, 0, 16);
   store<u16>(anyV4 + 10, 0xffff);
-  const held = findHeld(sub, protocol, internalPort, 0, zeroNonce);
+  const held = sub != 0 ? findHeld(addr, protocol, internalPort, 0, zeroNonce) : 0;
   if (held != 0) {
     reclaimHeld(held, anyV4, sugPort, false);
   } else {
@@ -1504,8 +1520,8 @@ export function setPrefetch(mode: u32): void {
 }
 
 /**
- * Warms the cache for a batch in short stages (subscriber index → subscriber record and
- * mapping index → mapping record), so the cache misses of different datagrams overlap
+ * Warms the cache for a batch in short stages (mapping index, then mapping and subscriber
+ * records), so the cache misses of different datagrams overlap
  * instead of queueing behind each other inside one long handler. At millions of mappings
  * every lookup misses the cache; this is what keeps the batch path fast there.
  */
@@ -1515,23 +1531,13 @@ function prefetch(first: u32, end: u32): void {
   for (let i = first; i < end; i++) {
     const slot = base + <usize>i * A.SLOT_SIZE;
     if (!isParsed(slot)) continue;
-    const fp = subscriberFp(slotAddress(slot), 0);
-    acc += subscriberIndex.entryAt(subscriberIndex.home(fp));
-  }
-  for (let i = first; i < end; i++) {
-    const slot = base + <usize>i * A.SLOT_SIZE;
-    if (!isParsed(slot)) continue;
-    const sub = findSubscriber(slotAddress(slot), 0);
-    store<u32>(slot + A.SLOT_ENGINE_SUB, sub);
-    if (sub == 0) continue;
-    const fp = internalFp(sub, slotProtocol(slot), slotInternalPort(slot), slotFamily(slot));
+    const fp = internalFp(slotAddress(slot), 0, slotProtocol(slot), slotInternalPort(slot), slotFamily(slot));
     acc += internalIndex.entryAt(internalIndex.home(fp));
   }
   for (let i = first; i < end; i++) {
     const slot = base + <usize>i * A.SLOT_SIZE;
     if (!isParsed(slot)) continue;
-    const sub = load<u32>(slot + A.SLOT_ENGINE_SUB);
-    if (sub != 0) acc += findMapping(sub, slotProtocol(slot), slotInternalPort(slot), slotFamily(slot));
+    acc += findMapping(slotAddress(slot), slotProtocol(slot), slotInternalPort(slot), slotFamily(slot));
   }
   touched += acc; // keeps the loads
 }
@@ -1581,10 +1587,9 @@ export function addStatic(protocol: u32, internalPort: u32, externalPort: u32): 
   const pool = poolIndexOf(scratch + 16);
   if (pool == NO_POOL) return W.RESULT_CANNOT_PROVIDE_EXTERNAL;
   const family = <u32>load<u8>(poolFamily + pool);
-  let sub = findSubscriber(scratch, 0);
-  const existing = sub != 0 ? findMapping(sub, protocol, internalPort, family) : 0;
+  const existing = findMapping(scratch, protocol, internalPort, family);
   if (existing != 0 && liveOrEnded(existing) != 0) return W.RESULT_CANNOT_PROVIDE_EXTERNAL;
-  sub = findSubscriber(scratch, 0);
+  let sub = findSubscriber(scratch, 0);
   if (mappings.full() || (sub == 0 && subscribers.full())) return W.RESULT_NO_RESOURCES;
   if (!tryPort(sub, pool, protocol, externalPort, internalPort, zeroNonce) || allocReclaim != 0) return W.RESULT_CANNOT_PROVIDE_EXTERNAL;
   if (sub == 0) sub = createSubscriber(scratch, 0);
@@ -1595,8 +1600,7 @@ export function addStatic(protocol: u32, internalPort: u32, externalPort: u32): 
 
 /** Removes a static mapping of scratch[0..16]; returns a PCP result code. */
 export function removeStatic(protocol: u32, internalPort: u32, family: u32): u32 {
-  const sub = findSubscriber(scratch, 0);
-  const m = sub != 0 ? findMapping(sub, protocol, internalPort, family) : 0;
+  const m = findMapping(scratch, protocol, internalPort, family);
   if (m == 0 || (load<u8>(mappings.at(m) + M_FLAGS) & A.MAPF_STATIC) == 0) return W.RESULT_NOT_AUTHORIZED;
   endMapping(m, A.EVENT_DELETE);
   return W.RESULT_SUCCESS;
@@ -1621,8 +1625,7 @@ export function deleteSubscriber(): u32 {
 
 /** Mapping id of scratch[0..16]'s endpoint (0 if none). */
 export function lookupMapping(protocol: u32, internalPort: u32, family: u32): u32 {
-  const sub = findSubscriber(scratch, 0);
-  return sub != 0 ? findMapping(sub, protocol, internalPort, family) : 0;
+  return findMapping(scratch, protocol, internalPort, family);
 }
 
 /** Mapping id holding an external address (pool index) and port (live or held; 0 if none). */

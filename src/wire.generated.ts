@@ -151,7 +151,6 @@ export const SLOT_PREFIX64_LEN = 72; // u16
 export const SLOT_PORT_SET = 74; // u16, data offset of PORT_SET data
 export const SLOT_THIRD_PARTY_ID = 76; // u16, data offset of THIRD_PARTY_ID data
 export const SLOT_THIRD_PARTY_ID_LEN = 78; // u16
-export const SLOT_ENGINE_SUB = 80; // u32, engine scratch: subscriber found while prefetching
 export const INGRESS_SUBSCRIBER = 1; // arrived where this client's traffic arrives [6887 §8.2]
 export const INGRESS_THIRD_PARTY = 2; // source is authorised to use THIRD_PARTY [6887 §13.1]
 export const HOST_OVERLOADED = 1; // rate limiter tripped for this source or globally [6887 §8.2]
@@ -388,7 +387,6 @@ export const ALL_CONSTANTS: Readonly<Record<string, number>> = {
   SLOT_PORT_SET,
   SLOT_THIRD_PARTY_ID,
   SLOT_THIRD_PARTY_ID_LEN,
-  SLOT_ENGINE_SUB,
   INGRESS_SUBSCRIBER,
   INGRESS_THIRD_PARTY,
   HOST_OVERLOADED,
