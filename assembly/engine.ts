@@ -1487,7 +1487,7 @@ function handleNatPmp(slot: usize): void {
 let touched: u64 = 0;
 // 0 off, 1 on, 2 auto: on once the mapping table outgrows the caches. Measured on the
 // reference machine (bench/results/engine-*.json): +21% refresh throughput at 10M
-// mappings, −14% at 1M, where the tables still sit in the last-level cache.
+// mappings, −7% at 1M, where the tables still sit in the last-level cache.
 let prefetchMode: u32 = 2;
 const PREFETCH_AUTO_RECORDS: u32 = 4 << 20;
 export function setPrefetch(mode: u32): void {
