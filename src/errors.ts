@@ -24,3 +24,11 @@ export class PcpdError extends Error {
     this.code = code;
   }
 }
+
+/** Invalid configuration: one line per problem, each naming its field. */
+export class ConfigError extends PcpdError {
+  constructor(readonly issues: string[]) {
+    super(ErrorCodes.BAD_CONFIG, `invalid configuration:\n  ${issues.join("\n  ")}`);
+    this.name = "ConfigError";
+  }
+}

@@ -1,0 +1,70 @@
+#!/usr/bin/env node
+// pcp-server: starts the PCP / NAT-PMP server.
+//   pcp-server [--config FILE] [--listen ADDRESS]... [--port N] [--log-level LEVEL]
+// FILE (JSON or YAML) may also come from PCPD_CONFIG. With no file the embedded defaults
+// serve on loopback with a documentation-range pool. SIGTERM/SIGINT stop it cleanly.
+import { parseArgs } from "node:util";
+import { pino } from "pino";
+import { loadConfig } from "../config/load.js";
+import { PcpdError } from "../errors.js";
+import { startServer } from "../server/server.js";
+
+const USAGE = "usage: pcp-server [--config FILE] [--listen ADDRESS]... [--port N] [--log-level LEVEL]";
+
+async function main(): Promise<number> {
+  let args;
+  try {
+    args = parseArgs({
+      options: {
+        config: { type: "string" },
+        listen: { type: "string", multiple: true },
+        port: { type: "string" },
+        "log-level": { type: "string" },
+        help: { type: "boolean" },
+      },
+      strict: true,
+    }).values;
+  } catch (e) {
+    console.error(`${(e as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  if (args.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const port = args.port === undefined ? undefined : Number(args.port);
+  if (port !== undefined && !Number.isInteger(port)) {
+    console.error(`--port: not a number: ${args.port}\n${USAGE}`);
+    return 2;
+  }
+  let config;
+  try {
+    config = loadConfig(args.config ?? process.env.PCPD_CONFIG, { listen: args.listen, port, logLevel: args["log-level"] });
+  } catch (e) {
+    if (e instanceof PcpdError) {
+      console.error(e.message);
+      return 2;
+    }
+    throw e;
+  }
+  const log = pino({ level: config.log.level, base: { service: "pcp-server" } });
+  const server = await startServer(config, log);
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      log.info({ signal }, "stopping");
+      resolve();
+    };
+    process.once("SIGTERM", () => stop("SIGTERM"));
+    process.once("SIGINT", () => stop("SIGINT"));
+  });
+  await server.stop();
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e) => {
+    console.error(e instanceof Error ? e.message : e);
+    process.exit(1);
+  },
+);

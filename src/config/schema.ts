@@ -1,0 +1,105 @@
+// The server's configuration: one document, validated with zod. Every field has a safe
+// embedded default, so an empty document serves PCP and NAT-PMP on loopback with a
+// documentation-range external pool (RFC 5737) and no dataplane.
+import { isIP } from "node:net";
+import { z } from "zod";
+import * as W from "../wire.generated.js";
+import { expandPrefix, parsePrefix } from "../net/cidr.js";
+import { ConfigError } from "../errors.js";
+
+const address = z.string().refine((s) => isIP(s) !== 0, "must be an IPv4 or IPv6 address");
+const prefix = z.string().refine((s) => {
+  try {
+    parsePrefix(s);
+    return true;
+  } catch {
+    return false;
+  }
+}, "must be an address or a prefix such as 10.0.0.0/8 or 2001:db8::/32");
+const seconds = z.number().int().min(0).max(0xffffffff);
+const port = z.number().int().min(0).max(65535);
+const count = (min: number, max: number) => z.number().int().min(min).max(max);
+
+export const ConfigSchema = z
+  .object({
+    listen: z
+      .object({
+        /** One socket per address: replies leave from the address the request was sent to. */
+        addresses: z.array(address).min(1).default(["127.0.0.1", "::1"]),
+        port: port.default(W.PCP_SERVER_PORT),
+      })
+      .strict()
+      .default({ addresses: ["127.0.0.1", "::1"], port: W.PCP_SERVER_PORT }),
+    /** Sources whose requests are served as subscribers (the subscriber-facing side). */
+    subscribers: z.array(prefix).default(["127.0.0.0/8", "::1/128"]),
+    /** Sources allowed to use THIRD_PARTY (AFTRs, CPE proxies, management). */
+    thirdPartySources: z.array(prefix).default([]),
+    pcp: z
+      .object({
+        map: z.boolean().default(true),
+        peer: z.boolean().default(true),
+        thirdParty: z.boolean().default(true),
+        preferFailure: z.boolean().default(true),
+        filter: z.boolean().default(true),
+        overload: z.enum(["drop", "no-resources"]).default("drop"),
+        shortErrorLifetime: seconds.default(W.DEFAULT_SHORT_ERROR_LIFETIME),
+        longErrorLifetime: seconds.default(W.DEFAULT_LONG_ERROR_LIFETIME),
+      })
+      .strict()
+      .default({ map: true, peer: true, thirdParty: true, preferFailure: true, filter: true, overload: "drop", shortErrorLifetime: 30, longErrorLifetime: 1800 }),
+    natPmp: z.enum(["enabled", "disabled", "silent"]).default("enabled"),
+    pool: z
+      .object({
+        /** External addresses or prefixes (expanded; at most 256 addresses). */
+        addresses: z.array(prefix).min(1).default(["203.0.113.0/28"]),
+        portMin: count(1, 65535).default(1024),
+        blockSize: count(2, 65534).default(512),
+        maxBlocksPerSubscriber: count(1, W.MAX_BLOCKS_PER_SUBSCRIBER).default(4),
+        excludedPorts: z.array(port).default([]),
+      })
+      .strict()
+      .default({ addresses: ["203.0.113.0/28"], portMin: 1024, blockSize: 512, maxBlocksPerSubscriber: 4, excludedPorts: [] }),
+    lifetimes: z
+      .object({ min: seconds.default(120), max: seconds.default(86400), peerMin: seconds.default(120), holdDown: seconds.default(120) })
+      .strict()
+      .default({ min: 120, max: 86400, peerMin: 120, holdDown: 120 }),
+    quotas: z
+      .object({ mappingsPerSubscriber: count(1, 65535).default(64), filtersPerMapping: count(1, 255).default(8) })
+      .strict()
+      .default({ mappingsPerSubscriber: 64, filtersPerMapping: 8 }),
+    capacity: z
+      .object({ mappings: count(1, 16_000_000).default(100_000), subscribers: count(1, 16_000_000).default(20_000), peers: count(1, 16_000_000).default(50_000), filters: count(1, 16_000_000).default(50_000) })
+      .strict()
+      .default({ mappings: 100_000, subscribers: 20_000, peers: 50_000, filters: 50_000 }),
+    noncePolicy: z.enum(["strict", "relaxed"]).default("strict"),
+    parity: z.boolean().default(false),
+    protocols: z.array(count(1, 255)).min(1).default([W.PROTO_TCP, W.PROTO_UDP]),
+    log: z.object({ level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info") }).strict().default({ level: "info" }),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    if (c.lifetimes.max < c.lifetimes.min) ctx.addIssue({ code: "custom", path: ["lifetimes", "max"], message: "must be ≥ lifetimes.min" });
+    if (c.pool.blockSize > 65536 - c.pool.portMin) ctx.addIssue({ code: "custom", path: ["pool", "blockSize"], message: "must fit above pool.portMin" });
+    try {
+      poolAddresses(c.pool.addresses);
+    } catch (e) {
+      ctx.addIssue({ code: "custom", path: ["pool", "addresses"], message: (e as Error).message });
+    }
+  });
+
+export type Config = z.infer<typeof ConfigSchema>;
+
+/** Expands the pool's prefixes into addresses (at most 256 in all). */
+export function poolAddresses(entries: string[]): string[] {
+  const out = entries.flatMap((e) => expandPrefix(parsePrefix(e), W.POOL_MAX_ADDRESSES));
+  if (out.length > W.POOL_MAX_ADDRESSES) throw new RangeError(`${out.length} pool addresses, at most ${W.POOL_MAX_ADDRESSES}`);
+  if (new Set(out).size !== out.length) throw new RangeError("pool addresses overlap");
+  return out;
+}
+
+/** Validates a parsed document; errors name the field (e.g. `pool.blockSize: …`). */
+export function parseConfig(document: unknown): Config {
+  const r = ConfigSchema.safeParse(document ?? {});
+  if (r.success) return r.data;
+  throw new ConfigError(r.error.issues.map((i) => `${i.path.length ? i.path.join(".") : "(document)"}: ${i.message}`));
+}

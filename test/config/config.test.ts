@@ -1,0 +1,78 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import * as W from "../../src/wire.generated.js";
+import { ConfigError } from "../../src/errors.js";
+import { loadConfig } from "../../src/config/load.js";
+import { parseConfig, poolAddresses } from "../../src/config/schema.js";
+import { classifier, engineConfig } from "../../src/server/server.js";
+import { expandPrefix, parsePrefix, prefixContains } from "../../src/net/cidr.js";
+import { toAddress16 } from "../../src/net/address.js";
+
+const issues = (document: unknown) => {
+  try {
+    parseConfig(document);
+  } catch (e) {
+    if (e instanceof ConfigError) return e.issues;
+    throw e;
+  }
+  return [];
+};
+
+describe("configuration", () => {
+  it("an empty document is the safe embedded default: loopback, documentation-range pool", () => {
+    const c = parseConfig({});
+    expect(c.listen).toEqual({ addresses: ["127.0.0.1", "::1"], port: 5351 });
+    expect(poolAddresses(c.pool.addresses)).toHaveLength(16);
+    expect(poolAddresses(c.pool.addresses)[0]).toBe("203.0.113.0");
+    expect(engineConfig(c, 1n)).toMatchObject({ minLifetime: 120, maxLifetime: 86400, holdDown: 120, noncePolicy: "strict" });
+  });
+
+  it.each([
+    [{ pool: { blockSize: 1 } }, "pool.blockSize"],
+    [{ listen: { port: 70000 } }, "listen.port"],
+    [{ listen: { addresses: ["localhost"] } }, "listen.addresses.0: must be an IPv4 or IPv6 address"],
+    [{ subscribers: ["10.0.0.0/33"] }, "subscribers.0"],
+    [{ lifetimes: { min: 600, max: 300 } }, "lifetimes.max: must be ≥ lifetimes.min"],
+    [{ noncePolicy: "sometimes" }, "noncePolicy"],
+    [{ pool: { addresses: ["10.0.0.0/16"] } }, "pool.addresses: 10.0.0.0/16 has more than 256 addresses"],
+    [{ pool: { addresses: ["192.0.2.0/31", "192.0.2.1"] } }, "pool.addresses: pool addresses overlap"],
+    [{ colour: "blue" }, "(document)"],
+    [{ capacity: { mappings: "many" } }, "capacity.mappings"],
+  ])("rejects %j naming the field", (document, field) => {
+    const found = issues(document);
+    expect(found.length).toBeGreaterThan(0);
+    expect(found.join("\n")).toContain(field);
+  });
+
+  it("reads YAML and JSON files; command-line overrides win; unreadable or broken files are named", () => {
+    const dir = mkdtempSync(join(tmpdir(), "pcpd-"));
+    writeFileSync(join(dir, "a.yaml"), "listen:\n  port: 6000\nnoncePolicy: relaxed\n");
+    writeFileSync(join(dir, "b.json"), JSON.stringify({ pool: { addresses: ["198.51.100.7"] } }));
+    writeFileSync(join(dir, "bad.yaml"), "listen: [\n");
+    expect(loadConfig(join(dir, "a.yaml"))).toMatchObject({ listen: { port: 6000 }, noncePolicy: "relaxed" });
+    expect(loadConfig(join(dir, "a.yaml"), { port: 7000, listen: ["127.0.0.9"] }).listen).toEqual({ addresses: ["127.0.0.9"], port: 7000 });
+    expect(loadConfig(join(dir, "b.json")).pool.addresses).toEqual(["198.51.100.7"]);
+    expect(() => loadConfig(join(dir, "bad.yaml"))).toThrow(/bad\.yaml: not valid YAML/);
+    expect(() => loadConfig(join(dir, "missing.yaml"))).toThrow(/missing\.yaml: cannot read \(ENOENT\)/);
+  });
+
+  it("classifies sources by the subscriber and third-party prefixes", () => {
+    const classify = classifier(parseConfig({ subscribers: ["10.0.0.0/8", "2001:db8::/32"], thirdPartySources: ["192.0.2.10"] }));
+    expect(classify("10.1.2.3")).toBe(W.INGRESS_SUBSCRIBER);
+    expect(classify("2001:db8:1::5")).toBe(W.INGRESS_SUBSCRIBER);
+    expect(classify("192.0.2.10")).toBe(W.INGRESS_THIRD_PARTY);
+    expect(classify("192.0.2.11")).toBe(0);
+    expect(classify("11.0.0.1")).toBe(0);
+  });
+
+  it("prefixes: containment and expansion", () => {
+    expect(prefixContains(parsePrefix("198.51.100.0/24"), toAddress16("198.51.100.77"))).toBe(true);
+    expect(prefixContains(parsePrefix("198.51.100.0/24"), toAddress16("198.51.101.1"))).toBe(false);
+    expect(prefixContains(parsePrefix("::/0"), toAddress16("2001:db8::1"))).toBe(true);
+    expect(expandPrefix(parsePrefix("192.0.2.254/31"), 8)).toEqual(["192.0.2.254", "192.0.2.255"]);
+    expect(expandPrefix(parsePrefix("2001:db8::fe/127"), 8)).toEqual(["2001:db8::fe", "2001:db8::ff"]);
+    expect(() => parsePrefix("10.0.0.0/8/8")).toThrow(TypeError);
+  });
+});
