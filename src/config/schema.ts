@@ -71,6 +71,14 @@ export const ConfigSchema = z
       .object({ mappings: count(1, 16_000_000).default(100_000), subscribers: count(1, 16_000_000).default(20_000), peers: count(1, 16_000_000).default(50_000), filters: count(1, 16_000_000).default(50_000) })
       .strict()
       .default({ mappings: 100_000, subscribers: 20_000, peers: 50_000, filters: 50_000 }),
+    rateLimit: z
+      .object({
+        perSource: z.object({ rate: z.number().positive().default(20), burst: count(1, 1_000_000).default(100) }).strict().default({ rate: 20, burst: 100 }),
+        global: z.object({ rate: z.number().positive().default(200_000), burst: count(1, 10_000_000).default(400_000) }).strict().default({ rate: 200_000, burst: 400_000 }),
+        maxSources: count(1, 100_000_000).default(1_000_000),
+      })
+      .strict()
+      .default({ perSource: { rate: 20, burst: 100 }, global: { rate: 200_000, burst: 400_000 }, maxSources: 1_000_000 }),
     noncePolicy: z.enum(["strict", "relaxed"]).default("strict"),
     parity: z.boolean().default(false),
     protocols: z.array(count(1, 255)).min(1).default([W.PROTO_TCP, W.PROTO_UDP]),

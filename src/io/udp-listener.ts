@@ -8,6 +8,7 @@ import * as W from "../wire.generated.js";
 import { toAddress16 } from "../net/address.js";
 import type { MappingEvent, PacketEngine } from "../engine/packet-engine.js";
 import { MonotonicClock } from "../server/clock.js";
+import type { RateLimiter } from "../server/rate-limit.js";
 
 export interface ListenerOptions {
   addresses: string[];
@@ -20,6 +21,8 @@ export interface ListenerOptions {
   onEvents?: (events: MappingEvent[]) => void;
   /** Expiry work per second (wheel entries visited). */
   expiryBudget?: number;
+  /** Marks datagrams of sources over their rate as overloaded. */
+  limiter?: RateLimiter;
 }
 
 interface Pending {
@@ -34,6 +37,7 @@ export class UdpListener {
   private queue: Pending[] = [];
   private scheduled = false;
   private timer: NodeJS.Timeout | undefined;
+  private ticks = 0;
 
   constructor(private readonly o: ListenerOptions) {}
 
@@ -78,9 +82,18 @@ export class UdpListener {
     const { engine, clock } = this.o;
     while (this.queue.length > 0) {
       const batch = this.queue.splice(0, W.SLOT_COUNT);
-      batch.forEach((p, i) =>
-        engine.load(i, { payload: p.payload, source: toAddress16(p.address), sourcePort: p.port, ingress: this.o.classify(p.address) }),
-      );
+      const now = clock.fractionalSeconds();
+      batch.forEach((p, i) => {
+        const ingress = this.o.classify(p.address);
+        const aggregate = (ingress & W.INGRESS_THIRD_PARTY) !== 0;
+        engine.load(i, {
+          payload: p.payload,
+          source: toAddress16(p.address),
+          sourcePort: p.port,
+          ingress,
+          overloaded: this.o.limiter ? !this.o.limiter.allow(p.address, now, aggregate) : false,
+        });
+      });
       engine.serve(batch.length, clock.epoch(), clock.seconds());
       batch.forEach((p, i) => {
         const o = engine.outcome(i);
@@ -94,6 +107,7 @@ export class UdpListener {
   private expire(): void {
     const { engine, clock } = this.o;
     engine.expire(clock.seconds(), this.o.expiryBudget ?? 100_000);
+    if (++this.ticks % 10 === 0) this.o.limiter?.forgetIdle(clock.fractionalSeconds());
     const events = engine.drainEvents();
     if (events.length > 0) this.o.onEvents?.(events);
   }

@@ -12,6 +12,11 @@ export class MonotonicClock {
     return Number((process.hrtime.bigint() - this.origin) / 1_000_000_000n);
   }
 
+  /** Seconds since this clock started, with the fraction (rate limiting). */
+  fractionalSeconds(): number {
+    return Number(process.hrtime.bigint() - this.origin) / 1e9;
+  }
+
   /** Epoch Time for replies [RFC 6887 §8.5]: counts seconds from the base, wraps at 2^32. */
   epoch(): number {
     return (this.epochBase + this.seconds()) >>> 0;

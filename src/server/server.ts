@@ -8,6 +8,7 @@ import { parsePrefix, prefixContains } from "../net/cidr.js";
 import { toAddress16 } from "../net/address.js";
 import { poolAddresses, type Config } from "../config/schema.js";
 import { MonotonicClock } from "./clock.js";
+import { RateLimiter } from "./rate-limit.js";
 
 export function codecConfig(c: Config): CodecConfig {
   let options = 0;
@@ -78,6 +79,7 @@ export async function startServer(c: Config, log: Logger): Promise<RunningServer
     engine,
     clock,
     classify: classifier(c),
+    limiter: new RateLimiter(c.rateLimit.perSource, c.rateLimit.global, c.rateLimit.maxSources),
     onEvents: (events) => {
       if (log.isLevelEnabled("debug")) for (const e of events) log.debug({ event: e }, "mapping event");
     },
