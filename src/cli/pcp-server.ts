@@ -2,7 +2,8 @@
 // pcp-server: starts the PCP / NAT-PMP server.
 //   pcp-server [--config FILE] [--listen ADDRESS]... [--port N] [--log-level LEVEL]
 // FILE (JSON or YAML) may also come from PCPD_CONFIG. With no file the embedded defaults
-// serve on loopback with a documentation-range pool. SIGTERM/SIGINT stop it cleanly.
+// serve on loopback with a documentation-range pool. SIGTERM/SIGINT stop it cleanly;
+// SIGHUP re-reads FILE and applies what can change without a restart.
 import { parseArgs } from "node:util";
 import { pino } from "pino";
 import { loadConfig } from "../config/load.js";
@@ -49,6 +50,16 @@ async function main(): Promise<number> {
   }
   const log = pino({ level: config.log.level, base: { service: "pcp-server" } });
   const server = await startServer(config, log);
+  const configPath = args.config ?? process.env.PCPD_CONFIG;
+  const overrides = { listen: args.listen, port, logLevel: args["log-level"] };
+  process.on("SIGHUP", () => {
+    try {
+      server.reload(loadConfig(configPath, overrides));
+    } catch (e) {
+      // A bad file on reload leaves the running configuration in force.
+      log.error({ error: (e as Error).message }, "configuration reload refused");
+    }
+  });
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       log.info({ signal }, "stopping");

@@ -39,7 +39,12 @@ export class UdpListener {
   private timer: NodeJS.Timeout | undefined;
   private ticks = 0;
 
-  constructor(private readonly o: ListenerOptions) {}
+  constructor(private o: ListenerOptions) {}
+
+  /** Swaps the source policy (classification, rate limits) between batches: SIGHUP reload. */
+  setPolicy(policy: Pick<ListenerOptions, "classify" | "limiter">): void {
+    this.o = { ...this.o, ...policy };
+  }
 
   async start(): Promise<void> {
     for (const address of this.o.addresses) {

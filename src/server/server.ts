@@ -64,8 +64,24 @@ export function classifier(c: Config): (source: string) => number {
 export interface RunningServer {
   engine: PacketEngine;
   addresses: { address: string; port: number }[];
+  /**
+   * Applies what can change without losing state (switches, lifetimes, quotas, nonce
+   * policy, parity, prefixes, rate limits, log level); returns the changed fields that
+   * need a restart (listen, pool, capacity, protocols), which are left as they were.
+   */
+  reload(next: Config): string[];
   stop(): Promise<void>;
 }
+
+const RESTART_FIELDS = ["listen", "pool", "capacity", "protocols"] as const;
+
+function applyEngineSettings(engine: PacketEngine, c: Config): void {
+  engine.configure(codecConfig(c));
+  engine.exports.configureEngine(c.lifetimes.min, c.lifetimes.max, c.lifetimes.peerMin, c.lifetimes.holdDown, c.quotas.mappingsPerSubscriber,
+    c.quotas.filtersPerMapping, c.noncePolicy === "relaxed" ? W.NONCE_RELAXED : W.NONCE_STRICT, c.parity ? 1 : 0);
+}
+
+const limiterFor = (c: Config) => new RateLimiter(c.rateLimit.perSource, c.rateLimit.global, c.rateLimit.maxSources);
 
 export async function startServer(c: Config, log: Logger): Promise<RunningServer> {
   const clock = new MonotonicClock();
@@ -79,7 +95,7 @@ export async function startServer(c: Config, log: Logger): Promise<RunningServer
     engine,
     clock,
     classify: classifier(c),
-    limiter: new RateLimiter(c.rateLimit.perSource, c.rateLimit.global, c.rateLimit.maxSources),
+    limiter: limiterFor(c),
     onEvents: (events) => {
       if (log.isLevelEnabled("debug")) for (const e of events) log.debug({ event: e }, "mapping event");
     },
@@ -87,9 +103,19 @@ export async function startServer(c: Config, log: Logger): Promise<RunningServer
   await listener.start();
   const addresses = listener.boundAddresses();
   log.info({ listen: addresses, pool: engine.poolUsage().map((p) => p.address), natPmp: c.natPmp }, "pcp server listening");
+  let current = c;
   return {
     engine,
     addresses,
+    reload(next) {
+      const restart = RESTART_FIELDS.filter((f) => JSON.stringify(next[f]) !== JSON.stringify(current[f]));
+      applyEngineSettings(engine, next);
+      listener.setPolicy({ classify: classifier(next), limiter: limiterFor(next) });
+      log.level = next.log.level;
+      current = { ...next, ...Object.fromEntries(RESTART_FIELDS.map((f) => [f, current[f]])) };
+      log.info({ restartNeededFor: restart }, "configuration reloaded");
+      return restart;
+    },
     async stop() {
       await listener.stop();
       const stats = Object.fromEntries(Object.entries(engine.engineStats()).map(([k, v]) => [k, Number(v)]));

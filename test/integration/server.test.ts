@@ -1,6 +1,9 @@
 // The pcp-server command as an operator runs it (built dist/, real sockets on loopback),
 // and interop with Debian's natpmpc (installed by .ci/run).
 import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import dgram from "node:dgram";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -76,6 +79,48 @@ describe("pcp-server command", () => {
     const u = await run(process.execPath, [CLI, "--bogus"]).catch((e) => e);
     expect(u.code).toBe(2);
     expect(u.stderr).toContain("usage: pcp-server");
+  });
+});
+
+describe("SIGHUP reload", () => {
+  it("applies a changed NAT-PMP mode without a restart; a broken file leaves the running configuration", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "pcpd-hup-"));
+    const file = join(dir, "pcpd.yaml");
+    writeFileSync(file, "listen:\n  addresses: [127.0.0.1]\n  port: 0\n");
+    const child = spawn(process.execPath, [CLI, "--config", file], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    const seen = (text: string) =>
+      new Promise<string>((resolve) => {
+        const check = () => {
+          const line = out.split("\n").find((l) => l.includes(text));
+          if (line) {
+            child.stdout!.off("data", onData);
+            resolve(line);
+          }
+        };
+        const onData = (chunk: Buffer) => {
+          out += chunk;
+          check();
+        };
+        child.stdout!.on("data", onData);
+        check();
+      });
+    try {
+      const port = JSON.parse(await seen("pcp server listening")).listen[0].port;
+      expect((await request(port, Uint8Array.of(0, 0)))[1]).toBe(0x80);
+      writeFileSync(file, "listen:\n  addresses: [127.0.0.1]\n  port: 0\nnatPmp: silent\npool:\n  addresses: [198.51.100.1]\n");
+      child.kill("SIGHUP");
+      const reloaded = JSON.parse(await seen("configuration reloaded"));
+      expect(reloaded.restartNeededFor).toEqual(["pool"]);
+      await expect(request(port, Uint8Array.of(0, 0))).rejects.toThrow(/no reply/);
+      expect((await request(port, announceRequest({ client: "127.0.0.1" })))[3]).toBe(W.RESULT_SUCCESS);
+      writeFileSync(file, "natPmp: [\n");
+      child.kill("SIGHUP");
+      expect(await seen("configuration reload refused")).toContain("not valid YAML");
+      await expect(request(port, Uint8Array.of(0, 0))).rejects.toThrow(/no reply/);
+    } finally {
+      child.kill("SIGKILL");
+    }
   });
 });
 
