@@ -41,20 +41,13 @@ export function configureCodec(flags: u32, options: u32, shortErr: u32, longErr:
   cfgThirdPartyIdMaxLen = tpidMaxLen < W.THIRD_PARTY_ID_MAX_SIZE ? tpidMaxLen : W.THIRD_PARTY_ID_MAX_SIZE;
 }
 
-export function setEpoch(epoch: u32): void {
-  batchEpoch = epoch;
-}
-
-export function resetStats(): void {
-  memory.fill(stats, 0, A.STATS_SIZE);
-}
-
 @inline function bump(offset: u32): void {
   const p = stats + offset;
   store<u64>(p, load<u64>(p) + 1);
 }
 
-@inline function data(slot: usize): usize {
+/** The wire bytes of a slot (request, then the reply built over it). */
+@inline export function data(slot: usize): usize {
   return slot + A.SLOT_DATA;
 }
 

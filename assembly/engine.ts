@@ -8,7 +8,7 @@ import * as A from "./abi";
 import { rd16, rd32, wr16, addrEqual, isV4Mapped, copy12, copy16, zero4 } from "./bytes";
 import { HashIndex, mix64, fingerprint } from "./hashindex";
 import {
-  slotsBase, statsBase, processRange, finishSuccess, finishError, errorLifetime,
+  slotsBase, statsBase, processRange, finishSuccess, finishError, errorLifetime, data,
   finishNatPmpAddress, finishNatPmpMap,
 } from "./codec";
 
@@ -579,16 +579,10 @@ let kRealm: u32 = 0;
 
 function findSubscriber(addr: usize, realm: u32): u32 {
   const fp = subscriberFp(addr, realm);
-  const cap = subscriberIndex.capacity;
-  let pos = subscriberIndex.home(fp);
-  while (true) {
-    const p = subscriberIndex.next(fp, pos);
-    if (p < 0) return 0;
-    const id = <u32>subscriberIndex.entryAt(<u32>p);
+  for (let p = subscriberIndex.first(fp); p >= 0; p = subscriberIndex.after(fp, p)) {
+    const id = subscriberIndex.recordAt(p);
     const s = subscribers.at(id);
     if (addrEqual(s + S_ADDR, addr) && load<u32>(s + S_REALM) == realm) return id;
-    pos = <u32>p + 1;
-    if (pos == cap) pos = 0;
   }
   return 0;
 }
@@ -636,12 +630,8 @@ function freeSubscriberIfEmpty(sub: u32): void {
  */
 function findEndpoint(addr: usize, realm: u32, protocol: u32, port: u32, family: u32, held: bool, nonce: usize): u32 {
   const fp = internalFp(addr, realm, protocol, port, family);
-  const cap = internalIndex.capacity;
-  let pos = internalIndex.home(fp);
-  while (true) {
-    const p = internalIndex.next(fp, pos);
-    if (p < 0) return 0;
-    const id = <u32>internalIndex.entryAt(<u32>p);
+  for (let p = internalIndex.first(fp); p >= 0; p = internalIndex.after(fp, p)) {
+    const id = internalIndex.recordAt(p);
     const r = mappings.at(id);
     if (<u32>load<u16>(r + M_INTERNAL_PORT) == port && <u32>load<u8>(r + M_PROTOCOL) == protocol &&
         <u32>load<u8>(r + M_FAMILY) == family && ownedBy(r, addr, realm)) {
@@ -649,8 +639,6 @@ function findEndpoint(addr: usize, realm: u32, protocol: u32, port: u32, family:
       if (!held && !isHeld) return id;
       if (held && isHeld && load<u32>(r + M_MAP_EXPIRY) > now && nonceEqual(r + M_NONCE, nonce)) return id;
     }
-    pos = <u32>p + 1;
-    if (pos == cap) pos = 0;
   }
   return 0;
 }
@@ -699,8 +687,8 @@ function sameExternal(r: usize, sugAddr: usize, sugPort: u32): bool {
 
 function findExternal(pool: u32, protocol: u32, port: u32): u32 {
   const fp = externalKey(pool, protocol, port);
-  const p = externalIndex.next(fp, externalIndex.home(fp));
-  return p < 0 ? 0 : <u32>externalIndex.entryAt(<u32>p);
+  const p = externalIndex.first(fp);
+  return p < 0 ? 0 : externalIndex.recordAt(p);
 }
 
 @inline function peerFp(m: u32, addr: usize, port: u32): u32 {
@@ -709,16 +697,10 @@ function findExternal(pool: u32, protocol: u32, port: u32): u32 {
 
 function findPeer(m: u32, addr: usize, port: u32): u32 {
   const fp = peerFp(m, addr, port);
-  const cap = peerIndex.capacity;
-  let pos = peerIndex.home(fp);
-  while (true) {
-    const p = peerIndex.next(fp, pos);
-    if (p < 0) return 0;
-    const id = <u32>peerIndex.entryAt(<u32>p);
+  for (let p = peerIndex.first(fp); p >= 0; p = peerIndex.after(fp, p)) {
+    const id = peerIndex.recordAt(p);
     const r = peers.at(id);
     if (load<u32>(r + P_MAPPING) == m && <u32>load<u16>(r + P_REMOTE_PORT) == port && addrEqual(r + P_REMOTE_ADDR, addr)) return id;
-    pos = <u32>p + 1;
-    if (pos == cap) pos = 0;
   }
   return 0;
 }
@@ -910,7 +892,6 @@ function liveOrEnded(m: u32): u32 {
 // ---------------------------------------------------------------------------
 // External port choice (validate only; commitAllocation mutates)
 // ---------------------------------------------------------------------------
-const ALLOC_OK: u32 = 0;
 let allocPool: u32 = 0;
 let allocPort: u32 = 0;
 let allocLease: bool = false; // the port's block must be leased first
@@ -1060,9 +1041,6 @@ function commitAllocation(sub: u32, protocol: u32, internalPort: u32, family: u3
   return requested > maxLifetime ? maxLifetime : requested;
 }
 
-@inline function data(slot: usize): usize {
-  return slot + A.SLOT_DATA;
-}
 
 /** Writes the assigned external address/port over the suggestion [6887 §11.1]. */
 function writeExternal(slot: usize, m: u32): void {
@@ -1219,18 +1197,8 @@ function handleMap(slot: usize): void {
     if (preferFailure && !same) return fail(slot, W.RESULT_CANNOT_PROVIDE_EXTERNAL); // [6887 §11.3]
     if (walkFilters(slot, m, false) < 0) return fail(slot, W.RESULT_EXCESSIVE_REMOTE_PEERS); // [6887 §13.3]
     if (!filtersAvailable(slot)) return fail(slot, W.RESULT_NO_RESOURCES);
-    copy12(r + M_NONCE, nonce);
-    store<u8>(r + M_FLAGS, <u8>(flags | A.MAPF_INBOUND));
-    store<u16>(r + M_CLIENT_PORT, <u16>clientPort);
-    const oldExpiry = effectiveExpiry(r);
-    store<u32>(r + M_MAP_EXPIRY, now + lifetime);
-    if (now + lifetime < oldExpiry) {
-      wheelUnlink(m);
-      wheelLink(m, effectiveExpiry(r));
-    }
     walkFilters(slot, m, true);
-    emit(wasInbound ? A.EVENT_REFRESH : A.EVENT_CREATE, m);
-    statAdd(wasInbound ? A.STATS_REFRESHED : A.STATS_CREATED, 1);
+    renewInbound(m, wasInbound, nonce, clientPort, lifetime);
     writeExternal(slot, m);
     return finishSuccess(slot, lifetime, MAP_ECHO);
   }
@@ -1275,6 +1243,25 @@ function allocate(slot: usize, sub: u32, family: u32, protocol: u32, internalPor
   if (strict) return W.RESULT_CANNOT_PROVIDE_EXTERNAL; // [6887 §13.2]
   if (tryOwnBlocks(sub, family, protocol, internalPort, nonce)) return 0;
   return tryNewBlock(sub, family, protocol, internalPort);
+}
+
+/**
+ * Gives mapping `m` a MAP part until now + lifetime (a refresh when it had one). Only a
+ * shortened life re-files it in the wheel; a longer one is re-filed lazily by expire().
+ */
+function renewInbound(m: u32, wasInbound: bool, nonce: usize, clientPort: u32, lifetime: u32): void {
+  const r = mappings.at(m);
+  if (nonce != r + M_NONCE) copy12(r + M_NONCE, nonce);
+  store<u8>(r + M_FLAGS, load<u8>(r + M_FLAGS) | A.MAPF_INBOUND);
+  store<u16>(r + M_CLIENT_PORT, <u16>clientPort);
+  const oldExpiry = effectiveExpiry(r);
+  store<u32>(r + M_MAP_EXPIRY, now + lifetime);
+  if (now + lifetime < oldExpiry) {
+    wheelUnlink(m);
+    wheelLink(m, effectiveExpiry(r));
+  }
+  emit(wasInbound ? A.EVENT_REFRESH : A.EVENT_CREATE, m);
+  statAdd(wasInbound ? A.STATS_REFRESHED : A.STATS_CREATED, 1);
 }
 
 /** Removes the MAP part; the mapping ends unless a PEER part keeps it. */
@@ -1379,6 +1366,8 @@ function handlePeer(slot: usize): void {
 
 // ---- NAT-PMP [RFC 6886 §3] ----
 const zeroNonce = memory.data(16, 16);
+// ::ffff:0.0.0.0, the IPv4 "any address" suggestion NAT-PMP requests amount to.
+const anyV4 = memory.data<u8>([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0]);
 
 function natPmpResult(pcp: u32): u32 {
   if (pcp == W.RESULT_NOT_AUTHORIZED) return W.NATPMP_RESULT_NOT_AUTHORIZED;
@@ -1444,24 +1433,12 @@ function handleNatPmp(slot: usize): void {
     const flags = <u32>load<u8>(r + M_FLAGS);
     if (flags & A.MAPF_STATIC) return finishNatPmpMap(slot, W.NATPMP_RESULT_SUCCESS, <u32>load<u16>(r + M_EXTERNAL_PORT), W.STATIC_MAPPING_LIFETIME);
     const wasInbound = hasInbound(r);
-    if (!wasInbound) copy12(r + M_NONCE, zeroNonce); // a NAT-PMP inbound part has no nonce
-    store<u8>(r + M_FLAGS, <u8>(flags | A.MAPF_INBOUND));
-    store<u16>(r + M_CLIENT_PORT, <u16>clientPort);
-    const oldExpiry = effectiveExpiry(r);
-    store<u32>(r + M_MAP_EXPIRY, now + lifetime);
-    if (now + lifetime < oldExpiry) {
-      wheelUnlink(m);
-      wheelLink(m, effectiveExpiry(r));
-    }
-    emit(wasInbound ? A.EVENT_REFRESH : A.EVENT_CREATE, m);
-    statAdd(wasInbound ? A.STATS_REFRESHED : A.STATS_CREATED, 1);
+    // NAT-PMP has no nonce: a part it adds gets none, a refresh keeps the stored one.
+    renewInbound(m, wasInbound, wasInbound ? r + M_NONCE : zeroNonce, clientPort, lifetime);
     return finishNatPmpMap(slot, W.NATPMP_RESULT_SUCCESS, <u32>load<u16>(r + M_EXTERNAL_PORT), lifetime);
   }
   if (sub != 0 && load<u32>(subscribers.at(sub) + S_MAPPINGS) >= mappingsPerSubscriber) return finishNatPmpMap(slot, W.NATPMP_RESULT_NO_RESOURCES, 0, 0);
   // The suggestion is a request for a port on the subscriber's address ("any" address).
-  const anyV4 = scratch + 32;
-  memory.fill(anyV4, 0, 16);
-  store<u16>(anyV4 + 10, 0xffff);
   const held = sub != 0 ? findHeld(addr, protocol, internalPort, 0, zeroNonce) : 0;
   if (held != 0) {
     reclaimHeld(held, anyV4, sugPort, false);

@@ -63,6 +63,20 @@ export class HashIndex {
     return -1;
   }
 
+  /** Candidates for `fp`: `first`, then `after` each one, until -1; `recordAt` reads one. */
+  @inline first(fp: u32): i64 {
+    return this.next(fp, this.home(fp));
+  }
+
+  @inline after(fp: u32, pos: i64): i64 {
+    const n = <u32>pos + 1;
+    return this.next(fp, n == this.capacity ? 0 : n);
+  }
+
+  @inline recordAt(pos: i64): u32 {
+    return <u32>load<u64>(this.base + (<usize>pos << 3));
+  }
+
   insert(fp: u32, record: u32): void {
     const cap = this.capacity;
     let pos = this.home(fp);
@@ -103,27 +117,5 @@ export class HashIndex {
     store<u64>(this.base + (<usize>i << 3), 0);
     this.count--;
     return true;
-  }
-
-  /** Replaces the record of entry (fp, from) by `to` in place. */
-  rebind(fp: u32, from: u32, to: u32): void {
-    const cap = this.capacity;
-    const want = (<u64>fp << 32) | <u64>from;
-    let i = this.home(fp);
-    while (true) {
-      const p = this.base + (<usize>i << 3);
-      const e = load<u64>(p);
-      if (e == 0) return;
-      if (e == want) {
-        store<u64>(p, (<u64>fp << 32) | <u64>to);
-        return;
-      }
-      i++;
-      if (i == cap) i = 0;
-    }
-  }
-
-  bytes(): usize {
-    return <usize>this.capacity << 3;
   }
 }

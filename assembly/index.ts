@@ -5,8 +5,6 @@ export {
   slotsBase,
   statsBase,
   configureCodec,
-  setEpoch,
-  resetStats,
   errorLifetime,
   processBatch,
   processRange,

@@ -12,8 +12,6 @@ export interface EngineExports {
   slotsBase(): number;
   statsBase(): number;
   configureCodec(flags: number, options: number, shortErr: number, longErr: number, tpidMaxLen: number): void;
-  setEpoch(epoch: number): void;
-  resetStats(): void;
   errorLifetime(result: number): number;
   processBatch(count: number, epoch: number): number;
   processRange(first: number, count: number, epoch: number): number;
@@ -312,8 +310,7 @@ export class PacketEngine {
         maxBlocksPerSubscriber <= W.MAX_BLOCKS_PER_SUBSCRIBER && shards >= 1 && shard < shards && shards <= blocks)) {
       throw new PcpdError(ErrorCodes.BAD_CONFIG, `invalid pool layout: portMin ${portMin}, blockSize ${blockSize}, maxBlocksPerSubscriber ${maxBlocksPerSubscriber} (1..${W.MAX_BLOCKS_PER_SUBSCRIBER}), shard ${shard} of ${shards}`);
     }
-    x.configureEngine(c.minLifetime, c.maxLifetime, c.peerMinLifetime, c.holdDown, c.mappingsPerSubscriber, c.filtersPerMapping,
-      c.noncePolicy === "relaxed" ? W.NONCE_RELAXED : W.NONCE_STRICT, c.parity ? 1 : 0);
+    this.setPolicy(c);
     const status = x.engineInit(c.maxMappings, c.maxSubscribers, c.maxPeers, c.maxFilters, BigInt.asUintN(64, c.seed), now >>> 0);
     if (status === 1) throw new PcpdError(ErrorCodes.BAD_CONFIG, "engine already initialised; build a new instance to resize");
     if (status === 2) {
@@ -330,6 +327,12 @@ export class PacketEngine {
       this.writeScratch(0, toAddress16(a));
       if (x.poolAdd() < 0) throw new PcpdError(ErrorCodes.BAD_CONFIG, `pool address ${a} is a duplicate or over the limit of ${W.POOL_MAX_ADDRESSES}`);
     }
+  }
+
+  /** Lifetimes, hold-down, quotas, nonce policy and parity: safe to change while serving. */
+  setPolicy(c: EngineConfig): void {
+    this.exports.configureEngine(c.minLifetime, c.maxLifetime, c.peerMinLifetime, c.holdDown, c.mappingsPerSubscriber, c.filtersPerMapping,
+      c.noncePolicy === "relaxed" ? W.NONCE_RELAXED : W.NONCE_STRICT, c.parity ? 1 : 0);
   }
 
   writeScratch(offset: number, bytes: Uint8Array): void {

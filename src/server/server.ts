@@ -2,7 +2,7 @@
 // main thread for now; the worker pool with one shard per worker is the next step (#4).
 import type { Logger } from "pino";
 import * as W from "../wire.generated.js";
-import { DEFAULT_ENGINE_CONFIG, PacketEngine, type CodecConfig, type EngineConfig } from "../engine/packet-engine.js";
+import { PacketEngine, type CodecConfig, type EngineConfig } from "../engine/packet-engine.js";
 import { UdpListener } from "../io/udp-listener.js";
 import { parsePrefix, prefixContains } from "../net/cidr.js";
 import { toAddress16 } from "../net/address.js";
@@ -29,7 +29,6 @@ export function codecConfig(c: Config): CodecConfig {
 
 export function engineConfig(c: Config, seed: bigint): EngineConfig {
   return {
-    ...DEFAULT_ENGINE_CONFIG,
     maxMappings: c.capacity.mappings,
     maxSubscribers: c.capacity.subscribers,
     maxPeers: c.capacity.peers,
@@ -75,12 +74,6 @@ export interface RunningServer {
 
 const RESTART_FIELDS = ["listen", "pool", "capacity", "protocols"] as const;
 
-function applyEngineSettings(engine: PacketEngine, c: Config): void {
-  engine.configure(codecConfig(c));
-  engine.exports.configureEngine(c.lifetimes.min, c.lifetimes.max, c.lifetimes.peerMin, c.lifetimes.holdDown, c.quotas.mappingsPerSubscriber,
-    c.quotas.filtersPerMapping, c.noncePolicy === "relaxed" ? W.NONCE_RELAXED : W.NONCE_STRICT, c.parity ? 1 : 0);
-}
-
 const limiterFor = (c: Config) => new RateLimiter(c.rateLimit.perSource, c.rateLimit.global, c.rateLimit.maxSources);
 
 export async function startServer(c: Config, log: Logger): Promise<RunningServer> {
@@ -109,7 +102,8 @@ export async function startServer(c: Config, log: Logger): Promise<RunningServer
     addresses,
     reload(next) {
       const restart = RESTART_FIELDS.filter((f) => JSON.stringify(next[f]) !== JSON.stringify(current[f]));
-      applyEngineSettings(engine, next);
+      engine.configure(codecConfig(next));
+      engine.setPolicy(engineConfig(next, 0n));
       listener.setPolicy({ classify: classifier(next), limiter: limiterFor(next) });
       log.level = next.log.level;
       current = { ...next, ...Object.fromEntries(RESTART_FIELDS.map((f) => [f, current[f]])) };

@@ -121,7 +121,7 @@ describe("§3.1 transport and framing", () => {
     expect(run(engine, p).result).toBe(W.RESULT_UNSUPP_OPCODE);
   });
 
-  it("item 18 (codec part; per-source limiter is issue #4): overloaded source dropped or NO_RESOURCES, others unaffected", () => {
+  it("item 18 (codec part; the limiter end to end is test/server/rate-limit.test.ts): overloaded source dropped or NO_RESOURCES, others unaffected", () => {
     const datagrams = [
       { payload: mapRequest(), source: CLIENT16, sourcePort: 1, ingress: W.INGRESS_SUBSCRIBER, overloaded: true },
       { payload: mapRequest({ client: "192.0.2.2" }), source: toAddress16("192.0.2.2"), sourcePort: 1, ingress: W.INGRESS_SUBSCRIBER },
