@@ -71,26 +71,32 @@ export function configurePool(firstPort: u32, size: u32, blocksPerSubscriber: u3
   return block % shardCount == shardIndex;
 }
 
-export function setProtocol(protocol: u32, on: bool): void {
-  const p = protocols + (protocol >> 3);
-  const bit = <u8>(1 << <u8>(protocol & 7));
+@inline function setBit(bitmap: usize, n: u32, on: bool): void {
+  const p = bitmap + (n >> 3);
+  const bit = <u8>(1 << <u8>(n & 7));
   store<u8>(p, on ? load<u8>(p) | bit : load<u8>(p) & ~bit);
+}
+
+@inline function hasBit(bitmap: usize, n: u32): bool {
+  return (load<u8>(bitmap + (n >> 3)) & (1 << (n & 7))) != 0;
+}
+
+export function setProtocol(protocol: u32, on: bool): void {
+  setBit(protocols, protocol & 0xff, on);
 }
 
 export function setExcludedPort(port: u32, on: bool): void {
-  const p = excluded + (port >> 3);
-  const bit = <u8>(1 << <u8>(port & 7));
-  store<u8>(p, on ? load<u8>(p) | bit : load<u8>(p) & ~bit);
+  setBit(excluded, port & 0xffff, on);
 }
 
 @inline function protocolSupported(protocol: u32): bool {
-  return (load<u8>(protocols + (protocol >> 3)) & (1 << (protocol & 7))) != 0;
+  return hasBit(protocols, protocol);
 }
 
 /** Ports never handed out: below portMin, excluded, UDP 5350/5351 [6887 §11.3]. */
 @inline function portForbidden(protocol: u32, port: u32): bool {
   if (port < portMin) return true;
-  if ((load<u8>(excluded + (port >> 3)) & (1 << (port & 7))) != 0) return true;
+  if (hasBit(excluded, port)) return true;
   return protocol == W.PROTO_UDP && (port == W.PCP_CLIENT_PORT || port == W.PCP_SERVER_PORT);
 }
 
