@@ -478,3 +478,26 @@ export function finishNatPmpMap(slot: usize, result: u32, externalPort: u32, lif
   wr32(d + W.NATPMP_RESP_LIFETIME, lifetime);
   reply(slot, result, W.NATPMP_MAP_RESPONSE_SIZE);
 }
+
+// ---- unsolicited messages (sent by the host after an Epoch reset) ----
+
+/** Gratuitous ANNOUNCE response [6887 §14.1.3] at `at` (R=1, opcode 0, result 0, lifetime 0); returns its size. */
+export function encodeAnnounce(at: usize, epoch: u32): u32 {
+  store<u8>(at + W.HDR_VERSION, W.PCP_VERSION);
+  store<u8>(at + W.HDR_OPCODE, W.OP_ANNOUNCE | W.R_BIT);
+  store<u16>(at + W.HDR_RESERVED, 0); // reserved byte, result SUCCESS
+  wr32(at + W.HDR_LIFETIME, 0);
+  wr32(at + W.HDR_EPOCH, epoch);
+  memory.fill(at + W.HDR_RESP_RESERVED, 0, W.HDR_RESP_RESERVED_SIZE);
+  return W.PCP_HEADER_SIZE;
+}
+
+/** NAT-PMP external-address announcement [6886 §3.2.1] at `at`; returns its size. */
+export function encodeNatPmpAnnounce(at: usize, epoch: u32, ipv4: u32): u32 {
+  store<u8>(at + W.HDR_VERSION, W.NATPMP_VERSION);
+  store<u8>(at + W.HDR_OPCODE, W.NATPMP_OP_ADDRESS | W.NATPMP_RESPONSE_BIT);
+  wr16(at + W.NATPMP_RESULT, W.NATPMP_RESULT_SUCCESS);
+  wr32(at + W.NATPMP_SSSOE, epoch);
+  wr32(at + W.NATPMP_EXTERNAL_ADDR, ipv4);
+  return W.NATPMP_ADDRESS_RESPONSE_SIZE;
+}

@@ -12,6 +12,8 @@ export {
   finishError,
   finishNatPmpAddress,
   finishNatPmpMap,
+  encodeAnnounce,
+  encodeNatPmpAnnounce,
 } from "./codec";
 
 // Every wire and ABI constant is exported as an immutable global so the host's generated

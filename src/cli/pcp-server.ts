@@ -49,15 +49,18 @@ async function main(): Promise<number> {
     throw e;
   }
   const log = pino({ level: config.log.level, base: { service: "pcp-server" } });
-  const server = await startServer(config, log);
+  // A shard that cannot be restarted leaves its subscribers unserved: exit so the service
+  // manager restarts the whole daemon.
+  const server = await startServer(config, log, () => process.exit(1));
   const configPath = args.config ?? process.env.PCPD_CONFIG;
   const overrides = { listen: args.listen, port, logLevel: args["log-level"] };
   process.on("SIGHUP", () => {
+    // A bad file on reload leaves the running configuration in force.
+    const refused = (e: unknown) => log.error({ error: (e as Error).message }, "configuration reload refused");
     try {
-      server.reload(loadConfig(configPath, overrides));
+      server.reload(loadConfig(configPath, overrides)).catch(refused);
     } catch (e) {
-      // A bad file on reload leaves the running configuration in force.
-      log.error({ error: (e as Error).message }, "configuration reload refused");
+      refused(e);
     }
   });
   await new Promise<void>((resolve) => {

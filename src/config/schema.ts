@@ -30,6 +30,23 @@ export const ConfigSchema = z
       })
       .strict()
       .default({ addresses: ["127.0.0.1", "::1"], port: W.PCP_SERVER_PORT }),
+    /**
+     * Engine workers (piscina threads), one shard each. Each worker owns the sockets of
+     * its listen addresses (address i → worker i mod workers), so at most one worker per
+     * address; default: one per address, up to the number of CPUs.
+     */
+    workers: count(1, 64).optional(),
+    announce: z
+      .object({
+        /** Interfaces (names) on which gratuitous ANNOUNCEs are multicast; each must carry a listen address. */
+        multicast: z.array(z.string().min(1)).default([]),
+        /** Copies per Epoch reset (RFC 6887 §14.1.3: at most 10). */
+        count: count(1, 10).default(10),
+        /** Gap between the first two copies; each later gap doubles (RFC 6887: ≥ 250 ms). */
+        firstGapMs: count(250, 60_000).default(250),
+      })
+      .strict()
+      .default({ multicast: [], count: 10, firstGapMs: 250 }),
     /** Sources whose requests are served as subscribers (the subscriber-facing side). */
     subscribers: z.array(prefix).default(["127.0.0.0/8", "::1/128"]),
     /** Sources allowed to use THIRD_PARTY (AFTRs, CPE proxies, management). */
@@ -86,6 +103,10 @@ export const ConfigSchema = z
   })
   .strict()
   .superRefine((c, ctx) => {
+    if (c.workers !== undefined && c.workers > c.listen.addresses.length) {
+      ctx.addIssue({ code: "custom", path: ["workers"], message: `${c.workers} workers need at least ${c.workers} listen addresses (each worker owns the sockets of its addresses; Node 20 has no SO_REUSEPORT)` });
+    }
+    if (new Set(c.listen.addresses).size !== c.listen.addresses.length) ctx.addIssue({ code: "custom", path: ["listen", "addresses"], message: "duplicate address" });
     if (c.lifetimes.max < c.lifetimes.min) ctx.addIssue({ code: "custom", path: ["lifetimes", "max"], message: "must be ≥ lifetimes.min" });
     if (c.pool.blockSize > 65536 - c.pool.portMin) ctx.addIssue({ code: "custom", path: ["pool", "blockSize"], message: "must fit above pool.portMin" });
     try {
@@ -96,6 +117,11 @@ export const ConfigSchema = z
   });
 
 export type Config = z.infer<typeof ConfigSchema>;
+
+/** Worker count in effect: configured, or one per listen address up to the CPU count. */
+export function workerCount(c: Config, cpus: number): number {
+  return c.workers ?? Math.max(1, Math.min(c.listen.addresses.length, cpus));
+}
 
 /** Expands the pool's prefixes into addresses (at most 256 in all). */
 export function poolAddresses(entries: string[]): string[] {

@@ -19,6 +19,8 @@ export interface EngineExports {
   finishError(slot: number, result: number, lifetime: number): void;
   finishNatPmpAddress(slot: number, result: number, ipv4: number): void;
   finishNatPmpMap(slot: number, result: number, externalPort: number, lifetime: number): void;
+  encodeAnnounce(at: number, epoch: number): number;
+  encodeNatPmpAnnounce(at: number, epoch: number, ipv4: number): number;
   heapProbe(): number;
   engineInit(maxMappings: number, maxSubscribers: number, maxPeers: number, maxFilters: number, seed: bigint, start: number): number;
   engineBytes(): number;
@@ -348,6 +350,23 @@ export class PacketEngine {
     } catch (cause) {
       throw new PcpdError(ErrorCodes.ENGINE_TRAPPED, "packet engine trapped; discard this instance", { cause });
     }
+  }
+
+  /** Gratuitous PCP ANNOUNCE [RFC 6887 §14.1.3] carrying `epoch`. */
+  announce(epoch: number): Uint8Array {
+    const at = this.exports.scratchBase();
+    const n = this.exports.encodeAnnounce(at, epoch >>> 0);
+    this.mem();
+    return this.bytes.slice(at, at + n);
+  }
+
+  /** NAT-PMP external-address announcement [RFC 6886 §3.2.1] for `ipv4` carrying `epoch`. */
+  announceNatPmp(epoch: number, ipv4: string): Uint8Array {
+    const at = this.exports.scratchBase();
+    const a = toAddress16(ipv4);
+    const n = this.exports.encodeNatPmpAnnounce(at, epoch >>> 0, ((a[12] << 24) | (a[13] << 16) | (a[14] << 8) | a[15]) >>> 0);
+    this.mem();
+    return this.bytes.slice(at, at + n);
   }
 
   expire(now: number, budget = 0xffffffff): number {

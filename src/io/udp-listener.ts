@@ -10,9 +10,14 @@ import type { MappingEvent, PacketEngine } from "../engine/packet-engine.js";
 import { MonotonicClock } from "../server/clock.js";
 import type { RateLimiter } from "../server/rate-limit.js";
 
-export interface ListenerOptions {
-  addresses: string[];
+export interface Endpoint {
+  address: string;
+  /** 0 binds an ephemeral port (tests); a restarted worker rebinds the port it had. */
   port: number;
+}
+
+export interface ListenerOptions {
+  endpoints: Endpoint[];
   engine: PacketEngine;
   clock: MonotonicClock;
   /** INGRESS_* bits for a source address (the interface/subnet policy). */
@@ -47,12 +52,12 @@ export class UdpListener {
   }
 
   async start(): Promise<void> {
-    for (const address of this.o.addresses) {
+    for (const { address, port } of this.o.endpoints) {
       const socket = dgram.createSocket({ type: isIPv6(address) ? "udp6" : "udp4", ipv6Only: isIPv6(address) });
       socket.on("message", (payload, rinfo) => this.enqueue({ socket, payload, address: rinfo.address, port: rinfo.port }));
       await new Promise<void>((resolve, reject) => {
         socket.once("error", reject);
-        socket.bind(this.o.port, address, () => {
+        socket.bind(port, address, () => {
           socket.off("error", reject);
           resolve();
         });
@@ -70,8 +75,16 @@ export class UdpListener {
   }
 
   /** Local address:port of each socket (tests bind port 0). */
-  boundAddresses(): { address: string; port: number }[] {
-    return this.sockets.map((s) => s.address());
+  boundAddresses(): Endpoint[] {
+    return this.sockets.map((s) => {
+      const { address, port } = s.address();
+      return { address, port };
+    });
+  }
+
+  /** The socket bound to `local` (unsolicited messages leave from a listen address). */
+  socket(local: string): dgram.Socket | undefined {
+    return this.sockets.find((s) => s.address().address === local);
   }
 
   private enqueue(p: Pending): void {

@@ -6,7 +6,7 @@ import * as W from "../../src/wire.generated.js";
 import { ConfigError } from "../../src/errors.js";
 import { loadConfig } from "../../src/config/load.js";
 import { parseConfig, poolAddresses } from "../../src/config/schema.js";
-import { classifier, engineConfig } from "../../src/server/server.js";
+import { classifier, engineConfig } from "../../src/server/policy.js";
 import { expandPrefix, parsePrefix, prefixContains } from "../../src/net/cidr.js";
 import { toAddress16 } from "../../src/net/address.js";
 

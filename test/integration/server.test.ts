@@ -4,7 +4,6 @@ import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import dgram from "node:dgram";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pino } from "pino";
@@ -12,25 +11,12 @@ import * as W from "../../src/wire.generated.js";
 import { parseConfig } from "../../src/config/schema.js";
 import { startServer, type RunningServer } from "../../src/server/server.js";
 import { announceRequest, mapRequest } from "../helpers/packets.js";
+import { exchange } from "../helpers/udp.js";
 
 const CLI = new URL("../../dist/cli/pcp-server.js", import.meta.url).pathname;
 const run = promisify(execFile);
 
-function request(port: number, payload: Uint8Array, address = "127.0.0.1"): Promise<Buffer> {
-  const socket = dgram.createSocket("udp4");
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      socket.close();
-      reject(new Error("no reply"));
-    }, 2000);
-    socket.on("message", (m) => {
-      clearTimeout(timer);
-      socket.close();
-      resolve(m);
-    });
-    socket.send(payload, port, address);
-  });
-}
+const request = (port: number, payload: Uint8Array, address = "127.0.0.1") => exchange(address, address, port, payload).then((r) => r.reply);
 
 describe("pcp-server command", () => {
   let child: ChildProcess;
@@ -141,9 +127,9 @@ describe("interop: Debian natpmpc", () => {
     const map = await run("natpmpc", ["-g", ADDRESS, "-a", "8080", "8080", "tcp", "3600"], { timeout: 5000 });
     expect(map.stdout).toMatch(/Public IP address : 203\.0\.113\.\d+/);
     expect(map.stdout).toMatch(/Mapped public port \d+ protocol TCP to local port 8080 liftime 3600/);
-    expect(server!.engine.engineStats().mappings).toBe(1n);
+    expect((await server!.stats()).engine.mappings).toBe(1n);
     const del = await run("natpmpc", ["-g", ADDRESS, "-a", "8080", "8080", "tcp", "0"], { timeout: 5000 });
     expect(del.stdout).toMatch(/Mapped public port 0 protocol TCP to local port 8080 liftime 0/);
-    expect(server!.engine.engineStats().mappings).toBe(0n);
+    expect((await server!.stats()).engine.mappings).toBe(0n);
   });
 });

@@ -1,12 +1,12 @@
 // Real sockets on loopback: the codec and engine behind the UDP listener.
 // Checklist items 1 and 31 (§3.1, §3.2).
-import dgram from "node:dgram";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
 import { DEFAULT_ENGINE_CONFIG, PacketEngine } from "../../src/engine/packet-engine.js";
 import { UdpListener } from "../../src/io/udp-listener.js";
 import { MonotonicClock } from "../../src/server/clock.js";
 import { announceRequest, assigned, mapRequest } from "../helpers/packets.js";
+import { exchange as udpExchange } from "../helpers/udp.js";
 
 const ADDRESSES = ["127.0.0.1", "127.0.0.2", "::1"];
 let listener: UdpListener;
@@ -16,8 +16,7 @@ beforeAll(async () => {
   const engine = new PacketEngine("release");
   engine.initEngine({ ...DEFAULT_ENGINE_CONFIG, seed: 1n }, 0);
   listener = new UdpListener({
-    addresses: ADDRESSES,
-    port: W.PCP_SERVER_PORT,
+    endpoints: ADDRESSES.map((address) => ({ address, port: W.PCP_SERVER_PORT })),
     engine,
     clock: new MonotonicClock(),
     classify: (source) => (source === "127.0.0.1" || source === "127.0.0.2" || source === "::1" ? W.INGRESS_SUBSCRIBER : 0),
@@ -27,22 +26,7 @@ beforeAll(async () => {
 });
 afterAll(() => listener.stop());
 
-/** Sends from `from` to `to`:5351 and resolves with the reply and the address it came from. */
-function exchange(from: string, to: string, payload: Uint8Array): Promise<{ reply: Buffer; source: string; port: number }> {
-  const socket = dgram.createSocket(to.includes(":") ? "udp6" : "udp4");
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      socket.close();
-      reject(new Error(`no reply from ${to}`));
-    }, 2000);
-    socket.on("message", (reply, rinfo) => {
-      clearTimeout(timer);
-      socket.close();
-      resolve({ reply, source: rinfo.address, port: rinfo.port });
-    });
-    socket.bind(0, from, () => socket.send(payload, W.PCP_SERVER_PORT, to));
-  });
-}
+const exchange = (from: string, to: string, payload: Uint8Array) => udpExchange(from, to, W.PCP_SERVER_PORT, payload);
 
 describe("UDP listener on loopback", () => {
   it("item 1: reachable on UDP 5351 over IPv4 and IPv6", async () => {

@@ -1,0 +1,159 @@
+// The engine worker pool: one piscina thread per shard, every task pinned to its shard's
+// thread by a custom balancer (DESIGN.md §3 settings: atomics disabled, several tasks per
+// worker). A thread that dies — an engine trap escaping a batch, an out-of-memory abort, a
+// terminate — is replaced by piscina; its shard is started again on the new thread with
+// an empty table and a reset Epoch, and announces the reset. Other shards are untouched.
+import { Piscina } from "piscina";
+import type { Logger } from "pino";
+import type { ShardSpec, ShardStarted, ShardTask } from "./shard-worker.js";
+
+// src/server/ and dist/server/ are both two levels below the package root; piscina needs
+// the built JavaScript worker (Node 20 cannot load a .ts worker).
+const WORKER = new URL("../../dist/server/shard-worker.js", import.meta.url);
+
+const RESTART_ATTEMPTS = 5;
+const RESTART_BACKOFF_MS = 200;
+/** Every shard answers a ping this often; one that stays silent for WATCHDOG_TIMEOUT_MS is presumed hung. */
+const WATCHDOG_INTERVAL_MS = 5_000;
+const WATCHDOG_TIMEOUT_MS = 15_000;
+
+interface Pinned {
+  shard: number;
+  /** Only a start task may claim a thread that runs no shard. */
+  claim: boolean;
+}
+
+export class ShardPool {
+  private readonly pool: Piscina;
+  /** shard → threadId of the thread running it. */
+  private readonly owner = new Map<number, number>();
+  private stopping = false;
+  /** Also what keeps the process alive: piscina's threads are unreferenced. */
+  private watchdog: NodeJS.Timeout | undefined;
+
+  /** @param onLost called when a shard cannot be restarted (its subscribers are then unserved). */
+  constructor(private readonly specs: ShardSpec[], private readonly log: Logger, private readonly onLost: (shard: number, error: Error) => void) {
+    this.pool = new Piscina({
+      filename: WORKER.href,
+      minThreads: specs.length,
+      maxThreads: specs.length,
+      idleTimeout: Infinity,
+      atomics: "disabled",
+      concurrentTasksPerWorker: 16,
+      loadBalancer: (task, workers) => {
+        const pin = (task as unknown as Record<symbol, Pinned | null>)[Piscina.queueOptionsSymbol];
+        if (!pin) return null;
+        const live = workers.filter((w) => !w.terminating && !w.destroyed);
+        const owner = this.owner.get(pin.shard);
+        if (owner !== undefined) return live.find((w) => w.id === owner) ?? null;
+        if (!pin.claim) return null; // waits for the shard's restart
+        const taken = new Set(this.owner.values());
+        const free = live.find((w) => !taken.has(w.id));
+        if (free) this.claim(pin.shard, free.id);
+        return free ?? null;
+      },
+    });
+    // A worker error with no task in flight; the exit that follows is handled above.
+    this.pool.on("error", (error: Error) => this.log.error({ error: error.message }, "engine worker failed"));
+  }
+
+  get shards(): number {
+    return this.specs.length;
+  }
+
+  /** Runs `task` on the thread of `shard`. */
+  run<T>(shard: number, task: ShardTask): Promise<T> {
+    const pinned = { ...task, [Piscina.queueOptionsSymbol]: { shard, claim: task.kind === "start" } satisfies Pinned };
+    return this.pool.run(pinned) as Promise<T>;
+  }
+
+  /** Runs `task` on every shard, in shard order. */
+  all<T>(task: ShardTask): Promise<T[]> {
+    return Promise.all(this.specs.map((_, shard) => this.run<T>(shard, task)));
+  }
+
+  /** Starts every shard; the bound ports are kept so a replacement thread rebinds them. */
+  async start(): Promise<ShardStarted[]> {
+    const started = await Promise.all(this.specs.map((spec) => this.run<ShardStarted>(spec.shard, { kind: "start", spec })));
+    for (const s of started) this.specs[s.shard] = { ...this.specs[s.shard], endpoints: s.endpoints };
+    this.watchdog = setInterval(() => this.checkLiveness(), WATCHDOG_INTERVAL_MS);
+    return started;
+  }
+
+  /**
+   * Ends the thread of `shard`; the shard restarts on a new thread with an empty table
+   * and a reset Epoch, and announces it (the operator's forced reset; also the watchdog's).
+   */
+  async reset(shard: number): Promise<void> {
+    const id = this.owner.get(shard);
+    const thread = this.pool.threads.find((t) => t.threadId === id);
+    if (thread) await thread.terminate();
+  }
+
+  private checkLiveness(): void {
+    for (const [shard, id] of this.owner) {
+      let timer: NodeJS.Timeout | undefined;
+      const hung = new Promise<"hung">((resolve) => (timer = setTimeout(() => resolve("hung"), WATCHDOG_TIMEOUT_MS)));
+      void Promise.race([this.run(shard, { kind: "ping" }).catch(() => "gone"), hung]).then((r) => {
+        clearTimeout(timer);
+        if (r === "hung" && this.owner.get(shard) === id && !this.stopping) {
+          this.log.error({ shard, thread: id }, "engine worker unresponsive; replacing it");
+          void this.reset(shard);
+        }
+      });
+    }
+  }
+
+  /** New configuration for later (re)starts; the running shards are told by a reload task. */
+  updateConfig(config: ShardSpec["config"]): void {
+    for (const spec of this.specs) spec.config = config;
+  }
+
+  /** threadId of each shard's thread (undefined while restarting). */
+  threads(): (number | undefined)[] {
+    return this.specs.map((_, shard) => this.owner.get(shard));
+  }
+
+  /** Stops every running shard (sockets closed, final counters returned) and ends the threads. */
+  async stop<T>(): Promise<T[]> {
+    this.stopping = true;
+    clearInterval(this.watchdog);
+    const running = [...this.owner.keys()];
+    const final = await Promise.allSettled(running.map((shard) => this.run<T>(shard, { kind: "stop" })));
+    await this.pool.destroy();
+    return final.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
+  }
+
+  /** Pins `shard` to thread `threadId` and watches that thread's exit. */
+  private claim(shard: number, threadId: number): void {
+    this.owner.set(shard, threadId);
+    this.pool.threads.find((t) => t.threadId === threadId)?.once("exit", () => this.lost(shard, threadId));
+  }
+
+  private lost(shard: number, threadId: number): void {
+    if (this.owner.get(shard) !== threadId) return;
+    this.owner.delete(shard);
+    if (this.stopping) return;
+    this.log.error({ shard, thread: threadId }, "engine worker died; restarting its shard with an empty table and a reset epoch");
+    void this.restart(shard);
+  }
+
+  private async restart(shard: number): Promise<void> {
+    let error: Error | undefined;
+    for (let attempt = 1; attempt <= RESTART_ATTEMPTS && !this.stopping; attempt++) {
+      // A failed start (say, the dead thread's port not yet released) leaves its thread free.
+      try {
+        const s = await this.run<ShardStarted>(shard, { kind: "start", spec: this.specs[shard] });
+        this.log.warn({ shard, thread: s.threadId, epoch: s.epoch, attempt }, "shard restarted");
+        return;
+      } catch (e) {
+        error = e as Error;
+        this.owner.delete(shard);
+        await new Promise((resolve) => setTimeout(resolve, RESTART_BACKOFF_MS * attempt));
+      }
+    }
+    if (this.stopping) return;
+    this.log.fatal({ shard, error: error?.message }, "shard could not be restarted; its subscribers are not served");
+    this.onLost(shard, error ?? new Error("restart failed"));
+  }
+}

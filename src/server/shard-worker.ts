@@ -1,0 +1,149 @@
+// Engine worker (a piscina thread): owns one shard — a packet engine holding the mappings
+// of the subscribers that talk to this worker's listen addresses, a slice of every pool
+// address's port blocks — and the UDP sockets of those addresses, so a datagram is read,
+// served and answered on one thread (DESIGN.md §3: the fastest layout measured). Its
+// Epoch starts at 0 when the shard starts: a replacement worker's shard begins empty, so
+// the reset is the truth, and it is announced (RFC 6887 §8.5, §14.1.3).
+// Tasks arrive pinned to this worker by the pool's balancer (src/server/shard-pool.ts).
+import { threadId } from "node:worker_threads";
+import { isIPv6 } from "node:net";
+import { pino, type Logger } from "pino";
+import { PacketEngine, type CodecStats, type MappingEvent } from "../engine/packet-engine.js";
+import { UdpListener, type Endpoint } from "../io/udp-listener.js";
+import type { Config } from "../config/schema.js";
+import { ErrorCodes, PcpdError } from "../errors.js";
+import { MonotonicClock } from "./clock.js";
+import { Announcer, type AnnounceTarget } from "./announce.js";
+import { classifier, codecConfig, engineConfig, limiterFor } from "./policy.js";
+
+export interface ShardSpec {
+  shard: number;
+  shards: number;
+  endpoints: Endpoint[];
+  announce: AnnounceTarget[];
+  config: Config;
+  seed: bigint;
+}
+
+export type ShardTask =
+  | { kind: "start"; spec: ShardSpec }
+  | { kind: "reload"; config: Config }
+  | { kind: "stats" }
+  | { kind: "ping" }
+  | { kind: "stop" };
+
+export interface ShardStarted {
+  shard: number;
+  threadId: number;
+  endpoints: Endpoint[];
+  epoch: number;
+}
+
+export interface ShardStats {
+  shard: number;
+  threadId: number;
+  epoch: number;
+  engine: Record<string, bigint>;
+  codec: CodecStats;
+  pool: { address: string; freeBlocks: number }[];
+}
+
+interface Shard {
+  spec: ShardSpec;
+  engine: PacketEngine;
+  clock: MonotonicClock;
+  listener: UdpListener;
+  announcer: Announcer;
+  log: Logger;
+}
+
+let shard: Shard | undefined;
+
+function running(): Shard {
+  if (!shard) throw new PcpdError(ErrorCodes.BAD_CONFIG, `worker ${threadId} has no shard`);
+  return shard;
+}
+
+async function start(spec: ShardSpec): Promise<ShardStarted> {
+  if (shard) throw new PcpdError(ErrorCodes.BAD_CONFIG, `worker ${threadId} already runs shard ${shard.spec.shard}`);
+  const { config } = spec;
+  const log = pino({ level: config.log.level, base: { service: "pcp-server", shard: spec.shard, thread: threadId } });
+  const clock = new MonotonicClock();
+  const engine = new PacketEngine("release", codecConfig(config));
+  engine.initEngine(engineConfig(config, spec.seed, spec.shard, spec.shards), clock.seconds());
+  const onEvents = (events: MappingEvent[]) => {
+    if (log.isLevelEnabled("debug")) for (const e of events) log.debug({ event: e }, "mapping event");
+  };
+  const listener = new UdpListener({
+    endpoints: spec.endpoints,
+    engine,
+    clock,
+    classify: classifier(config),
+    limiter: limiterFor(config, spec.shards),
+    onEvents,
+  });
+  try {
+    await listener.start();
+  } catch (e) {
+    await listener.stop(); // sockets bound before the failure
+    throw e;
+  }
+  const natPmpAddress = engine.poolUsage().find((p) => !isIPv6(p.address))?.address;
+  const announcer = new Announcer({
+    targets: spec.announce,
+    count: config.announce.count,
+    firstGapMs: config.announce.firstGapMs,
+    messages: (ipv6) => {
+      const epoch = clock.epoch();
+      const out = [engine.announce(epoch)];
+      if (!ipv6 && natPmpAddress && running().spec.config.natPmp === "enabled") out.push(engine.announceNatPmp(epoch, natPmpAddress));
+      return out;
+    },
+    send: (target, payload, port) => {
+      const socket = listener.socket(target.source);
+      if (!socket) return;
+      if (!isIPv6(target.source)) socket.setMulticastInterface(target.source);
+      socket.send(payload, port, target.group, (error) => {
+        if (error) log.warn({ error: error.message, group: target.group, interface: target.interface }, "announce not sent");
+      });
+    },
+  });
+  const endpoints = listener.boundAddresses();
+  shard = { spec: { ...spec, endpoints }, engine, clock, listener, announcer, log };
+  announcer.start();
+  log.info({ listen: endpoints, epoch: clock.epoch(), announce: spec.announce.map((t) => `${t.source}→${t.group}`) }, "shard serving (epoch reset)");
+  return { shard: spec.shard, threadId, endpoints, epoch: clock.epoch() };
+}
+
+function stats(): ShardStats {
+  const s = running();
+  return { shard: s.spec.shard, threadId, epoch: s.clock.epoch(), engine: s.engine.engineStats(), codec: s.engine.stats(), pool: s.engine.poolUsage() };
+}
+
+export default async function handle(task: ShardTask): Promise<unknown> {
+  switch (task.kind) {
+    case "start":
+      return start(task.spec);
+    case "reload": {
+      const s = running();
+      s.engine.configure(codecConfig(task.config));
+      s.engine.setPolicy(engineConfig(task.config, 0n));
+      s.listener.setPolicy({ classify: classifier(task.config), limiter: limiterFor(task.config, s.spec.shards) });
+      s.log.level = task.config.log.level;
+      s.spec = { ...s.spec, config: task.config };
+      return true;
+    }
+    case "stats":
+      return stats();
+    case "ping":
+      return running().clock.epoch();
+    case "stop": {
+      const s = running();
+      s.announcer.stop();
+      await s.listener.stop();
+      const final = stats();
+      shard = undefined;
+      return final;
+    }
+  }
+}
