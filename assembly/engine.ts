@@ -1427,7 +1427,8 @@ function handleNatPmp(slot: usize): void {
   if (internalPort == 0) return finishNatPmpMap(slot, W.NATPMP_RESULT_NOT_AUTHORIZED, 0, 0);
   if (!protocolSupported(protocol)) return finishNatPmpMap(slot, W.NATPMP_RESULT_NOT_AUTHORIZED, 0, 0);
   if (!poolHasFamily(0)) return finishNatPmpMap(slot, W.NATPMP_RESULT_NETWORK_FAILURE, 0, 0);
-  const lifetime = clampLifetime(requested, minLifetime);
+  // Never longer than asked [6886 §3.3]; minLifetime is a PCP rule [6887 §15].
+  const lifetime = clampLifetime(requested, 1);
   let m = sub != 0 ? findMapping(addr, protocol, internalPort, 0) : 0;
   if (m != 0 && liveOrEnded(m) == 0) {
     m = 0;

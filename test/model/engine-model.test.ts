@@ -502,11 +502,11 @@ describe("NAT-PMP (docs/engine.md NAT-PMP; M14)", () => {
   const nat = (over: Partial<{ now: number; subscriber: string; protocol: 6 | 17; internalPort: number; suggestedPort: number; lifetime: number }> = {}) =>
     ({ now: T0, subscriber: SUB, protocol: 6 as 6 | 17, internalPort: 80, suggestedPort: 0, lifetime: 7200, ...over });
 
-  it("map → allocation; a repeat with another suggestion → the assigned port; lifetime clamped", () => {
+  it("map → allocation; a repeat with another suggestion → the assigned port; lifetime never above the request, at most maxLifetime", () => {
     const m = model();
     const a = settle(m.natPmpMap(nat()));
     expect(a).toMatchObject({ result: 0, lifetime: 7200 });
-    expect(m.natPmpMap(nat({ suggestedPort: 40000, lifetime: 100 }))).toEqual({ ...a, lifetime: 120 });
+    expect(m.natPmpMap(nat({ suggestedPort: 40000, lifetime: 100 }))).toEqual({ ...a, lifetime: 100 });
     expect(determined(m.natPmpMap(nat({ lifetime: 1_000_000 }))).lifetime).toBe(86400);
   });
 

@@ -648,7 +648,7 @@ export class EngineModel {
     if (this.poolOf(4).length === 0) return { result: NATPMP_RESULT.NETWORK_FAILURE, lifetime: 0, externalPort: 0 };
 
     const sub = canonicalAddress(i.subscriber);
-    const granted = clamp(i.lifetime, this.cfg.minLifetime, this.cfg.maxLifetime);
+    const granted = clamp(i.lifetime, 1, this.cfg.maxLifetime); // never above the request [6886 §3.3]
     const success = (m: Mapping, lifetime: number): Outcome => ({ result: NATPMP_RESULT.SUCCESS, lifetime, externalAddress: m.address, externalPort: m.port });
 
     // An existing mapping of the endpoint → its external port (item 138); no nonce checks.
