@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
 import { ConfigError } from "../../src/errors.js";
 import { loadConfig } from "../../src/config/load.js";
-import { parseConfig, poolAddresses } from "../../src/config/schema.js";
+import { parseConfig, poolAddresses, workerCount } from "../../src/config/schema.js";
 import { classifier, engineConfig } from "../../src/server/policy.js";
 import { expandPrefix, parsePrefix, prefixContains } from "../../src/net/cidr.js";
 import { toAddress16 } from "../../src/net/address.js";
@@ -27,6 +27,14 @@ describe("configuration", () => {
     expect(poolAddresses(c.pool.addresses)).toHaveLength(16);
     expect(poolAddresses(c.pool.addresses)[0]).toBe("203.0.113.0");
     expect(engineConfig(c, 1n)).toMatchObject({ minLifetime: 120, maxLifetime: 86400, holdDown: 120, noncePolicy: "strict" });
+    expect(c.announce).toEqual({ multicast: [], count: 10, firstGapMs: 250 });
+  });
+
+  it("one worker per listen address by default, up to the CPU count", () => {
+    const c = parseConfig({ listen: { addresses: ["127.0.0.1", "127.0.0.2", "::1"] } });
+    expect(workerCount(c, 2)).toBe(2);
+    expect(workerCount(c, 8)).toBe(3);
+    expect(workerCount({ ...c, workers: 1 }, 8)).toBe(1);
   });
 
   it.each([
@@ -36,6 +44,10 @@ describe("configuration", () => {
     [{ subscribers: ["10.0.0.0/33"] }, "subscribers.0"],
     [{ lifetimes: { min: 600, max: 300 } }, "lifetimes.max: must be ≥ lifetimes.min"],
     [{ noncePolicy: "sometimes" }, "noncePolicy"],
+    [{ workers: 3 }, "workers: 3 workers need at least 3 listen addresses"],
+    [{ listen: { addresses: ["127.0.0.1", "127.0.0.1"] } }, "listen.addresses: duplicate address"],
+    [{ announce: { count: 11 } }, "announce.count"],
+    [{ announce: { firstGapMs: 100 } }, "announce.firstGapMs"],
     [{ pool: { addresses: ["10.0.0.0/16"] } }, "pool.addresses: 10.0.0.0/16 has more than 256 addresses"],
     [{ pool: { addresses: ["192.0.2.0/31", "192.0.2.1"] } }, "pool.addresses: pool addresses overlap"],
     [{ colour: "blue" }, "(document)"],

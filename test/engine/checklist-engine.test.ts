@@ -359,7 +359,7 @@ describe("§3.8 PREFER_FAILURE", () => {
     expect(o.result).toBe(W.RESULT_CANNOT_PROVIDE_EXTERNAL);
   });
 
-  it.todo("item 103: PREFER_FAILURE probe rate limiting (per-source limiter, issue #4)");
+  // item 103 (PREFER_FAILURE probes rate limited): test/server/rate-limit.test.ts, end to end.
 });
 
 describe("§3.9 FILTER", () => {
@@ -476,7 +476,10 @@ describe("§3.12 NAT-PMP (engine)", () => {
     expect(e.lookup(CLIENT, 17, 8080)).toBeUndefined();
   });
 
-  it.todo("item 142: external-address announcements on boot/change (server, issue #4)");
+  it("item 142: the external-address announcement is the 12-byte address response with the current SSSoE (schedule: test/integration/announce.test.ts)", () => {
+    const e = engineWith();
+    expect(Array.from(e.announceNatPmp(0x01020304, "203.0.113.7"))).toEqual([0, 0x80, 0, 0, 1, 2, 3, 4, 203, 0, 113, 7]);
+  });
 });
 
 describe("§3.2 with the engine", () => {

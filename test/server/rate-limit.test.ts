@@ -5,7 +5,7 @@ import * as W from "../../src/wire.generated.js";
 import { RateLimiter } from "../../src/server/rate-limit.js";
 import { parseConfig } from "../../src/config/schema.js";
 import { startServer } from "../../src/server/server.js";
-import { announceRequest } from "../helpers/packets.js";
+import { announceRequest, mapRequest, preferFailure } from "../helpers/packets.js";
 
 describe("rate limiter", () => {
   it("allows a burst, then the rate; sources are independent", () => {
@@ -70,4 +70,27 @@ describe("item 18: a flood from one source does not block another", () => {
       }
     });
   }
+
+  it("item 103: PREFER_FAILURE probes for other ports are held to the source's rate", async () => {
+    const config = parseConfig({ listen: { addresses: ["127.0.0.6"], port: 0 }, pcp: { overload: "no-resources" }, rateLimit: { perSource: { rate: 5, burst: 10 } }, log: { level: "silent" } });
+    const server = await startServer(config, pino({ level: "silent" }));
+    try {
+      // A scan of 200 external ports from one client, as fast as it can send.
+      const socket = dgram.createSocket("udp4");
+      const replies: Buffer[] = [];
+      socket.on("message", (m) => replies.push(m));
+      await new Promise<void>((resolve) => socket.bind(0, "127.0.0.7", resolve));
+      for (let i = 0; i < 200; i++) {
+        socket.send(mapRequest({ client: "127.0.0.7", internalPort: 5000 + i, externalPort: 20000 + i, externalAddress: "203.0.113.1" }, [preferFailure()]), server.addresses[0].port, "127.0.0.6");
+      }
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      socket.close();
+      const answered = replies.filter((r) => r[3] !== W.RESULT_NO_RESOURCES).length;
+      expect(answered).toBeGreaterThanOrEqual(10);
+      expect(answered).toBeLessThan(20); // the burst and ~0.5 s of rate, not 200 probes
+      expect(replies.length - answered).toBeGreaterThan(150);
+    } finally {
+      await server.stop();
+    }
+  });
 });
