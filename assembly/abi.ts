@@ -132,6 +132,7 @@ export const EVENT_REFRESH: u8 = 2;
 export const EVENT_DELETE: u8 = 3;
 export const EVENT_EXPIRE: u8 = 4;
 export const EVENT_RELEASE: u8 = 5; // hold-down ended, port free again
+export const EVENT_UPDATE: u8 = 6; // re-homed: new external address/port (pool address retired)
 
 // ---- Mapping flags (EV_FLAGS) ----
 export const MAPF_INBOUND: u8 = 1; // has a MAP part

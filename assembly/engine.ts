@@ -5,7 +5,7 @@
 
 import * as W from "./wire";
 import * as A from "./abi";
-import { rd16, rd32, wr16, addrEqual, isV4Mapped, copy12, copy16, zero4 } from "./bytes";
+import { rd16, rd32, wr16, wr32, addrEqual, isV4Mapped, copy12, copy16, zero4 } from "./bytes";
 import { HashIndex, mix64, fingerprint } from "./hashindex";
 import {
   slotsBase, statsBase, processRange, finishSuccess, finishError, errorLifetime, data,
@@ -262,6 +262,11 @@ const poolFree = memory.data(<i32>(A.POOL_MAX_ADDRESSES * 4), 4); // free blocks
 const poolOwner = memory.data(<i32>(A.POOL_MAX_ADDRESSES * 4), 4); // usize: u32 owner per block
 const poolUsage = memory.data(<i32>(A.POOL_MAX_ADDRESSES * 4), 4); // usize: u16 users per block
 const poolStack = memory.data(<i32>(A.POOL_MAX_ADDRESSES * 4), 4); // usize: u16 free-block stack
+const poolRetired = memory.data(<i32>A.POOL_MAX_ADDRESSES); // 1: removed from the pool, nothing new leased there
+
+@inline function retired(pool: u32): bool {
+  return load<u8>(poolRetired + pool) != 0;
+}
 
 @inline function poolAddr(i: u32): usize {
   return poolAddrs + (<usize>i << 4);
@@ -284,8 +289,15 @@ const poolStack = memory.data(<i32>(A.POOL_MAX_ADDRESSES * 4), 4); // usize: u16
 
 /** Adds the address at scratch[0..16] to the pool; returns its index or -1. */
 export function poolAdd(): i32 {
+  for (let i: u32 = 0; i < poolCount; i++) {
+    if (!addrEqual(poolAddr(i), scratch)) continue;
+    if (!retired(i)) return -1;
+    // A retired address comes back: its blocks are free again (in-use ones stay leased).
+    store<u8>(poolRetired + i, 0);
+    fillFreeStack(i);
+    return <i32>i;
+  }
   if (poolCount >= A.POOL_MAX_ADDRESSES) return -1;
-  for (let i: u32 = 0; i < poolCount; i++) if (addrEqual(poolAddr(i), scratch)) return -1;
   // The last block may be shorter; block numbers stay below 2^15 (blockSize ≥ 2).
   blocksPerAddress = (65536 - portMin + blockSize - 1) / blockSize;
   const i = poolCount;
@@ -297,25 +309,32 @@ export function poolAdd(): i32 {
   const stack = heap.alloc(<usize>all << 1);
   memory.fill(owner, 0, <usize>all << 2);
   memory.fill(usage, 0, <usize>all << 1);
+  store<u32>(poolOwner + (<usize>i << 2), <u32>owner);
+  store<u32>(poolUsage + (<usize>i << 2), <u32>usage);
+  store<u32>(poolStack + (<usize>i << 2), <u32>stack);
+  fillFreeStack(i);
+  poolCount++;
+  return <i32>i;
+}
+
+/** Stacks this shard's unowned blocks of address `i` in a random order. */
+function fillFreeStack(i: u32): void {
+  const all = blocksPerAddress;
+  const stack = <usize>load<u32>(poolStack + (<usize>i << 2));
   // This shard's free blocks, in a random order: leases are unpredictable [RFC 6888 REQ-15, RFC 7422].
   let n: u32 = 0;
   for (let k: u32 = 0; k < all; k++) {
-    if (!inShard(k)) continue;
+    if (!inShard(k) || load<u32>(ownerAt(i, k)) != 0 || load<u16>(usageAt(i, k)) != 0) continue;
     store<u16>(stack + (<usize>n << 1), <u16>k);
     n++;
   }
-  for (let k: u32 = n - 1; k > 0; k--) {
+  for (let k: u32 = n > 1 ? n - 1 : 0; k > 0; k--) {
     const j = randomBelow(k + 1);
     const a = load<u16>(stack + (<usize>k << 1));
     store<u16>(stack + (<usize>k << 1), load<u16>(stack + (<usize>j << 1)));
     store<u16>(stack + (<usize>j << 1), a);
   }
-  store<u32>(poolOwner + (<usize>i << 2), <u32>owner);
-  store<u32>(poolUsage + (<usize>i << 2), <u32>usage);
-  store<u32>(poolStack + (<usize>i << 2), <u32>stack);
   store<u32>(poolFree + (<usize>i << 2), n);
-  poolCount++;
-  return <i32>i;
 }
 
 export function poolSize(): u32 {
@@ -325,7 +344,10 @@ export function poolAddressAt(i: u32): usize {
   return poolAddr(i);
 }
 export function poolFreeBlocks(i: u32): u32 {
-  return freeCount(i);
+  return retired(i) ? 0 : freeCount(i);
+}
+export function poolIsRetired(i: u32): bool {
+  return retired(i);
 }
 
 function poolIndexOf(addr: usize): u32 {
@@ -334,7 +356,7 @@ function poolIndexOf(addr: usize): u32 {
 }
 
 function poolHasFamily(family: u32): bool {
-  for (let i: u32 = 0; i < poolCount; i++) if (<u32>load<u8>(poolFamily + i) == family) return true;
+  for (let i: u32 = 0; i < poolCount; i++) if (<u32>load<u8>(poolFamily + i) == family && !retired(i)) return true;
   return false;
 }
 
@@ -343,7 +365,7 @@ function pickPool(family: u32): u32 {
   let best = NO_POOL;
   let bestFree: u32 = 0;
   for (let i: u32 = 0; i < poolCount; i++) {
-    if (<u32>load<u8>(poolFamily + i) != family) continue;
+    if (<u32>load<u8>(poolFamily + i) != family || retired(i)) continue;
     const f = freeCount(i);
     if (f > bestFree) {
       best = i;
@@ -392,12 +414,14 @@ function leaseTo(pool: u32, block: u32, sub: u32): void {
 function releaseBlockIfUnused(pool: u32, block: u32): void {
   if (load<u16>(usageAt(pool, block)) != 0) return;
   const sub = load<u32>(ownerAt(pool, block));
-  if (sub == 0) return;
+  if (sub == 0) {
+    // A block whose lease ended when its address was retired: free once its last hold
+    // ends, if the address is back in the pool (fillFreeStack takes it otherwise).
+    if (!retired(pool)) pushFreeBlock(pool, block);
+    return;
+  }
   store<u32>(ownerAt(pool, block), 0);
-  const stack = <usize>load<u32>(poolStack + (<usize>pool << 2));
-  const n = freeCount(pool);
-  store<u16>(stack + (<usize>n << 1), <u16>block);
-  store<u32>(poolFree + (<usize>pool << 2), n + 1);
+  pushFreeBlock(pool, block);
   const s = subscribers.at(sub);
   const family = <u32>load<u8>(poolFamily + pool);
   const entry = block | (family != 0 ? BLOCK_FAMILY_BIT : 0);
@@ -416,6 +440,13 @@ function releaseBlockIfUnused(pool: u32, block: u32): void {
   }
   if (sameFamily == 0) setPaired(s, family, NO_POOL);
   statAdd(A.STATS_BLOCKS, -1);
+}
+
+function pushFreeBlock(pool: u32, block: u32): void {
+  const stack = <usize>load<u32>(poolStack + (<usize>pool << 2));
+  const n = freeCount(pool);
+  store<u16>(stack + (<usize>n << 1), <u16>block);
+  store<u32>(poolFree + (<usize>pool << 2), n + 1);
 }
 
 @inline function usageAdd(pool: u32, port: u32, delta: i32): void {
@@ -817,7 +848,7 @@ function freePeers(m: u32): void {
  * Ends a live mapping: out of the internal index, filters and PEERs freed, external port
  * into hold-down (kept in the external index, so nobody else gets it) [6887 §15; RFC 6888 REQ-8].
  */
-function endMapping(m: u32, kind: u8): void {
+function endMapping(m: u32, kind: u8, hold: bool = true): void {
   const r = mappings.at(m);
   emit(kind, m);
   const sub = load<u32>(r + M_SUB);
@@ -829,7 +860,7 @@ function endMapping(m: u32, kind: u8): void {
   store<u32>(s + S_MAPPINGS, load<u32>(s + S_MAPPINGS) - 1);
   statAdd(A.STATS_MAPPINGS, -1);
   statAdd(kind == A.EVENT_EXPIRE ? A.STATS_EXPIRED : A.STATS_DELETED, 1);
-  if (holdDown == 0) {
+  if (holdDown == 0 || !hold) {
     releasePort(m);
     return;
   }
@@ -909,7 +940,7 @@ let allocReclaim: u32 = 0; // held record to take back
 
 /** Can `sub` (0 = not created yet) take `port` on `pool` for `protocol`? Sets alloc* on success. */
 function tryPort(sub: u32, pool: u32, protocol: u32, port: u32, internalPort: u32, nonce: usize): bool {
-  if (port > 65535 || portForbidden(protocol, port)) return false;
+  if (port > 65535 || portForbidden(protocol, port) || retired(pool)) return false;
   const block = blockOf(port);
   if (block >= blocksPerAddress || !inShard(block)) return false;
   const owner = load<u32>(ownerAt(pool, block));
@@ -1024,18 +1055,22 @@ function tryNewBlock(sub: u32, family: u32, protocol: u32, internalPort: u32): u
   return W.RESULT_NO_RESOURCES;
 }
 
+/** Leases the chosen port's block to `sub` if it is not leased yet. */
+function leaseAllocated(sub: u32): void {
+  if (!allocLease) return;
+  const block = blockOf(allocPort);
+  const stack = <usize>load<u32>(poolStack + (<usize>allocPool << 2));
+  if (<u32>load<u16>(stack + (<usize>(freeCount(allocPool) - 1) << 1)) == block) popBlock(allocPool, sub);
+  else takeBlock(allocPool, block, sub);
+}
+
 /** Leases what the chosen port needs and creates (or reclaims) the record. */
 function commitAllocation(sub: u32, protocol: u32, internalPort: u32, family: u32, flags: u32, clientPort: u32): u32 {
   if (allocReclaim != 0) {
     reclaim(allocReclaim, flags, clientPort);
     return allocReclaim;
   }
-  if (allocLease) {
-    const block = blockOf(allocPort);
-    const stack = <usize>load<u32>(poolStack + (<usize>allocPool << 2));
-    if (<u32>load<u16>(stack + (<usize>(freeCount(allocPool) - 1) << 1)) == block) popBlock(allocPool, sub);
-    else takeBlock(allocPool, block, sub);
-  }
+  leaseAllocated(sub);
   return createMapping(sub, protocol, internalPort, family, allocPool, allocPort, flags, clientPort);
 }
 
@@ -1204,6 +1239,8 @@ function handleMap(slot: usize): void {
     if (walkFilters(slot, m, false) < 0) return fail(slot, W.RESULT_EXCESSIVE_REMOTE_PEERS); // [6887 §13.3]
     if (!filtersAvailable(slot)) return fail(slot, W.RESULT_NO_RESOURCES);
     walkFilters(slot, m, true);
+    // The latest request says whether a renumbering may move it (Mapping Update) [6887 §14.2].
+    store<u8>(r + M_FLAGS, <u8>(preferFailure ? flags | A.MAPF_PREFER_FAILURE : flags & ~A.MAPF_PREFER_FAILURE));
     renewInbound(m, wasInbound, nonce, clientPort, lifetime);
     writeExternal(slot, m);
     return finishSuccess(slot, lifetime, MAP_ECHO);
@@ -1555,6 +1592,185 @@ export function serveRange(first: u32, count: u32, epoch: u32, at: u32): u32 {
     if (load<u8>(slot + A.SLOT_VERDICT) == A.VERDICT_REPLY) replies++;
   }
   return replies;
+}
+
+// ---------------------------------------------------------------------------
+// Renumbering: an address leaves the pool; its mappings move to the other addresses and
+// their clients are told by Mapping Update messages [6887 §14.2].
+// ---------------------------------------------------------------------------
+let retiring: u32 = NO_POOL;
+let rehomeCursor: u32 = 0;
+let rehomeLast: u32 = 0;
+
+/**
+ * Takes pool address `pool` out of service: nothing new is leased there, holds and static
+ * mappings on it end now, its block leases end. Returns how many mappings are left to
+ * move with rehomeNext().
+ */
+export function poolRetire(pool: u32, at: u32): u32 {
+  if (!initialised || pool >= poolCount || retired(pool)) return 0;
+  now = at;
+  store<u8>(poolRetired + pool, 1);
+  let live: u32 = 0;
+  for (let m: u32 = 1; m <= mappings.used; m++) {
+    const r = mappings.at(m);
+    if (load<u32>(r + M_SUB) == 0 || <u32>load<u16>(r + M_POOL) != pool) continue;
+    const flags = <u32>load<u8>(r + M_FLAGS);
+    if (flags & A.MAPF_HELD) releaseHold(m); // protects a port nobody can be given any more
+    else if (flags & A.MAPF_STATIC) endMapping(m, A.EVENT_DELETE, false); // names the address
+    else live++;
+  }
+  const family = <u32>load<u8>(poolFamily + pool);
+  const familyBit: u32 = family != 0 ? BLOCK_FAMILY_BIT : 0;
+  for (let sub: u32 = 1; sub <= subscribers.used; sub++) {
+    const s = subscribers.at(sub);
+    const count = <u32>load<u8>(s + S_BLOCK_COUNT);
+    if (count == 0 || pairedPool(s, family) != pool) continue;
+    let kept: u32 = 0;
+    for (let k: u32 = 0; k < count; k++) {
+      const e = <u32>load<u16>(s + S_BLOCKS + (k << 1));
+      if ((e & BLOCK_FAMILY_BIT) == familyBit) {
+        store<u32>(ownerAt(pool, e & ~BLOCK_FAMILY_BIT), 0);
+        statAdd(A.STATS_BLOCKS, -1);
+      } else {
+        store<u16>(s + S_BLOCKS + (kept << 1), <u16>e);
+        kept++;
+      }
+    }
+    store<u8>(s + S_BLOCK_COUNT, <u8>kept);
+    setPaired(s, family, NO_POOL);
+    freeSubscriberIfEmpty(sub);
+  }
+  retiring = pool;
+  rehomeCursor = 1;
+  return live;
+}
+
+/**
+ * Moves the next mapping off the retiring address and writes the Mapping Update messages
+ * for it into slots 0.. (destination in SLOT_SRC_ADDR/PORT, bytes in the data area, Epoch
+ * `epoch`); returns how many, or 0xffffffff when no mapping is left. rehomeMapping()
+ * names the mapping just handled.
+ */
+export function rehomeNext(at: u32, epoch: u32): u32 {
+  now = at;
+  while (retiring != NO_POOL && rehomeCursor <= mappings.used) {
+    const m = rehomeCursor++;
+    const r = mappings.at(m);
+    if (load<u32>(r + M_SUB) == 0 || <u32>load<u16>(r + M_POOL) != retiring) continue;
+    if (load<u8>(r + M_FLAGS) & (A.MAPF_HELD | A.MAPF_STATIC)) continue; // ended since: the hold runs out there
+    if (liveOrEnded(m) == 0) continue;
+    rehomeLast = m;
+    return rehome(m, epoch);
+  }
+  retiring = NO_POOL;
+  return 0xffffffff;
+}
+
+export function rehomeMapping(): u32 {
+  return rehomeLast;
+}
+
+function rehome(m: u32, epoch: u32): u32 {
+  const r = mappings.at(m);
+  const sub = load<u32>(r + M_SUB);
+  const flags = <u32>load<u8>(r + M_FLAGS);
+  const family = <u32>load<u8>(r + M_FAMILY);
+  const protocol = <u32>load<u8>(r + M_PROTOCOL);
+  const internalPort = <u32>load<u16>(r + M_INTERNAL_PORT);
+  // The requester of a THIRD_PARTY mapping is not recorded: it learns from the Epoch reset.
+  const tell = (flags & A.MAPF_THIRD_PARTY) == 0;
+  if (flags & A.MAPF_PREFER_FAILURE) {
+    // It cannot keep its external address:port: CANNOT_PROVIDE_EXTERNAL, and it ends [6887 §14.2].
+    const n = tell ? updateMessages(m, W.RESULT_CANNOT_PROVIDE_EXTERNAL, epoch) : 0;
+    endMapping(m, A.EVENT_DELETE, false);
+    return n;
+  }
+  if (!tryOwnBlocks(sub, family, protocol, internalPort, r + M_NONCE) && tryNewBlock(sub, family, protocol, internalPort) != 0) {
+    endMapping(m, A.EVENT_DELETE, false); // no room elsewhere (quota or pool exhausted)
+    return 0;
+  }
+  leaseAllocated(sub);
+  const oldPool = <u32>load<u16>(r + M_POOL);
+  const oldPort = <u32>load<u16>(r + M_EXTERNAL_PORT);
+  externalIndex.remove(externalKey(oldPool, protocol, oldPort), m);
+  usageAdd(oldPool, oldPort, -1);
+  store<u16>(r + M_POOL, <u16>allocPool);
+  store<u16>(r + M_EXTERNAL_PORT, <u16>allocPort);
+  externalIndex.insert(externalKey(allocPool, protocol, allocPort), m);
+  usageAdd(allocPool, allocPort, 1);
+  emit(A.EVENT_UPDATE, m);
+  return tell ? updateMessages(m, W.RESULT_SUCCESS, epoch) : 0;
+}
+
+@inline function remaining(expiry: u32): u32 {
+  return expiry > now ? expiry - now : 0;
+}
+
+/** Slot `i` as an outgoing message to the mapping's client (its address, the port of its last request). */
+function messageSlot(i: u32, s: usize, r: usize, opcode: u32, result: u32, lifetime: u32, epoch: u32): usize {
+  const slot = slotsBase() + <usize>i * A.SLOT_SIZE;
+  copy16(slot + A.SLOT_SRC_ADDR, s + S_ADDR);
+  store<u16>(slot + A.SLOT_SRC_PORT, load<u16>(r + M_CLIENT_PORT));
+  store<u8>(slot + A.SLOT_VERDICT, A.VERDICT_REPLY);
+  store<u16>(slot + A.SLOT_RESULT, <u16>result);
+  store<u8>(slot + A.SLOT_VERSION, W.PCP_VERSION);
+  store<u8>(slot + A.SLOT_OPCODE, <u8>opcode);
+  const d = data(slot);
+  memory.fill(d, 0, W.PEER_MIN_SIZE);
+  store<u8>(d + W.HDR_VERSION, W.PCP_VERSION);
+  store<u8>(d + W.HDR_OPCODE, <u8>(opcode | W.R_BIT));
+  store<u8>(d + W.HDR_RESULT, <u8>result);
+  wr32(d + W.HDR_LIFETIME, lifetime);
+  wr32(d + W.HDR_EPOCH, epoch);
+  copy12(d + W.MP_NONCE, r + M_NONCE);
+  store<u8>(d + W.MP_PROTOCOL, load<u8>(r + M_PROTOCOL));
+  wr16(d + W.MP_INTERNAL_PORT, <u32>load<u16>(r + M_INTERNAL_PORT));
+  wr16(d + W.MP_EXTERNAL_PORT, <u32>load<u16>(r + M_EXTERNAL_PORT));
+  copy16(d + W.MP_EXTERNAL_ADDR, poolAddr(<u32>load<u16>(r + M_POOL)));
+  return slot;
+}
+
+/**
+ * Unsolicited responses for mapping `m`, in the form of normal ones: a MAP response for
+ * its MAP part (with its FILTERs), a PEER response per PEER; no optional options [6887 §14.2].
+ */
+function updateMessages(m: u32, result: u32, epoch: u32): u32 {
+  const r = mappings.at(m);
+  const s = subscribers.at(load<u32>(r + M_SUB));
+  let n: u32 = 0;
+  if (load<u8>(r + M_FLAGS) & A.MAPF_INBOUND) {
+    const lifetime = result == W.RESULT_SUCCESS ? remaining(load<u32>(r + M_MAP_EXPIRY)) : errorLifetime(result);
+    const slot = messageSlot(n++, s, r, W.OP_MAP, result, lifetime, epoch);
+    const d = data(slot);
+    let len = W.MAP_MIN_SIZE;
+    if (result == W.RESULT_SUCCESS) {
+      for (let f = load<u32>(r + M_FILTERS); f != 0 && len + W.OPT_HEADER_SIZE + W.FILTER_DATA_SIZE <= W.PCP_MAX_MESSAGE; f = load<u32>(filters.at(f) + F_NEXT)) {
+        const fr = filters.at(f);
+        const o = d + len;
+        store<u8>(o + W.OPT_CODE, W.OPTION_FILTER);
+        store<u8>(o + W.OPT_RESERVED, 0);
+        wr16(o + W.OPT_LENGTH, W.FILTER_DATA_SIZE);
+        store<u8>(o + W.OPT_HEADER_SIZE, 0);
+        store<u8>(o + W.OPT_HEADER_SIZE + W.FILTER_PREFIX_LENGTH, load<u8>(fr + F_PREFIX));
+        wr16(o + W.OPT_HEADER_SIZE + W.FILTER_REMOTE_PORT, <u32>load<u16>(fr + F_PORT));
+        copy16(o + W.OPT_HEADER_SIZE + W.FILTER_REMOTE_ADDR, fr + F_ADDR);
+        len += W.OPT_HEADER_SIZE + W.FILTER_DATA_SIZE;
+      }
+    }
+    store<u16>(slot + A.SLOT_RESP_LEN, <u16>len);
+  }
+  if (result != W.RESULT_SUCCESS) return n;
+  for (let p = load<u32>(r + M_PEERS); p != 0 && n < A.SLOT_COUNT; p = load<u32>(peers.at(p) + P_NEXT)) {
+    const pr = peers.at(p);
+    const slot = messageSlot(n++, s, r, W.OP_PEER, result, remaining(load<u32>(pr + P_EXPIRY)), epoch);
+    const d = data(slot);
+    copy12(d + W.MP_NONCE, pr + P_NONCE);
+    wr16(d + W.PEER_REMOTE_PORT, <u32>load<u16>(pr + P_REMOTE_PORT));
+    copy16(d + W.PEER_REMOTE_ADDR, pr + P_REMOTE_ADDR);
+    store<u16>(slot + A.SLOT_RESP_LEN, <u16>W.PEER_MIN_SIZE);
+  }
+  return n;
 }
 
 // ---------------------------------------------------------------------------

@@ -33,6 +33,10 @@ export interface EngineExports {
   poolSize(): number;
   poolAddressAt(i: number): number;
   poolFreeBlocks(i: number): number;
+  poolIsRetired(i: number): number;
+  poolRetire(pool: number, now: number): number;
+  rehomeNext(now: number, epoch: number): number;
+  rehomeMapping(): number;
   serveRange(first: number, count: number, epoch: number, now: number): number;
   expire(now: number, budget: number): number;
   eventsBase(): number;
@@ -130,7 +134,7 @@ export const DEFAULT_ENGINE_CONFIG: Readonly<EngineConfig> = Object.freeze({
 }) as EngineConfig;
 
 export interface MappingEvent {
-  kind: "create" | "refresh" | "delete" | "expire" | "release" | "none";
+  kind: "create" | "refresh" | "delete" | "expire" | "release" | "update" | "none";
   protocol: number;
   flags: number;
   family: 4 | 6;
@@ -145,7 +149,7 @@ export interface MappingEvent {
   mapping: number;
   time: number;
 }
-const EVENT_KINDS: MappingEvent["kind"][] = ["none", "create", "refresh", "delete", "expire", "release"];
+const EVENT_KINDS: MappingEvent["kind"][] = ["none", "create", "refresh", "delete", "expire", "release", "update"];
 
 export interface Datagram {
   payload: Uint8Array;
@@ -172,6 +176,21 @@ export interface SlotOutcome {
   lifetime: number;
   options: number;
   filterCount: number;
+}
+
+/** An unsolicited message for a mapping's client (Mapping Update, RFC 6887 §14.2). */
+export interface Unsolicited {
+  address: string;
+  port: number;
+  /** Bytes 8..11 hold the Epoch: rewrite them with the current one at each send. */
+  payload: Uint8Array;
+}
+
+export interface PoolAddress {
+  address: string;
+  freeBlocks: number;
+  /** Removed from the pool: nothing new is leased there. */
+  retired: boolean;
 }
 
 export interface CodecStats {
@@ -424,8 +443,50 @@ export class PacketEngine {
   }
 
   /** Free blocks per pool address (gauge for pool usage). */
-  poolUsage(): { address: string; freeBlocks: number }[] {
-    return Array.from({ length: this.exports.poolSize() }, (_, i) => ({ address: this.poolAddress(i), freeBlocks: this.exports.poolFreeBlocks(i) }));
+  poolUsage(): PoolAddress[] {
+    const x = this.exports;
+    return Array.from({ length: x.poolSize() }, (_, i) => ({ address: this.poolAddress(i), freeBlocks: x.poolFreeBlocks(i), retired: x.poolIsRetired(i) !== 0 }));
+  }
+
+  /** Adds an external address to the running pool (or brings a retired one back); false if it is already in service or the pool is full. */
+  addPoolAddress(address: string): boolean {
+    this.writeScratch(0, toAddress16(address));
+    return this.exports.poolAdd() >= 0;
+  }
+
+  /**
+   * Retires an external address: nothing new is leased there, its holds and static
+   * mappings end; returns how many mappings rehome() has to move (0 if unknown or retired).
+   */
+  retirePoolAddress(address: string, now: number): number {
+    const i = this.poolUsage().findIndex((p) => p.address === address && !p.retired);
+    return i < 0 ? 0 : this.exports.poolRetire(i, now >>> 0);
+  }
+
+  /**
+   * Moves up to `budget` mappings off the retired address; returns the Mapping Update
+   * messages of each one moved, and whether mappings remain.
+   */
+  rehome(now: number, epoch: number, budget: number): { updates: { mapping: number; messages: Unsolicited[] }[]; done: boolean } {
+    const x = this.exports;
+    const updates = [];
+    for (let k = 0; k < budget; k++) {
+      const n = x.rehomeNext(now >>> 0, epoch >>> 0) >>> 0;
+      if (n === 0xffffffff) return { updates, done: true };
+      const view = this.mem();
+      const messages: Unsolicited[] = [];
+      for (let i = 0; i < n; i++) {
+        const at = this.slotAddress(i);
+        const length = view.getUint16(at + W.SLOT_RESP_LEN, true);
+        messages.push({
+          address: formatAddress16(this.bytes.slice(at + W.SLOT_SRC_ADDR, at + W.SLOT_SRC_ADDR + 16)),
+          port: view.getUint16(at + W.SLOT_SRC_PORT, true),
+          payload: this.bytes.slice(at + W.SLOT_DATA, at + W.SLOT_DATA + length),
+        });
+      }
+      updates.push({ mapping: x.rehomeMapping(), messages });
+    }
+    return { updates, done: false };
   }
 
   /** The mapping (live or held) that owns an external address:port, or undefined. */

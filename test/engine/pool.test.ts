@@ -60,7 +60,7 @@ describe("external pool", () => {
   it("reports free blocks per address and finds a mapping by its external address:port", () => {
     const e = engineWith({ blockSize: 1024 });
     const before = e.poolUsage();
-    expect(before).toEqual([{ address: "203.0.113.1", freeBlocks: 63 }, { address: "203.0.113.2", freeBlocks: 63 }]);
+    expect(before).toEqual([{ address: "203.0.113.1", freeBlocks: 63, retired: false }, { address: "203.0.113.2", freeBlocks: 63, retired: false }]);
     const a = assigned(serveOne(e, mapRequest(), T0));
     expect(e.poolUsage().reduce((n, p) => n + p.freeBlocks, 0)).toBe(125);
     expect(e.lookupExternal(a.address, 6, a.port)).toMatchObject({ internalAddress: CLIENT, internalPort: 8080 });
