@@ -224,6 +224,7 @@ export const EVENT_REFRESH = 2;
 export const EVENT_DELETE = 3;
 export const EVENT_EXPIRE = 4;
 export const EVENT_RELEASE = 5; // hold-down ended, port free again
+export const EVENT_UPDATE = 6; // re-homed: new external address/port (pool address retired)
 export const MAPF_INBOUND = 1; // has a MAP part
 export const MAPF_OUTBOUND = 2; // has a PEER part
 export const MAPF_STATIC = 4;
@@ -460,6 +461,7 @@ export const ALL_CONSTANTS: Readonly<Record<string, number>> = {
   EVENT_DELETE,
   EVENT_EXPIRE,
   EVENT_RELEASE,
+  EVENT_UPDATE,
   MAPF_INBOUND,
   MAPF_OUTBOUND,
   MAPF_STATIC,
