@@ -3,13 +3,16 @@
 
 export class MonotonicClock {
   private readonly origin: bigint;
+  /** When the Epoch last started counting from epochBase. */
+  private epochOrigin: bigint;
 
   /**
    * @param epochBase Epoch value at start: 0 after state loss; previous + downtime when state was restored.
    * @param source nanoseconds from a monotonic source (process.hrtime; tests substitute one).
    */
-  constructor(private readonly epochBase = 0, private readonly source: () => bigint = process.hrtime.bigint) {
+  constructor(private epochBase = 0, private readonly source: () => bigint = process.hrtime.bigint) {
     this.origin = source();
+    this.epochOrigin = this.origin;
   }
 
   /** Whole seconds since this clock started. */
@@ -22,8 +25,14 @@ export class MonotonicClock {
     return Number(this.source() - this.origin) / 1e9;
   }
 
+  /** Epoch back to 0 now, engine time running on (the external addresses changed, state kept). */
+  resetEpoch(): void {
+    this.epochBase = 0;
+    this.epochOrigin = this.source();
+  }
+
   /** Epoch Time for replies [RFC 6887 §8.5]: counts seconds from the base, wraps at 2^32. */
   epoch(): number {
-    return (this.epochBase + this.seconds()) >>> 0;
+    return (this.epochBase + Number((this.source() - this.epochOrigin) / 1_000_000_000n)) >>> 0;
   }
 }

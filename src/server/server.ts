@@ -24,14 +24,29 @@ export interface RunningServer {
   resetShard(shard: number): Promise<void>;
   /**
    * Applies what can change without losing state (switches, lifetimes, quotas, nonce
-   * policy, parity, prefixes, rate limits, log level); returns the changed fields that
-   * need a restart (listen, workers, pool, capacity, protocols, announce), which are left as they were.
+   * policy, parity, prefixes, rate limits, log level, pool addresses: added ones serve at
+   * once, removed ones are renumbered with Mapping Updates); returns the changed settings
+   * that need a restart (RESTART_PATHS), which are left as they were.
    */
   reload(next: Config): Promise<string[]>;
   stop(): Promise<void>;
 }
 
-const RESTART_FIELDS = ["listen", "workers", "pool", "capacity", "protocols", "announce"] as const;
+/** Settings fixed for the life of the process (a changed value is reported, not applied). */
+const RESTART_PATHS = ["listen", "workers", "capacity", "protocols", "announce", "pool.portMin", "pool.blockSize", "pool.maxBlocksPerSubscriber", "pool.excludedPorts"];
+
+const valueAt = (c: unknown, path: string): unknown => path.split(".").reduce((o, k) => (o as Record<string, unknown>)[k], c);
+
+/** `next` with every restart-only setting kept as in `current`. */
+function reloadable(next: Config, current: Config): Config {
+  const out = structuredClone(next);
+  for (const path of RESTART_PATHS) {
+    const keys = path.split(".");
+    const parent = keys.slice(0, -1).reduce((o, k) => o[k] as Record<string, unknown>, out as unknown as Record<string, unknown>);
+    parent[keys.at(-1)!] = structuredClone(valueAt(current, path));
+  }
+  return out;
+}
 
 function sum(shards: ShardStats[]): Record<string, bigint> {
   const total: Record<string, bigint> = {};
@@ -74,8 +89,8 @@ export async function startServer(c: Config, log: Logger, onShardLost?: (shard: 
       return { engine: sum(list), shards: list };
     },
     async reload(next) {
-      const restart = RESTART_FIELDS.filter((f) => JSON.stringify(next[f]) !== JSON.stringify(current[f]));
-      current = { ...next, ...Object.fromEntries(RESTART_FIELDS.map((f) => [f, current[f]])) };
+      const restart = RESTART_PATHS.filter((p) => JSON.stringify(valueAt(next, p)) !== JSON.stringify(valueAt(current, p)));
+      current = reloadable(next, current);
       pool.updateConfig(current);
       await pool.all({ kind: "reload", config: current });
       log.level = next.log.level;

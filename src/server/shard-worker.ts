@@ -8,13 +8,18 @@
 import { threadId } from "node:worker_threads";
 import { isIPv6 } from "node:net";
 import { pino, type Logger } from "pino";
-import { PacketEngine, type CodecStats, type MappingEvent } from "../engine/packet-engine.js";
+import { PacketEngine, type CodecStats, type MappingEvent, type PoolAddress } from "../engine/packet-engine.js";
 import { UdpListener, type Endpoint } from "../io/udp-listener.js";
 import type { Config } from "../config/schema.js";
 import { ErrorCodes, PcpdError } from "../errors.js";
 import { MonotonicClock } from "./clock.js";
 import { Announcer, type AnnounceTarget } from "./announce.js";
+import { MappingUpdater } from "./mapping-update.js";
 import { classifier, codecConfig, engineConfig, limiterFor } from "./policy.js";
+import { poolAddresses } from "../config/schema.js";
+
+/** Mappings moved per event-loop turn while renumbering, so requests keep being served. */
+const REHOME_CHUNK = 2000;
 
 export interface ShardSpec {
   shard: number;
@@ -45,7 +50,7 @@ export interface ShardStats {
   epoch: number;
   engine: Record<string, bigint>;
   codec: CodecStats;
-  pool: { address: string; freeBlocks: number }[];
+  pool: PoolAddress[];
 }
 
 interface Shard {
@@ -54,7 +59,9 @@ interface Shard {
   clock: MonotonicClock;
   listener: UdpListener;
   announcer: Announcer;
+  updater: MappingUpdater;
   log: Logger;
+  logEvents: (events: MappingEvent[]) => void;
 }
 
 let shard: Shard | undefined;
@@ -71,8 +78,15 @@ async function start(spec: ShardSpec): Promise<ShardStarted> {
   const clock = new MonotonicClock();
   const engine = new PacketEngine("release", codecConfig(config));
   engine.initEngine(engineConfig(config, spec.seed, spec.shard, spec.shards), clock.seconds());
-  const onEvents = (events: MappingEvent[]) => {
+  const logEvents = (events: MappingEvent[]) => {
     if (log.isLevelEnabled("debug")) for (const e of events) log.debug({ event: e }, "mapping event");
+  };
+  const onEvents = (events: MappingEvent[]) => {
+    for (const e of events) {
+      // A refresh (or the end) of a re-homed mapping stops its Mapping Update copies.
+      if (e.kind === "refresh" || e.kind === "delete" || e.kind === "expire") shard?.updater.cancel(e.mapping);
+    }
+    logEvents(events);
   };
   const listener = new UdpListener({
     endpoints: spec.endpoints,
@@ -88,7 +102,6 @@ async function start(spec: ShardSpec): Promise<ShardStarted> {
     await listener.stop(); // sockets bound before the failure
     throw e;
   }
-  const natPmpAddress = engine.poolUsage().find((p) => !isIPv6(p.address))?.address;
   const announcer = new Announcer({
     targets: spec.announce,
     count: config.announce.count,
@@ -96,6 +109,7 @@ async function start(spec: ShardSpec): Promise<ShardStarted> {
     messages: (ipv6) => {
       const epoch = clock.epoch();
       const out = [engine.announce(epoch)];
+      const natPmpAddress = engine.poolUsage().find((p) => !p.retired && !isIPv6(p.address))?.address;
       if (!ipv6 && natPmpAddress && running().spec.config.natPmp === "enabled") out.push(engine.announceNatPmp(epoch, natPmpAddress));
       return out;
     },
@@ -108,11 +122,51 @@ async function start(spec: ShardSpec): Promise<ShardStarted> {
       });
     },
   });
+  const updater = new MappingUpdater((m) => {
+    const socket = listener.socket(spec.endpoints.find((e) => isIPv6(e.address) === isIPv6(m.address))?.address ?? "");
+    socket?.send(m.payload, m.port, m.address);
+  }, () => clock.epoch());
   const endpoints = listener.boundAddresses();
-  shard = { spec: { ...spec, endpoints }, engine, clock, listener, announcer, log };
+  shard = { spec: { ...spec, endpoints }, engine, clock, listener, announcer, updater, log, logEvents };
   announcer.start();
   log.info({ listen: endpoints, epoch: clock.epoch(), announce: spec.announce.map((t) => `${t.source}→${t.group}`) }, "shard serving (epoch reset)");
   return { shard: spec.shard, threadId, endpoints, epoch: clock.epoch() };
+}
+
+/**
+ * Applies a changed external pool: new addresses join at once; removed ones are retired,
+ * their mappings re-homed in chunks (the socket keeps being served in between) with
+ * Mapping Update messages to their clients. The Epoch resets, as it must when external
+ * addresses change [RFC 6887 §8.5], and the reset is announced (with NAT-PMP's address).
+ */
+function applyPool(s: Shard, next: Config): void {
+  const before = new Set(poolAddresses(s.spec.config.pool.addresses));
+  const after = poolAddresses(next.pool.addresses);
+  for (const a of after) {
+    if (!before.has(a) && !s.engine.addPoolAddress(a)) s.log.error({ address: a }, "pool address not added: the pool holds 256 addresses (retired ones included until restart)");
+  }
+  const removed = [...before].filter((a) => !after.includes(a));
+  if (removed.length === 0) return;
+  let moving = 0;
+  for (const a of removed) moving += s.engine.retirePoolAddress(a, s.clock.seconds());
+  s.clock.resetEpoch();
+  s.announcer.start();
+  s.log.warn({ removed, moving, epoch: s.clock.epoch() }, "pool addresses retired: re-homing their mappings, epoch reset");
+  let moved = 0;
+  let told = 0;
+  const step = () => {
+    if (shard !== s) return; // stopped meanwhile
+    const { updates, done } = s.engine.rehome(s.clock.seconds(), s.clock.epoch(), REHOME_CHUNK);
+    for (const u of updates) {
+      s.updater.schedule(u.mapping, u.messages);
+      told += u.messages.length > 0 ? 1 : 0;
+    }
+    moved += updates.length;
+    s.logEvents(s.engine.drainEvents()); // this chunk's own moves and ends: they cancel no update
+    if (done) s.log.info({ removed, handled: moved, told }, "re-homing done");
+    else setImmediate(step);
+  };
+  step();
 }
 
 function stats(): ShardStats {
@@ -130,6 +184,7 @@ export default async function handle(task: ShardTask): Promise<unknown> {
       s.engine.setPolicy(engineConfig(task.config, 0n));
       s.listener.setPolicy({ classify: classifier(task.config), limiter: limiterFor(task.config, s.spec.shards) });
       s.log.level = task.config.log.level;
+      applyPool(s, task.config);
       s.spec = { ...s.spec, config: task.config };
       return true;
     }
@@ -140,6 +195,7 @@ export default async function handle(task: ShardTask): Promise<unknown> {
     case "stop": {
       const s = running();
       s.announcer.stop();
+      s.updater.stop();
       await s.listener.stop();
       const final = stats();
       shard = undefined;

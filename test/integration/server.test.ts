@@ -94,10 +94,10 @@ describe("SIGHUP reload", () => {
     try {
       const port = JSON.parse(await seen("pcp server listening")).listen[0].port;
       expect((await request(port, Uint8Array.of(0, 0)))[1]).toBe(0x80);
-      writeFileSync(file, "listen:\n  addresses: [127.0.0.1]\n  port: 0\nnatPmp: silent\npool:\n  addresses: [198.51.100.1]\n");
+      writeFileSync(file, "listen:\n  addresses: [127.0.0.1]\n  port: 0\nnatPmp: silent\npool:\n  blockSize: 256\n");
       child.kill("SIGHUP");
       const reloaded = JSON.parse(await seen("configuration reloaded"));
-      expect(reloaded.restartNeededFor).toEqual(["pool"]);
+      expect(reloaded.restartNeededFor).toEqual(["pool.blockSize"]);
       await expect(request(port, Uint8Array.of(0, 0))).rejects.toThrow(/no reply/);
       expect((await request(port, announceRequest({ client: "127.0.0.1" })))[3]).toBe(W.RESULT_SUCCESS);
       writeFileSync(file, "natPmp: [\n");

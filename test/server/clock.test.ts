@@ -31,3 +31,26 @@ describe("Epoch", () => {
     expect(restored.epoch()).toBe(1);
   });
 });
+
+describe("Epoch reset with state kept", () => {
+  it("item 126: resetEpoch restarts the Epoch at 0 while engine time runs on", () => {
+    let ns = 0n;
+    const clock = new MonotonicClock(0, () => ns);
+    ns = 50_000_000_000n;
+    clock.resetEpoch();
+    expect(clock.epoch()).toBe(0);
+    expect(clock.seconds()).toBe(50);
+    ns += 3_000_000_000n;
+    expect(clock.epoch()).toBe(3);
+  });
+});
+
+it("item 126: the reset Epoch counts whole seconds from the moment of the reset", () => {
+  let ns = 1_900_000_000n;
+  const clock = new MonotonicClock(0, () => ns);
+  clock.resetEpoch();
+  ns += 900_000_000n; // 0.9 s later, engine time has passed a second boundary
+  expect(clock.epoch()).toBe(0);
+  ns += 100_000_000n;
+  expect(clock.epoch()).toBe(1);
+});

@@ -1,0 +1,51 @@
+// Mapping Update transmission [RFC 6887 §14.2]: each re-homed mapping's messages are sent
+// three times — at once, after 250 ms, then after a further 500 ms — each time with the
+// current Epoch, and no more once the client has refreshed (or the mapping ended).
+import * as W from "../wire.generated.js";
+import type { Unsolicited } from "../engine/packet-engine.js";
+
+/** Gaps before the second and third copies (the RFC's minimums; +1 ms for timer granularity). */
+export const UPDATE_GAPS_MS = [250, 500];
+
+export class MappingUpdater {
+  private readonly pending = new Map<number, NodeJS.Timeout>();
+
+  constructor(private readonly send: (m: Unsolicited) => void, private readonly epoch: () => number) {}
+
+  schedule(mapping: number, messages: Unsolicited[]): void {
+    this.cancel(mapping);
+    if (messages.length === 0) return;
+    const gaps = [...UPDATE_GAPS_MS];
+    const next = () => {
+      const epoch = this.epoch();
+      for (const m of messages) {
+        new DataView(m.payload.buffer, m.payload.byteOffset).setUint32(W.HDR_EPOCH, epoch >>> 0);
+        this.send(m);
+      }
+      const gap = gaps.shift();
+      if (gap === undefined) {
+        this.pending.delete(mapping);
+        return;
+      }
+      const timer = setTimeout(next, gap + 1);
+      timer.unref();
+      this.pending.set(mapping, timer);
+    };
+    next();
+  }
+
+  /** The client refreshed the mapping, or it ended: no more copies. */
+  cancel(mapping: number): void {
+    clearTimeout(this.pending.get(mapping));
+    this.pending.delete(mapping);
+  }
+
+  get size(): number {
+    return this.pending.size;
+  }
+
+  stop(): void {
+    for (const t of this.pending.values()) clearTimeout(t);
+    this.pending.clear();
+  }
+}

@@ -1,0 +1,99 @@
+// Renumbering a running server (SIGHUP reload of pool.addresses) on real sockets: the
+// client of a mapping on a removed address receives Mapping Update messages — the MAP
+// response with its new external address, three times (0, ≥ 250 ms, then ≥ 500 ms more),
+// each with the current Epoch, which was reset (checklist 120, 126) — and no more copies
+// once it has refreshed. An added address serves new subscribers at once.
+import dgram from "node:dgram";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { pino } from "pino";
+import * as W from "../../src/wire.generated.js";
+import { parseConfig } from "../../src/config/schema.js";
+import { startServer, type RunningServer } from "../../src/server/server.js";
+import { announceRequest, assigned, mapRequest, nonceOf } from "../helpers/packets.js";
+import { exchange } from "../helpers/udp.js";
+
+const SERVER = "127.0.0.13";
+const CLIENT = "127.0.0.13"; // a subscriber on the same loopback address (its own port)
+const OLD = "198.51.100.1";
+const NEW = "198.51.100.2";
+const base = { listen: { addresses: [SERVER], port: 0 }, subscribers: ["127.0.0.0/8"], log: { level: "silent" } };
+let server: RunningServer;
+
+beforeAll(async () => {
+  server = await startServer(parseConfig({ ...base, pool: { addresses: [OLD] } }), pino({ level: "silent" }));
+});
+afterAll(() => server.stop());
+
+interface Seen {
+  at: number;
+  data: Buffer;
+}
+
+describe("renumbering by configuration reload", () => {
+  it("items 120, 126: Mapping Update to the client, three times, epoch reset; a refresh stops the copies", async () => {
+    const port = server.addresses[0].port;
+    const socket = dgram.createSocket("udp4");
+    const seen: Seen[] = [];
+    const t0 = performance.now();
+    socket.on("message", (data) => seen.push({ at: performance.now() - t0, data }));
+    await new Promise<void>((resolve) => socket.bind(0, CLIENT, resolve));
+    const request = mapRequest({ client: CLIENT, internalPort: 7000, lifetime: 3600, nonce: nonceOf(5) });
+    try {
+      socket.send(request, port, SERVER);
+      await new Promise((resolve) => setTimeout(resolve, 1200)); // let the Epoch pass 1
+      expect(seen).toHaveLength(1);
+      const before = assigned({ response: seen[0].data });
+      expect(before.address).toBe(OLD);
+      const epochBefore = (await exchange("127.0.0.14", SERVER, port, announceRequest({ client: "127.0.0.14" }))).reply.readUInt32BE(W.HDR_EPOCH);
+      expect(epochBefore).toBeGreaterThanOrEqual(1);
+
+      const restart = await server.reload(parseConfig({ ...base, pool: { addresses: [NEW] } }));
+      expect(restart).toEqual([]);
+      await new Promise((resolve) => setTimeout(resolve, 1100));
+      const updates = seen.slice(1);
+      expect(updates).toHaveLength(3);
+      for (const u of updates) {
+        expect([u.data[1], u.data[3]]).toEqual([W.R_BIT | W.OP_MAP, W.RESULT_SUCCESS]);
+        expect(assigned({ response: u.data }).address).toBe(NEW);
+        expect(Array.from(u.data.subarray(W.MP_NONCE, W.MP_NONCE + 12))).toEqual(nonceOf(5));
+        expect(u.data.readUInt32BE(W.HDR_EPOCH)).toBeLessThan(epochBefore); // reset to 0, not continued
+      }
+      expect(updates[1].at - updates[0].at).toBeGreaterThanOrEqual(245);
+      expect(updates[2].at - updates[1].at).toBeGreaterThanOrEqual(495);
+      // The client's refresh finds the mapping at its new address.
+      const refresh = await exchange(CLIENT, SERVER, port, request);
+      expect(assigned({ response: refresh.reply })).toEqual(assigned({ response: updates[0].data }));
+      // A new subscriber is served from the new address.
+      const fresh = await exchange("127.0.0.14", SERVER, port, mapRequest({ client: "127.0.0.14" }));
+      expect(assigned({ response: fresh.reply }).address).toBe(NEW);
+      const stats = await server.stats();
+      expect(stats.shards[0].pool).toEqual([expect.objectContaining({ address: OLD, retired: true }), expect.objectContaining({ address: NEW, retired: false })]);
+    } finally {
+      socket.close();
+    }
+  });
+
+  it("the copies stop once the client refreshes", async () => {
+    const port = server.addresses[0].port;
+    const socket = dgram.createSocket("udp4");
+    const seen: Buffer[] = [];
+    socket.on("message", (data) => seen.push(data));
+    await new Promise<void>((resolve) => socket.bind(0, CLIENT, resolve));
+    const request = mapRequest({ client: CLIENT, internalPort: 7100, lifetime: 3600, nonce: nonceOf(6) });
+    try {
+      socket.send(request, port, SERVER);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(assigned({ response: seen[0] }).address).toBe(NEW);
+      await server.reload(parseConfig({ ...base, pool: { addresses: [OLD] } })); // NEW retired, OLD back
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(seen).toHaveLength(2); // the first copy
+      socket.send(request, port, SERVER); // the client refreshes
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      expect(seen).toHaveLength(3); // the refresh's reply, and no further copies
+      expect(seen[2][1]).toBe(W.R_BIT | W.OP_MAP);
+      expect(assigned({ response: seen[2] }).address).toBe(OLD);
+    } finally {
+      socket.close();
+    }
+  });
+});
