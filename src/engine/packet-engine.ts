@@ -267,16 +267,28 @@ export class PacketEngine {
 
   /** Copies one datagram into slot `index` (payload beyond SLOT_DATA_CAP is cut; its length is kept). */
   load(index: number, d: Datagram): void {
-    if (d.source.length !== 16) throw new PcpdError(ErrorCodes.BAD_DATAGRAM, "source address must be 16 bytes");
+    this.loadSlot(index, d.payload, d.source, d.sourcePort, d.ingress, d.overloaded ?? false);
+  }
+
+  /** load() without the Datagram object: the UDP listener's per-packet path. */
+  loadSlot(index: number, payload: Uint8Array, source: Uint8Array, sourcePort: number, ingress: number, overloaded: boolean): void {
+    if (source.length !== 16) throw new PcpdError(ErrorCodes.BAD_DATAGRAM, "source address must be 16 bytes");
     const view = this.mem();
     const at = this.slotAddress(index);
-    const kept = Math.min(d.payload.length, W.SLOT_DATA_CAP);
-    this.bytes.set(d.source, at + W.SLOT_SRC_ADDR);
-    view.setUint16(at + W.SLOT_SRC_PORT, d.sourcePort, true);
-    view.setUint16(at + W.SLOT_WIRE_LEN, Math.min(d.payload.length, 0xffff), true);
-    view.setUint8(at + W.SLOT_INGRESS, d.ingress);
-    view.setUint8(at + W.SLOT_HOST_FLAGS, d.overloaded ? W.HOST_OVERLOADED : 0);
-    this.bytes.set(d.payload.subarray(0, kept), at + W.SLOT_DATA);
+    this.bytes.set(source, at + W.SLOT_SRC_ADDR);
+    view.setUint16(at + W.SLOT_SRC_PORT, sourcePort, true);
+    view.setUint16(at + W.SLOT_WIRE_LEN, Math.min(payload.length, 0xffff), true);
+    view.setUint8(at + W.SLOT_INGRESS, ingress);
+    view.setUint8(at + W.SLOT_HOST_FLAGS, overloaded ? W.HOST_OVERLOADED : 0);
+    this.bytes.set(payload.length > W.SLOT_DATA_CAP ? payload.subarray(0, W.SLOT_DATA_CAP) : payload, at + W.SLOT_DATA);
+  }
+
+  /** The reply of slot `index` (a view into module memory, valid until the slot is reused), or undefined. */
+  reply(index: number): Uint8Array | undefined {
+    const view = this.mem();
+    const at = this.slotAddress(index);
+    if (view.getUint8(at + W.SLOT_VERDICT) !== W.VERDICT_REPLY) return undefined;
+    return this.bytes.subarray(at + W.SLOT_DATA, at + W.SLOT_DATA + view.getUint16(at + W.SLOT_RESP_LEN, true));
   }
 
   /** Runs the codec over slots [0, count); returns how many are PARSED (awaiting the engine). */
@@ -416,6 +428,12 @@ export class PacketEngine {
       mapping: view.getUint32(at + W.EV_MAPPING, true),
       time: view.getUint32(at + W.EV_TIME, true),
     };
+  }
+
+  /** Drops every pending event without decoding it (nobody is listening). */
+  discardEvents(): void {
+    const x = this.exports;
+    x.eventsConsume((x.eventsHead() - x.eventsTail()) >>> 0);
   }
 
   /** Takes every pending event off the ring. */

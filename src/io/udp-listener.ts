@@ -24,11 +24,22 @@ export interface ListenerOptions {
   classify: (source: string) => number;
   /** Receives the engine's mapping events after every batch. */
   onEvents?: (events: MappingEvent[]) => void;
+  /** Whether onEvents wants them now; if not they are dropped undecoded (the hot path). */
+  wantsEvents?: () => boolean;
   /** Expiry work per second (wheel entries visited). */
   expiryBudget?: number;
   /** Marks datagrams of sources over their rate as overloaded. */
   limiter?: RateLimiter;
 }
+
+/** A source's 16-byte form and classification, cached: parsing the text costs more than serving. */
+interface Source {
+  address16: Uint8Array;
+  ingress: number;
+  aggregate: boolean;
+}
+
+const SOURCE_CACHE = 65_536;
 
 interface Pending {
   socket: dgram.Socket;
@@ -43,12 +54,25 @@ export class UdpListener {
   private scheduled = false;
   private timer: NodeJS.Timeout | undefined;
   private ticks = 0;
+  private readonly sources = new Map<string, Source>();
 
   constructor(private o: ListenerOptions) {}
 
   /** Swaps the source policy (classification, rate limits) between batches: SIGHUP reload. */
   setPolicy(policy: Pick<ListenerOptions, "classify" | "limiter">): void {
     this.o = { ...this.o, ...policy };
+    this.sources.clear();
+  }
+
+  private source(address: string): Source {
+    let s = this.sources.get(address);
+    if (!s) {
+      if (this.sources.size >= SOURCE_CACHE) this.sources.clear();
+      const ingress = this.o.classify(address);
+      s = { address16: toAddress16(address), ingress, aggregate: (ingress & W.INGRESS_THIRD_PARTY) !== 0 };
+      this.sources.set(address, s);
+    }
+    return s;
   }
 
   async start(): Promise<void> {
@@ -101,32 +125,35 @@ export class UdpListener {
     while (this.queue.length > 0) {
       const batch = this.queue.splice(0, W.SLOT_COUNT);
       const now = clock.fractionalSeconds();
-      batch.forEach((p, i) => {
-        const ingress = this.o.classify(p.address);
-        const aggregate = (ingress & W.INGRESS_THIRD_PARTY) !== 0;
-        engine.load(i, {
-          payload: p.payload,
-          source: toAddress16(p.address),
-          sourcePort: p.port,
-          ingress,
-          overloaded: this.o.limiter ? !this.o.limiter.allow(p.address, now, aggregate) : false,
-        });
-      });
+      const limiter = this.o.limiter;
+      for (let i = 0; i < batch.length; i++) {
+        const p = batch[i];
+        const s = this.source(p.address);
+        engine.loadSlot(i, p.payload, s.address16, p.port, s.ingress, limiter ? !limiter.allow(p.address, now, s.aggregate) : false);
+      }
       engine.serve(batch.length, clock.epoch(), clock.seconds());
-      batch.forEach((p, i) => {
-        const o = engine.outcome(i);
-        if (o.verdict === "reply") p.socket.send(Buffer.from(o.response), p.port, p.address);
-      });
-      const events = engine.drainEvents();
-      if (events.length > 0) this.o.onEvents?.(events);
+      for (let i = 0; i < batch.length; i++) {
+        const reply = engine.reply(i);
+        if (reply) batch[i].socket.send(Buffer.from(reply), batch[i].port, batch[i].address); // a copy: the slot is reused
+      }
+      this.deliverEvents();
     }
+  }
+
+  private deliverEvents(): void {
+    const { engine, onEvents, wantsEvents } = this.o;
+    if (!onEvents || (wantsEvents && !wantsEvents())) {
+      engine.discardEvents();
+      return;
+    }
+    const events = engine.drainEvents();
+    if (events.length > 0) onEvents(events);
   }
 
   private expire(): void {
     const { engine, clock } = this.o;
     engine.expire(clock.seconds(), this.o.expiryBudget ?? 100_000);
     if (++this.ticks % 10 === 0) this.o.limiter?.forgetIdle(clock.fractionalSeconds());
-    const events = engine.drainEvents();
-    if (events.length > 0) this.o.onEvents?.(events);
+    this.deliverEvents();
   }
 }

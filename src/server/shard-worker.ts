@@ -95,6 +95,9 @@ async function start(spec: ShardSpec): Promise<ShardStarted> {
     classify: classifier(config),
     limiter: limiterFor(config, spec.shards),
     onEvents,
+    // Decoded only while a Mapping Update waits for a refresh, or for debug logs; the
+    // journal and the dataplane (issue #6) will consume them always.
+    wantsEvents: () => (shard?.updater.size ?? 0) > 0 || log.isLevelEnabled("debug"),
   });
   try {
     await listener.start();
