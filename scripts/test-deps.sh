@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Debian packages the integration tests drive: natpmpc (NAT-PMP client), tshark (PCP and
+# NAT-PMP dissectors) and iproute2 (network namespaces). Installed when missing and when
+# this runs as root with apt-get; otherwise the tests that need them skip, saying why.
+set -u
+need=()
+command -v natpmpc >/dev/null 2>&1 || need+=(natpmpc)
+command -v tshark >/dev/null 2>&1 || need+=(tshark)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "test-deps: not root or no apt-get; tests needing ${need[*]} will be skipped" >&2
+  exit 0
+fi
+echo "test-deps: installing ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+{ apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}"; } >/dev/null 2>&1 \
+  || echo "test-deps: could not install ${need[*]}; tests needing them will be skipped" >&2
+exit 0
