@@ -1598,7 +1598,7 @@ export function serveRange(first: u32, count: u32, epoch: u32, at: u32): u32 {
 // Renumbering: an address leaves the pool; its mappings move to the other addresses and
 // their clients are told by Mapping Update messages [6887 §14.2].
 // ---------------------------------------------------------------------------
-let retiring: u32 = NO_POOL;
+let rehoming: bool = false; // mappings may sit on retired addresses
 let rehomeCursor: u32 = 0;
 let rehomeLast: u32 = 0;
 
@@ -1641,8 +1641,8 @@ export function poolRetire(pool: u32, at: u32): u32 {
     setPaired(s, family, NO_POOL);
     freeSubscriberIfEmpty(sub);
   }
-  retiring = pool;
-  rehomeCursor = 1;
+  rehoming = true;
+  rehomeCursor = 1; // one walk covers every retired address
   return live;
 }
 
@@ -1654,16 +1654,16 @@ export function poolRetire(pool: u32, at: u32): u32 {
  */
 export function rehomeNext(at: u32, epoch: u32): u32 {
   now = at;
-  while (retiring != NO_POOL && rehomeCursor <= mappings.used) {
+  while (rehoming && rehomeCursor <= mappings.used) {
     const m = rehomeCursor++;
     const r = mappings.at(m);
-    if (load<u32>(r + M_SUB) == 0 || <u32>load<u16>(r + M_POOL) != retiring) continue;
+    if (load<u32>(r + M_SUB) == 0 || !retired(<u32>load<u16>(r + M_POOL))) continue;
     if (load<u8>(r + M_FLAGS) & (A.MAPF_HELD | A.MAPF_STATIC)) continue; // ended since: the hold runs out there
     if (liveOrEnded(m) == 0) continue;
     rehomeLast = m;
     return rehome(m, epoch);
   }
-  retiring = NO_POOL;
+  rehoming = false;
   return 0xffffffff;
 }
 

@@ -57,10 +57,6 @@ export class ShardPool {
     this.pool.on("error", (error: Error) => this.log.error({ error: error.message }, "engine worker failed"));
   }
 
-  get shards(): number {
-    return this.specs.length;
-  }
-
   /** Runs `task` on the thread of `shard`. */
   run<T>(shard: number, task: ShardTask): Promise<T> {
     const pinned = { ...task, [Piscina.queueOptionsSymbol]: { shard, claim: task.kind === "start" } satisfies Pinned };

@@ -152,6 +152,21 @@ describe("pool addresses added and retired while serving", () => {
   });
 });
 
+describe("two addresses retired at once", () => {
+  it("one rehome pass moves the mappings of both", () => {
+    const C = "203.0.113.3";
+    const e = engineOn([A, B]);
+    for (let i = 1; i <= 20; i++) serveOne(e, mapRequest({ client: `192.0.2.${i}`, nonce: nonceOf(i) }), T0, { source: `192.0.2.${i}` });
+    e.addPoolAddress(C);
+    const moving = e.retirePoolAddress(A, T0) + e.retirePoolAddress(B, T0);
+    expect(moving).toBe(20);
+    const { updates, done } = e.rehome(T0, 1, 100);
+    expect(done).toBe(true);
+    expect(updates).toHaveLength(20);
+    for (let i = 1; i <= 20; i++) expect(e.lookup(`192.0.2.${i}`, W.PROTO_TCP, 8080)!.externalAddress).toBe(C);
+  });
+});
+
 describe("renumbering under random traffic (property)", () => {
   const POOL = ["198.18.0.1", "198.18.0.2", "198.18.0.3"];
   const SUBS = Array.from({ length: 12 }, (_, i) => `192.0.2.${i + 1}`);
