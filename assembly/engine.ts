@@ -1833,6 +1833,11 @@ export function lookupExternal(pool: u32, protocol: u32, port: u32): u32 {
   return findExternal(pool, protocol, port);
 }
 
+/** Highest mapping record id ever used (listing walks ids 1..this). */
+export function mappingsUsed(): u32 {
+  return mappings.used;
+}
+
 /** Writes mapping `m`'s description (event layout) into scratch[0..48]; false if `m` is not in use. */
 export function describeMapping(m: u32): bool {
   if (m == 0 || m > mappings.used) return false;

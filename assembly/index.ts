@@ -66,6 +66,7 @@ export {
   lookupMapping,
   lookupExternal,
   describeMapping,
+  mappingsUsed,
   mappingFilter,
   subscriberMappings,
   subscriberBlocks,

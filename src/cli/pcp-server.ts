@@ -9,6 +9,11 @@ import { pino } from "pino";
 import { loadConfig } from "../config/load.js";
 import { PcpdError } from "../errors.js";
 import { startServer } from "../server/server.js";
+import { startControl } from "../control/server.js";
+import { createRequire } from "node:module";
+
+// src/cli/ and dist/cli/ are both two levels below the package root.
+const { version } = createRequire(import.meta.url)("../../package.json") as { version: string };
 
 const USAGE = "usage: pcp-server [--config FILE] [--listen ADDRESS]... [--port N] [--log-level LEVEL]";
 
@@ -49,21 +54,10 @@ async function main(): Promise<number> {
     throw e;
   }
   const log = pino({ level: config.log.level, base: { service: "pcp-server" } });
-  // A shard that cannot be restarted leaves its subscribers unserved: exit so the service
-  // manager restarts the whole daemon.
-  const server = await startServer(config, log, () => process.exit(1));
-  const configPath = args.config ?? process.env.PCPD_CONFIG;
-  const overrides = { listen: args.listen, port, logLevel: args["log-level"] };
-  process.on("SIGHUP", () => {
-    // A bad file on reload leaves the running configuration in force.
-    const refused = (e: unknown) => log.error({ error: (e as Error).message }, "configuration reload refused");
-    try {
-      server.reload(loadConfig(configPath, overrides)).catch(refused);
-    } catch (e) {
-      refused(e);
-    }
-  });
-  await new Promise<void>((resolve) => {
+  // Signals are taken from the start: a SIGTERM during start-up stops the server once it
+  // is up; a SIGHUP before the shards run is ignored (the file is being read anyway).
+  let reloadConfig: (() => Promise<string[]>) | undefined;
+  const stopped = new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       log.info({ signal }, "stopping");
       resolve();
@@ -71,6 +65,35 @@ async function main(): Promise<number> {
     process.once("SIGTERM", () => stop("SIGTERM"));
     process.once("SIGINT", () => stop("SIGINT"));
   });
+  process.on("SIGHUP", () => {
+    // A bad file on reload leaves the running configuration in force.
+    const refused = (e: unknown) => log.error({ error: (e as Error).message }, "configuration reload refused");
+    if (!reloadConfig) return log.warn("SIGHUP during start-up ignored");
+    try {
+      reloadConfig().catch(refused);
+    } catch (e) {
+      refused(e);
+    }
+  });
+  // A shard that cannot be restarted leaves its subscribers unserved: exit so the service
+  // manager restarts the whole daemon.
+  const server = await startServer(config, log, () => process.exit(1));
+  const configPath = args.config ?? process.env.PCPD_CONFIG;
+  const overrides = { listen: args.listen, port, logLevel: args["log-level"] };
+  const reload = () => server.reload(loadConfig(configPath, overrides));
+  reloadConfig = reload;
+  let control;
+  if (config.control.enabled) {
+    try {
+      control = await startControl({ config: config.control, server, log, version, reloadConfig: reload });
+    } catch (e) {
+      log.fatal({ error: (e as Error).message }, "control channel not started");
+      await server.stop();
+      return 1;
+    }
+  }
+  await stopped;
+  await control?.stop();
   await server.stop();
   return 0;
 }

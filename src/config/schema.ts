@@ -100,6 +100,35 @@ export const ConfigSchema = z
     parity: z.boolean().default(false),
     protocols: z.array(count(1, 255)).min(1).default([W.PROTO_TCP, W.PROTO_UDP]),
     log: z.object({ level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info") }).strict().default({ level: "info" }),
+    control: z
+      .object({
+        enabled: z.boolean().default(true),
+        /** Bind address of the control channel, /metrics and /healthz (a management address, never the subscriber side). */
+        address: address.default("127.0.0.1"),
+        port: port.default(5380),
+        /**
+         * Bearer tokens and their roles. A token is given inline or named by an environment
+         * variable. With none, an admin token is generated at start into `tokenFile`.
+         */
+        tokens: z
+          .array(
+            z
+              .object({ token: z.string().min(16).optional(), tokenEnv: z.string().min(1).optional(), role: z.enum(["read", "admin"]) })
+              .strict()
+              .refine((t) => (t.token === undefined) !== (t.tokenEnv === undefined), "give exactly one of token and tokenEnv"),
+          )
+          .default([]),
+        /** Where the generated token goes (default: $XDG_RUNTIME_DIR/pcpd/control.token or <tmp>/pcpd-<uid>/control.token). */
+        tokenFile: z.string().min(1).optional(),
+        tls: z.object({ cert: z.string().min(1), key: z.string().min(1), passphrase: z.string().optional() }).strict().optional(),
+        maxMessageBytes: count(256, 16 * 1024 * 1024).default(64 * 1024),
+        /** Requests per second per connection (burst = 2 s worth); beyond: RATE_LIMITED errors. */
+        requestsPerSecond: count(1, 1_000_000).default(1000),
+        /** Event bytes queued for one subscriber beyond which events are dropped (and counted) until it catches up. */
+        eventBufferBytes: count(4096, 256 * 1024 * 1024).default(1024 * 1024),
+      })
+      .strict()
+      .default({ enabled: true, address: "127.0.0.1", port: 5380, tokens: [], maxMessageBytes: 65536, requestsPerSecond: 1000, eventBufferBytes: 1048576 }),
   })
   .strict()
   .superRefine((c, ctx) => {

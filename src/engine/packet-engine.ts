@@ -49,6 +49,7 @@ export interface EngineExports {
   lookupMapping(protocol: number, internalPort: number, family: number): number;
   lookupExternal(pool: number, protocol: number, port: number): number;
   describeMapping(m: number): number;
+  mappingsUsed(): number;
   mappingFilter(m: number, k: number): number;
   subscriberMappings(): number;
   subscriberBlocks(): number;
@@ -452,6 +453,21 @@ export class PacketEngine {
   describe(m: number): MappingEvent | undefined {
     if (!m || !this.exports.describeMapping(m)) return undefined;
     return this.decodeEvent(this.exports.scratchBase());
+  }
+
+  /**
+   * Mappings with record ids from `from` on, visiting at most `scan` ids; returns those
+   * `keep` accepts (at most `limit`) and the id to continue from (0 when the table is done).
+   */
+  list(from: number, limit: number, scan: number, keep: (m: MappingEvent) => boolean): { mappings: MappingEvent[]; next: number } {
+    const used = this.exports.mappingsUsed();
+    const out: MappingEvent[] = [];
+    let m = Math.max(1, from);
+    for (const end = Math.min(used, m + scan - 1); m <= end && out.length < limit; m++) {
+      const d = this.describe(m);
+      if (d && keep(d)) out.push(d);
+    }
+    return { mappings: out, next: m > used ? 0 : m };
   }
 
   /** The live (or held) mapping of an internal endpoint. */

@@ -7,7 +7,7 @@ import type { Logger } from "pino";
 import { workerCount, type Config } from "../config/schema.js";
 import { announceTargets } from "./announce.js";
 import { ShardPool } from "./shard-pool.js";
-import type { ShardSpec, ShardStats } from "./shard-worker.js";
+import type { EventsMessage, ShardSpec, ShardStats, ShardTask } from "./shard-worker.js";
 
 export interface ServerStats {
   /** Engine counters summed over the shards. */
@@ -17,6 +17,18 @@ export interface ServerStats {
 
 export interface RunningServer {
   addresses: { address: string; port: number }[];
+  /** Listen endpoints of each shard. */
+  shardEndpoints: { address: string; port: number }[][];
+  /** The configuration in force (restart-only settings as started). */
+  config(): Config;
+  /** Runs a task on one shard's worker, or on all of them (shard order). */
+  task<T>(shard: number, task: ShardTask): Promise<T>;
+  everyShard<T>(task: ShardTask): Promise<T[]>;
+  /** The shard that may lease `port` (blocks are split between shards by number). */
+  shardOfExternalPort(port: number): number;
+  /** Mapping events of every shard go to `listener` while streaming is on. */
+  onEvents(listener: (m: EventsMessage) => void): void;
+  setEvents(on: boolean): Promise<void>;
   /** threadId of each shard's worker (undefined while it restarts). */
   threads(): (number | undefined)[];
   stats(): Promise<ServerStats>;
@@ -82,6 +94,13 @@ export async function startServer(c: Config, log: Logger, onShardLost?: (shard: 
   let current = c;
   return {
     addresses,
+    shardEndpoints: started.map((s) => s.endpoints),
+    config: () => current,
+    task: (shard, task) => pool.run(shard, task),
+    everyShard: (task) => pool.all(task),
+    shardOfExternalPort: (port) => (port < c.pool.portMin ? 0 : Math.floor((port - c.pool.portMin) / c.pool.blockSize) % shards),
+    onEvents: (listener) => pool.onEvents(listener),
+    setEvents: (on) => pool.setEvents(on),
     threads: () => pool.threads(),
     resetShard: (shard) => pool.reset(shard),
     async stats() {

@@ -5,7 +5,7 @@
 // an empty table and a reset Epoch, and announces the reset. Other shards are untouched.
 import { Piscina } from "piscina";
 import type { Logger } from "pino";
-import type { ShardSpec, ShardStarted, ShardTask } from "./shard-worker.js";
+import type { EventsMessage, ShardSpec, ShardStarted, ShardTask } from "./shard-worker.js";
 
 // src/server/ and dist/server/ are both two levels below the package root; piscina needs
 // the built JavaScript worker (Node 20 cannot load a .ts worker).
@@ -27,9 +27,12 @@ export class ShardPool {
   private readonly pool: Piscina;
   /** shard → threadId of the thread running it. */
   private readonly owner = new Map<number, number>();
+  private readonly eventListeners: ((m: EventsMessage) => void)[] = [];
   private stopping = false;
   /** Also what keeps the process alive: piscina's threads are unreferenced. */
   private watchdog: NodeJS.Timeout | undefined;
+  /** Whether the shards stream their mapping events (a restarted shard is told again). */
+  private eventsWanted = false;
 
   /** @param onLost called when a shard cannot be restarted (its subscribers are then unserved). */
   constructor(private readonly specs: ShardSpec[], private readonly log: Logger, private readonly onLost: (shard: number, error: Error) => void) {
@@ -52,6 +55,9 @@ export class ShardPool {
         if (free) this.claim(pin.shard, free.id);
         return free ?? null;
       },
+    });
+    this.pool.on("message", (m: EventsMessage) => {
+      if (m && m.pcpdEvents === true) for (const l of this.eventListeners) l(m);
     });
     // A worker error with no task in flight; the exit that follows is handled above.
     this.pool.on("error", (error: Error) => this.log.error({ error: error.message }, "engine worker failed"));
@@ -100,6 +106,16 @@ export class ShardPool {
     }
   }
 
+  /** Streams every shard's mapping events to `listener` while setEvents(true). */
+  onEvents(listener: (m: EventsMessage) => void): void {
+    this.eventListeners.push(listener);
+  }
+
+  async setEvents(on: boolean): Promise<void> {
+    this.eventsWanted = on;
+    await this.all({ kind: "events", on });
+  }
+
   /** New configuration for later (re)starts; the running shards are told by a reload task. */
   updateConfig(config: ShardSpec["config"]): void {
     for (const spec of this.specs) spec.config = config;
@@ -140,6 +156,7 @@ export class ShardPool {
       // A failed start (say, the dead thread's port not yet released) leaves its thread free.
       try {
         const s = await this.run<ShardStarted>(shard, { kind: "start", spec: this.specs[shard] });
+        if (this.eventsWanted) await this.run(shard, { kind: "events", on: true });
         this.log.warn({ shard, thread: s.threadId, epoch: s.epoch, attempt }, "shard restarted");
         return;
       } catch (e) {

@@ -5,7 +5,7 @@
 // Epoch starts at 0 when the shard starts: a replacement worker's shard begins empty, so
 // the reset is the truth, and it is announced (RFC 6887 §8.5, §14.1.3).
 // Tasks arrive pinned to this worker by the pool's balancer (src/server/shard-pool.ts).
-import { threadId } from "node:worker_threads";
+import { parentPort, threadId } from "node:worker_threads";
 import { isIPv6 } from "node:net";
 import { pino, type Logger } from "pino";
 import { PacketEngine, type CodecStats, type MappingEvent, type PoolAddress } from "../engine/packet-engine.js";
@@ -17,6 +17,7 @@ import { Announcer, type AnnounceTarget } from "./announce.js";
 import { MappingUpdater } from "./mapping-update.js";
 import { classifier, codecConfig, engineConfig, limiterFor } from "./policy.js";
 import { poolAddresses } from "../config/schema.js";
+import * as W from "../wire.generated.js";
 
 /** Mappings moved per event-loop turn while renumbering, so requests keep being served. */
 const REHOME_CHUNK = 2000;
@@ -30,12 +31,52 @@ export interface ShardSpec {
   seed: bigint;
 }
 
+/** Which mappings a listing or an event subscription wants (every field optional). */
+export interface MappingSelector {
+  internalAddress?: string;
+  externalAddress?: string;
+  protocol?: number;
+  kind?: "dynamic" | "static" | "held";
+}
+
 export type ShardTask =
   | { kind: "start"; spec: ShardSpec }
   | { kind: "reload"; config: Config }
   | { kind: "stats" }
   | { kind: "ping" }
-  | { kind: "stop" };
+  | { kind: "stop" }
+  | { kind: "lookup"; internalAddress: string; protocol: number; internalPort: number; family: 4 | 6 }
+  | { kind: "lookupExternal"; externalAddress: string; protocol: number; externalPort: number }
+  | { kind: "list"; from: number; limit: number; select: MappingSelector }
+  | { kind: "addStatic"; internalAddress: string; protocol: number; internalPort: number; externalAddress: string; externalPort: number }
+  | { kind: "removeStatic"; internalAddress: string; protocol: number; internalPort: number; family: 4 | 6 }
+  | { kind: "subscriberUsage"; internalAddress: string }
+  | { kind: "deleteSubscriber"; internalAddress: string }
+  | { kind: "events"; on: boolean };
+
+/** A mapping as the control channel shows it: the engine's description plus its FILTERs. */
+export type MappingView = MappingEvent & { filters: { prefixLength: number; port: number; address: string }[] };
+
+/** Posted on the worker's parentPort while events are on (piscina re-emits it as the pool's "message"). */
+export interface EventsMessage {
+  pcpdEvents: true;
+  shard: number;
+  events: MappingEvent[];
+}
+
+/** Records visited per listing task: bounds the time a listing holds the packet path (~ms). */
+export const LIST_SCAN = 50_000;
+
+export function mappingKind(flags: number): "dynamic" | "static" | "held" {
+  return flags & W.MAPF_STATIC ? "static" : flags & W.MAPF_HELD ? "held" : "dynamic";
+}
+
+export function selects(s: MappingSelector, m: MappingEvent): boolean {
+  return (s.internalAddress === undefined || s.internalAddress === m.internalAddress) &&
+    (s.externalAddress === undefined || s.externalAddress === m.externalAddress) &&
+    (s.protocol === undefined || s.protocol === m.protocol) &&
+    (s.kind === undefined || s.kind === mappingKind(m.flags));
+}
 
 export interface ShardStarted {
   shard: number;
@@ -65,6 +106,7 @@ interface Shard {
 }
 
 let shard: Shard | undefined;
+let eventsOn = false;
 
 function running(): Shard {
   if (!shard) throw new PcpdError(ErrorCodes.BAD_CONFIG, `worker ${threadId} has no shard`);
@@ -87,6 +129,7 @@ async function start(spec: ShardSpec): Promise<ShardStarted> {
       if (e.kind === "refresh" || e.kind === "delete" || e.kind === "expire") shard?.updater.cancel(e.mapping);
     }
     logEvents(events);
+    if (eventsOn) parentPort?.postMessage({ pcpdEvents: true, shard: spec.shard, events } satisfies EventsMessage);
   };
   const listener = new UdpListener({
     endpoints: spec.endpoints,
@@ -97,7 +140,7 @@ async function start(spec: ShardSpec): Promise<ShardStarted> {
     onEvents,
     // Decoded only while a Mapping Update waits for a refresh, or for debug logs; the
     // journal and the dataplane (issue #6) will consume them always.
-    wantsEvents: () => (shard?.updater.size ?? 0) > 0 || log.isLevelEnabled("debug"),
+    wantsEvents: () => eventsOn || (shard?.updater.size ?? 0) > 0 || log.isLevelEnabled("debug"),
   });
   try {
     await listener.start();
@@ -165,11 +208,17 @@ function applyPool(s: Shard, next: Config): void {
       told += u.messages.length > 0 ? 1 : 0;
     }
     moved += updates.length;
-    s.logEvents(s.engine.drainEvents()); // this chunk's own moves and ends: they cancel no update
+    const events = s.engine.drainEvents(); // this chunk's own moves and ends: they cancel no update
+    s.logEvents(events);
+    if (eventsOn) parentPort?.postMessage({ pcpdEvents: true, shard: s.spec.shard, events } satisfies EventsMessage);
     if (done) s.log.info({ removed, handled: moved, told }, "re-homing done");
     else setImmediate(step);
   };
   step();
+}
+
+function view(s: Shard, m: MappingEvent | undefined): MappingView | null {
+  return m ? { ...m, filters: s.engine.filters(m.mapping) } : null;
 }
 
 function stats(): ShardStats {
@@ -195,6 +244,34 @@ export default async function handle(task: ShardTask): Promise<unknown> {
       return stats();
     case "ping":
       return running().clock.epoch();
+    case "lookup": {
+      const s = running();
+      return view(s, s.engine.lookup(task.internalAddress, task.protocol, task.internalPort, task.family));
+    }
+    case "lookupExternal": {
+      const s = running();
+      return view(s, s.engine.lookupExternal(task.externalAddress, task.protocol, task.externalPort));
+    }
+    case "list": {
+      const s = running();
+      const page = s.engine.list(task.from, task.limit, LIST_SCAN, (m) => selects(task.select, m));
+      return { mappings: page.mappings.map((m) => view(s, m)!), next: page.next };
+    }
+    case "addStatic": {
+      const s = running();
+      const result = s.engine.addStatic(task.internalAddress, task.protocol, task.internalPort, task.externalAddress, task.externalPort);
+      const family = isIPv6(task.externalAddress) ? 6 : 4;
+      return { result, mapping: result === W.RESULT_SUCCESS ? view(s, s.engine.lookup(task.internalAddress, task.protocol, task.internalPort, family)) : null };
+    }
+    case "removeStatic":
+      return running().engine.removeStatic(task.internalAddress, task.protocol, task.internalPort, task.family);
+    case "subscriberUsage":
+      return running().engine.subscriberUsage(task.internalAddress);
+    case "deleteSubscriber":
+      return running().engine.deleteSubscriber(task.internalAddress);
+    case "events":
+      eventsOn = task.on;
+      return eventsOn;
     case "stop": {
       const s = running();
       s.announcer.stop();

@@ -1,0 +1,176 @@
+// The control channel protocol (version pcpd-control/1): JSON-RPC 2.0 over a WebSocket
+// (text frames, one JSON object each). Requests carry an id and get exactly one response;
+// the server's notifications (no id) carry live mapping events. The same types are used
+// by the server (src/control/server.ts) and the client SDK (src/client/).
+import { z } from "zod";
+
+export const PROTOCOL = "pcpd-control/1";
+/** WebSocket path of the channel; /metrics and /healthz are HTTP on the same port. */
+export const CONTROL_PATH = "/control";
+
+export type Role = "read" | "admin";
+
+// ---- JSON-RPC 2.0 envelope ----
+export interface RpcRequest {
+  jsonrpc: "2.0";
+  id: number | string;
+  method: string;
+  params?: unknown;
+}
+export interface RpcSuccess<T = unknown> {
+  jsonrpc: "2.0";
+  id: number | string;
+  result: T;
+}
+export interface RpcFailure {
+  jsonrpc: "2.0";
+  id: number | string | null;
+  error: { code: number; message: string; data?: unknown };
+}
+export interface RpcNotification<T = unknown> {
+  jsonrpc: "2.0";
+  method: string;
+  params: T;
+}
+
+/** JSON-RPC 2.0 error codes, and this protocol's own (-32000..-32099). */
+export const RpcErrors = {
+  PARSE_ERROR: -32700,
+  INVALID_REQUEST: -32600,
+  METHOD_NOT_FOUND: -32601,
+  INVALID_PARAMS: -32602,
+  INTERNAL_ERROR: -32603,
+  /** The caller's role may not call this method. */
+  FORBIDDEN: -32001,
+  /** Over the connection's request rate. */
+  RATE_LIMITED: -32002,
+  /** The engine refused the operation (data: the PCP result code). */
+  REFUSED: -32003,
+  /** A shard did not answer (restarting, or the server is stopping). */
+  UNAVAILABLE: -32004,
+} as const;
+
+// ---- shared value types ----
+const ip = z.string().refine((s) => /^[0-9a-fA-F:.]+$/.test(s) && s.length <= 45, "must be an IP address");
+const protocolNumber = z.number().int().min(1).max(255);
+const portNumber = z.number().int().min(1).max(65535);
+
+export interface Mapping {
+  shard: number;
+  /** Engine record id, stable while the mapping lives (and is reused after). */
+  id: number;
+  kind: "dynamic" | "static" | "held";
+  protocol: number;
+  family: 4 | 6;
+  internalAddress: string;
+  internalPort: number;
+  externalAddress: string;
+  externalPort: number;
+  /** MAP part (inbound) and PEER part (outbound) present. */
+  inbound: boolean;
+  outbound: boolean;
+  natPmp: boolean;
+  thirdParty: boolean;
+  preferFailure: boolean;
+  /** Engine time (seconds since the shard started) when the MAP part / PEER part / hold ends; 0 = none. */
+  mapExpiry: number;
+  outExpiry: number;
+  filters: { prefixLength: number; port: number; address: string }[];
+}
+
+export interface MappingEventNotice {
+  shard: number;
+  kind: "create" | "refresh" | "delete" | "expire" | "release" | "update";
+  mapping: Omit<Mapping, "filters" | "shard">;
+  /** Engine time of the event (seconds since the shard started). */
+  time: number;
+}
+
+// ---- methods: params schemas (validated by the server), result types, roles ----
+export const MappingFilterSchema = z
+  .object({
+    internalAddress: ip.optional(),
+    externalAddress: ip.optional(),
+    protocol: protocolNumber.optional(),
+    kind: z.enum(["dynamic", "static", "held"]).optional(),
+  })
+  .strict();
+export type MappingFilter = z.infer<typeof MappingFilterSchema>;
+
+export const Params = {
+  "server.info": z.object({}).strict(),
+  "server.health": z.object({}).strict(),
+  "stats.get": z.object({}).strict(),
+  "mappings.list": z
+    .object({
+      filter: MappingFilterSchema.default({}),
+      /** Opaque: the `next` of the previous page. */
+      cursor: z.string().max(64).optional(),
+      limit: z.number().int().min(1).max(1000).default(100),
+    })
+    .strict(),
+  "mappings.get": z
+    .union([
+      z.object({ internalAddress: ip, protocol: protocolNumber, internalPort: portNumber, family: z.union([z.literal(4), z.literal(6)]).optional() }).strict(),
+      z.object({ externalAddress: ip, protocol: protocolNumber, externalPort: portNumber }).strict(),
+    ]),
+  "mappings.addStatic": z.object({ internalAddress: ip, protocol: protocolNumber, internalPort: portNumber, externalAddress: ip, externalPort: portNumber }).strict(),
+  "mappings.removeStatic": z.object({ internalAddress: ip, protocol: protocolNumber, internalPort: portNumber, family: z.union([z.literal(4), z.literal(6)]).optional() }).strict(),
+  "subscribers.usage": z.object({ internalAddress: ip }).strict(),
+  "subscribers.deleteMappings": z.object({ internalAddress: ip }).strict(),
+  "epoch.get": z.object({}).strict(),
+  "epoch.reset": z.object({ shard: z.number().int().min(0) }).strict(),
+  "config.get": z.object({}).strict(),
+  "config.reload": z.object({}).strict(),
+  "events.subscribe": z.object({ filter: MappingFilterSchema.default({}), kinds: z.array(z.enum(["create", "refresh", "delete", "expire", "release", "update"])).optional() }).strict(),
+  "events.unsubscribe": z.object({}).strict(),
+} as const;
+
+export type Method = keyof typeof Params;
+export const METHODS = Object.keys(Params) as Method[];
+
+/** Methods that change state need the admin role; the rest are read-only. */
+export const ADMIN_METHODS: ReadonlySet<Method> = new Set<Method>([
+  "mappings.addStatic",
+  "mappings.removeStatic",
+  "subscribers.deleteMappings",
+  "epoch.reset",
+  "config.reload",
+]);
+
+export interface ShardInfo {
+  shard: number;
+  thread: number | null;
+  listen: { address: string; port: number }[];
+  epoch: number;
+}
+
+export interface Results {
+  "server.info": { protocol: string; version: string; node: string; startedAt: string; uptimeSeconds: number; workers: number; shards: ShardInfo[]; role: Role };
+  "server.health": { status: "ok" | "degraded"; shards: { shard: number; up: boolean }[] };
+  "stats.get": {
+    engine: Record<string, number>;
+    pcpResults: Record<string, number>;
+    natPmpResults: Record<string, number>;
+    drops: Record<string, number>;
+    packets: number;
+    shards: { shard: number; epoch: number; packets: number; mappings: number; subscribers: number; pool: { address: string; freeBlocks: number; retired: boolean }[] }[];
+  };
+  "mappings.list": { mappings: Mapping[]; next: string | null };
+  "mappings.get": { mapping: Mapping | null };
+  "mappings.addStatic": { mapping: Mapping };
+  "mappings.removeStatic": { removed: true };
+  "subscribers.usage": { shards: { shard: number; mappings: number; blocks: number }[] };
+  "subscribers.deleteMappings": { deleted: number };
+  "epoch.get": { shards: { shard: number; epoch: number }[] };
+  "epoch.reset": { shard: number; epoch: number };
+  "config.get": { config: unknown };
+  "config.reload": { restartNeededFor: string[] };
+  "events.subscribe": { subscribed: true };
+  "events.unsubscribe": { subscribed: false };
+}
+
+/** Notification methods the server sends. */
+export const NOTIFY_EVENTS = "events.mapping";
+/** Sent (once per episode) when events were dropped because the subscriber read too slowly. */
+export const NOTIFY_DROPPED = "events.dropped";

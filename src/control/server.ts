@@ -1,0 +1,434 @@
+// The control channel: JSON-RPC 2.0 over WebSocket on uWebSockets.js (protocol.ts), with
+// /metrics (Prometheus text) and /healthz on the same port. Bound to a management address
+// (loopback by default); every WebSocket is authenticated at the upgrade by a bearer token
+// whose role (read or admin) decides which methods it may call. Bad input gets a precise
+// JSON-RPC error and never reaches the packet path: every engine operation is a task on a
+// shard's worker, and listings visit a bounded number of records per task.
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { isIPv6 } from "node:net";
+import { createRequire } from "node:module";
+import type { Logger } from "pino";
+import type { TemplatedApp, WebSocket as UwsSocket, us_listen_socket } from "uWebSockets.js";
+import * as W from "../wire.generated.js";
+import type { Config } from "../config/schema.js";
+import type { RunningServer } from "../server/server.js";
+import { mappingKind, selects, type EventsMessage, type MappingView } from "../server/shard-worker.js";
+import type { MappingEvent } from "../engine/packet-engine.js";
+import { defaultTokenFile, writeTokenFile } from "../client/token-file.js";
+import { DROP_REASON_LABELS, Metrics, PCP_RESULT_LABELS } from "./metrics.js";
+import {
+  ADMIN_METHODS,
+  CONTROL_PATH,
+  NOTIFY_DROPPED,
+  NOTIFY_EVENTS,
+  PROTOCOL,
+  Params,
+  RpcErrors,
+  type Mapping,
+  type MappingEventNotice,
+  type MappingFilter,
+  type Method,
+  type Results,
+  type Role,
+  type RpcFailure,
+} from "./protocol.js";
+
+const require = createRequire(import.meta.url);
+
+/**
+ * The uWebSockets.js alias package falls back, with only a console warning, to a slow
+ * JavaScript implementation when its native addon does not load; the fallback has no
+ * SSLApp. Refuse to run on it.
+ */
+export function loadUws(): typeof import("uWebSockets.js") {
+  const uws = require("uWebSockets.js") as typeof import("uWebSockets.js");
+  if (typeof uws.SSLApp !== "function" || typeof uws.us_socket_local_port !== "function") {
+    throw new Error(`uWebSockets.js native addon did not load for ${process.platform}-${process.arch} ABI ${process.versions.modules}; the control channel will not run on the JavaScript fallback`);
+  }
+  return uws;
+}
+
+class RpcError extends Error {
+  constructor(readonly code: number, message: string, readonly data?: unknown) {
+    super(message);
+  }
+}
+
+interface Connection {
+  role: Role;
+  open: boolean;
+  tokens: number;
+  last: number;
+  subscription?: { filter: MappingFilter; kinds?: Set<string> };
+  /** Events dropped since the subscriber last caught up. */
+  dropped: number;
+}
+
+export interface ControlOptions {
+  config: Config["control"];
+  server: RunningServer;
+  log: Logger;
+  version: string;
+  /** Re-reads the configuration source and applies it (the CLI's SIGHUP path). */
+  reloadConfig: () => Promise<string[]>;
+}
+
+export interface RunningControl {
+  port: number;
+  /** The generated admin token's file, when no token was configured. */
+  tokenFile?: string;
+  stop(): Promise<void>;
+}
+
+const digest = (s: string) => createHash("sha256").update(s).digest();
+const RESULT_NAMES = new Map(PCP_RESULT_LABELS);
+const DROP_NAMES = new Map(DROP_REASON_LABELS);
+
+function toMapping(shard: number, m: MappingView): Mapping {
+  return {
+    shard,
+    id: m.mapping,
+    kind: mappingKind(m.flags),
+    protocol: m.protocol,
+    family: m.family,
+    internalAddress: m.internalAddress,
+    internalPort: m.internalPort,
+    externalAddress: m.externalAddress,
+    externalPort: m.externalPort,
+    inbound: (m.flags & (W.MAPF_INBOUND | W.MAPF_STATIC)) !== 0, // a static mapping forwards inbound traffic
+    outbound: (m.flags & W.MAPF_OUTBOUND) !== 0,
+    natPmp: (m.flags & W.MAPF_NATPMP) !== 0,
+    thirdParty: (m.flags & W.MAPF_THIRD_PARTY) !== 0,
+    preferFailure: (m.flags & W.MAPF_PREFER_FAILURE) !== 0,
+    mapExpiry: m.mapExpiry,
+    outExpiry: m.outExpiry,
+    filters: m.filters,
+  };
+}
+
+function toNotice(shard: number, e: MappingEvent): MappingEventNotice {
+  const { filters: _none, shard: _shard, ...mapping } = toMapping(shard, { ...e, filters: [] });
+  return { shard, kind: e.kind as MappingEventNotice["kind"], mapping, time: e.time };
+}
+
+/** The configuration as shown to operators: secrets replaced. */
+function redacted(c: Config): unknown {
+  return {
+    ...c,
+    control: {
+      ...c.control,
+      tokens: c.control.tokens.map((t) => ({ role: t.role, ...(t.tokenEnv ? { tokenEnv: t.tokenEnv } : { token: "<redacted>" }) })),
+      tls: c.control.tls ? { ...c.control.tls, passphrase: c.control.tls.passphrase ? "<redacted>" : undefined } : undefined,
+    },
+  };
+}
+
+const encodeCursor = (shard: number, record: number) => `${shard}:${record}`;
+function decodeCursor(cursor: string | undefined, shards: number): { shard: number; record: number } {
+  if (cursor === undefined) return { shard: 0, record: 1 };
+  const m = /^(\d+):(\d+)$/.exec(cursor);
+  if (!m || Number(m[1]) >= shards) throw new RpcError(RpcErrors.INVALID_PARAMS, "cursor: not a cursor returned by mappings.list");
+  return { shard: Number(m[1]), record: Number(m[2]) };
+}
+
+export async function startControl(o: ControlOptions): Promise<RunningControl> {
+  const uws = loadUws();
+  const { config: c, server, log } = o;
+  const startedAt = new Date();
+
+  // Tokens: configured ones (inline or from the environment), else one generated admin token.
+  const tokens: { hash: Buffer; role: Role }[] = [];
+  for (const t of c.tokens) {
+    const value = t.token ?? process.env[t.tokenEnv!];
+    if (!value || value.length < 16) throw new Error(`control.tokens: environment variable ${t.tokenEnv} is unset or shorter than 16 characters`);
+    tokens.push({ hash: digest(value), role: t.role });
+  }
+  let tokenFile: string | undefined;
+  if (tokens.length === 0) {
+    const token = randomBytes(32).toString("base64url");
+    tokenFile = c.tokenFile ?? defaultTokenFile();
+    writeTokenFile(tokenFile, token);
+    tokens.push({ hash: digest(token), role: "admin" });
+  }
+  /** Constant-time: every configured token is compared, by digest (equal lengths). */
+  const roleOf = (header: string): Role | undefined => {
+    const m = /^Bearer (\S+)$/i.exec(header);
+    if (!m) return undefined;
+    const h = digest(m[1]);
+    let role: Role | undefined;
+    for (const t of tokens) if (timingSafeEqual(h, t.hash) && role !== "admin") role = t.role;
+    return role;
+  };
+
+  const metrics = new Metrics();
+  const sockets = new Set<UwsSocket<Connection>>();
+  const subscribers = new Set<UwsSocket<Connection>>();
+
+  const sendJson = (ws: UwsSocket<Connection>, message: unknown): void => {
+    if (ws.getUserData().open) ws.send(JSON.stringify(message), false);
+  };
+
+  // ---- live events: fan-out with per-subscriber backpressure ----
+  server.onEvents((m: EventsMessage) => {
+    for (const ws of subscribers) {
+      const conn = ws.getUserData();
+      const sub = conn.subscription!;
+      const list = m.events.filter((e) => (!sub.kinds || sub.kinds.has(e.kind)) && selects(sub.filter, e));
+      if (list.length === 0) continue;
+      if (ws.getBufferedAmount() > c.eventBufferBytes) {
+        conn.dropped += list.length; // told in one events.dropped notice once it drains
+        continue;
+      }
+      for (const e of list) sendJson(ws, { jsonrpc: "2.0", method: NOTIFY_EVENTS, params: toNotice(m.shard, e) });
+    }
+  });
+  const updateStreaming = async () => {
+    await server.setEvents(subscribers.size > 0);
+  };
+
+  // ---- methods ----
+  const shards = server.shardEndpoints.length;
+  const everyShard = <T>(task: Parameters<RunningServer["everyShard"]>[0]) => server.everyShard<T>(task);
+  const handlers: { [M in Method]: (params: any, conn: Connection, ws: UwsSocket<Connection>) => Promise<Results[M]> } = {
+    "server.info": async (_p, conn) => {
+      const epochs = await everyShard<number>({ kind: "ping" });
+      return {
+        protocol: PROTOCOL,
+        version: o.version,
+        node: process.version,
+        startedAt: startedAt.toISOString(),
+        uptimeSeconds: Math.floor((Date.now() - startedAt.getTime()) / 1000),
+        workers: shards,
+        shards: server.shardEndpoints.map((listen, shard) => ({ shard, thread: server.threads()[shard] ?? null, listen, epoch: epochs[shard] })),
+        role: conn.role,
+      };
+    },
+    "server.health": async () => {
+      const up = server.threads().map((t, shard) => ({ shard, up: t !== undefined }));
+      return { status: up.every((s) => s.up) ? "ok" : "degraded", shards: up };
+    },
+    "stats.get": async () => {
+      const stats = await server.stats();
+      const named = (values: bigint[], names: (i: number) => string | undefined) =>
+        Object.fromEntries(values.flatMap((v, i) => (names(i) ? [[names(i)!, Number(v)]] : [])));
+      const sum = (pick: (s: (typeof stats.shards)[number]) => bigint[]) =>
+        stats.shards.map(pick).reduce((a, b) => a.map((v, i) => v + b[i]));
+      return {
+        engine: Object.fromEntries(Object.entries(stats.engine).map(([k, v]) => [k, Number(v)])),
+        pcpResults: named(sum((s) => s.codec.pcpResults), (i) => RESULT_NAMES.get(i)),
+        natPmpResults: named(sum((s) => s.codec.natPmpResults), (i) => String(i)),
+        drops: named(sum((s) => s.codec.drops), (i) => DROP_NAMES.get(i)),
+        packets: stats.shards.reduce((n, s) => n + Number(s.codec.packets), 0),
+        shards: stats.shards.map((s) => ({
+          shard: s.shard,
+          epoch: s.epoch,
+          packets: Number(s.codec.packets),
+          mappings: Number(s.engine.mappings),
+          subscribers: Number(s.engine.subscribers),
+          pool: s.pool,
+        })),
+      };
+    },
+    "mappings.list": async (p: { filter: MappingFilter; cursor?: string; limit: number }) => {
+      let { shard, record } = decodeCursor(p.cursor, shards);
+      const out: Mapping[] = [];
+      // One bounded scan per task; a page may come back short with a cursor to go on from.
+      const page = await server.task<{ mappings: MappingView[]; next: number }>(shard, { kind: "list", from: record, limit: p.limit, select: p.filter });
+      out.push(...page.mappings.map((m) => toMapping(shard, m)));
+      record = page.next;
+      if (record === 0) {
+        shard++;
+        record = 1;
+      }
+      return { mappings: out, next: shard < shards ? encodeCursor(shard, record) : null };
+    },
+    "mappings.get": async (p) => {
+      const found = await everyShard<MappingView | null>(
+        "externalAddress" in p
+          ? { kind: "lookupExternal", externalAddress: p.externalAddress, protocol: p.protocol, externalPort: p.externalPort }
+          : { kind: "lookup", internalAddress: p.internalAddress, protocol: p.protocol, internalPort: p.internalPort, family: p.family ?? (isIPv6(p.internalAddress) ? 6 : 4) },
+      );
+      const shard = found.findIndex((m) => m !== null);
+      return { mapping: shard < 0 ? null : toMapping(shard, found[shard]!) };
+    },
+    "mappings.addStatic": async (p) => {
+      const shard = server.shardOfExternalPort(p.externalPort);
+      const r = await server.task<{ result: number; mapping: MappingView | null }>(shard, { kind: "addStatic", ...p });
+      if (r.result !== W.RESULT_SUCCESS || !r.mapping) throw new RpcError(RpcErrors.REFUSED, `refused: ${RESULT_NAMES.get(r.result) ?? r.result}`, { result: r.result });
+      return { mapping: toMapping(shard, r.mapping) };
+    },
+    "mappings.removeStatic": async (p) => {
+      const results = await everyShard<number>({ kind: "removeStatic", internalAddress: p.internalAddress, protocol: p.protocol, internalPort: p.internalPort, family: p.family ?? 4 });
+      if (!results.includes(W.RESULT_SUCCESS)) throw new RpcError(RpcErrors.REFUSED, "no static mapping of that endpoint", { result: W.RESULT_NOT_AUTHORIZED });
+      return { removed: true as const };
+    },
+    "subscribers.usage": async (p) => {
+      const usage = await everyShard<{ mappings: number; blocks: number }>({ kind: "subscriberUsage", internalAddress: p.internalAddress });
+      return { shards: usage.map((u, shard) => ({ shard, ...u })) };
+    },
+    "subscribers.deleteMappings": async (p) => {
+      const counts = await everyShard<number>({ kind: "deleteSubscriber", internalAddress: p.internalAddress });
+      return { deleted: counts.reduce((a, b) => a + b, 0) };
+    },
+    "epoch.get": async () => ({ shards: (await everyShard<number>({ kind: "ping" })).map((epoch, shard) => ({ shard, epoch })) }),
+    "epoch.reset": async (p: { shard: number }) => {
+      if (p.shard >= shards) throw new RpcError(RpcErrors.INVALID_PARAMS, `shard: ${p.shard} does not exist (0..${shards - 1})`);
+      await server.resetShard(p.shard);
+      // Queued until the replacement thread runs the shard again.
+      return { shard: p.shard, epoch: await server.task<number>(p.shard, { kind: "ping" }) };
+    },
+    "config.get": async () => ({ config: redacted(server.config()) }),
+    "config.reload": async () => {
+      try {
+        return { restartNeededFor: await o.reloadConfig() };
+      } catch (e) {
+        throw new RpcError(RpcErrors.REFUSED, `configuration reload refused: ${(e as Error).message}`); // the running one stays
+      }
+    },
+    "events.subscribe": async (p: { filter: MappingFilter; kinds?: string[] }, conn, ws) => {
+      conn.subscription = { filter: p.filter, kinds: p.kinds ? new Set(p.kinds) : undefined };
+      subscribers.add(ws);
+      await updateStreaming();
+      return { subscribed: true as const };
+    },
+    "events.unsubscribe": async (_p, conn, ws) => {
+      conn.subscription = undefined;
+      subscribers.delete(ws);
+      await updateStreaming();
+      return { subscribed: false as const };
+    },
+  };
+
+  const failure = (id: RpcFailure["id"], code: number, message: string, data?: unknown): RpcFailure => ({ jsonrpc: "2.0", id, error: data === undefined ? { code, message } : { code, message, data } });
+
+  async function dispatch(text: string, conn: Connection, ws: UwsSocket<Connection>): Promise<unknown> {
+    let request: { jsonrpc?: unknown; id?: unknown; method?: unknown; params?: unknown };
+    try {
+      request = JSON.parse(text);
+    } catch (e) {
+      return failure(null, RpcErrors.PARSE_ERROR, `not JSON: ${(e as Error).message}`);
+    }
+    if (typeof request !== "object" || request === null || Array.isArray(request)) return failure(null, RpcErrors.INVALID_REQUEST, "a request is one JSON object (batches are not supported)");
+    const id = typeof request.id === "number" || typeof request.id === "string" ? request.id : null;
+    if (request.jsonrpc !== "2.0" || id === null || typeof request.method !== "string") {
+      return failure(id, RpcErrors.INVALID_REQUEST, 'a request needs "jsonrpc": "2.0", an "id" (number or string) and a "method" (string)');
+    }
+    const method = request.method as Method;
+    if (!Object.hasOwn(Params, method)) return failure(id, RpcErrors.METHOD_NOT_FOUND, `unknown method ${JSON.stringify(request.method)}`);
+    if (ADMIN_METHODS.has(method) && conn.role !== "admin") return failure(id, RpcErrors.FORBIDDEN, `${method} needs the admin role`);
+    const parsed = Params[method].safeParse(request.params ?? {});
+    if (!parsed.success) {
+      return failure(id, RpcErrors.INVALID_PARAMS, parsed.error.issues.map((i) => `${i.path.length ? i.path.join(".") : "params"}: ${i.message}`).join("; "));
+    }
+    try {
+      return { jsonrpc: "2.0", id, result: await handlers[method](parsed.data, conn, ws) };
+    } catch (e) {
+      if (e instanceof RpcError) return failure(id, e.code, e.message, e.data);
+      log.error({ method, error: (e as Error).message }, "control method failed");
+      return failure(id, RpcErrors.INTERNAL_ERROR, (e as Error).message);
+    }
+  }
+
+  // ---- the uWS app ----
+  const app: TemplatedApp = c.tls ? uws.SSLApp({ cert_file_name: c.tls.cert, key_file_name: c.tls.key, passphrase: c.tls.passphrase }) : uws.App();
+  app.ws<Connection>(CONTROL_PATH, {
+    maxPayloadLength: c.maxMessageBytes, // larger frames close the connection (code 1009)
+    maxBackpressure: c.eventBufferBytes * 4, // above this uWS drops sends; events stop well before
+    idleTimeout: 120,
+    sendPingsAutomatically: true,
+    upgrade: (res, req, context) => {
+      const role = roleOf(req.getHeader("authorization"));
+      if (!role) {
+        res.writeStatus("401 Unauthorized").writeHeader("WWW-Authenticate", 'Bearer realm="pcpd-control"').end("a valid bearer token is required\n");
+        return;
+      }
+      res.upgrade<Connection>(
+        { role, open: true, tokens: c.requestsPerSecond * 2, last: performance.now(), dropped: 0 },
+        req.getHeader("sec-websocket-key"),
+        req.getHeader("sec-websocket-protocol"),
+        req.getHeader("sec-websocket-extensions"),
+        context,
+      );
+    },
+    open: (ws) => {
+      sockets.add(ws);
+    },
+    message: (ws, message, isBinary) => {
+      const conn = ws.getUserData();
+      const now = performance.now();
+      conn.tokens = Math.min(c.requestsPerSecond * 2, conn.tokens + ((now - conn.last) / 1000) * c.requestsPerSecond);
+      conn.last = now;
+      const text = Buffer.from(message).toString("utf8"); // copied: uWS reuses the buffer after this call
+      if (conn.tokens < 1) {
+        let id: RpcFailure["id"] = null;
+        try {
+          const r = JSON.parse(text);
+          if (typeof r?.id === "number" || typeof r?.id === "string") id = r.id;
+        } catch {
+          // answered with a null id
+        }
+        sendJson(ws, failure(id, RpcErrors.RATE_LIMITED, `over ${c.requestsPerSecond} requests per second on this connection`));
+        return;
+      }
+      conn.tokens -= 1;
+      if (isBinary) {
+        sendJson(ws, failure(null, RpcErrors.INVALID_REQUEST, "binary frames are not accepted; send JSON text"));
+        return;
+      }
+      void dispatch(text, conn, ws).then((response) => sendJson(ws, response));
+    },
+    drain: (ws) => {
+      const conn = ws.getUserData();
+      if (conn.dropped > 0 && ws.getBufferedAmount() < c.eventBufferBytes / 2) {
+        sendJson(ws, { jsonrpc: "2.0", method: NOTIFY_DROPPED, params: { dropped: conn.dropped } });
+        conn.dropped = 0;
+      }
+    },
+    close: (ws) => {
+      const conn = ws.getUserData();
+      conn.open = false;
+      sockets.delete(ws);
+      if (subscribers.delete(ws)) void updateStreaming().catch(() => undefined);
+    },
+  });
+  const respond = (res: import("uWebSockets.js").HttpResponse, work: () => Promise<{ status: string; type: string; body: string }>) => {
+    let aborted = false;
+    res.onAborted(() => (aborted = true));
+    work().then(
+      (r) => !aborted && res.cork(() => res.writeStatus(r.status).writeHeader("Content-Type", r.type).end(r.body)),
+      (e) => !aborted && res.cork(() => res.writeStatus("500 Internal Server Error").end(`${(e as Error).message}\n`)),
+    );
+  };
+  app.get("/metrics", (res) =>
+    respond(res, async () => {
+      const stats = await server.stats();
+      metrics.update(stats, { shardsUp: server.threads().map((t) => t !== undefined) });
+      return { status: "200 OK", type: metrics.contentType, body: await metrics.render() };
+    }),
+  );
+  app.get("/healthz", (res) =>
+    respond(res, async () => {
+      const up = server.threads().every((t) => t !== undefined);
+      return { status: up ? "200 OK" : "503 Service Unavailable", type: "text/plain", body: up ? "ok\n" : "degraded: a shard is restarting\n" };
+    }),
+  );
+  app.any("/*", (res) => {
+    res.writeStatus("404 Not Found").end("not found\n");
+  });
+
+  const listenSocket = await new Promise<us_listen_socket>((resolve, reject) =>
+    app.listen(c.address, c.port, (s) => (s ? resolve(s) : reject(new Error(`control channel: cannot listen on ${c.address}:${c.port}`)))),
+  );
+  const port = uws.us_socket_local_port(listenSocket);
+  log.info({ control: `${c.tls ? "wss" : "ws"}://${isIPv6(c.address) ? `[${c.address}]` : c.address}:${port}${CONTROL_PATH}`, tokenFile }, "control channel listening");
+  return {
+    port,
+    tokenFile,
+    async stop() {
+      uws.us_listen_socket_close(listenSocket);
+      for (const ws of sockets) ws.end(1001, "server stopping");
+      sockets.clear();
+      subscribers.clear();
+    },
+  };
+}
