@@ -311,3 +311,50 @@ describe("per-connection rate limit", () => {
     }
   });
 });
+
+describe("TLS and the native addon", () => {
+  it("serves wss:// with the configured certificate", async (ctx) => {
+    const { execFileSync } = await import("node:child_process");
+    const { mkdtempSync, readFileSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const dir = mkdtempSync(join(tmpdir(), "pcpd-tls-"));
+    try {
+      execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem"), "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"], { stdio: "ignore" });
+    } catch {
+      return ctx.skip("openssl is not available to make a test certificate");
+    }
+    const config = configWith({ listen: { addresses: ["127.0.0.44"], port: 0 } });
+    const s = await startServer(config, log);
+    const ctl = await startControl({ config: { ...config.control, tls: { cert: join(dir, "cert.pem"), key: join(dir, "key.pem") } }, server: s, log, version: "test", reloadConfig: async () => [] });
+    try {
+      const ws = new WebSocket(`wss://127.0.0.1:${ctl.port}/control`, { headers: { Authorization: `Bearer ${READER}` }, ca: readFileSync(join(dir, "cert.pem")) });
+      await new Promise((resolve, reject) => {
+        ws.once("open", resolve);
+        ws.once("error", reject);
+      });
+      const reply = new Promise<any>((resolve) => ws.once("message", (d) => resolve(JSON.parse(d.toString()))));
+      ws.send(JSON.stringify({ jsonrpc: "2.0", id: 1, method: "server.health" }));
+      expect((await reply).result.status).toBe("ok");
+      ws.close();
+      // Plain ws:// to the TLS port fails.
+      await expect(new Promise((resolve, reject) => {
+        const plain = new WebSocket(`ws://127.0.0.1:${ctl.port}/control`, { headers: { Authorization: `Bearer ${READER}` } });
+        plain.once("open", resolve);
+        plain.once("error", reject);
+      })).rejects.toThrow();
+    } finally {
+      await ctl.stop();
+      await s.stop();
+    }
+  });
+
+  it("refuses to run on the uWebSockets.js JavaScript fallback", async () => {
+    const { execFileSync } = await import("node:child_process");
+    const out = execFileSync(process.execPath, ["--input-type=module", "-e", "import('./dist/control/server.js').then((m) => { try { m.loadUws(); console.log('loaded'); } catch (e) { console.log(e.message); } })"], {
+      env: { ...process.env, UWS_USE_FALLBACK: "1" },
+      cwd: new URL("../..", import.meta.url).pathname,
+    }).toString();
+    expect(out).toContain("native addon did not load");
+  });
+});
