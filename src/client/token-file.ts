@@ -47,8 +47,8 @@ export function readTokenFile(path: string): string {
  * Writes `token` to `path` (with a trailing newline), creating the directory with mode
  * 0700; the file is written beside it and renamed into place with mode 0600, so a reader
  * never sees a partial token. Refuses a directory that is a symbolic link, belongs to
- * another user or is open to group or others (in a shared /tmp someone else may have made
- * it first).
+ * another user (root excepted) or that group or others may write to (in a shared /tmp
+ * someone else may have made it first).
  */
 export function writeTokenFile(path: string, token: string): void {
   const dir = dirname(path);
@@ -56,8 +56,10 @@ export function writeTokenFile(path: string, token: string): void {
   const st = lstatSync(dir);
   const uid = typeof process.getuid === "function" ? process.getuid() : undefined;
   if (!st.isDirectory()) throw new Error(`token directory ${dir} is not a directory`);
-  if (uid !== undefined && st.uid !== uid) throw new Error(`token directory ${dir} belongs to uid ${st.uid}, not ${uid}`);
-  if (uid !== undefined && (st.mode & 0o077) !== 0) throw new Error(`token directory ${dir} is open to other users (mode ${(st.mode & 0o777).toString(8)}); make it 0700`);
+  if (uid !== undefined && st.uid !== uid && st.uid !== 0) throw new Error(`token directory ${dir} belongs to uid ${st.uid}, not ${uid}`);
+  if (uid !== undefined && (st.mode & 0o022) !== 0) {
+    throw new Error(`token directory ${dir} is writable by other users (mode ${(st.mode & 0o777).toString(8)})`);
+  }
   const temp = `${path}.${process.pid}.tmp`;
   rmSync(temp, { force: true });
   writeFileSync(temp, `${token}\n`, { mode: 0o600, flag: "wx" });

@@ -2,6 +2,7 @@
 // (text frames, one JSON object each). Requests carry an id and get exactly one response;
 // the server's notifications (no id) carry live mapping events. The same types are used
 // by the server (src/control/server.ts) and the client SDK (src/client/).
+import { isIP } from "node:net";
 import { z } from "zod";
 
 export const PROTOCOL = "pcpd-control/1";
@@ -44,14 +45,14 @@ export const RpcErrors = {
   FORBIDDEN: -32001,
   /** Over the connection's request rate. */
   RATE_LIMITED: -32002,
-  /** The engine refused the operation (data: the PCP result code). */
+  /** The engine refused the operation (data: { result: the PCP result code }). */
   REFUSED: -32003,
   /** A shard did not answer (restarting, or the server is stopping). */
   UNAVAILABLE: -32004,
 } as const;
 
 // ---- shared value types ----
-const ip = z.string().refine((s) => /^[0-9a-fA-F:.]+$/.test(s) && s.length <= 45, "must be an IP address");
+const ip = z.string().max(45).refine((s) => isIP(s) !== 0, "must be an IPv4 or IPv6 address");
 const protocolNumber = z.number().int().min(1).max(255);
 const portNumber = z.number().int().min(1).max(65535);
 
@@ -75,13 +76,15 @@ export interface Mapping {
   /** Engine time (seconds since the shard started) when the MAP part / PEER part / hold ends; 0 = none. */
   mapExpiry: number;
   outExpiry: number;
+  /** Seconds until the mapping (or its hold) ends, from the shard's clock; null for a static mapping. */
+  expiresIn: number | null;
   filters: { prefixLength: number; port: number; address: string }[];
 }
 
 export interface MappingEventNotice {
   shard: number;
   kind: "create" | "refresh" | "delete" | "expire" | "release" | "update";
-  mapping: Omit<Mapping, "filters" | "shard">;
+  mapping: Omit<Mapping, "filters" | "shard" | "expiresIn">;
   /** Engine time of the event (seconds since the shard started). */
   time: number;
 }
@@ -172,5 +175,17 @@ export interface Results {
 
 /** Notification methods the server sends. */
 export const NOTIFY_EVENTS = "events.mapping";
-/** Sent (once per episode) when events were dropped because the subscriber read too slowly. */
+/**
+ * Sent once the subscriber has caught up after events were dropped because it read too
+ * slowly; `dropped` counts the events lost since the previous notice.
+ */
 export const NOTIFY_DROPPED = "events.dropped";
+
+/**
+ * Notification payloads. One subscription per connection: events.subscribe again replaces
+ * the filter (events already queued under the old one may still arrive).
+ */
+export interface Notifications {
+  [NOTIFY_EVENTS]: MappingEventNotice;
+  [NOTIFY_DROPPED]: { dropped: number };
+}

@@ -102,12 +102,13 @@ function toMapping(shard: number, m: MappingView): Mapping {
     preferFailure: (m.flags & W.MAPF_PREFER_FAILURE) !== 0,
     mapExpiry: m.mapExpiry,
     outExpiry: m.outExpiry,
+    expiresIn: m.flags & W.MAPF_STATIC ? null : Math.max(0, Math.max(m.mapExpiry, m.outExpiry) - m.now),
     filters: m.filters,
   };
 }
 
 function toNotice(shard: number, e: MappingEvent): MappingEventNotice {
-  const { filters: _none, shard: _shard, ...mapping } = toMapping(shard, { ...e, filters: [] });
+  const { filters: _none, shard: _shard, expiresIn: _later, ...mapping } = toMapping(shard, { ...e, filters: [], now: e.time });
   return { shard, kind: e.kind as MappingEventNotice["kind"], mapping, time: e.time };
 }
 

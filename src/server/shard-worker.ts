@@ -55,7 +55,7 @@ export type ShardTask =
   | { kind: "events"; on: boolean };
 
 /** A mapping as the control channel shows it: the engine's description plus its FILTERs. */
-export type MappingView = MappingEvent & { filters: { prefixLength: number; port: number; address: string }[] };
+export type MappingView = MappingEvent & { filters: { prefixLength: number; port: number; address: string }[]; now: number };
 
 /** Posted on the worker's parentPort while events are on (piscina re-emits it as the pool's "message"). */
 export interface EventsMessage {
@@ -218,7 +218,7 @@ function applyPool(s: Shard, next: Config): void {
 }
 
 function view(s: Shard, m: MappingEvent | undefined): MappingView | null {
-  return m ? { ...m, filters: s.engine.filters(m.mapping) } : null;
+  return m ? { ...m, filters: s.engine.filters(m.mapping), now: s.clock.seconds() } : null;
 }
 
 function stats(): ShardStats {
