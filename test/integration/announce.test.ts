@@ -162,7 +162,10 @@ describe("gratuitous announcements after an Epoch reset (in network namespaces)"
 
   it("item 118: first gap ≥ 250 ms, each later gap at least double, Epoch never going back", (ctx) => {
     if (skip) return ctx.skip(skip);
-    const JITTER = 15; // ms of receive-side timing noise on the veth link
+    // Timestamps are taken by the listener process when it gets to each datagram, so a busy
+    // machine (CI runs every test file at once) can make one gap look shorter by a few tens
+    // of ms; the sender's schedule itself is checked exactly in test/server/announce.test.ts.
+    const JITTER = 50;
     for (const list of [received("udp4", W.PCP_HEADER_SIZE), received("udp6", W.PCP_HEADER_SIZE), received("udp4", W.NATPMP_ADDRESS_RESPONSE_SIZE)]) {
       const at = list.map((l) => l.at!);
       const gaps = at.slice(1).map((t, i) => t - at[i]);
