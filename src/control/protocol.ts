@@ -157,6 +157,8 @@ export interface Results {
     natPmpResults: Record<string, number>;
     drops: Record<string, number>;
     packets: number;
+    /** Per second over the last sampling interval (10 s); null until two samples exist. */
+    rates: { intervalSeconds: number; packets: number; created: number; refreshed: number; deleted: number; expired: number } | null;
     shards: { shard: number; epoch: number; packets: number; mappings: number; subscribers: number; pool: { address: string; freeBlocks: number; retired: boolean }[] }[];
   };
   "mappings.list": { mappings: Mapping[]; next: string | null };

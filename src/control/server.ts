@@ -71,6 +71,8 @@ export interface ControlOptions {
   version: string;
   /** Re-reads the configuration source and applies it (the CLI's SIGHUP path). */
   reloadConfig: () => Promise<string[]>;
+  /** Sampling interval of the rates in stats.get (default RATE_INTERVAL_MS). */
+  rateIntervalMs?: number;
 }
 
 export interface RunningControl {
@@ -81,6 +83,8 @@ export interface RunningControl {
 }
 
 const digest = (s: string) => createHash("sha256").update(s).digest();
+/** Sampling interval of the rates in stats.get. */
+export const RATE_INTERVAL_MS = 10_000;
 const RESULT_NAMES = new Map(PCP_RESULT_LABELS);
 const DROP_NAMES = new Map(DROP_REASON_LABELS);
 
@@ -162,6 +166,27 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
   };
 
   const metrics = new Metrics();
+
+  // Rates for stats.get: counters sampled every rateIntervalMs; sums over the shards (a
+  // shard restart in the interval can make one negative: reported as 0).
+  type Sample = { at: number; packets: number; created: number; refreshed: number; deleted: number; expired: number };
+  const samples: Sample[] = [];
+  const sample = async () => {
+    const st = await server.stats();
+    const n = (k: string) => Number(st.engine[k] ?? 0n);
+    samples.push({ at: performance.now(), packets: st.shards.reduce((a, x) => a + Number(x.codec.packets), 0), created: n("created"), refreshed: n("refreshed"), deleted: n("deleted"), expired: n("expired") });
+    if (samples.length > 2) samples.shift();
+  };
+  const sampler = setInterval(() => void sample().catch(() => undefined), o.rateIntervalMs ?? RATE_INTERVAL_MS);
+  sampler.unref();
+  void sample().catch(() => undefined);
+  const rates = (): Results["stats.get"]["rates"] => {
+    if (samples.length < 2) return null;
+    const [a, b] = samples;
+    const seconds = (b.at - a.at) / 1000;
+    const per = (k: Exclude<keyof Sample, "at">) => Math.max(0, (b[k] - a[k]) / seconds);
+    return { intervalSeconds: Math.round(seconds * 10) / 10, packets: per("packets"), created: per("created"), refreshed: per("refreshed"), deleted: per("deleted"), expired: per("expired") };
+  };
   const sockets = new Set<UwsSocket<Connection>>();
   const subscribers = new Set<UwsSocket<Connection>>();
 
@@ -220,6 +245,7 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
         natPmpResults: named(sum((s) => s.codec.natPmpResults), (i) => String(i)),
         drops: named(sum((s) => s.codec.drops), (i) => DROP_NAMES.get(i)),
         packets: stats.shards.reduce((n, s) => n + Number(s.codec.packets), 0),
+        rates: rates(),
         shards: stats.shards.map((s) => ({
           shard: s.shard,
           epoch: s.epoch,
@@ -426,6 +452,7 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
     port,
     tokenFile,
     async stop() {
+      clearInterval(sampler);
       uws.us_listen_socket_close(listenSocket);
       for (const ws of sockets) ws.end(1001, "server stopping");
       sockets.clear();

@@ -41,6 +41,7 @@ beforeAll(async () => {
     server,
     log,
     version: "test",
+    rateIntervalMs: 250,
     reloadConfig: async () => {
       reloads++;
       return server.reload(configWith({ natPmp: "silent" }));
@@ -204,6 +205,20 @@ describe("methods", () => {
     expect((await c.call("subscribers.usage", { internalAddress: "10.9.0.5" })).result.shards).toEqual([{ shard: 0, mappings: 40, blocks: 1 }]);
     const stats = (await c.call("stats.get")).result;
     expect(stats.engine.mappings).toBe(2400);
+    // Rates: ~200 requests/s for 1.2 s, then the last 250 ms sample interval lies inside it.
+    const socket = dgram.createSocket("udp4");
+    await new Promise<void>((resolve) => socket.bind(0, AFTR, resolve));
+    for (let i = 0; i < 240; i++) {
+      socket.send(mapRequest({ client: AFTR, internalPort: 1000, nonce: nonceOf(0), lifetime: 3600 }, [thirdParty("10.9.0.0")]), server.addresses[0].port, UDP);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    socket.close();
+    const rates = (await c.call("stats.get")).result.rates;
+    expect(rates.intervalSeconds).toBeGreaterThanOrEqual(0.2);
+    expect(rates.packets).toBeGreaterThan(50);
+    expect(rates.packets).toBeLessThan(400);
+    expect(rates.refreshed).toBeGreaterThan(50);
+    expect(rates.created).toBe(0);
     expect(stats.pcpResults.SUCCESS).toBeGreaterThanOrEqual(2400);
     expect(stats.shards[0]).toMatchObject({ shard: 0, mappings: 2400 });
     c.ws.close();
