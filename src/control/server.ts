@@ -190,8 +190,14 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
   const sockets = new Set<UwsSocket<Connection>>();
   const subscribers = new Set<UwsSocket<Connection>>();
 
-  const sendJson = (ws: UwsSocket<Connection>, message: unknown): void => {
-    if (ws.getUserData().open) ws.send(JSON.stringify(message), false);
+  /** Sends one message; false if uWS dropped it (over maxBackpressure) or the socket is gone. */
+  const sendJson = (ws: UwsSocket<Connection>, message: unknown): boolean => {
+    if (!ws.getUserData().open) return false;
+    return ws.send(JSON.stringify(message), false) !== 2; // 2 = dropped by uWS
+  };
+  /** A reply that could not be queued: the client reads too slowly to be answered, so it is closed. */
+  const reply = (ws: UwsSocket<Connection>, message: unknown): void => {
+    if (!sendJson(ws, message) && ws.getUserData().open) ws.end(1013, "client too slow: reply dropped");
   };
 
   // ---- live events: fan-out with per-subscriber backpressure ----
@@ -200,12 +206,13 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
       const conn = ws.getUserData();
       const sub = conn.subscription!;
       const list = m.events.filter((e) => (!sub.kinds || sub.kinds.has(e.kind)) && selects(sub.filter, e));
-      if (list.length === 0) continue;
-      if (ws.getBufferedAmount() > c.eventBufferBytes) {
-        conn.dropped += list.length; // told in one events.dropped notice once it drains
-        continue;
+      // Checked per event: one batch (a mass expiry, a renumbering chunk) can be large.
+      for (let i = 0; i < list.length; i++) {
+        if (ws.getBufferedAmount() > c.eventBufferBytes || !sendJson(ws, { jsonrpc: "2.0", method: NOTIFY_EVENTS, params: toNotice(m.shard, list[i]) })) {
+          conn.dropped += list.length - i; // told in one events.dropped notice once it drains
+          break;
+        }
       }
-      for (const e of list) sendJson(ws, { jsonrpc: "2.0", method: NOTIFY_EVENTS, params: toNotice(m.shard, e) });
     }
   });
   const updateStreaming = async () => {
@@ -394,21 +401,20 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
         } catch {
           // answered with a null id
         }
-        sendJson(ws, failure(id, RpcErrors.RATE_LIMITED, `over ${c.requestsPerSecond} requests per second on this connection`));
+        reply(ws, failure(id, RpcErrors.RATE_LIMITED, `over ${c.requestsPerSecond} requests per second on this connection`));
         return;
       }
       conn.tokens -= 1;
       if (isBinary) {
-        sendJson(ws, failure(null, RpcErrors.INVALID_REQUEST, "binary frames are not accepted; send JSON text"));
+        reply(ws, failure(null, RpcErrors.INVALID_REQUEST, "binary frames are not accepted; send JSON text"));
         return;
       }
-      void dispatch(text, conn, ws).then((response) => sendJson(ws, response));
+      void dispatch(text, conn, ws).then((response) => reply(ws, response));
     },
     drain: (ws) => {
       const conn = ws.getUserData();
       if (conn.dropped > 0 && ws.getBufferedAmount() < c.eventBufferBytes / 2) {
-        sendJson(ws, { jsonrpc: "2.0", method: NOTIFY_DROPPED, params: { dropped: conn.dropped } });
-        conn.dropped = 0;
+        if (sendJson(ws, { jsonrpc: "2.0", method: NOTIFY_DROPPED, params: { dropped: conn.dropped } })) conn.dropped = 0;
       }
     },
     close: (ws) => {
