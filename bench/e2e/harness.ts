@@ -334,7 +334,11 @@ export function poolFor(mappings: number): string[] {
   return Array.from({ length: addresses }, (_, i) => `198.18.${i >> 8}.${i & 255}`);
 }
 
-/** The server's configuration for `mappings` live mappings; `control` replaces the default control section. */
+/**
+ * The server's configuration for `mappings` live mappings; `control` replaces the control
+ * section, which is off otherwise (the e2e bench reads counters from the stop log line and
+ * must not collide with a server already on the default control port).
+ */
 export function serverConfig(listen: string[], mappings: number, control?: Record<string, unknown>) {
   return {
     listen: { addresses: listen, port: PORT },
@@ -348,7 +352,7 @@ export function serverConfig(listen: string[], mappings: number, control?: Recor
     // "info" logs nothing per packet (only start, reload and stop), and the stop line
     // carries the engine's own counters, which are checked against the load generator's.
     log: { level: "info" },
-    ...(control ? { control } : {}),
+    control: control ?? { enabled: false },
   };
 }
 
