@@ -128,6 +128,8 @@ function redacted(c: Config): unknown {
   };
 }
 
+const totalPackets = (stats: Awaited<ReturnType<RunningServer["stats"]>>) => stats.shards.reduce((n, s) => n + Number(s.codec.packets), 0);
+
 const encodeCursor = (shard: number, record: number) => `${shard}:${record}`;
 function decodeCursor(cursor: string | undefined, shards: number): { shard: number; record: number } {
   if (cursor === undefined) return { shard: 0, record: 1 };
@@ -174,7 +176,7 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
   const sample = async () => {
     const st = await server.stats();
     const n = (k: string) => Number(st.engine[k] ?? 0n);
-    samples.push({ at: performance.now(), packets: st.shards.reduce((a, x) => a + Number(x.codec.packets), 0), created: n("created"), refreshed: n("refreshed"), deleted: n("deleted"), expired: n("expired") });
+    samples.push({ at: performance.now(), packets: totalPackets(st), created: n("created"), refreshed: n("refreshed"), deleted: n("deleted"), expired: n("expired") });
     if (samples.length > 2) samples.shift();
   };
   const sampler = setInterval(() => void sample().catch(() => undefined), o.rateIntervalMs ?? RATE_INTERVAL_MS);
@@ -221,7 +223,7 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
 
   // ---- methods ----
   const shards = server.shardEndpoints.length;
-  const everyShard = <T>(task: Parameters<RunningServer["everyShard"]>[0]) => server.everyShard<T>(task);
+  const everyShard = server.everyShard;
   const handlers: { [M in Method]: (params: any, conn: Connection, ws: UwsSocket<Connection>) => Promise<Results[M]> } = {
     "server.info": async (_p, conn) => {
       const epochs = await everyShard<number>({ kind: "ping" });
@@ -251,7 +253,7 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
         pcpResults: named(sum((s) => s.codec.pcpResults), (i) => RESULT_NAMES.get(i)),
         natPmpResults: named(sum((s) => s.codec.natPmpResults), (i) => String(i)),
         drops: named(sum((s) => s.codec.drops), (i) => DROP_NAMES.get(i)),
-        packets: stats.shards.reduce((n, s) => n + Number(s.codec.packets), 0),
+        packets: totalPackets(stats),
         rates: rates(),
         shards: stats.shards.map((s) => ({
           shard: s.shard,

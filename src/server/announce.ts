@@ -3,12 +3,11 @@
 // address on the interfaces the operator named, to 224.0.0.1:5350 and [ff02::1]:5350.
 // The first copy leaves at once, the gap to the second is firstGap (≥ 250 ms) and each
 // later gap doubles; at most 10 copies, each with the Epoch of the moment it is sent.
-// Each gap is timed from the previous send (plus 1 ms for timer granularity), so a late
-// timer never shortens the next gap below the RFC's minimum.
 import { networkInterfaces } from "node:os";
 import { isIPv6 } from "node:net";
 import * as W from "../wire.generated.js";
 import { ConfigError } from "../errors.js";
+import { sendRepeatedly } from "./repeat.js";
 
 export interface AnnounceTarget {
   /** Listen address whose socket sends (the unicast source the RFC requires). */
@@ -52,7 +51,7 @@ export interface AnnouncerOptions {
 }
 
 export class Announcer {
-  private timer: NodeJS.Timeout | undefined;
+  private cancel: (() => void) | undefined;
 
   constructor(private readonly o: AnnouncerOptions) {}
 
@@ -60,21 +59,12 @@ export class Announcer {
   start(): void {
     this.stop();
     if (this.o.targets.length === 0) return;
-    const gaps = announceGaps(this.o.count, this.o.firstGapMs);
-    const next = () => {
-      this.sendAll();
-      const gap = gaps.shift();
-      if (gap !== undefined) {
-        this.timer = setTimeout(next, gap + 1);
-        this.timer.unref();
-      }
-    };
-    next();
+    this.cancel = sendRepeatedly(announceGaps(this.o.count, this.o.firstGapMs), () => this.sendAll());
   }
 
   stop(): void {
-    clearTimeout(this.timer);
-    this.timer = undefined;
+    this.cancel?.();
+    this.cancel = undefined;
   }
 
   private sendAll(): void {

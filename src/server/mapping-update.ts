@@ -3,40 +3,34 @@
 // current Epoch, and no more once the client has refreshed (or the mapping ended).
 import * as W from "../wire.generated.js";
 import type { Unsolicited } from "../engine/packet-engine.js";
+import { sendRepeatedly } from "./repeat.js";
 
-/** Gaps before the second and third copies (the RFC's minimums; +1 ms for timer granularity). */
+/** Gaps before the second and third copies (the RFC's minimums). */
 export const UPDATE_GAPS_MS = [250, 500];
 
 export class MappingUpdater {
-  private readonly pending = new Map<number, NodeJS.Timeout>();
+  /** Mapping id → cancel of its remaining copies. */
+  private readonly pending = new Map<number, () => void>();
 
   constructor(private readonly send: (m: Unsolicited) => void, private readonly epoch: () => number) {}
 
   schedule(mapping: number, messages: Unsolicited[]): void {
     this.cancel(mapping);
     if (messages.length === 0) return;
-    const gaps = [...UPDATE_GAPS_MS];
-    const next = () => {
+    const sendAll = () => {
       const epoch = this.epoch();
       for (const m of messages) {
         new DataView(m.payload.buffer, m.payload.byteOffset).setUint32(W.HDR_EPOCH, epoch >>> 0);
         this.send(m);
       }
-      const gap = gaps.shift();
-      if (gap === undefined) {
-        this.pending.delete(mapping);
-        return;
-      }
-      const timer = setTimeout(next, gap + 1);
-      timer.unref();
-      this.pending.set(mapping, timer);
     };
-    next();
+    // The first copy goes now; `done` runs from a timer, after this entry is set.
+    this.pending.set(mapping, sendRepeatedly(UPDATE_GAPS_MS, sendAll, () => this.pending.delete(mapping)));
   }
 
   /** The client refreshed the mapping, or it ended: no more copies. */
   cancel(mapping: number): void {
-    clearTimeout(this.pending.get(mapping));
+    this.pending.get(mapping)?.();
     this.pending.delete(mapping);
   }
 
@@ -45,7 +39,7 @@ export class MappingUpdater {
   }
 
   stop(): void {
-    for (const t of this.pending.values()) clearTimeout(t);
+    for (const cancel of this.pending.values()) cancel();
     this.pending.clear();
   }
 }
