@@ -149,3 +149,13 @@ export const NONCE_RELAXED: u32 = 1; // a new nonce replaces the old one for the
 export const POOL_MAX_ADDRESSES: u32 = 256;
 export const MAX_BLOCKS_PER_SUBSCRIBER: u32 = 8;
 export const SCRATCH_SIZE: u32 = 64;
+
+// ---- Listing (control channel): records in event layout, selected inside the engine ----
+export const LIST_MAX: u32 = 1000; // records per listScan call
+export const LISTSEL_INTERNAL: u32 = 1; // internal address = scratch[0..16]
+export const LISTSEL_POOL: u32 = 2; // external address = pool entry
+export const LISTSEL_PROTOCOL: u32 = 4;
+export const LISTSEL_KIND: u32 = 8; // LISTKIND_*
+export const LISTKIND_DYNAMIC: u32 = 0;
+export const LISTKIND_STATIC: u32 = 1;
+export const LISTKIND_HELD: u32 = 2;

@@ -1847,6 +1847,48 @@ export function describeMapping(m: u32): bool {
   return true;
 }
 
+const listOut = memory.data(<i32>(A.LIST_MAX * A.EVENT_SIZE), 16);
+let listNextId: u32 = 0;
+
+function kindOf(flags: u32): u32 {
+  return flags & A.MAPF_STATIC ? A.LISTKIND_STATIC : flags & A.MAPF_HELD ? A.LISTKIND_HELD : A.LISTKIND_DYNAMIC;
+}
+
+/**
+ * Listing without a call per record: visits record ids from `from` on (at most `scan` of
+ * them), writes those the selector accepts (at most `limit` ≤ LIST_MAX) into listBase()
+ * in event layout, and returns how many; listNext() is the id to go on from (0: done).
+ * Selector: `sel` bits LISTSEL_*, the internal address in scratch[0..16].
+ */
+export function listScan(from: u32, scan: u32, limit: u32, sel: u32, protocol: u32, pool: u32, kind: u32): u32 {
+  const used = mappings.used;
+  if (limit > A.LIST_MAX) limit = A.LIST_MAX;
+  let m: u32 = from < 1 ? 1 : from;
+  const end = min<u32>(used + 1, m + scan);
+  let n: u32 = 0;
+  for (; m < end && n < limit; m++) {
+    const r = mappings.at(m);
+    const sub = load<u32>(r + M_SUB);
+    if (sub == 0) continue;
+    if (sel & A.LISTSEL_PROTOCOL && <u32>load<u8>(r + M_PROTOCOL) != protocol) continue;
+    if (sel & A.LISTSEL_POOL && <u32>load<u16>(r + M_POOL) != pool) continue;
+    if (sel & A.LISTSEL_KIND && kindOf(load<u8>(r + M_FLAGS)) != kind) continue;
+    if (sel & A.LISTSEL_INTERNAL && !addrEqual(subscribers.at(sub) + S_ADDR, scratch)) continue;
+    describeInto(listOut + n * A.EVENT_SIZE, m);
+    n++;
+  }
+  listNextId = m > used ? 0 : m;
+  return n;
+}
+
+export function listBase(): usize {
+  return listOut;
+}
+
+export function listNext(): u32 {
+  return listNextId;
+}
+
 /**
  * Writes FILTER `k` (0-based) of mapping `m` into scratch: prefix length (u8), port (u16
  * at 2), remote address (16 bytes at 4). False past the last one. The dataplane enforces

@@ -237,6 +237,14 @@ export const NONCE_RELAXED = 1; // a new nonce replaces the old one for the same
 export const POOL_MAX_ADDRESSES = 256;
 export const MAX_BLOCKS_PER_SUBSCRIBER = 8;
 export const SCRATCH_SIZE = 64;
+export const LIST_MAX = 1000; // records per listScan call
+export const LISTSEL_INTERNAL = 1; // internal address = scratch[0..16]
+export const LISTSEL_POOL = 2; // external address = pool entry
+export const LISTSEL_PROTOCOL = 4;
+export const LISTSEL_KIND = 8; // LISTKIND_*
+export const LISTKIND_DYNAMIC = 0;
+export const LISTKIND_STATIC = 1;
+export const LISTKIND_HELD = 2;
 
 /** Every constant above, by name (used to check the mirror against the module). */
 export const ALL_CONSTANTS: Readonly<Record<string, number>> = {
@@ -474,4 +482,12 @@ export const ALL_CONSTANTS: Readonly<Record<string, number>> = {
   POOL_MAX_ADDRESSES,
   MAX_BLOCKS_PER_SUBSCRIBER,
   SCRATCH_SIZE,
+  LIST_MAX,
+  LISTSEL_INTERNAL,
+  LISTSEL_POOL,
+  LISTSEL_PROTOCOL,
+  LISTSEL_KIND,
+  LISTKIND_DYNAMIC,
+  LISTKIND_STATIC,
+  LISTKIND_HELD,
 };

@@ -12,10 +12,11 @@ import type { TemplatedApp, WebSocket as UwsSocket, us_listen_socket } from "uWe
 import * as W from "../wire.generated.js";
 import type { Config } from "../config/schema.js";
 import type { RunningServer } from "../server/server.js";
-import { mappingKind, selects, type EventsMessage, type MappingView } from "../server/shard-worker.js";
-import type { MappingEvent } from "../engine/packet-engine.js";
+import type { ShardStats } from "../server/shard-worker.js";
+import { mappingKind, selects } from "../server/shard-worker.js";
+import { decodeRecords, type Filter, type MappingEvent, type MappingRecords } from "../engine/packet-engine.js";
 import { defaultTokenFile, writeTokenFile } from "../client/token-file.js";
-import { DROP_REASON_LABELS, Metrics, PCP_RESULT_LABELS } from "./metrics.js";
+import { DROP_REASON_LABELS, Metrics, NATPMP_RESULT_LABELS, PCP_RESULT_LABELS } from "./metrics.js";
 import {
   ADMIN_METHODS,
   CONTROL_PATH,
@@ -86,9 +87,8 @@ const digest = (s: string) => createHash("sha256").update(s).digest();
 /** Sampling interval of the rates in stats.get. */
 export const RATE_INTERVAL_MS = 10_000;
 const RESULT_NAMES = new Map(PCP_RESULT_LABELS);
-const DROP_NAMES = new Map(DROP_REASON_LABELS);
 
-function toMapping(shard: number, m: MappingView): Mapping {
+function toMapping(shard: number, m: MappingEvent, filters: Filter[], now: number): Mapping {
   return {
     shard,
     id: m.mapping,
@@ -106,13 +106,18 @@ function toMapping(shard: number, m: MappingView): Mapping {
     preferFailure: (m.flags & W.MAPF_PREFER_FAILURE) !== 0,
     mapExpiry: m.mapExpiry,
     outExpiry: m.outExpiry,
-    expiresIn: m.flags & W.MAPF_STATIC ? null : Math.max(0, Math.max(m.mapExpiry, m.outExpiry) - m.now),
-    filters: m.filters,
+    expiresIn: m.flags & W.MAPF_STATIC ? null : Math.max(0, Math.max(m.mapExpiry, m.outExpiry) - now),
+    filters,
   };
 }
 
+/** Mappings from a shard's records (a listing page or a lookup). */
+function toMappings(shard: number, r: MappingRecords): Mapping[] {
+  return decodeRecords(r).map((m, i) => toMapping(shard, m, r.filters?.[i] ?? [], r.now ?? m.time));
+}
+
 function toNotice(shard: number, e: MappingEvent): MappingEventNotice {
-  const { filters: _none, shard: _shard, expiresIn: _later, ...mapping } = toMapping(shard, { ...e, filters: [], now: e.time });
+  const { filters: _none, shard: _shard, expiresIn: _later, ...mapping } = toMapping(shard, e, [], e.time);
   return { shard, kind: e.kind as MappingEventNotice["kind"], mapping, time: e.time };
 }
 
@@ -174,7 +179,7 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
   type Sample = { at: number; packets: number; created: number; refreshed: number; deleted: number; expired: number };
   const samples: Sample[] = [];
   const sample = async () => {
-    const st = await server.stats();
+    const st = server.stats();
     const n = (k: string) => Number(st.engine[k] ?? 0n);
     samples.push({ at: performance.now(), packets: totalPackets(st), created: n("created"), refreshed: n("refreshed"), deleted: n("deleted"), expired: n("expired") });
     if (samples.length > 2) samples.shift();
@@ -203,11 +208,15 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
   };
 
   // ---- live events: fan-out with per-subscriber backpressure ----
-  server.onEvents((m: EventsMessage) => {
+  const poolNames: string[][] = []; // per shard, as its event messages last named them
+  server.onEvents((m) => {
+    if (m.events.pool) poolNames[m.shard] = m.events.pool;
+    if (subscribers.size === 0) return;
+    const events = decodeRecords(m.events, poolNames[m.shard]);
     for (const ws of subscribers) {
       const conn = ws.getUserData();
       const sub = conn.subscription!;
-      const list = m.events.filter((e) => (!sub.kinds || sub.kinds.has(e.kind)) && selects(sub.filter, e));
+      const list = events.filter((e) => (!sub.kinds || sub.kinds.has(e.kind)) && selects(sub.filter, e));
       // Checked per event: one batch (a mass expiry, a renumbering chunk) can be large.
       for (let i = 0; i < list.length; i++) {
         if (ws.getBufferedAmount() > c.eventBufferBytes || !sendJson(ws, { jsonrpc: "2.0", method: NOTIFY_EVENTS, params: toNotice(m.shard, list[i]) })) {
@@ -226,7 +235,7 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
   const everyShard = server.everyShard;
   const handlers: { [M in Method]: (params: any, conn: Connection, ws: UwsSocket<Connection>) => Promise<Results[M]> } = {
     "server.info": async (_p, conn) => {
-      const epochs = await everyShard<number>({ kind: "ping" });
+      const epochs = server.epochs();
       return {
         protocol: PROTOCOL,
         version: o.version,
@@ -243,16 +252,24 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
       return { status: up.every((s) => s.up) ? "ok" : "degraded", shards: up };
     },
     "stats.get": async () => {
-      const stats = await server.stats();
-      const named = (values: bigint[], names: (i: number) => string | undefined) =>
-        Object.fromEntries(values.flatMap((v, i) => (names(i) ? [[names(i)!, Number(v)]] : [])));
-      const sum = (pick: (s: (typeof stats.shards)[number]) => bigint[]) =>
-        stats.shards.map(pick).reduce((a, b) => a.map((v, i) => v + b[i]));
+      const stats = server.stats();
+      /** Counter `code` summed over the shards, under its name, for every named code. */
+      const named = (labels: readonly [number, string][], pick: (s: ShardStats) => bigint[]) => {
+        const out: Record<string, number> = {};
+        for (const [code, name] of labels) {
+          let total = 0;
+          for (const s of stats.shards) total += Number(pick(s)[code] ?? 0n);
+          out[name] = total;
+        }
+        return out;
+      };
+      const engine: Record<string, number> = {};
+      for (const k in stats.engine) engine[k] = Number(stats.engine[k]);
       return {
-        engine: Object.fromEntries(Object.entries(stats.engine).map(([k, v]) => [k, Number(v)])),
-        pcpResults: named(sum((s) => s.codec.pcpResults), (i) => RESULT_NAMES.get(i)),
-        natPmpResults: named(sum((s) => s.codec.natPmpResults), (i) => String(i)),
-        drops: named(sum((s) => s.codec.drops), (i) => DROP_NAMES.get(i)),
+        engine,
+        pcpResults: named(PCP_RESULT_LABELS, (s) => s.codec.pcpResults),
+        natPmpResults: named(NATPMP_RESULT_LABELS, (s) => s.codec.natPmpResults),
+        drops: named(DROP_REASON_LABELS, (s) => s.codec.drops),
         packets: totalPackets(stats),
         rates: rates(),
         shards: stats.shards.map((s) => ({
@@ -269,8 +286,8 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
       let { shard, record } = decodeCursor(p.cursor, shards);
       const out: Mapping[] = [];
       // One bounded scan per task; a page may come back short with a cursor to go on from.
-      const page = await server.task<{ mappings: MappingView[]; next: number }>(shard, { kind: "list", from: record, limit: p.limit, select: p.filter });
-      out.push(...page.mappings.map((m) => toMapping(shard, m)));
+      const page = await server.task<{ records: MappingRecords; next: number }>(shard, { kind: "list", from: record, limit: p.limit, select: p.filter });
+      out.push(...toMappings(shard, page.records));
       record = page.next;
       if (record === 0) {
         shard++;
@@ -279,19 +296,20 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
       return { mappings: out, next: shard < shards ? encodeCursor(shard, record) : null };
     },
     "mappings.get": async (p) => {
-      const found = await everyShard<MappingView | null>(
+      const found = await everyShard<MappingRecords>(
         "externalAddress" in p
           ? { kind: "lookupExternal", externalAddress: p.externalAddress, protocol: p.protocol, externalPort: p.externalPort }
           : { kind: "lookup", internalAddress: p.internalAddress, protocol: p.protocol, internalPort: p.internalPort, family: p.family ?? (isIPv6(p.internalAddress) ? 6 : 4) },
       );
-      const shard = found.findIndex((m) => m !== null);
-      return { mapping: shard < 0 ? null : toMapping(shard, found[shard]!) };
+      const shard = found.findIndex((r) => r.bytes.length > 0);
+      return { mapping: shard < 0 ? null : toMappings(shard, found[shard])[0] };
     },
     "mappings.addStatic": async (p) => {
       const shard = server.shardOfExternalPort(p.externalPort);
-      const r = await server.task<{ result: number; mapping: MappingView | null }>(shard, { kind: "addStatic", ...p });
-      if (r.result !== W.RESULT_SUCCESS || !r.mapping) throw new RpcError(RpcErrors.REFUSED, `refused: ${RESULT_NAMES.get(r.result) ?? r.result}`, { result: r.result });
-      return { mapping: toMapping(shard, r.mapping) };
+      const r = await server.task<{ result: number; mapping: MappingRecords | null }>(shard, { kind: "addStatic", ...p });
+      const mapping = r.mapping ? toMappings(shard, r.mapping)[0] : undefined;
+      if (r.result !== W.RESULT_SUCCESS || !mapping) throw new RpcError(RpcErrors.REFUSED, `refused: ${RESULT_NAMES.get(r.result) ?? r.result}`, { result: r.result });
+      return { mapping };
     },
     "mappings.removeStatic": async (p) => {
       const results = await everyShard<number>({ kind: "removeStatic", internalAddress: p.internalAddress, protocol: p.protocol, internalPort: p.internalPort, family: p.family ?? 4 });
@@ -306,7 +324,7 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
       const counts = await everyShard<number>({ kind: "deleteSubscriber", internalAddress: p.internalAddress });
       return { deleted: counts.reduce((a, b) => a + b, 0) };
     },
-    "epoch.get": async () => ({ shards: (await everyShard<number>({ kind: "ping" })).map((epoch, shard) => ({ shard, epoch })) }),
+    "epoch.get": async () => ({ shards: server.epochs().map((epoch, shard) => ({ shard, epoch })) }),
     "epoch.reset": async (p: { shard: number }) => {
       if (p.shard >= shards) throw new RpcError(RpcErrors.INVALID_PARAMS, `shard: ${p.shard} does not exist (0..${shards - 1})`);
       await server.resetShard(p.shard);
@@ -436,7 +454,7 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
   };
   app.get("/metrics", (res) =>
     respond(res, async () => {
-      const stats = await server.stats();
+      const stats = server.stats();
       metrics.update(stats, { shardsUp: server.threads().map((t) => t !== undefined) });
       return { status: "200 OK", type: metrics.contentType, body: await metrics.render() };
     }),

@@ -51,6 +51,9 @@ export interface EngineExports {
   describeMapping(m: number): number;
   mappingsUsed(): number;
   mappingFilter(m: number, k: number): number;
+  listScan(from: number, scan: number, limit: number, sel: number, protocol: number, pool: number, kind: number): number;
+  listBase(): number;
+  listNext(): number;
   subscriberMappings(): number;
   subscriberBlocks(): number;
   setPrefetch(on: number): void;
@@ -152,6 +155,76 @@ export interface MappingEvent {
 }
 const EVENT_KINDS: MappingEvent["kind"][] = ["none", "create", "refresh", "delete", "expire", "release", "update"];
 
+/** A FILTER of a mapping, as the dataplane enforces it [RFC 6887 §13.3]. */
+export interface Filter {
+  prefixLength: number;
+  port: number;
+  address: string;
+}
+
+/**
+ * Mapping records as they leave the engine's thread: bytes in event layout (EVENT_SIZE
+ * each) and what decoding them needs, so the packet thread copies instead of building
+ * objects, and the reader decodes (decodeRecords).
+ */
+export interface MappingRecords {
+  bytes: Uint8Array;
+  /** External address of each pool index (omitted on an event batch when unchanged since the last one). */
+  pool?: string[];
+  /** Engine time when the records were read (listings and lookups). */
+  now?: number;
+  /** FILTERs of record i, for the records that have some (listings and lookups only). */
+  filters?: Record<number, Filter[]>;
+}
+
+/** Which mappings a listing keeps (every field optional). */
+export interface RecordSelector {
+  internalAddress?: string;
+  /** Pool index of the external address. */
+  pool?: number;
+  protocol?: number;
+  kind?: "dynamic" | "static" | "held";
+}
+
+const LIST_KINDS = { dynamic: W.LISTKIND_DYNAMIC, static: W.LISTKIND_STATIC, held: W.LISTKIND_HELD } as const;
+
+/** One event-layout record at `at`; `pool` names pool indexes. */
+function readEvent(view: DataView, bytes: Uint8Array, at: number, pool: (index: number) => string): MappingEvent {
+  return {
+    kind: EVENT_KINDS[view.getUint8(at + W.EV_KIND)] ?? "none",
+    protocol: view.getUint8(at + W.EV_PROTOCOL),
+    flags: view.getUint8(at + W.EV_FLAGS),
+    family: view.getUint8(at + W.EV_FAMILY) ? 6 : 4,
+    internalAddress: formatAddress16(bytes.subarray(at + W.EV_INTERNAL_ADDR, at + W.EV_INTERNAL_ADDR + 16)),
+    realm: view.getUint32(at + W.EV_REALM, true),
+    internalPort: view.getUint16(at + W.EV_INTERNAL_PORT, true),
+    externalAddress: pool(view.getUint16(at + W.EV_POOL_INDEX, true)),
+    externalPort: view.getUint16(at + W.EV_EXTERNAL_PORT, true),
+    clientPort: view.getUint16(at + W.EV_CLIENT_PORT, true),
+    mapExpiry: view.getUint32(at + W.EV_MAP_EXPIRY, true),
+    outExpiry: view.getUint32(at + W.EV_OUT_EXPIRY, true),
+    mapping: view.getUint32(at + W.EV_MAPPING, true),
+    time: view.getUint32(at + W.EV_TIME, true),
+  };
+}
+
+/** Decodes records; `pool` names the pool indexes when the records carry no names of their own. */
+export function decodeRecords(r: MappingRecords, pool: string[] = r.pool ?? []): MappingEvent[] {
+  const view = new DataView(r.bytes.buffer, r.bytes.byteOffset, r.bytes.byteLength);
+  const name = (i: number) => pool[i] ?? `pool#${i}`;
+  const out: MappingEvent[] = [];
+  for (let at = 0; at + W.EVENT_SIZE <= r.bytes.length; at += W.EVENT_SIZE) out.push(readEvent(view, r.bytes, at, name));
+  return out;
+}
+
+/** Kind and record id of each record, without decoding the rest. */
+export function recordKinds(r: MappingRecords): { kind: number; mapping: number }[] {
+  const view = new DataView(r.bytes.buffer, r.bytes.byteOffset, r.bytes.byteLength);
+  const out = [];
+  for (let at = 0; at + W.EVENT_SIZE <= r.bytes.length; at += W.EVENT_SIZE) out.push({ kind: view.getUint8(at + W.EV_KIND), mapping: view.getUint32(at + W.EV_MAPPING, true) });
+  return out;
+}
+
 export interface Datagram {
   payload: Uint8Array;
   /** 16-byte source address (IPv4 v4-mapped), see src/net/address.ts. */
@@ -202,6 +275,37 @@ export interface CodecStats {
   drops: bigint[];
 }
 
+/** Engine counters from a counters block (STATS_SIZE bytes at `at`). */
+export function readEngineStats(view: DataView, at: number): Record<string, bigint> {
+  const read = (o: number) => view.getBigUint64(at + o, true);
+  return {
+    mappings: read(W.STATS_MAPPINGS),
+    held: read(W.STATS_HELD),
+    subscribers: read(W.STATS_SUBSCRIBERS),
+    blocks: read(W.STATS_BLOCKS),
+    peers: read(W.STATS_PEERS),
+    filters: read(W.STATS_FILTERS),
+    created: read(W.STATS_CREATED),
+    refreshed: read(W.STATS_REFRESHED),
+    deleted: read(W.STATS_DELETED),
+    expired: read(W.STATS_EXPIRED),
+    released: read(W.STATS_RELEASED),
+    eventsLost: read(W.STATS_EVENTS_LOST),
+  };
+}
+
+/** Codec counters from a counters block (STATS_SIZE bytes at `at`). */
+export function readCodecStats(view: DataView, at: number): CodecStats {
+  const read = (offset: number, n: number) => Array.from({ length: n }, (_, i) => view.getBigUint64(at + offset + 8 * i, true));
+  return {
+    packets: view.getBigUint64(at + W.STATS_PACKETS, true),
+    parsed: view.getBigUint64(at + W.STATS_PARSED, true),
+    pcpResults: read(W.STATS_PCP_RESULT, W.RESULT_CODE_LIMIT),
+    natPmpResults: read(W.STATS_NATPMP_RESULT, W.NATPMP_RESULT_CODE_LIMIT),
+    drops: read(W.STATS_DROP, W.DROP_REASON_LIMIT),
+  };
+}
+
 const modules = new Map<Build, WebAssembly.Module>();
 
 export function wasmUrl(build: Build): URL {
@@ -231,6 +335,7 @@ export class PacketEngine {
   private readonly statsAt: number;
   private bytes: Uint8Array;
   private view: DataView;
+  private readonly poolNames: string[] = [];
 
   constructor(build: Build = "release", config: CodecConfig = DEFAULT_CODEC_CONFIG) {
     const instance = new WebAssembly.Instance(compile(build), {});
@@ -405,30 +510,24 @@ export class PacketEngine {
     return this.exports.expire(now >>> 0, budget >>> 0);
   }
 
+  /** External address of pool entry `index` (an entry's address never changes). */
   poolAddress(index: number): string {
-    const at = this.exports.poolAddressAt(index);
-    this.mem();
-    return formatAddress16(this.bytes.slice(at, at + 16));
+    let name = this.poolNames[index];
+    if (name === undefined) {
+      const at = this.exports.poolAddressAt(index);
+      this.mem();
+      name = this.poolNames[index] = formatAddress16(this.bytes.slice(at, at + 16));
+    }
+    return name;
+  }
+
+  /** External address of every pool entry, by index. */
+  poolList(): string[] {
+    return Array.from({ length: this.exports.poolSize() }, (_, i) => this.poolAddress(i));
   }
 
   private decodeEvent(at: number): MappingEvent {
-    const view = this.mem();
-    return {
-      kind: EVENT_KINDS[view.getUint8(at + W.EV_KIND)] ?? "none",
-      protocol: view.getUint8(at + W.EV_PROTOCOL),
-      flags: view.getUint8(at + W.EV_FLAGS),
-      family: view.getUint8(at + W.EV_FAMILY) ? 6 : 4,
-      internalAddress: formatAddress16(this.bytes.slice(at + W.EV_INTERNAL_ADDR, at + W.EV_INTERNAL_ADDR + 16)),
-      realm: view.getUint32(at + W.EV_REALM, true),
-      internalPort: view.getUint16(at + W.EV_INTERNAL_PORT, true),
-      externalAddress: this.poolAddress(view.getUint16(at + W.EV_POOL_INDEX, true)),
-      externalPort: view.getUint16(at + W.EV_EXTERNAL_PORT, true),
-      clientPort: view.getUint16(at + W.EV_CLIENT_PORT, true),
-      mapExpiry: view.getUint32(at + W.EV_MAP_EXPIRY, true),
-      outExpiry: view.getUint32(at + W.EV_OUT_EXPIRY, true),
-      mapping: view.getUint32(at + W.EV_MAPPING, true),
-      time: view.getUint32(at + W.EV_TIME, true),
-    };
+    return readEvent(this.mem(), this.bytes, at, (i) => this.poolAddress(i));
   }
 
   /** Drops every pending event without decoding it (nobody is listening). */
@@ -449,25 +548,75 @@ export class PacketEngine {
     return out;
   }
 
+  /** Takes every pending event off the ring as records (a copy; no pool names, no FILTERs). */
+  drainRecords(): MappingRecords {
+    const x = this.exports;
+    const tail = x.eventsTail() >>> 0;
+    const n = (x.eventsHead() - tail) >>> 0;
+    const bytes = new Uint8Array(n * W.EVENT_SIZE);
+    this.mem();
+    const base = x.eventsBase();
+    const first = tail & (W.EVENT_CAPACITY - 1);
+    const straight = Math.min(n, W.EVENT_CAPACITY - first); // the ring wraps after this many
+    bytes.set(this.bytes.subarray(base + first * W.EVENT_SIZE, base + (first + straight) * W.EVENT_SIZE), 0);
+    bytes.set(this.bytes.subarray(base, base + (n - straight) * W.EVENT_SIZE), straight * W.EVENT_SIZE);
+    x.eventsConsume(n);
+    return { bytes };
+  }
+
+  /** Copies `n` event-layout records at `at` with the FILTERs of those that have some. */
+  private records(at: number, n: number, now: number): MappingRecords {
+    this.mem();
+    const bytes = this.bytes.slice(at, at + n * W.EVENT_SIZE);
+    const view = new DataView(bytes.buffer);
+    const filters: Record<number, Filter[]> = {};
+    for (let i = 0; i < n; i++) {
+      const list = this.filters(view.getUint32(i * W.EVENT_SIZE + W.EV_MAPPING, true));
+      if (list.length > 0) filters[i] = list;
+    }
+    return { bytes, pool: this.poolList(), now, filters };
+  }
+
+  /** The live (or held) mapping of an internal endpoint as records (none or one). */
+  lookupRecords(internalAddress: string, protocol: number, internalPort: number, family: 4 | 6, now: number): MappingRecords {
+    this.writeScratch(0, toAddress16(internalAddress));
+    return this.recordOf(this.exports.lookupMapping(protocol, internalPort, family === 6 ? 1 : 0), now);
+  }
+
+  /** The mapping (live or held) owning an external address:port as records (none or one). */
+  lookupExternalRecords(externalAddress: string, protocol: number, externalPort: number, now: number): MappingRecords {
+    const pool = this.poolList().indexOf(externalAddress);
+    return this.recordOf(pool < 0 ? 0 : this.exports.lookupExternal(pool, protocol, externalPort), now);
+  }
+
+  private recordOf(m: number, now: number): MappingRecords {
+    const found = m !== 0 && this.exports.describeMapping(m) !== 0;
+    return this.records(this.exports.scratchBase(), found ? 1 : 0, now);
+  }
+
+  /**
+   * A listing page selected inside the engine: mappings with record ids from `from` on,
+   * visiting at most `scan` ids, at most `limit` (≤ LIST_MAX) kept; `next` is the id to go
+   * on from (0 when the table is done).
+   */
+  listRecords(from: number, limit: number, scan: number, select: RecordSelector, now: number): { records: MappingRecords; next: number } {
+    let sel = 0;
+    if (select.internalAddress !== undefined) {
+      this.writeScratch(0, toAddress16(select.internalAddress));
+      sel |= W.LISTSEL_INTERNAL;
+    }
+    if (select.pool !== undefined) sel |= W.LISTSEL_POOL;
+    if (select.protocol !== undefined) sel |= W.LISTSEL_PROTOCOL;
+    if (select.kind !== undefined) sel |= W.LISTSEL_KIND;
+    const x = this.exports;
+    const n = x.listScan(Math.max(1, from), scan, Math.min(limit, W.LIST_MAX), sel, select.protocol ?? 0, select.pool ?? 0, LIST_KINDS[select.kind ?? "dynamic"]);
+    return { records: this.records(x.listBase(), n, now), next: x.listNext() };
+  }
+
   /** The mapping record `m` in event form (kind "none"), or undefined. */
   describe(m: number): MappingEvent | undefined {
     if (!m || !this.exports.describeMapping(m)) return undefined;
     return this.decodeEvent(this.exports.scratchBase());
-  }
-
-  /**
-   * Mappings with record ids from `from` on, visiting at most `scan` ids; returns those
-   * `keep` accepts (at most `limit`) and the id to continue from (0 when the table is done).
-   */
-  list(from: number, limit: number, scan: number, keep: (m: MappingEvent) => boolean): { mappings: MappingEvent[]; next: number } {
-    const used = this.exports.mappingsUsed();
-    const out: MappingEvent[] = [];
-    let m = Math.max(1, from);
-    for (const end = Math.min(used, m + scan - 1); m <= end && out.length < limit; m++) {
-      const d = this.describe(m);
-      if (d && keep(d)) out.push(d);
-    }
-    return { mappings: out, next: m > used ? 0 : m };
   }
 
   /** The live (or held) mapping of an internal endpoint. */
@@ -566,35 +715,16 @@ export class PacketEngine {
   }
 
   engineStats(): Record<string, bigint> {
-    const view = this.mem();
-    const at = this.statsAt;
-    const read = (o: number) => view.getBigUint64(at + o, true);
-    return {
-      mappings: read(W.STATS_MAPPINGS),
-      held: read(W.STATS_HELD),
-      subscribers: read(W.STATS_SUBSCRIBERS),
-      blocks: read(W.STATS_BLOCKS),
-      peers: read(W.STATS_PEERS),
-      filters: read(W.STATS_FILTERS),
-      created: read(W.STATS_CREATED),
-      refreshed: read(W.STATS_REFRESHED),
-      deleted: read(W.STATS_DELETED),
-      expired: read(W.STATS_EXPIRED),
-      released: read(W.STATS_RELEASED),
-      eventsLost: read(W.STATS_EVENTS_LOST),
-    };
+    return readEngineStats(this.mem(), this.statsAt);
   }
 
   stats(): CodecStats {
-    const view = this.mem();
-    const read = (offset: number, n: number) =>
-      Array.from({ length: n }, (_, i) => view.getBigUint64(this.statsAt + offset + 8 * i, true));
-    return {
-      packets: view.getBigUint64(this.statsAt + W.STATS_PACKETS, true),
-      parsed: view.getBigUint64(this.statsAt + W.STATS_PARSED, true),
-      pcpResults: read(W.STATS_PCP_RESULT, W.RESULT_CODE_LIMIT),
-      natPmpResults: read(W.STATS_NATPMP_RESULT, W.NATPMP_RESULT_CODE_LIMIT),
-      drops: read(W.STATS_DROP, W.DROP_REASON_LIMIT),
-    };
+    return readCodecStats(this.mem(), this.statsAt);
+  }
+
+  /** The counters block (STATS_SIZE bytes) as a view into module memory, for copying. */
+  statsBytes(): Uint8Array {
+    this.mem();
+    return this.bytes.subarray(this.statsAt, this.statsAt + W.STATS_SIZE);
   }
 }

@@ -6,7 +6,7 @@ import dgram from "node:dgram";
 import { isIPv6 } from "node:net";
 import * as W from "../wire.generated.js";
 import { toAddress16 } from "../net/address.js";
-import type { MappingEvent, PacketEngine } from "../engine/packet-engine.js";
+import type { MappingRecords, PacketEngine } from "../engine/packet-engine.js";
 import { MonotonicClock } from "../server/clock.js";
 import type { RateLimiter } from "../server/rate-limit.js";
 
@@ -22,10 +22,12 @@ export interface ListenerOptions {
   clock: MonotonicClock;
   /** INGRESS_* bits for a source address (the interface/subnet policy). */
   classify: (source: string) => number;
-  /** Receives the engine's mapping events after every batch. */
-  onEvents?: (events: MappingEvent[]) => void;
-  /** Whether onEvents wants them now; if not they are dropped undecoded (the hot path). */
+  /** Receives the engine's mapping events after every batch, as records (decodeRecords). */
+  onEvents?: (events: MappingRecords) => void;
+  /** Whether onEvents wants them now; if not they are dropped uncopied (the hot path). */
   wantsEvents?: () => boolean;
+  /** Runs after the engine served a batch, before its replies are sent, and after expiry (publishing counters). */
+  afterBatch?: () => void;
   /** Expiry work per second (wheel entries visited). */
   expiryBudget?: number;
   /** Marks datagrams of sources over their rate as overloaded. */
@@ -132,6 +134,7 @@ export class UdpListener {
         engine.loadSlot(i, p.payload, s.address16, p.port, s.ingress, limiter ? !limiter.allow(p.address, now, s.aggregate) : false);
       }
       engine.serve(batch.length, clock.epoch(), clock.seconds());
+      this.o.afterBatch?.();
       for (let i = 0; i < batch.length; i++) {
         const reply = engine.reply(i);
         if (reply) batch[i].socket.send(Buffer.from(reply), batch[i].port, batch[i].address); // a copy: the slot is reused
@@ -146,13 +149,14 @@ export class UdpListener {
       engine.discardEvents();
       return;
     }
-    const events = engine.drainEvents();
-    if (events.length > 0) onEvents(events);
+    const events = engine.drainRecords();
+    if (events.bytes.length > 0) onEvents(events);
   }
 
   private expire(): void {
     const { engine, clock } = this.o;
     engine.expire(clock.seconds(), this.o.expiryBudget ?? 100_000);
+    this.o.afterBatch?.();
     if (++this.ticks % 10 === 0) this.o.limiter?.forgetIdle(clock.fractionalSeconds());
     this.deliverEvents();
   }

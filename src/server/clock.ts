@@ -31,6 +31,11 @@ export class MonotonicClock {
     this.epochOrigin = this.source();
   }
 
+  /** What another thread needs to compute epoch() itself (src/server/stats-board.ts). */
+  epochState(): { base: number; origin: bigint } {
+    return { base: this.epochBase, origin: this.epochOrigin };
+  }
+
   /** Epoch Time for replies [RFC 6887 §8.5]: counts seconds from the base, wraps at 2^32. */
   epoch(): number {
     return (this.epochBase + Number((this.source() - this.epochOrigin) / 1_000_000_000n)) >>> 0;

@@ -8,6 +8,7 @@ import { workerCount, type Config } from "../config/schema.js";
 import { announceTargets } from "./announce.js";
 import { ShardPool } from "./shard-pool.js";
 import type { EventsMessage, ShardSpec, ShardStats, ShardTask } from "./shard-worker.js";
+import { StatsBoard } from "./stats-board.js";
 
 export interface ServerStats {
   /** Engine counters summed over the shards. */
@@ -31,7 +32,10 @@ export interface RunningServer {
   setEvents(on: boolean): Promise<void>;
   /** threadId of each shard's worker (undefined while it restarts). */
   threads(): (number | undefined)[];
-  stats(): Promise<ServerStats>;
+  /** Every shard's counters as of its last batch or task (shared memory: no task runs). */
+  stats(): ServerStats;
+  /** Each shard's Epoch now (shared memory). */
+  epochs(): number[];
   /** Forced Epoch reset of one shard: its thread is replaced, its table starts empty, the reset is announced. */
   resetShard(shard: number): Promise<void>;
   /**
@@ -79,8 +83,10 @@ export async function startServer(c: Config, log: Logger, onShardLost?: (shard: 
       announce: targets.filter((t) => addresses.includes(t.source)),
       config: c,
       seed: BigInt.asUintN(64, seed + BigInt(shard)),
+      board: StatsBoard.allocate(),
     };
   });
+  const boards = specs.map((spec) => new StatsBoard(spec.board));
   const pool = new ShardPool(specs, log, onShardLost ?? (() => undefined));
   let started;
   try {
@@ -103,10 +109,11 @@ export async function startServer(c: Config, log: Logger, onShardLost?: (shard: 
     setEvents: (on) => pool.setEvents(on),
     threads: () => pool.threads(),
     resetShard: (shard) => pool.reset(shard),
-    async stats() {
-      const list = await pool.all<ShardStats>({ kind: "stats" });
+    stats() {
+      const list = boards.map((b, shard): ShardStats => ({ shard, ...b.read() }));
       return { engine: sum(list), shards: list };
     },
+    epochs: () => boards.map((b) => b.read().epoch),
     async reload(next) {
       const restart = RESTART_PATHS.filter((p) => JSON.stringify(valueAt(next, p)) !== JSON.stringify(valueAt(current, p)));
       current = reloadable(next, current);

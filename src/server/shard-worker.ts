@@ -8,7 +8,7 @@
 import { parentPort, threadId } from "node:worker_threads";
 import { isIPv6 } from "node:net";
 import { pino, type Logger } from "pino";
-import { PacketEngine, type CodecStats, type MappingEvent, type PoolAddress } from "../engine/packet-engine.js";
+import { decodeRecords, PacketEngine, recordKinds, type CodecStats, type MappingEvent, type MappingRecords, type PoolAddress } from "../engine/packet-engine.js";
 import { UdpListener, type Endpoint } from "../io/udp-listener.js";
 import type { Config } from "../config/schema.js";
 import { ErrorCodes, PcpdError } from "../errors.js";
@@ -17,6 +17,7 @@ import { Announcer, type AnnounceTarget } from "./announce.js";
 import { MappingUpdater } from "./mapping-update.js";
 import { classifier, codecConfig, engineConfig, limiterFor } from "./policy.js";
 import { poolAddresses } from "../config/schema.js";
+import { StatsBoard } from "./stats-board.js";
 import * as W from "../wire.generated.js";
 
 /** Mappings moved per event-loop turn while renumbering, so requests keep being served. */
@@ -29,6 +30,8 @@ export interface ShardSpec {
   announce: AnnounceTarget[];
   config: Config;
   seed: bigint;
+  /** The shard's counters for the main thread (src/server/stats-board.ts); kept across restarts. */
+  board: SharedArrayBuffer;
 }
 
 /** Which mappings a listing or an event subscription wants (every field optional). */
@@ -42,7 +45,6 @@ export interface MappingSelector {
 export type ShardTask =
   | { kind: "start"; spec: ShardSpec }
   | { kind: "reload"; config: Config }
-  | { kind: "stats" }
   | { kind: "ping" }
   | { kind: "stop" }
   | { kind: "lookup"; internalAddress: string; protocol: number; internalPort: number; family: 4 | 6 }
@@ -54,14 +56,14 @@ export type ShardTask =
   | { kind: "deleteSubscriber"; internalAddress: string }
   | { kind: "events"; on: boolean };
 
-/** A mapping as the control channel shows it: the engine's description plus its FILTERs. */
-export type MappingView = MappingEvent & { filters: { prefixLength: number; port: number; address: string }[]; now: number };
-
-/** Posted on the worker's parentPort while events are on (piscina re-emits it as the pool's "message"). */
+/**
+ * Posted on the worker's parentPort while events are on (piscina re-emits it as the pool's
+ * "message"). The pool names ride along when they changed since the shard's last message.
+ */
 export interface EventsMessage {
   pcpdEvents: true;
   shard: number;
-  events: MappingEvent[];
+  events: MappingRecords;
 }
 
 /** Records visited per listing task: bounds the time a listing holds the packet path (~ms). */
@@ -102,11 +104,25 @@ interface Shard {
   announcer: Announcer;
   updater: MappingUpdater;
   log: Logger;
-  logEvents: (events: MappingEvent[]) => void;
+  board: StatsBoard;
+  /** Mapping Update cancels (unless told not to), debug log and the event stream, for a batch of events. */
+  onEvents: (events: MappingRecords, cancelUpdates?: boolean) => void;
 }
 
 let shard: Shard | undefined;
 let eventsOn = false;
+let poolTimer: NodeJS.Timeout | undefined;
+
+/** Tasks after which the board is copied again (the others only read). */
+const CHANGES_STATE = new Set<ShardTask["kind"]>(["reload", "addStatic", "removeStatic", "deleteSubscriber"]);
+
+/** Pool gauges (free blocks per address) are copied to the board this often, and after every task. */
+const POOL_PUBLISH_MS = 1000;
+
+function publishAll(s: Shard): void {
+  s.board.publish(s.engine.statsBytes(), s.clock.epochState());
+  s.board.publishPool(s.engine.poolUsage());
+}
 
 function running(): Shard {
   if (!shard) throw new PcpdError(ErrorCodes.BAD_CONFIG, `worker ${threadId} has no shard`);
@@ -120,16 +136,22 @@ async function start(spec: ShardSpec): Promise<ShardStarted> {
   const clock = new MonotonicClock();
   const engine = new PacketEngine("release", codecConfig(config));
   engine.initEngine(engineConfig(config, spec.seed, spec.shard, spec.shards), clock.seconds());
-  const logEvents = (events: MappingEvent[]) => {
-    if (log.isLevelEnabled("debug")) for (const e of events) log.debug({ event: e }, "mapping event");
-  };
-  const onEvents = (events: MappingEvent[]) => {
-    for (const e of events) {
+  const board = new StatsBoard(spec.board);
+  const publish = () => board.publish(engine.statsBytes(), clock.epochState());
+  let poolPosted = 0; // pool entries the main thread has been told about
+  const onEvents = (events: MappingRecords, cancelUpdates = true) => {
+    if (cancelUpdates) for (const e of recordKinds(events)) {
       // A refresh (or the end) of a re-homed mapping stops its Mapping Update copies.
-      if (e.kind === "refresh" || e.kind === "delete" || e.kind === "expire") shard?.updater.cancel(e.mapping);
+      if (e.kind === W.EVENT_REFRESH || e.kind === W.EVENT_DELETE || e.kind === W.EVENT_EXPIRE) shard?.updater.cancel(e.mapping);
     }
-    logEvents(events);
-    if (eventsOn) parentPort?.postMessage({ pcpdEvents: true, shard: spec.shard, events } satisfies EventsMessage);
+    if (log.isLevelEnabled("debug")) for (const e of decodeRecords(events, engine.poolList())) log.debug({ event: e }, "mapping event");
+    if (!eventsOn) return;
+    const pool = engine.poolList();
+    if (pool.length !== poolPosted) {
+      events.pool = pool;
+      poolPosted = pool.length;
+    }
+    parentPort?.postMessage({ pcpdEvents: true, shard: spec.shard, events } satisfies EventsMessage);
   };
   const listener = new UdpListener({
     endpoints: spec.endpoints,
@@ -138,9 +160,10 @@ async function start(spec: ShardSpec): Promise<ShardStarted> {
     classify: classifier(config),
     limiter: limiterFor(config, spec.shards),
     onEvents,
-    // Decoded only while a Mapping Update waits for a refresh, or for debug logs; the
+    // Copied only while a Mapping Update waits for a refresh, or for debug logs; the
     // journal and the dataplane (issue #6) will consume them always.
     wantsEvents: () => eventsOn || (shard?.updater.size ?? 0) > 0 || log.isLevelEnabled("debug"),
+    afterBatch: publish,
   });
   try {
     await listener.start();
@@ -173,7 +196,10 @@ async function start(spec: ShardSpec): Promise<ShardStarted> {
     socket?.send(m.payload, m.port, m.address);
   }, () => clock.epoch());
   const endpoints = listener.boundAddresses();
-  shard = { spec: { ...spec, endpoints }, engine, clock, listener, announcer, updater, log, logEvents };
+  shard = { spec: { ...spec, endpoints }, engine, clock, listener, announcer, updater, log, board, onEvents };
+  board.claim(threadId, engine.statsBytes(), clock.epochState(), engine.poolUsage());
+  poolTimer = setInterval(() => shard && shard.board.publishPool(shard.engine.poolUsage()), POOL_PUBLISH_MS);
+  poolTimer.unref();
   announcer.start();
   log.info({ listen: endpoints, epoch: clock.epoch(), announce: spec.announce.map((t) => `${t.source}→${t.group}`) }, "shard serving (epoch reset)");
   return { shard: spec.shard, threadId, endpoints, epoch: clock.epoch() };
@@ -208,30 +234,36 @@ function applyPool(s: Shard, next: Config): void {
       told += u.messages.length > 0 ? 1 : 0;
     }
     moved += updates.length;
-    const events = s.engine.drainEvents(); // this chunk's own moves and ends: they cancel no update
-    s.logEvents(events);
-    if (eventsOn) parentPort?.postMessage({ pcpdEvents: true, shard: s.spec.shard, events } satisfies EventsMessage);
+    // This chunk's own moves and ends: they cancel no update (a PREFER_FAILURE mapping
+    // ends here and its CANNOT_PROVIDE_EXTERNAL update must still go).
+    const events = s.engine.drainRecords();
+    if (events.bytes.length > 0) s.onEvents(events, false);
+    publishAll(s);
     if (done) s.log.info({ removed, handled: moved, told }, "re-homing done");
     else setImmediate(step);
   };
   step();
 }
 
-function view(s: Shard, m: MappingEvent | undefined): MappingView | null {
-  return m ? { ...m, filters: s.engine.filters(m.mapping), now: s.clock.seconds() } : null;
-}
-
-function stats(): ShardStats {
-  const s = running();
+/** Final counters, read on the worker (the stop task's answer). */
+function stats(s: Shard): ShardStats {
   return { shard: s.spec.shard, threadId, epoch: s.clock.epoch(), engine: s.engine.engineStats(), codec: s.engine.stats(), pool: s.engine.poolUsage() };
 }
 
-export default async function handle(task: ShardTask): Promise<unknown> {
+/** A listing page: records selected inside the engine, in bounded scans. */
+function list(s: Shard, from: number, limit: number, select: MappingSelector): { records: MappingRecords; next: number } {
+  const { externalAddress, ...rest } = select;
+  const pool = externalAddress === undefined ? undefined : s.engine.poolList().indexOf(externalAddress);
+  const now = s.clock.seconds();
+  if (pool === -1) return { records: { bytes: new Uint8Array(0), now }, next: 0 }; // not a pool address: nothing maps there
+  return s.engine.listRecords(from, limit, LIST_SCAN, { ...rest, pool }, now);
+}
+
+function run(task: ShardTask): unknown {
+  const s = running();
+  const now = s.clock.seconds();
   switch (task.kind) {
-    case "start":
-      return start(task.spec);
-    case "reload": {
-      const s = running();
+    case "reload":
       s.engine.configure(codecConfig(task.config));
       s.engine.setPolicy(engineConfig(task.config, 0n));
       s.listener.setPolicy({ classify: classifier(task.config), limiter: limiterFor(task.config, s.spec.shards) });
@@ -239,47 +271,49 @@ export default async function handle(task: ShardTask): Promise<unknown> {
       applyPool(s, task.config);
       s.spec = { ...s.spec, config: task.config };
       return true;
-    }
-    case "stats":
-      return stats();
     case "ping":
-      return running().clock.epoch();
-    case "lookup": {
-      const s = running();
-      return view(s, s.engine.lookup(task.internalAddress, task.protocol, task.internalPort, task.family));
-    }
-    case "lookupExternal": {
-      const s = running();
-      return view(s, s.engine.lookupExternal(task.externalAddress, task.protocol, task.externalPort));
-    }
-    case "list": {
-      const s = running();
-      const page = s.engine.list(task.from, task.limit, LIST_SCAN, (m) => selects(task.select, m));
-      return { mappings: page.mappings.map((m) => view(s, m)!), next: page.next };
-    }
+      return s.clock.epoch();
+    case "lookup":
+      return s.engine.lookupRecords(task.internalAddress, task.protocol, task.internalPort, task.family, now);
+    case "lookupExternal":
+      return s.engine.lookupExternalRecords(task.externalAddress, task.protocol, task.externalPort, now);
+    case "list":
+      return list(s, task.from, task.limit, task.select);
     case "addStatic": {
-      const s = running();
       const result = s.engine.addStatic(task.internalAddress, task.protocol, task.internalPort, task.externalAddress, task.externalPort);
       const family = isIPv6(task.externalAddress) ? 6 : 4;
-      return { result, mapping: result === W.RESULT_SUCCESS ? view(s, s.engine.lookup(task.internalAddress, task.protocol, task.internalPort, family)) : null };
+      return { result, mapping: result === W.RESULT_SUCCESS ? s.engine.lookupRecords(task.internalAddress, task.protocol, task.internalPort, family, now) : null };
     }
     case "removeStatic":
-      return running().engine.removeStatic(task.internalAddress, task.protocol, task.internalPort, task.family);
+      return s.engine.removeStatic(task.internalAddress, task.protocol, task.internalPort, task.family);
     case "subscriberUsage":
-      return running().engine.subscriberUsage(task.internalAddress);
+      return s.engine.subscriberUsage(task.internalAddress);
     case "deleteSubscriber":
-      return running().engine.deleteSubscriber(task.internalAddress);
+      return s.engine.deleteSubscriber(task.internalAddress);
     case "events":
       eventsOn = task.on;
       return eventsOn;
+  }
+}
+
+export default async function handle(task: ShardTask): Promise<unknown> {
+  switch (task.kind) {
+    case "start":
+      return start(task.spec);
     case "stop": {
       const s = running();
+      clearInterval(poolTimer);
       s.announcer.stop();
       s.updater.stop();
       await s.listener.stop();
-      const final = stats();
+      publishAll(s);
       shard = undefined;
-      return final;
+      return stats(s);
+    }
+    default: {
+      const result = run(task);
+      if (shard && CHANGES_STATE.has(task.kind)) publishAll(shard); // what the task changed shows at once
+      return result;
     }
   }
 }

@@ -2,7 +2,7 @@
 // Checklist items 1 and 31 (§3.1, §3.2).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
-import { DEFAULT_ENGINE_CONFIG, PacketEngine } from "../../src/engine/packet-engine.js";
+import { decodeRecords, DEFAULT_ENGINE_CONFIG, PacketEngine } from "../../src/engine/packet-engine.js";
 import { UdpListener } from "../../src/io/udp-listener.js";
 import { MonotonicClock } from "../../src/server/clock.js";
 import { announceRequest, assigned, mapRequest } from "../helpers/packets.js";
@@ -20,7 +20,7 @@ beforeAll(async () => {
     engine,
     clock: new MonotonicClock(),
     classify: (source) => (source === "127.0.0.1" || source === "127.0.0.2" || source === "::1" ? W.INGRESS_SUBSCRIBER : 0),
-    onEvents: (list) => events.push(...list.map((e) => e.kind)),
+    onEvents: (records) => events.push(...decodeRecords(records).map((e) => e.kind)),
   });
   await listener.start();
 });

@@ -1,0 +1,134 @@
+// A shard's counters in shared memory: the engine worker copies its counters block there
+// after every batch (before the batch's replies leave) and its pool gauges every second,
+// and the main thread reads them without a task, so stats, /metrics and rates never
+// interrupt the packet path. One writer per board; readers check a sequence number
+// (odd while a copy is in progress) and copy again if it moved.
+import * as W from "../wire.generated.js";
+import { readCodecStats, readEngineStats, type CodecStats, type PoolAddress } from "../engine/packet-engine.js";
+import { formatAddress16, toAddress16 } from "../net/address.js";
+
+const SEQ = 0; // i32 index
+const WRITER = 4; // i32, threadId of the worker that writes the board
+const EPOCH_ORIGIN = 8; // i64, hrtime ns when the Epoch last counted from EPOCH_BASE
+const EPOCH_BASE = 16; // i64
+const POOL_COUNT = 24; // u32
+const POOL_SEQ = 28; // u32, bumped at every pool copy (readers keep the decoded pool until it moves)
+const COUNTERS = 64; // STATS_SIZE bytes
+const POOL = COUNTERS + W.STATS_SIZE; // POOL_MAX_ADDRESSES × POOL_ENTRY
+const POOL_ENTRY = 24; // address (16), free blocks (u32), retired (u32)
+const SIZE = POOL + W.POOL_MAX_ADDRESSES * POOL_ENTRY;
+/** Copies a reader attempts before taking what it has (a writer that died mid-copy). */
+const READ_ATTEMPTS = 100;
+
+export interface EpochState {
+  /** Epoch value at `origin`. */
+  base: number;
+  /** process.hrtime.bigint() when the Epoch last started counting from `base`. */
+  origin: bigint;
+}
+
+export interface BoardSnapshot {
+  /** The worker thread whose counters these are (a restarted shard's counters start again at 0). */
+  threadId: number;
+  epoch: number;
+  engine: Record<string, bigint>;
+  codec: CodecStats;
+  pool: PoolAddress[];
+}
+
+export class StatsBoard {
+  private readonly seq: Int32Array;
+  private readonly bytes: Uint8Array;
+  private readonly view: DataView;
+  private cachedPoolSeq = -1;
+  private lastHead = new Uint8Array(POOL);
+  private cachedPool: PoolAddress[] = [];
+
+  static allocate(): SharedArrayBuffer {
+    return new SharedArrayBuffer(SIZE);
+  }
+
+  constructor(readonly buffer: SharedArrayBuffer) {
+    if (buffer.byteLength !== SIZE) throw new Error(`stats board of ${buffer.byteLength} bytes, want ${SIZE}`);
+    this.seq = new Int32Array(buffer, 0, 1);
+    this.bytes = new Uint8Array(buffer);
+    this.view = new DataView(buffer);
+  }
+
+  private write(fill: () => void): void {
+    const seq = Atomics.add(this.seq, SEQ, 1) + 1; // odd: a copy is in progress
+    fill();
+    Atomics.store(this.seq, SEQ, seq + 1);
+  }
+
+  /** A new writer (a shard's new thread) takes the board; its counters start at 0. */
+  claim(threadId: number, counters: Uint8Array, epoch: EpochState, pool: PoolAddress[]): void {
+    this.write(() => this.view.setInt32(WRITER, threadId, true));
+    this.publish(counters, epoch);
+    this.publishPool(pool);
+  }
+
+  /** The engine's counters block (STATS_SIZE bytes) and the Epoch. */
+  publish(counters: Uint8Array, epoch: EpochState): void {
+    this.write(() => {
+      this.bytes.set(counters, COUNTERS);
+      this.view.setBigInt64(EPOCH_ORIGIN, epoch.origin, true);
+      this.view.setBigInt64(EPOCH_BASE, BigInt(epoch.base), true);
+    });
+  }
+
+  /** Free blocks of each pool address. */
+  publishPool(pool: PoolAddress[]): void {
+    this.write(() => {
+      const n = Math.min(pool.length, W.POOL_MAX_ADDRESSES);
+      for (let i = 0; i < n; i++) {
+        const at = POOL + i * POOL_ENTRY;
+        this.bytes.set(toAddress16(pool[i].address), at);
+        this.view.setUint32(at + 16, pool[i].freeBlocks, true);
+        this.view.setUint32(at + 20, pool[i].retired ? 1 : 0, true);
+      }
+      this.view.setUint32(POOL_COUNT, n, true);
+      this.view.setUint32(POOL_SEQ, (this.view.getUint32(POOL_SEQ, true) + 1) >>> 0, true);
+    });
+  }
+
+  /** A consistent copy of the board; `now` is process.hrtime.bigint() (the Epoch counts from it). */
+  read(now: bigint = process.hrtime.bigint()): BoardSnapshot {
+    let head = this.lastHead; // a writer that never lets a copy through (died mid-copy): the last good one
+    for (let attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
+      const before = Atomics.load(this.seq, SEQ);
+      if (before % 2 !== 0) continue;
+      const copy = this.bytes.slice(0, POOL);
+      const view = new DataView(copy.buffer);
+      const poolSeq = view.getUint32(POOL_SEQ, true);
+      // The pool is copied only when it changed (once a second at most).
+      const pool = poolSeq === this.cachedPoolSeq ? undefined : this.bytes.slice(POOL, POOL + Math.min(view.getUint32(POOL_COUNT, true), W.POOL_MAX_ADDRESSES) * POOL_ENTRY);
+      if (Atomics.load(this.seq, SEQ) !== before) continue;
+      if (pool) {
+        this.cachedPool = decodePool(pool);
+        this.cachedPoolSeq = poolSeq;
+      }
+      head = this.lastHead = copy;
+      break;
+    }
+    const view = new DataView(head.buffer);
+    const origin = view.getBigInt64(EPOCH_ORIGIN, true);
+    const base = Number(view.getBigInt64(EPOCH_BASE, true));
+    return {
+      threadId: view.getInt32(WRITER, true),
+      epoch: (base + Number((now - origin) / 1_000_000_000n)) >>> 0,
+      engine: readEngineStats(view, COUNTERS),
+      codec: readCodecStats(view, COUNTERS),
+      pool: this.cachedPool.map((p) => ({ ...p })),
+    };
+  }
+}
+
+function decodePool(bytes: Uint8Array): PoolAddress[] {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out: PoolAddress[] = [];
+  for (let at = 0; at + POOL_ENTRY <= bytes.length; at += POOL_ENTRY) {
+    out.push({ address: formatAddress16(bytes.subarray(at, at + 16)), freeBlocks: view.getUint32(at + 16, true), retired: view.getUint32(at + 20, true) !== 0 });
+  }
+  return out;
+}
