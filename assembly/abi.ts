@@ -150,6 +150,38 @@ export const POOL_MAX_ADDRESSES: u32 = 256;
 export const MAX_BLOCKS_PER_SUBSCRIBER: u32 = 8;
 export const SCRATCH_SIZE: u32 = 64;
 
+// ---- Persistence: mapping state as portable records (src/persist/) ----
+// One record per external key (address, protocol, port): its state (live or held) or its
+// end. Times are wall-clock seconds (they outlive the process); addresses are 16 bytes.
+export const PREC_KIND: u32 = 0; // u8, PREC_UPSERT | PREC_GONE
+export const PREC_PROTOCOL: u32 = 1; // u8
+export const PREC_FLAGS: u32 = 2; // u8, MAPF_*
+export const PREC_FAMILY: u32 = 3; // u8, 0 IPv4 external, 1 IPv6
+export const PREC_INTERNAL_PORT: u32 = 4; // u16
+export const PREC_EXTERNAL_PORT: u32 = 6; // u16
+export const PREC_CLIENT_PORT: u32 = 8; // u16
+export const PREC_FILTER_COUNT: u32 = 10; // u8
+export const PREC_PEER_COUNT: u32 = 11; // u8
+export const PREC_REALM: u32 = 12; // u32
+export const PREC_MAP_EXPIRY: u32 = 16; // u32 wall seconds (hold end when held), 0 = none
+export const PREC_OUT_EXPIRY: u32 = 20; // u32 wall seconds, 0 = none
+export const PREC_NONCE: u32 = 24; // 12 bytes
+export const PREC_INTERNAL_ADDR: u32 = 36; // 16 bytes
+export const PREC_EXTERNAL_ADDR: u32 = 52; // 16 bytes
+export const PREC_HEADER_SIZE: u32 = 68; // then FILTERs, then PEERs
+export const PREC_FILTER_SIZE: u32 = 20; // prefix u8, pad u8, port u16, address 16
+export const PREC_PEER_SIZE: u32 = 36; // address 16, port u16, pad u16, expiry u32 (wall), nonce 12
+export const PREC_UPSERT: u8 = 1;
+export const PREC_GONE: u8 = 2;
+export const PERSIST_BUFFER: u32 = 1048576; // bytes per export/import call
+// Why a restored record was not taken back (restoreDropped(reason))
+export const RESTORE_EXPIRED: u32 = 0; // its time passed while the server was down
+export const RESTORE_NOT_IN_POOL: u32 = 1; // its external address left the pool
+export const RESTORE_CONFLICT: u32 = 2; // block leased to another subscriber, endpoint mapped elsewhere, quota
+export const RESTORE_NO_RESOURCES: u32 = 3; // tables full
+export const RESTORE_MALFORMED: u32 = 4; // a record that cannot be read (bad kind, counts past the end)
+export const RESTORE_REASON_LIMIT: u32 = 5;
+
 // ---- Listing (control channel): records in event layout, selected inside the engine ----
 export const LIST_MAX: u32 = 1000; // records per listScan call
 export const LISTSEL_INTERNAL: u32 = 1; // internal address = scratch[0..16]

@@ -1671,6 +1671,13 @@ export function rehomeMapping(): u32 {
   return rehomeLast;
 }
 
+let rehomedFrom: u32 = 0;
+
+/** External key the last mapping rehome() moved had before: protocol << 24 | pool index << 16 | port (persistence writes its end). */
+export function rehomeFrom(): u32 {
+  return rehomedFrom;
+}
+
 function rehome(m: u32, epoch: u32): u32 {
   const r = mappings.at(m);
   const sub = load<u32>(r + M_SUB);
@@ -1693,6 +1700,7 @@ function rehome(m: u32, epoch: u32): u32 {
   leaseAllocated(sub);
   const oldPool = <u32>load<u16>(r + M_POOL);
   const oldPort = <u32>load<u16>(r + M_EXTERNAL_PORT);
+  rehomedFrom = (protocol << 24) | (oldPool << 16) | oldPort;
   externalIndex.remove(externalKey(oldPool, protocol, oldPort), m);
   usageAdd(oldPool, oldPort, -1);
   store<u16>(r + M_POOL, <u16>allocPool);
@@ -1918,3 +1926,320 @@ export function subscriberBlocks(): u32 {
   return sub != 0 ? <u32>load<u8>(subscribers.at(sub) + S_BLOCK_COUNT) : 0;
 }
 
+
+// ---------------------------------------------------------------------------
+// Persistence (src/persist/): mapping state out as portable records (PREC_*, one per
+// external key: a journal of what each batch changed, or the whole table in chunks for a
+// snapshot) and back in at start-up. Times cross as wall-clock seconds: engine time t is
+// wall time t + wallOffset for the run that writes or reads.
+// ---------------------------------------------------------------------------
+let persistOut: usize = 0; // PERSIST_BUFFER bytes, allocated on first use
+let persistLength: u32 = 0;
+let persistNextId: u32 = 0;
+const restoreDrops = memory.data(<i32>(A.RESTORE_REASON_LIMIT * 4), 4);
+
+function persistBuffer(): usize {
+  if (persistOut == 0) persistOut = heap.alloc(A.PERSIST_BUFFER);
+  return persistOut;
+}
+
+export function persistBase(): usize {
+  return persistBuffer();
+}
+
+/** Bytes the last persistEvents / persistTable call wrote at persistBase(). */
+export function persistBytes(): u32 {
+  return persistLength;
+}
+
+/** Record id persistTable goes on from (0: the table is done). */
+export function persistNext(): u32 {
+  return persistNextId;
+}
+
+@inline function toWall(t: u32, wallOffset: u32): u32 {
+  return t == 0 ? 0 : t + wallOffset;
+}
+
+function peerCount(r: usize): u32 {
+  let n: u32 = 0;
+  for (let p = load<u32>(r + M_PEERS); p != 0; p = load<u32>(peers.at(p) + P_NEXT)) n++;
+  return n;
+}
+
+/** Size of mapping `m`'s record. */
+function recordSize(m: u32): u32 {
+  const r = mappings.at(m);
+  return A.PREC_HEADER_SIZE + <u32>load<u8>(r + M_FILTER_COUNT) * A.PREC_FILTER_SIZE + peerCount(r) * A.PREC_PEER_SIZE;
+}
+
+/** Writes mapping `m` (in use) as an upsert at `out`; returns its size. */
+function writeRecord(out: usize, m: u32, wallOffset: u32): u32 {
+  const r = mappings.at(m);
+  const s = subscribers.at(load<u32>(r + M_SUB));
+  memory.fill(out, 0, A.PREC_HEADER_SIZE);
+  store<u8>(out + A.PREC_KIND, A.PREC_UPSERT);
+  store<u8>(out + A.PREC_PROTOCOL, load<u8>(r + M_PROTOCOL));
+  store<u8>(out + A.PREC_FLAGS, load<u8>(r + M_FLAGS));
+  store<u8>(out + A.PREC_FAMILY, load<u8>(r + M_FAMILY));
+  store<u16>(out + A.PREC_INTERNAL_PORT, load<u16>(r + M_INTERNAL_PORT));
+  store<u16>(out + A.PREC_EXTERNAL_PORT, load<u16>(r + M_EXTERNAL_PORT));
+  store<u16>(out + A.PREC_CLIENT_PORT, load<u16>(r + M_CLIENT_PORT));
+  store<u32>(out + A.PREC_REALM, load<u32>(s + S_REALM));
+  store<u32>(out + A.PREC_MAP_EXPIRY, toWall(load<u32>(r + M_MAP_EXPIRY), wallOffset));
+  store<u32>(out + A.PREC_OUT_EXPIRY, toWall(load<u32>(r + M_OUT_EXPIRY), wallOffset));
+  copy12(out + A.PREC_NONCE, r + M_NONCE);
+  copy16(out + A.PREC_INTERNAL_ADDR, s + S_ADDR);
+  copy16(out + A.PREC_EXTERNAL_ADDR, poolAddr(<u32>load<u16>(r + M_POOL)));
+  let at = out + A.PREC_HEADER_SIZE;
+  let nf: u32 = 0;
+  for (let f = load<u32>(r + M_FILTERS); f != 0; f = load<u32>(filters.at(f) + F_NEXT)) {
+    const fr = filters.at(f);
+    store<u32>(at, 0);
+    store<u8>(at, load<u8>(fr + F_PREFIX));
+    store<u16>(at + 2, load<u16>(fr + F_PORT));
+    copy16(at + 4, fr + F_ADDR);
+    at += A.PREC_FILTER_SIZE;
+    nf++;
+  }
+  let np: u32 = 0;
+  for (let p = load<u32>(r + M_PEERS); p != 0; p = load<u32>(peers.at(p) + P_NEXT)) {
+    const pr = peers.at(p);
+    copy16(at, pr + P_REMOTE_ADDR);
+    store<u16>(at + 16, load<u16>(pr + P_REMOTE_PORT));
+    store<u16>(at + 18, 0);
+    store<u32>(at + 20, toWall(load<u32>(pr + P_EXPIRY), wallOffset));
+    copy12(at + 24, pr + P_NONCE);
+    at += A.PREC_PEER_SIZE;
+    np++;
+  }
+  store<u8>(out + A.PREC_FILTER_COUNT, <u8>nf);
+  store<u8>(out + A.PREC_PEER_COUNT, <u8>np);
+  return <u32>(at - out);
+}
+
+/** The end of an external key (its record was freed, or moved to another key). */
+function writeGone(out: usize, pool: u32, protocol: u32, port: u32): u32 {
+  memory.fill(out, 0, A.PREC_HEADER_SIZE);
+  store<u8>(out + A.PREC_KIND, A.PREC_GONE);
+  store<u8>(out + A.PREC_PROTOCOL, <u8>protocol);
+  store<u16>(out + A.PREC_EXTERNAL_PORT, <u16>port);
+  copy16(out + A.PREC_EXTERNAL_ADDR, poolAddr(pool));
+  return A.PREC_HEADER_SIZE;
+}
+
+/**
+ * Journal records for the pending events [tail + first, tail + first + count): for each,
+ * the current state of its external key — the record if it still holds that key, else
+ * its end. Stops early when the buffer is full; returns how many events it covered.
+ */
+export function persistEvents(first: u32, count: u32, wallOffset: u32): u32 {
+  const out = persistBuffer();
+  let length: u32 = 0;
+  let k: u32 = 0;
+  for (; k < count; k++) {
+    const e = events + <usize>((eventTail + first + k) & (A.EVENT_CAPACITY - 1)) * A.EVENT_SIZE;
+    const m = load<u32>(e + A.EV_MAPPING);
+    const pool = <u32>load<u16>(e + A.EV_POOL_INDEX);
+    const protocol = <u32>load<u8>(e + A.EV_PROTOCOL);
+    const port = <u32>load<u16>(e + A.EV_EXTERNAL_PORT);
+    const r = mappings.at(m);
+    const holdsKey = load<u32>(r + M_SUB) != 0 && <u32>load<u16>(r + M_POOL) == pool &&
+      <u32>load<u8>(r + M_PROTOCOL) == protocol && <u32>load<u16>(r + M_EXTERNAL_PORT) == port;
+    const size = holdsKey ? recordSize(m) : A.PREC_HEADER_SIZE;
+    if (length + size > A.PERSIST_BUFFER) break;
+    length += holdsKey ? writeRecord(out + length, m, wallOffset) : writeGone(out + length, pool, protocol, port);
+  }
+  persistLength = length;
+  return k;
+}
+
+/** The key a record had before rehome() moved it: written as its end. */
+export function persistGone(poolIndex: u32, protocol: u32, port: u32): void {
+  persistLength = writeGone(persistBuffer(), poolIndex, protocol, port);
+}
+
+/** Snapshot chunk: every record in use (live or held) from id `from`, visiting at most `budget` ids. */
+export function persistTable(from: u32, budget: u32, wallOffset: u32): u32 {
+  const out = persistBuffer();
+  let length: u32 = 0;
+  let m: u32 = from < 1 ? 1 : from;
+  const end = min<u32>(mappings.used + 1, m + budget);
+  for (; m < end; m++) {
+    if (load<u32>(mappings.at(m) + M_SUB) == 0) continue;
+    if (length + recordSize(m) > A.PERSIST_BUFFER) break;
+    length += writeRecord(out + length, m, wallOffset);
+  }
+  persistLength = length;
+  persistNextId = m > mappings.used ? 0 : m;
+  return length;
+}
+
+/** Ends record `m` without events or counters of an ending (a restored key replaced). */
+function forget(m: u32): void {
+  const r = mappings.at(m);
+  const s = subscribers.at(load<u32>(r + M_SUB));
+  if (load<u8>(r + M_FLAGS) & A.MAPF_HELD) {
+    store<u32>(s + S_HELD, load<u32>(s + S_HELD) - 1);
+    statAdd(A.STATS_HELD, -1);
+  } else {
+    store<u32>(s + S_MAPPINGS, load<u32>(s + S_MAPPINGS) - 1);
+    statAdd(A.STATS_MAPPINGS, -1);
+  }
+  freeFilters(r);
+  freePeers(m);
+  wheelUnlink(m);
+  releasePort(m);
+}
+
+@inline function dropRestore(reason: u32): void {
+  const p = restoreDrops + (<usize>reason << 2);
+  store<u32>(p, load<u32>(p) + 1);
+}
+
+/** Records not taken back by restoreRecords, by RESTORE_* reason (since engineInit). */
+export function restoreDropped(reason: u32): u32 {
+  return reason < A.RESTORE_REASON_LIMIT ? load<u32>(restoreDrops + (<usize>reason << 2)) : 0;
+}
+
+/** Takes back one record at `at` (`length` bytes available); returns its size, 0 if malformed. */
+function restoreOne(at: usize, length: u32, wallOffset: u32): u32 {
+  if (length < A.PREC_HEADER_SIZE) return 0;
+  const kind = load<u8>(at + A.PREC_KIND);
+  const nf = <u32>load<u8>(at + A.PREC_FILTER_COUNT);
+  const np = <u32>load<u8>(at + A.PREC_PEER_COUNT);
+  const size = A.PREC_HEADER_SIZE + nf * A.PREC_FILTER_SIZE + np * A.PREC_PEER_SIZE;
+  if ((kind != A.PREC_UPSERT && kind != A.PREC_GONE) || size > length) return 0;
+  const protocol = <u32>load<u8>(at + A.PREC_PROTOCOL);
+  const extPort = <u32>load<u16>(at + A.PREC_EXTERNAL_PORT);
+  const pool = poolIndexOf(at + A.PREC_EXTERNAL_ADDR);
+  if (pool == NO_POOL) {
+    if (kind == A.PREC_UPSERT) dropRestore(A.RESTORE_NOT_IN_POOL);
+    return size;
+  }
+  // The key's latest state replaces what an earlier record of it left.
+  const existing = findExternal(pool, protocol, extPort);
+  if (existing != 0) forget(existing);
+  if (kind == A.PREC_GONE) return size;
+
+  const flags = <u32>load<u8>(at + A.PREC_FLAGS);
+  const family = <u32>load<u8>(at + A.PREC_FAMILY);
+  const internalPort = <u32>load<u16>(at + A.PREC_INTERNAL_PORT);
+  const realm = load<u32>(at + A.PREC_REALM);
+  const wallMap = load<u32>(at + A.PREC_MAP_EXPIRY);
+  const wallOut = load<u32>(at + A.PREC_OUT_EXPIRY);
+  let mapExpiry = wallMap > wallOffset ? wallMap - wallOffset : 0;
+  const outExpiry = wallOut > wallOffset ? wallOut - wallOffset : 0;
+  const isStatic = (flags & A.MAPF_STATIC) != 0;
+  let isHeld = (flags & A.MAPF_HELD) != 0;
+  let until = mapExpiry > outExpiry ? mapExpiry : outExpiry;
+  // A mapping that ran out while the server was down is in hold-down now, as it would be
+  // had the server been up [RFC 6888 REQ-8]; a hold that ran out is gone.
+  if (!isStatic && !isHeld && until <= now && holdDown != 0 && until + holdDown > now) {
+    isHeld = true;
+    mapExpiry = until + holdDown;
+    until = mapExpiry;
+  }
+  if (!isStatic && until <= now) {
+    dropRestore(A.RESTORE_EXPIRED);
+    return size;
+  }
+  const addr = at + A.PREC_INTERNAL_ADDR;
+  if (family != <u32>load<u8>(poolFamily + pool) || !protocolSupported(protocol) || internalPort == 0 ||
+      retired(pool) || (!isHeld && findEndpoint(addr, realm, protocol, internalPort, family, false, 0) != 0)) {
+    dropRestore(A.RESTORE_CONFLICT);
+    return size;
+  }
+  const block = blockOf(extPort);
+  if (extPort < portMin || block >= blocksPerAddress || !inShard(block) || portForbidden(protocol, extPort)) {
+    dropRestore(A.RESTORE_CONFLICT);
+    return size;
+  }
+  let sub = findSubscriber(addr, realm);
+  const owner = load<u32>(ownerAt(pool, block));
+  if (owner != 0 && owner != sub) {
+    dropRestore(A.RESTORE_CONFLICT);
+    return size;
+  }
+  if (mappings.full() || (sub == 0 && subscribers.full())) {
+    dropRestore(A.RESTORE_NO_RESOURCES);
+    return size;
+  }
+  if (owner == 0 && sub != 0) {
+    const s = subscribers.at(sub);
+    const paired = pairedPool(s, family);
+    if (<u32>load<u8>(s + S_BLOCK_COUNT) >= maxBlocksPerSubscriber || (paired != NO_POOL && paired != pool)) {
+      dropRestore(A.RESTORE_CONFLICT);
+      return size;
+    }
+  }
+  if (sub == 0) sub = createSubscriber(addr, realm);
+  if (owner == 0) takeBlock(pool, block, sub);
+  const m = createMapping(sub, protocol, internalPort, family, pool, extPort, flags & ~A.MAPF_HELD, <u32>load<u16>(at + A.PREC_CLIENT_PORT));
+  statAdd(A.STATS_CREATED, -1); // taken back, not created
+  const r = mappings.at(m);
+  copy12(r + M_NONCE, at + A.PREC_NONCE);
+  store<u32>(r + M_MAP_EXPIRY, mapExpiry);
+  store<u32>(r + M_OUT_EXPIRY, outExpiry);
+  let p = at + A.PREC_HEADER_SIZE;
+  for (let k: u32 = 0; k < nf; k++, p += A.PREC_FILTER_SIZE) {
+    if (isHeld || filters.full()) continue;
+    const f = filters.alloc();
+    const fr = filters.at(f);
+    store<u8>(fr + F_PREFIX, load<u8>(p));
+    store<u16>(fr + F_PORT, load<u16>(p + 2));
+    copy16(fr + F_ADDR, p + 4);
+    store<u32>(fr + F_NEXT, load<u32>(r + M_FILTERS));
+    store<u32>(r + M_FILTERS, f);
+    store<u8>(r + M_FILTER_COUNT, load<u8>(r + M_FILTER_COUNT) + 1);
+    statAdd(A.STATS_FILTERS, 1);
+  }
+  for (let k: u32 = 0; k < np; k++, p += A.PREC_PEER_SIZE) {
+    const wall = load<u32>(p + 20);
+    if (isHeld || peers.full() || wall <= wallOffset || wall - wallOffset <= now) continue;
+    const id = peers.alloc();
+    const pr = peers.at(id);
+    store<u32>(pr + P_MAPPING, m);
+    copy16(pr + P_REMOTE_ADDR, p);
+    store<u16>(pr + P_REMOTE_PORT, load<u16>(p + 16));
+    store<u32>(pr + P_EXPIRY, wall - wallOffset);
+    copy12(pr + P_NONCE, p + 24);
+    store<u32>(pr + P_NEXT, load<u32>(r + M_PEERS));
+    store<u32>(r + M_PEERS, id);
+    peerIndex.insert(peerFp(m, p, <u32>load<u16>(p + 16)), id);
+    statAdd(A.STATS_PEERS, 1);
+  }
+  if (isHeld) {
+    const s = subscribers.at(sub);
+    store<u8>(r + M_FLAGS, <u8>A.MAPF_HELD);
+    store<u32>(r + M_OUT_EXPIRY, 0);
+    store<u32>(s + S_MAPPINGS, load<u32>(s + S_MAPPINGS) - 1);
+    store<u32>(s + S_HELD, load<u32>(s + S_HELD) + 1);
+    statAdd(A.STATS_MAPPINGS, -1);
+    statAdd(A.STATS_HELD, 1);
+    wheelLink(m, mapExpiry);
+  } else if (!isStatic) {
+    wheelLink(m, until);
+  }
+  return size;
+}
+
+/**
+ * Takes back the records in [persistBase(), + length) at engine time `at` (records that
+ * ended meanwhile are left out); returns the bytes consumed (a malformed record stops it:
+ * fewer than `length`). No events: the state was already told when it was made.
+ */
+export function restoreRecords(length: u32, wallOffset: u32, at: u32): u32 {
+  const base = persistBuffer();
+  now = at;
+  let done: u32 = 0;
+  while (done < length) {
+    const size = restoreOne(base + done, length - done, wallOffset);
+    if (size == 0) {
+      dropRestore(A.RESTORE_MALFORMED);
+      break;
+    }
+    done += size;
+  }
+  return done;
+}

@@ -237,6 +237,33 @@ export const NONCE_RELAXED = 1; // a new nonce replaces the old one for the same
 export const POOL_MAX_ADDRESSES = 256;
 export const MAX_BLOCKS_PER_SUBSCRIBER = 8;
 export const SCRATCH_SIZE = 64;
+export const PREC_KIND = 0; // u8, PREC_UPSERT | PREC_GONE
+export const PREC_PROTOCOL = 1; // u8
+export const PREC_FLAGS = 2; // u8, MAPF_*
+export const PREC_FAMILY = 3; // u8, 0 IPv4 external, 1 IPv6
+export const PREC_INTERNAL_PORT = 4; // u16
+export const PREC_EXTERNAL_PORT = 6; // u16
+export const PREC_CLIENT_PORT = 8; // u16
+export const PREC_FILTER_COUNT = 10; // u8
+export const PREC_PEER_COUNT = 11; // u8
+export const PREC_REALM = 12; // u32
+export const PREC_MAP_EXPIRY = 16; // u32 wall seconds (hold end when held), 0 = none
+export const PREC_OUT_EXPIRY = 20; // u32 wall seconds, 0 = none
+export const PREC_NONCE = 24; // 12 bytes
+export const PREC_INTERNAL_ADDR = 36; // 16 bytes
+export const PREC_EXTERNAL_ADDR = 52; // 16 bytes
+export const PREC_HEADER_SIZE = 68; // then FILTERs, then PEERs
+export const PREC_FILTER_SIZE = 20; // prefix u8, pad u8, port u16, address 16
+export const PREC_PEER_SIZE = 36; // address 16, port u16, pad u16, expiry u32 (wall), nonce 12
+export const PREC_UPSERT = 1;
+export const PREC_GONE = 2;
+export const PERSIST_BUFFER = 1048576; // bytes per export/import call
+export const RESTORE_EXPIRED = 0; // its time passed while the server was down
+export const RESTORE_NOT_IN_POOL = 1; // its external address left the pool
+export const RESTORE_CONFLICT = 2; // block leased to another subscriber, endpoint mapped elsewhere, quota
+export const RESTORE_NO_RESOURCES = 3; // tables full
+export const RESTORE_MALFORMED = 4; // a record that cannot be read (bad kind, counts past the end)
+export const RESTORE_REASON_LIMIT = 5;
 export const LIST_MAX = 1000; // records per listScan call
 export const LISTSEL_INTERNAL = 1; // internal address = scratch[0..16]
 export const LISTSEL_POOL = 2; // external address = pool entry
@@ -482,6 +509,33 @@ export const ALL_CONSTANTS: Readonly<Record<string, number>> = {
   POOL_MAX_ADDRESSES,
   MAX_BLOCKS_PER_SUBSCRIBER,
   SCRATCH_SIZE,
+  PREC_KIND,
+  PREC_PROTOCOL,
+  PREC_FLAGS,
+  PREC_FAMILY,
+  PREC_INTERNAL_PORT,
+  PREC_EXTERNAL_PORT,
+  PREC_CLIENT_PORT,
+  PREC_FILTER_COUNT,
+  PREC_PEER_COUNT,
+  PREC_REALM,
+  PREC_MAP_EXPIRY,
+  PREC_OUT_EXPIRY,
+  PREC_NONCE,
+  PREC_INTERNAL_ADDR,
+  PREC_EXTERNAL_ADDR,
+  PREC_HEADER_SIZE,
+  PREC_FILTER_SIZE,
+  PREC_PEER_SIZE,
+  PREC_UPSERT,
+  PREC_GONE,
+  PERSIST_BUFFER,
+  RESTORE_EXPIRED,
+  RESTORE_NOT_IN_POOL,
+  RESTORE_CONFLICT,
+  RESTORE_NO_RESOURCES,
+  RESTORE_MALFORMED,
+  RESTORE_REASON_LIMIT,
   LIST_MAX,
   LISTSEL_INTERNAL,
   LISTSEL_POOL,

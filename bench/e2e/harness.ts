@@ -339,7 +339,7 @@ export function poolFor(mappings: number): string[] {
  * section, which is off otherwise (the e2e bench reads counters from the stop log line and
  * must not collide with a server already on the default control port).
  */
-export function serverConfig(listen: string[], mappings: number, control?: Record<string, unknown>) {
+export function serverConfig(listen: string[], mappings: number, control?: Record<string, unknown>, persistence?: Record<string, unknown>) {
   return {
     listen: { addresses: listen, port: PORT },
     subscribers: [], // the load generator is served only as a THIRD_PARTY source (an AFTR, say)
@@ -353,12 +353,15 @@ export function serverConfig(listen: string[], mappings: number, control?: Recor
     // carries the engine's own counters, which are checked against the load generator's.
     log: { level: "info" },
     control: control ?? { enabled: false },
+    persistence: persistence ?? { enabled: false },
   };
 }
 
 export interface StartOptions {
   /** Replaces the configuration's default control section. */
   control?: Record<string, unknown>;
+  /** Replaces the configuration's persistence section (off by default). */
+  persistence?: Record<string, unknown>;
   /** Prefix of the temporary configuration file's name. */
   name?: string;
 }
@@ -368,7 +371,7 @@ export type RunningServer = Awaited<ReturnType<typeof startServer>>;
 /** A running server: `step` races a promise against its death; `stop` ends it cleanly. */
 export async function startServer(listen: string[], mappings: number, o: StartOptions = {}) {
   const configFile = join(os.tmpdir(), `pcpd-${o.name ?? "e2e"}-${process.pid}-${mappings}.json`);
-  writeFileSync(configFile, JSON.stringify(serverConfig(listen, mappings, o.control), null, 2), { mode: 0o600 });
+  writeFileSync(configFile, JSON.stringify(serverConfig(listen, mappings, o.control, o.persistence), null, 2), { mode: 0o600 });
   const c = track(spawn(process.execPath, [SERVER_JS, "--config", configFile], { stdio: ["ignore", "pipe", "inherit"] }));
   let log = "";
   c.stdout!.on("data", (d) => (log += d));

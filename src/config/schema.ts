@@ -100,6 +100,25 @@ export const ConfigSchema = z
     parity: z.boolean().default(false),
     protocols: z.array(count(1, 255)).min(1).default([W.PROTO_TCP, W.PROTO_UDP]),
     log: z.object({ level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info") }).strict().default({ level: "info" }),
+    persistence: z
+      .object({
+        /** Mappings, holds and the Epoch survive a restart (a journal plus snapshots per shard). */
+        enabled: z.boolean().default(true),
+        /** Data directory (relative paths: from the working directory); one subdirectory per shard. */
+        directory: z.string().min(1).default("data"),
+        /** Group commit: journal records are written (and fdatasync'ed) this often; a crash loses at most about this much. */
+        commitIntervalMs: count(1, 10_000).default(20),
+        /** fdatasync after every group commit (off: the OS decides when; a power loss may lose more). */
+        fsync: z.boolean().default(true),
+        /** A snapshot (and the deletion of older journals) at least this often while mappings change. */
+        snapshotIntervalSeconds: count(10, 7 * 86_400).default(3600),
+        /** …and whenever the journal grew by this many bytes since the last snapshot. */
+        snapshotJournalBytes: count(1024 * 1024, 2 ** 40).default(512 * 1024 * 1024),
+        /** Journal bytes waiting for the disk beyond which the backlog is dropped and a snapshot replaces it. */
+        maxBacklogBytes: count(1024 * 1024, 2 ** 34).default(256 * 1024 * 1024),
+      })
+      .strict()
+      .default({ enabled: true, directory: "data", commitIntervalMs: 20, fsync: true, snapshotIntervalSeconds: 3600, snapshotJournalBytes: 512 * 1024 * 1024, maxBacklogBytes: 256 * 1024 * 1024 }),
     control: z
       .object({
         enabled: z.boolean().default(true),

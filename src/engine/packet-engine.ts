@@ -37,6 +37,7 @@ export interface EngineExports {
   poolRetire(pool: number, now: number): number;
   rehomeNext(now: number, epoch: number): number;
   rehomeMapping(): number;
+  rehomeFrom(): number;
   serveRange(first: number, count: number, epoch: number, now: number): number;
   expire(now: number, budget: number): number;
   eventsBase(): number;
@@ -54,6 +55,14 @@ export interface EngineExports {
   listScan(from: number, scan: number, limit: number, sel: number, protocol: number, pool: number, kind: number): number;
   listBase(): number;
   listNext(): number;
+  persistBase(): number;
+  persistBytes(): number;
+  persistNext(): number;
+  persistEvents(first: number, count: number, wallOffset: number): number;
+  persistGone(pool: number, protocol: number, port: number): void;
+  persistTable(from: number, budget: number, wallOffset: number): number;
+  restoreRecords(length: number, wallOffset: number, now: number): number;
+  restoreDropped(reason: number): number;
   subscriberMappings(): number;
   subscriberBlocks(): number;
   setPrefetch(on: number): void;
@@ -650,7 +659,7 @@ export class PacketEngine {
    * Moves up to `budget` mappings off the retired address; returns the Mapping Update
    * messages of each one moved, and whether mappings remain.
    */
-  rehome(now: number, epoch: number, budget: number): { updates: { mapping: number; messages: Unsolicited[] }[]; done: boolean } {
+  rehome(now: number, epoch: number, budget: number): { updates: { mapping: number; messages: Unsolicited[]; from: { protocol: number; pool: number; port: number } }[]; done: boolean } {
     const x = this.exports;
     const updates = [];
     for (let k = 0; k < budget; k++) {
@@ -667,7 +676,8 @@ export class PacketEngine {
           payload: this.bytes.slice(at + W.SLOT_DATA, at + W.SLOT_DATA + length),
         });
       }
-      updates.push({ mapping: x.rehomeMapping(), messages });
+      const from = x.rehomeFrom() >>> 0;
+      updates.push({ mapping: x.rehomeMapping(), messages, from: { protocol: from >>> 24, pool: (from >>> 16) & 0xff, port: from & 0xffff } });
     }
     return { updates, done: false };
   }
@@ -720,6 +730,61 @@ export class PacketEngine {
 
   stats(): CodecStats {
     return readCodecStats(this.mem(), this.statsAt);
+  }
+
+  // ---- Persistence (src/persist/): records in the PREC_* layout; `wallOffset` = wall-clock seconds at engine time 0 ----
+
+  private persisted(): Uint8Array {
+    const at = this.exports.persistBase();
+    this.mem();
+    return this.bytes.slice(at, at + this.exports.persistBytes());
+  }
+
+  /** Journal records for every pending event (the ring is left as it is); copies, each ≤ PERSIST_BUFFER bytes. */
+  persistPending(wallOffset: number): Uint8Array[] {
+    const x = this.exports;
+    const pending = (x.eventsHead() - x.eventsTail()) >>> 0;
+    const out: Uint8Array[] = [];
+    for (let done = 0; done < pending; ) {
+      const n = x.persistEvents(done, pending - done, wallOffset >>> 0);
+      if (n === 0) throw new PcpdError(ErrorCodes.ENGINE_TRAPPED, "a mapping record does not fit the persistence buffer");
+      out.push(this.persisted());
+      done += n;
+    }
+    return out;
+  }
+
+  /** The end of an external key (pool index, protocol, port): a record that moved away from it. */
+  persistGone(pool: number, protocol: number, port: number): Uint8Array {
+    this.exports.persistGone(pool, protocol, port);
+    return this.persisted();
+  }
+
+  /** Snapshot chunk: records in use from id `from`, visiting at most `budget` ids; `next` 0 when the table is done. */
+  persistTable(from: number, budget: number, wallOffset: number): { bytes: Uint8Array; next: number } {
+    this.exports.persistTable(from, budget, wallOffset >>> 0);
+    return { bytes: this.persisted(), next: this.exports.persistNext() };
+  }
+
+  /** Takes records back (at most PERSIST_BUFFER bytes of whole records); returns the bytes consumed (fewer: a malformed record). */
+  restore(records: Uint8Array, wallOffset: number, now: number): number {
+    if (records.length > W.PERSIST_BUFFER) throw new PcpdError(ErrorCodes.BAD_DATAGRAM, `${records.length} bytes of records exceed ${W.PERSIST_BUFFER}`);
+    const at = this.exports.persistBase();
+    this.mem();
+    this.bytes.set(records, at);
+    return this.exports.restoreRecords(records.length, wallOffset >>> 0, now >>> 0);
+  }
+
+  /** Records restore() did not take back, by reason. */
+  restoreDropped(): Record<"expired" | "notInPool" | "conflict" | "noResources" | "malformed", number> {
+    const x = this.exports;
+    return {
+      expired: x.restoreDropped(W.RESTORE_EXPIRED),
+      notInPool: x.restoreDropped(W.RESTORE_NOT_IN_POOL),
+      conflict: x.restoreDropped(W.RESTORE_CONFLICT),
+      noResources: x.restoreDropped(W.RESTORE_NO_RESOURCES),
+      malformed: x.restoreDropped(W.RESTORE_MALFORMED),
+    };
   }
 
   /** The counters block (STATS_SIZE bytes) as a view into module memory, for copying. */

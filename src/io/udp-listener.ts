@@ -26,7 +26,7 @@ export interface ListenerOptions {
   onEvents?: (events: MappingRecords) => void;
   /** Whether onEvents wants them now; if not they are dropped uncopied (the hot path). */
   wantsEvents?: () => boolean;
-  /** Runs after the engine served a batch, before its replies are sent, and after expiry (publishing counters). */
+  /** Runs after the engine served a batch, before its replies are sent, and after expiry: counters and journal (the events are still pending). */
   afterBatch?: () => void;
   /** Expiry work per second (wheel entries visited). */
   expiryBudget?: number;
@@ -141,6 +141,12 @@ export class UdpListener {
       }
       this.deliverEvents();
     }
+  }
+
+  /** After engine work outside a batch (a control task): counters, journal and events as after a batch. */
+  settle(): void {
+    this.o.afterBatch?.();
+    this.deliverEvents();
   }
 
   private deliverEvents(): void {

@@ -31,6 +31,12 @@ export class MonotonicClock {
     this.epochOrigin = this.source();
   }
 
+  /** The Epoch goes on from `base` now (state restored from disk: previous Epoch + downtime). */
+  continueEpoch(base: number): void {
+    this.epochBase = base >>> 0;
+    this.epochOrigin = this.source();
+  }
+
   /** What another thread needs to compute epoch() itself (src/server/stats-board.ts). */
   epochState(): { base: number; origin: bigint } {
     return { base: this.epochBase, origin: this.epochOrigin };

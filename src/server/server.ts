@@ -9,6 +9,7 @@ import { announceTargets } from "./announce.js";
 import { ShardPool } from "./shard-pool.js";
 import type { EventsMessage, ShardSpec, ShardStats, ShardTask } from "./shard-worker.js";
 import { StatsBoard } from "./stats-board.js";
+import { lockDirectory } from "../persist/lock.js";
 
 export interface ServerStats {
   /** Engine counters summed over the shards. */
@@ -49,7 +50,7 @@ export interface RunningServer {
 }
 
 /** Settings fixed for the life of the process (a changed value is reported, not applied). */
-const RESTART_PATHS = ["listen", "workers", "capacity", "protocols", "announce", "pool.portMin", "pool.blockSize", "pool.maxBlocksPerSubscriber", "pool.excludedPorts"];
+const RESTART_PATHS = ["listen", "workers", "capacity", "protocols", "announce", "persistence", "pool.portMin", "pool.blockSize", "pool.maxBlocksPerSubscriber", "pool.excludedPorts"];
 
 const valueAt = (c: unknown, path: string): unknown => path.split(".").reduce((o, k) => (o as Record<string, unknown>)[k], c);
 
@@ -87,12 +88,14 @@ export async function startServer(c: Config, log: Logger, onShardLost?: (shard: 
     };
   });
   const boards = specs.map((spec) => new StatsBoard(spec.board));
+  const unlock = c.persistence.enabled ? lockDirectory(c.persistence.directory) : () => undefined;
   const pool = new ShardPool(specs, log, onShardLost ?? (() => undefined));
   let started;
   try {
     started = await pool.start();
   } catch (e) {
     await pool.stop();
+    unlock();
     throw e;
   }
   const addresses = started.flatMap((s) => s.endpoints);
@@ -125,6 +128,7 @@ export async function startServer(c: Config, log: Logger, onShardLost?: (shard: 
     },
     async stop() {
       const final = await pool.stop<ShardStats>();
+      unlock();
       log.info({ stats: Object.fromEntries(Object.entries(sum(final)).map(([k, v]) => [k, Number(v)])) }, "pcp server stopped");
     },
   };

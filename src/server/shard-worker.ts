@@ -18,6 +18,7 @@ import { MappingUpdater } from "./mapping-update.js";
 import { classifier, codecConfig, engineConfig, limiterFor } from "./policy.js";
 import { poolAddresses } from "../config/schema.js";
 import { StatsBoard } from "./stats-board.js";
+import { ShardStore, wallSeconds, type RestoreReport } from "../persist/store.js";
 import * as W from "../wire.generated.js";
 
 /** Mappings moved per event-loop turn while renumbering, so requests keep being served. */
@@ -105,6 +106,9 @@ interface Shard {
   updater: MappingUpdater;
   log: Logger;
   board: StatsBoard;
+  /** Durable state (persistence.enabled) and the wall-clock seconds at engine time 0 it converts times with. */
+  store?: ShardStore;
+  wallOffset: number;
   /** Mapping Update cancels (unless told not to), debug log and the event stream, for a batch of events. */
   onEvents: (events: MappingRecords, cancelUpdates?: boolean) => void;
 }
@@ -137,7 +141,25 @@ async function start(spec: ShardSpec): Promise<ShardStarted> {
   const engine = new PacketEngine("release", codecConfig(config));
   engine.initEngine(engineConfig(config, spec.seed, spec.shard, spec.shards), clock.seconds());
   const board = new StatsBoard(spec.board);
-  const publish = () => board.publish(engine.statsBytes(), clock.epochState());
+  const wallOffset = wallSeconds() - clock.seconds();
+  const store = config.persistence.enabled ? new ShardStore({ ...config.persistence, shard: spec.shard, shards: spec.shards }, () => clock.epoch(), log) : undefined;
+  let restored: RestoreReport | undefined;
+  if (store) {
+    const t0 = performance.now();
+    restored = store.restore(engine, wallOffset, clock.seconds());
+    if (restored.epoch > 0) clock.continueEpoch(restored.epoch);
+    const summary = { dir: store.dir, files: restored.files.length, mappings: restored.mappings, held: restored.held, dropped: restored.dropped, damage: restored.damage, epoch: clock.epoch(), ms: Math.round(performance.now() - t0) };
+    if (restored.stateLost) log.error(summary, "state restored with losses: epoch reset");
+    else log.info(summary, "state restored");
+    // Journals replayed or damage found: a fresh snapshot replaces them.
+    if (restored.bytes > 0 || restored.damage.length > 0) store.requestSnapshot = true;
+    store.start();
+  }
+  /** After every batch (before its replies leave) and engine work outside one: counters out, changes to the journal. */
+  const afterBatch = () => {
+    board.publish(engine.statsBytes(), clock.epochState());
+    store?.append(engine.persistPending(wallOffset));
+  };
   let poolPosted = 0; // pool entries the main thread has been told about
   const onEvents = (events: MappingRecords, cancelUpdates = true) => {
     if (cancelUpdates) for (const e of recordKinds(events)) {
@@ -160,15 +182,16 @@ async function start(spec: ShardSpec): Promise<ShardStarted> {
     classify: classifier(config),
     limiter: limiterFor(config, spec.shards),
     onEvents,
-    // Copied only while a Mapping Update waits for a refresh, or for debug logs; the
-    // journal and the dataplane (issue #6) will consume them always.
+    // Copied only while a Mapping Update waits for a refresh, or for debug logs (the
+    // journal reads them in place, in afterBatch).
     wantsEvents: () => eventsOn || (shard?.updater.size ?? 0) > 0 || log.isLevelEnabled("debug"),
-    afterBatch: publish,
+    afterBatch,
   });
   try {
     await listener.start();
   } catch (e) {
     await listener.stop(); // sockets bound before the failure
+    await store?.close();
     throw e;
   }
   const announcer = new Announcer({
@@ -196,12 +219,26 @@ async function start(spec: ShardSpec): Promise<ShardStarted> {
     socket?.send(m.payload, m.port, m.address);
   }, () => clock.epoch());
   const endpoints = listener.boundAddresses();
-  shard = { spec: { ...spec, endpoints }, engine, clock, listener, announcer, updater, log, board, onEvents };
+  const s: Shard = { spec: { ...spec, endpoints }, engine, clock, listener, announcer, updater, log, board, store, wallOffset, onEvents };
+  shard = s;
   board.claim(threadId, engine.statsBytes(), clock.epochState(), engine.poolUsage());
-  poolTimer = setInterval(() => shard && shard.board.publishPool(shard.engine.poolUsage()), POOL_PUBLISH_MS);
+  let eventsLost = engine.engineStats().eventsLost;
+  poolTimer = setInterval(() => {
+    board.publishPool(engine.poolUsage());
+    if (!store) return;
+    const lost = engine.engineStats().eventsLost;
+    if (lost !== eventsLost) {
+      // Changes that left no event reached no journal either: a snapshot catches up.
+      log.warn({ eventsLost: Number(lost - eventsLost) }, "event ring overflowed: journal incomplete until the next snapshot");
+      eventsLost = lost;
+      store.requestSnapshot = true;
+    }
+    if (store.snapshotDue()) void store.snapshot(engine, wallOffset);
+  }, POOL_PUBLISH_MS);
   poolTimer.unref();
-  announcer.start();
-  log.info({ listen: endpoints, epoch: clock.epoch(), announce: spec.announce.map((t) => `${t.source}→${t.group}`) }, "shard serving (epoch reset)");
+  const continued = restored !== undefined && restored.epoch > 0;
+  if (!continued) announcer.start(); // a continued Epoch has nothing to announce
+  log.info({ listen: endpoints, epoch: clock.epoch(), announce: spec.announce.map((t) => `${t.source}→${t.group}`) }, continued ? "shard serving (epoch continued)" : "shard serving (epoch reset)");
   return { shard: spec.shard, threadId, endpoints, epoch: clock.epoch() };
 }
 
@@ -232,7 +269,9 @@ function applyPool(s: Shard, next: Config): void {
     for (const u of updates) {
       s.updater.schedule(u.mapping, u.messages);
       told += u.messages.length > 0 ? 1 : 0;
+      s.store?.append([s.engine.persistGone(u.from.pool, u.from.protocol, u.from.port)]); // the key it left
     }
+    s.store?.append(s.engine.persistPending(s.wallOffset));
     moved += updates.length;
     // This chunk's own moves and ends: they cancel no update (a PREFER_FAILURE mapping
     // ends here and its CANNOT_PROVIDE_EXTERNAL update must still go).
@@ -306,13 +345,18 @@ export default async function handle(task: ShardTask): Promise<unknown> {
       s.announcer.stop();
       s.updater.stop();
       await s.listener.stop();
+      s.listener.settle();
+      await s.store?.close();
       publishAll(s);
       shard = undefined;
       return stats(s);
     }
     default: {
       const result = run(task);
-      if (shard && CHANGES_STATE.has(task.kind)) publishAll(shard); // what the task changed shows at once
+      if (shard && CHANGES_STATE.has(task.kind)) {
+        shard.listener.settle(); // counters, journal and events of what the task changed, at once
+        shard.board.publishPool(shard.engine.poolUsage());
+      }
       return result;
     }
   }

@@ -24,7 +24,7 @@ function configWith(over: Record<string, unknown> = {}): Config {
     thirdPartySources: [`${AFTR}/32`],
     rateLimit: { global: { rate: 1e6, burst: 1e6 } },
     control: { address: "127.0.0.1", port: 0, tokens: [{ token: ADMIN, role: "admin" }, { token: READER, role: "read" }], eventBufferBytes: 4096, requestsPerSecond: 2000 },
-    log: { level: "silent" },
+    log: { level: "silent" }, persistence: { enabled: false },
     ...over,
   });
 }

@@ -119,7 +119,7 @@ beforeAll(async () => {
     listen: { addresses: [SERVER4, SERVER6] },
     subscribers: ["10.53.51.0/24", "fd53:51::/64"],
     announce: { multicast: [IF_SERVER], count: COPIES, firstGapMs: FIRST_GAP },
-    log: { level: "warn" },
+    log: { level: "warn" }, persistence: { enabled: false },
   }));
   server = spawn("ip", ["netns", "exec", NS_SERVER, process.execPath, CLI, "--config", config], { stdio: ["ignore", "inherit", "inherit"] });
   const copies = 2 * COPIES + COPIES; // PCP on both families, NAT-PMP on IPv4

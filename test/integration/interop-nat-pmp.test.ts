@@ -167,7 +167,7 @@ describe("interop: npm nat-pmp 1.0.0 client", () => {
         pool: { addresses: [POOL] },
         noncePolicy: "strict",
         lifetimes: { min: 120, max: MAX_LIFETIME, holdDown: 120 },
-        log: { level: "silent" },
+        log: { level: "silent" }, persistence: { enabled: false },
       }),
       pino({ level: "silent" }),
     );

@@ -27,7 +27,7 @@ beforeAll(async () => {
   writeFileSync(config, JSON.stringify({
     listen: { addresses: [UDP], port: 0 },
     control: { port: 0, tokenFile },
-    log: { level: "info" },
+    log: { level: "info" }, persistence: { enabled: false },
   }));
   child = spawn(process.execPath, [SERVER, "--config", config], { stdio: ["ignore", "pipe", "inherit"] });
   await new Promise<void>((resolve, reject) => {

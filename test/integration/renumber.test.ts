@@ -16,7 +16,7 @@ const SERVER = "127.0.0.13";
 const CLIENT = "127.0.0.13"; // a subscriber on the same loopback address (its own port)
 const OLD = "198.51.100.1";
 const NEW = "198.51.100.2";
-const base = { listen: { addresses: [SERVER], port: 0 }, subscribers: ["127.0.0.0/8"], log: { level: "silent" } };
+const base = { listen: { addresses: [SERVER], port: 0 }, subscribers: ["127.0.0.0/8"], log: { level: "silent" }, persistence: { enabled: false } };
 let server: RunningServer;
 
 beforeAll(async () => {

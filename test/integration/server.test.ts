@@ -23,7 +23,8 @@ describe("pcp-server command", () => {
   let port = 0;
 
   beforeAll(async () => {
-    child = spawn(process.execPath, [CLI, "--listen", "127.0.0.1", "--port", "0"], { stdio: ["ignore", "pipe", "pipe"] });
+    // Embedded defaults, persistence included: its data directory ("data") lands in a fresh working directory.
+    child = spawn(process.execPath, [CLI, "--listen", "127.0.0.1", "--port", "0"], { cwd: mkdtempSync(join(tmpdir(), "pcpd-cwd-")), stdio: ["ignore", "pipe", "pipe"] });
     port = await new Promise<number>((resolve, reject) => {
       let out = "";
       child.stdout!.on("data", (chunk) => {
@@ -72,7 +73,7 @@ describe("SIGHUP reload", () => {
   it("applies a changed NAT-PMP mode without a restart; a broken file leaves the running configuration", async () => {
     const dir = mkdtempSync(join(tmpdir(), "pcpd-hup-"));
     const file = join(dir, "pcpd.yaml");
-    writeFileSync(file, "listen:\n  addresses: [127.0.0.1]\n  port: 0\n");
+    writeFileSync(file, "listen:\n  addresses: [127.0.0.1]\n  port: 0\npersistence:\n  enabled: false\n");
     const child = spawn(process.execPath, [CLI, "--config", file], { stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
     const seen = (text: string) =>
@@ -94,7 +95,7 @@ describe("SIGHUP reload", () => {
     try {
       const port = JSON.parse(await seen("pcp server listening")).listen[0].port;
       expect((await request(port, Uint8Array.of(0, 0)))[1]).toBe(0x80);
-      writeFileSync(file, "listen:\n  addresses: [127.0.0.1]\n  port: 0\nnatPmp: silent\npool:\n  blockSize: 256\n");
+      writeFileSync(file, "listen:\n  addresses: [127.0.0.1]\n  port: 0\npersistence:\n  enabled: false\nnatPmp: silent\npool:\n  blockSize: 256\n");
       child.kill("SIGHUP");
       const reloaded = JSON.parse(await seen("configuration reloaded"));
       expect(reloaded.restartNeededFor).toEqual(["pool.blockSize"]);
@@ -118,7 +119,7 @@ describe("interop: Debian natpmpc", () => {
   beforeAll(async () => {
     natpmpc = await run("natpmpc", ["-h"]).then(() => true, (e) => e.code !== "ENOENT");
     if (!natpmpc) return;
-    server = await startServer(parseConfig({ listen: { addresses: [ADDRESS] }, log: { level: "silent" } }), pino({ level: "silent" }));
+    server = await startServer(parseConfig({ listen: { addresses: [ADDRESS] }, log: { level: "silent" }, persistence: { enabled: false } }), pino({ level: "silent" }));
   });
   afterAll(() => server?.stop());
 

@@ -595,7 +595,7 @@ describe.skipIf(!TSHARK)(TSHARK ? "every reply dissects in Wireshark (tshark)" :
         listen: { addresses: [ADDRESS], port: PORT },
         thirdPartySources: [`${ADDRESS}/32`], // THIRD_PARTY is authorised for our socket
         pool: { addresses: [POOL] },
-        log: { level: "silent" },
+        log: { level: "silent" }, persistence: { enabled: false },
       }),
       pino({ level: "silent" }),
     );

@@ -19,7 +19,7 @@ const map = (address: string) => send(address, mapRequest({ client: address, int
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 beforeAll(async () => {
-  server = await startServer(parseConfig({ listen: { addresses: [A, B], port: 0 }, workers: 2, log: { level: "silent" } }), pino({ level: "silent" }));
+  server = await startServer(parseConfig({ listen: { addresses: [A, B], port: 0 }, workers: 2, log: { level: "silent" }, persistence: { enabled: false } }), pino({ level: "silent" }));
 });
 afterAll(() => server.stop());
 

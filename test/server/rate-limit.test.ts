@@ -52,7 +52,7 @@ describe("item 18: a flood from one source does not block another", () => {
         listen: { addresses: ["127.0.0.6"], port: 0 },
         pcp: { overload },
         rateLimit: { perSource: { rate: 5, burst: 10 } },
-        log: { level: "silent" },
+        log: { level: "silent" }, persistence: { enabled: false },
       });
       const server = await startServer(config, pino({ level: "silent" }));
       const port = server.addresses[0].port;
@@ -72,7 +72,7 @@ describe("item 18: a flood from one source does not block another", () => {
   }
 
   it("item 103: PREFER_FAILURE probes for other ports are held to the source's rate", async () => {
-    const config = parseConfig({ listen: { addresses: ["127.0.0.6"], port: 0 }, pcp: { overload: "no-resources" }, rateLimit: { perSource: { rate: 5, burst: 10 } }, log: { level: "silent" } });
+    const config = parseConfig({ listen: { addresses: ["127.0.0.6"], port: 0 }, pcp: { overload: "no-resources" }, rateLimit: { perSource: { rate: 5, burst: 10 } }, log: { level: "silent" }, persistence: { enabled: false } });
     const server = await startServer(config, pino({ level: "silent" }));
     try {
       // A scan of 200 external ports from one client, as fast as it can send.

@@ -1,0 +1,217 @@
+// Persistence across real restarts of the pcp-server process: a client keeps creating
+// mappings (THIRD_PARTY, as an AFTR would) when the server is killed with SIGKILL; after
+// a restart every mapping acknowledged before the durability horizon is there with the
+// same external address and port, and the client's Epoch check (RFC 6887 §8.5) sees no
+// state loss. A clean stop keeps everything. A flipped bit makes the restart reset the
+// Epoch instead.
+import { spawn, type ChildProcess } from "node:child_process";
+import dgram from "node:dgram";
+import fs from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import * as W from "../../src/wire.generated.js";
+import { ControlClient } from "../../src/client/control-client.js";
+import { assigned, mapRequest, nonceOf, thirdParty, u16, u32 } from "../helpers/packets.js";
+
+const SERVER = new URL("../../dist/cli/pcp-server.js", import.meta.url).pathname;
+const UDP = "127.0.0.50"; // the server
+const AFTR = "127.0.0.51"; // the client: a THIRD_PARTY source
+const PORT = 5351;
+const TOKEN = "persistence-test-token-0123456789";
+const COMMIT_MS = 20;
+/** Acknowledged this long before the kill means written: group commit + the write and fdatasync. */
+const HORIZON_MS = 500;
+const dir = fs.mkdtempSync(join(tmpdir(), "pcpd-persist-"));
+let child: ChildProcess | undefined;
+let log = "";
+
+const key = (i: number) => ({ internalAddress: `10.${(i / 50 / 256) & 255}.${Math.floor(i / 50) & 255}.1`, internalPort: 1024 + (i % 50) });
+
+function config(): string {
+  const file = join(dir, "pcpd.json");
+  fs.writeFileSync(file, JSON.stringify({
+    listen: { addresses: [UDP], port: PORT },
+    thirdPartySources: [`${AFTR}/32`],
+    pool: { addresses: ["198.51.100.1", "198.51.100.2"], blockSize: 64 },
+    quotas: { mappingsPerSubscriber: 50 },
+    rateLimit: { perSource: { rate: 1e6, burst: 1e6 }, global: { rate: 1e6, burst: 1e6 } },
+    persistence: { directory: join(dir, "data"), commitIntervalMs: COMMIT_MS },
+    control: { address: "127.0.0.1", port: 0, tokens: [{ token: TOKEN, role: "admin" }], requestsPerSecond: 1_000_000 },
+    log: { level: "info" },
+  }));
+  return file;
+}
+
+/** Starts the server; resolves with the control URL and the restore log line (if any) once it serves. */
+async function start(): Promise<{ url: string; restored?: Record<string, any>; serving: Record<string, any> }> {
+  log = "";
+  const c = spawn(process.execPath, [SERVER, "--config", config()], { stdio: ["ignore", "pipe", "inherit"] });
+  child = c;
+  return new Promise((resolve, reject) => {
+    let url = "";
+    let restored: Record<string, any> | undefined;
+    let serving: Record<string, any> | undefined;
+    c.stdout!.on("data", (chunk) => {
+      log += chunk;
+      for (const line of log.split("\n")) {
+        if (!line.startsWith("{")) continue;
+        const j = JSON.parse(line);
+        if (j.msg?.startsWith("state restored")) restored = j;
+        if (j.msg?.startsWith("shard serving")) serving = j;
+        if (j.msg === "control channel listening") url = j.control;
+      }
+      if (url && serving) resolve({ url, restored, serving });
+    });
+    c.once("exit", (code) => reject(new Error(`server exited ${code}: ${log}`)));
+  });
+}
+
+async function stop(signal: NodeJS.Signals): Promise<void> {
+  const c = child!;
+  if (c.exitCode !== null || c.signalCode !== null) return;
+  await new Promise((resolve) => {
+    c.once("exit", resolve);
+    c.kill(signal);
+  });
+}
+
+afterAll(async () => {
+  if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+interface Ack {
+  port: number;
+  address: string;
+  at: number;
+}
+
+/** A client creating mappings 0, 1, 2, … (32 outstanding) until stopped; acknowledgements with their time. */
+function load(from: number) {
+  const socket = dgram.createSocket("udp4");
+  const acks = new Map<number, Ack>();
+  let next = from;
+  let running = true;
+  let last: { epoch: number; at: number } | undefined;
+  const send = () => {
+    if (!running) return;
+    const i = next++;
+    const k = key(i);
+    socket.send(mapRequest({ client: AFTR, internalPort: k.internalPort, lifetime: 3600, nonce: nonceOf(i) }, [thirdParty(k.internalAddress)]), PORT, UDP);
+  };
+  socket.on("message", (reply) => {
+    const at = performance.now();
+    if (reply[3] === W.RESULT_SUCCESS && reply[1] === (W.R_BIT | W.OP_MAP)) {
+      const port = u16(reply, W.MP_INTERNAL_PORT);
+      // The THIRD_PARTY option comes back in the reply: its address (10.a.b.1) names the subscriber.
+      const option = reply.subarray(W.PCP_HEADER_SIZE + W.MAP_PAYLOAD_SIZE + W.OPT_HEADER_SIZE);
+      const subscriber = option[13] * 256 + option[14];
+      acks.set(subscriber * 50 + (port - 1024), { ...assigned({ response: reply }), at });
+      last = { epoch: u32(reply, W.HDR_EPOCH), at };
+    }
+    send();
+  });
+  const ready = new Promise<void>((resolve) => socket.bind(0, AFTR, () => {
+    for (let k = 0; k < 32; k++) send();
+    resolve();
+  }));
+  return {
+    ready,
+    acks,
+    last: () => last,
+    stop: () => {
+      running = false;
+      socket.close();
+    },
+  };
+}
+
+/** One request after the restart: the Epoch check of RFC 6887 §8.5 against the last reply before. */
+async function epochCheck(before: { epoch: number; at: number }): Promise<{ lost: boolean; serverDelta: number; clientDelta: number }> {
+  const socket = dgram.createSocket("udp4");
+  await new Promise<void>((resolve) => socket.bind(0, AFTR, resolve));
+  const k = key(0);
+  const reply = await new Promise<Buffer>((resolve) => {
+    socket.once("message", resolve);
+    socket.send(mapRequest({ client: AFTR, internalPort: k.internalPort, lifetime: 3600, nonce: nonceOf(0) }, [thirdParty(k.internalAddress)]), PORT, UDP);
+  });
+  socket.close();
+  const clientDelta = (performance.now() - before.at) / 1000;
+  const serverDelta = u32(reply, W.HDR_EPOCH) - before.epoch;
+  const lost = serverDelta < -1 || clientDelta + 2 < serverDelta - serverDelta / 16 || serverDelta + 2 < clientDelta - clientDelta / 16;
+  return { lost, serverDelta, clientDelta };
+}
+
+/** Every acknowledged mapping acknowledged before `until`, looked up over the control channel. */
+async function missing(url: string, acks: Map<number, Ack>, until: number): Promise<string[]> {
+  const client = await ControlClient.connect(url, { token: TOKEN });
+  const wrong: string[] = [];
+  try {
+    const due = [...acks].filter(([, ack]) => ack.at <= until);
+    for (let b = 0; b < due.length; b += 200) {
+      await Promise.all(due.slice(b, b + 200).map(async ([i, ack]) => {
+        const { mapping } = await client.call("mappings.get", { ...key(i), protocol: W.PROTO_TCP });
+        if (!mapping || mapping.externalPort !== ack.port || mapping.externalAddress !== ack.address) wrong.push(`${i}: acked ${ack.address}:${ack.port}, now ${mapping ? `${mapping.externalAddress}:${mapping.externalPort}` : "missing"}`);
+      }));
+    }
+  } finally {
+    await client.close();
+  }
+  return wrong;
+}
+
+describe("persistence across restarts of the process", () => {
+  it("kill -9 under load: every mapping acknowledged before the durability horizon comes back, the Epoch continues", async () => {
+    await start();
+    const l = load(0);
+    await l.ready;
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const killedAt = performance.now();
+    await stop("SIGKILL");
+    l.stop();
+    const lastBefore = l.last()!;
+    expect(l.acks.size).toBeGreaterThan(1000);
+    await new Promise((resolve) => setTimeout(resolve, 2000)); // down for 2 s
+
+    const { url, restored, serving } = await start();
+    expect(restored).toBeDefined();
+    expect(serving.msg).toBe("shard serving (epoch continued)");
+    const durable = [...l.acks.values()].filter((a) => a.at <= killedAt - HORIZON_MS).length;
+    expect(durable).toBeGreaterThan(500);
+    console.log(`kill -9: ${l.acks.size} acknowledged, ${durable} before the horizon; ${restored!.mappings} restored`);
+    expect(await missing(url, l.acks, killedAt - HORIZON_MS)).toEqual([]);
+    expect(restored!.mappings).toBeGreaterThanOrEqual(durable);
+    expect(restored!.mappings).toBeLessThanOrEqual(l.acks.size);
+    const check = await epochCheck(lastBefore);
+    expect(check.lost, JSON.stringify(check)).toBe(false);
+
+    // A clean stop keeps every acknowledged mapping.
+    const more = load(100_000);
+    await more.ready;
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    more.stop();
+    await new Promise((resolve) => setTimeout(resolve, 100)); // replies in flight
+    await stop("SIGTERM");
+    const again = await start();
+    expect(again.serving.msg).toBe("shard serving (epoch continued)");
+    expect(await missing(again.url, more.acks, Infinity)).toEqual([]);
+    await stop("SIGTERM");
+  }, 60_000);
+
+  it("a corrupted file: the valid part comes back and the Epoch resets (announced as a reset)", async () => {
+    const shardDir = join(dir, "data", "shard-0-of-1");
+    // The largest file (the snapshot the restart took, or a journal): a bit in its first third.
+    const [file] = fs.readdirSync(shardDir).filter((f) => /^(journal|snapshot)-/.test(f)).sort((a, b) => fs.statSync(join(shardDir, b)).size - fs.statSync(join(shardDir, a)).size);
+    const bytes = fs.readFileSync(join(shardDir, file));
+    bytes[Math.floor(bytes.length / 3)] ^= 0x40;
+    fs.writeFileSync(join(shardDir, file), bytes);
+    const { restored, serving } = await start();
+    expect(restored?.msg).toBe("state restored with losses: epoch reset");
+    expect(restored?.damage[0]).toMatchObject({ kind: "corrupt", file });
+    expect(restored?.mappings).toBeGreaterThan(0);
+    expect(serving.msg).toBe("shard serving (epoch reset)");
+    expect(serving.epoch).toBeLessThan(5);
+    await stop("SIGTERM");
+  }, 30_000);
+});

@@ -1,0 +1,177 @@
+// Mapping state out of one engine and into another: a journal of what each batch changed
+// (persistPending before the events are drained), snapshots taken in chunks while the
+// traffic goes on, and restore() of snapshot + journal into a fresh engine must give the
+// same table — every live mapping, hold-down, FILTER and PEER by external key, times
+// carried over as wall-clock — less what expired while "down".
+import { describe, expect, it } from "vitest";
+import fc from "fast-check";
+import * as W from "../../src/wire.generated.js";
+import { DEFAULT_ENGINE_CONFIG, PacketEngine, type EngineConfig } from "../../src/engine/packet-engine.js";
+import { filter, mapRequest, nonceOf, peerRequest, serveOne } from "../helpers/packets.js";
+
+const POOL = ["203.0.113.1", "203.0.113.2", "2001:db8:ff::1"];
+const CLIENTS = ["192.0.2.1", "192.0.2.2", "192.0.2.3", "2001:db8::5"];
+const CONFIG: EngineConfig = { ...DEFAULT_ENGINE_CONFIG, seed: 9n, holdDown: 120, pool: { ...DEFAULT_ENGINE_CONFIG.pool, addresses: POOL, blockSize: 64, maxBlocksPerSubscriber: 4 } };
+
+function engine(now: number, config = CONFIG): PacketEngine {
+  const e = new PacketEngine("debug");
+  e.initEngine(config, now);
+  return e;
+}
+
+interface Row {
+  key: string;
+  internal: string;
+  flags: number;
+  mapExpiry: number;
+  outExpiry: number;
+  filters: string[];
+}
+
+/** The table by external key, times as wall-clock seconds. */
+function table(e: PacketEngine, wallOffset: number): Map<string, Row> {
+  const out = new Map<string, Row>();
+  const wall = (t: number) => (t === 0 ? 0 : t + wallOffset);
+  for (let m = 1; m <= e.exports.mappingsUsed(); m++) {
+    const d = e.describe(m);
+    if (!d) continue;
+    out.set(`${d.externalAddress}/${d.protocol}/${d.externalPort}`, {
+      key: `${d.externalAddress}/${d.protocol}/${d.externalPort}`,
+      internal: `${d.internalAddress}/${d.protocol}/${d.internalPort}/${d.family}`,
+      flags: d.flags,
+      mapExpiry: wall(d.mapExpiry),
+      outExpiry: wall(d.outExpiry),
+      filters: e.filters(m).map((f) => `${f.address}/${f.prefixLength}:${f.port}`).sort(),
+    });
+  }
+  return out;
+}
+
+type Op =
+  | { t: "map"; client: number; protocol: number; port: number; lifetime: number; filters: number }
+  | { t: "peer"; client: number; port: number; remote: number }
+  | { t: "static"; client: number; port: number; external: number }
+  | { t: "tick"; seconds: number }
+  | { t: "snapshot" };
+
+const op: fc.Arbitrary<Op> = fc.oneof(
+  { weight: 6, arbitrary: fc.record({ t: fc.constant("map" as const), client: fc.nat(3), protocol: fc.constantFrom(W.PROTO_TCP, W.PROTO_UDP), port: fc.integer({ min: 1, max: 12 }), lifetime: fc.constantFrom(0, 150, 600, 3600), filters: fc.nat(2) }) },
+  { weight: 2, arbitrary: fc.record({ t: fc.constant("peer" as const), client: fc.nat(3), port: fc.integer({ min: 1, max: 12 }), remote: fc.nat(3) }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant("static" as const), client: fc.nat(2), port: fc.integer({ min: 20, max: 25 }), external: fc.nat(40) }) },
+  { weight: 2, arbitrary: fc.record({ t: fc.constant("tick" as const), seconds: fc.integer({ min: 1, max: 400 }) }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant("snapshot" as const) }) },
+);
+
+const T0 = 1000;
+const WALL_A = 1_700_000_000; // wall clock at engine time 0, first run
+
+describe("persistence round trip through the engine", () => {
+  it("snapshot + journal restored into a new engine give the same table (less what expired meanwhile)", () => {
+    fc.assert(
+      fc.property(fc.array(op, { minLength: 1, maxLength: 80 }), fc.integer({ min: 0, max: 700 }), fc.integer({ min: 1, max: 7 }), (ops, downtime, chunk) => {
+        const a = engine(T0);
+        let now = T0;
+        let snapshot: Uint8Array[] = [];
+        let journal: Uint8Array[] = [];
+        let staticPort = 0;
+        const capture = () => {
+          journal.push(...a.persistPending(WALL_A));
+          a.drainEvents();
+        };
+        for (const o of ops) {
+          const client = CLIENTS[o.t === "tick" || o.t === "snapshot" ? 0 : o.client];
+          if (o.t === "map") {
+            const fs = Array.from({ length: o.filters }, (_, i) => filter(128, `198.51.100.${10 + i}`, 443));
+            serveOne(a, mapRequest({ client, protocol: o.protocol, internalPort: o.port, lifetime: o.lifetime, nonce: nonceOf(o.port) }, fs), now, { source: client });
+          } else if (o.t === "peer") {
+            serveOne(a, peerRequest({ client, internalPort: o.port, lifetime: 600, nonce: nonceOf(o.port), remoteAddress: `198.51.100.${o.remote + 1}`, remotePort: 3478 }), now, { source: client });
+          } else if (o.t === "static") {
+            a.addStatic(client, W.PROTO_UDP, o.port, POOL[0], 60000 + o.external + staticPort++);
+          } else if (o.t === "tick") {
+            now += o.seconds;
+            a.expire(now);
+          } else {
+            // A fuzzy snapshot: the journal restarts with it, and traffic runs between its chunks.
+            capture();
+            journal = [];
+            snapshot = [];
+            let from = 1;
+            do {
+              const part = a.persistTable(from, chunk, WALL_A);
+              snapshot.push(part.bytes);
+              from = part.next;
+              serveOne(a, mapRequest({ client: CLIENTS[1], internalPort: 30 + (from % 3), nonce: nonceOf(30) }), now, { source: CLIENTS[1] });
+              capture();
+            } while (from !== 0);
+          }
+          capture();
+        }
+        // Down for `downtime` seconds; the new run's engine time starts again at T0.
+        const wallNow = now + WALL_A + downtime;
+        const wallB = wallNow - T0;
+        const b = engine(T0);
+        for (const part of [...snapshot, ...journal]) expect(b.restore(part, wallB, T0)).toBe(part.length);
+        a.expire(now + downtime); // what ended while down, seen from the first run
+        a.drainEvents();
+        const want = table(a, WALL_A);
+        const got = table(b, wallB);
+        expect([...got.values()].sort((x, y) => x.key.localeCompare(y.key))).toEqual([...want.values()].sort((x, y) => x.key.localeCompare(y.key)));
+        expect(b.engineStats()).toMatchObject({ mappings: a.engineStats().mappings, held: a.engineStats().held, filters: a.engineStats().filters, subscribers: a.engineStats().subscribers, blocks: a.engineStats().blocks });
+        expect(b.restoreDropped().malformed).toBe(0);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it("a restored mapping answers its client's refresh with the same external port; a hold-down is kept for its nonce only", () => {
+    const a = engine(T0);
+    const c = CLIENTS[0];
+    const live = serveOne(a, mapRequest({ client: c, internalPort: 80, lifetime: 3600, nonce: nonceOf(1) }), T0, { source: c });
+    const gone = serveOne(a, mapRequest({ client: c, internalPort: 81, lifetime: 3600, nonce: nonceOf(2) }), T0, { source: c });
+    serveOne(a, mapRequest({ client: c, internalPort: 81, lifetime: 0, nonce: nonceOf(2) }), T0 + 5, { source: c }); // held for 120 s
+    const records = a.persistPending(WALL_A);
+    const b = engine(T0);
+    const wallB = WALL_A + 30; // restarted 30 s later (engine time T0 again)
+    for (const r of records) b.restore(r, wallB, T0);
+    const port = (o: { response: Uint8Array }) => new DataView(o.response.buffer, o.response.byteOffset).getUint16(W.MP_EXTERNAL_PORT);
+    const refreshed = serveOne(b, mapRequest({ client: c, internalPort: 80, lifetime: 3600, nonce: nonceOf(1) }), T0, { source: c });
+    expect(refreshed.result).toBe(W.RESULT_SUCCESS);
+    expect(port(refreshed)).toBe(port(live));
+    expect(b.drainEvents().map((e) => e.kind)).toEqual(["refresh"]);
+    // The held port comes back to its nonce; a different nonce gets another port.
+    const other = serveOne(b, mapRequest({ client: c, internalPort: 81, lifetime: 600, nonce: nonceOf(3), externalPort: port(gone) }), T0, { source: c });
+    expect(port(other)).not.toBe(port(gone));
+    const back = serveOne(b, mapRequest({ client: c, internalPort: 82, lifetime: 600, nonce: nonceOf(2) }), T0, { source: c });
+    expect(back.result).toBe(W.RESULT_SUCCESS);
+  });
+
+  it("drops what cannot come back and says why: expired, not in the pool, another shard's block, malformed", () => {
+    const a = engine(T0);
+    serveOne(a, mapRequest({ client: CLIENTS[0], internalPort: 80, lifetime: 200 }), T0, { source: CLIENTS[0] });
+    serveOne(a, mapRequest({ client: CLIENTS[1], internalPort: 80, lifetime: 3600 }), T0, { source: CLIENTS[1] });
+    const records = a.persistPending(WALL_A);
+    const bytes = Uint8Array.from(records.flatMap((r) => [...r]));
+
+    const later = engine(T0);
+    later.restore(bytes, WALL_A + 1000, T0); // 1000 s later: the 200 s mapping expired
+    expect(later.restoreDropped()).toMatchObject({ expired: 1, malformed: 0 });
+    expect(later.engineStats().mappings).toBe(1n);
+
+    const renumbered = engine(T0, { ...CONFIG, pool: { ...CONFIG.pool, addresses: ["198.51.100.77"] } });
+    renumbered.restore(bytes, WALL_A, T0);
+    expect(renumbered.restoreDropped().notInPool).toBe(2);
+
+    // A shard (of 1000) that owns neither record's block.
+    const blocks = new Set([1, 2].map((m) => Math.floor((a.describe(m)!.externalPort - CONFIG.pool.portMin) / CONFIG.pool.blockSize) % 1000));
+    const shard = [0, 1, 2].find((s) => !blocks.has(s))!;
+    const sharded = engine(T0, { ...CONFIG, pool: { ...CONFIG.pool, shards: 1000, shard } });
+    sharded.restore(bytes, WALL_A, T0);
+    expect(sharded.restoreDropped().conflict).toBe(2);
+
+    const broken = bytes.slice();
+    broken[W.PREC_KIND] = 9;
+    const b = engine(T0);
+    expect(b.restore(broken, WALL_A, T0)).toBe(0);
+    expect(b.restoreDropped().malformed).toBe(1);
+  });
+});
