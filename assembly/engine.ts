@@ -1563,6 +1563,13 @@ function prefetch(first: u32, end: u32): void {
   touched += acc; // keeps the loads
 }
 
+let dataplaneDown = false;
+
+/** While the dataplane cannot be programmed, MAP, PEER and NAT-PMP requests get NETWORK_FAILURE [6887 §7.4]. */
+export function setDataplaneDown(down: bool): void {
+  dataplaneDown = down;
+}
+
 export function serveRange(first: u32, count: u32, epoch: u32, at: u32): u32 {
   now = at;
   processRange(first, count, epoch);
@@ -1573,8 +1580,8 @@ export function serveRange(first: u32, count: u32, epoch: u32, at: u32): u32 {
   for (let i = first; i < end; i++) {
     const slot = slotsBase() + <usize>i * A.SLOT_SIZE;
     if (load<u8>(slot + A.SLOT_VERDICT) == A.VERDICT_PARSED) {
-      if (!initialised || poolCount == 0) {
-        // No tables or no external address yet: the NAT cannot serve [6887 §7.4].
+      if (!initialised || poolCount == 0 || dataplaneDown) {
+        // No tables, no external address yet, or the NAT device unreachable: the NAT cannot serve [6887 §7.4].
         if (load<u8>(slot + A.SLOT_VERSION) == W.NATPMP_VERSION) {
           if (load<u8>(slot + A.SLOT_OPCODE) == W.NATPMP_OP_ADDRESS) finishNatPmpAddress(slot, W.NATPMP_RESULT_NETWORK_FAILURE, 0);
           else finishNatPmpMap(slot, W.NATPMP_RESULT_NETWORK_FAILURE, 0, 0);

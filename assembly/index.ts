@@ -83,6 +83,7 @@ export {
   subscriberMappings,
   subscriberBlocks,
   setPrefetch,
+  setDataplaneDown,
 } from "./engine";
 
 export { loadgenMap } from "./loadgen";

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Debian packages the integration tests drive: natpmpc (NAT-PMP client), tshark (PCP and
-# NAT-PMP dissectors) and iproute2 (network namespaces). Installed when missing and when
-# this runs as root with apt-get; otherwise the tests that need them skip, saying why.
+# NAT-PMP dissectors), iproute2 (network namespaces) and nftables (the dataplane backend).
+# Installed when missing and when this runs as root with apt-get; otherwise the tests that
+# need them skip, saying why.
 set -u
 need=()
 command -v natpmpc >/dev/null 2>&1 || need+=(natpmpc)
 command -v tshark >/dev/null 2>&1 || need+=(tshark)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v nft >/dev/null 2>&1 || need+=(nftables)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "test-deps: not root or no apt-get; tests needing ${need[*]} will be skipped" >&2

@@ -119,6 +119,25 @@ export const ConfigSchema = z
       })
       .strict()
       .default({ enabled: true, directory: "data", commitIntervalMs: 20, fsync: true, snapshotIntervalSeconds: 3600, snapshotJournalBytes: 512 * 1024 * 1024, maxBacklogBytes: 256 * 1024 * 1024 }),
+    dataplane: z
+      .object({
+        /**
+         * What programs the NAT: nothing (pcpd only answers PCP), nftables on this host
+         * (IPv4), or an external dataplane fed over the control channel (dataplane.subscribe).
+         * With one configured, requests get NETWORK_FAILURE until it is programmed.
+         */
+        backend: z.enum(["none", "nftables", "events"]).default("none"),
+        /** nftables table (family ip) pcpd owns. */
+        table: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,31}$/, "letters, digits and _ (at most 32)").default("pcpd"),
+        /** Changes are applied in one transaction this often. */
+        batchMs: count(5, 10_000).default(50),
+        /** Failed transactions in a row after which the dataplane counts as down (NETWORK_FAILURE). */
+        failuresBeforeDown: count(1, 100).default(3),
+        /** Operations per transaction while loading the whole table (start-up, recovery). */
+        reconcileChunk: count(100, 1_000_000).default(20_000),
+      })
+      .strict()
+      .default({ backend: "none", table: "pcpd", batchMs: 50, failuresBeforeDown: 3, reconcileChunk: 20_000 }),
     control: z
       .object({
         enabled: z.boolean().default(true),

@@ -44,6 +44,7 @@
 // table is gone; the replacement starts empty), pcpd_shard_up{shard} says 0, and a pool
 // address that left the pool has no series any more.
 import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
+import type { DataplaneStats } from "../dataplane/manager.js";
 import type { ServerStats } from "../server/server.js";
 import type { ShardStats } from "../server/shard-worker.js";
 import { ALL_CONSTANTS } from "../wire.generated.js";
@@ -104,6 +105,8 @@ export interface ShardInfoForMetrics {
    * Missing (or shorter than the shards): the Epoch in the shard's statistics is used.
    */
   epochs?: number[];
+  /** The dataplane's state (absent: none configured). */
+  dataplane?: DataplaneStats;
 }
 
 export class Metrics {
@@ -121,6 +124,11 @@ export class Metrics {
   private readonly epoch: Gauge<string>;
   private readonly shardUp: Gauge<string>;
   private readonly shardState = new Map<number, ShardCounterState>();
+  private readonly dataplaneUp: Gauge<string>;
+  private readonly dataplaneInstalled: Gauge<string>;
+  private readonly dataplanePending: Gauge<string>;
+  private readonly dataplaneCounters: [key: "transactions" | "operations" | "failures" | "reconciliations", counter: Counter<string>][];
+  private readonly dataplaneLast = new Map<string, number>();
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
@@ -138,6 +146,16 @@ export class Metrics {
     this.poolRetired = gauge("pcpd_pool_address_retired", "1 if the pool address is retired (being renumbered away), else 0.", ["address"]);
     this.epoch = gauge("pcpd_epoch_seconds", "The shard's PCP/NAT-PMP Epoch: seconds since it last reset (RFC 6887 §8.5).");
     this.shardUp = gauge("pcpd_shard_up", "1 if the shard is serving, else 0.");
+    const plain = { registers, labelNames: ["backend"] };
+    this.dataplaneUp = new Gauge({ name: "pcpd_dataplane_up", help: "1 while the dataplane is programmed (else requests get NETWORK_FAILURE).", ...plain });
+    this.dataplaneInstalled = new Gauge({ name: "pcpd_dataplane_mappings", help: "Mappings installed in the dataplane.", ...plain });
+    this.dataplanePending = new Gauge({ name: "pcpd_dataplane_pending_keys", help: "External keys changed and not yet applied to the dataplane.", ...plain });
+    this.dataplaneCounters = [
+      ["transactions", new Counter({ name: "pcpd_dataplane_transactions_total", help: "Dataplane transactions applied.", ...plain })],
+      ["operations", new Counter({ name: "pcpd_dataplane_operations_total", help: "Map and unmap operations applied.", ...plain })],
+      ["failures", new Counter({ name: "pcpd_dataplane_failures_total", help: "Dataplane transactions (or reconciliations) that failed and were retried.", ...plain })],
+      ["reconciliations", new Counter({ name: "pcpd_dataplane_reconciliations_total", help: "Full reloads of the dataplane from the mapping tables.", ...plain })],
+    ];
   }
 
   get contentType(): string {
@@ -165,6 +183,7 @@ export class Metrics {
         this.poolRetired.set({ shard, address: p.address }, p.retired ? 1 : 0);
       }
     }
+    this.updateDataplane(info.dataplane);
     const epochs = info.epochs ?? [];
     const shards = Math.max(info.shardsUp.length, epochs.length, ...stats.shards.map((s) => s.shard + 1));
     for (let i = 0; i < shards; i++) {
@@ -172,6 +191,18 @@ export class Metrics {
       this.shardUp.set({ shard: String(i) }, up ? 1 : 0);
       const epoch = epochs[i] ?? reported.get(i)?.epoch;
       if (up && epoch !== undefined && Number.isFinite(epoch) && epoch >= 0) this.epoch.set({ shard: String(i) }, epoch);
+    }
+  }
+
+  private updateDataplane(d: DataplaneStats | undefined): void {
+    if (!d) return;
+    const labels = { backend: d.backend };
+    this.dataplaneUp.set(labels, d.up ? 1 : 0);
+    this.dataplaneInstalled.set(labels, d.installed);
+    this.dataplanePending.set(labels, d.pendingKeys);
+    for (const [key, counter] of this.dataplaneCounters) {
+      counter.inc(labels, d[key] - (this.dataplaneLast.get(key) ?? 0));
+      this.dataplaneLast.set(key, d[key]);
     }
   }
 

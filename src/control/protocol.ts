@@ -4,6 +4,8 @@
 // by the server (src/control/server.ts) and the client SDK (src/client/).
 import { isIP } from "node:net";
 import { z } from "zod";
+import type { DataplaneStats } from "../dataplane/manager.js";
+import type { DataplaneOp } from "../dataplane/ops.js";
 
 export const PROTOCOL = "pcpd-control/1";
 /** WebSocket path of the channel; /metrics and /healthz are HTTP on the same port. */
@@ -127,6 +129,8 @@ export const Params = {
   "config.reload": z.object({}).strict(),
   "events.subscribe": z.object({ filter: MappingFilterSchema.default({}), kinds: z.array(z.enum(["create", "refresh", "delete", "expire", "release", "update"])).optional() }).strict(),
   "events.unsubscribe": z.object({}).strict(),
+  "dataplane.subscribe": z.object({}).strict(),
+  "dataplane.unsubscribe": z.object({}).strict(),
 } as const;
 
 export type Method = keyof typeof Params;
@@ -139,6 +143,8 @@ export const ADMIN_METHODS: ReadonlySet<Method> = new Set<Method>([
   "subscribers.deleteMappings",
   "epoch.reset",
   "config.reload",
+  "dataplane.subscribe",
+  "dataplane.unsubscribe",
 ]);
 
 export interface ShardInfo {
@@ -160,6 +166,8 @@ export interface Results {
     /** Per second over the last sampling interval (10 s); null until two samples exist. */
     rates: { intervalSeconds: number; packets: number; created: number; refreshed: number; deleted: number; expired: number } | null;
     shards: { shard: number; epoch: number; packets: number; mappings: number; subscribers: number; pool: { address: string; freeBlocks: number; retired: boolean }[] }[];
+    /** null when no dataplane is configured. */
+    dataplane: DataplaneStats | null;
   };
   "mappings.list": { mappings: Mapping[]; next: string | null };
   "mappings.get": { mapping: Mapping | null };
@@ -173,6 +181,8 @@ export interface Results {
   "config.reload": { restartNeededFor: string[] };
   "events.subscribe": { subscribed: true };
   "events.unsubscribe": { subscribed: false };
+  "dataplane.subscribe": { subscribed: true };
+  "dataplane.unsubscribe": { subscribed: false };
 }
 
 /** Notification methods the server sends. */
@@ -187,7 +197,14 @@ export const NOTIFY_DROPPED = "events.dropped";
  * Notification payloads. One subscription per connection: events.subscribe again replaces
  * the filter (events already queued under the old one may still arrive).
  */
+/** Dataplane operations for an external dataplane (dataplane.backend "events"): forget everything installed. */
+export const NOTIFY_DATAPLANE_RESET = "dataplane.reset";
+/** One transaction: apply every operation in order (unmaps first), or none. */
+export const NOTIFY_DATAPLANE_OPS = "dataplane.ops";
+
 export interface Notifications {
   [NOTIFY_EVENTS]: MappingEventNotice;
   [NOTIFY_DROPPED]: { dropped: number };
+  [NOTIFY_DATAPLANE_RESET]: { seq: number };
+  [NOTIFY_DATAPLANE_OPS]: { seq: number; ops: DataplaneOp[] };
 }

@@ -16,6 +16,7 @@ import type { ShardStats } from "../server/shard-worker.js";
 import { mappingKind, selects } from "../server/shard-worker.js";
 import { decodeRecords, type Filter, type MappingEvent, type MappingRecords } from "../engine/packet-engine.js";
 import { defaultTokenFile, writeTokenFile } from "../client/token-file.js";
+import type { DataplaneConsumer } from "../dataplane/event-stream.js";
 import { DROP_REASON_LABELS, Metrics, NATPMP_RESULT_LABELS, PCP_RESULT_LABELS } from "./metrics.js";
 import {
   ADMIN_METHODS,
@@ -63,6 +64,8 @@ interface Connection {
   subscription?: { filter: MappingFilter; kinds?: Set<string> };
   /** Events dropped since the subscriber last caught up. */
   dropped: number;
+  /** This connection consumes dataplane operations (dataplane.backend "events"). */
+  dataplane?: DataplaneConsumer;
 }
 
 export interface ControlOptions {
@@ -280,6 +283,7 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
           subscribers: Number(s.engine.subscribers),
           pool: s.pool,
         })),
+        dataplane: server.dataplane() ?? null,
       };
     },
     "mappings.list": async (p: { filter: MappingFilter; cursor?: string; limit: number }) => {
@@ -349,6 +353,28 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
       conn.subscription = undefined;
       subscribers.delete(ws);
       await updateStreaming();
+      return { subscribed: false as const };
+    },
+    "dataplane.subscribe": async (_p, conn, ws) => {
+      const stream = server.dataplaneStream;
+      if (!stream) throw new RpcError(RpcErrors.REFUSED, `dataplane.backend is "${server.config().dataplane.backend}", not "events"`);
+      if (!conn.dataplane) {
+        // A consumer that cannot take a transaction would miss it: it is disconnected, and
+        // starts again from a reset when it subscribes again.
+        conn.dataplane = {
+          send: (method, params) => {
+            if (ws.getBufferedAmount() <= c.eventBufferBytes && sendJson(ws, { jsonrpc: "2.0", method, params })) return true;
+            if (conn.open) ws.end(1013, "dataplane consumer too slow: subscribe again for a reset");
+            return false;
+          },
+        };
+        stream.add(conn.dataplane);
+      }
+      return { subscribed: true as const };
+    },
+    "dataplane.unsubscribe": async (_p, conn) => {
+      if (conn.dataplane) server.dataplaneStream?.remove(conn.dataplane);
+      conn.dataplane = undefined;
       return { subscribed: false as const };
     },
   };
@@ -442,6 +468,7 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
       conn.open = false;
       sockets.delete(ws);
       if (subscribers.delete(ws)) void updateStreaming().catch(() => undefined);
+      if (conn.dataplane) server.dataplaneStream?.remove(conn.dataplane);
     },
   });
   const respond = (res: import("uWebSockets.js").HttpResponse, work: () => Promise<{ status: string; type: string; body: string }>) => {
@@ -455,7 +482,7 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
   app.get("/metrics", (res) =>
     respond(res, async () => {
       const stats = server.stats();
-      metrics.update(stats, { shardsUp: server.threads().map((t) => t !== undefined) });
+      metrics.update(stats, { shardsUp: server.threads().map((t) => t !== undefined), dataplane: server.dataplane() });
       return { status: "200 OK", type: metrics.contentType, body: await metrics.render() };
     }),
   );

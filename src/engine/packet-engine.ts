@@ -66,6 +66,7 @@ export interface EngineExports {
   subscriberMappings(): number;
   subscriberBlocks(): number;
   setPrefetch(on: number): void;
+  setDataplaneDown(down: number): void;
   loadgenMap(first: number, count: number, start: number, stride: number, total: number, perSubscriber: number, portOffset: number, lifetime: number, protocol: number): void;
 }
 
@@ -785,6 +786,11 @@ export class PacketEngine {
       noResources: x.restoreDropped(W.RESTORE_NO_RESOURCES),
       malformed: x.restoreDropped(W.RESTORE_MALFORMED),
     };
+  }
+
+  /** While down, every MAP, PEER and NAT-PMP request is answered NETWORK_FAILURE. */
+  setDataplaneDown(down: boolean): void {
+    this.exports.setDataplaneDown(down ? 1 : 0);
   }
 
   /** The counters block (STATS_SIZE bytes) as a view into module memory, for copying. */

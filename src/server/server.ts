@@ -10,6 +10,9 @@ import { ShardPool } from "./shard-pool.js";
 import type { EventsMessage, ShardSpec, ShardStats, ShardTask } from "./shard-worker.js";
 import { StatsBoard } from "./stats-board.js";
 import { lockDirectory } from "../persist/lock.js";
+import { DataplaneManager, type DataplaneStats } from "../dataplane/manager.js";
+import { NftablesBackend } from "../dataplane/nftables.js";
+import { EventStreamBackend } from "../dataplane/event-stream.js";
 
 export interface ServerStats {
   /** Engine counters summed over the shards. */
@@ -37,6 +40,10 @@ export interface RunningServer {
   stats(): ServerStats;
   /** Each shard's Epoch now (shared memory). */
   epochs(): number[];
+  /** The dataplane's state (undefined: dataplane.backend "none"). */
+  dataplane(): DataplaneStats | undefined;
+  /** The event-stream backend's consumers (dataplane.backend "events"). */
+  dataplaneStream?: EventStreamBackend;
   /** Forced Epoch reset of one shard: its thread is replaced, its table starts empty, the reset is announced. */
   resetShard(shard: number): Promise<void>;
   /**
@@ -50,7 +57,7 @@ export interface RunningServer {
 }
 
 /** Settings fixed for the life of the process (a changed value is reported, not applied). */
-const RESTART_PATHS = ["listen", "workers", "capacity", "protocols", "announce", "persistence", "pool.portMin", "pool.blockSize", "pool.maxBlocksPerSubscriber", "pool.excludedPorts"];
+const RESTART_PATHS = ["listen", "workers", "capacity", "protocols", "announce", "persistence", "dataplane", "pool.portMin", "pool.blockSize", "pool.maxBlocksPerSubscriber", "pool.excludedPorts"];
 
 const valueAt = (c: unknown, path: string): unknown => path.split(".").reduce((o, k) => (o as Record<string, unknown>)[k], c);
 
@@ -98,6 +105,22 @@ export async function startServer(c: Config, log: Logger, onShardLost?: (shard: 
     unlock();
     throw e;
   }
+  let dataplane: DataplaneManager | undefined;
+  let stream: EventStreamBackend | undefined;
+  if (c.dataplane.backend !== "none") {
+    stream = c.dataplane.backend === "events" ? new EventStreamBackend() : undefined;
+    const backend = stream ?? new NftablesBackend({ table: c.dataplane.table });
+    const dp = new DataplaneManager(backend, {
+      shards,
+      exportTable: (shard, from) => pool.run(shard, { kind: "exportTable", from }),
+      setDown: async (down) => void (await pool.all({ kind: "dataplane", down })),
+    }, c.dataplane, log);
+    dataplane = dp;
+    pool.onDataplane = (m) => dp.ingest(m.bytes);
+    pool.onRestarted = () => dp.requestReconcile(); // the new thread starts down, with its restored table
+    if (stream) stream.onJoin = () => dp.requestReconcile(); // a new consumer starts from a reset
+    await dp.start();
+  }
   const addresses = started.flatMap((s) => s.endpoints);
   log.info({ listen: addresses, workers: shards, natPmp: c.natPmp }, "pcp server listening");
   let current = c;
@@ -117,6 +140,8 @@ export async function startServer(c: Config, log: Logger, onShardLost?: (shard: 
       return { engine: sum(list), shards: list };
     },
     epochs: () => boards.map((b) => b.read().epoch),
+    dataplane: () => dataplane?.stats(),
+    dataplaneStream: stream,
     async reload(next) {
       const restart = RESTART_PATHS.filter((p) => JSON.stringify(valueAt(next, p)) !== JSON.stringify(valueAt(current, p)));
       current = reloadable(next, current);
@@ -127,6 +152,7 @@ export async function startServer(c: Config, log: Logger, onShardLost?: (shard: 
       return restart;
     },
     async stop() {
+      await dataplane?.close();
       const final = await pool.stop<ShardStats>();
       unlock();
       log.info({ stats: Object.fromEntries(Object.entries(sum(final)).map(([k, v]) => [k, Number(v)])) }, "pcp server stopped");

@@ -5,7 +5,7 @@
 // an empty table and a reset Epoch, and announces the reset. Other shards are untouched.
 import { Piscina } from "piscina";
 import type { Logger } from "pino";
-import type { EventsMessage, ShardSpec, ShardStarted, ShardTask } from "./shard-worker.js";
+import type { DataplaneMessage, EventsMessage, ShardSpec, ShardStarted, ShardTask } from "./shard-worker.js";
 
 // src/server/ and dist/server/ are both two levels below the package root; piscina needs
 // the built JavaScript worker (Node 20 cannot load a .ts worker).
@@ -28,6 +28,10 @@ export class ShardPool {
   /** shard → threadId of the thread running it. */
   private readonly owner = new Map<number, number>();
   private readonly eventListeners: ((m: EventsMessage) => void)[] = [];
+  /** Receives every shard's dataplane records (when a dataplane is configured). */
+  onDataplane: (m: DataplaneMessage) => void = () => undefined;
+  /** Called when a shard runs again on a new thread (its dataplane state must be reloaded). */
+  onRestarted: (shard: number) => void = () => undefined;
   private stopping = false;
   /** Also what keeps the process alive: piscina's threads are unreferenced. */
   private watchdog: NodeJS.Timeout | undefined;
@@ -56,8 +60,9 @@ export class ShardPool {
         return free ?? null;
       },
     });
-    this.pool.on("message", (m: EventsMessage) => {
-      if (m && m.pcpdEvents === true) for (const l of this.eventListeners) l(m);
+    this.pool.on("message", (m: EventsMessage | DataplaneMessage) => {
+      if (m && "pcpdEvents" in m) for (const l of this.eventListeners) l(m);
+      else if (m && "pcpdDataplane" in m) this.onDataplane(m);
     });
     // A worker error with no task in flight; the exit that follows is handled above.
     this.pool.on("error", (error: Error) => this.log.error({ error: error.message }, "engine worker failed"));
@@ -158,6 +163,7 @@ export class ShardPool {
         const s = await this.run<ShardStarted>(shard, { kind: "start", spec: this.specs[shard] });
         if (this.eventsWanted) await this.run(shard, { kind: "events", on: true });
         this.log.warn({ shard, thread: s.threadId, epoch: s.epoch, attempt }, "shard restarted");
+        this.onRestarted(shard);
         return;
       } catch (e) {
         error = e as Error;

@@ -55,7 +55,9 @@ export type ShardTask =
   | { kind: "removeStatic"; internalAddress: string; protocol: number; internalPort: number; family: 4 | 6 }
   | { kind: "subscriberUsage"; internalAddress: string }
   | { kind: "deleteSubscriber"; internalAddress: string }
-  | { kind: "events"; on: boolean };
+  | { kind: "events"; on: boolean }
+  | { kind: "exportTable"; from: number }
+  | { kind: "dataplane"; down: boolean };
 
 /**
  * Posted on the worker's parentPort while events are on (piscina re-emits it as the pool's
@@ -66,6 +68,16 @@ export interface EventsMessage {
   shard: number;
   events: MappingRecords;
 }
+
+/** Posted every dataplane.batchMs while a dataplane is configured: the portable records of every change. */
+export interface DataplaneMessage {
+  pcpdDataplane: true;
+  shard: number;
+  bytes: Uint8Array;
+}
+
+/** Record ids read per exportTable task (dataplane reconciliation): bounds the time it holds the packet path. */
+export const EXPORT_SCAN = 20_000;
 
 /** Records visited per listing task: bounds the time a listing holds the packet path (~ms). */
 export const LIST_SCAN = 50_000;
@@ -109,6 +121,9 @@ interface Shard {
   /** Durable state (persistence.enabled) and the wall-clock seconds at engine time 0 it converts times with. */
   store?: ShardStore;
   wallOffset: number;
+  /** Portable records of changes, to the journal and the dataplane. */
+  record: (parts: Uint8Array[]) => void;
+  stopDataplane: () => void;
   /** Mapping Update cancels (unless told not to), debug log and the event stream, for a batch of events. */
   onEvents: (events: MappingRecords, cancelUpdates?: boolean) => void;
 }
@@ -155,10 +170,32 @@ async function start(spec: ShardSpec): Promise<ShardStarted> {
     if (restored.bytes > 0 || restored.damage.length > 0) store.requestSnapshot = true;
     store.start();
   }
-  /** After every batch (before its replies leave) and engine work outside one: counters out, changes to the journal. */
+  // Changes for the dataplane (main thread): the journal's records, posted every batchMs.
+  const dataplane = config.dataplane.backend !== "none" ? { parts: [] as Uint8Array[], timer: undefined as NodeJS.Timeout | undefined } : undefined;
+  if (dataplane) {
+    engine.setDataplaneDown(true); // until the main thread has programmed it
+    dataplane.timer = setInterval(() => {
+      if (dataplane.parts.length === 0) return;
+      // Its own ArrayBuffer (Buffer.concat may share Node's pool), handed over without a copy.
+      const bytes = new Uint8Array(dataplane.parts.reduce((n, p) => n + p.length, 0));
+      let at = 0;
+      for (const p of dataplane.parts) {
+        bytes.set(p, at);
+        at += p.length;
+      }
+      dataplane.parts = [];
+      parentPort?.postMessage({ pcpdDataplane: true, shard: spec.shard, bytes } satisfies DataplaneMessage, [bytes.buffer]);
+    }, config.dataplane.batchMs);
+    dataplane.timer.unref();
+  }
+  const record = (parts: Uint8Array[]) => {
+    store?.append(parts);
+    dataplane?.parts.push(...parts);
+  };
+  /** After every batch (before its replies leave) and engine work outside one: counters out, changes to the journal and the dataplane. */
   const afterBatch = () => {
     board.publish(engine.statsBytes(), clock.epochState());
-    store?.append(engine.persistPending(wallOffset));
+    if (store || dataplane) record(engine.persistPending(wallOffset));
   };
   let poolPosted = 0; // pool entries the main thread has been told about
   const onEvents = (events: MappingRecords, cancelUpdates = true) => {
@@ -219,7 +256,7 @@ async function start(spec: ShardSpec): Promise<ShardStarted> {
     socket?.send(m.payload, m.port, m.address);
   }, () => clock.epoch());
   const endpoints = listener.boundAddresses();
-  const s: Shard = { spec: { ...spec, endpoints }, engine, clock, listener, announcer, updater, log, board, store, wallOffset, onEvents };
+  const s: Shard = { spec: { ...spec, endpoints }, engine, clock, listener, announcer, updater, log, board, store, wallOffset, record, stopDataplane: () => clearInterval(dataplane?.timer), onEvents };
   shard = s;
   board.claim(threadId, engine.statsBytes(), clock.epochState(), engine.poolUsage());
   let eventsLost = engine.engineStats().eventsLost;
@@ -269,9 +306,9 @@ function applyPool(s: Shard, next: Config): void {
     for (const u of updates) {
       s.updater.schedule(u.mapping, u.messages);
       told += u.messages.length > 0 ? 1 : 0;
-      s.store?.append([s.engine.persistGone(u.from.pool, u.from.protocol, u.from.port)]); // the key it left
+      s.record([s.engine.persistGone(u.from.pool, u.from.protocol, u.from.port)]); // the key it left
     }
-    s.store?.append(s.engine.persistPending(s.wallOffset));
+    s.record(s.engine.persistPending(s.wallOffset));
     moved += updates.length;
     // This chunk's own moves and ends: they cancel no update (a PREFER_FAILURE mapping
     // ends here and its CANNOT_PROVIDE_EXTERNAL update must still go).
@@ -332,6 +369,12 @@ function run(task: ShardTask): unknown {
     case "events":
       eventsOn = task.on;
       return eventsOn;
+    case "exportTable":
+      return s.engine.persistTable(task.from, EXPORT_SCAN, s.wallOffset);
+    case "dataplane":
+      s.engine.setDataplaneDown(task.down);
+      s.log.warn({ down: task.down }, task.down ? "dataplane down: requests get NETWORK_FAILURE" : "dataplane programmed: serving");
+      return task.down;
   }
 }
 
@@ -346,6 +389,7 @@ export default async function handle(task: ShardTask): Promise<unknown> {
       s.updater.stop();
       await s.listener.stop();
       s.listener.settle();
+      s.stopDataplane();
       await s.store?.close();
       publishAll(s);
       shard = undefined;

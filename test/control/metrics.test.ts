@@ -44,6 +44,10 @@ const COUNTERS = [
   "pcpd_mappings_expired_total",
   "pcpd_holds_released_total",
   "pcpd_events_lost_total",
+  "pcpd_dataplane_transactions_total",
+  "pcpd_dataplane_operations_total",
+  "pcpd_dataplane_failures_total",
+  "pcpd_dataplane_reconciliations_total",
 ];
 const GAUGES = [
   "pcpd_mappings",
@@ -56,6 +60,9 @@ const GAUGES = [
   "pcpd_pool_address_retired",
   "pcpd_epoch_seconds",
   "pcpd_shard_up",
+  "pcpd_dataplane_up",
+  "pcpd_dataplane_mappings",
+  "pcpd_dataplane_pending_keys",
 ];
 
 type EngineKey = "mappings" | "held" | "subscribers" | "blocks" | "peers" | "filters" | "created" | "refreshed" | "deleted" | "expired" | "released" | "eventsLost";
@@ -192,6 +199,18 @@ describe("Prometheus metrics", () => {
       ...Object.fromEntries(COUNTERS.map((n) => [n, "COUNTER"])),
       ...Object.fromEntries(GAUGES.map((n) => [n, "GAUGE"])),
     });
+  });
+
+  it("dataplane: state as gauges, its counters as counters that only grow", async () => {
+    const m = new Metrics();
+    const d = { backend: "nftables", up: true, pendingKeys: 3, installed: 120, transactions: 10, operations: 150, failures: 1, consecutiveFailures: 0, reconciliations: 1, unsupported: 0, lastError: null };
+    m.update(serverStats(SHARD0, SHARD1), { shardsUp: [true, true], dataplane: d });
+    m.update(serverStats(SHARD0, SHARD1), { shardsUp: [true, true], dataplane: { ...d, up: false, transactions: 12, operations: 170 } });
+    const { text } = await scrape(m);
+    expect(text).toMatch(/^pcpd_dataplane_up\{backend="nftables"\} 0$/m);
+    expect(text).toMatch(/^pcpd_dataplane_mappings\{backend="nftables"\} 120$/m);
+    expect(text).toMatch(/^pcpd_dataplane_transactions_total\{backend="nftables"\} 12$/m);
+    expect(text).toMatch(/^pcpd_dataplane_operations_total\{backend="nftables"\} 170$/m);
   });
 
   it("parses, and every family (pcpd_ and process) has HELP and TYPE lines before its samples", async () => {

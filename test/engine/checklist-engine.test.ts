@@ -150,7 +150,8 @@ describe("§3.4 MAP", () => {
     expect(u32(o.response, 4)).toBe(30);
   });
 
-  it.todo("item 64: inbound ICMP errors reach the internal host (dataplane, issue #6)");
+  // Item 64 (inbound ICMP errors reach the internal host) is proven with real traffic through
+  // the nftables dataplane: test/integration/nftables.test.ts.
   it.todo("item 65: SCTP through a non-port-rewriting NAT (SCTP is not offered: item 50 covers the refusal)");
 
   it("item 66: after deletion the port is held: others cannot get it, the same client (port + nonce) reclaims it", () => {
@@ -241,9 +242,10 @@ describe("§3.5 deletion and lifetimes", () => {
     expect(e.lookup(CLIENT, 6, 8080, 6)).toBeUndefined();
   });
 
-  it.todo("item 77: delete while the host sent traffic recently (idle timeout needs dataplane flow state, issue #6)");
-  it.todo("item 78: renewal below the natural (traffic) expiry (idle state from the dataplane, issue #6)");
-  it.todo("item 79: TCP FIN/RST does not end a MAP mapping (dataplane, issue #6)");
+  it.todo("item 77: delete while the host sent traffic recently (needs flow activity fed back from the dataplane: not built)");
+  it.todo("item 78: renewal below the natural (traffic) expiry (needs flow activity fed back from the dataplane: not built)");
+  // Item 79 (TCP FIN/RST does not end a MAP mapping): the engine never sees TCP state, and
+  // test/integration/nftables.test.ts connects again after a closed connection.
 
   it("item 82: a mapping not renewed is removed at expiry (engine part; traffic drop is issue #6)", () => {
     const e = engineWith();
@@ -305,7 +307,7 @@ describe("§3.6 PEER", () => {
     expect(e.lookup(CLIENT, 17, 8080)?.flags).toBe(W.MAPF_OUTBOUND);
   });
 
-  it.todo("item 91: a PEER mapping kept alive by traffic (dataplane flow state, issue #6)");
+  it.todo("item 91: a PEER mapping kept alive by traffic (needs flow activity fed back from the dataplane: not built)");
 
   it("item 92: a PEER with an IPv6 remote peer from a NAT64 client gets a v4 external address", () => {
     const e = engineWith();

@@ -1,0 +1,260 @@
+// Mapping changes → dataplane operations, off the packet path. Shard workers post the
+// portable records of every batch (the journal's records) every few milliseconds; here
+// the latest state of each external key waits in `pending` (so a burst of refreshes of
+// one mapping is one check), and every batchMs the changes against what is installed
+// become one backend transaction: every `unmap` first, then every `map`. A failed
+// transaction changes nothing (nft applies a file atomically; the event stream resets)
+// and is retried with what came meanwhile; after `failuresBeforeDown` failures in a row
+// the dataplane is down: the shards answer NETWORK_FAILURE [RFC 6887 §7.4] until a full
+// reconciliation succeeds. Start-up (and recovery) reconciliation: the backend is reset and
+// loaded from every shard's table, read in bounded chunks.
+import type { Logger } from "pino";
+import { isIP } from "node:net";
+import { decodeKeyStates, sameForwarding, type DataplaneOp, type Forwarding, type KeyState } from "./ops.js";
+
+export interface DataplaneBackend {
+  readonly name: string;
+  /** Empties the dataplane (reconciliation start). */
+  reset(): Promise<void>;
+  /** One transaction: all of it or nothing. */
+  apply(ops: DataplaneOp[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface DataplaneSource {
+  shards: number;
+  /** A chunk of shard `shard`'s table (portable records) from record id `from`; next 0 = done. */
+  exportTable(shard: number, from: number): Promise<{ bytes: Uint8Array; next: number }>;
+  /** Tells every shard to answer NETWORK_FAILURE (down) or to serve again. */
+  setDown(down: boolean): Promise<void>;
+}
+
+export interface DataplaneOptions {
+  batchMs: number;
+  failuresBeforeDown: number;
+  /** Operations per backend transaction during reconciliation. */
+  reconcileChunk: number;
+}
+
+export interface DataplaneStats {
+  backend: string;
+  up: boolean;
+  pendingKeys: number;
+  installed: number;
+  transactions: number;
+  operations: number;
+  failures: number;
+  consecutiveFailures: number;
+  reconciliations: number;
+  unsupported: number;
+  lastError: string | null;
+}
+
+/** 7 bytes per IPv4 external port; everything else in a Map. */
+class InstalledTable {
+  private readonly blocks = new Map<string, { internal: Uint32Array; port: Uint16Array; flags: Uint8Array }>();
+  private readonly filters = new Map<string, Forwarding["filters"]>();
+  private readonly other = new Map<string, Forwarding>();
+  size = 0;
+
+  private static v4(address: string): number | undefined {
+    if (isIP(address) !== 4) return undefined;
+    return address.split(".").reduce((n, b) => n * 256 + Number(b), 0);
+  }
+
+  private block(s: KeyState, create: boolean) {
+    const name = `${s.protocol}/${s.external.address}`;
+    let b = this.blocks.get(name);
+    if (!b && create) this.blocks.set(name, (b = { internal: new Uint32Array(65536), port: new Uint16Array(65536), flags: new Uint8Array(65536) }));
+    return b;
+  }
+
+  get(s: KeyState): Forwarding | undefined {
+    if (InstalledTable.v4(s.external.address) === undefined) return this.other.get(s.key);
+    const b = this.block(s, false);
+    const flags = b?.flags[s.external.port] ?? 0;
+    if (!b || !(flags & 1)) return this.other.get(s.key);
+    const a = b.internal[s.external.port];
+    return {
+      protocol: s.protocol,
+      family: 4,
+      external: s.external,
+      internal: { address: `${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}`, port: b.port[s.external.port] },
+      inbound: (flags & 2) !== 0,
+      outbound: (flags & 4) !== 0,
+      filters: this.filters.get(s.key) ?? [],
+    };
+  }
+
+  set(s: KeyState, f: Forwarding | undefined): void {
+    const had = this.get(s) !== undefined;
+    this.size += (f ? 1 : 0) - (had ? 1 : 0);
+    this.other.delete(s.key);
+    this.filters.delete(s.key);
+    const b = this.block(s, f !== undefined);
+    if (b) b.flags[s.external.port] = 0;
+    if (!f) return;
+    const internal = InstalledTable.v4(f.internal.address);
+    if (internal === undefined || !b) {
+      this.other.set(s.key, f);
+      return;
+    }
+    b.internal[s.external.port] = internal;
+    b.port[s.external.port] = f.internal.port;
+    b.flags[s.external.port] = 1 | (f.inbound ? 2 : 0) | (f.outbound ? 4 : 0);
+    if (f.filters.length > 0) this.filters.set(s.key, f.filters);
+  }
+
+  clear(): void {
+    this.blocks.clear();
+    this.filters.clear();
+    this.other.clear();
+    this.size = 0;
+  }
+}
+
+export class DataplaneManager {
+  private pending = new Map<string, KeyState>();
+  private readonly installed = new InstalledTable();
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private needsReconcile = true;
+  /** The shards start down (NETWORK_FAILURE) when a dataplane is configured; the first reconciliation brings it up. */
+  private up = false;
+  private closed = false;
+  /** No attempt before this (performance.now()): failures back off. */
+  private retryAt = 0;
+  private readonly counters = { transactions: 0, operations: 0, failures: 0, consecutiveFailures: 0, reconciliations: 0, unsupported: 0, lastError: null as string | null };
+
+  constructor(
+    private readonly backend: DataplaneBackend,
+    private readonly source: DataplaneSource,
+    private readonly o: DataplaneOptions,
+    private readonly log: Logger,
+  ) {}
+
+  /** Reconciles, then applies changes every batchMs. Resolves after the first reconciliation (or its failure). */
+  async start(): Promise<void> {
+    await this.tick();
+    this.timer = setInterval(() => void this.tick(), this.o.batchMs);
+    this.timer.unref();
+  }
+
+  /** Portable records posted by a shard (every change of a batch: refreshes too). */
+  ingest(bytes: Uint8Array): void {
+    for (const s of decodeKeyStates(bytes)) this.pending.set(s.key, s);
+  }
+
+  /** Forces a full reconciliation at the next tick (the engine lost events; an operator asked). */
+  requestReconcile(): void {
+    this.needsReconcile = true;
+  }
+
+  stats(): DataplaneStats {
+    return { backend: this.backend.name, up: this.up, pendingKeys: this.pending.size, installed: this.installed.size, ...this.counters };
+  }
+
+  private tick(): Promise<void> {
+    if (this.running || this.closed) return this.running ?? Promise.resolve();
+    if (performance.now() < this.retryAt) return Promise.resolve();
+    this.running = (this.needsReconcile ? this.reconcile() : this.applyPending()).finally(() => (this.running = undefined));
+    return this.running;
+  }
+
+  /** Operations turning what is installed into the latest states (unmaps first). */
+  private diff(states: Iterable<KeyState>): { ops: DataplaneOp[]; next: Map<KeyState, Forwarding | undefined> } {
+    const unmaps: DataplaneOp[] = [];
+    const maps: DataplaneOp[] = [];
+    const next = new Map<KeyState, Forwarding | undefined>();
+    for (const s of states) {
+      const was = this.installed.get(s);
+      const want = s.forwarding && this.supported(s.forwarding) ? s.forwarding : undefined;
+      if (was && want && sameForwarding(was, want)) continue; // a refresh: nothing to change
+      if (!was && !want) continue;
+      if (was) unmaps.push({ op: "unmap", mapping: was });
+      if (want) maps.push({ op: "map", mapping: want });
+      next.set(s, want);
+    }
+    return { ops: [...unmaps, ...maps], next };
+  }
+
+  private supported(f: Forwarding): boolean {
+    if (f.family === 4 && isIP(f.internal.address) === 4) return true;
+    this.counters.unsupported++;
+    return false;
+  }
+
+  private async applyPending(): Promise<void> {
+    if (this.pending.size === 0) return;
+    const batch = this.pending;
+    this.pending = new Map();
+    const { ops, next } = this.diff(batch.values());
+    if (ops.length === 0) return;
+    try {
+      await this.backend.apply(ops);
+    } catch (e) {
+      // Nothing was applied: these states wait for the next attempt, unless newer ones came.
+      for (const [k, s] of batch) if (!this.pending.has(k)) this.pending.set(k, s);
+      this.failed(e as Error);
+      return;
+    }
+    for (const [s, f] of next) this.installed.set(s, f);
+    this.counters.transactions++;
+    this.counters.operations += ops.length;
+    this.counters.consecutiveFailures = 0;
+    this.retryAt = 0;
+  }
+
+  private failed(e: Error): void {
+    this.counters.failures++;
+    this.counters.consecutiveFailures++;
+    this.retryAt = performance.now() + Math.min(10_000, 100 * 2 ** Math.min(this.counters.consecutiveFailures - 1, 7));
+    this.counters.lastError = e.message;
+    this.log.error({ backend: this.backend.name, error: e.message, consecutive: this.counters.consecutiveFailures }, "dataplane transaction failed");
+    if (this.up && this.counters.consecutiveFailures >= this.o.failuresBeforeDown) {
+      this.up = false;
+      this.needsReconcile = true; // recovery starts from a clean slate
+      this.log.error({ backend: this.backend.name }, "dataplane down: requests get NETWORK_FAILURE until it is reconciled");
+      void this.source.setDown(true);
+    }
+  }
+
+  /** Resets the backend and loads every shard's table; changes arriving meanwhile wait in `pending`. */
+  private async reconcile(): Promise<void> {
+    const t0 = performance.now();
+    try {
+      await this.backend.reset();
+      this.installed.clear();
+      let loaded = 0;
+      for (let shard = 0; shard < this.source.shards; shard++) {
+        let from = 1;
+        do {
+          const chunk = await this.source.exportTable(shard, from);
+          from = chunk.next;
+          const { ops, next } = this.diff(decodeKeyStates(chunk.bytes));
+          for (let i = 0; i < ops.length; i += this.o.reconcileChunk) await this.backend.apply(ops.slice(i, i + this.o.reconcileChunk));
+          for (const [s, f] of next) this.installed.set(s, f);
+          loaded += ops.length;
+        } while (from !== 0);
+      }
+      this.needsReconcile = false;
+      this.counters.reconciliations++;
+      this.counters.consecutiveFailures = 0;
+      this.retryAt = 0;
+      this.log.info({ backend: this.backend.name, installed: this.installed.size, operations: loaded, ms: Math.round(performance.now() - t0) }, "dataplane reconciled");
+      if (!this.up) {
+        this.up = true;
+        await this.source.setDown(false);
+      }
+    } catch (e) {
+      this.failed(e as Error); // still down (the shards started down); tried again after a back-off
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.timer);
+    await this.running;
+    await this.backend.close();
+  }
+}

@@ -1,0 +1,108 @@
+// nftables backend (Linux, IPv4): one table whose maps and sets hold every mapping as
+// elements, so a change is an element update, never a rule per mapping:
+//
+//   inbound   map  proto . external addr . port → internal addr . port    DNAT (MAP, static)
+//   outbound  map  proto . internal addr . port → external addr . port    SNAT (outbound flows
+//                                                  of a mapped endpoint keep its external one)
+//   filtered  set  proto . external addr . port                           mappings with FILTERs
+//   allowed   set  proto . external . port . remote prefix . remote ports  what FILTERs allow
+//
+// Rules match on `meta l4proto . ip daddr . th dport`: only protocols whose header starts
+// with 16-bit ports reach these maps (the engine serves only such protocols; pcpd never
+// installs a port-less catch-all). FILTER runs before DNAT (priority dstnat - 10). Each
+// transaction is one `nft -f -` run: nft applies a file atomically or not at all.
+import { spawn } from "node:child_process";
+import type { DataplaneBackend } from "./manager.js";
+import type { DataplaneOp, Forwarding } from "./ops.js";
+
+export interface NftOptions {
+  /** Table name (family ip). */
+  table: string;
+  /** Command to run (default "nft"); arguments before "-f -" (e.g. a netns wrapper in tests). */
+  command?: string[];
+}
+
+export function tableDefinition(table: string): string {
+  return `table ip ${table} {
+  map inbound {
+    type inet_proto . ipv4_addr . inet_service : ipv4_addr . inet_service
+  }
+  map outbound {
+    type inet_proto . ipv4_addr . inet_service : ipv4_addr . inet_service
+  }
+  set filtered {
+    type inet_proto . ipv4_addr . inet_service
+  }
+  set allowed {
+    type inet_proto . ipv4_addr . inet_service . ipv4_addr . inet_service
+    flags interval
+  }
+  chain filter_in {
+    type filter hook prerouting priority dstnat - 10; policy accept;
+    meta l4proto . ip daddr . th dport @filtered meta l4proto . ip daddr . th dport . ip saddr . th sport != @allowed counter drop
+  }
+  chain dnat_in {
+    type nat hook prerouting priority dstnat; policy accept;
+    dnat ip to meta l4proto . ip daddr . th dport map @inbound
+  }
+  chain snat_out {
+    type nat hook postrouting priority srcnat; policy accept;
+    snat ip to meta l4proto . ip saddr . th sport map @outbound
+  }
+}
+`;
+}
+
+/** The statements adding (or deleting) what one mapping installs. */
+export function mappingStatements(table: string, op: "add" | "delete", f: Forwarding): string[] {
+  const ext = `${f.protocol} . ${f.external.address} . ${f.external.port}`;
+  const int = `${f.protocol} . ${f.internal.address} . ${f.internal.port}`;
+  const out: string[] = [];
+  if (f.inbound) out.push(`${op} element ip ${table} inbound { ${ext}${op === "add" ? ` : ${f.internal.address} . ${f.internal.port}` : ""} }`);
+  if (f.outbound) out.push(`${op} element ip ${table} outbound { ${int}${op === "add" ? ` : ${f.external.address} . ${f.external.port}` : ""} }`);
+  if (f.inbound && f.filters.length > 0) {
+    out.push(`${op} element ip ${table} filtered { ${ext} }`);
+    const allowed = f.filters.map((r) => `${ext} . ${r.address}/${r.prefixLength} . ${r.port === 0 ? "0-65535" : r.port}`);
+    out.push(`${op} element ip ${table} allowed { ${allowed.join(", ")} }`);
+  }
+  return out;
+}
+
+/** The nft script of one transaction (unmaps come first in `ops`). */
+export function transactionScript(table: string, ops: DataplaneOp[]): string {
+  return ops.flatMap((o) => mappingStatements(table, o.op === "map" ? "add" : "delete", o.mapping)).join("\n") + "\n";
+}
+
+export class NftablesBackend implements DataplaneBackend {
+  readonly name = "nftables";
+  private readonly command: string[];
+
+  constructor(private readonly o: NftOptions) {
+    this.command = o.command ?? ["nft"];
+  }
+
+  private run(script: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const [cmd, ...args] = this.command;
+      const c = spawn(cmd, [...args, "-f", "-"], { stdio: ["pipe", "ignore", "pipe"] });
+      let stderr = "";
+      c.stderr.on("data", (d) => (stderr += d));
+      c.once("error", (e) => reject(new Error(`${cmd}: ${e.message}`)));
+      c.once("exit", (code, signal) => (code === 0 ? resolve() : reject(new Error(`nft exited ${code ?? signal}: ${stderr.trim().split("\n").slice(0, 4).join(" | ")}`))));
+      c.stdin.on("error", () => undefined); // nft gone: its exit reports why
+      c.stdin.end(script);
+    });
+  }
+
+  /** The table defined from scratch (an existing one, with its elements, is replaced atomically). */
+  reset(): Promise<void> {
+    return this.run(`add table ip ${this.o.table}\ndelete table ip ${this.o.table}\n${tableDefinition(this.o.table)}`);
+  }
+
+  apply(ops: DataplaneOp[]): Promise<void> {
+    return ops.length === 0 ? Promise.resolve() : this.run(transactionScript(this.o.table, ops));
+  }
+
+  /** The table stays: the mappings keep working while pcpd restarts (the next start reconciles). */
+  async close(): Promise<void> {}
+}

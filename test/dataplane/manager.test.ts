@@ -1,0 +1,194 @@
+// The dataplane manager between the engine's records and a backend: reconciliation from
+// the tables, one transaction per batch with unmaps before maps, refreshes that change
+// nothing cost nothing, a failed transaction is retried whole, and repeated failures take
+// the dataplane down (the shards answer NETWORK_FAILURE) until a reconciliation succeeds.
+// Plus the nftables statements of each operation and the event-stream backend.
+import { pino } from "pino";
+import { describe, expect, it } from "vitest";
+import * as W from "../../src/wire.generated.js";
+import { DEFAULT_ENGINE_CONFIG, PacketEngine } from "../../src/engine/packet-engine.js";
+import { DataplaneManager, type DataplaneBackend } from "../../src/dataplane/manager.js";
+import { EventStreamBackend } from "../../src/dataplane/event-stream.js";
+import { mappingStatements, tableDefinition, transactionScript } from "../../src/dataplane/nftables.js";
+import type { DataplaneOp, Forwarding } from "../../src/dataplane/ops.js";
+import { filter, mapRequest, nonceOf, peerRequest, serveOne } from "../helpers/packets.js";
+
+const T0 = 100;
+const WALL = 1_700_000_000;
+const log = pino({ level: "silent" });
+
+class FakeBackend implements DataplaneBackend {
+  readonly name = "fake";
+  transactions: DataplaneOp[][] = [];
+  resets = 0;
+  failNext = 0;
+  async reset() {
+    if (this.failNext > 0) {
+      this.failNext--;
+      throw new Error("reset refused");
+    }
+    this.resets++;
+  }
+  async apply(ops: DataplaneOp[]) {
+    if (this.failNext > 0) {
+      this.failNext--;
+      throw new Error("transaction refused");
+    }
+    this.transactions.push(ops);
+  }
+  async close() {}
+}
+
+function setup() {
+  const e = new PacketEngine("debug");
+  e.initEngine({ ...DEFAULT_ENGINE_CONFIG, seed: 2n, pool: { ...DEFAULT_ENGINE_CONFIG.pool, addresses: ["198.51.100.1"], blockSize: 64 } }, T0);
+  const backend = new FakeBackend();
+  const downs: boolean[] = [];
+  const m = new DataplaneManager(backend, {
+    shards: 1,
+    exportTable: async (_shard, from) => e.persistTable(from, 3, WALL), // small chunks: several per reconciliation
+    setDown: async (down) => void downs.push(down),
+  }, { batchMs: 1_000_000, failuresBeforeDown: 2, reconcileChunk: 2 }, log);
+  /** What a shard posts after a batch. */
+  const post = () => {
+    for (const part of e.persistPending(WALL)) m.ingest(part);
+    e.drainEvents();
+  };
+  const tick = () => (m as unknown as { tick(): Promise<void> }).tick();
+  const clearBackoff = () => ((m as unknown as { retryAt: number }).retryAt = 0);
+  return { e, backend, m, downs, post, tick, clearBackoff };
+}
+
+const map = (e: PacketEngine, client: string, port: number, o: { lifetime?: number; protocol?: number; filters?: ReturnType<typeof filter>[] } = {}) =>
+  serveOne(e, mapRequest({ client, internalPort: port, protocol: o.protocol ?? W.PROTO_TCP, lifetime: o.lifetime ?? 600, nonce: nonceOf(port) }, o.filters ?? []), T0, { source: client });
+
+const summary = (ops: DataplaneOp[]) => ops.map((o) => `${o.op} ${o.mapping.protocol}/${o.mapping.internal.address}:${o.mapping.internal.port}${o.mapping.filters.length ? ` filters ${o.mapping.filters.map((f) => `${f.address}/${f.prefixLength}`).join(",")}` : ""}`);
+
+describe("DataplaneManager", () => {
+  it("reconciles from the tables in chunks, then comes up", async () => {
+    const { e, backend, m, downs } = setup();
+    for (let i = 1; i <= 7; i++) map(e, `10.0.0.${i}`, 80);
+    e.drainEvents();
+    await m.start();
+    await m.close();
+    expect(backend.resets).toBe(1);
+    expect(backend.transactions.flat().map((o) => o.op)).toEqual(Array(7).fill("map"));
+    expect(backend.transactions.every((t) => t.length <= 2)).toBe(true); // reconcileChunk
+    expect(downs).toEqual([false]);
+    expect(m.stats()).toMatchObject({ up: true, installed: 7, reconciliations: 1 });
+  });
+
+  it("one transaction per batch: unmaps first; a refresh changes nothing; a FILTER change replaces the mapping's entries", async () => {
+    const { e, backend, m, post, tick } = setup();
+    await m.start();
+    map(e, "10.0.0.1", 80);
+    map(e, "10.0.0.2", 81, { protocol: W.PROTO_UDP });
+    post();
+    await tick();
+    expect(summary(backend.transactions.at(-1)!)).toEqual(["map 6/10.0.0.1:80", "map 17/10.0.0.2:81"]);
+
+    map(e, "10.0.0.1", 80); // refresh
+    post();
+    const before = backend.transactions.length;
+    await tick();
+    expect(backend.transactions.length).toBe(before);
+
+    map(e, "10.0.0.1", 80, { filters: [filter(120, "192.0.2.0", 0)] }); // refresh with a FILTER
+    map(e, "10.0.0.2", 81, { protocol: W.PROTO_UDP, lifetime: 0 }); // delete: its port goes into hold-down
+    post();
+    await tick();
+    expect(summary(backend.transactions.at(-1)!)).toEqual(["unmap 6/10.0.0.1:80", "unmap 17/10.0.0.2:81", "map 6/10.0.0.1:80 filters 192.0.2.0/24"]);
+    expect(m.stats()).toMatchObject({ installed: 1, transactions: 2 });
+    await m.close();
+  });
+
+  it("PEER mappings install outbound consistency only; the latest state of a key in a batch wins", async () => {
+    const { e, backend, m, post, tick } = setup();
+    await m.start();
+    serveOne(e, peerRequest({ client: "10.0.0.9", internalPort: 5000, remoteAddress: "203.0.113.7", remotePort: 3478, nonce: nonceOf(9) }), T0, { source: "10.0.0.9" });
+    map(e, "10.0.0.3", 90);
+    map(e, "10.0.0.3", 90, { lifetime: 0 }); // created and deleted within one batch: nothing to do
+    post();
+    await tick();
+    const ops = backend.transactions.at(-1)!;
+    expect(ops.map((o) => [o.op, o.mapping.internal.address, o.mapping.inbound, o.mapping.outbound])).toEqual([["map", "10.0.0.9", false, true]]);
+    await m.close();
+  });
+
+  it("a failed transaction is retried whole; failures in a row take it down until a reconciliation brings it back", async () => {
+    const { e, backend, m, post, tick, downs, clearBackoff } = setup();
+    await m.start();
+    map(e, "10.0.0.1", 80);
+    post();
+    backend.failNext = 1;
+    await tick();
+    expect(m.stats()).toMatchObject({ failures: 1, up: true, installed: 0 });
+    clearBackoff();
+    await tick(); // the same operations again
+    expect(summary(backend.transactions.at(-1)!)).toEqual(["map 6/10.0.0.1:80"]);
+    expect(m.stats()).toMatchObject({ installed: 1, consecutiveFailures: 0 });
+
+    map(e, "10.0.0.2", 80);
+    post();
+    backend.failNext = 3; // two transactions and the first reconciliation
+    await tick();
+    clearBackoff();
+    await tick();
+    expect(m.stats().up).toBe(false);
+    expect(downs.at(-1)).toBe(true);
+    clearBackoff();
+    await tick(); // reconciliation refused
+    expect(m.stats().up).toBe(false);
+    clearBackoff();
+    await tick(); // reconciled: both mappings from the tables
+    expect(m.stats()).toMatchObject({ up: true, installed: 2, reconciliations: 2 });
+    expect(downs.at(-1)).toBe(false);
+    await m.close();
+  });
+});
+
+const forwarding = (over: Partial<Forwarding> = {}): Forwarding => ({
+  protocol: 6, family: 4, external: { address: "198.51.100.1", port: 1234 }, internal: { address: "10.0.0.2", port: 8080 }, inbound: true, outbound: true, filters: [], ...over,
+});
+
+describe("nftables statements", () => {
+  it("maps and sets per operation: DNAT, SNAT consistency, FILTER prefixes with their ports", () => {
+    expect(mappingStatements("pcpd", "add", forwarding())).toEqual([
+      "add element ip pcpd inbound { 6 . 198.51.100.1 . 1234 : 10.0.0.2 . 8080 }",
+      "add element ip pcpd outbound { 6 . 10.0.0.2 . 8080 : 198.51.100.1 . 1234 }",
+    ]);
+    expect(mappingStatements("pcpd", "delete", forwarding({ filters: [{ address: "192.0.2.0", prefixLength: 24, port: 0 }, { address: "203.0.113.9", prefixLength: 32, port: 443 }] }))).toEqual([
+      "delete element ip pcpd inbound { 6 . 198.51.100.1 . 1234 }",
+      "delete element ip pcpd outbound { 6 . 10.0.0.2 . 8080 }",
+      "delete element ip pcpd filtered { 6 . 198.51.100.1 . 1234 }",
+      "delete element ip pcpd allowed { 6 . 198.51.100.1 . 1234 . 192.0.2.0/24 . 0-65535, 6 . 198.51.100.1 . 1234 . 203.0.113.9/32 . 443 }",
+    ]);
+    expect(mappingStatements("pcpd", "add", forwarding({ inbound: false }))).toEqual(["add element ip pcpd outbound { 6 . 10.0.0.2 . 8080 : 198.51.100.1 . 1234 }"]);
+    expect(transactionScript("t", [{ op: "unmap", mapping: forwarding() }, { op: "map", mapping: forwarding({ internal: { address: "10.0.0.3", port: 1 } }) }]).split("\n")[0]).toMatch(/^delete element ip t inbound/);
+  });
+
+  it("matches on transport ports only: no rule without a port (never a port-less catch-all)", () => {
+    const rules = tableDefinition("pcpd").split("\n").filter((l) => /\b(dnat|snat|drop)\b/.test(l));
+    expect(rules).toHaveLength(3);
+    for (const r of rules) expect(r).toMatch(/th [sd]port/);
+  });
+});
+
+describe("EventStreamBackend", () => {
+  it("fails without a consumer; drops a consumer that cannot keep up; a new consumer asks for a reset", async () => {
+    const stream = new EventStreamBackend();
+    let joins = 0;
+    stream.onJoin = () => joins++;
+    await expect(stream.apply([{ op: "map", mapping: forwarding() }])).rejects.toThrow(/no dataplane consumer/);
+    const got: string[] = [];
+    const good = { send: (method: string) => (got.push(method), true) };
+    const slow = { send: () => false };
+    stream.add(good);
+    stream.add(slow);
+    expect(joins).toBe(2);
+    await stream.reset();
+    await stream.apply([{ op: "map", mapping: forwarding() }]);
+    expect(got).toEqual(["dataplane.reset", "dataplane.ops"]);
+    expect(stream.size).toBe(1);
+  });
+});
