@@ -142,6 +142,7 @@ export const MAPF_HELD: u8 = 8; // ended; external port in hold-down
 export const MAPF_NATPMP: u8 = 16; // created by NAT-PMP
 export const MAPF_THIRD_PARTY: u8 = 32; // created through THIRD_PARTY
 export const MAPF_PREFER_FAILURE: u8 = 64; // created with PREFER_FAILURE
+export const EVF_CHANGED: u8 = 128; // event records only: a refresh that changed more than lifetimes (FILTERs, a new PEER)
 
 // ---- Engine configuration ----
 export const NONCE_STRICT: u32 = 0; // RFC 6887 §11.3

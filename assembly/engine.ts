@@ -172,7 +172,8 @@ const M_PEERS: u32 = 52; // first PEER record
 const M_CLIENT_PORT: u32 = 56; // u16
 const M_FILTER_COUNT: u32 = 58; // u8
 const M_FAMILY: u32 = 59; // u8
-const MAPPING_SIZE: u32 = 60;
+const M_PERSISTED: u32 = 60; // effective expiry last written to the journal (persistence skips refreshes that barely move it)
+const MAPPING_SIZE: u32 = 64;
 
 // PEER record (44 bytes)
 const P_MAPPING: u32 = 0;
@@ -756,6 +757,13 @@ function emit(kind: u8, m: u32): void {
   eventHead++;
 }
 
+/** Marks the event just emitted for `m` (a refresh that changed more than its lifetime). */
+function markChanged(m: u32): void {
+  if (eventHead == eventTail) return; // it was lost (ring full)
+  const e = events + <usize>((eventHead - 1) & (A.EVENT_CAPACITY - 1)) * A.EVENT_SIZE;
+  if (load<u32>(e + A.EV_MAPPING) == m) store<u8>(e + A.EV_FLAGS, load<u8>(e + A.EV_FLAGS) | A.EVF_CHANGED);
+}
+
 /** Writes the event-format description of mapping `m` at `e`. */
 function describeInto(e: usize, m: u32): void {
   const r = mappings.at(m);
@@ -1242,6 +1250,7 @@ function handleMap(slot: usize): void {
     // The latest request says whether a renumbering may move it (Mapping Update) [6887 §14.2].
     store<u8>(r + M_FLAGS, <u8>(preferFailure ? flags | A.MAPF_PREFER_FAILURE : flags & ~A.MAPF_PREFER_FAILURE));
     renewInbound(m, wasInbound, nonce, clientPort, lifetime);
+    if (load<u16>(slot + A.SLOT_FILTER_COUNT) != 0) markChanged(m); // its FILTERs may have changed
     writeExternal(slot, m);
     return finishSuccess(slot, lifetime, MAP_ECHO);
   }
@@ -1378,6 +1387,7 @@ function handlePeer(slot: usize): void {
     wheelLink(m, now + lifetime);
   }
   const r = mappings.at(m);
+  const newPeer = p == 0;
   if (p == 0) {
     p = peers.alloc();
     const pr = peers.at(p);
@@ -1403,6 +1413,7 @@ function handlePeer(slot: usize): void {
   store<u16>(r + M_CLIENT_PORT, <u16>clientPort);
   emit(created ? A.EVENT_CREATE : A.EVENT_REFRESH, m);
   if (!created) statAdd(A.STATS_REFRESHED, 1);
+  if (!created && newPeer) markChanged(m);
   writeExternal(slot, m);
   finishSuccess(slot, expiry - now, A.OPTBIT_THIRD_PARTY);
 }
@@ -1984,6 +1995,7 @@ function recordSize(m: u32): u32 {
 function writeRecord(out: usize, m: u32, wallOffset: u32): u32 {
   const r = mappings.at(m);
   const s = subscribers.at(load<u32>(r + M_SUB));
+  store<u32>(r + M_PERSISTED, effectiveExpiry(r));
   memory.fill(out, 0, A.PREC_HEADER_SIZE);
   store<u8>(out + A.PREC_KIND, A.PREC_UPSERT);
   store<u8>(out + A.PREC_PROTOCOL, load<u8>(r + M_PROTOCOL));
@@ -2025,6 +2037,29 @@ function writeRecord(out: usize, m: u32, wallOffset: u32): u32 {
   return <u32>(at - out);
 }
 
+/**
+ * A refresh that only moved the expiry need not reach the journal until it moved it by an
+ * eighth of the lifetime left (at least a minute): restored after a crash, the mapping then
+ * ends at most that much early — still after its client's next refresh (clients renew at
+ * half the lifetime), which re-extends it. The same record feeds the dataplane, for which
+ * such a refresh changes nothing.
+ */
+let coalesceRefreshes = true;
+
+/** persistence.refreshes: "coalesced" (on, the default) or "every" (off: every refresh is journaled). */
+export function setRefreshCoalescing(on: bool): void {
+  coalesceRefreshes = on;
+}
+
+function refreshCanWait(r: usize): bool {
+  if (!coalesceRefreshes) return false;
+  const persisted = load<u32>(r + M_PERSISTED);
+  const expiry = effectiveExpiry(r);
+  const left = expiry > now ? expiry - now : 0;
+  const slack = max<u32>(60, left >> 3);
+  return persisted != 0 && expiry < persisted + slack;
+}
+
 /** The end of an external key (its record was freed, or moved to another key). */
 function writeGone(out: usize, pool: u32, protocol: u32, port: u32): u32 {
   memory.fill(out, 0, A.PREC_HEADER_SIZE);
@@ -2053,6 +2088,7 @@ export function persistEvents(first: u32, count: u32, wallOffset: u32): u32 {
     const r = mappings.at(m);
     const holdsKey = load<u32>(r + M_SUB) != 0 && <u32>load<u16>(r + M_POOL) == pool &&
       <u32>load<u8>(r + M_PROTOCOL) == protocol && <u32>load<u16>(r + M_EXTERNAL_PORT) == port;
+    if (holdsKey && load<u8>(e + A.EV_KIND) == A.EVENT_REFRESH && (load<u8>(e + A.EV_FLAGS) & A.EVF_CHANGED) == 0 && refreshCanWait(r)) continue;
     const size = holdsKey ? recordSize(m) : A.PREC_HEADER_SIZE;
     if (length + size > A.PERSIST_BUFFER) break;
     length += holdsKey ? writeRecord(out + length, m, wallOffset) : writeGone(out + length, pool, protocol, port);
@@ -2099,6 +2135,8 @@ function forget(m: u32): void {
   releasePort(m);
 }
 
+let restorePool: u32 = NO_POOL;
+
 @inline function dropRestore(reason: u32): void {
   const p = restoreDrops + (<usize>reason << 2);
   store<u32>(p, load<u32>(p) + 1);
@@ -2119,7 +2157,10 @@ function restoreOne(at: usize, length: u32, wallOffset: u32): u32 {
   if ((kind != A.PREC_UPSERT && kind != A.PREC_GONE) || size > length) return 0;
   const protocol = <u32>load<u8>(at + A.PREC_PROTOCOL);
   const extPort = <u32>load<u16>(at + A.PREC_EXTERNAL_PORT);
-  const pool = poolIndexOf(at + A.PREC_EXTERNAL_ADDR);
+  // Consecutive records mostly share their address (a subscriber's mappings sit on one):
+  // the last one is tried before the pool is searched.
+  const ext = at + A.PREC_EXTERNAL_ADDR;
+  const pool = restorePool < poolCount && addrEqual(poolAddr(restorePool), ext) ? restorePool : (restorePool = poolIndexOf(ext));
   if (pool == NO_POOL) {
     if (kind == A.PREC_UPSERT) dropRestore(A.RESTORE_NOT_IN_POOL);
     return size;
@@ -2216,6 +2257,7 @@ function restoreOne(at: usize, length: u32, wallOffset: u32): u32 {
     peerIndex.insert(peerFp(m, p, <u32>load<u16>(p + 16)), id);
     statAdd(A.STATS_PEERS, 1);
   }
+  store<u32>(r + M_PERSISTED, until); // what the files say
   if (isHeld) {
     const s = subscribers.at(sub);
     store<u8>(r + M_FLAGS, <u8>A.MAPF_HELD);

@@ -80,6 +80,7 @@ export {
   persistTable,
   restoreRecords,
   restoreDropped,
+  setRefreshCoalescing,
   subscriberMappings,
   subscriberBlocks,
   setPrefetch,

@@ -232,6 +232,7 @@ export const MAPF_HELD = 8; // ended; external port in hold-down
 export const MAPF_NATPMP = 16; // created by NAT-PMP
 export const MAPF_THIRD_PARTY = 32; // created through THIRD_PARTY
 export const MAPF_PREFER_FAILURE = 64; // created with PREFER_FAILURE
+export const EVF_CHANGED = 128; // event records only: a refresh that changed more than lifetimes (FILTERs, a new PEER)
 export const NONCE_STRICT = 0; // RFC 6887 §11.3
 export const NONCE_RELAXED = 1; // a new nonce replaces the old one for the same endpoint
 export const POOL_MAX_ADDRESSES = 256;
@@ -504,6 +505,7 @@ export const ALL_CONSTANTS: Readonly<Record<string, number>> = {
   MAPF_NATPMP,
   MAPF_THIRD_PARTY,
   MAPF_PREFER_FAILURE,
+  EVF_CHANGED,
   NONCE_STRICT,
   NONCE_RELAXED,
   POOL_MAX_ADDRESSES,

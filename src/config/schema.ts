@@ -110,6 +110,12 @@ export const ConfigSchema = z
         commitIntervalMs: count(1, 10_000).default(20),
         /** fdatasync after every group commit (off: the OS decides when; a power loss may lose more). */
         fsync: z.boolean().default(true),
+        /**
+         * "coalesced": a refresh that moved the expiry by less than an eighth of the lifetime
+         * left (≥ 60 s) is not journaled (a restored mapping may end that much early, still
+         * after its client's next refresh); "every": every refresh is.
+         */
+        refreshes: z.enum(["coalesced", "every"]).default("coalesced"),
         /** A snapshot (and the deletion of older journals) at least this often while mappings change. */
         snapshotIntervalSeconds: count(10, 7 * 86_400).default(3600),
         /** …and whenever the journal grew by this many bytes since the last snapshot. */
@@ -118,7 +124,7 @@ export const ConfigSchema = z
         maxBacklogBytes: count(1024 * 1024, 2 ** 34).default(256 * 1024 * 1024),
       })
       .strict()
-      .default({ enabled: true, directory: "data", commitIntervalMs: 20, fsync: true, snapshotIntervalSeconds: 3600, snapshotJournalBytes: 512 * 1024 * 1024, maxBacklogBytes: 256 * 1024 * 1024 }),
+      .default({ enabled: true, directory: "data", commitIntervalMs: 20, fsync: true, refreshes: "coalesced", snapshotIntervalSeconds: 3600, snapshotJournalBytes: 512 * 1024 * 1024, maxBacklogBytes: 256 * 1024 * 1024 }),
     dataplane: z
       .object({
         /**

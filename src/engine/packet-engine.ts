@@ -63,6 +63,7 @@ export interface EngineExports {
   persistTable(from: number, budget: number, wallOffset: number): number;
   restoreRecords(length: number, wallOffset: number, now: number): number;
   restoreDropped(reason: number): number;
+  setRefreshCoalescing(on: number): void;
   subscriberMappings(): number;
   subscriberBlocks(): number;
   setPrefetch(on: number): void;
@@ -774,6 +775,14 @@ export class PacketEngine {
     this.mem();
     this.bytes.set(records, at);
     return this.exports.restoreRecords(records.length, wallOffset >>> 0, now >>> 0);
+  }
+
+  /**
+   * Coalesced (the default): a refresh that only moved a mapping's expiry by less than an
+   * eighth of its remaining lifetime (at least 60 s) produces no record; off: every refresh does.
+   */
+  setRefreshCoalescing(on: boolean): void {
+    this.exports.setRefreshCoalescing(on ? 1 : 0);
   }
 
   /** Records restore() did not take back, by reason. */

@@ -148,6 +148,53 @@ function running(): Shard {
   return shard;
 }
 
+/** The shard's files read back into `engine` (Epoch continued when intact); the store then journals. */
+function restoreState(spec: ShardSpec, engine: PacketEngine, clock: MonotonicClock, wallOffset: number, log: Logger): { store?: ShardStore; restored?: RestoreReport } {
+  const { persistence } = spec.config;
+  if (!persistence.enabled) return {};
+  const store = new ShardStore({ ...persistence, shard: spec.shard, shards: spec.shards }, () => clock.epoch(), log);
+  const t0 = performance.now();
+  const restored = store.restore(engine, wallOffset, clock.seconds());
+  if (restored.epoch > 0) clock.continueEpoch(restored.epoch);
+  const summary = { dir: store.dir, files: restored.files.length, mappings: restored.mappings, held: restored.held, dropped: restored.dropped, damage: restored.damage, epoch: clock.epoch(), ms: Math.round(performance.now() - t0) };
+  if (restored.stateLost) log.error(summary, "state restored with losses: epoch reset");
+  else log.info(summary, "state restored");
+  // Journals replayed or damage found: a fresh snapshot replaces them.
+  if (restored.bytes > 0 || restored.damage.length > 0) store.requestSnapshot = true;
+  store.start();
+  return { store, restored };
+}
+
+/** The records of every change, posted to the main thread's dataplane manager every batchMs. */
+class DataplaneFeed {
+  private parts: Uint8Array[] = [];
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(shard: number, batchMs: number) {
+    this.timer = setInterval(() => {
+      if (this.parts.length === 0) return;
+      // Its own ArrayBuffer (Buffer.concat may share Node's pool), handed over without a copy.
+      const bytes = new Uint8Array(this.parts.reduce((n, p) => n + p.length, 0));
+      let at = 0;
+      for (const p of this.parts) {
+        bytes.set(p, at);
+        at += p.length;
+      }
+      this.parts = [];
+      parentPort?.postMessage({ pcpdDataplane: true, shard, bytes } satisfies DataplaneMessage, [bytes.buffer]);
+    }, batchMs);
+    this.timer.unref();
+  }
+
+  push(parts: Uint8Array[]): void {
+    this.parts.push(...parts);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+}
+
 async function start(spec: ShardSpec): Promise<ShardStarted> {
   if (shard) throw new PcpdError(ErrorCodes.BAD_CONFIG, `worker ${threadId} already runs shard ${shard.spec.shard}`);
   const { config } = spec;
@@ -157,40 +204,13 @@ async function start(spec: ShardSpec): Promise<ShardStarted> {
   engine.initEngine(engineConfig(config, spec.seed, spec.shard, spec.shards), clock.seconds());
   const board = new StatsBoard(spec.board);
   const wallOffset = wallSeconds() - clock.seconds();
-  const store = config.persistence.enabled ? new ShardStore({ ...config.persistence, shard: spec.shard, shards: spec.shards }, () => clock.epoch(), log) : undefined;
-  let restored: RestoreReport | undefined;
-  if (store) {
-    const t0 = performance.now();
-    restored = store.restore(engine, wallOffset, clock.seconds());
-    if (restored.epoch > 0) clock.continueEpoch(restored.epoch);
-    const summary = { dir: store.dir, files: restored.files.length, mappings: restored.mappings, held: restored.held, dropped: restored.dropped, damage: restored.damage, epoch: clock.epoch(), ms: Math.round(performance.now() - t0) };
-    if (restored.stateLost) log.error(summary, "state restored with losses: epoch reset");
-    else log.info(summary, "state restored");
-    // Journals replayed or damage found: a fresh snapshot replaces them.
-    if (restored.bytes > 0 || restored.damage.length > 0) store.requestSnapshot = true;
-    store.start();
-  }
-  // Changes for the dataplane (main thread): the journal's records, posted every batchMs.
-  const dataplane = config.dataplane.backend !== "none" ? { parts: [] as Uint8Array[], timer: undefined as NodeJS.Timeout | undefined } : undefined;
-  if (dataplane) {
-    engine.setDataplaneDown(true); // until the main thread has programmed it
-    dataplane.timer = setInterval(() => {
-      if (dataplane.parts.length === 0) return;
-      // Its own ArrayBuffer (Buffer.concat may share Node's pool), handed over without a copy.
-      const bytes = new Uint8Array(dataplane.parts.reduce((n, p) => n + p.length, 0));
-      let at = 0;
-      for (const p of dataplane.parts) {
-        bytes.set(p, at);
-        at += p.length;
-      }
-      dataplane.parts = [];
-      parentPort?.postMessage({ pcpdDataplane: true, shard: spec.shard, bytes } satisfies DataplaneMessage, [bytes.buffer]);
-    }, config.dataplane.batchMs);
-    dataplane.timer.unref();
-  }
+  engine.setRefreshCoalescing(!config.persistence.enabled || config.persistence.refreshes === "coalesced");
+  const { store, restored } = restoreState(spec, engine, clock, wallOffset, log);
+  const dataplane = config.dataplane.backend !== "none" ? new DataplaneFeed(spec.shard, config.dataplane.batchMs) : undefined;
+  if (dataplane) engine.setDataplaneDown(true); // until the main thread has programmed it
   const record = (parts: Uint8Array[]) => {
     store?.append(parts);
-    dataplane?.parts.push(...parts);
+    dataplane?.push(parts);
   };
   /** After every batch (before its replies leave) and engine work outside one: counters out, changes to the journal and the dataplane. */
   const afterBatch = () => {
@@ -228,6 +248,7 @@ async function start(spec: ShardSpec): Promise<ShardStarted> {
     await listener.start();
   } catch (e) {
     await listener.stop(); // sockets bound before the failure
+    dataplane?.stop();
     await store?.close();
     throw e;
   }
@@ -256,7 +277,7 @@ async function start(spec: ShardSpec): Promise<ShardStarted> {
     socket?.send(m.payload, m.port, m.address);
   }, () => clock.epoch());
   const endpoints = listener.boundAddresses();
-  const s: Shard = { spec: { ...spec, endpoints }, engine, clock, listener, announcer, updater, log, board, store, wallOffset, record, stopDataplane: () => clearInterval(dataplane?.timer), onEvents };
+  const s: Shard = { spec: { ...spec, endpoints }, engine, clock, listener, announcer, updater, log, board, store, wallOffset, record, stopDataplane: () => dataplane?.stop(), onEvents };
   shard = s;
   board.claim(threadId, engine.statsBytes(), clock.epochState(), engine.poolUsage());
   let eventsLost = engine.engineStats().eventsLost;

@@ -16,6 +16,7 @@ const CONFIG: EngineConfig = { ...DEFAULT_ENGINE_CONFIG, seed: 9n, holdDown: 120
 function engine(now: number, config = CONFIG): PacketEngine {
   const e = new PacketEngine("debug");
   e.initEngine(config, now);
+  e.setRefreshCoalescing(false); // every refresh journaled: the restored table is exact (coalescing: its own test)
   return e;
 }
 
@@ -143,6 +144,38 @@ describe("persistence round trip through the engine", () => {
     expect(port(other)).not.toBe(port(gone));
     const back = serveOne(b, mapRequest({ client: c, internalPort: 82, lifetime: 600, nonce: nonceOf(2) }), T0, { source: c });
     expect(back.result).toBe(W.RESULT_SUCCESS);
+  });
+
+  it("coalesced refreshes: only a refresh that moves the expiry by an eighth of the lifetime left (≥ 60 s), or changes FILTERs or PEERs, is journaled; restored, the mapping ends at most that much early", () => {
+    const a = engine(T0);
+    a.setRefreshCoalescing(true);
+    const c = CLIENTS[0];
+    const journal: Uint8Array[] = [];
+    const take = () => {
+      const parts = a.persistPending(WALL_A);
+      a.drainEvents();
+      journal.push(...parts);
+      return parts.reduce((k, r) => k + r.length, 0);
+    };
+    const refresh = (now: number, fs: ReturnType<typeof filter>[] = []) => {
+      serveOne(a, mapRequest({ client: c, internalPort: 80, lifetime: 3600, nonce: nonceOf(1) }, fs), now, { source: c });
+      return take();
+    };
+    expect(refresh(T0)).toBe(W.PREC_HEADER_SIZE); // created: journaled (expiry T0 + 3600)
+    expect(refresh(T0 + 100)).toBe(0); // +100 s < 3600/8
+    expect(refresh(T0 + 440)).toBe(0); // +440 s < 450
+    expect(refresh(T0 + 460)).toBe(W.PREC_HEADER_SIZE); // +460 s ≥ an eighth of what is left
+    expect(refresh(T0 + 470, [filter(128, "198.51.100.9", 0)])).toBe(W.PREC_HEADER_SIZE + W.PREC_FILTER_SIZE); // FILTERs: always
+    expect(refresh(T0 + 480)).toBe(0);
+    serveOne(a, peerRequest({ client: c, internalPort: 80, protocol: W.PROTO_TCP, remoteAddress: "203.0.113.5", remotePort: 443, nonce: nonceOf(1) }), T0 + 490, { source: c });
+    expect(take()).toBe(W.PREC_HEADER_SIZE + W.PREC_FILTER_SIZE + W.PREC_PEER_SIZE); // a new PEER: always
+    expect(refresh(T0 + 800)).toBe(0); // +310 s < 3600/8
+    const b = engine(T0);
+    for (const r of journal) b.restore(r, WALL_A, T0 + 800);
+    const actual = a.lookup(c, W.PROTO_TCP, 80)!.mapExpiry;
+    const restored = b.lookup(c, W.PROTO_TCP, 80)!.mapExpiry;
+    expect(restored).toBeLessThan(actual);
+    expect(actual - restored).toBeLessThanOrEqual(Math.max(60, (actual - (T0 + 800)) / 8));
   });
 
   it("drops what cannot come back and says why: expired, not in the pool, another shard's block, malformed", () => {
