@@ -364,6 +364,8 @@ const COMMANDS: Command[] = [
       const stats = await ctx.call("stats.get", {});
       if (ctx.json) return printJson(stats), 0;
       out(`packets  ${stats.packets}`);
+      const dp = stats.dataplane;
+      if (dp) out(`dataplane  ${dp.backend} ${dp.up ? "up" : "DOWN"}: ${dp.installed} installed, ${dp.pendingKeys} pending, ${dp.transactions} transactions, ${dp.failures} failures${dp.lastError ? ` (last: ${dp.lastError})` : ""}`);
       out();
       printTable(
         ["SHARD", "EPOCH", "PACKETS", "MAPPINGS", "SUBSCRIBERS"],

@@ -56,6 +56,7 @@ const RESULTS: { [M in Method]?: Results[M] } = {
     drops: {},
     packets: 42,
     shards: [{ shard: 0, epoch: 10, packets: 42, mappings: 4, subscribers: 2, pool: [{ address: "203.0.113.1", freeBlocks: 100, retired: false }] }],
+    dataplane: { backend: "nftables", up: false, pendingKeys: 2, installed: 7, transactions: 9, operations: 20, failures: 3, consecutiveFailures: 3, reconciliations: 1, unsupported: 0, lastError: "nft exited 1" },
   },
   "mappings.get": { mapping: mapping({ filters: [{ prefixLength: 32, port: 443, address: "198.51.100.7" }] }) },
   "mappings.addStatic": { mapping: mapping({ kind: "static", id: 3, mapExpiry: 0 }) },
@@ -269,6 +270,7 @@ describe("output", () => {
     const stats = await pcpctl(["stats"]);
     expect(stats.code).toBe(0);
     expect(stats.stdout).toMatch(/^packets +42$/m);
+    expect(stats.stdout).toMatch(/^dataplane +nftables DOWN: 7 installed, 2 pending, 9 transactions, 3 failures \(last: nft exited 1\)$/m);
     expect(stats.stdout).toMatch(/^mappingsCreated +5$/m);
     expect(stats.stdout).toMatch(/^SUCCESS +4$/m);
     expect(stats.stdout).not.toMatch(/NO_RESOURCES/); // zero results are left out
