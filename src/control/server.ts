@@ -2,8 +2,9 @@
 // /metrics (Prometheus text) and /healthz on the same port. Bound to a management address
 // (loopback by default); every WebSocket is authenticated at the upgrade by a bearer token
 // whose role (read or admin) decides which methods it may call. Bad input gets a precise
-// JSON-RPC error and never reaches the packet path: every engine operation is a task on a
-// shard's worker, and listings visit a bounded number of records per task.
+// JSON-RPC error and never reaches the packet path. Counters, Epochs and pool gauges are
+// read from the shards' shared-memory boards; lookups and listings are tasks on a shard's
+// worker that visit a bounded number of records and return raw records decoded here.
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { isIPv6 } from "node:net";
 import { createRequire } from "node:module";
