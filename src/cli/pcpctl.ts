@@ -18,6 +18,7 @@ import {
 import { defaultTokenFile, defaultTokenFiles, findTokenFile, readTokenFile } from "../client/token-file.js";
 import * as W from "../wire.generated.js";
 import { CONTROL_PATH, Params, RpcErrors, type Mapping, type MappingEventNotice, type Method, type Results } from "../control/protocol.js";
+import type { DataplaneOp } from "../dataplane/ops.js";
 
 const DEFAULT_URL = `ws://127.0.0.1:5380${CONTROL_PATH}`;
 const MAPPING_KINDS = ["dynamic", "static", "held"] as const;
@@ -607,7 +608,44 @@ const COMMANDS: Command[] = [
       return 0;
     },
   },
+  {
+    path: ["dataplane", "watch"],
+    synopsis: ["dataplane watch"],
+    describe: "dataplane.subscribe (admin; dataplane.backend events): the operations an external dataplane receives, until Ctrl-C",
+    args: [],
+    options: [],
+    async run(ctx) {
+      const client = await ctx.client();
+      let stopped = false;
+      const ended = new Promise<void>((resolve, reject) => {
+        client.on("notification", (method: string, params: any) => {
+          if (ctx.json) return out(JSON.stringify({ method, ...params }));
+          if (method === "dataplane.reset") return out(`# reset (seq ${params.seq}): forget every mapping`);
+          if (method !== "dataplane.ops") return;
+          out(`# transaction seq ${params.seq}: ${params.ops.length} operation${params.ops.length === 1 ? "" : "s"}`);
+          for (const o of params.ops as DataplaneOp[]) out(opLine(o));
+        });
+        client.once("close", () => (stopped ? resolve() : reject(new Error("the control connection closed"))));
+      });
+      await client.call("dataplane.subscribe", {});
+      const stop = () => {
+        stopped = true;
+        void client.call("dataplane.unsubscribe", {}).catch(() => undefined).finally(() => client.close());
+      };
+      process.once("SIGINT", stop);
+      process.once("SIGTERM", stop);
+      await ended;
+      return 0;
+    },
+  },
 ];
+
+/** "map tcp 198.51.100.1:1234 -> 10.0.0.2:8080 in out allow=192.0.2.0/24:any" */
+function opLine(o: DataplaneOp): string {
+  const m = o.mapping;
+  const allow = m.filters.map((f) => `${f.address}/${f.prefixLength}:${f.port || "any"}`).join(",");
+  return [o.op.padEnd(5), protocolName(m.protocol), `${m.external.address}:${m.external.port}`, "->", `${m.internal.address}:${m.internal.port}`, m.inbound ? "in" : "-", m.outbound ? "out" : "-", ...(allow ? [`allow=${allow}`] : [])].join(" ");
+}
 
 /** Retries a call the server refused as over the connection's request rate (a long --all walk). */
 async function withRetry<T>(call: () => Promise<T>): Promise<T> {

@@ -69,6 +69,8 @@ const RESULTS: { [M in Method]?: Results[M] } = {
   "config.reload": { restartNeededFor: ["workers", "listen"] },
   "events.subscribe": { subscribed: true },
   "events.unsubscribe": { subscribed: false },
+  "dataplane.subscribe": { subscribed: true },
+  "dataplane.unsubscribe": { subscribed: false },
 };
 
 /** Two pages: the first ends with cursor "p2". */
@@ -336,7 +338,7 @@ describe("exit codes", () => {
     const run = await pcpctl(["--help"]);
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(/^usage: pcpctl/);
-    for (const word of ["info", "health", "stats", "mappings list", "mappings get", "static add", "static remove", "subscriber usage", "subscriber delete", "epoch reset", "config show", "config reload", "events"]) {
+    for (const word of ["info", "health", "stats", "mappings list", "mappings get", "static add", "static remove", "subscriber usage", "subscriber delete", "epoch reset", "config show", "config reload", "events", "dataplane watch"]) {
       expect(run.stdout).toContain(`  ${word}`);
     }
     const one = await pcpctl(["static", "add", "--help"]);
@@ -507,5 +509,30 @@ describe("events", () => {
     server.sockets.at(-1)!.close(1001, "stopping");
     expect(await closed).toBe(1);
     expect(stderr).toMatch(/event stream: connection closed \(1001 stopping\)/);
+  });
+});
+
+describe("dataplane watch", () => {
+  it("subscribes, prints each reset and transaction until Ctrl-C, then unsubscribes", async () => {
+    const child = spawn(process.execPath, [CLI, "--url", server.url, "--token", "s3cret", "dataplane", "watch"], { env: { PATH: process.env.PATH ?? "" }, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    const closed = new Promise<number | null>((resolve) => child.on("close", resolve));
+    await server.waitForRequests(1);
+    expect(server.requests[0].method).toBe("dataplane.subscribe");
+    const mapping = { protocol: 6, family: 4, external: { address: "198.51.100.1", port: 1234 }, internal: { address: "10.0.0.2", port: 8080 }, inbound: true, outbound: true, filters: [{ address: "192.0.2.0", prefixLength: 24, port: 0 }] };
+    server.notify("dataplane.reset", { seq: 1 });
+    server.notify("dataplane.ops", { seq: 2, ops: [{ op: "unmap", mapping: { ...mapping, filters: [] } }, { op: "map", mapping }] });
+    for (let i = 0; i < 100 && stdout.split("\n").length < 5; i++) await new Promise((r) => setTimeout(r, 50));
+    child.kill("SIGINT");
+    expect(await closed).toBe(0);
+    expect(stdout.trimEnd().split("\n")).toEqual([
+      "# reset (seq 1): forget every mapping",
+      "# transaction seq 2: 2 operations",
+      "unmap tcp 198.51.100.1:1234 -> 10.0.0.2:8080 in out",
+      "map   tcp 198.51.100.1:1234 -> 10.0.0.2:8080 in out allow=192.0.2.0/24:any",
+    ]);
+    await server.waitForRequests(2);
+    expect(server.requests[1].method).toBe("dataplane.unsubscribe");
   });
 });
