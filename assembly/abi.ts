@@ -150,6 +150,7 @@ export const NONCE_RELAXED: u32 = 1; // a new nonce replaces the old one for the
 export const POOL_MAX_ADDRESSES: u32 = 256;
 export const MAX_BLOCKS_PER_SUBSCRIBER: u32 = 8;
 export const SCRATCH_SIZE: u32 = 64;
+export const PREFIX64_OPTIONS_CAP: u32 = 512; // bytes of configured PREFIX64 options (codec)
 
 // ---- Persistence: mapping state as portable records (src/persist/) ----
 // One record per external key (address, protocol, port): its state (live or held) or its

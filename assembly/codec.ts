@@ -33,6 +33,20 @@ export function statsBase(): usize {
   return stats;
 }
 
+// PREFIX64 options [RFC 7225] the server answers with: encoded by the host (whole options,
+// padded), appended to MAP and ANNOUNCE responses whose request carried PREFIX64.
+const prefix64Options = memory.data(<i32>A.PREFIX64_OPTIONS_CAP, 16);
+let prefix64Length: u32 = 0;
+
+export function prefix64Base(): usize {
+  return prefix64Options;
+}
+
+/** The host wrote `length` bytes of PREFIX64 options at prefix64Base() (0: none configured: never included). */
+export function setPrefix64(length: u32): void {
+  prefix64Length = length <= A.PREFIX64_OPTIONS_CAP && (length & 3) == 0 ? length : 0;
+}
+
 export function configureCodec(flags: u32, options: u32, shortErr: u32, longErr: u32, tpidMaxLen: u32): void {
   cfgFlags = flags;
   cfgOptions = options & A.OPTBIT_ALL;
@@ -438,6 +452,12 @@ export function finishSuccess(slot: usize, lifetime: u32, echoMask: u32): void {
       w += size;
     }
     r += size;
+  }
+  // The configured NAT64 prefixes replace the client's ::/96 query [RFC 7225 §4.2].
+  if ((load<u32>(slot + A.SLOT_OPTIONS) & A.OPTBIT_PREFIX64) && prefix64Length != 0 && (opcode == W.OP_MAP || opcode == W.OP_ANNOUNCE) &&
+      w + prefix64Length <= W.PCP_MAX_MESSAGE) {
+    memory.copy(d + w, prefix64Options, prefix64Length);
+    w += prefix64Length;
   }
   assert(w <= W.PCP_MAX_MESSAGE && (w & 3) == 0);
   reply(slot, W.RESULT_SUCCESS, w);

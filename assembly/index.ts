@@ -5,6 +5,8 @@ export {
   slotsBase,
   statsBase,
   configureCodec,
+  prefix64Base,
+  setPrefix64,
   errorLifetime,
   processBatch,
   processRange,

@@ -238,6 +238,7 @@ export const NONCE_RELAXED = 1; // a new nonce replaces the old one for the same
 export const POOL_MAX_ADDRESSES = 256;
 export const MAX_BLOCKS_PER_SUBSCRIBER = 8;
 export const SCRATCH_SIZE = 64;
+export const PREFIX64_OPTIONS_CAP = 512; // bytes of configured PREFIX64 options (codec)
 export const PREC_KIND = 0; // u8, PREC_UPSERT | PREC_GONE
 export const PREC_PROTOCOL = 1; // u8
 export const PREC_FLAGS = 2; // u8, MAPF_*
@@ -511,6 +512,7 @@ export const ALL_CONSTANTS: Readonly<Record<string, number>> = {
   POOL_MAX_ADDRESSES,
   MAX_BLOCKS_PER_SUBSCRIBER,
   SCRATCH_SIZE,
+  PREFIX64_OPTIONS_CAP,
   PREC_KIND,
   PREC_PROTOCOL,
   PREC_FLAGS,

@@ -5,6 +5,7 @@ import { isIP } from "node:net";
 import { z } from "zod";
 import * as W from "../wire.generated.js";
 import { expandPrefix, parsePrefix } from "../net/cidr.js";
+import { encodePrefix64Options } from "../net/prefix64.js";
 import { ConfigError } from "../errors.js";
 
 const address = z.string().refine((s) => isIP(s) !== 0, "must be an IPv4 or IPv6 address");
@@ -61,9 +62,17 @@ export const ConfigSchema = z
         overload: z.enum(["drop", "no-resources"]).default("drop"),
         shortErrorLifetime: seconds.default(W.DEFAULT_SHORT_ERROR_LIFETIME),
         longErrorLifetime: seconds.default(W.DEFAULT_LONG_ERROR_LIFETIME),
+        /**
+         * NAT64 prefixes returned in PREFIX64 options [RFC 7225] to MAP and ANNOUNCE requests
+         * that carry PREFIX64. None configured: the option is not supported (ignored).
+         */
+        prefix64: z
+          .array(z.object({ prefix: z.string(), suffix: address.optional(), ipv4: z.array(z.string()).default([]) }).strict())
+          .max(16)
+          .default([]),
       })
       .strict()
-      .default({ map: true, peer: true, thirdParty: true, preferFailure: true, filter: true, overload: "drop", shortErrorLifetime: 30, longErrorLifetime: 1800 }),
+      .default({ map: true, peer: true, thirdParty: true, preferFailure: true, filter: true, overload: "drop", shortErrorLifetime: 30, longErrorLifetime: 1800, prefix64: [] }),
     natPmp: z.enum(["enabled", "disabled", "silent"]).default("enabled"),
     pool: z
       .object({
@@ -186,6 +195,11 @@ export const ConfigSchema = z
       poolAddresses(c.pool.addresses);
     } catch (e) {
       ctx.addIssue({ code: "custom", path: ["pool", "addresses"], message: (e as Error).message });
+    }
+    try {
+      encodePrefix64Options(c.pcp.prefix64);
+    } catch (e) {
+      ctx.addIssue({ code: "custom", path: ["pcp", "prefix64"], message: (e as Error).message });
     }
   });
 

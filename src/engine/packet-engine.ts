@@ -12,6 +12,8 @@ export interface EngineExports {
   slotsBase(): number;
   statsBase(): number;
   configureCodec(flags: number, options: number, shortErr: number, longErr: number, tpidMaxLen: number): void;
+  prefix64Base(): number;
+  setPrefix64(length: number): void;
   errorLifetime(result: number): number;
   processBatch(count: number, epoch: number): number;
   processRange(first: number, count: number, epoch: number): number;
@@ -85,6 +87,8 @@ export interface CodecConfig {
   shortErrorLifetime: number;
   longErrorLifetime: number;
   thirdPartyIdMaxLength: number;
+  /** PREFIX64 options (whole, padded: encodePrefix64Options) for MAP and ANNOUNCE responses whose request asked; empty: none. */
+  prefix64?: Uint8Array;
 }
 
 export const DEFAULT_CODEC_CONFIG: Readonly<CodecConfig> = Object.freeze({
@@ -376,6 +380,11 @@ export class PacketEngine {
     if (c.natPmp === "enabled") flags |= W.CFG_NATPMP_ENABLED;
     if (c.natPmp === "silent") flags |= W.CFG_NATPMP_SILENT;
     this.exports.configureCodec(flags, c.options, c.shortErrorLifetime, c.longErrorLifetime, c.thirdPartyIdMaxLength);
+    const prefix64 = c.prefix64 ?? new Uint8Array(0);
+    if (prefix64.length > W.PREFIX64_OPTIONS_CAP || prefix64.length % 4 !== 0) throw new PcpdError(ErrorCodes.BAD_CONFIG, `PREFIX64 options of ${prefix64.length} bytes (at most ${W.PREFIX64_OPTIONS_CAP}, whole options)`);
+    this.mem();
+    this.bytes.set(prefix64, this.exports.prefix64Base());
+    this.exports.setPrefix64(prefix64.length);
   }
 
   slotAddress(index: number): number {

@@ -7,12 +7,14 @@ import { parsePrefix, prefixContains } from "../net/cidr.js";
 import { toAddress16 } from "../net/address.js";
 import { poolAddresses, type Config } from "../config/schema.js";
 import { RateLimiter } from "./rate-limit.js";
+import { encodePrefix64Options } from "../net/prefix64.js";
 
 export function codecConfig(c: Config): CodecConfig {
   let options = 0;
   if (c.pcp.thirdParty) options |= W.OPTBIT_THIRD_PARTY;
   if (c.pcp.preferFailure) options |= W.OPTBIT_PREFER_FAILURE;
   if (c.pcp.filter) options |= W.OPTBIT_FILTER;
+  if (c.pcp.prefix64.length > 0) options |= W.OPTBIT_PREFIX64;
   return {
     mapEnabled: c.pcp.map,
     peerEnabled: c.pcp.peer,
@@ -22,6 +24,7 @@ export function codecConfig(c: Config): CodecConfig {
     shortErrorLifetime: c.pcp.shortErrorLifetime,
     longErrorLifetime: c.pcp.longErrorLifetime,
     thirdPartyIdMaxLength: 16,
+    prefix64: encodePrefix64Options(c.pcp.prefix64),
   };
 }
 

@@ -366,6 +366,8 @@ function run(task: ShardTask): unknown {
       s.listener.setPolicy({ classify: classifier(task.config), limiter: limiterFor(task.config, s.spec.shards) });
       s.log.level = task.config.log.level;
       applyPool(s, task.config);
+      // Changed NAT64 prefixes: clients are told to ask again [RFC 7225 §4.2].
+      if (JSON.stringify(task.config.pcp.prefix64) !== JSON.stringify(s.spec.config.pcp.prefix64)) s.announcer.start();
       s.spec = { ...s.spec, config: task.config };
       return true;
     case "ping":

@@ -45,6 +45,7 @@ import {
   option,
   peerRequest,
   preferFailure,
+  prefix64,
   thirdParty,
   u16,
   u32,
@@ -121,6 +122,12 @@ const CASES: Case[] = [
       expect(u16(r, W.MP_EXTERNAL_PORT)).toBe(40000);
       expect(r.length).toBe(64); // PREFER_FAILURE echoed (RFC 6887 §7.3)
     },
+  },
+  {
+    name: "PCP MAP TCP 8085 asking PREFIX64 (::/96), server configured with 64:ff9b::/96",
+    request: mapRequest({ client: C, internalPort: 8085 }, [prefix64()]),
+    result: W.RESULT_SUCCESS,
+    check: (r) => expect(r.length).toBe(80), // MAP response + one PREFIX64 option of 14 data bytes, padded
   },
   {
     name: "PCP MAP TCP 8082 with FILTER 198.51.100.0/24 port 443 (prefix 120 in the 128-bit form)",
@@ -447,6 +454,8 @@ const FIELDS = [
   "portcontrol.peer.remote_peer_port",
   "portcontrol.peer.remote_peer_ip",
   "portcontrol.option.code",
+  "portcontrol.option.p64.length",
+  "portcontrol.option.p64.prefix64",
   "nat-pmp.version",
   "nat-pmp.opcode",
   "nat-pmp.result_code",
@@ -595,6 +604,7 @@ describe.skipIf(!TSHARK)(TSHARK ? "every reply dissects in Wireshark (tshark)" :
         listen: { addresses: [ADDRESS], port: PORT },
         thirdPartySources: [`${ADDRESS}/32`], // THIRD_PARTY is authorised for our socket
         pool: { addresses: [POOL] },
+        pcp: { prefix64: [{ prefix: "64:ff9b::/96" }] },
         log: { level: "silent" }, persistence: { enabled: false },
       }),
       pino({ level: "silent" }),
@@ -672,6 +682,10 @@ describe.skipIf(!TSHARK)(TSHARK ? "every reply dissects in Wireshark (tshark)" :
       const combined = frames.get(by("PCP MAP UDP 8084 with THIRD_PARTY 127.0.0.78, PREFER_FAILURE (port 50000) and two FILTERs").replyFrame)!;
       expect(combined.fields["portcontrol.option.code"]).toEqual(["1", "2", "3", "3"]);
       expect(combined.fields["portcontrol.map.rsp_assigned_external_port"]).toEqual(["50000"]);
+      const p64 = frames.get(by("PCP MAP TCP 8085 asking PREFIX64 (::/96), server configured with 64:ff9b::/96").replyFrame)!;
+      expect(p64.fields["portcontrol.option.code"]).toEqual([String(W.OPTION_PREFIX64)]);
+      expect(p64.fields["portcontrol.option.p64.length"]).toEqual(["12"]);
+      expect(p64.fields["portcontrol.option.p64.prefix64"]).toEqual(["0064ff9b0000000000000000"]); // the 12 bytes of 64:ff9b::/96
       const address = frames.get(by("NAT-PMP external address").replyFrame)!;
       expect(address.fields["nat-pmp.external_ip"]).toEqual([POOL]);
       expect(frames.get(by("UNSUPP_VERSION: version 3 ANNOUNCE, 24 bytes").replyFrame)!.fields["portcontrol.result_code"]).toEqual([String(W.RESULT_UNSUPP_VERSION)]);
