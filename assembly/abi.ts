@@ -151,6 +151,7 @@ export const POOL_MAX_ADDRESSES: u32 = 256;
 export const MAX_BLOCKS_PER_SUBSCRIBER: u32 = 8;
 export const SCRATCH_SIZE: u32 = 64;
 export const PREFIX64_OPTIONS_CAP: u32 = 512; // bytes of configured PREFIX64 options (codec)
+export const DESCRIPTION_STORED_MAX: u32 = 128; // bytes of DESCRIPTION text kept per mapping [7220 §3: at least 128]
 
 // ---- Persistence: mapping state as portable records (src/persist/) ----
 // One record per external key (address, protocol, port): its state (live or held) or its
@@ -170,7 +171,8 @@ export const PREC_OUT_EXPIRY: u32 = 20; // u32 wall seconds, 0 = none
 export const PREC_NONCE: u32 = 24; // 12 bytes
 export const PREC_INTERNAL_ADDR: u32 = 36; // 16 bytes
 export const PREC_EXTERNAL_ADDR: u32 = 52; // 16 bytes
-export const PREC_HEADER_SIZE: u32 = 68; // then FILTERs, then PEERs
+export const PREC_DESCRIPTION_LENGTH: u32 = 68; // u8 (then 3 reserved bytes)
+export const PREC_HEADER_SIZE: u32 = 72; // then FILTERs, PEERs, the DESCRIPTION text
 export const PREC_FILTER_SIZE: u32 = 20; // prefix u8, pad u8, port u16, address 16
 export const PREC_PEER_SIZE: u32 = 36; // address 16, port u16, pad u16, expiry u32 (wall), nonce 12
 export const PREC_UPSERT: u8 = 1;

@@ -464,6 +464,24 @@ export function finishSuccess(slot: usize, lifetime: u32, echoMask: u32): void {
   bump(A.STATS_PCP_RESULT);
 }
 
+/**
+ * Appends an option (`length` data bytes at `src`, padded) to the reply finishSuccess built
+ * in `slot`; false (nothing appended) if it would exceed the largest message.
+ */
+export function appendOption(slot: usize, code: u32, src: usize, length: u32): bool {
+  const d = data(slot);
+  const at = <u32>load<u16>(slot + A.SLOT_RESP_LEN);
+  const size = W.OPT_HEADER_SIZE + ((length + 3) & ~3);
+  if (at + size > W.PCP_MAX_MESSAGE) return false;
+  store<u8>(d + at, <u8>code);
+  store<u8>(d + at + W.OPT_RESERVED, 0);
+  wr16(d + at + W.OPT_LENGTH, length);
+  memory.copy(d + at + W.OPT_HEADER_SIZE, src, length);
+  memory.fill(d + at + W.OPT_HEADER_SIZE + length, 0, size - W.OPT_HEADER_SIZE - length);
+  store<u16>(slot + A.SLOT_RESP_LEN, <u16>(at + size));
+  return true;
+}
+
 /** Error reply for a parsed request (engine decisions): bytes 12..23 zeroed [6887 §7.2]. */
 export function finishError(slot: usize, result: u32, lifetime: u32): void {
   store<u16>(slot + A.SLOT_PARSE_FLAGS, load<u16>(slot + A.SLOT_PARSE_FLAGS) | A.PARSE_OK);

@@ -9,7 +9,7 @@ import { rd16, rd32, wr16, wr32, addrEqual, isV4Mapped, copy12, copy16, zero4 } 
 import { HashIndex, mix64, fingerprint } from "./hashindex";
 import {
   slotsBase, statsBase, processRange, finishSuccess, finishError, errorLifetime, data,
-  finishNatPmpAddress, finishNatPmpMap,
+  finishNatPmpAddress, finishNatPmpMap, appendOption,
 } from "./codec";
 
 // ---------------------------------------------------------------------------
@@ -234,6 +234,102 @@ const subscribers = new Slab();
 const mappings = new Slab();
 const peers = new Slab();
 const filters = new Slab();
+
+// DESCRIPTION texts [RFC 7220], only for the mappings that have one: a slab of entries and
+// an index by mapping id (no field in every mapping record).
+const D_MAPPING: u32 = 0; // owning mapping id
+const D_NEXT_FREE: u32 = 4;
+const D_LENGTH: u32 = 8; // u8
+const D_TEXT: u32 = 9; // DESCRIPTION_STORED_MAX bytes
+const DESCRIPTION_SIZE: u32 = 140;
+const descriptions = new Slab();
+const descriptionIndex = new HashIndex();
+let descriptionsOn = false;
+
+/** Room for `capacity` descriptions (0: DESCRIPTION is never stored); once, after engineInit. */
+export function initDescriptions(capacity: u32): bool {
+  if (descriptionsOn || capacity == 0) return capacity == 0;
+  descriptions.init(capacity, DESCRIPTION_SIZE, D_NEXT_FREE);
+  descriptionIndex.init(capacity);
+  descriptionsOn = true;
+  return true;
+}
+
+@inline function descriptionFp(m: u32): u32 {
+  return fingerprint(mix64(<u64>m * 0x9e3779b97f4a7c15));
+}
+
+/** The description entry of mapping `m`, or 0. */
+function descriptionOf(m: u32): u32 {
+  if (!descriptionsOn || descriptions.live == 0) return 0;
+  const fp = descriptionFp(m);
+  for (let p = descriptionIndex.first(fp); p >= 0; p = descriptionIndex.after(fp, p)) {
+    const id = descriptionIndex.recordAt(p);
+    if (load<u32>(descriptions.at(id) + D_MAPPING) == m) return id;
+  }
+  return 0;
+}
+
+function dropDescription(m: u32): void {
+  const id = descriptionOf(m);
+  if (id == 0) return;
+  descriptionIndex.remove(descriptionFp(m), id);
+  descriptions.release(id);
+}
+
+/**
+ * Stores `length` bytes of valid UTF-8 at `src` as mapping `m`'s description, cut to
+ * DESCRIPTION_STORED_MAX at a character boundary; empty clears it. False: not stored
+ * (no room), so not echoed either [RFC 7220 §3].
+ */
+function setDescription(m: u32, src: usize, length: u32): bool {
+  if (!descriptionsOn) return false;
+  if (length == 0) {
+    dropDescription(m);
+    return true;
+  }
+  let id = descriptionOf(m);
+  if (id == 0) {
+    if (descriptions.full()) return false;
+    id = descriptions.alloc();
+    store<u32>(descriptions.at(id) + D_MAPPING, m);
+    descriptionIndex.insert(descriptionFp(m), id);
+  }
+  let n = length < A.DESCRIPTION_STORED_MAX ? length : A.DESCRIPTION_STORED_MAX;
+  if (n < length) while (n > 0 && (load<u8>(src + n) & 0xc0) == 0x80) n--; // not inside a character
+  const e = descriptions.at(id);
+  store<u8>(e + D_LENGTH, <u8>n);
+  memory.copy(e + D_TEXT, src, n);
+  return true;
+}
+
+/**
+ * A request's DESCRIPTION (valid UTF-8; an invalid one was already set aside by the codec)
+ * is stored and the stored text echoed; no DESCRIPTION in the request: none in the reply.
+ */
+function applyDescription(slot: usize, m: u32): void {
+  if ((load<u32>(slot + A.SLOT_OPTIONS) & A.OPTBIT_DESCRIPTION) == 0) return;
+  const length = <u32>load<u16>(slot + A.SLOT_DESCRIPTION_LEN);
+  if (!setDescription(m, data(slot) + <u32>load<u16>(slot + A.SLOT_DESCRIPTION), length)) return;
+  const id = descriptionOf(m);
+  appendOption(slot, W.OPTION_DESCRIPTION, id != 0 ? descriptions.at(id) + D_TEXT : 0, id != 0 ? <u32>load<u8>(descriptions.at(id) + D_LENGTH) : 0);
+}
+
+const descriptionOut = memory.data(<i32>A.DESCRIPTION_STORED_MAX, 16);
+
+/** Mapping `m`'s description copied to descriptionBase(); returns its length (0: none). */
+export function mappingDescription(m: u32): u32 {
+  const id = descriptionOf(m);
+  if (id == 0) return 0;
+  const e = descriptions.at(id);
+  const n = <u32>load<u8>(e + D_LENGTH);
+  memory.copy(descriptionOut, e + D_TEXT, n);
+  return n;
+}
+
+export function descriptionBase(): usize {
+  return descriptionOut;
+}
 const subscriberIndex = new HashIndex(); // (address, realm)
 const internalIndex = new HashIndex(); // (subscriber, protocol, internal port, family) → live mapping
 const externalIndex = new HashIndex(); // (pool, protocol, external port) exact → live or held mapping
@@ -863,6 +959,7 @@ function endMapping(m: u32, kind: u8, hold: bool = true): void {
   const holdEnd = (kind == A.EVENT_EXPIRE ? effectiveExpiry(r) : now) + holdDown; // a hold starts when the mapping ended
   freeFilters(r);
   freePeers(m);
+  dropDescription(m);
   wheelUnlink(m);
   const s = subscribers.at(sub);
   store<u32>(s + S_MAPPINGS, load<u32>(s + S_MAPPINGS) - 1);
@@ -899,6 +996,7 @@ function releasePort(m: u32): void {
   const pool = <u32>load<u16>(r + M_POOL);
   const port = <u32>load<u16>(r + M_EXTERNAL_PORT);
   const sub = load<u32>(r + M_SUB);
+  dropDescription(m);
   subListRemove(sub, m);
   internalIndex.remove(recordFp(r), m);
   externalIndex.remove(externalKey(pool, <u32>load<u8>(r + M_PROTOCOL), port), m);
@@ -1250,9 +1348,11 @@ function handleMap(slot: usize): void {
     // The latest request says whether a renumbering may move it (Mapping Update) [6887 §14.2].
     store<u8>(r + M_FLAGS, <u8>(preferFailure ? flags | A.MAPF_PREFER_FAILURE : flags & ~A.MAPF_PREFER_FAILURE));
     renewInbound(m, wasInbound, nonce, clientPort, lifetime);
-    if (load<u16>(slot + A.SLOT_FILTER_COUNT) != 0) markChanged(m); // its FILTERs may have changed
+    if (load<u16>(slot + A.SLOT_FILTER_COUNT) != 0 || (load<u32>(slot + A.SLOT_OPTIONS) & A.OPTBIT_DESCRIPTION) != 0) markChanged(m); // FILTERs or DESCRIPTION may have changed
     writeExternal(slot, m);
-    return finishSuccess(slot, lifetime, MAP_ECHO);
+    finishSuccess(slot, lifetime, MAP_ECHO);
+    applyDescription(slot, m);
+    return;
   }
 
   // New mapping: every check before any change.
@@ -1279,9 +1379,10 @@ function handleMap(slot: usize): void {
   store<u32>(r + M_MAP_EXPIRY, now + lifetime);
   wheelLink(m, now + lifetime);
   walkFilters(slot, m, true);
-  emit(A.EVENT_CREATE, m);
   writeExternal(slot, m);
   finishSuccess(slot, lifetime, MAP_ECHO);
+  applyDescription(slot, m); // before the event: the journal record carries it
+  emit(A.EVENT_CREATE, m);
 }
 
 /**
@@ -1413,9 +1514,10 @@ function handlePeer(slot: usize): void {
   store<u16>(r + M_CLIENT_PORT, <u16>clientPort);
   emit(created ? A.EVENT_CREATE : A.EVENT_REFRESH, m);
   if (!created) statAdd(A.STATS_REFRESHED, 1);
-  if (!created && newPeer) markChanged(m);
+  if (!created && (newPeer || (load<u32>(slot + A.SLOT_OPTIONS) & A.OPTBIT_DESCRIPTION) != 0)) markChanged(m);
   writeExternal(slot, m);
   finishSuccess(slot, expiry - now, A.OPTBIT_THIRD_PARTY);
+  applyDescription(slot, m);
 }
 
 // ---- NAT-PMP [RFC 6886 §3] ----
@@ -1988,7 +2090,8 @@ function peerCount(r: usize): u32 {
 /** Size of mapping `m`'s record. */
 function recordSize(m: u32): u32 {
   const r = mappings.at(m);
-  return A.PREC_HEADER_SIZE + <u32>load<u8>(r + M_FILTER_COUNT) * A.PREC_FILTER_SIZE + peerCount(r) * A.PREC_PEER_SIZE;
+  const d = descriptionOf(m);
+  return A.PREC_HEADER_SIZE + <u32>load<u8>(r + M_FILTER_COUNT) * A.PREC_FILTER_SIZE + peerCount(r) * A.PREC_PEER_SIZE + (d != 0 ? <u32>load<u8>(descriptions.at(d) + D_LENGTH) : 0);
 }
 
 /** Writes mapping `m` (in use) as an upsert at `out`; returns its size. */
@@ -2034,6 +2137,13 @@ function writeRecord(out: usize, m: u32, wallOffset: u32): u32 {
   }
   store<u8>(out + A.PREC_FILTER_COUNT, <u8>nf);
   store<u8>(out + A.PREC_PEER_COUNT, <u8>np);
+  const d = descriptionOf(m);
+  if (d != 0) {
+    const n = <u32>load<u8>(descriptions.at(d) + D_LENGTH);
+    store<u8>(out + A.PREC_DESCRIPTION_LENGTH, <u8>n);
+    memory.copy(at, descriptions.at(d) + D_TEXT, n);
+    at += n;
+  }
   return <u32>(at - out);
 }
 
@@ -2153,7 +2263,8 @@ function restoreOne(at: usize, length: u32, wallOffset: u32): u32 {
   const kind = load<u8>(at + A.PREC_KIND);
   const nf = <u32>load<u8>(at + A.PREC_FILTER_COUNT);
   const np = <u32>load<u8>(at + A.PREC_PEER_COUNT);
-  const size = A.PREC_HEADER_SIZE + nf * A.PREC_FILTER_SIZE + np * A.PREC_PEER_SIZE;
+  const nd = <u32>load<u8>(at + A.PREC_DESCRIPTION_LENGTH);
+  const size = A.PREC_HEADER_SIZE + nf * A.PREC_FILTER_SIZE + np * A.PREC_PEER_SIZE + nd;
   if ((kind != A.PREC_UPSERT && kind != A.PREC_GONE) || size > length) return 0;
   const protocol = <u32>load<u8>(at + A.PREC_PROTOCOL);
   const extPort = <u32>load<u16>(at + A.PREC_EXTERNAL_PORT);
@@ -2258,6 +2369,7 @@ function restoreOne(at: usize, length: u32, wallOffset: u32): u32 {
     statAdd(A.STATS_PEERS, 1);
   }
   store<u32>(r + M_PERSISTED, until); // what the files say
+  if (!isHeld && nd != 0) setDescription(m, p, nd); // p: after the PEERs
   if (isHeld) {
     const s = subscribers.at(sub);
     store<u8>(r + M_FLAGS, <u8>A.MAPF_HELD);

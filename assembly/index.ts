@@ -87,6 +87,9 @@ export {
   subscriberBlocks,
   setPrefetch,
   setDataplaneDown,
+  initDescriptions,
+  mappingDescription,
+  descriptionBase,
 } from "./engine";
 
 export { loadgenMap } from "./loadgen";

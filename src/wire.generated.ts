@@ -239,6 +239,7 @@ export const POOL_MAX_ADDRESSES = 256;
 export const MAX_BLOCKS_PER_SUBSCRIBER = 8;
 export const SCRATCH_SIZE = 64;
 export const PREFIX64_OPTIONS_CAP = 512; // bytes of configured PREFIX64 options (codec)
+export const DESCRIPTION_STORED_MAX = 128; // bytes of DESCRIPTION text kept per mapping [7220 §3: at least 128]
 export const PREC_KIND = 0; // u8, PREC_UPSERT | PREC_GONE
 export const PREC_PROTOCOL = 1; // u8
 export const PREC_FLAGS = 2; // u8, MAPF_*
@@ -254,7 +255,8 @@ export const PREC_OUT_EXPIRY = 20; // u32 wall seconds, 0 = none
 export const PREC_NONCE = 24; // 12 bytes
 export const PREC_INTERNAL_ADDR = 36; // 16 bytes
 export const PREC_EXTERNAL_ADDR = 52; // 16 bytes
-export const PREC_HEADER_SIZE = 68; // then FILTERs, then PEERs
+export const PREC_DESCRIPTION_LENGTH = 68; // u8 (then 3 reserved bytes)
+export const PREC_HEADER_SIZE = 72; // then FILTERs, PEERs, the DESCRIPTION text
 export const PREC_FILTER_SIZE = 20; // prefix u8, pad u8, port u16, address 16
 export const PREC_PEER_SIZE = 36; // address 16, port u16, pad u16, expiry u32 (wall), nonce 12
 export const PREC_UPSERT = 1;
@@ -513,6 +515,7 @@ export const ALL_CONSTANTS: Readonly<Record<string, number>> = {
   MAX_BLOCKS_PER_SUBSCRIBER,
   SCRATCH_SIZE,
   PREFIX64_OPTIONS_CAP,
+  DESCRIPTION_STORED_MAX,
   PREC_KIND,
   PREC_PROTOCOL,
   PREC_FLAGS,
@@ -528,6 +531,7 @@ export const ALL_CONSTANTS: Readonly<Record<string, number>> = {
   PREC_NONCE,
   PREC_INTERNAL_ADDR,
   PREC_EXTERNAL_ADDR,
+  PREC_DESCRIPTION_LENGTH,
   PREC_HEADER_SIZE,
   PREC_FILTER_SIZE,
   PREC_PEER_SIZE,

@@ -170,6 +170,7 @@ function printMapping(m: Mapping): void {
     ["map expiry", expiry(m.mapExpiry)],
     ["out expiry", expiry(m.outExpiry)],
     ["filters", m.filters.length === 0 ? "-" : m.filters.map((f) => `${f.address}/${f.prefixLength} port ${f.port || "any"}`).join(", ")],
+    ["description", m.description === undefined ? "-" : JSON.stringify(m.description)],
   ]);
 }
 

@@ -66,13 +66,15 @@ export const ConfigSchema = z
          * NAT64 prefixes returned in PREFIX64 options [RFC 7225] to MAP and ANNOUNCE requests
          * that carry PREFIX64. None configured: the option is not supported (ignored).
          */
+        /** DESCRIPTION [RFC 7220]: stored (128 bytes), echoed, listed; off: the option is ignored. */
+        description: z.boolean().default(true),
         prefix64: z
           .array(z.object({ prefix: z.string(), suffix: address.optional(), ipv4: z.array(z.string()).default([]) }).strict())
           .max(16)
           .default([]),
       })
       .strict()
-      .default({ map: true, peer: true, thirdParty: true, preferFailure: true, filter: true, overload: "drop", shortErrorLifetime: 30, longErrorLifetime: 1800, prefix64: [] }),
+      .default({ map: true, peer: true, thirdParty: true, preferFailure: true, filter: true, overload: "drop", shortErrorLifetime: 30, longErrorLifetime: 1800, description: true, prefix64: [] }),
     natPmp: z.enum(["enabled", "disabled", "silent"]).default("enabled"),
     pool: z
       .object({
@@ -94,9 +96,16 @@ export const ConfigSchema = z
       .strict()
       .default({ mappingsPerSubscriber: 64, filtersPerMapping: 8 }),
     capacity: z
-      .object({ mappings: count(1, 16_000_000).default(100_000), subscribers: count(1, 16_000_000).default(20_000), peers: count(1, 16_000_000).default(50_000), filters: count(1, 16_000_000).default(50_000) })
+      .object({
+        mappings: count(1, 16_000_000).default(100_000),
+        subscribers: count(1, 16_000_000).default(20_000),
+        peers: count(1, 16_000_000).default(50_000),
+        filters: count(1, 16_000_000).default(50_000),
+        /** Mappings that may carry a DESCRIPTION at once (140 bytes each). */
+        descriptions: count(0, 4_000_000).default(20_000),
+      })
       .strict()
-      .default({ mappings: 100_000, subscribers: 20_000, peers: 50_000, filters: 50_000 }),
+      .default({ mappings: 100_000, subscribers: 20_000, peers: 50_000, filters: 50_000, descriptions: 20_000 }),
     rateLimit: z
       .object({
         perSource: z.object({ rate: z.number().positive().default(20), burst: count(1, 1_000_000).default(100) }).strict().default({ rate: 20, burst: 100 }),

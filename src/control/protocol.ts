@@ -81,6 +81,8 @@ export interface Mapping {
   /** Seconds until the mapping (or its hold) ends, from the shard's clock; null for a static mapping. */
   expiresIn: number | null;
   filters: { prefixLength: number; port: number; address: string }[];
+  /** The DESCRIPTION the client gave [RFC 7220] (absent: none). */
+  description?: string;
 }
 
 export interface MappingEventNotice {

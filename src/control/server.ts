@@ -92,7 +92,7 @@ const digest = (s: string) => createHash("sha256").update(s).digest();
 export const RATE_INTERVAL_MS = 10_000;
 const RESULT_NAMES = new Map(PCP_RESULT_LABELS);
 
-function toMapping(shard: number, m: MappingEvent, filters: Filter[], now: number): Mapping {
+function toMapping(shard: number, m: MappingEvent, filters: Filter[], now: number, description?: string): Mapping {
   return {
     shard,
     id: m.mapping,
@@ -112,12 +112,13 @@ function toMapping(shard: number, m: MappingEvent, filters: Filter[], now: numbe
     outExpiry: m.outExpiry,
     expiresIn: m.flags & W.MAPF_STATIC ? null : Math.max(0, Math.max(m.mapExpiry, m.outExpiry) - now),
     filters,
+    ...(description !== undefined ? { description } : {}),
   };
 }
 
 /** Mappings from a shard's records (a listing page or a lookup). */
 function toMappings(shard: number, r: MappingRecords): Mapping[] {
-  return decodeRecords(r).map((m, i) => toMapping(shard, m, r.filters?.[i] ?? [], r.now ?? m.time));
+  return decodeRecords(r).map((m, i) => toMapping(shard, m, r.filters?.[i] ?? [], r.now ?? m.time, r.descriptions?.[i]));
 }
 
 function toNotice(shard: number, e: MappingEvent): MappingEventNotice {

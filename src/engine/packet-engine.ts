@@ -70,6 +70,9 @@ export interface EngineExports {
   subscriberBlocks(): number;
   setPrefetch(on: number): void;
   setDataplaneDown(down: number): void;
+  initDescriptions(capacity: number): number;
+  mappingDescription(m: number): number;
+  descriptionBase(): number;
   loadgenMap(first: number, count: number, start: number, stride: number, total: number, perSubscriber: number, portOffset: number, lifetime: number, protocol: number): void;
 }
 
@@ -108,6 +111,8 @@ export interface EngineConfig {
   maxSubscribers: number;
   maxPeers: number;
   maxFilters: number;
+  /** DESCRIPTION texts stored at once (0: never stored, so never echoed). */
+  maxDescriptions?: number;
   minLifetime: number;
   maxLifetime: number;
   peerMinLifetime: number;
@@ -139,6 +144,7 @@ export const DEFAULT_ENGINE_CONFIG: Readonly<EngineConfig> = Object.freeze({
   maxSubscribers: 20_000,
   maxPeers: 50_000,
   maxFilters: 50_000,
+  maxDescriptions: 10_000,
   minLifetime: 120,
   maxLifetime: 86_400,
   peerMinLifetime: 120,
@@ -190,6 +196,8 @@ export interface MappingRecords {
   now?: number;
   /** FILTERs of record i, for the records that have some (listings and lookups only). */
   filters?: Record<number, Filter[]>;
+  /** DESCRIPTION of record i, for the records that have one (listings and lookups only). */
+  descriptions?: Record<number, string>;
 }
 
 /** Which mappings a listing keeps (every field optional). */
@@ -475,6 +483,7 @@ export class PacketEngine {
     if (status === 2) {
       throw new PcpdError(ErrorCodes.BAD_CONFIG, `capacity does not fit in WebAssembly memory: maxMappings ${c.maxMappings}, maxSubscribers ${c.maxSubscribers}, maxPeers ${c.maxPeers}, maxFilters ${c.maxFilters} (each must be ≥ 1; about 16M mappings at most per engine)`);
     }
+    if (!x.initDescriptions(c.maxDescriptions ?? 0)) throw new PcpdError(ErrorCodes.BAD_CONFIG, `room for ${c.maxDescriptions} descriptions does not fit in WebAssembly memory`);
     if (!x.configurePool(portMin, blockSize, maxBlocksPerSubscriber, shards, shard)) {
       throw new PcpdError(ErrorCodes.BAD_CONFIG, "pool layout refused by the engine"); // checked above; kept as a backstop
     }
@@ -590,11 +599,15 @@ export class PacketEngine {
     const bytes = this.bytes.slice(at, at + n * W.EVENT_SIZE);
     const view = new DataView(bytes.buffer);
     const filters: Record<number, Filter[]> = {};
+    const descriptions: Record<number, string> = {};
     for (let i = 0; i < n; i++) {
-      const list = this.filters(view.getUint32(i * W.EVENT_SIZE + W.EV_MAPPING, true));
+      const m = view.getUint32(i * W.EVENT_SIZE + W.EV_MAPPING, true);
+      const list = this.filters(m);
       if (list.length > 0) filters[i] = list;
+      const text = this.description(m);
+      if (text !== undefined) descriptions[i] = text;
     }
-    return { bytes, pool: this.poolList(), now, filters };
+    return { bytes, pool: this.poolList(), now, filters, descriptions };
   }
 
   /** The live (or held) mapping of an internal endpoint as records (none or one). */
@@ -697,6 +710,15 @@ export class PacketEngine {
   lookupExternal(externalAddress: string, protocol: number, externalPort: number): MappingEvent | undefined {
     const pool = this.poolUsage().findIndex((p) => p.address === externalAddress);
     return pool < 0 ? undefined : this.describe(this.exports.lookupExternal(pool, protocol, externalPort));
+  }
+
+  /** Mapping `m`'s DESCRIPTION [RFC 7220], or undefined. */
+  description(m: number): string | undefined {
+    const n = this.exports.mappingDescription(m);
+    if (n === 0) return undefined;
+    const at = this.exports.descriptionBase();
+    this.mem();
+    return new TextDecoder().decode(this.bytes.subarray(at, at + n));
   }
 
   /** FILTERs of mapping `m` as the dataplane must enforce them. */

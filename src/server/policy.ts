@@ -15,6 +15,7 @@ export function codecConfig(c: Config): CodecConfig {
   if (c.pcp.preferFailure) options |= W.OPTBIT_PREFER_FAILURE;
   if (c.pcp.filter) options |= W.OPTBIT_FILTER;
   if (c.pcp.prefix64.length > 0) options |= W.OPTBIT_PREFIX64;
+  if (c.pcp.description) options |= W.OPTBIT_DESCRIPTION;
   return {
     mapEnabled: c.pcp.map,
     peerEnabled: c.pcp.peer,
@@ -35,6 +36,7 @@ export function engineConfig(c: Config, seed: bigint, shard = 0, shards = 1): En
     maxSubscribers: c.capacity.subscribers,
     maxPeers: c.capacity.peers,
     maxFilters: c.capacity.filters,
+    maxDescriptions: c.capacity.descriptions,
     minLifetime: c.lifetimes.min,
     maxLifetime: c.lifetimes.max,
     peerMinLifetime: c.lifetimes.peerMin,

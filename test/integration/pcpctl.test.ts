@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
-import { mapRequest, nonceOf } from "../helpers/packets.js";
+import { description, mapRequest, nonceOf } from "../helpers/packets.js";
 import { exchange } from "../helpers/udp.js";
 
 const SERVER = new URL("../../dist/cli/pcp-server.js", import.meta.url).pathname;
@@ -43,7 +43,7 @@ beforeAll(async () => {
   });
   // Two mappings of one subscriber, made over PCP.
   for (const port of [8080, 8081]) {
-    const r = await exchange(UDP, UDP, udpPort, mapRequest({ client: UDP, internalPort: port, nonce: nonceOf(1), lifetime: 600 }));
+    const r = await exchange(UDP, UDP, udpPort, mapRequest({ client: UDP, internalPort: port, nonce: nonceOf(1), lifetime: 600 }, port === 8080 ? [description("web camera")] : []));
     expect(r.reply[3]).toBe(W.RESULT_SUCCESS);
   }
 }, 30_000);
@@ -75,7 +75,7 @@ describe("pcpctl against pcp-server", () => {
     expect(rows.map((m: { internalPort: number }) => m.internalPort).sort()).toEqual([8080, 8081]);
     const got = await ctl(["mappings", "get", "--internal", UDP, "--protocol", "tcp", "--port", "8080"]);
     const mapping = got.mapping ?? got;
-    expect(mapping).toMatchObject({ internalAddress: UDP, internalPort: 8080, kind: "dynamic" });
+    expect(mapping).toMatchObject({ internalAddress: UDP, internalPort: 8080, kind: "dynamic", description: "web camera" }); // RFC 7220
     expect(mapping.expiresIn).toBeGreaterThan(590);
     const byExternal = await ctl(["mappings", "get", "--external", mapping.externalAddress, "--protocol", "tcp", "--port", String(mapping.externalPort)]);
     expect((byExternal.mapping ?? byExternal).internalPort).toBe(8080);

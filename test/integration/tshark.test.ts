@@ -157,10 +157,10 @@ const CASES: Case[] = [
     },
   },
   {
-    name: "PCP MAP UDP 8085 with DESCRIPTION (parsed, not echoed)",
+    name: "PCP MAP UDP 8085 with DESCRIPTION (stored, echoed)",
     request: mapRequest({ client: C, protocol: W.PROTO_UDP, internalPort: 8085 }, [description("pcpd tshark test")]),
     result: W.RESULT_SUCCESS,
-    check: (r) => expect(r.length).toBe(60),
+    check: (r) => expect(r.length).toBe(60 + 4 + 16),
   },
   {
     name: "PCP PEER UDP 5000 to 198.51.100.7:443",
@@ -454,6 +454,7 @@ const FIELDS = [
   "portcontrol.peer.remote_peer_port",
   "portcontrol.peer.remote_peer_ip",
   "portcontrol.option.code",
+  "portcontrol.option.description",
   "portcontrol.option.p64.length",
   "portcontrol.option.p64.prefix64",
   "nat-pmp.version",
@@ -686,6 +687,7 @@ describe.skipIf(!TSHARK)(TSHARK ? "every reply dissects in Wireshark (tshark)" :
       expect(p64.fields["portcontrol.option.code"]).toEqual([String(W.OPTION_PREFIX64)]);
       expect(p64.fields["portcontrol.option.p64.length"]).toEqual(["12"]);
       expect(p64.fields["portcontrol.option.p64.prefix64"]).toEqual(["0064ff9b0000000000000000"]); // the 12 bytes of 64:ff9b::/96
+      expect(frames.get(by("PCP MAP UDP 8085 with DESCRIPTION (stored, echoed)").replyFrame)!.fields["portcontrol.option.description"]).toEqual(["pcpd tshark test"]);
       const address = frames.get(by("NAT-PMP external address").replyFrame)!;
       expect(address.fields["nat-pmp.external_ip"]).toEqual([POOL]);
       expect(frames.get(by("UNSUPP_VERSION: version 3 ANNOUNCE, 24 bytes").replyFrame)!.fields["portcontrol.result_code"]).toEqual([String(W.RESULT_UNSUPP_VERSION)]);
