@@ -47,6 +47,7 @@ export const INGRESS_SUBSCRIBER: u8 = 1; // arrived where this client's traffic 
 export const INGRESS_THIRD_PARTY: u8 = 2; // source is authorised to use THIRD_PARTY [6887 §13.1]
 
 export const HOST_OVERLOADED: u8 = 1; // rate limiter tripped for this source or globally [6887 §8.2]
+export const HOST_CHECKPOINT: u8 = 2; // set by the engine: reply only once the mapping is durable [RFC 7767]
 
 // ---- Verdicts ----
 export const VERDICT_DROP: u8 = 0; // no reply; SLOT_DROP_REASON says why
@@ -142,7 +143,8 @@ export const MAPF_HELD: u8 = 8; // ended; external port in hold-down
 export const MAPF_NATPMP: u8 = 16; // created by NAT-PMP
 export const MAPF_THIRD_PARTY: u8 = 32; // created through THIRD_PARTY
 export const MAPF_PREFER_FAILURE: u8 = 64; // created with PREFER_FAILURE
-export const EVF_CHANGED: u8 = 128; // event records only: a refresh that changed more than lifetimes (FILTERs, a new PEER)
+export const MAPF_CHECKPOINT: u8 = 128; // check-pointed [RFC 7767]: every change journaled at once
+export const EVF_CHANGED: u8 = 128; // in events the same bit means "journal this one": a refresh that changed more than lifetimes (FILTERs, PEER, DESCRIPTION), or any change of a check-pointed mapping
 
 // ---- Engine configuration ----
 export const NONCE_STRICT: u32 = 0; // RFC 6887 §11.3

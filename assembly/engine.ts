@@ -141,6 +141,7 @@ const S_LIST: u32 = 32; // first mapping of the subscriber (live and held)
 const S_NEXT_FREE: u32 = 36;
 const S_BLOCKS: u32 = 40; // u16 × 8: block number | family << 15
 const S_POOL6: u32 = 56; // u16 paired IPv6 pool index
+const S_CHECKPOINTS: u32 = 58; // u16 live check-pointed mappings [RFC 7767]
 const SUB_SIZE: u32 = 64;
 const NO_POOL: u32 = 0xffff;
 const BLOCK_FAMILY_BIT: u32 = 0x8000;
@@ -307,6 +308,44 @@ function setDescription(m: u32, src: usize, length: u32): bool {
  * A request's DESCRIPTION (valid UTF-8; an invalid one was already set aside by the codec)
  * is stored and the stored text echoed; no DESCRIPTION in the request: none in the reply.
  */
+// CHECKPOINT_REQUIRED [RFC 7767]: honoured while persistence is on and the subscriber is
+// under its quota: the mapping is flagged (each change journaled at once, fdatasync'ed)
+// and the reply waits until it is on disk (HOST_CHECKPOINT); the option is echoed.
+// A renewal without the option clears the flag. Not honoured: served, not echoed.
+let checkpointsOn = false;
+let checkpointQuota: u32 = 0;
+
+export function setCheckpointPolicy(on: bool, perSubscriber: u32): void {
+  checkpointsOn = on;
+  checkpointQuota = perSubscriber;
+}
+
+function clearCheckpoint(m: u32): void {
+  const r = mappings.at(m);
+  const flags = <u32>load<u8>(r + M_FLAGS);
+  if ((flags & A.MAPF_CHECKPOINT) == 0) return;
+  store<u8>(r + M_FLAGS, <u8>(flags & ~A.MAPF_CHECKPOINT));
+  const s = subscribers.at(load<u32>(r + M_SUB));
+  store<u16>(s + S_CHECKPOINTS, load<u16>(s + S_CHECKPOINTS) - 1);
+}
+
+function applyCheckpoint(slot: usize, m: u32): void {
+  const r = mappings.at(m);
+  if ((load<u32>(slot + A.SLOT_OPTIONS) & A.OPTBIT_CHECKPOINT_REQUIRED) == 0) {
+    clearCheckpoint(m); // a renewal without it clears it
+    return;
+  }
+  const s = subscribers.at(load<u32>(r + M_SUB));
+  const flags = <u32>load<u8>(r + M_FLAGS);
+  if ((flags & A.MAPF_CHECKPOINT) == 0) {
+    if (!checkpointsOn || <u32>load<u16>(s + S_CHECKPOINTS) >= checkpointQuota) return; // served, not echoed
+    store<u8>(r + M_FLAGS, <u8>(flags | A.MAPF_CHECKPOINT));
+    store<u16>(s + S_CHECKPOINTS, load<u16>(s + S_CHECKPOINTS) + 1);
+  }
+  if (!appendOption(slot, W.OPTION_CHECKPOINT_REQUIRED, 0, 0)) return;
+  store<u8>(slot + A.SLOT_HOST_FLAGS, load<u8>(slot + A.SLOT_HOST_FLAGS) | A.HOST_CHECKPOINT);
+}
+
 function applyDescription(slot: usize, m: u32): void {
   if ((load<u32>(slot + A.SLOT_OPTIONS) & A.OPTBIT_DESCRIPTION) == 0) return;
   const length = <u32>load<u16>(slot + A.SLOT_DESCRIPTION_LEN);
@@ -960,6 +999,7 @@ function endMapping(m: u32, kind: u8, hold: bool = true): void {
   freeFilters(r);
   freePeers(m);
   dropDescription(m);
+  clearCheckpoint(m);
   wheelUnlink(m);
   const s = subscribers.at(sub);
   store<u32>(s + S_MAPPINGS, load<u32>(s + S_MAPPINGS) - 1);
@@ -1352,6 +1392,7 @@ function handleMap(slot: usize): void {
     writeExternal(slot, m);
     finishSuccess(slot, lifetime, MAP_ECHO);
     applyDescription(slot, m);
+    applyCheckpoint(slot, m);
     return;
   }
 
@@ -1382,6 +1423,7 @@ function handleMap(slot: usize): void {
   writeExternal(slot, m);
   finishSuccess(slot, lifetime, MAP_ECHO);
   applyDescription(slot, m); // before the event: the journal record carries it
+  applyCheckpoint(slot, m);
   emit(A.EVENT_CREATE, m);
 }
 
@@ -1518,6 +1560,7 @@ function handlePeer(slot: usize): void {
   writeExternal(slot, m);
   finishSuccess(slot, expiry - now, A.OPTBIT_THIRD_PARTY);
   applyDescription(slot, m);
+  applyCheckpoint(slot, m);
 }
 
 // ---- NAT-PMP [RFC 6886 §3] ----
@@ -2230,6 +2273,7 @@ export function persistTable(from: u32, budget: u32, wallOffset: u32): u32 {
 
 /** Ends record `m` without events or counters of an ending (a restored key replaced). */
 function forget(m: u32): void {
+  clearCheckpoint(m);
   const r = mappings.at(m);
   const s = subscribers.at(load<u32>(r + M_SUB));
   if (load<u8>(r + M_FLAGS) & A.MAPF_HELD) {
@@ -2369,6 +2413,10 @@ function restoreOne(at: usize, length: u32, wallOffset: u32): u32 {
     statAdd(A.STATS_PEERS, 1);
   }
   store<u32>(r + M_PERSISTED, until); // what the files say
+  if ((flags & A.MAPF_CHECKPOINT) != 0 && !isHeld) {
+    const s = subscribers.at(sub);
+    store<u16>(s + S_CHECKPOINTS, load<u16>(s + S_CHECKPOINTS) + 1);
+  }
   if (!isHeld && nd != 0) setDescription(m, p, nd); // p: after the PEERs
   if (isHeld) {
     const s = subscribers.at(sub);

@@ -88,6 +88,7 @@ export {
   setPrefetch,
   setDataplaneDown,
   initDescriptions,
+  setCheckpointPolicy,
   mappingDescription,
   descriptionBase,
 } from "./engine";

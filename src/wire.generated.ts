@@ -154,6 +154,7 @@ export const SLOT_THIRD_PARTY_ID_LEN = 78; // u16
 export const INGRESS_SUBSCRIBER = 1; // arrived where this client's traffic arrives [6887 §8.2]
 export const INGRESS_THIRD_PARTY = 2; // source is authorised to use THIRD_PARTY [6887 §13.1]
 export const HOST_OVERLOADED = 1; // rate limiter tripped for this source or globally [6887 §8.2]
+export const HOST_CHECKPOINT = 2; // set by the engine: reply only once the mapping is durable [RFC 7767]
 export const VERDICT_DROP = 0; // no reply; SLOT_DROP_REASON says why
 export const VERDICT_REPLY = 1; // reply of SLOT_RESP_LEN bytes is in the data area
 export const VERDICT_PARSED = 2; // valid request, record filled, mapping decision pending
@@ -232,7 +233,8 @@ export const MAPF_HELD = 8; // ended; external port in hold-down
 export const MAPF_NATPMP = 16; // created by NAT-PMP
 export const MAPF_THIRD_PARTY = 32; // created through THIRD_PARTY
 export const MAPF_PREFER_FAILURE = 64; // created with PREFER_FAILURE
-export const EVF_CHANGED = 128; // event records only: a refresh that changed more than lifetimes (FILTERs, a new PEER)
+export const MAPF_CHECKPOINT = 128; // check-pointed [RFC 7767]: every change journaled at once
+export const EVF_CHANGED = 128; // in events the same bit means "journal this one": a refresh that changed more than lifetimes (FILTERs, PEER, DESCRIPTION), or any change of a check-pointed mapping
 export const NONCE_STRICT = 0; // RFC 6887 §11.3
 export const NONCE_RELAXED = 1; // a new nonce replaces the old one for the same endpoint
 export const POOL_MAX_ADDRESSES = 256;
@@ -430,6 +432,7 @@ export const ALL_CONSTANTS: Readonly<Record<string, number>> = {
   INGRESS_SUBSCRIBER,
   INGRESS_THIRD_PARTY,
   HOST_OVERLOADED,
+  HOST_CHECKPOINT,
   VERDICT_DROP,
   VERDICT_REPLY,
   VERDICT_PARSED,
@@ -508,6 +511,7 @@ export const ALL_CONSTANTS: Readonly<Record<string, number>> = {
   MAPF_NATPMP,
   MAPF_THIRD_PARTY,
   MAPF_PREFER_FAILURE,
+  MAPF_CHECKPOINT,
   EVF_CHANGED,
   NONCE_STRICT,
   NONCE_RELAXED,

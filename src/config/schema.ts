@@ -68,13 +68,15 @@ export const ConfigSchema = z
          */
         /** DESCRIPTION [RFC 7220]: stored (128 bytes), echoed, listed; off: the option is ignored. */
         description: z.boolean().default(true),
+        /** CHECKPOINT_REQUIRED [RFC 7767] processed (honoured with persistence on, see persistence.checkpointsPerSubscriber); off: ignored. */
+        checkpointRequired: z.boolean().default(true),
         prefix64: z
           .array(z.object({ prefix: z.string(), suffix: address.optional(), ipv4: z.array(z.string()).default([]) }).strict())
           .max(16)
           .default([]),
       })
       .strict()
-      .default({ map: true, peer: true, thirdParty: true, preferFailure: true, filter: true, overload: "drop", shortErrorLifetime: 30, longErrorLifetime: 1800, description: true, prefix64: [] }),
+      .default({ map: true, peer: true, thirdParty: true, preferFailure: true, filter: true, overload: "drop", shortErrorLifetime: 30, longErrorLifetime: 1800, description: true, checkpointRequired: true, prefix64: [] }),
     natPmp: z.enum(["enabled", "disabled", "silent"]).default("enabled"),
     pool: z
       .object({
@@ -134,6 +136,8 @@ export const ConfigSchema = z
          * after its client's next refresh); "every": every refresh is.
          */
         refreshes: z.enum(["coalesced", "every"]).default("coalesced"),
+        /** CHECKPOINT_REQUIRED [RFC 7767]: check-pointed mappings per subscriber (their replies wait for fdatasync); 0: never honoured. */
+        checkpointsPerSubscriber: count(0, 65535).default(16),
         /** A snapshot (and the deletion of older journals) at least this often while mappings change. */
         snapshotIntervalSeconds: count(10, 7 * 86_400).default(3600),
         /** …and whenever the journal grew by this many bytes since the last snapshot. */
@@ -142,7 +146,7 @@ export const ConfigSchema = z
         maxBacklogBytes: count(1024 * 1024, 2 ** 34).default(256 * 1024 * 1024),
       })
       .strict()
-      .default({ enabled: true, directory: "data", commitIntervalMs: 20, fsync: true, refreshes: "coalesced", snapshotIntervalSeconds: 3600, snapshotJournalBytes: 512 * 1024 * 1024, maxBacklogBytes: 256 * 1024 * 1024 }),
+      .default({ enabled: true, directory: "data", commitIntervalMs: 20, fsync: true, refreshes: "coalesced", checkpointsPerSubscriber: 16, snapshotIntervalSeconds: 3600, snapshotJournalBytes: 512 * 1024 * 1024, maxBacklogBytes: 256 * 1024 * 1024 }),
     dataplane: z
       .object({
         /**

@@ -71,6 +71,7 @@ export interface EngineExports {
   setPrefetch(on: number): void;
   setDataplaneDown(down: number): void;
   initDescriptions(capacity: number): number;
+  setCheckpointPolicy(on: number, perSubscriber: number): void;
   mappingDescription(m: number): number;
   descriptionBase(): number;
   loadgenMap(first: number, count: number, start: number, stride: number, total: number, perSubscriber: number, portOffset: number, lifetime: number, protocol: number): void;
@@ -826,6 +827,19 @@ export class PacketEngine {
       noResources: x.restoreDropped(W.RESTORE_NO_RESOURCES),
       malformed: x.restoreDropped(W.RESTORE_MALFORMED),
     };
+  }
+
+  /**
+   * CHECKPOINT_REQUIRED [RFC 7767]: honoured (flagged, echoed, the reply held until durable)
+   * while `on` (persistence enabled), for at most `perSubscriber` mappings per subscriber.
+   */
+  setCheckpointPolicy(on: boolean, perSubscriber: number): void {
+    this.exports.setCheckpointPolicy(on ? 1 : 0, perSubscriber >>> 0);
+  }
+
+  /** Whether slot `index`'s reply must wait until its mapping is on disk (a check-pointed request). */
+  replyWaitsForDisk(index: number): boolean {
+    return (this.mem().getUint8(this.slotAddress(index) + W.SLOT_HOST_FLAGS) & W.HOST_CHECKPOINT) !== 0;
   }
 
   /** While down, every MAP, PEER and NAT-PMP request is answered NETWORK_FAILURE. */

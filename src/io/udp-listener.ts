@@ -28,6 +28,8 @@ export interface ListenerOptions {
   wantsEvents?: () => boolean;
   /** Runs after the engine served a batch, before its replies are sent, and after expiry: counters and journal (the events are still pending). */
   afterBatch?: () => void;
+  /** Makes the batch's journal records durable now; replies to check-pointed requests wait for it [RFC 7767]. */
+  durable?: () => Promise<void>;
   /** Expiry work per second (wheel entries visited). */
   expiryBudget?: number;
   /** Marks datagrams of sources over their rate as overloaded. */
@@ -135,9 +137,20 @@ export class UdpListener {
       }
       engine.serve(batch.length, clock.epoch(), clock.seconds());
       this.o.afterBatch?.();
+      let waiting: { p: Pending; reply: Buffer }[] | undefined;
       for (let i = 0; i < batch.length; i++) {
         const reply = engine.reply(i);
-        if (reply) batch[i].socket.send(Buffer.from(reply), batch[i].port, batch[i].address); // a copy: the slot is reused
+        if (!reply) continue;
+        const copy = Buffer.from(reply); // a copy: the slot is reused
+        if (this.o.durable && engine.replyWaitsForDisk(i)) (waiting ??= []).push({ p: batch[i], reply: copy });
+        else batch[i].socket.send(copy, batch[i].port, batch[i].address);
+      }
+      if (waiting) {
+        const send = () => {
+          for (const w of waiting!) w.p.socket.send(w.reply, w.p.port, w.p.address);
+        };
+        // A failed write leaves the mapping in memory only: the client is not told it is safe.
+        this.o.durable!().then(send, () => undefined);
       }
       this.deliverEvents();
     }

@@ -216,8 +216,21 @@ export class ShardStore {
     return this.requestSnapshot || this.journalBytes > this.o.snapshotJournalBytes || (this.journalBytes > 0 && Date.now() - this.lastSnapshot >= this.o.snapshotIntervalSeconds * 1000);
   }
 
-  /** One group commit: the pending records in frames of whole records, one write, then fdatasync. */
-  private commit(): Promise<void> {
+  /** Writes and fdatasyncs what is pending now (a check-pointed mapping's reply waits for it); rejects if the write fails. */
+  commitNow(): Promise<void> {
+    const before = this.counters.writeErrors;
+    void this.commit(false);
+    const fd = this.journalFd;
+    // One fdatasync after every write queued so far (an earlier group may not have synced).
+    return this.enqueue(async () => {
+      if (fd !== undefined) await datasync(fd);
+    }).then(() => {
+      if (this.counters.writeErrors !== before) throw new Error("journal write failed");
+    });
+  }
+
+  /** One group commit: the pending records in frames of whole records, one write, then fdatasync (if configured). */
+  private commit(sync = this.o.fsync): Promise<void> {
     if (this.pending.length === 0 || this.journalFd === undefined) return this.writes;
     const frames: Buffer[] = [];
     let group: Uint8Array[] = [];
@@ -241,7 +254,7 @@ export class ShardStore {
     const fd = this.journalFd;
     return this.enqueue(async () => {
       await write(fd, bytes);
-      if (this.o.fsync) await datasync(fd);
+      if (sync) await datasync(fd);
       this.counters.commits++;
       this.counters.journalBytes += bytes.length;
     });

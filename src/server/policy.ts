@@ -16,6 +16,7 @@ export function codecConfig(c: Config): CodecConfig {
   if (c.pcp.filter) options |= W.OPTBIT_FILTER;
   if (c.pcp.prefix64.length > 0) options |= W.OPTBIT_PREFIX64;
   if (c.pcp.description) options |= W.OPTBIT_DESCRIPTION;
+  if (c.pcp.checkpointRequired) options |= W.OPTBIT_CHECKPOINT_REQUIRED;
   return {
     mapEnabled: c.pcp.map,
     peerEnabled: c.pcp.peer,

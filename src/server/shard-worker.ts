@@ -205,6 +205,7 @@ async function start(spec: ShardSpec): Promise<ShardStarted> {
   const board = new StatsBoard(spec.board);
   const wallOffset = wallSeconds() - clock.seconds();
   engine.setRefreshCoalescing(!config.persistence.enabled || config.persistence.refreshes === "coalesced");
+  engine.setCheckpointPolicy(config.persistence.enabled, config.persistence.checkpointsPerSubscriber);
   const { store, restored } = restoreState(spec, engine, clock, wallOffset, log);
   const dataplane = config.dataplane.backend !== "none" ? new DataplaneFeed(spec.shard, config.dataplane.batchMs) : undefined;
   if (dataplane) engine.setDataplaneDown(true); // until the main thread has programmed it
@@ -243,6 +244,7 @@ async function start(spec: ShardSpec): Promise<ShardStarted> {
     // journal reads them in place, in afterBatch).
     wantsEvents: () => eventsOn || (shard?.updater.size ?? 0) > 0 || log.isLevelEnabled("debug"),
     afterBatch,
+    durable: store ? () => store.commitNow() : undefined,
   });
   try {
     await listener.start();

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
 import { ControlClient } from "../../src/client/control-client.js";
-import { assigned, mapRequest, nonceOf, thirdParty, u16, u32 } from "../helpers/packets.js";
+import { assigned, checkpointRequired, mapRequest, nonceOf, thirdParty, u16, u32 } from "../helpers/packets.js";
 
 const SERVER = new URL("../../dist/cli/pcp-server.js", import.meta.url).pathname;
 const UDP = "127.0.0.50"; // the server
@@ -28,7 +28,7 @@ let log = "";
 
 const key = (i: number) => ({ internalAddress: `10.${(i / 50 / 256) & 255}.${Math.floor(i / 50) & 255}.1`, internalPort: 1024 + (i % 50) });
 
-function config(): string {
+function config(commitIntervalMs = COMMIT_MS): string {
   const file = join(dir, "pcpd.json");
   fs.writeFileSync(file, JSON.stringify({
     listen: { addresses: [UDP], port: PORT },
@@ -36,7 +36,7 @@ function config(): string {
     pool: { addresses: ["198.51.100.1", "198.51.100.2"], blockSize: 64 },
     quotas: { mappingsPerSubscriber: 50 },
     rateLimit: { perSource: { rate: 1e6, burst: 1e6 }, global: { rate: 1e6, burst: 1e6 } },
-    persistence: { directory: join(dir, "data"), commitIntervalMs: COMMIT_MS },
+    persistence: { directory: join(dir, "data"), commitIntervalMs },
     control: { address: "127.0.0.1", port: 0, tokens: [{ token: TOKEN, role: "admin" }], requestsPerSecond: 1_000_000 },
     log: { level: "info" },
   }));
@@ -44,9 +44,9 @@ function config(): string {
 }
 
 /** Starts the server; resolves with the control URL and the restore log line (if any) once it serves. */
-async function start(): Promise<{ url: string; restored?: Record<string, any>; serving: Record<string, any> }> {
+async function start(commitIntervalMs = COMMIT_MS): Promise<{ url: string; restored?: Record<string, any>; serving: Record<string, any> }> {
   log = "";
-  const c = spawn(process.execPath, [SERVER, "--config", config()], { stdio: ["ignore", "pipe", "inherit"] });
+  const c = spawn(process.execPath, [SERVER, "--config", config(commitIntervalMs)], { stdio: ["ignore", "pipe", "inherit"] });
   child = c;
   return new Promise((resolve, reject) => {
     let url = "";
@@ -212,6 +212,26 @@ describe("persistence across restarts of the process", () => {
     expect(restored?.mappings).toBeGreaterThan(0);
     expect(serving.msg).toBe("shard serving (epoch reset)");
     expect(serving.epoch).toBeLessThan(5);
+    await stop("SIGTERM");
+  }, 30_000);
+
+  it("CHECKPOINT_REQUIRED (RFC 7767): the mapping is written at once (its reply waits for fdatasync) — it survives a kill -9 right after the reply, with a 10 s group commit", async () => {
+    await start(10_000);
+    const socket = dgram.createSocket("udp4");
+    await new Promise<void>((resolve) => socket.bind(0, AFTR, resolve));
+    const k = key(500_000);
+    const reply = await new Promise<Buffer>((resolve) => {
+      socket.once("message", resolve);
+      socket.send(mapRequest({ client: AFTR, internalPort: k.internalPort, lifetime: 3600, nonce: nonceOf(500_000) }, [thirdParty(k.internalAddress), checkpointRequired()]), PORT, UDP);
+    });
+    socket.close();
+    expect(reply[3]).toBe(W.RESULT_SUCCESS);
+    const options = reply.subarray(W.PCP_HEADER_SIZE + W.MAP_PAYLOAD_SIZE);
+    expect([options[0], options[4 + 16]]).toEqual([W.OPTION_THIRD_PARTY, W.OPTION_CHECKPOINT_REQUIRED]); // echoed: honoured
+    const acked = assigned({ response: reply });
+    await stop("SIGKILL"); // at once: the next group commit was ~10 s away
+    const { url } = await start();
+    expect(await missing(url, new Map([[500_000, { ...acked, at: 0 }]]), Infinity)).toEqual([]);
     await stop("SIGTERM");
   }, 30_000);
 });
