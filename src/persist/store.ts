@@ -19,7 +19,7 @@ import { join } from "node:path";
 import type { Logger } from "pino";
 import * as W from "../wire.generated.js";
 import type { PacketEngine } from "../engine/packet-engine.js";
-import { decodeFrames, encodeFrame, FRAME_END, FRAME_META, FRAME_RECORDS, type Damage, type Frame, type FrameStamp } from "./format.js";
+import { decodeFrames, encodeFrame, FRAME_END, FRAME_META, FRAME_RECORDS, VERSION, type Damage, type Frame, type FrameStamp } from "./format.js";
 
 /** Bytes read per step when restoring (frames may straddle steps). */
 const READ_CHUNK = 16 * 1024 * 1024;
@@ -100,7 +100,7 @@ export class ShardStore {
   }
 
   private meta(): Uint8Array {
-    return Buffer.from(JSON.stringify({ format: FORMAT, version: 1, shard: this.o.shard, shards: this.o.shards, gen: this.gen }));
+    return Buffer.from(JSON.stringify({ format: FORMAT, version: VERSION, shard: this.o.shard, shards: this.o.shards, gen: this.gen }));
   }
 
   /** Generations present: complete snapshots and journals. */
