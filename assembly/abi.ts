@@ -153,6 +153,7 @@ export const POOL_MAX_ADDRESSES: u32 = 256;
 export const MAX_BLOCKS_PER_SUBSCRIBER: u32 = 8;
 export const SCRATCH_SIZE: u32 = 64;
 export const PREFIX64_OPTIONS_CAP: u32 = 512; // bytes of configured PREFIX64 options (codec)
+export const REALM_ID_MAX: u32 = 16; // THIRD_PARTY_ID bytes a realm identifier may have [RFC 7843] (longer: UNSUPP_THIRD_PARTY_ID_LENGTH)
 export const DESCRIPTION_STORED_MAX: u32 = 128; // bytes of DESCRIPTION text kept per mapping [7220 §3: at least 128]
 
 // ---- Persistence: mapping state as portable records (src/persist/) ----
@@ -167,14 +168,14 @@ export const PREC_EXTERNAL_PORT: u32 = 6; // u16
 export const PREC_CLIENT_PORT: u32 = 8; // u16
 export const PREC_FILTER_COUNT: u32 = 10; // u8
 export const PREC_PEER_COUNT: u32 = 11; // u8
-export const PREC_REALM: u32 = 12; // u32
+export const PREC_REALM_ID_LENGTH: u32 = 12; // u8: THIRD_PARTY_ID bytes after the DESCRIPTION text (0: realm 0); 13..15 reserved
 export const PREC_MAP_EXPIRY: u32 = 16; // u32 wall seconds (hold end when held), 0 = none
 export const PREC_OUT_EXPIRY: u32 = 20; // u32 wall seconds, 0 = none
 export const PREC_NONCE: u32 = 24; // 12 bytes
 export const PREC_INTERNAL_ADDR: u32 = 36; // 16 bytes
 export const PREC_EXTERNAL_ADDR: u32 = 52; // 16 bytes
 export const PREC_DESCRIPTION_LENGTH: u32 = 68; // u8 (then 3 reserved bytes)
-export const PREC_HEADER_SIZE: u32 = 72; // then FILTERs, PEERs, the DESCRIPTION text
+export const PREC_HEADER_SIZE: u32 = 72; // then FILTERs, PEERs, the DESCRIPTION text, the realm's THIRD_PARTY_ID
 export const PREC_FILTER_SIZE: u32 = 20; // prefix u8, pad u8, port u16, address 16
 export const PREC_PEER_SIZE: u32 = 36; // address 16, port u16, pad u16, expiry u32 (wall), nonce 12
 export const PREC_UPSERT: u8 = 1;

@@ -821,18 +821,94 @@ function findEndpoint(addr: usize, realm: u32, protocol: u32, port: u32, family:
   return addrEqual(s + S_ADDR, addr) && load<u32>(s + S_REALM) == realm;
 }
 
-/** The live mapping of the endpoint (internal address, realm 0, protocol, port, external family). */
-@inline function findMapping(addr: usize, protocol: u32, port: u32, family: u32): u32 {
-  return findEndpoint(addr, 0, protocol, port, family, false, 0);
+/** The live mapping of the endpoint (internal address, realm, protocol, port, external family). */
+@inline function findMapping(addr: usize, protocol: u32, port: u32, family: u32, realm: u32 = 0): u32 {
+  return findEndpoint(addr, realm, protocol, port, family, false, 0);
 }
 
-@inline function findHeld(addr: usize, protocol: u32, port: u32, family: u32, nonce: usize): u32 {
-  return findEndpoint(addr, 0, protocol, port, family, true, nonce);
+@inline function findHeld(addr: usize, protocol: u32, port: u32, family: u32, nonce: usize, realm: u32 = 0): u32 {
+  return findEndpoint(addr, realm, protocol, port, family, true, nonce);
 }
 
-/** The subscriber of a found mapping, else of the address (0 if none). */
-@inline function subscriberOf(m: u32, addr: usize): u32 {
-  return m != 0 ? load<u32>(mappings.at(m) + M_SUB) : findSubscriber(addr, 0);
+/** The subscriber of a found mapping, else of the address in `realm` (0 if none). */
+@inline function subscriberOf(m: u32, addr: usize, realm: u32 = 0): u32 {
+  return m != 0 ? load<u32>(mappings.at(m) + M_SUB) : findSubscriber(addr, realm);
+}
+
+// ---------------------------------------------------------------------------
+// Realms [RFC 7843]: a THIRD_PARTY_ID (a tunnel or session identifier, up to
+// REALM_ID_MAX bytes) names the realm of its THIRD_PARTY address, so overlapping internal
+// addresses of different subscribers (DS-Lite softwires) are different subscribers, with
+// their own mappings, blocks and quotas. Realm 0 is "no identifier". IDs are registered by
+// the host (a configured list) or, with acceptAnyRealm, on first use.
+// ---------------------------------------------------------------------------
+const RL_NEXT_FREE: u32 = 0;
+const RL_LENGTH: u32 = 4; // u8
+const RL_ID: u32 = 5; // REALM_ID_MAX bytes
+const REALM_SIZE: u32 = 24;
+const realms = new Slab();
+const realmIndex = new HashIndex();
+let realmsOn = false;
+let acceptAnyRealm = false;
+
+/** Room for `capacity` realms; `any`: an unknown THIRD_PARTY_ID is registered on first use. Once, after engineInit. */
+export function initRealms(capacity: u32, any: bool): bool {
+  acceptAnyRealm = any;
+  if (realmsOn || capacity == 0) return capacity == 0 || realmsOn;
+  realms.init(capacity, REALM_SIZE, RL_NEXT_FREE);
+  realmIndex.init(capacity);
+  realmsOn = true;
+  return true;
+}
+
+function realmFp(id: usize, length: u32): u32 {
+  let h: u64 = <u64>length * 0x9e3779b97f4a7c15;
+  for (let i: u32 = 0; i < length; i++) h = mix64(h ^ <u64>load<u8>(id + i));
+  return fingerprint(h);
+}
+
+/** The realm of an identifier (0: unknown — registered only when `create`, room permitting). */
+function realmOf(id: usize, length: u32, create: bool): u32 {
+  if (!realmsOn || length == 0 || length > A.REALM_ID_MAX) return 0;
+  const fp = realmFp(id, length);
+  for (let p = realmIndex.first(fp); p >= 0; p = realmIndex.after(fp, p)) {
+    const r = realmIndex.recordAt(p);
+    const e = realms.at(r);
+    if (<u32>load<u8>(e + RL_LENGTH) == length && memory.compare(e + RL_ID, id, length) == 0) return r;
+  }
+  if (!create || realms.full()) return 0;
+  const r = realms.alloc();
+  const e = realms.at(r);
+  store<u8>(e + RL_LENGTH, <u8>length);
+  memory.copy(e + RL_ID, id, length);
+  realmIndex.insert(fp, r);
+  return r;
+}
+
+/** Registers the identifier at scratch[0..length] (a configured one); its realm, 0 if no room. */
+export function registerRealm(length: u32): u32 {
+  return realmOf(scratch, length, true);
+}
+
+/** The realm of the identifier at scratch[0..length] without registering it (0: unknown). */
+export function findRealm(length: u32): u32 {
+  return realmOf(scratch, length, false);
+}
+
+/** Realm `r`'s identifier copied to scratch; returns its length (0: realm 0 or unknown). */
+export function realmIdentifier(r: u32): u32 {
+  if (!realmsOn || r == 0 || r > realms.used) return 0;
+  const e = realms.at(r);
+  const n = <u32>load<u8>(e + RL_LENGTH);
+  memory.copy(scratch, e + RL_ID, n);
+  return n;
+}
+
+/** The request's realm: 0 without THIRD_PARTY_ID; 0xFFFFFFFF for an identifier not known (THIRD_PARTY_ID_UNKNOWN). */
+function requestRealm(slot: usize): u32 {
+  if ((load<u32>(slot + A.SLOT_OPTIONS) & A.OPTBIT_THIRD_PARTY_ID) == 0) return 0;
+  const r = realmOf(data(slot) + <u32>load<u16>(slot + A.SLOT_THIRD_PARTY_ID), <u32>load<u16>(slot + A.SLOT_THIRD_PARTY_ID_LEN), acceptAnyRealm);
+  return r != 0 ? r : 0xffffffff;
 }
 
 /** Prepares a reclaim of held record `m` (as allocate would); false if the suggestion must be honoured and differs. */
@@ -1329,7 +1405,7 @@ function walkFilters(slot: usize, m: u32, apply: bool): i32 {
   return slot + A.SLOT_SRC_ADDR;
 }
 
-const MAP_ECHO: u32 = A.OPTBIT_THIRD_PARTY | A.OPTBIT_PREFER_FAILURE | A.OPTBIT_FILTER;
+const MAP_ECHO: u32 = A.OPTBIT_THIRD_PARTY | A.OPTBIT_THIRD_PARTY_ID | A.OPTBIT_PREFER_FAILURE | A.OPTBIT_FILTER;
 
 function handleMap(slot: usize): void {
   const d = data(slot);
@@ -1344,7 +1420,9 @@ function handleMap(slot: usize): void {
   const preferFailure = (opts & A.OPTBIT_PREFER_FAILURE) != 0;
   const addr = internalAddress(slot);
   const clientPort = <u32>load<u16>(slot + A.SLOT_SRC_PORT);
-  let m = protocol != 0 && internalPort != 0 ? findMapping(addr, protocol, internalPort, family) : 0;
+  const realm = requestRealm(slot);
+  if (realm == 0xffffffff) return fail(slot, W.RESULT_THIRD_PARTY_ID_UNKNOWN); // [7843 §4.1]
+  let m = protocol != 0 && internalPort != 0 ? findMapping(addr, protocol, internalPort, family, realm) : 0;
   if (m != 0 && liveOrEnded(m) == 0) m = 0; // ending it may have freed the subscriber
 
   if (requested == 0) {
@@ -1359,10 +1437,10 @@ function handleMap(slot: usize): void {
       }
       removeInbound(m);
     }
-    return finishSuccess(slot, 0, A.OPTBIT_THIRD_PARTY);
+    return finishSuccess(slot, 0, A.OPTBIT_THIRD_PARTY | A.OPTBIT_THIRD_PARTY_ID);
   }
 
-  let sub = subscriberOf(m, addr);
+  let sub = subscriberOf(m, addr, realm);
   if (protocol == 0 || internalPort == 0 || !protocolSupported(protocol)) return fail(slot, W.RESULT_UNSUPP_PROTOCOL); // [6887 §11.3]
   if (!poolHasFamily(family)) return fail(slot, W.RESULT_UNSUPP_PROTOCOL); // decision (item 67)
   const lifetime = clampLifetime(requested, minLifetime);
@@ -1374,7 +1452,7 @@ function handleMap(slot: usize): void {
     if (flags & A.MAPF_STATIC) {
       if (preferFailure && !same) return fail(slot, W.RESULT_CANNOT_PROVIDE_EXTERNAL);
       writeExternal(slot, m);
-      return finishSuccess(slot, W.STATIC_MAPPING_LIFETIME, A.OPTBIT_THIRD_PARTY | A.OPTBIT_PREFER_FAILURE); // [6887 §11.3]
+      return finishSuccess(slot, W.STATIC_MAPPING_LIFETIME, A.OPTBIT_THIRD_PARTY | A.OPTBIT_THIRD_PARTY_ID | A.OPTBIT_PREFER_FAILURE); // [6887 §11.3]
     }
     const wasInbound = hasInbound(r);
     if (wasInbound && noncePolicy == A.NONCE_STRICT && !nonceEqual(r + M_NONCE, nonce)) {
@@ -1398,7 +1476,7 @@ function handleMap(slot: usize): void {
 
   // New mapping: every check before any change.
   if (sub != 0 && load<u32>(subscribers.at(sub) + S_MAPPINGS) >= mappingsPerSubscriber) return fail(slot, W.RESULT_USER_EX_QUOTA); // [6887 §17.2]
-  const held = sub != 0 ? findHeld(addr, protocol, internalPort, family, nonce) : 0;
+  const held = sub != 0 ? findHeld(addr, protocol, internalPort, family, nonce, realm) : 0;
   if (held != 0) {
     if (!reclaimHeld(held, sugAddr, sugPort, preferFailure)) return fail(slot, W.RESULT_CANNOT_PROVIDE_EXTERNAL);
   } else {
@@ -1408,7 +1486,7 @@ function handleMap(slot: usize): void {
   if (walkFilters(slot, 0, false) < 0) return fail(slot, W.RESULT_EXCESSIVE_REMOTE_PEERS); // [6887 §13.3]
   if (!filtersAvailable(slot)) return fail(slot, W.RESULT_NO_RESOURCES);
   if (sub == 0) {
-    sub = createSubscriber(addr, 0);
+    sub = createSubscriber(addr, realm);
     if (sub == 0) return fail(slot, W.RESULT_NO_RESOURCES);
   }
   let flags = A.MAPF_INBOUND;
@@ -1492,9 +1570,11 @@ function handlePeer(slot: usize): void {
   const clientPort = <u32>load<u16>(slot + A.SLOT_SRC_PORT);
   if (!protocolSupported(protocol) || !poolHasFamily(family)) return fail(slot, W.RESULT_UNSUPP_PROTOCOL);
   const lifetime = clampLifetime(requested, peerMinLifetime);
-  let m = findMapping(addr, protocol, internalPort, family);
+  const realm = requestRealm(slot);
+  if (realm == 0xffffffff) return fail(slot, W.RESULT_THIRD_PARTY_ID_UNKNOWN); // [7843 §4.1]
+  let m = findMapping(addr, protocol, internalPort, family, realm);
   if (m != 0 && liveOrEnded(m) == 0) m = 0;
-  let sub = subscriberOf(m, addr);
+  let sub = subscriberOf(m, addr, realm);
   let p: u32 = 0;
   if (m != 0) {
     p = findPeer(m, remote, remotePort);
@@ -1512,7 +1592,7 @@ function handlePeer(slot: usize): void {
     if (sub != 0 && load<u32>(subscribers.at(sub) + S_MAPPINGS) >= mappingsPerSubscriber) return fail(slot, W.RESULT_USER_EX_QUOTA);
     if (peers.full()) return fail(slot, W.RESULT_NO_RESOURCES);
     // PEER always has PREFER_FAILURE semantics for its suggestion [6887 §12.3].
-    const held = sub != 0 ? findHeld(addr, protocol, internalPort, family, nonce) : 0;
+    const held = sub != 0 ? findHeld(addr, protocol, internalPort, family, nonce, realm) : 0;
     if (held != 0) {
       if (!reclaimHeld(held, sugAddr, sugPort, sugPort != 0)) return fail(slot, W.RESULT_CANNOT_PROVIDE_EXTERNAL);
     } else {
@@ -1520,7 +1600,7 @@ function handlePeer(slot: usize): void {
       if (result != 0) return fail(slot, result);
     }
     if (sub == 0) {
-      sub = createSubscriber(addr, 0);
+      sub = createSubscriber(addr, realm);
       if (sub == 0) return fail(slot, W.RESULT_NO_RESOURCES);
     }
     let flags = A.MAPF_OUTBOUND;
@@ -1558,7 +1638,7 @@ function handlePeer(slot: usize): void {
   if (!created) statAdd(A.STATS_REFRESHED, 1);
   if (!created && (newPeer || (load<u32>(slot + A.SLOT_OPTIONS) & A.OPTBIT_DESCRIPTION) != 0)) markChanged(m);
   writeExternal(slot, m);
-  finishSuccess(slot, expiry - now, A.OPTBIT_THIRD_PARTY);
+  finishSuccess(slot, expiry - now, A.OPTBIT_THIRD_PARTY | A.OPTBIT_THIRD_PARTY_ID);
   applyDescription(slot, m);
   applyCheckpoint(slot, m);
 }
@@ -1994,9 +2074,9 @@ export function deleteSubscriber(): u32 {
   return n;
 }
 
-/** Mapping id of scratch[0..16]'s endpoint (0 if none). */
-export function lookupMapping(protocol: u32, internalPort: u32, family: u32): u32 {
-  return findMapping(scratch, protocol, internalPort, family);
+/** Mapping id of scratch[0..16]'s endpoint in `realm` (0 if none). */
+export function lookupMapping(protocol: u32, internalPort: u32, family: u32, realm: u32): u32 {
+  return findMapping(scratch, protocol, internalPort, family, realm);
 }
 
 /** Mapping id holding an external address (pool index) and port (live or held; 0 if none). */
@@ -2134,7 +2214,9 @@ function peerCount(r: usize): u32 {
 function recordSize(m: u32): u32 {
   const r = mappings.at(m);
   const d = descriptionOf(m);
-  return A.PREC_HEADER_SIZE + <u32>load<u8>(r + M_FILTER_COUNT) * A.PREC_FILTER_SIZE + peerCount(r) * A.PREC_PEER_SIZE + (d != 0 ? <u32>load<u8>(descriptions.at(d) + D_LENGTH) : 0);
+  const realm = load<u32>(subscribers.at(load<u32>(r + M_SUB)) + S_REALM);
+  return A.PREC_HEADER_SIZE + <u32>load<u8>(r + M_FILTER_COUNT) * A.PREC_FILTER_SIZE + peerCount(r) * A.PREC_PEER_SIZE +
+    (d != 0 ? <u32>load<u8>(descriptions.at(d) + D_LENGTH) : 0) + (realm != 0 ? <u32>load<u8>(realms.at(realm) + RL_LENGTH) : 0);
 }
 
 /** Writes mapping `m` (in use) as an upsert at `out`; returns its size. */
@@ -2150,7 +2232,7 @@ function writeRecord(out: usize, m: u32, wallOffset: u32): u32 {
   store<u16>(out + A.PREC_INTERNAL_PORT, load<u16>(r + M_INTERNAL_PORT));
   store<u16>(out + A.PREC_EXTERNAL_PORT, load<u16>(r + M_EXTERNAL_PORT));
   store<u16>(out + A.PREC_CLIENT_PORT, load<u16>(r + M_CLIENT_PORT));
-  store<u32>(out + A.PREC_REALM, load<u32>(s + S_REALM));
+
   store<u32>(out + A.PREC_MAP_EXPIRY, toWall(load<u32>(r + M_MAP_EXPIRY), wallOffset));
   store<u32>(out + A.PREC_OUT_EXPIRY, toWall(load<u32>(r + M_OUT_EXPIRY), wallOffset));
   copy12(out + A.PREC_NONCE, r + M_NONCE);
@@ -2185,6 +2267,14 @@ function writeRecord(out: usize, m: u32, wallOffset: u32): u32 {
     const n = <u32>load<u8>(descriptions.at(d) + D_LENGTH);
     store<u8>(out + A.PREC_DESCRIPTION_LENGTH, <u8>n);
     memory.copy(at, descriptions.at(d) + D_TEXT, n);
+    at += n;
+  }
+  const realm = load<u32>(s + S_REALM); // its identifier, not the number (numbers are per run)
+  if (realm != 0) {
+    const e = realms.at(realm);
+    const n = <u32>load<u8>(e + RL_LENGTH);
+    store<u8>(out + A.PREC_REALM_ID_LENGTH, <u8>n);
+    memory.copy(at, e + RL_ID, n);
     at += n;
   }
   return <u32>(at - out);
@@ -2308,7 +2398,8 @@ function restoreOne(at: usize, length: u32, wallOffset: u32): u32 {
   const nf = <u32>load<u8>(at + A.PREC_FILTER_COUNT);
   const np = <u32>load<u8>(at + A.PREC_PEER_COUNT);
   const nd = <u32>load<u8>(at + A.PREC_DESCRIPTION_LENGTH);
-  const size = A.PREC_HEADER_SIZE + nf * A.PREC_FILTER_SIZE + np * A.PREC_PEER_SIZE + nd;
+  const ni = <u32>load<u8>(at + A.PREC_REALM_ID_LENGTH);
+  const size = A.PREC_HEADER_SIZE + nf * A.PREC_FILTER_SIZE + np * A.PREC_PEER_SIZE + nd + ni;
   if ((kind != A.PREC_UPSERT && kind != A.PREC_GONE) || size > length) return 0;
   const protocol = <u32>load<u8>(at + A.PREC_PROTOCOL);
   const extPort = <u32>load<u16>(at + A.PREC_EXTERNAL_PORT);
@@ -2328,7 +2419,12 @@ function restoreOne(at: usize, length: u32, wallOffset: u32): u32 {
   const flags = <u32>load<u8>(at + A.PREC_FLAGS);
   const family = <u32>load<u8>(at + A.PREC_FAMILY);
   const internalPort = <u32>load<u16>(at + A.PREC_INTERNAL_PORT);
-  const realm = load<u32>(at + A.PREC_REALM);
+  // The realm by its identifier (registered again if the policy accepts any; else it must be configured).
+  const realm = ni == 0 ? 0 : realmOf(at + size - ni, ni, acceptAnyRealm);
+  if (ni != 0 && realm == 0) {
+    dropRestore(A.RESTORE_CONFLICT);
+    return size;
+  }
   const wallMap = load<u32>(at + A.PREC_MAP_EXPIRY);
   const wallOut = load<u32>(at + A.PREC_OUT_EXPIRY);
   let mapExpiry = wallMap > wallOffset ? wallMap - wallOffset : 0;

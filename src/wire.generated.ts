@@ -241,6 +241,7 @@ export const POOL_MAX_ADDRESSES = 256;
 export const MAX_BLOCKS_PER_SUBSCRIBER = 8;
 export const SCRATCH_SIZE = 64;
 export const PREFIX64_OPTIONS_CAP = 512; // bytes of configured PREFIX64 options (codec)
+export const REALM_ID_MAX = 16; // THIRD_PARTY_ID bytes a realm identifier may have [RFC 7843] (longer: UNSUPP_THIRD_PARTY_ID_LENGTH)
 export const DESCRIPTION_STORED_MAX = 128; // bytes of DESCRIPTION text kept per mapping [7220 §3: at least 128]
 export const PREC_KIND = 0; // u8, PREC_UPSERT | PREC_GONE
 export const PREC_PROTOCOL = 1; // u8
@@ -251,14 +252,14 @@ export const PREC_EXTERNAL_PORT = 6; // u16
 export const PREC_CLIENT_PORT = 8; // u16
 export const PREC_FILTER_COUNT = 10; // u8
 export const PREC_PEER_COUNT = 11; // u8
-export const PREC_REALM = 12; // u32
+export const PREC_REALM_ID_LENGTH = 12; // u8: THIRD_PARTY_ID bytes after the DESCRIPTION text (0: realm 0); 13..15 reserved
 export const PREC_MAP_EXPIRY = 16; // u32 wall seconds (hold end when held), 0 = none
 export const PREC_OUT_EXPIRY = 20; // u32 wall seconds, 0 = none
 export const PREC_NONCE = 24; // 12 bytes
 export const PREC_INTERNAL_ADDR = 36; // 16 bytes
 export const PREC_EXTERNAL_ADDR = 52; // 16 bytes
 export const PREC_DESCRIPTION_LENGTH = 68; // u8 (then 3 reserved bytes)
-export const PREC_HEADER_SIZE = 72; // then FILTERs, PEERs, the DESCRIPTION text
+export const PREC_HEADER_SIZE = 72; // then FILTERs, PEERs, the DESCRIPTION text, the realm's THIRD_PARTY_ID
 export const PREC_FILTER_SIZE = 20; // prefix u8, pad u8, port u16, address 16
 export const PREC_PEER_SIZE = 36; // address 16, port u16, pad u16, expiry u32 (wall), nonce 12
 export const PREC_UPSERT = 1;
@@ -519,6 +520,7 @@ export const ALL_CONSTANTS: Readonly<Record<string, number>> = {
   MAX_BLOCKS_PER_SUBSCRIBER,
   SCRATCH_SIZE,
   PREFIX64_OPTIONS_CAP,
+  REALM_ID_MAX,
   DESCRIPTION_STORED_MAX,
   PREC_KIND,
   PREC_PROTOCOL,
@@ -529,7 +531,7 @@ export const ALL_CONSTANTS: Readonly<Record<string, number>> = {
   PREC_CLIENT_PORT,
   PREC_FILTER_COUNT,
   PREC_PEER_COUNT,
-  PREC_REALM,
+  PREC_REALM_ID_LENGTH,
   PREC_MAP_EXPIRY,
   PREC_OUT_EXPIRY,
   PREC_NONCE,

@@ -77,6 +77,7 @@ const OPTIONS = {
   cursor: { type: "string" },
   all: { type: "boolean" },
   shard: { type: "string" },
+  "third-party-id": { type: "string" },
 } as const;
 type OptionName = keyof typeof OPTIONS;
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true; strict: true }>>["values"];
@@ -171,6 +172,7 @@ function printMapping(m: Mapping): void {
     ["out expiry", expiry(m.outExpiry)],
     ["filters", m.filters.length === 0 ? "-" : m.filters.map((f) => `${f.address}/${f.prefixLength} port ${f.port || "any"}`).join(", ")],
     ["description", m.description === undefined ? "-" : JSON.stringify(m.description)],
+    ["third-party id", m.thirdPartyId ?? "-"],
   ]);
 }
 
@@ -425,18 +427,19 @@ const COMMANDS: Command[] = [
   },
   {
     path: ["mappings", "get"],
-    synopsis: ["mappings get --internal A --protocol P --port N [--family 4|6]", "mappings get --external A --protocol P --port N"],
+    synopsis: ["mappings get --internal A --protocol P --port N [--family 4|6] [--third-party-id HEX]", "mappings get --external A --protocol P --port N"],
     describe: "mappings.get: by internal or external endpoint; exits 1 when there is none",
     args: [],
-    options: ["internal", "external", "protocol", "port", "family"],
+    options: ["internal", "external", "protocol", "port", "family", "third-party-id"],
     async run(ctx) {
       const v = ctx.values;
       if ((v.internal === undefined) === (v.external === undefined)) throw new UsageError("give --internal or --external (one of them)");
+      if (v.internal === undefined && v["third-party-id"] !== undefined) throw new UsageError("--third-party-id goes with --internal only");
       const proto = required("protocol", protocol(v.protocol));
       const port = required("port", integer("port", v.port));
       let result: Results["mappings.get"];
       if (v.internal !== undefined) {
-        result = await ctx.call("mappings.get", defined({ internalAddress: v.internal, protocol: proto, internalPort: port, family: family(v.family) }));
+        result = await ctx.call("mappings.get", defined({ internalAddress: v.internal, protocol: proto, internalPort: port, family: family(v.family), thirdPartyId: v["third-party-id"] }), { thirdPartyId: "--third-party-id" });
       } else {
         if (v.family !== undefined) throw new UsageError("--family goes with --internal only");
         result = await ctx.call("mappings.get", { externalAddress: v.external!, protocol: proto, externalPort: port }, { externalPort: "--port" });

@@ -68,6 +68,20 @@ export const ConfigSchema = z
          */
         /** DESCRIPTION [RFC 7220]: stored (128 bytes), echoed, listed; off: the option is ignored. */
         description: z.boolean().default(true),
+        /**
+         * THIRD_PARTY_ID [RFC 7843]: a tunnel/session identifier (hex, 1–16 bytes) names the
+         * realm of a THIRD_PARTY address, so overlapping internal addresses of different
+         * subscribers stay apart. `ids`: the known identifiers (others → THIRD_PARTY_ID_UNKNOWN),
+         * or "any" (registered on first use, up to capacity.realms). Off: UNSUPP_OPTION.
+         */
+        thirdPartyId: z
+          .object({
+            enabled: z.boolean().default(false),
+            ids: z.union([z.literal("any"), z.array(z.string().regex(/^([0-9a-f]{2}){1,16}$/, "hex, 1 to 16 bytes"))]).default("any"),
+            maxLength: count(1, 16).default(16),
+          })
+          .strict()
+          .default({ enabled: false, ids: "any", maxLength: 16 }),
         /** CHECKPOINT_REQUIRED [RFC 7767] processed (honoured with persistence on, see persistence.checkpointsPerSubscriber); off: ignored. */
         checkpointRequired: z.boolean().default(true),
         prefix64: z
@@ -76,7 +90,7 @@ export const ConfigSchema = z
           .default([]),
       })
       .strict()
-      .default({ map: true, peer: true, thirdParty: true, preferFailure: true, filter: true, overload: "drop", shortErrorLifetime: 30, longErrorLifetime: 1800, description: true, checkpointRequired: true, prefix64: [] }),
+      .default({ map: true, peer: true, thirdParty: true, preferFailure: true, filter: true, overload: "drop", shortErrorLifetime: 30, longErrorLifetime: 1800, description: true, thirdPartyId: { enabled: false, ids: "any", maxLength: 16 }, checkpointRequired: true, prefix64: [] }),
     natPmp: z.enum(["enabled", "disabled", "silent"]).default("enabled"),
     pool: z
       .object({
@@ -105,9 +119,11 @@ export const ConfigSchema = z
         filters: count(1, 16_000_000).default(50_000),
         /** Mappings that may carry a DESCRIPTION at once (140 bytes each). */
         descriptions: count(0, 4_000_000).default(20_000),
+        /** THIRD_PARTY_ID identifiers known at once (24 bytes each). */
+        realms: count(1, 4_000_000).default(65_536),
       })
       .strict()
-      .default({ mappings: 100_000, subscribers: 20_000, peers: 50_000, filters: 50_000, descriptions: 20_000 }),
+      .default({ mappings: 100_000, subscribers: 20_000, peers: 50_000, filters: 50_000, descriptions: 20_000, realms: 65_536 }),
     rateLimit: z
       .object({
         perSource: z.object({ rate: z.number().positive().default(20), burst: count(1, 1_000_000).default(100) }).strict().default({ rate: 20, burst: 100 }),

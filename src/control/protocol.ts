@@ -83,6 +83,8 @@ export interface Mapping {
   filters: { prefixLength: number; port: number; address: string }[];
   /** The DESCRIPTION the client gave [RFC 7220] (absent: none). */
   description?: string;
+  /** The THIRD_PARTY_ID (hex) of the subscriber's realm [RFC 7843] (absent: none). */
+  thirdPartyId?: string;
 }
 
 export interface MappingEventNotice {
@@ -118,7 +120,7 @@ export const Params = {
     .strict(),
   "mappings.get": z
     .union([
-      z.object({ internalAddress: ip, protocol: protocolNumber, internalPort: portNumber, family: z.union([z.literal(4), z.literal(6)]).optional() }).strict(),
+      z.object({ internalAddress: ip, protocol: protocolNumber, internalPort: portNumber, family: z.union([z.literal(4), z.literal(6)]).optional(), thirdPartyId: z.string().regex(/^([0-9a-f]{2}){1,16}$/, "hex, 1 to 16 bytes").optional() }).strict(),
       z.object({ externalAddress: ip, protocol: protocolNumber, externalPort: portNumber }).strict(),
     ]),
   "mappings.addStatic": z.object({ internalAddress: ip, protocol: protocolNumber, internalPort: portNumber, externalAddress: ip, externalPort: portNumber }).strict(),

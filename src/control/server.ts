@@ -92,7 +92,7 @@ const digest = (s: string) => createHash("sha256").update(s).digest();
 export const RATE_INTERVAL_MS = 10_000;
 const RESULT_NAMES = new Map(PCP_RESULT_LABELS);
 
-function toMapping(shard: number, m: MappingEvent, filters: Filter[], now: number, description?: string): Mapping {
+function toMapping(shard: number, m: MappingEvent, filters: Filter[], now: number, description?: string, thirdPartyId?: string): Mapping {
   return {
     shard,
     id: m.mapping,
@@ -113,12 +113,13 @@ function toMapping(shard: number, m: MappingEvent, filters: Filter[], now: numbe
     expiresIn: m.flags & W.MAPF_STATIC ? null : Math.max(0, Math.max(m.mapExpiry, m.outExpiry) - now),
     filters,
     ...(description !== undefined ? { description } : {}),
+    ...(thirdPartyId !== undefined ? { thirdPartyId } : {}),
   };
 }
 
 /** Mappings from a shard's records (a listing page or a lookup). */
 function toMappings(shard: number, r: MappingRecords): Mapping[] {
-  return decodeRecords(r).map((m, i) => toMapping(shard, m, r.filters?.[i] ?? [], r.now ?? m.time, r.descriptions?.[i]));
+  return decodeRecords(r).map((m, i) => toMapping(shard, m, r.filters?.[i] ?? [], r.now ?? m.time, r.descriptions?.[i], r.thirdPartyIds?.[i]));
 }
 
 function toNotice(shard: number, e: MappingEvent): MappingEventNotice {
@@ -305,7 +306,7 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
       const found = await everyShard<MappingRecords>(
         "externalAddress" in p
           ? { kind: "lookupExternal", externalAddress: p.externalAddress, protocol: p.protocol, externalPort: p.externalPort }
-          : { kind: "lookup", internalAddress: p.internalAddress, protocol: p.protocol, internalPort: p.internalPort, family: p.family ?? (isIPv6(p.internalAddress) ? 6 : 4) },
+          : { kind: "lookup", internalAddress: p.internalAddress, protocol: p.protocol, internalPort: p.internalPort, family: p.family ?? (isIPv6(p.internalAddress) ? 6 : 4), thirdPartyId: p.thirdPartyId },
       );
       const shard = found.findIndex((r) => r.bytes.length > 0);
       return { mapping: shard < 0 ? null : toMappings(shard, found[shard])[0] };

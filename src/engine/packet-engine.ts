@@ -49,7 +49,7 @@ export interface EngineExports {
   addStatic(protocol: number, internalPort: number, externalPort: number): number;
   removeStatic(protocol: number, internalPort: number, family: number): number;
   deleteSubscriber(): number;
-  lookupMapping(protocol: number, internalPort: number, family: number): number;
+  lookupMapping(protocol: number, internalPort: number, family: number, realm: number): number;
   lookupExternal(pool: number, protocol: number, port: number): number;
   describeMapping(m: number): number;
   mappingsUsed(): number;
@@ -71,6 +71,10 @@ export interface EngineExports {
   setPrefetch(on: number): void;
   setDataplaneDown(down: number): void;
   initDescriptions(capacity: number): number;
+  initRealms(capacity: number, any: number): number;
+  registerRealm(length: number): number;
+  findRealm(length: number): number;
+  realmIdentifier(realm: number): number;
   setCheckpointPolicy(on: number, perSubscriber: number): void;
   mappingDescription(m: number): number;
   descriptionBase(): number;
@@ -114,6 +118,8 @@ export interface EngineConfig {
   maxFilters: number;
   /** DESCRIPTION texts stored at once (0: never stored, so never echoed). */
   maxDescriptions?: number;
+  /** THIRD_PARTY_ID realms [RFC 7843]: how many identifiers at once, and which (hex strings, or "any" to register on first use). */
+  realms?: { capacity: number; ids: string[] | "any" };
   minLifetime: number;
   maxLifetime: number;
   peerMinLifetime: number;
@@ -199,6 +205,8 @@ export interface MappingRecords {
   filters?: Record<number, Filter[]>;
   /** DESCRIPTION of record i, for the records that have one (listings and lookups only). */
   descriptions?: Record<number, string>;
+  /** THIRD_PARTY_ID (hex) of record i's realm, for the records in one (listings and lookups only). */
+  thirdPartyIds?: Record<number, string>;
 }
 
 /** Which mappings a listing keeps (every field optional). */
@@ -485,6 +493,9 @@ export class PacketEngine {
       throw new PcpdError(ErrorCodes.BAD_CONFIG, `capacity does not fit in WebAssembly memory: maxMappings ${c.maxMappings}, maxSubscribers ${c.maxSubscribers}, maxPeers ${c.maxPeers}, maxFilters ${c.maxFilters} (each must be ≥ 1; about 16M mappings at most per engine)`);
     }
     if (!x.initDescriptions(c.maxDescriptions ?? 0)) throw new PcpdError(ErrorCodes.BAD_CONFIG, `room for ${c.maxDescriptions} descriptions does not fit in WebAssembly memory`);
+    const realms = c.realms ?? { capacity: 0, ids: [] };
+    if (!x.initRealms(realms.capacity, realms.ids === "any" ? 1 : 0)) throw new PcpdError(ErrorCodes.BAD_CONFIG, `room for ${realms.capacity} realms does not fit in WebAssembly memory`);
+    if (realms.ids !== "any") for (const id of realms.ids) if (this.registerRealm(id) === 0) throw new PcpdError(ErrorCodes.BAD_CONFIG, `THIRD_PARTY_ID ${id}: no room (${realms.capacity} realms) or longer than ${W.REALM_ID_MAX} bytes`);
     if (!x.configurePool(portMin, blockSize, maxBlocksPerSubscriber, shards, shard)) {
       throw new PcpdError(ErrorCodes.BAD_CONFIG, "pool layout refused by the engine"); // checked above; kept as a backstop
     }
@@ -601,20 +612,25 @@ export class PacketEngine {
     const view = new DataView(bytes.buffer);
     const filters: Record<number, Filter[]> = {};
     const descriptions: Record<number, string> = {};
+    const thirdPartyIds: Record<number, string> = {};
     for (let i = 0; i < n; i++) {
       const m = view.getUint32(i * W.EVENT_SIZE + W.EV_MAPPING, true);
       const list = this.filters(m);
       if (list.length > 0) filters[i] = list;
       const text = this.description(m);
       if (text !== undefined) descriptions[i] = text;
+      const id = this.realmIdentifier(view.getUint32(i * W.EVENT_SIZE + W.EV_REALM, true));
+      if (id !== undefined) thirdPartyIds[i] = id;
     }
-    return { bytes, pool: this.poolList(), now, filters, descriptions };
+    return { bytes, pool: this.poolList(), now, filters, descriptions, thirdPartyIds };
   }
 
-  /** The live (or held) mapping of an internal endpoint as records (none or one). */
-  lookupRecords(internalAddress: string, protocol: number, internalPort: number, family: 4 | 6, now: number): MappingRecords {
+  /** The live (or held) mapping of an internal endpoint (in a THIRD_PARTY_ID's realm, hex) as records (none or one). */
+  lookupRecords(internalAddress: string, protocol: number, internalPort: number, family: 4 | 6, now: number, thirdPartyId?: string): MappingRecords {
+    const realm = thirdPartyId === undefined ? 0 : this.realmOf(thirdPartyId);
+    if (thirdPartyId !== undefined && realm === 0) return this.records(this.exports.scratchBase(), 0, now);
     this.writeScratch(0, toAddress16(internalAddress));
-    return this.recordOf(this.exports.lookupMapping(protocol, internalPort, family === 6 ? 1 : 0), now);
+    return this.recordOf(this.exports.lookupMapping(protocol, internalPort, family === 6 ? 1 : 0, realm), now);
   }
 
   /** The mapping (live or held) owning an external address:port as records (none or one). */
@@ -656,7 +672,7 @@ export class PacketEngine {
   /** The live (or held) mapping of an internal endpoint. */
   lookup(internalAddress: string, protocol: number, internalPort: number, family: 4 | 6 = 4): MappingEvent | undefined {
     this.writeScratch(0, toAddress16(internalAddress));
-    return this.describe(this.exports.lookupMapping(protocol, internalPort, family === 6 ? 1 : 0));
+    return this.describe(this.exports.lookupMapping(protocol, internalPort, family === 6 ? 1 : 0, 0));
   }
 
   /** Free blocks per pool address (gauge for pool usage). */
@@ -711,6 +727,31 @@ export class PacketEngine {
   lookupExternal(externalAddress: string, protocol: number, externalPort: number): MappingEvent | undefined {
     const pool = this.poolUsage().findIndex((p) => p.address === externalAddress);
     return pool < 0 ? undefined : this.describe(this.exports.lookupExternal(pool, protocol, externalPort));
+  }
+
+  /** Registers a THIRD_PARTY_ID (hex); its realm number, 0 if it does not fit. */
+  registerRealm(hex: string): number {
+    const id = Buffer.from(hex, "hex");
+    if (id.length === 0 || id.length > W.REALM_ID_MAX || id.toString("hex") !== hex.toLowerCase()) return 0;
+    this.writeScratch(0, id);
+    return this.exports.registerRealm(id.length);
+  }
+
+  /** The realm of a THIRD_PARTY_ID (hex) without registering it; 0 if unknown. */
+  realmOf(hex: string): number {
+    const id = Buffer.from(hex, "hex");
+    if (id.length === 0 || id.length > W.REALM_ID_MAX || id.toString("hex") !== hex.toLowerCase()) return 0;
+    this.writeScratch(0, id);
+    return this.exports.findRealm(id.length);
+  }
+
+  /** Realm `r`'s THIRD_PARTY_ID as hex (undefined: realm 0). */
+  realmIdentifier(r: number): string | undefined {
+    const n = r === 0 ? 0 : this.exports.realmIdentifier(r);
+    if (n === 0) return undefined;
+    const at = this.exports.scratchBase();
+    this.mem();
+    return Buffer.from(this.bytes.subarray(at, at + n)).toString("hex");
   }
 
   /** Mapping `m`'s DESCRIPTION [RFC 7220], or undefined. */

@@ -17,6 +17,7 @@ export function codecConfig(c: Config): CodecConfig {
   if (c.pcp.prefix64.length > 0) options |= W.OPTBIT_PREFIX64;
   if (c.pcp.description) options |= W.OPTBIT_DESCRIPTION;
   if (c.pcp.checkpointRequired) options |= W.OPTBIT_CHECKPOINT_REQUIRED;
+  if (c.pcp.thirdPartyId.enabled) options |= W.OPTBIT_THIRD_PARTY_ID;
   return {
     mapEnabled: c.pcp.map,
     peerEnabled: c.pcp.peer,
@@ -25,7 +26,7 @@ export function codecConfig(c: Config): CodecConfig {
     options,
     shortErrorLifetime: c.pcp.shortErrorLifetime,
     longErrorLifetime: c.pcp.longErrorLifetime,
-    thirdPartyIdMaxLength: 16,
+    thirdPartyIdMaxLength: c.pcp.thirdPartyId.maxLength,
     prefix64: encodePrefix64Options(c.pcp.prefix64),
   };
 }
@@ -38,6 +39,7 @@ export function engineConfig(c: Config, seed: bigint, shard = 0, shards = 1): En
     maxPeers: c.capacity.peers,
     maxFilters: c.capacity.filters,
     maxDescriptions: c.capacity.descriptions,
+    realms: { capacity: c.pcp.thirdPartyId.enabled ? c.capacity.realms : 0, ids: c.pcp.thirdPartyId.ids },
     minLifetime: c.lifetimes.min,
     maxLifetime: c.lifetimes.max,
     peerMinLifetime: c.lifetimes.peerMin,

@@ -57,7 +57,7 @@ export interface RunningServer {
 }
 
 /** Settings fixed for the life of the process (a changed value is reported, not applied). */
-const RESTART_PATHS = ["listen", "workers", "capacity", "protocols", "announce", "persistence", "dataplane", "pool.portMin", "pool.blockSize", "pool.maxBlocksPerSubscriber", "pool.excludedPorts"];
+const RESTART_PATHS = ["listen", "workers", "capacity", "protocols", "announce", "persistence", "dataplane", "pcp.thirdPartyId", "pool.portMin", "pool.blockSize", "pool.maxBlocksPerSubscriber", "pool.excludedPorts"];
 
 const valueAt = (c: unknown, path: string): unknown => path.split(".").reduce((o, k) => (o as Record<string, unknown>)[k], c);
 

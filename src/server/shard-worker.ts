@@ -48,7 +48,7 @@ export type ShardTask =
   | { kind: "reload"; config: Config }
   | { kind: "ping" }
   | { kind: "stop" }
-  | { kind: "lookup"; internalAddress: string; protocol: number; internalPort: number; family: 4 | 6 }
+  | { kind: "lookup"; internalAddress: string; protocol: number; internalPort: number; family: 4 | 6; thirdPartyId?: string }
   | { kind: "lookupExternal"; externalAddress: string; protocol: number; externalPort: number }
   | { kind: "list"; from: number; limit: number; select: MappingSelector }
   | { kind: "addStatic"; internalAddress: string; protocol: number; internalPort: number; externalAddress: string; externalPort: number }
@@ -375,7 +375,7 @@ function run(task: ShardTask): unknown {
     case "ping":
       return s.clock.epoch();
     case "lookup":
-      return s.engine.lookupRecords(task.internalAddress, task.protocol, task.internalPort, task.family, now);
+      return s.engine.lookupRecords(task.internalAddress, task.protocol, task.internalPort, task.family, now, task.thirdPartyId);
     case "lookupExternal":
       return s.engine.lookupExternalRecords(task.externalAddress, task.protocol, task.externalPort, now);
     case "list":
