@@ -153,6 +153,7 @@ export const POOL_MAX_ADDRESSES: u32 = 256;
 export const MAX_BLOCKS_PER_SUBSCRIBER: u32 = 8;
 export const SCRATCH_SIZE: u32 = 64;
 export const PREFIX64_OPTIONS_CAP: u32 = 512; // bytes of configured PREFIX64 options (codec)
+export const PORT_SET_LIMIT: u32 = 1024; // largest PORT_SET granted [RFC 7753] (pcp.portSet.maxSize ≤ this)
 export const REALM_ID_MAX: u32 = 16; // THIRD_PARTY_ID bytes a realm identifier may have [RFC 7843] (longer: UNSUPP_THIRD_PARTY_ID_LENGTH)
 export const DESCRIPTION_STORED_MAX: u32 = 128; // bytes of DESCRIPTION text kept per mapping [7220 §3: at least 128]
 

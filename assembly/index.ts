@@ -89,6 +89,7 @@ export {
   setDataplaneDown,
   initDescriptions,
   initRealms,
+  setPortSetPolicy,
   registerRealm,
   findRealm,
   realmIdentifier,

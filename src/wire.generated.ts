@@ -241,6 +241,7 @@ export const POOL_MAX_ADDRESSES = 256;
 export const MAX_BLOCKS_PER_SUBSCRIBER = 8;
 export const SCRATCH_SIZE = 64;
 export const PREFIX64_OPTIONS_CAP = 512; // bytes of configured PREFIX64 options (codec)
+export const PORT_SET_LIMIT = 1024; // largest PORT_SET granted [RFC 7753] (pcp.portSet.maxSize ≤ this)
 export const REALM_ID_MAX = 16; // THIRD_PARTY_ID bytes a realm identifier may have [RFC 7843] (longer: UNSUPP_THIRD_PARTY_ID_LENGTH)
 export const DESCRIPTION_STORED_MAX = 128; // bytes of DESCRIPTION text kept per mapping [7220 §3: at least 128]
 export const PREC_KIND = 0; // u8, PREC_UPSERT | PREC_GONE
@@ -520,6 +521,7 @@ export const ALL_CONSTANTS: Readonly<Record<string, number>> = {
   MAX_BLOCKS_PER_SUBSCRIBER,
   SCRATCH_SIZE,
   PREFIX64_OPTIONS_CAP,
+  PORT_SET_LIMIT,
   REALM_ID_MAX,
   DESCRIPTION_STORED_MAX,
   PREC_KIND,

@@ -82,6 +82,14 @@ export const ConfigSchema = z
           })
           .strict()
           .default({ enabled: false, ids: "any", maxLength: 16 }),
+        /**
+         * PORT_SET [RFC 7753]: up to `maxSize` consecutive ports mapped in one request (within
+         * one port block and the subscriber's quota). Off: served as single-port MAPs.
+         */
+        portSet: z
+          .object({ enabled: z.boolean().default(true), maxSize: count(2, W.PORT_SET_LIMIT).default(16) })
+          .strict()
+          .default({ enabled: true, maxSize: 16 }),
         /** CHECKPOINT_REQUIRED [RFC 7767] processed (honoured with persistence on, see persistence.checkpointsPerSubscriber); off: ignored. */
         checkpointRequired: z.boolean().default(true),
         prefix64: z
@@ -90,7 +98,7 @@ export const ConfigSchema = z
           .default([]),
       })
       .strict()
-      .default({ map: true, peer: true, thirdParty: true, preferFailure: true, filter: true, overload: "drop", shortErrorLifetime: 30, longErrorLifetime: 1800, description: true, thirdPartyId: { enabled: false, ids: "any", maxLength: 16 }, checkpointRequired: true, prefix64: [] }),
+      .default({ map: true, peer: true, thirdParty: true, preferFailure: true, filter: true, overload: "drop", shortErrorLifetime: 30, longErrorLifetime: 1800, description: true, thirdPartyId: { enabled: false, ids: "any", maxLength: 16 }, portSet: { enabled: true, maxSize: 16 }, checkpointRequired: true, prefix64: [] }),
     natPmp: z.enum(["enabled", "disabled", "silent"]).default("enabled"),
     pool: z
       .object({

@@ -72,6 +72,7 @@ export interface EngineExports {
   setDataplaneDown(down: number): void;
   initDescriptions(capacity: number): number;
   initRealms(capacity: number, any: number): number;
+  setPortSetPolicy(maxSize: number): void;
   registerRealm(length: number): number;
   findRealm(length: number): number;
   realmIdentifier(realm: number): number;
@@ -118,6 +119,8 @@ export interface EngineConfig {
   maxFilters: number;
   /** DESCRIPTION texts stored at once (0: never stored, so never echoed). */
   maxDescriptions?: number;
+  /** Largest PORT_SET granted [RFC 7753] (≤ 1: a PORT_SET request is served as a single-port MAP). */
+  portSetMax?: number;
   /** THIRD_PARTY_ID realms [RFC 7843]: how many identifiers at once, and which (hex strings, or "any" to register on first use). */
   realms?: { capacity: number; ids: string[] | "any" };
   minLifetime: number;
@@ -513,6 +516,7 @@ export class PacketEngine {
   setPolicy(c: EngineConfig): void {
     this.exports.configureEngine(c.minLifetime, c.maxLifetime, c.peerMinLifetime, c.holdDown, c.mappingsPerSubscriber, c.filtersPerMapping,
       c.noncePolicy === "relaxed" ? W.NONCE_RELAXED : W.NONCE_STRICT, c.parity ? 1 : 0);
+    this.exports.setPortSetPolicy(c.portSetMax ?? 1);
   }
 
   writeScratch(offset: number, bytes: Uint8Array): void {

@@ -18,6 +18,7 @@ export function codecConfig(c: Config): CodecConfig {
   if (c.pcp.description) options |= W.OPTBIT_DESCRIPTION;
   if (c.pcp.checkpointRequired) options |= W.OPTBIT_CHECKPOINT_REQUIRED;
   if (c.pcp.thirdPartyId.enabled) options |= W.OPTBIT_THIRD_PARTY_ID;
+  if (c.pcp.portSet.enabled) options |= W.OPTBIT_PORT_SET;
   return {
     mapEnabled: c.pcp.map,
     peerEnabled: c.pcp.peer,
@@ -39,6 +40,7 @@ export function engineConfig(c: Config, seed: bigint, shard = 0, shards = 1): En
     maxPeers: c.capacity.peers,
     maxFilters: c.capacity.filters,
     maxDescriptions: c.capacity.descriptions,
+    portSetMax: c.pcp.portSet.enabled ? c.pcp.portSet.maxSize : 1,
     realms: { capacity: c.pcp.thirdPartyId.enabled ? c.capacity.realms : 0, ids: c.pcp.thirdPartyId.ids },
     minLifetime: c.lifetimes.min,
     maxLifetime: c.lifetimes.max,

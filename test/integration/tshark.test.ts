@@ -44,6 +44,7 @@ import {
   natPmpMap,
   option,
   peerRequest,
+  portSet,
   preferFailure,
   prefix64,
   thirdParty,
@@ -144,6 +145,15 @@ const CASES: Case[] = [
     request: mapRequest({ client: C, internalPort: 8085 }, [prefix64()]),
     result: W.RESULT_SUCCESS,
     check: (r) => expect(r.length).toBe(80), // MAP response + one PREFIX64 option of 14 data bytes, padded
+  },
+  {
+    name: "PCP MAP UDP 8090 with PORT_SET of 4 (parity requested)",
+    request: mapRequest({ client: C, protocol: W.PROTO_UDP, internalPort: 8090 }, [portSet(4, 8090, true)]),
+    result: W.RESULT_SUCCESS,
+    check: (r) => {
+      expect(r.length).toBe(60 + 12); // MAP response + PORT_SET (5 data bytes, padded)
+      expect(u16(r, W.MP_EXTERNAL_PORT) % 2).toBe(0); // the parity of 8090
+    },
   },
   {
     name: "PCP MAP TCP 8082 with FILTER 198.51.100.0/24 port 443 (prefix 120 in the 128-bit form)",
@@ -456,6 +466,8 @@ const FIELDS = [
   "portcontrol.peer.remote_peer_ip",
   "portcontrol.option.code",
   "portcontrol.option.description",
+  "portcontrol.option.portset.size",
+  "portcontrol.option.portset.parity",
   "portcontrol.option.p64.length",
   "portcontrol.option.p64.prefix64",
   "nat-pmp.version",
@@ -689,6 +701,8 @@ describe.skipIf(!TSHARK)(TSHARK ? "every reply dissects in Wireshark (tshark)" :
       expect(p64.fields["portcontrol.option.p64.length"]).toEqual(["12"]);
       expect(p64.fields["portcontrol.option.p64.prefix64"]).toEqual(["0064ff9b0000000000000000"]); // the 12 bytes of 64:ff9b::/96
       expect(frames.get(by("PCP MAP UDP 8085 with DESCRIPTION (stored, echoed)").replyFrame)!.fields["portcontrol.option.description"]).toEqual(["pcpd tshark test"]);
+      const set = frames.get(by("PCP MAP UDP 8090 with PORT_SET of 4 (parity requested)").replyFrame)!;
+      expect([set.fields["portcontrol.option.portset.size"], set.fields["portcontrol.option.portset.parity"]]).toEqual([["4"], ["1"]]);
       const address = frames.get(by("NAT-PMP external address").replyFrame)!;
       expect(address.fields["nat-pmp.external_ip"]).toEqual([POOL]);
       expect(frames.get(by("UNSUPP_VERSION: version 3 ANNOUNCE, 24 bytes").replyFrame)!.fields["portcontrol.result_code"]).toEqual([String(W.RESULT_UNSUPP_VERSION)]);
