@@ -2252,8 +2252,8 @@ export function removeStatic(protocol: u32, internalPort: u32, family: u32): u32
 }
 
 /** Ends every live mapping of the subscriber at scratch[0..16] (realm 0); returns how many. */
-export function deleteSubscriber(): u32 {
-  const sub = findSubscriber(scratch, 0);
+export function deleteSubscriber(realm: u32): u32 {
+  const sub = findSubscriber(scratch, realm);
   if (sub == 0) return 0;
   let n: u32 = 0;
   let m = load<u32>(subscribers.at(sub) + S_LIST);
@@ -2352,14 +2352,14 @@ export function mappingFilter(m: u32, k: u32): bool {
 }
 
 /** Live mappings of the subscriber at scratch[0..16] (0 if unknown). */
-export function subscriberMappings(): u32 {
-  const sub = findSubscriber(scratch, 0);
+export function subscriberMappings(realm: u32): u32 {
+  const sub = findSubscriber(scratch, realm);
   return sub != 0 ? load<u32>(subscribers.at(sub) + S_MAPPINGS) : 0;
 }
 
 /** Blocks leased by the subscriber at scratch[0..16]. */
-export function subscriberBlocks(): u32 {
-  const sub = findSubscriber(scratch, 0);
+export function subscriberBlocks(realm: u32): u32 {
+  const sub = findSubscriber(scratch, realm);
   return sub != 0 ? <u32>load<u8>(subscribers.at(sub) + S_BLOCK_COUNT) : 0;
 }
 

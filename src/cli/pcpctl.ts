@@ -497,12 +497,12 @@ const COMMANDS: Command[] = [
   },
   {
     path: ["subscriber", "usage"],
-    synopsis: ["subscriber usage A"],
+    synopsis: ["subscriber usage A [--third-party-id HEX]"],
     describe: "subscribers.usage: mappings and port blocks per shard",
     args: ["ADDRESS"],
-    options: [],
+    options: ["third-party-id"],
     async run(ctx) {
-      const result = await ctx.call("subscribers.usage", { internalAddress: ctx.args[0] }, { internalAddress: "ADDRESS" });
+      const result = await ctx.call("subscribers.usage", defined({ internalAddress: ctx.args[0], thirdPartyId: ctx.values["third-party-id"] }), { internalAddress: "ADDRESS", thirdPartyId: "--third-party-id" });
       if (ctx.json) return printJson(result), 0;
       printTable(["SHARD", "MAPPINGS", "BLOCKS"], result.shards.map((s) => [s.shard, s.mappings, s.blocks]));
       return 0;
@@ -510,12 +510,12 @@ const COMMANDS: Command[] = [
   },
   {
     path: ["subscriber", "delete"],
-    synopsis: ["subscriber delete A"],
+    synopsis: ["subscriber delete A [--third-party-id HEX]"],
     describe: "subscribers.deleteMappings: deletes all of the subscriber's mappings",
     args: ["ADDRESS"],
-    options: [],
+    options: ["third-party-id"],
     async run(ctx) {
-      const result = await ctx.call("subscribers.deleteMappings", { internalAddress: ctx.args[0] }, { internalAddress: "ADDRESS" });
+      const result = await ctx.call("subscribers.deleteMappings", defined({ internalAddress: ctx.args[0], thirdPartyId: ctx.values["third-party-id"] }), { internalAddress: "ADDRESS", thirdPartyId: "--third-party-id" });
       if (ctx.json) return printJson(result), 0;
       out(`deleted ${result.deleted} mapping${result.deleted === 1 ? "" : "s"}`);
       return 0;

@@ -57,6 +57,8 @@ export const RpcErrors = {
 const ip = z.string().max(45).refine((s) => isIP(s) !== 0, "must be an IPv4 or IPv6 address");
 const protocolNumber = z.number().int().min(1).max(255);
 const portNumber = z.number().int().min(1).max(65535);
+/** A THIRD_PARTY_ID [RFC 7843] in lowercase hex (1–16 bytes): names a subscriber's realm. */
+const thirdPartyIdHex = z.string().regex(/^([0-9a-f]{2}){1,16}$/, "lowercase hex, 1 to 16 bytes");
 
 export interface Mapping {
   shard: number;
@@ -120,13 +122,13 @@ export const Params = {
     .strict(),
   "mappings.get": z
     .union([
-      z.object({ internalAddress: ip, protocol: protocolNumber, internalPort: portNumber, family: z.union([z.literal(4), z.literal(6)]).optional(), thirdPartyId: z.string().regex(/^([0-9a-f]{2}){1,16}$/, "hex, 1 to 16 bytes").optional() }).strict(),
+      z.object({ internalAddress: ip, protocol: protocolNumber, internalPort: portNumber, family: z.union([z.literal(4), z.literal(6)]).optional(), thirdPartyId: thirdPartyIdHex.optional() }).strict(),
       z.object({ externalAddress: ip, protocol: protocolNumber, externalPort: portNumber }).strict(),
     ]),
   "mappings.addStatic": z.object({ internalAddress: ip, protocol: protocolNumber, internalPort: portNumber, externalAddress: ip, externalPort: portNumber }).strict(),
   "mappings.removeStatic": z.object({ internalAddress: ip, protocol: protocolNumber, internalPort: portNumber, family: z.union([z.literal(4), z.literal(6)]).optional() }).strict(),
-  "subscribers.usage": z.object({ internalAddress: ip }).strict(),
-  "subscribers.deleteMappings": z.object({ internalAddress: ip }).strict(),
+  "subscribers.usage": z.object({ internalAddress: ip, thirdPartyId: thirdPartyIdHex.optional() }).strict(),
+  "subscribers.deleteMappings": z.object({ internalAddress: ip, thirdPartyId: thirdPartyIdHex.optional() }).strict(),
   "epoch.get": z.object({}).strict(),
   "epoch.reset": z.object({ shard: z.number().int().min(0) }).strict(),
   "config.get": z.object({}).strict(),

@@ -324,11 +324,11 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
       return { removed: true as const };
     },
     "subscribers.usage": async (p) => {
-      const usage = await everyShard<{ mappings: number; blocks: number }>({ kind: "subscriberUsage", internalAddress: p.internalAddress });
+      const usage = await everyShard<{ mappings: number; blocks: number }>({ kind: "subscriberUsage", internalAddress: p.internalAddress, thirdPartyId: p.thirdPartyId });
       return { shards: usage.map((u, shard) => ({ shard, ...u })) };
     },
     "subscribers.deleteMappings": async (p) => {
-      const counts = await everyShard<number>({ kind: "deleteSubscriber", internalAddress: p.internalAddress });
+      const counts = await everyShard<number>({ kind: "deleteSubscriber", internalAddress: p.internalAddress, thirdPartyId: p.thirdPartyId });
       return { deleted: counts.reduce((a, b) => a + b, 0) };
     },
     "epoch.get": async () => ({ shards: server.epochs().map((epoch, shard) => ({ shard, epoch })) }),

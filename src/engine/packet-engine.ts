@@ -48,7 +48,7 @@ export interface EngineExports {
   eventsConsume(n: number): void;
   addStatic(protocol: number, internalPort: number, externalPort: number): number;
   removeStatic(protocol: number, internalPort: number, family: number): number;
-  deleteSubscriber(): number;
+  deleteSubscriber(realm: number): number;
   lookupMapping(protocol: number, internalPort: number, family: number, realm: number): number;
   lookupExternal(pool: number, protocol: number, port: number): number;
   describeMapping(m: number): number;
@@ -66,8 +66,8 @@ export interface EngineExports {
   restoreRecords(length: number, wallOffset: number, now: number): number;
   restoreDropped(reason: number): number;
   setRefreshCoalescing(on: number): void;
-  subscriberMappings(): number;
-  subscriberBlocks(): number;
+  subscriberMappings(realm: number): number;
+  subscriberBlocks(realm: number): number;
   setPrefetch(on: number): void;
   setDataplaneDown(down: number): void;
   initDescriptions(capacity: number): number;
@@ -793,14 +793,20 @@ export class PacketEngine {
     return this.exports.removeStatic(protocol, internalPort, family === 6 ? 1 : 0);
   }
 
-  deleteSubscriber(internalAddress: string): number {
+  /** Ends every live mapping of a subscriber (in a THIRD_PARTY_ID's realm, hex); returns how many. */
+  deleteSubscriber(internalAddress: string, thirdPartyId?: string): number {
+    const realm = thirdPartyId === undefined ? 0 : this.realmOf(thirdPartyId);
+    if (thirdPartyId !== undefined && realm === 0) return 0;
     this.writeScratch(0, toAddress16(internalAddress));
-    return this.exports.deleteSubscriber();
+    return this.exports.deleteSubscriber(realm);
   }
 
-  subscriberUsage(internalAddress: string): { mappings: number; blocks: number } {
+  /** A subscriber's mappings and blocks (in a THIRD_PARTY_ID's realm, hex). */
+  subscriberUsage(internalAddress: string, thirdPartyId?: string): { mappings: number; blocks: number } {
+    const realm = thirdPartyId === undefined ? 0 : this.realmOf(thirdPartyId);
+    if (thirdPartyId !== undefined && realm === 0) return { mappings: 0, blocks: 0 };
     this.writeScratch(0, toAddress16(internalAddress));
-    return { mappings: this.exports.subscriberMappings(), blocks: this.exports.subscriberBlocks() };
+    return { mappings: this.exports.subscriberMappings(realm), blocks: this.exports.subscriberBlocks(realm) };
   }
 
   engineStats(): Record<string, bigint> {

@@ -53,8 +53,8 @@ export type ShardTask =
   | { kind: "list"; from: number; limit: number; select: MappingSelector }
   | { kind: "addStatic"; internalAddress: string; protocol: number; internalPort: number; externalAddress: string; externalPort: number }
   | { kind: "removeStatic"; internalAddress: string; protocol: number; internalPort: number; family: 4 | 6 }
-  | { kind: "subscriberUsage"; internalAddress: string }
-  | { kind: "deleteSubscriber"; internalAddress: string }
+  | { kind: "subscriberUsage"; internalAddress: string; thirdPartyId?: string }
+  | { kind: "deleteSubscriber"; internalAddress: string; thirdPartyId?: string }
   | { kind: "events"; on: boolean }
   | { kind: "exportTable"; from: number }
   | { kind: "dataplane"; down: boolean };
@@ -388,9 +388,9 @@ function run(task: ShardTask): unknown {
     case "removeStatic":
       return s.engine.removeStatic(task.internalAddress, task.protocol, task.internalPort, task.family);
     case "subscriberUsage":
-      return s.engine.subscriberUsage(task.internalAddress);
+      return s.engine.subscriberUsage(task.internalAddress, task.thirdPartyId);
     case "deleteSubscriber":
-      return s.engine.deleteSubscriber(task.internalAddress);
+      return s.engine.deleteSubscriber(task.internalAddress, task.thirdPartyId);
     case "events":
       eventsOn = task.on;
       return eventsOn;

@@ -46,7 +46,7 @@ async function map(id: number[]): Promise<Buffer> {
 }
 
 describe("THIRD_PARTY_ID over the wire and the control channel", () => {
-  it("two softwires with the same internal address get two mappings, each found and listed by its identifier", async () => {
+  it("two softwires with the same internal address get two mappings, each found, listed, counted and deleted by its identifier", async () => {
     const one = await map([0xb4, 0, 0, 1]);
     const two = await map([0xb4, 0, 0, 2]);
     expect([one[3], two[3]]).toEqual([W.RESULT_SUCCESS, W.RESULT_SUCCESS]);
@@ -60,6 +60,12 @@ describe("THIRD_PARTY_ID over the wire and the control channel", () => {
       expect((await get("b4000009")).mapping).toBeNull();
       const list = await client.call("mappings.list", { filter: { internalAddress: "192.168.1.10" } });
       expect(list.mappings.map((m) => m.thirdPartyId).sort()).toEqual(["b4000001", "b4000002"]);
+      // Usage and deletion per realm: one softwire's subscriber goes, the other's stays.
+      expect((await client.call("subscribers.usage", { internalAddress: "192.168.1.10", thirdPartyId: "b4000001" })).shards[0]).toMatchObject({ mappings: 1, blocks: 1 });
+      expect((await client.call("subscribers.usage", { internalAddress: "192.168.1.10" })).shards[0]).toMatchObject({ mappings: 0 });
+      expect(await client.call("subscribers.deleteMappings", { internalAddress: "192.168.1.10", thirdPartyId: "b4000001" })).toEqual({ deleted: 1 });
+      expect((await get("b4000001")).mapping).toBeNull();
+      expect((await get("b4000002")).mapping).not.toBeNull();
     } finally {
       await client.close();
     }
