@@ -17,7 +17,11 @@ function alive(pid: number): boolean {
 
 /** Takes `<directory>/LOCK` (creating the directory); returns the release function. */
 export function lockDirectory(directory: string): () => void {
-  fs.mkdirSync(directory, { recursive: true });
+  try {
+    fs.mkdirSync(directory, { recursive: true });
+  } catch (e) {
+    throw new Error(`persistence.directory ${directory}: ${(e as Error).message}`);
+  }
   const path = join(directory, "LOCK");
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
