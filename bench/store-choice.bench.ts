@@ -74,7 +74,7 @@ async function journal(dir: string) {
   fs.closeSync(fd);
   const bytes = fs.statSync(path).size;
   const r0 = performance.now();
-  const { frames } = decodeFrames(fs.readFileSync(path), 0, true, true);
+  const { frames } = decodeFrames(fs.readFileSync(path), true, true);
   const restored = frames.reduce((n, f) => n + f.payload.length / RECORD, 0);
   const restoreSeconds = (performance.now() - r0) / 1000;
   return { store: "journal (src/persist)", durablePerSecond: UPDATES / seconds, callingThreadUsPerRecord: (callMs * 1000) / UPDATES, bytesOnDisk: bytes, restoreRecords: restored, restoreSeconds, restoreRecordsPerSecond: restored / restoreSeconds };

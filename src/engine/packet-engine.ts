@@ -735,18 +735,22 @@ export class PacketEngine {
 
   /** Registers a THIRD_PARTY_ID (hex); its realm number, 0 if it does not fit. */
   registerRealm(hex: string): number {
-    const id = Buffer.from(hex, "hex");
-    if (id.length === 0 || id.length > W.REALM_ID_MAX || id.toString("hex") !== hex.toLowerCase()) return 0;
-    this.writeScratch(0, id);
-    return this.exports.registerRealm(id.length);
+    const length = this.scratchRealm(hex);
+    return length === 0 ? 0 : this.exports.registerRealm(length);
   }
 
   /** The realm of a THIRD_PARTY_ID (hex) without registering it; 0 if unknown. */
   realmOf(hex: string): number {
+    const length = this.scratchRealm(hex);
+    return length === 0 ? 0 : this.exports.findRealm(length);
+  }
+
+  /** A THIRD_PARTY_ID in hex written to scratch; its length, 0 if it is not 1–REALM_ID_MAX bytes of hex. */
+  private scratchRealm(hex: string): number {
     const id = Buffer.from(hex, "hex");
     if (id.length === 0 || id.length > W.REALM_ID_MAX || id.toString("hex") !== hex.toLowerCase()) return 0;
     this.writeScratch(0, id);
-    return this.exports.findRealm(id.length);
+    return id.length;
   }
 
   /** Realm `r`'s THIRD_PARTY_ID as hex (undefined: realm 0). */

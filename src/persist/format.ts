@@ -53,14 +53,14 @@ export function encodeFrame(kind: number, payload: Uint8Array, stamp: FrameStamp
 export type Damage = { kind: "torn" | "corrupt"; offset: number; reason: string };
 
 /**
- * Frames from `bytes` (starting at `offset`), stopping at the first that does not check
+ * Frames from `bytes`, stopping at the first that does not check
  * out. `last` says whether this is the end of the newest file (only there can a write be
  * torn). `consumed` is where a reader with more bytes should go on from.
  */
-export function decodeFrames(bytes: Uint8Array, offset: number, final: boolean, last: boolean): { frames: Frame[]; consumed: number; damage?: Damage } {
+export function decodeFrames(bytes: Uint8Array, final: boolean, last: boolean): { frames: Frame[]; consumed: number; damage?: Damage } {
   const frames: Frame[] = [];
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  let at = offset;
+  let at = 0;
   const bad = (reason: string, extent: number): { frames: Frame[]; consumed: number; damage: Damage } => {
     // Torn: the bad frame reaches the end of the newest file and is no longer than one write.
     const torn = last && final && at + extent >= bytes.length && bytes.length - at <= HEADER + MAX_PAYLOAD;

@@ -56,8 +56,6 @@ export interface RestoreReport {
   stateLost: boolean;
   /** Epoch to continue from (0 when state was lost or there was none). */
   epoch: number;
-  /** The last frame's wall-clock time (0: nothing was persisted). */
-  lastWrite: number;
 }
 
 const pad = (n: number) => String(n).padStart(10, "0");
@@ -88,8 +86,8 @@ export class ShardStore {
   private timer: NodeJS.Timeout | undefined;
   private snapshotting: Promise<void> | undefined;
   private closed = false;
-  /** Counters for stats and logs. */
-  readonly counters = { commits: 0, journalBytes: 0, snapshots: 0, snapshotBytes: 0, backlogResets: 0, writeErrors: 0 };
+  /** Failed writes so far (commitNow compares before and after). */
+  private writeErrors = 0;
 
   constructor(private readonly o: StoreOptions, private readonly epoch: () => number, private readonly log: Logger) {
     this.dir = shardDirectory(o.directory, o.shard, o.shards);
@@ -120,7 +118,7 @@ export class ShardStore {
     const { snapshots, journals } = this.listing();
     const base = snapshots.at(-1) ?? 0;
     const files = [...(base ? [snapshotName(base)] : []), ...journals.filter((g) => g >= base).map(journalName)];
-    const report: RestoreReport = { files, bytes: 0, mappings: 0, held: 0, dropped: engine.restoreDropped(), damage: [], stateLost: false, epoch: 0, lastWrite: 0 };
+    const report: RestoreReport = { files, bytes: 0, mappings: 0, held: 0, dropped: engine.restoreDropped(), damage: [], stateLost: false, epoch: 0 };
     let last: FrameStamp | undefined;
     files.forEach((name, i) => {
       const path = join(this.dir, name);
@@ -153,7 +151,6 @@ export class ShardStore {
     report.stateLost = report.damage.some((d) => d.kind === "corrupt") || Object.values(lost).some((n) => n > 0);
     if (last) {
       this.seq = last.seq;
-      report.lastWrite = last.wall;
       if (!report.stateLost) report.epoch = (last.epoch + Math.max(0, wallSeconds() - last.wall)) >>> 0;
     }
     this.gen = Math.max(base, journals.at(-1) ?? 0);
@@ -183,7 +180,7 @@ export class ShardStore {
 
   private enqueue(job: () => Promise<void>): Promise<void> {
     this.writes = this.writes.then(job).catch((e: Error) => {
-      this.counters.writeErrors++;
+      this.writeErrors++;
       this.log.error({ error: e.message, dir: this.dir }, "persistence write failed");
     });
     return this.writes;
@@ -199,7 +196,6 @@ export class ShardStore {
     if (this.pendingBytes > this.o.maxBacklogBytes) {
       // The disk is not keeping up: let go of the backlog, mark the gap, and take a snapshot
       // (it re-reads every record; the journal after its start is complete again).
-      this.counters.backlogResets++;
       this.log.error({ pendingBytes: this.pendingBytes, dir: this.dir }, "journal backlog over its limit: dropped; a snapshot will replace it");
       this.pending = [];
       this.pendingBytes = 0;
@@ -218,14 +214,14 @@ export class ShardStore {
 
   /** Writes and fdatasyncs what is pending now (a check-pointed mapping's reply waits for it); rejects if the write fails. */
   commitNow(): Promise<void> {
-    const before = this.counters.writeErrors;
+    const before = this.writeErrors;
     void this.commit(false);
     const fd = this.journalFd;
     // One fdatasync after every write queued so far (an earlier group may not have synced).
     return this.enqueue(async () => {
       if (fd !== undefined) await datasync(fd);
     }).then(() => {
-      if (this.counters.writeErrors !== before) throw new Error("journal write failed");
+      if (this.writeErrors !== before) throw new Error("journal write failed");
     });
   }
 
@@ -255,8 +251,6 @@ export class ShardStore {
     return this.enqueue(async () => {
       await write(fd, bytes);
       if (sync) await datasync(fd);
-      this.counters.commits++;
-      this.counters.journalBytes += bytes.length;
     });
   }
 
@@ -304,15 +298,13 @@ export class ShardStore {
       const { snapshots, journals } = this.listing();
       for (const g of snapshots) if (g < gen) fs.rmSync(join(this.dir, snapshotName(g)), { force: true });
       for (const g of journals) if (g < gen) fs.rmSync(join(this.dir, journalName(g)), { force: true });
-      this.counters.snapshots++;
-      this.counters.snapshotBytes = bytes;
       this.log.info({ dir: this.dir, gen, bytes, ms: Date.now() - started }, "snapshot written");
     })()
       .catch((e: Error) => {
         if (this.closed) {
           this.log.info({ dir: this.dir }, "snapshot abandoned at shutdown (the journal holds every change)");
         } else {
-          this.counters.writeErrors++;
+          this.writeErrors++;
           this.log.error({ error: e.message, dir: this.dir }, "snapshot failed; the journal still holds every change");
         }
         for (const n of fs.readdirSync(this.dir)) if (n.endsWith(".tmp")) fs.rmSync(join(this.dir, n), { force: true });
@@ -351,7 +343,7 @@ function readFrames(path: string, last: boolean, onFrame: (f: Frame) => Damage |
       const bytes = carry.length > 0 ? Buffer.concat([carry, chunk.subarray(0, got)]) : chunk.subarray(0, got);
       const start = position - bytes.length; // file offset of bytes[0]
       const final = position >= size || got === 0;
-      const r = decodeFrames(bytes, 0, final, last);
+      const r = decodeFrames(bytes, final, last);
       for (const f of r.frames) {
         const refused = onFrame(f);
         if (refused) return refused;

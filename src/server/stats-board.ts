@@ -48,7 +48,7 @@ export class StatsBoard {
     return new SharedArrayBuffer(SIZE);
   }
 
-  constructor(readonly buffer: SharedArrayBuffer) {
+  constructor(buffer: SharedArrayBuffer) {
     if (buffer.byteLength !== SIZE) throw new Error(`stats board of ${buffer.byteLength} bytes, want ${SIZE}`);
     this.seq = new Int32Array(buffer, 0, 1);
     this.bytes = new Uint8Array(buffer);
