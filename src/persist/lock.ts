@@ -1,19 +1,20 @@
 // One server per data directory: two processes journaling into the same files would
-// corrupt each other's state. The lock is a file holding the owner's pid, created
-// exclusively; a lock whose process is gone (a crash, kill -9) is taken over.
+// corrupt each other's state. The lock is an advisory flock(2) on `<directory>/LOCK`,
+// which the kernel releases when the holder's process ends however it ends (kill -9,
+// a crash, a container stop), so a stale LOCK can never block a start, and a reused
+// PID (the new server's own, PID 1 in a container) cannot fool it.
+//
+// Node has no flock(); flock(2) locks belong to the open file description, so the server
+// opens LOCK and hands that descriptor to a short-lived `flock --exclusive --nonblock 3`
+// (util-linux) as its fd 3: the lock it takes stays held by the server's descriptor after
+// the child exits, until the server closes it or dies. libuv opens files O_CLOEXEC, so
+// no other child inherits the descriptor (and so the lock). The PID written into the file
+// is information for the operator only; nothing reads it to decide.
 import fs from "node:fs";
+import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 
 export class DirectoryLockedError extends Error {}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 /** Takes `<directory>/LOCK` (creating the directory); returns the release function. */
 export function lockDirectory(directory: string): () => void {
@@ -23,18 +24,26 @@ export function lockDirectory(directory: string): () => void {
     throw new Error(`persistence.directory ${directory}: ${(e as Error).message}`);
   }
   const path = join(directory, "LOCK");
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      fs.writeFileSync(path, `${process.pid}\n`, { flag: "wx", mode: 0o644 });
-      return () => fs.rmSync(path, { force: true });
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-      const owner = Number(fs.readFileSync(path, "utf8").trim());
-      if (Number.isInteger(owner) && owner > 0 && alive(owner)) {
-        throw new DirectoryLockedError(`persistence.directory ${directory} is in use by process ${owner}`);
-      }
-      fs.rmSync(path, { force: true }); // left by a process that is gone
-    }
+  // O_RDWR without O_TRUNC: the holder's PID stays readable until the lock is ours.
+  const fd = fs.openSync(path, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
+  const r = spawnSync("flock", ["--exclusive", "--nonblock", "3"], { stdio: ["ignore", "ignore", "pipe", fd] });
+  if (r.status !== 0) {
+    const holder = fs.readFileSync(fd, "utf8").trim();
+    fs.closeSync(fd);
+    if (r.error) throw new Error(`persistence.directory ${directory}: cannot lock ${path}: flock(1) not runnable (${r.error.message}; util-linux is needed)`);
+    // flock(1) exits 1 when the lock is held (--nonblock); anything else is its own failure.
+    if (r.status === 1) throw new DirectoryLockedError(`persistence.directory ${directory} is in use by another process${holder ? ` (LOCK names process ${holder})` : ""}`);
+    throw new Error(`persistence.directory ${directory}: cannot lock ${path}: ${r.stderr.toString().trim() || `flock exited with ${r.status ?? r.signal}`}`);
   }
-  throw new DirectoryLockedError(`persistence.directory ${directory}: could not take its lock`);
+  fs.ftruncateSync(fd, 0);
+  fs.writeSync(fd, `${process.pid}\n`, 0);
+  // The file stays: unlinking it would let a process that opened the old inode and one that
+  // creates a new file both "hold" the lock. Closing the descriptor releases it.
+  let held = true;
+  return () => {
+    if (!held) return;
+    held = false;
+    fs.ftruncateSync(fd, 0);
+    fs.closeSync(fd);
+  };
 }
