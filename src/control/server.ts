@@ -334,9 +334,7 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
     "epoch.get": async () => ({ shards: server.epochs().map((epoch, shard) => ({ shard, epoch })) }),
     "epoch.reset": async (p: { shard: number }) => {
       if (p.shard >= shards) throw new RpcError(RpcErrors.INVALID_PARAMS, `shard: ${p.shard} does not exist (0..${shards - 1})`);
-      await server.resetShard(p.shard);
-      // Queued until the replacement thread runs the shard again.
-      return { shard: p.shard, epoch: await server.task<number>(p.shard, { kind: "ping" }) };
+      return { shard: p.shard, epoch: await server.resetShard(p.shard) };
     },
     "config.get": async () => ({ config: redacted(server.config()) }),
     "config.reload": async () => {

@@ -2,6 +2,7 @@
 // worker owning the sockets of its listen addresses (listen address i → shard i mod
 // workers). A subscriber's mappings live in the shard behind the server address it talks
 // to; each shard has its own Epoch (RFC 6887 §8.5 allows per-scope epochs).
+import fs from "node:fs";
 import { availableParallelism } from "node:os";
 import type { Logger } from "pino";
 import { workerCount, type Config } from "../config/schema.js";
@@ -10,6 +11,7 @@ import { ShardPool } from "./shard-pool.js";
 import type { EventsMessage, ShardSpec, ShardStats, ShardTask } from "./shard-worker.js";
 import { StatsBoard } from "./stats-board.js";
 import { lockDirectory } from "../persist/lock.js";
+import { shardDirectory } from "../persist/store.js";
 import { DataplaneManager, type DataplaneStats } from "../dataplane/manager.js";
 import { NftablesBackend } from "../dataplane/nftables.js";
 import { EventStreamBackend } from "../dataplane/event-stream.js";
@@ -44,8 +46,13 @@ export interface RunningServer {
   dataplane(): DataplaneStats | undefined;
   /** The event-stream backend's consumers (dataplane.backend "events"). */
   dataplaneStream?: EventStreamBackend;
-  /** Forced Epoch reset of one shard: its thread is replaced, its table starts empty, the reset is announced. */
-  resetShard(shard: number): Promise<void>;
+  /**
+   * The operator's Epoch reset of one shard: stopped, its persisted files removed, started
+   * again empty at Epoch 0, the reset announced; resolves with the new Epoch.
+   */
+  resetShard(shard: number): Promise<number>;
+  /** Ends one shard's worker thread, as the watchdog does to a hung one: it restarts on a new thread (from its files with persistence on). */
+  replaceWorker(shard: number): Promise<void>;
   /**
    * Applies what can change without losing state (switches, lifetimes, quotas, nonce
    * policy, parity, prefixes, rate limits, log level, pool addresses: added ones serve at
@@ -134,7 +141,15 @@ export async function startServer(c: Config, log: Logger, onShardLost?: (shard: 
     onEvents: (listener) => pool.onEvents(listener),
     setEvents: (on) => pool.setEvents(on),
     threads: () => pool.threads(),
-    resetShard: (shard) => pool.reset(shard),
+    replaceWorker: (shard) => pool.replace(shard),
+    async resetShard(shard) {
+      const dir = c.persistence.enabled ? shardDirectory(c.persistence.directory, shard, shards) : undefined;
+      log.warn({ shard, epochBefore: boards[shard].read().epoch, dropping: dir ?? "(persistence off)" }, "epoch reset by the operator: the shard restarts empty at epoch 0 and announces it");
+      // Removed while the shard is stopped (nothing journals there); it starts with no files.
+      const epoch = await pool.resetEpoch(shard, () => dir && fs.rmSync(dir, { recursive: true, force: true }));
+      log.info({ shard, epoch }, "epoch reset by the operator done");
+      return epoch;
+    },
     stats() {
       const list = boards.map((b, shard): ShardStats => ({ shard, ...b.read() }));
       return { engine: sum(list), shards: list };

@@ -1,8 +1,10 @@
 // The engine worker pool: one piscina thread per shard, every task pinned to its shard's
 // thread by a custom balancer (DESIGN.md §3 settings: atomics disabled, several tasks per
 // worker). A thread that dies — an engine trap escaping a batch, an out-of-memory abort, a
-// terminate — is replaced by piscina; its shard is started again on the new thread with
-// an empty table and a reset Epoch, and announces the reset. Other shards are untouched.
+// terminate — is replaced by piscina; its shard is started again on the new thread (from
+// its files with persistence on, else with an empty table and a reset Epoch, which it
+// announces). Other shards are untouched. The operator's Epoch reset stops and starts the
+// shard on its own thread instead, its persisted state dropped in between (resetEpoch).
 import { Piscina } from "piscina";
 import type { Logger } from "pino";
 import type { DataplaneMessage, EventsMessage, ShardSpec, ShardStarted, ShardTask } from "./shard-worker.js";
@@ -37,6 +39,8 @@ export class ShardPool {
   private watchdog: NodeJS.Timeout | undefined;
   /** Whether the shards stream their mapping events (a restarted shard is told again). */
   private eventsWanted = false;
+  /** Shards under an operator's Epoch reset → what drops their persisted state. */
+  private readonly resetting = new Map<number, () => void>();
 
   /** @param onLost called when a shard cannot be restarted (its subscribers are then unserved). */
   constructor(private readonly specs: ShardSpec[], private readonly log: Logger, private readonly onLost: (shard: number, error: Error) => void) {
@@ -88,13 +92,51 @@ export class ShardPool {
   }
 
   /**
-   * Ends the thread of `shard`; the shard restarts on a new thread with an empty table
-   * and a reset Epoch, and announces it (the operator's forced reset; also the watchdog's).
+   * Ends the thread of `shard` (the watchdog's answer to a hung worker); the shard restarts
+   * on a new thread (from its files, with persistence on).
    */
-  async reset(shard: number): Promise<void> {
+  async replace(shard: number): Promise<void> {
     const id = this.owner.get(shard);
     const thread = this.pool.threads.find((t) => t.threadId === id);
     if (thread) await thread.terminate();
+  }
+
+  /**
+   * The operator's forced Epoch reset: `shard` is stopped on its thread (sockets closed,
+   * store flushed and closed), `dropState` removes what it persisted while nothing writes
+   * there, and it starts again on the same thread with an empty table at Epoch 0, which it
+   * announces (RFC 6887 §8.5, §14.1.3). A shard that does not stop within
+   * WATCHDOG_TIMEOUT_MS has its thread ended instead; the state is dropped before the
+   * replacement starts. Resolves with the new Epoch.
+   */
+  async resetEpoch(shard: number, dropState: () => void): Promise<number> {
+    if (this.resetting.has(shard)) throw new Error(`shard ${shard} is being reset`);
+    this.resetting.set(shard, dropState);
+    try {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<"late">((resolve) => (timer = setTimeout(() => resolve("late"), WATCHDOG_TIMEOUT_MS)));
+      const stopped = await Promise.race([this.run(shard, { kind: "stop" }).then(() => "stopped" as const, () => "failed" as const), late]);
+      clearTimeout(timer);
+      if (stopped !== "stopped") {
+        // Hung or gone: the thread is replaced and lost() → restart() drops the state first.
+        this.log.error({ shard, outcome: stopped }, "epoch reset: shard did not stop; replacing its worker");
+        const id = this.owner.get(shard);
+        await this.replace(shard);
+        while (this.owner.get(shard) === id || this.owner.get(shard) === undefined) {
+          if (this.stopping) throw new Error("server stopping");
+          await new Promise((resolve) => setTimeout(resolve, RESTART_BACKOFF_MS));
+        }
+        return await this.run<number>(shard, { kind: "ping" });
+      }
+      this.resetting.delete(shard);
+      dropState();
+      const s = await this.run<ShardStarted>(shard, { kind: "start", spec: this.specs[shard] });
+      if (this.eventsWanted) await this.run(shard, { kind: "events", on: true });
+      this.onRestarted(shard);
+      return s.epoch;
+    } finally {
+      this.resetting.delete(shard);
+    }
   }
 
   private checkLiveness(): void {
@@ -105,7 +147,7 @@ export class ShardPool {
         clearTimeout(timer);
         if (r === "hung" && this.owner.get(shard) === id && !this.stopping) {
           this.log.error({ shard, thread: id }, "engine worker unresponsive; replacing it");
-          void this.reset(shard);
+          void this.replace(shard);
         }
       });
     }
@@ -151,7 +193,11 @@ export class ShardPool {
     if (this.owner.get(shard) !== threadId) return;
     this.owner.delete(shard);
     if (this.stopping) return;
-    this.log.error({ shard, thread: threadId }, "engine worker died; restarting its shard with an empty table and a reset epoch");
+    const dropState = this.resetting.get(shard);
+    if (dropState) {
+      this.resetting.delete(shard);
+      dropState(); // the operator's reset: the replacement must not restore the old table
+    } else this.log.error({ shard, thread: threadId }, "engine worker died; restarting its shard (from its files with persistence on, else empty with a reset epoch)");
     void this.restart(shard);
   }
 

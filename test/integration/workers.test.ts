@@ -47,7 +47,7 @@ describe("engine worker pool", () => {
     expect(before.epochB).toBeGreaterThanOrEqual(2);
     const deadThread = server.threads()[1];
     const resetAt = performance.now();
-    await server.resetShard(1);
+    await server.replaceWorker(1);
     let replaced: number | undefined;
     for (let i = 0; i < 400 && (replaced === undefined || replaced === deadThread); i++) {
       await sleep(50);
