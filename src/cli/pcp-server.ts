@@ -6,7 +6,7 @@
 // SIGHUP re-reads FILE and applies what can change without a restart.
 import { parseArgs } from "node:util";
 import { pino } from "pino";
-import { loadConfig } from "../config/load.js";
+import { loadFile, loadReload } from "../config/load.js";
 import { PcpdError } from "../errors.js";
 import { startServer } from "../server/server.js";
 import { startControl } from "../control/server.js";
@@ -44,8 +44,9 @@ async function main(): Promise<number> {
     return 2;
   }
   let config;
+  let sections: string[];
   try {
-    config = loadConfig(args.config ?? process.env.PCPD_CONFIG, { listen: args.listen, port, logLevel: args["log-level"] });
+    ({ config, sections } = loadFile(args.config ?? process.env.PCPD_CONFIG, { listen: args.listen, port, logLevel: args["log-level"] }));
   } catch (e) {
     if (e instanceof PcpdError) {
       console.error(e.message);
@@ -80,7 +81,14 @@ async function main(): Promise<number> {
   const server = await startServer(config, log, () => process.exit(1));
   const configPath = args.config ?? process.env.PCPD_CONFIG;
   const overrides = { listen: args.listen, port, logLevel: args["log-level"] };
-  const reload = () => server.reload(loadConfig(configPath, overrides));
+  // Refused unless the file is a complete configuration (loadReload) and its pool can be
+  // applied as a whole (server.reload checks before changing anything).
+  const reload = async () => {
+    const next = loadReload(configPath, overrides, sections);
+    const restart = await server.reload(next.config);
+    sections = next.sections;
+    return restart;
+  };
   reloadConfig = reload;
   let control;
   if (config.control.enabled) {

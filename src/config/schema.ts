@@ -2,11 +2,13 @@
 // embedded default, so an empty document serves PCP and NAT-PMP on loopback with a
 // documentation-range external pool (RFC 5737) and no dataplane.
 import { isIP } from "node:net";
+import { availableParallelism, totalmem } from "node:os";
 import { z } from "zod";
 import * as W from "../wire.generated.js";
 import { expandPrefix, parsePrefix } from "../net/cidr.js";
 import { encodePrefix64Options } from "../net/prefix64.js";
 import { ConfigError } from "../errors.js";
+import { contradictions } from "./checks.js";
 
 const address = z.string().refine((s) => isIP(s) !== 0, "must be an IPv4 or IPv6 address");
 const prefix = z.string().refine((s) => {
@@ -238,6 +240,7 @@ export const ConfigSchema = z
     } catch (e) {
       ctx.addIssue({ code: "custom", path: ["pcp", "prefix64"], message: (e as Error).message });
     }
+    for (const issue of contradictions(c, workerCount(c, availableParallelism()), totalmem())) ctx.addIssue({ code: "custom", ...issue });
   });
 
 export type Config = z.infer<typeof ConfigSchema>;
@@ -247,10 +250,22 @@ export function workerCount(c: Config, cpus: number): number {
   return c.workers ?? Math.max(1, Math.min(c.listen.addresses.length, cpus));
 }
 
-/** Expands the pool's prefixes into addresses (at most 256 in all). */
+/**
+ * Expands the pool's prefixes into addresses (at most 256 in all, the engine's address
+ * table). An IPv4 prefix of /30 or shorter leaves out its network and broadcast addresses
+ * (a /31 has neither, RFC 3021; a single address is taken as written, so list one as /32
+ * to hand it out).
+ */
 export function poolAddresses(entries: string[]): string[] {
-  const out = entries.flatMap((e) => expandPrefix(parsePrefix(e), W.POOL_MAX_ADDRESSES));
-  if (out.length > W.POOL_MAX_ADDRESSES) throw new RangeError(`${out.length} pool addresses, at most ${W.POOL_MAX_ADDRESSES}`);
+  const out = entries.flatMap((e) => {
+    const p = parsePrefix(e);
+    const edges = isIP(e.split("/")[0]) === 4 && p.bits <= 96 + 30; // network and broadcast left out
+    const usable = 2 ** (128 - p.bits) - (edges ? 2 : 0);
+    if (usable > W.POOL_MAX_ADDRESSES) throw new RangeError(`${e} holds ${usable} usable addresses, but the engine's address table holds ${W.POOL_MAX_ADDRESSES}`);
+    const all = expandPrefix(p, W.POOL_MAX_ADDRESSES + 2);
+    return edges ? all.slice(1, -1) : all;
+  });
+  if (out.length > W.POOL_MAX_ADDRESSES) throw new RangeError(`${out.length} pool addresses, but the engine's address table holds ${W.POOL_MAX_ADDRESSES}`);
   if (new Set(out).size !== out.length) throw new RangeError("pool addresses overlap");
   return out;
 }

@@ -3,9 +3,12 @@
 // workers). A subscriber's mappings live in the shard behind the server address it talks
 // to; each shard has its own Epoch (RFC 6887 §8.5 allows per-scope epochs).
 import fs from "node:fs";
-import { availableParallelism } from "node:os";
+import { availableParallelism, totalmem } from "node:os";
 import type { Logger } from "pino";
-import { workerCount, type Config } from "../config/schema.js";
+import { poolAddresses, workerCount, type Config } from "../config/schema.js";
+import { poolReloadIssues, warnings } from "../config/checks.js";
+import { ConfigError } from "../errors.js";
+import * as W from "../wire.generated.js";
 import { announceTargets } from "./announce.js";
 import { ShardPool } from "./shard-pool.js";
 import type { EventsMessage, ShardSpec, ShardStats, ShardTask } from "./shard-worker.js";
@@ -102,6 +105,7 @@ export async function startServer(c: Config, log: Logger, onShardLost?: (shard: 
     };
   });
   const boards = specs.map((spec) => new StatsBoard(spec.board));
+  for (const warning of warnings(c, shards, totalmem())) log.warn(warning);
   const unlock = c.persistence.enabled ? lockDirectory(c.persistence.directory) : () => undefined;
   const pool = new ShardPool(specs, log, onShardLost ?? (() => undefined));
   let started;
@@ -158,6 +162,10 @@ export async function startServer(c: Config, log: Logger, onShardLost?: (shard: 
     dataplane: () => dataplane?.stats(),
     dataplaneStream: stream,
     async reload(next) {
+      // Everything is checked before anything changes: a refused reload leaves all as it was.
+      const engine = boards.map((b) => b.read().pool).reduce((a, b) => (b.length > a.length ? b : a));
+      const refused = poolReloadIssues(engine, poolAddresses(next.pool.addresses), W.POOL_MAX_ADDRESSES);
+      if (refused.length > 0) throw new ConfigError(refused);
       const restart = RESTART_PATHS.filter((p) => JSON.stringify(valueAt(next, p)) !== JSON.stringify(valueAt(current, p)));
       current = reloadable(next, current);
       pool.updateConfig(current);

@@ -3,29 +3,22 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
-import { ConfigError } from "../../src/errors.js";
+import { configIssues } from "../helpers/config-issues.js";
 import { loadConfig } from "../../src/config/load.js";
 import { parseConfig, poolAddresses, workerCount } from "../../src/config/schema.js";
 import { classifier, engineConfig } from "../../src/server/policy.js";
 import { expandPrefix, parsePrefix, prefixContains } from "../../src/net/cidr.js";
 import { toAddress16 } from "../../src/net/address.js";
 
-const issues = (document: unknown) => {
-  try {
-    parseConfig(document);
-  } catch (e) {
-    if (e instanceof ConfigError) return e.issues;
-    throw e;
-  }
-  return [];
-};
+const issues = configIssues;
 
 describe("configuration", () => {
   it("an empty document is the safe embedded default: loopback, documentation-range pool", () => {
     const c = parseConfig({});
     expect(c.listen).toEqual({ addresses: ["127.0.0.1", "::1"], port: 5351 });
-    expect(poolAddresses(c.pool.addresses)).toHaveLength(16);
-    expect(poolAddresses(c.pool.addresses)[0]).toBe("203.0.113.0");
+    // 203.0.113.0/28 without its network and broadcast addresses.
+    expect(poolAddresses(c.pool.addresses)).toHaveLength(14);
+    expect(poolAddresses(c.pool.addresses)[0]).toBe("203.0.113.1");
     expect(engineConfig(c, 1n)).toMatchObject({ minLifetime: 120, maxLifetime: 86400, holdDown: 120, noncePolicy: "strict" });
     expect(c.announce).toEqual({ multicast: [], count: 10, firstGapMs: 250 });
   });
@@ -48,7 +41,7 @@ describe("configuration", () => {
     [{ listen: { addresses: ["127.0.0.1", "127.0.0.1"] } }, "listen.addresses: duplicate address"],
     [{ announce: { count: 11 } }, "announce.count"],
     [{ announce: { firstGapMs: 100 } }, "announce.firstGapMs"],
-    [{ pool: { addresses: ["10.0.0.0/16"] } }, "pool.addresses: 10.0.0.0/16 has more than 256 addresses"],
+    [{ pool: { addresses: ["10.0.0.0/16"] } }, "pool.addresses: 10.0.0.0/16 holds 65534 usable addresses, but the engine's address table holds 256"],
     [{ pool: { addresses: ["192.0.2.0/31", "192.0.2.1"] } }, "pool.addresses: pool addresses overlap"],
     [{ colour: "blue" }, "(document)"],
     [{ capacity: { mappings: "many" } }, "capacity.mappings"],

@@ -1,0 +1,94 @@
+// Values each valid on its own but contradictory or dangerous together, refused at start
+// and on reload with one line each (the schema's superRefine calls these), and the memory
+// estimate of the engine's tables.
+import { isIPv6 } from "node:net";
+import type { Config } from "./schema.js";
+
+/**
+ * listen.port 0 (an ephemeral port no client would know) is refused unless this variable
+ * is "1": tests set it (vitest.config.ts) to run servers side by side.
+ */
+export const EPHEMERAL_PORT_ENV = "PCPD_TEST_EPHEMERAL_PORTS";
+
+/** RFC 6887 §7.4 recommends 30 s and 1800 s; beyond these, clients wait absurdly long to retry. */
+export const ERROR_LIFETIME_MAX = { short: 3600, long: 86_400 };
+
+export interface Issue {
+  path: (string | number)[];
+  message: string;
+}
+
+/**
+ * Bytes of WebAssembly memory one worker's tables take for `capacity`: the entry sizes
+ * and hash indexes of assembly/engine.ts (engineInit's fitsMemory, initDescriptions,
+ * initRealms; checked against the heap initEngine allocates by test/config/checks.test.ts) plus the
+ * timer wheel and the event ring. The JavaScript heap of each worker (~tens of MB, more
+ * under a rate-limited flood: up to rateLimit.maxSources sources tracked) comes on top.
+ */
+export function tableBytes(capacity: Config["capacity"]): number {
+  const index = (n: number) => (Math.floor((n * 10) / 7) + 16) * 8; // HashIndex.init: load ≤ 0.7, 8 bytes a slot
+  const { mappings, subscribers, peers, filters, descriptions, realms } = capacity;
+  return (
+    (mappings + 1) * 64 + 2 * index(mappings) + // mapping records; internal and external indexes
+    (subscribers + 1) * 64 + index(subscribers) +
+    (peers + 1) * 44 + index(peers) +
+    (filters + 1) * 24 +
+    (descriptions > 0 ? (descriptions + 1) * 140 + index(descriptions) : 0) +
+    (realms + 1) * 24 + index(realms) +
+    65_536 * 4 + // timer wheel
+    4 * 1024 * 1024 // event ring and scratch (upper bound)
+  );
+}
+
+const MIB = 1024 * 1024;
+
+/** One line per contradiction or danger; `workers` in effect, `totalMemory` of the machine. */
+export function contradictions(c: Config, workers: number, totalMemory: number, env: NodeJS.ProcessEnv = process.env): Issue[] {
+  const out: Issue[] = [];
+  const add = (path: Issue["path"], message: string) => out.push({ path, message });
+  c.listen.addresses.forEach((a, i) => {
+    if (a === "0.0.0.0" || (isIPv6(a) && /^[0:]+$/.test(a))) {
+      add(["listen", "addresses", i], `${a} is a wildcard: replies would leave from whatever address the kernel picks, not the one the client asked (RFC 6887 §14.1.3 needs that one); list each server address`);
+    }
+  });
+  if (c.listen.port === 0 && env[EPHEMERAL_PORT_ENV] !== "1") {
+    add(["listen", "port"], `0 (an ephemeral port) is for tests only: clients send to 5351 (RFC 6887 §14.1.1, §19.1); ${EPHEMERAL_PORT_ENV}=1 allows it`);
+  }
+  if (c.lifetimes.peerMin > c.lifetimes.max) add(["lifetimes", "peerMin"], `${c.lifetimes.peerMin} must be ≤ lifetimes.max (${c.lifetimes.max})`);
+  const { shortErrorLifetime: short, longErrorLifetime: long } = c.pcp;
+  if (short < 1 || short > ERROR_LIFETIME_MAX.short) add(["pcp", "shortErrorLifetime"], `${short} s is outside 1..${ERROR_LIFETIME_MAX.short} (RFC 6887 §7.4 recommends 30)`);
+  if (long < 1 || long > ERROR_LIFETIME_MAX.long) add(["pcp", "longErrorLifetime"], `${long} s is outside 1..${ERROR_LIFETIME_MAX.long} (RFC 6887 §7.4 recommends 1800)`);
+  else if (long < short) add(["pcp", "longErrorLifetime"], `${long} s must be ≥ pcp.shortErrorLifetime (${short})`);
+  const total = workers * tableBytes(c.capacity);
+  if (total > totalMemory) {
+    add(["capacity"], `the engine tables need about ${Math.round(total / MIB)} MiB (${workers} workers × ${Math.round(total / workers / MIB)} MiB) but the machine has ${Math.round(totalMemory / MIB)} MiB`);
+  }
+  return out;
+}
+
+/** Accepted but worth a warning line at start and reload. */
+export function warnings(c: Config, workers: number, totalMemory: number): string[] {
+  const total = workers * tableBytes(c.capacity);
+  return total > totalMemory / 2 ? [`capacity: the engine tables need about ${Math.round(total / MIB)} MiB, over half of the machine's ${Math.round(totalMemory / MIB)} MiB`] : [];
+}
+
+/**
+ * Why a reload's pool cannot be applied as a whole (empty: it can). `engine`: the address
+ * table of the running shards, retired entries included (they keep their slot until a
+ * restart); `next`: the new pool's addresses. Checked before anything is retired, so a
+ * refused reload changes nothing.
+ */
+export function poolReloadIssues(engine: { address: string; retired: boolean }[], next: string[], tableSize: number): string[] {
+  const out: string[] = [];
+  const slots = new Set([...engine.map((p) => p.address), ...next]).size;
+  if (slots > tableSize) {
+    out.push(`pool.addresses: the engine's address table would need ${slots} entries (${engine.length} in use, retired ones included until a restart), it holds ${tableSize}: restart to apply this pool`);
+  }
+  for (const [family, v6] of [["IPv4", false], ["IPv6", true]] as const) {
+    const served = engine.some((p) => !p.retired && isIPv6(p.address) === v6);
+    if (served && !next.some((a) => isIPv6(a) === v6)) {
+      out.push(`pool.addresses: no ${family} address left: ${family} MAP and PEER would answer UNSUPP_PROTOCOL (restart to stop serving ${family})`);
+    }
+  }
+  return out;
+}
