@@ -3,7 +3,8 @@
 //   pcp-server [--config FILE] [--listen ADDRESS]... [--port N] [--log-level LEVEL]
 // FILE (JSON or YAML) may also come from PCPD_CONFIG. With no file the embedded defaults
 // serve on loopback with a documentation-range pool. SIGTERM/SIGINT stop it cleanly;
-// SIGHUP re-reads FILE and applies what can change without a restart.
+// SIGHUP re-reads FILE and applies what can change without a restart, once the whole file
+// has been validated (a complete configuration whose pool the engine can take; else refused).
 import { parseArgs } from "node:util";
 import { pino } from "pino";
 import { loadFile, loadReload } from "../config/load.js";
