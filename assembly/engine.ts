@@ -2466,13 +2466,16 @@ export function addStatic(protocol: u32, internalPort: u32, externalPort: u32): 
   return W.RESULT_SUCCESS;
 }
 
-/** Removes a static mapping of scratch[0..16]; returns a PCP result code. */
-export function removeStatic(protocol: u32, internalPort: u32, family: u32): u32 {
+/**
+ * Removes a static mapping of scratch[0..16] and its mirror; returns a PCP result code.
+ * `hold` false: its port is free at once (a static taken back as it was being added).
+ */
+export function removeStatic(protocol: u32, internalPort: u32, family: u32, hold: bool): u32 {
   const mirror = findMirror(scratch, 0, protocol, internalPort, family);
   if (mirror != 0) dropMirror(mirror);
   const m = findMapping(scratch, protocol, internalPort, family);
   if (m == 0 || (load<u8>(mappings.at(m) + M_FLAGS) & A.MAPF_STATIC) == 0) return mirror != 0 ? W.RESULT_SUCCESS : W.RESULT_NOT_AUTHORIZED;
-  endMapping(m, A.EVENT_DELETE);
+  endMapping(m, A.EVENT_DELETE, hold);
   return W.RESULT_SUCCESS;
 }
 

@@ -323,7 +323,7 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
       if (refusedBy >= 0) {
         // A live mapping of the endpoint on another shard refuses it, as one on the owner
         // does: nothing is left behind (the owner's static and the mirrors laid go).
-        await everyShard({ kind: "removeStatic", internalAddress: p.internalAddress, protocol: p.protocol, internalPort: p.internalPort, family: isIPv6(p.externalAddress) ? 6 : 4 });
+        await everyShard({ kind: "removeStatic", internalAddress: p.internalAddress, protocol: p.protocol, internalPort: p.internalPort, family: isIPv6(p.externalAddress) ? 6 : 4, hold: false });
         const result = mirrored[refusedBy];
         throw new RpcError(RpcErrors.REFUSED, `refused: ${RESULT_NAMES.get(result) ?? result} (the endpoint has a mapping on shard ${refusedBy})`, { result });
       }

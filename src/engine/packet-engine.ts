@@ -47,7 +47,7 @@ export interface EngineExports {
   eventsTail(): number;
   eventsConsume(n: number): void;
   addStatic(protocol: number, internalPort: number, externalPort: number): number;
-  removeStatic(protocol: number, internalPort: number, family: number): number;
+  removeStatic(protocol: number, internalPort: number, family: number, hold: number): number;
   deleteSubscriber(realm: number): number;
   lookupMapping(protocol: number, internalPort: number, family: number, realm: number): number;
   lookupExternal(pool: number, protocol: number, port: number): number;
@@ -820,10 +820,10 @@ export class PacketEngine {
     return this.exports.mirrorCount();
   }
 
-  /** Removes the endpoint's static mapping and its mirror here (either is a success). */
-  removeStatic(internalAddress: string, protocol: number, internalPort: number, family: 4 | 6 = 4): number {
+  /** Removes the endpoint's static mapping and its mirror here (either is a success); `hold` false: no hold-down for its port. */
+  removeStatic(internalAddress: string, protocol: number, internalPort: number, family: 4 | 6 = 4, hold = true): number {
     this.writeScratch(0, toAddress16(internalAddress));
-    return this.exports.removeStatic(protocol, internalPort, family === 6 ? 1 : 0);
+    return this.exports.removeStatic(protocol, internalPort, family === 6 ? 1 : 0, hold ? 1 : 0);
   }
 
   /** Ends every live mapping of a subscriber (in a THIRD_PARTY_ID's realm, hex); returns how many. */

@@ -53,7 +53,7 @@ export type ShardTask =
   | { kind: "lookupExternal"; externalAddress: string; protocol: number; externalPort: number }
   | { kind: "list"; from: number; limit: number; select: MappingSelector }
   | { kind: "addStatic"; internalAddress: string; protocol: number; internalPort: number; externalAddress: string; externalPort: number }
-  | { kind: "removeStatic"; internalAddress: string; protocol: number; internalPort: number; family: 4 | 6 }
+  | { kind: "removeStatic"; internalAddress: string; protocol: number; internalPort: number; family: 4 | 6; hold?: boolean }
   | { kind: "addMirror"; internalAddress: string; protocol: number; internalPort: number; externalAddress: string; externalPort: number }
   | { kind: "setMirrors"; statics: StaticEntry[] }
   | { kind: "subscriberUsage"; internalAddress: string; thirdPartyId?: string }
@@ -389,7 +389,7 @@ function run(task: ShardTask): unknown {
       return { result, mapping: result === W.RESULT_SUCCESS ? s.engine.lookupRecords(task.internalAddress, task.protocol, task.internalPort, family, now) : null };
     }
     case "removeStatic":
-      return s.engine.removeStatic(task.internalAddress, task.protocol, task.internalPort, task.family);
+      return s.engine.removeStatic(task.internalAddress, task.protocol, task.internalPort, task.family, task.hold ?? true);
     case "addMirror":
       return s.engine.addMirror(task.internalAddress, task.protocol, task.internalPort, task.externalAddress, task.externalPort);
     case "setMirrors": {
