@@ -1679,7 +1679,13 @@ function handlePortSet(slot: usize, realm: u32): void {
     // Renewal or deletion of the set as one unit [7753 §4.1].
     if (first == 0) return finishSuccess(slot, 0, A.OPTBIT_THIRD_PARTY | A.OPTBIT_THIRD_PARTY_ID);
     const r0 = mappings.at(first);
-    if (load<u8>(r0 + M_FLAGS) & A.MAPF_STATIC) return fail(slot, W.RESULT_NOT_AUTHORIZED);
+    if (load<u8>(r0 + M_FLAGS) & A.MAPF_STATIC) {
+      // A static on the first port: not deletable; asked again, it answers as itself (one
+      // port, no PORT_SET), as a mirror of it on another shard does [6887 §11.3].
+      if (requested == 0) return fail(slot, W.RESULT_NOT_AUTHORIZED);
+      writeExternal(slot, first);
+      return finishSuccess(slot, W.STATIC_MAPPING_LIFETIME, A.OPTBIT_THIRD_PARTY | A.OPTBIT_THIRD_PARTY_ID);
+    }
     if (noncePolicy == A.NONCE_STRICT && hasInbound(r0) && !nonceEqual(r0 + M_NONCE, nonce)) {
       finishError(slot, W.RESULT_NOT_AUTHORIZED, load<u32>(r0 + M_MAP_EXPIRY) - now); // [6887 §11.3]
       return;

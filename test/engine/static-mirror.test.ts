@@ -48,6 +48,13 @@ describe("static mirrors in the engine", () => {
     expect(e.engineStats().mappings).toBe(3n); // 5000..5002
     const on = map(e, 5003, 600, [portSet(4, 5003)]);
     expect([on.result, assigned(on).port, u32(on.response, W.HDR_LIFETIME)]).toEqual([W.RESULT_SUCCESS, 2222, 0xffffffff]);
+    expect(map(e, 5003, 0, [portSet(4, 5003)]).result).toBe(W.RESULT_NOT_AUTHORIZED);
+    // The owner answers the same for its static.
+    const owner = engine();
+    expect(owner.addStatic(C, W.PROTO_TCP, 5003, EXT, 2222)).toBe(W.RESULT_SUCCESS);
+    const own = map(owner, 5003, 600, [portSet(4, 5003)]);
+    expect([own.result, assigned(own).port, u32(own.response, W.HDR_LIFETIME), own.response.length]).toEqual([W.RESULT_SUCCESS, 2222, 0xffffffff, on.response.length]);
+    expect(map(owner, 5003, 0, [portSet(4, 5003)]).result).toBe(W.RESULT_NOT_AUTHORIZED);
   });
 
   it("a live mapping refuses a mirror; a re-synchronisation (replace) ends it", () => {
