@@ -197,7 +197,7 @@ describe("static mappings on every shard (item 12)", () => {
 });
 
 describe("static mappings across a server restart with persistence (item 12)", () => {
-  it("the owner restores its static from its files; the other shard mirrors it again", async () => {
+  it("the owner restores its static from its files (server restart, then its own shard restart); the other shard mirrors it again", async () => {
     const dir = mkdtempSync(join(tmpdir(), "pcpd-static-"));
     const config = configWith({ persistence: { enabled: true, directory: dir } });
     const first = r;
@@ -210,6 +210,13 @@ describe("static mappings across a server restart with persistence (item 12)", (
       expect([reply[3], u32(reply, W.HDR_LIFETIME), assigned({ response: reply }).port]).toEqual([W.RESULT_SUCCESS, STATIC, ODD_BLOCK_PORT + 3]);
       expect((await map(A, 25, { lifetime: 0 }))[3]).toBe(W.RESULT_NOT_AUTHORIZED);
       expect(u16(await send(A, natPmpMap(W.NATPMP_OP_MAP_TCP, 25, 0, 0)), 2)).toBe(W.NATPMP_RESULT_NOT_AUTHORIZED);
+      // The owner's thread dies: it restores the static from its files, the mirror stays answered.
+      const thread = r.server.threads()[1];
+      await r.server.resetShard(1);
+      for (let i = 0; i < 200 && (r.server.threads()[1] === undefined || r.server.threads()[1] === thread); i++) await sleep(50);
+      const after = await until(() => map(A, 25), (x) => x[3] === W.RESULT_SUCCESS);
+      expect(after && [u32(after, W.HDR_LIFETIME), assigned({ response: after }).port]).toEqual([STATIC, ODD_BLOCK_PORT + 3]);
+      expect((await statics()).map((m) => [m.shard, m.internalPort])).toEqual([[1, 25]]);
       await r.stop();
     } finally {
       r = first;
