@@ -155,6 +155,7 @@ export const SCRATCH_SIZE: u32 = 64;
 export const PREFIX64_OPTIONS_CAP: u32 = 512; // bytes of configured PREFIX64 options (codec)
 export const PORT_SET_LIMIT: u32 = 1024; // largest PORT_SET granted [RFC 7753] (pcp.portSet.maxSize ≤ this)
 export const REALM_ID_MAX: u32 = 16; // THIRD_PARTY_ID bytes a realm identifier may have [RFC 7843] (longer: UNSUPP_THIRD_PARTY_ID_LENGTH)
+export const STATIC_MIRRORS_MAX: u32 = 65536; // other shards' static mappings this shard answers for (src/server/static-mirrors.ts)
 export const DESCRIPTION_STORED_MAX: u32 = 128; // bytes of DESCRIPTION text kept per mapping [7220 §3: at least 128]
 
 // ---- Persistence: mapping state as portable records (src/persist/) ----
@@ -175,8 +176,10 @@ export const PREC_OUT_EXPIRY: u32 = 20; // u32 wall seconds, 0 = none
 export const PREC_NONCE: u32 = 24; // 12 bytes
 export const PREC_INTERNAL_ADDR: u32 = 36; // 16 bytes
 export const PREC_EXTERNAL_ADDR: u32 = 52; // 16 bytes
-export const PREC_DESCRIPTION_LENGTH: u32 = 68; // u8 (then 3 reserved bytes)
-export const PREC_HEADER_SIZE: u32 = 72; // then FILTERs, PEERs, the DESCRIPTION text, the realm's THIRD_PARTY_ID
+export const PREC_DESCRIPTION_LENGTH: u32 = 68; // u8
+export const PREC_REQUESTER: u32 = 69; // u8: 1 when the THIRD_PARTY requester (PREC_REQUESTER_SIZE bytes) ends the record; 70..71 reserved
+export const PREC_HEADER_SIZE: u32 = 72; // then FILTERs, PEERs, the DESCRIPTION text, the realm's THIRD_PARTY_ID, the requester
+export const PREC_REQUESTER_SIZE: u32 = 18; // where a THIRD_PARTY request came from (Mapping Update goes there) [6887 §14.2]: address 16, port u16
 export const PREC_FILTER_SIZE: u32 = 20; // prefix u8, pad u8, port u16, address 16
 export const PREC_PEER_SIZE: u32 = 36; // address 16, port u16, pad u16, expiry u32 (wall), nonce 12
 export const PREC_UPSERT: u8 = 1;

@@ -924,9 +924,13 @@ function reclaimHeld(m: u32, sugAddr: usize, sugPort: u32, strict: bool): bool {
 
 /** Does the suggestion name this mapping's external? A family all-zeros address names any [6887 §11.1]. */
 function sameExternal(r: usize, sugAddr: usize, sugPort: u32): bool {
-  if (<u32>load<u16>(r + M_EXTERNAL_PORT) != sugPort) return false;
+  return suggestionNames(poolAddr(<u32>load<u16>(r + M_POOL)), <u32>load<u16>(r + M_EXTERNAL_PORT), sugAddr, sugPort);
+}
+
+function suggestionNames(extAddr: usize, extPort: u32, sugAddr: usize, sugPort: u32): bool {
+  if (extPort != sugPort) return false;
   const anyAddress = isV4Mapped(sugAddr) ? load<u32>(sugAddr, 12) == 0 : (load<u64>(sugAddr) | load<u64>(sugAddr, 8)) == 0;
-  return anyAddress || addrEqual(poolAddr(<u32>load<u16>(r + M_POOL)), sugAddr);
+  return anyAddress || addrEqual(extAddr, sugAddr);
 }
 
 /** External key: exact, so its fingerprint is the key itself (never 0: protocol ≠ 0). */
@@ -1075,6 +1079,7 @@ function endMapping(m: u32, kind: u8, hold: bool = true): void {
   freeFilters(r);
   freePeers(m);
   dropDescription(m);
+  dropRequester(m);
   clearCheckpoint(m);
   wheelUnlink(m);
   const s = subscribers.at(sub);
@@ -1113,6 +1118,7 @@ function releasePort(m: u32): void {
   const port = <u32>load<u16>(r + M_EXTERNAL_PORT);
   const sub = load<u32>(r + M_SUB);
   dropDescription(m);
+  dropRequester(m);
   subListRemove(sub, m);
   internalIndex.remove(recordFp(r), m);
   externalIndex.remove(externalKey(pool, <u32>load<u8>(r + M_PROTOCOL), port), m);
@@ -1422,6 +1428,8 @@ function handleMap(slot: usize): void {
   const clientPort = <u32>load<u16>(slot + A.SLOT_SRC_PORT);
   const realm = requestRealm(slot);
   if (realm == 0xffffffff) return fail(slot, W.RESULT_THIRD_PARTY_ID_UNKNOWN); // [7843 §4.1]
+  const mirror = findMirror(addr, realm, protocol, internalPort, family);
+  if (mirror != 0) return mapFromMirror(slot, mirror, requested, preferFailure, sugAddr, sugPort); // another shard's static
   if ((opts & A.OPTBIT_PORT_SET) && rd16(d + <u32>load<u16>(slot + A.SLOT_PORT_SET) + W.PORT_SET_SIZE) > 1 && portSetMax > 1) {
     return handlePortSet(slot, realm);
   }
@@ -1469,6 +1477,7 @@ function handleMap(slot: usize): void {
     // The latest request says whether a renumbering may move it (Mapping Update) [6887 §14.2].
     store<u8>(r + M_FLAGS, <u8>(preferFailure ? flags | A.MAPF_PREFER_FAILURE : flags & ~A.MAPF_PREFER_FAILURE));
     renewInbound(m, wasInbound, nonce, clientPort, lifetime);
+    noteRequester(slot, m);
     if (load<u16>(slot + A.SLOT_FILTER_COUNT) != 0 || (load<u32>(slot + A.SLOT_OPTIONS) & A.OPTBIT_DESCRIPTION) != 0) markChanged(m); // FILTERs or DESCRIPTION may have changed
     writeExternal(slot, m);
     finishSuccess(slot, lifetime, MAP_ECHO);
@@ -1496,6 +1505,7 @@ function handleMap(slot: usize): void {
   if (opts & A.OPTBIT_THIRD_PARTY) flags |= A.MAPF_THIRD_PARTY;
   if (preferFailure) flags |= A.MAPF_PREFER_FAILURE;
   m = commitAllocation(sub, protocol, internalPort, family, flags, clientPort);
+  noteRequester(slot, m);
   const r = mappings.at(m);
   copy12(r + M_NONCE, nonce);
   store<u32>(r + M_MAP_EXPIRY, now + lifetime);
@@ -1669,7 +1679,13 @@ function handlePortSet(slot: usize, realm: u32): void {
     // Renewal or deletion of the set as one unit [7753 §4.1].
     if (first == 0) return finishSuccess(slot, 0, A.OPTBIT_THIRD_PARTY | A.OPTBIT_THIRD_PARTY_ID);
     const r0 = mappings.at(first);
-    if (load<u8>(r0 + M_FLAGS) & A.MAPF_STATIC) return fail(slot, W.RESULT_NOT_AUTHORIZED);
+    if (load<u8>(r0 + M_FLAGS) & A.MAPF_STATIC) {
+      // A static on the first port: not deletable; asked again, it answers as itself (one
+      // port, no PORT_SET), as a mirror of it on another shard does [6887 §11.3].
+      if (requested == 0) return fail(slot, W.RESULT_NOT_AUTHORIZED);
+      writeExternal(slot, first);
+      return finishSuccess(slot, W.STATIC_MAPPING_LIFETIME, A.OPTBIT_THIRD_PARTY | A.OPTBIT_THIRD_PARTY_ID);
+    }
     if (noncePolicy == A.NONCE_STRICT && hasInbound(r0) && !nonceEqual(r0 + M_NONCE, nonce)) {
       finishError(slot, W.RESULT_NOT_AUTHORIZED, load<u32>(r0 + M_MAP_EXPIRY) - now); // [6887 §11.3]
       return;
@@ -1686,6 +1702,7 @@ function handlePortSet(slot: usize, realm: u32): void {
         if (hasInbound(mappings.at(m))) removeInbound(m);
       } else {
         renewInbound(m, hasInbound(mappings.at(m)), nonce, clientPort, lifetime);
+        noteRequester(slot, m);
       }
     }
     finishSuccess(slot, lifetime, MAP_ECHO);
@@ -1699,8 +1716,8 @@ function handlePortSet(slot: usize, realm: u32): void {
   if (left == 0) return fail(slot, W.RESULT_USER_EX_QUOTA); // [6887 §17.2]
   let n = want < left ? want : left;
   for (let k: u32 = 1; k < n; k++) {
-    if (findEndpoint(addr, realm, protocol, internalPort + k, family, false, 0) != 0) {
-      n = k; // internal ports already mapped are not taken into the set
+    if (findEndpoint(addr, realm, protocol, internalPort + k, family, false, 0) != 0 || findMirror(addr, realm, protocol, internalPort + k, family) != 0) {
+      n = k; // internal ports already mapped (here, or statically on another shard) are not taken into the set
       break;
     }
   }
@@ -1720,6 +1737,7 @@ function handlePortSet(slot: usize, realm: u32): void {
   let m0: u32 = 0;
   for (let k: u32 = 0; k < n; k++) {
     const m = createMapping(sub, protocol, internalPort + k, family, pool, start + k, flags, clientPort);
+    noteRequester(slot, m);
     const r = mappings.at(m);
     copy12(r + M_NONCE, nonce);
     store<u32>(r + M_MAP_EXPIRY, now + lifetime);
@@ -1766,6 +1784,13 @@ function handlePeer(slot: usize): void {
   const lifetime = clampLifetime(requested, peerMinLifetime);
   const realm = requestRealm(slot);
   if (realm == 0xffffffff) return fail(slot, W.RESULT_THIRD_PARTY_ID_UNKNOWN); // [7843 §4.1]
+  const mirror = findMirror(addr, realm, protocol, internalPort, family);
+  if (mirror != 0) {
+    // Another shard's static: the flow leaves on its external address:port, which outlives
+    // any PEER lifetime; nothing is recorded here (the owner's record forwards already).
+    writeMirrorExternal(slot, mirrors.at(mirror));
+    return finishSuccess(slot, lifetime, A.OPTBIT_THIRD_PARTY | A.OPTBIT_THIRD_PARTY_ID);
+  }
   let m = findMapping(addr, protocol, internalPort, family, realm);
   if (m != 0 && liveOrEnded(m) == 0) m = 0;
   let sub = subscriberOf(m, addr, realm);
@@ -1828,6 +1853,7 @@ function handlePeer(slot: usize): void {
   store<u8>(r + M_FLAGS, <u8>(flags | A.MAPF_OUTBOUND));
   if (expiry > load<u32>(r + M_OUT_EXPIRY)) store<u32>(r + M_OUT_EXPIRY, expiry);
   store<u16>(r + M_CLIENT_PORT, <u16>clientPort);
+  noteRequester(slot, m);
   emit(created ? A.EVENT_CREATE : A.EVENT_REFRESH, m);
   if (!created) statAdd(A.STATS_REFRESHED, 1);
   if (!created && (newPeer || (load<u32>(slot + A.SLOT_OPTIONS) & A.OPTBIT_DESCRIPTION) != 0)) markChanged(m);
@@ -1866,7 +1892,8 @@ function handleNatPmp(slot: usize): void {
   const clientPort = <u32>load<u16>(slot + A.SLOT_SRC_PORT);
   if (requested == 0) {
     // Delete one [6886 §3.4], or all of this protocol for internal port 0.
-    let result = W.NATPMP_RESULT_SUCCESS;
+    // Another shard's static of the port (or, for all ports, any of them) is not deletable.
+    let result = (internalPort != 0 ? findMirror(addr, 0, protocol, internalPort, 0) != 0 : hasMirrors(addr, protocol)) ? W.NATPMP_RESULT_NOT_AUTHORIZED : W.NATPMP_RESULT_SUCCESS;
     if (sub != 0) {
       if (internalPort != 0) {
         const m = findMapping(addr, protocol, internalPort, 0);
@@ -1894,6 +1921,8 @@ function handleNatPmp(slot: usize): void {
   if (internalPort == 0) return finishNatPmpMap(slot, W.NATPMP_RESULT_NOT_AUTHORIZED, 0, 0);
   if (!protocolSupported(protocol)) return finishNatPmpMap(slot, W.NATPMP_RESULT_NOT_AUTHORIZED, 0, 0);
   if (!poolHasFamily(0)) return finishNatPmpMap(slot, W.NATPMP_RESULT_NETWORK_FAILURE, 0, 0);
+  const mirror = findMirror(addr, 0, protocol, internalPort, 0);
+  if (mirror != 0) return finishNatPmpMap(slot, W.NATPMP_RESULT_SUCCESS, <u32>load<u16>(mirrors.at(mirror) + MR_EXTERNAL_PORT), W.STATIC_MAPPING_LIFETIME);
   // Never longer than asked [6886 §3.3]; minLifetime is a PCP rule [6887 §15].
   const lifetime = clampLifetime(requested, 1);
   let m = sub != 0 ? findMapping(addr, protocol, internalPort, 0) : 0;
@@ -2048,6 +2077,7 @@ export function poolRetire(pool: u32, at: u32): u32 {
   if (!initialised || pool >= poolCount || retired(pool)) return 0;
   now = at;
   store<u8>(poolRetired + pool, 1);
+  dropMirrorsOf(0, poolAddr(pool)); // other shards' statics there end too
   let live: u32 = 0;
   for (let m: u32 = 1; m <= mappings.used; m++) {
     const r = mappings.at(m);
@@ -2122,8 +2152,9 @@ function rehome(m: u32, epoch: u32): u32 {
   const family = <u32>load<u8>(r + M_FAMILY);
   const protocol = <u32>load<u8>(r + M_PROTOCOL);
   const internalPort = <u32>load<u16>(r + M_INTERNAL_PORT);
-  // The requester of a THIRD_PARTY mapping is not recorded: it learns from the Epoch reset.
-  const tell = (flags & A.MAPF_THIRD_PARTY) == 0;
+  // A THIRD_PARTY mapping's updates go to its requester; one not recorded (table full)
+  // learns from the Epoch reset.
+  const tell = (flags & A.MAPF_THIRD_PARTY) == 0 || requesterOf(m) != 0;
   if (flags & A.MAPF_PREFER_FAILURE) {
     // It cannot keep its external address:port: CANNOT_PROVIDE_EXTERNAL, and it ends [6887 §14.2].
     const n = tell ? updateMessages(m, W.RESULT_CANNOT_PROVIDE_EXTERNAL, epoch) : 0;
@@ -2152,11 +2183,16 @@ function rehome(m: u32, epoch: u32): u32 {
   return expiry > now ? expiry - now : 0;
 }
 
-/** Slot `i` as an outgoing message to the mapping's client (its address, the port of its last request). */
-function messageSlot(i: u32, s: usize, r: usize, opcode: u32, result: u32, lifetime: u32, epoch: u32): usize {
+/**
+ * Slot `i` as an outgoing message of `size` bytes to the mapping's client: its address and
+ * the port of its last request, or for a THIRD_PARTY mapping its requester `to`, with the
+ * THIRD_PARTY option (and THIRD_PARTY_ID in a realm) as its responses carry [6887 §13.1, §14.2].
+ */
+function messageSlot(i: u32, s: usize, r: usize, to: u32, opcode: u32, result: u32, lifetime: u32, epoch: u32, size: u32): usize {
   const slot = slotsBase() + <usize>i * A.SLOT_SIZE;
-  copy16(slot + A.SLOT_SRC_ADDR, s + S_ADDR);
-  store<u16>(slot + A.SLOT_SRC_PORT, load<u16>(r + M_CLIENT_PORT));
+  const q = to != 0 ? requesters.at(to) : 0;
+  copy16(slot + A.SLOT_SRC_ADDR, q != 0 ? q + RQ_ADDR : s + S_ADDR);
+  store<u16>(slot + A.SLOT_SRC_PORT, q != 0 ? load<u16>(q + RQ_PORT) : load<u16>(r + M_CLIENT_PORT));
   store<u8>(slot + A.SLOT_VERDICT, A.VERDICT_REPLY);
   store<u16>(slot + A.SLOT_RESULT, <u16>result);
   store<u8>(slot + A.SLOT_VERSION, W.PCP_VERSION);
@@ -2173,6 +2209,12 @@ function messageSlot(i: u32, s: usize, r: usize, opcode: u32, result: u32, lifet
   wr16(d + W.MP_INTERNAL_PORT, <u32>load<u16>(r + M_INTERNAL_PORT));
   wr16(d + W.MP_EXTERNAL_PORT, <u32>load<u16>(r + M_EXTERNAL_PORT));
   copy16(d + W.MP_EXTERNAL_ADDR, poolAddr(<u32>load<u16>(r + M_POOL)));
+  store<u16>(slot + A.SLOT_RESP_LEN, <u16>size);
+  if (q != 0) {
+    appendOption(slot, W.OPTION_THIRD_PARTY, s + S_ADDR, W.THIRD_PARTY_DATA_SIZE);
+    const realm = load<u32>(s + S_REALM);
+    if (realm != 0) appendOption(slot, W.OPTION_THIRD_PARTY_ID, realms.at(realm) + RL_ID, <u32>load<u8>(realms.at(realm) + RL_LENGTH));
+  }
   return slot;
 }
 
@@ -2183,12 +2225,13 @@ function messageSlot(i: u32, s: usize, r: usize, opcode: u32, result: u32, lifet
 function updateMessages(m: u32, result: u32, epoch: u32): u32 {
   const r = mappings.at(m);
   const s = subscribers.at(load<u32>(r + M_SUB));
+  const to = (load<u8>(r + M_FLAGS) & A.MAPF_THIRD_PARTY) != 0 ? requesterOf(m) : 0;
   let n: u32 = 0;
   if (load<u8>(r + M_FLAGS) & A.MAPF_INBOUND) {
     const lifetime = result == W.RESULT_SUCCESS ? remaining(load<u32>(r + M_MAP_EXPIRY)) : errorLifetime(result);
-    const slot = messageSlot(n++, s, r, W.OP_MAP, result, lifetime, epoch);
+    const slot = messageSlot(n++, s, r, to, W.OP_MAP, result, lifetime, epoch, W.MAP_MIN_SIZE);
     const d = data(slot);
-    let len = W.MAP_MIN_SIZE;
+    let len = <u32>load<u16>(slot + A.SLOT_RESP_LEN);
     if (result == W.RESULT_SUCCESS) {
       for (let f = load<u32>(r + M_FILTERS); f != 0 && len + W.OPT_HEADER_SIZE + W.FILTER_DATA_SIZE <= W.PCP_MAX_MESSAGE; f = load<u32>(filters.at(f) + F_NEXT)) {
         const fr = filters.at(f);
@@ -2208,14 +2251,199 @@ function updateMessages(m: u32, result: u32, epoch: u32): u32 {
   if (result != W.RESULT_SUCCESS) return n;
   for (let p = load<u32>(r + M_PEERS); p != 0 && n < A.SLOT_COUNT; p = load<u32>(peers.at(p) + P_NEXT)) {
     const pr = peers.at(p);
-    const slot = messageSlot(n++, s, r, W.OP_PEER, result, remaining(load<u32>(pr + P_EXPIRY)), epoch);
+    const slot = messageSlot(n++, s, r, to, W.OP_PEER, result, remaining(load<u32>(pr + P_EXPIRY)), epoch, W.PEER_MIN_SIZE);
     const d = data(slot);
     copy12(d + W.MP_NONCE, pr + P_NONCE);
     wr16(d + W.PEER_REMOTE_PORT, <u32>load<u16>(pr + P_REMOTE_PORT));
     copy16(d + W.PEER_REMOTE_ADDR, pr + P_REMOTE_ADDR);
-    store<u16>(slot + A.SLOT_RESP_LEN, <u16>W.PEER_MIN_SIZE);
   }
   return n;
+}
+
+// ---------------------------------------------------------------------------
+// THIRD_PARTY requesters [6887 §13.1, §14.2]: where the request of a mapping created
+// through THIRD_PARTY came from (the latest one), so a Mapping Update reaches it. Kept
+// only for those mappings, in a side table indexed by mapping id (no field in every
+// mapping record). Full: the mapping is served, its requester learns from the Epoch.
+// ---------------------------------------------------------------------------
+const RQ_MAPPING: u32 = 0;
+const RQ_NEXT_FREE: u32 = 4;
+const RQ_PORT: u32 = 8; // u16
+const RQ_ADDR: u32 = 12; // 16
+const REQUESTER_SIZE: u32 = 28;
+const requesters = new Slab();
+const requesterIndex = new HashIndex();
+let requestersOn = false;
+
+/** Room for `capacity` THIRD_PARTY requesters (0: none recorded); once, after engineInit. */
+export function initRequesters(capacity: u32): bool {
+  if (requestersOn || capacity == 0) return capacity == 0;
+  requesters.init(capacity, REQUESTER_SIZE, RQ_NEXT_FREE);
+  requesterIndex.init(capacity);
+  requestersOn = true;
+  return true;
+}
+
+/** The requester entry of mapping `m`, or 0. */
+function requesterOf(m: u32): u32 {
+  if (!requestersOn || requesters.live == 0) return 0;
+  const fp = descriptionFp(m); // a hash of the mapping id
+  for (let p = requesterIndex.first(fp); p >= 0; p = requesterIndex.after(fp, p)) {
+    const id = requesterIndex.recordAt(p);
+    if (load<u32>(requesters.at(id) + RQ_MAPPING) == m) return id;
+  }
+  return 0;
+}
+
+function dropRequester(m: u32): void {
+  const id = requesterOf(m);
+  if (id == 0) return;
+  requesterIndex.remove(descriptionFp(m), id);
+  requesters.release(id);
+}
+
+/** Records `addr`:`port` as the requester of THIRD_PARTY mapping `m` (no room: not recorded). */
+function setRequester(m: u32, addr: usize, port: u32): void {
+  if (!requestersOn) return;
+  let id = requesterOf(m);
+  if (id == 0) {
+    if (requesters.full()) return;
+    id = requesters.alloc();
+    store<u32>(requesters.at(id) + RQ_MAPPING, m);
+    requesterIndex.insert(descriptionFp(m), id);
+  }
+  const e = requesters.at(id);
+  copy16(e + RQ_ADDR, addr);
+  store<u16>(e + RQ_PORT, <u16>port);
+}
+
+/** A request with THIRD_PARTY for a THIRD_PARTY mapping: its source is the requester now. */
+function noteRequester(slot: usize, m: u32): void {
+  if ((load<u32>(slot + A.SLOT_OPTIONS) & A.OPTBIT_THIRD_PARTY) == 0 || (load<u8>(mappings.at(m) + M_FLAGS) & A.MAPF_THIRD_PARTY) == 0) return;
+  setRequester(m, slot + A.SLOT_SRC_ADDR, <u32>load<u16>(slot + A.SLOT_SRC_PORT));
+}
+
+// ---------------------------------------------------------------------------
+// Static mirrors: a static mapping lives in the shard owning its external port's block,
+// but its subscriber may send to any shard's listen address. Every other shard holds a
+// mirror — internal endpoint → the static's external address:port — and answers from it
+// as the owner answers from the static: MAP and NAT-PMP get that address:port with
+// lifetime 0xFFFFFFFF (nonce echoed, not stored), a delete gets NOT_AUTHORIZED, and the
+// internal port is never mapped dynamically here [6887 §11.3, §15.1; 6886 §3.3]. A
+// mirror is not a mapping: no port leased, no event, not journaled, not listed, not sent
+// to the dataplane (the owner's record does all that once). The host keeps the mirrors
+// in step with the owners' statics (src/server/static-mirrors.ts).
+// ---------------------------------------------------------------------------
+const MR_NEXT_FREE: u32 = 0;
+const MR_INTERNAL_ADDR: u32 = 4; // 16
+const MR_EXTERNAL_ADDR: u32 = 20; // 16
+const MR_EXTERNAL_PORT: u32 = 36; // u16
+const MR_INTERNAL_PORT: u32 = 38; // u16
+const MR_PROTOCOL: u32 = 40; // u8
+const MR_FAMILY: u32 = 41; // u8
+const MIRROR_SIZE: u32 = 44;
+const mirrors = new Slab();
+const mirrorIndex = new HashIndex();
+let mirrorsOn = false;
+
+/** The mirror of an endpoint (statics are in realm 0), or 0. */
+function findMirror(addr: usize, realm: u32, protocol: u32, port: u32, family: u32): u32 {
+  if (mirrors.live == 0 || realm != 0) return 0;
+  const fp = internalFp(addr, 0, protocol, port, family);
+  for (let p = mirrorIndex.first(fp); p >= 0; p = mirrorIndex.after(fp, p)) {
+    const id = mirrorIndex.recordAt(p);
+    const e = mirrors.at(id);
+    if (<u32>load<u16>(e + MR_INTERNAL_PORT) == port && <u32>load<u8>(e + MR_PROTOCOL) == protocol &&
+        <u32>load<u8>(e + MR_FAMILY) == family && addrEqual(e + MR_INTERNAL_ADDR, addr)) return id;
+  }
+  return 0;
+}
+
+function dropMirror(id: u32): void {
+  const e = mirrors.at(id);
+  mirrorIndex.remove(internalFp(e + MR_INTERNAL_ADDR, 0, <u32>load<u8>(e + MR_PROTOCOL), <u32>load<u16>(e + MR_INTERNAL_PORT), <u32>load<u8>(e + MR_FAMILY)), id);
+  mirrors.release(id);
+}
+
+/** Drops the mirrors whose internal address is `addr` (0: any) or whose external address is `ext` (0: any). */
+function dropMirrorsOf(addr: usize, ext: usize): void {
+  for (let id: u32 = 1; mirrors.live != 0 && id <= mirrors.used; id++) {
+    const e = mirrors.at(id);
+    if (load<u8>(e + MR_PROTOCOL) == 0) continue; // free
+    if ((addr == 0 || addrEqual(e + MR_INTERNAL_ADDR, addr)) && (ext == 0 || addrEqual(e + MR_EXTERNAL_ADDR, ext))) dropMirror(id);
+  }
+}
+
+/**
+ * Mirror of another shard's static mapping scratch[0..16]:internalPort → scratch[16..32]
+ * (a pool address):externalPort. A live mapping of the endpoint here refuses it with
+ * CANNOT_PROVIDE_EXTERNAL (as the owner refuses a static over a live mapping), or with
+ * `replace` (a re-synchronisation: the static exists already) ends that mapping. Returns a PCP result code.
+ */
+export function mirrorAdd(protocol: u32, internalPort: u32, externalPort: u32, replace: bool): u32 {
+  if (!initialised) return W.RESULT_NETWORK_FAILURE;
+  if (protocol == 0 || internalPort == 0 || !protocolSupported(protocol)) return W.RESULT_UNSUPP_PROTOCOL;
+  const pool = poolIndexOf(scratch + 16);
+  if (pool == NO_POOL) return W.RESULT_CANNOT_PROVIDE_EXTERNAL;
+  const family = <u32>load<u8>(poolFamily + pool);
+  const existing = liveOrEnded(findMapping(scratch, protocol, internalPort, family));
+  if (existing != 0) {
+    if (!replace || (load<u8>(mappings.at(existing) + M_FLAGS) & A.MAPF_STATIC) != 0) return W.RESULT_CANNOT_PROVIDE_EXTERNAL;
+    endMapping(existing, A.EVENT_DELETE);
+  }
+  if (!mirrorsOn) {
+    mirrors.init(A.STATIC_MIRRORS_MAX, MIRROR_SIZE, MR_NEXT_FREE);
+    mirrorIndex.init(A.STATIC_MIRRORS_MAX);
+    mirrorsOn = true;
+  }
+  let id = findMirror(scratch, 0, protocol, internalPort, family);
+  if (id == 0) {
+    if (mirrors.full()) return W.RESULT_NO_RESOURCES;
+    id = mirrors.alloc();
+    const e = mirrors.at(id);
+    copy16(e + MR_INTERNAL_ADDR, scratch);
+    store<u16>(e + MR_INTERNAL_PORT, <u16>internalPort);
+    store<u8>(e + MR_PROTOCOL, <u8>protocol);
+    store<u8>(e + MR_FAMILY, <u8>family);
+    mirrorIndex.insert(internalFp(scratch, 0, protocol, internalPort, family), id);
+  }
+  const e = mirrors.at(id);
+  copy16(e + MR_EXTERNAL_ADDR, scratch + 16);
+  store<u16>(e + MR_EXTERNAL_PORT, <u16>externalPort);
+  return W.RESULT_SUCCESS;
+}
+
+/** Has `addr` a mirror for `protocol` on any internal port (IPv4 external: NAT-PMP)? */
+function hasMirrors(addr: usize, protocol: u32): bool {
+  for (let id: u32 = 1; mirrors.live != 0 && id <= mirrors.used; id++) {
+    const e = mirrors.at(id);
+    if (<u32>load<u8>(e + MR_PROTOCOL) == protocol && load<u8>(e + MR_FAMILY) == 0 && addrEqual(e + MR_INTERNAL_ADDR, addr)) return true;
+  }
+  return false;
+}
+
+/** Drops every mirror (before the host lays them down again). */
+export function mirrorsClear(): void {
+  dropMirrorsOf(0, 0);
+}
+
+export function mirrorCount(): u32 {
+  return mirrors.live;
+}
+
+/** A MAP for a mirrored endpoint, answered as the owner answers for its static [6887 §11.3, §15.1]. */
+function mapFromMirror(slot: usize, id: u32, requested: u32, preferFailure: bool, sugAddr: usize, sugPort: u32): void {
+  if (requested == 0) return fail(slot, W.RESULT_NOT_AUTHORIZED);
+  const e = mirrors.at(id);
+  if (preferFailure && !suggestionNames(e + MR_EXTERNAL_ADDR, <u32>load<u16>(e + MR_EXTERNAL_PORT), sugAddr, sugPort)) return fail(slot, W.RESULT_CANNOT_PROVIDE_EXTERNAL);
+  writeMirrorExternal(slot, e);
+  finishSuccess(slot, W.STATIC_MAPPING_LIFETIME, A.OPTBIT_THIRD_PARTY | A.OPTBIT_THIRD_PARTY_ID | A.OPTBIT_PREFER_FAILURE);
+}
+
+function writeMirrorExternal(slot: usize, e: usize): void {
+  const d = data(slot);
+  wr16(d + W.MP_EXTERNAL_PORT, <u32>load<u16>(e + MR_EXTERNAL_PORT));
+  copy16(d + W.MP_EXTERNAL_ADDR, e + MR_EXTERNAL_ADDR);
 }
 
 // ---------------------------------------------------------------------------
@@ -2234,6 +2462,7 @@ export function addStatic(protocol: u32, internalPort: u32, externalPort: u32): 
   const family = <u32>load<u8>(poolFamily + pool);
   const existing = findMapping(scratch, protocol, internalPort, family);
   if (existing != 0 && liveOrEnded(existing) != 0) return W.RESULT_CANNOT_PROVIDE_EXTERNAL;
+  if (findMirror(scratch, 0, protocol, internalPort, family) != 0) return W.RESULT_CANNOT_PROVIDE_EXTERNAL; // static on another shard
   let sub = findSubscriber(scratch, 0);
   if (mappings.full() || (sub == 0 && subscribers.full())) return W.RESULT_NO_RESOURCES;
   if (!tryPort(sub, pool, protocol, externalPort, internalPort, zeroNonce) || allocReclaim != 0) return W.RESULT_CANNOT_PROVIDE_EXTERNAL;
@@ -2243,16 +2472,22 @@ export function addStatic(protocol: u32, internalPort: u32, externalPort: u32): 
   return W.RESULT_SUCCESS;
 }
 
-/** Removes a static mapping of scratch[0..16]; returns a PCP result code. */
-export function removeStatic(protocol: u32, internalPort: u32, family: u32): u32 {
+/**
+ * Removes a static mapping of scratch[0..16] and its mirror; returns a PCP result code.
+ * `hold` false: its port is free at once (a static taken back as it was being added).
+ */
+export function removeStatic(protocol: u32, internalPort: u32, family: u32, hold: bool): u32 {
+  const mirror = findMirror(scratch, 0, protocol, internalPort, family);
+  if (mirror != 0) dropMirror(mirror);
   const m = findMapping(scratch, protocol, internalPort, family);
-  if (m == 0 || (load<u8>(mappings.at(m) + M_FLAGS) & A.MAPF_STATIC) == 0) return W.RESULT_NOT_AUTHORIZED;
-  endMapping(m, A.EVENT_DELETE);
+  if (m == 0 || (load<u8>(mappings.at(m) + M_FLAGS) & A.MAPF_STATIC) == 0) return mirror != 0 ? W.RESULT_SUCCESS : W.RESULT_NOT_AUTHORIZED;
+  endMapping(m, A.EVENT_DELETE, hold);
   return W.RESULT_SUCCESS;
 }
 
 /** Ends every live mapping of the subscriber at scratch[0..16] (realm 0); returns how many. */
 export function deleteSubscriber(realm: u32): u32 {
+  if (realm == 0) dropMirrorsOf(scratch, 0); // its statics end on their owners too
   const sub = findSubscriber(scratch, realm);
   if (sub == 0) return 0;
   let n: u32 = 0;
@@ -2410,7 +2645,8 @@ function recordSize(m: u32): u32 {
   const d = descriptionOf(m);
   const realm = load<u32>(subscribers.at(load<u32>(r + M_SUB)) + S_REALM);
   return A.PREC_HEADER_SIZE + <u32>load<u8>(r + M_FILTER_COUNT) * A.PREC_FILTER_SIZE + peerCount(r) * A.PREC_PEER_SIZE +
-    (d != 0 ? <u32>load<u8>(descriptions.at(d) + D_LENGTH) : 0) + (realm != 0 ? <u32>load<u8>(realms.at(realm) + RL_LENGTH) : 0);
+    (d != 0 ? <u32>load<u8>(descriptions.at(d) + D_LENGTH) : 0) + (realm != 0 ? <u32>load<u8>(realms.at(realm) + RL_LENGTH) : 0) +
+    (requesterOf(m) != 0 ? A.PREC_REQUESTER_SIZE : 0);
 }
 
 /** Writes mapping `m` (in use) as an upsert at `out`; returns its size. */
@@ -2470,6 +2706,13 @@ function writeRecord(out: usize, m: u32, wallOffset: u32): u32 {
     store<u8>(out + A.PREC_REALM_ID_LENGTH, <u8>n);
     memory.copy(at, e + RL_ID, n);
     at += n;
+  }
+  const q = requesterOf(m);
+  if (q != 0) {
+    store<u8>(out + A.PREC_REQUESTER, 1);
+    copy16(at, requesters.at(q) + RQ_ADDR);
+    store<u16>(at + 16, load<u16>(requesters.at(q) + RQ_PORT));
+    at += A.PREC_REQUESTER_SIZE;
   }
   return <u32>(at - out);
 }
@@ -2593,7 +2836,8 @@ function restoreOne(at: usize, length: u32, wallOffset: u32): u32 {
   const np = <u32>load<u8>(at + A.PREC_PEER_COUNT);
   const nd = <u32>load<u8>(at + A.PREC_DESCRIPTION_LENGTH);
   const ni = <u32>load<u8>(at + A.PREC_REALM_ID_LENGTH);
-  const size = A.PREC_HEADER_SIZE + nf * A.PREC_FILTER_SIZE + np * A.PREC_PEER_SIZE + nd + ni;
+  const nr: u32 = load<u8>(at + A.PREC_REQUESTER) != 0 ? A.PREC_REQUESTER_SIZE : 0;
+  const size = A.PREC_HEADER_SIZE + nf * A.PREC_FILTER_SIZE + np * A.PREC_PEER_SIZE + nd + ni + nr;
   if ((kind != A.PREC_UPSERT && kind != A.PREC_GONE) || size > length) return 0;
   const protocol = <u32>load<u8>(at + A.PREC_PROTOCOL);
   const extPort = <u32>load<u16>(at + A.PREC_EXTERNAL_PORT);
@@ -2614,7 +2858,7 @@ function restoreOne(at: usize, length: u32, wallOffset: u32): u32 {
   const family = <u32>load<u8>(at + A.PREC_FAMILY);
   const internalPort = <u32>load<u16>(at + A.PREC_INTERNAL_PORT);
   // The realm by its identifier (registered again if the policy accepts any; else it must be configured).
-  const realm = ni == 0 ? 0 : realmOf(at + size - ni, ni, acceptAnyRealm);
+  const realm = ni == 0 ? 0 : realmOf(at + size - nr - ni, ni, acceptAnyRealm);
   if (ni != 0 && realm == 0) {
     dropRestore(A.RESTORE_CONFLICT);
     return size;
@@ -2708,6 +2952,7 @@ function restoreOne(at: usize, length: u32, wallOffset: u32): u32 {
     store<u16>(s + S_CHECKPOINTS, load<u16>(s + S_CHECKPOINTS) + 1);
   }
   if (!isHeld && nd != 0) setDescription(m, p, nd); // p: after the PEERs
+  if (!isHeld && nr != 0 && (flags & A.MAPF_THIRD_PARTY) != 0) setRequester(m, at + size - nr, <u32>load<u16>(at + size - nr + 16));
   if (isHeld) {
     const s = subscribers.at(sub);
     store<u8>(r + M_FLAGS, <u8>A.MAPF_HELD);

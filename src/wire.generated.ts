@@ -243,6 +243,7 @@ export const SCRATCH_SIZE = 64;
 export const PREFIX64_OPTIONS_CAP = 512; // bytes of configured PREFIX64 options (codec)
 export const PORT_SET_LIMIT = 1024; // largest PORT_SET granted [RFC 7753] (pcp.portSet.maxSize ≤ this)
 export const REALM_ID_MAX = 16; // THIRD_PARTY_ID bytes a realm identifier may have [RFC 7843] (longer: UNSUPP_THIRD_PARTY_ID_LENGTH)
+export const STATIC_MIRRORS_MAX = 65536; // other shards' static mappings this shard answers for (src/server/static-mirrors.ts)
 export const DESCRIPTION_STORED_MAX = 128; // bytes of DESCRIPTION text kept per mapping [7220 §3: at least 128]
 export const PREC_KIND = 0; // u8, PREC_UPSERT | PREC_GONE
 export const PREC_PROTOCOL = 1; // u8
@@ -259,8 +260,10 @@ export const PREC_OUT_EXPIRY = 20; // u32 wall seconds, 0 = none
 export const PREC_NONCE = 24; // 12 bytes
 export const PREC_INTERNAL_ADDR = 36; // 16 bytes
 export const PREC_EXTERNAL_ADDR = 52; // 16 bytes
-export const PREC_DESCRIPTION_LENGTH = 68; // u8 (then 3 reserved bytes)
-export const PREC_HEADER_SIZE = 72; // then FILTERs, PEERs, the DESCRIPTION text, the realm's THIRD_PARTY_ID
+export const PREC_DESCRIPTION_LENGTH = 68; // u8
+export const PREC_REQUESTER = 69; // u8: 1 when the THIRD_PARTY requester (PREC_REQUESTER_SIZE bytes) ends the record; 70..71 reserved
+export const PREC_HEADER_SIZE = 72; // then FILTERs, PEERs, the DESCRIPTION text, the realm's THIRD_PARTY_ID, the requester
+export const PREC_REQUESTER_SIZE = 18; // where a THIRD_PARTY request came from (Mapping Update goes there) [6887 §14.2]: address 16, port u16
 export const PREC_FILTER_SIZE = 20; // prefix u8, pad u8, port u16, address 16
 export const PREC_PEER_SIZE = 36; // address 16, port u16, pad u16, expiry u32 (wall), nonce 12
 export const PREC_UPSERT = 1;
@@ -523,6 +526,7 @@ export const ALL_CONSTANTS: Readonly<Record<string, number>> = {
   PREFIX64_OPTIONS_CAP,
   PORT_SET_LIMIT,
   REALM_ID_MAX,
+  STATIC_MIRRORS_MAX,
   DESCRIPTION_STORED_MAX,
   PREC_KIND,
   PREC_PROTOCOL,
@@ -540,7 +544,9 @@ export const ALL_CONSTANTS: Readonly<Record<string, number>> = {
   PREC_INTERNAL_ADDR,
   PREC_EXTERNAL_ADDR,
   PREC_DESCRIPTION_LENGTH,
+  PREC_REQUESTER,
   PREC_HEADER_SIZE,
+  PREC_REQUESTER_SIZE,
   PREC_FILTER_SIZE,
   PREC_PEER_SIZE,
   PREC_UPSERT,

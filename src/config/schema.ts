@@ -131,9 +131,11 @@ export const ConfigSchema = z
         descriptions: count(0, 4_000_000).default(20_000),
         /** THIRD_PARTY_ID identifiers known at once (24 bytes each). */
         realms: count(1, 4_000_000).default(65_536),
+        /** THIRD_PARTY mappings whose requester is recorded for Mapping Update at once (28 bytes + index each; beyond: told by the Epoch only). */
+        requesters: count(0, 4_000_000).default(20_000),
       })
       .strict()
-      .default({ mappings: 100_000, subscribers: 20_000, peers: 50_000, filters: 50_000, descriptions: 20_000, realms: 65_536 }),
+      .default({ mappings: 100_000, subscribers: 20_000, peers: 50_000, filters: 50_000, descriptions: 20_000, realms: 65_536, requesters: 20_000 }),
     rateLimit: z
       .object({
         perSource: z.object({ rate: z.number().positive().default(20), burst: count(1, 1_000_000).default(100) }).strict().default({ rate: 20, burst: 100 }),

@@ -312,10 +312,21 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
       return { mapping: shard < 0 ? null : toMappings(shard, found[shard])[0] };
     },
     "mappings.addStatic": async (p) => {
+      // The shard owning the port's block holds the static; every other shard a mirror, so
+      // the subscriber is answered from it whichever listen address it sends to.
       const shard = server.shardOfExternalPort(p.externalPort);
       const r = await server.task<{ result: number; mapping: MappingRecords | null }>(shard, { kind: "addStatic", ...p });
       const mapping = r.mapping ? toMappings(shard, r.mapping)[0] : undefined;
       if (r.result !== W.RESULT_SUCCESS || !mapping) throw new RpcError(RpcErrors.REFUSED, `refused: ${RESULT_NAMES.get(r.result) ?? r.result}`, { result: r.result });
+      const mirrored = await Promise.all(Array.from({ length: shards }, (_, s) => (s === shard ? W.RESULT_SUCCESS : server.task<number>(s, { kind: "addMirror", ...p }))));
+      const refusedBy = mirrored.findIndex((result) => result !== W.RESULT_SUCCESS);
+      if (refusedBy >= 0) {
+        // A live mapping of the endpoint on another shard refuses it, as one on the owner
+        // does: nothing is left behind (the owner's static and the mirrors laid go).
+        await everyShard({ kind: "removeStatic", internalAddress: p.internalAddress, protocol: p.protocol, internalPort: p.internalPort, family: isIPv6(p.externalAddress) ? 6 : 4, hold: false });
+        const result = mirrored[refusedBy];
+        throw new RpcError(RpcErrors.REFUSED, `refused: ${RESULT_NAMES.get(result) ?? result} (the endpoint has a mapping on shard ${refusedBy})`, { result });
+      }
       return { mapping };
     },
     "mappings.removeStatic": async (p) => {

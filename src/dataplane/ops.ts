@@ -51,7 +51,8 @@ export function decodeKeyStates(bytes: Uint8Array): KeyState[] {
   for (let at = 0; at + W.PREC_HEADER_SIZE <= bytes.length; ) {
     const filters = view.getUint8(at + W.PREC_FILTER_COUNT);
     const peers = view.getUint8(at + W.PREC_PEER_COUNT);
-    const size = W.PREC_HEADER_SIZE + filters * W.PREC_FILTER_SIZE + peers * W.PREC_PEER_SIZE + view.getUint8(at + W.PREC_DESCRIPTION_LENGTH) + view.getUint8(at + W.PREC_REALM_ID_LENGTH);
+    const size = W.PREC_HEADER_SIZE + filters * W.PREC_FILTER_SIZE + peers * W.PREC_PEER_SIZE + view.getUint8(at + W.PREC_DESCRIPTION_LENGTH) + view.getUint8(at + W.PREC_REALM_ID_LENGTH) +
+      (view.getUint8(at + W.PREC_REQUESTER) ? W.PREC_REQUESTER_SIZE : 0);
     if (at + size > bytes.length) throw new RangeError(`record at ${at} runs past the end`);
     const protocol = view.getUint8(at + W.PREC_PROTOCOL);
     const external = { address: formatAddress16(bytes.subarray(at + W.PREC_EXTERNAL_ADDR, at + W.PREC_EXTERNAL_ADDR + 16)), port: view.getUint16(at + W.PREC_EXTERNAL_PORT, true) };

@@ -47,7 +47,7 @@ export interface EngineExports {
   eventsTail(): number;
   eventsConsume(n: number): void;
   addStatic(protocol: number, internalPort: number, externalPort: number): number;
-  removeStatic(protocol: number, internalPort: number, family: number): number;
+  removeStatic(protocol: number, internalPort: number, family: number, hold: number): number;
   deleteSubscriber(realm: number): number;
   lookupMapping(protocol: number, internalPort: number, family: number, realm: number): number;
   lookupExternal(pool: number, protocol: number, port: number): number;
@@ -71,6 +71,10 @@ export interface EngineExports {
   setPrefetch(on: number): void;
   setDataplaneDown(down: number): void;
   initDescriptions(capacity: number): number;
+  initRequesters(capacity: number): number;
+  mirrorAdd(protocol: number, internalPort: number, externalPort: number, replace: number): number;
+  mirrorsClear(): void;
+  mirrorCount(): number;
   initRealms(capacity: number, any: number): number;
   setPortSetPolicy(maxSize: number): void;
   registerRealm(length: number): number;
@@ -119,6 +123,8 @@ export interface EngineConfig {
   maxFilters: number;
   /** DESCRIPTION texts stored at once (0: never stored, so never echoed). */
   maxDescriptions?: number;
+  /** THIRD_PARTY mappings whose requester is recorded at once, for Mapping Update [RFC 6887 §14.2] (0: none; those mappings are told by the Epoch only). */
+  maxRequesters?: number;
   /** Largest PORT_SET granted [RFC 7753] (≤ 1: a PORT_SET request is served as a single-port MAP). */
   portSetMax?: number;
   /** THIRD_PARTY_ID realms [RFC 7843]: how many identifiers at once, and which (hex strings, or "any" to register on first use). */
@@ -155,6 +161,7 @@ export const DEFAULT_ENGINE_CONFIG: Readonly<EngineConfig> = Object.freeze({
   maxPeers: 50_000,
   maxFilters: 50_000,
   maxDescriptions: 10_000,
+  maxRequesters: 10_000,
   minLifetime: 120,
   maxLifetime: 86_400,
   peerMinLifetime: 120,
@@ -496,6 +503,7 @@ export class PacketEngine {
       throw new PcpdError(ErrorCodes.BAD_CONFIG, `capacity does not fit in WebAssembly memory: maxMappings ${c.maxMappings}, maxSubscribers ${c.maxSubscribers}, maxPeers ${c.maxPeers}, maxFilters ${c.maxFilters} (each must be ≥ 1; about 16M mappings at most per engine)`);
     }
     if (!x.initDescriptions(c.maxDescriptions ?? 0)) throw new PcpdError(ErrorCodes.BAD_CONFIG, `room for ${c.maxDescriptions} descriptions does not fit in WebAssembly memory`);
+    if (!x.initRequesters(c.maxRequesters ?? 0)) throw new PcpdError(ErrorCodes.BAD_CONFIG, `room for ${c.maxRequesters} THIRD_PARTY requesters does not fit in WebAssembly memory`);
     const realms = c.realms ?? { capacity: 0, ids: [] };
     if (!x.initRealms(realms.capacity, realms.ids === "any" ? 1 : 0)) throw new PcpdError(ErrorCodes.BAD_CONFIG, `room for ${realms.capacity} realms does not fit in WebAssembly memory`);
     if (realms.ids !== "any") for (const id of realms.ids) if (this.registerRealm(id) === 0) throw new PcpdError(ErrorCodes.BAD_CONFIG, `THIRD_PARTY_ID ${id}: no room (${realms.capacity} realms) or longer than ${W.REALM_ID_MAX} bytes`);
@@ -792,9 +800,30 @@ export class PacketEngine {
     return this.exports.addStatic(protocol, internalPort, externalPort);
   }
 
-  removeStatic(internalAddress: string, protocol: number, internalPort: number, family: 4 | 6 = 4): number {
+  /**
+   * Mirror of another shard's static mapping (answered here as the owner answers from the
+   * static; see assembly/engine.ts): a live mapping of the endpoint refuses it
+   * (CANNOT_PROVIDE_EXTERNAL), or with `replace` is ended. Returns a PCP result code.
+   */
+  addMirror(internalAddress: string, protocol: number, internalPort: number, externalAddress: string, externalPort: number, replace = false): number {
     this.writeScratch(0, toAddress16(internalAddress));
-    return this.exports.removeStatic(protocol, internalPort, family === 6 ? 1 : 0);
+    this.writeScratch(16, toAddress16(externalAddress));
+    return this.exports.mirrorAdd(protocol, internalPort, externalPort, replace ? 1 : 0);
+  }
+
+  /** Drops every static mirror. */
+  clearMirrors(): void {
+    this.exports.mirrorsClear();
+  }
+
+  mirrorCount(): number {
+    return this.exports.mirrorCount();
+  }
+
+  /** Removes the endpoint's static mapping and its mirror here (either is a success); `hold` false: no hold-down for its port. */
+  removeStatic(internalAddress: string, protocol: number, internalPort: number, family: 4 | 6 = 4, hold = true): number {
+    this.writeScratch(0, toAddress16(internalAddress));
+    return this.exports.removeStatic(protocol, internalPort, family === 6 ? 1 : 0, hold ? 1 : 0);
   }
 
   /** Ends every live mapping of a subscriber (in a THIRD_PARTY_ID's realm, hex); returns how many. */

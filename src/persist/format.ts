@@ -14,7 +14,7 @@ import { crc32 } from "node:zlib";
 import * as W from "../wire.generated.js";
 
 export const MAGIC = 0x46504350; // "PCPF" little-endian
-export const VERSION = 2; // 2: records carry the DESCRIPTION (PREC_HEADER_SIZE 72)
+export const VERSION = 3; // 2: records carry the DESCRIPTION (PREC_HEADER_SIZE 72); 3: and a THIRD_PARTY mapping's requester (PREC_REQUESTER)
 export const HEADER = 32;
 /** Largest payload of a frame: whole records, as much as the engine takes back per call. */
 export const MAX_PAYLOAD = W.PERSIST_BUFFER;

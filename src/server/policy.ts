@@ -40,6 +40,7 @@ export function engineConfig(c: Config, seed: bigint, shard = 0, shards = 1): En
     maxPeers: c.capacity.peers,
     maxFilters: c.capacity.filters,
     maxDescriptions: c.capacity.descriptions,
+    maxRequesters: c.capacity.requesters,
     portSetMax: c.pcp.portSet.enabled ? c.pcp.portSet.maxSize : 1,
     realms: { capacity: c.pcp.thirdPartyId.enabled ? c.capacity.realms : 0, ids: c.pcp.thirdPartyId.ids },
     minLifetime: c.lifetimes.min,

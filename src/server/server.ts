@@ -18,6 +18,7 @@ import { shardDirectory } from "../persist/store.js";
 import { DataplaneManager, type DataplaneStats } from "../dataplane/manager.js";
 import { NftablesBackend } from "../dataplane/nftables.js";
 import { EventStreamBackend } from "../dataplane/event-stream.js";
+import { syncMirrors } from "./static-mirrors.js";
 
 export interface ServerStats {
   /** Engine counters summed over the shards. */
@@ -132,6 +133,16 @@ export async function startServer(c: Config, log: Logger, onShardLost?: (shard: 
     if (stream) stream.onJoin = () => dp.requestReconcile(); // a new consumer starts from a reset
     await dp.start();
   }
+  // Mirrors of the static mappings on the other shards (src/server/static-mirrors.ts):
+  // laid down from the owners' restored records now, and again when a shard restarts.
+  const resyncMirrors = () => syncMirrors(<T,>(shard: number, task: ShardTask) => pool.run<T>(shard, task), shards)
+    .catch((e: Error) => log.error({ error: e.message }, "static mappings not mirrored on every shard"));
+  const reconcile = pool.onRestarted;
+  pool.onRestarted = (shard) => {
+    reconcile(shard);
+    void resyncMirrors();
+  };
+  await resyncMirrors();
   const addresses = started.flatMap((s) => s.endpoints);
   log.info({ listen: addresses, workers: shards, natPmp: c.natPmp }, "pcp server listening");
   let current = c;

@@ -20,6 +20,7 @@ import { poolAddresses } from "../config/schema.js";
 import { StatsBoard } from "./stats-board.js";
 import { ShardStore, wallSeconds, type RestoreReport } from "../persist/store.js";
 import * as W from "../wire.generated.js";
+import type { StaticEntry } from "./static-mirrors.js";
 
 /** Mappings moved per event-loop turn while renumbering, so requests keep being served. */
 const REHOME_CHUNK = 2000;
@@ -52,7 +53,9 @@ export type ShardTask =
   | { kind: "lookupExternal"; externalAddress: string; protocol: number; externalPort: number }
   | { kind: "list"; from: number; limit: number; select: MappingSelector }
   | { kind: "addStatic"; internalAddress: string; protocol: number; internalPort: number; externalAddress: string; externalPort: number }
-  | { kind: "removeStatic"; internalAddress: string; protocol: number; internalPort: number; family: 4 | 6 }
+  | { kind: "removeStatic"; internalAddress: string; protocol: number; internalPort: number; family: 4 | 6; hold?: boolean }
+  | { kind: "addMirror"; internalAddress: string; protocol: number; internalPort: number; externalAddress: string; externalPort: number }
+  | { kind: "setMirrors"; statics: StaticEntry[] }
   | { kind: "subscriberUsage"; internalAddress: string; thirdPartyId?: string }
   | { kind: "deleteSubscriber"; internalAddress: string; thirdPartyId?: string }
   | { kind: "events"; on: boolean }
@@ -133,7 +136,7 @@ let eventsOn = false;
 let poolTimer: NodeJS.Timeout | undefined;
 
 /** Tasks after which the board is copied again (the others only read). */
-const CHANGES_STATE = new Set<ShardTask["kind"]>(["reload", "addStatic", "removeStatic", "deleteSubscriber"]);
+const CHANGES_STATE = new Set<ShardTask["kind"]>(["reload", "addStatic", "removeStatic", "addMirror", "setMirrors", "deleteSubscriber"]);
 
 /** Pool gauges (free blocks per address) are copied to the board this often, and after every task. */
 const POOL_PUBLISH_MS = 1000;
@@ -386,7 +389,20 @@ function run(task: ShardTask): unknown {
       return { result, mapping: result === W.RESULT_SUCCESS ? s.engine.lookupRecords(task.internalAddress, task.protocol, task.internalPort, family, now) : null };
     }
     case "removeStatic":
-      return s.engine.removeStatic(task.internalAddress, task.protocol, task.internalPort, task.family);
+      return s.engine.removeStatic(task.internalAddress, task.protocol, task.internalPort, task.family, task.hold ?? true);
+    case "addMirror":
+      return s.engine.addMirror(task.internalAddress, task.protocol, task.internalPort, task.externalAddress, task.externalPort);
+    case "setMirrors": {
+      // Laid down again from the owners' records: a dynamic mapping of such an endpoint ends.
+      s.engine.clearMirrors();
+      let laid = 0;
+      for (const m of task.statics) {
+        const result = s.engine.addMirror(m.internalAddress, m.protocol, m.internalPort, m.externalAddress, m.externalPort, true);
+        if (result === W.RESULT_SUCCESS) laid++;
+        else s.log.warn({ static: m, result }, "static mapping of another shard not mirrored here");
+      }
+      return laid;
+    }
     case "subscriberUsage":
       return s.engine.subscriberUsage(task.internalAddress, task.thirdPartyId);
     case "deleteSubscriber":

@@ -42,7 +42,7 @@ describe("pool addresses added and retired while serving", () => {
     const pf = serveOne(e, mapRequest({ client: c2, internalPort: 22, nonce: nonceOf(3) }), T0, { source: c2 });
     const pfAgain = serveOne(e, mapRequest({ client: c2, internalPort: 22, nonce: nonceOf(3), externalAddress: A, externalPort: assigned(pf).port }, [preferFailure()]), T0, { source: c2 });
     expect(pfAgain.result).toBe(W.RESULT_SUCCESS);
-    const tp = serveOne(e, mapRequest({ client: "192.0.2.200", internalPort: 80, nonce: nonceOf(4) }, [thirdParty("192.0.2.3")]), T0, { source: "192.0.2.200", ingress: TP });
+    const tp = serveOne(e, mapRequest({ client: "192.0.2.200", internalPort: 80, nonce: nonceOf(4) }, [thirdParty("192.0.2.3")]), T0, { source: "192.0.2.200", sourcePort: 42000, ingress: TP });
     expect([map1.result, peer1.result, tp.result]).toEqual([0, 0, 0]);
     expect(e.addStatic("192.0.2.4", W.PROTO_TCP, 443, A, 30000)).toBe(W.RESULT_SUCCESS);
     expect(e.addPoolAddress(B)).toBe(true);
@@ -53,13 +53,14 @@ describe("pool addresses added and retired while serving", () => {
     const { updates, done } = e.rehome(T0 + 100, EPOCH, 100);
     expect(done).toBe(true);
     const messages = updates.flatMap((u) => u.messages);
-    // 1 MAP + 1 PEER to client 1, CANNOT_PROVIDE_EXTERNAL to client 2, nothing for the THIRD_PARTY mapping.
+    // 1 MAP + 1 PEER to client 1, CANNOT_PROVIDE_EXTERNAL to client 2, a MAP to the THIRD_PARTY requester.
     expect(messages.map((m) => [m.address, m.payload[1], m.payload[3]])).toEqual(expect.arrayContaining([
       [c1, W.R_BIT | W.OP_MAP, W.RESULT_SUCCESS],
       [c1, W.R_BIT | W.OP_PEER, W.RESULT_SUCCESS],
       [c2, W.R_BIT | W.OP_MAP, W.RESULT_CANNOT_PROVIDE_EXTERNAL],
+      ["192.0.2.200", W.R_BIT | W.OP_MAP, W.RESULT_SUCCESS],
     ]));
-    expect(messages).toHaveLength(3);
+    expect(messages).toHaveLength(4);
 
     const map = messages.find((m) => m.payload[1] === (W.R_BIT | W.OP_MAP) && m.address === c1)!;
     const moved = e.lookup(c1, W.PROTO_TCP, 8080)!;
@@ -92,8 +93,16 @@ describe("pool addresses added and retired while serving", () => {
     const refused = messages.find((m) => m.address === c2)!;
     expect(externalOf(refused)).toBe(`${A}:${assigned(pf).port}`);
     expect(e.lookup(c2, W.PROTO_TCP, 22)).toBeUndefined();
-    // The THIRD_PARTY mapping moved without a message (its requester is not recorded).
-    expect(e.lookup("192.0.2.3", W.PROTO_TCP, 80)!.externalAddress).toBe(B);
+    // Item 12.13: the THIRD_PARTY mapping's update goes to its requester (address and port of
+    // its request), with the THIRD_PARTY option naming the internal address [6887 §13.1, §14.2].
+    const third = e.lookup("192.0.2.3", W.PROTO_TCP, 80)!;
+    expect(third.externalAddress).toBe(B);
+    const toRequester = messages.find((m) => m.address === "192.0.2.200")!;
+    expect(toRequester.port).toBe(42000);
+    expect(externalOf(toRequester)).toBe(`${B}:${third.externalPort}`);
+    expect(Array.from(toRequester.payload.slice(W.MP_NONCE, W.MP_NONCE + 12))).toEqual(nonceOf(4));
+    expect(toRequester.payload.length).toBe(W.MAP_MIN_SIZE + 4 + 16);
+    expect([toRequester.payload[60], u16(toRequester.payload, 62), formatAddress16(toRequester.payload.slice(64, 80))]).toEqual([W.OPTION_THIRD_PARTY, 16, "192.0.2.3"]);
 
     // The dataplane hears of every move.
     expect(e.drainEvents().filter((ev) => ev.kind === "update").map((ev) => ev.externalAddress)).toEqual([B, B, B]);

@@ -9,14 +9,16 @@ import { pino } from "pino";
 import * as W from "../../src/wire.generated.js";
 import { parseConfig } from "../../src/config/schema.js";
 import { startServer, type RunningServer } from "../../src/server/server.js";
-import { announceRequest, assigned, mapRequest, nonceOf } from "../helpers/packets.js";
+import { announceRequest, assigned, mapRequest, nonceOf, thirdParty } from "../helpers/packets.js";
+import { formatAddress16 } from "../../src/net/address.js";
 import { exchange } from "../helpers/udp.js";
 
 const SERVER = "127.0.0.13";
 const CLIENT = "127.0.0.13"; // a subscriber on the same loopback address (its own port)
 const OLD = "198.51.100.1";
 const NEW = "198.51.100.2";
-const base = { listen: { addresses: [SERVER], port: 0 }, subscribers: ["127.0.0.0/8"], log: { level: "silent" }, persistence: { enabled: false } };
+const REQUESTER = "127.0.0.15"; // a THIRD_PARTY server asking for other subscribers' mappings
+const base = { listen: { addresses: [SERVER], port: 0 }, subscribers: ["127.0.0.0/8"], thirdPartySources: [`${REQUESTER}/32`], log: { level: "silent" }, persistence: { enabled: false } };
 let server: RunningServer;
 
 beforeAll(async () => {
@@ -93,6 +95,33 @@ describe("renumbering by configuration reload", () => {
       expect(seen).toHaveLength(3); // the refresh's reply, and no further copies
       expect(seen[2][1]).toBe(W.R_BIT | W.OP_MAP);
       expect(assigned({ response: seen[2] }).address).toBe(OLD);
+    } finally {
+      socket.close();
+    }
+  });
+
+  it("item 12.13: a THIRD_PARTY mapping's update goes to the address:port its request came from, three times, with THIRD_PARTY", async () => {
+    const port = server.addresses[0].port;
+    const socket = dgram.createSocket("udp4");
+    const seen: Buffer[] = [];
+    socket.on("message", (data) => seen.push(data));
+    await new Promise<void>((resolve) => socket.bind(0, REQUESTER, resolve));
+    const wait = async (n: number) => {
+      for (let i = 0; i < 60 && seen.length < n; i++) await new Promise((resolve) => setTimeout(resolve, 50));
+    };
+    try {
+      socket.send(mapRequest({ client: REQUESTER, internalPort: 7200, lifetime: 3600, nonce: nonceOf(7) }, [thirdParty("10.1.2.3")]), port, SERVER);
+      await wait(1);
+      expect([seen[0][3], assigned({ response: seen[0] }).address]).toEqual([W.RESULT_SUCCESS, OLD]);
+      await server.reload(parseConfig({ ...base, pool: { addresses: [NEW] } })); // OLD retired
+      await wait(4);
+      const updates = seen.slice(1);
+      expect(updates).toHaveLength(3);
+      for (const u of updates) {
+        expect([u[1], u[3], assigned({ response: u }).address]).toEqual([W.R_BIT | W.OP_MAP, W.RESULT_SUCCESS, NEW]);
+        expect(Array.from(u.subarray(W.MP_NONCE, W.MP_NONCE + 12))).toEqual(nonceOf(7));
+        expect([u.length, u[W.MAP_MIN_SIZE], formatAddress16(u.subarray(W.MAP_MIN_SIZE + 4, W.MAP_MIN_SIZE + 20))]).toEqual([W.MAP_MIN_SIZE + 20, W.OPTION_THIRD_PARTY, "10.1.2.3"]);
+      }
     } finally {
       socket.close();
     }

@@ -6,8 +6,9 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import * as W from "../../src/wire.generated.js";
-import { DEFAULT_ENGINE_CONFIG, PacketEngine, type EngineConfig } from "../../src/engine/packet-engine.js";
-import { filter, mapRequest, nonceOf, peerRequest, serveOne } from "../helpers/packets.js";
+import { DEFAULT_CODEC_CONFIG, DEFAULT_ENGINE_CONFIG, PacketEngine, type EngineConfig } from "../../src/engine/packet-engine.js";
+import { formatAddress16 } from "../../src/net/address.js";
+import { filter, mapRequest, nonceOf, peerRequest, serveOne, thirdParty, thirdPartyId } from "../helpers/packets.js";
 
 const POOL = ["203.0.113.1", "203.0.113.2", "2001:db8:ff::1"];
 const CLIENTS = ["192.0.2.1", "192.0.2.2", "192.0.2.3", "2001:db8::5"];
@@ -206,5 +207,62 @@ describe("persistence round trip through the engine", () => {
     const b = engine(T0);
     expect(b.restore(broken, WALL_A, T0)).toBe(0);
     expect(b.restoreDropped().malformed).toBe(1);
+  });
+});
+
+describe("THIRD_PARTY requester (item 12.13)", () => {
+  const TP = W.INGRESS_SUBSCRIBER | W.INGRESS_THIRD_PARTY;
+  const REALMS: EngineConfig = { ...CONFIG, pool: { ...CONFIG.pool, addresses: ["203.0.113.1"] }, realms: { capacity: 16, ids: "any" } };
+  const withRealms = (now: number) => {
+    const e = new PacketEngine("debug", { ...DEFAULT_CODEC_CONFIG, options: W.OPTBIT_CORE | W.OPTBIT_THIRD_PARTY_ID });
+    e.initEngine(REALMS, now);
+    e.setRefreshCoalescing(false);
+    return e;
+  };
+
+  it("the requester (latest address:port) is carried by journal and snapshot records and restored; Mapping Update goes there", () => {
+    const a = withRealms(T0);
+    const ask = (source: string, sourcePort: number, options: ReturnType<typeof thirdParty>[]) =>
+      serveOne(a, mapRequest({ client: source, internalPort: 80, lifetime: 3600, nonce: nonceOf(4) }, options), T0, { source, sourcePort, ingress: TP });
+    // In a realm (its THIRD_PARTY_ID precedes the requester in the record) and in none.
+    expect(ask("192.0.2.200", 42000, [thirdParty("10.0.0.3"), thirdPartyId([0xab, 0xcd])]).result).toBe(W.RESULT_SUCCESS);
+    expect(ask("192.0.2.200", 42000, [thirdParty("10.0.0.4")]).result).toBe(W.RESULT_SUCCESS);
+    // The latest request came from elsewhere: that is where updates go.
+    expect(ask("192.0.2.201", 43000, [thirdParty("10.0.0.4")]).result).toBe(W.RESULT_SUCCESS);
+    const journal = a.persistPending(WALL_A);
+    const snapshot = a.persistTable(1, 1000, WALL_A).bytes;
+    const view = new DataView(snapshot.buffer, snapshot.byteOffset);
+    expect(snapshot[W.PREC_REQUESTER]).toBe(1);
+    expect(snapshot.length).toBe(2 * (W.PREC_HEADER_SIZE + W.PREC_REQUESTER_SIZE) + 2); // two records, one with a 2-byte THIRD_PARTY_ID
+    expect(view.getUint16(W.PREC_HEADER_SIZE + view.getUint8(W.PREC_REALM_ID_LENGTH) + 16, true)).toBeGreaterThan(0);
+    for (const records of [journal, [snapshot]]) {
+      const b = withRealms(T0);
+      for (const r of records) expect(b.restore(r, WALL_A, T0)).toBe(r.length);
+      expect(b.restoreDropped()).toEqual({ expired: 0, notInPool: 0, conflict: 0, noResources: 0, malformed: 0 });
+      expect(b.lookupRecords("10.0.0.3", W.PROTO_TCP, 80, 4, T0, "abcd").bytes.length).toBe(W.EVENT_SIZE);
+      expect(b.addPoolAddress("203.0.113.9")).toBe(true);
+      b.retirePoolAddress("203.0.113.1", T0 + 10);
+      const messages = b.rehome(T0 + 10, 5, 100).updates.flatMap((u) => u.messages);
+      const to = messages.map((m) => `${m.address}:${m.port}/${formatAddress16(m.payload.slice(64, 80))}`).sort();
+      expect(to).toEqual(["192.0.2.200:42000/10.0.0.3", "192.0.2.201:43000/10.0.0.4"]);
+      // In the realm, THIRD_PARTY_ID follows THIRD_PARTY [RFC 7843].
+      const inRealm = messages.find((m) => m.port === 42000)!;
+      expect(inRealm.payload.length).toBe(W.MAP_MIN_SIZE + 20 + 8);
+      expect([inRealm.payload[80], Array.from(inRealm.payload.slice(84, 86))]).toEqual([W.OPTION_THIRD_PARTY_ID, [0xab, 0xcd]]);
+    }
+  });
+
+  it("a THIRD_PARTY mapping whose requester could not be recorded (table full) is served and not told; an ended one frees its entry", () => {
+    const a = new PacketEngine("debug");
+    a.initEngine({ ...CONFIG, maxRequesters: 1, pool: { ...CONFIG.pool, addresses: ["203.0.113.1"] } }, T0);
+    const ask = (internal: string, lifetime = 3600) => serveOne(a, mapRequest({ client: "192.0.2.200", internalPort: 80, lifetime, nonce: nonceOf(4) }, [thirdParty(internal)]), T0, { source: "192.0.2.200", ingress: TP });
+    expect(ask("10.0.0.1").result).toBe(W.RESULT_SUCCESS);
+    expect(ask("10.0.0.2").result).toBe(W.RESULT_SUCCESS); // no room for its requester
+    expect(ask("10.0.0.1", 0).result).toBe(W.RESULT_SUCCESS); // frees the entry
+    expect(ask("10.0.0.3").result).toBe(W.RESULT_SUCCESS); // takes it
+    a.addPoolAddress("203.0.113.9");
+    a.retirePoolAddress("203.0.113.1", T0 + 10);
+    const messages = a.rehome(T0 + 10, 5, 100).updates.flatMap((u) => u.messages);
+    expect(messages.map((m) => formatAddress16(m.payload.slice(64, 80)))).toEqual(["10.0.0.3"]);
   });
 });
