@@ -174,11 +174,11 @@ describe("static mappings on every shard (item 12)", () => {
 
   it("a shard restart lays the mirrors down again; the owner's restart without persistence loses the static and its mirrors", async () => {
     const thread = r.server.threads()[0];
-    await r.server.resetShard(0); // the mirror shard
+    await r.server.replaceWorker(0); // the mirror shard's thread dies
     const back = await until(() => map(A, 22), (reply) => reply[3] === W.RESULT_SUCCESS && u32(reply, W.HDR_LIFETIME) === STATIC);
     expect(r.server.threads()[0]).not.toBe(thread);
     expect(back && assigned({ response: back }).port).toBe(ODD_BLOCK_PORT);
-    await r.server.resetShard(1); // the owner: its table (and the static) start empty
+    await r.server.replaceWorker(1); // the owner's thread dies: its table (and the static) start empty
     const dynamic = await until(() => map(A, 22), (reply) => reply[3] === W.RESULT_SUCCESS && u32(reply, W.HDR_LIFETIME) !== STATIC);
     expect(dynamic).toBeDefined();
     expect((await map(A, 22, { lifetime: 0 }))[3]).toBe(W.RESULT_SUCCESS);
@@ -212,7 +212,7 @@ describe("static mappings across a server restart with persistence (item 12)", (
       expect(u16(await send(A, natPmpMap(W.NATPMP_OP_MAP_TCP, 25, 0, 0)), 2)).toBe(W.NATPMP_RESULT_NOT_AUTHORIZED);
       // The owner's thread dies: it restores the static from its files, the mirror stays answered.
       const thread = r.server.threads()[1];
-      await r.server.resetShard(1);
+      await r.server.replaceWorker(1);
       for (let i = 0; i < 200 && (r.server.threads()[1] === undefined || r.server.threads()[1] === thread); i++) await sleep(50);
       const after = await until(() => map(A, 25), (x) => x[3] === W.RESULT_SUCCESS);
       expect(after && [u32(after, W.HDR_LIFETIME), assigned({ response: after }).port]).toEqual([STATIC, ODD_BLOCK_PORT + 3]);
