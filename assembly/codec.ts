@@ -362,6 +362,9 @@ export function processSlot(slot: usize): void {
   if (version != W.PCP_VERSION) {
     // row 6: version negotiation precedes the 24-byte test [6887 §9, §8.2]
     if (curThirdPartyOnly) return drop(slot, A.DROP_INTERFACE);
+    // A 2-byte request gets a 24-byte reply: a source over its rate gets none, whatever
+    // pcp.overload says (NO_RESOURCES is a version-2 answer, as large) [6887 §17.2, §8.1].
+    if (hostFlags & A.HOST_OVERLOADED) return drop(slot, A.DROP_OVERLOAD);
     return writeError(slot, W.RESULT_UNSUPP_VERSION, cfgLongErrorLifetime, W.PCP_HEADER_SIZE);
   }
   if (wireLen < W.PCP_HEADER_SIZE) return drop(slot, A.DROP_SHORT_HEADER); // row 7 [6887 §8.2]
