@@ -2,7 +2,6 @@
 // (~208 KiB) a burst of requests — clients coming back after an Epoch reset — overflows
 // the socket and most of it is lost. A real pcp-server on loopback must answer a burst of
 // 4,000 requests sent in one go, losing at most 1 %; the listener reports the size granted.
-import dgram from "node:dgram";
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { pino } from "pino";
@@ -13,42 +12,12 @@ import { DEFAULT_ENGINE_CONFIG, PacketEngine } from "../../src/engine/packet-eng
 import { UdpListener, type ReceiveBuffer } from "../../src/io/udp-listener.js";
 import { MonotonicClock } from "../../src/server/clock.js";
 import { mapRequest, nonceOf } from "../helpers/packets.js";
+import { burst } from "../helpers/udp.js";
 
 const SERVER = "127.0.0.11";
 const CLIENT = "127.0.0.12";
 const BURST = 4000;
 const rmemMax = Number(readFileSync("/proc/sys/net/core/rmem_max", "utf8"));
-
-/**
- * Sends `requests` back to back from one socket and counts the replies: done when all came,
- * or when none arrived for `idleMs` (the rest are lost), or at `deadlineMs`.
- */
-function burst(port: number, requests: Uint8Array[], idleMs = 2000, deadlineMs = 30_000): Promise<Buffer[]> {
-  const socket = dgram.createSocket("udp4");
-  const replies: Buffer[] = [];
-  return new Promise((resolve) => {
-    let idle: NodeJS.Timeout;
-    const done = () => {
-      clearTimeout(idle);
-      clearTimeout(deadline);
-      socket.close();
-      resolve(replies);
-    };
-    const deadline = setTimeout(done, deadlineMs);
-    socket.on("message", (m) => {
-      replies.push(m);
-      clearTimeout(idle);
-      if (replies.length === requests.length) done();
-      else idle = setTimeout(done, idleMs);
-    });
-    socket.bind(0, CLIENT, () => {
-      // The client's own buffer must hold the replies too: it reads them on this thread.
-      socket.setRecvBufferSize(RECEIVE_BUFFER_DEFAULT);
-      for (const r of requests) socket.send(r, port, SERVER);
-      idle = setTimeout(done, idleMs);
-    });
-  });
-}
 
 describe("listen.receiveBuffer (issue #12 item 9)", () => {
   it("the default fits under this machine's net.core.rmem_max (else the server warns and an operator must raise it)", () => {
@@ -93,7 +62,8 @@ describe("listen.receiveBuffer (issue #12 item 9)", () => {
     const server = await startServer(config, pino({ level: "silent" }));
     try {
       const requests = Array.from({ length: BURST }, (_, i) => mapRequest({ client: CLIENT, internalPort: 10_000 + i, nonce: nonceOf(i) }));
-      const replies = await burst(server.addresses[0].port, requests);
+      // The client's own buffer must hold the replies too: it reads them on this thread.
+      const replies = await burst(CLIENT, SERVER, server.addresses[0].port, requests, { idleMs: 2000, receiveBuffer: RECEIVE_BUFFER_DEFAULT });
       const lost = (BURST - replies.length) / BURST;
       expect(replies.every((r) => r[1] === (W.OP_MAP | 0x80))).toBe(true);
       expect(lost, `${replies.length} of ${BURST} answered`).toBeLessThanOrEqual(0.01);

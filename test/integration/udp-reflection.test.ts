@@ -2,40 +2,15 @@
 // that draw the largest replies — 2-byte foreign-version requests (24-byte UNSUPP_VERSION)
 // and 2-byte NAT-PMP address requests (12 bytes) — from one (spoofable) source is answered
 // only within that source's rate, like every other reply [RFC 6887 §17.2, RFC 6886 §3.5].
-import dgram from "node:dgram";
 import { describe, expect, it } from "vitest";
 import { pino } from "pino";
 import { parseConfig } from "../../src/config/schema.js";
 import { startServer } from "../../src/server/server.js";
+import { burst } from "../helpers/udp.js";
 
 const SERVER = "127.0.0.15";
 const FLOOD = 300;
 const BURST = 10;
-
-/** Sends `n` copies back to back; collects replies until none came for `idleMs` (bounded by `deadlineMs`). */
-function flood(from: string, port: number, payload: Uint8Array, n: number, idleMs = 500, deadlineMs = 10_000): Promise<Buffer[]> {
-  const socket = dgram.createSocket("udp4");
-  const replies: Buffer[] = [];
-  return new Promise((resolve) => {
-    let idle: NodeJS.Timeout;
-    const done = () => {
-      clearTimeout(idle);
-      clearTimeout(deadline);
-      socket.close();
-      resolve(replies);
-    };
-    const deadline = setTimeout(done, deadlineMs);
-    socket.on("message", (m) => {
-      replies.push(m);
-      clearTimeout(idle);
-      idle = setTimeout(done, idleMs);
-    });
-    socket.bind(0, from, () => {
-      for (let i = 0; i < n; i++) socket.send(payload, port, SERVER);
-      idle = setTimeout(done, idleMs);
-    });
-  });
-}
 
 describe("small requests with large replies stay within the per-source rate (real server)", () => {
   for (const overload of ["drop", "no-resources"] as const) {
@@ -51,8 +26,8 @@ describe("small requests with large replies stay within the per-source rate (rea
       const port = server.addresses[0].port;
       try {
         const start = Date.now();
-        const foreign = await flood("127.0.0.16", port, Uint8Array.of(1, 0), FLOOD);
-        const natPmp = await flood("127.0.0.17", port, Uint8Array.of(0, 0), FLOOD);
+        const foreign = await burst("127.0.0.16", SERVER, port, Array(FLOOD).fill(Uint8Array.of(1, 0)), { idleMs: 500 });
+        const natPmp = await burst("127.0.0.17", SERVER, port, Array(FLOOD).fill(Uint8Array.of(0, 0)), { idleMs: 500 });
         // The bucket refills at 5/s while the test runs: allow for that, far below the flood.
         const allowance = BURST + Math.ceil(((Date.now() - start) / 1000) * 5);
         expect(foreign.length).toBeGreaterThanOrEqual(BURST);
