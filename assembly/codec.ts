@@ -362,6 +362,9 @@ export function processSlot(slot: usize): void {
   if (version != W.PCP_VERSION) {
     // row 6: version negotiation precedes the 24-byte test [6887 §9, §8.2]
     if (curThirdPartyOnly) return drop(slot, A.DROP_INTERFACE);
+    // A 2-byte request gets a 24-byte reply: a source over its rate gets none, whatever
+    // pcp.overload says (NO_RESOURCES is a version-2 answer, as large) [6887 §17.2, §8.1].
+    if (hostFlags & A.HOST_OVERLOADED) return drop(slot, A.DROP_OVERLOAD);
     return writeError(slot, W.RESULT_UNSUPP_VERSION, cfgLongErrorLifetime, W.PCP_HEADER_SIZE);
   }
   if (wireLen < W.PCP_HEADER_SIZE) return drop(slot, A.DROP_SHORT_HEADER); // row 7 [6887 §8.2]
@@ -417,6 +420,33 @@ export function processRange(first: u32, count: u32, epoch: u32): u32 {
 
 // ---- encoders used by the engine to finish a PARSED slot ----
 
+// The request's DESCRIPTION text [RFC 7220], saved before finishSuccess builds the reply
+// over the request: compacting the echoed options forward and appending the PREFIX64
+// options write over whatever follows them, so a DESCRIPTION placed before a THIRD_PARTY,
+// FILTER or PREFIX64 option would otherwise be read back as that option's bytes (issue #12
+// item 10). The engine stores at most DESCRIPTION_STORED_MAX bytes; one more is kept so it
+// can find a character boundary.
+const DESCRIPTION_SAVED_CAP: u32 = A.DESCRIPTION_STORED_MAX + 1;
+const savedDescription = memory.data(<i32>((DESCRIPTION_SAVED_CAP + 3) & ~3), 16);
+let savedDescriptionSlot: usize = 0;
+
+function saveDescription(slot: usize): void {
+  savedDescriptionSlot = 0;
+  if ((load<u32>(slot + A.SLOT_OPTIONS) & A.OPTBIT_DESCRIPTION) == 0) return;
+  const n = <u32>load<u16>(slot + A.SLOT_DESCRIPTION_LEN);
+  memory.copy(savedDescription, data(slot) + <u32>load<u16>(slot + A.SLOT_DESCRIPTION), n < DESCRIPTION_SAVED_CAP ? n : DESCRIPTION_SAVED_CAP);
+  savedDescriptionSlot = slot;
+}
+
+/**
+ * The DESCRIPTION text of the request `slot` held, as saved when its success reply was
+ * built (length: SLOT_DESCRIPTION_LEN; only the first DESCRIPTION_STORED_MAX + 1 bytes);
+ * 0 if the slot has none or is not the one finishSuccess built last.
+ */
+export function requestDescription(slot: usize): usize {
+  return savedDescriptionSlot == slot ? savedDescription : 0;
+}
+
 /**
  * Success reply [6887 §8.2]: header rewritten, opcode reserved fields zeroed, options
  * with a bit in `echoMask` (and recorded as valid) kept in request order. Built in place:
@@ -424,6 +454,7 @@ export function processRange(first: u32, count: u32, epoch: u32): u32 {
  */
 export function finishSuccess(slot: usize, lifetime: u32, echoMask: u32): void {
   const d = data(slot);
+  saveDescription(slot); // before any option byte is overwritten
   const opcode = <u32>load<u8>(slot + A.SLOT_OPCODE);
   store<u8>(d + W.HDR_VERSION, W.PCP_VERSION);
   store<u8>(d + W.HDR_OPCODE, <u8>(opcode | W.R_BIT));

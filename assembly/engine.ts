@@ -9,7 +9,7 @@ import { rd16, rd32, wr16, wr32, addrEqual, isV4Mapped, copy12, copy16, zero4 } 
 import { HashIndex, mix64, fingerprint } from "./hashindex";
 import {
   slotsBase, statsBase, processRange, finishSuccess, finishError, errorLifetime, data,
-  finishNatPmpAddress, finishNatPmpMap, appendOption,
+  finishNatPmpAddress, finishNatPmpMap, appendOption, requestDescription,
 } from "./codec";
 
 // ---------------------------------------------------------------------------
@@ -346,10 +346,13 @@ function applyCheckpoint(slot: usize, m: u32): void {
   store<u8>(slot + A.SLOT_HOST_FLAGS, load<u8>(slot + A.SLOT_HOST_FLAGS) | A.HOST_CHECKPOINT);
 }
 
+/** After finishSuccess: the text comes from the codec's saved copy, the request's bytes may be overwritten. */
 function applyDescription(slot: usize, m: u32): void {
   if ((load<u32>(slot + A.SLOT_OPTIONS) & A.OPTBIT_DESCRIPTION) == 0) return;
+  const text = requestDescription(slot);
+  if (text == 0) return; // not after finishSuccess(slot): nothing safe to read (the echo tests would show it)
   const length = <u32>load<u16>(slot + A.SLOT_DESCRIPTION_LEN);
-  if (!setDescription(m, data(slot) + <u32>load<u16>(slot + A.SLOT_DESCRIPTION), length)) return;
+  if (!setDescription(m, text, length)) return;
   const id = descriptionOf(m);
   appendOption(slot, W.OPTION_DESCRIPTION, id != 0 ? descriptions.at(id) + D_TEXT : 0, id != 0 ? <u32>load<u8>(descriptions.at(id) + D_LENGTH) : 0);
 }

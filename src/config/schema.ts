@@ -23,6 +23,9 @@ const seconds = z.number().int().min(0).max(0xffffffff);
 const port = z.number().int().min(0).max(65535);
 const count = (min: number, max: number) => z.number().int().min(min).max(max);
 
+/** 4 MiB: a burst of 4,000 requests in one go fits with room to spare (test/integration/udp-burst.test.ts). */
+export const RECEIVE_BUFFER_DEFAULT = 4 * 1024 * 1024;
+
 export const ConfigSchema = z
   .object({
     listen: z
@@ -30,9 +33,14 @@ export const ConfigSchema = z
         /** One socket per address: replies leave from the address the request was sent to. */
         addresses: z.array(address).min(1).default(["127.0.0.1", "::1"]),
         port: port.default(W.PCP_SERVER_PORT),
+        /**
+         * SO_RCVBUF per socket, bytes (0: the kernel default, ~208 KiB, which loses most of
+         * a burst of thousands of requests after an Epoch reset). Capped by net.core.rmem_max.
+         */
+        receiveBuffer: count(0, 1 << 30).default(RECEIVE_BUFFER_DEFAULT),
       })
       .strict()
-      .default({ addresses: ["127.0.0.1", "::1"], port: W.PCP_SERVER_PORT }),
+      .default({ addresses: ["127.0.0.1", "::1"], port: W.PCP_SERVER_PORT, receiveBuffer: RECEIVE_BUFFER_DEFAULT }),
     /**
      * Engine workers (piscina threads), one shard each. Each worker owns the sockets of
      * its listen addresses (address i → worker i mod workers), so at most one worker per

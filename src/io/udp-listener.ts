@@ -34,6 +34,25 @@ export interface ListenerOptions {
   expiryBudget?: number;
   /** Marks datagrams of sources over their rate as overloaded. */
   limiter?: RateLimiter;
+  /**
+   * SO_RCVBUF asked for each socket, bytes (0 or absent: the kernel default, about 208 KiB,
+   * which a burst of a few hundred requests overflows — clients coming back after an Epoch
+   * reset). The kernel caps it at net.core.rmem_max and reports twice what it keeps.
+   */
+  receiveBuffer?: number;
+  /** Told once per socket what the kernel granted (for the log). */
+  onReceiveBuffer?: (r: ReceiveBuffer) => void;
+}
+
+export interface ReceiveBuffer {
+  address: string;
+  port: number;
+  /** Bytes asked for (0: none, the kernel default stands). */
+  requested: number;
+  /** What getsockopt(SO_RCVBUF) reports: on Linux twice the bytes kept, which rmem_max caps. */
+  granted: number;
+  /** The kernel kept less than asked (raise net.core.rmem_max). */
+  capped: boolean;
 }
 
 /** A source's 16-byte form and classification, cached: parsing the text costs more than serving. */
@@ -91,9 +110,25 @@ export class UdpListener {
         });
       });
       this.sockets.push(socket);
+      this.sizeReceiveBuffer(socket);
     }
     this.timer = setInterval(() => this.expire(), 1000);
     this.timer.unref();
+  }
+
+  private sizeReceiveBuffer(socket: dgram.Socket): void {
+    const requested = this.o.receiveBuffer ?? 0;
+    // SO_RCVBUF, not SO_RCVBUFFORCE: the operator's rmem_max is respected, and reported.
+    if (requested > 0) socket.setRecvBufferSize(requested);
+    const granted = socket.getRecvBufferSize();
+    const { address, port } = socket.address();
+    // Linux doubles the value set (bookkeeping overhead) and reports the double.
+    this.o.onReceiveBuffer?.({ address, port, requested, granted, capped: requested > 0 && granted < requested * (process.platform === "linux" ? 2 : 1) });
+  }
+
+  /** What the kernel reports for each socket's receive buffer (SO_RCVBUF). */
+  receiveBufferSizes(): number[] {
+    return this.sockets.map((s) => s.getRecvBufferSize());
   }
 
   async stop(): Promise<void> {

@@ -242,6 +242,9 @@ async function start(spec: ShardSpec): Promise<ShardStarted> {
     clock,
     classify: classifier(config),
     limiter: limiterFor(config, spec.shards),
+    receiveBuffer: config.listen.receiveBuffer,
+    onReceiveBuffer: (r) =>
+      r.capped ? log.warn(r, "receive buffer capped by net.core.rmem_max: raise it (sysctl) to at least listen.receiveBuffer") : log.info(r, "receive buffer"),
     onEvents,
     // Copied only while a Mapping Update waits for a refresh, or for debug logs (the
     // journal reads them in place, in afterBatch).

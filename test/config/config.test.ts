@@ -15,7 +15,7 @@ const issues = configIssues;
 describe("configuration", () => {
   it("an empty document is the safe embedded default: loopback, documentation-range pool", () => {
     const c = parseConfig({});
-    expect(c.listen).toEqual({ addresses: ["127.0.0.1", "::1"], port: 5351 });
+    expect(c.listen).toEqual({ addresses: ["127.0.0.1", "::1"], port: 5351, receiveBuffer: 4 * 1024 * 1024 });
     // 203.0.113.0/28 without its network and broadcast addresses.
     expect(poolAddresses(c.pool.addresses)).toHaveLength(14);
     expect(poolAddresses(c.pool.addresses)[0]).toBe("203.0.113.1");
@@ -57,7 +57,7 @@ describe("configuration", () => {
     writeFileSync(join(dir, "b.json"), JSON.stringify({ pool: { addresses: ["198.51.100.7"] } }));
     writeFileSync(join(dir, "bad.yaml"), "listen: [\n");
     expect(loadConfig(join(dir, "a.yaml"))).toMatchObject({ listen: { port: 6000 }, noncePolicy: "relaxed" });
-    expect(loadConfig(join(dir, "a.yaml"), { port: 7000, listen: ["127.0.0.9"] }).listen).toEqual({ addresses: ["127.0.0.9"], port: 7000 });
+    expect(loadConfig(join(dir, "a.yaml"), { port: 7000, listen: ["127.0.0.9"] }).listen).toEqual({ addresses: ["127.0.0.9"], port: 7000, receiveBuffer: 4 * 1024 * 1024 });
     expect(loadConfig(join(dir, "b.json")).pool.addresses).toEqual(["198.51.100.7"]);
     expect(() => loadConfig(join(dir, "bad.yaml"))).toThrow(/bad\.yaml: not valid YAML/);
     expect(() => loadConfig(join(dir, "missing.yaml"))).toThrow(/missing\.yaml: cannot read \(ENOENT\)/);

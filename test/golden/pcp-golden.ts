@@ -447,15 +447,18 @@ export const GOLDEN: GoldenCase[] = [
     expect: { verdict: 'drop', dropReason: 5 },
   },
   {
-    name: 'overloaded, version 3 → UNSUPP_VERSION still sent',
-    origin: 'codec.md row 6 before row 8',
+    name: 'overloaded, version 3 → OVERLOAD drop (no reflection past the rate limit)',
+    origin: 'hostile: issue #12 item 8; codec.md row 6',
     overloaded: true,
     hex: `03 00 00 00` + LT0 + C_V4,
-    expect: {
-      verdict: 'reply',
-      result: 1,
-      responseHex: `02 80 00 01` + LONG + EPOCH + TAIL_V4,
-    },
+    expect: { verdict: 'drop', dropReason: 5 },
+  },
+  {
+    name: 'overloaded, 2-byte version 1 → OVERLOAD drop, not a 24-byte UNSUPP_VERSION',
+    origin: 'hostile: issue #12 item 8; codec.md row 6',
+    overloaded: true,
+    hex: `01 00`,
+    expect: { verdict: 'drop', dropReason: 5 },
   },
   {
     name: 'overloaded, version 2 length 20 → SHORT_HEADER',

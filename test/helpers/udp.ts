@@ -23,3 +23,35 @@ export function exchange(from: string, to: string, port: number, payload: Uint8A
     socket.bind(0, from, () => socket.send(payload, port, to));
   });
 }
+
+/**
+ * Sends `requests` back to back from one socket bound to `from` and collects the replies:
+ * done when one came per request, when none came for `idleMs` (the rest are lost), or at
+ * `deadlineMs`. `receiveBuffer`: SO_RCVBUF of the client (it must hold a burst of replies).
+ */
+export function burst(from: string, to: string, port: number, requests: Uint8Array[], o: { idleMs?: number; deadlineMs?: number; receiveBuffer?: number } = {}): Promise<Buffer[]> {
+  const socket = dgram.createSocket(isIPv6(to) ? "udp6" : "udp4");
+  const replies: Buffer[] = [];
+  const idleMs = o.idleMs ?? 1000;
+  return new Promise((resolve) => {
+    let idle: NodeJS.Timeout;
+    const done = () => {
+      clearTimeout(idle);
+      clearTimeout(deadline);
+      socket.close();
+      resolve(replies);
+    };
+    const deadline = setTimeout(done, o.deadlineMs ?? 30_000);
+    socket.on("message", (m) => {
+      replies.push(m);
+      clearTimeout(idle);
+      if (replies.length === requests.length) done();
+      else idle = setTimeout(done, idleMs);
+    });
+    socket.bind(0, from, () => {
+      if (o.receiveBuffer) socket.setRecvBufferSize(o.receiveBuffer);
+      for (const r of requests) socket.send(r, port, to);
+      idle = setTimeout(done, idleMs);
+    });
+  });
+}

@@ -558,9 +558,13 @@ function row5NatPmp(c: Ctx): RefOutcome | null {
   return null;
 }
 
-/** Row 6: version ≠ 2 → UNSUPP_VERSION, version byte 2, at least 24 bytes [6887 §9]. */
+/**
+ * Row 6: version ≠ 2 → UNSUPP_VERSION, version byte 2, at least 24 bytes [6887 §9];
+ * overloaded → drop OVERLOAD, never a reply (a 2-byte request draws 24 bytes) [6887 §17.2].
+ */
 function row6Version(c: Ctx): RefOutcome | null {
   if (u8(c.d, 0) !== 2) {
+    if (c.input.overloaded) return drop(DROP_OVERLOAD);
     return errorOutcome(c.d, c.len, UNSUPP_VERSION, c.input.epoch, c.config, false, HEADER_LEN);
   }
   return null;
