@@ -54,11 +54,11 @@ export function waitForLine(stream: Readable, pattern: RegExp, options: WaitOpti
   });
 }
 
-/** `promise`, or a rejection naming `what` after `timeout` ms. */
-export function withTimeout<T>(promise: Promise<T>, timeout: number, what: string): Promise<T> {
+/** `promise`, or a rejection naming `what` (evaluated then) after `timeout` ms. */
+export function withTimeout<T>(promise: Promise<T>, timeout: number, what: string | (() => string)): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: not within ${timeout} ms`)), timeout);
+    timer = setTimeout(() => reject(new Error(`${typeof what === "string" ? what : what()}: not within ${timeout} ms`)), timeout);
   });
   return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
 }
