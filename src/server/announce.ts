@@ -2,7 +2,7 @@
 // and NAT-PMP external-address announcements [RFC 6886 §3.2.1], multicast from each listen
 // address on the interfaces the operator named, to 224.0.0.1:5350 and [ff02::1]:5350.
 // The first copy leaves at once, the gap to the second is firstGap (≥ 250 ms) and each
-// later gap doubles; at most 10 copies, each with the Epoch of the moment it is sent.
+// later gap doubles, every gap counted from when the previous copy left (./repeat.ts); at most 10 copies, each with the Epoch of the moment it is sent.
 import { networkInterfaces } from "node:os";
 import { isIPv6 } from "node:net";
 import * as W from "../wire.generated.js";
@@ -47,7 +47,11 @@ export interface AnnouncerOptions {
   firstGapMs: number;
   /** Messages to multicast now (PCP ANNOUNCE; NAT-PMP's only on IPv4 and when NAT-PMP is on). */
   messages: (ipv6: boolean) => Uint8Array[];
-  send: (target: AnnounceTarget, payload: Uint8Array, port: number) => void;
+  /**
+   * Hands one datagram to the target's socket and returns true, with `sent` called from the
+   * socket's send callback; false when there is no socket to send from (`sent` never called).
+   */
+  send: (target: AnnounceTarget, payload: Uint8Array, port: number, sent: () => void) => boolean;
 }
 
 export class Announcer {
@@ -59,7 +63,7 @@ export class Announcer {
   start(): void {
     this.stop();
     if (this.o.targets.length === 0) return;
-    this.cancel = sendRepeatedly(announceGaps(this.o.count, this.o.firstGapMs), () => this.sendAll());
+    this.cancel = sendRepeatedly(announceGaps(this.o.count, this.o.firstGapMs), (sent) => this.sendAll(sent));
   }
 
   stop(): void {
@@ -67,9 +71,12 @@ export class Announcer {
     this.cancel = undefined;
   }
 
-  private sendAll(): void {
+  /** One copy to every target; how many datagrams were handed to sockets (see sendRepeatedly). */
+  private sendAll(sent: () => void): number {
+    let handed = 0;
     for (const target of this.o.targets) {
-      for (const m of this.o.messages(isIPv6(target.source))) this.o.send(target, m, W.PCP_CLIENT_PORT);
+      for (const m of this.o.messages(isIPv6(target.source))) if (this.o.send(target, m, W.PCP_CLIENT_PORT, sent)) handed++;
     }
+    return handed;
   }
 }

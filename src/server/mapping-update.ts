@@ -12,19 +12,22 @@ export class MappingUpdater {
   /** Mapping id → cancel of its remaining copies. */
   private readonly pending = new Map<number, () => void>();
 
-  constructor(private readonly send: (m: Unsolicited) => void, private readonly epoch: () => number) {}
+  /** `send` hands a message to a socket (true) with `sent` for its send callback, or finds none (false). */
+  constructor(private readonly send: (m: Unsolicited, sent: () => void) => boolean, private readonly epoch: () => number) {}
 
   schedule(mapping: number, messages: Unsolicited[]): void {
     this.cancel(mapping);
     if (messages.length === 0) return;
-    const sendAll = () => {
+    const sendAll = (sent: () => void) => {
       const epoch = this.epoch();
+      let handed = 0;
       for (const m of messages) {
         new DataView(m.payload.buffer, m.payload.byteOffset).setUint32(W.HDR_EPOCH, epoch >>> 0);
-        this.send(m);
+        if (this.send(m, sent)) handed++;
       }
+      return handed;
     };
-    // The first copy goes now; `done` runs from a timer, after this entry is set.
+    // The first copy goes now; `done` runs from a send callback, after this entry is set.
     this.pending.set(mapping, sendRepeatedly(UPDATE_GAPS_MS, sendAll, () => this.pending.delete(mapping)));
   }
 

@@ -271,18 +271,24 @@ async function start(spec: ShardSpec): Promise<ShardStarted> {
       if (!ipv6 && natPmpAddress && running().spec.config.natPmp === "enabled") out.push(engine.announceNatPmp(epoch, natPmpAddress));
       return out;
     },
-    send: (target, payload, port) => {
+    send: (target, payload, port, sent) => {
       const socket = listener.socket(target.source);
-      if (!socket) return;
+      if (!socket) return false;
       if (!isIPv6(target.source)) socket.setMulticastInterface(target.source);
       socket.send(payload, port, target.group, (error) => {
         if (error) log.warn({ error: error.message, group: target.group, interface: target.interface }, "announce not sent");
+        sent();
       });
+      return true;
     },
   });
-  const updater = new MappingUpdater((m) => {
+  const updater = new MappingUpdater((m, sent) => {
     const socket = listener.socket(spec.endpoints.find((e) => isIPv6(e.address) === isIPv6(m.address))?.address ?? "");
-    socket?.send(m.payload, m.port, m.address);
+    socket?.send(m.payload, m.port, m.address, (error) => {
+      if (error) log.warn({ error: error.message, address: m.address, port: m.port }, "mapping update not sent");
+      sent();
+    });
+    return socket !== undefined;
   }, () => clock.epoch());
   const endpoints = listener.boundAddresses();
   const s: Shard = { spec: { ...spec, endpoints }, engine, clock, listener, announcer, updater, log, board, store, wallOffset, record, stopDataplane: () => dataplane?.stop(), onEvents };

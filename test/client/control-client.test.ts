@@ -7,6 +7,7 @@ import { ControlClient, ControlClientError, ControlError, type SubscriptionItem 
 import { defaultTokenFile, defaultTokenFiles, findTokenFile, readTokenFile, writeTokenFile } from "../../src/client/token-file.js";
 import { RpcErrors, type MappingEventNotice, type RpcRequest } from "../../src/control/protocol.js";
 import { closedPort, selfSignedCertificate, startFakeControlServer, startMuteServer, type FakeControlServer } from "../helpers/fake-control-server.js";
+import { waitFor } from "../helpers/wait.js";
 
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
 afterEach(async () => {
@@ -343,9 +344,11 @@ describe("events", () => {
     const server = await subscribingServer();
     const client = await connect(server);
     const subscription = await client.subscribe({}, undefined, { highWaterMark: 3 });
+    let deleted = false; // the last notice has reached the client (and its subscription, in the same call)
+    client.on("mapping", (e: MappingEventNotice) => (deleted ||= e.kind === "delete"));
     for (let i = 2; i <= 6; i++) server.notify("events.mapping", notice("refresh", i));
     server.notify("events.mapping", notice("delete", 7));
-    await new Promise((r) => setTimeout(r, 100));
+    await waitFor(() => deleted);
     const items: SubscriptionItem[] = [];
     for await (const item of subscription) {
       items.push(item);

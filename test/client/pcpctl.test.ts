@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { RpcErrors, type Mapping, type Method, type MappingEventNotice, type Results, type RpcRequest } from "../../src/control/protocol.js";
 import { closedPort, selfSignedCertificate, startFakeControlServer, type FakeControlServer, type Reply } from "../helpers/fake-control-server.js";
+import { waitFor, waitForLine } from "../helpers/wait.js";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const CLI = join(ROOT, "dist/cli/pcpctl.js");
@@ -505,7 +506,10 @@ describe("events", () => {
     child.stderr.on("data", (d) => (stderr += d));
     const closed = new Promise<number | null>((resolve) => child.on("close", resolve));
     await server.waitForRequests(1);
-    await new Promise((r) => setTimeout(r, 50));
+    // Streaming: an event printed means the subscription's reply arrived and the loop runs.
+    const printed = waitForLine(child.stdout, / create /);
+    server.notify("events.mapping", notice("create", 1));
+    await printed;
     server.sockets.at(-1)!.close(1001, "stopping");
     expect(await closed).toBe(1);
     expect(stderr).toMatch(/event stream: connection closed \(1001 stopping\)/);
@@ -523,7 +527,7 @@ describe("dataplane watch", () => {
     const mapping = { protocol: 6, family: 4, external: { address: "198.51.100.1", port: 1234 }, internal: { address: "10.0.0.2", port: 8080 }, inbound: true, outbound: true, filters: [{ address: "192.0.2.0", prefixLength: 24, port: 0 }] };
     server.notify("dataplane.reset", { seq: 1 });
     server.notify("dataplane.ops", { seq: 2, ops: [{ op: "unmap", mapping: { ...mapping, filters: [] } }, { op: "map", mapping }] });
-    for (let i = 0; i < 100 && stdout.split("\n").length < 5; i++) await new Promise((r) => setTimeout(r, 50));
+    await waitFor(() => stdout.split("\n").length >= 5, { message: () => stdout });
     child.kill("SIGINT");
     expect(await closed).toBe(0);
     expect(stdout.trimEnd().split("\n")).toEqual([

@@ -11,6 +11,7 @@ import { startServer, type RunningServer } from "../../src/server/server.js";
 import { startControl, type RunningControl } from "../../src/control/server.js";
 import { RpcErrors } from "../../src/control/protocol.js";
 import { mapRequest, nonceOf, thirdParty } from "../helpers/packets.js";
+import { waitFor, withTimeout } from "../helpers/wait.js";
 
 const UDP = "127.0.0.41"; // the server's PCP address
 const AFTR = "127.0.0.42"; // a trusted THIRD_PARTY source standing for many subscribers
@@ -120,9 +121,11 @@ async function populate(n: number, perSub: number): Promise<void> {
     }),
   );
   while (sent < Math.min(64, total)) sendNext();
-  await Promise.race([done, new Promise((r) => setTimeout(r, 10_000))]);
-  socket.close();
-  expect(answered).toBe(total);
+  try {
+    await withTimeout(done, 30_000, () => `${answered} of ${total} MAP requests answered`);
+  } finally {
+    socket.close();
+  }
 }
 
 describe("authentication and roles", () => {
@@ -205,19 +208,25 @@ describe("methods", () => {
     expect((await c.call("subscribers.usage", { internalAddress: "10.9.0.5" })).result.shards).toEqual([{ shard: 0, mappings: 40, blocks: 1 }]);
     const stats = (await c.call("stats.get")).result;
     expect(stats.engine.mappings).toBe(2400);
-    // Rates: ~200 requests/s for 1.2 s, then the last 250 ms sample interval lies inside it.
+    // Rates: refreshes at about 200/s for 1.2 s, so the last 250 ms sample interval lies
+    // inside them. The 5 ms waits pace the traffic (the behaviour measured), they
+    // synchronise nothing; the rate reported is checked against the rate achieved, which a
+    // loaded machine lowers.
     const socket = dgram.createSocket("udp4");
     await new Promise<void>((resolve) => socket.bind(0, AFTR, resolve));
-    for (let i = 0; i < 240; i++) {
+    const t0 = performance.now();
+    let sent = 0;
+    for (; performance.now() - t0 < 1200; sent++) {
       socket.send(mapRequest({ client: AFTR, internalPort: 1000, nonce: nonceOf(0), lifetime: 3600 }, [thirdParty("10.9.0.0")]), server.addresses[0].port, UDP);
       await new Promise((r) => setTimeout(r, 5));
     }
+    const achieved = sent / ((performance.now() - t0) / 1000);
     socket.close();
     const rates = (await c.call("stats.get")).result.rates;
     expect(rates.intervalSeconds).toBeGreaterThanOrEqual(0.2);
-    expect(rates.packets).toBeGreaterThan(50);
-    expect(rates.packets).toBeLessThan(400);
-    expect(rates.refreshed).toBeGreaterThan(50);
+    expect(rates.packets).toBeGreaterThan(achieved / 3);
+    expect(rates.packets).toBeLessThan(achieved * 3);
+    expect(rates.refreshed).toBeGreaterThan(achieved / 3);
     expect(rates.created).toBe(0);
     expect(stats.pcpResults.SUCCESS).toBeGreaterThanOrEqual(2400);
     expect(stats.shards[0]).toMatchObject({ shard: 0, mappings: 2400 });
@@ -241,7 +250,7 @@ describe("methods", () => {
   });
 
   it("epoch: per shard, and a forced reset restarts the shard's Epoch", async () => {
-    await new Promise((r) => setTimeout(r, 1100));
+    await waitFor(() => server.epochs()[0] >= 1); // so that a reset shows
     const c = await connect(ADMIN);
     const before = (await c.call("epoch.get")).result.shards[0].epoch;
     expect(before).toBeGreaterThanOrEqual(1);
@@ -259,9 +268,9 @@ describe("live events", () => {
     const c = await connect(READER);
     expect((await c.call("events.subscribe", { filter: { internalAddress: "10.9.1.1" }, kinds: ["create"] })).result).toEqual({ subscribed: true });
     await populate(300, 1); // 10.9.0.0 … 10.9.1.43: one of them is 10.9.1.1
-    await new Promise((r) => setTimeout(r, 200));
+    await waitFor(() => c.notes.length > 0);
+    expect((await c.call("events.unsubscribe")).result).toEqual({ subscribed: false }); // notes sent before it have arrived
     expect(c.notes.map((n) => [n.method, n.params.kind, n.params.mapping.internalAddress])).toEqual([["events.mapping", "create", "10.9.1.1"]]);
-    expect((await c.call("events.unsubscribe")).result).toEqual({ subscribed: false });
     c.ws.close();
   });
 
@@ -269,19 +278,21 @@ describe("live events", () => {
     const slow = await connect(READER);
     const fast = await connect(READER);
     await slow.call("events.subscribe", {});
-    await fast.call("events.subscribe", { filter: { internalAddress: "10.9.3.200" } });
+    // The fast one follows the last subscriber populate makes: once it has that one's 30
+    // creates, every event has been offered to the slow one (one shard: events in order).
+    await fast.call("events.subscribe", { filter: { internalAddress: "10.9.3.231" } });
     (slow.ws as unknown as { _socket: { pause(): void } })._socket.pause(); // stops reading: the kernel buffers, then the server's, fill
     await populate(1000, 30); // 30000 new mappings (subscribers 10.9.0.0 … 10.9.3.231), ~12 MB of events
-    await new Promise((r) => setTimeout(r, 300));
-    (slow.ws as unknown as { _socket: { resume(): void } })._socket.resume();
-    await new Promise((r) => setTimeout(r, 1500));
     const creates = (list: any[]) => list.filter((n) => n.method === "events.mapping" && n.params.kind === "create");
-    const dropped = slow.notes.filter((n) => n.method === "events.dropped");
-    expect(dropped.length).toBeGreaterThanOrEqual(1);
-    const lost = dropped.reduce((a, n) => a + n.params.dropped, 0);
-    expect(lost).toBeGreaterThan(0);
-    // Every create was delivered or counted: the 300 first ports the previous test mapped are refreshes.
-    expect(creates(slow.notes).length + lost).toBe(30000 - 300);
+    await waitFor(() => creates(fast.notes).length >= 30, { message: () => `${creates(fast.notes).length} of 30` });
+    (slow.ws as unknown as { _socket: { resume(): void } })._socket.resume();
+    const dropped = () => slow.notes.filter((n) => n.method === "events.dropped");
+    const lost = () => dropped().reduce((a, n) => a + n.params.dropped, 0);
+    // Every create is delivered or counted: the 300 first ports the previous test mapped are refreshes.
+    await waitFor(() => creates(slow.notes).length + lost() >= 30000 - 300, { timeout: 30_000, message: () => `${creates(slow.notes).length} delivered + ${lost()} lost` });
+    expect(dropped().length).toBeGreaterThanOrEqual(1);
+    expect(lost()).toBeGreaterThan(0);
+    expect(creates(slow.notes).length + lost()).toBe(30000 - 300);
     expect(creates(fast.notes)).toHaveLength(30);
     slow.ws.close();
     fast.ws.close();
@@ -314,7 +325,7 @@ describe("per-connection rate limit", () => {
       const replies: any[] = [];
       ws.on("message", (d) => replies.push(JSON.parse(d.toString())));
       for (let i = 1; i <= 30; i++) ws.send(JSON.stringify({ jsonrpc: "2.0", id: i, method: "server.health" }));
-      await new Promise((r) => setTimeout(r, 500));
+      await waitFor(() => replies.length >= 30, { message: () => `${replies.length} replies` });
       expect(replies).toHaveLength(30);
       const limited = replies.filter((r) => r.error?.code === RpcErrors.RATE_LIMITED);
       expect(limited.length).toBeGreaterThanOrEqual(15);

@@ -11,6 +11,7 @@ import { ControlClient } from "../../src/client/control-client.js";
 import { DEFAULT_ENGINE_CONFIG, PacketEngine } from "../../src/engine/packet-engine.js";
 import { mapRequest, natPmpMap, nonceOf, serveOne } from "../helpers/packets.js";
 import { exchange } from "../helpers/udp.js";
+import { waitFor } from "../helpers/wait.js";
 
 const UDP = "127.0.0.52";
 const TOKEN = "dataplane-events-token-0123456789";
@@ -37,12 +38,6 @@ afterAll(async () => {
 });
 
 const map = (port: number, lifetime = 600) => exchange(UDP, UDP, udpPort, mapRequest({ client: UDP, internalPort: port, lifetime, nonce: nonceOf(port) })).then((r) => r.reply);
-const until = async (ok: () => boolean, ms = 5000) => {
-  for (const t0 = Date.now(); !ok(); ) {
-    if (Date.now() - t0 > ms) throw new Error("timed out");
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-};
 
 describe("dataplane.backend events", () => {
   it("no consumer: NETWORK_FAILURE; a consumer gets a reset, then each mapping's operations; gone again: NETWORK_FAILURE", async () => {
@@ -51,26 +46,27 @@ describe("dataplane.backend events", () => {
     const got: { method: string; params: any }[] = [];
     consumer.on("notification", (method: string, params: unknown) => got.push({ method, params }));
     expect(await consumer.call("dataplane.subscribe", {})).toEqual({ subscribed: true });
-    await until(() => got.some((n) => n.method === "dataplane.reset"));
-    await until(() => server.dataplane()!.up);
+    await waitFor(() => got.some((n) => n.method === "dataplane.reset"));
+    await waitFor(() => server.dataplane()!.up);
 
     const reply = await map(7001);
     expect(reply[3]).toBe(W.RESULT_SUCCESS);
-    await until(() => got.some((n) => n.method === "dataplane.ops"));
+    await waitFor(() => got.some((n) => n.method === "dataplane.ops"));
     const ops = got.filter((n) => n.method === "dataplane.ops").flatMap((n) => n.params.ops);
     expect(ops).toEqual([expect.objectContaining({ op: "map", mapping: expect.objectContaining({ protocol: W.PROTO_TCP, internal: { address: UDP, port: 7001 }, inbound: true, outbound: true }) })]);
     const seqs = got.map((n) => n.params.seq);
     expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
 
     expect((await map(7001, 0))[3]).toBe(W.RESULT_SUCCESS); // delete
-    await until(() => got.filter((n) => n.method === "dataplane.ops").flatMap((n) => n.params.ops).some((o: any) => o.op === "unmap"));
+    await waitFor(() => got.filter((n) => n.method === "dataplane.ops").flatMap((n) => n.params.ops).some((o: any) => o.op === "unmap"));
     expect((await server.dataplane())!.installed).toBe(0);
 
     await consumer.close();
     // The next transaction finds nobody: after failuresBeforeDown of them, NETWORK_FAILURE.
     for (let i = 0; i < 20 && server.dataplane()!.up; i++) {
+      const failures = server.dataplane()!.failures;
       await map(7100 + i);
-      await new Promise((resolve) => setTimeout(resolve, 150));
+      await waitFor(() => !server.dataplane()!.up || server.dataplane()!.failures > failures); // its transaction failed
     }
     expect(server.dataplane()!.up).toBe(false);
     expect((await map(7200))[3]).toBe(W.RESULT_NETWORK_FAILURE);

@@ -15,6 +15,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
 import { assigned, filter, mapRequest, nonceOf } from "../helpers/packets.js";
+import { waitFor, withTimeout } from "../helpers/wait.js";
 
 const CLI = new URL("../../dist/cli/pcp-server.js", import.meta.url).pathname;
 const SUB = "pcpdnft-sub";
@@ -57,12 +58,21 @@ function setUp(): string | undefined {
   return undefined;
 }
 
-/** Runs a node script inside a namespace; resolves with its stdout (it must end by itself). */
-function inNs(ns: string, script: string, args: string[] = [], timeoutMs = 5000): Promise<string> {
+/**
+ * Runs a node script inside a namespace; resolves with its stdout (it must end by itself).
+ * `onReady` is called when it prints the line "ready".
+ */
+function inNs(ns: string, script: string, args: string[] = [], timeoutMs = 5000, onReady?: () => void): Promise<string> {
   return new Promise((resolve, reject) => {
     const c = spawn("ip", ["netns", "exec", ns, process.execPath, "-e", script, "--", ...args], { stdio: ["ignore", "pipe", "inherit"] });
     let out = "";
-    c.stdout.on("data", (d) => (out += d));
+    c.stdout.on("data", (d) => {
+      out += d;
+      if (onReady && out.split("\n").includes("ready")) {
+        onReady();
+        onReady = undefined;
+      }
+    });
     const t = setTimeout(() => c.kill("SIGKILL"), timeoutMs);
     c.once("exit", () => {
       clearTimeout(t);
@@ -152,7 +162,19 @@ async function pcpMap(internalPort: number, protocol: number, o: { lifetime?: nu
   return { result: reply[3], ...assigned({ response: reply }) };
 }
 
-const settle = () => new Promise((resolve) => setTimeout(resolve, 300)); // a few dataplane batches
+/** What the dataplane has installed now, as nft lists it: "tcp/2048" per inbound element (protocol/external port). */
+function installed(): string[] {
+  const out = execFileSync("ip", ["netns", "exec", NAT, "nft", "-j", "list", "map", "ip", "pcpd", "inbound"], { stdio: ["ignore", "pipe", "pipe"] }).toString();
+  const map = (JSON.parse(out).nftables as { map?: { elem?: [{ concat: [string, string, number] }, unknown][] } }[]).find((o) => o.map)?.map;
+  return (map?.elem ?? []).map(([key]) => `${key.concat[0]}/${key.concat[2]}`);
+}
+const key = (protocol: number, port: number) => `${protocol === W.PROTO_TCP ? "tcp" : "udp"}/${port}`;
+/** Waits until the dataplane has installed (or removed) these mappings: one transaction installs all of a mapping's elements. */
+const settle = (mappings: [protocol: number, port: number][], present = true) =>
+  waitFor(() => {
+    const now = installed();
+    return mappings.every(([protocol, port]) => now.includes(key(protocol, port)) === present);
+  }, { message: () => `installed: ${installed().join(" ")}` });
 const tcpFrom = (local: string, port: number) => inNs(OUT, TCP_HELLO, [local, EXTERNAL, String(port)]);
 const udpFrom = async (port: number) => {
   const out = await inNs(OUT, UDP_EXCHANGE, [`${REMOTE}:0`, `${EXTERNAL}:${port}`, Buffer.from("hello").toString("hex")]);
@@ -200,7 +222,7 @@ describe("nftables dataplane with real traffic", () => {
     tcp = await pcpMap(8080, W.PROTO_TCP);
     udp = await pcpMap(8081, W.PROTO_UDP);
     for (const r of [tcp, udp]) expect(r).toMatchObject({ result: W.RESULT_SUCCESS, address: EXTERNAL });
-    await settle();
+    await settle([[W.PROTO_TCP, tcp.port], [W.PROTO_UDP, udp.port]]);
     expect(await tcpFrom(REMOTE, tcp.port)).toBe("tcp-8080");
     expect(await udpFrom(udp.port)).toBe("udp-8081");
   });
@@ -212,16 +234,18 @@ describe("nftables dataplane with real traffic", () => {
   step("FILTER admits only its remote prefix", async () => {
     filtered = await pcpMap(8082, W.PROTO_TCP, { filters: [filter(128, ALLOWED_REMOTE, 0)] });
     expect(filtered).toMatchObject({ result: W.RESULT_SUCCESS, address: EXTERNAL });
-    await settle();
+    await settle([[W.PROTO_TCP, filtered.port]]);
     expect(await tcpFrom(REMOTE, filtered.port)).toBe("timeout");
     expect(await tcpFrom(ALLOWED_REMOTE, filtered.port)).toBe("tcp-8082");
   });
 
   step("outbound packets of a mapped endpoint leave from its external address:port; item 64: an ICMP error for them reaches the internal host", async () => {
     const mapped = await pcpMap(8083, W.PROTO_UDP);
-    await settle();
-    const seen = inNs(OUT, `const s = require("node:dgram").createSocket("udp4"); s.on("message", (m, r) => { console.log(JSON.stringify({ from: r.address, port: r.port })); s.close(); }); s.bind(9999, "${REMOTE}", () => console.log("ready"));`, [], 4000);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await settle([[W.PROTO_UDP, mapped.port]]);
+    let listening!: () => void;
+    const ready = new Promise<void>((resolve) => (listening = resolve));
+    const seen = inNs(OUT, `const s = require("node:dgram").createSocket("udp4"); s.on("message", (m, r) => { console.log(JSON.stringify({ from: r.address, port: r.port })); s.close(); }); s.bind(9999, "${REMOTE}", () => console.log("ready"));`, [], 4000, listening);
+    await withTimeout(ready, 4000, "the remote's listener");
     await inNs(SUB, `const s = require("node:dgram").createSocket("udp4"); s.bind(8083, "${SUBSCRIBER}", () => s.send("out", 9999, "${REMOTE}", () => s.close()));`);
     expect((await seen).split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l))[0]).toEqual({ from: EXTERNAL, port: mapped.port });
     // Nothing listens on the remote's port 9998: its ICMP port unreachable must come back
@@ -237,12 +261,12 @@ describe("nftables dataplane with real traffic", () => {
 
   step("delete and expiry close the port", async () => {
     expect((await pcpMap(8080, W.PROTO_TCP, { lifetime: 0 })).result).toBe(W.RESULT_SUCCESS);
-    await settle();
+    await settle([[W.PROTO_TCP, tcp.port]], false);
     expect(await tcpFrom(REMOTE, tcp.port)).not.toBe("tcp-8080");
     const short = await pcpMap(8084, W.PROTO_TCP, { lifetime: 2 });
-    await settle();
+    await settle([[W.PROTO_TCP, short.port]]);
     expect(await tcpFrom(REMOTE, short.port)).toBe("tcp-8084");
-    await new Promise((resolve) => setTimeout(resolve, 3500));
+    await settle([[W.PROTO_TCP, short.port]], false); // its 2 s lifetime ran out: expired, removed
     expect(await tcpFrom(REMOTE, short.port)).not.toBe("tcp-8084");
   });
 
@@ -259,15 +283,17 @@ describe("nftables dataplane with real traffic", () => {
   step("a table removed behind pcpd's back: transactions fail, the dataplane goes down, a reconciliation rebuilds it", async () => {
     execFileSync("ip", ["netns", "exec", NAT, "nft", "delete", "table", "ip", "pcpd"]);
     expect(await udpFrom(udp.port)).toBe("timeout");
-    const reconciled = serverLog.split("dataplane reconciled").length;
+    const count = (line: string) => serverLog.split(line).length - 1;
+    const reconciled = count("dataplane reconciled");
     for (let i = 0; i < 4 && !serverLog.includes("dataplane down"); i++) {
+      const failed = count("dataplane transaction failed");
       await pcpMap(9000 + i, W.PROTO_TCP); // each answer's change is a transaction that fails
-      await new Promise((resolve) => setTimeout(resolve, 500));
+      await waitFor(() => count("dataplane transaction failed") > failed || serverLog.includes("dataplane down"), { message: () => serverLog });
     }
     expect(serverLog).toContain("dataplane transaction failed");
     expect(serverLog).toContain("dataplane down");
-    for (let i = 0; i < 50 && serverLog.split("dataplane reconciled").length === reconciled; i++) await new Promise((resolve) => setTimeout(resolve, 200));
-    expect(serverLog.split("dataplane reconciled").length).toBe(reconciled + 1);
+    await waitFor(() => count("dataplane reconciled") > reconciled, { message: () => serverLog });
+    expect(count("dataplane reconciled")).toBe(reconciled + 1);
     expect(await udpFrom(udp.port)).toBe("udp-8081");
     await stopServer();
   }, 30_000);

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
 import { description, mapRequest, nonceOf } from "../helpers/packets.js";
 import { exchange } from "../helpers/udp.js";
+import { waitFor } from "../helpers/wait.js";
 
 const SERVER = new URL("../../dist/cli/pcp-server.js", import.meta.url).pathname;
 const PCPCTL = new URL("../../dist/cli/pcpctl.js", import.meta.url).pathname;
@@ -98,13 +99,20 @@ describe("pcpctl against pcp-server", () => {
     const events = spawn(process.execPath, [PCPCTL, "--url", url, "--token-file", tokenFile, "--json", "events"], { stdio: ["ignore", "pipe", "inherit"] });
     let out = "";
     events.stdout!.on("data", (c) => (out += c));
-    await new Promise((r) => setTimeout(r, 700)); // subscribed
-    await exchange(UDP, UDP, udpPort, mapRequest({ client: UDP, internalPort: 9000, nonce: nonceOf(2), lifetime: 600 }));
-    await new Promise((r) => setTimeout(r, 500));
+    const created = () => out.split("\n").filter(Boolean).map((l) => JSON.parse(l)).map((l) => l.event ?? l).filter((e) => e.kind === "create");
+    // pcpctl prints nothing when its subscription holds, so mappings are made, each with a
+    // new port, until one is streamed (those made before the subscription are not).
+    let port = 9000;
+    const streamed = await waitFor(async () => {
+      if (created().length > 0) return created();
+      await exchange(UDP, UDP, udpPort, mapRequest({ client: UDP, internalPort: port++, nonce: nonceOf(2), lifetime: 600 }));
+      return undefined;
+    }, { interval: 50, message: () => `made ports 9000..${port - 1}; got ${out}` });
+    expect(streamed[0].mapping.internalPort).toBeGreaterThanOrEqual(9000);
+    expect(streamed[0].mapping.internalPort).toBeLessThan(port);
+    const exited = new Promise((r) => events.once("exit", r));
     events.kill("SIGINT");
-    await new Promise((r) => events.once("exit", r));
-    const lines = out.trim().split("\n").filter(Boolean).map((l) => JSON.parse(l));
-    expect(lines.some((l) => (l.event ?? l).kind === "create" && (l.event ?? l).mapping.internalPort === 9000)).toBe(true);
+    expect(await exited).toBe(0); // stopped cleanly
   });
 
   it("refuses a wrong token (exit 1 with the reason)", async () => {

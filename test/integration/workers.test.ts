@@ -8,6 +8,7 @@ import { parseConfig } from "../../src/config/schema.js";
 import { startServer, type RunningServer } from "../../src/server/server.js";
 import { announceRequest, assigned, mapRequest } from "../helpers/packets.js";
 import { exchange } from "../helpers/udp.js";
+import { waitFor } from "../helpers/wait.js";
 
 const A = "127.0.0.9"; // shard 0
 const B = "127.0.0.10"; // shard 1
@@ -16,7 +17,6 @@ const portOf = (address: string) => server.addresses.find((e) => e.address === a
 const epochOf = (reply: Buffer) => reply.readUInt32BE(8);
 const send = (address: string, payload: Uint8Array) => exchange(address, address, portOf(address), payload).then((r) => r.reply);
 const map = (address: string) => send(address, mapRequest({ client: address, internalPort: 4000, lifetime: 600, nonce: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12] }));
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 beforeAll(async () => {
   server = await startServer(parseConfig({ listen: { addresses: [A, B], port: 0 }, workers: 2, log: { level: "silent" }, persistence: { enabled: false } }), pino({ level: "silent" }));
@@ -42,26 +42,22 @@ describe("engine worker pool", () => {
   });
 
   it("a dead worker is replaced: its shard restarts empty with a reset Epoch; the other shard is undisturbed", async () => {
-    await sleep(2100); // let both Epochs reach 2
+    await waitFor(() => server.epochs().every((e) => e >= 2)); // both Epochs reach 2
     const before = { a: assigned({ response: await map(A) }), epochA: epochOf(await send(A, announceRequest({ client: A }))), epochB: epochOf(await send(B, announceRequest({ client: B }))) };
     expect(before.epochB).toBeGreaterThanOrEqual(2);
     const deadThread = server.threads()[1];
     const resetAt = performance.now();
     await server.replaceWorker(1);
-    let replaced: number | undefined;
-    for (let i = 0; i < 400 && (replaced === undefined || replaced === deadThread); i++) {
-      await sleep(50);
-      replaced = server.threads()[1];
-    }
-    expect(replaced).toBeDefined();
+    const replaced = await waitFor(() => {
+      const t = server.threads()[1];
+      return t !== undefined && t !== deadThread ? t : undefined;
+    }, { timeout: 20_000 });
     expect(replaced).not.toBe(deadThread);
-    let reply: Buffer | undefined;
     // The new thread rebinds the port: ask until it answers.
-    for (let i = 0; i < 200 && !reply; i++) reply = await exchange(B, B, portOf(B), announceRequest({ client: B }), 100).then((r) => r.reply, () => undefined);
-    expect(reply).toBeDefined();
+    const reply = await waitFor(() => exchange(B, B, portOf(B), announceRequest({ client: B }), 100).then((r) => r.reply, () => undefined), { timeout: 20_000, interval: 0 });
     // State lost → the Epoch restarted [6887 §8.5]: no more than the seconds since the reset
     // (a continuing Epoch would be at least before.epochB ≥ 2 more than that).
-    expect(epochOf(reply!)).toBeLessThanOrEqual(Math.ceil((performance.now() - resetAt) / 1000));
+    expect(epochOf(reply)).toBeLessThanOrEqual(Math.ceil((performance.now() - resetAt) / 1000));
     const stats = await server.stats();
     expect(stats.shards[1].engine.mappings).toBe(0n);
     expect(stats.shards[0].engine.mappings).toBe(1n);

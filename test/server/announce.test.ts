@@ -5,6 +5,7 @@ import type { NetworkInterfaceInfo } from "node:os";
 import * as W from "../../src/wire.generated.js";
 import { PacketEngine } from "../../src/engine/packet-engine.js";
 import { Announcer, announceGaps, announceTargets } from "../../src/server/announce.js";
+import { sendRepeatedly } from "../../src/server/repeat.js";
 
 afterEach(() => vi.useRealTimers());
 
@@ -22,22 +23,73 @@ describe("gratuitous ANNOUNCE", () => {
     expect(announceGaps(1, 250)).toEqual([]);
   });
 
-  it("item 118: the sender never shortens a gap: each copy waits the full gap after the previous send", () => {
+  it("item 118: the sender never shortens a gap: each copy waits the full gap after the previous one left", () => {
     vi.useFakeTimers();
-    const sent: number[] = [];
+    const handed: number[] = [];
+    const left: number[] = [];
     let epoch = 0;
     const a = new Announcer({
-      targets: [{ source: "192.0.2.1", group: "224.0.0.1", interface: "eth1" }],
+      targets: [{ source: "192.0.2.1", group: "224.0.0.1", interface: "eth1" }, { source: "2001:db8::1", group: "ff02::1%eth1", interface: "eth1" }],
       count: 5,
       firstGapMs: 250,
       messages: () => [Uint8Array.of(epoch++)],
-      send: () => sent.push(Date.now()),
+      // The datagram leaves (its send callback runs) 1 ms after it is handed over, the IPv6 one 2 ms.
+      send: (target, _payload, _port, sent) => {
+        handed.push(Date.now());
+        setTimeout(() => {
+          left.push(Date.now());
+          sent();
+        }, target.source.includes(":") ? 2 : 1);
+        return true;
+      },
     });
     const t0 = Date.now();
     a.start();
-    vi.advanceTimersByTime(10_000);
-    expect(sent.map((t) => t - t0)).toEqual([0, 251, 752, 1753, 3754]);
+    vi.advanceTimersByTime(20_000);
+    // Each round is handed over a full gap after the previous round's last datagram left, and
+    // at least twice the previous gap as long as it may have been (handed over → left) after.
+    expect(handed.map((t) => t - t0)).toEqual([0, 0, 252, 252, 762, 762, 1788, 1788, 3846, 3846]);
+    const leftV4 = left.filter((_, i) => i % 2 === 0);
+    expect(leftV4.map((t) => t - t0)).toEqual([1, 253, 763, 1789, 3847]);
+    const gaps = leftV4.slice(1).map((t, i) => t - leftV4[i]);
+    for (let i = 1; i < gaps.length; i++) expect(gaps[i]).toBeGreaterThanOrEqual(2 * gaps[i - 1]);
     a.stop();
+  });
+
+  it("item 118: a timer that fires before the gap has passed on the monotonic clock waits out the rest", () => {
+    vi.useFakeTimers();
+    // Node's timers count from the event loop's cached time, which can be behind the real
+    // time when the send callback runs: modelled by a clock 12 ms ahead at that moment.
+    let ahead = 0;
+    const at: number[] = [];
+    const t0 = Date.now();
+    const round = (sent: () => void) => {
+      at.push(Date.now() - t0);
+      setTimeout(() => {
+        ahead = 12;
+        sent();
+        ahead = 0;
+      }, 5); // the datagram left 5 ms after it was handed over
+      return 1;
+    };
+    sendRepeatedly([250, 500], round, undefined, () => Date.now() + ahead);
+    vi.advanceTimersByTime(5000);
+    expect(at).toEqual([0, 267, 852]); // 250 ms after the first left (5 + 12), then 2 × (267 + 5 + 12)
+  });
+
+  it("item 118: a round with nothing handed to a socket goes on with the schedule; a cancel stops it", () => {
+    vi.useFakeTimers();
+    let rounds = 0;
+    let finished = false;
+    sendRepeatedly([250, 500], () => (rounds++, 0), () => (finished = true));
+    vi.advanceTimersByTime(5000);
+    expect([rounds, finished]).toEqual([3, true]);
+    rounds = 0;
+    const cancel = sendRepeatedly([250, 500], (sent) => (rounds++, setTimeout(sent, 10), 1));
+    vi.advanceTimersByTime(100);
+    cancel();
+    vi.advanceTimersByTime(5000);
+    expect(rounds).toBe(1);
   });
 
   it("multicasts from each listen address on the named interfaces to its family's all-nodes group", () => {
