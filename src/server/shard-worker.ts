@@ -149,19 +149,19 @@ function running(): Shard {
 }
 
 /** The shard's files read back into `engine` (Epoch continued when intact); the store then journals. */
-function restoreState(spec: ShardSpec, engine: PacketEngine, clock: MonotonicClock, wallOffset: number, log: Logger): { store?: ShardStore; restored?: RestoreReport } {
+async function restoreState(spec: ShardSpec, engine: PacketEngine, clock: MonotonicClock, wallOffset: number, log: Logger): Promise<{ store?: ShardStore; restored?: RestoreReport }> {
   const { persistence } = spec.config;
   if (!persistence.enabled) return {};
   const store = new ShardStore({ ...persistence, shard: spec.shard, shards: spec.shards }, () => clock.epoch(), log);
   const t0 = performance.now();
-  const restored = store.restore(engine, wallOffset, clock.seconds());
+  const restored = await store.restore(engine, wallOffset, clock.seconds());
   if (restored.epoch > 0) clock.continueEpoch(restored.epoch);
-  const summary = { dir: store.dir, files: restored.files.length, mappings: restored.mappings, held: restored.held, dropped: restored.dropped, damage: restored.damage, epoch: clock.epoch(), ms: Math.round(performance.now() - t0) };
+  const summary = { dir: store.dir, files: restored.files.length, mappings: restored.mappings, held: restored.held, dropped: restored.dropped, damage: restored.damage, fallback: restored.fallback, gapBytes: restored.gapBytes, epoch: clock.epoch(), ms: Math.round(performance.now() - t0) };
   if (restored.stateLost) log.error(summary, "state restored with losses: epoch reset");
   else log.info(summary, "state restored");
   // Journals replayed or damage found: a fresh snapshot replaces them.
-  if (restored.bytes > 0 || restored.damage.length > 0) store.requestSnapshot = true;
-  store.start();
+  if (restored.bytes > 0 || restored.damage.length > 0 || restored.fallback) store.requestSnapshot = true;
+  store.start({ engine, wallOffset });
   return { store, restored };
 }
 
@@ -206,7 +206,7 @@ async function start(spec: ShardSpec): Promise<ShardStarted> {
   const wallOffset = wallSeconds() - clock.seconds();
   engine.setRefreshCoalescing(!config.persistence.enabled || config.persistence.refreshes === "coalesced");
   engine.setCheckpointPolicy(config.persistence.enabled, config.persistence.checkpointsPerSubscriber);
-  const { store, restored } = restoreState(spec, engine, clock, wallOffset, log);
+  const { store, restored } = await restoreState(spec, engine, clock, wallOffset, log);
   const dataplane = config.dataplane.backend !== "none" ? new DataplaneFeed(spec.shard, config.dataplane.batchMs) : undefined;
   if (dataplane) engine.setDataplaneDown(true); // until the main thread has programmed it
   const record = (parts: Uint8Array[]) => {
