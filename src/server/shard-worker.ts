@@ -18,7 +18,7 @@ import { MappingUpdater } from "./mapping-update.js";
 import { classifier, codecConfig, engineConfig, limiterFor } from "./policy.js";
 import { poolAddresses } from "../config/schema.js";
 import { StatsBoard } from "./stats-board.js";
-import { ShardStore, wallSeconds, type RestoreReport } from "../persist/store.js";
+import { ShardStore, wallSeconds, type PersistenceStatus, type RestoreReport } from "../persist/store.js";
 import * as W from "../wire.generated.js";
 
 /** Mappings moved per event-loop turn while renumbering, so requests keep being served. */
@@ -107,6 +107,8 @@ export interface ShardStats {
   engine: Record<string, bigint>;
   codec: CodecStats;
   pool: PoolAddress[];
+  /** Absent with persistence off. */
+  persistence?: PersistenceStatus;
 }
 
 interface Shard {
@@ -141,6 +143,7 @@ const POOL_PUBLISH_MS = 1000;
 function publishAll(s: Shard): void {
   s.board.publish(s.engine.statsBytes(), s.clock.epochState());
   s.board.publishPool(s.engine.poolUsage());
+  if (s.store) s.board.publishPersistence(s.store.status());
 }
 
 function running(): Shard {
@@ -282,10 +285,12 @@ async function start(spec: ShardSpec): Promise<ShardStarted> {
   const s: Shard = { spec: { ...spec, endpoints }, engine, clock, listener, announcer, updater, log, board, store, wallOffset, record, stopDataplane: () => dataplane?.stop(), onEvents };
   shard = s;
   board.claim(threadId, engine.statsBytes(), clock.epochState(), engine.poolUsage());
+  if (store) board.publishPersistence(store.status());
   let eventsLost = engine.engineStats().eventsLost;
   poolTimer = setInterval(() => {
     board.publishPool(engine.poolUsage());
     if (!store) return;
+    board.publishPersistence(store.status());
     const lost = engine.engineStats().eventsLost;
     if (lost !== eventsLost) {
       // Changes that left no event reached no journal either: a snapshot catches up.
@@ -346,7 +351,7 @@ function applyPool(s: Shard, next: Config): void {
 
 /** Final counters, read on the worker (the stop task's answer). */
 function stats(s: Shard): ShardStats {
-  return { shard: s.spec.shard, threadId, epoch: s.clock.epoch(), engine: s.engine.engineStats(), codec: s.engine.stats(), pool: s.engine.poolUsage() };
+  return { shard: s.spec.shard, threadId, epoch: s.clock.epoch(), engine: s.engine.engineStats(), codec: s.engine.stats(), pool: s.engine.poolUsage(), persistence: s.store?.status() };
 }
 
 /** A listing page: records selected inside the engine, in bounded scans. */
