@@ -13,7 +13,8 @@ import { afterAll, describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
 import { ControlClient } from "../../src/client/control-client.js";
 import { mountTmpfs, type Tmpfs } from "../helpers/tmpfs.js";
-import { assigned, checkpointRequired, mapRequest, nonceOf, thirdParty, u16, u32 } from "../helpers/packets.js";
+import { mappingKey as key, mappingLoad, missingMappings } from "../helpers/mapping-load.js";
+import { assigned, checkpointRequired, mapRequest, nonceOf, thirdParty, u32 } from "../helpers/packets.js";
 
 const SERVER = new URL("../../dist/cli/pcp-server.js", import.meta.url).pathname;
 const PCPCTL = new URL("../../dist/cli/pcpctl.js", import.meta.url).pathname;
@@ -21,6 +22,7 @@ const UDP = "127.0.0.50"; // the server
 const AFTR = "127.0.0.51"; // the client: a THIRD_PARTY source
 const PORT = 5351;
 const TOKEN = "persistence-test-token-0123456789";
+const TARGET = { server: UDP, port: PORT, source: AFTR };
 const COMMIT_MS = 20;
 /** Acknowledged this long before the kill means written: group commit + the write and fdatasync. */
 const HORIZON_MS = 500;
@@ -28,7 +30,6 @@ const dir = fs.mkdtempSync(join(tmpdir(), "pcpd-persist-"));
 let child: ChildProcess | undefined;
 let log = "";
 
-const key = (i: number) => ({ internalAddress: `10.${(i / 50 / 256) & 255}.${Math.floor(i / 50) & 255}.1`, internalPort: 1024 + (i % 50) });
 
 function config(commitIntervalMs = COMMIT_MS, directory = join(dir, "data")): string {
   const file = join(dir, "pcpd.json");
@@ -92,52 +93,6 @@ afterAll(async () => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-interface Ack {
-  port: number;
-  address: string;
-  at: number;
-}
-
-/** A client creating mappings 0, 1, 2, … (32 outstanding) until stopped; acknowledgements with their time. */
-function load(from: number) {
-  const socket = dgram.createSocket("udp4");
-  const acks = new Map<number, Ack>();
-  let next = from;
-  let running = true;
-  let last: { epoch: number; at: number } | undefined;
-  const send = () => {
-    if (!running) return;
-    const i = next++;
-    const k = key(i);
-    socket.send(mapRequest({ client: AFTR, internalPort: k.internalPort, lifetime: 3600, nonce: nonceOf(i) }, [thirdParty(k.internalAddress)]), PORT, UDP);
-  };
-  socket.on("message", (reply) => {
-    const at = performance.now();
-    if (reply[3] === W.RESULT_SUCCESS && reply[1] === (W.R_BIT | W.OP_MAP)) {
-      const port = u16(reply, W.MP_INTERNAL_PORT);
-      // The THIRD_PARTY option comes back in the reply: its address (10.a.b.1) names the subscriber.
-      const option = reply.subarray(W.PCP_HEADER_SIZE + W.MAP_PAYLOAD_SIZE + W.OPT_HEADER_SIZE);
-      const subscriber = option[13] * 256 + option[14];
-      acks.set(subscriber * 50 + (port - 1024), { ...assigned({ response: reply }), at });
-      last = { epoch: u32(reply, W.HDR_EPOCH), at };
-    }
-    send();
-  });
-  const ready = new Promise<void>((resolve) => socket.bind(0, AFTR, () => {
-    for (let k = 0; k < 32; k++) send();
-    resolve();
-  }));
-  return {
-    ready,
-    acks,
-    last: () => last,
-    stop: () => {
-      running = false;
-      socket.close();
-    },
-  };
-}
-
 /** One request after the restart: the Epoch check of RFC 6887 §8.5 against the last reply before. */
 async function epochCheck(before: { epoch: number; at: number }): Promise<{ lost: boolean; serverDelta: number; clientDelta: number }> {
   const socket = dgram.createSocket("udp4");
@@ -154,28 +109,10 @@ async function epochCheck(before: { epoch: number; at: number }): Promise<{ lost
   return { lost, serverDelta, clientDelta };
 }
 
-/** Every acknowledged mapping acknowledged before `until`, looked up over the control channel. */
-async function missing(url: string, acks: Map<number, Ack>, until: number): Promise<string[]> {
-  const client = await ControlClient.connect(url, { token: TOKEN });
-  const wrong: string[] = [];
-  try {
-    const due = [...acks].filter(([, ack]) => ack.at <= until);
-    for (let b = 0; b < due.length; b += 200) {
-      await Promise.all(due.slice(b, b + 200).map(async ([i, ack]) => {
-        const { mapping } = await client.call("mappings.get", { ...key(i), protocol: W.PROTO_TCP });
-        if (!mapping || mapping.externalPort !== ack.port || mapping.externalAddress !== ack.address) wrong.push(`${i}: acked ${ack.address}:${ack.port}, now ${mapping ? `${mapping.externalAddress}:${mapping.externalPort}` : "missing"}`);
-      }));
-    }
-  } finally {
-    await client.close();
-  }
-  return wrong;
-}
-
 describe("persistence across restarts of the process", () => {
   it("kill -9 under load: every mapping acknowledged before the durability horizon comes back, the Epoch continues", async () => {
     await start();
-    const l = load(0);
+    const l = mappingLoad(TARGET, 0);
     await l.ready;
     await new Promise((resolve) => setTimeout(resolve, 1500));
     const killedAt = performance.now();
@@ -191,14 +128,14 @@ describe("persistence across restarts of the process", () => {
     const durable = [...l.acks.values()].filter((a) => a.at <= killedAt - HORIZON_MS).length;
     expect(durable).toBeGreaterThan(500);
     console.log(`kill -9: ${l.acks.size} acknowledged, ${durable} before the horizon; ${restored!.mappings} restored`);
-    expect(await missing(url, l.acks, killedAt - HORIZON_MS)).toEqual([]);
+    expect(await missingMappings(TOKEN, url, l.acks, killedAt - HORIZON_MS)).toEqual([]);
     expect(restored!.mappings).toBeGreaterThanOrEqual(durable);
     expect(restored!.mappings).toBeLessThanOrEqual(l.acks.size);
     const check = await epochCheck(lastBefore);
     expect(check.lost, JSON.stringify(check)).toBe(false);
 
     // A clean stop keeps every acknowledged mapping.
-    const more = load(100_000);
+    const more = mappingLoad(TARGET, 100_000);
     await more.ready;
     await new Promise((resolve) => setTimeout(resolve, 300));
     more.stop();
@@ -206,7 +143,7 @@ describe("persistence across restarts of the process", () => {
     await stop("SIGTERM");
     const again = await start();
     expect(again.serving.msg).toBe("shard serving (epoch continued)");
-    expect(await missing(again.url, more.acks, Infinity)).toEqual([]);
+    expect(await missingMappings(TOKEN, again.url, more.acks, Infinity)).toEqual([]);
     await stop("SIGTERM");
   }, 60_000);
 
@@ -269,7 +206,7 @@ describe("persistence across restarts of the process", () => {
     const acked = assigned({ response: reply });
     await stop("SIGKILL"); // at once: the next group commit was ~10 s away
     const { url } = await start();
-    expect(await missing(url, new Map([[500_000, { ...acked, at: 0 }]]), Infinity)).toEqual([]);
+    expect(await missingMappings(TOKEN, url, new Map([[500_000, { ...acked, at: 0 }]]), Infinity)).toEqual([]);
     await stop("SIGTERM");
   }, 30_000);
 });
@@ -297,7 +234,7 @@ describe("item 1: a full disk under load, then freed, then kill -9", () => {
     disk = mountTmpfs(32 << 20);
     const directory = join(disk.dir, "data");
     const { url } = await start(COMMIT_MS, directory);
-    const l = load(300_000);
+    const l = mappingLoad(TARGET, 300_000);
     await l.ready;
     await poll(async () => (l.acks.size > 500 ? true : undefined));
     disk.fill(4096);
@@ -344,8 +281,8 @@ describe("item 1: a full disk under load, then freed, then kill -9", () => {
     const again = await start(COMMIT_MS, directory);
     expect(again.restored?.msg).toBe("state restored");
     expect(again.serving.msg).toBe("shard serving (epoch continued)");
-    expect(await missing(again.url, l.acks, killedAt - HORIZON_MS)).toEqual([]);
-    expect(await missing(again.url, new Map([[900_000, { ...assigned({ response: cpReplies[0] }), at: 0 }]]), Infinity)).toEqual([]);
+    expect(await missingMappings(TOKEN, again.url, l.acks, killedAt - HORIZON_MS)).toEqual([]);
+    expect(await missingMappings(TOKEN, again.url, new Map([[900_000, { ...assigned({ response: cpReplies[0] }), at: 0 }]]), Infinity)).toEqual([]);
     await stop("SIGTERM");
   }, 90_000);
 });
