@@ -101,6 +101,8 @@ interface Journal {
   size: number;
   /** Frames to write before the next records (its META). */
   head: Buffer[];
+  /** fdatasyncs in flight (never rejects): the fd closes after them. */
+  syncs: Promise<unknown>;
 }
 
 const pad = (n: number) => String(n).padStart(10, "0");
@@ -124,6 +126,8 @@ export class ShardStore {
   private journal: Journal | undefined;
   private pending: Uint8Array[] = [];
   private pendingBytes = 0;
+  /** Record bytes of the write in progress (back in pendingBytes if it fails). */
+  private writingBytes = 0;
   /** Bytes let go since the last GAP frame was written. */
   private gapBytes = 0n;
   /** Journal bytes written since the last snapshot started. */
@@ -148,7 +152,7 @@ export class ShardStore {
   }
 
   status(): PersistenceStatus {
-    return { ...this.s, backlogBytes: this.pendingBytes };
+    return { ...this.s, backlogBytes: this.pendingBytes + this.writingBytes };
   }
 
   private stamp(): FrameStamp {
@@ -248,7 +252,7 @@ export class ShardStore {
     const now = performance.now();
     if (this.s.state === "failing") {
       if (now < this.retryAt) return;
-      if (this.pending.length === 0 && this.gapBytes > 0n && this.source) {
+      if (this.pending.length === 0 && this.source) {
         // Nothing to retry the journal with: the catch-up snapshot is the probe.
         this.retryAt = now + Math.max(SNAPSHOT_RETRY_MS, this.snapshotDelayMs);
         void this.snapshot(this.source.engine, this.source.wallOffset);
@@ -262,9 +266,9 @@ export class ShardStore {
     const previous = this.journal;
     this.gen = gen;
     const fd = fs.openSync(join(this.dir, journalName(gen)), "a");
-    this.journal = { fd, gen, size: 0, head: [encodeFrame(FRAME_META, this.meta(), this.stamp())] };
-    // Closed after the writes queued before the switch (they hold it).
-    if (previous) void this.enqueue(() => close(previous.fd).catch(() => undefined));
+    this.journal = { fd, gen, size: 0, head: [encodeFrame(FRAME_META, this.meta(), this.stamp())], syncs: Promise.resolve() };
+    // Closed after the writes queued before the switch and their fdatasyncs (they hold it).
+    if (previous) void this.enqueue(() => previous.syncs.then(() => close(previous.fd)).catch(() => undefined));
     syncDirectory(this.dir);
   }
 
@@ -323,16 +327,22 @@ export class ShardStore {
     this.lastCommit = performance.now();
     if (this.queued && (this.queued.sync || !sync)) return this.queued.done;
     const entry: { sync: boolean; done: Promise<boolean> } = { sync, done: Promise.resolve(false) };
-    entry.done = this.enqueue(() => this.writePending(entry));
+    entry.done = this.enqueue(() => this.writePending(entry)).then((r) => r.durable);
     this.queued = entry;
     return entry.done;
   }
 
-  /** One group commit: head frames and the pending records in frames of whole records, one write, then fdatasync (if asked). */
-  private async writePending(entry: { sync: boolean }): Promise<boolean> {
+  /**
+   * One group commit: head frames and the pending records in frames of whole records, one
+   * write, then fdatasync (if asked). The write holds the queue, its fdatasync does not:
+   * the next group's write goes out while the disk syncs this one, so a slow fdatasync
+   * does not delay what a kill -9 needs (written data is in the page cache, which outlives
+   * the process); a power loss still needs the fdatasync (`durable`).
+   */
+  private async writePending(entry: { sync: boolean }): Promise<{ durable: Promise<boolean> }> {
     if (this.queued === entry) this.queued = undefined;
     const j = this.journal;
-    if (j === undefined) return false;
+    if (j === undefined) return { durable: Promise.resolve(false) };
     const parts = this.pending;
     const partBytes = this.pendingBytes;
     const gap = this.gapBytes;
@@ -362,14 +372,11 @@ export class ShardStore {
     }
     close();
     const bytes = frames.length === 1 ? frames[0] : Buffer.concat(frames);
+    this.writingBytes = partBytes;
     try {
       if (bytes.length > 0) await write(j.fd, bytes);
-      if (entry.sync) await datasync(j.fd);
-      j.size += bytes.length;
-      this.journalBytes += bytes.length;
-      if (bytes.length > 0 || entry.sync) this.wrote();
-      return true;
     } catch (e) {
+      this.writingBytes = 0;
       // Cut back to the last whole frame: a failed or partial write leaves no torn frame
       // for later frames to follow. Everything goes back, in order, for the retry.
       await truncate(j.fd, j.size).catch((t: Error) => this.log.error({ error: t.message, dir: this.dir }, "journal not cut back after a failed write: its tail is damaged"));
@@ -379,8 +386,25 @@ export class ShardStore {
       this.gapBytes += gap;
       this.failed(e as Error, "journal write");
       this.trimBacklog();
-      return false;
+      return { durable: Promise.resolve(false) };
     }
+    this.writingBytes = 0;
+    j.size += bytes.length;
+    this.journalBytes += bytes.length;
+    if (bytes.length > 0) this.wrote();
+    if (!entry.sync) return { durable: Promise.resolve(true) };
+    // A failed fdatasync is not cut back: the records are in the file but maybe not on the
+    // medium (Linux marks the pages clean anyway). The store is failing until the
+    // catch-up snapshot, which rewrites everything, is on disk.
+    const durable = datasync(j.fd).then(
+      () => true,
+      (e: Error) => {
+        this.failed(e, "journal fdatasync");
+        return false;
+      },
+    );
+    j.syncs = Promise.all([j.syncs, durable]);
+    return { durable };
   }
 
   private failed(e: Error, what: string): void {
@@ -486,7 +510,7 @@ export class ShardStore {
     await this.commit(true);
     const j = this.journal;
     this.journal = undefined;
-    if (j) await this.enqueue(() => close(j.fd));
+    if (j) await this.enqueue(() => j.syncs.then(() => close(j.fd)));
   }
 }
 

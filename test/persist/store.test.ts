@@ -6,7 +6,7 @@ import fs from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { DEFAULT_ENGINE_CONFIG, PacketEngine } from "../../src/engine/packet-engine.js";
 import { ShardStore, shardDirectory, wallSeconds, type StoreOptions } from "../../src/persist/store.js";
 import { lockDirectory, DirectoryLockedError } from "../../src/persist/lock.js";
@@ -282,6 +282,36 @@ describe("ShardStore", () => {
       expect(r.restored.damage[0].bytes).toBeGreaterThan(0);
       expect(r.restored.stateLost).toBe(true);
     }
+  });
+
+  it("item 4: a slow fdatasync does not hold the next group's write (a kill -9 needs the write; the page cache outlives the process)", async () => {
+    const dir = tempDir();
+    const e = engine();
+    const wallOffset = wallSeconds() - T0;
+    const store = new ShardStore(options(dir, { commitIntervalMs: 10 }), () => 500, log);
+    await store.restore(e, wallOffset, T0);
+    store.start();
+    await store.commitNow();
+    const journal = join(shardDirectory(dir, 0, 1), journals(dir).at(-1)!);
+    const original = fs.fdatasync;
+    const slow = vi.spyOn(fs, "fdatasync").mockImplementation(((fd: number, cb: (e: NodeJS.ErrnoException | null) => void) => {
+      setTimeout(() => original(fd, cb), 400); // a disk that takes 400 ms to sync
+    }) as typeof fs.fdatasync);
+    try {
+      const size0 = fs.statSync(journal).size;
+      serve(e, store, wallOffset, 0);
+      await until(() => fs.statSync(journal).size > size0, 2000); // group 1 written, its fdatasync pending
+      const size1 = fs.statSync(journal).size;
+      const t = performance.now();
+      serve(e, store, wallOffset, 1);
+      await until(() => fs.statSync(journal).size > size1, 2000);
+      expect(performance.now() - t).toBeLessThan(300); // written before group 1's fdatasync ends
+    } finally {
+      slow.mockRestore();
+    }
+    await store.close();
+    const after = await restoreCopy(dir);
+    expect(after.restored.mappings).toBe(2);
   });
 
   it("one process per data directory: a live owner keeps the lock, a dead one's lock is taken over", () => {
