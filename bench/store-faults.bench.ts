@@ -12,7 +12,8 @@
 // The writer and every restore run in child processes (bench/store-faults/child.ts), so a
 // crash is an outcome, not the end of the bench. The journal side is the real ShardStore;
 // the lmdb side is bench/store-faults/lmdb-store.ts (one entry per external key, sync commits).
-// Usage: tsx bench/store-faults.bench.ts [--flips 20]. Results: bench/results/store-faults.json.
+// Usage: tsx bench/store-faults.bench.ts [--flips 20] [--cases enospc,kill9,bitflip].
+// Results: bench/results/store-faults.json (all cases), else store-faults-<cases>.json.
 import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
@@ -21,7 +22,7 @@ import { parseArgs } from "node:util";
 import { machineInfo, root, track, writeResults } from "./e2e/harness.js";
 import { mountTmpfs } from "../test/helpers/tmpfs.js";
 
-const { values: flags } = parseArgs({ options: { flips: { type: "string", default: "20" } } });
+const { values: flags } = parseArgs({ options: { flips: { type: "string", default: "20" }, cases: { type: "string", default: "enospc,kill9,bitflip" } } });
 const FLIPS = Number(flags.flips);
 const HORIZON_MS = 500;
 const CHILD = join(root, "bench", "store-faults", "child.ts");
@@ -203,7 +204,7 @@ async function bitflip(design: Design) {
 }
 
 const results = [];
-for (const run of [enospc, kill9, bitflip]) {
+for (const run of [enospc, kill9, bitflip].filter((c) => flags.cases!.split(",").includes(c.name))) {
   for (const design of ["journal", "lmdb"] as const) {
     const r = await run(design);
     const { trials: _t, ...brief } = r as Record<string, unknown>;
@@ -211,7 +212,7 @@ for (const run of [enospc, kill9, bitflip]) {
     results.push(r);
   }
 }
-writeResults("store-faults.json", {
+writeResults(flags.cases === "enospc,kill9,bitflip" ? "store-faults.json" : `store-faults-${flags.cases!.replaceAll(",", "-")}.json`, {
   question: "journal (src/persist) or lmdb under the fault cases of issue #12: full disk then recovery, kill -9 under load, restart right after, one flipped bit",
   method: { horizonMs: HORIZON_MS, flips: FLIPS, journal: "ShardStore, commitIntervalMs 20, fdatasync", lmdb: "lmdb-js put per record, sync commits", tmpfs: "64 MiB" },
   ...machineInfo(),

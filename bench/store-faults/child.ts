@@ -44,6 +44,11 @@ async function write(): Promise<void> {
     setInterval(() => process.stdout.write(`S ${JSON.stringify(store.status())}\n`), 200).unref();
   } else {
     const store = new LmdbStore(`${dir}/state.mdb`);
+    // lmdb-js rejects a failed commit on promises of its own as well: counted, not fatal.
+    process.on("unhandledRejection", (e) => {
+      store.writeErrors++;
+      store.lastError = (e as Error).message;
+    });
     append = (parts) => store.append(parts);
     close = () => store.flushed().then(() => store.close());
     setInterval(() => process.stdout.write(`S ${JSON.stringify({ writeErrors: store.writeErrors, reason: store.lastError })}\n`), 200).unref();
