@@ -438,7 +438,10 @@ export class ShardStore {
     if (this.snapshotting) return this.snapshotting;
     this.requestSnapshot = false;
     const errorsBefore = this.s.writeErrors;
+    // Records let go before this snapshot are in it: no GAP for them in its journal
+    // (put back if it fails, for the next write to mark).
     const gapBefore = this.gapBytes;
+    this.gapBytes = 0n;
     this.snapshotting = (async () => {
       const started = Date.now();
       const gen = this.gen + 1;
@@ -481,9 +484,7 @@ export class ShardStore {
       const previous = snapshots.filter((g) => g < gen).at(-1) ?? 0;
       for (const g of snapshots) if (g < previous) fs.rmSync(join(this.dir, snapshotName(g)), { force: true });
       for (const g of journals) if (g < previous) fs.rmSync(join(this.dir, journalName(g)), { force: true });
-      // The records let go before it started are in it: the hole is closed.
       this.snapshotDelayMs = 0;
-      if (gapBefore > 0n && this.gapBytes >= gapBefore) this.gapBytes -= gapBefore;
       if (this.s.state !== "ok" && this.s.writeErrors === errorsBefore) {
         this.log.warn({ dir: this.dir, failedForMs: Date.now() - this.s.since, writeErrors: this.s.writeErrors }, "persistence recovered: the disk matches memory again");
         Object.assign(this.s, { state: "ok", reason: "", since: 0 });
@@ -491,6 +492,7 @@ export class ShardStore {
       this.log.info({ dir: this.dir, gen, bytes, ms: Date.now() - started }, "snapshot written");
     })()
       .catch((e: Error) => {
+        this.gapBytes += gapBefore;
         if (this.closed) this.log.info({ dir: this.dir }, "snapshot abandoned at shutdown (the previous generation and the journals are kept)");
         else {
           this.snapshotDelayMs = Math.min(SNAPSHOT_RETRY_MAX_MS, Math.max(SNAPSHOT_RETRY_MS, this.snapshotDelayMs * 2));
