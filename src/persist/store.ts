@@ -32,8 +32,12 @@ import * as W from "../wire.generated.js";
 import type { PacketEngine } from "../engine/packet-engine.js";
 import { encodeFrame, FRAME_END, FRAME_GAP, FRAME_META, FRAME_RECORDS, readFrames, verifySnapshot, VERSION, type Damage, type FrameStamp } from "./format.js";
 
-/** Record ids visited per snapshot step (one step per event-loop turn). */
-const SNAPSHOT_STEP = 20_000;
+/**
+ * Record ids visited per snapshot step (one step, one frame, per event-loop turn). Small
+ * enough that a frame — what one flipped bit costs when no older generation can stand
+ * in — holds a few thousand records, not a megabyte's worth.
+ */
+const SNAPSHOT_STEP = 4096;
 /** While writes fail: a journal retry at most this often… */
 const RETRY_MS = 200;
 /** …and, with nothing pending to retry with, a snapshot attempt at this interval, doubling up to the cap. */
