@@ -19,6 +19,7 @@ import { defaultTokenFile, defaultTokenFiles, findTokenFile, readTokenFile } fro
 import * as W from "../wire.generated.js";
 import { CONTROL_PATH, Params, RpcErrors, type Mapping, type MappingEventNotice, type Method, type Results } from "../control/protocol.js";
 import type { DataplaneOp } from "../dataplane/ops.js";
+import type { PersistenceStatus } from "../persist/store.js";
 
 const DEFAULT_URL = `ws://127.0.0.1:5380${CONTROL_PATH}`;
 const MAPPING_KINDS = ["dynamic", "static", "held"] as const;
@@ -107,6 +108,12 @@ function formatTable(headers: string[], rows: (string | number)[][]): string {
       .join("  ")
       .trimEnd();
   return [line(headers), ...cells.map(line)].join("\n");
+}
+
+/** A shard's persistence in one cell: off, ok, or the state with its reason. */
+function persistenceState(p: PersistenceStatus | null): string {
+  if (!p) return "off";
+  return p.state === "ok" ? "ok" : `${p.state.toUpperCase()} since ${new Date(p.since).toISOString()}: ${p.reason}`;
 }
 
 function printTable(headers: string[], rows: (string | number)[][]): void {
@@ -354,7 +361,7 @@ const COMMANDS: Command[] = [
       if (ctx.json) return printJson(health), 0;
       out(`status  ${health.status}`);
       out();
-      printTable(["SHARD", "UP"], health.shards.map((s) => [s.shard, s.up ? "yes" : "no"]));
+      printTable(["SHARD", "UP", "PERSISTENCE"], health.shards.map((s) => [s.shard, s.up ? "yes" : "no", persistenceState(s.persistence)]));
       return 0;
     },
   },
@@ -375,6 +382,13 @@ const COMMANDS: Command[] = [
         ["SHARD", "EPOCH", "PACKETS", "MAPPINGS", "SUBSCRIBERS"],
         stats.shards.map((s) => [s.shard, s.epoch, s.packets, s.mappings, s.subscribers]),
       );
+      if (stats.shards.some((s) => s.persistence)) {
+        out();
+        printTable(
+          ["SHARD", "PERSISTENCE", "WRITE ERRORS", "BACKLOG BYTES", "DROPPED BYTES"],
+          stats.shards.map((s) => [s.shard, persistenceState(s.persistence), s.persistence?.writeErrors ?? "-", s.persistence?.backlogBytes ?? "-", s.persistence?.droppedBytes ?? "-"]),
+        );
+      }
       out();
       printTable(
         ["SHARD", "POOL ADDRESS", "FREE BLOCKS", "RETIRED"],

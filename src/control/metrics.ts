@@ -124,6 +124,10 @@ export class Metrics {
   private readonly epoch: Gauge<string>;
   private readonly shardUp: Gauge<string>;
   private readonly shardState = new Map<number, ShardCounterState>();
+  private readonly persistFailing: Gauge<string>;
+  private readonly persistBacklog: Gauge<string>;
+  private readonly persistWriteErrors: Counter<string>;
+  private readonly persistDropped: Counter<string>;
   private readonly dataplaneUp: Gauge<string>;
   private readonly dataplaneInstalled: Gauge<string>;
   private readonly dataplanePending: Gauge<string>;
@@ -146,6 +150,10 @@ export class Metrics {
     this.poolRetired = gauge("pcpd_pool_address_retired", "1 if the pool address is retired (being renumbered away), else 0.", ["address"]);
     this.epoch = gauge("pcpd_epoch_seconds", "The shard's PCP/NAT-PMP Epoch: seconds since it last reset (RFC 6887 §8.5).");
     this.shardUp = gauge("pcpd_shard_up", "1 if the shard is serving, else 0.");
+    this.persistFailing = gauge("pcpd_persistence_degraded", "1 while the shard's persistence is failing (writes fail, records kept and retried) or recovering (catch-up snapshot not yet on disk), else 0.");
+    this.persistBacklog = gauge("pcpd_persistence_backlog_bytes", "Journal record bytes waiting for the disk.");
+    this.persistWriteErrors = counter("pcpd_persistence_write_errors_total", "Journal and snapshot writes that failed (each retried).");
+    this.persistDropped = counter("pcpd_persistence_dropped_bytes_total", "Journal record bytes let go over persistence.maxBacklogBytes (a snapshot replaces them).");
     const plain = { registers, labelNames: ["backend"] };
     this.dataplaneUp = new Gauge({ name: "pcpd_dataplane_up", help: "1 while the dataplane is programmed (else requests get NETWORK_FAILURE).", ...plain });
     this.dataplaneInstalled = new Gauge({ name: "pcpd_dataplane_mappings", help: "Mappings installed in the dataplane.", ...plain });
@@ -169,6 +177,8 @@ export class Metrics {
     this.poolRetired.reset();
     this.epoch.reset();
     this.shardUp.reset();
+    this.persistFailing.reset();
+    this.persistBacklog.reset();
     const reported = new Map<number, ShardStats>();
     for (const s of stats.shards) {
       reported.set(s.shard, s);
@@ -177,6 +187,10 @@ export class Metrics {
       for (const [key, g] of this.engineGauges) {
         const v = s.engine[key];
         if (v !== undefined) g.set({ shard }, Number(v));
+      }
+      if (s.persistence) {
+        this.persistFailing.set({ shard }, s.persistence.state === "ok" ? 0 : 1);
+        this.persistBacklog.set({ shard }, s.persistence.backlogBytes);
       }
       for (const p of s.pool) {
         this.poolFreeBlocks.set({ shard, address: p.address }, p.freeBlocks);
@@ -229,6 +243,10 @@ export class Metrics {
     for (const [key, counter] of this.engineCounters) {
       const value = s.engine[key];
       if (value !== undefined) out.push({ counter, labels: { shard }, key, value });
+    }
+    if (s.persistence) {
+      out.push({ counter: this.persistWriteErrors, labels: { shard }, key: "persistWriteErrors", value: BigInt(s.persistence.writeErrors) });
+      out.push({ counter: this.persistDropped, labels: { shard }, key: "persistDropped", value: BigInt(s.persistence.droppedBytes) });
     }
     return out;
   }

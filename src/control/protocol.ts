@@ -6,6 +6,7 @@ import { isIP } from "node:net";
 import { z } from "zod";
 import type { DataplaneStats } from "../dataplane/manager.js";
 import type { DataplaneOp } from "../dataplane/ops.js";
+import type { PersistenceStatus } from "../persist/store.js";
 
 export const PROTOCOL = "pcpd-control/1";
 /** WebSocket path of the channel; /metrics and /healthz are HTTP on the same port. */
@@ -162,7 +163,8 @@ export interface ShardInfo {
 
 export interface Results {
   "server.info": { protocol: string; version: string; node: string; startedAt: string; uptimeSeconds: number; workers: number; shards: ShardInfo[]; role: Role };
-  "server.health": { status: "ok" | "degraded"; shards: { shard: number; up: boolean }[] };
+  /** degraded: a shard is down, or its persistence is failing or catching up (`persistence`: state and reason). */
+  "server.health": { status: "ok" | "degraded"; shards: { shard: number; up: boolean; persistence: PersistenceStatus | null }[] };
   "stats.get": {
     engine: Record<string, number>;
     pcpResults: Record<string, number>;
@@ -171,7 +173,8 @@ export interface Results {
     packets: number;
     /** Per second over the last sampling interval (10 s); null until two samples exist. */
     rates: { intervalSeconds: number; packets: number; created: number; refreshed: number; deleted: number; expired: number } | null;
-    shards: { shard: number; epoch: number; packets: number; mappings: number; subscribers: number; pool: { address: string; freeBlocks: number; retired: boolean }[] }[];
+    /** persistence: null when off. */
+    shards: { shard: number; epoch: number; packets: number; mappings: number; subscribers: number; pool: { address: string; freeBlocks: number; retired: boolean }[]; persistence: PersistenceStatus | null }[];
     /** null when no dataplane is configured. */
     dataplane: DataplaneStats | null;
   };

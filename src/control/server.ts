@@ -254,8 +254,9 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
       };
     },
     "server.health": async () => {
-      const up = server.threads().map((t, shard) => ({ shard, up: t !== undefined }));
-      return { status: up.every((s) => s.up) ? "ok" : "degraded", shards: up };
+      const persistence = server.stats().shards.map((s) => s.persistence ?? null);
+      const up = server.threads().map((t, shard) => ({ shard, up: t !== undefined, persistence: persistence[shard] ?? null }));
+      return { status: up.every((s) => s.up && (s.persistence?.state ?? "ok") === "ok") ? "ok" : "degraded", shards: up };
     },
     "stats.get": async () => {
       const stats = server.stats();
@@ -285,6 +286,7 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
           mappings: Number(s.engine.mappings),
           subscribers: Number(s.engine.subscribers),
           pool: s.pool,
+          persistence: s.persistence ?? null,
         })),
         dataplane: server.dataplane() ?? null,
       };
@@ -501,7 +503,12 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
   app.get("/healthz", (res) =>
     respond(res, async () => {
       const up = server.threads().every((t) => t !== undefined);
-      return { status: up ? "200 OK" : "503 Service Unavailable", type: "text/plain", body: up ? "ok\n" : "degraded: a shard is restarting\n" };
+      if (!up) return { status: "503 Service Unavailable", type: "text/plain", body: "degraded: a shard is restarting\n" };
+      // Persistence failing: still 200 — the process serves, and restarting it would lose
+      // the only complete copy of the state (memory); the body says what is wrong.
+      const failing = server.stats().shards.filter((s) => s.persistence && s.persistence.state !== "ok");
+      const body = failing.map((s) => `degraded: shard ${s.shard} persistence ${s.persistence!.state} (${s.persistence!.reason}), ${s.persistence!.backlogBytes} bytes waiting for the disk\n`).join("");
+      return { status: "200 OK", type: "text/plain", body: body || "ok\n" };
     }),
   );
   app.any("/*", (res) => {

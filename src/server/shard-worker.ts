@@ -18,7 +18,7 @@ import { MappingUpdater } from "./mapping-update.js";
 import { classifier, codecConfig, engineConfig, limiterFor } from "./policy.js";
 import { poolAddresses } from "../config/schema.js";
 import { StatsBoard } from "./stats-board.js";
-import { ShardStore, wallSeconds, type RestoreReport } from "../persist/store.js";
+import { ShardStore, wallSeconds, type PersistenceStatus, type RestoreReport } from "../persist/store.js";
 import * as W from "../wire.generated.js";
 import type { StaticEntry } from "./static-mirrors.js";
 
@@ -110,6 +110,8 @@ export interface ShardStats {
   engine: Record<string, bigint>;
   codec: CodecStats;
   pool: PoolAddress[];
+  /** Absent with persistence off. */
+  persistence?: PersistenceStatus;
 }
 
 interface Shard {
@@ -144,6 +146,7 @@ const POOL_PUBLISH_MS = 1000;
 function publishAll(s: Shard): void {
   s.board.publish(s.engine.statsBytes(), s.clock.epochState());
   s.board.publishPool(s.engine.poolUsage());
+  if (s.store) s.board.publishPersistence(s.store.status());
 }
 
 function running(): Shard {
@@ -152,19 +155,19 @@ function running(): Shard {
 }
 
 /** The shard's files read back into `engine` (Epoch continued when intact); the store then journals. */
-function restoreState(spec: ShardSpec, engine: PacketEngine, clock: MonotonicClock, wallOffset: number, log: Logger): { store?: ShardStore; restored?: RestoreReport } {
+async function restoreState(spec: ShardSpec, engine: PacketEngine, clock: MonotonicClock, wallOffset: number, log: Logger): Promise<{ store?: ShardStore; restored?: RestoreReport }> {
   const { persistence } = spec.config;
   if (!persistence.enabled) return {};
   const store = new ShardStore({ ...persistence, shard: spec.shard, shards: spec.shards }, () => clock.epoch(), log);
   const t0 = performance.now();
-  const restored = store.restore(engine, wallOffset, clock.seconds());
+  const restored = await store.restore(engine, wallOffset, clock.seconds());
   if (restored.epoch > 0) clock.continueEpoch(restored.epoch);
-  const summary = { dir: store.dir, files: restored.files.length, mappings: restored.mappings, held: restored.held, dropped: restored.dropped, damage: restored.damage, epoch: clock.epoch(), ms: Math.round(performance.now() - t0) };
+  const summary = { dir: store.dir, files: restored.files.length, mappings: restored.mappings, held: restored.held, dropped: restored.dropped, damage: restored.damage, fallback: restored.fallback, gapBytes: restored.gapBytes, epoch: clock.epoch(), ms: Math.round(performance.now() - t0) };
   if (restored.stateLost) log.error(summary, "state restored with losses: epoch reset");
   else log.info(summary, "state restored");
   // Journals replayed or damage found: a fresh snapshot replaces them.
-  if (restored.bytes > 0 || restored.damage.length > 0) store.requestSnapshot = true;
-  store.start();
+  if (restored.bytes > 0 || restored.damage.length > 0 || restored.fallback) store.requestSnapshot = true;
+  store.start({ engine, wallOffset });
   return { store, restored };
 }
 
@@ -209,7 +212,7 @@ async function start(spec: ShardSpec): Promise<ShardStarted> {
   const wallOffset = wallSeconds() - clock.seconds();
   engine.setRefreshCoalescing(!config.persistence.enabled || config.persistence.refreshes === "coalesced");
   engine.setCheckpointPolicy(config.persistence.enabled, config.persistence.checkpointsPerSubscriber);
-  const { store, restored } = restoreState(spec, engine, clock, wallOffset, log);
+  const { store, restored } = await restoreState(spec, engine, clock, wallOffset, log);
   const dataplane = config.dataplane.backend !== "none" ? new DataplaneFeed(spec.shard, config.dataplane.batchMs) : undefined;
   if (dataplane) engine.setDataplaneDown(true); // until the main thread has programmed it
   const record = (parts: Uint8Array[]) => {
@@ -294,10 +297,12 @@ async function start(spec: ShardSpec): Promise<ShardStarted> {
   const s: Shard = { spec: { ...spec, endpoints }, engine, clock, listener, announcer, updater, log, board, store, wallOffset, record, stopDataplane: () => dataplane?.stop(), onEvents };
   shard = s;
   board.claim(threadId, engine.statsBytes(), clock.epochState(), engine.poolUsage());
+  if (store) board.publishPersistence(store.status());
   let eventsLost = engine.engineStats().eventsLost;
   poolTimer = setInterval(() => {
     board.publishPool(engine.poolUsage());
     if (!store) return;
+    board.publishPersistence(store.status());
     const lost = engine.engineStats().eventsLost;
     if (lost !== eventsLost) {
       // Changes that left no event reached no journal either: a snapshot catches up.
@@ -358,7 +363,7 @@ function applyPool(s: Shard, next: Config): void {
 
 /** Final counters, read on the worker (the stop task's answer). */
 function stats(s: Shard): ShardStats {
-  return { shard: s.spec.shard, threadId, epoch: s.clock.epoch(), engine: s.engine.engineStats(), codec: s.engine.stats(), pool: s.engine.poolUsage() };
+  return { shard: s.spec.shard, threadId, epoch: s.clock.epoch(), engine: s.engine.engineStats(), codec: s.engine.stats(), pool: s.engine.poolUsage(), persistence: s.store?.status() };
 }
 
 /** A listing page: records selected inside the engine, in bounded scans. */

@@ -6,6 +6,7 @@
 import * as W from "../wire.generated.js";
 import { readCodecStats, readEngineStats, type CodecStats, type PoolAddress } from "../engine/packet-engine.js";
 import { formatAddress16, toAddress16 } from "../net/address.js";
+import type { PersistenceStatus } from "../persist/store.js";
 
 const SEQ = 0; // i32 index
 const WRITER = 4; // i32, threadId of the worker that writes the board
@@ -16,7 +17,14 @@ const POOL_SEQ = 28; // u32, bumped at every pool copy (readers keep the decoded
 const COUNTERS = 64; // STATS_SIZE bytes
 const POOL = COUNTERS + W.STATS_SIZE; // POOL_MAX_ADDRESSES × POOL_ENTRY
 const POOL_ENTRY = 24; // address (16), free blocks (u32), retired (u32)
-const SIZE = POOL + W.POOL_MAX_ADDRESSES * POOL_ENTRY;
+// Persistence (src/persist/store.ts status()): u32 state (0 off, PERSIST_STATES after),
+// u32 write errors, f64 backlog bytes, f64 dropped bytes, f64 since (ms), u32 reason
+// length, the reason's UTF-8 (cut to REASON_MAX).
+const PERSIST = POOL + W.POOL_MAX_ADDRESSES * POOL_ENTRY;
+const REASON_MAX = 256;
+const PERSIST_SIZE = 40 + REASON_MAX;
+const SIZE = PERSIST + PERSIST_SIZE;
+const PERSIST_STATES = ["ok", "failing", "recovering"] as const;
 /** Copies a reader attempts before taking what it has (a writer that died mid-copy). */
 const READ_ATTEMPTS = 100;
 
@@ -34,6 +42,8 @@ export interface BoardSnapshot {
   engine: Record<string, bigint>;
   codec: CodecStats;
   pool: PoolAddress[];
+  /** Absent with persistence off. */
+  persistence?: PersistenceStatus;
 }
 
 export class StatsBoard {
@@ -42,6 +52,7 @@ export class StatsBoard {
   private readonly view: DataView;
   private cachedPoolSeq = -1;
   private lastHead = new Uint8Array(POOL);
+  private lastPersist = new Uint8Array(PERSIST_SIZE);
   private cachedPool: PoolAddress[] = [];
 
   static allocate(): SharedArrayBuffer {
@@ -92,13 +103,29 @@ export class StatsBoard {
     });
   }
 
+  /** The shard's persistence state (its store's status()). */
+  publishPersistence(p: PersistenceStatus): void {
+    this.write(() => {
+      const reason = Buffer.from(p.reason.slice(0, REASON_MAX), "utf8").subarray(0, REASON_MAX);
+      this.view.setUint32(PERSIST, PERSIST_STATES.indexOf(p.state) + 1, true);
+      this.view.setUint32(PERSIST + 4, p.writeErrors, true);
+      this.view.setFloat64(PERSIST + 8, p.backlogBytes, true);
+      this.view.setFloat64(PERSIST + 16, p.droppedBytes, true);
+      this.view.setFloat64(PERSIST + 24, p.since, true);
+      this.view.setUint32(PERSIST + 32, reason.length, true);
+      this.bytes.set(reason, PERSIST + 40);
+    });
+  }
+
   /** A consistent copy of the board; `now` is process.hrtime.bigint() (the Epoch counts from it). */
   read(now: bigint = process.hrtime.bigint()): BoardSnapshot {
     let head = this.lastHead; // a writer that never lets a copy through (died mid-copy): the last good one
+    let persist = this.lastPersist;
     for (let attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
       const before = Atomics.load(this.seq, SEQ);
       if (before % 2 !== 0) continue;
       const copy = this.bytes.slice(0, POOL);
+      const persistCopy = this.bytes.slice(PERSIST, SIZE);
       const view = new DataView(copy.buffer);
       const poolSeq = view.getUint32(POOL_SEQ, true);
       // The pool is copied only when it changed (once a second at most).
@@ -109,6 +136,7 @@ export class StatsBoard {
         this.cachedPoolSeq = poolSeq;
       }
       head = this.lastHead = copy;
+      persist = this.lastPersist = persistCopy;
       break;
     }
     const view = new DataView(head.buffer);
@@ -120,6 +148,7 @@ export class StatsBoard {
       engine: readEngineStats(view, COUNTERS),
       codec: readCodecStats(view, COUNTERS),
       pool: this.cachedPool.map((p) => ({ ...p })),
+      persistence: decodePersistence(persist),
     };
   }
 }
@@ -131,4 +160,18 @@ function decodePool(bytes: Uint8Array): PoolAddress[] {
     out.push({ address: formatAddress16(bytes.subarray(at, at + 16)), freeBlocks: view.getUint32(at + 16, true), retired: view.getUint32(at + 20, true) !== 0 });
   }
   return out;
+}
+
+function decodePersistence(bytes: Uint8Array): PersistenceStatus | undefined {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const state = PERSIST_STATES[view.getUint32(0, true) - 1];
+  if (state === undefined) return undefined; // persistence off
+  return {
+    state,
+    writeErrors: view.getUint32(4, true),
+    backlogBytes: view.getFloat64(8, true),
+    droppedBytes: view.getFloat64(16, true),
+    since: view.getFloat64(24, true),
+    reason: Buffer.from(bytes.subarray(40, 40 + Math.min(view.getUint32(32, true), REASON_MAX))).toString("utf8"),
+  };
 }

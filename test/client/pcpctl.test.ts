@@ -49,7 +49,13 @@ const RESULTS: { [M in Method]?: Results[M] } = {
       { shard: 1, thread: 2, listen: [{ address: "::1", port: 5351 }], epoch: 12 },
     ],
   },
-  "server.health": { status: "degraded", shards: [{ shard: 0, up: true }, { shard: 1, up: false }] },
+  "server.health": {
+    status: "degraded",
+    shards: [
+      { shard: 0, up: true, persistence: { state: "failing", reason: "journal write: ENOSPC: no space left on device, write", since: Date.parse("2025-01-01T00:00:00Z"), writeErrors: 3, backlogBytes: 4096, droppedBytes: 0 } },
+      { shard: 1, up: false, persistence: null },
+    ],
+  },
   "stats.get": {
     engine: { mappingsCreated: 5, mappingsExpired: 1 },
     pcpResults: { SUCCESS: 4, NO_RESOURCES: 0 },
@@ -262,7 +268,8 @@ describe("output", () => {
 
     const health = await pcpctl(["health"]);
     expect(health.stdout).toMatch(/^status +degraded$/m);
-    expect(health.stdout).toMatch(/^ +1 +no$/m);
+    expect(health.stdout).toMatch(/^ +0 +yes +FAILING since 2025-01-01T00:00:00.000Z: journal write: ENOSPC: no space left on device, write$/m);
+    expect(health.stdout).toMatch(/^ +1 +no +off$/m);
 
     const epoch = await pcpctl(["epoch"]);
     expect(epoch.stdout).toBe("SHARD  EPOCH\n    0    100\n    1      7\n");

@@ -48,6 +48,8 @@ const COUNTERS = [
   "pcpd_dataplane_operations_total",
   "pcpd_dataplane_failures_total",
   "pcpd_dataplane_reconciliations_total",
+  "pcpd_persistence_write_errors_total",
+  "pcpd_persistence_dropped_bytes_total",
 ];
 const GAUGES = [
   "pcpd_mappings",
@@ -63,6 +65,8 @@ const GAUGES = [
   "pcpd_dataplane_up",
   "pcpd_dataplane_mappings",
   "pcpd_dataplane_pending_keys",
+  "pcpd_persistence_degraded",
+  "pcpd_persistence_backlog_bytes",
 ];
 
 type EngineKey = "mappings" | "held" | "subscribers" | "blocks" | "peers" | "filters" | "created" | "refreshed" | "deleted" | "expired" | "released" | "eventsLost";

@@ -4,7 +4,7 @@
 // same external address and port, and the client's Epoch check (RFC 6887 §8.5) sees no
 // state loss. A clean stop keeps everything. A flipped bit makes the restart reset the
 // Epoch instead.
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
 import dgram from "node:dgram";
 import fs from "node:fs";
 import { tmpdir } from "node:os";
@@ -12,13 +12,17 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
 import { ControlClient } from "../../src/client/control-client.js";
-import { assigned, checkpointRequired, mapRequest, nonceOf, thirdParty, u16, u32 } from "../helpers/packets.js";
+import { mountTmpfs, type Tmpfs } from "../helpers/tmpfs.js";
+import { mappingKey as key, mappingLoad, missingMappings } from "../helpers/mapping-load.js";
+import { assigned, checkpointRequired, mapRequest, nonceOf, thirdParty, u32 } from "../helpers/packets.js";
 
 const SERVER = new URL("../../dist/cli/pcp-server.js", import.meta.url).pathname;
+const PCPCTL = new URL("../../dist/cli/pcpctl.js", import.meta.url).pathname;
 const UDP = "127.0.0.50"; // the server
 const AFTR = "127.0.0.51"; // the client: a THIRD_PARTY source
 const PORT = 5351;
 const TOKEN = "persistence-test-token-0123456789";
+const TARGET = { server: UDP, port: PORT, source: AFTR };
 const COMMIT_MS = 20;
 /** Acknowledged this long before the kill means written: group commit + the write and fdatasync. */
 const HORIZON_MS = 500;
@@ -26,9 +30,8 @@ const dir = fs.mkdtempSync(join(tmpdir(), "pcpd-persist-"));
 let child: ChildProcess | undefined;
 let log = "";
 
-const key = (i: number) => ({ internalAddress: `10.${(i / 50 / 256) & 255}.${Math.floor(i / 50) & 255}.1`, internalPort: 1024 + (i % 50) });
 
-function config(commitIntervalMs = COMMIT_MS): string {
+function config(commitIntervalMs = COMMIT_MS, directory = join(dir, "data")): string {
   const file = join(dir, "pcpd.json");
   fs.writeFileSync(file, JSON.stringify({
     listen: { addresses: [UDP], port: PORT },
@@ -36,7 +39,7 @@ function config(commitIntervalMs = COMMIT_MS): string {
     pool: { addresses: ["198.51.100.1", "198.51.100.2"], blockSize: 64 },
     quotas: { mappingsPerSubscriber: 50 },
     rateLimit: { perSource: { rate: 1e6, burst: 1e6 }, global: { rate: 1e6, burst: 1e6 } },
-    persistence: { directory: join(dir, "data"), commitIntervalMs },
+    persistence: { directory, commitIntervalMs },
     control: { address: "127.0.0.1", port: 0, tokens: [{ token: TOKEN, role: "admin" }], requestsPerSecond: 1_000_000 },
     log: { level: "info" },
   }));
@@ -44,9 +47,10 @@ function config(commitIntervalMs = COMMIT_MS): string {
 }
 
 /** Starts the server; resolves with the control URL and the restore log line (if any) once it serves. */
-async function start(commitIntervalMs = COMMIT_MS): Promise<{ url: string; restored?: Record<string, any>; serving: Record<string, any> }> {
+async function start(commitIntervalMs = COMMIT_MS, directory?: string): Promise<{ url: string; restored?: Record<string, any>; serving: Record<string, any> }> {
   log = "";
-  const c = spawn(process.execPath, [SERVER, "--config", config(commitIntervalMs)], { stdio: ["ignore", "pipe", "inherit"] });
+  if (child && child.exitCode === null && child.signalCode === null) await stop("SIGKILL"); // a test that failed before stopping its server
+  const c = spawn(process.execPath, [SERVER, "--config", config(commitIntervalMs, directory)], { stdio: ["ignore", "pipe", "inherit"] });
   child = c;
   return new Promise((resolve, reject) => {
     let url = "";
@@ -76,56 +80,18 @@ async function stop(signal: NodeJS.Signals): Promise<void> {
   });
 }
 
+let disk: Tmpfs | undefined;
 afterAll(async () => {
-  if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  if (child && child.exitCode === null && child.signalCode === null) {
+    const c = child;
+    await new Promise((resolve) => {
+      c.once("exit", resolve);
+      c.kill("SIGKILL");
+    });
+  }
+  disk?.unmount();
   fs.rmSync(dir, { recursive: true, force: true });
 });
-
-interface Ack {
-  port: number;
-  address: string;
-  at: number;
-}
-
-/** A client creating mappings 0, 1, 2, … (32 outstanding) until stopped; acknowledgements with their time. */
-function load(from: number) {
-  const socket = dgram.createSocket("udp4");
-  const acks = new Map<number, Ack>();
-  let next = from;
-  let running = true;
-  let last: { epoch: number; at: number } | undefined;
-  const send = () => {
-    if (!running) return;
-    const i = next++;
-    const k = key(i);
-    socket.send(mapRequest({ client: AFTR, internalPort: k.internalPort, lifetime: 3600, nonce: nonceOf(i) }, [thirdParty(k.internalAddress)]), PORT, UDP);
-  };
-  socket.on("message", (reply) => {
-    const at = performance.now();
-    if (reply[3] === W.RESULT_SUCCESS && reply[1] === (W.R_BIT | W.OP_MAP)) {
-      const port = u16(reply, W.MP_INTERNAL_PORT);
-      // The THIRD_PARTY option comes back in the reply: its address (10.a.b.1) names the subscriber.
-      const option = reply.subarray(W.PCP_HEADER_SIZE + W.MAP_PAYLOAD_SIZE + W.OPT_HEADER_SIZE);
-      const subscriber = option[13] * 256 + option[14];
-      acks.set(subscriber * 50 + (port - 1024), { ...assigned({ response: reply }), at });
-      last = { epoch: u32(reply, W.HDR_EPOCH), at };
-    }
-    send();
-  });
-  const ready = new Promise<void>((resolve) => socket.bind(0, AFTR, () => {
-    for (let k = 0; k < 32; k++) send();
-    resolve();
-  }));
-  return {
-    ready,
-    acks,
-    last: () => last,
-    stop: () => {
-      running = false;
-      socket.close();
-    },
-  };
-}
 
 /** One request after the restart: the Epoch check of RFC 6887 §8.5 against the last reply before. */
 async function epochCheck(before: { epoch: number; at: number }): Promise<{ lost: boolean; serverDelta: number; clientDelta: number }> {
@@ -143,28 +109,10 @@ async function epochCheck(before: { epoch: number; at: number }): Promise<{ lost
   return { lost, serverDelta, clientDelta };
 }
 
-/** Every acknowledged mapping acknowledged before `until`, looked up over the control channel. */
-async function missing(url: string, acks: Map<number, Ack>, until: number): Promise<string[]> {
-  const client = await ControlClient.connect(url, { token: TOKEN });
-  const wrong: string[] = [];
-  try {
-    const due = [...acks].filter(([, ack]) => ack.at <= until);
-    for (let b = 0; b < due.length; b += 200) {
-      await Promise.all(due.slice(b, b + 200).map(async ([i, ack]) => {
-        const { mapping } = await client.call("mappings.get", { ...key(i), protocol: W.PROTO_TCP });
-        if (!mapping || mapping.externalPort !== ack.port || mapping.externalAddress !== ack.address) wrong.push(`${i}: acked ${ack.address}:${ack.port}, now ${mapping ? `${mapping.externalAddress}:${mapping.externalPort}` : "missing"}`);
-      }));
-    }
-  } finally {
-    await client.close();
-  }
-  return wrong;
-}
-
 describe("persistence across restarts of the process", () => {
   it("kill -9 under load: every mapping acknowledged before the durability horizon comes back, the Epoch continues", async () => {
     await start();
-    const l = load(0);
+    const l = mappingLoad(TARGET, 0);
     await l.ready;
     await new Promise((resolve) => setTimeout(resolve, 1500));
     const killedAt = performance.now();
@@ -180,14 +128,14 @@ describe("persistence across restarts of the process", () => {
     const durable = [...l.acks.values()].filter((a) => a.at <= killedAt - HORIZON_MS).length;
     expect(durable).toBeGreaterThan(500);
     console.log(`kill -9: ${l.acks.size} acknowledged, ${durable} before the horizon; ${restored!.mappings} restored`);
-    expect(await missing(url, l.acks, killedAt - HORIZON_MS)).toEqual([]);
+    expect(await missingMappings(TOKEN, url, l.acks, killedAt - HORIZON_MS)).toEqual([]);
     expect(restored!.mappings).toBeGreaterThanOrEqual(durable);
     expect(restored!.mappings).toBeLessThanOrEqual(l.acks.size);
     const check = await epochCheck(lastBefore);
     expect(check.lost, JSON.stringify(check)).toBe(false);
 
     // A clean stop keeps every acknowledged mapping.
-    const more = load(100_000);
+    const more = mappingLoad(TARGET, 100_000);
     await more.ready;
     await new Promise((resolve) => setTimeout(resolve, 300));
     more.stop();
@@ -195,21 +143,48 @@ describe("persistence across restarts of the process", () => {
     await stop("SIGTERM");
     const again = await start();
     expect(again.serving.msg).toBe("shard serving (epoch continued)");
-    expect(await missing(again.url, more.acks, Infinity)).toEqual([]);
+    expect(await missingMappings(TOKEN, again.url, more.acks, Infinity)).toEqual([]);
     await stop("SIGTERM");
   }, 60_000);
 
-  it("a corrupted file: the valid part comes back and the Epoch resets (announced as a reset)", async () => {
+  it("item 2: a flipped bit in the newest snapshot: the previous generation is read instead, nothing is lost, the Epoch continues", async () => {
     const shardDir = join(dir, "data", "shard-0-of-1");
-    // The largest file (the snapshot the restart took, or a journal): a bit in its first third.
-    const [file] = fs.readdirSync(shardDir).filter((f) => /^(journal|snapshot)-/.test(f)).sort((a, b) => fs.statSync(join(shardDir, b)).size - fs.statSync(join(shardDir, a)).size);
-    const bytes = fs.readFileSync(join(shardDir, file));
+    const before = await start();
+    await poll(async () => (log.includes('"msg":"snapshot written"') ? true : undefined)); // the restart's snapshot (it replayed a journal)
+    expect(fs.readdirSync(shardDir).filter((f) => f.startsWith("snapshot-")).length).toBe(2); // it and the one before
+    const count = (await ControlClient.connect(before.url, { token: TOKEN }).then(async (c) => {
+      try {
+        return (await c.call("stats.get", {})).engine.mappings;
+      } finally {
+        await c.close();
+      }
+    })) as number;
+    await stop("SIGTERM");
+    const newest = fs.readdirSync(shardDir).filter((f) => f.startsWith("snapshot-")).sort().at(-1)!;
+    const bytes = fs.readFileSync(join(shardDir, newest));
     bytes[Math.floor(bytes.length / 3)] ^= 0x40;
-    fs.writeFileSync(join(shardDir, file), bytes);
+    fs.writeFileSync(join(shardDir, newest), bytes);
+    const { restored, serving } = await start();
+    expect(restored?.msg).toBe("state restored");
+    expect(restored?.fallback).toMatchObject({ kind: "corrupt", file: newest });
+    expect(restored?.mappings).toBe(count);
+    expect(serving.msg).toBe("shard serving (epoch continued)");
+    await stop("SIGTERM");
+  }, 30_000);
+
+  it("a flipped bit in every snapshot: each loses one frame, the rest comes back, the damage is reported and the Epoch resets (announced as a reset)", async () => {
+    const shardDir = join(dir, "data", "shard-0-of-1");
+    const snaps = fs.readdirSync(shardDir).filter((f) => f.startsWith("snapshot-"));
+    for (const file of snaps) {
+      const bytes = fs.readFileSync(join(shardDir, file));
+      bytes[Math.floor(bytes.length / 3)] ^= 0x40;
+      fs.writeFileSync(join(shardDir, file), bytes);
+    }
     const { restored, serving } = await start();
     expect(restored?.msg).toBe("state restored with losses: epoch reset");
-    expect(restored?.damage[0]).toMatchObject({ kind: "corrupt", file });
-    expect(restored?.mappings).toBeGreaterThan(0);
+    expect(restored?.damage).toHaveLength(1);
+    expect(restored?.damage[0]).toMatchObject({ kind: "corrupt", file: snaps.sort().at(-1) });
+    expect(restored?.damage[0].bytes).toBeLessThanOrEqual(32 + W.PERSIST_BUFFER); // one frame at most
     expect(serving.msg).toBe("shard serving (epoch reset)");
     expect(serving.epoch).toBeLessThan(5);
     await stop("SIGTERM");
@@ -231,7 +206,83 @@ describe("persistence across restarts of the process", () => {
     const acked = assigned({ response: reply });
     await stop("SIGKILL"); // at once: the next group commit was ~10 s away
     const { url } = await start();
-    expect(await missing(url, new Map([[500_000, { ...acked, at: 0 }]]), Infinity)).toEqual([]);
+    expect(await missingMappings(TOKEN, url, new Map([[500_000, { ...acked, at: 0 }]]), Infinity)).toEqual([]);
     await stop("SIGTERM");
   }, 30_000);
+});
+
+/** GET on the control port (the control URL's host and port, over HTTP). */
+async function http(url: string, path: string): Promise<{ status: number; body: string }> {
+  const u = new URL(url);
+  const r = await fetch(`http://${u.host}${path}`);
+  return { status: r.status, body: await r.text() };
+}
+
+/** Polls `probe` every 20 ms until it returns a value or `ms` pass. */
+async function poll<T>(probe: () => Promise<T | undefined>, ms = 15_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error("condition not reached in time");
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+describe("item 1: a full disk under load, then freed, then kill -9", () => {
+  it("degraded on /healthz, /metrics and pcpctl stats while writes fail; check-pointed replies held; after recovery and kill -9 no acknowledged mapping is lost", async () => {
+    disk = mountTmpfs(32 << 20);
+    const directory = join(disk.dir, "data");
+    const { url } = await start(COMMIT_MS, directory);
+    const l = mappingLoad(TARGET, 300_000);
+    await l.ready;
+    await poll(async () => (l.acks.size > 500 ? true : undefined));
+    disk.fill(4096);
+    const outageFrom = performance.now();
+    const health = await poll(async () => {
+      const h = await http(url, "/healthz");
+      return h.body.startsWith("degraded") ? h : undefined;
+    });
+    expect(health.status).toBe(200);
+    expect(health.body).toMatch(/shard 0 persistence failing \(journal write: ENOSPC/);
+    const metrics = (await http(url, "/metrics")).body;
+    expect(metrics).toMatch(/^pcpd_persistence_degraded\{shard="0"\} 1$/m);
+    expect(Number(/^pcpd_persistence_write_errors_total\{shard="0"\} (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThan(0);
+    expect(Number(/^pcpd_persistence_backlog_bytes\{shard="0"\} (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThan(0);
+    const pcpctl = await new Promise<string>((resolve, reject) =>
+      execFile(process.execPath, [PCPCTL, "--url", url, "--token", TOKEN, "stats"], (e, stdout) => (e ? reject(e) : resolve(stdout))),
+    );
+    expect(pcpctl).toMatch(/FAILING since .*ENOSPC/);
+    // A check-pointed request during the outage gets no reply (its record is not on disk).
+    const cp = dgram.createSocket("udp4");
+    await new Promise<void>((resolve) => cp.bind(0, AFTR, resolve));
+    const cpReplies: Buffer[] = [];
+    cp.on("message", (m) => cpReplies.push(m));
+    const ck = key(900_000);
+    const cpRequest = mapRequest({ client: AFTR, internalPort: ck.internalPort, lifetime: 3600, nonce: nonceOf(900_000) }, [thirdParty(ck.internalAddress), checkpointRequired()]);
+    cp.send(cpRequest, PORT, UDP);
+    const outageAcks = l.acks.size;
+    await poll(async () => (l.acks.size > outageAcks + 500 ? true : undefined)); // replies keep coming meanwhile
+    expect(cpReplies).toEqual([]);
+    disk.free();
+    await poll(async () => ((await http(url, "/healthz")).body === "ok\n" ? true : undefined));
+    const recoveredAt = performance.now();
+    cp.send(cpRequest, PORT, UDP); // the client's retry
+    await poll(async () => (cpReplies.length > 0 ? true : undefined));
+    cp.close();
+    expect(cpReplies[0][3]).toBe(W.RESULT_SUCCESS);
+    await poll(async () => (performance.now() - recoveredAt > HORIZON_MS + 200 ? true : undefined));
+    const killedAt = performance.now();
+    await stop("SIGKILL");
+    l.stop();
+    const during = [...l.acks.values()].filter((a) => a.at >= outageFrom && a.at <= recoveredAt).length;
+    console.log(`disk full for ${Math.round(recoveredAt - outageFrom)} ms: ${during} mappings acknowledged during the outage, ${l.acks.size} in all`);
+    expect(during).toBeGreaterThan(500);
+    const again = await start(COMMIT_MS, directory);
+    expect(again.restored?.msg).toBe("state restored");
+    expect(again.serving.msg).toBe("shard serving (epoch continued)");
+    expect(await missingMappings(TOKEN, again.url, l.acks, killedAt - HORIZON_MS)).toEqual([]);
+    expect(await missingMappings(TOKEN, again.url, new Map([[900_000, { ...assigned({ response: cpReplies[0] }), at: 0 }]]), Infinity)).toEqual([]);
+    await stop("SIGTERM");
+  }, 90_000);
 });

@@ -6,10 +6,12 @@ import fs from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { DEFAULT_ENGINE_CONFIG, PacketEngine } from "../../src/engine/packet-engine.js";
 import { ShardStore, shardDirectory, wallSeconds, type StoreOptions } from "../../src/persist/store.js";
 import { lockDirectory, DirectoryLockedError } from "../../src/persist/lock.js";
+import { readFrames } from "../../src/persist/format.js";
+import { mountTmpfs } from "../helpers/tmpfs.js";
 import { mapRequest, nonceOf, serveOne } from "../helpers/packets.js";
 
 const T0 = 100;
@@ -36,22 +38,44 @@ const options = (directory: string, over: Partial<StoreOptions> = {}): StoreOpti
 });
 
 /** A run: `count` mappings of subscribers 10.0.x.y journaled through a store; closed cleanly unless told. */
-async function run(directory: string, count: number, o: { epoch?: number; first?: number; snapshotAt?: number; close?: boolean } = {}) {
+async function run(directory: string, count: number, o: { epoch?: number; first?: number; snapshotAt?: number; close?: boolean; store?: Partial<StoreOptions> } = {}) {
   const e = engine();
   const wallOffset = wallSeconds() - T0;
-  const store = new ShardStore(options(directory), () => o.epoch ?? 500, log);
-  const restored = store.restore(e, wallOffset, T0);
-  store.start();
+  const store = new ShardStore(options(directory, o.store), () => o.epoch ?? 500, log);
+  const restored = await store.restore(e, wallOffset, T0);
+  store.start({ engine: e, wallOffset });
   for (let i = o.first ?? 0; i < (o.first ?? 0) + count; i++) {
-    const client = `10.0.${i >> 6}.${(i & 63) + 1}`;
-    serveOne(e, mapRequest({ client, internalPort: 1000 + i, lifetime: 3600, nonce: nonceOf(i) }), T0, { source: client });
-    store.append(e.persistPending(wallOffset));
-    e.drainEvents();
+    serve(e, store, wallOffset, i);
     if (i === o.snapshotAt) await store.snapshot(e, wallOffset);
     if (i % 25 === 24) await new Promise((resolve) => setTimeout(resolve, 8)); // group commits happen meanwhile
   }
   if (o.close !== false) await store.close();
   return { e, store, restored };
+}
+
+/** Mapping i (subscriber 10.0.x.y, internal port 1000 + i) created and its records handed to the store. */
+function serve(e: PacketEngine, store: ShardStore, wallOffset: number, i: number): void {
+  const client = `10.0.${i >> 6}.${(i & 63) + 1}`;
+  serveOne(e, mapRequest({ client, internalPort: 1000 + i, lifetime: 3600, nonce: nonceOf(i) }), T0, { source: client });
+  store.append(e.persistPending(wallOffset));
+  e.drainEvents();
+}
+
+/** Polls `ok` every 10 ms until it holds or `ms` pass. */
+async function until(ok: () => boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > end) throw new Error("condition not reached in time");
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** A store's state read back by a second one, as a restart after kill -9 would (the first is not closed). */
+async function restoreCopy(directory: string) {
+  const e = engine();
+  const store = new ShardStore(options(directory), () => 0, log);
+  const restored = await store.restore(e, wallSeconds() - T0, T0);
+  return { e, restored };
 }
 
 const files = (directory: string) => fs.readdirSync(shardDirectory(directory, 0, 1)).sort();
@@ -74,16 +98,17 @@ describe("ShardStore", () => {
     }
   });
 
-  it("a snapshot replaces the older generations; snapshot + later journal restore the whole table", async () => {
+  it("a snapshot keeps the previous generation (snapshot and journals since) and deletes the older ones; snapshot + later journal restore the whole table", async () => {
     const dir = tempDir();
     await run(dir, 100);
     await run(dir, 100, { first: 100, snapshotAt: 150 });
-    const names = files(dir);
-    expect(names.filter((f) => f.startsWith("snapshot-"))).toHaveLength(1);
-    const snap = Number(/snapshot-(\d+)/.exec(names.find((f) => f.startsWith("snapshot-"))!)![1]);
-    expect(journals(dir).every((f) => Number(/journal-(\d+)/.exec(f)![1]) >= snap)).toBe(true);
-    const third = await run(dir, 0);
-    expect(third.restored).toMatchObject({ mappings: 200, stateLost: false, damage: [] });
+    await run(dir, 50, { first: 200, snapshotAt: 220 });
+    const snaps = files(dir).filter((f) => f.startsWith("snapshot-")).map((f) => Number(/snapshot-(\d+)/.exec(f)![1]));
+    expect(snaps).toHaveLength(2);
+    const gens = journals(dir).map((f) => Number(/journal-(\d+)/.exec(f)![1]));
+    expect(Math.min(...gens)).toBe(snaps[0]); // nothing older than the previous snapshot
+    const fourth = await run(dir, 0);
+    expect(fourth.restored).toMatchObject({ mappings: 250, stateLost: false, damage: [] });
   });
 
   it("a journal torn by a crash is cut at its last whole frame; what came before returns and the Epoch continues", async () => {
@@ -144,6 +169,149 @@ describe("ShardStore", () => {
     const second = await run(dir, 0);
     expect(second.restored.stateLost).toBe(true);
     expect(second.restored.damage[0]).toMatchObject({ kind: "corrupt" });
+  });
+
+  it("item 1: disk full — failed and partial writes are cut back to the last whole frame, their records kept and retried; writing again brings a snapshot; nothing acknowledged is lost", async () => {
+    const disk = mountTmpfs(2 << 20);
+    try {
+      const e = engine();
+      const wallOffset = wallSeconds() - T0;
+      const store = new ShardStore(options(disk.dir), () => 500, log);
+      await store.restore(e, wallOffset, T0);
+      store.start({ engine: e, wallOffset });
+      for (let i = 0; i < 100; i++) serve(e, store, wallOffset, i);
+      await store.commitNow();
+      disk.fill(4096); // one page left: a larger write goes in part (tmpfs writes up to the page boundary), then ENOSPC
+      for (let i = 100; i < 700; i++) {
+        serve(e, store, wallOffset, i);
+        if (i % 100 === 0) await new Promise((resolve) => setTimeout(resolve, 6));
+      }
+      await until(() => store.status().state === "failing");
+      const failing = store.status();
+      expect(failing.reason).toMatch(/ENOSPC/);
+      expect(failing.writeErrors).toBeGreaterThan(0);
+      expect(failing.backlogBytes).toBeGreaterThan(0);
+      await expect(store.commitNow()).rejects.toThrow(/not on disk/); // a check-pointed reply is not released
+      // Not one torn frame on disk: every file reads clean.
+      for (const f of journals(disk.dir)) expect(await readFrames(join(shardDirectory(disk.dir, 0, 1), f), false, () => undefined)).toEqual([]);
+      disk.free();
+      await until(() => store.status().state === "ok");
+      expect(store.status()).toMatchObject({ backlogBytes: 0, droppedBytes: 0 });
+      expect(files(disk.dir).filter((f) => f.startsWith("snapshot-"))).toHaveLength(1); // the catch-up snapshot
+      const after = await restoreCopy(disk.dir); // as after a kill -9 now
+      expect(after.restored).toMatchObject({ mappings: 700, stateLost: false, damage: [] });
+      await store.close();
+    } finally {
+      disk.unmount();
+    }
+  });
+
+  it("item 1: a backlog over maxBacklogBytes is let go while the disk is full; the snapshot after recovery brings every mapping back", async () => {
+    const disk = mountTmpfs(2 << 20);
+    try {
+      const e = engine();
+      const wallOffset = wallSeconds() - T0;
+      const store = new ShardStore(options(disk.dir, { maxBacklogBytes: 4096 }), () => 500, log);
+      await store.restore(e, wallOffset, T0);
+      store.start({ engine: e, wallOffset });
+      disk.fill();
+      for (let i = 0; i < 400; i++) serve(e, store, wallOffset, i);
+      await until(() => store.status().state === "failing" && store.status().droppedBytes > 0);
+      expect(store.status().backlogBytes).toBeLessThanOrEqual(4096);
+      disk.free();
+      await until(() => store.status().state === "ok");
+      const after = await restoreCopy(disk.dir);
+      expect(after.restored).toMatchObject({ mappings: 400, stateLost: false, damage: [], gapBytes: 0 });
+      await store.close();
+    } finally {
+      disk.unmount();
+    }
+  });
+
+  it("item 1: a restore that finds the GAP a dropped backlog left (no snapshot after it) reports state lost", async () => {
+    const dir = tempDir();
+    const e = engine();
+    const wallOffset = wallSeconds() - T0;
+    const store = new ShardStore(options(dir, { maxBacklogBytes: 4096, commitIntervalMs: 10_000 }), () => 500, log);
+    await store.restore(e, wallOffset, T0);
+    store.start(); // no snapshot source: the hole stays open
+    for (let i = 0; i < 100; i++) serve(e, store, wallOffset, i); // > 4096 bytes before any commit
+    expect(store.status().droppedBytes).toBeGreaterThan(0);
+    await store.commitNow().catch(() => undefined);
+    const after = await restoreCopy(dir);
+    expect(after.restored.gapBytes).toBeGreaterThan(0);
+    expect(after.restored.stateLost).toBe(true);
+    await store.close();
+  });
+
+  it("item 2: a damaged newest snapshot falls back to the previous generation and its journals — nothing lost, the Epoch continues", async () => {
+    const dir = tempDir();
+    await run(dir, 100, { snapshotAt: 50 });
+    await run(dir, 100, { first: 100, snapshotAt: 150 });
+    const snaps = files(dir).filter((f) => f.startsWith("snapshot-"));
+    expect(snaps).toHaveLength(2); // the previous generation is kept
+    const newest = join(shardDirectory(dir, 0, 1), snaps[1]);
+    const bytes = fs.readFileSync(newest);
+    bytes[Math.floor(bytes.length / 2)] ^= 0x01;
+    fs.writeFileSync(newest, bytes);
+    const third = await run(dir, 0);
+    expect(third.restored.fallback).toMatchObject({ file: snaps[1], reason: "checksum mismatch" });
+    expect(third.restored).toMatchObject({ mappings: 200, stateLost: false, damage: [] });
+    expect(third.restored.epoch).toBeGreaterThan(0);
+  });
+
+  it("item 2: one flipped bit anywhere in a snapshot loses at most the records of one frame, counted and reported", async () => {
+    const dir = tempDir();
+    const STEP = 64; // record ids per snapshot frame
+    await run(dir, 600, { snapshotAt: 599, store: { snapshotStep: STEP } });
+    const shardDir = shardDirectory(dir, 0, 1);
+    const snap = join(shardDir, files(dir).find((f) => f.startsWith("snapshot-"))!);
+    const clean = fs.readFileSync(snap);
+    for (const j of journals(dir)) if (Number(/journal-(\d+)/.exec(j)![1]) < Number(/snapshot-(\d+)/.exec(snap)![1])) fs.rmSync(join(shardDir, j));
+    let seed = 12345;
+    for (let trial = 0; trial < 12; trial++) {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      const bit = 8 + (seed % ((clean.length - 16) * 8)); // anywhere (the first frame's magic aside)
+      const bytes = Buffer.from(clean);
+      bytes[bit >> 3] ^= 1 << (bit & 7);
+      fs.writeFileSync(snap, bytes);
+      const r = await restoreCopy(dir);
+      expect(r.restored.mappings, `bit ${bit}`).toBeGreaterThanOrEqual(600 - STEP);
+      expect(r.restored.damage, `bit ${bit}`).toHaveLength(1);
+      expect(r.restored.damage[0]).toMatchObject({ kind: "corrupt", file: snap.split("/").at(-1) });
+      expect(r.restored.damage[0].bytes).toBeGreaterThan(0);
+      expect(r.restored.stateLost).toBe(true);
+    }
+  });
+
+  it("item 4: a slow fdatasync does not hold the next group's write (a kill -9 needs the write; the page cache outlives the process)", async () => {
+    const dir = tempDir();
+    const e = engine();
+    const wallOffset = wallSeconds() - T0;
+    const store = new ShardStore(options(dir, { commitIntervalMs: 10 }), () => 500, log);
+    await store.restore(e, wallOffset, T0);
+    store.start();
+    await store.commitNow();
+    const journal = join(shardDirectory(dir, 0, 1), journals(dir).at(-1)!);
+    const original = fs.fdatasync;
+    const slow = vi.spyOn(fs, "fdatasync").mockImplementation(((fd: number, cb: (e: NodeJS.ErrnoException | null) => void) => {
+      setTimeout(() => original(fd, cb), 400); // a disk that takes 400 ms to sync
+    }) as typeof fs.fdatasync);
+    try {
+      const size0 = fs.statSync(journal).size;
+      serve(e, store, wallOffset, 0);
+      await until(() => fs.statSync(journal).size > size0, 2000); // group 1 written, its fdatasync pending
+      const size1 = fs.statSync(journal).size;
+      const t = performance.now();
+      serve(e, store, wallOffset, 1);
+      await until(() => fs.statSync(journal).size > size1, 2000);
+      expect(performance.now() - t).toBeLessThan(300); // written before group 1's fdatasync ends
+    } finally {
+      slow.mockRestore();
+    }
+    await store.close();
+    const after = await restoreCopy(dir);
+    expect(after.restored.mappings).toBe(2);
   });
 
   it("one process per data directory: a live owner keeps the lock, a dead one's lock is taken over", () => {
