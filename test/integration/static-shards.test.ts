@@ -17,6 +17,7 @@ import { startControl, type RunningControl } from "../../src/control/server.js";
 import { RpcErrors } from "../../src/control/protocol.js";
 import { assigned, mapRequest, natPmpMap, nonceOf, peerRequest, u16, u32 } from "../helpers/packets.js";
 import { exchange } from "../helpers/udp.js";
+import { waitFor } from "../helpers/wait.js";
 
 const A = "127.0.0.61"; // listen address 0 → shard 0; also the IPv4 subscriber
 const V6 = "::1"; // listen address 1 → shard 1; also the IPv6 subscriber
@@ -87,7 +88,8 @@ async function statics(): Promise<any[]> {
   const out = [];
   let cursor: string | undefined;
   for (let page = 0; page < 20; page++) {
-    const { result } = await r.call("mappings.list", { filter: { kind: "static" }, limit: 100, cursor });
+    const { result, error } = await r.call("mappings.list", { filter: { kind: "static" }, limit: 100, cursor });
+    if (error) throw new Error(`mappings.list: ${error.message}`);
     out.push(...result.mappings);
     if (result.next === null) break;
     cursor = result.next;
@@ -95,17 +97,13 @@ async function statics(): Promise<any[]> {
   return out;
 }
 const shardMappings = () => r.server.stats().shards.map((s) => Number(s.engine.mappings));
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Asks until `ok` holds for the reply (a restarted shard rebinds and resynchronises); bounded. */
-async function until(ask: () => Promise<Buffer>, ok: (reply: Buffer) => boolean): Promise<Buffer | undefined> {
-  for (let i = 0; i < 200; i++) {
+const until = (ask: () => Promise<Buffer>, ok: (reply: Buffer) => boolean) =>
+  waitFor(async () => {
     const reply = await ask().catch(() => undefined);
-    if (reply && ok(reply)) return reply;
-    await sleep(50);
-  }
-  return undefined;
-}
+    return reply && ok(reply) ? reply : undefined;
+  }, { timeout: 20_000, interval: 50 });
 
 beforeAll(async () => {
   r = await start(configWith());
@@ -177,7 +175,7 @@ describe("static mappings on every shard (item 12)", () => {
     await r.server.replaceWorker(0); // the mirror shard's thread dies
     const back = await until(() => map(A, 22), (reply) => reply[3] === W.RESULT_SUCCESS && u32(reply, W.HDR_LIFETIME) === STATIC);
     expect(r.server.threads()[0]).not.toBe(thread);
-    expect(back && assigned({ response: back }).port).toBe(ODD_BLOCK_PORT);
+    expect(assigned({ response: back }).port).toBe(ODD_BLOCK_PORT);
     await r.server.replaceWorker(1); // the owner's thread dies: its table (and the static) start empty
     const dynamic = await until(() => map(A, 22), (reply) => reply[3] === W.RESULT_SUCCESS && u32(reply, W.HDR_LIFETIME) !== STATIC);
     expect(dynamic).toBeDefined();
@@ -213,10 +211,12 @@ describe("static mappings across a server restart with persistence (item 12)", (
       // The owner's thread dies: it restores the static from its files, the mirror stays answered.
       const thread = r.server.threads()[1];
       await r.server.replaceWorker(1);
-      for (let i = 0; i < 200 && (r.server.threads()[1] === undefined || r.server.threads()[1] === thread); i++) await sleep(50);
+      await waitFor(() => r.server.threads()[1] !== undefined && r.server.threads()[1] !== thread, { timeout: 20_000 });
       const after = await until(() => map(A, 25), (x) => x[3] === W.RESULT_SUCCESS);
-      expect(after && [u32(after, W.HDR_LIFETIME), assigned({ response: after }).port]).toEqual([STATIC, ODD_BLOCK_PORT + 3]);
-      expect((await statics()).map((m) => [m.shard, m.internalPort])).toEqual([[1, 25]]);
+      expect([u32(after, W.HDR_LIFETIME), assigned({ response: after }).port]).toEqual([STATIC, ODD_BLOCK_PORT + 3]);
+      // The owner lists it again once its restore has finished.
+      const listed = await waitFor(() => statics().then((l) => (l.length > 0 ? l : undefined), () => undefined), { timeout: 20_000, interval: 50 });
+      expect(listed.map((m) => [m.shard, m.internalPort])).toEqual([[1, 25]]);
       await r.stop();
     } finally {
       r = first;
