@@ -14,6 +14,7 @@ import { startServer, type RunningServer } from "../../src/server/server.js";
 import { shardDirectory } from "../../src/persist/store.js";
 import { mapRequest } from "../helpers/packets.js";
 import { exchange } from "../helpers/udp.js";
+import { waitFor } from "../helpers/wait.js";
 
 const A = "127.0.0.63";
 const dir = fs.mkdtempSync(join(tmpdir(), "pcpd-epoch-reset-"));
@@ -22,13 +23,7 @@ const lines: { level: number; msg: string }[] = [];
 const logger = () => pino({ level: "info" }, new Writable({ write: (chunk, _e, done) => (lines.push(...String(chunk).trim().split("\n").map((l) => JSON.parse(l))), done()) }));
 let server: RunningServer | undefined;
 
-async function until(what: string, ok: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await ok())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
+const until = (what: string, ok: () => boolean | Promise<boolean>) => waitFor(ok, { message: () => what });
 const mappings = (s: RunningServer) => s.stats().shards[0].engine.mappings;
 const persistedBytes = () => fs.readdirSync(shardDirectory(dir, 0, 1)).reduce((n, f) => n + fs.statSync(join(shardDirectory(dir, 0, 1), f)).size, 0);
 

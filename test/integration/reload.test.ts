@@ -10,6 +10,7 @@ import { describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
 import { assigned, mapRequest } from "../helpers/packets.js";
 import { exchange } from "../helpers/udp.js";
+import { waitFor } from "../helpers/wait.js";
 
 const CLI = new URL("../../dist/cli/pcp-server.js", import.meta.url).pathname;
 const A = "127.0.0.64";
@@ -27,15 +28,11 @@ describe("SIGHUP: validate everything, then apply", () => {
     let out = "";
     child.stdout!.on("data", (chunk) => (out += chunk));
     /** The first log line from `from` on with this message. */
-    const line = async (from: number, msg: string): Promise<Record<string, any>> => {
-      const deadline = Date.now() + 10_000;
-      for (;;) {
-        const found = out.slice(from).split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l)).find((j) => j.msg === msg);
-        if (found) return found;
-        if (Date.now() > deadline || child.exitCode !== null) throw new Error(`no "${msg}" in: ${out.slice(from)}`);
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
-    };
+    const line = (from: number, msg: string): Promise<Record<string, any>> =>
+      waitFor(() => {
+        if (child.exitCode !== null) throw new Error(`server exited; no "${msg}" in: ${out.slice(from)}`);
+        return out.slice(from).split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l)).find((j) => j.msg === msg);
+      }, { message: () => `no "${msg}" in: ${out.slice(from)}` });
     const hup = async (text: string, msg = "configuration reload refused") => {
       const from = out.length;
       writeFileSync(file, text);

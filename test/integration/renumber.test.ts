@@ -113,9 +113,7 @@ describe("renumbering by configuration reload", () => {
     const seen: Buffer[] = [];
     socket.on("message", (data) => seen.push(data));
     await new Promise<void>((resolve) => socket.bind(0, REQUESTER, resolve));
-    const wait = async (n: number) => {
-      for (let i = 0; i < 60 && seen.length < n; i++) await new Promise((resolve) => setTimeout(resolve, 50));
-    };
+    const wait = (n: number) => waitFor(() => seen.length >= n, { message: () => `${seen.length} of ${n} datagrams` });
     try {
       socket.send(mapRequest({ client: REQUESTER, internalPort: 7200, lifetime: 3600, nonce: nonceOf(7) }, [thirdParty("10.1.2.3")]), port, SERVER);
       await wait(1);

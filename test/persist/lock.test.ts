@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { DirectoryLockedError, lockDirectory } from "../../src/persist/lock.js";
+import { waitFor } from "../helpers/wait.js";
 
 const CLI = new URL("../../dist/cli/pcp-server.js", import.meta.url).pathname;
 
@@ -44,11 +45,10 @@ describe("data directory lock", () => {
       child.stdout!.on("data", (chunk) => (out += chunk));
       child.stderr!.on("data", (chunk) => (out += chunk));
       const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-      const deadline = Date.now() + 20_000;
-      while (!out.includes("pcp server listening")) {
-        if (child.exitCode !== null || Date.now() > deadline) throw new Error(`round ${round}: server did not start: ${out}`);
-        await new Promise((r) => setTimeout(r, 20));
-      }
+      await waitFor(() => {
+        if (child.exitCode !== null) throw new Error(`round ${round}: server exited: ${out}`);
+        return out.includes("pcp server listening");
+      }, { timeout: 20_000, message: () => `round ${round}: server did not start: ${out}` });
       expect(fs.readFileSync(join(dir, "data", "LOCK"), "utf8").trim()).toBe("1");
       expect(lockableElsewhere(join(dir, "data"))).toBe(false);
       // The server's host PID: unshare's only child.
