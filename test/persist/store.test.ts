@@ -13,6 +13,7 @@ import { lockDirectory, DirectoryLockedError } from "../../src/persist/lock.js";
 import { readFrames } from "../../src/persist/format.js";
 import { mountTmpfs } from "../helpers/tmpfs.js";
 import { mapRequest, nonceOf, serveOne } from "../helpers/packets.js";
+import { waitFor } from "../helpers/wait.js";
 
 const T0 = 100;
 const log = pino({ level: "silent" });
@@ -61,14 +62,7 @@ function serve(e: PacketEngine, store: ShardStore, wallOffset: number, i: number
   e.drainEvents();
 }
 
-/** Polls `ok` every 10 ms until it holds or `ms` pass. */
-async function until(ok: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!ok()) {
-    if (Date.now() > end) throw new Error("condition not reached in time");
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
+const until = (ok: () => boolean) => waitFor(ok);
 
 /** A store's state read back by a second one, as a restart after kill -9 would (the first is not closed). */
 async function restoreCopy(directory: string) {
@@ -294,19 +288,20 @@ describe("ShardStore", () => {
     await store.commitNow();
     const journal = join(shardDirectory(dir, 0, 1), journals(dir).at(-1)!);
     const original = fs.fdatasync;
+    // A disk whose fdatasync does not finish until the test lets it: group 2 must be written meanwhile.
+    const held: (() => void)[] = [];
     const slow = vi.spyOn(fs, "fdatasync").mockImplementation(((fd: number, cb: (e: NodeJS.ErrnoException | null) => void) => {
-      setTimeout(() => original(fd, cb), 400); // a disk that takes 400 ms to sync
+      held.push(() => original(fd, cb));
     }) as typeof fs.fdatasync);
     try {
       const size0 = fs.statSync(journal).size;
       serve(e, store, wallOffset, 0);
-      await until(() => fs.statSync(journal).size > size0, 2000); // group 1 written, its fdatasync pending
+      await until(() => fs.statSync(journal).size > size0 && held.length > 0); // group 1 written, its fdatasync pending
       const size1 = fs.statSync(journal).size;
-      const t = performance.now();
       serve(e, store, wallOffset, 1);
-      await until(() => fs.statSync(journal).size > size1, 2000);
-      expect(performance.now() - t).toBeLessThan(300); // written before group 1's fdatasync ends
+      await until(() => fs.statSync(journal).size > size1); // written while group 1's fdatasync is still held
     } finally {
+      for (const release of held.splice(0)) release();
       slow.mockRestore();
     }
     await store.close();
