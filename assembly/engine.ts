@@ -236,46 +236,71 @@ const mappings = new Slab();
 const peers = new Slab();
 const filters = new Slab();
 
-// DESCRIPTION texts [RFC 7220], only for the mappings that have one: a slab of entries and
-// an index by mapping id (no field in every mapping record).
-const D_MAPPING: u32 = 0; // owning mapping id
-const D_NEXT_FREE: u32 = 4;
-const D_LENGTH: u32 = 8; // u8
-const D_TEXT: u32 = 9; // DESCRIPTION_STORED_MAX bytes
-const DESCRIPTION_SIZE: u32 = 140;
-const descriptions = new Slab();
-const descriptionIndex = new HashIndex();
-let descriptionsOn = false;
+// Side tables: data only some mappings have (DESCRIPTION texts, THIRD_PARTY requesters),
+// in a slab of entries found through an index by mapping id, so every mapping record does
+// not carry the field. Each entry starts with its mapping's id and the free-list link.
+const SIDE_MAPPING: u32 = 0;
+const SIDE_NEXT_FREE: u32 = 4;
 
-/** Room for `capacity` descriptions (0: DESCRIPTION is never stored); once, after engineInit. */
-export function initDescriptions(capacity: u32): bool {
-  if (descriptionsOn || capacity == 0) return capacity == 0;
-  descriptions.init(capacity, DESCRIPTION_SIZE, D_NEXT_FREE);
-  descriptionIndex.init(capacity);
-  descriptionsOn = true;
-  return true;
-}
-
-@inline function descriptionFp(m: u32): u32 {
+@inline function mappingFp(m: u32): u32 {
   return fingerprint(mix64(<u64>m * 0x9e3779b97f4a7c15));
 }
 
-/** The description entry of mapping `m`, or 0. */
-function descriptionOf(m: u32): u32 {
-  if (!descriptionsOn || descriptions.live == 0) return 0;
-  const fp = descriptionFp(m);
-  for (let p = descriptionIndex.first(fp); p >= 0; p = descriptionIndex.after(fp, p)) {
-    const id = descriptionIndex.recordAt(p);
-    if (load<u32>(descriptions.at(id) + D_MAPPING) == m) return id;
+class SideTable {
+  slab: Slab = new Slab();
+  index: HashIndex = new HashIndex();
+  on: bool = false;
+
+  /** Room for `capacity` entries of `size` bytes (0: the table stays off); once, after engineInit. */
+  init(capacity: u32, size: u32): bool {
+    if (this.on || capacity == 0) return capacity == 0;
+    this.slab.init(capacity, size, SIDE_NEXT_FREE);
+    this.index.init(capacity);
+    this.on = true;
+    return true;
   }
-  return 0;
+  @inline at(id: u32): usize {
+    return this.slab.at(id);
+  }
+  /** The entry of mapping `m`, or 0. */
+  of(m: u32): u32 {
+    if (!this.on || this.slab.live == 0) return 0;
+    const fp = mappingFp(m);
+    for (let p = this.index.first(fp); p >= 0; p = this.index.after(fp, p)) {
+      const id = this.index.recordAt(p);
+      if (load<u32>(this.slab.at(id) + SIDE_MAPPING) == m) return id;
+    }
+    return 0;
+  }
+  /** The entry of mapping `m`, made if it has none; 0 when the table is off or full. */
+  claim(m: u32): u32 {
+    if (!this.on) return 0;
+    let id = this.of(m);
+    if (id == 0) {
+      if (this.slab.full()) return 0;
+      id = this.slab.alloc();
+      store<u32>(this.slab.at(id) + SIDE_MAPPING, m);
+      this.index.insert(mappingFp(m), id);
+    }
+    return id;
+  }
+  drop(m: u32): void {
+    const id = this.of(m);
+    if (id == 0) return;
+    this.index.remove(mappingFp(m), id);
+    this.slab.release(id);
+  }
 }
 
-function dropDescription(m: u32): void {
-  const id = descriptionOf(m);
-  if (id == 0) return;
-  descriptionIndex.remove(descriptionFp(m), id);
-  descriptions.release(id);
+// DESCRIPTION texts [RFC 7220], only for the mappings that have one.
+const D_LENGTH: u32 = 8; // u8
+const D_TEXT: u32 = 9; // DESCRIPTION_STORED_MAX bytes
+const DESCRIPTION_SIZE: u32 = 140;
+const descriptions = new SideTable();
+
+/** Room for `capacity` descriptions (0: DESCRIPTION is never stored); once, after engineInit. */
+export function initDescriptions(capacity: u32): bool {
+  return descriptions.init(capacity, DESCRIPTION_SIZE);
 }
 
 /**
@@ -284,18 +309,13 @@ function dropDescription(m: u32): void {
  * (no room), so not echoed either [RFC 7220 §3].
  */
 function setDescription(m: u32, src: usize, length: u32): bool {
-  if (!descriptionsOn) return false;
+  if (!descriptions.on) return false;
   if (length == 0) {
-    dropDescription(m);
+    descriptions.drop(m);
     return true;
   }
-  let id = descriptionOf(m);
-  if (id == 0) {
-    if (descriptions.full()) return false;
-    id = descriptions.alloc();
-    store<u32>(descriptions.at(id) + D_MAPPING, m);
-    descriptionIndex.insert(descriptionFp(m), id);
-  }
+  const id = descriptions.claim(m);
+  if (id == 0) return false;
   let n = length < A.DESCRIPTION_STORED_MAX ? length : A.DESCRIPTION_STORED_MAX;
   if (n < length) while (n > 0 && (load<u8>(src + n) & 0xc0) == 0x80) n--; // not inside a character
   const e = descriptions.at(id);
@@ -353,7 +373,7 @@ function applyDescription(slot: usize, m: u32): void {
   if (text == 0) return; // not after finishSuccess(slot): nothing safe to read (the echo tests would show it)
   const length = <u32>load<u16>(slot + A.SLOT_DESCRIPTION_LEN);
   if (!setDescription(m, text, length)) return;
-  const id = descriptionOf(m);
+  const id = descriptions.of(m);
   appendOption(slot, W.OPTION_DESCRIPTION, id != 0 ? descriptions.at(id) + D_TEXT : 0, id != 0 ? <u32>load<u8>(descriptions.at(id) + D_LENGTH) : 0);
 }
 
@@ -361,7 +381,7 @@ const descriptionOut = memory.data(<i32>A.DESCRIPTION_STORED_MAX, 16);
 
 /** Mapping `m`'s description copied to descriptionBase(); returns its length (0: none). */
 export function mappingDescription(m: u32): u32 {
-  const id = descriptionOf(m);
+  const id = descriptions.of(m);
   if (id == 0) return 0;
   const e = descriptions.at(id);
   const n = <u32>load<u8>(e + D_LENGTH);
@@ -1081,8 +1101,8 @@ function endMapping(m: u32, kind: u8, hold: bool = true): void {
   const holdEnd = (kind == A.EVENT_EXPIRE ? effectiveExpiry(r) : now) + holdDown; // a hold starts when the mapping ended
   freeFilters(r);
   freePeers(m);
-  dropDescription(m);
-  dropRequester(m);
+  descriptions.drop(m);
+  requesters.drop(m);
   clearCheckpoint(m);
   wheelUnlink(m);
   const s = subscribers.at(sub);
@@ -1120,8 +1140,8 @@ function releasePort(m: u32): void {
   const pool = <u32>load<u16>(r + M_POOL);
   const port = <u32>load<u16>(r + M_EXTERNAL_PORT);
   const sub = load<u32>(r + M_SUB);
-  dropDescription(m);
-  dropRequester(m);
+  descriptions.drop(m);
+  requesters.drop(m);
   subListRemove(sub, m);
   internalIndex.remove(recordFp(r), m);
   externalIndex.remove(externalKey(pool, <u32>load<u8>(r + M_PROTOCOL), port), m);
@@ -2157,7 +2177,7 @@ function rehome(m: u32, epoch: u32): u32 {
   const internalPort = <u32>load<u16>(r + M_INTERNAL_PORT);
   // A THIRD_PARTY mapping's updates go to its requester; one not recorded (table full)
   // learns from the Epoch reset.
-  const tell = (flags & A.MAPF_THIRD_PARTY) == 0 || requesterOf(m) != 0;
+  const tell = (flags & A.MAPF_THIRD_PARTY) == 0 || requesters.of(m) != 0;
   if (flags & A.MAPF_PREFER_FAILURE) {
     // It cannot keep its external address:port: CANNOT_PROVIDE_EXTERNAL, and it ends [6887 §14.2].
     const n = tell ? updateMessages(m, W.RESULT_CANNOT_PROVIDE_EXTERNAL, epoch) : 0;
@@ -2228,7 +2248,7 @@ function messageSlot(i: u32, s: usize, r: usize, to: u32, opcode: u32, result: u
 function updateMessages(m: u32, result: u32, epoch: u32): u32 {
   const r = mappings.at(m);
   const s = subscribers.at(load<u32>(r + M_SUB));
-  const to = (load<u8>(r + M_FLAGS) & A.MAPF_THIRD_PARTY) != 0 ? requesterOf(m) : 0;
+  const to = (load<u8>(r + M_FLAGS) & A.MAPF_THIRD_PARTY) != 0 ? requesters.of(m) : 0;
   let n: u32 = 0;
   if (load<u8>(r + M_FLAGS) & A.MAPF_INBOUND) {
     const lifetime = result == W.RESULT_SUCCESS ? remaining(load<u32>(r + M_MAP_EXPIRY)) : errorLifetime(result);
@@ -2269,52 +2289,20 @@ function updateMessages(m: u32, result: u32, epoch: u32): u32 {
 // only for those mappings, in a side table indexed by mapping id (no field in every
 // mapping record). Full: the mapping is served, its requester learns from the Epoch.
 // ---------------------------------------------------------------------------
-const RQ_MAPPING: u32 = 0;
-const RQ_NEXT_FREE: u32 = 4;
 const RQ_PORT: u32 = 8; // u16
 const RQ_ADDR: u32 = 12; // 16
 const REQUESTER_SIZE: u32 = 28;
-const requesters = new Slab();
-const requesterIndex = new HashIndex();
-let requestersOn = false;
+const requesters = new SideTable();
 
 /** Room for `capacity` THIRD_PARTY requesters (0: none recorded); once, after engineInit. */
 export function initRequesters(capacity: u32): bool {
-  if (requestersOn || capacity == 0) return capacity == 0;
-  requesters.init(capacity, REQUESTER_SIZE, RQ_NEXT_FREE);
-  requesterIndex.init(capacity);
-  requestersOn = true;
-  return true;
-}
-
-/** The requester entry of mapping `m`, or 0. */
-function requesterOf(m: u32): u32 {
-  if (!requestersOn || requesters.live == 0) return 0;
-  const fp = descriptionFp(m); // a hash of the mapping id
-  for (let p = requesterIndex.first(fp); p >= 0; p = requesterIndex.after(fp, p)) {
-    const id = requesterIndex.recordAt(p);
-    if (load<u32>(requesters.at(id) + RQ_MAPPING) == m) return id;
-  }
-  return 0;
-}
-
-function dropRequester(m: u32): void {
-  const id = requesterOf(m);
-  if (id == 0) return;
-  requesterIndex.remove(descriptionFp(m), id);
-  requesters.release(id);
+  return requesters.init(capacity, REQUESTER_SIZE);
 }
 
 /** Records `addr`:`port` as the requester of THIRD_PARTY mapping `m` (no room: not recorded). */
 function setRequester(m: u32, addr: usize, port: u32): void {
-  if (!requestersOn) return;
-  let id = requesterOf(m);
-  if (id == 0) {
-    if (requesters.full()) return;
-    id = requesters.alloc();
-    store<u32>(requesters.at(id) + RQ_MAPPING, m);
-    requesterIndex.insert(descriptionFp(m), id);
-  }
+  const id = requesters.claim(m);
+  if (id == 0) return;
   const e = requesters.at(id);
   copy16(e + RQ_ADDR, addr);
   store<u16>(e + RQ_PORT, <u16>port);
@@ -2645,11 +2633,11 @@ function peerCount(r: usize): u32 {
 /** Size of mapping `m`'s record. */
 function recordSize(m: u32): u32 {
   const r = mappings.at(m);
-  const d = descriptionOf(m);
+  const d = descriptions.of(m);
   const realm = load<u32>(subscribers.at(load<u32>(r + M_SUB)) + S_REALM);
   return A.PREC_HEADER_SIZE + <u32>load<u8>(r + M_FILTER_COUNT) * A.PREC_FILTER_SIZE + peerCount(r) * A.PREC_PEER_SIZE +
     (d != 0 ? <u32>load<u8>(descriptions.at(d) + D_LENGTH) : 0) + (realm != 0 ? <u32>load<u8>(realms.at(realm) + RL_LENGTH) : 0) +
-    (requesterOf(m) != 0 ? A.PREC_REQUESTER_SIZE : 0);
+    (requesters.of(m) != 0 ? A.PREC_REQUESTER_SIZE : 0);
 }
 
 /** Writes mapping `m` (in use) as an upsert at `out`; returns its size. */
@@ -2695,7 +2683,7 @@ function writeRecord(out: usize, m: u32, wallOffset: u32): u32 {
   }
   store<u8>(out + A.PREC_FILTER_COUNT, <u8>nf);
   store<u8>(out + A.PREC_PEER_COUNT, <u8>np);
-  const d = descriptionOf(m);
+  const d = descriptions.of(m);
   if (d != 0) {
     const n = <u32>load<u8>(descriptions.at(d) + D_LENGTH);
     store<u8>(out + A.PREC_DESCRIPTION_LENGTH, <u8>n);
@@ -2710,7 +2698,7 @@ function writeRecord(out: usize, m: u32, wallOffset: u32): u32 {
     memory.copy(at, e + RL_ID, n);
     at += n;
   }
-  const q = requesterOf(m);
+  const q = requesters.of(m);
   if (q != 0) {
     store<u8>(out + A.PREC_REQUESTER, 1);
     copy16(at, requesters.at(q) + RQ_ADDR);
