@@ -32,6 +32,15 @@ interface Seen {
   data: Buffer;
 }
 
+/** A client socket on `address` keeping every datagram it receives. */
+async function collector(address: string): Promise<{ socket: dgram.Socket; seen: Buffer[] }> {
+  const socket = dgram.createSocket("udp4");
+  const seen: Buffer[] = [];
+  socket.on("message", (data) => seen.push(data));
+  await new Promise<void>((resolve) => socket.bind(0, address, resolve));
+  return { socket, seen };
+}
+
 describe("renumbering by configuration reload", () => {
   it("items 120, 126: Mapping Update to the client, three times, epoch reset; a refresh stops the copies", async () => {
     const port = server.addresses[0].port;
@@ -80,10 +89,7 @@ describe("renumbering by configuration reload", () => {
 
   it("the copies stop once the client refreshes", async () => {
     const port = server.addresses[0].port;
-    const socket = dgram.createSocket("udp4");
-    const seen: Buffer[] = [];
-    socket.on("message", (data) => seen.push(data));
-    await new Promise<void>((resolve) => socket.bind(0, CLIENT, resolve));
+    const { socket, seen } = await collector(CLIENT);
     const request = mapRequest({ client: CLIENT, internalPort: 7100, lifetime: 3600, nonce: nonceOf(6) });
     try {
       socket.send(request, port, SERVER);
@@ -109,10 +115,7 @@ describe("renumbering by configuration reload", () => {
 
   it("item 12.13: a THIRD_PARTY mapping's update goes to the address:port its request came from, three times, with THIRD_PARTY", async () => {
     const port = server.addresses[0].port;
-    const socket = dgram.createSocket("udp4");
-    const seen: Buffer[] = [];
-    socket.on("message", (data) => seen.push(data));
-    await new Promise<void>((resolve) => socket.bind(0, REQUESTER, resolve));
+    const { socket, seen } = await collector(REQUESTER);
     const wait = (n: number) => waitFor(() => seen.length >= n, { message: () => `${seen.length} of ${n} datagrams` });
     try {
       socket.send(mapRequest({ client: REQUESTER, internalPort: 7200, lifetime: 3600, nonce: nonceOf(7) }, [thirdParty("10.1.2.3")]), port, SERVER);
