@@ -17,6 +17,11 @@ import * as W from "../wire.generated.js";
 
 export const MAGIC = 0x46504350; // "PCPF" little-endian
 export const VERSION = 3; // 2: records carry the DESCRIPTION (PREC_HEADER_SIZE 72); 3: and a THIRD_PARTY mapping's requester (PREC_REQUESTER)
+/**
+ * The oldest version still read: version 2 records are version 3 records without a
+ * requester (their PREC_REQUESTER byte was written as 0), so an upgrade keeps its state.
+ */
+export const OLDEST_READABLE = 2;
 export const HEADER = 32;
 /** Largest payload of a frame: whole records, as much as the engine takes back per call. */
 export const MAX_PAYLOAD = W.PERSIST_BUFFER;
@@ -67,7 +72,8 @@ function check(bytes: Uint8Array, view: DataView, at: number): Check {
   if (length > MAX_PAYLOAD) return { bad: `payload length ${length} out of range` };
   if (bytes.length - at < HEADER + length) return { need: true };
   if (crc32(bytes.subarray(at + 8, at + HEADER + length)) !== view.getUint32(at + 4, true)) return { bad: "checksum mismatch" };
-  if (view.getUint8(at + 8) !== VERSION) return { bad: `format version ${view.getUint8(at + 8)}` };
+  const version = view.getUint8(at + 8);
+  if (version < OLDEST_READABLE || version > VERSION) return { bad: `format version ${version}` };
   return { length };
 }
 

@@ -185,23 +185,31 @@ export class ShardStore {
     const report: RestoreReport = { files: [], bytes: 0, mappings: 0, held: 0, dropped: engine.restoreDropped(), damage: [], gapBytes: 0, stateLost: false, epoch: 0 };
     // The newest snapshot that checks out; if none does, the newest (its valid frames).
     let base = snapshots.at(-1) ?? 0;
-    if (snapshots.length > 1) {
-      const damage = await verifySnapshot(join(this.dir, snapshotName(base)));
-      const older = snapshots.at(-2)!;
-      if (damage && !(await verifySnapshot(join(this.dir, snapshotName(older))))) {
+    const damage = base ? await verifySnapshot(join(this.dir, snapshotName(base))) : undefined;
+    if (damage) {
+      // The previous generation if it checks out; with a single snapshot, the journals from
+      // generation 1 if they are all there (nothing was ever deleted): the whole history.
+      const older = snapshots.at(-2);
+      const instead = older !== undefined ? (!(await verifySnapshot(join(this.dir, snapshotName(older)))) ? older : undefined) : journals[0] === 1 ? 0 : undefined;
+      if (instead !== undefined) {
         report.fallback = { ...damage, file: snapshotName(base) };
-        this.log.warn(report.fallback, "newest snapshot damaged: restoring the previous generation and its journals instead; the damaged file is removed");
+        this.log.warn(report.fallback, instead ? "newest snapshot damaged: restoring the previous generation and its journals instead; the damaged file is removed" : "the only snapshot is damaged: replaying every journal from the first generation instead; the damaged file is removed");
         fs.rmSync(join(this.dir, snapshotName(base)), { force: true });
-        base = older;
+        base = instead;
       }
     }
     const files = [...(base ? [snapshotName(base)] : []), ...journals.filter((g) => g >= base).map(journalName)];
     report.files = files;
+    // Only the newest journal holding bytes can end in a write torn by a crash: a newer one
+    // is opened (snapshot switch, start-up) before the older one's queued write goes out,
+    // and gets its first frame only after it.
+    let tearable = files.length - 1;
+    while (tearable >= 0 && !(files[tearable].startsWith("journal-") && fs.statSync(join(this.dir, files[tearable])).size > 0)) tearable--;
     let last: FrameStamp | undefined;
     for (const [i, name] of files.entries()) {
       const path = join(this.dir, name);
       let ended = false;
-      const damage = await readFrames(path, i === files.length - 1, (frame) => {
+      const damage = await readFrames(path, i === tearable, (frame) => {
         if (frame.kind === FRAME_META) {
           const meta = JSON.parse(Buffer.from(frame.payload).toString("utf8"));
           if (meta.format !== FORMAT || meta.shard !== this.o.shard || meta.shards !== this.o.shards) return { kind: "corrupt", offset: 0, reason: `state of another shard layout: ${JSON.stringify(meta)}`, bytes: 0 };

@@ -10,7 +10,8 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { DEFAULT_ENGINE_CONFIG, PacketEngine } from "../../src/engine/packet-engine.js";
 import { ShardStore, shardDirectory, wallSeconds, type StoreOptions } from "../../src/persist/store.js";
 import { lockDirectory, DirectoryLockedError } from "../../src/persist/lock.js";
-import { readFrames } from "../../src/persist/format.js";
+import { HEADER, readFrames, VERSION } from "../../src/persist/format.js";
+import { crc32 } from "node:zlib";
 import { mountTmpfs } from "../helpers/tmpfs.js";
 import { mapRequest, nonceOf, serveOne } from "../helpers/packets.js";
 import { waitFor } from "../helpers/wait.js";
@@ -139,7 +140,7 @@ describe("ShardStore", () => {
     expect(second.restored.mappings).toBeLessThan(300);
   });
 
-  it("a damaged snapshot: its valid frames and the journals after it return; the Epoch resets", async () => {
+  it("a damaged snapshot with no history to fall back on: its valid frames and the journals after it return; the Epoch resets", async () => {
     const dir = tempDir();
     await run(dir, 200, { snapshotAt: 199 });
     await run(dir, 20, { first: 200 });
@@ -147,6 +148,7 @@ describe("ShardStore", () => {
     const bytes = fs.readFileSync(snap);
     bytes[bytes.length - 100] ^= 0xff;
     fs.writeFileSync(snap, bytes);
+    fs.rmSync(join(shardDirectory(dir, 0, 1), journals(dir)[0])); // the first generation's journal gone: no complete history
     const third = await run(dir, 0);
     expect(third.restored.damage.map((d) => [d.kind, d.file])).toEqual([["corrupt", files(dir).find((f) => f.startsWith("snapshot-"))]]);
     expect(third.restored.stateLost).toBe(true);
@@ -160,9 +162,58 @@ describe("ShardStore", () => {
     const snap = join(shardDirectory(dir, 0, 1), files(dir).find((f) => f.startsWith("snapshot-"))!);
     const bytes = fs.readFileSync(snap);
     fs.writeFileSync(snap, bytes.subarray(0, bytes.length - 40)); // END frame gone
+    fs.rmSync(join(shardDirectory(dir, 0, 1), journals(dir)[0])); // no complete history to fall back on
     const second = await run(dir, 0);
     expect(second.restored.stateLost).toBe(true);
     expect(second.restored.damage[0]).toMatchObject({ kind: "corrupt" });
+  });
+
+  it("the only snapshot damaged, every journal since the first generation there: they are replayed instead — nothing lost, the Epoch continues", async () => {
+    const dir = tempDir();
+    await run(dir, 200, { snapshotAt: 100 });
+    await run(dir, 20, { first: 200 });
+    const [snap] = files(dir).filter((f) => f.startsWith("snapshot-"));
+    const path = join(shardDirectory(dir, 0, 1), snap);
+    const bytes = fs.readFileSync(path);
+    bytes[Math.floor(bytes.length / 2)] ^= 0x04;
+    fs.writeFileSync(path, bytes);
+    const third = await run(dir, 0);
+    expect(third.restored.fallback).toMatchObject({ file: snap, reason: "checksum mismatch" });
+    expect(third.restored).toMatchObject({ mappings: 220, stateLost: false, damage: [] });
+    expect(third.restored.epoch).toBeGreaterThan(0);
+  });
+
+  it("a write torn in the previous journal, the newest still empty (opened before that write went out): a torn tail, not corruption — the Epoch continues", async () => {
+    const dir = tempDir();
+    await run(dir, 200);
+    const torn = join(shardDirectory(dir, 0, 1), journals(dir).at(-1)!);
+    fs.truncateSync(torn, fs.statSync(torn).size - 40);
+    // The generation opened next, before the torn write left: no frame in it yet.
+    const gen = Number(/journal-(\d+)/.exec(journals(dir).at(-1)!)![1]) + 1;
+    fs.writeFileSync(join(shardDirectory(dir, 0, 1), `journal-${String(gen).padStart(10, "0")}.log`), "");
+    const second = await run(dir, 0);
+    expect(second.restored.damage).toEqual([expect.objectContaining({ kind: "torn", file: journals(dir)[0] })]);
+    expect(second.restored.stateLost).toBe(false);
+    expect(second.restored.epoch).toBeGreaterThan(0);
+  });
+
+  it("an upgrade keeps its state: files of format version 2 (records without a requester) are read", async () => {
+    const dir = tempDir();
+    await run(dir, 120, { snapshotAt: 60 });
+    for (const name of files(dir).filter((f) => /^(journal|snapshot)-/.test(f))) {
+      // Every frame rewritten as version 2 wrote it: the version byte, and the CRC over it.
+      const path = join(shardDirectory(dir, 0, 1), name);
+      const bytes = fs.readFileSync(path);
+      for (let at = 0; at < bytes.length; at += HEADER + bytes.readUInt32LE(at + 12)) {
+        expect(bytes[at + 8]).toBe(VERSION);
+        bytes[at + 8] = 2;
+        bytes.writeUInt32LE(crc32(bytes.subarray(at + 8, at + HEADER + bytes.readUInt32LE(at + 12))), at + 4);
+      }
+      fs.writeFileSync(path, bytes);
+    }
+    const second = await run(dir, 0);
+    expect(second.restored).toMatchObject({ mappings: 120, stateLost: false, damage: [] });
+    expect(second.restored.epoch).toBeGreaterThan(0);
   });
 
   it("item 1: disk full — failed and partial writes are cut back to the last whole frame, their records kept and retried; writing again brings a snapshot; nothing acknowledged is lost", async () => {
