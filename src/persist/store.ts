@@ -119,6 +119,12 @@ const genOf = (name: string, kind: "journal" | "snapshot") => {
 
 export const wallSeconds = () => Math.floor(Date.now() / 1000);
 
+/** Removes everything a shard persisted (the operator's Epoch reset); the directory stays: it may be a mount point. */
+export function dropShardFiles(dir: string): void {
+  if (!fs.existsSync(dir)) return;
+  for (const name of fs.readdirSync(dir)) fs.rmSync(join(dir, name), { recursive: true, force: true });
+}
+
 export function shardDirectory(directory: string, shard: number, shards: number): string {
   return join(directory, `shard-${shard}-of-${shards}`);
 }

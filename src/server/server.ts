@@ -2,7 +2,6 @@
 // worker owning the sockets of its listen addresses (listen address i → shard i mod
 // workers). A subscriber's mappings live in the shard behind the server address it talks
 // to; each shard has its own Epoch (RFC 6887 §8.5 allows per-scope epochs).
-import fs from "node:fs";
 import { availableParallelism, totalmem } from "node:os";
 import type { Logger } from "pino";
 import { poolAddresses, workerCount, type Config } from "../config/schema.js";
@@ -14,7 +13,7 @@ import { ShardPool } from "./shard-pool.js";
 import type { EventsMessage, ShardSpec, ShardStats, ShardTask } from "./shard-worker.js";
 import { StatsBoard } from "./stats-board.js";
 import { lockDirectory } from "../persist/lock.js";
-import { shardDirectory } from "../persist/store.js";
+import { dropShardFiles, shardDirectory } from "../persist/store.js";
 import { DataplaneManager, type DataplaneStats } from "../dataplane/manager.js";
 import { NftablesBackend } from "../dataplane/nftables.js";
 import { EventStreamBackend } from "../dataplane/event-stream.js";
@@ -161,7 +160,7 @@ export async function startServer(c: Config, log: Logger, onShardLost?: (shard: 
       const dir = c.persistence.enabled ? shardDirectory(c.persistence.directory, shard, shards) : undefined;
       log.warn({ shard, epochBefore: boards[shard].read().epoch, dropping: dir ?? "(persistence off)" }, "epoch reset by the operator: the shard restarts empty at epoch 0 and announces it");
       // Removed while the shard is stopped (nothing journals there); it starts with no files.
-      const epoch = await pool.resetEpoch(shard, () => dir && fs.rmSync(dir, { recursive: true, force: true }));
+      const epoch = await pool.resetEpoch(shard, () => dir && dropShardFiles(dir));
       log.info({ shard, epoch }, "epoch reset by the operator done");
       return epoch;
     },

@@ -129,11 +129,20 @@ export class ShardPool {
         return await this.run<number>(shard, { kind: "ping" });
       }
       this.resetting.delete(shard);
-      dropState();
-      const s = await this.run<ShardStarted>(shard, { kind: "start", spec: this.specs[shard] });
-      if (this.eventsWanted) await this.run(shard, { kind: "events", on: true });
-      this.onRestarted(shard);
-      return s.epoch;
+      try {
+        dropState();
+        const s = await this.run<ShardStarted>(shard, { kind: "start", spec: this.specs[shard] });
+        if (this.eventsWanted) await this.run(shard, { kind: "events", on: true });
+        this.onRestarted(shard);
+        return s.epoch;
+      } catch (e) {
+        // Its files could not be removed or it did not start again: it must not stay stopped.
+        // The ordinary restart brings it back (retries, then onLost); the operator is told.
+        this.log.error({ shard, error: (e as Error).message }, "epoch reset failed after the shard stopped; restarting it");
+        this.owner.delete(shard);
+        void this.restart(shard);
+        throw e;
+      }
     } finally {
       this.resetting.delete(shard);
     }
@@ -196,7 +205,11 @@ export class ShardPool {
     const dropState = this.resetting.get(shard);
     if (dropState) {
       this.resetting.delete(shard);
-      dropState(); // the operator's reset: the replacement must not restore the old table
+      try {
+        dropState(); // the operator's reset: the replacement must not restore the old table
+      } catch (e) {
+        this.log.error({ shard, error: (e as Error).message }, "epoch reset: the shard's files could not be removed; it restarts from them");
+      }
     } else this.log.error({ shard, thread: threadId }, "engine worker died; restarting its shard (from its files with persistence on, else empty with a reset epoch)");
     void this.restart(shard);
   }

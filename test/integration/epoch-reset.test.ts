@@ -2,6 +2,7 @@
 // shard drops its table and its persisted files, starts at Epoch 0 (and announces it), and
 // the main thread logs an operator action, not a worker death. A later restart of the
 // process does not bring the dropped mappings back.
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -63,5 +64,25 @@ describe("epoch reset by the operator, persistence on", () => {
     expect(mappings(server)).toBe(1n);
     const again = await server.task<{ bytes: Uint8Array }>(0, { kind: "lookup", internalAddress: A, protocol: W.PROTO_TCP, internalPort: 4000, family: 4 });
     expect(again.bytes.length).toBe(0);
+  }, 30_000);
+
+  it("the shard's directory is a mount point (a volume per shard): its files are dropped, the directory stays, the shard serves again at Epoch 0", async () => {
+    const base = fs.mkdtempSync(join(tmpdir(), "pcpd-epoch-reset-mount-"));
+    const shardDir = shardDirectory(base, 0, 1);
+    fs.mkdirSync(shardDir, { recursive: true });
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=16m", "tmpfs", shardDir]);
+    const s = await startServer({ ...config, persistence: { ...config.persistence, directory: base } }, logger());
+    try {
+      const port = s.addresses[0].port;
+      expect((await exchange(A, A, port, mapRequest({ client: A, internalPort: 4100, lifetime: 3600 }))).reply[3]).toBe(W.RESULT_SUCCESS);
+      await until("epoch ≥ 2", () => s.epochs()[0] >= 2);
+      expect(await s.resetShard(0)).toBeLessThanOrEqual(1);
+      expect(mappings(s)).toBe(0n);
+      expect((await exchange(A, A, port, mapRequest({ client: A, internalPort: 4101, lifetime: 3600 }))).reply[3]).toBe(W.RESULT_SUCCESS);
+    } finally {
+      await s.stop();
+      execFileSync("umount", [shardDir]);
+      fs.rmSync(base, { recursive: true, force: true });
+    }
   }, 30_000);
 });
