@@ -313,7 +313,7 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
       const shard = found.findIndex((r) => r.bytes.length > 0);
       return { mapping: shard < 0 ? null : toMappings(shard, found[shard])[0] };
     },
-    "mappings.addStatic": async (p) => {
+    "mappings.addStatic": (p) => server.staticChange(async () => {
       // The shard owning the port's block holds the static; every other shard a mirror, so
       // the subscriber is answered from it whichever listen address it sends to.
       const shard = server.shardOfExternalPort(p.externalPort);
@@ -330,20 +330,20 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
         throw new RpcError(RpcErrors.REFUSED, `refused: ${RESULT_NAMES.get(result) ?? result} (the endpoint has a mapping on shard ${refusedBy})`, { result });
       }
       return { mapping };
-    },
-    "mappings.removeStatic": async (p) => {
+    }),
+    "mappings.removeStatic": (p) => server.staticChange(async () => {
       const results = await everyShard<number>({ kind: "removeStatic", internalAddress: p.internalAddress, protocol: p.protocol, internalPort: p.internalPort, family: p.family ?? 4 });
       if (!results.includes(W.RESULT_SUCCESS)) throw new RpcError(RpcErrors.REFUSED, "no static mapping of that endpoint", { result: W.RESULT_NOT_AUTHORIZED });
       return { removed: true as const };
-    },
+    }),
     "subscribers.usage": async (p) => {
       const usage = await everyShard<{ mappings: number; blocks: number }>({ kind: "subscriberUsage", internalAddress: p.internalAddress, thirdPartyId: p.thirdPartyId });
       return { shards: usage.map((u, shard) => ({ shard, ...u })) };
     },
-    "subscribers.deleteMappings": async (p) => {
+    "subscribers.deleteMappings": (p) => server.staticChange(async () => {
       const counts = await everyShard<number>({ kind: "deleteSubscriber", internalAddress: p.internalAddress, thirdPartyId: p.thirdPartyId });
       return { deleted: counts.reduce((a, b) => a + b, 0) };
-    },
+    }),
     "epoch.get": async () => ({ shards: server.epochs().map((epoch, shard) => ({ shard, epoch })) }),
     "epoch.reset": async (p: { shard: number }) => {
       if (p.shard >= shards) throw new RpcError(RpcErrors.INVALID_PARAMS, `shard: ${p.shard} does not exist (0..${shards - 1})`);

@@ -57,6 +57,12 @@ export interface RunningServer {
   /** Ends one shard's worker thread, as the watchdog does to a hung one: it restarts on a new thread (from its files with persistence on). */
   replaceWorker(shard: number): Promise<void>;
   /**
+   * Runs a change of static mappings (add, remove, a subscriber's deletion) with no mirror
+   * re-synchronisation interleaved: one lists the owners' statics, then lays mirrors down,
+   * and a change between the two would be undone (or a removed static mirrored again).
+   */
+  staticChange<T>(change: () => Promise<T>): Promise<T>;
+  /**
    * Applies what can change without losing state (switches, lifetimes, quotas, nonce
    * policy, parity, prefixes, rate limits, log level, pool addresses: added ones serve at
    * once, removed ones are renumbered with Mapping Updates); returns the changed settings
@@ -134,7 +140,13 @@ export async function startServer(c: Config, log: Logger, onShardLost?: (shard: 
   }
   // Mirrors of the static mappings on the other shards (src/server/static-mirrors.ts):
   // laid down from the owners' restored records now, and again when a shard restarts.
-  const resyncMirrors = () => syncMirrors(<T,>(shard: number, task: ShardTask) => pool.run<T>(shard, task), shards)
+  let statics: Promise<unknown> = Promise.resolve();
+  const staticChange = <T,>(change: () => Promise<T>): Promise<T> => {
+    const done = statics.then(change);
+    statics = done.catch(() => undefined);
+    return done;
+  };
+  const resyncMirrors = () => staticChange(() => syncMirrors(<T,>(shard: number, task: ShardTask) => pool.run<T>(shard, task), shards))
     .catch((e: Error) => log.error({ error: e.message }, "static mappings not mirrored on every shard"));
   const reconcile = pool.onRestarted;
   pool.onRestarted = (shard) => {
@@ -156,6 +168,7 @@ export async function startServer(c: Config, log: Logger, onShardLost?: (shard: 
     setEvents: (on) => pool.setEvents(on),
     threads: () => pool.threads(),
     replaceWorker: (shard) => pool.replace(shard),
+    staticChange,
     async resetShard(shard) {
       const dir = c.persistence.enabled ? shardDirectory(c.persistence.directory, shard, shards) : undefined;
       log.warn({ shard, epochBefore: boards[shard].read().epoch, dropping: dir ?? "(persistence off)" }, "epoch reset by the operator: the shard restarts empty at epoch 0 and announces it");
