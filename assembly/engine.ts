@@ -2299,19 +2299,22 @@ export function initRequesters(capacity: u32): bool {
   return requesters.init(capacity, REQUESTER_SIZE);
 }
 
-/** Records `addr`:`port` as the requester of THIRD_PARTY mapping `m` (no room: not recorded). */
-function setRequester(m: u32, addr: usize, port: u32): void {
+/** Records `addr`:`port` as the requester of THIRD_PARTY mapping `m` (no room: not recorded); true if that changed it. */
+function setRequester(m: u32, addr: usize, port: u32): bool {
   const id = requesters.claim(m);
-  if (id == 0) return;
+  if (id == 0) return false;
   const e = requesters.at(id);
+  if (load<u16>(e + RQ_PORT) == <u16>port && load<u64>(e + RQ_ADDR) == load<u64>(addr) && load<u64>(e + RQ_ADDR + 8) == load<u64>(addr + 8)) return false;
   copy16(e + RQ_ADDR, addr);
   store<u16>(e + RQ_PORT, <u16>port);
+  return true;
 }
 
 /** A request with THIRD_PARTY for a THIRD_PARTY mapping: its source is the requester now. */
 function noteRequester(slot: usize, m: u32): void {
   if ((load<u32>(slot + A.SLOT_OPTIONS) & A.OPTBIT_THIRD_PARTY) == 0 || (load<u8>(mappings.at(m) + M_FLAGS) & A.MAPF_THIRD_PARTY) == 0) return;
-  setRequester(m, slot + A.SLOT_SRC_ADDR, <u32>load<u16>(slot + A.SLOT_SRC_PORT));
+  // A renewal from a new requester is journaled even when its refresh alone would wait.
+  if (setRequester(m, slot + A.SLOT_SRC_ADDR, <u32>load<u16>(slot + A.SLOT_SRC_PORT))) markChanged(m);
 }
 
 // ---------------------------------------------------------------------------

@@ -252,6 +252,26 @@ describe("THIRD_PARTY requester (item 12.13)", () => {
     }
   });
 
+  it("a renewal from another requester is journaled even when its refresh alone would wait (coalesced refreshes)", () => {
+    const a = new PacketEngine("debug", { ...DEFAULT_CODEC_CONFIG, options: W.OPTBIT_CORE | W.OPTBIT_THIRD_PARTY_ID });
+    a.initEngine(REALMS, T0); // refreshes coalesced: the default
+    const ask = (source: string, sourcePort: number) =>
+      serveOne(a, mapRequest({ client: source, internalPort: 81, lifetime: 3600, nonce: nonceOf(5) }, [thirdParty("10.0.0.5")]), T0, { source, sourcePort, ingress: TP });
+    const take = () => {
+      const parts = a.persistPending(WALL_A);
+      a.drainEvents();
+      return parts;
+    };
+    expect(ask("192.0.2.200", 42000).result).toBe(W.RESULT_SUCCESS);
+    expect(take().reduce((n, p) => n + p.length, 0)).toBeGreaterThan(0); // the creation
+    expect(ask("192.0.2.200", 42000).result).toBe(W.RESULT_SUCCESS);
+    expect(take().reduce((n, p) => n + p.length, 0)).toBe(0); // same requester: the refresh waits
+    expect(ask("192.0.2.201", 43000).result).toBe(W.RESULT_SUCCESS);
+    const [record] = take();
+    expect(record.length).toBe(W.PREC_HEADER_SIZE + W.PREC_REQUESTER_SIZE);
+    expect(new DataView(record.buffer, record.byteOffset).getUint16(W.PREC_HEADER_SIZE + 16, true)).toBe(43000);
+  });
+
   it("a THIRD_PARTY mapping whose requester could not be recorded (table full) is served and not told; an ended one frees its entry", () => {
     const a = new PacketEngine("debug");
     a.initEngine({ ...CONFIG, maxRequesters: 1, pool: { ...CONFIG.pool, addresses: ["203.0.113.1"] } }, T0);
