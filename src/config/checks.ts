@@ -3,6 +3,7 @@
 // estimate of the engine's tables.
 import { isIPv6 } from "node:net";
 import type { Config } from "./schema.js";
+import * as W from "../wire.generated.js";
 
 /**
  * listen.port 0 (an ephemeral port no client would know) is refused unless this variable
@@ -21,13 +22,13 @@ export interface Issue {
 /**
  * Bytes of WebAssembly memory one worker's tables take for `capacity`: the entry sizes
  * and hash indexes of assembly/engine.ts (engineInit's fitsMemory, initDescriptions,
- * initRealms; checked against the heap initEngine allocates by test/config/checks.test.ts) plus the
+ * initRealms, initRequesters, the mirror table; checked against the heap initEngine allocates by test/config/checks.test.ts) plus the
  * timer wheel and the event ring. The JavaScript heap of each worker (~tens of MB, more
  * under a rate-limited flood: up to rateLimit.maxSources sources tracked) comes on top.
  */
 export function tableBytes(capacity: Config["capacity"]): number {
   const index = (n: number) => (Math.floor((n * 10) / 7) + 16) * 8; // HashIndex.init: load ≤ 0.7, 8 bytes a slot
-  const { mappings, subscribers, peers, filters, descriptions, realms } = capacity;
+  const { mappings, subscribers, peers, filters, descriptions, realms, requesters } = capacity;
   return (
     (mappings + 1) * 64 + 2 * index(mappings) + // mapping records; internal and external indexes
     (subscribers + 1) * 64 + index(subscribers) +
@@ -35,6 +36,8 @@ export function tableBytes(capacity: Config["capacity"]): number {
     (filters + 1) * 24 +
     (descriptions > 0 ? (descriptions + 1) * 140 + index(descriptions) : 0) +
     (realms + 1) * 24 + index(realms) +
+    (requesters > 0 ? (requesters + 1) * 28 + index(requesters) : 0) + // THIRD_PARTY requesters
+    (W.STATIC_MIRRORS_MAX + 1) * 44 + index(W.STATIC_MIRRORS_MAX) + // static mirrors, once a static exists (upper bound)
     65_536 * 4 + // timer wheel
     4 * 1024 * 1024 // event ring and scratch (upper bound)
   );
