@@ -397,7 +397,12 @@ export class ShardStore {
       this.writingBytes = 0;
       // Cut back to the last whole frame: a failed or partial write leaves no torn frame
       // for later frames to follow. Everything goes back, in order, for the retry.
-      await truncate(j.fd, j.size).catch((t: Error) => this.log.error({ error: t.message, dir: this.dir }, "journal not cut back after a failed write: its tail is damaged"));
+      await truncate(j.fd, j.size).catch((t: Error) => {
+        // The damaged stretch stays (a restore skips and reports it). Later cut-backs must
+        // land after it, never inside frames written after it: the file's end is the new base.
+        j.size = fileSize(j.fd) ?? j.size;
+        this.log.error({ error: t.message, dir: this.dir }, "journal not cut back after a failed write: its tail is damaged");
+      });
       j.head = head.concat(j.head);
       this.pending = parts.concat(this.pending);
       this.pendingBytes += partBytes;
@@ -540,6 +545,13 @@ const write = (fd: number, bytes: Uint8Array) =>
       fs.write(fd, bytes, offset, bytes.length - offset, null, (e, n) => (e ? reject(e) : offset + n < bytes.length ? step(offset + n) : resolve()));
     step(0);
   });
+function fileSize(fd: number): number | undefined {
+  try {
+    return fs.fstatSync(fd).size;
+  } catch {
+    return undefined;
+  }
+}
 const datasync = (fd: number) => new Promise<void>((resolve, reject) => fs.fdatasync(fd, (e) => (e ? reject(e) : resolve())));
 const close = (fd: number) => new Promise<void>((resolve, reject) => fs.close(fd, (e) => (e ? reject(e) : resolve())));
 const truncate = (fd: number, size: number) => new Promise<void>((resolve, reject) => fs.ftruncate(fd, size, (e) => (e ? reject(e) : resolve())));
