@@ -1,8 +1,7 @@
 // Contradictory or dangerous settings refused with one line each (start and reload), the
 // memory estimate against the engine's real tables, and what a reload must be: a complete
 // file whose pool the running engine can take.
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { configIssues } from "../helpers/config-issues.js";
@@ -11,6 +10,7 @@ import { parseConfig, poolAddresses } from "../../src/config/schema.js";
 import { contradictions, EPHEMERAL_PORT_ENV, poolReloadIssues, tableBytes, warnings } from "../../src/config/checks.js";
 import { PacketEngine } from "../../src/engine/packet-engine.js";
 import { codecConfig, engineConfig } from "../../src/server/policy.js";
+import { tempDir } from "../helpers/temp.js";
 
 const issues = configIssues;
 
@@ -85,7 +85,7 @@ describe("contradictory or dangerous values (start and reload)", () => {
 });
 
 describe("a reload needs a complete file", () => {
-  const dir = mkdtempSync(join(tmpdir(), "pcpd-complete-"));
+  const dir = tempDir("pcpd-complete");
   const file = join(dir, "pcpd.yaml");
   const start = "listen:\n  addresses: [127.0.0.1]\npool:\n  addresses: [192.0.2.1]\nlifetimes:\n  max: 3600\n";
   writeFileSync(file, start);

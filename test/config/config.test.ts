@@ -1,5 +1,4 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
@@ -9,6 +8,7 @@ import { parseConfig, poolAddresses, workerCount } from "../../src/config/schema
 import { classifier, engineConfig } from "../../src/server/policy.js";
 import { expandPrefix, parsePrefix, prefixContains } from "../../src/net/cidr.js";
 import { toAddress16 } from "../../src/net/address.js";
+import { tempDir } from "../helpers/temp.js";
 
 const issues = configIssues;
 
@@ -52,7 +52,7 @@ describe("configuration", () => {
   });
 
   it("reads YAML and JSON files; command-line overrides win; unreadable or broken files are named", () => {
-    const dir = mkdtempSync(join(tmpdir(), "pcpd-"));
+    const dir = tempDir("pcpd");
     writeFileSync(join(dir, "a.yaml"), "listen:\n  port: 6000\nnoncePolicy: relaxed\n");
     writeFileSync(join(dir, "b.json"), JSON.stringify({ pool: { addresses: ["198.51.100.7"] } }));
     writeFileSync(join(dir, "bad.yaml"), "listen: [\n");

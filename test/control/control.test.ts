@@ -12,6 +12,7 @@ import { startControl, type RunningControl } from "../../src/control/server.js";
 import { RpcErrors } from "../../src/control/protocol.js";
 import { mapRequest, nonceOf, thirdParty } from "../helpers/packets.js";
 import { waitFor, withTimeout } from "../helpers/wait.js";
+import { tempDir } from "../helpers/temp.js";
 
 const UDP = "127.0.0.41"; // the server's PCP address
 const AFTR = "127.0.0.42"; // a trusted THIRD_PARTY source standing for many subscribers
@@ -341,10 +342,9 @@ describe("per-connection rate limit", () => {
 describe("TLS and the native addon", () => {
   it("serves wss:// with the configured certificate", async (ctx) => {
     const { execFileSync } = await import("node:child_process");
-    const { mkdtempSync, readFileSync } = await import("node:fs");
-    const { tmpdir } = await import("node:os");
+    const { readFileSync } = await import("node:fs");
     const { join } = await import("node:path");
-    const dir = mkdtempSync(join(tmpdir(), "pcpd-tls-"));
+    const dir = tempDir("pcpd-tls");
     try {
       execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem"), "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"], { stdio: "ignore" });
     } catch {

@@ -8,12 +8,12 @@
 // The same namespaces carry a MAP exchange across the link.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
 import { waitFor, waitForLine, withTimeout } from "../helpers/wait.js";
+import { tempDir } from "../helpers/temp.js";
 
 const CLI = new URL("../../dist/cli/pcp-server.js", import.meta.url).pathname;
 const id = process.pid % 100000;
@@ -109,7 +109,7 @@ function epochNs(text: string): bigint {
 beforeAll(async () => {
   skip = setUp();
   if (skip) return;
-  const dir = mkdtempSync(join(tmpdir(), "pcpd-announce-"));
+  const dir = tempDir("pcpd-announce");
   captureFile = join(dir, "announce.pcapng");
   // Stops by itself after the copies expected (nothing else goes to port 5350 on this link).
   capture = spawn("ip", ["netns", "exec", NS_CLIENT, "dumpcap", "-q", "-i", IF_CLIENT, "-f", "udp dst port 5350", "-c", String(COPIES_SENT), "-w", captureFile], { stdio: ["ignore", "ignore", "pipe"] });

@@ -1,8 +1,7 @@
 // pcpctl against a real pcp-server process (as `npm start` runs it): every method of the
 // control channel end to end, with the generated admin token file and a read token.
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -10,13 +9,14 @@ import * as W from "../../src/wire.generated.js";
 import { description, mapRequest, nonceOf } from "../helpers/packets.js";
 import { exchange } from "../helpers/udp.js";
 import { waitFor } from "../helpers/wait.js";
+import { tempDir } from "../helpers/temp.js";
 
 const SERVER = new URL("../../dist/cli/pcp-server.js", import.meta.url).pathname;
 const PCPCTL = new URL("../../dist/cli/pcpctl.js", import.meta.url).pathname;
 const UDP = "127.0.0.46";
 const WRONG_TOKEN = "a-token-this-server-never-issued";
 const run = promisify(execFile);
-const dir = mkdtempSync(join(tmpdir(), "pcpd-pcpctl-"));
+const dir = tempDir("pcpd-pcpctl");
 const tokenFile = join(dir, "control.token");
 let child: ChildProcess;
 let url = "";

@@ -3,14 +3,14 @@
 // MAP keeps being served from the pool in force, never UNSUPP_PROTOCOL. A complete file
 // with an applicable pool is applied.
 import { spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
 import { assigned, mapRequest } from "../helpers/packets.js";
 import { exchange } from "../helpers/udp.js";
 import { waitFor } from "../helpers/wait.js";
+import { tempDir } from "../helpers/temp.js";
 
 const CLI = new URL("../../dist/cli/pcp-server.js", import.meta.url).pathname;
 const A = "127.0.0.64";
@@ -21,7 +21,7 @@ const complete = (pool: string[]) => JSON.stringify({ listen: { addresses: [A], 
 
 describe("SIGHUP: validate everything, then apply", () => {
   it("refuses an empty file, a truncated file, a pool beyond the engine's table and a pool without IPv4; applies a complete one", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "pcpd-reload-"));
+    const dir = tempDir("pcpd-reload");
     const file = join(dir, "pcpd.yaml"); // YAML: an empty file parses (to null)
     writeFileSync(file, complete(FULL_POOL));
     const child = spawn(process.execPath, [CLI, "--config", file], { stdio: ["ignore", "pipe", "inherit"] });

@@ -1,8 +1,7 @@
 // The pcp-server command as an operator runs it (built dist/, real sockets on loopback),
 // and interop with Debian's natpmpc (installed by .ci/run).
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -12,6 +11,7 @@ import { parseConfig } from "../../src/config/schema.js";
 import { startServer, type RunningServer } from "../../src/server/server.js";
 import { announceRequest, mapRequest } from "../helpers/packets.js";
 import { exchange } from "../helpers/udp.js";
+import { tempDir } from "../helpers/temp.js";
 
 const CLI = new URL("../../dist/cli/pcp-server.js", import.meta.url).pathname;
 const run = promisify(execFile);
@@ -24,7 +24,7 @@ describe("pcp-server command", () => {
 
   beforeAll(async () => {
     // Embedded defaults, persistence included: its data directory ("data") lands in a fresh working directory.
-    child = spawn(process.execPath, [CLI, "--listen", "127.0.0.1", "--port", "0"], { cwd: mkdtempSync(join(tmpdir(), "pcpd-cwd-")), stdio: ["ignore", "pipe", "pipe"] });
+    child = spawn(process.execPath, [CLI, "--listen", "127.0.0.1", "--port", "0"], { cwd: tempDir("pcpd-cwd"), stdio: ["ignore", "pipe", "pipe"] });
     port = await new Promise<number>((resolve, reject) => {
       let out = "";
       child.stdout!.on("data", (chunk) => {
@@ -71,7 +71,7 @@ describe("pcp-server command", () => {
 
 describe("SIGHUP reload", () => {
   it("applies a changed NAT-PMP mode without a restart; a broken file leaves the running configuration", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "pcpd-hup-"));
+    const dir = tempDir("pcpd-hup");
     const file = join(dir, "pcpd.yaml");
     writeFileSync(file, "listen:\n  addresses: [127.0.0.1]\n  port: 0\npersistence:\n  enabled: false\n");
     const child = spawn(process.execPath, [CLI, "--config", file], { stdio: ["ignore", "pipe", "pipe"] });

@@ -2,11 +2,11 @@
 // holder dies however it dies; the PID in the file is information only.
 import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { DirectoryLockedError, lockDirectory } from "../../src/persist/lock.js";
 import { waitFor } from "../helpers/wait.js";
+import { tempDir } from "../helpers/temp.js";
 
 const CLI = new URL("../../dist/cli/pcp-server.js", import.meta.url).pathname;
 
@@ -15,7 +15,7 @@ const lockableElsewhere = (dir: string) => spawnSync("flock", ["--exclusive", "-
 
 describe("data directory lock", () => {
   it("a LOCK naming this very process (PID reuse, PID 1 in a container) does not block", () => {
-    const dir = fs.mkdtempSync(join(tmpdir(), "pcpd-lock-"));
+    const dir = tempDir("pcpd-lock");
     fs.writeFileSync(join(dir, "LOCK"), `${process.pid}\n`);
     const release = lockDirectory(dir);
     expect(fs.readFileSync(join(dir, "LOCK"), "utf8").trim()).toBe(String(process.pid));
@@ -23,7 +23,7 @@ describe("data directory lock", () => {
   });
 
   it("is held against other processes (and other opens) while held, free once released", () => {
-    const dir = fs.mkdtempSync(join(tmpdir(), "pcpd-lock-"));
+    const dir = tempDir("pcpd-lock");
     const release = lockDirectory(dir);
     expect(lockableElsewhere(dir)).toBe(false);
     expect(() => lockDirectory(dir)).toThrow(DirectoryLockedError);
@@ -34,7 +34,7 @@ describe("data directory lock", () => {
   });
 
   it("kill -9 of the server, then an immediate restart, 20 times: the server is PID 1 of its own PID namespace each time", async () => {
-    const dir = fs.mkdtempSync(join(tmpdir(), "pcpd-lock-"));
+    const dir = tempDir("pcpd-lock");
     const file = join(dir, "pcpd.yaml");
     fs.writeFileSync(file, `listen:\n  addresses: [127.0.0.61]\n  port: 0\npool:\n  addresses: [192.0.2.1]\ncontrol:\n  enabled: false\npersistence:\n  directory: ${join(dir, "data")}\nlog:\n  level: info\n`);
     for (let round = 0; round < 20; round++) {
