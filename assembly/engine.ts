@@ -6,6 +6,9 @@
 import * as W from "./wire";
 import * as A from "./abi";
 import { rd16, rd32, wr16, wr32, addrEqual, isV4Mapped, copy12, copy16, zero4 } from "./bytes";
+import {
+  setProtocol, minLifetime, maxLifetime, peerMinLifetime, holdDown, mappingsPerSubscriber, filtersPerMapping, noncePolicy, parity, portMin, blockSize, maxBlocksPerSubscriber, blocksPerAddress, shardCount, shardIndex, protocols, excluded, inShard, protocolSupported, portForbidden, checkpointsOn, checkpointQuota, portSetMax, prefetchMode, coalesceRefreshes,
+} from "./config";
 import { HashIndex, mix64, fingerprint } from "./hashindex";
 import {
   slotsBase, statsBase, processRange, finishSuccess, finishError, errorLifetime, data,
@@ -13,45 +16,12 @@ import {
 } from "./codec";
 
 // ---------------------------------------------------------------------------
-// Configuration
+// Scratch and pool configuration (the settings themselves: config.ts)
 // ---------------------------------------------------------------------------
-let minLifetime: u32 = 120;
-let maxLifetime: u32 = 86400;
-let peerMinLifetime: u32 = 120;
-let holdDown: u32 = 120;
-let mappingsPerSubscriber: u32 = 64;
-let filtersPerMapping: u32 = 8;
-let noncePolicy: u32 = A.NONCE_STRICT;
-let parity: bool = false;
-let portMin: u32 = 1024;
-let blockSize: u32 = 512;
-let maxBlocksPerSubscriber: u32 = 4;
-let blocksPerAddress: u32 = 0;
-// Sharding: this instance leases only blocks b with b % shardCount == shardIndex, so
-// engine workers never compete for a port; they coordinate at block granularity only.
-let shardCount: u32 = 1;
-let shardIndex: u32 = 0;
-
-const protocols = memory.data(32); // bitmap of supported protocol numbers
-const excluded = memory.data(8192); // bitmap of excluded external ports
 const scratch = memory.data(<i32>A.SCRATCH_SIZE, 16);
 
 export function scratchBase(): usize {
   return scratch;
-}
-
-export function configureEngine(
-  minLife: u32, maxLife: u32, peerMinLife: u32, hold: u32,
-  perSubscriber: u32, filtersPer: u32, nonce: u32, keepParity: bool,
-): void {
-  minLifetime = minLife;
-  maxLifetime = maxLife > minLife ? maxLife : minLife;
-  peerMinLifetime = peerMinLife;
-  holdDown = hold;
-  mappingsPerSubscriber = perSubscriber;
-  filtersPerMapping = filtersPer;
-  noncePolicy = nonce;
-  parity = keepParity;
 }
 
 /** Port range, block layout and shard; only before the first pool address. Returns false if too late or invalid. */
@@ -67,38 +37,9 @@ export function configurePool(firstPort: u32, size: u32, blocksPerSubscriber: u3
   return true;
 }
 
-@inline function inShard(block: u32): bool {
-  return block % shardCount == shardIndex;
-}
 
-@inline function setBit(bitmap: usize, n: u32, on: bool): void {
-  const p = bitmap + (n >> 3);
-  const bit = <u8>(1 << <u8>(n & 7));
-  store<u8>(p, on ? load<u8>(p) | bit : load<u8>(p) & ~bit);
-}
 
-@inline function hasBit(bitmap: usize, n: u32): bool {
-  return (load<u8>(bitmap + (n >> 3)) & (1 << (n & 7))) != 0;
-}
 
-export function setProtocol(protocol: u32, on: bool): void {
-  setBit(protocols, protocol & 0xff, on);
-}
-
-export function setExcludedPort(port: u32, on: bool): void {
-  setBit(excluded, port & 0xffff, on);
-}
-
-@inline function protocolSupported(protocol: u32): bool {
-  return hasBit(protocols, protocol);
-}
-
-/** Ports never handed out: below portMin, excluded, UDP 5350/5351 [6887 §11.3]. */
-@inline function portForbidden(protocol: u32, port: u32): bool {
-  if (port < portMin) return true;
-  if (hasBit(excluded, port)) return true;
-  return protocol == W.PROTO_UDP && (port == W.PCP_CLIENT_PORT || port == W.PCP_SERVER_PORT);
-}
 
 // ---------------------------------------------------------------------------
 // Stats and events
@@ -332,13 +273,6 @@ function setDescription(m: u32, src: usize, length: u32): bool {
 // under its quota: the mapping is flagged (each change journaled at once, fdatasync'ed)
 // and the reply waits until it is on disk (HOST_CHECKPOINT); the option is echoed.
 // A renewal without the option clears the flag. Not honoured: served, not echoed.
-let checkpointsOn = false;
-let checkpointQuota: u32 = 0;
-
-export function setCheckpointPolicy(on: bool, perSubscriber: u32): void {
-  checkpointsOn = on;
-  checkpointQuota = perSubscriber;
-}
 
 function clearCheckpoint(m: u32): void {
   const r = mappings.at(m);
@@ -1583,13 +1517,8 @@ function renewInbound(m: u32, wasInbound: bool, nonce: usize, clientPort: u32, l
 // free run is found (at least one port). P = 1: the external run starts on the parity of
 // I. A set of one is answered as a single-port MAP, without PORT_SET.
 // ---------------------------------------------------------------------------
-let portSetMax: u32 = 1;
 const setMembers = memory.data(<i32>(A.PORT_SET_LIMIT * 4), 4); // u32 per member (no allocation on the packet path)
 
-/** Largest set granted (≤ 1: PORT_SET is handled as a single-port MAP; at most PORT_SET_LIMIT). */
-export function setPortSetPolicy(maxSize: u32): void {
-  portSetMax = maxSize < A.PORT_SET_LIMIT ? maxSize : A.PORT_SET_LIMIT;
-}
 
 /** Can the n ports from `start` on `pool` all be given (free, allowed, inside one block)? */
 function runFree(pool: u32, protocol: u32, start: u32, n: u32): bool {
@@ -1991,11 +1920,7 @@ let touched: u64 = 0;
 // 0 off, 1 on, 2 auto: on once the mapping table outgrows the caches. Measured on the
 // reference machine (bench/results/engine-*.json): +21% refresh throughput at 10M
 // mappings, −7% at 1M, where the tables still sit in the last-level cache.
-let prefetchMode: u32 = 2;
 const PREFETCH_AUTO_RECORDS: u32 = 4 << 20;
-export function setPrefetch(mode: u32): void {
-  prefetchMode = mode;
-}
 @inline function prefetchOn(): bool {
   return prefetchMode == 1 || (prefetchMode == 2 && mappings.used >= PREFETCH_AUTO_RECORDS);
 }
@@ -2718,12 +2643,7 @@ function writeRecord(out: usize, m: u32, wallOffset: u32): u32 {
  * half the lifetime), which re-extends it. The same record feeds the dataplane, for which
  * such a refresh changes nothing.
  */
-let coalesceRefreshes = true;
 
-/** persistence.refreshes: "coalesced" (on, the default) or "every" (off: every refresh is journaled). */
-export function setRefreshCoalescing(on: bool): void {
-  coalesceRefreshes = on;
-}
 
 function refreshCanWait(r: usize): bool {
   if (!coalesceRefreshes) return false;

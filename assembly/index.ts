@@ -43,10 +43,7 @@ export function onAbort(message: usize, fileName: usize, line: u32, column: u32)
 export {
   engineInit,
   engineBytes,
-  configureEngine,
   configurePool,
-  setProtocol,
-  setExcludedPort,
   scratchBase,
   poolAdd,
   poolSize,
@@ -82,10 +79,8 @@ export {
   persistTable,
   restoreRecords,
   restoreDropped,
-  setRefreshCoalescing,
   subscriberMappings,
   subscriberBlocks,
-  setPrefetch,
   setDataplaneDown,
   initDescriptions,
   initRequesters,
@@ -93,13 +88,21 @@ export {
   mirrorsClear,
   mirrorCount,
   initRealms,
-  setPortSetPolicy,
   registerRealm,
   findRealm,
   realmIdentifier,
-  setCheckpointPolicy,
   mappingDescription,
   descriptionBase,
 } from "./engine";
+
+export {
+  configureEngine,
+  setProtocol,
+  setExcludedPort,
+  setRefreshCoalescing,
+  setPrefetch,
+  setPortSetPolicy,
+  setCheckpointPolicy,
+} from "./config";
 
 export { loadgenMap } from "./loadgen";
