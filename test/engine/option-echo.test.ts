@@ -57,7 +57,7 @@ function build(c: Case, port: number, suggested = { port: 0, address: "0.0.0.0" 
   for (const k of c.order) {
     const add = (o: Option, echoed = true) => {
       options.push(o);
-      if (echoed) expected.push([o.code, hex(o.data)]);
+      if (echoed) expected.push([o.code, hex(o.data ?? [])]);
     };
     if (k === "thirdParty") add(thirdParty(INTERNAL));
     else if (k === "thirdPartyId") add(thirdPartyId([0x0a, 0x01]));
