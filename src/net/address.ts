@@ -10,7 +10,9 @@ export function toAddress16(text: string): Address16 {
   if (isIPv4(bare)) {
     out[10] = 0xff;
     out[11] = 0xff;
-    bare.split(".").forEach((octet, i) => (out[12 + i] = Number(octet)));
+    bare.split(".").forEach((octet, i) => {
+      out[12 + i] = Number(octet);
+    });
     return out;
   }
   if (!isIPv6(text)) throw new TypeError(`not an IP address: ${JSON.stringify(text)}`);
