@@ -93,7 +93,7 @@ describe("pool addresses added and retired while serving", () => {
     const refused = messages.find((m) => m.address === c2)!;
     expect(externalOf(refused)).toBe(`${A}:${assigned(pf).port}`);
     expect(e.lookup(c2, W.PROTO_TCP, 22)).toBeUndefined();
-    // Item 12.13: the THIRD_PARTY mapping's update goes to its requester (address and port of
+    // Issue #12 item 13: the THIRD_PARTY mapping's update goes to its requester (address and port of
     // its request), with the THIRD_PARTY option naming the internal address [6887 §13.1, §14.2].
     const third = e.lookup("192.0.2.3", W.PROTO_TCP, 80)!;
     expect(third.externalAddress).toBe(B);

@@ -148,7 +148,7 @@ describe("persistence across restarts of the process", () => {
     await stop("SIGTERM");
   }, 60_000);
 
-  it("item 2: a flipped bit in the newest snapshot: the previous generation is read instead, nothing is lost, the Epoch continues", async () => {
+  it("issue #12 item 2: a flipped bit in the newest snapshot: the previous generation is read instead, nothing is lost, the Epoch continues", async () => {
     const shardDir = join(dir, "data", "shard-0-of-1");
     const snapshots = () => fs.readdirSync(shardDir).filter((f) => f.startsWith("snapshot-")).length;
     // Each start that restores something writes a snapshot; the fallback needs two generations
@@ -229,7 +229,7 @@ async function http(url: string, path: string): Promise<{ status: number; body: 
 
 const poll = <T,>(probe: () => Promise<T | undefined>) => waitFor(probe, { timeout: 15_000, interval: 20 });
 
-describe("item 1: a full disk under load, then freed, then kill -9", () => {
+describe("issue #12 item 1: a full disk under load, then freed, then kill -9", () => {
   it("degraded on /healthz, /metrics and pcpctl stats while writes fail; check-pointed replies held; after recovery and kill -9 no acknowledged mapping is lost", async () => {
     disk = mountTmpfs(32 << 20);
     const directory = join(disk.dir, "data");

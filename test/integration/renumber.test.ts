@@ -113,7 +113,7 @@ describe("renumbering by configuration reload", () => {
     }
   });
 
-  it("item 12.13: a THIRD_PARTY mapping's update goes to the address:port its request came from, three times, with THIRD_PARTY", async () => {
+  it("issue #12 item 13: a THIRD_PARTY mapping's update goes to the address:port its request came from, three times, with THIRD_PARTY", async () => {
     const port = server.addresses[0].port;
     const { socket, seen } = await collector(REQUESTER);
     const wait = (n: number) => waitFor(() => seen.length >= n, { message: () => `${seen.length} of ${n} datagrams` });

@@ -111,7 +111,7 @@ beforeAll(async () => {
 });
 afterAll(() => r.stop());
 
-describe("static mappings on every shard (item 12)", () => {
+describe("static mappings on every shard (issue #12 item 12)", () => {
   it("IPv4, PCP: the other shard answers MAP with the static (lifetime 2^32−1, nonce echoed) and refuses its delete", async () => {
     const added = await addStatic(A, 22, EXT, ODD_BLOCK_PORT);
     expect(added.result.mapping).toMatchObject({ kind: "static", shard: 1, externalPort: ODD_BLOCK_PORT });
@@ -194,7 +194,7 @@ describe("static mappings on every shard (item 12)", () => {
   });
 });
 
-describe("static mappings across a server restart with persistence (item 12)", () => {
+describe("static mappings across a server restart with persistence (issue #12 item 12)", () => {
   it("the owner restores its static from its files (server restart, then its own shard restart); the other shard mirrors it again", async () => {
     const dir = mkdtempSync(join(tmpdir(), "pcpd-static-"));
     const config = configWith({ persistence: { enabled: true, directory: dir } });

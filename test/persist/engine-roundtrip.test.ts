@@ -210,7 +210,7 @@ describe("persistence round trip through the engine", () => {
   });
 });
 
-describe("THIRD_PARTY requester (item 12.13)", () => {
+describe("THIRD_PARTY requester (issue #12 item 13)", () => {
   const TP = W.INGRESS_SUBSCRIBER | W.INGRESS_THIRD_PARTY;
   const REALMS: EngineConfig = { ...CONFIG, pool: { ...CONFIG.pool, addresses: ["203.0.113.1"] }, realms: { capacity: 16, ids: "any" } };
   const withRealms = (now: number) => {

@@ -216,7 +216,7 @@ describe("ShardStore", () => {
     expect(second.restored.epoch).toBeGreaterThan(0);
   });
 
-  it("item 1: disk full — failed and partial writes are cut back to the last whole frame, their records kept and retried; writing again brings a snapshot; nothing acknowledged is lost", async () => {
+  it("issue #12 item 1: disk full — failed and partial writes are cut back to the last whole frame, their records kept and retried; writing again brings a snapshot; nothing acknowledged is lost", async () => {
     const disk = mountTmpfs(2 << 20);
     try {
       const e = engine();
@@ -251,7 +251,7 @@ describe("ShardStore", () => {
     }
   });
 
-  it("item 1: a backlog over maxBacklogBytes is let go while the disk is full; the snapshot after recovery brings every mapping back", async () => {
+  it("issue #12 item 1: a backlog over maxBacklogBytes is let go while the disk is full; the snapshot after recovery brings every mapping back", async () => {
     const disk = mountTmpfs(2 << 20);
     try {
       const e = engine();
@@ -273,7 +273,7 @@ describe("ShardStore", () => {
     }
   });
 
-  it("item 1: a restore that finds the GAP a dropped backlog left (no snapshot after it) reports state lost", async () => {
+  it("issue #12 item 1: a restore that finds the GAP a dropped backlog left (no snapshot after it) reports state lost", async () => {
     const dir = tempDir();
     const e = engine();
     const wallOffset = wallSeconds() - T0;
@@ -289,7 +289,7 @@ describe("ShardStore", () => {
     await store.close();
   });
 
-  it("item 2: a damaged newest snapshot falls back to the previous generation and its journals — nothing lost, the Epoch continues", async () => {
+  it("issue #12 item 2: a damaged newest snapshot falls back to the previous generation and its journals — nothing lost, the Epoch continues", async () => {
     const dir = tempDir();
     await run(dir, 100, { snapshotAt: 50 });
     await run(dir, 100, { first: 100, snapshotAt: 150 });
@@ -305,7 +305,7 @@ describe("ShardStore", () => {
     expect(third.restored.epoch).toBeGreaterThan(0);
   });
 
-  it("item 2: one flipped bit anywhere in a snapshot loses at most the records of one frame, counted and reported", async () => {
+  it("issue #12 item 2: one flipped bit anywhere in a snapshot loses at most the records of one frame, counted and reported", async () => {
     const dir = tempDir();
     const STEP = 64; // record ids per snapshot frame
     await run(dir, 600, { snapshotAt: 599, store: { snapshotStep: STEP } });
@@ -329,7 +329,7 @@ describe("ShardStore", () => {
     }
   });
 
-  it("item 4: a slow fdatasync does not hold the next group's write (a kill -9 needs the write; the page cache outlives the process)", async () => {
+  it("issue #12 item 4: a slow fdatasync does not hold the next group's write (a kill -9 needs the write; the page cache outlives the process)", async () => {
     const dir = tempDir();
     const e = engine();
     const wallOffset = wallSeconds() - T0;
