@@ -216,15 +216,15 @@ export const NOTIFY_EVENTS = "events.mapping";
  */
 export const NOTIFY_DROPPED = "events.dropped";
 
-/**
- * Notification payloads. One subscription per connection: events.subscribe again replaces
- * the filter (events already queued under the old one may still arrive).
- */
 /** Dataplane operations for an external dataplane (dataplane.backend "events"): forget everything installed. */
 export const NOTIFY_DATAPLANE_RESET = "dataplane.reset";
 /** One transaction: apply every operation in order (unmaps first), or none. */
 export const NOTIFY_DATAPLANE_OPS = "dataplane.ops";
 
+/**
+ * Notification payloads. One subscription per connection: events.subscribe again replaces
+ * the filter (events already queued under the old one may still arrive).
+ */
 export interface Notifications {
   [NOTIFY_EVENTS]: MappingEventNotice;
   [NOTIFY_DROPPED]: { dropped: number };
