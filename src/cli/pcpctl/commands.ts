@@ -2,8 +2,7 @@
 // each with its synopsis, the options it takes and how it prints the result.
 import { stringify as toYaml } from "yaml";
 import { ControlClientError, ControlError, type ControlClient, type MethodParams, type SubscriptionItem } from "../../client/control-client.js";
-import { RpcErrors, type Mapping, type Method, type Results } from "../../control/protocol.js";
-import type { DataplaneOp } from "../../dataplane/ops.js";
+import { NOTIFY_DATAPLANE_OPS, NOTIFY_DATAPLANE_RESET, RpcErrors, type Mapping, type Method, type Notifications, type Results } from "../../control/protocol.js";
 import { check, defined, eventKinds, family, integer, mappingKind, protocol, required, UsageError, type OptionName, type Values } from "./args.js";
 import { counterTable, duration, endpoint, eventLine, opLine, out, persistenceState, printJson, printMapping, printMappings, printPairs, printTable } from "./output.js";
 
@@ -337,12 +336,13 @@ export const COMMANDS: Command[] = [
       const client = await ctx.client();
       let stopped = false;
       const ended = new Promise<void>((resolve, reject) => {
-        client.on("notification", (method: string, params: any) => {
-          if (ctx.json) return out(JSON.stringify({ method, ...params }));
-          if (method === "dataplane.reset") return out(`# reset (seq ${params.seq}): forget every mapping`);
-          if (method !== "dataplane.ops") return;
-          out(`# transaction seq ${params.seq}: ${params.ops.length} operation${params.ops.length === 1 ? "" : "s"}`);
-          for (const o of params.ops as DataplaneOp[]) out(opLine(o));
+        client.on("notification", (method: string, params: unknown) => {
+          if (ctx.json) return out(JSON.stringify({ method, ...(params as object) }));
+          if (method === NOTIFY_DATAPLANE_RESET) return out(`# reset (seq ${(params as Notifications[typeof NOTIFY_DATAPLANE_RESET]).seq}): forget every mapping`);
+          if (method !== NOTIFY_DATAPLANE_OPS) return;
+          const { seq, ops } = params as Notifications[typeof NOTIFY_DATAPLANE_OPS];
+          out(`# transaction seq ${seq}: ${ops.length} operation${ops.length === 1 ? "" : "s"}`);
+          for (const o of ops) out(opLine(o));
         });
         client.once("close", () => (stopped ? resolve() : reject(new ControlClientError("CLOSED", "the control connection closed"))));
       });
