@@ -5,7 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pino } from "pino";
 import WebSocket from "ws";
 import { parseConfig, type Config } from "../../src/config/schema.js";
-import { ConfigError } from "../../src/errors.js";
+import { ConfigError, ErrorCodes, PcpdError, RpcError, ShardUnavailableError } from "../../src/errors.js";
+import { rpcCodeOf } from "../../src/control/dispatch.js";
 import { startServer, type RunningServer } from "../../src/server/server.js";
 import { startControl, type RunningControl } from "../../src/control/server.js";
 import { RpcErrors } from "../../src/control/protocol.js";
@@ -141,5 +142,17 @@ describe("every JSON-RPC error code of the control channel is reachable", () => 
 
     for (const c of [admin, reader, limited]) c.ws.close();
     expect([...seen.keys()].sort()).toEqual(Object.values(RpcErrors).sort());
+  });
+});
+
+describe("server errors escaping a method", () => {
+  it("a shard that cannot take a request is UNAVAILABLE, an invalid configuration CONFIG_REJECTED, anything else INTERNAL_ERROR", () => {
+    for (const code of [ErrorCodes.SHARD_RESETTING, ErrorCodes.SERVER_STOPPING, ErrorCodes.SHARD_LOST] as const) {
+      expect(rpcCodeOf(new ShardUnavailableError(code, 1, "x"))).toBe(RpcErrors.UNAVAILABLE);
+    }
+    expect(rpcCodeOf(new ConfigError(["a: b"]))).toBe(RpcErrors.CONFIG_REJECTED);
+    expect(rpcCodeOf(new RpcError(RpcErrors.REFUSED, "no", { result: 2 }))).toBe(RpcErrors.REFUSED);
+    expect(rpcCodeOf(new PcpdError(ErrorCodes.NFT_FAILED, "nft exited 1"))).toBeUndefined();
+    expect(rpcCodeOf(new Error("boom"))).toBeUndefined();
   });
 });
