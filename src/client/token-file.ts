@@ -4,6 +4,7 @@
 import { existsSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir, userInfo } from "node:os";
 import { dirname, join } from "node:path";
+import { ErrorCodes, PcpdError } from "../errors.js";
 
 /**
  * `$XDG_RUNTIME_DIR/pcpd/control.token` when XDG_RUNTIME_DIR is set (and non-empty),
@@ -39,7 +40,7 @@ function currentUid(): string | number {
 /** The token in `path`, surrounding whitespace removed. Throws if unreadable or empty. */
 export function readTokenFile(path: string): string {
   const token = readFileSync(path, "utf8").trim();
-  if (token === "") throw new Error(`token file ${path} is empty`);
+  if (token === "") throw new PcpdError(ErrorCodes.TOKEN_FILE_EMPTY, `token file ${path} is empty`);
   return token;
 }
 
@@ -55,10 +56,10 @@ export function writeTokenFile(path: string, token: string): void {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const st = lstatSync(dir);
   const uid = typeof process.getuid === "function" ? process.getuid() : undefined;
-  if (!st.isDirectory()) throw new Error(`token directory ${dir} is not a directory`);
-  if (uid !== undefined && st.uid !== uid && st.uid !== 0) throw new Error(`token directory ${dir} belongs to uid ${st.uid}, not ${uid}`);
+  if (!st.isDirectory()) throw new PcpdError(ErrorCodes.TOKEN_DIRECTORY_UNSAFE, `token directory ${dir} is not a directory`);
+  if (uid !== undefined && st.uid !== uid && st.uid !== 0) throw new PcpdError(ErrorCodes.TOKEN_DIRECTORY_UNSAFE, `token directory ${dir} belongs to uid ${st.uid}, not ${uid}`);
   if (uid !== undefined && (st.mode & 0o022) !== 0) {
-    throw new Error(`token directory ${dir} is writable by other users (mode ${(st.mode & 0o777).toString(8)})`);
+    throw new PcpdError(ErrorCodes.TOKEN_DIRECTORY_UNSAFE, `token directory ${dir} is writable by other users (mode ${(st.mode & 0o777).toString(8)})`);
   }
   const temp = `${path}.${process.pid}.tmp`;
   rmSync(temp, { force: true });

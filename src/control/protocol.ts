@@ -1,7 +1,7 @@
 // The control channel protocol (version pcpd-control/1): JSON-RPC 2.0 over a WebSocket
 // (text frames, one JSON object each). Requests carry an id and get exactly one response;
 // the server's notifications (no id) carry live mapping events. The same types are used
-// by the server (src/control/server.ts) and the client SDK (src/client/).
+// by the server (src/control/) and the client SDK (src/client/).
 import { isIP } from "node:net";
 import { z } from "zod";
 import type { DataplaneStats } from "../dataplane/manager.js";
@@ -37,12 +37,19 @@ export interface RpcNotification<T = unknown> {
   params: T;
 }
 
-/** JSON-RPC 2.0 error codes, and this protocol's own (-32000..-32099). */
+/**
+ * JSON-RPC 2.0 error codes, and this protocol's own (-32000..-32099): one per failure
+ * kind, each listed in docs/errors.md (a test provokes every one over a connection).
+ */
 export const RpcErrors = {
+  /** The frame is not JSON. */
   PARSE_ERROR: -32700,
+  /** Not one JSON-RPC 2.0 request object (a batch, no id, no method, a binary frame). */
   INVALID_REQUEST: -32600,
   METHOD_NOT_FOUND: -32601,
+  /** Params fail the method's schema, or name what does not exist (a shard, a cursor); the message names the field. */
   INVALID_PARAMS: -32602,
+  /** An unexpected failure (logged by the server); the message says what. */
   INTERNAL_ERROR: -32603,
   /** The caller's role may not call this method. */
   FORBIDDEN: -32001,
@@ -50,9 +57,14 @@ export const RpcErrors = {
   RATE_LIMITED: -32002,
   /** The engine refused the operation (data: { result: the PCP result code }). */
   REFUSED: -32003,
-  /** A shard did not answer (restarting, or the server is stopping). */
+  /** The shard cannot take the request now (under an Epoch reset, lost, or the server is stopping); try again. */
   UNAVAILABLE: -32004,
+  /** config.reload: the new configuration is invalid (data: { issues }); the running one stays. */
+  CONFIG_REJECTED: -32005,
+  /** The method needs a feature this server is not configured for (dataplane.subscribe without dataplane.backend "events"). */
+  NOT_ENABLED: -32006,
 } as const;
+export type RpcErrorCode = (typeof RpcErrors)[keyof typeof RpcErrors];
 
 // ---- shared value types ----
 const ip = z.string().max(45).refine((s) => isIP(s) !== 0, "must be an IPv4 or IPv6 address");
@@ -141,6 +153,8 @@ export const Params = {
 } as const;
 
 export type Method = keyof typeof Params;
+/** A method's params after validation (defaults filled in). */
+export type ParamsOf<M extends Method> = z.output<(typeof Params)[M]>;
 export const METHODS = Object.keys(Params) as Method[];
 
 /** Methods that change state need the admin role; the rest are read-only. */
@@ -202,15 +216,15 @@ export const NOTIFY_EVENTS = "events.mapping";
  */
 export const NOTIFY_DROPPED = "events.dropped";
 
-/**
- * Notification payloads. One subscription per connection: events.subscribe again replaces
- * the filter (events already queued under the old one may still arrive).
- */
 /** Dataplane operations for an external dataplane (dataplane.backend "events"): forget everything installed. */
 export const NOTIFY_DATAPLANE_RESET = "dataplane.reset";
 /** One transaction: apply every operation in order (unmaps first), or none. */
 export const NOTIFY_DATAPLANE_OPS = "dataplane.ops";
 
+/**
+ * Notification payloads. One subscription per connection: events.subscribe again replaces
+ * the filter (events already queued under the old one may still arrive).
+ */
 export interface Notifications {
   [NOTIFY_EVENTS]: MappingEventNotice;
   [NOTIFY_DROPPED]: { dropped: number };

@@ -7,6 +7,7 @@
 // transaction fails, so the shards answer NETWORK_FAILURE [RFC 6887 §7.4].
 import type { DataplaneBackend } from "./manager.js";
 import type { DataplaneOp } from "./ops.js";
+import { ErrorCodes, PcpdError } from "../errors.js";
 
 export interface DataplaneConsumer {
   /** false: this consumer could not take the message (it is dropped by the sink). */
@@ -34,9 +35,9 @@ export class EventStreamBackend implements DataplaneBackend {
   }
 
   private publish(method: "dataplane.reset" | "dataplane.ops", params: unknown): void {
-    if (this.consumers.size === 0) throw new Error("no dataplane consumer is subscribed");
+    if (this.consumers.size === 0) throw new PcpdError(ErrorCodes.DATAPLANE_NO_CONSUMER, "no dataplane consumer is subscribed");
     for (const c of [...this.consumers]) if (!c.send(method, params)) this.consumers.delete(c);
-    if (this.consumers.size === 0) throw new Error("every dataplane consumer fell behind");
+    if (this.consumers.size === 0) throw new PcpdError(ErrorCodes.DATAPLANE_NO_CONSUMER, "every dataplane consumer fell behind");
   }
 
   async reset(): Promise<void> {

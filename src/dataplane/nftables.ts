@@ -14,6 +14,7 @@
 import { spawn } from "node:child_process";
 import type { DataplaneBackend } from "./manager.js";
 import type { DataplaneOp, Forwarding } from "./ops.js";
+import { ErrorCodes, PcpdError } from "../errors.js";
 
 export interface NftOptions {
   /** Table name (family ip). */
@@ -87,8 +88,8 @@ export class NftablesBackend implements DataplaneBackend {
       const c = spawn(cmd, [...args, "-f", "-"], { stdio: ["pipe", "ignore", "pipe"] });
       let stderr = "";
       c.stderr.on("data", (d) => (stderr += d));
-      c.once("error", (e) => reject(new Error(`${cmd}: ${e.message}`)));
-      c.once("exit", (code, signal) => (code === 0 ? resolve() : reject(new Error(`nft exited ${code ?? signal}: ${stderr.trim().split("\n").slice(0, 4).join(" | ")}`))));
+      c.once("error", (e) => reject(new PcpdError(ErrorCodes.NFT_FAILED, `${cmd}: ${e.message}`, { cause: e })));
+      c.once("exit", (code, signal) => (code === 0 ? resolve() : reject(new PcpdError(ErrorCodes.NFT_FAILED, `nft exited ${code ?? signal}: ${stderr.trim().split("\n").slice(0, 4).join(" | ")}`))));
       c.stdin.on("error", () => undefined); // nft gone: its exit reports why
       c.stdin.end(script);
     });

@@ -13,15 +13,16 @@
 import fs from "node:fs";
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
+import { DirectoryLockedError, ErrorCodes, PcpdError } from "../errors.js";
 
-export class DirectoryLockedError extends Error {}
+export { DirectoryLockedError };
 
 /** Takes `<directory>/LOCK` (creating the directory); returns the release function. */
 export function lockDirectory(directory: string): () => void {
   try {
     fs.mkdirSync(directory, { recursive: true });
   } catch (e) {
-    throw new Error(`persistence.directory ${directory}: ${(e as Error).message}`);
+    throw new PcpdError(ErrorCodes.DIRECTORY_UNUSABLE, `persistence.directory ${directory}: ${(e as Error).message}`, { cause: e });
   }
   const path = join(directory, "LOCK");
   // O_RDWR without O_TRUNC: the holder's PID stays readable until the lock is ours.
@@ -30,10 +31,10 @@ export function lockDirectory(directory: string): () => void {
   if (r.status !== 0) {
     const holder = fs.readFileSync(fd, "utf8").trim();
     fs.closeSync(fd);
-    if (r.error) throw new Error(`persistence.directory ${directory}: cannot lock ${path}: flock(1) not runnable (${r.error.message}; util-linux is needed)`);
+    if (r.error) throw new PcpdError(ErrorCodes.DIRECTORY_UNUSABLE, `persistence.directory ${directory}: cannot lock ${path}: flock(1) not runnable (${r.error.message}; util-linux is needed)`);
     // flock(1) exits 1 when the lock is held (--nonblock); anything else is its own failure.
     if (r.status === 1) throw new DirectoryLockedError(`persistence.directory ${directory} is in use by another process${holder ? ` (LOCK names process ${holder})` : ""}`);
-    throw new Error(`persistence.directory ${directory}: cannot lock ${path}: ${r.stderr.toString().trim() || `flock exited with ${r.status ?? r.signal}`}`);
+    throw new PcpdError(ErrorCodes.DIRECTORY_UNUSABLE, `persistence.directory ${directory}: cannot lock ${path}: ${r.stderr.toString().trim() || `flock exited with ${r.status ?? r.signal}`}`);
   }
   fs.ftruncateSync(fd, 0);
   fs.writeSync(fd, `${process.pid}\n`, 0);

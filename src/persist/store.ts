@@ -29,6 +29,7 @@ import fs from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import * as W from "../wire.generated.js";
+import { ErrorCodes, PcpdError } from "../errors.js";
 import type { PacketEngine } from "../engine/packet-engine.js";
 import { encodeFrame, FRAME_END, FRAME_GAP, FRAME_META, FRAME_RECORDS, readFrames, verifySnapshot, VERSION, type Damage, type FrameStamp } from "./format.js";
 
@@ -337,7 +338,7 @@ export class ShardStore {
    */
   async commitNow(): Promise<void> {
     const dropped = this.s.droppedBytes;
-    if (!(await this.commit(true)) || this.s.droppedBytes !== dropped) throw new Error("journal write failed: the records are not on disk");
+    if (!(await this.commit(true)) || this.s.droppedBytes !== dropped) throw new PcpdError(ErrorCodes.JOURNAL_WRITE_FAILED, "journal write failed: the records are not on disk");
   }
 
   /** Queues a group commit; resolves true when everything pending when it ran is written (and fdatasync'ed if `sync`). */
@@ -481,7 +482,7 @@ export class ShardStore {
         await write(fd, encodeFrame(FRAME_META, this.meta(), this.stamp()));
         let from = 1;
         do {
-          if (this.closed) throw new Error("store closed during a snapshot");
+          if (this.closed) throw new PcpdError(ErrorCodes.STORE_CLOSED, "store closed during a snapshot");
           const part = engine.persistTable(from, this.o.snapshotStep ?? SNAPSHOT_STEP, wallOffset);
           from = part.next;
           if (part.bytes.length > 0) {
@@ -500,7 +501,7 @@ export class ShardStore {
         await close(fd);
       }
       const damage = await verifySnapshot(tmp);
-      if (damage) throw new Error(`snapshot read back damaged at ${damage.offset}: ${damage.reason}`);
+      if (damage) throw new PcpdError(ErrorCodes.SNAPSHOT_DAMAGED, `snapshot read back damaged at ${damage.offset}: ${damage.reason}`);
       fs.renameSync(tmp, join(this.dir, name));
       syncDirectory(this.dir);
       const { snapshots, journals } = this.listing();

@@ -7,6 +7,7 @@
 // shard on its own thread instead, its persisted state dropped in between (resetEpoch).
 import { Piscina } from "piscina";
 import type { Logger } from "pino";
+import { ErrorCodes, ShardUnavailableError } from "../errors.js";
 import type { DataplaneMessage, EventsMessage, ShardSpec, ShardStarted, ShardTask } from "./shard-worker.js";
 
 // src/server/ and dist/server/ are both two levels below the package root; piscina needs
@@ -110,7 +111,7 @@ export class ShardPool {
    * replacement starts. Resolves with the new Epoch.
    */
   async resetEpoch(shard: number, dropState: () => void): Promise<number> {
-    if (this.resetting.has(shard)) throw new Error(`shard ${shard} is being reset`);
+    if (this.resetting.has(shard)) throw new ShardUnavailableError(ErrorCodes.SHARD_RESETTING, shard, `shard ${shard} is being reset`);
     this.resetting.set(shard, dropState);
     try {
       let timer: NodeJS.Timeout | undefined;

@@ -4,6 +4,7 @@
 // interrupt the packet path. One writer per board; readers check a sequence number
 // (odd while a copy is in progress) and copy again if it moved.
 import * as W from "../wire.generated.js";
+import { ErrorCodes, PcpdError } from "../errors.js";
 import { readCodecStats, readEngineStats, type CodecStats, type PoolAddress } from "../engine/packet-engine.js";
 import { formatAddress16, toAddress16 } from "../net/address.js";
 import type { PersistenceStatus } from "../persist/store.js";
@@ -60,7 +61,7 @@ export class StatsBoard {
   }
 
   constructor(buffer: SharedArrayBuffer) {
-    if (buffer.byteLength !== SIZE) throw new Error(`stats board of ${buffer.byteLength} bytes, want ${SIZE}`);
+    if (buffer.byteLength !== SIZE) throw new PcpdError(ErrorCodes.BAD_STATS_BOARD, `stats board of ${buffer.byteLength} bytes, want ${SIZE}`);
     this.seq = new Int32Array(buffer, 0, 1);
     this.bytes = new Uint8Array(buffer);
     this.view = new DataView(buffer);
