@@ -7,11 +7,12 @@
 // shard on its own thread instead, its persisted state dropped in between (resetEpoch).
 import { Piscina } from "piscina";
 import type { Logger } from "pino";
-import type { DataplaneMessage, EventsMessage, ShardSpec, ShardStarted, ShardTask } from "./shard-worker.js";
+import type { DataplaneMessage, EventsMessage, ShardSpec, ShardStarted, ShardStats, TaskKind, TaskRequest, TaskResult } from "../shard/tasks.js";
 
 // src/server/ and dist/server/ are both two levels below the package root; piscina needs
-// the built JavaScript worker (Node 20 cannot load a .ts worker).
-const WORKER = new URL("../../dist/server/shard-worker.js", import.meta.url);
+// the built JavaScript worker (Node 20 cannot load a .ts worker). Loaded by URL, never
+// imported: the main thread knows the worker only through ../shard/tasks.ts.
+const WORKER = new URL("../../dist/shard/worker.js", import.meta.url);
 
 const RESTART_ATTEMPTS = 5;
 const RESTART_BACKOFF_MS = 200;
@@ -72,20 +73,21 @@ export class ShardPool {
     this.pool.on("error", (error: Error) => this.log.error({ error: error.message }, "engine worker failed"));
   }
 
-  /** Runs `task` on the thread of `shard`. */
-  run<T>(shard: number, task: ShardTask): Promise<T> {
+  /** Runs `task` on the thread of `shard`; the answer has the type ../shard/tasks.ts gives it. */
+  run<K extends TaskKind>(shard: number, task: TaskRequest<K>): Promise<TaskResult<K>> {
     const pinned = { ...task, [Piscina.queueOptionsSymbol]: { shard, claim: task.kind === "start" } satisfies Pinned };
-    return this.pool.run(pinned) as Promise<T>;
+    // piscina's answers are untyped; the worker's handlers are checked against the same table.
+    return this.pool.run(pinned) as Promise<TaskResult<K>>;
   }
 
   /** Runs `task` on every shard, in shard order. */
-  all<T>(task: ShardTask): Promise<T[]> {
-    return Promise.all(this.specs.map((_, shard) => this.run<T>(shard, task)));
+  all<K extends TaskKind>(task: TaskRequest<K>): Promise<TaskResult<K>[]> {
+    return Promise.all(this.specs.map((_, shard) => this.run(shard, task)));
   }
 
   /** Starts every shard; the bound ports are kept so a replacement thread rebinds them. */
   async start(): Promise<ShardStarted[]> {
-    const started = await Promise.all(this.specs.map((spec) => this.run<ShardStarted>(spec.shard, { kind: "start", spec })));
+    const started = await Promise.all(this.specs.map((spec) => this.run(spec.shard, { kind: "start", spec })));
     for (const s of started) this.specs[s.shard] = { ...this.specs[s.shard], endpoints: s.endpoints };
     this.watchdog = setInterval(() => this.checkLiveness(), WATCHDOG_INTERVAL_MS);
     return started;
@@ -126,12 +128,12 @@ export class ShardPool {
           if (this.stopping) throw new Error("server stopping");
           await new Promise((resolve) => setTimeout(resolve, RESTART_BACKOFF_MS));
         }
-        return await this.run<number>(shard, { kind: "ping" });
+        return await this.run(shard, { kind: "ping" });
       }
       this.resetting.delete(shard);
       try {
         dropState();
-        const s = await this.run<ShardStarted>(shard, { kind: "start", spec: this.specs[shard] });
+        const s = await this.run(shard, { kind: "start", spec: this.specs[shard] });
         if (this.eventsWanted) await this.run(shard, { kind: "events", on: true });
         this.onRestarted(shard);
         return s.epoch;
@@ -183,11 +185,11 @@ export class ShardPool {
   }
 
   /** Stops every running shard (sockets closed, final counters returned) and ends the threads. */
-  async stop<T>(): Promise<T[]> {
+  async stop(): Promise<ShardStats[]> {
     this.stopping = true;
     clearInterval(this.watchdog);
     const running = [...this.owner.keys()];
-    const final = await Promise.allSettled(running.map((shard) => this.run<T>(shard, { kind: "stop" })));
+    const final = await Promise.allSettled(running.map((shard) => this.run(shard, { kind: "stop" })));
     await this.pool.destroy();
     return final.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
   }
@@ -219,7 +221,7 @@ export class ShardPool {
     for (let attempt = 1; attempt <= RESTART_ATTEMPTS && !this.stopping; attempt++) {
       // A failed start (say, the dead thread's port not yet released) leaves its thread free.
       try {
-        const s = await this.run<ShardStarted>(shard, { kind: "start", spec: this.specs[shard] });
+        const s = await this.run(shard, { kind: "start", spec: this.specs[shard] });
         if (this.eventsWanted) await this.run(shard, { kind: "events", on: true });
         this.log.warn({ shard, thread: s.threadId, epoch: s.epoch, attempt }, "shard restarted");
         this.onRestarted(shard);
