@@ -66,6 +66,8 @@ describe("renumbering by configuration reload", () => {
 
       const restart = await server.reload(parseConfig({ ...base, pool: { addresses: [NEW] } }));
       expect(restart).toEqual([]);
+      // Scheduled by the reload itself; the third copy is ≥ 750 ms away.
+      expect((await server.task(0, { kind: "mappingUpdates" })).pending).toBe(1);
       await waitFor(() => seen.length >= 4, { message: () => `${seen.length - 1} copies` });
       const updates = seen.slice(1);
       expect(updates).toHaveLength(3);
