@@ -3,8 +3,8 @@
 // arrive pinned to this thread by the pool's balancer; their types are ./tasks.ts.
 import { parentPort, threadId } from "node:worker_threads";
 import { ErrorCodes, PcpdError } from "../errors.js";
-import { Shard, type Post, type ServedKind } from "./shard.js";
-import type { ShardTask, TaskRequest } from "./tasks.js";
+import { Shard, type Post } from "./shard.js";
+import type { ShardTask } from "./tasks.js";
 
 let shard: Shard | undefined;
 
@@ -29,6 +29,6 @@ export default async function handle(task: ShardTask): Promise<unknown> {
       return final;
     }
     default:
-      return running().run(task as TaskRequest<ServedKind>);
+      return running().run(task);
   }
 }
