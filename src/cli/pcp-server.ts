@@ -10,6 +10,7 @@ import { pino } from "pino";
 import { loadFile, loadReload } from "../config/load.js";
 import { PcpdError } from "../errors.js";
 import { startServer } from "../server/server.js";
+import { testClockFromEnv } from "../core/clock.js";
 import { startControl } from "../control/server.js";
 import { createRequire } from "node:module";
 
@@ -55,7 +56,15 @@ async function main(): Promise<number> {
     }
     throw e;
   }
+  let testClock;
+  try {
+    testClock = testClockFromEnv(process.env.PCPD_TEST_CLOCK); // tests only (src/core/clock.ts)
+  } catch (e) {
+    console.error((e as Error).message);
+    return 2;
+  }
   const log = pino({ level: config.log.level, base: { service: "pcp-server" } });
+  if (testClock) log.warn({ aheadSeconds: testClock.aheadSeconds }, "test clock on (PCPD_TEST_CLOCK): engine, Epoch and wall-clock times run ahead of the system's; never in production");
   // Signals are taken from the start: a SIGTERM during start-up stops the server once it
   // is up; a SIGHUP before the shards run is ignored (the file is being read anyway).
   let reloadConfig: (() => Promise<string[]>) | undefined;
@@ -79,7 +88,7 @@ async function main(): Promise<number> {
   });
   // A shard that cannot be restarted leaves its subscribers unserved: exit so the service
   // manager restarts the whole daemon.
-  const server = await startServer(config, log, () => process.exit(1));
+  const server = await startServer(config, log, () => process.exit(1), { testClock });
   const configPath = args.config ?? process.env.PCPD_CONFIG;
   const overrides = { listen: args.listen, port, logLevel: args["log-level"] };
   // Refused unless the file is a complete configuration (loadReload) and its pool can be

@@ -5,7 +5,7 @@
 // events again. Memory per subscriber is so bounded by the buffer limit.
 import { decodeRecords } from "../engine/packet-engine.js";
 import type { RunningServer } from "../server/server.js";
-import { selects } from "../server/shard-worker.js";
+import { selects } from "../shard/tasks.js";
 import { NOTIFY_DROPPED, NOTIFY_EVENTS, type MappingFilter } from "./protocol.js";
 import type { Session } from "./session.js";
 import { toNotice } from "./views.js";

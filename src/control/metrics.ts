@@ -46,7 +46,7 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
 import type { DataplaneStats } from "../dataplane/manager.js";
 import type { ServerStats } from "../server/server.js";
-import type { ShardStats } from "../server/shard-worker.js";
+import type { ShardStats } from "../shard/tasks.js";
 import { ALL_CONSTANTS } from "../wire.generated.js";
 
 /** [code, name] of the constants `prefix`*, without the prefix, minus `skip`. */

@@ -2,7 +2,7 @@
 // raw records, event notices, the redacted configuration, and the listing cursor.
 import * as W from "../wire.generated.js";
 import type { Config } from "../config/schema.js";
-import { mappingKind } from "../server/shard-worker.js";
+import { mappingKind } from "../shard/tasks.js";
 import { decodeRecords, type Filter, type MappingEvent, type MappingRecords } from "../engine/packet-engine.js";
 import { RpcError } from "../errors.js";
 import { RpcErrors, type Mapping, type MappingEventNotice } from "./protocol.js";

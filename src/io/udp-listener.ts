@@ -7,8 +7,8 @@ import { isIPv6 } from "node:net";
 import * as W from "../wire.generated.js";
 import { toAddress16 } from "../net/address.js";
 import type { MappingRecords, PacketEngine } from "../engine/packet-engine.js";
-import { MonotonicClock } from "../server/clock.js";
-import type { RateLimiter } from "../server/rate-limit.js";
+import type { MonotonicClock } from "../core/clock.js";
+import type { RateLimiter } from "../core/rate-limit.js";
 
 export interface Endpoint {
   address: string;

@@ -31,6 +31,7 @@ import type { Logger } from "pino";
 import * as W from "../wire.generated.js";
 import { ErrorCodes, PcpdError } from "../errors.js";
 import type { PacketEngine } from "../engine/packet-engine.js";
+import { wallSeconds, type TimeSource } from "../core/clock.js";
 import { encodeFrame, FRAME_END, FRAME_GAP, FRAME_META, FRAME_RECORDS, readFrames, verifySnapshot, VERSION, type Damage, type FrameStamp } from "./format.js";
 
 /**
@@ -58,6 +59,8 @@ export interface StoreOptions {
   maxBacklogBytes: number;
   /** Record ids per snapshot step (tests: more, smaller frames). */
   snapshotStep?: number;
+  /** Where wall-clock time comes from (the downtime a restore adds to the Epoch); default the system's. */
+  time?: TimeSource;
 }
 
 export interface FileDamage extends Damage {
@@ -118,7 +121,7 @@ const genOf = (name: string, kind: "journal" | "snapshot") => {
   return m ? Number(m[1]) : undefined;
 };
 
-export const wallSeconds = () => Math.floor(Date.now() / 1000);
+export { wallSeconds };
 
 /** Removes everything a shard persisted (the operator's Epoch reset); the directory stays: it may be a mount point. */
 export function dropShardFiles(dir: string): void {
@@ -167,7 +170,7 @@ export class ShardStore {
   }
 
   private stamp(): FrameStamp {
-    return { wall: wallSeconds(), epoch: this.epoch(), seq: ++this.seq };
+    return { wall: wallSeconds(this.o.time), epoch: this.epoch(), seq: ++this.seq };
   }
 
   private meta(): Uint8Array {
@@ -247,7 +250,7 @@ export class ShardStore {
     report.stateLost = report.gapBytes > 0 || report.damage.some((d) => d.kind === "corrupt") || Object.values(lost).some((n) => n > 0);
     if (last) {
       this.seq = last.seq;
-      if (!report.stateLost) report.epoch = (last.epoch + Math.max(0, wallSeconds() - last.wall)) >>> 0;
+      if (!report.stateLost) report.epoch = (last.epoch + Math.max(0, wallSeconds(this.o.time) - last.wall)) >>> 0;
     }
     this.gen = Math.max(base, journals.at(-1) ?? 0, snapshots.at(-1) ?? 0);
     this.journalBytes = report.bytes;

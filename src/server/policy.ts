@@ -6,7 +6,7 @@ import type { CodecConfig, EngineConfig } from "../engine/packet-engine.js";
 import { parsePrefix, prefixContains } from "../net/cidr.js";
 import { toAddress16 } from "../net/address.js";
 import { poolAddresses, type Config } from "../config/schema.js";
-import { RateLimiter } from "./rate-limit.js";
+import { RateLimiter } from "../core/rate-limit.js";
 import { encodePrefix64Options } from "../net/prefix64.js";
 
 export function codecConfig(c: Config): CodecConfig {

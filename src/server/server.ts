@@ -8,10 +8,11 @@ import { poolAddresses, workerCount, type Config } from "../config/schema.js";
 import { poolReloadIssues, warnings } from "../config/checks.js";
 import { ConfigError } from "../errors.js";
 import * as W from "../wire.generated.js";
-import { announceTargets } from "./announce.js";
+import { announceTargets } from "../shard/announce.js";
 import { ShardPool } from "./shard-pool.js";
-import type { EventsMessage, ShardSpec, ShardStats, ShardTask } from "./shard-worker.js";
-import { StatsBoard } from "./stats-board.js";
+import type { EventsMessage, RunTask, ShardSpec, ShardStats, TaskKind, TaskRequest, TaskResult } from "../shard/tasks.js";
+import { StatsBoard } from "../shard/stats-board.js";
+import { systemTime, type TestTime } from "../core/clock.js";
 import { lockDirectory } from "../persist/lock.js";
 import { dropShardFiles, shardDirectory } from "../persist/store.js";
 import { DataplaneManager, type DataplaneStats } from "../dataplane/manager.js";
@@ -31,9 +32,9 @@ export interface RunningServer {
   shardEndpoints: { address: string; port: number }[][];
   /** The configuration in force (restart-only settings as started). */
   config(): Config;
-  /** Runs a task on one shard's worker, or on all of them (shard order). */
-  task<T>(shard: number, task: ShardTask): Promise<T>;
-  everyShard<T>(task: ShardTask): Promise<T[]>;
+  /** Runs a task on one shard's worker, or on all of them (shard order); answers typed by src/shard/tasks.ts. */
+  task: RunTask;
+  everyShard<K extends TaskKind>(task: TaskRequest<K>): Promise<TaskResult<K>[]>;
   /** The shard that may lease `port` (blocks are split between shards by number). */
   shardOfExternalPort(port: number): number;
   /** Mapping events of every shard go to `listener` while streaming is on. */
@@ -94,7 +95,16 @@ function sum(shards: ShardStats[]): Record<string, bigint> {
   return total;
 }
 
-export async function startServer(c: Config, log: Logger, onShardLost?: (shard: number, error: Error) => void): Promise<RunningServer> {
+export interface ServerOptions {
+  /**
+   * Test only: every shard takes engine time, Epoch and wall-clock time from this clock,
+   * which the test advances instead of sleeping (src/core/clock.ts). Absent: the system's.
+   */
+  testClock?: TestTime;
+}
+
+export async function startServer(c: Config, log: Logger, onShardLost?: (shard: number, error: Error) => void, options: ServerOptions = {}): Promise<RunningServer> {
+  const time = options.testClock ?? systemTime;
   const shards = workerCount(c, availableParallelism());
   const targets = announceTargets(c.announce.multicast, c.listen.addresses);
   const seed = BigInt.asUintN(64, BigInt(Date.now()) * 0x9e3779b97f4a7c15n ^ BigInt(process.pid));
@@ -108,6 +118,7 @@ export async function startServer(c: Config, log: Logger, onShardLost?: (shard: 
       config: c,
       seed: BigInt.asUintN(64, seed + BigInt(shard)),
       board: StatsBoard.allocate(),
+      testClock: options.testClock?.buffer,
     };
   });
   const boards = specs.map((spec) => new StatsBoard(spec.board));
@@ -146,7 +157,7 @@ export async function startServer(c: Config, log: Logger, onShardLost?: (shard: 
     statics = done.catch(() => undefined);
     return done;
   };
-  const resyncMirrors = () => staticChange(() => syncMirrors(<T,>(shard: number, task: ShardTask) => pool.run<T>(shard, task), shards))
+  const resyncMirrors = () => staticChange(() => syncMirrors((shard, task) => pool.run(shard, task), shards))
     .catch((e: Error) => log.error({ error: e.message }, "static mappings not mirrored on every shard"));
   const reconcile = pool.onRestarted;
   pool.onRestarted = (shard) => {
@@ -171,22 +182,26 @@ export async function startServer(c: Config, log: Logger, onShardLost?: (shard: 
     staticChange,
     async resetShard(shard) {
       const dir = c.persistence.enabled ? shardDirectory(c.persistence.directory, shard, shards) : undefined;
-      log.warn({ shard, epochBefore: boards[shard].read().epoch, dropping: dir ?? "(persistence off)" }, "epoch reset by the operator: the shard restarts empty at epoch 0 and announces it");
+      log.warn({ shard, epochBefore: boards[shard].read(time.monotonicNs()).epoch, dropping: dir ?? "(persistence off)" }, "epoch reset by the operator: the shard restarts empty at epoch 0 and announces it");
       // Removed while the shard is stopped (nothing journals there); it starts with no files.
       const epoch = await pool.resetEpoch(shard, () => dir && dropShardFiles(dir));
       log.info({ shard, epoch }, "epoch reset by the operator done");
       return epoch;
     },
     stats() {
-      const list = boards.map((b, shard): ShardStats => ({ shard, ...b.read() }));
+      const now = time.monotonicNs();
+      const list = boards.map((b, shard): ShardStats => ({ shard, ...b.read(now) }));
       return { engine: sum(list), shards: list };
     },
-    epochs: () => boards.map((b) => b.read().epoch),
+    epochs: () => {
+      const now = time.monotonicNs();
+      return boards.map((b) => b.read(now).epoch);
+    },
     dataplane: () => dataplane?.stats(),
     dataplaneStream: stream,
     async reload(next) {
       // Everything is checked before anything changes: a refused reload leaves all as it was.
-      const engine = boards.map((b) => b.read().pool).reduce((a, b) => (b.length > a.length ? b : a));
+      const engine = boards.map((b) => b.read(time.monotonicNs()).pool).reduce((a, b) => (b.length > a.length ? b : a));
       const refused = poolReloadIssues(engine, poolAddresses(next.pool.addresses), W.POOL_MAX_ADDRESSES);
       if (refused.length > 0) throw new ConfigError(refused);
       const restart = RESTART_PATHS.filter((p) => JSON.stringify(valueAt(next, p)) !== JSON.stringify(valueAt(current, p)));
@@ -199,7 +214,7 @@ export async function startServer(c: Config, log: Logger, onShardLost?: (shard: 
     },
     async stop() {
       await dataplane?.close();
-      const final = await pool.stop<ShardStats>();
+      const final = await pool.stop();
       unlock();
       log.info({ stats: Object.fromEntries(Object.entries(sum(final)).map(([k, v]) => [k, Number(v)])) }, "pcp server stopped");
     },

@@ -8,11 +8,12 @@
 import { Piscina } from "piscina";
 import type { Logger } from "pino";
 import { ErrorCodes, ShardUnavailableError } from "../errors.js";
-import type { DataplaneMessage, EventsMessage, ShardSpec, ShardStarted, ShardTask } from "./shard-worker.js";
+import type { DataplaneMessage, EventsMessage, ShardSpec, ShardStarted, ShardStats, TaskKind, TaskRequest, TaskResult } from "../shard/tasks.js";
 
 // src/server/ and dist/server/ are both two levels below the package root; piscina needs
-// the built JavaScript worker (Node 20 cannot load a .ts worker).
-const WORKER = new URL("../../dist/server/shard-worker.js", import.meta.url);
+// the built JavaScript worker (Node 20 cannot load a .ts worker). Loaded by URL, never
+// imported: the main thread knows the worker only through ../shard/tasks.ts.
+const WORKER = new URL("../../dist/shard/worker.js", import.meta.url);
 
 const RESTART_ATTEMPTS = 5;
 const RESTART_BACKOFF_MS = 200;
@@ -73,20 +74,21 @@ export class ShardPool {
     this.pool.on("error", (error: Error) => this.log.error({ error: error.message }, "engine worker failed"));
   }
 
-  /** Runs `task` on the thread of `shard`. */
-  run<T>(shard: number, task: ShardTask): Promise<T> {
+  /** Runs `task` on the thread of `shard`; the answer has the type ../shard/tasks.ts gives it. */
+  run<K extends TaskKind>(shard: number, task: TaskRequest<K>): Promise<TaskResult<K>> {
     const pinned = { ...task, [Piscina.queueOptionsSymbol]: { shard, claim: task.kind === "start" } satisfies Pinned };
-    return this.pool.run(pinned) as Promise<T>;
+    // piscina's answers are untyped; the worker's handlers are checked against the same table.
+    return this.pool.run(pinned) as Promise<TaskResult<K>>;
   }
 
   /** Runs `task` on every shard, in shard order. */
-  all<T>(task: ShardTask): Promise<T[]> {
-    return Promise.all(this.specs.map((_, shard) => this.run<T>(shard, task)));
+  all<K extends TaskKind>(task: TaskRequest<K>): Promise<TaskResult<K>[]> {
+    return Promise.all(this.specs.map((_, shard) => this.run(shard, task)));
   }
 
   /** Starts every shard; the bound ports are kept so a replacement thread rebinds them. */
   async start(): Promise<ShardStarted[]> {
-    const started = await Promise.all(this.specs.map((spec) => this.run<ShardStarted>(spec.shard, { kind: "start", spec })));
+    const started = await Promise.all(this.specs.map((spec) => this.run(spec.shard, { kind: "start", spec })));
     for (const s of started) this.specs[s.shard] = { ...this.specs[s.shard], endpoints: s.endpoints };
     this.watchdog = setInterval(() => this.checkLiveness(), WATCHDOG_INTERVAL_MS);
     return started;
@@ -124,15 +126,15 @@ export class ShardPool {
         const id = this.owner.get(shard);
         await this.replace(shard);
         while (this.owner.get(shard) === id || this.owner.get(shard) === undefined) {
-          if (this.stopping) throw new Error("server stopping");
+          if (this.stopping) throw new ShardUnavailableError(ErrorCodes.SERVER_STOPPING, shard, "server stopping");
           await new Promise((resolve) => setTimeout(resolve, RESTART_BACKOFF_MS));
         }
-        return await this.run<number>(shard, { kind: "ping" });
+        return await this.run(shard, { kind: "ping" });
       }
       this.resetting.delete(shard);
       try {
         dropState();
-        const s = await this.run<ShardStarted>(shard, { kind: "start", spec: this.specs[shard] });
+        const s = await this.run(shard, { kind: "start", spec: this.specs[shard] });
         if (this.eventsWanted) await this.run(shard, { kind: "events", on: true });
         this.onRestarted(shard);
         return s.epoch;
@@ -184,11 +186,11 @@ export class ShardPool {
   }
 
   /** Stops every running shard (sockets closed, final counters returned) and ends the threads. */
-  async stop<T>(): Promise<T[]> {
+  async stop(): Promise<ShardStats[]> {
     this.stopping = true;
     clearInterval(this.watchdog);
     const running = [...this.owner.keys()];
-    const final = await Promise.allSettled(running.map((shard) => this.run<T>(shard, { kind: "stop" })));
+    const final = await Promise.allSettled(running.map((shard) => this.run(shard, { kind: "stop" })));
     await this.pool.destroy();
     return final.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
   }
@@ -220,7 +222,7 @@ export class ShardPool {
     for (let attempt = 1; attempt <= RESTART_ATTEMPTS && !this.stopping; attempt++) {
       // A failed start (say, the dead thread's port not yet released) leaves its thread free.
       try {
-        const s = await this.run<ShardStarted>(shard, { kind: "start", spec: this.specs[shard] });
+        const s = await this.run(shard, { kind: "start", spec: this.specs[shard] });
         if (this.eventsWanted) await this.run(shard, { kind: "events", on: true });
         this.log.warn({ shard, thread: s.threadId, epoch: s.epoch, attempt }, "shard restarted");
         this.onRestarted(shard);
@@ -233,6 +235,6 @@ export class ShardPool {
     }
     if (this.stopping) return;
     this.log.fatal({ shard, error: error?.message }, "shard could not be restarted; its subscribers are not served");
-    this.onLost(shard, error ?? new Error("restart failed"));
+    this.onLost(shard, error ?? new ShardUnavailableError(ErrorCodes.SHARD_LOST, shard, "restart failed"));
   }
 }

@@ -6,7 +6,7 @@ import parsePrometheusTextFormat, { type PrometheusFamily } from "parse-promethe
 import { register as globalRegistry } from "prom-client";
 import { Metrics } from "../../src/control/metrics.js";
 import type { ServerStats } from "../../src/server/server.js";
-import type { ShardStats } from "../../src/server/shard-worker.js";
+import type { ShardStats } from "../../src/shard/tasks.js";
 import * as W from "../../src/wire.generated.js";
 
 // Written out here, not derived like the module does, so a wrong derivation fails.

@@ -67,6 +67,12 @@ describe("pcp-server command", () => {
     expect(u.code).toBe(2);
     expect(u.stderr).toContain("usage: pcp-server");
   });
+
+  it("refuses a PCPD_TEST_CLOCK that is not whole seconds (the test clock: src/core/clock.ts), exit code 2", async () => {
+    const r = await run(process.execPath, [CLI, "--listen", "127.0.0.1", "--port", "0"], { env: { ...process.env, PCPD_TEST_CLOCK: "1h" } }).catch((e) => e);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("PCPD_TEST_CLOCK");
+  });
 });
 
 describe("SIGHUP reload", () => {

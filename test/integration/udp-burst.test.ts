@@ -10,7 +10,7 @@ import { parseConfig, RECEIVE_BUFFER_DEFAULT } from "../../src/config/schema.js"
 import { startServer } from "../../src/server/server.js";
 import { DEFAULT_ENGINE_CONFIG, PacketEngine } from "../../src/engine/packet-engine.js";
 import { UdpListener, type ReceiveBuffer } from "../../src/io/udp-listener.js";
-import { MonotonicClock } from "../../src/server/clock.js";
+import { MonotonicClock } from "../../src/core/clock.js";
 import { mapRequest, nonceOf } from "../helpers/packets.js";
 import { burst } from "../helpers/udp.js";
 

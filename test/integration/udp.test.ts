@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
 import { decodeRecords, DEFAULT_ENGINE_CONFIG, PacketEngine } from "../../src/engine/packet-engine.js";
 import { UdpListener } from "../../src/io/udp-listener.js";
-import { MonotonicClock } from "../../src/server/clock.js";
+import { MonotonicClock } from "../../src/core/clock.js";
 import { announceRequest, assigned, mapRequest } from "../helpers/packets.js";
 import { exchange as udpExchange } from "../helpers/udp.js";
 

@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { pino } from "pino";
 import * as W from "../../src/wire.generated.js";
-import { RateLimiter } from "../../src/server/rate-limit.js";
+import { RateLimiter } from "../../src/core/rate-limit.js";
 import { parseConfig } from "../../src/config/schema.js";
 import { startServer, type RunningServer } from "../../src/server/server.js";
 import type { CodecStats } from "../../src/engine/packet-engine.js";

@@ -24,7 +24,7 @@ export function mappingMethods({ server }: MethodContext): MappingMethods {
       let { shard, record } = decodeCursor(p.cursor, shards);
       const out: Mapping[] = [];
       // One bounded scan per task; a page may come back short with a cursor to go on from.
-      const page = await server.task<{ records: MappingRecords; next: number }>(shard, { kind: "list", from: record, limit: p.limit, select: p.filter });
+      const page = await server.task(shard, { kind: "list", from: record, limit: p.limit, select: p.filter });
       out.push(...toMappings(shard, page.records));
       record = page.next;
       if (record === 0) {
@@ -34,7 +34,7 @@ export function mappingMethods({ server }: MethodContext): MappingMethods {
       return { mappings: out, next: shard < shards ? encodeCursor(shard, record) : null };
     },
     "mappings.get": async (p) => {
-      const found = await everyShard<MappingRecords>(
+      const found = await everyShard(
         "externalAddress" in p
           ? { kind: "lookupExternal", externalAddress: p.externalAddress, protocol: p.protocol, externalPort: p.externalPort }
           : { kind: "lookup", internalAddress: p.internalAddress, protocol: p.protocol, internalPort: p.internalPort, family: p.family ?? (isIPv6(p.internalAddress) ? 6 : 4), thirdPartyId: p.thirdPartyId },
@@ -46,10 +46,10 @@ export function mappingMethods({ server }: MethodContext): MappingMethods {
       // The shard owning the port's block holds the static; every other shard a mirror, so
       // the subscriber is answered from it whichever listen address it sends to.
       const shard = server.shardOfExternalPort(p.externalPort);
-      const r = await server.task<{ result: number; mapping: MappingRecords | null }>(shard, { kind: "addStatic", ...p });
+      const r = await server.task<"addStatic">(shard, { kind: "addStatic", ...p });
       const mapping = r.mapping ? toMappings(shard, r.mapping)[0] : undefined;
       if (r.result !== W.RESULT_SUCCESS || !mapping) throw refused(r.result);
-      const mirrored = await Promise.all(Array.from({ length: shards }, (_, s) => (s === shard ? W.RESULT_SUCCESS : server.task<number>(s, { kind: "addMirror", ...p }))));
+      const mirrored = await Promise.all(Array.from({ length: shards }, (_, s) => (s === shard ? W.RESULT_SUCCESS : server.task<"addMirror">(s, { kind: "addMirror", ...p }))));
       const refusedBy = mirrored.findIndex((result) => result !== W.RESULT_SUCCESS);
       if (refusedBy >= 0) {
         // A live mapping of the endpoint on another shard refuses it, as one on the owner
@@ -60,16 +60,16 @@ export function mappingMethods({ server }: MethodContext): MappingMethods {
       return { mapping };
     }),
     "mappings.removeStatic": (p) => server.staticChange(async () => {
-      const results = await everyShard<number>({ kind: "removeStatic", internalAddress: p.internalAddress, protocol: p.protocol, internalPort: p.internalPort, family: p.family ?? 4 });
+      const results = await everyShard({ kind: "removeStatic", internalAddress: p.internalAddress, protocol: p.protocol, internalPort: p.internalPort, family: p.family ?? 4 });
       if (!results.includes(W.RESULT_SUCCESS)) throw new RpcError(RpcErrors.REFUSED, "no static mapping of that endpoint", { result: W.RESULT_NOT_AUTHORIZED });
       return { removed: true as const };
     }),
     "subscribers.usage": async (p) => {
-      const usage = await everyShard<{ mappings: number; blocks: number }>({ kind: "subscriberUsage", internalAddress: p.internalAddress, thirdPartyId: p.thirdPartyId });
+      const usage = await everyShard({ kind: "subscriberUsage", internalAddress: p.internalAddress, thirdPartyId: p.thirdPartyId });
       return { shards: usage.map((u, shard) => ({ shard, ...u })) };
     },
     "subscribers.deleteMappings": (p) => server.staticChange(async () => {
-      const counts = await everyShard<number>({ kind: "deleteSubscriber", internalAddress: p.internalAddress, thirdPartyId: p.thirdPartyId });
+      const counts = await everyShard({ kind: "deleteSubscriber", internalAddress: p.internalAddress, thirdPartyId: p.thirdPartyId });
       return { deleted: counts.reduce((a, b) => a + b, 0) };
     }),
   };

@@ -1,7 +1,7 @@
 // Methods about the server as a whole: identity, health, counters and rates, Epochs, the
 // configuration. Counters, Epochs and health come from the shards' shared-memory boards:
 // none of these reaches the packet path except epoch.reset and config.reload.
-import type { ShardStats } from "../../server/shard-worker.js";
+import type { ShardStats } from "../../shard/tasks.js";
 import { ConfigError, RpcError } from "../../errors.js";
 import { DROP_REASON_LABELS, NATPMP_RESULT_LABELS, PCP_RESULT_LABELS } from "../metrics.js";
 import { PROTOCOL, RpcErrors } from "../protocol.js";

@@ -1,6 +1,6 @@
 // Epoch Time (checklist §3.11): seconds from a monotonic source.
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { MonotonicClock } from "../../src/server/clock.js";
+import { MonotonicClock, TestTime, testClockFromEnv, timeFrom, systemTime, wallSeconds } from "../../src/core/clock.js";
 
 afterEach(() => vi.useRealTimers());
 
@@ -53,4 +53,38 @@ it("item 126: the reset Epoch counts whole seconds from the moment of the reset"
   expect(clock.epoch()).toBe(0);
   ns += 100_000_000n;
   expect(clock.epoch()).toBe(1);
+});
+
+describe("the test clock (tests only: PCPD_TEST_CLOCK, startServer's testClock)", () => {
+  it("moves engine time, Epoch and wall-clock time forward together, for every holder of its buffer", () => {
+    const time = new TestTime();
+    const other = timeFrom(time.buffer); // as a worker wraps the cell it was sent
+    const clock = new MonotonicClock(0, () => other.monotonicNs());
+    const wall = wallSeconds(other);
+    time.advance(3600);
+    expect(clock.seconds()).toBeGreaterThanOrEqual(3600);
+    expect(clock.seconds()).toBeLessThanOrEqual(3601);
+    expect(clock.epoch()).toBe(clock.seconds());
+    expect(wallSeconds(other) - wall).toBeGreaterThanOrEqual(3600);
+    expect(wallSeconds(other) - wall).toBeLessThanOrEqual(3601);
+    expect(time.aheadSeconds).toBe(3600);
+  });
+
+  it("only moves forward", () => {
+    const time = new TestTime(TestTime.allocate(5));
+    expect(() => time.advance(-1)).toThrow(RangeError);
+    expect(() => time.advance(Number.NaN)).toThrow(RangeError);
+    expect(time.aheadSeconds).toBe(5);
+  });
+
+  it("is off unless PCPD_TEST_CLOCK is set; its value is how far ahead it starts; anything else is refused", () => {
+    expect(testClockFromEnv(undefined)).toBeUndefined();
+    expect(testClockFromEnv("")).toBeUndefined();
+    expect(timeFrom(undefined)).toBe(systemTime);
+    expect(testClockFromEnv("0")?.aheadSeconds).toBe(0);
+    const ahead = testClockFromEnv("7200")!;
+    expect(ahead.aheadSeconds).toBe(7200);
+    expect(wallSeconds(ahead) - wallSeconds()).toBeGreaterThanOrEqual(7199);
+    for (const bad of ["1.5", "-3", "yes", "1e3", " 1"]) expect(() => testClockFromEnv(bad), bad).toThrow(/PCPD_TEST_CLOCK/);
+  });
 });

@@ -4,8 +4,8 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import type { NetworkInterfaceInfo } from "node:os";
 import * as W from "../../src/wire.generated.js";
 import { PacketEngine } from "../../src/engine/packet-engine.js";
-import { Announcer, announceGaps, announceTargets } from "../../src/server/announce.js";
-import { sendRepeatedly } from "../../src/server/repeat.js";
+import { Announcer, announceGaps, announceTargets } from "../../src/shard/announce.js";
+import { sendRepeatedly } from "../../src/shard/repeat.js";
 
 afterEach(() => vi.useRealTimers());
 

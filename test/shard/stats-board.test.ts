@@ -5,7 +5,7 @@ import { Worker } from "node:worker_threads";
 import { describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
 import { DEFAULT_ENGINE_CONFIG, PacketEngine } from "../../src/engine/packet-engine.js";
-import { StatsBoard } from "../../src/server/stats-board.js";
+import { StatsBoard } from "../../src/shard/stats-board.js";
 import { mapRequest, serveOne } from "../helpers/packets.js";
 
 const SECOND = 1_000_000_000n;

@@ -2,7 +2,7 @@
 // (each timed from when the previous copy left), the current Epoch in each, none after a cancel.
 import { afterEach, describe, expect, it, vi } from "vitest";
 import * as W from "../../src/wire.generated.js";
-import { MappingUpdater } from "../../src/server/mapping-update.js";
+import { MappingUpdater } from "../../src/shard/mapping-update.js";
 
 afterEach(() => vi.useRealTimers());
 

@@ -8,10 +8,11 @@ import { ErrorCodes, PcpdError } from "../errors.js";
 import { readCodecStats, readEngineStats, type CodecStats, type PoolAddress } from "../engine/packet-engine.js";
 import { formatAddress16, toAddress16 } from "../net/address.js";
 import type { PersistenceStatus } from "../persist/store.js";
+import { systemTime } from "../core/clock.js";
 
 const SEQ = 0; // i32 index
 const WRITER = 4; // i32, threadId of the worker that writes the board
-const EPOCH_ORIGIN = 8; // i64, hrtime ns when the Epoch last counted from EPOCH_BASE
+const EPOCH_ORIGIN = 8; // i64, monotonic ns (the shard's time source) when the Epoch last counted from EPOCH_BASE
 const EPOCH_BASE = 16; // i64
 const POOL_COUNT = 24; // u32
 const POOL_SEQ = 28; // u32, bumped at every pool copy (readers keep the decoded pool until it moves)
@@ -32,7 +33,7 @@ const READ_ATTEMPTS = 100;
 export interface EpochState {
   /** Epoch value at `origin`. */
   base: number;
-  /** process.hrtime.bigint() when the Epoch last started counting from `base`. */
+  /** The shard's monotonic ns (src/core/clock.ts TimeSource) when the Epoch last started counting from `base`. */
   origin: bigint;
 }
 
@@ -118,8 +119,8 @@ export class StatsBoard {
     });
   }
 
-  /** A consistent copy of the board; `now` is process.hrtime.bigint() (the Epoch counts from it). */
-  read(now: bigint = process.hrtime.bigint()): BoardSnapshot {
+  /** A consistent copy of the board; `now` is monotonic ns from the shard's time source (the Epoch counts from it). */
+  read(now: bigint = systemTime.monotonicNs()): BoardSnapshot {
     let head = this.lastHead; // a writer that never lets a copy through (died mid-copy): the last good one
     let persist = this.lastPersist;
     for (let attempt = 0; attempt < READ_ATTEMPTS; attempt++) {

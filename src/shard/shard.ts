@@ -1,0 +1,354 @@
+// One shard, as run on its engine worker (./worker.ts): a packet engine holding the
+// mappings of the subscribers that talk to this worker's listen addresses and a slice of
+// every pool address's port blocks, the UDP sockets of those addresses (so a datagram is
+// read, served and answered on one thread: DESIGN.md §3, the fastest layout measured), its
+// store, its dataplane feed, its announcer and its Mapping Update sender. Its Epoch starts
+// at 0 when the shard starts: a replacement worker's shard begins empty, so the reset is
+// the truth, and it is announced (RFC 6887 §8.5, §14.1.3) — unless its files restored the
+// state, and the Epoch continues.
+import { threadId } from "node:worker_threads";
+import { isIPv6 } from "node:net";
+import { pino, type Logger } from "pino";
+import { decodeRecords, PacketEngine, recordKinds, type MappingRecords } from "../engine/packet-engine.js";
+import { UdpListener } from "../io/udp-listener.js";
+import { poolAddresses, type Config } from "../config/schema.js";
+import { MonotonicClock, timeFrom, wallSeconds, type TimeSource } from "../core/clock.js";
+import { ShardStore, type RestoreReport } from "../persist/store.js";
+import { classifier, codecConfig, engineConfig, limiterFor } from "../server/policy.js";
+import * as W from "../wire.generated.js";
+import { Announcer } from "./announce.js";
+import { DataplaneFeed } from "./dataplane-feed.js";
+import { MappingUpdater } from "./mapping-update.js";
+import { StatsBoard } from "./stats-board.js";
+import type { DataplaneMessage, EventsMessage, MappingSelector, ShardSpec, ShardStarted, ShardStats, ShardTasks, TaskRequest, TaskResult } from "./tasks.js";
+
+/** Mappings moved per event-loop turn while renumbering, so requests keep being served. */
+const REHOME_CHUNK = 2000;
+
+/** Record ids read per exportTable task (dataplane reconciliation): bounds the time it holds the packet path. */
+const EXPORT_SCAN = 20_000;
+
+/** Records visited per listing task: bounds the time a listing holds the packet path (~ms). */
+const LIST_SCAN = 50_000;
+
+/** Pool gauges (free blocks per address) are copied to the board this often, and after every task. */
+const POOL_PUBLISH_MS = 1000;
+
+/** Tasks a running shard serves (start and stop are the worker entry's). */
+export type ServedKind = Exclude<keyof ShardTasks, "start" | "stop">;
+type Handlers = { [K in ServedKind]: (task: TaskRequest<K>, now: number) => TaskResult<K> };
+
+/** Tasks after which the board is copied again (the others only read). */
+const CHANGES_STATE = new Set<ServedKind>(["reload", "addStatic", "removeStatic", "addMirror", "setMirrors", "deleteSubscriber"]);
+
+/** Hands a message to the main thread (the worker's parentPort), transferring the listed buffers. */
+export type Post = (m: EventsMessage | DataplaneMessage, transfer?: ArrayBuffer[]) => void;
+
+export class Shard {
+  spec: ShardSpec;
+  readonly log: Logger;
+  readonly engine: PacketEngine;
+  readonly clock: MonotonicClock;
+  private readonly time: TimeSource;
+  private readonly board: StatsBoard;
+  /** Wall-clock seconds at engine time 0 (persisted records carry wall-clock times). */
+  private readonly wallOffset: number;
+  private readonly announcer: Announcer;
+  private readonly updater: MappingUpdater;
+  // Set by open(): the store is restored before the listener exists (its replies may wait for the disk).
+  private listener!: UdpListener;
+  /** Durable state (persistence.enabled). */
+  private store?: ShardStore;
+  private dataplane?: DataplaneFeed;
+  private eventsOn = false;
+  /** Pool entries the main thread has been told about (with the events). */
+  private poolPosted = 0;
+  private poolTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
+
+  /** Restores the shard's state, binds its sockets and starts serving. */
+  static async start(spec: ShardSpec, post: Post): Promise<{ shard: Shard; started: ShardStarted }> {
+    const shard = new Shard(spec, post);
+    const started = await shard.open();
+    return { shard, started };
+  }
+
+  private constructor(spec: ShardSpec, private readonly post: Post) {
+    this.spec = spec;
+    const { config } = spec;
+    this.log = pino({ level: config.log.level, base: { service: "pcp-server", shard: spec.shard, thread: threadId } });
+    this.time = timeFrom(spec.testClock);
+    const clock = (this.clock = new MonotonicClock(0, () => this.time.monotonicNs()));
+    const engine = (this.engine = new PacketEngine("release", codecConfig(config)));
+    engine.initEngine(engineConfig(config, spec.seed, spec.shard, spec.shards), clock.seconds());
+    this.board = new StatsBoard(spec.board);
+    this.wallOffset = wallSeconds(this.time) - clock.seconds();
+    engine.setRefreshCoalescing(!config.persistence.enabled || config.persistence.refreshes === "coalesced");
+    engine.setCheckpointPolicy(config.persistence.enabled, config.persistence.checkpointsPerSubscriber);
+    this.announcer = new Announcer({
+      targets: spec.announce,
+      count: config.announce.count,
+      firstGapMs: config.announce.firstGapMs,
+      messages: (ipv6) => {
+        const epoch = clock.epoch();
+        const out = [engine.announce(epoch)];
+        const natPmpAddress = engine.poolUsage().find((p) => !p.retired && !isIPv6(p.address))?.address;
+        if (!ipv6 && natPmpAddress && this.spec.config.natPmp === "enabled") out.push(engine.announceNatPmp(epoch, natPmpAddress));
+        return out;
+      },
+      send: (target, payload, port, sent) => {
+        const socket = this.listener.socket(target.source);
+        if (!socket) return false;
+        if (!isIPv6(target.source)) socket.setMulticastInterface(target.source);
+        socket.send(payload, port, target.group, (error) => {
+          if (error) this.log.warn({ error: error.message, group: target.group, interface: target.interface }, "announce not sent");
+          sent();
+        });
+        return true;
+      },
+    });
+    this.updater = new MappingUpdater((m, sent) => {
+      const socket = this.listener.socket(this.spec.endpoints.find((e) => isIPv6(e.address) === isIPv6(m.address))?.address ?? "");
+      socket?.send(m.payload, m.port, m.address, (error) => {
+        if (error) this.log.warn({ error: error.message, address: m.address, port: m.port }, "mapping update not sent");
+        sent();
+      });
+      return socket !== undefined;
+    }, () => clock.epoch());
+  }
+
+  private async open(): Promise<ShardStarted> {
+    const { spec, engine, clock, log } = this;
+    const { config } = spec;
+    const restored = await this.restoreState();
+    const store = this.store;
+    if (config.dataplane.backend !== "none") {
+      this.dataplane = new DataplaneFeed(spec.shard, config.dataplane.batchMs, this.post);
+      engine.setDataplaneDown(true); // until the main thread has programmed it
+    }
+    this.listener = new UdpListener({
+      endpoints: spec.endpoints,
+      engine,
+      clock,
+      classify: classifier(config),
+      limiter: limiterFor(config, spec.shards),
+      receiveBuffer: config.listen.receiveBuffer,
+      onReceiveBuffer: (r) =>
+        r.capped ? log.warn(r, "receive buffer capped by net.core.rmem_max: raise it (sysctl) to at least listen.receiveBuffer") : log.info(r, "receive buffer"),
+      onEvents: (events) => this.onEvents(events),
+      // Copied only while a Mapping Update waits for a refresh, or for debug logs (the
+      // journal reads them in place, in afterBatch).
+      wantsEvents: () => this.eventsOn || this.updater.size > 0 || log.isLevelEnabled("debug"),
+      afterBatch: () => this.afterBatch(),
+      durable: store ? () => store.commitNow() : undefined,
+    });
+    try {
+      await this.listener.start();
+    } catch (e) {
+      await this.listener.stop(); // sockets bound before the failure
+      this.dataplane?.stop();
+      await store?.close();
+      throw e;
+    }
+    const endpoints = this.listener.boundAddresses();
+    this.spec = { ...spec, endpoints };
+    this.board.claim(threadId, engine.statsBytes(), clock.epochState(), engine.poolUsage());
+    if (store) this.board.publishPersistence(store.status());
+    let eventsLost = engine.engineStats().eventsLost;
+    this.poolTimer = setInterval(() => {
+      this.board.publishPool(engine.poolUsage());
+      if (!store) return;
+      this.board.publishPersistence(store.status());
+      const lost = engine.engineStats().eventsLost;
+      if (lost !== eventsLost) {
+        // Changes that left no event reached no journal either: a snapshot catches up.
+        log.warn({ eventsLost: Number(lost - eventsLost) }, "event ring overflowed: journal incomplete until the next snapshot");
+        eventsLost = lost;
+        store.requestSnapshot = true;
+      }
+      if (store.snapshotDue()) void store.snapshot(engine, this.wallOffset);
+    }, POOL_PUBLISH_MS);
+    this.poolTimer.unref();
+    const continued = restored !== undefined && restored.epoch > 0;
+    if (!continued) this.announcer.start(); // a continued Epoch has nothing to announce
+    log.info({ listen: endpoints, epoch: clock.epoch(), announce: spec.announce.map((t) => `${t.source}→${t.group}`) }, continued ? "shard serving (epoch continued)" : "shard serving (epoch reset)");
+    return { shard: spec.shard, threadId, endpoints, epoch: clock.epoch() };
+  }
+
+  /** The shard's files read back into the engine (Epoch continued when intact); the store then journals. */
+  private async restoreState(): Promise<RestoreReport | undefined> {
+    const { spec, engine, clock, log, wallOffset } = this;
+    const { persistence } = spec.config;
+    if (!persistence.enabled) return undefined;
+    const store = new ShardStore({ ...persistence, shard: spec.shard, shards: spec.shards, time: this.time }, () => clock.epoch(), log);
+    const t0 = performance.now();
+    const restored = await store.restore(engine, wallOffset, clock.seconds());
+    if (restored.epoch > 0) clock.continueEpoch(restored.epoch);
+    const summary = { dir: store.dir, files: restored.files.length, mappings: restored.mappings, held: restored.held, dropped: restored.dropped, damage: restored.damage, fallback: restored.fallback, gapBytes: restored.gapBytes, epoch: clock.epoch(), ms: Math.round(performance.now() - t0) };
+    if (restored.stateLost) log.error(summary, "state restored with losses: epoch reset");
+    else log.info(summary, "state restored");
+    // Journals replayed or damage found: a fresh snapshot replaces them.
+    if (restored.bytes > 0 || restored.damage.length > 0 || restored.fallback) store.requestSnapshot = true;
+    store.start({ engine, wallOffset });
+    this.store = store;
+    return restored;
+  }
+
+  /** Portable records of changes, to the journal and the dataplane. */
+  private record(parts: Uint8Array[]): void {
+    this.store?.append(parts);
+    this.dataplane?.push(parts);
+  }
+
+  /** After every batch (before its replies leave) and engine work outside one: counters out, changes to the journal and the dataplane. */
+  private afterBatch(): void {
+    this.board.publish(this.engine.statsBytes(), this.clock.epochState());
+    if (this.store || this.dataplane) this.record(this.engine.persistPending(this.wallOffset));
+  }
+
+  /** Mapping Update cancels (unless told not to), debug log and the event stream, for a batch of events. */
+  private onEvents(events: MappingRecords, cancelUpdates = true): void {
+    const { engine, log } = this;
+    if (cancelUpdates) for (const e of recordKinds(events)) {
+      // A refresh (or the end) of a re-homed mapping stops its Mapping Update copies.
+      if (e.kind === W.EVENT_REFRESH || e.kind === W.EVENT_DELETE || e.kind === W.EVENT_EXPIRE) this.updater.cancel(e.mapping);
+    }
+    if (log.isLevelEnabled("debug")) for (const e of decodeRecords(events, engine.poolList())) log.debug({ event: e }, "mapping event");
+    if (!this.eventsOn) return;
+    const pool = engine.poolList();
+    if (pool.length !== this.poolPosted) {
+      events.pool = pool;
+      this.poolPosted = pool.length;
+    }
+    this.post({ pcpdEvents: true, shard: this.spec.shard, events } satisfies EventsMessage);
+  }
+
+  private publishAll(): void {
+    this.board.publish(this.engine.statsBytes(), this.clock.epochState());
+    this.board.publishPool(this.engine.poolUsage());
+    if (this.store) this.board.publishPersistence(this.store.status());
+  }
+
+  /** Serves one task; a task that changed state has its counters, journal records and events out before it answers. */
+  run<K extends ServedKind>(task: TaskRequest<K>): TaskResult<K> {
+    const handler: (task: TaskRequest<K>, now: number) => TaskResult<K> = this.handlers[task.kind];
+    const result = handler(task, this.clock.seconds());
+    if (!this.stopped && CHANGES_STATE.has(task.kind)) {
+      this.listener.settle();
+      this.board.publishPool(this.engine.poolUsage());
+    }
+    return result;
+  }
+
+  /** Sockets closed, timers stopped, the store flushed and closed: the final counters. */
+  async stop(): Promise<ShardStats> {
+    this.stopped = true;
+    clearInterval(this.poolTimer);
+    this.announcer.stop();
+    this.updater.stop();
+    await this.listener.stop();
+    this.listener.settle();
+    this.dataplane?.stop();
+    await this.store?.close();
+    this.publishAll();
+    const { engine } = this;
+    return { shard: this.spec.shard, threadId, epoch: this.clock.epoch(), engine: engine.engineStats(), codec: engine.stats(), pool: engine.poolUsage(), persistence: this.store?.status() };
+  }
+
+  private readonly handlers: Handlers = {
+    reload: ({ config }) => {
+      this.engine.configure(codecConfig(config));
+      this.engine.setPolicy(engineConfig(config, 0n));
+      this.listener.setPolicy({ classify: classifier(config), limiter: limiterFor(config, this.spec.shards) });
+      this.log.level = config.log.level;
+      this.applyPool(config);
+      // Changed NAT64 prefixes: clients are told to ask again [RFC 7225 §4.2].
+      if (JSON.stringify(config.pcp.prefix64) !== JSON.stringify(this.spec.config.pcp.prefix64)) this.announcer.start();
+      this.spec = { ...this.spec, config };
+      return true;
+    },
+    ping: () => this.clock.epoch(),
+    lookup: (t, now) => this.engine.lookupRecords(t.internalAddress, t.protocol, t.internalPort, t.family, now, t.thirdPartyId),
+    lookupExternal: (t, now) => this.engine.lookupExternalRecords(t.externalAddress, t.protocol, t.externalPort, now),
+    list: (t, now) => this.list(t.from, t.limit, t.select, now),
+    addStatic: (t, now) => {
+      const result = this.engine.addStatic(t.internalAddress, t.protocol, t.internalPort, t.externalAddress, t.externalPort);
+      const family = isIPv6(t.externalAddress) ? 6 : 4;
+      return { result, mapping: result === W.RESULT_SUCCESS ? this.engine.lookupRecords(t.internalAddress, t.protocol, t.internalPort, family, now) : null };
+    },
+    removeStatic: (t) => this.engine.removeStatic(t.internalAddress, t.protocol, t.internalPort, t.family, t.hold ?? true),
+    addMirror: (t) => this.engine.addMirror(t.internalAddress, t.protocol, t.internalPort, t.externalAddress, t.externalPort),
+    setMirrors: ({ statics }) => {
+      // Laid down again from the owners' records: a dynamic mapping of such an endpoint ends.
+      this.engine.clearMirrors();
+      let laid = 0;
+      for (const m of statics) {
+        const result = this.engine.addMirror(m.internalAddress, m.protocol, m.internalPort, m.externalAddress, m.externalPort, true);
+        if (result === W.RESULT_SUCCESS) laid++;
+        else this.log.warn({ static: m, result }, "static mapping of another shard not mirrored here");
+      }
+      return laid;
+    },
+    subscriberUsage: (t) => this.engine.subscriberUsage(t.internalAddress, t.thirdPartyId),
+    deleteSubscriber: (t) => this.engine.deleteSubscriber(t.internalAddress, t.thirdPartyId),
+    events: ({ on }) => (this.eventsOn = on),
+    exportTable: ({ from }) => this.engine.persistTable(from, EXPORT_SCAN, this.wallOffset),
+    dataplane: ({ down }) => {
+      this.engine.setDataplaneDown(down);
+      this.log.warn({ down }, down ? "dataplane down: requests get NETWORK_FAILURE" : "dataplane programmed: serving");
+      return down;
+    },
+    mappingUpdates: () => ({ pending: this.updater.size }),
+  };
+
+  /** A listing page: records selected inside the engine, in bounded scans. */
+  private list(from: number, limit: number, select: MappingSelector, now: number): { records: MappingRecords; next: number } {
+    const { externalAddress, ...rest } = select;
+    const pool = externalAddress === undefined ? undefined : this.engine.poolList().indexOf(externalAddress);
+    if (pool === -1) return { records: { bytes: new Uint8Array(0), now }, next: 0 }; // not a pool address: nothing maps there
+    return this.engine.listRecords(from, limit, LIST_SCAN, { ...rest, pool }, now);
+  }
+
+  /**
+   * Applies a changed external pool: new addresses join at once; removed ones are retired,
+   * their mappings re-homed in chunks (the socket keeps being served in between) with
+   * Mapping Update messages to their clients. The Epoch resets, as it must when external
+   * addresses change [RFC 6887 §8.5], and the reset is announced (with NAT-PMP's address).
+   */
+  private applyPool(next: Config): void {
+    const { engine, clock, log } = this;
+    const before = new Set(poolAddresses(this.spec.config.pool.addresses));
+    const after = poolAddresses(next.pool.addresses);
+    for (const a of after) {
+      if (!before.has(a) && !engine.addPoolAddress(a)) log.error({ address: a }, "pool address not added: the pool holds 256 addresses (retired ones included until restart)");
+    }
+    const removed = [...before].filter((a) => !after.includes(a));
+    if (removed.length === 0) return;
+    let moving = 0;
+    for (const a of removed) moving += engine.retirePoolAddress(a, clock.seconds());
+    clock.resetEpoch();
+    this.announcer.start();
+    log.warn({ removed, moving, epoch: clock.epoch() }, "pool addresses retired: re-homing their mappings, epoch reset");
+    let moved = 0;
+    let told = 0;
+    const step = () => {
+      if (this.stopped) return;
+      const { updates, done } = engine.rehome(clock.seconds(), clock.epoch(), REHOME_CHUNK);
+      for (const u of updates) {
+        this.updater.schedule(u.mapping, u.messages);
+        told += u.messages.length > 0 ? 1 : 0;
+        this.record([engine.persistGone(u.from.pool, u.from.protocol, u.from.port)]); // the key it left
+      }
+      this.record(engine.persistPending(this.wallOffset));
+      moved += updates.length;
+      // This chunk's own moves and ends: they cancel no update (a PREFER_FAILURE mapping
+      // ends here and its CANNOT_PROVIDE_EXTERNAL update must still go).
+      const events = engine.drainRecords();
+      if (events.bytes.length > 0) this.onEvents(events, false);
+      this.publishAll();
+      if (done) log.info({ removed, handled: moved, told }, "re-homing done");
+      else setImmediate(step);
+    };
+    step();
+  }
+}

@@ -1,0 +1,132 @@
+// What the main thread asks of a shard's worker, and what it answers: one table, task name
+// → parameters → result. The main thread (src/server/shard-pool.ts, server.ts, the
+// control handlers) imports this module, never the worker entry (./worker.ts), so it
+// loads no worker code; the worker's handlers (./shard.ts) are checked against the same
+// table, so an answer's type is known at both ends and no caller casts.
+import type { Config } from "../config/schema.js";
+import type { MappingEvent, MappingRecords } from "../engine/packet-engine.js";
+import type { Endpoint } from "../io/udp-listener.js";
+import * as W from "../wire.generated.js";
+import type { AnnounceTarget } from "./announce.js";
+import type { BoardSnapshot } from "./stats-board.js";
+
+export interface ShardSpec {
+  shard: number;
+  shards: number;
+  endpoints: Endpoint[];
+  announce: AnnounceTarget[];
+  config: Config;
+  seed: bigint;
+  /** The shard's counters for the main thread (./stats-board.ts); kept across restarts. */
+  board: SharedArrayBuffer;
+  /** The test clock's offset cell (src/core/clock.ts TestTime); absent: the system's clocks. */
+  testClock?: SharedArrayBuffer;
+}
+
+/** Which mappings a listing or an event subscription wants (every field optional). */
+export interface MappingSelector {
+  internalAddress?: string;
+  externalAddress?: string;
+  protocol?: number;
+  kind?: "dynamic" | "static" | "held";
+}
+
+/** A static mapping as another shard mirrors it (src/server/static-mirrors.ts). */
+export interface StaticEntry {
+  internalAddress: string;
+  protocol: number;
+  internalPort: number;
+  externalAddress: string;
+  externalPort: number;
+}
+
+export interface ShardStarted {
+  shard: number;
+  threadId: number;
+  endpoints: Endpoint[];
+  epoch: number;
+}
+
+/** A shard's counters: what its board holds (read without a task), or the stop task's final copy. */
+export interface ShardStats extends BoardSnapshot {
+  shard: number;
+}
+
+interface Endpoint4or6 {
+  internalAddress: string;
+  protocol: number;
+  internalPort: number;
+  family: 4 | 6;
+}
+
+/** Task name → its parameters (besides `kind`) and its result. */
+export interface ShardTasks {
+  /** Starts the shard on this thread (restores its files, binds its sockets). */
+  start: { params: { spec: ShardSpec }; result: ShardStarted };
+  /** New configuration: what can change without a restart (src/server/server.ts reload). */
+  reload: { params: { config: Config }; result: true };
+  /** The watchdog's liveness probe: the shard's Epoch. */
+  ping: { params: object; result: number };
+  /** Stops the shard (sockets closed, store flushed): its final counters. */
+  stop: { params: object; result: ShardStats };
+  lookup: { params: Endpoint4or6 & { thirdPartyId?: string }; result: MappingRecords };
+  lookupExternal: { params: { externalAddress: string; protocol: number; externalPort: number }; result: MappingRecords };
+  /** A listing page (LIST_SCAN records visited at most); `next` 0 when done. */
+  list: { params: { from: number; limit: number; select: MappingSelector }; result: { records: MappingRecords; next: number } };
+  /** A PCP result code, and the new mapping's records on success. */
+  addStatic: { params: StaticEntry; result: { result: number; mapping: MappingRecords | null } };
+  /** A PCP result code. */
+  removeStatic: { params: Endpoint4or6 & { hold?: boolean }; result: number };
+  /** A PCP result code. */
+  addMirror: { params: StaticEntry; result: number };
+  /** Replaces the mirrors: how many were laid down. */
+  setMirrors: { params: { statics: StaticEntry[] }; result: number };
+  subscriberUsage: { params: { internalAddress: string; thirdPartyId?: string }; result: { mappings: number; blocks: number } };
+  /** Mappings deleted. */
+  deleteSubscriber: { params: { internalAddress: string; thirdPartyId?: string }; result: number };
+  /** Streams mapping events to the main thread (EventsMessage) while on. */
+  events: { params: { on: boolean }; result: boolean };
+  /** Portable records of the whole table in pages (dataplane reconciliation). */
+  exportTable: { params: { from: number }; result: { bytes: Uint8Array; next: number } };
+  /** Whether requests get NETWORK_FAILURE because the dataplane is not programmed. */
+  dataplane: { params: { down: boolean }; result: boolean };
+  /** Mapping Update schedules still running (a refresh or the last copy ends one) [RFC 6887 §14.2]. */
+  mappingUpdates: { params: object; result: { pending: number } };
+}
+
+export type TaskKind = keyof ShardTasks;
+/** One task as posted to the worker: its name and its parameters. */
+export type TaskRequest<K extends TaskKind> = { kind: K } & ShardTasks[K]["params"];
+export type TaskResult<K extends TaskKind> = ShardTasks[K]["result"];
+/** Any task (what the worker entry receives). */
+export type ShardTask = { [K in TaskKind]: TaskRequest<K> }[TaskKind];
+/** Runs a task on one shard's worker, typed by its name. */
+export type RunTask = <K extends TaskKind>(shard: number, task: TaskRequest<K>) => Promise<TaskResult<K>>;
+
+/**
+ * Posted on the worker's parentPort while events are on (piscina re-emits it as the pool's
+ * "message"). The pool names ride along when they changed since the shard's last message.
+ */
+export interface EventsMessage {
+  pcpdEvents: true;
+  shard: number;
+  events: MappingRecords;
+}
+
+/** Posted every dataplane.batchMs while a dataplane is configured: the portable records of every change. */
+export interface DataplaneMessage {
+  pcpdDataplane: true;
+  shard: number;
+  bytes: Uint8Array;
+}
+
+export function mappingKind(flags: number): "dynamic" | "static" | "held" {
+  return flags & W.MAPF_STATIC ? "static" : flags & W.MAPF_HELD ? "held" : "dynamic";
+}
+
+export function selects(s: MappingSelector, m: MappingEvent): boolean {
+  return (s.internalAddress === undefined || s.internalAddress === m.internalAddress) &&
+    (s.externalAddress === undefined || s.externalAddress === m.externalAddress) &&
+    (s.protocol === undefined || s.protocol === m.protocol) &&
+    (s.kind === undefined || s.kind === mappingKind(m.flags));
+}
