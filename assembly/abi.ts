@@ -202,3 +202,69 @@ export const LISTSEL_KIND: u32 = 8; // LISTKIND_*
 export const LISTKIND_DYNAMIC: u32 = 0;
 export const LISTKIND_STATIC: u32 = 1;
 export const LISTKIND_HELD: u32 = 2;
+
+// ---- Region table (regions() returns its address): u32 base of each fixed region ----
+// Regions fixed at compile time; the event ring and the persistence buffer are allocated
+// later, so the commands that use them return their base (CMD_EVENTS, CMD_PERSIST_*).
+export const REGION_SLOTS: u32 = 0; // SLOT_COUNT batch slots of SLOT_SIZE bytes
+export const REGION_STATS: u32 = 4; // STATS_SIZE bytes of counters
+export const REGION_SCRATCH: u32 = 8; // SCRATCH_SIZE bytes: addresses and identifiers for commands, announcements
+export const REGION_PREFIX64: u32 = 12; // PREFIX64_OPTIONS_CAP bytes of configured PREFIX64 options
+export const REGION_LIST: u32 = 16; // LIST_MAX event-layout records of a listing page
+export const REGION_DESCRIPTION: u32 = 20; // DESCRIPTION_STORED_MAX bytes: a mapping's DESCRIPTION text
+export const REGION_COMMAND: u32 = 24; // the command slot (CMDSLOT_SIZE bytes)
+export const REGION_TABLE_SIZE: u32 = 32; // one u32 spare
+
+// ---- Command slot: control operations (assembly/commands.ts) ----
+// The host writes an opcode and its arguments, calls command(), and reads the results
+// from the same slot, as with datagram slots. Control plane only: the batch path
+// (processBatch, serveRange, expire) never goes through it.
+export const CMDSLOT_OPCODE: u32 = 0; // u32, CMD_*
+export const CMDSLOT_ARGS: u32 = 4; // CMDSLOT_ARG_COUNT u32 arguments
+export const CMDSLOT_ARG_COUNT: u32 = 8;
+export const CMDSLOT_RESULTS: u32 = 36; // CMDSLOT_RESULT_COUNT u32 results, written by command()
+export const CMDSLOT_RESULT_COUNT: u32 = 4;
+export const CMDSLOT_SIZE: u32 = 64;
+export const CMDSTATUS_OK: u32 = 0; // command() return value: executed, results written
+export const CMDSTATUS_UNKNOWN: u32 = 1; // command() return value: no such opcode, nothing done
+// Opcodes: arguments a0.. and results r0.. (results not listed are left as they were)
+export const CMD_ERROR_LIFETIME: u32 = 1; // a0 result code → r0 lifetime of an error reply
+export const CMD_FINISH_SUCCESS: u32 = 2; // a0 slot address, a1 lifetime, a2 echo mask
+export const CMD_FINISH_ERROR: u32 = 3; // a0 slot address, a1 result, a2 lifetime
+export const CMD_FINISH_NATPMP_ADDRESS: u32 = 4; // a0 slot address, a1 result, a2 IPv4
+export const CMD_FINISH_NATPMP_MAP: u32 = 5; // a0 slot address, a1 result, a2 external port, a3 lifetime
+export const CMD_ANNOUNCE: u32 = 6; // a0 address, a1 epoch → r0 length of the ANNOUNCE written there
+export const CMD_ANNOUNCE_NATPMP: u32 = 7; // a0 address, a1 epoch, a2 IPv4 → r0 length
+export const CMD_ENGINE_BYTES: u32 = 8; // → r0 bytes of linear memory in use
+export const CMD_POOL_ADD: u32 = 9; // address in scratch[0..16] → r0 pool index, or -1 (i32)
+export const CMD_POOL_SIZE: u32 = 10; // → r0 pool entries
+export const CMD_POOL_ENTRY: u32 = 11; // a0 index → r0 address of its 16-byte address, r1 free blocks, r2 1 if retired
+export const CMD_POOL_RETIRE: u32 = 12; // a0 index, a1 now → r0 mappings left to rehome
+export const CMD_REHOME_NEXT: u32 = 13; // a0 now, a1 epoch → r0 messages in slots (0xffffffff: done), r1 mapping, r2 old key
+export const CMD_EVENTS: u32 = 14; // → r0 ring base, r1 head, r2 tail
+export const CMD_EVENTS_CONSUME: u32 = 15; // a0 count (clipped to the pending ones)
+export const CMD_ADD_STATIC: u32 = 16; // scratch: internal[0..16], external[16..32]; a0 protocol, a1 internal port, a2 external port → r0 result code
+export const CMD_REMOVE_STATIC: u32 = 17; // scratch: internal; a0 protocol, a1 port, a2 family, a3 hold → r0 result code
+export const CMD_DELETE_SUBSCRIBER: u32 = 18; // scratch: internal; a0 realm → r0 mappings ended
+export const CMD_SUBSCRIBER_USAGE: u32 = 19; // scratch: internal; a0 realm → r0 mappings, r1 blocks
+export const CMD_LOOKUP_MAPPING: u32 = 20; // scratch: internal; a0 protocol, a1 port, a2 family, a3 realm → r0 record id
+export const CMD_LOOKUP_EXTERNAL: u32 = 21; // a0 pool index, a1 protocol, a2 port → r0 record id
+export const CMD_DESCRIBE_MAPPING: u32 = 22; // a0 record id → r0 1 if written to scratch (event layout)
+export const CMD_MAPPINGS_USED: u32 = 23; // → r0 highest record id handed out
+export const CMD_MAPPING_FILTER: u32 = 24; // a0 record id, a1 k → r0 1 if FILTER k written to scratch
+export const CMD_MAPPING_DESCRIPTION: u32 = 25; // a0 record id → r0 length of its DESCRIPTION in REGION_DESCRIPTION
+export const CMD_LIST_SCAN: u32 = 26; // scratch: internal; a0 from, a1 scan, a2 limit, a3 LISTSEL_*, a4 protocol, a5 pool, a6 LISTKIND_* → r0 records in REGION_LIST, r1 next id
+export const CMD_PERSIST_EVENTS: u32 = 27; // a0 first, a1 count, a2 wall offset → r0 events written, r1 buffer, r2 bytes
+export const CMD_PERSIST_GONE: u32 = 28; // a0 pool index, a1 protocol, a2 port → r1 buffer, r2 bytes
+export const CMD_PERSIST_TABLE: u32 = 29; // a0 from, a1 budget, a2 wall offset → r0 records, r1 buffer, r2 bytes, r3 next id
+export const CMD_PERSIST_BUFFER: u32 = 30; // → r1 buffer (PERSIST_BUFFER bytes; restore input goes there)
+export const CMD_RESTORE_RECORDS: u32 = 31; // a0 length, a1 wall offset, a2 now → r0 bytes consumed
+export const CMD_RESTORE_DROPPED: u32 = 32; // a0 RESTORE_* → r0 records dropped for that reason
+export const CMD_DATAPLANE_DOWN: u32 = 33; // a0 1 down, 0 up
+export const CMD_MIRROR_ADD: u32 = 34; // scratch: internal, external; a0 protocol, a1 internal port, a2 external port, a3 replace → r0 result code
+export const CMD_MIRRORS_CLEAR: u32 = 35;
+export const CMD_MIRROR_COUNT: u32 = 36; // → r0 static mirrors
+export const CMD_REGISTER_REALM: u32 = 37; // scratch: THIRD_PARTY_ID; a0 length → r0 realm, 0 if no room
+export const CMD_FIND_REALM: u32 = 38; // scratch: THIRD_PARTY_ID; a0 length → r0 realm, 0 if unknown
+export const CMD_REALM_IDENTIFIER: u32 = 39; // a0 realm → r0 length of its THIRD_PARTY_ID written to scratch
+export const CMD_LIMIT: u32 = 40;

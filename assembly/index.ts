@@ -1,22 +1,26 @@
-// Module entry: the exported surface of the packet engine. Keep it small and typed;
-// src/engine/codec.ts holds the one TypeScript interface for these exports.
+// Module entry: the exported surface of the packet engine, kept to memory regions and a
+// few verbs (docs/boundary.md). src/engine/boundary.ts holds the one TypeScript interface
+// for these exports and the list test/engine/boundary.test.ts pins them to.
 
+// The batch path: codec over slots, codec + engine over slots, the expiry wheel.
+export { processBatch, processRange } from "./codec";
+export { serveRange, expire } from "./engine";
+
+// Control operations through the command slot, and the table of region bases.
+export { command, regions } from "./commands";
+
+// Configuration (being replaced by a configuration region + apply, assembly/config.ts).
+export { configureCodec, prefix64Base, setPrefix64 } from "./codec";
+export { engineInit, configurePool, initDescriptions, initRequesters, initRealms } from "./engine";
 export {
-  slotsBase,
-  statsBase,
-  configureCodec,
-  prefix64Base,
-  setPrefix64,
-  errorLifetime,
-  processBatch,
-  processRange,
-  finishSuccess,
-  finishError,
-  finishNatPmpAddress,
-  finishNatPmpMap,
-  encodeAnnounce,
-  encodeNatPmpAnnounce,
-} from "./codec";
+  configureEngine,
+  setProtocol,
+  setExcludedPort,
+  setRefreshCoalescing,
+  setPrefetch,
+  setPortSetPolicy,
+  setCheckpointPolicy,
+} from "./config";
 
 // Every wire and ABI constant is exported as an immutable global so the host's generated
 // mirror can be checked against the compiled module (test/wire.test.ts).
@@ -40,69 +44,5 @@ export function onAbort(message: usize, fileName: usize, line: u32, column: u32)
   unreachable();
 }
 
-export {
-  engineInit,
-  engineBytes,
-  configurePool,
-  scratchBase,
-  poolAdd,
-  poolSize,
-  poolAddressAt,
-  poolFreeBlocks,
-  poolIsRetired,
-  poolRetire,
-  rehomeNext,
-  rehomeMapping,
-  rehomeFrom,
-  serveRange,
-  expire,
-  eventsBase,
-  eventsHead,
-  eventsTail,
-  eventsConsume,
-  addStatic,
-  removeStatic,
-  deleteSubscriber,
-  lookupMapping,
-  lookupExternal,
-  describeMapping,
-  mappingsUsed,
-  mappingFilter,
-  listScan,
-  listBase,
-  listNext,
-  persistBase,
-  persistBytes,
-  persistNext,
-  persistEvents,
-  persistGone,
-  persistTable,
-  restoreRecords,
-  restoreDropped,
-  subscriberMappings,
-  subscriberBlocks,
-  setDataplaneDown,
-  initDescriptions,
-  initRequesters,
-  mirrorAdd,
-  mirrorsClear,
-  mirrorCount,
-  initRealms,
-  registerRealm,
-  findRealm,
-  realmIdentifier,
-  mappingDescription,
-  descriptionBase,
-} from "./engine";
-
-export {
-  configureEngine,
-  setProtocol,
-  setExcludedPort,
-  setRefreshCoalescing,
-  setPrefetch,
-  setPortSetPolicy,
-  setCheckpointPolicy,
-} from "./config";
-
+// In-module load generator for the engine benchmark and the scale test.
 export { loadgenMap } from "./loadgen";

@@ -283,6 +283,62 @@ export const LISTSEL_KIND = 8; // LISTKIND_*
 export const LISTKIND_DYNAMIC = 0;
 export const LISTKIND_STATIC = 1;
 export const LISTKIND_HELD = 2;
+export const REGION_SLOTS = 0; // SLOT_COUNT batch slots of SLOT_SIZE bytes
+export const REGION_STATS = 4; // STATS_SIZE bytes of counters
+export const REGION_SCRATCH = 8; // SCRATCH_SIZE bytes: addresses and identifiers for commands, announcements
+export const REGION_PREFIX64 = 12; // PREFIX64_OPTIONS_CAP bytes of configured PREFIX64 options
+export const REGION_LIST = 16; // LIST_MAX event-layout records of a listing page
+export const REGION_DESCRIPTION = 20; // DESCRIPTION_STORED_MAX bytes: a mapping's DESCRIPTION text
+export const REGION_COMMAND = 24; // the command slot (CMDSLOT_SIZE bytes)
+export const REGION_TABLE_SIZE = 32; // one u32 spare
+export const CMDSLOT_OPCODE = 0; // u32, CMD_*
+export const CMDSLOT_ARGS = 4; // CMDSLOT_ARG_COUNT u32 arguments
+export const CMDSLOT_ARG_COUNT = 8;
+export const CMDSLOT_RESULTS = 36; // CMDSLOT_RESULT_COUNT u32 results, written by command()
+export const CMDSLOT_RESULT_COUNT = 4;
+export const CMDSLOT_SIZE = 64;
+export const CMDSTATUS_OK = 0; // command() return value: executed, results written
+export const CMDSTATUS_UNKNOWN = 1; // command() return value: no such opcode, nothing done
+export const CMD_ERROR_LIFETIME = 1; // a0 result code → r0 lifetime of an error reply
+export const CMD_FINISH_SUCCESS = 2; // a0 slot address, a1 lifetime, a2 echo mask
+export const CMD_FINISH_ERROR = 3; // a0 slot address, a1 result, a2 lifetime
+export const CMD_FINISH_NATPMP_ADDRESS = 4; // a0 slot address, a1 result, a2 IPv4
+export const CMD_FINISH_NATPMP_MAP = 5; // a0 slot address, a1 result, a2 external port, a3 lifetime
+export const CMD_ANNOUNCE = 6; // a0 address, a1 epoch → r0 length of the ANNOUNCE written there
+export const CMD_ANNOUNCE_NATPMP = 7; // a0 address, a1 epoch, a2 IPv4 → r0 length
+export const CMD_ENGINE_BYTES = 8; // → r0 bytes of linear memory in use
+export const CMD_POOL_ADD = 9; // address in scratch[0..16] → r0 pool index, or -1 (i32)
+export const CMD_POOL_SIZE = 10; // → r0 pool entries
+export const CMD_POOL_ENTRY = 11; // a0 index → r0 address of its 16-byte address, r1 free blocks, r2 1 if retired
+export const CMD_POOL_RETIRE = 12; // a0 index, a1 now → r0 mappings left to rehome
+export const CMD_REHOME_NEXT = 13; // a0 now, a1 epoch → r0 messages in slots (0xffffffff: done), r1 mapping, r2 old key
+export const CMD_EVENTS = 14; // → r0 ring base, r1 head, r2 tail
+export const CMD_EVENTS_CONSUME = 15; // a0 count (clipped to the pending ones)
+export const CMD_ADD_STATIC = 16; // scratch: internal[0..16], external[16..32]; a0 protocol, a1 internal port, a2 external port → r0 result code
+export const CMD_REMOVE_STATIC = 17; // scratch: internal; a0 protocol, a1 port, a2 family, a3 hold → r0 result code
+export const CMD_DELETE_SUBSCRIBER = 18; // scratch: internal; a0 realm → r0 mappings ended
+export const CMD_SUBSCRIBER_USAGE = 19; // scratch: internal; a0 realm → r0 mappings, r1 blocks
+export const CMD_LOOKUP_MAPPING = 20; // scratch: internal; a0 protocol, a1 port, a2 family, a3 realm → r0 record id
+export const CMD_LOOKUP_EXTERNAL = 21; // a0 pool index, a1 protocol, a2 port → r0 record id
+export const CMD_DESCRIBE_MAPPING = 22; // a0 record id → r0 1 if written to scratch (event layout)
+export const CMD_MAPPINGS_USED = 23; // → r0 highest record id handed out
+export const CMD_MAPPING_FILTER = 24; // a0 record id, a1 k → r0 1 if FILTER k written to scratch
+export const CMD_MAPPING_DESCRIPTION = 25; // a0 record id → r0 length of its DESCRIPTION in REGION_DESCRIPTION
+export const CMD_LIST_SCAN = 26; // scratch: internal; a0 from, a1 scan, a2 limit, a3 LISTSEL_*, a4 protocol, a5 pool, a6 LISTKIND_* → r0 records in REGION_LIST, r1 next id
+export const CMD_PERSIST_EVENTS = 27; // a0 first, a1 count, a2 wall offset → r0 events written, r1 buffer, r2 bytes
+export const CMD_PERSIST_GONE = 28; // a0 pool index, a1 protocol, a2 port → r1 buffer, r2 bytes
+export const CMD_PERSIST_TABLE = 29; // a0 from, a1 budget, a2 wall offset → r0 records, r1 buffer, r2 bytes, r3 next id
+export const CMD_PERSIST_BUFFER = 30; // → r1 buffer (PERSIST_BUFFER bytes; restore input goes there)
+export const CMD_RESTORE_RECORDS = 31; // a0 length, a1 wall offset, a2 now → r0 bytes consumed
+export const CMD_RESTORE_DROPPED = 32; // a0 RESTORE_* → r0 records dropped for that reason
+export const CMD_DATAPLANE_DOWN = 33; // a0 1 down, 0 up
+export const CMD_MIRROR_ADD = 34; // scratch: internal, external; a0 protocol, a1 internal port, a2 external port, a3 replace → r0 result code
+export const CMD_MIRRORS_CLEAR = 35;
+export const CMD_MIRROR_COUNT = 36; // → r0 static mirrors
+export const CMD_REGISTER_REALM = 37; // scratch: THIRD_PARTY_ID; a0 length → r0 realm, 0 if no room
+export const CMD_FIND_REALM = 38; // scratch: THIRD_PARTY_ID; a0 length → r0 realm, 0 if unknown
+export const CMD_REALM_IDENTIFIER = 39; // a0 realm → r0 length of its THIRD_PARTY_ID written to scratch
+export const CMD_LIMIT = 40;
 
 /** Every constant above, by name (used to check the mirror against the module). */
 export const ALL_CONSTANTS: Readonly<Record<string, number>> = {
@@ -566,4 +622,60 @@ export const ALL_CONSTANTS: Readonly<Record<string, number>> = {
   LISTKIND_DYNAMIC,
   LISTKIND_STATIC,
   LISTKIND_HELD,
+  REGION_SLOTS,
+  REGION_STATS,
+  REGION_SCRATCH,
+  REGION_PREFIX64,
+  REGION_LIST,
+  REGION_DESCRIPTION,
+  REGION_COMMAND,
+  REGION_TABLE_SIZE,
+  CMDSLOT_OPCODE,
+  CMDSLOT_ARGS,
+  CMDSLOT_ARG_COUNT,
+  CMDSLOT_RESULTS,
+  CMDSLOT_RESULT_COUNT,
+  CMDSLOT_SIZE,
+  CMDSTATUS_OK,
+  CMDSTATUS_UNKNOWN,
+  CMD_ERROR_LIFETIME,
+  CMD_FINISH_SUCCESS,
+  CMD_FINISH_ERROR,
+  CMD_FINISH_NATPMP_ADDRESS,
+  CMD_FINISH_NATPMP_MAP,
+  CMD_ANNOUNCE,
+  CMD_ANNOUNCE_NATPMP,
+  CMD_ENGINE_BYTES,
+  CMD_POOL_ADD,
+  CMD_POOL_SIZE,
+  CMD_POOL_ENTRY,
+  CMD_POOL_RETIRE,
+  CMD_REHOME_NEXT,
+  CMD_EVENTS,
+  CMD_EVENTS_CONSUME,
+  CMD_ADD_STATIC,
+  CMD_REMOVE_STATIC,
+  CMD_DELETE_SUBSCRIBER,
+  CMD_SUBSCRIBER_USAGE,
+  CMD_LOOKUP_MAPPING,
+  CMD_LOOKUP_EXTERNAL,
+  CMD_DESCRIBE_MAPPING,
+  CMD_MAPPINGS_USED,
+  CMD_MAPPING_FILTER,
+  CMD_MAPPING_DESCRIPTION,
+  CMD_LIST_SCAN,
+  CMD_PERSIST_EVENTS,
+  CMD_PERSIST_GONE,
+  CMD_PERSIST_TABLE,
+  CMD_PERSIST_BUFFER,
+  CMD_RESTORE_RECORDS,
+  CMD_RESTORE_DROPPED,
+  CMD_DATAPLANE_DOWN,
+  CMD_MIRROR_ADD,
+  CMD_MIRRORS_CLEAR,
+  CMD_MIRROR_COUNT,
+  CMD_REGISTER_REALM,
+  CMD_FIND_REALM,
+  CMD_REALM_IDENTIFIER,
+  CMD_LIMIT,
 };

@@ -147,7 +147,7 @@ describe("§3.2 response construction", () => {
     ];
     const parsed = run(engine, mapRequest());
     expect(parsed.verdict).toBe("parsed");
-    engine.exports.finishSuccess(engine.slotAddress(0), 3600, W.OPTBIT_ALL);
+    engine.finishSuccess(0, 3600, W.OPTBIT_ALL);
     out.push({ ...engine.outcome(0), response: engine.outcome(0).response.slice() });
     return out;
   };
@@ -187,7 +187,7 @@ describe("§3.2 response construction", () => {
 
   it("item 24: error for a request that parsed has bytes 12..23 zeroed", () => {
     expect(run(engine, mapRequest()).verdict).toBe("parsed");
-    engine.exports.finishError(engine.slotAddress(0), W.RESULT_NOT_AUTHORIZED, 1234);
+    engine.finishError(0, W.RESULT_NOT_AUTHORIZED, 1234);
     const o = engine.outcome(0);
     expect(o.result).toBe(W.RESULT_NOT_AUTHORIZED);
     expect(u32(o.response, 4)).toBe(1234);
@@ -206,13 +206,13 @@ describe("§3.2 response construction", () => {
     expect(hexOf(err.response.subarray(60))).toBe(hexOf(encodeOptions(opts)));
     const ok = run(engine, mapRequest({}, opts.slice(0, 2)));
     expect(ok.verdict).toBe("parsed");
-    engine.exports.finishSuccess(engine.slotAddress(0), 3600, W.OPTBIT_FILTER);
+    engine.finishSuccess(0, 3600, W.OPTBIT_FILTER);
     const r = engine.outcome(0).response;
     expect(hexOf(r.subarray(60))).toBe(hexOf(encodeOptions(opts.slice(0, 1))));
   });
 
   it("item 26: short errors carry 30 s, long ones 1800 s, both configurable", () => {
-    const lifetime = (result: number) => engine.exports.errorLifetime(result);
+    const lifetime = (result: number) => engine.errorLifetime(result);
     for (const r of [W.RESULT_NETWORK_FAILURE, W.RESULT_NO_RESOURCES, W.RESULT_USER_EX_QUOTA]) expect(lifetime(r)).toBe(30);
     for (const r of [W.RESULT_UNSUPP_VERSION, W.RESULT_NOT_AUTHORIZED, W.RESULT_MALFORMED_REQUEST, W.RESULT_UNSUPP_OPCODE,
       W.RESULT_UNSUPP_OPTION, W.RESULT_MALFORMED_OPTION, W.RESULT_UNSUPP_PROTOCOL, W.RESULT_ADDRESS_MISMATCH,
@@ -227,7 +227,7 @@ describe("§3.2 response construction", () => {
     const p = mapRequest({}, filters);
     expect(p.length).toBe(60 + 43 * 24);
     expect(run(engine, p)).toMatchObject({ verdict: "parsed", filterCount: 43 });
-    engine.exports.finishSuccess(engine.slotAddress(0), 3600, W.OPTBIT_FILTER);
+    engine.finishSuccess(0, 3600, W.OPTBIT_FILTER);
     expect(engine.outcome(0).response.length).toBe(p.length);
     const over = new Uint8Array(1104);
     over.set(p);
@@ -292,7 +292,7 @@ describe("§3.3 option parsing", () => {
   it("item 37: unknown optional option 200 → success, option not in the response", () => {
     const o = result([option(200, [1, 2])]);
     expect(o).toMatchObject({ verdict: "parsed", options: 0 });
-    engine.exports.finishSuccess(engine.slotAddress(0), 3600, W.OPTBIT_ALL);
+    engine.finishSuccess(0, 3600, W.OPTBIT_ALL);
     expect(engine.outcome(0).response.length).toBe(60);
   });
 

@@ -11,25 +11,24 @@ beforeEach(() => {
   engine = new PacketEngine("debug");
 });
 
-const slot0 = () => engine.slotAddress(0);
 const reply = () => hexOf(engine.outcome(0).response);
 
 describe("§3.12 NAT-PMP (codec part)", () => {
   it("item 129: `00 00` → 12-byte reply 00 80 0000 <SSSoE> <external IPv4>", () => {
     expect(run(engine, Uint8Array.of(0, 0))).toMatchObject({ verdict: "parsed", version: 0, opcode: 0 });
-    engine.exports.finishNatPmpAddress(slot0(), 0, 0xcb007105);
+    engine.finishNatPmpAddress(0, 0, 0xcb007105);
     expect(reply()).toBe("0080" + "0000" + "11223344" + "cb007105");
   });
 
   it("item 129: a failed address request reports address 0.0.0.0", () => {
     run(engine, Uint8Array.of(0, 0));
-    engine.exports.finishNatPmpAddress(slot0(), W.NATPMP_RESULT_NETWORK_FAILURE, 0xcb007105);
+    engine.finishNatPmpAddress(0, W.NATPMP_RESULT_NETWORK_FAILURE, 0xcb007105);
     expect(reply()).toBe("0080" + "0003" + "11223344" + "00000000");
   });
 
   it("item 130: 12-byte map UDP → 16-byte reply, opcode 129, internal port echoed", () => {
     expect(run(engine, natPmpMap(W.NATPMP_OP_MAP_UDP, 5000, 6000, 7200))).toMatchObject({ verdict: "parsed", opcode: 1, lifetime: 7200 });
-    engine.exports.finishNatPmpMap(slot0(), 0, 40001, 3600);
+    engine.finishNatPmpMap(0, 0, 40001, 3600);
     expect(reply()).toBe("0081" + "0000" + "11223344" + "1388" + "9c41" + "00000e10");
   });
 
@@ -46,7 +45,7 @@ describe("§3.12 NAT-PMP (codec part)", () => {
 
   it("item 133 (encoder part; quota is issue #3): map failure → result 4, internal port echoed, external port 0, lifetime 0", () => {
     run(engine, natPmpMap(W.NATPMP_OP_MAP_TCP, 8080, 8080, 3600));
-    engine.exports.finishNatPmpMap(slot0(), W.NATPMP_RESULT_NO_RESOURCES, 0, 0);
+    engine.finishNatPmpMap(0, W.NATPMP_RESULT_NO_RESOURCES, 0, 0);
     expect(reply()).toBe("0082" + "0004" + "11223344" + "1f90" + "0000" + "00000000");
   });
 
@@ -93,12 +92,12 @@ describe("captured requests of real clients", () => {
     expect(o.version).toBe(0);
     expect(o.opcode).toBe(bytes[1]);
     if (bytes[1] === W.NATPMP_OP_ADDRESS) {
-      engine.exports.finishNatPmpAddress(slot0(), 0, 0xc0000201);
+      engine.finishNatPmpAddress(0, 0, 0xc0000201);
       expect(engine.outcome(0).response.length).toBe(12);
     } else {
       const view = new DataView(bytes.buffer, bytes.byteOffset);
       expect(o.lifetime).toBe(view.getUint32(8));
-      engine.exports.finishNatPmpMap(slot0(), 0, 61000, o.lifetime);
+      engine.finishNatPmpMap(0, 0, 61000, o.lifetime);
       const r = engine.outcome(0).response;
       expect(r.length).toBe(16);
       expect(hexOf(r.subarray(8, 10))).toBe(hexOf(bytes.subarray(4, 6)));

@@ -23,7 +23,7 @@ const kindOf = (m: MappingEvent) => (m.flags & W.MAPF_STATIC ? "static" : m.flag
 /** What a listing must return: every described record the selector accepts, by id. */
 function expected(e: PacketEngine, s: RecordSelector): MappingEvent[] {
   const out = [];
-  for (let m = 1; m <= e.exports.mappingsUsed(); m++) {
+  for (let m = 1; m <= e.mappingsUsed(); m++) {
     const d = e.describe(m);
     if (!d) continue;
     if (s.internalAddress !== undefined && d.internalAddress !== s.internalAddress) continue;

@@ -34,7 +34,7 @@ interface Row {
 function table(e: PacketEngine, wallOffset: number): Map<string, Row> {
   const out = new Map<string, Row>();
   const wall = (t: number) => (t === 0 ? 0 : t + wallOffset);
-  for (let m = 1; m <= e.exports.mappingsUsed(); m++) {
+  for (let m = 1; m <= e.mappingsUsed(); m++) {
     const d = e.describe(m);
     if (!d) continue;
     out.set(`${d.externalAddress}/${d.protocol}/${d.externalPort}`, {
