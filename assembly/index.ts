@@ -4,9 +4,6 @@
 export {
   slotsBase,
   statsBase,
-  configureCodec,
-  prefix64Base,
-  setPrefix64,
   errorLifetime,
   processBatch,
   processRange,
@@ -41,9 +38,7 @@ export function onAbort(message: usize, fileName: usize, line: u32, column: u32)
 }
 
 export {
-  engineInit,
   engineBytes,
-  configurePool,
   scratchBase,
   poolAdd,
   poolSize,
@@ -82,12 +77,9 @@ export {
   subscriberMappings,
   subscriberBlocks,
   setDataplaneDown,
-  initDescriptions,
-  initRequesters,
   mirrorAdd,
   mirrorsClear,
   mirrorCount,
-  initRealms,
   registerRealm,
   findRealm,
   realmIdentifier,
@@ -95,14 +87,6 @@ export {
   descriptionBase,
 } from "./engine";
 
-export {
-  configureEngine,
-  setProtocol,
-  setExcludedPort,
-  setRefreshCoalescing,
-  setPrefetch,
-  setPortSetPolicy,
-  setCheckpointPolicy,
-} from "./config";
+export { configBase, applyConfig } from "./config";
 
 export { loadgenMap } from "./loadgen";

@@ -15,7 +15,7 @@ import { ErrorCodes, PcpdError } from "../errors.js";
 import { MonotonicClock } from "./clock.js";
 import { Announcer, type AnnounceTarget } from "./announce.js";
 import { MappingUpdater } from "./mapping-update.js";
-import { classifier, codecConfig, engineConfig, limiterFor } from "./policy.js";
+import { classifier, limiterFor } from "./policy.js";
 import { poolAddresses } from "../config/schema.js";
 import { StatsBoard } from "./stats-board.js";
 import { ShardStore, wallSeconds, type PersistenceStatus, type RestoreReport } from "../persist/store.js";
@@ -206,12 +206,10 @@ async function start(spec: ShardSpec): Promise<ShardStarted> {
   const { config } = spec;
   const log = pino({ level: config.log.level, base: { service: "pcp-server", shard: spec.shard, thread: threadId } });
   const clock = new MonotonicClock();
-  const engine = new PacketEngine("release", codecConfig(config));
-  engine.initEngine(engineConfig(config, spec.seed, spec.shard, spec.shards), clock.seconds());
+  const engine = new PacketEngine("release", config);
+  engine.initEngine(config, clock.seconds(), { seed: spec.seed, shard: spec.shard, shards: spec.shards });
   const board = new StatsBoard(spec.board);
   const wallOffset = wallSeconds() - clock.seconds();
-  engine.setRefreshCoalescing(!config.persistence.enabled || config.persistence.refreshes === "coalesced");
-  engine.setCheckpointPolicy(config.persistence.enabled, config.persistence.checkpointsPerSubscriber);
   const { store, restored } = await restoreState(spec, engine, clock, wallOffset, log);
   const dataplane = config.dataplane.backend !== "none" ? new DataplaneFeed(spec.shard, config.dataplane.batchMs) : undefined;
   if (dataplane) engine.setDataplaneDown(true); // until the main thread has programmed it
@@ -380,8 +378,7 @@ function run(task: ShardTask): unknown {
   const now = s.clock.seconds();
   switch (task.kind) {
     case "reload":
-      s.engine.configure(codecConfig(task.config));
-      s.engine.setPolicy(engineConfig(task.config, 0n));
+      s.engine.reconfigure(task.config);
       s.listener.setPolicy({ classify: classifier(task.config), limiter: limiterFor(task.config, s.spec.shards) });
       s.log.level = task.config.log.level;
       applyPool(s, task.config);
