@@ -1,8 +1,10 @@
 // Configurations of the engines the tests build. They go through the schema, so every
 // value a test does not name is the schema's default (the one home of defaults), over a
 // small base that keeps the engine tests' long-standing setting: one pool address, only
-// the core options processed (THIRD_PARTY, PREFER_FAILURE, FILTER) and persistence off
-// (no CHECKPOINT_REQUIRED; refreshes coalesced, as without a journal).
+// the core options processed (THIRD_PARTY, PREFER_FAILURE, FILTER), persistence off (no
+// CHECKPOINT_REQUIRED; refreshes coalesced, as without a journal) and description and
+// requester tables of 10,000 (a fixture, not a default: half the schema's, which keeps
+// the hundreds of engines the property tests build as quick to set up as before).
 import type { z } from "zod";
 import { parseConfig, type Config, type ConfigSchema } from "../../src/config/schema.js";
 import type { HostValues } from "../../src/config/region.js";
@@ -18,6 +20,7 @@ export const TEST_BASE: ConfigInput = {
   pool: { addresses: ["203.0.113.1"] },
   pcp: { description: false, portSet: { enabled: false }, checkpointRequired: false },
   persistence: { enabled: false },
+  capacity: { descriptions: 10_000, requesters: 10_000 },
 };
 
 function isObject(v: unknown): v is Record<string, unknown> {
