@@ -1,6 +1,6 @@
-// The host ⇄ module boundary: slot layout, verdicts, drop reasons, configuration bits,
-// option bits and the stats region. Fields in the slot header are little-endian (the
-// module's native order); the data area holds wire bytes (big-endian).
+// The host ⇄ module boundary: slot layout, verdicts, drop reasons, codec switches, option
+// bits, the configuration region (CFG) and the stats region. Fields in the slot header are
+// little-endian (the module's native order); the data area holds wire bytes (big-endian).
 // Mirrored into src/wire.generated.ts by scripts/gen-wire.mjs.
 
 // ---- Batch slots ----
