@@ -1,6 +1,6 @@
-// The host ⇄ module boundary: slot layout, verdicts, drop reasons, configuration bits,
-// option bits and the stats region. Fields in the slot header are little-endian (the
-// module's native order); the data area holds wire bytes (big-endian).
+// The host ⇄ module boundary: slot layout, verdicts, drop reasons, codec switches, option
+// bits, the configuration region (CFG) and the stats region. Fields in the slot header are
+// little-endian (the module's native order); the data area holds wire bytes (big-endian).
 // Mirrored into src/wire.generated.ts by scripts/gen-wire.mjs.
 
 // ---- Batch slots ----
@@ -82,13 +82,80 @@ export const OPTBIT_CHECKPOINT_REQUIRED: u32 = 128;
 export const OPTBIT_ALL: u32 = 255;
 export const OPTBIT_CORE: u32 = 7; // THIRD_PARTY, PREFER_FAILURE, FILTER: enabled by default
 
-// ---- Configuration bits (configure(flags, ...)) ----
+// ---- Codec switches (the codec's flags word, composed by applyConfig from CFG_PCP_MAP,
+// CFG_PCP_PEER, CFG_OVERLOAD_POLICY and CFG_NATPMP_MODE) ----
 export const CFG_MAP_ENABLED: u32 = 1; // [6887 §11] disabled → NOT_AUTHORIZED
 export const CFG_PEER_ENABLED: u32 = 2; // [6887 §12] disabled → NOT_AUTHORIZED
 export const CFG_OVERLOAD_REPLY: u32 = 4; // overload → NO_RESOURCES instead of drop
 export const CFG_NATPMP_ENABLED: u32 = 8; // version 0 → NAT-PMP [6886]
 export const CFG_NATPMP_SILENT: u32 = 16; // version 0 → no answer at all [6886 §3.8]
 export const CFG_DEFAULT: u32 = 11; // MAP, PEER, NAT-PMP
+
+// ---- CFG: the configuration region (host → module) ----
+// The host writes the whole region (src/config/region.ts), then calls applyConfig(phase),
+// which copies it into the globals of assembly/config.ts (the packet path reads globals,
+// never the region) and, at CFG_PHASE_INIT, sizes the tables and loads the pool.
+// Each field's comment is read by scripts/gen-wire.mjs: `<type> <source> <phase>[: note]`.
+//   type:   u8 | u16 | u32 | u64 | bool (u8 0/1) | enum(a|b|…) (u8: index of the value) | bytes
+//   source: a path in the parsed Config (src/config/schema.ts): the generated encoder copies it;
+//           or `host`: derived or per-shard, written by the hand-written part of the encoder.
+//   phase:  init (read once, with the table sizes) | reload (read by both phases).
+// Each field except bytes becomes a global of the same name in camelCase without CFG_
+// (CFG_HOLD_DOWN → holdDown) in the generated assembly/config.generated.ts.
+export const CFG_PHASE_INIT: u32 = 0; // applyConfig: first call, sizes the tables (once per instance)
+export const CFG_PHASE_RELOAD: u32 = 1; // applyConfig: policy only, safe while serving
+export const CFG_MIN_LIFETIME: u32 = 0; // u32 lifetimes.min reload
+export const CFG_MAX_LIFETIME: u32 = 4; // u32 lifetimes.max reload
+export const CFG_PEER_MIN_LIFETIME: u32 = 8; // u32 lifetimes.peerMin reload
+export const CFG_HOLD_DOWN: u32 = 12; // u32 lifetimes.holdDown reload: seconds an ended mapping's port stays reserved [RFC 6888 REQ-8]
+export const CFG_MAPPINGS_PER_SUBSCRIBER: u32 = 16; // u32 quotas.mappingsPerSubscriber reload
+export const CFG_FILTERS_PER_MAPPING: u32 = 20; // u32 quotas.filtersPerMapping reload
+export const CFG_SHORT_ERROR_LIFETIME: u32 = 24; // u32 pcp.shortErrorLifetime reload
+export const CFG_LONG_ERROR_LIFETIME: u32 = 28; // u32 pcp.longErrorLifetime reload
+export const CFG_THIRD_PARTY_ID_MAX_LENGTH: u32 = 32; // u32 pcp.thirdPartyId.maxLength reload
+export const CFG_ENABLED_OPTIONS: u32 = 36; // u32 host reload: OPTBIT_* of the options processed (the pcp.* switches)
+export const CFG_PORT_SET_MAX: u32 = 40; // u32 host reload: pcp.portSet.maxSize, 1 when PORT_SET is off
+export const CFG_CHECKPOINT_QUOTA: u32 = 44; // u32 persistence.checkpointsPerSubscriber reload
+export const CFG_PREFIX64_LENGTH: u32 = 48; // u32 host reload: bytes of PREFIX64 options at CFG_PREFIX64
+export const CFG_NONCE_POLICY: u32 = 52; // enum(strict|relaxed) noncePolicy reload: NONCE_STRICT, NONCE_RELAXED
+export const CFG_PARITY: u32 = 53; // bool parity reload
+export const CFG_PCP_MAP: u32 = 54; // bool pcp.map reload
+export const CFG_PCP_PEER: u32 = 55; // bool pcp.peer reload
+export const CFG_OVERLOAD_POLICY: u32 = 56; // enum(drop|no-resources) pcp.overload reload
+export const CFG_NATPMP_MODE: u32 = 57; // enum(enabled|disabled|silent) natPmp reload
+export const CFG_CHECKPOINTS_ON: u32 = 58; // bool persistence.enabled reload: CHECKPOINT_REQUIRED honoured [RFC 7767]
+export const CFG_COALESCE_REFRESHES: u32 = 59; // bool host reload: persistence.refreshes "coalesced" (or persistence off)
+export const CFG_PREFETCH_MODE: u32 = 60; // u8 host reload: 0 off, 1 on, 2 auto (the default; benchmarks set others)
+export const CFG_MAX_MAPPINGS: u32 = 64; // u32 capacity.mappings init
+export const CFG_MAX_SUBSCRIBERS: u32 = 68; // u32 capacity.subscribers init
+export const CFG_MAX_PEERS: u32 = 72; // u32 capacity.peers init
+export const CFG_MAX_FILTERS: u32 = 76; // u32 capacity.filters init
+export const CFG_MAX_DESCRIPTIONS: u32 = 80; // u32 capacity.descriptions init
+export const CFG_MAX_REQUESTERS: u32 = 84; // u32 capacity.requesters init
+export const CFG_MAX_REALMS: u32 = 88; // u32 host init: capacity.realms, 0 when THIRD_PARTY_ID is off
+export const CFG_ANY_REALM: u32 = 92; // bool host init: pcp.thirdPartyId.ids is "any"
+export const CFG_PORT_MIN: u32 = 96; // u32 pool.portMin init
+export const CFG_BLOCK_SIZE: u32 = 100; // u32 pool.blockSize init
+export const CFG_MAX_BLOCKS_PER_SUBSCRIBER: u32 = 104; // u32 pool.maxBlocksPerSubscriber init
+export const CFG_SHARD_COUNT: u32 = 108; // u32 host init: engine workers; this one leases blocks b with b % count == index
+export const CFG_SHARD_INDEX: u32 = 112; // u32 host init
+export const CFG_START_TIME: u32 = 116; // u32 host init: engine time at start
+export const CFG_SEED: u32 = 120; // u64 host init: PRNG seed for block and port choice (0: fixed default)
+export const CFG_POOL_COUNT: u32 = 128; // u32 host init: addresses at CFG_POOL
+export const CFG_PROTOCOLS: u32 = 160; // bytes host init: 32-byte bitmap of the protocols MAP/PEER may use
+export const CFG_EXCLUDED: u32 = 192; // bytes host init: 8192-byte bitmap of pool.excludedPorts
+export const CFG_PREFIX64: u32 = 8384; // bytes host reload: PREFIX64_OPTIONS_CAP bytes
+export const CFG_POOL: u32 = 8896; // bytes host init: POOL_MAX_ADDRESSES addresses of 16 bytes (IPv4 v4-mapped)
+export const CFG_SIZE: u32 = 12992;
+// applyConfig results
+export const APPLY_OK: u32 = 0;
+export const APPLY_INITIALISED: u32 = 1; // CFG_PHASE_INIT again: build a new instance to resize
+export const APPLY_NO_MEMORY: u32 = 2; // table sizes do not fit in linear memory
+export const APPLY_DESCRIPTIONS: u32 = 3; // capacity.descriptions does not fit
+export const APPLY_REQUESTERS: u32 = 4; // capacity.requesters does not fit
+export const APPLY_REALMS: u32 = 5; // capacity.realms does not fit
+export const APPLY_POOL_LAYOUT: u32 = 6; // portMin / blockSize / blocks per subscriber / shard refused
+export const APPLY_POOL_ADDRESS: u32 = 7; // a pool address is a duplicate or over POOL_MAX_ADDRESSES
 
 // ---- Stats region: u64 counters ----
 export const STATS_PCP_RESULT: u32 = 0; // RESULT_CODE_LIMIT counters of PCP replies by result

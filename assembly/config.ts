@@ -1,42 +1,73 @@
-// Engine configuration: every setting the engine reads, in one place. The host writes
-// them before the first request (and again on reload, for the policy settings); the
-// modules read them as plain globals.
+// Engine configuration: every setting the engine reads, in one place. The host writes the
+// configuration region (laid out by the CFG section of abi.ts) and calls applyConfig;
+// the copy into plain globals (config.generated.ts, generated from the CFG lines) keeps
+// the packet path reading globals exactly as before the region existed.
 
 import * as W from "./wire";
 import * as A from "./abi";
+import {
+  loadConfig, minLifetime, maxLifetime, shortErrorLifetime, longErrorLifetime, thirdPartyIdMaxLength, enabledOptions,
+  pcpMap, pcpPeer, overloadPolicy, natpmpMode, prefix64Length, maxMappings, maxSubscribers, maxPeers, maxFilters,
+  maxDescriptions, maxRequesters, maxRealms, anyRealm, portMin, blockSize, maxBlocksPerSubscriber, shardCount, shardIndex,
+  startTime, seed, poolCount, portSetMax,
+} from "./config.generated";
+import { configureCodec, prefix64Base, setPrefix64 } from "./codec";
+import { engineInit, initDescriptions, initRequesters, initRealms, configurePool, poolAdd, scratchBase } from "./engine";
 
-export let minLifetime: u32 = 120;
-export let maxLifetime: u32 = 86400;
-export let peerMinLifetime: u32 = 120;
-export let holdDown: u32 = 120;
-export let mappingsPerSubscriber: u32 = 64;
-export let filtersPerMapping: u32 = 8;
-export let noncePolicy: u32 = A.NONCE_STRICT;
-export let parity: bool = false;
-export let portMin: u32 = 1024;
-export let blockSize: u32 = 512;
-export let maxBlocksPerSubscriber: u32 = 4;
+export * from "./config.generated";
+
+// Derived at apply time from the pool layout (blocks of one pool address).
 export let blocksPerAddress: u32 = 0;
-// Sharding: this instance leases only blocks b with b % shardCount == shardIndex, so
-// engine workers never compete for a port; they coordinate at block granularity only.
-export let shardCount: u32 = 1;
-export let shardIndex: u32 = 0;
 
-export const protocols = memory.data(32); // bitmap of supported protocol numbers
-export const excluded = memory.data(8192); // bitmap of excluded external ports
+export const protocols = memory.data(32); // bitmap of supported protocol numbers (from CFG_PROTOCOLS)
+export const excluded = memory.data(8192); // bitmap of excluded external ports (from CFG_EXCLUDED)
 
-export function configureEngine(
-  minLife: u32, maxLife: u32, peerMinLife: u32, hold: u32,
-  perSubscriber: u32, filtersPer: u32, nonce: u32, keepParity: bool,
-): void {
-  minLifetime = minLife;
-  maxLifetime = maxLife > minLife ? maxLife : minLife;
-  peerMinLifetime = peerMinLife;
-  holdDown = hold;
-  mappingsPerSubscriber = perSubscriber;
-  filtersPerMapping = filtersPer;
-  noncePolicy = nonce;
-  parity = keepParity;
+const region = memory.data(<i32>A.CFG_SIZE, 16);
+let initialisedOnce = false;
+
+/** Where the host writes the configuration region (CFG_SIZE bytes). */
+export function configBase(): usize {
+  return region;
+}
+
+/**
+ * Copies the region into the globals. CFG_PHASE_RELOAD: the policy fields only (safe while
+ * serving). CFG_PHASE_INIT (once per instance): every field, then sizes the tables and
+ * loads the pool. Returns APPLY_OK or the APPLY_* of the step that failed.
+ */
+export function applyConfig(phase: u32): u32 {
+  // A second init applies the policy, then fails: the table sizes and pool layout in force stay.
+  const again = phase == A.CFG_PHASE_INIT && initialisedOnce;
+  loadConfig(region, again ? A.CFG_PHASE_RELOAD : phase);
+  if (maxLifetime < minLifetime) maxLifetime = minLifetime;
+  if (portSetMax > A.PORT_SET_LIMIT) portSetMax = A.PORT_SET_LIMIT;
+  let flags: u32 = 0;
+  if (pcpMap) flags |= A.CFG_MAP_ENABLED;
+  if (pcpPeer) flags |= A.CFG_PEER_ENABLED;
+  if (overloadPolicy == 1) flags |= A.CFG_OVERLOAD_REPLY; // "no-resources"
+  if (natpmpMode == 0) flags |= A.CFG_NATPMP_ENABLED; // "enabled"
+  if (natpmpMode == 2) flags |= A.CFG_NATPMP_SILENT; // "silent"
+  configureCodec(flags, enabledOptions, shortErrorLifetime, longErrorLifetime, thirdPartyIdMaxLength);
+  memory.copy(prefix64Base(), region + A.CFG_PREFIX64, A.PREFIX64_OPTIONS_CAP);
+  setPrefix64(prefix64Length);
+  if (again) return A.APPLY_INITIALISED;
+  if (phase != A.CFG_PHASE_INIT) return A.APPLY_OK;
+  initialisedOnce = true;
+
+  const status = engineInit(maxMappings, maxSubscribers, maxPeers, maxFilters, seed, startTime);
+  if (status != 0) return status; // APPLY_INITIALISED, APPLY_NO_MEMORY
+  if (!initDescriptions(maxDescriptions)) return A.APPLY_DESCRIPTIONS;
+  if (!initRequesters(maxRequesters)) return A.APPLY_REQUESTERS;
+  if (!initRealms(maxRealms, anyRealm)) return A.APPLY_REALMS;
+  if (!configurePool(portMin, blockSize, maxBlocksPerSubscriber, shardCount, shardIndex)) return A.APPLY_POOL_LAYOUT;
+  memory.copy(protocols, region + A.CFG_PROTOCOLS, 32);
+  memory.copy(excluded, region + A.CFG_EXCLUDED, 8192);
+  const count = poolCount < A.POOL_MAX_ADDRESSES ? poolCount : A.POOL_MAX_ADDRESSES;
+  for (let i: u32 = 0; i < count; i++) {
+    memory.copy(scratchBase(), region + A.CFG_POOL + i * 16, 16);
+    if (poolAdd() < 0) return A.APPLY_POOL_ADDRESS;
+  }
+  return A.APPLY_OK;
 }
 
 @inline export function inShard(block: u32): bool {
@@ -53,12 +84,9 @@ export function configureEngine(
   return (load<u8>(bitmap + (n >> 3)) & (1 << (n & 7))) != 0;
 }
 
+/** Only engineInit's defaults (TCP, UDP) before applyConfig copies CFG_PROTOCOLS. */
 export function setProtocol(protocol: u32, on: bool): void {
   setBit(protocols, protocol & 0xff, on);
-}
-
-export function setExcludedPort(port: u32, on: bool): void {
-  setBit(excluded, port & 0xffff, on);
 }
 
 @inline export function protocolSupported(protocol: u32): bool {
@@ -70,36 +98,4 @@ export function setExcludedPort(port: u32, on: bool): void {
   if (port < portMin) return true;
   if (hasBit(excluded, port)) return true;
   return protocol == W.PROTO_UDP && (port == W.PCP_CLIENT_PORT || port == W.PCP_SERVER_PORT);
-}
-
-// CHECKPOINT_REQUIRED [RFC 7767] policy (see the mapping life cycle for what it does).
-export let checkpointsOn = false;
-export let checkpointQuota: u32 = 0;
-
-export function setCheckpointPolicy(on: bool, perSubscriber: u32): void {
-  checkpointsOn = on;
-  checkpointQuota = perSubscriber;
-}
-
-// PORT_SET [RFC 7753]
-export let portSetMax: u32 = 1;
-
-/** Largest set granted (≤ 1: PORT_SET is handled as a single-port MAP; at most PORT_SET_LIMIT). */
-export function setPortSetPolicy(maxSize: u32): void {
-  portSetMax = maxSize < A.PORT_SET_LIMIT ? maxSize : A.PORT_SET_LIMIT;
-}
-
-// Prefetch of the next slot's mapping record while serving a batch: 0 off, 1 on, 2 auto
-// (on once the mapping table outgrows the caches; see the batch entry of the engine).
-export let prefetchMode: u32 = 2;
-export function setPrefetch(mode: u32): void {
-  prefetchMode = mode;
-}
-
-// persistence.refreshes (see the persistence section of the engine).
-export let coalesceRefreshes = true;
-
-/** persistence.refreshes: "coalesced" (on, the default) or "every" (off: every refresh is journaled). */
-export function setRefreshCoalescing(on: bool): void {
-  coalesceRefreshes = on;
 }

@@ -9,18 +9,6 @@ export { serveRange, expire } from "./engine";
 // Control operations through the command slot, and the table of region bases.
 export { command, regions } from "./commands";
 
-// Configuration (being replaced by a configuration region + apply, assembly/config.ts).
-export { configureCodec, prefix64Base, setPrefix64 } from "./codec";
-export { engineInit, configurePool, initDescriptions, initRequesters, initRealms } from "./engine";
-export {
-  configureEngine,
-  setProtocol,
-  setExcludedPort,
-  setRefreshCoalescing,
-  setPrefetch,
-  setPortSetPolicy,
-  setCheckpointPolicy,
-} from "./config";
 
 // Every wire and ABI constant is exported as an immutable global so the host's generated
 // mirror can be checked against the compiled module (test/wire.test.ts).
@@ -43,6 +31,9 @@ export function heapProbe(): usize {
 export function onAbort(message: usize, fileName: usize, line: u32, column: u32): void {
   unreachable();
 }
+
+// The configuration region and the one call that applies it (docs/config.md).
+export { configBase, applyConfig } from "./config";
 
 // In-module load generator for the engine benchmark and the scale test.
 export { loadgenMap } from "./loadgen";

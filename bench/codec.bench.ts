@@ -9,12 +9,12 @@ import b from "benny";
 import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import * as W from "../src/wire.generated.js";
-import { PacketEngine } from "../src/engine/packet-engine.js";
+import { codecEngine, engineConfig } from "../test/helpers/engine-config.js";
 import { toAddress16 } from "../src/net/address.js";
 import { description, filter, mapRequest, peerRequest, thirdParty } from "../test/helpers/packets.js";
 
-const engine = new PacketEngine("release");
-engine.configure({ ...(await import("../src/engine/packet-engine.js")).DEFAULT_CODEC_CONFIG, options: W.OPTBIT_ALL });
+const engine = codecEngine({}, "release");
+engine.reconfigure(engineConfig(), { options: W.OPTBIT_ALL });
 for (let i = 0; i < W.SLOT_COUNT; i++) {
   const client = `10.${(i >> 8) & 255}.${i & 255}.${1 + (i % 200)}`;
   const nonce = Array.from({ length: 12 }, (_, k) => (i * 31 + k * 7) & 255);

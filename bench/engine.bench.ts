@@ -10,7 +10,7 @@ import b from "benny";
 import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import * as W from "../src/wire.generated.js";
-import { DEFAULT_ENGINE_CONFIG, PacketEngine } from "../src/engine/packet-engine.js";
+import { engineConfig, engineFrom } from "../test/helpers/engine-config.js";
 
 const sizes = (process.argv[2] ?? "1000000,10000000").split(",").map(Number);
 const PER_SUB = 50;
@@ -28,18 +28,14 @@ function poolFor(mappings: number): string[] {
 async function measure(size: number) {
   const total = size + CHURN_SPACE;
   const rssBefore = process.memoryUsage().rss;
-  const e = new PacketEngine("release");
-  e.initEngine({
-    ...DEFAULT_ENGINE_CONFIG,
-    maxMappings: size + TIMED + 2 * BATCH,
-    maxSubscribers: Math.ceil(total / PER_SUB) + 16,
-    maxPeers: 1024,
-    maxFilters: 1024,
-    mappingsPerSubscriber: PER_SUB,
-    holdDown: 0, // churn must not accumulate holds; hold-down cost is measured by the tests, not here
-    seed: 12345n,
+  const config = engineConfig({
+    // descriptions and requesters as in the figures measured before the configuration region
+    capacity: { mappings: size + TIMED + 2 * BATCH, subscribers: Math.ceil(total / PER_SUB) + 16, peers: 1024, filters: 1024, descriptions: 10_000, requesters: 10_000 },
+    quotas: { mappingsPerSubscriber: PER_SUB },
+    lifetimes: { holdDown: 0 }, // churn must not accumulate holds; hold-down cost is measured by the tests, not here
     pool: { addresses: poolFor(total), portMin: 1024, blockSize: 64, maxBlocksPerSubscriber: 2, excludedPorts: [] },
-  }, 1);
+  });
+  const e = engineFrom(config, 1, { seed: 12345n }, "release");
   const x = e.exports;
   const run = (start: number, n: number, lifetime: number, portOffset = 0) => {
     x.loadgenMap(0, n, start, STRIDE % size, size, PER_SUB, portOffset, lifetime, W.PROTO_TCP);
@@ -86,14 +82,14 @@ async function measure(size: number) {
     }),
     b.add("refresh (MAP, same nonce)", () => run(next(), BATCH, 3600)),
     b.add("refresh, prefetch stages forced on", () => {
-      x.setPrefetch(1);
+      e.setPrefetch(1);
       run(next(), BATCH, 3600);
-      x.setPrefetch(2);
+      e.setPrefetch(2);
     }),
     b.add("refresh, prefetch stages forced off", () => {
-      x.setPrefetch(0);
+      e.setPrefetch(0);
       run(next(), BATCH, 3600);
-      x.setPrefetch(2);
+      e.setPrefetch(2);
     }),
     b.add("lookup miss (delete of an absent endpoint)", () => run(next(), BATCH, 0, PER_SUB)),
     b.add("create + delete (128 + 128)", () => {

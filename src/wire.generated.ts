@@ -186,6 +186,59 @@ export const CFG_OVERLOAD_REPLY = 4; // overload → NO_RESOURCES instead of dro
 export const CFG_NATPMP_ENABLED = 8; // version 0 → NAT-PMP [6886]
 export const CFG_NATPMP_SILENT = 16; // version 0 → no answer at all [6886 §3.8]
 export const CFG_DEFAULT = 11; // MAP, PEER, NAT-PMP
+export const CFG_PHASE_INIT = 0; // applyConfig: first call, sizes the tables (once per instance)
+export const CFG_PHASE_RELOAD = 1; // applyConfig: policy only, safe while serving
+export const CFG_MIN_LIFETIME = 0; // u32 lifetimes.min reload
+export const CFG_MAX_LIFETIME = 4; // u32 lifetimes.max reload
+export const CFG_PEER_MIN_LIFETIME = 8; // u32 lifetimes.peerMin reload
+export const CFG_HOLD_DOWN = 12; // u32 lifetimes.holdDown reload: seconds an ended mapping's port stays reserved [RFC 6888 REQ-8]
+export const CFG_MAPPINGS_PER_SUBSCRIBER = 16; // u32 quotas.mappingsPerSubscriber reload
+export const CFG_FILTERS_PER_MAPPING = 20; // u32 quotas.filtersPerMapping reload
+export const CFG_SHORT_ERROR_LIFETIME = 24; // u32 pcp.shortErrorLifetime reload
+export const CFG_LONG_ERROR_LIFETIME = 28; // u32 pcp.longErrorLifetime reload
+export const CFG_THIRD_PARTY_ID_MAX_LENGTH = 32; // u32 pcp.thirdPartyId.maxLength reload
+export const CFG_ENABLED_OPTIONS = 36; // u32 host reload: OPTBIT_* of the options processed (the pcp.* switches)
+export const CFG_PORT_SET_MAX = 40; // u32 host reload: pcp.portSet.maxSize, 1 when PORT_SET is off
+export const CFG_CHECKPOINT_QUOTA = 44; // u32 persistence.checkpointsPerSubscriber reload
+export const CFG_PREFIX64_LENGTH = 48; // u32 host reload: bytes of PREFIX64 options at CFG_PREFIX64
+export const CFG_NONCE_POLICY = 52; // enum(strict|relaxed) noncePolicy reload: NONCE_STRICT, NONCE_RELAXED
+export const CFG_PARITY = 53; // bool parity reload
+export const CFG_PCP_MAP = 54; // bool pcp.map reload
+export const CFG_PCP_PEER = 55; // bool pcp.peer reload
+export const CFG_OVERLOAD_POLICY = 56; // enum(drop|no-resources) pcp.overload reload
+export const CFG_NATPMP_MODE = 57; // enum(enabled|disabled|silent) natPmp reload
+export const CFG_CHECKPOINTS_ON = 58; // bool persistence.enabled reload: CHECKPOINT_REQUIRED honoured [RFC 7767]
+export const CFG_COALESCE_REFRESHES = 59; // bool host reload: persistence.refreshes "coalesced" (or persistence off)
+export const CFG_PREFETCH_MODE = 60; // u8 host reload: 0 off, 1 on, 2 auto (the default; benchmarks set others)
+export const CFG_MAX_MAPPINGS = 64; // u32 capacity.mappings init
+export const CFG_MAX_SUBSCRIBERS = 68; // u32 capacity.subscribers init
+export const CFG_MAX_PEERS = 72; // u32 capacity.peers init
+export const CFG_MAX_FILTERS = 76; // u32 capacity.filters init
+export const CFG_MAX_DESCRIPTIONS = 80; // u32 capacity.descriptions init
+export const CFG_MAX_REQUESTERS = 84; // u32 capacity.requesters init
+export const CFG_MAX_REALMS = 88; // u32 host init: capacity.realms, 0 when THIRD_PARTY_ID is off
+export const CFG_ANY_REALM = 92; // bool host init: pcp.thirdPartyId.ids is "any"
+export const CFG_PORT_MIN = 96; // u32 pool.portMin init
+export const CFG_BLOCK_SIZE = 100; // u32 pool.blockSize init
+export const CFG_MAX_BLOCKS_PER_SUBSCRIBER = 104; // u32 pool.maxBlocksPerSubscriber init
+export const CFG_SHARD_COUNT = 108; // u32 host init: engine workers; this one leases blocks b with b % count == index
+export const CFG_SHARD_INDEX = 112; // u32 host init
+export const CFG_START_TIME = 116; // u32 host init: engine time at start
+export const CFG_SEED = 120; // u64 host init: PRNG seed for block and port choice (0: fixed default)
+export const CFG_POOL_COUNT = 128; // u32 host init: addresses at CFG_POOL
+export const CFG_PROTOCOLS = 160; // bytes host init: 32-byte bitmap of the protocols MAP/PEER may use
+export const CFG_EXCLUDED = 192; // bytes host init: 8192-byte bitmap of pool.excludedPorts
+export const CFG_PREFIX64 = 8384; // bytes host reload: PREFIX64_OPTIONS_CAP bytes
+export const CFG_POOL = 8896; // bytes host init: POOL_MAX_ADDRESSES addresses of 16 bytes (IPv4 v4-mapped)
+export const CFG_SIZE = 12992;
+export const APPLY_OK = 0;
+export const APPLY_INITIALISED = 1; // CFG_PHASE_INIT again: build a new instance to resize
+export const APPLY_NO_MEMORY = 2; // table sizes do not fit in linear memory
+export const APPLY_DESCRIPTIONS = 3; // capacity.descriptions does not fit
+export const APPLY_REQUESTERS = 4; // capacity.requesters does not fit
+export const APPLY_REALMS = 5; // capacity.realms does not fit
+export const APPLY_POOL_LAYOUT = 6; // portMin / blockSize / blocks per subscriber / shard refused
+export const APPLY_POOL_ADDRESS = 7; // a pool address is a duplicate or over POOL_MAX_ADDRESSES
 export const STATS_PCP_RESULT = 0; // RESULT_CODE_LIMIT counters of PCP replies by result
 export const STATS_NATPMP_RESULT = 256; // NATPMP_RESULT_CODE_LIMIT counters
 export const STATS_DROP = 320; // DROP_REASON_LIMIT counters
@@ -525,6 +578,59 @@ export const ALL_CONSTANTS: Readonly<Record<string, number>> = {
   CFG_NATPMP_ENABLED,
   CFG_NATPMP_SILENT,
   CFG_DEFAULT,
+  CFG_PHASE_INIT,
+  CFG_PHASE_RELOAD,
+  CFG_MIN_LIFETIME,
+  CFG_MAX_LIFETIME,
+  CFG_PEER_MIN_LIFETIME,
+  CFG_HOLD_DOWN,
+  CFG_MAPPINGS_PER_SUBSCRIBER,
+  CFG_FILTERS_PER_MAPPING,
+  CFG_SHORT_ERROR_LIFETIME,
+  CFG_LONG_ERROR_LIFETIME,
+  CFG_THIRD_PARTY_ID_MAX_LENGTH,
+  CFG_ENABLED_OPTIONS,
+  CFG_PORT_SET_MAX,
+  CFG_CHECKPOINT_QUOTA,
+  CFG_PREFIX64_LENGTH,
+  CFG_NONCE_POLICY,
+  CFG_PARITY,
+  CFG_PCP_MAP,
+  CFG_PCP_PEER,
+  CFG_OVERLOAD_POLICY,
+  CFG_NATPMP_MODE,
+  CFG_CHECKPOINTS_ON,
+  CFG_COALESCE_REFRESHES,
+  CFG_PREFETCH_MODE,
+  CFG_MAX_MAPPINGS,
+  CFG_MAX_SUBSCRIBERS,
+  CFG_MAX_PEERS,
+  CFG_MAX_FILTERS,
+  CFG_MAX_DESCRIPTIONS,
+  CFG_MAX_REQUESTERS,
+  CFG_MAX_REALMS,
+  CFG_ANY_REALM,
+  CFG_PORT_MIN,
+  CFG_BLOCK_SIZE,
+  CFG_MAX_BLOCKS_PER_SUBSCRIBER,
+  CFG_SHARD_COUNT,
+  CFG_SHARD_INDEX,
+  CFG_START_TIME,
+  CFG_SEED,
+  CFG_POOL_COUNT,
+  CFG_PROTOCOLS,
+  CFG_EXCLUDED,
+  CFG_PREFIX64,
+  CFG_POOL,
+  CFG_SIZE,
+  APPLY_OK,
+  APPLY_INITIALISED,
+  APPLY_NO_MEMORY,
+  APPLY_DESCRIPTIONS,
+  APPLY_REQUESTERS,
+  APPLY_REALMS,
+  APPLY_POOL_LAYOUT,
+  APPLY_POOL_ADDRESS,
   STATS_PCP_RESULT,
   STATS_NATPMP_RESULT,
   STATS_DROP,

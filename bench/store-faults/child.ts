@@ -6,7 +6,8 @@
 //   write <design> <dir>             until SIGTERM (clean close, exit 0) or SIGKILL
 //   restore <design> <dir> <count>   one JSON line: restore time, damage reported, what came back
 import { pino } from "pino";
-import { DEFAULT_ENGINE_CONFIG, PacketEngine } from "../../src/engine/packet-engine.js";
+import type { PacketEngine } from "../../src/engine/packet-engine.js";
+import { engineConfig, engineFrom } from "../../test/helpers/engine-config.js";
 import { ShardStore, wallSeconds } from "../../src/persist/store.js";
 import { assigned, mapRequest, nonceOf, serveOne } from "../../test/helpers/packets.js";
 import { LmdbStore } from "./lmdb-store.js";
@@ -17,10 +18,9 @@ const [command, design, dir, countArg] = process.argv.slice(2);
 const log = pino({ level: "silent" });
 
 function engine(): PacketEngine {
-  const e = new PacketEngine("release");
   const addresses = Array.from({ length: 8 }, (_, i) => `203.0.113.${i + 1}`);
-  e.initEngine({ ...DEFAULT_ENGINE_CONFIG, maxMappings: 450_000, maxSubscribers: 10_000, mappingsPerSubscriber: 50, seed: 7n, pool: { ...DEFAULT_ENGINE_CONFIG.pool, addresses, blockSize: 64 } }, T0);
-  return e;
+  const config = engineConfig({ capacity: { mappings: 450_000, subscribers: 10_000 }, quotas: { mappingsPerSubscriber: 50 }, pool: { addresses, blockSize: 64 } });
+  return engineFrom(config, T0, { seed: 7n }, "release");
 }
 
 const client = (i: number) => {

@@ -40,7 +40,7 @@ export const ConfigSchema = z
         receiveBuffer: count(0, 1 << 30).default(RECEIVE_BUFFER_DEFAULT),
       })
       .strict()
-      .default({ addresses: ["127.0.0.1", "::1"], port: W.PCP_SERVER_PORT, receiveBuffer: RECEIVE_BUFFER_DEFAULT }),
+      .prefault({}),
     /**
      * Engine workers (piscina threads), one shard each. Each worker owns the sockets of
      * its listen addresses (address i → worker i mod workers), so at most one worker per
@@ -57,7 +57,7 @@ export const ConfigSchema = z
         firstGapMs: count(250, 60_000).default(250),
       })
       .strict()
-      .default({ multicast: [], count: 10, firstGapMs: 250 }),
+      .prefault({}),
     /** Sources whose requests are served as subscribers (the subscriber-facing side). */
     subscribers: z.array(prefix).default(["127.0.0.0/8", "::1/128"]),
     /** Sources allowed to use THIRD_PARTY (AFTRs, CPE proxies, management). */
@@ -91,7 +91,7 @@ export const ConfigSchema = z
             maxLength: count(1, 16).default(16),
           })
           .strict()
-          .default({ enabled: false, ids: "any", maxLength: 16 }),
+          .prefault({}),
         /**
          * PORT_SET [RFC 7753]: up to `maxSize` consecutive ports mapped in one request (within
          * one port block and the subscriber's quota). Off: served as single-port MAPs.
@@ -99,7 +99,7 @@ export const ConfigSchema = z
         portSet: z
           .object({ enabled: z.boolean().default(true), maxSize: count(2, W.PORT_SET_LIMIT).default(16) })
           .strict()
-          .default({ enabled: true, maxSize: 16 }),
+          .prefault({}),
         /** CHECKPOINT_REQUIRED [RFC 7767] processed (honoured with persistence on, see persistence.checkpointsPerSubscriber); off: ignored. */
         checkpointRequired: z.boolean().default(true),
         prefix64: z
@@ -108,7 +108,7 @@ export const ConfigSchema = z
           .default([]),
       })
       .strict()
-      .default({ map: true, peer: true, thirdParty: true, preferFailure: true, filter: true, overload: "drop", shortErrorLifetime: 30, longErrorLifetime: 1800, description: true, thirdPartyId: { enabled: false, ids: "any", maxLength: 16 }, portSet: { enabled: true, maxSize: 16 }, checkpointRequired: true, prefix64: [] }),
+      .prefault({}),
     natPmp: z.enum(["enabled", "disabled", "silent"]).default("enabled"),
     pool: z
       .object({
@@ -120,15 +120,15 @@ export const ConfigSchema = z
         excludedPorts: z.array(port).default([]),
       })
       .strict()
-      .default({ addresses: ["203.0.113.0/28"], portMin: 1024, blockSize: 512, maxBlocksPerSubscriber: 4, excludedPorts: [] }),
+      .prefault({}),
     lifetimes: z
       .object({ min: seconds.default(120), max: seconds.default(86400), peerMin: seconds.default(120), holdDown: seconds.default(120) })
       .strict()
-      .default({ min: 120, max: 86400, peerMin: 120, holdDown: 120 }),
+      .prefault({}),
     quotas: z
       .object({ mappingsPerSubscriber: count(1, 65535).default(64), filtersPerMapping: count(1, 255).default(8) })
       .strict()
-      .default({ mappingsPerSubscriber: 64, filtersPerMapping: 8 }),
+      .prefault({}),
     capacity: z
       .object({
         mappings: count(1, 16_000_000).default(100_000),
@@ -143,19 +143,19 @@ export const ConfigSchema = z
         requesters: count(0, 4_000_000).default(20_000),
       })
       .strict()
-      .default({ mappings: 100_000, subscribers: 20_000, peers: 50_000, filters: 50_000, descriptions: 20_000, realms: 65_536, requesters: 20_000 }),
+      .prefault({}),
     rateLimit: z
       .object({
-        perSource: z.object({ rate: z.number().positive().default(20), burst: count(1, 1_000_000).default(100) }).strict().default({ rate: 20, burst: 100 }),
-        global: z.object({ rate: z.number().positive().default(200_000), burst: count(1, 10_000_000).default(400_000) }).strict().default({ rate: 200_000, burst: 400_000 }),
+        perSource: z.object({ rate: z.number().positive().default(20), burst: count(1, 1_000_000).default(100) }).strict().prefault({}),
+        global: z.object({ rate: z.number().positive().default(200_000), burst: count(1, 10_000_000).default(400_000) }).strict().prefault({}),
         maxSources: count(1, 100_000_000).default(1_000_000),
       })
       .strict()
-      .default({ perSource: { rate: 20, burst: 100 }, global: { rate: 200_000, burst: 400_000 }, maxSources: 1_000_000 }),
+      .prefault({}),
     noncePolicy: z.enum(["strict", "relaxed"]).default("strict"),
     parity: z.boolean().default(false),
     protocols: z.array(count(1, 255)).min(1).default([W.PROTO_TCP, W.PROTO_UDP]),
-    log: z.object({ level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info") }).strict().default({ level: "info" }),
+    log: z.object({ level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info") }).strict().prefault({}),
     persistence: z
       .object({
         /** Mappings, holds and the Epoch survive a restart (a journal plus snapshots per shard). */
@@ -182,7 +182,7 @@ export const ConfigSchema = z
         maxBacklogBytes: count(1024 * 1024, 2 ** 34).default(256 * 1024 * 1024),
       })
       .strict()
-      .default({ enabled: true, directory: "data", commitIntervalMs: 20, fsync: true, refreshes: "coalesced", checkpointsPerSubscriber: 16, snapshotIntervalSeconds: 3600, snapshotJournalBytes: 512 * 1024 * 1024, maxBacklogBytes: 256 * 1024 * 1024 }),
+      .prefault({}),
     dataplane: z
       .object({
         /**
@@ -201,7 +201,7 @@ export const ConfigSchema = z
         reconcileChunk: count(100, 1_000_000).default(20_000),
       })
       .strict()
-      .default({ backend: "none", table: "pcpd", batchMs: 50, failuresBeforeDown: 3, reconcileChunk: 20_000 }),
+      .prefault({}),
     control: z
       .object({
         enabled: z.boolean().default(true),
@@ -230,7 +230,7 @@ export const ConfigSchema = z
         eventBufferBytes: count(4096, 256 * 1024 * 1024).default(1024 * 1024),
       })
       .strict()
-      .default({ enabled: true, address: "127.0.0.1", port: 5380, tokens: [], maxMessageBytes: 65536, requestsPerSecond: 1000, eventBufferBytes: 1048576 }),
+      .prefault({}),
   })
   .strict()
   .superRefine((c, ctx) => {

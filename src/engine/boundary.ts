@@ -25,22 +25,9 @@ export const ENGINE_FUNCTIONS = [
   "onAbort",
   "heapProbe",
   "loadgenMap",
-  // configuration setters (to be replaced by a configuration region and one apply call)
-  "configureCodec",
-  "prefix64Base",
-  "setPrefix64",
-  "engineInit",
-  "configurePool",
-  "initDescriptions",
-  "initRequesters",
-  "initRealms",
-  "configureEngine",
-  "setProtocol",
-  "setExcludedPort",
-  "setRefreshCoalescing",
-  "setPrefetch",
-  "setPortSetPolicy",
-  "setCheckpointPolicy",
+  // configuration: the region and the one call that applies it (docs/config.md)
+  "configBase",
+  "applyConfig",
 ] as const;
 
 export interface EngineExports {
@@ -60,22 +47,10 @@ export interface EngineExports {
   regions(): number;
   heapProbe(): number;
   loadgenMap(first: number, count: number, start: number, stride: number, total: number, perSubscriber: number, portOffset: number, lifetime: number, protocol: number): void;
-  // configuration setters
-  configureCodec(flags: number, options: number, shortErr: number, longErr: number, tpidMaxLen: number): void;
-  prefix64Base(): number;
-  setPrefix64(length: number): void;
-  engineInit(maxMappings: number, maxSubscribers: number, maxPeers: number, maxFilters: number, seed: bigint, start: number): number;
-  configureEngine(minLife: number, maxLife: number, peerMinLife: number, hold: number, perSubscriber: number, filtersPer: number, nonce: number, parity: number): void;
-  configurePool(firstPort: number, blockSize: number, blocksPerSubscriber: number, shards: number, shard: number): number;
-  setProtocol(protocol: number, on: number): void;
-  setExcludedPort(port: number, on: number): void;
-  setRefreshCoalescing(on: number): void;
-  setPrefetch(on: number): void;
-  initDescriptions(capacity: number): number;
-  initRequesters(capacity: number): number;
-  initRealms(capacity: number, any: number): number;
-  setPortSetPolicy(maxSize: number): void;
-  setCheckpointPolicy(on: number, perSubscriber: number): void;
+  /** Address of the configuration region (CFG_*; written by src/config/region.ts). */
+  configBase(): number;
+  /** Copies the configuration region into the engine (phase CFG_PHASE_INIT or CFG_PHASE_RELOAD); an APPLY_* status. */
+  applyConfig(phase: number): number;
 }
 
 /** Bases of the regions fixed at compile time (REGION_*). */

@@ -14,7 +14,7 @@ import { UdpListener } from "../io/udp-listener.js";
 import { poolAddresses, type Config } from "../config/schema.js";
 import { MonotonicClock, timeFrom, wallSeconds, type TimeSource } from "../core/clock.js";
 import { ShardStore, type RestoreReport } from "../persist/store.js";
-import { classifier, codecConfig, engineConfig, limiterFor } from "../server/policy.js";
+import { classifier, limiterFor } from "../config/policy.js";
 import * as W from "../wire.generated.js";
 import { Announcer } from "./announce.js";
 import { DataplaneFeed } from "./dataplane-feed.js";
@@ -79,12 +79,10 @@ export class Shard {
     this.log = pino({ level: config.log.level, base: { service: "pcp-server", shard: spec.shard, thread: threadId } });
     this.time = timeFrom(spec.testClock);
     const clock = (this.clock = new MonotonicClock(0, () => this.time.monotonicNs()));
-    const engine = (this.engine = new PacketEngine("release", codecConfig(config)));
-    engine.initEngine(engineConfig(config, spec.seed, spec.shard, spec.shards), clock.seconds());
+    const engine = (this.engine = new PacketEngine("release", config));
+    engine.initEngine(config, clock.seconds(), { seed: spec.seed, shard: spec.shard, shards: spec.shards });
     this.board = new StatsBoard(spec.board);
     this.wallOffset = wallSeconds(this.time) - clock.seconds();
-    engine.setRefreshCoalescing(!config.persistence.enabled || config.persistence.refreshes === "coalesced");
-    engine.setCheckpointPolicy(config.persistence.enabled, config.persistence.checkpointsPerSubscriber);
     this.announcer = new Announcer({
       targets: spec.announce,
       count: config.announce.count,
@@ -257,8 +255,7 @@ export class Shard {
 
   private readonly handlers: Handlers = {
     reload: ({ config }) => {
-      this.engine.configure(codecConfig(config));
-      this.engine.setPolicy(engineConfig(config, 0n));
+      this.engine.reconfigure(config);
       this.listener.setPolicy({ classify: classifier(config), limiter: limiterFor(config, this.spec.shards) });
       this.log.level = config.log.level;
       this.applyPool(config);

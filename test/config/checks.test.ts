@@ -9,7 +9,6 @@ import { loadFile, loadReload } from "../../src/config/load.js";
 import { parseConfig, poolAddresses } from "../../src/config/schema.js";
 import { contradictions, EPHEMERAL_PORT_ENV, poolReloadIssues, tableBytes, warnings } from "../../src/config/checks.js";
 import { PacketEngine } from "../../src/engine/packet-engine.js";
-import { codecConfig, engineConfig } from "../../src/server/policy.js";
 import { tempDir } from "../helpers/temp.js";
 
 const issues = configIssues;
@@ -70,9 +69,9 @@ describe("contradictory or dangerous values (start and reload)", () => {
   it("the estimate matches what initEngine allocates (the heap top moved) within 10 %", () => {
     const grown = (capacity: Record<string, number>) => {
       const c = parseConfig({ capacity, persistence: { enabled: false } });
-      const engine = new PacketEngine("release", codecConfig(c));
+      const engine = new PacketEngine("release", c);
       const before = engine.exports.heapProbe();
-      engine.initEngine(engineConfig(c, 1n, 0, 1), 0);
+      engine.initEngine(c, 0, { seed: 1n, shard: 0, shards: 1 });
       return { real: engine.exports.heapProbe() - before, estimate: tableBytes(c.capacity) };
     };
     const small = grown({ mappings: 1000, subscribers: 1000, peers: 1000, filters: 1000, descriptions: 1000, realms: 1000 });

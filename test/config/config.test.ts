@@ -5,7 +5,8 @@ import * as W from "../../src/wire.generated.js";
 import { configIssues } from "../helpers/config-issues.js";
 import { loadConfig } from "../../src/config/load.js";
 import { parseConfig, poolAddresses, workerCount } from "../../src/config/schema.js";
-import { classifier, engineConfig } from "../../src/server/policy.js";
+import { classifier } from "../../src/config/policy.js";
+import { encodeConfig } from "../../src/config/region.js";
 import { expandPrefix, parsePrefix, prefixContains } from "../../src/net/cidr.js";
 import { toAddress16 } from "../../src/net/address.js";
 import { tempDir } from "../helpers/temp.js";
@@ -19,7 +20,9 @@ describe("configuration", () => {
     // 203.0.113.0/28 without its network and broadcast addresses.
     expect(poolAddresses(c.pool.addresses)).toHaveLength(14);
     expect(poolAddresses(c.pool.addresses)[0]).toBe("203.0.113.1");
-    expect(engineConfig(c, 1n)).toMatchObject({ minLifetime: 120, maxLifetime: 86400, holdDown: 120, noncePolicy: "strict" });
+    const region = new DataView(encodeConfig(c, { seed: 1n }).buffer);
+    expect([W.CFG_MIN_LIFETIME, W.CFG_MAX_LIFETIME, W.CFG_HOLD_DOWN].map((at) => region.getUint32(at, true))).toEqual([120, 86400, 120]);
+    expect(region.getUint8(W.CFG_NONCE_POLICY)).toBe(W.NONCE_STRICT);
     expect(c.announce).toEqual({ multicast: [], count: 10, firstGapMs: 250 });
   });
 

@@ -8,7 +8,7 @@ import { parseConfig } from "../../src/config/schema.js";
 import { startServer, type RunningServer } from "../../src/server/server.js";
 import { startControl, type RunningControl } from "../../src/control/server.js";
 import { ControlClient } from "../../src/client/control-client.js";
-import { DEFAULT_ENGINE_CONFIG, PacketEngine } from "../../src/engine/packet-engine.js";
+import { engineConfig, engineFrom } from "../helpers/engine-config.js";
 import { mapRequest, natPmpMap, nonceOf, serveOne } from "../helpers/packets.js";
 import { exchange } from "../helpers/udp.js";
 import { waitFor } from "../helpers/wait.js";
@@ -73,8 +73,7 @@ describe("dataplane.backend events", () => {
   }, 30_000);
 
   it("the engine's dataplane-down flag answers MAP and NAT-PMP with NETWORK_FAILURE until cleared", () => {
-    const e = new PacketEngine("debug");
-    e.initEngine(DEFAULT_ENGINE_CONFIG, 100);
+    const e = engineFrom(engineConfig(), 100);
     e.setDataplaneDown(true);
     expect(serveOne(e, mapRequest({ client: "192.0.2.1" }), 100, { source: "192.0.2.1" }).result).toBe(W.RESULT_NETWORK_FAILURE);
     expect(serveOne(e, natPmpMap(W.NATPMP_OP_MAP_TCP, 8080, 0, 600), 100, { source: "192.0.2.1" }).response[3]).toBe(W.NATPMP_RESULT_NETWORK_FAILURE);

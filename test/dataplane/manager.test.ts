@@ -6,7 +6,8 @@
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
-import { DEFAULT_ENGINE_CONFIG, PacketEngine } from "../../src/engine/packet-engine.js";
+import type { PacketEngine } from "../../src/engine/packet-engine.js";
+import { engineConfig, engineFrom } from "../helpers/engine-config.js";
 import { DataplaneManager, type DataplaneBackend } from "../../src/dataplane/manager.js";
 import { EventStreamBackend } from "../../src/dataplane/event-stream.js";
 import { mappingStatements, tableDefinition, transactionScript } from "../../src/dataplane/nftables.js";
@@ -40,8 +41,7 @@ class FakeBackend implements DataplaneBackend {
 }
 
 function setup() {
-  const e = new PacketEngine("debug");
-  e.initEngine({ ...DEFAULT_ENGINE_CONFIG, seed: 2n, pool: { ...DEFAULT_ENGINE_CONFIG.pool, addresses: ["198.51.100.1"], blockSize: 64 } }, T0);
+  const e = engineFrom(engineConfig({ pool: { addresses: ["198.51.100.1"], blockSize: 64 } }), T0, { seed: 2n });
   const backend = new FakeBackend();
   const downs: boolean[] = [];
   const m = new DataplaneManager(backend, {

@@ -4,7 +4,8 @@
 // does not know is refused without doing anything.
 import { describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
-import { DEFAULT_CODEC_CONFIG, DEFAULT_ENGINE_CONFIG, ENGINE_FUNCTIONS, PacketEngine, wasmUrl } from "../../src/engine/packet-engine.js";
+import { ENGINE_FUNCTIONS, PacketEngine, wasmUrl } from "../../src/engine/packet-engine.js";
+import { engineConfig, engineFrom } from "../helpers/engine-config.js";
 import { PcpdError } from "../../src/errors.js";
 import { toAddress16 } from "../../src/net/address.js";
 import { assigned, description, filter, mapRequest, natPmpMap, nonceOf, run, serveOne, u16, u32 } from "../helpers/packets.js";
@@ -15,10 +16,11 @@ const EXT = "203.0.113.1";
 const EXT2 = "203.0.113.2";
 const T0 = 100;
 
+const config = (addresses: string[]) =>
+  engineConfig({ capacity: { descriptions: 16, realms: 4 }, pcp: { thirdPartyId: { enabled: true, ids: "any" } }, pool: { addresses } });
+
 function engine(addresses = [EXT, EXT2]): PacketEngine {
-  const e = new PacketEngine("debug", { ...DEFAULT_CODEC_CONFIG, options: W.OPTBIT_ALL });
-  e.initEngine({ ...DEFAULT_ENGINE_CONFIG, maxDescriptions: 16, realms: { capacity: 4, ids: "any" }, pool: { ...DEFAULT_ENGINE_CONFIG.pool, addresses } }, T0);
-  return e;
+  return engineFrom(config(addresses), T0, { options: W.OPTBIT_ALL });
 }
 const map = (e: PacketEngine, port: number, options = [] as ReturnType<typeof filter>[], lifetime = 600) =>
   serveOne(e, mapRequest({ client: C, internalPort: port, lifetime, nonce: nonceOf(port) }, options), T0, { source: C });
@@ -92,7 +94,8 @@ const cases: Record<string, () => void> = {
   },
   CMD_POOL_ENTRY() {
     const e = engine();
-    const blocks = Math.floor((65536 - DEFAULT_ENGINE_CONFIG.pool.portMin) / DEFAULT_ENGINE_CONFIG.pool.blockSize);
+    const { portMin, blockSize } = config([EXT]).pool;
+    const blocks = Math.floor((65536 - portMin) / blockSize);
     const before = e.poolUsage();
     expect(before.map((p) => [p.address, p.freeBlocks, p.retired])).toEqual([[EXT, blocks, false], [EXT2, blocks, false]]);
     mapped(e, 80);

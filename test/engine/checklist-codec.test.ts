@@ -4,7 +4,8 @@
 import { beforeEach, describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
 import { toAddress16 } from "../../src/net/address.js";
-import { DEFAULT_CODEC_CONFIG, PacketEngine } from "../../src/engine/packet-engine.js";
+import type { PacketEngine } from "../../src/engine/packet-engine.js";
+import { codecEngine, engineConfig } from "../helpers/engine-config.js";
 import {
   CLIENT16, EPOCH, announceRequest, description, encodeOptions, filter, hexOf, mapRequest, option,
   peerRequest, preferFailure, run, thirdParty, u16, u32,
@@ -12,7 +13,7 @@ import {
 
 let engine: PacketEngine;
 beforeEach(() => {
-  engine = new PacketEngine("debug");
+  engine = codecEngine();
 });
 
 const TP = W.INGRESS_SUBSCRIBER | W.INGRESS_THIRD_PARTY;
@@ -130,7 +131,7 @@ describe("§3.1 transport and framing", () => {
     engine.processBatch(2, EPOCH);
     expect(engine.outcome(0)).toMatchObject({ verdict: "drop", dropReason: W.DROP_OVERLOAD });
     expect(engine.outcome(1).verdict).toBe("parsed");
-    engine.configure({ ...DEFAULT_CODEC_CONFIG, overloadReply: true });
+    engine.reconfigure(engineConfig({ pcp: { overload: "no-resources" } }));
     const o = run(engine, mapRequest(), { overloaded: true });
     expect(o.result).toBe(W.RESULT_NO_RESOURCES);
     expect(u32(o.response, 4)).toBe(30);
@@ -192,7 +193,7 @@ describe("§3.2 response construction", () => {
     expect(o.result).toBe(W.RESULT_NOT_AUTHORIZED);
     expect(u32(o.response, 4)).toBe(1234);
     expect(hexOf(o.response.subarray(12, 24))).toBe("00".repeat(12));
-    engine.configure({ ...DEFAULT_CODEC_CONFIG, mapEnabled: false });
+    engine.reconfigure(engineConfig({ pcp: { map: false } }));
     const disabled = run(engine, mapRequest());
     expect(disabled.result).toBe(W.RESULT_NOT_AUTHORIZED);
     expect(hexOf(disabled.response.subarray(12, 24))).toBe("00".repeat(12));
@@ -217,7 +218,7 @@ describe("§3.2 response construction", () => {
     for (const r of [W.RESULT_UNSUPP_VERSION, W.RESULT_NOT_AUTHORIZED, W.RESULT_MALFORMED_REQUEST, W.RESULT_UNSUPP_OPCODE,
       W.RESULT_UNSUPP_OPTION, W.RESULT_MALFORMED_OPTION, W.RESULT_UNSUPP_PROTOCOL, W.RESULT_ADDRESS_MISMATCH,
       W.RESULT_EXCESSIVE_REMOTE_PEERS]) expect(lifetime(r)).toBe(1800);
-    engine.configure({ ...DEFAULT_CODEC_CONFIG, shortErrorLifetime: 45, longErrorLifetime: 900 });
+    engine.reconfigure(engineConfig({ pcp: { shortErrorLifetime: 45, longErrorLifetime: 900 } }));
     expect(u32(run(engine, mapRequest({ client: "192.0.2.8" })).response, 4)).toBe(900);
     expect(lifetime(W.RESULT_NO_RESOURCES)).toBe(45);
   });
@@ -277,7 +278,7 @@ describe("§3.3 option parsing", () => {
   });
 
   it("item 35: DESCRIPTION of length 5 + 3 pad bytes, then another option: both parsed", () => {
-    engine.configure({ ...DEFAULT_CODEC_CONFIG, options: W.OPTBIT_ALL });
+    engine.reconfigure(engineConfig(), { options: W.OPTBIT_ALL });
     const o = result([description("hello"), filter(0, "::")]);
     expect(o).toMatchObject({ verdict: "parsed", filterCount: 1 });
     expect(o.options).toBe(W.OPTBIT_DESCRIPTION | W.OPTBIT_FILTER);
@@ -336,7 +337,7 @@ describe("§3.3 option parsing", () => {
   });
 
   it("item 46: a mandatory option the operator disabled (FILTER) → UNSUPP_OPTION", () => {
-    engine.configure({ ...DEFAULT_CODEC_CONFIG, options: W.OPTBIT_CORE & ~W.OPTBIT_FILTER });
+    engine.reconfigure(engineConfig({ pcp: { filter: false } })); // OPTBIT_CORE without FILTER
     expect(result([filter(128, "198.51.100.1")]).result).toBe(W.RESULT_UNSUPP_OPTION);
   });
 });

@@ -3,17 +3,17 @@
 // (issue #6); their engine part is tested here and named as such.
 import { describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
-import { DEFAULT_ENGINE_CONFIG, PacketEngine, type EngineConfig } from "../../src/engine/packet-engine.js";
+import type { PacketEngine } from "../../src/engine/packet-engine.js";
+import type { Config } from "../../src/config/schema.js";
+import { engineConfig, engineFrom, merge, type DeepPartial } from "../helpers/engine-config.js";
 import {
   CLIENT, assigned, filter, mapRequest, natPmpMap, nonceOf, peerRequest, preferFailure, serveOne, thirdParty, u16, u32,
 } from "../helpers/packets.js";
 
 const T0 = 1000;
 const POOL = ["203.0.113.1", "203.0.113.2"];
-function engineWith(over: Partial<EngineConfig> = {}): PacketEngine {
-  const e = new PacketEngine("debug");
-  e.initEngine({ ...DEFAULT_ENGINE_CONFIG, seed: 7n, ...over, pool: { ...DEFAULT_ENGINE_CONFIG.pool, addresses: POOL, ...over.pool } }, T0);
-  return e;
+function engineWith(over: DeepPartial<Config> = {}): PacketEngine {
+  return engineFrom(engineConfig(merge<DeepPartial<Config>>({ pool: { addresses: POOL } }, over)), T0, { seed: 7n });
 }
 const TP = W.INGRESS_SUBSCRIBER | W.INGRESS_THIRD_PARTY;
 
@@ -72,7 +72,7 @@ describe("§3.4 MAP", () => {
   });
 
   it("item 56: UDP 5350/5351 are never granted, even when suggested", () => {
-    const e = engineWith({ pool: { ...DEFAULT_ENGINE_CONFIG.pool, addresses: POOL, portMin: 5120, blockSize: 256 } });
+    const e = engineWith({ pool: { portMin: 5120, blockSize: 256 } });
     for (const port of [5350, 5351]) {
       const o = serveOne(e, mapRequest({ protocol: 17, internalPort: port, externalPort: port, externalAddress: POOL[0] }), T0);
       expect(o.result).toBe(0);
@@ -143,7 +143,7 @@ describe("§3.4 MAP", () => {
   });
 
   it("item 63: MAP N+1 for a subscriber with quota N → USER_EX_QUOTA with the short lifetime", () => {
-    const e = engineWith({ mappingsPerSubscriber: 3 });
+    const e = engineWith({ quotas: { mappingsPerSubscriber: 3 } });
     for (let i = 1; i <= 3; i++) expect(serveOne(e, mapRequest({ internalPort: i }), T0).result).toBe(0);
     const o = serveOne(e, mapRequest({ internalPort: 4 }), T0);
     expect(o.result).toBe(W.RESULT_USER_EX_QUOTA);
@@ -155,7 +155,7 @@ describe("§3.4 MAP", () => {
   it.todo("item 65: SCTP through a non-port-rewriting NAT (SCTP is not offered: item 50 covers the refusal)");
 
   it("item 66: after deletion the port is held: others cannot get it, the same client (port + nonce) reclaims it", () => {
-    const e = engineWith({ pool: { ...DEFAULT_ENGINE_CONFIG.pool, addresses: POOL, blockSize: 64, maxBlocksPerSubscriber: 1 } });
+    const e = engineWith({ pool: { blockSize: 64, maxBlocksPerSubscriber: 1 } });
     const a = assigned(serveOne(e, mapRequest({ internalPort: 1 }), T0));
     expect(serveOne(e, mapRequest({ internalPort: 1, lifetime: 0 }), T0 + 1).result).toBe(0);
     // Another internal port of the same subscriber suggesting it: not the same client.
@@ -166,7 +166,7 @@ describe("§3.4 MAP", () => {
   });
 
   it("item 66: the hold ends after holdDown seconds and the port returns to the pool", () => {
-    const e = engineWith({ holdDown: 120 });
+    const e = engineWith({ lifetimes: { holdDown: 120 } });
     const a = assigned(serveOne(e, mapRequest({ lifetime: 200 }), T0));
     e.expire(T0 + 200);
     expect(e.engineStats()).toMatchObject({ mappings: 0n, held: 1n, expired: 1n });
@@ -183,7 +183,7 @@ describe("§3.4 MAP", () => {
   });
 
   it("item 67: with an IPv6 pool address, `::` selects the IPv6 external family", () => {
-    const e = engineWith({ pool: { ...DEFAULT_ENGINE_CONFIG.pool, addresses: ["203.0.113.1", "2001:db8::1"] } });
+    const e = engineWith({ pool: { addresses: ["203.0.113.1", "2001:db8::1"] } });
     const o = serveOne(e, mapRequest({ externalAddress: "::" }), T0);
     expect(o.result).toBe(0);
     expect(assigned(o).address).toBe("2001:db8::1");
@@ -234,7 +234,7 @@ describe("§3.5 deletion and lifetimes", () => {
   });
 
   it("item 76: delete with `::` removes only the IPv6-external mapping of the endpoint", () => {
-    const e = engineWith({ pool: { ...DEFAULT_ENGINE_CONFIG.pool, addresses: ["203.0.113.1", "2001:db8::1"] } });
+    const e = engineWith({ pool: { addresses: ["203.0.113.1", "2001:db8::1"] } });
     serveOne(e, mapRequest(), T0);
     serveOne(e, mapRequest({ externalAddress: "::" }), T0);
     expect(serveOne(e, mapRequest({ lifetime: 0, externalAddress: "::" }), T0).result).toBe(0);
@@ -270,7 +270,7 @@ describe("§3.6 PEER", () => {
   });
 
   it("item 84: PEER lifetime is at least the configured implicit minimum", () => {
-    const e = engineWith({ peerMinLifetime: 240 });
+    const e = engineWith({ lifetimes: { peerMin: 240 } });
     expect(u32(serveOne(e, peerRequest({ lifetime: 30 }), T0).response, 4)).toBe(240);
   });
 
@@ -393,7 +393,7 @@ describe("§3.9 FILTER", () => {
   });
 
   it("item 110: more FILTERs than the limit → EXCESSIVE_REMOTE_PEERS, previous set unchanged", () => {
-    const e = engineWith({ filtersPerMapping: 2 });
+    const e = engineWith({ quotas: { filtersPerMapping: 2 } });
     serveOne(e, mapRequest({}, [filter(120, "198.51.100.0")]), T0);
     const o = serveOne(e, mapRequest({}, [filter(128, "203.0.113.1"), filter(128, "203.0.113.2")]), T0);
     expect(o.result).toBe(W.RESULT_EXCESSIVE_REMOTE_PEERS);
@@ -401,12 +401,12 @@ describe("§3.9 FILTER", () => {
   });
 
   it("item 111: one FILTER per mapping is always accepted", () => {
-    const e = engineWith({ filtersPerMapping: 1 });
+    const e = engineWith({ quotas: { filtersPerMapping: 1 } });
     expect(serveOne(e, mapRequest({}, [filter(120, "198.51.100.0")]), T0).result).toBe(0);
   });
 
   it("item 112: no request without FILTER yields EXCESSIVE_REMOTE_PEERS", () => {
-    const e = engineWith({ filtersPerMapping: 1 });
+    const e = engineWith({ quotas: { filtersPerMapping: 1 } });
     serveOne(e, mapRequest({}, [filter(120, "198.51.100.0")]), T0);
     expect(serveOne(e, mapRequest(), T0).result).toBe(0);
   });
@@ -424,7 +424,7 @@ describe("§3.12 NAT-PMP (engine)", () => {
   });
 
   it("item 133: map failure (quota) → result 4, internal port echoed, external port 0, lifetime 0", () => {
-    const e = engineWith({ mappingsPerSubscriber: 1 });
+    const e = engineWith({ quotas: { mappingsPerSubscriber: 1 } });
     natpmp(e, natPmpMap(2, 80, 0, 3600));
     const r = natpmp(e, natPmpMap(2, 81, 0, 3600)).response;
     expect(Buffer.from(r).toString("hex")).toBe("0082" + "0004" + "11223344" + "0051" + "0000" + "00000000");
@@ -502,7 +502,7 @@ describe("§3.2 with the engine", () => {
   });
 
   it("item 30: unknown mandatory option and quota exceeded → the option error (no state touched)", () => {
-    const e = engineWith({ mappingsPerSubscriber: 1 });
+    const e = engineWith({ quotas: { mappingsPerSubscriber: 1 } });
     serveOne(e, mapRequest({ internalPort: 1 }), T0);
     expect(serveOne(e, mapRequest({ internalPort: 2 }, [{ code: 50 }]), T0).result).toBe(W.RESULT_UNSUPP_OPTION);
     expect(serveOne(e, mapRequest({ internalPort: 2 }), T0).result).toBe(W.RESULT_USER_EX_QUOTA);

@@ -2,14 +2,15 @@
 // mapping state is consulted. Their stateful siblings belong to the engine (issue #3).
 import { beforeEach, describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
-import { DEFAULT_CODEC_CONFIG, PacketEngine } from "../../src/engine/packet-engine.js";
+import type { PacketEngine } from "../../src/engine/packet-engine.js";
+import { codecEngine, engineConfig } from "../helpers/engine-config.js";
 import {
   announceRequest, filter, mapRequest, option, peerRequest, preferFailure, run, thirdParty, thirdPartyId, u32,
 } from "../helpers/packets.js";
 
 let engine: PacketEngine;
 beforeEach(() => {
-  engine = new PacketEngine("debug");
+  engine = codecEngine();
 });
 const TP = W.INGRESS_SUBSCRIBER | W.INGRESS_THIRD_PARTY;
 
@@ -45,7 +46,7 @@ describe("§3.4–§3.9 rules enforced by the codec", () => {
   });
 
   it("item 93: THIRD_PARTY while disabled → UNSUPP_OPTION", () => {
-    engine.configure({ ...DEFAULT_CODEC_CONFIG, options: W.OPTBIT_CORE & ~W.OPTBIT_THIRD_PARTY });
+    engine.reconfigure(engineConfig({ pcp: { thirdParty: false } })); // OPTBIT_CORE without THIRD_PARTY
     expect(run(engine, mapRequest({}, [thirdParty("10.0.0.5")]), { ingress: TP }).result).toBe(W.RESULT_UNSUPP_OPTION);
   });
 
@@ -73,7 +74,7 @@ describe("§3.4–§3.9 rules enforced by the codec", () => {
   });
 
   it("item 104: PREFER_FAILURE on a server that does not implement it → UNSUPP_OPTION", () => {
-    engine.configure({ ...DEFAULT_CODEC_CONFIG, options: W.OPTBIT_CORE & ~W.OPTBIT_PREFER_FAILURE });
+    engine.reconfigure(engineConfig({ pcp: { preferFailure: false } })); // OPTBIT_CORE without PREFER_FAILURE
     expect(run(engine, mapRequest({ externalPort: 7000 }, [preferFailure()])).result).toBe(W.RESULT_UNSUPP_OPTION);
   });
 
@@ -115,7 +116,7 @@ describe("§3.13 extension rules enforced by the codec", () => {
   it("item 153: THIRD_PARTY_ID unsupported → UNSUPP_OPTION; without THIRD_PARTY → 25; unsupported length → 26", () => {
     const id = thirdPartyId([0, 0, 0x12, 0x34]);
     expect(run(engine, mapRequest({}, [thirdParty("10.0.0.5"), id]), { ingress: TP }).result).toBe(W.RESULT_UNSUPP_OPTION);
-    engine.configure({ ...DEFAULT_CODEC_CONFIG, options: W.OPTBIT_ALL, thirdPartyIdMaxLength: 8 });
+    engine.reconfigure(engineConfig({ pcp: { thirdPartyId: { maxLength: 8 } } }), { options: W.OPTBIT_ALL });
     expect(run(engine, mapRequest({}, [id]), { ingress: TP }).result).toBe(W.RESULT_THIRD_PARTY_MISSING_OPTION);
     expect(run(engine, mapRequest({}, [thirdParty("10.0.0.5"), thirdPartyId(Array(9).fill(1))]), { ingress: TP }).result)
       .toBe(W.RESULT_UNSUPP_THIRD_PARTY_ID_LENGTH);

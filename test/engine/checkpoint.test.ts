@@ -3,7 +3,8 @@
 // check-pointed mappings journaled at every change (never coalesced).
 import { describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
-import { DEFAULT_CODEC_CONFIG, DEFAULT_ENGINE_CONFIG, PacketEngine } from "../../src/engine/packet-engine.js";
+import type { PacketEngine } from "../../src/engine/packet-engine.js";
+import { engineConfig, engineFrom } from "../helpers/engine-config.js";
 import { checkpointRequired, mapRequest, nonceOf, peerRequest, serveOne } from "../helpers/packets.js";
 
 const CLIENT = "192.0.2.1";
@@ -11,11 +12,8 @@ const T0 = 100;
 const WALL = 1_700_000_000;
 
 function engine(on = true, quota = 2): PacketEngine {
-  const e = new PacketEngine("debug", { ...DEFAULT_CODEC_CONFIG, options: DEFAULT_CODEC_CONFIG.options | W.OPTBIT_CHECKPOINT_REQUIRED });
-  e.initEngine(DEFAULT_ENGINE_CONFIG, T0);
-  e.setCheckpointPolicy(on, quota);
-  e.setRefreshCoalescing(true);
-  return e;
+  // Honoured while persistence is on; refreshes coalesced (the default).
+  return engineFrom(engineConfig({ pcp: { checkpointRequired: true }, persistence: { enabled: on, checkpointsPerSubscriber: quota } }), T0);
 }
 
 const codes = (response: Uint8Array, body: number) => {

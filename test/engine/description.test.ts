@@ -2,7 +2,8 @@
 // its journey through persistence, and the option disabled by configuration.
 import { describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
-import { decodeRecords, DEFAULT_CODEC_CONFIG, DEFAULT_ENGINE_CONFIG, PacketEngine } from "../../src/engine/packet-engine.js";
+import { decodeRecords, type PacketEngine } from "../../src/engine/packet-engine.js";
+import { engineConfig, engineFrom } from "../helpers/engine-config.js";
 import { description, mapRequest, nonceOf, peerRequest, serveOne } from "../helpers/packets.js";
 
 const CLIENT = "192.0.2.1";
@@ -10,10 +11,7 @@ const T0 = 100;
 const WALL = 1_700_000_000;
 
 function engine(o: { enabled?: boolean; capacity?: number } = {}): PacketEngine {
-  const options = o.enabled === false ? DEFAULT_CODEC_CONFIG.options : DEFAULT_CODEC_CONFIG.options | W.OPTBIT_DESCRIPTION;
-  const e = new PacketEngine("debug", { ...DEFAULT_CODEC_CONFIG, options });
-  e.initEngine({ ...DEFAULT_ENGINE_CONFIG, maxDescriptions: o.capacity ?? 100 }, T0);
-  return e;
+  return engineFrom(engineConfig({ pcp: { description: o.enabled !== false }, capacity: { descriptions: o.capacity ?? 100 } }), T0);
 }
 
 /** The DESCRIPTION options of a response, as raw text bytes. */

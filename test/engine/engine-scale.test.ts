@@ -3,7 +3,8 @@
 // start-up, and every external address:port owned by exactly one mapping.
 import { describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
-import { DEFAULT_ENGINE_CONFIG, PacketEngine } from "../../src/engine/packet-engine.js";
+import type { PacketEngine } from "../../src/engine/packet-engine.js";
+import { engineConfig, engineFrom } from "../helpers/engine-config.js";
 
 const N = 200_000;
 const PER_SUB = 50;
@@ -22,15 +23,11 @@ function drive(e: PacketEngine, start: number, count: number, lifetime: number, 
 describe("engine at 200k mappings", () => {
   for (const build of ["debug", "release"] as const) {
     it(`${build}: create, refresh, delete, release balance; no allocation after start-up`, () => {
-      const e = new PacketEngine(build);
-      e.initEngine({
-        ...DEFAULT_ENGINE_CONFIG,
-        maxMappings: N + 1000,
-        maxSubscribers: N / PER_SUB + 100,
-        mappingsPerSubscriber: PER_SUB,
-        seed: 99n,
+      const e = engineFrom(engineConfig({
+        capacity: { mappings: N + 1000, subscribers: N / PER_SUB + 100 },
+        quotas: { mappingsPerSubscriber: PER_SUB },
         pool: { addresses: ["198.18.0.1", "198.18.0.2", "198.18.0.3", "198.18.0.4", "198.18.0.5"], portMin: 1024, blockSize: 64, maxBlocksPerSubscriber: 2, excludedPorts: [] },
-      }, T0);
+      }), T0, { seed: 99n }, build);
       const probe = e.exports.heapProbe();
       const results = () => e.stats().pcpResults;
 

@@ -2,13 +2,14 @@
 // captured requests, and the codec's part of checklist §3.12.
 import { beforeEach, describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
-import { DEFAULT_CODEC_CONFIG, PacketEngine } from "../../src/engine/packet-engine.js";
+import type { PacketEngine } from "../../src/engine/packet-engine.js";
+import { codecEngine, engineConfig } from "../helpers/engine-config.js";
 import { captures, captureBytes } from "../golden/captures.js";
 import { EPOCH, announceRequest, hexOf, natPmpMap, run } from "../helpers/packets.js";
 
 let engine: PacketEngine;
 beforeEach(() => {
-  engine = new PacketEngine("debug");
+  engine = codecEngine();
 });
 
 const reply = () => hexOf(engine.outcome(0).response);
@@ -70,9 +71,9 @@ describe("§3.12 NAT-PMP (codec part)", () => {
   });
 
   it("item 143 (codec part): NAT-PMP configured silent → no answer at all; disabled → PCP UNSUPP_VERSION", () => {
-    engine.configure({ ...DEFAULT_CODEC_CONFIG, natPmp: "silent" });
+    engine.reconfigure(engineConfig({ natPmp: "silent" }));
     expect(run(engine, Uint8Array.of(0, 0))).toMatchObject({ verdict: "drop", dropReason: W.DROP_NATPMP_SILENT });
-    engine.configure({ ...DEFAULT_CODEC_CONFIG, natPmp: "disabled" });
+    engine.reconfigure(engineConfig({ natPmp: "disabled" }));
     // A PCP-only server's UNSUPP_VERSION reads as NAT-PMP result 1 in bytes 2..3 [6887 §9].
     const o = run(engine, Uint8Array.of(0, 0));
     expect(o.result).toBe(W.RESULT_UNSUPP_VERSION);

@@ -2,7 +2,7 @@
 // memory are unchanged after a million datagrams (codec and engine) through both builds.
 import { describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
-import { DEFAULT_ENGINE_CONFIG, PacketEngine } from "../../src/engine/packet-engine.js";
+import { engineConfig, engineFrom } from "../helpers/engine-config.js";
 import { CLIENT16, announceRequest, filter, mapRequest, natPmpMap, option, peerRequest } from "../helpers/packets.js";
 
 const mix = [
@@ -23,8 +23,7 @@ const mix = [
 describe("zero allocation on the packet path", () => {
   for (const build of ["debug", "release"] as const) {
     it(`${build}: heap top and memory size unchanged after 1,000,000 datagrams`, () => {
-      const engine = new PacketEngine(build);
-      engine.initEngine({ ...DEFAULT_ENGINE_CONFIG, maxMappings: 5000, holdDown: 5 }, 0);
+      const engine = engineFrom(engineConfig({ capacity: { mappings: 5000 }, lifetimes: { holdDown: 5 } }), 0, {}, build);
       const probe = engine.exports.heapProbe();
       const pages = engine.exports.memory.buffer.byteLength;
       const batch = engine.slotCount;

@@ -7,7 +7,9 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import * as W from "../../src/wire.generated.js";
-import { DEFAULT_CODEC_CONFIG, DEFAULT_ENGINE_CONFIG, PacketEngine } from "../../src/engine/packet-engine.js";
+import type { PacketEngine } from "../../src/engine/packet-engine.js";
+import { enabledOptions } from "../../src/config/region.js";
+import { engineConfig, engineFrom, unchecked } from "../helpers/engine-config.js";
 import { encodePrefix64Options } from "../../src/net/prefix64.js";
 import {
   assigned, description, filter, mapRequest, nonceOf, peerRequest, portSet, prefix64, preferFailure, serveOne,
@@ -22,12 +24,15 @@ const T0 = 100;
 const PREFIXES = encodePrefix64Options([{ prefix: "64:ff9b::/96" }]);
 
 function engine(): PacketEngine {
-  const options = DEFAULT_CODEC_CONFIG.options | W.OPTBIT_DESCRIPTION | W.OPTBIT_PREFIX64 | W.OPTBIT_PORT_SET | W.OPTBIT_THIRD_PARTY_ID;
-  const e = new PacketEngine("debug", { ...DEFAULT_CODEC_CONFIG, options, prefix64: PREFIXES });
-  e.initEngine({ ...DEFAULT_ENGINE_CONFIG, mappingsPerSubscriber: 100_000, maxDescriptions: 100_000, realms: { capacity: 4, ids: "any" },
+  const c = engineConfig({
+    pcp: { description: true, prefix64: [{ prefix: "64:ff9b::/96" }], thirdPartyId: { enabled: true, ids: "any" } },
+    capacity: { descriptions: 100_000, realms: 4 },
     // A block per case: 100 addresses of ~126 blocks each.
-    pool: { ...DEFAULT_ENGINE_CONFIG.pool, addresses: Array.from({ length: 100 }, (_, i) => `203.0.113.${i + 1}`) } }, T0);
-  return e;
+    pool: { addresses: Array.from({ length: 100 }, (_, i) => `203.0.113.${i + 1}`) },
+  });
+  // A quota past the schema's 65,535 (never reached); PORT_SET parsed and echoed but
+  // served as single-port MAPs (pcp.portSet off: largest set 1).
+  return engineFrom(unchecked(c, { quotas: { mappingsPerSubscriber: 100_000 } }), T0, { options: enabledOptions(c) | W.OPTBIT_PORT_SET });
 }
 
 type Kind = "thirdParty" | "thirdPartyId" | "preferFailure" | "filter" | "description" | "portSet" | "prefix64";

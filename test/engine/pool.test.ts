@@ -2,14 +2,16 @@
 // leases and shards, and FILTERs exposed for the dataplane.
 import { describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
-import { DEFAULT_ENGINE_CONFIG, PacketEngine, type EngineConfig } from "../../src/engine/packet-engine.js";
+import { PacketEngine } from "../../src/engine/packet-engine.js";
+import type { Config } from "../../src/config/schema.js";
+import { engineConfig, engineFrom, merge, unchecked, type DeepPartial } from "../helpers/engine-config.js";
 import { CLIENT, assigned, filter, mapRequest, serveOne } from "../helpers/packets.js";
 
 const T0 = 50;
-function engineWith(pool: Partial<EngineConfig["pool"]> = {}, over: Partial<EngineConfig> = {}): PacketEngine {
-  const e = new PacketEngine("debug");
-  e.initEngine({ ...DEFAULT_ENGINE_CONFIG, seed: 3n, ...over, pool: { ...DEFAULT_ENGINE_CONFIG.pool, addresses: ["203.0.113.1", "203.0.113.2"], ...pool } }, T0);
-  return e;
+/** `pool`: the pool section, and which of how many shards this engine is. */
+function engineWith(pool: DeepPartial<Config["pool"]> & { shards?: number; shard?: number } = {}, over: DeepPartial<Config> = {}): PacketEngine {
+  const { shards, shard, ...layout } = pool;
+  return engineFrom(engineConfig(merge<DeepPartial<Config>>(over, { pool: { addresses: ["203.0.113.1", "203.0.113.2"], ...layout } })), T0, { seed: 3n, shards, shard });
 }
 const client = (i: number) => `10.0.${i >> 8}.${i & 255}`;
 
@@ -48,7 +50,7 @@ describe("external pool", () => {
   });
 
   it("port-block exhaustion: USER_EX_QUOTA at the subscriber's block limit, NO_RESOURCES when the pool is empty", () => {
-    const e = engineWith({ addresses: ["203.0.113.1"], portMin: 64512, blockSize: 256, maxBlocksPerSubscriber: 1 }, { mappingsPerSubscriber: 1000 });
+    const e = engineWith({ addresses: ["203.0.113.1"], portMin: 64512, blockSize: 256, maxBlocksPerSubscriber: 1 }, { quotas: { mappingsPerSubscriber: 1000 } });
     // 4 blocks of 256 ports in all.
     for (let p = 1; p <= 256; p++) expect(serveOne(e, mapRequest({ internalPort: p }), T0).result).toBe(0);
     expect(serveOne(e, mapRequest({ internalPort: 999 }), T0).result).toBe(W.RESULT_USER_EX_QUOTA);
@@ -68,7 +70,7 @@ describe("external pool", () => {
   });
 
   it("table full → NO_RESOURCES, nothing evicted", () => {
-    const e = engineWith({}, { maxMappings: 10 });
+    const e = engineWith({}, { capacity: { mappings: 10 } });
     for (let p = 1; p <= 10; p++) expect(serveOne(e, mapRequest({ internalPort: p }), T0).result).toBe(0);
     const o = serveOne(e, mapRequest({ internalPort: 11 }), T0);
     expect(o.result).toBe(W.RESULT_NO_RESOURCES);
@@ -92,7 +94,8 @@ describe("external pool", () => {
 
   it("rejects an invalid pool layout with a message naming it", () => {
     const e = new PacketEngine("debug");
-    expect(() => e.initEngine({ ...DEFAULT_ENGINE_CONFIG, pool: { ...DEFAULT_ENGINE_CONFIG.pool, blockSize: 0 } }, 0)).toThrow(/blockSize 0/);
+    // The schema refuses it first; the engine's own check stays as the backstop.
+    expect(() => e.initEngine(unchecked(engineConfig(), { pool: { blockSize: 0 } }), 0)).toThrow(/blockSize 0/);
   });
 
   it("exposes each mapping's FILTERs for the dataplane", () => {
@@ -109,20 +112,20 @@ describe("external pool", () => {
 describe("capacity", () => {
   it("a capacity that does not fit in WebAssembly memory is a configuration error, not a trap", () => {
     const e = new PacketEngine("release");
-    expect(() => e.initEngine({ ...DEFAULT_ENGINE_CONFIG, maxMappings: 40_000_000 }, 0)).toThrow(/capacity does not fit.*maxMappings 40000000/);
-    expect(() => new PacketEngine("release").initEngine({ ...DEFAULT_ENGINE_CONFIG, maxFilters: 0 }, 0)).toThrow(/capacity/);
+    expect(() => e.initEngine(unchecked(engineConfig(), { capacity: { mappings: 40_000_000 } }), 0)).toThrow(/capacity does not fit.*maxMappings 40000000/);
+    expect(() => new PacketEngine("release").initEngine(unchecked(engineConfig(), { capacity: { filters: 0 } }), 0)).toThrow(/capacity/);
   });
 
   it("an engine is initialised once", () => {
     const e = new PacketEngine("debug");
-    e.initEngine(DEFAULT_ENGINE_CONFIG, 0);
-    expect(() => e.initEngine(DEFAULT_ENGINE_CONFIG, 0)).toThrow(/already initialised/);
+    e.initEngine(engineConfig(), 0);
+    expect(() => e.initEngine(engineConfig(), 0)).toThrow(/already initialised/);
   });
 });
 
 describe("regressions", () => {
   it("a client resending the same FILTER with every refresh never reaches the filter limit", () => {
-    const e = engineWith({}, { filtersPerMapping: 2 });
+    const e = engineWith({}, { quotas: { filtersPerMapping: 2 } });
     for (let i = 0; i < 10; i++) {
       expect(serveOne(e, mapRequest({}, [filter(120, "198.51.100.0"), filter(120, "198.51.100.0")]), T0 + i).result).toBe(0);
     }

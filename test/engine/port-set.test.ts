@@ -2,18 +2,17 @@
 // partial grants (policy, quota, internal ports already mapped), persistence of the members.
 import { describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
-import { DEFAULT_CODEC_CONFIG, DEFAULT_ENGINE_CONFIG, PacketEngine, type EngineConfig } from "../../src/engine/packet-engine.js";
+import type { PacketEngine } from "../../src/engine/packet-engine.js";
+import type { Config } from "../../src/config/schema.js";
+import { engineConfig, engineFrom, merge, type DeepPartial } from "../helpers/engine-config.js";
 import { assigned, mapRequest, nonceOf, portSet, preferFailure, serveOne, type Option } from "../helpers/packets.js";
 
 const CLIENT = "192.0.2.1";
 const T0 = 100;
 const WALL = 1_700_000_000;
 
-function engine(over: Partial<EngineConfig> = {}, enabled = true): PacketEngine {
-  const options = enabled ? DEFAULT_CODEC_CONFIG.options | W.OPTBIT_PORT_SET : DEFAULT_CODEC_CONFIG.options;
-  const e = new PacketEngine("debug", { ...DEFAULT_CODEC_CONFIG, options });
-  e.initEngine({ ...DEFAULT_ENGINE_CONFIG, portSetMax: 32, mappingsPerSubscriber: 100, ...over }, T0);
-  return e;
+function engine(over: DeepPartial<Config> = {}, enabled = true): PacketEngine {
+  return engineFrom(engineConfig(merge<DeepPartial<Config>>({ pcp: { portSet: { enabled, maxSize: 32 } }, quotas: { mappingsPerSubscriber: 100 } }, over)), T0);
 }
 
 /** The PORT_SET option of a response: [size, first internal port, parity] or undefined. */
@@ -62,8 +61,7 @@ describe("§3.13 PORT_SET (RFC 7753)", () => {
 
   it("item 152: P = 1 with an even first internal port → an even first external port (and the run keeps parity)", () => {
     for (let i = 0; i < 20; i++) {
-      const e = new PacketEngine("debug", { ...DEFAULT_CODEC_CONFIG, options: DEFAULT_CODEC_CONFIG.options | W.OPTBIT_PORT_SET });
-      e.initEngine({ ...DEFAULT_ENGINE_CONFIG, seed: BigInt(i + 1), portSetMax: 8, mappingsPerSubscriber: 100 }, T0);
+      const e = engineFrom(engineConfig({ pcp: { portSet: { enabled: true, maxSize: 8 } }, quotas: { mappingsPerSubscriber: 100 } }), T0, { seed: BigInt(i + 1) });
       const even = map(e, 7000, [portSet(4, 7000, true)]);
       expect(replySet(even.response)).toEqual([4, 7000, 1]);
       expect(assigned(even).port % 2).toBe(0);
@@ -89,7 +87,7 @@ describe("§3.13 PORT_SET (RFC 7753)", () => {
   });
 
   it("partial grants: stops before an internal port already mapped; within the subscriber's quota; at least one port", () => {
-    const e = engine({ mappingsPerSubscriber: 10 });
+    const e = engine({ quotas: { mappingsPerSubscriber: 10 } });
     map(e, 5005); // a single mapping in the way
     const o = map(e, 5000, [portSet(20, 5000)]);
     expect(replySet(o.response)).toEqual([5, 5000, 0]); // 5000..5004

@@ -2,7 +2,8 @@
 // that ask (checklist item 148); golden bytes of the option encoding; configuration errors.
 import { describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
-import { DEFAULT_CODEC_CONFIG, DEFAULT_ENGINE_CONFIG, PacketEngine } from "../../src/engine/packet-engine.js";
+import type { PacketEngine } from "../../src/engine/packet-engine.js";
+import { engineConfig, engineFrom } from "../helpers/engine-config.js";
 import { encodePrefix64Options } from "../../src/net/prefix64.js";
 import { parseConfig } from "../../src/config/schema.js";
 import { ConfigError } from "../../src/errors.js";
@@ -12,10 +13,7 @@ const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 const CLIENT = "192.0.2.1";
 
 function engine(list: Parameters<typeof encodePrefix64Options>[0]): PacketEngine {
-  const options = list.length > 0 ? DEFAULT_CODEC_CONFIG.options | W.OPTBIT_PREFIX64 : DEFAULT_CODEC_CONFIG.options;
-  const e = new PacketEngine("debug", { ...DEFAULT_CODEC_CONFIG, options, prefix64: encodePrefix64Options(list) });
-  e.initEngine(DEFAULT_ENGINE_CONFIG, 100);
-  return e;
+  return engineFrom(engineConfig({ pcp: { prefix64: list } }), 100);
 }
 
 /** The options of a response, as [code, data hex]. */
@@ -72,12 +70,12 @@ describe("item 148: PREFIX64 answered with the configured prefix", () => {
     expect(options(peer.response, W.PEER_PAYLOAD_SIZE)).toEqual([]);
   });
 
-  it("a reload (configure) replaces the prefixes; removing them all stops the option", () => {
+  it("a reload (reconfigure) replaces the prefixes; removing them all stops the option", () => {
     const e = engine([{ prefix: "64:ff9b::/96" }]);
-    e.configure({ ...DEFAULT_CODEC_CONFIG, options: DEFAULT_CODEC_CONFIG.options | W.OPTBIT_PREFIX64, prefix64: encodePrefix64Options([{ prefix: "2001:db8:64::/96" }]) });
+    e.reconfigure(engineConfig({ pcp: { prefix64: [{ prefix: "2001:db8:64::/96" }] } }));
     const o = serveOne(e, mapRequest({ client: CLIENT }, [prefix64()]), 100, { source: CLIENT });
     expect(options(o.response, W.MAP_PAYLOAD_SIZE)).toEqual([[W.OPTION_PREFIX64, "000c" + "20010db80064000000000000"]]);
-    e.configure(DEFAULT_CODEC_CONFIG);
+    e.reconfigure(engineConfig());
     const none = serveOne(e, mapRequest({ client: CLIENT, internalPort: 90 }, [prefix64()]), 100, { source: CLIENT });
     expect(options(none.response, W.MAP_PAYLOAD_SIZE)).toEqual([]);
   });

@@ -5,7 +5,10 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
 import { toAddress16 } from "../../src/net/address.js";
-import { DEFAULT_ENGINE_CONFIG, PacketEngine, type CodecConfig, type SlotOutcome } from "../../src/engine/packet-engine.js";
+import type { SlotOutcome } from "../../src/engine/packet-engine.js";
+import type { Config } from "../../src/config/schema.js";
+import type { HostValues } from "../../src/config/region.js";
+import { codecEngine, engineConfig, engineFrom, unchecked } from "../helpers/engine-config.js";
 import { referenceEngineError, referenceProcess, referenceSuccess, type RefConfig, type RefOutcome } from "../reference/pcp-reference.js";
 import { announceRequest, hexOf, mapRequest, natPmpMap, peerRequest, type Option } from "../helpers/packets.js";
 
@@ -29,17 +32,23 @@ const refConfigArb: fc.Arbitrary<RefConfig> = fc.record({
   thirdPartyIdMaxLen: fc.integer({ min: 1, max: 40 }),
 });
 
-function toCodecConfig(c: RefConfig): CodecConfig {
-  return {
-    mapEnabled: (c.flags & W.CFG_MAP_ENABLED) !== 0,
-    peerEnabled: (c.flags & W.CFG_PEER_ENABLED) !== 0,
-    overloadReply: (c.flags & W.CFG_OVERLOAD_REPLY) !== 0,
+/**
+ * The reference's codec settings over `base`, unvalidated (the properties range beyond what
+ * a document may say), with the raw option mask (some masks no document can express).
+ */
+function toConfig(c: RefConfig, base: Config): [Config, HostValues] {
+  const config = unchecked(base, {
+    pcp: {
+      map: (c.flags & W.CFG_MAP_ENABLED) !== 0,
+      peer: (c.flags & W.CFG_PEER_ENABLED) !== 0,
+      overload: (c.flags & W.CFG_OVERLOAD_REPLY) !== 0 ? "no-resources" : "drop",
+      shortErrorLifetime: c.shortErrorLifetime,
+      longErrorLifetime: c.longErrorLifetime,
+      thirdPartyId: { maxLength: c.thirdPartyIdMaxLen },
+    },
     natPmp: c.flags & W.CFG_NATPMP_SILENT ? "silent" : c.flags & W.CFG_NATPMP_ENABLED ? "enabled" : "disabled",
-    options: c.enabledOptions,
-    shortErrorLifetime: c.shortErrorLifetime,
-    longErrorLifetime: c.longErrorLifetime,
-    thirdPartyIdMaxLength: c.thirdPartyIdMaxLen,
-  };
+  });
+  return [config, { options: c.enabledOptions }];
 }
 
 // ---- structured requests, then mutations of them ----
@@ -108,10 +117,11 @@ const mutatedCase = baseCase(fc.tuple(requestArb, fc.array(mutationArb, { maxLen
 const validCase = baseCase(requestArb);
 
 // ---- checks ----
-const engine = new PacketEngine("debug");
+const engine = codecEngine();
+const codecBase = engineConfig();
 
 function runCase(c: Case): SlotOutcome {
-  engine.configure(toCodecConfig(c.config));
+  engine.reconfigure(...toConfig(c.config, codecBase));
   engine.load(0, { payload: c.payload, source: c.source, sourcePort: 5000, ingress: c.ingress, overloaded: c.overloaded });
   engine.processBatch(1, c.epoch);
   const o = engine.outcome(0);
@@ -164,14 +174,14 @@ describe("properties of the codec", () => {
   });
 
   it("random and mutated datagrams through codec and engine: no trap, every request finished, every reply well-formed", () => {
-    const served = new PacketEngine("debug");
-    served.initEngine({ ...DEFAULT_ENGINE_CONFIG, maxMappings: 2000, maxSubscribers: 200, maxPeers: 500, maxFilters: 500, holdDown: 30, seed: 9n,
-      pool: { ...DEFAULT_ENGINE_CONFIG.pool, addresses: ["198.18.0.1", "2001:db8::1"], blockSize: 64 } }, 0);
+    const base = engineConfig({ capacity: { mappings: 2000, subscribers: 200, peers: 500, filters: 500 }, lifetimes: { holdDown: 30 },
+      pool: { addresses: ["198.18.0.1", "2001:db8::1"], blockSize: 64 } });
+    const served = engineFrom(base, 0, { seed: 9n });
     let now = 0;
     fc.assert(
       fc.property(fc.oneof(mutatedCase, validCase, randomCase), fc.nat({ max: 40 }), (c, dt) => {
         now += dt;
-        served.configure(toCodecConfig({ ...c.config, enabledOptions: c.config.enabledOptions & W.OPTBIT_CORE }));
+        served.reconfigure(...toConfig({ ...c.config, enabledOptions: c.config.enabledOptions & W.OPTBIT_CORE }, base));
         served.load(0, { payload: c.payload, source: c.source, sourcePort: 5000, ingress: c.ingress, overloaded: c.overloaded });
         served.serve(1, c.epoch, now);
         served.expire(now);

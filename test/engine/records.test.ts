@@ -4,7 +4,8 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import * as W from "../../src/wire.generated.js";
-import { decodeRecords, DEFAULT_ENGINE_CONFIG, PacketEngine, recordKinds, type MappingEvent, type RecordSelector } from "../../src/engine/packet-engine.js";
+import { decodeRecords, recordKinds, type PacketEngine, type MappingEvent, type RecordSelector } from "../../src/engine/packet-engine.js";
+import { engineConfig, engineFrom } from "../helpers/engine-config.js";
 import { filter, mapRequest, nonceOf, serveOne } from "../helpers/packets.js";
 
 const POOL = ["203.0.113.1", "203.0.113.2"];
@@ -13,9 +14,7 @@ const CLIENTS = ["192.0.2.1", "192.0.2.2", "192.0.2.3", "2001:db8::7"];
 const KINDS = ["dynamic", "static", "held"] as const;
 
 function engine(maxMappings = 10_000, blockSize = 64): PacketEngine {
-  const e = new PacketEngine("debug");
-  e.initEngine({ ...DEFAULT_ENGINE_CONFIG, maxMappings, mappingsPerSubscriber: 1000, seed: 5n, pool: { ...DEFAULT_ENGINE_CONFIG.pool, addresses: POOL, blockSize, maxBlocksPerSubscriber: 8 } }, T0);
-  return e;
+  return engineFrom(engineConfig({ capacity: { mappings: maxMappings }, quotas: { mappingsPerSubscriber: 1000 }, pool: { addresses: POOL, blockSize, maxBlocksPerSubscriber: 8 } }), T0, { seed: 5n });
 }
 
 const kindOf = (m: MappingEvent) => (m.flags & W.MAPF_STATIC ? "static" : m.flags & W.MAPF_HELD ? "held" : "dynamic");

@@ -4,7 +4,8 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import * as W from "../../src/wire.generated.js";
-import { DEFAULT_ENGINE_CONFIG, PacketEngine, type Unsolicited } from "../../src/engine/packet-engine.js";
+import type { PacketEngine, Unsolicited } from "../../src/engine/packet-engine.js";
+import { engineConfig, engineFrom } from "../helpers/engine-config.js";
 import { formatAddress16 } from "../../src/net/address.js";
 import { assigned, filter, mapRequest, nonceOf, peerRequest, preferFailure, serveOne, thirdParty, u16, u32 } from "../helpers/packets.js";
 
@@ -14,9 +15,7 @@ const T0 = 1000;
 const EPOCH = 77;
 
 function engineOn(addresses: string[], holdDown = 120): PacketEngine {
-  const e = new PacketEngine("debug");
-  e.initEngine({ ...DEFAULT_ENGINE_CONFIG, seed: 3n, holdDown, pool: { ...DEFAULT_ENGINE_CONFIG.pool, addresses } }, T0);
-  return e;
+  return engineFrom(engineConfig({ lifetimes: { holdDown }, pool: { addresses } }), T0, { seed: 3n });
 }
 
 const TP = W.INGRESS_SUBSCRIBER | W.INGRESS_THIRD_PARTY;
@@ -144,9 +143,8 @@ describe("pool addresses added and retired while serving", () => {
   });
 
   it("a mapping with no room elsewhere ends (exhausted pool) rather than staying on a retired address", () => {
-    const e = new PacketEngine("debug");
     // Three blocks of 512 ports per address above 64000.
-    e.initEngine({ ...DEFAULT_ENGINE_CONFIG, seed: 3n, pool: { ...DEFAULT_ENGINE_CONFIG.pool, addresses: [A], portMin: 64000, blockSize: 512 } }, T0);
+    const e = engineFrom(engineConfig({ pool: { addresses: [A], portMin: 64000, blockSize: 512 } }), T0, { seed: 3n });
     for (let i = 1; i <= 3; i++) serveOne(e, mapRequest({ client: `192.0.2.${i}` }), T0, { source: `192.0.2.${i}` });
     expect(e.addPoolAddress(B)).toBe(true);
     for (let i = 4; i <= 5; i++) expect(assigned(serveOne(e, mapRequest({ client: `192.0.2.${i}` }), T0, { source: `192.0.2.${i}` })).address).toBe(B);
@@ -190,9 +188,8 @@ describe("renumbering under random traffic (property)", () => {
   it("no trap; after a rehome no live mapping sits on a retired address; block accounting holds", () => {
     fc.assert(
       fc.property(fc.array(op, { maxLength: 80 }), (ops) => {
-        const e = new PacketEngine("debug");
-        e.initEngine({ ...DEFAULT_ENGINE_CONFIG, maxMappings: 200, maxSubscribers: 40, maxPeers: 100, maxFilters: 50, holdDown: 30, seed: 5n,
-          pool: { ...DEFAULT_ENGINE_CONFIG.pool, addresses: POOL, portMin: 60000, blockSize: 1024, maxBlocksPerSubscriber: 2 } }, 0);
+        const e = engineFrom(engineConfig({ capacity: { mappings: 200, subscribers: 40, peers: 100, filters: 50 }, lifetimes: { holdDown: 30 },
+          pool: { addresses: POOL, portMin: 60000, blockSize: 1024, maxBlocksPerSubscriber: 2 } }), 0, { seed: 5n });
         let now = 0;
         for (const o of ops) {
           if (o.kind === "map") {

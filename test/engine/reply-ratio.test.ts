@@ -5,20 +5,22 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
-import { DEFAULT_CODEC_CONFIG, DEFAULT_ENGINE_CONFIG, PacketEngine, type SlotOutcome } from "../../src/engine/packet-engine.js";
+import type { PacketEngine, SlotOutcome } from "../../src/engine/packet-engine.js";
+import { enabledOptions } from "../../src/config/region.js";
+import { engineConfig, engineFrom } from "../helpers/engine-config.js";
 import { encodePrefix64Options } from "../../src/net/prefix64.js";
 import { announceRequest, description, mapRequest, natPmpMap, peerRequest, prefix64, serveOne, type Send } from "../helpers/packets.js";
 
 const T0 = 100;
-const ONE_PREFIX = encodePrefix64Options([{ prefix: "64:ff9b::/96" }]);
+const ONE_PREFIX = [{ prefix: "64:ff9b::/96" }];
 // The largest PREFIX64 answer a configuration can hold: one Prefix64 with 82 IPv4 prefixes (512 bytes).
-const FULL_PREFIXES = encodePrefix64Options([{ prefix: "64:ff9b::/96", ipv4: Array.from({ length: 82 }, (_, i) => `10.${i}.0.0/16`) }]);
+const FULL_PREFIXES = [{ prefix: "64:ff9b::/96", ipv4: Array.from({ length: 82 }, (_, i) => `10.${i}.0.0/16`) }];
 
-function engine(prefixes: Uint8Array, overloadReply = false): PacketEngine {
-  const options = DEFAULT_CODEC_CONFIG.options | W.OPTBIT_DESCRIPTION | W.OPTBIT_PREFIX64;
-  const e = new PacketEngine("debug", { ...DEFAULT_CODEC_CONFIG, options, prefix64: prefixes, overloadReply });
-  e.initEngine({ ...DEFAULT_ENGINE_CONFIG, mappingsPerSubscriber: 10_000, pool: { ...DEFAULT_ENGINE_CONFIG.pool, addresses: ["203.0.113.1", "203.0.113.2"] } }, T0);
-  return e;
+function engine(prefixes: Parameters<typeof encodePrefix64Options>[0], overloadReply = false): PacketEngine {
+  const c = engineConfig({ pcp: { description: true, prefix64: prefixes, overload: overloadReply ? "no-resources" : "drop" }, quotas: { mappingsPerSubscriber: 10_000 },
+    pool: { addresses: ["203.0.113.1", "203.0.113.2"] } });
+  // PREFIX64 processed even with no prefix configured (the cases without prefixes).
+  return engineFrom(c, T0, { options: enabledOptions(c) | W.OPTBIT_PREFIX64 });
 }
 
 /** `p` cut or zero-extended to `n` bytes. */
@@ -31,7 +33,7 @@ const sized = (p: Uint8Array, n: number) => {
 interface Kind {
   /** The row's first cell in docs/codec.md. */
   name: string;
-  prefixes?: Uint8Array;
+  prefixes?: Parameters<typeof encodePrefix64Options>[0];
   overloadReply?: boolean;
   send?: Send;
   /** Candidate requests (each length a kind can have, or the few forms it takes). */
@@ -69,7 +71,7 @@ interface Worst {
 }
 
 function worst(k: Kind, overloaded = false): { worst: Worst | undefined; replies: SlotOutcome[] } {
-  const e = engine(k.prefixes ?? new Uint8Array(0), k.overloadReply);
+  const e = engine(k.prefixes ?? [], k.overloadReply);
   let w: Worst | undefined;
   const replies: SlotOutcome[] = [];
   for (const request of k.requests()) {

@@ -4,7 +4,8 @@
 // removeStatic; a re-synchronisation ends a dynamic mapping of the endpoint.
 import { describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
-import { DEFAULT_CODEC_CONFIG, DEFAULT_ENGINE_CONFIG, PacketEngine } from "../../src/engine/packet-engine.js";
+import type { PacketEngine } from "../../src/engine/packet-engine.js";
+import { engineConfig, engineFrom } from "../helpers/engine-config.js";
 import { assigned, mapRequest, natPmpMap, nonceOf, peerRequest, portSet, serveOne, u16, u32 } from "../helpers/packets.js";
 
 const C = "192.0.2.1";
@@ -13,9 +14,7 @@ const EXT2 = "203.0.113.2";
 const T0 = 100;
 
 function engine(): PacketEngine {
-  const e = new PacketEngine("debug", { ...DEFAULT_CODEC_CONFIG, options: DEFAULT_CODEC_CONFIG.options | W.OPTBIT_PORT_SET });
-  e.initEngine({ ...DEFAULT_ENGINE_CONFIG, portSetMax: 16, pool: { ...DEFAULT_ENGINE_CONFIG.pool, addresses: [EXT, EXT2] } }, T0);
-  return e;
+  return engineFrom(engineConfig({ pcp: { portSet: { enabled: true, maxSize: 16 } }, pool: { addresses: [EXT, EXT2] } }), T0);
 }
 const map = (e: PacketEngine, port: number, lifetime = 600, options = [] as ReturnType<typeof portSet>[]) =>
   serveOne(e, mapRequest({ client: C, internalPort: port, lifetime, nonce: nonceOf(port) }, options), T0, { source: C });

@@ -4,7 +4,9 @@
 // (the unknown-identifier part; the codec's part is in checklist-parse-rules).
 import { describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
-import { decodeRecords, DEFAULT_CODEC_CONFIG, DEFAULT_ENGINE_CONFIG, PacketEngine, type EngineConfig } from "../../src/engine/packet-engine.js";
+import { decodeRecords, type PacketEngine } from "../../src/engine/packet-engine.js";
+import type { Config } from "../../src/config/schema.js";
+import { engineConfig, engineFrom, merge, type DeepPartial } from "../helpers/engine-config.js";
 import { assigned, mapRequest, nonceOf, serveOne, thirdParty, thirdPartyId } from "../helpers/packets.js";
 
 const AFTR = "192.0.2.200";
@@ -12,10 +14,9 @@ const TP = W.INGRESS_SUBSCRIBER | W.INGRESS_THIRD_PARTY;
 const T0 = 100;
 const WALL = 1_700_000_000;
 
-function engine(ids: string[] | "any", capacity = 16, over: Partial<EngineConfig> = {}): PacketEngine {
-  const e = new PacketEngine("debug", { ...DEFAULT_CODEC_CONFIG, options: DEFAULT_CODEC_CONFIG.options | W.OPTBIT_THIRD_PARTY_ID });
-  e.initEngine({ ...DEFAULT_ENGINE_CONFIG, mappingsPerSubscriber: 2, realms: { capacity, ids }, ...over }, T0);
-  return e;
+function engine(ids: string[] | "any", capacity = 16, over: DeepPartial<Config> = {}): PacketEngine {
+  const base: DeepPartial<Config> = { pcp: { thirdPartyId: { enabled: true, ids } }, capacity: { realms: capacity }, quotas: { mappingsPerSubscriber: 2 } };
+  return engineFrom(engineConfig(merge<DeepPartial<Config>>(base, over)), T0);
 }
 
 const map = (e: PacketEngine, internal: string, id: number[] | undefined, port: number, lifetime = 3600) =>

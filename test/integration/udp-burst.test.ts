@@ -8,7 +8,7 @@ import { pino } from "pino";
 import * as W from "../../src/wire.generated.js";
 import { parseConfig, RECEIVE_BUFFER_DEFAULT } from "../../src/config/schema.js";
 import { startServer } from "../../src/server/server.js";
-import { DEFAULT_ENGINE_CONFIG, PacketEngine } from "../../src/engine/packet-engine.js";
+import { engineConfig, engineFrom } from "../helpers/engine-config.js";
 import { UdpListener, type ReceiveBuffer } from "../../src/io/udp-listener.js";
 import { MonotonicClock } from "../../src/core/clock.js";
 import { mapRequest, nonceOf } from "../helpers/packets.js";
@@ -28,8 +28,7 @@ describe("listen.receiveBuffer (issue #12 item 9)", () => {
 
   it("the listener reports, once per socket, what the kernel granted, and whether rmem_max capped it", async () => {
     const reports: ReceiveBuffer[] = [];
-    const engine = new PacketEngine("release");
-    engine.initEngine(DEFAULT_ENGINE_CONFIG, 0);
+    const engine = engineFrom(engineConfig(), 0, {}, "release");
     for (const [requested, granted, capped] of [[1 << 20, 2 << 20, false], [rmemMax * 2, rmemMax * 2, true]] as const) {
       reports.length = 0;
       const listener = new UdpListener({

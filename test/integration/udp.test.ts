@@ -2,7 +2,8 @@
 // Checklist items 1 and 31 (§3.1, §3.2).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
-import { decodeRecords, DEFAULT_ENGINE_CONFIG, PacketEngine } from "../../src/engine/packet-engine.js";
+import { decodeRecords } from "../../src/engine/packet-engine.js";
+import { engineConfig, engineFrom } from "../helpers/engine-config.js";
 import { UdpListener } from "../../src/io/udp-listener.js";
 import { MonotonicClock } from "../../src/core/clock.js";
 import { announceRequest, assigned, mapRequest } from "../helpers/packets.js";
@@ -13,8 +14,7 @@ let listener: UdpListener;
 const events: string[] = [];
 
 beforeAll(async () => {
-  const engine = new PacketEngine("release");
-  engine.initEngine({ ...DEFAULT_ENGINE_CONFIG, seed: 1n }, 0);
+  const engine = engineFrom(engineConfig(), 0, { seed: 1n }, "release");
   listener = new UdpListener({
     endpoints: ADDRESSES.map((address) => ({ address, port: W.PCP_SERVER_PORT })),
     engine,

@@ -6,7 +6,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
-import { DEFAULT_ENGINE_CONFIG, PacketEngine, type EngineConfig } from "../../src/engine/packet-engine.js";
+import { engineConfig, engineFrom } from "../helpers/engine-config.js";
 import { filter, mapRequest, natPmpMap, peerRequest, preferFailure, serveOne, u16, u32, type Option } from "../helpers/packets.js";
 import { formatAddress16 } from "../../src/net/address.js";
 import { CODEC_ERROR_LIFETIME, EngineModel, canonicalAddress, isPending, type ModelConfig, type Outcome } from "./engine-model.js";
@@ -55,13 +55,15 @@ const configArb = fc.record({ noncePolicy: fc.constantFrom("strict" as const, "r
 
 function check(cfg: { noncePolicy: "strict" | "relaxed"; parity: boolean; holdDown: number; maxMappings: number }, ops: Op[]): void {
   const common = { minLifetime: 10, maxLifetime: 100, peerMinLifetime: 20, holdDown: cfg.holdDown, mappingsPerSubscriber: 6, filtersPerMapping: 2, noncePolicy: cfg.noncePolicy, parity: cfg.parity, protocols: [6, 17] };
-  const engineConfig: EngineConfig = {
-    ...DEFAULT_ENGINE_CONFIG, ...common, maxMappings: cfg.maxMappings, maxSubscribers: 16, maxPeers: 64, maxFilters: 256, seed: 5n,
+  const config = engineConfig({
+    lifetimes: { min: common.minLifetime, max: common.maxLifetime, peerMin: common.peerMinLifetime, holdDown: common.holdDown },
+    quotas: { mappingsPerSubscriber: common.mappingsPerSubscriber, filtersPerMapping: common.filtersPerMapping },
+    noncePolicy: common.noncePolicy, parity: common.parity, protocols: common.protocols,
+    capacity: { mappings: cfg.maxMappings, subscribers: 16, peers: 64, filters: 256 },
     pool: { addresses: POOL, portMin: PORT_MIN, blockSize: 16, maxBlocksPerSubscriber: 2, excludedPorts: [65500] },
-  };
+  });
   const modelConfig: ModelConfig = { ...common, maxMappings: cfg.maxMappings, maxPeers: 64, maxBlocksPerSubscriber: 2, blockSize: 16, portMin: PORT_MIN, excludedPorts: [65500], pool: POOL };
-  const engine = new PacketEngine("debug");
-  engine.initEngine(engineConfig, 0);
+  const engine = engineFrom(config, 0, { seed: 5n });
   const model = new EngineModel(modelConfig);
   let now = 0;
 

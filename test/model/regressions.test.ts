@@ -1,12 +1,12 @@
 // Failures found by the model-based property test, kept as named regressions.
 import { describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
-import { DEFAULT_ENGINE_CONFIG, PacketEngine } from "../../src/engine/packet-engine.js";
+import type { PacketEngine } from "../../src/engine/packet-engine.js";
+import { engineConfig, engineFrom } from "../helpers/engine-config.js";
 import { assigned, mapRequest, natPmpMap, nonceOf, peerRequest, serveOne, u16, u32 } from "../helpers/packets.js";
 
 function engine(holdDown = 0): PacketEngine {
-  const e = new PacketEngine("debug");
-  e.initEngine({ ...DEFAULT_ENGINE_CONFIG, holdDown, seed: 5n, minLifetime: 10, peerMinLifetime: 20, maxLifetime: 100, pool: { ...DEFAULT_ENGINE_CONFIG.pool, addresses: ["198.18.0.1", "198.18.0.2"], portMin: 65472, blockSize: 16 } }, 0);
+  const e = engineFrom(engineConfig({ lifetimes: { holdDown, min: 10, peerMin: 20, max: 100 }, pool: { addresses: ["198.18.0.1", "198.18.0.2"], portMin: 65472, blockSize: 16 } }), 0, { seed: 5n });
   return e;
 }
 

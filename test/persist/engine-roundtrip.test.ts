@@ -6,19 +6,23 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import * as W from "../../src/wire.generated.js";
-import { DEFAULT_CODEC_CONFIG, DEFAULT_ENGINE_CONFIG, PacketEngine, type EngineConfig } from "../../src/engine/packet-engine.js";
+import type { PacketEngine } from "../../src/engine/packet-engine.js";
+import type { Config } from "../../src/config/schema.js";
+import type { HostValues } from "../../src/config/region.js";
+import { engineConfig, engineFrom, merge, type ConfigInput } from "../helpers/engine-config.js";
 import { formatAddress16 } from "../../src/net/address.js";
 import { filter, mapRequest, nonceOf, peerRequest, serveOne, thirdParty, thirdPartyId } from "../helpers/packets.js";
 
 const POOL = ["203.0.113.1", "203.0.113.2", "2001:db8:ff::1"];
 const CLIENTS = ["192.0.2.1", "192.0.2.2", "192.0.2.3", "2001:db8::5"];
-const CONFIG: EngineConfig = { ...DEFAULT_ENGINE_CONFIG, seed: 9n, holdDown: 120, pool: { ...DEFAULT_ENGINE_CONFIG.pool, addresses: POOL, blockSize: 64, maxBlocksPerSubscriber: 4 } };
+/** Every refresh journaled (persistence.refreshes "every"): the restored table is exact (coalescing: its own test). */
+const roundtrip = (over: ConfigInput = {}): Config =>
+  engineConfig(merge<ConfigInput>({ lifetimes: { holdDown: 120 }, pool: { addresses: POOL, blockSize: 64, maxBlocksPerSubscriber: 4 }, persistence: { enabled: true, refreshes: "every" } }, over));
+const CONFIG = roundtrip();
+const COALESCED: ConfigInput = { persistence: { refreshes: "coalesced" } };
 
-function engine(now: number, config = CONFIG): PacketEngine {
-  const e = new PacketEngine("debug");
-  e.initEngine(config, now);
-  e.setRefreshCoalescing(false); // every refresh journaled: the restored table is exact (coalescing: its own test)
-  return e;
+function engine(now: number, config = CONFIG, host: Omit<HostValues, "start"> = {}): PacketEngine {
+  return engineFrom(config, now, { seed: 9n, ...host });
 }
 
 interface Row {
@@ -148,8 +152,7 @@ describe("persistence round trip through the engine", () => {
   });
 
   it("coalesced refreshes: only a refresh that moves the expiry by an eighth of the lifetime left (≥ 60 s), or changes FILTERs or PEERs, is journaled; restored, the mapping ends at most that much early", () => {
-    const a = engine(T0);
-    a.setRefreshCoalescing(true);
+    const a = engine(T0, roundtrip(COALESCED));
     const c = CLIENTS[0];
     const journal: Uint8Array[] = [];
     const take = () => {
@@ -191,14 +194,14 @@ describe("persistence round trip through the engine", () => {
     expect(later.restoreDropped()).toMatchObject({ expired: 1, malformed: 0 });
     expect(later.engineStats().mappings).toBe(1n);
 
-    const renumbered = engine(T0, { ...CONFIG, pool: { ...CONFIG.pool, addresses: ["198.51.100.77"] } });
+    const renumbered = engine(T0, roundtrip({ pool: { addresses: ["198.51.100.77"] } }));
     renumbered.restore(bytes, WALL_A, T0);
     expect(renumbered.restoreDropped().notInPool).toBe(2);
 
     // A shard (of 1000) that owns neither record's block.
     const blocks = new Set([1, 2].map((m) => Math.floor((a.describe(m)!.externalPort - CONFIG.pool.portMin) / CONFIG.pool.blockSize) % 1000));
     const shard = [0, 1, 2].find((s) => !blocks.has(s))!;
-    const sharded = engine(T0, { ...CONFIG, pool: { ...CONFIG.pool, shards: 1000, shard } });
+    const sharded = engine(T0, CONFIG, { shards: 1000, shard });
     sharded.restore(bytes, WALL_A, T0);
     expect(sharded.restoreDropped().conflict).toBe(2);
 
@@ -212,12 +215,9 @@ describe("persistence round trip through the engine", () => {
 
 describe("THIRD_PARTY requester (issue #12 item 13)", () => {
   const TP = W.INGRESS_SUBSCRIBER | W.INGRESS_THIRD_PARTY;
-  const REALMS: EngineConfig = { ...CONFIG, pool: { ...CONFIG.pool, addresses: ["203.0.113.1"] }, realms: { capacity: 16, ids: "any" } };
+  const REALMS: ConfigInput = { pool: { addresses: ["203.0.113.1"] }, pcp: { thirdPartyId: { enabled: true, ids: "any" } }, capacity: { realms: 16 } };
   const withRealms = (now: number) => {
-    const e = new PacketEngine("debug", { ...DEFAULT_CODEC_CONFIG, options: W.OPTBIT_CORE | W.OPTBIT_THIRD_PARTY_ID });
-    e.initEngine(REALMS, now);
-    e.setRefreshCoalescing(false);
-    return e;
+    return engine(now, roundtrip(REALMS));
   };
 
   it("the requester (latest address:port) is carried by journal and snapshot records and restored; Mapping Update goes there", () => {
@@ -253,8 +253,7 @@ describe("THIRD_PARTY requester (issue #12 item 13)", () => {
   });
 
   it("a renewal from another requester is journaled even when its refresh alone would wait (coalesced refreshes)", () => {
-    const a = new PacketEngine("debug", { ...DEFAULT_CODEC_CONFIG, options: W.OPTBIT_CORE | W.OPTBIT_THIRD_PARTY_ID });
-    a.initEngine(REALMS, T0); // refreshes coalesced: the default
+    const a = engine(T0, roundtrip(merge(REALMS, COALESCED))); // refreshes coalesced: the default
     const ask = (source: string, sourcePort: number) =>
       serveOne(a, mapRequest({ client: source, internalPort: 81, lifetime: 3600, nonce: nonceOf(5) }, [thirdParty("10.0.0.5")]), T0, { source, sourcePort, ingress: TP });
     const take = () => {
@@ -273,8 +272,7 @@ describe("THIRD_PARTY requester (issue #12 item 13)", () => {
   });
 
   it("a THIRD_PARTY mapping whose requester could not be recorded (table full) is served and not told; an ended one frees its entry", () => {
-    const a = new PacketEngine("debug");
-    a.initEngine({ ...CONFIG, maxRequesters: 1, pool: { ...CONFIG.pool, addresses: ["203.0.113.1"] } }, T0);
+    const a = engine(T0, roundtrip({ capacity: { requesters: 1 }, pool: { addresses: ["203.0.113.1"] }, ...COALESCED }));
     const ask = (internal: string, lifetime = 3600) => serveOne(a, mapRequest({ client: "192.0.2.200", internalPort: 80, lifetime, nonce: nonceOf(4) }, [thirdParty(internal)]), T0, { source: "192.0.2.200", ingress: TP });
     expect(ask("10.0.0.1").result).toBe(W.RESULT_SUCCESS);
     expect(ask("10.0.0.2").result).toBe(W.RESULT_SUCCESS); // no room for its requester

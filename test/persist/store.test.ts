@@ -7,7 +7,8 @@ import os from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { DEFAULT_ENGINE_CONFIG, PacketEngine } from "../../src/engine/packet-engine.js";
+import type { PacketEngine } from "../../src/engine/packet-engine.js";
+import { engineConfig, engineFrom } from "../helpers/engine-config.js";
 import { ShardStore, shardDirectory, wallSeconds, type StoreOptions } from "../../src/persist/store.js";
 import { lockDirectory, DirectoryLockedError } from "../../src/persist/lock.js";
 import { HEADER, readFrames, VERSION } from "../../src/persist/format.js";
@@ -30,8 +31,7 @@ function tempDir(): string {
 }
 
 function engine(): PacketEngine {
-  const e = new PacketEngine("debug");
-  e.initEngine({ ...DEFAULT_ENGINE_CONFIG, seed: 4n, pool: { ...DEFAULT_ENGINE_CONFIG.pool, addresses: ["203.0.113.1", "203.0.113.2"], blockSize: 64 } }, T0);
+  const e = engineFrom(engineConfig({ pool: { addresses: ["203.0.113.1", "203.0.113.2"], blockSize: 64 } }), T0, { seed: 4n });
   return e;
 }
 

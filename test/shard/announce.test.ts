@@ -3,7 +3,7 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { NetworkInterfaceInfo } from "node:os";
 import * as W from "../../src/wire.generated.js";
-import { PacketEngine } from "../../src/engine/packet-engine.js";
+import { codecEngine } from "../helpers/engine-config.js";
 import { Announcer, announceGaps, announceTargets } from "../../src/shard/announce.js";
 import { sendRepeatedly } from "../../src/shard/repeat.js";
 
@@ -14,7 +14,7 @@ const nic = (address: string): NetworkInterfaceInfo =>
 
 describe("gratuitous ANNOUNCE", () => {
   it("item 117: R=1, opcode 0, result 0, lifetime 0, the given Epoch, reserved bytes zero", () => {
-    const bytes = new PacketEngine("release").announce(0xa1b2c3d4);
+    const bytes = codecEngine({}, "release").announce(0xa1b2c3d4);
     expect(Array.from(bytes)).toEqual([W.PCP_VERSION, 0x80, 0, 0, 0, 0, 0, 0, 0xa1, 0xb2, 0xc3, 0xd4, ...new Array(12).fill(0)]);
   });
 

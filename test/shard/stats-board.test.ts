@@ -4,7 +4,7 @@
 import { Worker } from "node:worker_threads";
 import { describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
-import { DEFAULT_ENGINE_CONFIG, PacketEngine } from "../../src/engine/packet-engine.js";
+import { engineConfig, engineFrom } from "../helpers/engine-config.js";
 import { StatsBoard } from "../../src/shard/stats-board.js";
 import { mapRequest, serveOne } from "../helpers/packets.js";
 
@@ -12,8 +12,7 @@ const SECOND = 1_000_000_000n;
 
 describe("StatsBoard", () => {
   it("reads back the engine's counters, the writer and the pool as published", () => {
-    const e = new PacketEngine("debug");
-    e.initEngine({ ...DEFAULT_ENGINE_CONFIG, pool: { ...DEFAULT_ENGINE_CONFIG.pool, addresses: ["203.0.113.1", "2001:db8::1"] } }, 100);
+    const e = engineFrom(engineConfig({ pool: { addresses: ["203.0.113.1", "2001:db8::1"] } }), 100);
     for (let i = 1; i <= 3; i++) serveOne(e, mapRequest({ client: `192.0.2.${i}` }), 100, { source: `192.0.2.${i}` });
     const board = new StatsBoard(StatsBoard.allocate());
     board.claim(42, e.statsBytes(), { base: 0, origin: 0n }, e.poolUsage());
