@@ -43,23 +43,42 @@ export function onAbort(message: usize, fileName: usize, line: u32, column: u32)
 export {
   engineInit,
   engineBytes,
+  serveRange,
+  setDataplaneDown,
+} from "./engine";
+
+export {
   configurePool,
-  scratchBase,
   poolAdd,
   poolSize,
   poolAddressAt,
   poolFreeBlocks,
   poolIsRetired,
+} from "./pool";
+
+export {
+  scratchBase,
+} from "./tables";
+
+export {
   poolRetire,
   rehomeNext,
   rehomeMapping,
   rehomeFrom,
-  serveRange,
+} from "./rehome";
+
+export {
   expire,
+} from "./wheel";
+
+export {
   eventsBase,
   eventsHead,
   eventsTail,
   eventsConsume,
+} from "./events";
+
+export {
   addStatic,
   removeStatic,
   deleteSubscriber,
@@ -71,29 +90,46 @@ export {
   listScan,
   listBase,
   listNext,
+  subscriberMappings,
+  subscriberBlocks,
+} from "./operator";
+
+export {
   persistBase,
   persistBytes,
   persistNext,
   persistEvents,
   persistGone,
   persistTable,
+} from "./persist";
+
+export {
   restoreRecords,
   restoreDropped,
-  subscriberMappings,
-  subscriberBlocks,
-  setDataplaneDown,
+} from "./restore";
+
+export {
   initDescriptions,
+  mappingDescription,
+  descriptionBase,
+} from "./descriptions";
+
+export {
   initRequesters,
+} from "./requesters";
+
+export {
   mirrorAdd,
   mirrorsClear,
   mirrorCount,
+} from "./mirrors";
+
+export {
   initRealms,
   registerRealm,
   findRealm,
   realmIdentifier,
-  mappingDescription,
-  descriptionBase,
-} from "./engine";
+} from "./realms";
 
 export {
   configureEngine,
