@@ -1,14 +1,14 @@
+// CHECKPOINT_REQUIRED [RFC 7767]: honoured while persistence is on and the subscriber is
+// under its quota: the mapping is flagged (each change journaled at once, fdatasync'ed)
+// and the reply waits until it is on disk (HOST_CHECKPOINT); the option is echoed.
+// A renewal without the option clears the flag. Not honoured: served, not echoed.
+
 import * as W from "./wire";
 import * as A from "./abi";
 import { checkpointQuota, checkpointsOn } from "./config";
 import { appendOption } from "./codec";
 import { M_FLAGS, M_SUB, S_CHECKPOINTS } from "./layout";
 import { mappings, subscribers } from "./tables";
-
-// CHECKPOINT_REQUIRED [RFC 7767]: honoured while persistence is on and the subscriber is
-// under its quota: the mapping is flagged (each change journaled at once, fdatasync'ed)
-// and the reply waits until it is on disk (HOST_CHECKPOINT); the option is echoed.
-// A renewal without the option clears the flag. Not honoured: served, not echoed.
 
 export function clearCheckpoint(m: u32): void {
   const r = mappings.at(m);

@@ -1,12 +1,13 @@
+// DESCRIPTION texts [RFC 7220], only for the mappings that have one.
+
 import * as W from "./wire";
 import * as A from "./abi";
 import { appendOption, requestDescription } from "./codec";
 import { SideTable } from "./tables";
 
-// DESCRIPTION texts [RFC 7220], only for the mappings that have one.
 export const D_LENGTH: u32 = 8; // u8
 export const D_TEXT: u32 = 9; // DESCRIPTION_STORED_MAX bytes
-export const DESCRIPTION_SIZE: u32 = 140;
+const DESCRIPTION_SIZE: u32 = 140;
 export const descriptions = new SideTable();
 
 /** Room for `capacity` descriptions (0: DESCRIPTION is never stored); once, after engineInit. */
@@ -49,7 +50,7 @@ export function applyDescription(slot: usize, m: u32): void {
   appendOption(slot, W.OPTION_DESCRIPTION, id != 0 ? descriptions.at(id) + D_TEXT : 0, id != 0 ? <u32>load<u8>(descriptions.at(id) + D_LENGTH) : 0);
 }
 
-export const descriptionOut = memory.data(<i32>A.DESCRIPTION_STORED_MAX, 16);
+const descriptionOut = memory.data(<i32>A.DESCRIPTION_STORED_MAX, 16);
 
 /** Mapping `m`'s description copied to descriptionBase(); returns its length (0: none). */
 export function mappingDescription(m: u32): u32 {

@@ -1,3 +1,8 @@
+// The mapping engine's entry: engineInit sizes every table once (docs/engine.md), and
+// serveRange, the batch driver, runs the codec and then one handler per PARSED slot. Every
+// decision validates first and mutates after, so an error never leaves partial state
+// [6887 §7.3]. State: the dataplane-down flag and the prefetch sink.
+
 import * as W from "./wire";
 import * as A from "./abi";
 import { isV4Mapped, rd16 } from "./bytes";
@@ -17,10 +22,10 @@ import { handlePeer } from "./peer";
 import { handleNatPmp } from "./natpmp";
 
 /** The largest single allocation of the stub runtime, and what a 4 GiB memory leaves for tables. */
-export const MAX_REGION: u64 = (1 << 30) - 64;
-export const MAX_TABLES: u64 = <u64>3 << 30;
+const MAX_REGION: u64 = (1 << 30) - 64;
+const MAX_TABLES: u64 = <u64>3 << 30;
 
-export function fitsMemory(maxMappings: u32, maxSubscribers: u32, maxPeers: u32, maxFilters: u32): bool {
+function fitsMemory(maxMappings: u32, maxSubscribers: u32, maxPeers: u32, maxFilters: u32): bool {
   const regions: StaticArray<u64> = [
     (<u64>maxMappings + 1) * MAPPING_SIZE,
     (<u64>maxSubscribers + 1) * SUB_SIZE,
@@ -46,7 +51,6 @@ export function fitsMemory(maxMappings: u32, maxSubscribers: u32, maxPeers: u32,
 export function engineInit(maxMappings: u32, maxSubscribers: u32, maxPeers: u32, maxFilters: u32, seed: u64, start: u32): u32 {
   if (initialised) return 1;
   if (!fitsMemory(maxMappings, maxSubscribers, maxPeers, maxFilters)) return 2;
-  initialised = true;
   seedRandom(seed);
   initTables(maxMappings, maxSubscribers, maxPeers, maxFilters);
   initWheel(start);
@@ -61,37 +65,35 @@ export function engineInit(maxMappings: u32, maxSubscribers: u32, maxPeers: u32,
 export function engineBytes(): usize {
   return <usize>memory.size() << 16;
 }
-// ---------------------------------------------------------------------------
-// Batch entry: codec, then the engine for every PARSED slot.
-// ---------------------------------------------------------------------------
-export let touched: u64 = 0;
+// Batch driver: codec, then the engine for every PARSED slot.
+let touched: u64 = 0;
 // 0 off, 1 on, 2 auto: on once the mapping table outgrows the caches. Measured on the
 // reference machine (bench/results/engine-*.json): +21% refresh throughput at 10M
 // mappings, −7% at 1M, where the tables still sit in the last-level cache.
-export const PREFETCH_AUTO_RECORDS: u32 = 4 << 20;
-@inline export function prefetchOn(): bool {
+const PREFETCH_AUTO_RECORDS: u32 = 4 << 20;
+@inline function prefetchOn(): bool {
   return prefetchMode == 1 || (prefetchMode == 2 && mappings.used >= PREFETCH_AUTO_RECORDS);
 }
 
 /** Key fields of a PARSED slot: internal address, protocol, internal port, external family. */
-@inline export function slotProtocol(slot: usize): u32 {
+@inline function slotProtocol(slot: usize): u32 {
   if (load<u8>(slot + A.SLOT_VERSION) == W.NATPMP_VERSION) {
     return load<u8>(slot + A.SLOT_OPCODE) == W.NATPMP_OP_MAP_UDP ? W.PROTO_UDP : W.PROTO_TCP;
   }
   return <u32>load<u8>(data(slot) + W.MP_PROTOCOL);
 }
-@inline export function slotInternalPort(slot: usize): u32 {
+@inline function slotInternalPort(slot: usize): u32 {
   const d = data(slot);
   return load<u8>(slot + A.SLOT_VERSION) == W.NATPMP_VERSION ? rd16(d + W.NATPMP_INTERNAL_PORT) : rd16(d + W.MP_INTERNAL_PORT);
 }
-@inline export function slotFamily(slot: usize): u32 {
+@inline function slotFamily(slot: usize): u32 {
   if (load<u8>(slot + A.SLOT_VERSION) == W.NATPMP_VERSION) return 0;
   return isV4Mapped(data(slot) + W.MP_EXTERNAL_ADDR) ? 0 : 1;
 }
-@inline export function slotAddress(slot: usize): usize {
+@inline function slotAddress(slot: usize): usize {
   return load<u8>(slot + A.SLOT_VERSION) == W.NATPMP_VERSION ? slot + A.SLOT_SRC_ADDR : internalAddress(slot);
 }
-@inline export function isParsed(slot: usize): bool {
+@inline function isParsed(slot: usize): bool {
   return load<u8>(slot + A.SLOT_VERDICT) == A.VERDICT_PARSED;
 }
 
@@ -101,7 +103,7 @@ export const PREFETCH_AUTO_RECORDS: u32 = 4 << 20;
  * instead of queueing behind each other inside one long handler. At millions of mappings
  * every lookup misses the cache; this is what keeps the batch path fast there.
  */
-export function prefetch(first: u32, end: u32): void {
+function prefetch(first: u32, end: u32): void {
   let acc: u64 = 0;
   const base = slotsBase();
   for (let i = first; i < end; i++) {
@@ -118,7 +120,7 @@ export function prefetch(first: u32, end: u32): void {
   touched += acc; // keeps the loads
 }
 
-export let dataplaneDown = false;
+let dataplaneDown = false;
 
 /** While the dataplane cannot be programmed, MAP, PEER and NAT-PMP requests get NETWORK_FAILURE [6887 §7.4]. */
 export function setDataplaneDown(down: bool): void {

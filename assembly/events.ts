@@ -1,3 +1,7 @@
+// The event ring: every change of a mapping as an EVENT_SIZE record (event layout, abi.ts)
+// that the host drains for the journal, the dataplane and control-channel subscribers.
+// State: the ring and its head (written here) and tail (advanced by the host).
+
 import * as A from "./abi";
 import { copy16 } from "./bytes";
 import { now } from "./clock";
@@ -24,9 +28,6 @@ export function eventsConsume(n: u32): void {
   const pending = eventHead - eventTail;
   eventTail += n < pending ? n : pending;
 }
-// ---------------------------------------------------------------------------
-// Mapping life cycle
-// ---------------------------------------------------------------------------
 export function emit(kind: u8, m: u32): void {
   if (eventHead - eventTail >= A.EVENT_CAPACITY) {
     statAdd(A.STATS_EVENTS_LOST, 1);

@@ -1,6 +1,7 @@
-// ---------------------------------------------------------------------------
-// Records. Ids are 1-based; 0 means none. Free records chain through one field.
-// ---------------------------------------------------------------------------
+// Record layouts of the engine's tables: byte offsets inside subscriber, mapping, PEER and
+// filter records (docs/engine.md has the sizes). Ids are 1-based; 0 means none. Free
+// records chain through one field. No state here.
+
 // Subscriber (64 bytes)
 export const S_ADDR: u32 = 0; // 16
 export const S_REALM: u32 = 16;
@@ -25,7 +26,7 @@ export const BLOCK_FAMILY_BIT: u32 = 0x8000;
   store<u16>(s + (family != 0 ? S_POOL6 : S_POOL), <u16>pool);
 }
 
-// Mapping (60 bytes)
+// Mapping (64 bytes)
 export const M_SUB: u32 = 0;
 export const M_INTERNAL_PORT: u32 = 4; // u16
 export const M_PROTOCOL: u32 = 6; // u8

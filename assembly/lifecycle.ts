@@ -1,9 +1,13 @@
+// Mapping life cycle: create, renew and remove the MAP part, end into hold-down, release
+// the port, take a held port back. No state of its own: it changes the tables, the wheel,
+// the pool's usage counts and the event ring together.
+
 import * as A from "./abi";
-import { copy12 } from "./bytes";
+import { copy12, copy16 } from "./bytes";
 import { holdDown } from "./config";
 import { now } from "./clock";
-import { F_NEXT, M_CLIENT_PORT, M_EXTERNAL_PORT, M_FAMILY, M_FILTERS, M_FILTER_COUNT, M_FLAGS, M_INTERNAL_PORT, M_MAP_EXPIRY, M_NONCE, M_OUT_EXPIRY, M_PEERS, M_POOL, M_PROTOCOL, M_SUB, M_SUB_NEXT, M_SUB_PREV, P_NEXT, P_REMOTE_ADDR, P_REMOTE_PORT, S_HELD, S_LIST, S_MAPPINGS } from "./layout";
-import { externalIndex, filters, internalIndex, mappings, peerIndex, peers, statAdd, subscribers } from "./tables";
+import { F_ADDR, F_NEXT, F_PORT, F_PREFIX, M_CLIENT_PORT, M_EXTERNAL_PORT, M_FAMILY, M_FILTERS, M_FILTER_COUNT, M_FLAGS, M_INTERNAL_PORT, M_MAP_EXPIRY, M_NONCE, M_OUT_EXPIRY, M_PEERS, M_POOL, M_PROTOCOL, M_SUB, M_SUB_NEXT, M_SUB_PREV, P_MAPPING, P_NEXT, P_REMOTE_ADDR, P_REMOTE_PORT, S_HELD, S_LIST, S_MAPPINGS } from "./layout";
+import { externalIndex, filters, internalIndex, mappings, peers, statAdd, subscribers } from "./tables";
 import { blockOf, releaseBlockIfUnused, usageAdd } from "./pool";
 import { effectiveExpiry, wheelLink, wheelUnlink } from "./wheel";
 import { externalKey, freeSubscriberIfEmpty, peerFp, recordFp } from "./lookup";
@@ -35,7 +39,7 @@ export function createMapping(sub: u32, protocol: u32, port: u32, family: u32, p
   return m;
 }
 
-export function subListAdd(sub: u32, m: u32): void {
+function subListAdd(sub: u32, m: u32): void {
   const s = subscribers.at(sub);
   const head = load<u32>(s + S_LIST);
   const r = mappings.at(m);
@@ -45,7 +49,7 @@ export function subListAdd(sub: u32, m: u32): void {
   store<u32>(s + S_LIST, m);
 }
 
-export function subListRemove(sub: u32, m: u32): void {
+function subListRemove(sub: u32, m: u32): void {
   const r = mappings.at(m);
   const next = load<u32>(r + M_SUB_NEXT);
   const prev = load<u32>(r + M_SUB_PREV);
@@ -72,12 +76,38 @@ export function freePeers(m: u32): void {
   while (p != 0) {
     const pr = peers.at(p);
     const next = load<u32>(pr + P_NEXT);
-    peerIndex.remove(peerFp(m, pr + P_REMOTE_ADDR, <u32>load<u16>(pr + P_REMOTE_PORT)), p);
-    peers.release(p);
+    peers.drop(peerFp(m, pr + P_REMOTE_ADDR, <u32>load<u16>(pr + P_REMOTE_PORT)), p);
     statAdd(A.STATS_PEERS, -1);
     p = next;
   }
   store<u32>(r + M_PEERS, 0);
+}
+
+/** Adds a FILTER to mapping record `r` (room checked by the caller). */
+export function addFilter(r: usize, prefix: u32, port: u32, addr: usize): void {
+  const f = filters.alloc();
+  const fr = filters.at(f);
+  store<u8>(fr + F_PREFIX, <u8>prefix);
+  store<u16>(fr + F_PORT, <u16>port);
+  copy16(fr + F_ADDR, addr);
+  store<u32>(fr + F_NEXT, load<u32>(r + M_FILTERS));
+  store<u32>(r + M_FILTERS, f);
+  store<u8>(r + M_FILTER_COUNT, load<u8>(r + M_FILTER_COUNT) + 1);
+  statAdd(A.STATS_FILTERS, 1);
+}
+
+/** A new PEER record of mapping `m` for the remote `addr`:`port` (room checked by the caller). */
+export function addPeer(m: u32, addr: usize, port: u32): u32 {
+  const p = peers.add(peerFp(m, addr, port));
+  const pr = peers.at(p);
+  const r = mappings.at(m);
+  store<u32>(pr + P_MAPPING, m);
+  copy16(pr + P_REMOTE_ADDR, addr);
+  store<u16>(pr + P_REMOTE_PORT, <u16>port);
+  store<u32>(pr + P_NEXT, load<u32>(r + M_PEERS));
+  store<u32>(r + M_PEERS, p);
+  statAdd(A.STATS_PEERS, 1);
+  return p;
 }
 
 /**

@@ -1,3 +1,6 @@
+// MAP requests [6887 §11]: create, refresh and delete of a mapping's MAP part, held ports
+// taken back by the same client [§15], PORT_SET requests handed to portset.ts.
+
 import * as W from "./wire";
 import * as A from "./abi";
 import { copy12, isV4Mapped, rd16, rd32 } from "./bytes";
@@ -14,7 +17,7 @@ import { applyDescription } from "./descriptions";
 import { applyCheckpoint } from "./checkpoint";
 import { emit, markChanged } from "./events";
 import { liveOrEnded, removeInbound, renewInbound } from "./lifecycle";
-import { allocate, commitAllocation, reclaimHeld, sameExternal } from "./allocation";
+import { Alloc, NO_ALLOC, allocResult, allocate, commitAllocation, reclaimHeld, sameExternal } from "./allocation";
 import { MAP_ECHO, clampLifetime, fail, filtersAvailable, internalAddress, walkFilters, writeExternal } from "./request";
 import { handlePortSet } from "./portset";
 import { noteRequester } from "./requesters";
@@ -96,10 +99,13 @@ export function handleMap(slot: usize): void {
   // New mapping: every check before any change.
   if (sub != 0 && load<u32>(subscribers.at(sub) + S_MAPPINGS) >= mappingsPerSubscriber) return fail(slot, W.RESULT_USER_EX_QUOTA); // [6887 §17.2]
   const held = sub != 0 ? findHeld(addr, protocol, internalPort, family, nonce, realm) : 0;
+  let a: Alloc;
   if (held != 0) {
-    if (!reclaimHeld(held, sugAddr, sugPort, preferFailure)) return fail(slot, W.RESULT_CANNOT_PROVIDE_EXTERNAL);
+    a = reclaimHeld(held, sugAddr, sugPort, preferFailure);
+    if (a == NO_ALLOC) return fail(slot, W.RESULT_CANNOT_PROVIDE_EXTERNAL);
   } else {
-    const result = allocate(slot, sub, family, protocol, internalPort, sugAddr, sugPort, nonce, preferFailure);
+    a = allocate(sub, family, protocol, internalPort, sugAddr, sugPort, nonce, preferFailure);
+    const result = allocResult(a);
     if (result != 0) return fail(slot, result);
   }
   if (walkFilters(slot, 0, false) < 0) return fail(slot, W.RESULT_EXCESSIVE_REMOTE_PEERS); // [6887 §13.3]
@@ -111,7 +117,7 @@ export function handleMap(slot: usize): void {
   let flags = A.MAPF_INBOUND;
   if (opts & A.OPTBIT_THIRD_PARTY) flags |= A.MAPF_THIRD_PARTY;
   if (preferFailure) flags |= A.MAPF_PREFER_FAILURE;
-  m = commitAllocation(sub, protocol, internalPort, family, flags, clientPort);
+  m = commitAllocation(a, sub, protocol, internalPort, family, flags, clientPort);
   noteRequester(slot, m);
   const r = mappings.at(m);
   copy12(r + M_NONCE, nonce);

@@ -1,18 +1,3 @@
-import * as W from "./wire";
-import * as A from "./abi";
-import { addrEqual, copy16, wr16 } from "./bytes";
-import { protocolSupported } from "./config";
-import { HashIndex } from "./hashindex";
-import { data, finishSuccess } from "./codec";
-import { M_FLAGS, NO_POOL } from "./layout";
-import { Slab, initialised, mappings, scratch } from "./tables";
-import { poolFamily, poolIndexOf } from "./pool";
-import { findMapping, internalFp } from "./lookup";
-import { endMapping, liveOrEnded } from "./lifecycle";
-import { suggestionNames } from "./allocation";
-import { fail } from "./request";
-
-// ---------------------------------------------------------------------------
 // Static mirrors: a static mapping lives in the shard owning its external port's block,
 // but its subscriber may send to any shard's listen address. Every other shard holds a
 // mirror — internal endpoint → the static's external address:port — and answers from it
@@ -22,36 +7,58 @@ import { fail } from "./request";
 // mirror is not a mapping: no port leased, no event, not journaled, not listed, not sent
 // to the dataplane (the owner's record does all that once). The host keeps the mirrors
 // in step with the owners' statics (src/server/static-mirrors.ts).
-// ---------------------------------------------------------------------------
-export const MR_NEXT_FREE: u32 = 0;
-export const MR_INTERNAL_ADDR: u32 = 4; // 16
-export const MR_EXTERNAL_ADDR: u32 = 20; // 16
+
+import * as W from "./wire";
+import * as A from "./abi";
+import { addrEqual, copy16, wr16 } from "./bytes";
+import { protocolSupported } from "./config";
+import { data, finishSuccess } from "./codec";
+import { M_FLAGS, NO_POOL } from "./layout";
+import { KeyedSlab, initialised, mappings, scratch } from "./tables";
+import { poolFamily, poolIndexOf } from "./pool";
+import { findMapping, internalFp } from "./lookup";
+import { endMapping, liveOrEnded } from "./lifecycle";
+import { suggestionNames } from "./allocation";
+import { fail } from "./request";
+
+const MR_NEXT_FREE: u32 = 0;
+const MR_INTERNAL_ADDR: u32 = 4; // 16
+const MR_EXTERNAL_ADDR: u32 = 20; // 16
 export const MR_EXTERNAL_PORT: u32 = 36; // u16
-export const MR_INTERNAL_PORT: u32 = 38; // u16
-export const MR_PROTOCOL: u32 = 40; // u8
-export const MR_FAMILY: u32 = 41; // u8
-export const MIRROR_SIZE: u32 = 44;
-export const mirrors = new Slab();
-export const mirrorIndex = new HashIndex();
-export let mirrorsOn = false;
+const MR_INTERNAL_PORT: u32 = 38; // u16
+const MR_PROTOCOL: u32 = 40; // u8
+const MR_FAMILY: u32 = 41; // u8
+const MIRROR_SIZE: u32 = 44;
+export const mirrors = new KeyedSlab();
+let mirrorsOn = false;
 
 /** The mirror of an endpoint (statics are in realm 0), or 0. */
 export function findMirror(addr: usize, realm: u32, protocol: u32, port: u32, family: u32): u32 {
   if (mirrors.live == 0 || realm != 0) return 0;
-  const fp = internalFp(addr, 0, protocol, port, family);
-  for (let p = mirrorIndex.first(fp); p >= 0; p = mirrorIndex.after(fp, p)) {
-    const id = mirrorIndex.recordAt(p);
-    const e = mirrors.at(id);
-    if (<u32>load<u16>(e + MR_INTERNAL_PORT) == port && <u32>load<u8>(e + MR_PROTOCOL) == protocol &&
-        <u32>load<u8>(e + MR_FAMILY) == family && addrEqual(e + MR_INTERNAL_ADDR, addr)) return id;
-  }
-  return 0;
+  const k = mirrorKey;
+  k.addr = addr;
+  k.protocol = protocol;
+  k.port = port;
+  k.family = family;
+  return mirrors.find<MirrorKey>(internalFp(addr, 0, protocol, port, family), k);
 }
+
+class MirrorKey {
+  addr: usize = 0;
+  protocol: u32 = 0;
+  port: u32 = 0;
+  family: u32 = 0;
+  @inline matches(id: u32): bool {
+    const e = mirrors.at(id);
+    return <u32>load<u16>(e + MR_INTERNAL_PORT) == this.port && <u32>load<u8>(e + MR_PROTOCOL) == this.protocol &&
+      <u32>load<u8>(e + MR_FAMILY) == this.family && addrEqual(e + MR_INTERNAL_ADDR, this.addr);
+  }
+}
+const mirrorKey = new MirrorKey();
 
 export function dropMirror(id: u32): void {
   const e = mirrors.at(id);
-  mirrorIndex.remove(internalFp(e + MR_INTERNAL_ADDR, 0, <u32>load<u8>(e + MR_PROTOCOL), <u32>load<u16>(e + MR_INTERNAL_PORT), <u32>load<u8>(e + MR_FAMILY)), id);
-  mirrors.release(id);
+  mirrors.drop(internalFp(e + MR_INTERNAL_ADDR, 0, <u32>load<u8>(e + MR_PROTOCOL), <u32>load<u16>(e + MR_INTERNAL_PORT), <u32>load<u8>(e + MR_FAMILY)), id);
 }
 
 /** Drops the mirrors whose internal address is `addr` (0: any) or whose external address is `ext` (0: any). */
@@ -81,20 +88,18 @@ export function mirrorAdd(protocol: u32, internalPort: u32, externalPort: u32, r
     endMapping(existing, A.EVENT_DELETE);
   }
   if (!mirrorsOn) {
-    mirrors.init(A.STATIC_MIRRORS_MAX, MIRROR_SIZE, MR_NEXT_FREE);
-    mirrorIndex.init(A.STATIC_MIRRORS_MAX);
+    mirrors.initKeyed(A.STATIC_MIRRORS_MAX, MIRROR_SIZE, MR_NEXT_FREE);
     mirrorsOn = true;
   }
   let id = findMirror(scratch, 0, protocol, internalPort, family);
   if (id == 0) {
-    if (mirrors.full()) return W.RESULT_NO_RESOURCES;
-    id = mirrors.alloc();
+    id = mirrors.add(internalFp(scratch, 0, protocol, internalPort, family));
+    if (id == 0) return W.RESULT_NO_RESOURCES;
     const e = mirrors.at(id);
     copy16(e + MR_INTERNAL_ADDR, scratch);
     store<u16>(e + MR_INTERNAL_PORT, <u16>internalPort);
     store<u8>(e + MR_PROTOCOL, <u8>protocol);
     store<u8>(e + MR_FAMILY, <u8>family);
-    mirrorIndex.insert(internalFp(scratch, 0, protocol, internalPort, family), id);
   }
   const e = mirrors.at(id);
   copy16(e + MR_EXTERNAL_ADDR, scratch + 16);

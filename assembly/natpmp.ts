@@ -1,3 +1,6 @@
+// NAT-PMP requests [RFC 6886 §3]: the external address and MAP on the same tables as PCP
+// (NAT-PMP has no nonce and no FILTERs; its mappings are flagged MAPF_NATPMP).
+
 import * as W from "./wire";
 import * as A from "./abi";
 import { rd16, rd32 } from "./bytes";
@@ -11,16 +14,15 @@ import { hasInbound, wheelLink } from "./wheel";
 import { createSubscriber, findHeld, findMapping, findSubscriber } from "./lookup";
 import { emit } from "./events";
 import { liveOrEnded, removeInbound, renewInbound } from "./lifecycle";
-import { allocate, commitAllocation, reclaimHeld } from "./allocation";
+import { Alloc, allocResult, allocate, commitAllocation, reclaimHeld } from "./allocation";
 import { clampLifetime } from "./request";
 import { MR_EXTERNAL_PORT, findMirror, hasMirrors, mirrors } from "./mirrors";
 
-// ---- NAT-PMP [RFC 6886 §3] ----
 export const zeroNonce = memory.data(16, 16);
 // ::ffff:0.0.0.0, the IPv4 "any address" suggestion NAT-PMP requests amount to.
-export const anyV4 = memory.data<u8>([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0]);
+const anyV4 = memory.data<u8>([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0]);
 
-export function natPmpResult(pcp: u32): u32 {
+function natPmpResult(pcp: u32): u32 {
   if (pcp == W.RESULT_NOT_AUTHORIZED) return W.NATPMP_RESULT_NOT_AUTHORIZED;
   if (pcp == W.RESULT_UNSUPP_PROTOCOL || pcp == W.RESULT_NETWORK_FAILURE) return W.NATPMP_RESULT_NETWORK_FAILURE;
   return W.NATPMP_RESULT_NO_RESOURCES;
@@ -95,17 +97,19 @@ export function handleNatPmp(slot: usize): void {
   if (sub != 0 && load<u32>(subscribers.at(sub) + S_MAPPINGS) >= mappingsPerSubscriber) return finishNatPmpMap(slot, W.NATPMP_RESULT_NO_RESOURCES, 0, 0);
   // The suggestion is a request for a port on the subscriber's address ("any" address).
   const held = sub != 0 ? findHeld(addr, protocol, internalPort, 0, zeroNonce) : 0;
+  let a: Alloc;
   if (held != 0) {
-    reclaimHeld(held, anyV4, sugPort, false);
+    a = reclaimHeld(held, anyV4, sugPort, false);
   } else {
-    const result = allocate(slot, sub, 0, protocol, internalPort, anyV4, sugPort, zeroNonce, false);
+    a = allocate(sub, 0, protocol, internalPort, anyV4, sugPort, zeroNonce, false);
+    const result = allocResult(a);
     if (result != 0) return finishNatPmpMap(slot, natPmpResult(result), 0, 0);
   }
   if (sub == 0) {
     sub = createSubscriber(addr, 0);
     if (sub == 0) return finishNatPmpMap(slot, W.NATPMP_RESULT_NO_RESOURCES, 0, 0);
   }
-  m = commitAllocation(sub, protocol, internalPort, 0, A.MAPF_INBOUND | A.MAPF_NATPMP, clientPort);
+  m = commitAllocation(a, sub, protocol, internalPort, 0, A.MAPF_INBOUND | A.MAPF_NATPMP, clientPort);
   const r = mappings.at(m);
   store<u32>(r + M_MAP_EXPIRY, now + lifetime);
   wheelLink(m, now + lifetime);

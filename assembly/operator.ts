@@ -1,3 +1,7 @@
+// Operator operations (control channel, tests): static mappings, subscriber delete,
+// lookups, listing, per-subscriber counts. Addresses come through scratch. State: the
+// listing buffer and where the listing goes on.
+
 import * as W from "./wire";
 import * as A from "./abi";
 import { addrEqual } from "./bytes";
@@ -8,13 +12,9 @@ import { poolFamily, poolIndexOf } from "./pool";
 import { createSubscriber, findExternal, findMapping, findSubscriber } from "./lookup";
 import { describeInto, emit } from "./events";
 import { endMapping, liveOrEnded } from "./lifecycle";
-import { allocReclaim, commitAllocation, tryPort } from "./allocation";
+import { NO_ALLOC, allocReclaim, commitAllocation, tryPort } from "./allocation";
 import { zeroNonce } from "./natpmp";
 import { dropMirror, dropMirrorsOf, findMirror } from "./mirrors";
-
-// ---------------------------------------------------------------------------
-// Operator operations (control channel, tests). Addresses come through scratch.
-// ---------------------------------------------------------------------------
 
 /**
  * Static mapping of scratch[0..16] (internal) : internalPort → scratch[16..32] (external,
@@ -31,9 +31,10 @@ export function addStatic(protocol: u32, internalPort: u32, externalPort: u32): 
   if (findMirror(scratch, 0, protocol, internalPort, family) != 0) return W.RESULT_CANNOT_PROVIDE_EXTERNAL; // static on another shard
   let sub = findSubscriber(scratch, 0);
   if (mappings.full() || (sub == 0 && subscribers.full())) return W.RESULT_NO_RESOURCES;
-  if (!tryPort(sub, pool, protocol, externalPort, internalPort, zeroNonce) || allocReclaim != 0) return W.RESULT_CANNOT_PROVIDE_EXTERNAL;
+  const a = tryPort(sub, pool, protocol, externalPort, internalPort, zeroNonce);
+  if (a == NO_ALLOC || allocReclaim(a) != 0) return W.RESULT_CANNOT_PROVIDE_EXTERNAL;
   if (sub == 0) sub = createSubscriber(scratch, 0);
-  const m = commitAllocation(sub, protocol, internalPort, family, A.MAPF_STATIC, 0);
+  const m = commitAllocation(a, sub, protocol, internalPort, family, A.MAPF_STATIC, 0);
   emit(A.EVENT_CREATE, m);
   return W.RESULT_SUCCESS;
 }
@@ -93,10 +94,10 @@ export function describeMapping(m: u32): bool {
   return true;
 }
 
-export const listOut = memory.data(<i32>(A.LIST_MAX * A.EVENT_SIZE), 16);
-export let listNextId: u32 = 0;
+const listOut = memory.data(<i32>(A.LIST_MAX * A.EVENT_SIZE), 16);
+let listNextId: u32 = 0;
 
-export function kindOf(flags: u32): u32 {
+function kindOf(flags: u32): u32 {
   return flags & A.MAPF_STATIC ? A.LISTKIND_STATIC : flags & A.MAPF_HELD ? A.LISTKIND_HELD : A.LISTKIND_DYNAMIC;
 }
 

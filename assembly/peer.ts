@@ -1,20 +1,23 @@
+// PEER requests [6887 §12]: a PEER record on the endpoint's mapping (created with an
+// outbound part if there is none), lifetimes never shortened.
+
 import * as W from "./wire";
 import * as A from "./abi";
-import { copy12, copy16, isV4Mapped, rd16, rd32 } from "./bytes";
+import { copy12, isV4Mapped, rd16, rd32 } from "./bytes";
 import { mappingsPerSubscriber, peerMinLifetime, protocolSupported } from "./config";
 import { data, finishError, finishSuccess } from "./codec";
 import { now } from "./clock";
-import { M_CLIENT_PORT, M_FLAGS, M_NONCE, M_OUT_EXPIRY, M_PEERS, P_EXPIRY, P_MAPPING, P_NEXT, P_NONCE, P_REMOTE_ADDR, P_REMOTE_PORT, S_MAPPINGS, nonceEqual } from "./layout";
-import { mappings, peerIndex, peers, statAdd, subscribers } from "./tables";
+import { M_CLIENT_PORT, M_FLAGS, M_NONCE, M_OUT_EXPIRY, P_EXPIRY, P_NONCE, S_MAPPINGS, nonceEqual } from "./layout";
+import { mappings, peers, statAdd, subscribers } from "./tables";
 import { poolHasFamily } from "./pool";
 import { wheelLink } from "./wheel";
-import { createSubscriber, findHeld, findMapping, findPeer, peerFp, subscriberOf } from "./lookup";
+import { createSubscriber, findHeld, findMapping, findPeer, subscriberOf } from "./lookup";
 import { requestRealm } from "./realms";
 import { applyDescription } from "./descriptions";
 import { applyCheckpoint } from "./checkpoint";
 import { emit, markChanged } from "./events";
-import { liveOrEnded } from "./lifecycle";
-import { allocate, commitAllocation, reclaimHeld } from "./allocation";
+import { addPeer, liveOrEnded } from "./lifecycle";
+import { Alloc, NO_ALLOC, allocResult, allocate, commitAllocation, reclaimHeld } from "./allocation";
 import { clampLifetime, fail, internalAddress, writeExternal } from "./request";
 import { noteRequester } from "./requesters";
 import { findMirror, mirrors, writeMirrorExternal } from "./mirrors";
@@ -64,10 +67,13 @@ export function handlePeer(slot: usize): void {
     if (peers.full()) return fail(slot, W.RESULT_NO_RESOURCES);
     // PEER always has PREFER_FAILURE semantics for its suggestion [6887 §12.3].
     const held = sub != 0 ? findHeld(addr, protocol, internalPort, family, nonce, realm) : 0;
+    let a: Alloc;
     if (held != 0) {
-      if (!reclaimHeld(held, sugAddr, sugPort, sugPort != 0)) return fail(slot, W.RESULT_CANNOT_PROVIDE_EXTERNAL);
+      a = reclaimHeld(held, sugAddr, sugPort, sugPort != 0);
+      if (a == NO_ALLOC) return fail(slot, W.RESULT_CANNOT_PROVIDE_EXTERNAL);
     } else {
-      const result = allocate(slot, sub, family, protocol, internalPort, sugAddr, sugPort, nonce, sugPort != 0);
+      a = allocate(sub, family, protocol, internalPort, sugAddr, sugPort, nonce, sugPort != 0);
+      const result = allocResult(a);
       if (result != 0) return fail(slot, result);
     }
     if (sub == 0) {
@@ -76,22 +82,14 @@ export function handlePeer(slot: usize): void {
     }
     let flags = A.MAPF_OUTBOUND;
     if (load<u32>(slot + A.SLOT_OPTIONS) & A.OPTBIT_THIRD_PARTY) flags |= A.MAPF_THIRD_PARTY;
-    m = commitAllocation(sub, protocol, internalPort, family, flags, clientPort);
+    m = commitAllocation(a, sub, protocol, internalPort, family, flags, clientPort);
     copy12(mappings.at(m) + M_NONCE, nonce); // the creator's nonce keys its hold-down later
     wheelLink(m, now + lifetime);
   }
   const r = mappings.at(m);
   const newPeer = p == 0;
   if (p == 0) {
-    p = peers.alloc();
-    const pr = peers.at(p);
-    store<u32>(pr + P_MAPPING, m);
-    copy16(pr + P_REMOTE_ADDR, remote);
-    store<u16>(pr + P_REMOTE_PORT, <u16>remotePort);
-    store<u32>(pr + P_NEXT, load<u32>(r + M_PEERS));
-    store<u32>(r + M_PEERS, p);
-    peerIndex.insert(peerFp(m, remote, remotePort), p);
-    statAdd(A.STATS_PEERS, 1);
+    p = addPeer(m, remote, remotePort);
   }
   const pr = peers.at(p);
   copy12(pr + P_NONCE, nonce);

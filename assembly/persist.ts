@@ -1,3 +1,8 @@
+// Persistence (src/persist/): mapping state out as portable records (PREC_*, one per
+// external key: a journal of what each batch changed, or the whole table in chunks for a
+// snapshot) and back in at start-up. Times cross as wall-clock seconds: engine time t is
+// wall time t + wallOffset for the run that writes or reads.
+
 import * as A from "./abi";
 import { copy12, copy16 } from "./bytes";
 import { coalesceRefreshes } from "./config";
@@ -11,15 +16,9 @@ import { D_LENGTH, D_TEXT, descriptions } from "./descriptions";
 import { eventTail, events } from "./events";
 import { RQ_ADDR, RQ_PORT, requesters } from "./requesters";
 
-// ---------------------------------------------------------------------------
-// Persistence (src/persist/): mapping state out as portable records (PREC_*, one per
-// external key: a journal of what each batch changed, or the whole table in chunks for a
-// snapshot) and back in at start-up. Times cross as wall-clock seconds: engine time t is
-// wall time t + wallOffset for the run that writes or reads.
-// ---------------------------------------------------------------------------
-export let persistOut: usize = 0; // PERSIST_BUFFER bytes, allocated on first use
-export let persistLength: u32 = 0;
-export let persistNextId: u32 = 0;
+let persistOut: usize = 0; // PERSIST_BUFFER bytes, allocated on first use
+let persistLength: u32 = 0;
+let persistNextId: u32 = 0;
 export const restoreDrops = memory.data(<i32>(A.RESTORE_REASON_LIMIT * 4), 4);
 
 export function persistBuffer(): usize {
@@ -41,18 +40,18 @@ export function persistNext(): u32 {
   return persistNextId;
 }
 
-@inline export function toWall(t: u32, wallOffset: u32): u32 {
+@inline function toWall(t: u32, wallOffset: u32): u32 {
   return t == 0 ? 0 : t + wallOffset;
 }
 
-export function peerCount(r: usize): u32 {
+function peerCount(r: usize): u32 {
   let n: u32 = 0;
   for (let p = load<u32>(r + M_PEERS); p != 0; p = load<u32>(peers.at(p) + P_NEXT)) n++;
   return n;
 }
 
 /** Size of mapping `m`'s record. */
-export function recordSize(m: u32): u32 {
+function recordSize(m: u32): u32 {
   const r = mappings.at(m);
   const d = descriptions.of(m);
   const realm = load<u32>(subscribers.at(load<u32>(r + M_SUB)) + S_REALM);
@@ -62,7 +61,7 @@ export function recordSize(m: u32): u32 {
 }
 
 /** Writes mapping `m` (in use) as an upsert at `out`; returns its size. */
-export function writeRecord(out: usize, m: u32, wallOffset: u32): u32 {
+function writeRecord(out: usize, m: u32, wallOffset: u32): u32 {
   const r = mappings.at(m);
   const s = subscribers.at(load<u32>(r + M_SUB));
   store<u32>(r + M_PERSISTED, effectiveExpiry(r));
@@ -84,21 +83,20 @@ export function writeRecord(out: usize, m: u32, wallOffset: u32): u32 {
   let nf: u32 = 0;
   for (let f = load<u32>(r + M_FILTERS); f != 0; f = load<u32>(filters.at(f) + F_NEXT)) {
     const fr = filters.at(f);
-    store<u32>(at, 0);
-    store<u8>(at, load<u8>(fr + F_PREFIX));
-    store<u16>(at + 2, load<u16>(fr + F_PORT));
-    copy16(at + 4, fr + F_ADDR);
+    store<u32>(at, 0); // prefix and pad
+    store<u8>(at + A.PREC_FILTER_PREFIX, load<u8>(fr + F_PREFIX));
+    store<u16>(at + A.PREC_FILTER_PORT, load<u16>(fr + F_PORT));
+    copy16(at + A.PREC_FILTER_ADDR, fr + F_ADDR);
     at += A.PREC_FILTER_SIZE;
     nf++;
   }
   let np: u32 = 0;
   for (let p = load<u32>(r + M_PEERS); p != 0; p = load<u32>(peers.at(p) + P_NEXT)) {
     const pr = peers.at(p);
-    copy16(at, pr + P_REMOTE_ADDR);
-    store<u16>(at + 16, load<u16>(pr + P_REMOTE_PORT));
-    store<u16>(at + 18, 0);
-    store<u32>(at + 20, toWall(load<u32>(pr + P_EXPIRY), wallOffset));
-    copy12(at + 24, pr + P_NONCE);
+    copy16(at + A.PREC_PEER_ADDR, pr + P_REMOTE_ADDR);
+    store<u32>(at + A.PREC_PEER_PORT, <u32>load<u16>(pr + P_REMOTE_PORT)); // and the pad
+    store<u32>(at + A.PREC_PEER_EXPIRY, toWall(load<u32>(pr + P_EXPIRY), wallOffset));
+    copy12(at + A.PREC_PEER_NONCE, pr + P_NONCE);
     at += A.PREC_PEER_SIZE;
     np++;
   }
@@ -122,8 +120,8 @@ export function writeRecord(out: usize, m: u32, wallOffset: u32): u32 {
   const q = requesters.of(m);
   if (q != 0) {
     store<u8>(out + A.PREC_REQUESTER, 1);
-    copy16(at, requesters.at(q) + RQ_ADDR);
-    store<u16>(at + 16, load<u16>(requesters.at(q) + RQ_PORT));
+    copy16(at + A.PREC_REQUESTER_ADDR, requesters.at(q) + RQ_ADDR);
+    store<u16>(at + A.PREC_REQUESTER_PORT, load<u16>(requesters.at(q) + RQ_PORT));
     at += A.PREC_REQUESTER_SIZE;
   }
   return <u32>(at - out);
@@ -138,7 +136,7 @@ export function writeRecord(out: usize, m: u32, wallOffset: u32): u32 {
  */
 
 
-export function refreshCanWait(r: usize): bool {
+function refreshCanWait(r: usize): bool {
   if (!coalesceRefreshes) return false;
   const persisted = load<u32>(r + M_PERSISTED);
   const expiry = effectiveExpiry(r);
@@ -148,7 +146,7 @@ export function refreshCanWait(r: usize): bool {
 }
 
 /** The end of an external key (its record was freed, or moved to another key). */
-export function writeGone(out: usize, pool: u32, protocol: u32, port: u32): u32 {
+function writeGone(out: usize, pool: u32, protocol: u32, port: u32): u32 {
   memory.fill(out, 0, A.PREC_HEADER_SIZE);
   store<u8>(out + A.PREC_KIND, A.PREC_GONE);
   store<u8>(out + A.PREC_PROTOCOL, <u8>protocol);

@@ -1,3 +1,7 @@
+// External pool: addresses × blocks. State: the addresses, per block its owner and users,
+// per address a stack of free blocks in random order, and which addresses are retired.
+// Leases follow RFC 6888 REQ-2 (paired pooling) and shards (config.ts inShard).
+
 import * as A from "./abi";
 import { addrEqual, isV4Mapped } from "./bytes";
 import { blockSize, blocksPerAddress, inShard, maxBlocksPerSubscriber, portMin, shardCount, shardIndex } from "./config";
@@ -17,15 +21,12 @@ export function configurePool(firstPort: u32, size: u32, blocksPerSubscriber: u3
   shardIndex = shard;
   return true;
 }
-// ---------------------------------------------------------------------------
-// External pool: addresses × blocks
-// ---------------------------------------------------------------------------
 export let poolCount: u32 = 0;
-export const poolAddrs = memory.data(<i32>(A.POOL_MAX_ADDRESSES * 16), 16);
+const poolAddrs = memory.data(<i32>(A.POOL_MAX_ADDRESSES * 16), 16);
 export const poolFamily = memory.data(<i32>A.POOL_MAX_ADDRESSES);
-export const poolFree = memory.data(<i32>(A.POOL_MAX_ADDRESSES * 4), 4); // free blocks per address
-export const poolOwner = memory.data(<i32>(A.POOL_MAX_ADDRESSES * 4), 4); // usize: u32 owner per block
-export const poolUsage = memory.data(<i32>(A.POOL_MAX_ADDRESSES * 4), 4); // usize: u16 users per block
+const poolFree = memory.data(<i32>(A.POOL_MAX_ADDRESSES * 4), 4); // free blocks per address
+const poolOwner = memory.data(<i32>(A.POOL_MAX_ADDRESSES * 4), 4); // usize: u32 owner per block
+const poolUsage = memory.data(<i32>(A.POOL_MAX_ADDRESSES * 4), 4); // usize: u16 users per block
 export const poolStack = memory.data(<i32>(A.POOL_MAX_ADDRESSES * 4), 4); // usize: u16 free-block stack
 export const poolRetired = memory.data(<i32>A.POOL_MAX_ADDRESSES); // 1: removed from the pool, nothing new leased there
 
@@ -39,7 +40,7 @@ export const poolRetired = memory.data(<i32>A.POOL_MAX_ADDRESSES); // 1: removed
 @inline export function ownerAt(pool: u32, block: u32): usize {
   return <usize>load<u32>(poolOwner + (<usize>pool << 2)) + (<usize>block << 2);
 }
-@inline export function usageAt(pool: u32, block: u32): usize {
+@inline function usageAt(pool: u32, block: u32): usize {
   return <usize>load<u32>(poolUsage + (<usize>pool << 2)) + (<usize>block << 1);
 }
 @inline export function freeCount(pool: u32): u32 {
@@ -83,7 +84,7 @@ export function poolAdd(): i32 {
 }
 
 /** Stacks this shard's unowned blocks of address `i` in a random order. */
-export function fillFreeStack(i: u32): void {
+function fillFreeStack(i: u32): void {
   const all = blocksPerAddress;
   const stack = <usize>load<u32>(poolStack + (<usize>i << 2));
   // This shard's free blocks, in a random order: leases are unpredictable [RFC 6888 REQ-15, RFC 7422].
@@ -164,7 +165,7 @@ export function popBlock(pool: u32, sub: u32): u32 {
   return block;
 }
 
-export function leaseTo(pool: u32, block: u32, sub: u32): void {
+function leaseTo(pool: u32, block: u32, sub: u32): void {
   store<u32>(ownerAt(pool, block), sub);
   const s = subscribers.at(sub);
   const family = <u32>load<u8>(poolFamily + pool);
@@ -207,7 +208,7 @@ export function releaseBlockIfUnused(pool: u32, block: u32): void {
   statAdd(A.STATS_BLOCKS, -1);
 }
 
-export function pushFreeBlock(pool: u32, block: u32): void {
+function pushFreeBlock(pool: u32, block: u32): void {
   const stack = <usize>load<u32>(poolStack + (<usize>pool << 2));
   const n = freeCount(pool);
   store<u16>(stack + (<usize>n << 1), <u16>block);

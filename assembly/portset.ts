@@ -1,3 +1,11 @@
+// PORT_SET [RFC 7753]: a set of n internal ports [I, I+n) mapped onto n consecutive
+// external ports inside one of the subscriber's blocks — n single-port mappings created,
+// renewed and deleted together (persistence and the dataplane see n mappings).
+// n ≤ the size asked, portSetMax, the block size and the subscriber's quota left; it
+// stops before the first internal port that already has a mapping, and halves until a
+// free run is found (at least one port). P = 1: the external run starts on the parity of
+// I. A set of one is answered as a single-port MAP, without PORT_SET.
+
 import * as W from "./wire";
 import * as A from "./abi";
 import { copy12, isV4Mapped, rd16, rd32, wr16 } from "./bytes";
@@ -12,25 +20,16 @@ import { hasInbound, wheelLink } from "./wheel";
 import { createSubscriber, findEndpoint, findExternal, findMapping, findSubscriber } from "./lookup";
 import { emit } from "./events";
 import { createMapping, liveOrEnded, removeInbound, renewInbound } from "./lifecycle";
-import { allocLease, allocPool, allocPort, allocReclaim, leaseAllocated } from "./allocation";
+import { Alloc, NO_ALLOC, allocPool, allocPort, leaseAllocated, packAlloc } from "./allocation";
 import { MAP_ECHO, clampLifetime, fail, internalAddress, writeExternal } from "./request";
 import { noteRequester } from "./requesters";
 import { findMirror } from "./mirrors";
 
-// ---------------------------------------------------------------------------
-// PORT_SET [RFC 7753]: a set of n internal ports [I, I+n) mapped onto n consecutive
-// external ports inside one of the subscriber's blocks — n single-port mappings created,
-// renewed and deleted together (persistence and the dataplane see n mappings).
-// n ≤ the size asked, portSetMax, the block size and the subscriber's quota left; it
-// stops before the first internal port that already has a mapping, and halves until a
-// free run is found (at least one port). P = 1: the external run starts on the parity of
-// I. A set of one is answered as a single-port MAP, without PORT_SET.
-// ---------------------------------------------------------------------------
-export const setMembers = memory.data(<i32>(A.PORT_SET_LIMIT * 4), 4); // u32 per member (no allocation on the packet path)
+const setMembers = memory.data(<i32>(A.PORT_SET_LIMIT * 4), 4); // u32 per member (no allocation on the packet path)
 
 
 /** Can the n ports from `start` on `pool` all be given (free, allowed, inside one block)? */
-export function runFree(pool: u32, protocol: u32, start: u32, n: u32): bool {
+function runFree(pool: u32, protocol: u32, start: u32, n: u32): bool {
   if (start < portMin || start + n - 1 > 65535 || blockOf(start) != blockOf(start + n - 1)) return false;
   for (let k: u32 = 0; k < n; k++) {
     if (portForbidden(protocol, start + k) || findExternal(pool, protocol, start + k) != 0) return false;
@@ -38,28 +37,23 @@ export function runFree(pool: u32, protocol: u32, start: u32, n: u32): bool {
   return true;
 }
 
-/** A run of n free ports in block `block` of `pool` (random start, parity kept if asked); sets allocPort, or returns false. */
-export function runInBlock(pool: u32, protocol: u32, block: u32, n: u32, parity: bool, internalPort: u32): bool {
+/** The first port of a run of n free ports in block `block` of `pool` (random start, parity kept if asked), or 0. */
+function runInBlock(pool: u32, protocol: u32, block: u32, n: u32, parity: bool, internalPort: u32): u32 {
   const first = blockStart(block);
   const span: u32 = first + blockSize - 1 > 65535 ? 65536 - first : blockSize;
-  if (n > span) return false;
+  if (n > span) return 0;
   const starts: u32 = span - n + 1;
   const offset = randomBelow(starts);
   for (let i: u32 = 0; i < starts; i++) {
     const start = first + (offset + i) % starts;
     if (parity && (start & 1) != (internalPort & 1)) continue;
-    if (runFree(pool, protocol, start, n)) {
-      allocPool = pool;
-      allocPort = start;
-      allocReclaim = 0;
-      return true;
-    }
+    if (runFree(pool, protocol, start, n)) return start;
   }
-  return false;
+  return 0;
 }
 
-/** A run of n ports in the subscriber's blocks, else in a new block; sets alloc*. */
-export function tryRun(sub: u32, family: u32, protocol: u32, n: u32, parity: bool, internalPort: u32): bool {
+/** A run of n ports in the subscriber's blocks, else in a new block: its first port's choice, or NO_ALLOC. */
+function tryRun(sub: u32, family: u32, protocol: u32, n: u32, parity: bool, internalPort: u32): Alloc {
   let pool = NO_POOL;
   if (sub != 0) {
     const s = subscribers.at(sub);
@@ -69,29 +63,25 @@ export function tryRun(sub: u32, family: u32, protocol: u32, n: u32, parity: boo
     for (let k: u32 = 0; k < count && pool != NO_POOL; k++) {
       const entry = <u32>load<u16>(s + S_BLOCKS + (k << 1));
       if ((entry & BLOCK_FAMILY_BIT) != familyBit) continue;
-      if (runInBlock(pool, protocol, entry & ~BLOCK_FAMILY_BIT, n, parity, internalPort)) {
-        allocLease = false;
-        return true;
-      }
+      const start = runInBlock(pool, protocol, entry & ~BLOCK_FAMILY_BIT, n, parity, internalPort);
+      if (start != 0) return packAlloc(pool, start, false, 0);
     }
-    if (<u32>load<u8>(s + S_BLOCK_COUNT) >= maxBlocksPerSubscriber) return false;
+    if (<u32>load<u8>(s + S_BLOCK_COUNT) >= maxBlocksPerSubscriber) return NO_ALLOC;
   }
   if (pool == NO_POOL) pool = pickPool(family);
-  if (pool == NO_POOL) return false;
+  if (pool == NO_POOL) return NO_ALLOC;
   // A new block: the next ones the random stack would hand out.
   const stack = <usize>load<u32>(poolStack + (<usize>pool << 2));
   const free = freeCount(pool);
   for (let depth: u32 = 1; depth <= free && depth <= 4; depth++) {
-    if (runInBlock(pool, protocol, <u32>load<u16>(stack + (<usize>(free - depth) << 1)), n, parity, internalPort)) {
-      allocLease = true;
-      return true;
-    }
+    const start = runInBlock(pool, protocol, <u32>load<u16>(stack + (<usize>(free - depth) << 1)), n, parity, internalPort);
+    if (start != 0) return packAlloc(pool, start, true, 0);
   }
-  return false;
+  return NO_ALLOC;
 }
 
 /** Live mappings of the set from internal port I: consecutive internal and external ports, same pool, this nonce. */
-export function setLength(addr: usize, protocol: u32, internalPort: u32, family: u32, realm: u32, max: u32, first: u32): u32 {
+function setLength(addr: usize, protocol: u32, internalPort: u32, family: u32, realm: u32, max: u32, first: u32): u32 {
   const r0 = mappings.at(first);
   const pool = <u32>load<u16>(r0 + M_POOL);
   const ext = <u32>load<u16>(r0 + M_EXTERNAL_PORT);
@@ -108,7 +98,7 @@ export function setLength(addr: usize, protocol: u32, internalPort: u32, family:
 }
 
 /** The PORT_SET option of the response (only for sets of two or more). */
-export function replyPortSet(slot: usize, n: u32, internalPort: u32, parity: bool): void {
+function replyPortSet(slot: usize, n: u32, internalPort: u32, parity: bool): void {
   if (n < 2) return;
   const o = scratch + 32;
   wr16(o + W.PORT_SET_SIZE, n);
@@ -183,8 +173,12 @@ export function handlePortSet(slot: usize, realm: u32): void {
     }
   }
   if (mappings.capacity - mappings.live < n || (sub == 0 && subscribers.full())) return fail(slot, W.RESULT_NO_RESOURCES); // [RFC 6888 REQ-11]
-  while (n > 1 && !tryRun(sub, family, protocol, n, parity, internalPort)) n >>= 1;
-  if (n == 1 && !tryRun(sub, family, protocol, 1, parity, internalPort)) return fail(slot, sub != 0 && <u32>load<u8>(subscribers.at(sub) + S_BLOCK_COUNT) >= maxBlocksPerSubscriber ? W.RESULT_USER_EX_QUOTA : W.RESULT_NO_RESOURCES);
+  let a = tryRun(sub, family, protocol, n, parity, internalPort);
+  while (n > 1 && a == NO_ALLOC) {
+    n >>= 1;
+    a = tryRun(sub, family, protocol, n, parity, internalPort);
+  }
+  if (a == NO_ALLOC) return fail(slot, sub != 0 && <u32>load<u8>(subscribers.at(sub) + S_BLOCK_COUNT) >= maxBlocksPerSubscriber ? W.RESULT_USER_EX_QUOTA : W.RESULT_NO_RESOURCES);
   if (sub == 0) {
     sub = createSubscriber(addr, realm);
     if (sub == 0) return fail(slot, W.RESULT_NO_RESOURCES);
@@ -192,9 +186,9 @@ export function handlePortSet(slot: usize, realm: u32): void {
   const lifetime = clampLifetime(requested, minLifetime);
   let flags = A.MAPF_INBOUND;
   if (load<u32>(slot + A.SLOT_OPTIONS) & A.OPTBIT_THIRD_PARTY) flags |= A.MAPF_THIRD_PARTY;
-  leaseAllocated(sub);
-  const pool = allocPool;
-  const start = allocPort;
+  leaseAllocated(a, sub);
+  const pool = allocPool(a);
+  const start = allocPort(a);
   let m0: u32 = 0;
   for (let k: u32 = 0; k < n; k++) {
     const m = createMapping(sub, protocol, internalPort + k, family, pool, start + k, flags, clientPort);

@@ -7,7 +7,7 @@ export function seedRandom(seed: u64): void {
   rng = seed == 0 ? 0x9e3779b97f4a7c15 : seed;
 }
 
-@inline export function random32(): u32 {
+@inline function random32(): u32 {
   rng ^= rng >> 12;
   rng ^= rng << 25;
   rng ^= rng >> 27;

@@ -1,3 +1,6 @@
+// Renumbering: an address leaves the pool; its mappings move to the other addresses and
+// their clients are told by Mapping Update messages [6887 §14.2].
+
 import * as W from "./wire";
 import * as A from "./abi";
 import { copy12, copy16, wr16, wr32 } from "./bytes";
@@ -10,17 +13,13 @@ import { externalKey, freeSubscriberIfEmpty } from "./lookup";
 import { RL_ID, RL_LENGTH, realms } from "./realms";
 import { emit } from "./events";
 import { endMapping, liveOrEnded, releaseHold } from "./lifecycle";
-import { allocPool, allocPort, leaseAllocated, tryNewBlock, tryOwnBlocks } from "./allocation";
+import { NO_ALLOC, allocPool, allocPort, allocResult, leaseAllocated, tryNewBlock, tryOwnBlocks } from "./allocation";
 import { RQ_ADDR, RQ_PORT, requesters } from "./requesters";
 import { dropMirrorsOf } from "./mirrors";
 
-// ---------------------------------------------------------------------------
-// Renumbering: an address leaves the pool; its mappings move to the other addresses and
-// their clients are told by Mapping Update messages [6887 §14.2].
-// ---------------------------------------------------------------------------
-export let rehoming: bool = false; // mappings may sit on retired addresses
-export let rehomeCursor: u32 = 0;
-export let rehomeLast: u32 = 0;
+let rehoming: bool = false; // mappings may sit on retired addresses
+let rehomeCursor: u32 = 0;
+let rehomeLast: u32 = 0;
 
 /**
  * Takes pool address `pool` out of service: nothing new is leased there, holds and static
@@ -92,14 +91,14 @@ export function rehomeMapping(): u32 {
   return rehomeLast;
 }
 
-export let rehomedFrom: u32 = 0;
+let rehomedFrom: u32 = 0;
 
 /** External key the last mapping rehome() moved had before: protocol << 24 | pool index << 16 | port (persistence writes its end). */
 export function rehomeFrom(): u32 {
   return rehomedFrom;
 }
 
-export function rehome(m: u32, epoch: u32): u32 {
+function rehome(m: u32, epoch: u32): u32 {
   const r = mappings.at(m);
   const sub = load<u32>(r + M_SUB);
   const flags = <u32>load<u8>(r + M_FLAGS);
@@ -115,25 +114,29 @@ export function rehome(m: u32, epoch: u32): u32 {
     endMapping(m, A.EVENT_DELETE, false);
     return n;
   }
-  if (!tryOwnBlocks(sub, family, protocol, internalPort, r + M_NONCE) && tryNewBlock(sub, family, protocol, internalPort) != 0) {
+  let a = tryOwnBlocks(sub, family, protocol, internalPort, r + M_NONCE);
+  if (a == NO_ALLOC) a = tryNewBlock(sub, family, protocol, internalPort);
+  if (allocResult(a) != 0) {
     endMapping(m, A.EVENT_DELETE, false); // no room elsewhere (quota or pool exhausted)
     return 0;
   }
-  leaseAllocated(sub);
+  leaseAllocated(a, sub);
+  const pool = allocPool(a);
+  const port = allocPort(a);
   const oldPool = <u32>load<u16>(r + M_POOL);
   const oldPort = <u32>load<u16>(r + M_EXTERNAL_PORT);
   rehomedFrom = (protocol << 24) | (oldPool << 16) | oldPort;
   externalIndex.remove(externalKey(oldPool, protocol, oldPort), m);
   usageAdd(oldPool, oldPort, -1);
-  store<u16>(r + M_POOL, <u16>allocPool);
-  store<u16>(r + M_EXTERNAL_PORT, <u16>allocPort);
-  externalIndex.insert(externalKey(allocPool, protocol, allocPort), m);
-  usageAdd(allocPool, allocPort, 1);
+  store<u16>(r + M_POOL, <u16>pool);
+  store<u16>(r + M_EXTERNAL_PORT, <u16>port);
+  externalIndex.insert(externalKey(pool, protocol, port), m);
+  usageAdd(pool, port, 1);
   emit(A.EVENT_UPDATE, m);
   return tell ? updateMessages(m, W.RESULT_SUCCESS, epoch) : 0;
 }
 
-@inline export function remaining(expiry: u32): u32 {
+@inline function remaining(expiry: u32): u32 {
   return expiry > now ? expiry - now : 0;
 }
 
@@ -142,7 +145,7 @@ export function rehome(m: u32, epoch: u32): u32 {
  * the port of its last request, or for a THIRD_PARTY mapping its requester `to`, with the
  * THIRD_PARTY option (and THIRD_PARTY_ID in a realm) as its responses carry [6887 §13.1, §14.2].
  */
-export function messageSlot(i: u32, s: usize, r: usize, to: u32, opcode: u32, result: u32, lifetime: u32, epoch: u32, size: u32): usize {
+function messageSlot(i: u32, s: usize, r: usize, to: u32, opcode: u32, result: u32, lifetime: u32, epoch: u32, size: u32): usize {
   const slot = slotsBase() + <usize>i * A.SLOT_SIZE;
   const q = to != 0 ? requesters.at(to) : 0;
   copy16(slot + A.SLOT_SRC_ADDR, q != 0 ? q + RQ_ADDR : s + S_ADDR);
@@ -176,7 +179,7 @@ export function messageSlot(i: u32, s: usize, r: usize, to: u32, opcode: u32, re
  * Unsolicited responses for mapping `m`, in the form of normal ones: a MAP response for
  * its MAP part (with its FILTERs), a PEER response per PEER; no optional options [6887 §14.2].
  */
-export function updateMessages(m: u32, result: u32, epoch: u32): u32 {
+function updateMessages(m: u32, result: u32, epoch: u32): u32 {
   const r = mappings.at(m);
   const s = subscribers.at(load<u32>(r + M_SUB));
   const to = (load<u8>(r + M_FLAGS) & A.MAPF_THIRD_PARTY) != 0 ? requesters.of(m) : 0;

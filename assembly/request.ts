@@ -1,16 +1,16 @@
+// What the request handlers (map, portset, peer, natpmp) share: the lifetime clamp, the
+// request's internal address, writing the assigned external endpoint, FILTER walking.
+
 import * as W from "./wire";
 import * as A from "./abi";
 import { addrEqual, copy16, rd16, wr16 } from "./bytes";
 import { filtersPerMapping, maxLifetime } from "./config";
 import { data, errorLifetime, finishError } from "./codec";
 import { F_ADDR, F_NEXT, F_PORT, F_PREFIX, M_EXTERNAL_PORT, M_FILTERS, M_FILTER_COUNT, M_POOL } from "./layout";
-import { filters, mappings, statAdd } from "./tables";
+import { filters, mappings } from "./tables";
 import { poolAddr } from "./pool";
-import { freeFilters } from "./lifecycle";
+import { addFilter, freeFilters } from "./lifecycle";
 
-// ---------------------------------------------------------------------------
-// Request handling
-// ---------------------------------------------------------------------------
 @inline export function clampLifetime(requested: u32, minimum: u32): u32 {
   if (requested < minimum) return minimum;
   return requested > maxLifetime ? maxLifetime : requested;
@@ -26,11 +26,11 @@ export function writeExternal(slot: usize, m: u32): void {
 }
 
 /** FILTER data (prefix, port, address) equal to a stored filter or another FILTER's data. */
-@inline export function sameFilter(prefix: u32, port: u32, addr: usize, otherPrefix: u32, otherPort: u32, otherAddr: usize): bool {
+@inline function sameFilter(prefix: u32, port: u32, addr: usize, otherPrefix: u32, otherPort: u32, otherAddr: usize): bool {
   return prefix == otherPrefix && port == otherPort && addrEqual(addr, otherAddr);
 }
 
-export function storedFilter(r: usize, prefix: u32, port: u32, addr: usize): bool {
+function storedFilter(r: usize, prefix: u32, port: u32, addr: usize): bool {
   let f = load<u32>(r + M_FILTERS);
   while (f != 0) {
     const fr = filters.at(f);
@@ -87,15 +87,7 @@ export function walkFilters(slot: usize, m: u32, apply: bool): i32 {
     count++;
     if (apply) {
       if (storedFilter(r, prefix, port, addr)) continue;
-      const f = filters.alloc();
-      const fr = filters.at(f);
-      store<u8>(fr + F_PREFIX, <u8>prefix);
-      store<u16>(fr + F_PORT, <u16>port);
-      copy16(fr + F_ADDR, addr);
-      store<u32>(fr + F_NEXT, load<u32>(r + M_FILTERS));
-      store<u32>(r + M_FILTERS, f);
-      store<u8>(r + M_FILTER_COUNT, load<u8>(r + M_FILTER_COUNT) + 1);
-      statAdd(A.STATS_FILTERS, 1);
+      addFilter(r, prefix, port, addr);
     }
   }
   return count > filtersPerMapping ? -1 : <i32>count;

@@ -1,18 +1,17 @@
+// THIRD_PARTY requesters [6887 §13.1, §14.2]: where the request of a mapping created
+// through THIRD_PARTY came from (the latest one), so a Mapping Update reaches it. Kept
+// only for those mappings, in a side table indexed by mapping id (no field in every
+// mapping record). Full: the mapping is served, its requester learns from the Epoch.
+
 import * as A from "./abi";
 import { copy16 } from "./bytes";
 import { M_FLAGS } from "./layout";
 import { SideTable, mappings } from "./tables";
 import { markChanged } from "./events";
 
-// ---------------------------------------------------------------------------
-// THIRD_PARTY requesters [6887 §13.1, §14.2]: where the request of a mapping created
-// through THIRD_PARTY came from (the latest one), so a Mapping Update reaches it. Kept
-// only for those mappings, in a side table indexed by mapping id (no field in every
-// mapping record). Full: the mapping is served, its requester learns from the Epoch.
-// ---------------------------------------------------------------------------
 export const RQ_PORT: u32 = 8; // u16
 export const RQ_ADDR: u32 = 12; // 16
-export const REQUESTER_SIZE: u32 = 28;
+const REQUESTER_SIZE: u32 = 28;
 export const requesters = new SideTable();
 
 /** Room for `capacity` THIRD_PARTY requesters (0: none recorded); once, after engineInit. */

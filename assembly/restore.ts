@@ -1,21 +1,25 @@
+// Restore at start-up: portable records (persist.ts) back into the tables, with the wall
+// clock mapped to engine time; records that ended meanwhile or conflict are counted by
+// reason. State: the last pool address matched and the drop counters.
+
 import * as A from "./abi";
-import { addrEqual, copy12, copy16 } from "./bytes";
+import { addrEqual, copy12 } from "./bytes";
 import { blocksPerAddress, holdDown, inShard, maxBlocksPerSubscriber, portForbidden, portMin, protocolSupported } from "./config";
 import { now, setNow } from "./clock";
-import { F_ADDR, F_NEXT, F_PORT, F_PREFIX, M_FILTERS, M_FILTER_COUNT, M_FLAGS, M_MAP_EXPIRY, M_NONCE, M_OUT_EXPIRY, M_PEERS, M_PERSISTED, M_SUB, NO_POOL, P_EXPIRY, P_MAPPING, P_NEXT, P_NONCE, P_REMOTE_ADDR, P_REMOTE_PORT, S_BLOCK_COUNT, S_CHECKPOINTS, S_HELD, S_MAPPINGS, pairedPool } from "./layout";
-import { filters, mappings, peerIndex, peers, statAdd, subscribers } from "./tables";
+import { M_FLAGS, M_MAP_EXPIRY, M_NONCE, M_OUT_EXPIRY, M_PERSISTED, M_SUB, NO_POOL, P_EXPIRY, P_NONCE, S_BLOCK_COUNT, S_CHECKPOINTS, S_HELD, S_MAPPINGS, pairedPool } from "./layout";
+import { filters, mappings, peers, statAdd, subscribers } from "./tables";
 import { blockOf, ownerAt, poolAddr, poolCount, poolFamily, poolIndexOf, retired, takeBlock } from "./pool";
 import { wheelLink, wheelUnlink } from "./wheel";
-import { createSubscriber, findEndpoint, findExternal, findSubscriber, peerFp } from "./lookup";
+import { createSubscriber, findEndpoint, findExternal, findSubscriber } from "./lookup";
 import { acceptAnyRealm, realmOf } from "./realms";
 import { setDescription } from "./descriptions";
 import { clearCheckpoint } from "./checkpoint";
-import { createMapping, freeFilters, freePeers, releasePort } from "./lifecycle";
+import { addFilter, addPeer, createMapping, freeFilters, freePeers, releasePort } from "./lifecycle";
 import { setRequester } from "./requesters";
 import { persistBuffer, restoreDrops } from "./persist";
 
 /** Ends record `m` without events or counters of an ending (a restored key replaced). */
-export function forget(m: u32): void {
+function forget(m: u32): void {
   clearCheckpoint(m);
   const r = mappings.at(m);
   const s = subscribers.at(load<u32>(r + M_SUB));
@@ -32,9 +36,9 @@ export function forget(m: u32): void {
   releasePort(m);
 }
 
-export let restorePool: u32 = NO_POOL;
+let restorePool: u32 = NO_POOL;
 
-@inline export function dropRestore(reason: u32): void {
+@inline function dropRestore(reason: u32): void {
   const p = restoreDrops + (<usize>reason << 2);
   store<u32>(p, load<u32>(p) + 1);
 }
@@ -45,7 +49,7 @@ export function restoreDropped(reason: u32): u32 {
 }
 
 /** Takes back one record at `at` (`length` bytes available); returns its size, 0 if malformed. */
-export function restoreOne(at: usize, length: u32, wallOffset: u32): u32 {
+function restoreOne(at: usize, length: u32, wallOffset: u32): u32 {
   if (length < A.PREC_HEADER_SIZE) return 0;
   const kind = load<u8>(at + A.PREC_KIND);
   const nf = <u32>load<u8>(at + A.PREC_FILTER_COUNT);
@@ -137,30 +141,14 @@ export function restoreOne(at: usize, length: u32, wallOffset: u32): u32 {
   let p = at + A.PREC_HEADER_SIZE;
   for (let k: u32 = 0; k < nf; k++, p += A.PREC_FILTER_SIZE) {
     if (isHeld || filters.full()) continue;
-    const f = filters.alloc();
-    const fr = filters.at(f);
-    store<u8>(fr + F_PREFIX, load<u8>(p));
-    store<u16>(fr + F_PORT, load<u16>(p + 2));
-    copy16(fr + F_ADDR, p + 4);
-    store<u32>(fr + F_NEXT, load<u32>(r + M_FILTERS));
-    store<u32>(r + M_FILTERS, f);
-    store<u8>(r + M_FILTER_COUNT, load<u8>(r + M_FILTER_COUNT) + 1);
-    statAdd(A.STATS_FILTERS, 1);
+    addFilter(r, <u32>load<u8>(p + A.PREC_FILTER_PREFIX), <u32>load<u16>(p + A.PREC_FILTER_PORT), p + A.PREC_FILTER_ADDR);
   }
   for (let k: u32 = 0; k < np; k++, p += A.PREC_PEER_SIZE) {
-    const wall = load<u32>(p + 20);
+    const wall = load<u32>(p + A.PREC_PEER_EXPIRY);
     if (isHeld || peers.full() || wall <= wallOffset || wall - wallOffset <= now) continue;
-    const id = peers.alloc();
-    const pr = peers.at(id);
-    store<u32>(pr + P_MAPPING, m);
-    copy16(pr + P_REMOTE_ADDR, p);
-    store<u16>(pr + P_REMOTE_PORT, load<u16>(p + 16));
+    const pr = peers.at(addPeer(m, p + A.PREC_PEER_ADDR, <u32>load<u16>(p + A.PREC_PEER_PORT)));
     store<u32>(pr + P_EXPIRY, wall - wallOffset);
-    copy12(pr + P_NONCE, p + 24);
-    store<u32>(pr + P_NEXT, load<u32>(r + M_PEERS));
-    store<u32>(r + M_PEERS, id);
-    peerIndex.insert(peerFp(m, p, <u32>load<u16>(p + 16)), id);
-    statAdd(A.STATS_PEERS, 1);
+    copy12(pr + P_NONCE, p + A.PREC_PEER_NONCE);
   }
   store<u32>(r + M_PERSISTED, until); // what the files say
   if ((flags & A.MAPF_CHECKPOINT) != 0 && !isHeld) {
@@ -168,7 +156,7 @@ export function restoreOne(at: usize, length: u32, wallOffset: u32): u32 {
     store<u16>(s + S_CHECKPOINTS, load<u16>(s + S_CHECKPOINTS) + 1);
   }
   if (!isHeld && nd != 0) setDescription(m, p, nd); // p: after the PEERs
-  if (!isHeld && nr != 0 && (flags & A.MAPF_THIRD_PARTY) != 0) setRequester(m, at + size - nr, <u32>load<u16>(at + size - nr + 16));
+  if (!isHeld && nr != 0 && (flags & A.MAPF_THIRD_PARTY) != 0) setRequester(m, at + size - nr + A.PREC_REQUESTER_ADDR, <u32>load<u16>(at + size - nr + A.PREC_REQUESTER_PORT));
   if (isHeld) {
     const s = subscribers.at(sub);
     store<u8>(r + M_FLAGS, <u8>A.MAPF_HELD);

@@ -1,3 +1,7 @@
+// Timer wheel: 65536 one-second buckets, doubly linked through the mapping record; expire()
+// walks it second by second within a budget. State: the buckets, the last second fully
+// processed, and the list being expired.
+
 import * as A from "./abi";
 import { now, setNow } from "./clock";
 import { M_FLAGS, M_MAP_EXPIRY, M_OUT_EXPIRY, M_WHEEL_NEXT, M_WHEEL_PREV } from "./layout";
@@ -5,13 +9,13 @@ import { mappings } from "./tables";
 import { eventHead, eventTail } from "./events";
 import { endMapping, releaseHold } from "./lifecycle";
 
-export let wheel: usize = 0;
-export const WHEEL_SIZE: u32 = 65536;
-export const WHEEL_MASK: u32 = WHEEL_SIZE - 1;
-export const IN_BUCKET: u32 = 0x80000000; // a list head's "prev" names its bucket
-export const IN_PENDING: u32 = 0xffffffff; // head of the list being expired
-export let wheelSecond: u32 = 0; // last second fully processed
-export let pendingHead: u32 = 0;
+let wheel: usize = 0;
+const WHEEL_SIZE: u32 = 65536;
+const WHEEL_MASK: u32 = WHEEL_SIZE - 1;
+const IN_BUCKET: u32 = 0x80000000; // a list head's "prev" names its bucket
+const IN_PENDING: u32 = 0xffffffff; // head of the list being expired
+let wheelSecond: u32 = 0; // last second fully processed
+let pendingHead: u32 = 0;
 
 export function initWheel(start: u32): void {
   wheel = heap.alloc(<usize>WHEEL_SIZE << 2);
@@ -19,7 +23,7 @@ export function initWheel(start: u32): void {
   wheelSecond = start;
 }
 
-@inline export function bucketAt(b: u32): usize {
+@inline function bucketAt(b: u32): usize {
   return wheel + (<usize>b << 2);
 }
 
