@@ -40,6 +40,7 @@ const LEASE_BIT: u64 = 1 << 24;
 @inline export function allocReclaim(a: Alloc): u32 {
   return <u32>(a >> 32);
 }
+
 /** The PCP result of a choice: 0 when it holds a port, else its error code. */
 @inline export function allocResult(a: Alloc): u32 {
   return allocPort(a) != 0 ? 0 : <u32>(a >> 32);
@@ -174,6 +175,7 @@ export function commitAllocation(a: Alloc, sub: u32, protocol: u32, internalPort
   leaseAllocated(a, sub);
   return createMapping(sub, protocol, internalPort, family, allocPool(a), allocPort(a), flags, clientPort);
 }
+
 /** The reclaim of held record `m` (as allocate would choose it); NO_ALLOC if the suggestion must be honoured and differs. */
 export function reclaimHeld(m: u32, sugAddr: usize, sugPort: u32, strict: bool): Alloc {
   const r = mappings.at(m);

@@ -28,6 +28,7 @@ export function eventsConsume(n: u32): void {
   const pending = eventHead - eventTail;
   eventTail += n < pending ? n : pending;
 }
+
 export function emit(kind: u8, m: u32): void {
   if (eventHead - eventTail >= A.EVENT_CAPACITY) {
     statAdd(A.STATS_EVENTS_LOST, 1);

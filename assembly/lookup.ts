@@ -117,6 +117,7 @@ const endpointKey = new EndpointKey();
 @inline export function subscriberOf(m: u32, addr: usize, realm: u32 = 0): u32 {
   return m != 0 ? load<u32>(mappings.at(m) + M_SUB) : findSubscriber(addr, realm);
 }
+
 /** External key: exact, so its fingerprint is the key itself (never 0: protocol ≠ 0). */
 @inline export function externalKey(pool: u32, protocol: u32, port: u32): u32 {
   return (pool << 24) | (protocol << 16) | port;

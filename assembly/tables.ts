@@ -14,10 +14,14 @@ export const scratch = memory.data(<i32>A.SCRATCH_SIZE, 16);
 export function scratchBase(): usize {
   return scratch;
 }
+
+/** Adds `delta` to the STATS_* counter at `offset` of the codec's stats region. */
 @inline export function statAdd(offset: u32, delta: i64): void {
   const p = statsBase() + offset;
   store<i64>(p, load<i64>(p) + delta);
 }
+
+/** Fixed-size records in one region sized once; ids are 1-based, free ones chain through `link`. */
 class Slab {
   base: usize = 0;
   size: u32 = 0;
