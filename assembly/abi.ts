@@ -249,6 +249,18 @@ export const PREC_HEADER_SIZE: u32 = 72; // then FILTERs, PEERs, the DESCRIPTION
 export const PREC_REQUESTER_SIZE: u32 = 18; // where a THIRD_PARTY request came from (Mapping Update goes there) [6887 §14.2]: address 16, port u16
 export const PREC_FILTER_SIZE: u32 = 20; // prefix u8, pad u8, port u16, address 16
 export const PREC_PEER_SIZE: u32 = 36; // address 16, port u16, pad u16, expiry u32 (wall), nonce 12
+// A FILTER part (PREC_FILTER_SIZE bytes each, right after the header) [6887 §13.3]
+export const PREC_FILTER_PREFIX: u32 = 0; // u8 prefix length (of the 16-byte address); 1 pad
+export const PREC_FILTER_PORT: u32 = 2; // u16, 0 = any
+export const PREC_FILTER_ADDR: u32 = 4; // 16 bytes
+// A PEER part (PREC_PEER_SIZE bytes each, after the FILTERs) [6887 §12]
+export const PREC_PEER_ADDR: u32 = 0; // 16 bytes, the remote peer
+export const PREC_PEER_PORT: u32 = 16; // u16; 18..19 pad
+export const PREC_PEER_EXPIRY: u32 = 20; // u32 wall seconds
+export const PREC_PEER_NONCE: u32 = 24; // 12 bytes
+// The requester part (PREC_REQUESTER_SIZE bytes, the record's last)
+export const PREC_REQUESTER_ADDR: u32 = 0; // 16 bytes
+export const PREC_REQUESTER_PORT: u32 = 16; // u16
 export const PREC_UPSERT: u8 = 1;
 export const PREC_GONE: u8 = 2;
 export const PERSIST_BUFFER: u32 = 1048576; // bytes per export/import call

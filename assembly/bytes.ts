@@ -2,10 +2,6 @@
 // through these helpers without further bounds checks (the slot's data area is fixed
 // size, so a read inside a checked region never leaves linear memory).
 
-@inline export function rd8(p: usize): u32 {
-  return <u32>load<u8>(p);
-}
-
 @inline export function rd16(p: usize): u32 {
   return <u32>bswap<u16>(load<u16>(p));
 }

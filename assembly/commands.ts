@@ -18,53 +18,17 @@ import {
   statsBase,
   prefix64Base,
 } from "./codec";
-import {
-  scratchBase,
-  engineBytes,
-  poolAdd,
-  poolSize,
-  poolAddressAt,
-  poolFreeBlocks,
-  poolIsRetired,
-  poolRetire,
-  rehomeNext,
-  rehomeMapping,
-  rehomeFrom,
-  eventsBase,
-  eventsHead,
-  eventsTail,
-  eventsConsume,
-  addStatic,
-  removeStatic,
-  deleteSubscriber,
-  subscriberMappings,
-  subscriberBlocks,
-  lookupMapping,
-  lookupExternal,
-  describeMapping,
-  mappingsUsed,
-  mappingFilter,
-  mappingDescription,
-  descriptionBase,
-  listScan,
-  listBase,
-  listNext,
-  persistBase,
-  persistBytes,
-  persistNext,
-  persistEvents,
-  persistGone,
-  persistTable,
-  restoreRecords,
-  restoreDropped,
-  setDataplaneDown,
-  mirrorAdd,
-  mirrorsClear,
-  mirrorCount,
-  registerRealm,
-  findRealm,
-  realmIdentifier,
-} from "./engine";
+import { scratchBase } from "./tables";
+import { engineBytes, setDataplaneDown } from "./engine";
+import { poolAdd, poolSize, poolAddressAt, poolFreeBlocks, poolIsRetired } from "./pool";
+import { poolRetire, rehomeNext, rehomeMapping, rehomeFrom } from "./rehome";
+import { eventsBase, eventsHead, eventsTail, eventsConsume } from "./events";
+import { addStatic, removeStatic, deleteSubscriber, subscriberMappings, subscriberBlocks, lookupMapping, lookupExternal, describeMapping, mappingsUsed, mappingFilter, listScan, listBase, listNext } from "./operator";
+import { mappingDescription, descriptionBase } from "./descriptions";
+import { persistBase, persistBytes, persistNext, persistEvents, persistGone, persistTable } from "./persist";
+import { restoreRecords, restoreDropped } from "./restore";
+import { mirrorAdd, mirrorsClear, mirrorCount } from "./mirrors";
+import { registerRealm, findRealm, realmIdentifier } from "./realms";
 
 const slot = memory.data(<i32>A.CMDSLOT_SIZE, 16);
 const table = memory.data(<i32>A.REGION_TABLE_SIZE, 16);

@@ -12,7 +12,12 @@ import {
   startTime, seed, poolCount, portSetMax,
 } from "./config.generated";
 import { configureCodec, prefix64Base, setPrefix64 } from "./codec";
-import { engineInit, initDescriptions, initRequesters, initRealms, configurePool, poolAdd, scratchBase } from "./engine";
+import { engineInit } from "./engine";
+import { initDescriptions } from "./descriptions";
+import { initRequesters } from "./requesters";
+import { initRealms } from "./realms";
+import { configurePool, poolAdd } from "./pool";
+import { scratchBase } from "./tables";
 
 export * from "./config.generated";
 

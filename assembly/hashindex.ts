@@ -2,7 +2,7 @@
 // record`, deletion by backward shift (no tombstones, so probe lengths never degrade).
 // The home slot is derived from the stored fingerprint alone, which is what lets a
 // deletion move entries back without knowing their keys. Records are 1-based; entry 0
-// means empty. A fingerprint may be shared by two keys: `lookup` confirms candidates with
+// means empty. A fingerprint may be shared by two keys: `find` confirms candidates with
 // the caller's verifier.
 
 @inline function mix32(x: u32): u32 {
@@ -75,6 +75,20 @@ export class HashIndex {
 
   @inline recordAt(pos: i64): u32 {
     return <u32>load<u64>(this.base + (<usize>pos << 3));
+  }
+
+  /**
+   * The first record filed under `fp` that `key` accepts, or 0. K is any class with
+   * `@inline matches(id: u32): bool` holding the key material. Generic, so every call site
+   * is compiled for its own verifier and the check is inlined into the probe loop: no
+   * function pointer or virtual call on the hot path.
+   */
+  @inline find<K>(fp: u32, key: K): u32 {
+    for (let p = this.first(fp); p >= 0; p = this.after(fp, p)) {
+      const id = this.recordAt(p);
+      if (key.matches(id)) return id;
+    }
+    return 0;
   }
 
   insert(fp: u32, record: u32): void {

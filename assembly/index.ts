@@ -4,7 +4,8 @@
 
 // The batch path: codec over slots, codec + engine over slots, the expiry wheel.
 export { processBatch, processRange } from "./codec";
-export { serveRange, expire } from "./engine";
+export { serveRange } from "./engine";
+export { expire } from "./wheel";
 
 // Control operations through the command slot, and the table of region bases.
 export { command, regions } from "./commands";

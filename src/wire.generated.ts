@@ -319,6 +319,15 @@ export const PREC_HEADER_SIZE = 72; // then FILTERs, PEERs, the DESCRIPTION text
 export const PREC_REQUESTER_SIZE = 18; // where a THIRD_PARTY request came from (Mapping Update goes there) [6887 §14.2]: address 16, port u16
 export const PREC_FILTER_SIZE = 20; // prefix u8, pad u8, port u16, address 16
 export const PREC_PEER_SIZE = 36; // address 16, port u16, pad u16, expiry u32 (wall), nonce 12
+export const PREC_FILTER_PREFIX = 0; // u8 prefix length (of the 16-byte address); 1 pad
+export const PREC_FILTER_PORT = 2; // u16, 0 = any
+export const PREC_FILTER_ADDR = 4; // 16 bytes
+export const PREC_PEER_ADDR = 0; // 16 bytes, the remote peer
+export const PREC_PEER_PORT = 16; // u16; 18..19 pad
+export const PREC_PEER_EXPIRY = 20; // u32 wall seconds
+export const PREC_PEER_NONCE = 24; // 12 bytes
+export const PREC_REQUESTER_ADDR = 0; // 16 bytes
+export const PREC_REQUESTER_PORT = 16; // u16
 export const PREC_UPSERT = 1;
 export const PREC_GONE = 2;
 export const PERSIST_BUFFER = 1048576; // bytes per export/import call
@@ -711,6 +720,15 @@ export const ALL_CONSTANTS: Readonly<Record<string, number>> = {
   PREC_REQUESTER_SIZE,
   PREC_FILTER_SIZE,
   PREC_PEER_SIZE,
+  PREC_FILTER_PREFIX,
+  PREC_FILTER_PORT,
+  PREC_FILTER_ADDR,
+  PREC_PEER_ADDR,
+  PREC_PEER_PORT,
+  PREC_PEER_EXPIRY,
+  PREC_PEER_NONCE,
+  PREC_REQUESTER_ADDR,
+  PREC_REQUESTER_PORT,
   PREC_UPSERT,
   PREC_GONE,
   PERSIST_BUFFER,

@@ -62,9 +62,13 @@ export function decodeKeyStates(bytes: Uint8Array): KeyState[] {
       const allowed: AllowedRemote[] = [];
       for (let k = 0; k < filters; k++) {
         const f = at + W.PREC_HEADER_SIZE + k * W.PREC_FILTER_SIZE;
-        const v4 = isV4Mapped(bytes, f + 4);
-        const length = view.getUint8(f);
-        allowed.push({ address: formatAddress16(bytes.subarray(f + 4, f + 20)), prefixLength: v4 ? Math.max(0, length - 96) : length, port: view.getUint16(f + 2, true) });
+        const address = f + W.PREC_FILTER_ADDR;
+        const length = view.getUint8(f + W.PREC_FILTER_PREFIX);
+        allowed.push({
+          address: formatAddress16(bytes.subarray(address, address + 16)),
+          prefixLength: isV4Mapped(bytes, address) ? Math.max(0, length - 96) : length,
+          port: view.getUint16(f + W.PREC_FILTER_PORT, true),
+        });
       }
       state.forwarding = {
         protocol,

@@ -234,7 +234,7 @@ describe("THIRD_PARTY requester (issue #12 item 13)", () => {
     const view = new DataView(snapshot.buffer, snapshot.byteOffset);
     expect(snapshot[W.PREC_REQUESTER]).toBe(1);
     expect(snapshot.length).toBe(2 * (W.PREC_HEADER_SIZE + W.PREC_REQUESTER_SIZE) + 2); // two records, one with a 2-byte THIRD_PARTY_ID
-    expect(view.getUint16(W.PREC_HEADER_SIZE + view.getUint8(W.PREC_REALM_ID_LENGTH) + 16, true)).toBeGreaterThan(0);
+    expect(view.getUint16(W.PREC_HEADER_SIZE + view.getUint8(W.PREC_REALM_ID_LENGTH) + W.PREC_REQUESTER_PORT, true)).toBeGreaterThan(0);
     for (const records of [journal, [snapshot]]) {
       const b = withRealms(T0);
       for (const r of records) expect(b.restore(r, WALL_A, T0)).toBe(r.length);
@@ -268,7 +268,7 @@ describe("THIRD_PARTY requester (issue #12 item 13)", () => {
     expect(ask("192.0.2.201", 43000).result).toBe(W.RESULT_SUCCESS);
     const [record] = take();
     expect(record.length).toBe(W.PREC_HEADER_SIZE + W.PREC_REQUESTER_SIZE);
-    expect(new DataView(record.buffer, record.byteOffset).getUint16(W.PREC_HEADER_SIZE + 16, true)).toBe(43000);
+    expect(new DataView(record.buffer, record.byteOffset).getUint16(W.PREC_HEADER_SIZE + W.PREC_REQUESTER_PORT, true)).toBe(43000);
   });
 
   it("a THIRD_PARTY mapping whose requester could not be recorded (table full) is served and not told; an ended one frees its entry", () => {

@@ -1,0 +1,68 @@
+// The event ring: every change of a mapping as an EVENT_SIZE record (event layout, abi.ts)
+// that the host drains for the journal, the dataplane and control-channel subscribers.
+// State: the ring and its head (written here) and tail (advanced by the host).
+
+import * as A from "./abi";
+import { copy16 } from "./bytes";
+import { now } from "./clock";
+import { M_CLIENT_PORT, M_EXTERNAL_PORT, M_FAMILY, M_FLAGS, M_INTERNAL_PORT, M_MAP_EXPIRY, M_OUT_EXPIRY, M_POOL, M_PROTOCOL, M_SUB, S_ADDR, S_REALM } from "./layout";
+import { mappings, statAdd, subscribers } from "./tables";
+
+export let events: usize = 0;
+export let eventHead: u32 = 0; // written
+export let eventTail: u32 = 0; // consumed by the host
+export function initEvents(): void {
+  events = heap.alloc(<usize>A.EVENT_CAPACITY * A.EVENT_SIZE);
+}
+
+export function eventsBase(): usize {
+  return events;
+}
+export function eventsHead(): u32 {
+  return eventHead;
+}
+export function eventsTail(): u32 {
+  return eventTail;
+}
+export function eventsConsume(n: u32): void {
+  const pending = eventHead - eventTail;
+  eventTail += n < pending ? n : pending;
+}
+
+export function emit(kind: u8, m: u32): void {
+  if (eventHead - eventTail >= A.EVENT_CAPACITY) {
+    statAdd(A.STATS_EVENTS_LOST, 1);
+    return;
+  }
+  const e = events + <usize>(eventHead & (A.EVENT_CAPACITY - 1)) * A.EVENT_SIZE;
+  describeInto(e, m);
+  store<u8>(e + A.EV_KIND, kind);
+  eventHead++;
+}
+
+/** Marks the event just emitted for `m` (a refresh that changed more than its lifetime). */
+export function markChanged(m: u32): void {
+  if (eventHead == eventTail) return; // it was lost (ring full)
+  const e = events + <usize>((eventHead - 1) & (A.EVENT_CAPACITY - 1)) * A.EVENT_SIZE;
+  if (load<u32>(e + A.EV_MAPPING) == m) store<u8>(e + A.EV_FLAGS, load<u8>(e + A.EV_FLAGS) | A.EVF_CHANGED);
+}
+
+/** Writes the event-format description of mapping `m` at `e`. */
+export function describeInto(e: usize, m: u32): void {
+  const r = mappings.at(m);
+  const s = subscribers.at(load<u32>(r + M_SUB));
+  store<u8>(e + A.EV_KIND, 0);
+  store<u8>(e + A.EV_PROTOCOL, load<u8>(r + M_PROTOCOL));
+  store<u8>(e + A.EV_FLAGS, load<u8>(r + M_FLAGS));
+  store<u8>(e + A.EV_FAMILY, load<u8>(r + M_FAMILY));
+  store<u16>(e + A.EV_INTERNAL_PORT, load<u16>(r + M_INTERNAL_PORT));
+  store<u16>(e + A.EV_EXTERNAL_PORT, load<u16>(r + M_EXTERNAL_PORT));
+  store<u16>(e + A.EV_POOL_INDEX, load<u16>(r + M_POOL));
+  store<u16>(e + A.EV_CLIENT_PORT, load<u16>(r + M_CLIENT_PORT));
+  store<u32>(e + A.EV_REALM, load<u32>(s + S_REALM));
+  store<u32>(e + A.EV_MAP_EXPIRY, load<u32>(r + M_MAP_EXPIRY));
+  store<u32>(e + A.EV_OUT_EXPIRY, load<u32>(r + M_OUT_EXPIRY));
+  store<u32>(e + A.EV_MAPPING, m);
+  store<u32>(e + A.EV_TIME, now);
+  copy16(e + A.EV_INTERNAL_ADDR, s + S_ADDR);
+}
