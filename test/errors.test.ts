@@ -1,7 +1,8 @@
 // docs/errors.md is the operator's list of error codes: its two tables must hold exactly
 // the codes of src/errors.ts (ErrorCodes) and of the control protocol (RpcErrors), so a
 // code added, renamed or removed in one place and not the other fails here.
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ErrorCodes } from "../src/errors.js";
 import { RpcErrors } from "../src/control/protocol.js";
@@ -34,5 +35,16 @@ describe("docs/errors.md", () => {
     for (const row of [...table("Server errors"), ...table("Control channel errors")]) {
       expect(row.every((cell) => cell.length > 0), row.join(" | ")).toBe(true);
     }
+  });
+
+  it("lists no code that nothing raises: each is used in src/ directly or by a class of src/errors.ts that src/ constructs", () => {
+    const root = new URL("../src/", import.meta.url).pathname;
+    const files = (readdirSync(root, { recursive: true }) as string[]).filter((f) => f.endsWith(".ts") && f !== "errors.ts");
+    const sources = files.map((f) => readFileSync(join(root, f), "utf8")).join("\n");
+    const errors = readFileSync(join(root, "errors.ts"), "utf8");
+    const raisedByClass = (code: string) =>
+      [...errors.matchAll(/class (\w+) extends PcpdError \{[^]*?super\(ErrorCodes\.(\w+)/g)].some(([, cls, c]) => c === code && sources.includes(`new ${cls}(`));
+    const unraised = Object.keys(ErrorCodes).filter((code) => !new RegExp(`ErrorCodes\\.${code}\\b`).test(sources) && !raisedByClass(code));
+    expect(unraised).toEqual([]);
   });
 });

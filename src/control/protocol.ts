@@ -155,7 +155,6 @@ export const Params = {
 export type Method = keyof typeof Params;
 /** A method's params after validation (defaults filled in). */
 export type ParamsOf<M extends Method> = z.output<(typeof Params)[M]>;
-export const METHODS = Object.keys(Params) as Method[];
 
 /** Methods that change state need the admin role; the rest are read-only. */
 export const ADMIN_METHODS: ReadonlySet<Method> = new Set<Method>([

@@ -2,12 +2,12 @@
 // event fan-out write through `link`, not the uWS socket, so they stay independent of the
 // transport (and testable without one).
 import type { DataplaneConsumer } from "../dataplane/event-stream.js";
-import type { MappingFilter, Role } from "./protocol.js";
+import type { MappingFilter, Role, RpcFailure, RpcNotification, RpcSuccess } from "./protocol.js";
 
 /** The connection's outgoing side. */
 export interface Link {
   /** Queues one JSON message; false if it was dropped (over uWS's maxBackpressure) or the socket is gone. */
-  send(message: unknown): boolean;
+  send(message: RpcSuccess | RpcFailure | RpcNotification): boolean;
   /** Bytes queued and not yet sent. */
   bufferedAmount(): number;
   end(code: number, reason: string): void;
@@ -44,6 +44,6 @@ export function admit(s: Session, requestsPerSecond: number, now: number): boole
 }
 
 /** A reply that could not be queued: the client reads too slowly to be answered, so it is closed. */
-export function reply(s: Session, message: unknown): void {
+export function reply(s: Session, message: RpcSuccess | RpcFailure): void {
   if (!s.link.send(message) && s.open) s.link.end(1013, "client too slow: reply dropped");
 }

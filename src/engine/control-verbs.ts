@@ -344,7 +344,7 @@ export class ControlVerbs extends BatchPath {
     const out: Uint8Array[] = [];
     for (let done = 0; done < pending; ) {
       const n = this.call(W.CMD_PERSIST_EVENTS, done, pending - done, wallOffset >>> 0);
-      if (n === 0) throw new PcpdError(ErrorCodes.ENGINE_TRAPPED, "a mapping record does not fit the persistence buffer");
+      if (n === 0) throw new PcpdError(ErrorCodes.RECORDS_TOO_LARGE, "a mapping record does not fit the persistence buffer");
       out.push(this.persisted());
       done += n;
     }
@@ -365,7 +365,7 @@ export class ControlVerbs extends BatchPath {
 
   /** Takes records back (at most PERSIST_BUFFER bytes of whole records); returns the bytes consumed (fewer: a malformed record). */
   restore(records: Uint8Array, wallOffset: number, now: number): number {
-    if (records.length > W.PERSIST_BUFFER) throw new PcpdError(ErrorCodes.BAD_DATAGRAM, `${records.length} bytes of records exceed ${W.PERSIST_BUFFER}`);
+    if (records.length > W.PERSIST_BUFFER) throw new PcpdError(ErrorCodes.RECORDS_TOO_LARGE, `${records.length} bytes of records exceed ${W.PERSIST_BUFFER}`);
     this.call(W.CMD_PERSIST_BUFFER);
     const at = this.result(1);
     this.mem();

@@ -74,15 +74,15 @@ export class PacketEngine extends ControlVerbs {
       case W.APPLY_OK:
         break;
       case W.APPLY_INITIALISED:
-        throw new PcpdError(ErrorCodes.BAD_CONFIG, "engine already initialised; build a new instance to resize");
+        throw new PcpdError(ErrorCodes.ENGINE_STATE, "engine already initialised; build a new instance to resize");
       case W.APPLY_NO_MEMORY:
-        throw new PcpdError(ErrorCodes.BAD_CONFIG, `capacity does not fit in WebAssembly memory: maxMappings ${mappings}, maxSubscribers ${subscribers}, maxPeers ${peers}, maxFilters ${filters} (each must be ≥ 1; about 16M mappings at most per engine)`);
+        throw new PcpdError(ErrorCodes.CAPACITY_TOO_LARGE, `capacity does not fit in WebAssembly memory: maxMappings ${mappings}, maxSubscribers ${subscribers}, maxPeers ${peers}, maxFilters ${filters} (each must be ≥ 1; about 16M mappings at most per engine)`);
       case W.APPLY_DESCRIPTIONS:
-        throw new PcpdError(ErrorCodes.BAD_CONFIG, `room for ${descriptions} descriptions does not fit in WebAssembly memory`);
+        throw new PcpdError(ErrorCodes.CAPACITY_TOO_LARGE, `room for ${descriptions} descriptions does not fit in WebAssembly memory`);
       case W.APPLY_REQUESTERS:
-        throw new PcpdError(ErrorCodes.BAD_CONFIG, `room for ${requesters} THIRD_PARTY requesters does not fit in WebAssembly memory`);
+        throw new PcpdError(ErrorCodes.CAPACITY_TOO_LARGE, `room for ${requesters} THIRD_PARTY requesters does not fit in WebAssembly memory`);
       case W.APPLY_REALMS:
-        throw new PcpdError(ErrorCodes.BAD_CONFIG, `room for ${realms} realms does not fit in WebAssembly memory`);
+        throw new PcpdError(ErrorCodes.CAPACITY_TOO_LARGE, `room for ${realms} realms does not fit in WebAssembly memory`);
       case W.APPLY_POOL_ADDRESS:
         throw new PcpdError(ErrorCodes.BAD_CONFIG, `a pool address is a duplicate or over the limit of ${W.POOL_MAX_ADDRESSES}`);
       default:

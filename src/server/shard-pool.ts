@@ -1,5 +1,5 @@
 // The engine worker pool: one piscina thread per shard, every task pinned to its shard's
-// thread by a custom balancer (DESIGN.md §3 settings: atomics disabled, several tasks per
+// thread by a custom balancer (the settings measured fastest: atomics disabled, several tasks per
 // worker). A thread that dies — an engine trap escaping a batch, an out-of-memory abort, a
 // terminate — is replaced by piscina; its shard is started again on the new thread (from
 // its files with persistence on, else with an empty table and a reset Epoch, which it

@@ -1,7 +1,7 @@
 // One shard, as run on its engine worker (./worker.ts): a packet engine holding the
 // mappings of the subscribers that talk to this worker's listen addresses and a slice of
 // every pool address's port blocks, the UDP sockets of those addresses (so a datagram is
-// read, served and answered on one thread: DESIGN.md §3, the fastest layout measured), its
+// read, served and answered on one thread: the fastest layout measured), its
 // store, its dataplane feed, its announcer and its Mapping Update sender. Its Epoch starts
 // at 0 when the shard starts: a replacement worker's shard begins empty, so the reset is
 // the truth, and it is announced (RFC 6887 §8.5, §14.1.3) — unless its files restored the
