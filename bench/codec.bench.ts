@@ -19,12 +19,7 @@ for (let i = 0; i < W.SLOT_COUNT; i++) {
   const client = `10.${(i >> 8) & 255}.${i & 255}.${1 + (i % 200)}`;
   const nonce = Array.from({ length: 12 }, (_, k) => (i * 31 + k * 7) & 255);
   const common = { client, nonce, internalPort: 1024 + i, lifetime: 600 + i };
-  const options = [
-    [],
-    [filter(120, "198.51.100.0")],
-    [description(`cam-${i}`)],
-    [thirdParty(`100.64.${i & 255}.9`)],
-  ][i % 4];
+  const options = [[], [filter(120, "198.51.100.0")], [description(`cam-${i}`)], [thirdParty(`100.64.${i & 255}.9`)]][i % 4];
   const payload = i % 5 === 4 ? peerRequest({ ...common, remotePort: 443 }) : mapRequest(common, options);
   engine.load(i, { payload, source: toAddress16(client), sourcePort: 4000 + i, ingress: W.INGRESS_SUBSCRIBER | W.INGRESS_THIRD_PARTY });
 }
@@ -66,4 +61,11 @@ const result = {
 };
 mkdirSync(new URL("./results/", import.meta.url), { recursive: true });
 writeFileSync(new URL("./results/codec.json", import.meta.url), JSON.stringify(result, null, 2) + "\n");
-console.table(rows.map((r) => ({ batch: r.batch, "packets/s": Math.round(r.packetsPerSecond), "±%": r.marginPercent, "call cost × baseline": r.callCostVsBaseline.toFixed(1) })));
+console.table(
+  rows.map((r) => ({
+    batch: r.batch,
+    "packets/s": Math.round(r.packetsPerSecond),
+    "±%": r.marginPercent,
+    "call cost × baseline": r.callCostVsBaseline.toFixed(1),
+  })),
+);

@@ -131,7 +131,10 @@ const pct = (sorted: number[], p: number) => (sorted.length === 0 ? 0 : sorted[M
 // --- A JSON-RPC 2.0 client over one WebSocket ----------------------------------------------
 
 class RpcError extends Error {
-  constructor(readonly code: number, message: string) {
+  constructor(
+    readonly code: number,
+    message: string,
+  ) {
     super(`${code}: ${message}`);
   }
 }
@@ -272,18 +275,40 @@ class Subscriber {
 /** Events/s over one load-generator run (from its spawn to its exit). */
 function streamRate(before: ReturnType<Subscriber["snapshot"]>, after: ReturnType<Subscriber["snapshot"]>) {
   const seconds = (after.t - before.t) / 1000;
-  return { seconds, delivered: after.delivered - before.delivered, droppedNotified: after.dropped - before.dropped, eventsPerSecond: (after.delivered - before.delivered) / seconds, bytesPerEvent: (after.bytes - before.bytes) / Math.max(1, after.delivered - before.delivered) };
+  return {
+    seconds,
+    delivered: after.delivered - before.delivered,
+    droppedNotified: after.dropped - before.dropped,
+    eventsPerSecond: (after.delivered - before.delivered) / seconds,
+    bytesPerEvent: (after.bytes - before.bytes) / Math.max(1, after.delivered - before.delivered),
+  };
 }
 
 /** created + refreshed between two counter readings must equal what the subscriber got or was told it lost. */
 function accounting(c0: EngineCounters, c1: EngineCounters, delivered: number, dropped: number) {
   const events = c1.created - c0.created + (c1.refreshed - c0.refreshed);
   const ringLost = c1.eventsLost - c0.eventsLost;
-  return { created: c1.created - c0.created, refreshed: c1.refreshed - c0.refreshed, mappingEvents: events, delivered, droppedNotified: dropped, lostInEngineRing: ringLost, unaccounted: events - delivered - dropped - ringLost, silentlyLost: events - delivered - dropped };
+  return {
+    created: c1.created - c0.created,
+    refreshed: c1.refreshed - c0.refreshed,
+    mappingEvents: events,
+    delivered,
+    droppedNotified: dropped,
+    lostInEngineRing: ringLost,
+    unaccounted: events - delivered - dropped - ringLost,
+    silentlyLost: events - delivered - dropped,
+  };
 }
 
 /** Timed refresh runs with the subscriber attached (optionally stalling it); events counted per run, then accounted. */
-async function refreshWithSubscriber(server: RunningServer, admin: ControlClient, sub: Subscriber, label: string, s: Settings, stall?: { pausedMs: number; periodMs: number }) {
+async function refreshWithSubscriber(
+  server: RunningServer,
+  admin: ControlClient,
+  sub: Subscriber,
+  label: string,
+  s: Settings,
+  stall?: { pausedMs: number; periodMs: number },
+) {
   const c0 = await counters(admin);
   const d0 = { delivered: sub.delivered, dropped: sub.dropped, notices: sub.droppedNotices };
   const perRun = new Map<LoadgenResult, ReturnType<typeof streamRate>>();
@@ -326,7 +351,14 @@ async function refreshWithSubscriber(server: RunningServer, admin: ControlClient
     `events, ${label}: ${k(t.r.okPerSecond)} req/s over UDP, ${k(stream.eventsPerSecond)} events/s delivered (runs: ${[...perRun.values()].map((x) => k(x.eventsPerSecond)).join(", ")}), dropped ${k(acc.droppedNotified)} in ${sub.droppedNotices - d0.notices} notices, silently lost ${acc.silentlyLost}; ${describeCores(t.share)}; server main thread ${threadsOf.get(t.r)!.mainCores.toFixed(2)}, shard worker ${threadsOf.get(t.r)!.busiestCores.toFixed(2)}`,
   );
   return {
-    udp: { requestsPerSecond: t.r.okPerSecond, p50us: t.r.p50us, p99us: t.r.p99us, lost: t.r.lost, cpuUsPerRequest: (t.cpuSeconds * 1e6) / t.r.ok, loadgen: t.r },
+    udp: {
+      requestsPerSecond: t.r.okPerSecond,
+      p50us: t.r.p50us,
+      p99us: t.r.p99us,
+      lost: t.r.lost,
+      cpuUsPerRequest: (t.cpuSeconds * 1e6) / t.r.ok,
+      loadgen: t.r,
+    },
     stream,
     streamRuns: [...perRun.values()],
     runs: t.runs,
@@ -367,13 +399,27 @@ async function eventStream(server: RunningServer, admin: ControlClient, url: str
   // Refreshes: timed runs with a subscriber that reads as fast as it can, then one run
   // with a subscriber that stalls.
   const refresh = await refreshWithSubscriber(server, admin, sub, "refresh", settings);
-  const stalled = await refreshWithSubscriber(server, admin, sub, `refresh, subscriber stalled ${STALL.pausedMs} ms of every ${STALL.periodMs} ms`, { ...settings, repeat: 1 }, STALL);
+  const stalled = await refreshWithSubscriber(
+    server,
+    admin,
+    sub,
+    `refresh, subscriber stalled ${STALL.pausedMs} ms of every ${STALL.periodMs} ms`,
+    { ...settings, repeat: 1 },
+    STALL,
+  );
   await sub.client.call("events.unsubscribe");
   const rssAfter = rss(server.pid);
   await sub.client.close();
   return {
     populate: {
-      udp: { createsPerSecond: populated.okPerSecond, seconds: populated.seconds, retransmits: populated.retransmits, p50us: populated.p50us, p99us: populated.p99us, loadgen: populated },
+      udp: {
+        createsPerSecond: populated.okPerSecond,
+        seconds: populated.seconds,
+        retransmits: populated.retransmits,
+        p50us: populated.p50us,
+        p99us: populated.p99us,
+        loadgen: populated,
+      },
       stream: createStream,
       drainSeconds: drainMs / 1000,
       cpu: populateShare,
@@ -397,7 +443,8 @@ type MixMethod = "mappings.get" | "stats.get" | "server.health" | "mappings.list
 /** --mix "mappings.get=5,stats.get=2,...": each method repeated by its weight, in that order, cycled. */
 const MIX: MixMethod[] = MIX_SPEC.split(",").flatMap((item) => {
   const [method, weight] = item.split("=");
-  if (!["mappings.get", "stats.get", "server.health", "mappings.list"].includes(method) || !/^\d+$/.test(weight ?? "")) throw new Error(`--mix: ${item}: want method=weight with a method of mappings.get, stats.get, server.health, mappings.list`);
+  if (!["mappings.get", "stats.get", "server.health", "mappings.list"].includes(method) || !/^\d+$/.test(weight ?? ""))
+    throw new Error(`--mix: ${item}: want method=weight with a method of mappings.get, stats.get, server.health, mappings.list`);
   return Array<MixMethod>(Number(weight)).fill(method as MixMethod);
 });
 if (MIX.length === 0) throw new Error("--mix: no requests");
@@ -475,7 +522,9 @@ class ControlLoad {
   }
 
   summary() {
-    const all = Object.values(this.latencies).flat().sort((a, b) => a - b);
+    const all = Object.values(this.latencies)
+      .flat()
+      .sort((a, b) => a - b);
     const perMethod = Object.fromEntries(
       Object.entries(this.latencies).map(([m, l]) => {
         const s = [...l].sort((a, b) => a - b);
@@ -518,7 +567,19 @@ async function udpPhase(server: RunningServer, label: string, load?: ControlLoad
   console.error(
     `udp ${label}: ${k(t.r.okPerSecond)} req/s (runs: ${t.runs.map((x) => k(x.okPerSecond)).join(", ")}), p50 ${t.r.p50us} µs, p99 ${t.r.p99us} µs, lost ${t.r.lost}; ${describeCores(t.share)}; server main thread ${threads.mainCores.toFixed(2)}, shard worker ${threads.busiestCores.toFixed(2)}`,
   );
-  return { label, requestsPerSecond: t.r.okPerSecond, p50us: t.r.p50us, p99us: t.r.p99us, lost: t.r.lost, cpuUsPerRequest: (t.cpuSeconds * 1e6) / t.r.ok, cpu: t.share, threads, disturbed: t.disturbed, runs: t.runs, loadgen: t.r };
+  return {
+    label,
+    requestsPerSecond: t.r.okPerSecond,
+    p50us: t.r.p50us,
+    p99us: t.r.p99us,
+    lost: t.r.lost,
+    cpuUsPerRequest: (t.cpuSeconds * 1e6) / t.r.ok,
+    cpu: t.share,
+    threads,
+    disturbed: t.disturbed,
+    runs: t.runs,
+    loadgen: t.r,
+  };
 }
 
 /** Shard-worker CPU µs per answered UDP request in a phase. */
@@ -555,7 +616,10 @@ async function controlCost(server: RunningServer, url: string, token: string) {
     /** Shard-worker CPU per UDP request with control traffic ÷ without (mean of the two): what the control tasks add on the packet thread. */
     workerCpuPerRequestRatio: workerUs(withControl) / ((workerUs(without1) + workerUs(without2)) / 2),
     /** The ratio against each phase without alone: the range the drift allows. */
-    ratioRange: [withControl.requestsPerSecond / Math.max(without1.requestsPerSecond, without2.requestsPerSecond), withControl.requestsPerSecond / Math.min(without1.requestsPerSecond, without2.requestsPerSecond)],
+    ratioRange: [
+      withControl.requestsPerSecond / Math.max(without1.requestsPerSecond, without2.requestsPerSecond),
+      withControl.requestsPerSecond / Math.min(without1.requestsPerSecond, without2.requestsPerSecond),
+    ],
     control,
   };
 }
@@ -567,7 +631,14 @@ buildLoadgen();
 
 const token = randomBytes(24).toString("base64url");
 const controlPort = Number(flags["control-port"]) || (await freePort());
-const controlConfig = { enabled: true, address: CONTROL_ADDRESS, port: controlPort, tokens: [{ token, role: "admin" }], requestsPerSecond: REQUESTS_PER_SECOND, eventBufferBytes: EVENT_BUFFER };
+const controlConfig = {
+  enabled: true,
+  address: CONTROL_ADDRESS,
+  port: controlPort,
+  tokens: [{ token, role: "admin" }],
+  requestsPerSecond: REQUESTS_PER_SECOND,
+  eventBufferBytes: EVENT_BUFFER,
+};
 const url = `ws://${CONTROL_ADDRESS}:${controlPort}/control`;
 
 const server = await startServer(settings.listen, MAPPINGS, { control: controlConfig, name: "control" });
@@ -576,7 +647,9 @@ let results;
 try {
   admin = await ControlClient.connect(url, token);
   const info = await admin.call("server.info");
-  console.error(`server up: ${info.workers} worker(s), control ${url}; ${k(MAPPINGS)} mappings, UDP window ${settings.window}, ${settings.repeat} × ${settings.seconds} s runs`);
+  console.error(
+    `server up: ${info.workers} worker(s), control ${url}; ${k(MAPPINGS)} mappings, UDP window ${settings.window}, ${settings.repeat} × ${settings.seconds} s runs`,
+  );
   // Raced against the server's death, so that a crash is reported as such, with its log.
   const events = await server.step(eventStream(server, admin, url, token));
   const cost = await server.step(controlCost(server, url, token));
@@ -595,7 +668,8 @@ try {
 const { events, cost } = results;
 
 const out = {
-  question: "(a) mapping events/s delivered to one WebSocket subscriber under full-speed UDP creates and refreshes, and delivered + dropped against the server's counters; (b) UDP requests/s with 1k control requests/s against without",
+  question:
+    "(a) mapping events/s delivered to one WebSocket subscriber under full-speed UDP creates and refreshes, and delivered + dropped against the server's counters; (b) UDP requests/s with 1k control requests/s against without",
   target: "DESIGN.md / issue #5: ≤ 5 % UDP loss at 1k control requests/s; no event lost without an events.dropped notice",
   method: {
     loadgen: "bench/e2e/loadgen.c (gcc -O2), one UDP socket, sendmmsg/recvmmsg; MAP + THIRD_PARTY, strict nonces, keys in a multiplicative-stride order",
@@ -607,11 +681,24 @@ const out = {
     perSubscriber: PER_SUB,
     listen: settings.listen,
     client: CLIENT,
-    control: { address: CONTROL_ADDRESS, port: controlPort, requestsPerSecond: REQUESTS_PER_SECOND, eventBufferBytes: EVENT_BUFFER, tokens: "one inline admin token" },
+    control: {
+      address: CONTROL_ADDRESS,
+      port: controlPort,
+      requestsPerSecond: REQUESTS_PER_SECOND,
+      eventBufferBytes: EVENT_BUFFER,
+      tokens: "one inline admin token",
+    },
     subscriber: "ws client in the bench process; events.subscribe {} (every kind, no filter); every notification JSON-parsed",
     stalledSubscriber: { ...STALL, runs: 1, how: "ws pause()/resume(): the socket is not read while paused" },
     waitQuiet: "before each run, up to 60 s for the machine to be idle (< 0.3 core busy for 1 s)",
-    controlLoad: { rate: RATE, mix: MIX_SPEC, notes: "mappings.get of a random live key; mappings.list limit 100, paging on through the table", openLoop: true, startedBeforeRunMs: 500, clientNice: CLIENT_NICE },
+    controlLoad: {
+      rate: RATE,
+      mix: MIX_SPEC,
+      notes: "mappings.get of a random live key; mappings.list limit 100, paging on through the table",
+      openLoop: true,
+      startedBeforeRunMs: 500,
+      clientNice: CLIENT_NICE,
+    },
     ratio: "UDP req/s with control traffic ÷ mean of the phases without before and after",
     workerCpuPerRequestRatio: "shard-worker CPU per UDP request with control traffic ÷ without (thread CPU from /proc)",
   },
@@ -622,12 +709,18 @@ const SHORT: Record<MixMethod, string> = { "mappings.get": "get", "stats.get": "
 const mixName = MIX_SPEC.split(",")
   .map((item) => SHORT[item.split("=")[0] as MixMethod] + item.split("=")[1])
   .join("-");
-const name = MAPPINGS === 1_000_000 && RATE === 1000 && MIX_SPEC === DEFAULT_MIX ? "control.json" : `control-${MAPPINGS}-${RATE}${MIX_SPEC === DEFAULT_MIX ? "" : `-${mixName}`}.json`;
+const name =
+  MAPPINGS === 1_000_000 && RATE === 1000 && MIX_SPEC === DEFAULT_MIX
+    ? "control.json"
+    : `control-${MAPPINGS}-${RATE}${MIX_SPEC === DEFAULT_MIX ? "" : `-${mixName}`}.json`;
 writeResults(name, out);
 
 const threadsCol = (t: ThreadCores) => `${t.mainCores.toFixed(2)} / ${t.busiestCores.toFixed(2)}`;
-const cores = (c: CpuShare) => `${c.processCores.toFixed(2)} / ${c.loadgenCores.toFixed(2)} / ${(c.benchCores ?? 0).toFixed(2)} / ${(c.otherCores + c.stealCores).toFixed(2)}`;
-console.log(`\ncontrol channel, ${k(MAPPINGS)} live mappings, UDP window ${settings.window}, median of ${settings.repeat} × ${settings.seconds} s runs, ${os.cpus().length} × ${os.cpus()[0]?.model}; results in bench/results/${name}`);
+const cores = (c: CpuShare) =>
+  `${c.processCores.toFixed(2)} / ${c.loadgenCores.toFixed(2)} / ${(c.benchCores ?? 0).toFixed(2)} / ${(c.otherCores + c.stealCores).toFixed(2)}`;
+console.log(
+  `\ncontrol channel, ${k(MAPPINGS)} live mappings, UDP window ${settings.window}, median of ${settings.repeat} × ${settings.seconds} s runs, ${os.cpus().length} × ${os.cpus()[0]?.model}; results in bench/results/${name}`,
+);
 console.log("(a) event stream, one subscriber");
 const streamRows = [
   { phase: "creates (populate)", udp: events.populate.udp.createsPerSecond, e: events.populate, disturbed: events.populate.disturbed },
@@ -650,7 +743,9 @@ console.table(
     "srv main/worker": threadsCol(e.threads),
   })),
 );
-console.log(`events/s: over the load generator's run (for the timed refreshes, the run kept). Dropped: total of events.dropped notices (number of notices). Silently lost: created + refreshed (stats.get deltas) − delivered − dropped; "of which ring" = the engine's eventsLost delta.`);
+console.log(
+  `events/s: over the load generator's run (for the timed refreshes, the run kept). Dropped: total of events.dropped notices (number of notices). Silently lost: created + refreshed (stats.get deltas) − delivered − dropped; "of which ring" = the engine's eventsLost delta.`,
+);
 console.log("(b) UDP refreshes against control traffic");
 console.table(
   [cost.without[0], cost.with, cost.without[1]].map((p) => ({
@@ -669,11 +764,19 @@ const c = cost.control;
 console.log(
   `control traffic: ${k(c.completed)} requests answered of ${k(c.sent)} at ${k(c.achievedPerSecond)}/s; latency p50 ${(c.p50us / 1000).toFixed(2)} ms, p99 ${(c.p99us / 1000).toFixed(2)} ms, max ${(c.maxUs / 1000).toFixed(1)} ms; errors ${c.errors}. ` +
     `UDP with ÷ without: ${cost.ratio.toFixed(3)} (${((1 - cost.ratio) * 100).toFixed(1)} % loss; target ≤ 5 %); against each phase without alone ${cost.ratioRange[0].toFixed(3)}–${cost.ratioRange[1].toFixed(3)}` +
-    (cost.baselineDrift > 0.05 ? ` — the two phases without differ by ${(cost.baselineDrift * 100).toFixed(0)} %: the machine drifted, the ratio is uncertain by as much.` : ".") +
+    (cost.baselineDrift > 0.05
+      ? ` — the two phases without differ by ${(cost.baselineDrift * 100).toFixed(0)} %: the machine drifted, the ratio is uncertain by as much.`
+      : ".") +
     ` Shard-worker CPU per UDP request with ÷ without: ${cost.workerCpuPerRequestRatio.toFixed(3)}.`,
 );
-console.log(`per method: ${Object.entries(c.perMethod).map(([m, s]) => `${m} ${k(s.count)} p50 ${(s.p50us / 1000).toFixed(2)} ms p99 ${(s.p99us / 1000).toFixed(2)} ms`).join("; ")}`);
-console.log(`Cores: server / load generator / this process (subscriber or control client) / other jobs + steal (* = every run disturbed, over ${DISTURBED} core). Server main / worker: the server's main thread (control channel) and its busiest other thread (the shard worker that owns the UDP socket).`);
+console.log(
+  `per method: ${Object.entries(c.perMethod)
+    .map(([m, s]) => `${m} ${k(s.count)} p50 ${(s.p50us / 1000).toFixed(2)} ms p99 ${(s.p99us / 1000).toFixed(2)} ms`)
+    .join("; ")}`,
+);
+console.log(
+  `Cores: server / load generator / this process (subscriber or control client) / other jobs + steal (* = every run disturbed, over ${DISTURBED} core). Server main / worker: the server's main thread (control channel) and its busiest other thread (the shard worker that owns the UDP socket).`,
+);
 const failures = [
   ...(streamRows.some((r) => r.e.accounting.silentlyLost !== 0) ? ["mapping events neither delivered nor reported dropped to the subscriber"] : []),
   ...(c.errors > 0 ? [`${c.errors} control errors`] : []),

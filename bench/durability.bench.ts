@@ -49,7 +49,9 @@ const gone = async (pid: number) => {
 /** The control URL from the server's log (the line may follow the first answered request). */
 async function controlUrl(log: () => string): Promise<string> {
   for (let i = 0; i < 500; i++) {
-    const line = log().split("\n").find((l) => l.includes('"control channel listening"'));
+    const line = log()
+      .split("\n")
+      .find((l) => l.includes('"control channel listening"'));
     if (line) return JSON.parse(line).control;
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
@@ -68,7 +70,9 @@ for (let t = 0; t < TRIALS; t++) {
   try {
     const server = await startServer(LISTEN, 200_000, o);
     const loadMs = 1500 + Math.floor(Math.random() * 1000);
-    const spinner = SPIN ? track(spawn(process.execPath, ["-e", `const end = Date.now() + ${loadMs + 2000}; while (Date.now() < end);`], { stdio: "ignore" })) : undefined;
+    const spinner = SPIN
+      ? track(spawn(process.execPath, ["-e", `const end = Date.now() + ${loadMs + 2000}; while (Date.now() < end);`], { stdio: "ignore" }))
+      : undefined;
     const load = mappingLoad({ server: LISTEN[0], port: 5351, source: CLIENT }, 0);
     await load.ready;
     await new Promise((resolve) => setTimeout(resolve, loadMs));
@@ -80,9 +84,14 @@ for (let t = 0; t < TRIALS; t++) {
     const again = await startServer(LISTEN, 200_000, o);
     const lost = await missingMappings(TOKEN, await controlUrl(again.log), load.acks, Infinity);
     await again.stop();
-    const lostAgesMs = lost.map((l) => Number(l.split(":")[0])).map((i) => killedAt - load.acks.get(i)!.at).sort((a, b) => b - a);
+    const lostAgesMs = lost
+      .map((l) => Number(l.split(":")[0]))
+      .map((i) => killedAt - load.acks.get(i)!.at)
+      .sort((a, b) => b - a);
     trials.push({ acks: load.acks.size, lost: lost.length, lostAgesMs, loadMs });
-    console.error(`trial ${t + 1}/${TRIALS}: ${load.acks.size} acknowledged, ${lost.length} lost, oldest lost ${lostAgesMs.length ? lostAgesMs[0].toFixed(1) : "-"} ms before the kill`);
+    console.error(
+      `trial ${t + 1}/${TRIALS}: ${load.acks.size} acknowledged, ${lost.length} lost, oldest lost ${lostAgesMs.length ? lostAgesMs[0].toFixed(1) : "-"} ms before the kill`,
+    );
   } finally {
     fs.rmSync(directory, { recursive: true, force: true });
   }

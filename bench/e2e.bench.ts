@@ -30,7 +30,26 @@ import { existsSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { buildLoadgen, CLIENT, describeCores, exited, loadgen, machineInfo, PER_SUB, populate, PORT, root, rss, SERVER_JS, startServer, timedRun, track, writeResults, type CpuShare, type Settings } from "./e2e/harness.js";
+import {
+  buildLoadgen,
+  CLIENT,
+  describeCores,
+  exited,
+  loadgen,
+  machineInfo,
+  PER_SUB,
+  populate,
+  PORT,
+  root,
+  rss,
+  SERVER_JS,
+  startServer,
+  timedRun,
+  track,
+  writeResults,
+  type CpuShare,
+  type Settings,
+} from "./e2e/harness.js";
 
 const { values: flags, positionals } = parseArgs({
   allowPositionals: true,
@@ -46,7 +65,12 @@ const { values: flags, positionals } = parseArgs({
 const DEFAULT_SIZES = "1000,1000000,10000000";
 const sizes = (positionals[0] ?? DEFAULT_SIZES).split(",").map(Number);
 if (sizes.some((n) => !Number.isInteger(n) || n < 1000 || n > 15_000_000)) throw new Error(`sizes must be integers in [1000, 15M]: ${positionals[0]}`);
-const settings: Settings = { window: Number(flags.window), seconds: Number(flags.seconds), repeat: Math.max(1, Number(flags.repeat)), listen: flags.listen!.split(",") };
+const settings: Settings = {
+  window: Number(flags.window),
+  seconds: Number(flags.seconds),
+  repeat: Math.max(1, Number(flags.repeat)),
+  listen: flags.listen!.split(","),
+};
 const { window: WINDOW, seconds: SECONDS, repeat: REPEAT, listen: LISTEN } = settings;
 const ECHO_JS = join(root, "bench", "e2e", "echo-worker.mjs");
 
@@ -68,8 +92,22 @@ async function measureEcho(label: string) {
     const keys = 1_000_000; // the echo keeps no state; the key space only shapes the requests
     await loadgen(LISTEN, "echo", keys, ["--window", String(WINDOW), "--duration", "2"], 30); // warm-up, discarded
     const { r, share, cpuSeconds, disturbed, runs } = await timedRun(settings, c.pid!, "echo", keys);
-    const row = { label, requestsPerSecond: r.okPerSecond, p50us: r.p50us, p99us: r.p99us, lost: r.lost, cpuUsPerRequest: (cpuSeconds * 1e6) / r.ok, cpu: share, disturbed, runs, rssBytes: rss(c.pid!), loadgen: r };
-    console.error(`echo (${label}): ${Math.round(r.okPerSecond).toLocaleString("en")} req/s (runs: ${runs.map((x) => Math.round(x.okPerSecond)).join(", ")}), p50 ${r.p50us} µs, p99 ${r.p99us} µs, lost ${r.lost}; ${describeCores(share, "echo")}`);
+    const row = {
+      label,
+      requestsPerSecond: r.okPerSecond,
+      p50us: r.p50us,
+      p99us: r.p99us,
+      lost: r.lost,
+      cpuUsPerRequest: (cpuSeconds * 1e6) / r.ok,
+      cpu: share,
+      disturbed,
+      runs,
+      rssBytes: rss(c.pid!),
+      loadgen: r,
+    };
+    console.error(
+      `echo (${label}): ${Math.round(r.okPerSecond).toLocaleString("en")} req/s (runs: ${runs.map((x) => Math.round(x.okPerSecond)).join(", ")}), p50 ${r.p50us} µs, p99 ${r.p99us} µs, lost ${r.lost}; ${describeCores(share, "echo")}`,
+    );
     return row;
   } finally {
     c.kill("SIGTERM");
@@ -96,10 +134,14 @@ async function measureServer(mappings: number, rssBaseline: number) {
     const rssIdle = rss(pid);
     const populated = await step(populate(settings, mappings));
     const rssPopulated = rss(pid);
-    console.error(`server ${mappings.toLocaleString("en")}: populated in ${populated.seconds.toFixed(1)} s (${Math.round(populated.okPerSecond).toLocaleString("en")}/s, ${populated.retransmits} retransmits), RSS ${(rssPopulated / 2 ** 20).toFixed(0)} MiB`);
+    console.error(
+      `server ${mappings.toLocaleString("en")}: populated in ${populated.seconds.toFixed(1)} s (${Math.round(populated.okPerSecond).toLocaleString("en")}/s, ${populated.retransmits} retransmits), RSS ${(rssPopulated / 2 ** 20).toFixed(0)} MiB`,
+    );
     const { r: run, share, cpuSeconds: serverCpu, disturbed, runs } = await timedRun(settings, pid, "run", mappings, { step });
     const rssRun = rss(pid);
-    console.error(`server ${mappings.toLocaleString("en")}: ${Math.round(run.okPerSecond).toLocaleString("en")} req/s (runs: ${runs.map((x) => Math.round(x.okPerSecond)).join(", ")}), p50 ${run.p50us} µs, p99 ${run.p99us} µs, lost ${run.lost}; ${describeCores(share)}`);
+    console.error(
+      `server ${mappings.toLocaleString("en")}: ${Math.round(run.okPerSecond).toLocaleString("en")} req/s (runs: ${runs.map((x) => Math.round(x.okPerSecond)).join(", ")}), p50 ${run.p50us} µs, p99 ${run.p99us} µs, lost ${run.lost}; ${describeCores(share)}`,
+    );
     // The engine's own counters must agree: N live mappings, each created exactly once.
     const { code, stats } = await server.stop();
     if (stats && stats.mappings !== mappings) throw new Error(`server reports ${stats.mappings} mappings, expected ${mappings}`);
@@ -109,7 +151,17 @@ async function measureServer(mappings: number, rssBaseline: number) {
     return {
       mappings,
       populate: { seconds: populated.seconds, createsPerSecond: populated.okPerSecond, retransmits: populated.retransmits, loadgen: populated },
-      run: { requestsPerSecond: run.okPerSecond, p50us: run.p50us, p99us: run.p99us, lost: run.lost, cpuUsPerRequest: (serverCpu * 1e6) / run.ok, cpu: share, disturbed, runs, loadgen: run },
+      run: {
+        requestsPerSecond: run.okPerSecond,
+        p50us: run.p50us,
+        p99us: run.p99us,
+        lost: run.lost,
+        cpuUsPerRequest: (serverCpu * 1e6) / run.ok,
+        cpu: share,
+        disturbed,
+        runs,
+        loadgen: run,
+      },
       memory: {
         rssIdleBytes: rssIdle, // tables sized for the capacity are already resident here
         rssPopulatedBytes: rssPopulated,
@@ -173,9 +225,23 @@ const name = `e2e${sizes.join(",") === DEFAULT_SIZES ? "" : `-${sizes.join("-")}
 writeResults(name, out);
 
 const k = (n: number) => Math.round(n).toLocaleString("en");
-console.log(`\nend-to-end, window ${WINDOW}, median of ${REPEAT} × ${SECONDS} s runs, ${os.cpus().length} × ${os.cpus()[0]?.model}; results in bench/results/${name}`);
+console.log(
+  `\nend-to-end, window ${WINDOW}, median of ${REPEAT} × ${SECONDS} s runs, ${os.cpus().length} × ${os.cpus()[0]?.model}; results in bench/results/${name}`,
+);
 const cores = (c: CpuShare) => `${c.processCores.toFixed(2)} / ${c.loadgenCores.toFixed(2)} / ${(c.otherCores + c.stealCores).toFixed(2)}`;
-const echoRow = (e: (typeof echoes)[number]) => ({ case: `echo (${e.label})${e.disturbed ? " *" : ""}`, "req/s": k(e.requestsPerSecond), "× echo": "", "× smallest": "", "p50 µs": e.p50us, "p99 µs": e.p99us, lost: e.lost, "CPU µs/req": e.cpuUsPerRequest.toFixed(2), "cores srv/lg/other": cores(e.cpu), "RSS MiB": (e.rssBytes / 2 ** 20).toFixed(0), "B/mapping": "" });
+const echoRow = (e: (typeof echoes)[number]) => ({
+  case: `echo (${e.label})${e.disturbed ? " *" : ""}`,
+  "req/s": k(e.requestsPerSecond),
+  "× echo": "",
+  "× smallest": "",
+  "p50 µs": e.p50us,
+  "p99 µs": e.p99us,
+  lost: e.lost,
+  "CPU µs/req": e.cpuUsPerRequest.toFixed(2),
+  "cores srv/lg/other": cores(e.cpu),
+  "RSS MiB": (e.rssBytes / 2 ** 20).toFixed(0),
+  "B/mapping": "",
+});
 const serverRow = (s: (typeof rows)[number]) => ({
   case: `server, ${s.mappings.toLocaleString("en")} mappings${s.run.disturbed ? " *" : ""}`,
   "req/s": k(s.run.requestsPerSecond),
@@ -190,5 +256,10 @@ const serverRow = (s: (typeof rows)[number]) => ({
   "B/mapping": s.mappings >= 100_000 ? s.memory.bytesPerMapping.toFixed(1) : "—", // below that, noise of the fixed cost
 });
 console.table([...rows.flatMap((s, i) => [echoRow(echoes[i]), serverRow(s)]), echoRow(echoes[echoes.length - 1])]);
-console.log(`× echo: against the mean of the echoes just before and after. RSS: after populate / after run. B/mapping: (RSS after populate − idle 1k server) / mappings. Cores: process measured / load generator / other jobs + steal (* = every run disturbed).`);
-for (const s of rows) console.log(`${s.mappings.toLocaleString("en")}: populated ${k(s.populate.createsPerSecond)}/s in ${s.populate.seconds.toFixed(1)} s; server counters ${s.serverStats ? `mappings ${s.serverStats.mappings}, created ${s.serverStats.created}, refreshed ${s.serverStats.refreshed}` : "not logged"}`);
+console.log(
+  `× echo: against the mean of the echoes just before and after. RSS: after populate / after run. B/mapping: (RSS after populate − idle 1k server) / mappings. Cores: process measured / load generator / other jobs + steal (* = every run disturbed).`,
+);
+for (const s of rows)
+  console.log(
+    `${s.mappings.toLocaleString("en")}: populated ${k(s.populate.createsPerSecond)}/s in ${s.populate.seconds.toFixed(1)} s; server counters ${s.serverStats ? `mappings ${s.serverStats.mappings}, created ${s.serverStats.created}, refreshed ${s.serverStats.refreshed}` : "not logged"}`,
+  );

@@ -30,7 +30,14 @@ async function measure(size: number) {
   const rssBefore = process.memoryUsage().rss;
   const config = engineConfig({
     // descriptions and requesters as in the figures measured before the configuration region
-    capacity: { mappings: size + TIMED + 2 * BATCH, subscribers: Math.ceil(total / PER_SUB) + 16, peers: 1024, filters: 1024, descriptions: 10_000, requesters: 10_000 },
+    capacity: {
+      mappings: size + TIMED + 2 * BATCH,
+      subscribers: Math.ceil(total / PER_SUB) + 16,
+      peers: 1024,
+      filters: 1024,
+      descriptions: 10_000,
+      requesters: 10_000,
+    },
     quotas: { mappingsPerSubscriber: PER_SUB },
     lifetimes: { holdDown: 0 }, // churn must not accumulate holds; hold-down cost is measured by the tests, not here
     pool: { addresses: poolFor(total), portMin: 1024, blockSize: 64, maxBlocksPerSubscriber: 2, excludedPorts: [] },
@@ -149,6 +156,16 @@ const out = {
 mkdirSync(new URL("./results/", import.meta.url), { recursive: true });
 writeFileSync(new URL(`./results/engine-${sizes.join("-")}.json`, import.meta.url), JSON.stringify(out, null, 2) + "\n");
 for (const r of results) {
-  console.log(`\n${r.mappings.toLocaleString("en")} mappings: fill ${Math.round(r.fill.createsPerSecond).toLocaleString("en")} creates/s, ${r.memory.bytesPerMapping.toFixed(1)} B/mapping (RSS); create ${Math.round(r.timed.createsPerSecond).toLocaleString("en")}/s, delete ${Math.round(r.timed.deletesPerSecond).toLocaleString("en")}/s (net)`);
-  console.table(r.rows.map((row) => ({ case: row.case, "req/s": Math.round(row.requestsPerSecond), "net req/s": Math.round(row.netRequestsPerSecond), "net ns": row.netNsPerRequest.toFixed(1), "±%": row.marginPercent })));
+  console.log(
+    `\n${r.mappings.toLocaleString("en")} mappings: fill ${Math.round(r.fill.createsPerSecond).toLocaleString("en")} creates/s, ${r.memory.bytesPerMapping.toFixed(1)} B/mapping (RSS); create ${Math.round(r.timed.createsPerSecond).toLocaleString("en")}/s, delete ${Math.round(r.timed.deletesPerSecond).toLocaleString("en")}/s (net)`,
+  );
+  console.table(
+    r.rows.map((row) => ({
+      case: row.case,
+      "req/s": Math.round(row.requestsPerSecond),
+      "net req/s": Math.round(row.netRequestsPerSecond),
+      "net ns": row.netNsPerRequest.toFixed(1),
+      "±%": row.marginPercent,
+    })),
+  );
 }

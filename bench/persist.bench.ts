@@ -38,13 +38,18 @@ const { values: flags } = parseArgs({
 });
 const COST_MAPPINGS = Number(flags["cost-mappings"]);
 const SIZES = flags.sizes!.split(",").map(Number);
-for (const n of [COST_MAPPINGS, ...SIZES]) if (!Number.isInteger(n) || n < 1000 || n > 15_000_000) throw new Error(`mapping counts must be integers in [1000, 15M]: ${n}`);
+for (const n of [COST_MAPPINGS, ...SIZES])
+  if (!Number.isInteger(n) || n < 1000 || n > 15_000_000) throw new Error(`mapping counts must be integers in [1000, 15M]: ${n}`);
 const settings: Settings = { listen: ["127.0.0.20"], window: Number(flags.window), seconds: Number(flags.seconds), repeat: Math.max(1, Number(flags.repeat)) };
 const COMMIT_MS = 20;
 const SNAPSHOT_WAIT_MS = 10 * 60_000;
 const k = (n: number) => Math.round(n).toLocaleString("en-US");
 const dirBytes = (dir: string): number =>
-  fs.existsSync(dir) ? fs.readdirSync(dir, { withFileTypes: true }).reduce((n, e) => n + (e.isDirectory() ? dirBytes(join(dir, e.name)) : fs.statSync(join(dir, e.name)).size), 0) : 0;
+  fs.existsSync(dir)
+    ? fs
+        .readdirSync(dir, { withFileTypes: true })
+        .reduce((n, e) => n + (e.isDirectory() ? dirBytes(join(dir, e.name)) : fs.statSync(join(dir, e.name)).size), 0)
+    : 0;
 const persistenceOn = (directory: string, refreshes = "coalesced") => ({ enabled: true, directory, commitIntervalMs: COMMIT_MS, fsync: true, refreshes });
 
 /** JSON log lines of the server whose msg starts with `prefix`. */
@@ -68,8 +73,20 @@ async function costPhase(label: string, persistence: Record<string, unknown> | u
     const t = await timedRun(settings, server.pid, "run", COST_MAPPINGS, { step: server.step, waitQuiet: true });
     const written = dir ? dirBytes(dir) - before : 0;
     const refreshes = t.runs.reduce((n, r) => n + r.ok, 0);
-    console.error(`${label}: ${k(t.r.okPerSecond)} refreshes/s (runs: ${t.runs.map((r) => k(r.okPerSecond)).join(", ")}), p99 ${t.r.p99us} µs; ${describeCores(t.share)}${dir ? `; journal ${(written / refreshes).toFixed(1)} B per refresh (net of snapshots and deletions)` : ""}`);
-    return { label, requestsPerSecond: t.r.okPerSecond, p50us: t.r.p50us, p99us: t.r.p99us, cpuUsPerRequest: (t.cpuSeconds * 1e6) / t.r.ok, cpu: t.share, disturbed: t.disturbed, runs: t.runs, ...(dir ? { dataDirectoryGrowthBytesPerRefresh: written / refreshes } : {}) };
+    console.error(
+      `${label}: ${k(t.r.okPerSecond)} refreshes/s (runs: ${t.runs.map((r) => k(r.okPerSecond)).join(", ")}), p99 ${t.r.p99us} µs; ${describeCores(t.share)}${dir ? `; journal ${(written / refreshes).toFixed(1)} B per refresh (net of snapshots and deletions)` : ""}`,
+    );
+    return {
+      label,
+      requestsPerSecond: t.r.okPerSecond,
+      p50us: t.r.p50us,
+      p99us: t.r.p99us,
+      cpuUsPerRequest: (t.cpuSeconds * 1e6) / t.r.ok,
+      cpu: t.share,
+      disturbed: t.disturbed,
+      runs: t.runs,
+      ...(dir ? { dataDirectoryGrowthBytesPerRefresh: written / refreshes } : {}),
+    };
   } finally {
     await server.stop();
   }
@@ -92,8 +109,18 @@ async function restartTimes(n: number) {
       const restored = logLines(server.log(), "state restored")[0];
       if (!restored) throw new Error("no restore in the server's log");
       if (restored.mappings !== n) throw new Error(`${how}: ${restored.mappings} mappings restored of ${n}: ${JSON.stringify(restored)}`);
-      console.error(`${k(n)} ${how}: serving after ${seconds.toFixed(2)} s (restore ${(restored.ms / 1000).toFixed(2)} s, ${restored.files} files, epoch ${restored.epoch}, ${restored.msg})`);
-      return { how, secondsToFirstAnswer: seconds, restoreSeconds: restored.ms / 1000, files: restored.files, mappings: restored.mappings, epochContinued: restored.epoch > 0, damage: restored.damage };
+      console.error(
+        `${k(n)} ${how}: serving after ${seconds.toFixed(2)} s (restore ${(restored.ms / 1000).toFixed(2)} s, ${restored.files} files, epoch ${restored.epoch}, ${restored.msg})`,
+      );
+      return {
+        how,
+        secondsToFirstAnswer: seconds,
+        restoreSeconds: restored.ms / 1000,
+        files: restored.files,
+        mappings: restored.mappings,
+        epochContinued: restored.epoch > 0,
+        damage: restored.damage,
+      };
     };
     const clean = await timed("after a clean stop (journal replay)");
     // The restart asks for a snapshot (it replayed journals); wait for it, then crash.
@@ -107,7 +134,14 @@ async function restartTimes(n: number) {
     server.kill();
     const crash = await timed("after kill -9 (snapshot + journal)");
     await server.stop();
-    return { mappings: n, populateCreatesPerSecond: populated.okPerSecond, diskBytesAfterPopulate: diskAfterStop, bytesPerMapping: diskAfterStop / n, snapshot: { bytes: snapshot.bytes, seconds: snapshot.ms / 1000 }, restarts: [clean, crash] };
+    return {
+      mappings: n,
+      populateCreatesPerSecond: populated.okPerSecond,
+      diskBytesAfterPopulate: diskAfterStop,
+      bytesPerMapping: diskAfterStop / n,
+      snapshot: { bytes: snapshot.bytes, seconds: snapshot.ms / 1000 },
+      restarts: [clean, crash],
+    };
   } finally {
     fs.rmSync(directory, { recursive: true, force: true });
   }
@@ -122,7 +156,10 @@ try {
   const every = await costPhase("persistence on (every refresh journaled)", persistenceOn(join(costDir, "every"), "every"));
   const off2 = await costPhase("persistence off, again", undefined);
   const baseline = (off1.requestsPerSecond + off2.requestsPerSecond) / 2;
-  const range = (p: { requestsPerSecond: number }) => [p.requestsPerSecond / Math.max(off1.requestsPerSecond, off2.requestsPerSecond), p.requestsPerSecond / Math.min(off1.requestsPerSecond, off2.requestsPerSecond)];
+  const range = (p: { requestsPerSecond: number }) => [
+    p.requestsPerSecond / Math.max(off1.requestsPerSecond, off2.requestsPerSecond),
+    p.requestsPerSecond / Math.min(off1.requestsPerSecond, off2.requestsPerSecond),
+  ];
   cost = {
     phases: [off1, on, every, off2],
     ratio: on.requestsPerSecond / baseline,
@@ -131,7 +168,9 @@ try {
     ratioEveryRefreshRange: range(every),
     baselineDrift: Math.abs(off1.requestsPerSecond - off2.requestsPerSecond) / baseline,
   };
-  console.error(`persistence on ÷ off: ${cost.ratio.toFixed(3)} coalesced (against each off phase ${cost.ratioRange.map((r) => r.toFixed(3)).join("–")}), ${cost.ratioEveryRefresh.toFixed(3)} every refresh journaled (${cost.ratioEveryRefreshRange.map((r) => r.toFixed(3)).join("–")}); target ≥ 0.90`);
+  console.error(
+    `persistence on ÷ off: ${cost.ratio.toFixed(3)} coalesced (against each off phase ${cost.ratioRange.map((r) => r.toFixed(3)).join("–")}), ${cost.ratioEveryRefresh.toFixed(3)} every refresh journaled (${cost.ratioEveryRefreshRange.map((r) => r.toFixed(3)).join("–")}); target ≥ 0.90`,
+  );
 } finally {
   fs.rmSync(costDir, { recursive: true, force: true });
 }
@@ -147,7 +186,12 @@ const out = {
     window: settings.window,
     seconds: settings.seconds,
     repeat: settings.repeat,
-    persistence: { commitIntervalMs: COMMIT_MS, fsync: true, directory: `${os.tmpdir()}/pcpd-bench-persist-*`, refreshes: "coalesced (the default) for ratio and the restarts; every for ratioEveryRefresh" },
+    persistence: {
+      commitIntervalMs: COMMIT_MS,
+      fsync: true,
+      directory: `${os.tmpdir()}/pcpd-bench-persist-*`,
+      refreshes: "coalesced (the default) for ratio and the restarts; every for ratioEveryRefresh",
+    },
     ratio: "refreshes/s with persistence ÷ mean of the phases without before and after",
     restart: "seconds from spawn to the first answered request; the server's own restore time from its log",
   },
@@ -156,11 +200,23 @@ const out = {
   restarts,
 };
 writeResults(COST_MAPPINGS === 1_000_000 && flags.sizes === "1000000,10000000" ? "persist.json" : `persist-${COST_MAPPINGS}-${SIZES.join("-")}.json`, out);
-console.table(restarts.flatMap((r) => r.restarts.map((x) => ({ mappings: k(r.mappings), restart: x.how, "to first answer s": x.secondsToFirstAnswer.toFixed(2), "restore s": x.restoreSeconds.toFixed(2), "epoch continued": x.epochContinued }))));
+console.table(
+  restarts.flatMap((r) =>
+    r.restarts.map((x) => ({
+      mappings: k(r.mappings),
+      restart: x.how,
+      "to first answer s": x.secondsToFirstAnswer.toFixed(2),
+      "restore s": x.restoreSeconds.toFixed(2),
+      "epoch continued": x.epochContinued,
+    })),
+  ),
+);
 const failures = [
   ...(cost.ratio < 0.9 ? [`persistence costs ${((1 - cost.ratio) * 100).toFixed(1)} % (target ≤ 10 %)`] : []),
   ...(cost.ratioEveryRefresh < 0.9 ? [`persistence journaling every refresh costs ${((1 - cost.ratioEveryRefresh) * 100).toFixed(1)} % (target ≤ 10 %)`] : []),
-  ...restarts.filter((r) => r.mappings >= 10_000_000 && r.restarts.some((x) => x.secondsToFirstAnswer > 15)).map((r) => `restart with ${k(r.mappings)} mappings over 15 s`),
+  ...restarts
+    .filter((r) => r.mappings >= 10_000_000 && r.restarts.some((x) => x.secondsToFirstAnswer > 15))
+    .map((r) => `restart with ${k(r.mappings)} mappings over 15 s`),
 ];
 if (failures.length > 0) {
   console.error(`targets not met: ${failures.join("; ")}`);

@@ -77,7 +77,15 @@ async function journal(dir: string) {
   const { frames } = decodeFrames(fs.readFileSync(path), true, true);
   const restored = frames.reduce((n, f) => n + f.payload.length / RECORD, 0);
   const restoreSeconds = (performance.now() - r0) / 1000;
-  return { store: "journal (src/persist)", durablePerSecond: UPDATES / seconds, callingThreadUsPerRecord: (callMs * 1000) / UPDATES, bytesOnDisk: bytes, restoreRecords: restored, restoreSeconds, restoreRecordsPerSecond: restored / restoreSeconds };
+  return {
+    store: "journal (src/persist)",
+    durablePerSecond: UPDATES / seconds,
+    callingThreadUsPerRecord: (callMs * 1000) / UPDATES,
+    bytesOnDisk: bytes,
+    restoreRecords: restored,
+    restoreSeconds,
+    restoreRecordsPerSecond: restored / restoreSeconds,
+  };
 }
 
 async function lmdb(dir: string) {
@@ -93,13 +101,24 @@ async function lmdb(dir: string) {
   }
   const seconds = (performance.now() - t0) / 1000;
   await db.flushed;
-  const bytes = fs.readdirSync(dir).filter((f) => f.startsWith("state.mdb")).reduce((n, f) => n + fs.statSync(join(dir, f)).size, 0);
+  const bytes = fs
+    .readdirSync(dir)
+    .filter((f) => f.startsWith("state.mdb"))
+    .reduce((n, f) => n + fs.statSync(join(dir, f)).size, 0);
   const r0 = performance.now();
   let restored = 0;
   for (const { value } of db.getRange()) restored += (value as Uint8Array).length === RECORD ? 1 : 0;
   const restoreSeconds = (performance.now() - r0) / 1000;
   await db.close();
-  return { store: "lmdb 3.5.6 (put, sync commits)", durablePerSecond: UPDATES / seconds, callingThreadUsPerRecord: (callMs * 1000) / UPDATES, bytesOnDisk: bytes, restoreRecords: restored, restoreSeconds, restoreRecordsPerSecond: restored / restoreSeconds };
+  return {
+    store: "lmdb 3.5.6 (put, sync commits)",
+    durablePerSecond: UPDATES / seconds,
+    callingThreadUsPerRecord: (callMs * 1000) / UPDATES,
+    bytesOnDisk: bytes,
+    restoreRecords: restored,
+    restoreSeconds,
+    restoreRecordsPerSecond: restored / restoreSeconds,
+  };
 }
 
 const results = [];
@@ -108,7 +127,9 @@ for (const run of [journal, lmdb]) {
   try {
     const r = await run(dir);
     results.push(r);
-    console.error(`${r.store}: ${Math.round(r.durablePerSecond).toLocaleString("en-US")} durable records/s, ${r.callingThreadUsPerRecord.toFixed(3)} µs calling-thread CPU per record, ${(r.bytesOnDisk / 1e6).toFixed(1)} MB on disk, restore ${r.restoreRecords.toLocaleString("en-US")} records in ${r.restoreSeconds.toFixed(2)} s`);
+    console.error(
+      `${r.store}: ${Math.round(r.durablePerSecond).toLocaleString("en-US")} durable records/s, ${r.callingThreadUsPerRecord.toFixed(3)} µs calling-thread CPU per record, ${(r.bytesOnDisk / 1e6).toFixed(1)} MB on disk, restore ${r.restoreRecords.toLocaleString("en-US")} records in ${r.restoreSeconds.toFixed(2)} s`,
+    );
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -118,5 +139,8 @@ writeResults("store-choice.json", {
   method: { keys: KEYS, updates: UPDATES, group: GROUP, recordBytes: RECORD, keyBytes: 8, directory: os.tmpdir() },
   ...machineInfo(),
   results,
-  ratios: { durablePerSecond: results[0].durablePerSecond / results[1].durablePerSecond, callingThreadCpu: results[0].callingThreadUsPerRecord / results[1].callingThreadUsPerRecord },
+  ratios: {
+    durablePerSecond: results[0].durablePerSecond / results[1].durablePerSecond,
+    callingThreadCpu: results[0].callingThreadUsPerRecord / results[1].callingThreadUsPerRecord,
+  },
 });

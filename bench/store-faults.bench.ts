@@ -64,7 +64,9 @@ function writer(design: Design, dir: string): Writer {
     }
   });
   proc.stderr!.on("data", (d) => process.stderr.write(`[${design} writer] ${d}`));
-  const exited = new Promise<{ code: number | null; signal: string | null; at: number }>((resolve) => proc.once("exit", (code, signal) => resolve({ code, signal, at: performance.timeOrigin + performance.now() })));
+  const exited = new Promise<{ code: number | null; signal: string | null; at: number }>((resolve) =>
+    proc.once("exit", (code, signal) => resolve({ code, signal, at: performance.timeOrigin + performance.now() })),
+  );
   return { proc, acks, status: () => status, trouble: () => trouble, exited };
 }
 
@@ -78,13 +80,19 @@ async function until(ok: () => boolean, ms: number): Promise<boolean> {
 }
 
 /** A restore in a child: its JSON line, or how it died. */
-async function restore(design: Design, dir: string, count: number): Promise<{ ms?: number; error?: string; crashed?: string; damageReported?: boolean; found: Uint32Array }> {
+async function restore(
+  design: Design,
+  dir: string,
+  count: number,
+): Promise<{ ms?: number; error?: string; crashed?: string; damageReported?: boolean; found: Uint32Array }> {
   const proc = spawn(process.execPath, ["--import", "tsx", CHILD, "restore", design, dir, String(count)], { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   let err = "";
   proc.stdout.on("data", (d) => (out += d));
   proc.stderr.on("data", (d) => (err += d));
-  const { code, signal } = await new Promise<{ code: number | null; signal: string | null }>((resolve) => proc.once("exit", (c, s) => resolve({ code: c, signal: s })));
+  const { code, signal } = await new Promise<{ code: number | null; signal: string | null }>((resolve) =>
+    proc.once("exit", (c, s) => resolve({ code: c, signal: s })),
+  );
   const line = out.trim().split("\n").pop();
   if (code !== 0 || !line) return { crashed: `exit ${code ?? signal}: ${err.trim().split("\n").slice(-2).join(" | ")}`, found: new Uint32Array(count) };
   const j = JSON.parse(line);
@@ -132,7 +140,16 @@ async function enospc(design: Design) {
     const died = w.proc.exitCode !== null || w.proc.signalCode !== null ? await w.exited : null;
     const killedAt = died ? died.at : await kill(w);
     const r = await restore(design, disk.dir, 400_000);
-    return { case: "enospc", design, acknowledgedDuringOutage: during, troubleReported: seen, recoveredReported: recovered, writerDiedOnItsOwn: died, restore: { ms: r.ms, error: r.error, crashed: r.crashed }, ...compare(w.acks, r.found, killedAt) };
+    return {
+      case: "enospc",
+      design,
+      acknowledgedDuringOutage: during,
+      troubleReported: seen,
+      recoveredReported: recovered,
+      writerDiedOnItsOwn: died,
+      restore: { ms: r.ms, error: r.error, crashed: r.crashed },
+      ...compare(w.acks, r.found, killedAt),
+    };
   } finally {
     disk.unmount();
   }
@@ -152,7 +169,11 @@ async function kill9(design: Design) {
 }
 
 const dataFiles = (dir: string): string[] =>
-  fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? dataFiles(join(dir, e.name)) : /\.(log|snap|mdb)$/.test(e.name) && !e.name.endsWith("lock.mdb") ? [join(dir, e.name)] : []));
+  fs
+    .readdirSync(dir, { withFileTypes: true })
+    .flatMap((e) =>
+      e.isDirectory() ? dataFiles(join(dir, e.name)) : /\.(log|snap|mdb)$/.test(e.name) && !e.name.endsWith("lock.mdb") ? [join(dir, e.name)] : [],
+    );
 
 async function bitflip(design: Design) {
   const dir = fs.mkdtempSync(join(os.tmpdir(), "pcpd-faults-"));
@@ -180,7 +201,14 @@ async function bitflip(design: Design) {
       fs.writeSync(fd, b, 0, 1, bit >> 3);
       fs.closeSync(fd);
       const r = await restore(design, copy, 400_000);
-      trials.push({ file: files[f].slice(copy.length + 1), offset: bit >> 3, damageReported: r.damageReported ?? null, error: r.error, crashed: r.crashed, ...compare(w.acks, r.found, Infinity) });
+      trials.push({
+        file: files[f].slice(copy.length + 1),
+        offset: bit >> 3,
+        damageReported: r.damageReported ?? null,
+        error: r.error,
+        crashed: r.crashed,
+        ...compare(w.acks, r.found, Infinity),
+      });
     }
     const sum = (k: "lost" | "wrong") => trials.reduce((n, t) => n + t[k], 0);
     return {
@@ -213,8 +241,15 @@ for (const run of [enospc, kill9, bitflip].filter((c) => flags.cases!.split(",")
   }
 }
 writeResults(flags.cases === "enospc,kill9,bitflip" ? "store-faults.json" : `store-faults-${flags.cases!.replaceAll(",", "-")}.json`, {
-  question: "journal (src/persist) or lmdb under the fault cases of issue #12: full disk then recovery, kill -9 under load, restart right after, one flipped bit",
-  method: { horizonMs: HORIZON_MS, flips: FLIPS, journal: "ShardStore, commitIntervalMs 20, fdatasync", lmdb: "lmdb-js put per record, sync commits", tmpfs: "64 MiB" },
+  question:
+    "journal (src/persist) or lmdb under the fault cases of issue #12: full disk then recovery, kill -9 under load, restart right after, one flipped bit",
+  method: {
+    horizonMs: HORIZON_MS,
+    flips: FLIPS,
+    journal: "ShardStore, commitIntervalMs 20, fdatasync",
+    lmdb: "lmdb-js put per record, sync commits",
+    tmpfs: "64 MiB",
+  },
   ...machineInfo(),
   results,
 });

@@ -50,12 +50,23 @@ export function cfgFields() {
   const fields = [];
   for (const raw of readFileSync(new URL("assembly/abi.ts", root), "utf8").split("\n")) {
     const m = line.exec(raw.trim());
-    if (!m || !m[1].startsWith("CFG_")) continue;
+    if (!m?.[1].startsWith("CFG_")) continue;
     const f = field.exec(m[5] ?? "");
     if (!f) continue;
     const [, type, values, source, phase] = f;
-    const global = m[1].slice(4).toLowerCase().replace(/_([a-z0-9])/g, (_, c) => c.toUpperCase());
-    fields.push({ name: m[1], offset: Number(m[3]), type: type.startsWith("enum") ? "enum" : type, values: values?.split("|"), path: source === "host" ? undefined : source, phase, global });
+    const global = m[1]
+      .slice(4)
+      .toLowerCase()
+      .replace(/_([a-z0-9])/g, (_, c) => c.toUpperCase());
+    fields.push({
+      name: m[1],
+      offset: Number(m[3]),
+      type: type.startsWith("enum") ? "enum" : type,
+      values: values?.split("|"),
+      path: source === "host" ? undefined : source,
+      phase,
+      global,
+    });
   }
   return fields;
 }
@@ -107,7 +118,8 @@ export function generateEncoder(fields = cfgFields()) {
   out.push("}", "");
   out.push("function enumCode(values: readonly string[], value: string, path: string): number {");
   out.push("  const code = values.indexOf(value);");
-  out.push("  if (code < 0) throw new RangeError(`${path}: ${value} is not one of ${values.join(\", \")}`);");
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: the generated TypeScript holds this template literal.
+  out.push('  if (code < 0) throw new RangeError(`${path}: ${value} is not one of ${values.join(", ")}`);');
   out.push("  return code;");
   out.push("}", "");
   return out.join("\n");
@@ -141,7 +153,11 @@ export function generateLoader(fields = cfgFields()) {
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const outputs = [[target, generate()], [encoderTarget, generateEncoder()], [loaderTarget, generateLoader()]];
+  const outputs = [
+    [target, generate()],
+    [encoderTarget, generateEncoder()],
+    [loaderTarget, generateLoader()],
+  ];
   let stale = false;
   for (const [file, text] of outputs) {
     const path = new URL(file, root);

@@ -12,9 +12,7 @@ try {
 }
 const passed = report.numPassedTests ?? 0;
 // A file that failed to load has no failed test of its own: count it as one failure.
-const brokenFiles = (report.testResults ?? []).filter(
-  (f) => f.status === "failed" && !(f.assertionResults ?? []).some((t) => t.status === "failed"),
-).length;
+const brokenFiles = (report.testResults ?? []).filter((f) => f.status === "failed" && !(f.assertionResults ?? []).some((t) => t.status === "failed")).length;
 const failed = (report.numFailedTests ?? 0) + brokenFiles;
 const skipped = (report.numPendingTests ?? 0) + (report.numTodoTests ?? 0);
 console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ""}`);

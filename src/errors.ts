@@ -114,9 +114,12 @@ export class DirectoryLockedError extends PcpdError {
 
 /** A control method's failure, answered with JSON-RPC error `rpcCode` (and `data`). */
 export class RpcError extends PcpdError {
-  constructor(readonly rpcCode: RpcErrorCode, message: string, readonly data?: unknown) {
+  constructor(
+    readonly rpcCode: RpcErrorCode,
+    message: string,
+    readonly data?: unknown,
+  ) {
     super(ErrorCodes.RPC_ERROR, message);
     this.name = "RpcError";
   }
 }
-

@@ -14,7 +14,12 @@ function table(title: string): string[][] {
   const section = DOC.split(/^## /m).find((s) => s.startsWith(`${title}\n`));
   if (!section) throw new Error(`docs/errors.md has no "## ${title}" section`);
   const rows = section.split("\n").filter((l) => l.startsWith("|"));
-  return rows.slice(2).map((r) => r.slice(1, -1).split("|").map((c) => c.trim()));
+  return rows.slice(2).map((r) =>
+    r
+      .slice(1, -1)
+      .split("|")
+      .map((c) => c.trim()),
+  );
 }
 
 describe("docs/errors.md", () => {
@@ -33,7 +38,10 @@ describe("docs/errors.md", () => {
 
   it("gives every code a meaning, where it is raised and what the operator does", () => {
     for (const row of [...table("Server errors"), ...table("Control channel errors")]) {
-      expect(row.every((cell) => cell.length > 0), row.join(" | ")).toBe(true);
+      expect(
+        row.every((cell) => cell.length > 0),
+        row.join(" | "),
+      ).toBe(true);
     }
   });
 
@@ -43,7 +51,9 @@ describe("docs/errors.md", () => {
     const sources = files.map((f) => readFileSync(join(root, f), "utf8")).join("\n");
     const errors = readFileSync(join(root, "errors.ts"), "utf8");
     const raisedByClass = (code: string) =>
-      [...errors.matchAll(/class (\w+) extends PcpdError \{[^]*?super\(ErrorCodes\.(\w+)/g)].some(([, cls, c]) => c === code && sources.includes(`new ${cls}(`));
+      [...errors.matchAll(/class (\w+) extends PcpdError \{[\s\S]*?super\(ErrorCodes\.(\w+)/g)].some(
+        ([, cls, c]) => c === code && sources.includes(`new ${cls}(`),
+      );
     const unraised = Object.keys(ErrorCodes).filter((code) => !new RegExp(`ErrorCodes\\.${code}\\b`).test(sources) && !raisedByClass(code));
     expect(unraised).toEqual([]);
   });

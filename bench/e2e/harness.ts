@@ -96,7 +96,20 @@ export interface LoadgenResult {
 
 /** Runs the load generator to completion (killed after `limitSeconds`); its JSON line. */
 export async function loadgen(listen: string[], mode: string, keys: number, extra: string[], limitSeconds: number): Promise<LoadgenResult> {
-  const args = [mode, "--server", listen.map((a) => `${a}:${PORT}`).join(","), "--bind", CLIENT, "--keys", String(keys), "--per-sub", String(PER_SUB), "--lifetime", String(LIFETIME), ...extra];
+  const args = [
+    mode,
+    "--server",
+    listen.map((a) => `${a}:${PORT}`).join(","),
+    "--bind",
+    CLIENT,
+    "--keys",
+    String(keys),
+    "--per-sub",
+    String(PER_SUB),
+    "--lifetime",
+    String(LIFETIME),
+    ...extra,
+  ];
   const c = track(spawn(LOADGEN, args, { stdio: ["ignore", "pipe", "inherit"] }));
   let out = "";
   c.stdout!.on("data", (d) => (out += d));
@@ -110,7 +123,13 @@ export async function loadgen(listen: string[], mode: string, keys: number, extr
 
 /** Populates keys 0..mappings-1 (every one answered SUCCESS, losses retransmitted). */
 export async function populate(s: Settings, mappings: number): Promise<LoadgenResult> {
-  const r = await loadgen(s.listen, "populate", mappings, ["--window", String(s.window), "--timeout-ms", "1000", "--tries", "20", "--deadline", String(Math.max(120, mappings / 10_000))], Math.max(150, mappings / 10_000 + 30));
+  const r = await loadgen(
+    s.listen,
+    "populate",
+    mappings,
+    ["--window", String(s.window), "--timeout-ms", "1000", "--tries", "20", "--deadline", String(Math.max(120, mappings / 10_000))],
+    Math.max(150, mappings / 10_000 + 30),
+  );
   if (r.ok !== mappings) throw new Error(`populate: ${r.ok} of ${mappings} keys answered SUCCESS`);
   return r;
 }
@@ -227,17 +246,34 @@ export interface CpuShare {
  * client or subscriber), everything else (another job on this machine) and hypervisor
  * steal. A large `otherCores` or `stealCores` marks a disturbed measurement.
  */
-export function cpuShare(before: ReturnType<typeof machine>, after: ReturnType<typeof machine>, processSeconds: number, r: LoadgenResult, benchSeconds?: number): CpuShare {
+export function cpuShare(
+  before: ReturnType<typeof machine>,
+  after: ReturnType<typeof machine>,
+  processSeconds: number,
+  r: LoadgenResult,
+  benchSeconds?: number,
+): CpuShare {
   const cores = os.cpus().length;
   const total = after.total - before.total;
   const busyCores = ((after.busy - before.busy) / total) * cores;
   const processCores = processSeconds / r.seconds;
   const loadgenCores = r.cpuSeconds / r.seconds;
   if (benchSeconds === undefined) {
-    return { processCores, loadgenCores, otherCores: Math.max(0, busyCores - processCores - loadgenCores), stealCores: ((after.steal - before.steal) / total) * cores };
+    return {
+      processCores,
+      loadgenCores,
+      otherCores: Math.max(0, busyCores - processCores - loadgenCores),
+      stealCores: ((after.steal - before.steal) / total) * cores,
+    };
   }
   const benchCores = benchSeconds / r.seconds;
-  return { processCores, loadgenCores, benchCores, otherCores: Math.max(0, busyCores - processCores - loadgenCores - benchCores), stealCores: ((after.steal - before.steal) / total) * cores };
+  return {
+    processCores,
+    loadgenCores,
+    benchCores,
+    otherCores: Math.max(0, busyCores - processCores - loadgenCores - benchCores),
+    stealCores: ((after.steal - before.steal) / total) * cores,
+  };
 }
 
 /** CPU seconds (user + system, all threads) of this bench process so far. */
@@ -264,7 +300,8 @@ export async function quietMachine(cores = 0.3, maxMs = 60_000): Promise<number>
     const busy = ((b.busy - a.busy + (b.steal - a.steal)) / (b.total - a.total)) * os.cpus().length;
     const waited = performance.now() - start;
     if (busy < cores || waited >= maxMs) {
-      if (announced) console.error(`  (waited ${(waited / 1000).toFixed(0)} s for other jobs${busy < cores ? "" : `; still ${busy.toFixed(2)} cores busy, going on`})`);
+      if (announced)
+        console.error(`  (waited ${(waited / 1000).toFixed(0)} s for other jobs${busy < cores ? "" : `; still ${busy.toFixed(2)} cores busy, going on`})`);
       return waited;
     }
     announced = true;
@@ -316,8 +353,15 @@ export async function timedRun(s: Settings, pid: number, mode: "run" | "echo", k
     if (run.disturbance <= DISTURBED) clean.push(run);
     else console.error(`  (disturbed: other jobs + steal took ${run.disturbance.toFixed(2)} cores)`);
   }
-  const kept = clean.length > 0 ? clean.sort((a, b) => a.r.okPerSecond - b.r.okPerSecond)[(clean.length - 1) >> 1] : all.reduce((a, b) => (b.disturbance < a.disturbance ? b : a));
-  return { ...kept, disturbed: clean.length === 0, runs: all.map((a) => ({ ok: a.r.ok, okPerSecond: a.r.okPerSecond, p50us: a.r.p50us, p99us: a.r.p99us, disturbanceCores: a.disturbance })) };
+  const kept =
+    clean.length > 0
+      ? clean.sort((a, b) => a.r.okPerSecond - b.r.okPerSecond)[(clean.length - 1) >> 1]
+      : all.reduce((a, b) => (b.disturbance < a.disturbance ? b : a));
+  return {
+    ...kept,
+    disturbed: clean.length === 0,
+    runs: all.map((a) => ({ ok: a.r.ok, okPerSecond: a.r.okPerSecond, p50us: a.r.p50us, p99us: a.r.p99us, disturbanceCores: a.disturbance })),
+  };
 }
 
 /** "server 0.97 / loadgen 0.80 / other 0.05 / steal 0.00" for progress lines. */
@@ -377,7 +421,9 @@ export async function startServer(listen: string[], mappings: number, o: StartOp
   c.stdout!.on("data", (d) => (log += d));
   const tail = () => log.trim().split("\n").slice(-10).join("\n");
   let stopping = false;
-  const died = new Promise<never>((_, reject) => c.once("exit", (code, signal) => stopping || reject(new Error(`server exited (${code ?? signal}) during the bench:\n${tail()}`))));
+  const died = new Promise<never>((_, reject) =>
+    c.once("exit", (code, signal) => stopping || reject(new Error(`server exited (${code ?? signal}) during the bench:\n${tail()}`))),
+  );
   died.catch(() => {});
   const server = {
     pid: c.pid!,
@@ -424,7 +470,9 @@ export async function startServer(listen: string[], mappings: number, o: StartOp
 
 const git = (args: string[]) => {
   try {
-    return execFileSync("git", args, { cwd: root, stdio: ["ignore", "pipe", "ignore"] }).toString().trim();
+    return execFileSync("git", args, { cwd: root, stdio: ["ignore", "pipe", "ignore"] })
+      .toString()
+      .trim();
   } catch {
     return null;
   }

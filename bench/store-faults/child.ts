@@ -19,7 +19,11 @@ const log = pino({ level: "silent" });
 
 function engine(): PacketEngine {
   const addresses = Array.from({ length: 8 }, (_, i) => `203.0.113.${i + 1}`);
-  const config = engineConfig({ capacity: { mappings: 450_000, subscribers: 10_000 }, quotas: { mappingsPerSubscriber: 50 }, pool: { addresses, blockSize: 64 } });
+  const config = engineConfig({
+    capacity: { mappings: 450_000, subscribers: 10_000 },
+    quotas: { mappingsPerSubscriber: 50 },
+    pool: { addresses, blockSize: 64 },
+  });
   return engineFrom(config, T0, { seed: 7n }, "release");
 }
 
@@ -28,7 +32,16 @@ const client = (i: number) => {
   return { address: `10.${(s >> 16) & 255}.${(s >> 8) & 255}.${s & 255}`, port: 1024 + (i % 50) };
 };
 
-const options = { directory: dir, shard: 0, shards: 1, commitIntervalMs: 20, fsync: true, snapshotIntervalSeconds: 3600, snapshotJournalBytes: 512 << 20, maxBacklogBytes: 256 << 20 };
+const options = {
+  directory: dir,
+  shard: 0,
+  shards: 1,
+  commitIntervalMs: 20,
+  fsync: true,
+  snapshotIntervalSeconds: 3600,
+  snapshotJournalBytes: 512 << 20,
+  maxBacklogBytes: 256 << 20,
+};
 
 async function write(): Promise<void> {
   const e = engine();
@@ -82,7 +95,12 @@ async function restore(): Promise<void> {
   try {
     if (design === "journal") {
       const r = await new ShardStore(options, () => 0, log).restore(e, wallOffset, T0);
-      result = { damageReported: r.damage.length > 0 || r.fallback !== undefined, stateLost: r.stateLost, damage: r.damage.map((d) => `${d.kind} ${d.file}@${d.offset}+${d.bytes}: ${d.reason}`), fallback: r.fallback?.file ?? null };
+      result = {
+        damageReported: r.damage.length > 0 || r.fallback !== undefined,
+        stateLost: r.stateLost,
+        damage: r.damage.map((d) => `${d.kind} ${d.file}@${d.offset}+${d.bytes}: ${d.reason}`),
+        fallback: r.fallback?.file ?? null,
+      };
     } else {
       const store = new LmdbStore(`${dir}/state.mdb`);
       const dropped = () => Object.values(e.restoreDropped()).reduce((a, b) => a + b, 0);

@@ -9,8 +9,13 @@ import type { PacketEngine } from "../../src/engine/packet-engine.js";
 
 /** A record's length: header, FILTERs, PEERs, DESCRIPTION, THIRD_PARTY_ID. */
 function recordLength(v: DataView, at: number): number {
-  return W.PREC_HEADER_SIZE + v.getUint8(at + W.PREC_FILTER_COUNT) * W.PREC_FILTER_SIZE + v.getUint8(at + W.PREC_PEER_COUNT) * W.PREC_PEER_SIZE +
-    v.getUint8(at + W.PREC_DESCRIPTION_LENGTH) + v.getUint8(at + W.PREC_REALM_ID_LENGTH);
+  return (
+    W.PREC_HEADER_SIZE +
+    v.getUint8(at + W.PREC_FILTER_COUNT) * W.PREC_FILTER_SIZE +
+    v.getUint8(at + W.PREC_PEER_COUNT) * W.PREC_PEER_SIZE +
+    v.getUint8(at + W.PREC_DESCRIPTION_LENGTH) +
+    v.getUint8(at + W.PREC_REALM_ID_LENGTH)
+  );
 }
 
 /** External key: family, protocol, external port, external address (20 bytes). */

@@ -64,7 +64,11 @@ async function main(): Promise<number> {
     return 2;
   }
   const log = pino({ level: config.log.level, base: { service: "pcp-server" } });
-  if (testClock) log.warn({ aheadSeconds: testClock.aheadSeconds }, "test clock on (PCPD_TEST_CLOCK): engine, Epoch and wall-clock times run ahead of the system's; never in production");
+  if (testClock)
+    log.warn(
+      { aheadSeconds: testClock.aheadSeconds },
+      "test clock on (PCPD_TEST_CLOCK): engine, Epoch and wall-clock times run ahead of the system's; never in production",
+    );
   // Signals are taken from the start: a SIGTERM during start-up stops the server once it
   // is up; a SIGHUP before the shards run is ignored (the file is being read anyway).
   let reloadConfig: (() => Promise<string[]>) | undefined;

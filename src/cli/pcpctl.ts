@@ -98,10 +98,7 @@ async function main(argv: string[]): Promise<number> {
     const name = command.path.join(" ");
     const group = COMMANDS.filter((c) => c.path[0] === command.path[0]);
     if (args.length > 0 && command.args.length === 0 && group.length > 1) return usage(`unknown command: ${positionals.join(" ")}`, group);
-    return usage(
-      command.args.length === 0 ? `${name} takes no arguments (got ${args.join(" ")})` : `${name} needs ${command.args.join(" ")}`,
-      [command],
-    );
+    return usage(command.args.length === 0 ? `${name} takes no arguments (got ${args.join(" ")})` : `${name} needs ${command.args.join(" ")}`, [command]);
   }
   const allowed = new Set<string>([...GLOBAL_OPTIONS, ...command.options]);
   const stray = Object.keys(values).filter((k) => !allowed.has(k));

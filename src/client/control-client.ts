@@ -25,15 +25,7 @@ import { EventEmitter } from "node:events";
 import type { IncomingMessage } from "node:http";
 import { WebSocket, type RawData } from "ws";
 import type { z } from "zod";
-import {
-  NOTIFY_DROPPED,
-  NOTIFY_EVENTS,
-  RpcErrors,
-  type MappingEventNotice,
-  type Method,
-  type Params,
-  type Results,
-} from "../control/protocol.js";
+import { NOTIFY_DROPPED, NOTIFY_EVENTS, RpcErrors, type MappingEventNotice, type Method, type Params, type Results } from "../control/protocol.js";
 
 export type MethodParams<M extends Method> = z.input<(typeof Params)[M]>;
 export type EventKind = MappingEventNotice["kind"];
@@ -115,9 +107,7 @@ export class ControlClientError extends Error {
   readonly status?: number;
 }
 
-export type SubscriptionItem =
-  | { type: "event"; event: MappingEventNotice }
-  | { type: "dropped"; dropped: number; source: "server" | "client" };
+export type SubscriptionItem = { type: "event"; event: MappingEventNotice } | { type: "dropped"; dropped: number; source: "server" | "client" };
 
 export interface SubscribeOptions {
   /** Items buffered for a slow reader before newer ones are dropped (and counted). Default 10000. */
@@ -145,6 +135,7 @@ export interface ControlClient {
   once(event: "close", listener: (code: number, reason: string) => void): this;
 }
 
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: typed overloads of EventEmitter's on/once for this client's events, merged with the interface above on purpose.
 export class ControlClient extends EventEmitter {
   readonly url: string;
   readonly #ws: WebSocket;

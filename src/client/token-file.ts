@@ -57,7 +57,8 @@ export function writeTokenFile(path: string, token: string): void {
   const st = lstatSync(dir);
   const uid = typeof process.getuid === "function" ? process.getuid() : undefined;
   if (!st.isDirectory()) throw new PcpdError(ErrorCodes.TOKEN_DIRECTORY_UNSAFE, `token directory ${dir} is not a directory`);
-  if (uid !== undefined && st.uid !== uid && st.uid !== 0) throw new PcpdError(ErrorCodes.TOKEN_DIRECTORY_UNSAFE, `token directory ${dir} belongs to uid ${st.uid}, not ${uid}`);
+  if (uid !== undefined && st.uid !== uid && st.uid !== 0)
+    throw new PcpdError(ErrorCodes.TOKEN_DIRECTORY_UNSAFE, `token directory ${dir} belongs to uid ${st.uid}, not ${uid}`);
   if (uid !== undefined && (st.mode & 0o022) !== 0) {
     throw new PcpdError(ErrorCodes.TOKEN_DIRECTORY_UNSAFE, `token directory ${dir} is writable by other users (mode ${(st.mode & 0o777).toString(8)})`);
   }

@@ -30,14 +30,19 @@ export function tableBytes(capacity: Config["capacity"]): number {
   const index = (n: number) => (Math.floor((n * 10) / 7) + 16) * 8; // HashIndex.init: load ≤ 0.7, 8 bytes a slot
   const { mappings, subscribers, peers, filters, descriptions, realms, requesters } = capacity;
   return (
-    (mappings + 1) * 64 + 2 * index(mappings) + // mapping records; internal and external indexes
-    (subscribers + 1) * 64 + index(subscribers) +
-    (peers + 1) * 44 + index(peers) +
+    (mappings + 1) * 64 +
+    2 * index(mappings) + // mapping records; internal and external indexes
+    (subscribers + 1) * 64 +
+    index(subscribers) +
+    (peers + 1) * 44 +
+    index(peers) +
     (filters + 1) * 24 +
     (descriptions > 0 ? (descriptions + 1) * 140 + index(descriptions) : 0) +
-    (realms + 1) * 24 + index(realms) +
+    (realms + 1) * 24 +
+    index(realms) +
     (requesters > 0 ? (requesters + 1) * 28 + index(requesters) : 0) + // THIRD_PARTY requesters
-    (W.STATIC_MIRRORS_MAX + 1) * 44 + index(W.STATIC_MIRRORS_MAX) + // static mirrors, once a static exists (upper bound)
+    (W.STATIC_MIRRORS_MAX + 1) * 44 +
+    index(W.STATIC_MIRRORS_MAX) + // static mirrors, once a static exists (upper bound)
     65_536 * 4 + // timer wheel
     4 * 1024 * 1024 // event ring and scratch (upper bound)
   );
@@ -51,7 +56,10 @@ export function contradictions(c: Config, workers: number, totalMemory: number, 
   const add = (path: Issue["path"], message: string) => out.push({ path, message });
   c.listen.addresses.forEach((a, i) => {
     if (a === "0.0.0.0" || (isIPv6(a) && /^[0:]+$/.test(a))) {
-      add(["listen", "addresses", i], `${a} is a wildcard: replies would leave from whatever address the kernel picks, not the one the client asked (RFC 6887 §14.1.3 needs that one); list each server address`);
+      add(
+        ["listen", "addresses", i],
+        `${a} is a wildcard: replies would leave from whatever address the kernel picks, not the one the client asked (RFC 6887 §14.1.3 needs that one); list each server address`,
+      );
     }
   });
   if (c.listen.port === 0 && env[EPHEMERAL_PORT_ENV] !== "1") {
@@ -59,12 +67,17 @@ export function contradictions(c: Config, workers: number, totalMemory: number, 
   }
   if (c.lifetimes.peerMin > c.lifetimes.max) add(["lifetimes", "peerMin"], `${c.lifetimes.peerMin} must be ≤ lifetimes.max (${c.lifetimes.max})`);
   const { shortErrorLifetime: short, longErrorLifetime: long } = c.pcp;
-  if (short < 1 || short > ERROR_LIFETIME_MAX.short) add(["pcp", "shortErrorLifetime"], `${short} s is outside 1..${ERROR_LIFETIME_MAX.short} (RFC 6887 §7.4 recommends 30)`);
-  if (long < 1 || long > ERROR_LIFETIME_MAX.long) add(["pcp", "longErrorLifetime"], `${long} s is outside 1..${ERROR_LIFETIME_MAX.long} (RFC 6887 §7.4 recommends 1800)`);
+  if (short < 1 || short > ERROR_LIFETIME_MAX.short)
+    add(["pcp", "shortErrorLifetime"], `${short} s is outside 1..${ERROR_LIFETIME_MAX.short} (RFC 6887 §7.4 recommends 30)`);
+  if (long < 1 || long > ERROR_LIFETIME_MAX.long)
+    add(["pcp", "longErrorLifetime"], `${long} s is outside 1..${ERROR_LIFETIME_MAX.long} (RFC 6887 §7.4 recommends 1800)`);
   else if (long < short) add(["pcp", "longErrorLifetime"], `${long} s must be ≥ pcp.shortErrorLifetime (${short})`);
   const total = workers * tableBytes(c.capacity);
   if (total > totalMemory) {
-    add(["capacity"], `the engine tables need about ${Math.round(total / MIB)} MiB (${workers} workers × ${Math.round(total / workers / MIB)} MiB) but the machine has ${Math.round(totalMemory / MIB)} MiB`);
+    add(
+      ["capacity"],
+      `the engine tables need about ${Math.round(total / MIB)} MiB (${workers} workers × ${Math.round(total / workers / MIB)} MiB) but the machine has ${Math.round(totalMemory / MIB)} MiB`,
+    );
   }
   return out;
 }
@@ -72,7 +85,9 @@ export function contradictions(c: Config, workers: number, totalMemory: number, 
 /** Accepted but worth a warning line at start and reload. */
 export function warnings(c: Config, workers: number, totalMemory: number): string[] {
   const total = workers * tableBytes(c.capacity);
-  return total > totalMemory / 2 ? [`capacity: the engine tables need about ${Math.round(total / MIB)} MiB, over half of the machine's ${Math.round(totalMemory / MIB)} MiB`] : [];
+  return total > totalMemory / 2
+    ? [`capacity: the engine tables need about ${Math.round(total / MIB)} MiB, over half of the machine's ${Math.round(totalMemory / MIB)} MiB`]
+    : [];
 }
 
 /**
@@ -85,9 +100,14 @@ export function poolReloadIssues(engine: { address: string; retired: boolean }[]
   const out: string[] = [];
   const slots = new Set([...engine.map((p) => p.address), ...next]).size;
   if (slots > tableSize) {
-    out.push(`pool.addresses: the engine's address table would need ${slots} entries (${engine.length} in use, retired ones included until a restart), it holds ${tableSize}: restart to apply this pool`);
+    out.push(
+      `pool.addresses: the engine's address table would need ${slots} entries (${engine.length} in use, retired ones included until a restart), it holds ${tableSize}: restart to apply this pool`,
+    );
   }
-  for (const [family, v6] of [["IPv4", false], ["IPv6", true]] as const) {
+  for (const [family, v6] of [
+    ["IPv4", false],
+    ["IPv6", true],
+  ] as const) {
     const served = engine.some((p) => !p.retired && isIPv6(p.address) === v6);
     if (served && !next.some((a) => isIPv6(a) === v6)) {
       out.push(`pool.addresses: no ${family} address left: ${family} MAP and PEER would answer UNSUPP_PROTOCOL (restart to stop serving ${family})`);

@@ -41,7 +41,11 @@ function fromDocument(document: unknown, overrides: Overrides): Loaded {
   const d = structuredClone(document) as Record<string, Record<string, unknown>>;
   const sections = Object.keys(d);
   if (overrides.listen || overrides.port !== undefined) {
-    d.listen = { ...(d.listen ?? {}), ...(overrides.listen ? { addresses: overrides.listen } : {}), ...(overrides.port !== undefined ? { port: overrides.port } : {}) };
+    d.listen = {
+      ...(d.listen ?? {}),
+      ...(overrides.listen ? { addresses: overrides.listen } : {}),
+      ...(overrides.port !== undefined ? { port: overrides.port } : {}),
+    };
   }
   if (overrides.logLevel) d.log = { ...(d.log ?? {}), level: overrides.logLevel };
   return { config: parseConfig(d), sections };
@@ -67,7 +71,9 @@ export function loadReload(path: string | undefined, overrides: Overrides, inFor
   const loaded = fromDocument(document, overrides);
   const lost = inForce.filter((k) => !loaded.sections.includes(k));
   if (lost.length > 0) {
-    throw new ConfigError([`${path}: ${lost.join(", ")} missing (the running configuration sets ${lost.length === 1 ? "it" : "them"}; a truncated file?): write a section as {} to return it to its defaults`]);
+    throw new ConfigError([
+      `${path}: ${lost.join(", ")} missing (the running configuration sets ${lost.length === 1 ? "it" : "them"}; a truncated file?): write a section as {} to return it to its defaults`,
+    ]);
   }
   return loaded;
 }

@@ -67,6 +67,6 @@ export function encodeConfig(c: Config, host: HostValues = {}): Uint8Array<Array
   bytes.set(prefix64, W.CFG_PREFIX64);
   const pool = poolAddresses(c.pool.addresses);
   view.setUint32(W.CFG_POOL_COUNT, pool.length, true);
-  pool.forEach((a, i) => bytes.set(toAddress16(a), W.CFG_POOL + 16 * i));
+  for (const [i, a] of pool.entries()) bytes.set(toAddress16(a), W.CFG_POOL + 16 * i);
   return bytes;
 }

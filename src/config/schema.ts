@@ -146,8 +146,14 @@ export const ConfigSchema = z
       .prefault({}),
     rateLimit: z
       .object({
-        perSource: z.object({ rate: z.number().positive().default(20), burst: count(1, 1_000_000).default(100) }).strict().prefault({}),
-        global: z.object({ rate: z.number().positive().default(200_000), burst: count(1, 10_000_000).default(400_000) }).strict().prefault({}),
+        perSource: z
+          .object({ rate: z.number().positive().default(20), burst: count(1, 1_000_000).default(100) })
+          .strict()
+          .prefault({}),
+        global: z
+          .object({ rate: z.number().positive().default(200_000), burst: count(1, 10_000_000).default(400_000) })
+          .strict()
+          .prefault({}),
         maxSources: count(1, 100_000_000).default(1_000_000),
       })
       .strict()
@@ -155,7 +161,10 @@ export const ConfigSchema = z
     noncePolicy: z.enum(["strict", "relaxed"]).default("strict"),
     parity: z.boolean().default(false),
     protocols: z.array(count(1, 255)).min(1).default([W.PROTO_TCP, W.PROTO_UDP]),
-    log: z.object({ level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info") }).strict().prefault({}),
+    log: z
+      .object({ level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info") })
+      .strict()
+      .prefault({}),
     persistence: z
       .object({
         /** Mappings, holds and the Epoch survive a restart (a journal plus snapshots per shard). */
@@ -192,7 +201,10 @@ export const ConfigSchema = z
          */
         backend: z.enum(["none", "nftables", "events"]).default("none"),
         /** nftables table (family ip) pcpd owns. */
-        table: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,31}$/, "letters, digits and _ (at most 32)").default("pcpd"),
+        table: z
+          .string()
+          .regex(/^[A-Za-z_][A-Za-z0-9_]{0,31}$/, "letters, digits and _ (at most 32)")
+          .default("pcpd"),
         /** Changes are applied in one transaction this often. */
         batchMs: count(5, 10_000).default(50),
         /** Failed transactions in a row after which the dataplane counts as down (NETWORK_FAILURE). */
@@ -222,7 +234,10 @@ export const ConfigSchema = z
           .default([]),
         /** Where the generated token goes (default: $XDG_RUNTIME_DIR/pcpd/control.token or <tmp>/pcpd-<uid>/control.token). */
         tokenFile: z.string().min(1).optional(),
-        tls: z.object({ cert: z.string().min(1), key: z.string().min(1), passphrase: z.string().optional() }).strict().optional(),
+        tls: z
+          .object({ cert: z.string().min(1), key: z.string().min(1), passphrase: z.string().optional() })
+          .strict()
+          .optional(),
         maxMessageBytes: count(256, 16 * 1024 * 1024).default(64 * 1024),
         /** Requests per second per connection (burst = 2 s worth); beyond: RATE_LIMITED errors. */
         requestsPerSecond: count(1, 1_000_000).default(1000),
@@ -235,9 +250,14 @@ export const ConfigSchema = z
   .strict()
   .superRefine((c, ctx) => {
     if (c.workers !== undefined && c.workers > c.listen.addresses.length) {
-      ctx.addIssue({ code: "custom", path: ["workers"], message: `${c.workers} workers need at least ${c.workers} listen addresses (each worker owns the sockets of its addresses; Node 20 has no SO_REUSEPORT)` });
+      ctx.addIssue({
+        code: "custom",
+        path: ["workers"],
+        message: `${c.workers} workers need at least ${c.workers} listen addresses (each worker owns the sockets of its addresses; Node 20 has no SO_REUSEPORT)`,
+      });
     }
-    if (new Set(c.listen.addresses).size !== c.listen.addresses.length) ctx.addIssue({ code: "custom", path: ["listen", "addresses"], message: "duplicate address" });
+    if (new Set(c.listen.addresses).size !== c.listen.addresses.length)
+      ctx.addIssue({ code: "custom", path: ["listen", "addresses"], message: "duplicate address" });
     if (c.lifetimes.max < c.lifetimes.min) ctx.addIssue({ code: "custom", path: ["lifetimes", "max"], message: "must be ≥ lifetimes.min" });
     if (c.pool.blockSize > 65536 - c.pool.portMin) ctx.addIssue({ code: "custom", path: ["pool", "blockSize"], message: "must fit above pool.portMin" });
     try {
@@ -271,7 +291,8 @@ export function poolAddresses(entries: string[]): string[] {
     const p = parsePrefix(e);
     const edges = isIP(e.split("/")[0]) === 4 && p.bits <= 96 + 30; // network and broadcast left out
     const usable = 2 ** (128 - p.bits) - (edges ? 2 : 0);
-    if (usable > W.POOL_MAX_ADDRESSES) throw new RangeError(`${e} holds ${usable} usable addresses, but the engine's address table holds ${W.POOL_MAX_ADDRESSES}`);
+    if (usable > W.POOL_MAX_ADDRESSES)
+      throw new RangeError(`${e} holds ${usable} usable addresses, but the engine's address table holds ${W.POOL_MAX_ADDRESSES}`);
     const all = expandPrefix(p, W.POOL_MAX_ADDRESSES + 2);
     return edges ? all.slice(1, -1) : all;
   });

@@ -19,7 +19,8 @@ export function loadTokens(c: Config["control"]): Auth {
   const tokens: { hash: Buffer; role: Role }[] = [];
   for (const t of c.tokens) {
     const value = t.token ?? process.env[t.tokenEnv!];
-    if (!value || value.length < 16) throw new PcpdError(ErrorCodes.TOKEN_UNSET, `control.tokens: environment variable ${t.tokenEnv} is unset or shorter than 16 characters`);
+    if (!value || value.length < 16)
+      throw new PcpdError(ErrorCodes.TOKEN_UNSET, `control.tokens: environment variable ${t.tokenEnv} is unset or shorter than 16 characters`);
     tokens.push({ hash: digest(value), role: t.role });
   }
   let tokenFile: string | undefined;

@@ -7,7 +7,11 @@ import type { Handlers } from "./methods/context.js";
 import { ADMIN_METHODS, Params, RpcErrors, type Method, type RpcErrorCode, type RpcFailure, type RpcSuccess } from "./protocol.js";
 import type { Session } from "./session.js";
 
-export const failure = (id: RpcFailure["id"], code: RpcErrorCode, message: string, data?: unknown): RpcFailure => ({ jsonrpc: "2.0", id, error: data === undefined ? { code, message } : { code, message, data } });
+export const failure = (id: RpcFailure["id"], code: RpcErrorCode, message: string, data?: unknown): RpcFailure => ({
+  jsonrpc: "2.0",
+  id,
+  error: data === undefined ? { code, message } : { code, message, data },
+});
 
 /**
  * The JSON-RPC error a server error becomes when it escapes a method; undefined: an
@@ -56,7 +60,8 @@ export function dispatcher(handlers: Handlers, log: Logger) {
     } catch (e) {
       return failure(null, RpcErrors.PARSE_ERROR, `not JSON: ${(e as Error).message}`);
     }
-    if (typeof request !== "object" || request === null || Array.isArray(request)) return failure(null, RpcErrors.INVALID_REQUEST, "a request is one JSON object (batches are not supported)");
+    if (typeof request !== "object" || request === null || Array.isArray(request))
+      return failure(null, RpcErrors.INVALID_REQUEST, "a request is one JSON object (batches are not supported)");
     const id = typeof request.id === "number" || typeof request.id === "string" ? request.id : null;
     if (request.jsonrpc !== "2.0" || id === null || typeof request.method !== "string") {
       return failure(id, RpcErrors.INVALID_REQUEST, 'a request needs "jsonrpc": "2.0", an "id" (number or string) and a "method" (string)');

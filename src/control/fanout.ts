@@ -15,7 +15,10 @@ export class EventFanout {
   /** Per shard, the pool addresses as its event messages last named them. */
   private readonly poolNames: string[][] = [];
 
-  constructor(private readonly server: Pick<RunningServer, "onEvents" | "setEvents">, private readonly bufferBytes: number) {
+  constructor(
+    private readonly server: Pick<RunningServer, "onEvents" | "setEvents">,
+    private readonly bufferBytes: number,
+  ) {
     server.onEvents((m) => {
       if (m.events.pool) this.poolNames[m.shard] = m.events.pool;
       if (this.subscribers.size === 0) return;

@@ -60,7 +60,10 @@ function codeNames(prefix: string, skip: string[]): [number, string][] {
 /** PCP result codes (RFC 6887 §7.4, RFC 7843 §4.1) → label value. */
 export const PCP_RESULT_LABELS: readonly [number, string][] = codeNames("RESULT_", ["RESULT_CODE_LIMIT"]);
 /** NAT-PMP result codes (RFC 6886 §3.5) → label value (the number). */
-export const NATPMP_RESULT_LABELS: readonly [number, string][] = codeNames("NATPMP_RESULT_", ["NATPMP_RESULT_CODE_LIMIT"]).map(([code]) => [code, String(code)]);
+export const NATPMP_RESULT_LABELS: readonly [number, string][] = codeNames("NATPMP_RESULT_", ["NATPMP_RESULT_CODE_LIMIT"]).map(([code]) => [
+  code,
+  String(code),
+]);
 /** Drop reasons → label value. */
 export const DROP_REASON_LABELS: readonly [number, string][] = codeNames("DROP_", ["DROP_NONE", "DROP_REASON_LIMIT"]);
 
@@ -150,10 +153,16 @@ export class Metrics {
     this.poolRetired = gauge("pcpd_pool_address_retired", "1 if the pool address is retired (being renumbered away), else 0.", ["address"]);
     this.epoch = gauge("pcpd_epoch_seconds", "The shard's PCP/NAT-PMP Epoch: seconds since it last reset (RFC 6887 §8.5).");
     this.shardUp = gauge("pcpd_shard_up", "1 if the shard is serving, else 0.");
-    this.persistFailing = gauge("pcpd_persistence_degraded", "1 while the shard's persistence is failing (writes fail, records kept and retried) or recovering (catch-up snapshot not yet on disk), else 0.");
+    this.persistFailing = gauge(
+      "pcpd_persistence_degraded",
+      "1 while the shard's persistence is failing (writes fail, records kept and retried) or recovering (catch-up snapshot not yet on disk), else 0.",
+    );
     this.persistBacklog = gauge("pcpd_persistence_backlog_bytes", "Journal record bytes waiting for the disk.");
     this.persistWriteErrors = counter("pcpd_persistence_write_errors_total", "Journal and snapshot writes that failed (each retried).");
-    this.persistDropped = counter("pcpd_persistence_dropped_bytes_total", "Journal record bytes let go over persistence.maxBacklogBytes (a snapshot replaces them).");
+    this.persistDropped = counter(
+      "pcpd_persistence_dropped_bytes_total",
+      "Journal record bytes let go over persistence.maxBacklogBytes (a snapshot replaces them).",
+    );
     const plain = { registers, labelNames: ["backend"] };
     this.dataplaneUp = new Gauge({ name: "pcpd_dataplane_up", help: "1 while the dataplane is programmed (else requests get NETWORK_FAILURE).", ...plain });
     this.dataplaneInstalled = new Gauge({ name: "pcpd_dataplane_mappings", help: "Mappings installed in the dataplane.", ...plain });
@@ -161,8 +170,14 @@ export class Metrics {
     this.dataplaneCounters = [
       ["transactions", new Counter({ name: "pcpd_dataplane_transactions_total", help: "Dataplane transactions applied.", ...plain })],
       ["operations", new Counter({ name: "pcpd_dataplane_operations_total", help: "Map and unmap operations applied.", ...plain })],
-      ["failures", new Counter({ name: "pcpd_dataplane_failures_total", help: "Dataplane transactions (or reconciliations) that failed and were retried.", ...plain })],
-      ["reconciliations", new Counter({ name: "pcpd_dataplane_reconciliations_total", help: "Full reloads of the dataplane from the mapping tables.", ...plain })],
+      [
+        "failures",
+        new Counter({ name: "pcpd_dataplane_failures_total", help: "Dataplane transactions (or reconciliations) that failed and were retried.", ...plain }),
+      ],
+      [
+        "reconciliations",
+        new Counter({ name: "pcpd_dataplane_reconciliations_total", help: "Full reloads of the dataplane from the mapping tables.", ...plain }),
+      ],
     ];
   }
 

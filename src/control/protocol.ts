@@ -67,7 +67,10 @@ export const RpcErrors = {
 export type RpcErrorCode = (typeof RpcErrors)[keyof typeof RpcErrors];
 
 // ---- shared value types ----
-const ip = z.string().max(45).refine((s) => isIP(s) !== 0, "must be an IPv4 or IPv6 address");
+const ip = z
+  .string()
+  .max(45)
+  .refine((s) => isIP(s) !== 0, "must be an IPv4 or IPv6 address");
 const protocolNumber = z.number().int().min(1).max(255);
 const portNumber = z.number().int().min(1).max(65535);
 /** A THIRD_PARTY_ID [RFC 7843] in lowercase hex (1–16 bytes): names a subscriber's realm. */
@@ -133,20 +136,33 @@ export const Params = {
       limit: z.number().int().min(1).max(1000).default(100),
     })
     .strict(),
-  "mappings.get": z
-    .union([
-      z.object({ internalAddress: ip, protocol: protocolNumber, internalPort: portNumber, family: z.union([z.literal(4), z.literal(6)]).optional(), thirdPartyId: thirdPartyIdHex.optional() }).strict(),
-      z.object({ externalAddress: ip, protocol: protocolNumber, externalPort: portNumber }).strict(),
-    ]),
-  "mappings.addStatic": z.object({ internalAddress: ip, protocol: protocolNumber, internalPort: portNumber, externalAddress: ip, externalPort: portNumber }).strict(),
-  "mappings.removeStatic": z.object({ internalAddress: ip, protocol: protocolNumber, internalPort: portNumber, family: z.union([z.literal(4), z.literal(6)]).optional() }).strict(),
+  "mappings.get": z.union([
+    z
+      .object({
+        internalAddress: ip,
+        protocol: protocolNumber,
+        internalPort: portNumber,
+        family: z.union([z.literal(4), z.literal(6)]).optional(),
+        thirdPartyId: thirdPartyIdHex.optional(),
+      })
+      .strict(),
+    z.object({ externalAddress: ip, protocol: protocolNumber, externalPort: portNumber }).strict(),
+  ]),
+  "mappings.addStatic": z
+    .object({ internalAddress: ip, protocol: protocolNumber, internalPort: portNumber, externalAddress: ip, externalPort: portNumber })
+    .strict(),
+  "mappings.removeStatic": z
+    .object({ internalAddress: ip, protocol: protocolNumber, internalPort: portNumber, family: z.union([z.literal(4), z.literal(6)]).optional() })
+    .strict(),
   "subscribers.usage": z.object({ internalAddress: ip, thirdPartyId: thirdPartyIdHex.optional() }).strict(),
   "subscribers.deleteMappings": z.object({ internalAddress: ip, thirdPartyId: thirdPartyIdHex.optional() }).strict(),
   "epoch.get": z.object({}).strict(),
   "epoch.reset": z.object({ shard: z.number().int().min(0) }).strict(),
   "config.get": z.object({}).strict(),
   "config.reload": z.object({}).strict(),
-  "events.subscribe": z.object({ filter: MappingFilterSchema.default({}), kinds: z.array(z.enum(["create", "refresh", "delete", "expire", "release", "update"])).optional() }).strict(),
+  "events.subscribe": z
+    .object({ filter: MappingFilterSchema.default({}), kinds: z.array(z.enum(["create", "refresh", "delete", "expire", "release", "update"])).optional() })
+    .strict(),
   "events.unsubscribe": z.object({}).strict(),
   "dataplane.subscribe": z.object({}).strict(),
   "dataplane.unsubscribe": z.object({}).strict(),
@@ -175,7 +191,16 @@ export interface ShardInfo {
 }
 
 export interface Results {
-  "server.info": { protocol: string; version: string; node: string; startedAt: string; uptimeSeconds: number; workers: number; shards: ShardInfo[]; role: Role };
+  "server.info": {
+    protocol: string;
+    version: string;
+    node: string;
+    startedAt: string;
+    uptimeSeconds: number;
+    workers: number;
+    shards: ShardInfo[];
+    role: Role;
+  };
   /** degraded: a shard is down, or its persistence is failing or catching up (`persistence`: state and reason). */
   "server.health": { status: "ok" | "degraded"; shards: { shard: number; up: boolean; persistence: PersistenceStatus | null }[] };
   "stats.get": {
@@ -187,7 +212,15 @@ export interface Results {
     /** Per second over the last sampling interval (10 s); null until two samples exist. */
     rates: { intervalSeconds: number; packets: number; created: number; refreshed: number; deleted: number; expired: number } | null;
     /** persistence: null when off. */
-    shards: { shard: number; epoch: number; packets: number; mappings: number; subscribers: number; pool: { address: string; freeBlocks: number; retired: boolean }[]; persistence: PersistenceStatus | null }[];
+    shards: {
+      shard: number;
+      epoch: number;
+      packets: number;
+      mappings: number;
+      subscribers: number;
+      pool: { address: string; freeBlocks: number; retired: boolean }[];
+      persistence: PersistenceStatus | null;
+    }[];
     /** null when no dataplane is configured. */
     dataplane: DataplaneStats | null;
   };

@@ -15,7 +15,10 @@ export class RateSampler {
   private readonly samples: Sample[] = [];
   private readonly timer: NodeJS.Timeout;
 
-  constructor(private readonly server: Pick<RunningServer, "stats">, intervalMs = RATE_INTERVAL_MS) {
+  constructor(
+    private readonly server: Pick<RunningServer, "stats">,
+    intervalMs = RATE_INTERVAL_MS,
+  ) {
     this.timer = setInterval(() => this.sample(), intervalMs);
     this.timer.unref();
     this.sample();
@@ -25,7 +28,14 @@ export class RateSampler {
     try {
       const st = this.server.stats();
       const n = (k: string) => Number(st.engine[k] ?? 0n);
-      this.samples.push({ at: performance.now(), packets: totalPackets(st), created: n("created"), refreshed: n("refreshed"), deleted: n("deleted"), expired: n("expired") });
+      this.samples.push({
+        at: performance.now(),
+        packets: totalPackets(st),
+        created: n("created"),
+        refreshed: n("refreshed"),
+        deleted: n("deleted"),
+        expired: n("expired"),
+      });
       if (this.samples.length > 2) this.samples.shift();
     } catch {
       // a failed read skips this sample; the rates come from the next two
@@ -38,7 +48,14 @@ export class RateSampler {
     const [a, b] = this.samples;
     const seconds = (b.at - a.at) / 1000;
     const per = (k: Exclude<keyof Sample, "at">) => Math.max(0, (b[k] - a[k]) / seconds);
-    return { intervalSeconds: Math.round(seconds * 10) / 10, packets: per("packets"), created: per("created"), refreshed: per("refreshed"), deleted: per("deleted"), expired: per("expired") };
+    return {
+      intervalSeconds: Math.round(seconds * 10) / 10,
+      packets: per("packets"),
+      created: per("created"),
+      refreshed: per("refreshed"),
+      deleted: per("deleted"),
+      expired: per("expired"),
+    };
   }
 
   stop(): void {

@@ -34,7 +34,10 @@ const require = createRequire(import.meta.url);
 export function loadUws(): typeof import("uWebSockets.js") {
   const uws = require("uWebSockets.js") as typeof import("uWebSockets.js");
   if (typeof uws.SSLApp !== "function" || typeof uws.us_socket_local_port !== "function") {
-    throw new PcpdError(ErrorCodes.UWS_UNAVAILABLE, `uWebSockets.js native addon did not load for ${process.platform}-${process.arch} ABI ${process.versions.modules}; the control channel will not run on the JavaScript fallback`);
+    throw new PcpdError(
+      ErrorCodes.UWS_UNAVAILABLE,
+      `uWebSockets.js native addon did not load for ${process.platform}-${process.arch} ABI ${process.versions.modules}; the control channel will not run on the JavaScript fallback`,
+    );
   }
   return uws;
 }
@@ -74,7 +77,15 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
   const metrics = new Metrics();
   const rates = new RateSampler(server, o.rateIntervalMs);
   const events = new EventFanout(server, c.eventBufferBytes);
-  const ctx: MethodContext = { server, version: o.version, startedAt: new Date(), rates, events, eventBufferBytes: c.eventBufferBytes, reloadConfig: o.reloadConfig };
+  const ctx: MethodContext = {
+    server,
+    version: o.version,
+    startedAt: new Date(),
+    rates,
+    events,
+    eventBufferBytes: c.eventBufferBytes,
+    reloadConfig: o.reloadConfig,
+  };
   const handlers: Handlers = { ...serverMethods(ctx), ...mappingMethods(ctx), ...streamMethods(ctx) };
   const dispatch = dispatcher(handlers, log);
   const sockets = new Set<UwsSocket<Session>>();
@@ -144,7 +155,12 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
       // Persistence failing: still 200 — the process serves, and restarting it would lose
       // the only complete copy of the state (memory); the body says what is wrong.
       const failing = server.stats().shards.filter((s) => s.persistence && s.persistence.state !== "ok");
-      const body = failing.map((s) => `degraded: shard ${s.shard} persistence ${s.persistence!.state} (${s.persistence!.reason}), ${s.persistence!.backlogBytes} bytes waiting for the disk\n`).join("");
+      const body = failing
+        .map(
+          (s) =>
+            `degraded: shard ${s.shard} persistence ${s.persistence!.state} (${s.persistence!.reason}), ${s.persistence!.backlogBytes} bytes waiting for the disk\n`,
+        )
+        .join("");
       return { status: "200 OK", type: "text/plain", body: body || "ok\n" };
     }),
   );
@@ -155,14 +171,19 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
   let listenSocket: us_listen_socket;
   try {
     listenSocket = await new Promise<us_listen_socket>((resolve, reject) =>
-      app.listen(c.address, c.port, (s) => (s ? resolve(s) : reject(new PcpdError(ErrorCodes.CONTROL_LISTEN_FAILED, `control channel: cannot listen on ${c.address}:${c.port}`)))),
+      app.listen(c.address, c.port, (s) =>
+        s ? resolve(s) : reject(new PcpdError(ErrorCodes.CONTROL_LISTEN_FAILED, `control channel: cannot listen on ${c.address}:${c.port}`)),
+      ),
     );
   } catch (e) {
     rates.stop();
     throw e;
   }
   const port = uws.us_socket_local_port(listenSocket);
-  log.info({ control: `${c.tls ? "wss" : "ws"}://${isIPv6(c.address) ? `[${c.address}]` : c.address}:${port}${CONTROL_PATH}`, tokenFile: auth.tokenFile }, "control channel listening");
+  log.info(
+    { control: `${c.tls ? "wss" : "ws"}://${isIPv6(c.address) ? `[${c.address}]` : c.address}:${port}${CONTROL_PATH}`, tokenFile: auth.tokenFile },
+    "control channel listening",
+  );
   return {
     port,
     tokenFile: auth.tokenFile,

@@ -73,7 +73,8 @@ export class TestTime implements TimeSource {
  */
 export function testClockFromEnv(value: string | undefined): TestTime | undefined {
   if (value === undefined || value === "") return undefined;
-  if (!/^\d{1,10}$/.test(value)) throw new RangeError(`PCPD_TEST_CLOCK: want whole seconds ≥ 0 (the test clock's start ahead of the real one), got ${JSON.stringify(value)}`);
+  if (!/^\d{1,10}$/.test(value))
+    throw new RangeError(`PCPD_TEST_CLOCK: want whole seconds ≥ 0 (the test clock's start ahead of the real one), got ${JSON.stringify(value)}`);
   return new TestTime(TestTime.allocate(Number(value)));
 }
 
@@ -89,7 +90,10 @@ export class MonotonicClock {
    * @param epochBase Epoch value at start: 0 after state loss; previous + downtime when state was restored.
    * @param source nanoseconds from a monotonic source (a TimeSource's monotonicNs; tests substitute one).
    */
-  constructor(private epochBase = 0, private readonly source: () => bigint = systemTime.monotonicNs) {
+  constructor(
+    private epochBase = 0,
+    private readonly source: () => bigint = systemTime.monotonicNs,
+  ) {
     this.origin = source();
     this.epochOrigin = this.origin;
   }

@@ -19,7 +19,11 @@ export class RateLimiter {
   private readonly global: State;
 
   /** @param maxSources sources tracked at once; beyond that, idle ones are forgotten first. */
-  constructor(private readonly perSource: Bucket, private readonly all: Bucket, private readonly maxSources = 1_000_000) {
+  constructor(
+    private readonly perSource: Bucket,
+    private readonly all: Bucket,
+    private readonly maxSources = 1_000_000,
+  ) {
     this.global = { tokens: all.burst, last: 0 };
   }
 

@@ -124,7 +124,15 @@ export class DataplaneManager {
   private closed = false;
   /** No attempt before this (performance.now()): failures back off. */
   private retryAt = 0;
-  private readonly counters = { transactions: 0, operations: 0, failures: 0, consecutiveFailures: 0, reconciliations: 0, unsupported: 0, lastError: null as string | null };
+  private readonly counters = {
+    transactions: 0,
+    operations: 0,
+    failures: 0,
+    consecutiveFailures: 0,
+    reconciliations: 0,
+    unsupported: 0,
+    lastError: null as string | null,
+  };
 
   constructor(
     private readonly backend: DataplaneBackend,
@@ -241,7 +249,10 @@ export class DataplaneManager {
       this.counters.reconciliations++;
       this.counters.consecutiveFailures = 0;
       this.retryAt = 0;
-      this.log.info({ backend: this.backend.name, installed: this.installed.size, operations: loaded, ms: Math.round(performance.now() - t0) }, "dataplane reconciled");
+      this.log.info(
+        { backend: this.backend.name, installed: this.installed.size, operations: loaded, ms: Math.round(performance.now() - t0) },
+        "dataplane reconciled",
+      );
       if (!this.up) {
         this.up = true;
         await this.source.setDown(false);

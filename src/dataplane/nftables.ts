@@ -89,7 +89,11 @@ export class NftablesBackend implements DataplaneBackend {
       let stderr = "";
       c.stderr.on("data", (d) => (stderr += d));
       c.once("error", (e) => reject(new PcpdError(ErrorCodes.NFT_FAILED, `${cmd}: ${e.message}`, { cause: e })));
-      c.once("exit", (code, signal) => (code === 0 ? resolve() : reject(new PcpdError(ErrorCodes.NFT_FAILED, `nft exited ${code ?? signal}: ${stderr.trim().split("\n").slice(0, 4).join(" | ")}`))));
+      c.once("exit", (code, signal) =>
+        code === 0
+          ? resolve()
+          : reject(new PcpdError(ErrorCodes.NFT_FAILED, `nft exited ${code ?? signal}: ${stderr.trim().split("\n").slice(0, 4).join(" | ")}`)),
+      );
       c.stdin.on("error", () => undefined); // nft gone: its exit reports why
       c.stdin.end(script);
     });

@@ -51,11 +51,19 @@ export function decodeKeyStates(bytes: Uint8Array): KeyState[] {
   for (let at = 0; at + W.PREC_HEADER_SIZE <= bytes.length; ) {
     const filters = view.getUint8(at + W.PREC_FILTER_COUNT);
     const peers = view.getUint8(at + W.PREC_PEER_COUNT);
-    const size = W.PREC_HEADER_SIZE + filters * W.PREC_FILTER_SIZE + peers * W.PREC_PEER_SIZE + view.getUint8(at + W.PREC_DESCRIPTION_LENGTH) + view.getUint8(at + W.PREC_REALM_ID_LENGTH) +
+    const size =
+      W.PREC_HEADER_SIZE +
+      filters * W.PREC_FILTER_SIZE +
+      peers * W.PREC_PEER_SIZE +
+      view.getUint8(at + W.PREC_DESCRIPTION_LENGTH) +
+      view.getUint8(at + W.PREC_REALM_ID_LENGTH) +
       (view.getUint8(at + W.PREC_REQUESTER) ? W.PREC_REQUESTER_SIZE : 0);
     if (at + size > bytes.length) throw new RangeError(`record at ${at} runs past the end`);
     const protocol = view.getUint8(at + W.PREC_PROTOCOL);
-    const external = { address: formatAddress16(bytes.subarray(at + W.PREC_EXTERNAL_ADDR, at + W.PREC_EXTERNAL_ADDR + 16)), port: view.getUint16(at + W.PREC_EXTERNAL_PORT, true) };
+    const external = {
+      address: formatAddress16(bytes.subarray(at + W.PREC_EXTERNAL_ADDR, at + W.PREC_EXTERNAL_ADDR + 16)),
+      port: view.getUint16(at + W.PREC_EXTERNAL_PORT, true),
+    };
     const state: KeyState = { key: externalKey(protocol, external), protocol, external };
     const flags = view.getUint8(at + W.PREC_FLAGS);
     if (view.getUint8(at + W.PREC_KIND) === W.PREC_UPSERT && (flags & W.MAPF_HELD) === 0) {
@@ -74,7 +82,10 @@ export function decodeKeyStates(bytes: Uint8Array): KeyState[] {
         protocol,
         family: view.getUint8(at + W.PREC_FAMILY) ? 6 : 4,
         external,
-        internal: { address: formatAddress16(bytes.subarray(at + W.PREC_INTERNAL_ADDR, at + W.PREC_INTERNAL_ADDR + 16)), port: view.getUint16(at + W.PREC_INTERNAL_PORT, true) },
+        internal: {
+          address: formatAddress16(bytes.subarray(at + W.PREC_INTERNAL_ADDR, at + W.PREC_INTERNAL_ADDR + 16)),
+          port: view.getUint16(at + W.PREC_INTERNAL_PORT, true),
+        },
         inbound: (flags & (W.MAPF_INBOUND | W.MAPF_STATIC)) !== 0,
         outbound: true, // a live mapping's external endpoint is also its internal endpoint's outbound one
         filters: allowed.sort((a, b) => `${a.address}/${a.prefixLength}:${a.port}`.localeCompare(`${b.address}/${b.prefixLength}:${b.port}`)),
@@ -88,6 +99,12 @@ export function decodeKeyStates(bytes: Uint8Array): KeyState[] {
 
 /** Whether two forwardings install the same things. */
 export function sameForwarding(a: Forwarding, b: Forwarding): boolean {
-  return a.internal.address === b.internal.address && a.internal.port === b.internal.port && a.inbound === b.inbound && a.outbound === b.outbound &&
-    a.filters.length === b.filters.length && a.filters.every((f, i) => f.address === b.filters[i].address && f.prefixLength === b.filters[i].prefixLength && f.port === b.filters[i].port);
+  return (
+    a.internal.address === b.internal.address &&
+    a.internal.port === b.internal.port &&
+    a.inbound === b.inbound &&
+    a.outbound === b.outbound &&
+    a.filters.length === b.filters.length &&
+    a.filters.every((f, i) => f.address === b.filters[i].address && f.prefixLength === b.filters[i].prefixLength && f.port === b.filters[i].port)
+  );
 }

@@ -46,7 +46,17 @@ export interface EngineExports {
   /** Address of the region table (REGION_*). */
   regions(): number;
   heapProbe(): number;
-  loadgenMap(first: number, count: number, start: number, stride: number, total: number, perSubscriber: number, portOffset: number, lifetime: number, protocol: number): void;
+  loadgenMap(
+    first: number,
+    count: number,
+    start: number,
+    stride: number,
+    total: number,
+    perSubscriber: number,
+    portOffset: number,
+    lifetime: number,
+    protocol: number,
+  ): void;
   /** Address of the configuration region (CFG_*; written by src/config/region.ts). */
   configBase(): number;
   /** Copies the configuration region into the engine (phase CFG_PHASE_INIT or CFG_PHASE_RELOAD); an APPLY_* status. */
@@ -148,7 +158,8 @@ export class EngineBoundary {
     view.setUint32(args + 16, a4, true);
     view.setUint32(args + 20, a5, true);
     view.setUint32(args + 24, a6, true);
-    if (this.runCommand() !== W.CMDSTATUS_OK) throw new PcpdError(ErrorCodes.MODULE_UNAVAILABLE, `the module does not know command ${op}: build/ is stale, run npm run build`);
+    if (this.runCommand() !== W.CMDSTATUS_OK)
+      throw new PcpdError(ErrorCodes.MODULE_UNAVAILABLE, `the module does not know command ${op}: build/ is stale, run npm run build`);
     return this.result(0);
   }
 

@@ -151,7 +151,16 @@ export class ControlVerbs extends BatchPath {
     if (select.pool !== undefined) sel |= W.LISTSEL_POOL;
     if (select.protocol !== undefined) sel |= W.LISTSEL_PROTOCOL;
     if (select.kind !== undefined) sel |= W.LISTSEL_KIND;
-    const n = this.call(W.CMD_LIST_SCAN, Math.max(1, from), scan, Math.min(limit, W.LIST_MAX), sel, select.protocol ?? 0, select.pool ?? 0, LIST_KINDS[select.kind ?? "dynamic"]);
+    const n = this.call(
+      W.CMD_LIST_SCAN,
+      Math.max(1, from),
+      scan,
+      Math.min(limit, W.LIST_MAX),
+      sel,
+      select.protocol ?? 0,
+      select.pool ?? 0,
+      LIST_KINDS[select.kind ?? "dynamic"],
+    );
     const next = this.result(1);
     return { records: this.records(this.regions.list, n, now), next };
   }
@@ -196,7 +205,11 @@ export class ControlVerbs extends BatchPath {
    * Moves up to `budget` mappings off the retired address; returns the Mapping Update
    * messages of each one moved, and whether mappings remain.
    */
-  rehome(now: number, epoch: number, budget: number): { updates: { mapping: number; messages: Unsolicited[]; from: { protocol: number; pool: number; port: number } }[]; done: boolean } {
+  rehome(
+    now: number,
+    epoch: number,
+    budget: number,
+  ): { updates: { mapping: number; messages: Unsolicited[]; from: { protocol: number; pool: number; port: number } }[]; done: boolean } {
     const updates = [];
     for (let k = 0; k < budget; k++) {
       const n = this.call(W.CMD_REHOME_NEXT, now >>> 0, epoch >>> 0);

@@ -64,9 +64,23 @@ export class PacketEngine extends ControlVerbs {
     const shard = host.shard ?? 0;
     const { portMin, blockSize, maxBlocksPerSubscriber } = c.pool;
     const blocks = Math.floor((65536 - portMin) / blockSize);
-    if (!(portMin >= 1 && portMin <= 65535 && blockSize >= 1 && blocks >= 1 && maxBlocksPerSubscriber >= 1 &&
-        maxBlocksPerSubscriber <= W.MAX_BLOCKS_PER_SUBSCRIBER && shards >= 1 && shard < shards && shards <= blocks)) {
-      throw new PcpdError(ErrorCodes.BAD_CONFIG, `invalid pool layout: portMin ${portMin}, blockSize ${blockSize}, maxBlocksPerSubscriber ${maxBlocksPerSubscriber} (1..${W.MAX_BLOCKS_PER_SUBSCRIBER}), shard ${shard} of ${shards}`);
+    if (
+      !(
+        portMin >= 1 &&
+        portMin <= 65535 &&
+        blockSize >= 1 &&
+        blocks >= 1 &&
+        maxBlocksPerSubscriber >= 1 &&
+        maxBlocksPerSubscriber <= W.MAX_BLOCKS_PER_SUBSCRIBER &&
+        shards >= 1 &&
+        shard < shards &&
+        shards <= blocks
+      )
+    ) {
+      throw new PcpdError(
+        ErrorCodes.BAD_CONFIG,
+        `invalid pool layout: portMin ${portMin}, blockSize ${blockSize}, maxBlocksPerSubscriber ${maxBlocksPerSubscriber} (1..${W.MAX_BLOCKS_PER_SUBSCRIBER}), shard ${shard} of ${shards}`,
+      );
     }
     const status = this.applyConfig(c, { ...host, start: now }, W.CFG_PHASE_INIT);
     const { mappings, subscribers, peers, filters, descriptions, requesters, realms } = c.capacity;
@@ -76,7 +90,10 @@ export class PacketEngine extends ControlVerbs {
       case W.APPLY_INITIALISED:
         throw new PcpdError(ErrorCodes.ENGINE_STATE, "engine already initialised; build a new instance to resize");
       case W.APPLY_NO_MEMORY:
-        throw new PcpdError(ErrorCodes.CAPACITY_TOO_LARGE, `capacity does not fit in WebAssembly memory: maxMappings ${mappings}, maxSubscribers ${subscribers}, maxPeers ${peers}, maxFilters ${filters} (each must be ≥ 1; about 16M mappings at most per engine)`);
+        throw new PcpdError(
+          ErrorCodes.CAPACITY_TOO_LARGE,
+          `capacity does not fit in WebAssembly memory: maxMappings ${mappings}, maxSubscribers ${subscribers}, maxPeers ${peers}, maxFilters ${filters} (each must be ≥ 1; about 16M mappings at most per engine)`,
+        );
       case W.APPLY_DESCRIPTIONS:
         throw new PcpdError(ErrorCodes.CAPACITY_TOO_LARGE, `room for ${descriptions} descriptions does not fit in WebAssembly memory`);
       case W.APPLY_REQUESTERS:
@@ -90,7 +107,9 @@ export class PacketEngine extends ControlVerbs {
     }
     const ids = c.pcp.thirdPartyId;
     if (ids.enabled && ids.ids !== "any") {
-      for (const id of ids.ids) if (this.registerRealm(id) === 0) throw new PcpdError(ErrorCodes.BAD_CONFIG, `THIRD_PARTY_ID ${id}: no room (${realms} realms) or longer than ${W.REALM_ID_MAX} bytes`);
+      for (const id of ids.ids)
+        if (this.registerRealm(id) === 0)
+          throw new PcpdError(ErrorCodes.BAD_CONFIG, `THIRD_PARTY_ID ${id}: no room (${realms} realms) or longer than ${W.REALM_ID_MAX} bytes`);
     }
   }
 }

@@ -92,7 +92,8 @@ export function decodeRecords(r: MappingRecords, pool: string[] = r.pool ?? []):
 export function recordKinds(r: MappingRecords): { kind: number; mapping: number }[] {
   const view = new DataView(r.bytes.buffer, r.bytes.byteOffset, r.bytes.byteLength);
   const out = [];
-  for (let at = 0; at + W.EVENT_SIZE <= r.bytes.length; at += W.EVENT_SIZE) out.push({ kind: view.getUint8(at + W.EV_KIND), mapping: view.getUint32(at + W.EV_MAPPING, true) });
+  for (let at = 0; at + W.EVENT_SIZE <= r.bytes.length; at += W.EVENT_SIZE)
+    out.push({ kind: view.getUint8(at + W.EV_KIND), mapping: view.getUint32(at + W.EV_MAPPING, true) });
   return out;
 }
 

@@ -31,10 +31,18 @@ export function lockDirectory(directory: string): () => void {
   if (r.status !== 0) {
     const holder = fs.readFileSync(fd, "utf8").trim();
     fs.closeSync(fd);
-    if (r.error) throw new PcpdError(ErrorCodes.DIRECTORY_UNUSABLE, `persistence.directory ${directory}: cannot lock ${path}: flock(1) not runnable (${r.error.message}; util-linux is needed)`);
+    if (r.error)
+      throw new PcpdError(
+        ErrorCodes.DIRECTORY_UNUSABLE,
+        `persistence.directory ${directory}: cannot lock ${path}: flock(1) not runnable (${r.error.message}; util-linux is needed)`,
+      );
     // flock(1) exits 1 when the lock is held (--nonblock); anything else is its own failure.
-    if (r.status === 1) throw new DirectoryLockedError(`persistence.directory ${directory} is in use by another process${holder ? ` (LOCK names process ${holder})` : ""}`);
-    throw new PcpdError(ErrorCodes.DIRECTORY_UNUSABLE, `persistence.directory ${directory}: cannot lock ${path}: ${r.stderr.toString().trim() || `flock exited with ${r.status ?? r.signal}`}`);
+    if (r.status === 1)
+      throw new DirectoryLockedError(`persistence.directory ${directory} is in use by another process${holder ? ` (LOCK names process ${holder})` : ""}`);
+    throw new PcpdError(
+      ErrorCodes.DIRECTORY_UNUSABLE,
+      `persistence.directory ${directory}: cannot lock ${path}: ${r.stderr.toString().trim() || `flock exited with ${r.status ?? r.signal}`}`,
+    );
   }
   fs.ftruncateSync(fd, 0);
   fs.writeSync(fd, `${process.pid}\n`, 0);

@@ -161,7 +161,11 @@ export class ShardStore {
   /** Wait before the next catch-up snapshot: 0, then doubling from SNAPSHOT_RETRY_MS while snapshots fail. */
   private snapshotDelayMs = 0;
 
-  constructor(private readonly o: StoreOptions, private readonly epoch: () => number, private readonly log: Logger) {
+  constructor(
+    private readonly o: StoreOptions,
+    private readonly epoch: () => number,
+    private readonly log: Logger,
+  ) {
     this.dir = shardDirectory(o.directory, o.shard, o.shards);
   }
 
@@ -180,11 +184,15 @@ export class ShardStore {
   /** Generations present: complete snapshots and journals. */
   private listing(): { snapshots: number[]; journals: number[] } {
     const names = fs.existsSync(this.dir) ? fs.readdirSync(this.dir) : [];
-    const of = (kind: "journal" | "snapshot") => names.map((n) => genOf(n, kind)).filter((g): g is number => g !== undefined).sort((a, b) => a - b);
+    const of = (kind: "journal" | "snapshot") =>
+      names
+        .map((n) => genOf(n, kind))
+        .filter((g): g is number => g !== undefined)
+        .sort((a, b) => a - b);
     return { snapshots: of("snapshot"), journals: of("journal") };
   }
 
-    /**
+  /**
    * Reads the newest intact snapshot and the journals after it into `engine` (records at
    * engine time `now`, `wallOffset` = wall-clock seconds at engine time 0).
    */
@@ -192,7 +200,17 @@ export class ShardStore {
     fs.mkdirSync(this.dir, { recursive: true });
     for (const n of fs.readdirSync(this.dir)) if (n.endsWith(".tmp")) fs.rmSync(join(this.dir, n), { force: true }); // an interrupted snapshot
     const { snapshots, journals } = this.listing();
-    const report: RestoreReport = { files: [], bytes: 0, mappings: 0, held: 0, dropped: engine.restoreDropped(), damage: [], gapBytes: 0, stateLost: false, epoch: 0 };
+    const report: RestoreReport = {
+      files: [],
+      bytes: 0,
+      mappings: 0,
+      held: 0,
+      dropped: engine.restoreDropped(),
+      damage: [],
+      gapBytes: 0,
+      stateLost: false,
+      epoch: 0,
+    };
     // The newest snapshot that checks out; if none does, the newest (its valid frames).
     let base = snapshots.at(-1) ?? 0;
     const damage = base ? await verifySnapshot(join(this.dir, snapshotName(base))) : undefined;
@@ -200,10 +218,16 @@ export class ShardStore {
       // The previous generation if it checks out; with a single snapshot, the journals from
       // generation 1 if they are all there (nothing was ever deleted): the whole history.
       const older = snapshots.at(-2);
-      const instead = older !== undefined ? (!(await verifySnapshot(join(this.dir, snapshotName(older)))) ? older : undefined) : journals[0] === 1 ? 0 : undefined;
+      const instead =
+        older !== undefined ? (!(await verifySnapshot(join(this.dir, snapshotName(older)))) ? older : undefined) : journals[0] === 1 ? 0 : undefined;
       if (instead !== undefined) {
         report.fallback = { ...damage, file: snapshotName(base) };
-        this.log.warn(report.fallback, instead ? "newest snapshot damaged: restoring the previous generation and its journals instead; the damaged file is removed" : "the only snapshot is damaged: replaying every journal from the first generation instead; the damaged file is removed");
+        this.log.warn(
+          report.fallback,
+          instead
+            ? "newest snapshot damaged: restoring the previous generation and its journals instead; the damaged file is removed"
+            : "the only snapshot is damaged: replaying every journal from the first generation instead; the damaged file is removed",
+        );
         fs.rmSync(join(this.dir, snapshotName(base)), { force: true });
         base = instead;
       }
@@ -222,7 +246,8 @@ export class ShardStore {
       const damage = await readFrames(path, i === tearable, (frame) => {
         if (frame.kind === FRAME_META) {
           const meta = JSON.parse(Buffer.from(frame.payload).toString("utf8"));
-          if (meta.format !== FORMAT || meta.shard !== this.o.shard || meta.shards !== this.o.shards) return { kind: "corrupt", offset: 0, reason: `state of another shard layout: ${JSON.stringify(meta)}`, bytes: 0 };
+          if (meta.format !== FORMAT || meta.shard !== this.o.shard || meta.shards !== this.o.shards)
+            return { kind: "corrupt", offset: 0, reason: `state of another shard layout: ${JSON.stringify(meta)}`, bytes: 0 };
         } else if (frame.kind === FRAME_RECORDS) {
           report.bytes += engine.restore(frame.payload, wallOffset, now);
         } else if (frame.kind === FRAME_END) {
@@ -240,7 +265,8 @@ export class ShardStore {
         }
         report.damage.push({ ...d, file: name });
       }
-      if (name.startsWith("snapshot-") && !ended && damage.length === 0) report.damage.push({ kind: "corrupt", offset: fs.statSync(path).size, reason: "snapshot without its end frame", bytes: 0, file: name });
+      if (name.startsWith("snapshot-") && !ended && damage.length === 0)
+        report.damage.push({ kind: "corrupt", offset: fs.statSync(path).size, reason: "snapshot without its end frame", bytes: 0, file: name });
     }
     report.dropped = engine.restoreDropped();
     const stats = engine.engineStats();
@@ -331,7 +357,11 @@ export class ShardStore {
   /** Whether a snapshot is due (the caller starts it between batches); never while writes fail (the retries probe). */
   snapshotDue(): boolean {
     if (this.snapshotting || this.closed || this.s.state === "failing") return false;
-    return this.requestSnapshot || this.journalBytes > this.o.snapshotJournalBytes || (this.journalBytes > 0 && Date.now() - this.lastSnapshot >= this.o.snapshotIntervalSeconds * 1000);
+    return (
+      this.requestSnapshot ||
+      this.journalBytes > this.o.snapshotJournalBytes ||
+      (this.journalBytes > 0 && Date.now() - this.lastSnapshot >= this.o.snapshotIntervalSeconds * 1000)
+    );
   }
 
   /**
@@ -341,7 +371,8 @@ export class ShardStore {
    */
   async commitNow(): Promise<void> {
     const dropped = this.s.droppedBytes;
-    if (!(await this.commit(true)) || this.s.droppedBytes !== dropped) throw new PcpdError(ErrorCodes.JOURNAL_WRITE_FAILED, "journal write failed: the records are not on disk");
+    if (!(await this.commit(true)) || this.s.droppedBytes !== dropped)
+      throw new PcpdError(ErrorCodes.JOURNAL_WRITE_FAILED, "journal write failed: the records are not on disk");
   }
 
   /** Queues a group commit; resolves true when everything pending when it ran is written (and fdatasync'ed if `sync`). */
@@ -441,7 +472,10 @@ export class ShardStore {
     if (this.s.state === "failing") return; // logged when it started
     this.s.state = "failing";
     this.s.since = Date.now();
-    this.log.error({ error: e.message, dir: this.dir, pendingBytes: this.pendingBytes }, `persistence failing (${what}): records kept in memory and retried, up to persistence.maxBacklogBytes`);
+    this.log.error(
+      { error: e.message, dir: this.dir, pendingBytes: this.pendingBytes },
+      `persistence failing (${what}): records kept in memory and retried, up to persistence.maxBacklogBytes`,
+    );
   }
 
   /** A write worked: after a failure, the catch-up snapshot starts at once. */
@@ -513,7 +547,10 @@ export class ShardStore {
       for (const g of journals) if (g < previous) fs.rmSync(join(this.dir, journalName(g)), { force: true });
       this.snapshotDelayMs = 0;
       if (this.s.state !== "ok" && this.s.writeErrors === errorsBefore) {
-        this.log.warn({ dir: this.dir, failedForMs: Date.now() - this.s.since, writeErrors: this.s.writeErrors }, "persistence recovered: the disk matches memory again");
+        this.log.warn(
+          { dir: this.dir, failedForMs: Date.now() - this.s.since, writeErrors: this.s.writeErrors },
+          "persistence recovered: the disk matches memory again",
+        );
         Object.assign(this.s, { state: "ok", reason: "", since: 0 });
       }
       this.log.info({ dir: this.dir, gen, bytes, ms: Date.now() - started }, "snapshot written");

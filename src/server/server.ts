@@ -74,7 +74,20 @@ export interface RunningServer {
 }
 
 /** Settings fixed for the life of the process (a changed value is reported, not applied). */
-const RESTART_PATHS = ["listen", "workers", "capacity", "protocols", "announce", "persistence", "dataplane", "pcp.thirdPartyId", "pool.portMin", "pool.blockSize", "pool.maxBlocksPerSubscriber", "pool.excludedPorts"];
+const RESTART_PATHS = [
+  "listen",
+  "workers",
+  "capacity",
+  "protocols",
+  "announce",
+  "persistence",
+  "dataplane",
+  "pcp.thirdPartyId",
+  "pool.portMin",
+  "pool.blockSize",
+  "pool.maxBlocksPerSubscriber",
+  "pool.excludedPorts",
+];
 
 const valueAt = (c: unknown, path: string): unknown => path.split(".").reduce((o, k) => (o as Record<string, unknown>)[k], c);
 
@@ -103,11 +116,16 @@ export interface ServerOptions {
   testClock?: TestTime;
 }
 
-export async function startServer(c: Config, log: Logger, onShardLost?: (shard: number, error: Error) => void, options: ServerOptions = {}): Promise<RunningServer> {
+export async function startServer(
+  c: Config,
+  log: Logger,
+  onShardLost?: (shard: number, error: Error) => void,
+  options: ServerOptions = {},
+): Promise<RunningServer> {
   const time = options.testClock ?? systemTime;
   const shards = workerCount(c, availableParallelism());
   const targets = announceTargets(c.announce.multicast, c.listen.addresses);
-  const seed = BigInt.asUintN(64, BigInt(Date.now()) * 0x9e3779b97f4a7c15n ^ BigInt(process.pid));
+  const seed = BigInt.asUintN(64, (BigInt(Date.now()) * 0x9e3779b97f4a7c15n) ^ BigInt(process.pid));
   const specs: ShardSpec[] = Array.from({ length: shards }, (_, shard) => {
     const addresses = c.listen.addresses.filter((_, i) => i % shards === shard);
     return {
@@ -138,11 +156,16 @@ export async function startServer(c: Config, log: Logger, onShardLost?: (shard: 
   if (c.dataplane.backend !== "none") {
     stream = c.dataplane.backend === "events" ? new EventStreamBackend() : undefined;
     const backend = stream ?? new NftablesBackend({ table: c.dataplane.table });
-    const dp = new DataplaneManager(backend, {
-      shards,
-      exportTable: (shard, from) => pool.run(shard, { kind: "exportTable", from }),
-      setDown: async (down) => void (await pool.all({ kind: "dataplane", down })),
-    }, c.dataplane, log);
+    const dp = new DataplaneManager(
+      backend,
+      {
+        shards,
+        exportTable: (shard, from) => pool.run(shard, { kind: "exportTable", from }),
+        setDown: async (down) => void (await pool.all({ kind: "dataplane", down })),
+      },
+      c.dataplane,
+      log,
+    );
     dataplane = dp;
     pool.onDataplane = (m) => dp.ingest(m.bytes);
     pool.onRestarted = () => dp.requestReconcile(); // the new thread starts down, with its restored table
@@ -152,13 +175,15 @@ export async function startServer(c: Config, log: Logger, onShardLost?: (shard: 
   // Mirrors of the static mappings on the other shards (src/server/static-mirrors.ts):
   // laid down from the owners' restored records now, and again when a shard restarts.
   let statics: Promise<unknown> = Promise.resolve();
-  const staticChange = <T,>(change: () => Promise<T>): Promise<T> => {
+  const staticChange = <T>(change: () => Promise<T>): Promise<T> => {
     const done = statics.then(change);
     statics = done.catch(() => undefined);
     return done;
   };
-  const resyncMirrors = () => staticChange(() => syncMirrors((shard, task) => pool.run(shard, task), shards))
-    .catch((e: Error) => log.error({ error: e.message }, "static mappings not mirrored on every shard"));
+  const resyncMirrors = () =>
+    staticChange(() => syncMirrors((shard, task) => pool.run(shard, task), shards)).catch((e: Error) =>
+      log.error({ error: e.message }, "static mappings not mirrored on every shard"),
+    );
   const reconcile = pool.onRestarted;
   pool.onRestarted = (shard) => {
     reconcile(shard);
@@ -182,7 +207,10 @@ export async function startServer(c: Config, log: Logger, onShardLost?: (shard: 
     staticChange,
     async resetShard(shard) {
       const dir = c.persistence.enabled ? shardDirectory(c.persistence.directory, shard, shards) : undefined;
-      log.warn({ shard, epochBefore: boards[shard].read(time.monotonicNs()).epoch, dropping: dir ?? "(persistence off)" }, "epoch reset by the operator: the shard restarts empty at epoch 0 and announces it");
+      log.warn(
+        { shard, epochBefore: boards[shard].read(time.monotonicNs()).epoch, dropping: dir ?? "(persistence off)" },
+        "epoch reset by the operator: the shard restarts empty at epoch 0 and announces it",
+      );
       // Removed while the shard is stopped (nothing journals there); it starts with no files.
       const epoch = await pool.resetEpoch(shard, () => dir && dropShardFiles(dir));
       log.info({ shard, epoch }, "epoch reset by the operator done");

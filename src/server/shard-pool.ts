@@ -45,7 +45,11 @@ export class ShardPool {
   private readonly resetting = new Map<number, () => void>();
 
   /** @param onLost called when a shard cannot be restarted (its subscribers are then unserved). */
-  constructor(private readonly specs: ShardSpec[], private readonly log: Logger, private readonly onLost: (shard: number, error: Error) => void) {
+  constructor(
+    private readonly specs: ShardSpec[],
+    private readonly log: Logger,
+    private readonly onLost: (shard: number, error: Error) => void,
+  ) {
     this.pool = new Piscina({
       filename: WORKER.href,
       minThreads: specs.length,
@@ -118,7 +122,13 @@ export class ShardPool {
     try {
       let timer: NodeJS.Timeout | undefined;
       const late = new Promise<"late">((resolve) => (timer = setTimeout(() => resolve("late"), WATCHDOG_TIMEOUT_MS)));
-      const stopped = await Promise.race([this.run(shard, { kind: "stop" }).then(() => "stopped" as const, () => "failed" as const), late]);
+      const stopped = await Promise.race([
+        this.run(shard, { kind: "stop" }).then(
+          () => "stopped" as const,
+          () => "failed" as const,
+        ),
+        late,
+      ]);
       clearTimeout(timer);
       if (stopped !== "stopped") {
         // Hung or gone: the thread is replaced and lost() → restart() drops the state first.
@@ -213,7 +223,11 @@ export class ShardPool {
       } catch (e) {
         this.log.error({ shard, error: (e as Error).message }, "epoch reset: the shard's files could not be removed; it restarts from them");
       }
-    } else this.log.error({ shard, thread: threadId }, "engine worker died; restarting its shard (from its files with persistence on, else empty with a reset epoch)");
+    } else
+      this.log.error(
+        { shard, thread: threadId },
+        "engine worker died; restarting its shard (from its files with persistence on, else empty with a reset epoch)",
+      );
     void this.restart(shard);
   }
 

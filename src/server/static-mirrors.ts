@@ -20,7 +20,13 @@ export async function staticsOf(run: Run, shard: number): Promise<StaticEntry[]>
   do {
     const page = await run(shard, { kind: "list", from, limit: 1000, select: { kind: "static" } });
     for (const m of decodeRecords(page.records)) {
-      out.push({ internalAddress: m.internalAddress, protocol: m.protocol, internalPort: m.internalPort, externalAddress: m.externalAddress, externalPort: m.externalPort });
+      out.push({
+        internalAddress: m.internalAddress,
+        protocol: m.protocol,
+        internalPort: m.internalPort,
+        externalAddress: m.externalAddress,
+        externalPort: m.externalPort,
+      });
     }
     from = page.next;
   } while (from !== 0);

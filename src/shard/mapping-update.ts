@@ -13,7 +13,10 @@ export class MappingUpdater {
   private readonly pending = new Map<number, () => void>();
 
   /** `send` hands a message to a socket (true) with `sent` for its send callback, or finds none (false). */
-  constructor(private readonly send: (m: Unsolicited, sent: () => void) => boolean, private readonly epoch: () => number) {}
+  constructor(
+    private readonly send: (m: Unsolicited, sent: () => void) => boolean,
+    private readonly epoch: () => number,
+  ) {}
 
   schedule(mapping: number, messages: Unsolicited[]): void {
     this.cancel(mapping);
@@ -28,7 +31,10 @@ export class MappingUpdater {
       return handed;
     };
     // The first copy goes now; `done` runs from a send callback, after this entry is set.
-    this.pending.set(mapping, sendRepeatedly(UPDATE_GAPS_MS, sendAll, () => this.pending.delete(mapping)));
+    this.pending.set(
+      mapping,
+      sendRepeatedly(UPDATE_GAPS_MS, sendAll, () => this.pending.delete(mapping)),
+    );
   }
 
   /** The client refreshed the mapping, or it ended: no more copies. */

@@ -73,7 +73,10 @@ export class Shard {
     return { shard, started };
   }
 
-  private constructor(spec: ShardSpec, private readonly post: Post) {
+  private constructor(
+    spec: ShardSpec,
+    private readonly post: Post,
+  ) {
     this.spec = spec;
     const { config } = spec;
     this.log = pino({ level: config.log.level, base: { service: "pcp-server", shard: spec.shard, thread: threadId } });
@@ -105,14 +108,17 @@ export class Shard {
         return true;
       },
     });
-    this.updater = new MappingUpdater((m, sent) => {
-      const socket = this.listener.socket(this.spec.endpoints.find((e) => isIPv6(e.address) === isIPv6(m.address))?.address ?? "");
-      socket?.send(m.payload, m.port, m.address, (error) => {
-        if (error) this.log.warn({ error: error.message, address: m.address, port: m.port }, "mapping update not sent");
-        sent();
-      });
-      return socket !== undefined;
-    }, () => clock.epoch());
+    this.updater = new MappingUpdater(
+      (m, sent) => {
+        const socket = this.listener.socket(this.spec.endpoints.find((e) => isIPv6(e.address) === isIPv6(m.address))?.address ?? "");
+        socket?.send(m.payload, m.port, m.address, (error) => {
+          if (error) this.log.warn({ error: error.message, address: m.address, port: m.port }, "mapping update not sent");
+          sent();
+        });
+        return socket !== undefined;
+      },
+      () => clock.epoch(),
+    );
   }
 
   private async open(): Promise<ShardStarted> {
@@ -132,7 +138,9 @@ export class Shard {
       limiter: limiterFor(config, spec.shards),
       receiveBuffer: config.listen.receiveBuffer,
       onReceiveBuffer: (r) =>
-        r.capped ? log.warn(r, "receive buffer capped by net.core.rmem_max: raise it (sysctl) to at least listen.receiveBuffer") : log.info(r, "receive buffer"),
+        r.capped
+          ? log.warn(r, "receive buffer capped by net.core.rmem_max: raise it (sysctl) to at least listen.receiveBuffer")
+          : log.info(r, "receive buffer"),
       onEvents: (events) => this.onEvents(events),
       // Copied only while a Mapping Update waits for a refresh, or for debug logs (the
       // journal reads them in place, in afterBatch).
@@ -169,7 +177,10 @@ export class Shard {
     this.poolTimer.unref();
     const continued = restored !== undefined && restored.epoch > 0;
     if (!continued) this.announcer.start(); // a continued Epoch has nothing to announce
-    log.info({ listen: endpoints, epoch: clock.epoch(), announce: spec.announce.map((t) => `${t.source}→${t.group}`) }, continued ? "shard serving (epoch continued)" : "shard serving (epoch reset)");
+    log.info(
+      { listen: endpoints, epoch: clock.epoch(), announce: spec.announce.map((t) => `${t.source}→${t.group}`) },
+      continued ? "shard serving (epoch continued)" : "shard serving (epoch reset)",
+    );
     return { shard: spec.shard, threadId, endpoints, epoch: clock.epoch() };
   }
 
@@ -182,7 +193,18 @@ export class Shard {
     const t0 = performance.now();
     const restored = await store.restore(engine, wallOffset, clock.seconds());
     if (restored.epoch > 0) clock.continueEpoch(restored.epoch);
-    const summary = { dir: store.dir, files: restored.files.length, mappings: restored.mappings, held: restored.held, dropped: restored.dropped, damage: restored.damage, fallback: restored.fallback, gapBytes: restored.gapBytes, epoch: clock.epoch(), ms: Math.round(performance.now() - t0) };
+    const summary = {
+      dir: store.dir,
+      files: restored.files.length,
+      mappings: restored.mappings,
+      held: restored.held,
+      dropped: restored.dropped,
+      damage: restored.damage,
+      fallback: restored.fallback,
+      gapBytes: restored.gapBytes,
+      epoch: clock.epoch(),
+      ms: Math.round(performance.now() - t0),
+    };
     if (restored.stateLost) log.error(summary, "state restored with losses: epoch reset");
     else log.info(summary, "state restored");
     // Journals replayed or damage found: a fresh snapshot replaces them.
@@ -207,10 +229,11 @@ export class Shard {
   /** Mapping Update cancels (unless told not to), debug log and the event stream, for a batch of events. */
   private onEvents(events: MappingRecords, cancelUpdates = true): void {
     const { engine, log } = this;
-    if (cancelUpdates) for (const e of recordKinds(events)) {
-      // A refresh (or the end) of a re-homed mapping stops its Mapping Update copies.
-      if (e.kind === W.EVENT_REFRESH || e.kind === W.EVENT_DELETE || e.kind === W.EVENT_EXPIRE) this.updater.cancel(e.mapping);
-    }
+    if (cancelUpdates)
+      for (const e of recordKinds(events)) {
+        // A refresh (or the end) of a re-homed mapping stops its Mapping Update copies.
+        if (e.kind === W.EVENT_REFRESH || e.kind === W.EVENT_DELETE || e.kind === W.EVENT_EXPIRE) this.updater.cancel(e.mapping);
+      }
     if (log.isLevelEnabled("debug")) for (const e of decodeRecords(events, engine.poolList())) log.debug({ event: e }, "mapping event");
     if (!this.eventsOn) return;
     const pool = engine.poolList();
@@ -250,7 +273,15 @@ export class Shard {
     await this.store?.close();
     this.publishAll();
     const { engine } = this;
-    return { shard: this.spec.shard, threadId, epoch: this.clock.epoch(), engine: engine.engineStats(), codec: engine.stats(), pool: engine.poolUsage(), persistence: this.store?.status() };
+    return {
+      shard: this.spec.shard,
+      threadId,
+      epoch: this.clock.epoch(),
+      engine: engine.engineStats(),
+      codec: engine.stats(),
+      pool: engine.poolUsage(),
+      persistence: this.store?.status(),
+    };
   }
 
   private readonly handlers: Handlers = {
@@ -317,7 +348,8 @@ export class Shard {
     const before = new Set(poolAddresses(this.spec.config.pool.addresses));
     const after = poolAddresses(next.pool.addresses);
     for (const a of after) {
-      if (!before.has(a) && !engine.addPoolAddress(a)) log.error({ address: a }, "pool address not added: the pool holds 256 addresses (retired ones included until restart)");
+      if (!before.has(a) && !engine.addPoolAddress(a))
+        log.error({ address: a }, "pool address not added: the pool holds 256 addresses (retired ones included until restart)");
     }
     const removed = [...before].filter((a) => !after.includes(a));
     if (removed.length === 0) return;

@@ -131,7 +131,10 @@ export class StatsBoard {
       const view = new DataView(copy.buffer);
       const poolSeq = view.getUint32(POOL_SEQ, true);
       // The pool is copied only when it changed (once a second at most).
-      const pool = poolSeq === this.cachedPoolSeq ? undefined : this.bytes.slice(POOL, POOL + Math.min(view.getUint32(POOL_COUNT, true), W.POOL_MAX_ADDRESSES) * POOL_ENTRY);
+      const pool =
+        poolSeq === this.cachedPoolSeq
+          ? undefined
+          : this.bytes.slice(POOL, POOL + Math.min(view.getUint32(POOL_COUNT, true), W.POOL_MAX_ADDRESSES) * POOL_ENTRY);
       if (Atomics.load(this.seq, SEQ) !== before) continue;
       if (pool) {
         this.cachedPool = decodePool(pool);
@@ -159,7 +162,11 @@ function decodePool(bytes: Uint8Array): PoolAddress[] {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const out: PoolAddress[] = [];
   for (let at = 0; at + POOL_ENTRY <= bytes.length; at += POOL_ENTRY) {
-    out.push({ address: formatAddress16(bytes.subarray(at, at + 16)), freeBlocks: view.getUint32(at + 16, true), retired: view.getUint32(at + 20, true) !== 0 });
+    out.push({
+      address: formatAddress16(bytes.subarray(at, at + 16)),
+      freeBlocks: view.getUint32(at + 16, true),
+      retired: view.getUint32(at + 20, true) !== 0,
+    });
   }
   return out;
 }

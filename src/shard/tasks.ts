@@ -125,8 +125,10 @@ export function mappingKind(flags: number): "dynamic" | "static" | "held" {
 }
 
 export function selects(s: MappingSelector, m: MappingEvent): boolean {
-  return (s.internalAddress === undefined || s.internalAddress === m.internalAddress) &&
+  return (
+    (s.internalAddress === undefined || s.internalAddress === m.internalAddress) &&
     (s.externalAddress === undefined || s.externalAddress === m.externalAddress) &&
     (s.protocol === undefined || s.protocol === m.protocol) &&
-    (s.kind === undefined || s.kind === mappingKind(m.flags));
+    (s.kind === undefined || s.kind === mappingKind(m.flags))
+  );
 }

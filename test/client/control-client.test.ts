@@ -170,8 +170,16 @@ describe("calls", () => {
     const e = await rejection(client.call("epoch.reset", { shard: 0 }));
     expect(e).toBeInstanceOf(ControlError);
     const ce = e as ControlError;
-    expect([ce.code, ce.message, ce.data, ce.method, ce.codeName]).toEqual([RpcErrors.FORBIDDEN, "epoch.reset needs the admin role", { role: "read" }, "epoch.reset", "FORBIDDEN"]);
-    const e2 = (await rejection(client.call("mappings.addStatic", { internalAddress: "10.0.0.1", protocol: 6, internalPort: 80, externalAddress: "203.0.113.1", externalPort: 8080 }))) as ControlError;
+    expect([ce.code, ce.message, ce.data, ce.method, ce.codeName]).toEqual([
+      RpcErrors.FORBIDDEN,
+      "epoch.reset needs the admin role",
+      { role: "read" },
+      "epoch.reset",
+      "FORBIDDEN",
+    ]);
+    const e2 = (await rejection(
+      client.call("mappings.addStatic", { internalAddress: "10.0.0.1", protocol: 6, internalPort: 80, externalAddress: "203.0.113.1", externalPort: 8080 }),
+    )) as ControlError;
     expect([e2.code, e2.data, e2.codeName]).toEqual([RpcErrors.REFUSED, 8, "REFUSED"]);
   });
 
@@ -224,7 +232,7 @@ describe("calls", () => {
 
   it("ignores garbage, notifications it does not know and responses to unknown ids", async () => {
     const server = await fake({
-      handler: (req, ws) => {
+      handler: (_req, ws) => {
         ws.send("not json");
         ws.send(JSON.stringify({ jsonrpc: "2.0", id: 9999, result: 1 }));
         ws.send(JSON.stringify({ jsonrpc: "2.0", id: null, error: { code: -32700, message: "parse error" } }));

@@ -53,7 +53,18 @@ const RESULTS: { [M in Method]?: Results[M] } = {
   "server.health": {
     status: "degraded",
     shards: [
-      { shard: 0, up: true, persistence: { state: "failing", reason: "journal write: ENOSPC: no space left on device, write", since: Date.parse("2025-01-01T00:00:00Z"), writeErrors: 3, backlogBytes: 4096, droppedBytes: 0 } },
+      {
+        shard: 0,
+        up: true,
+        persistence: {
+          state: "failing",
+          reason: "journal write: ENOSPC: no space left on device, write",
+          since: Date.parse("2025-01-01T00:00:00Z"),
+          writeErrors: 3,
+          backlogBytes: 4096,
+          droppedBytes: 0,
+        },
+      },
       { shard: 1, up: false, persistence: null },
     ],
   },
@@ -64,15 +75,34 @@ const RESULTS: { [M in Method]?: Results[M] } = {
     drops: {},
     packets: 42,
     rates: null,
-    shards: [{ shard: 0, epoch: 10, packets: 42, mappings: 4, subscribers: 2, pool: [{ address: "203.0.113.1", freeBlocks: 100, retired: false }], persistence: null }],
-    dataplane: { backend: "nftables", up: false, pendingKeys: 2, installed: 7, transactions: 9, operations: 20, failures: 3, consecutiveFailures: 3, reconciliations: 1, unsupported: 0, lastError: "nft exited 1" },
+    shards: [
+      { shard: 0, epoch: 10, packets: 42, mappings: 4, subscribers: 2, pool: [{ address: "203.0.113.1", freeBlocks: 100, retired: false }], persistence: null },
+    ],
+    dataplane: {
+      backend: "nftables",
+      up: false,
+      pendingKeys: 2,
+      installed: 7,
+      transactions: 9,
+      operations: 20,
+      failures: 3,
+      consecutiveFailures: 3,
+      reconciliations: 1,
+      unsupported: 0,
+      lastError: "nft exited 1",
+    },
   },
   "mappings.get": { mapping: mapping({ filters: [{ prefixLength: 32, port: 443, address: "198.51.100.7" }] }) },
   "mappings.addStatic": { mapping: mapping({ kind: "static", id: 3, mapExpiry: 0 }) },
   "mappings.removeStatic": { removed: true },
   "subscribers.usage": { shards: [{ shard: 0, mappings: 3, blocks: 1 }] },
   "subscribers.deleteMappings": { deleted: 3 },
-  "epoch.get": { shards: [{ shard: 0, epoch: 100 }, { shard: 1, epoch: 7 }] },
+  "epoch.get": {
+    shards: [
+      { shard: 0, epoch: 100 },
+      { shard: 1, epoch: 7 },
+    ],
+  },
   "epoch.reset": { shard: 1, epoch: 0 },
   "config.get": { config: { listen: { addresses: ["127.0.0.1"], port: 5351 }, natPmp: "enabled" } },
   "config.reload": { restartNeededFor: ["workers", "listen"] },
@@ -84,11 +114,21 @@ const RESULTS: { [M in Method]?: Results[M] } = {
 
 /** Two pages: the first ends with cursor "p2". */
 function listPage(params: { cursor?: string; limit?: number }): Results["mappings.list"] {
-  if (params.cursor === "p2") return { mappings: [mapping({ id: 2, internalPort: 9, externalPort: 2049, protocol: 17, kind: "held", inbound: false })], next: null };
+  if (params.cursor === "p2")
+    return { mappings: [mapping({ id: 2, internalPort: 9, externalPort: 2049, protocol: 17, kind: "held", inbound: false })], next: null };
   return {
     mappings: [
       mapping(),
-      mapping({ id: 1, family: 6, internalAddress: "2001:db8::1", externalAddress: "2001:db8:ffff::1", outbound: true, natPmp: true, mapExpiry: 0, outExpiry: 99 }),
+      mapping({
+        id: 1,
+        family: 6,
+        internalAddress: "2001:db8::1",
+        externalAddress: "2001:db8:ffff::1",
+        outbound: true,
+        natPmp: true,
+        mapExpiry: 0,
+        outExpiry: 99,
+      }),
     ],
     next: "p2",
   };
@@ -165,15 +205,31 @@ describe("requests", () => {
     [["config", "reload"], "config.reload", {}],
     [["subscriber", "usage", "10.0.0.1"], "subscribers.usage", { internalAddress: "10.0.0.1" }],
     [["subscriber", "delete", "2001:db8::1"], "subscribers.deleteMappings", { internalAddress: "2001:db8::1" }],
-    [["mappings", "get", "--internal", "10.0.0.1", "--protocol", "tcp", "--port", "8080"], "mappings.get", { internalAddress: "10.0.0.1", protocol: 6, internalPort: 8080 }],
-    [["mappings", "get", "--internal", "10.0.0.1", "--protocol", "17", "--port", "53", "--family", "6"], "mappings.get", { internalAddress: "10.0.0.1", protocol: 17, internalPort: 53, family: 6 }],
-    [["mappings", "get", "--external", "203.0.113.1", "--protocol", "udp", "--port", "2048"], "mappings.get", { externalAddress: "203.0.113.1", protocol: 17, externalPort: 2048 }],
+    [
+      ["mappings", "get", "--internal", "10.0.0.1", "--protocol", "tcp", "--port", "8080"],
+      "mappings.get",
+      { internalAddress: "10.0.0.1", protocol: 6, internalPort: 8080 },
+    ],
+    [
+      ["mappings", "get", "--internal", "10.0.0.1", "--protocol", "17", "--port", "53", "--family", "6"],
+      "mappings.get",
+      { internalAddress: "10.0.0.1", protocol: 17, internalPort: 53, family: 6 },
+    ],
+    [
+      ["mappings", "get", "--external", "203.0.113.1", "--protocol", "udp", "--port", "2048"],
+      "mappings.get",
+      { externalAddress: "203.0.113.1", protocol: 17, externalPort: 2048 },
+    ],
     [
       ["static", "add", "--internal", "10.0.0.2", "--protocol", "tcp", "--port", "22", "--external", "203.0.113.2", "--external-port", "2222"],
       "mappings.addStatic",
       { internalAddress: "10.0.0.2", protocol: 6, internalPort: 22, externalAddress: "203.0.113.2", externalPort: 2222 },
     ],
-    [["static", "remove", "--internal", "10.0.0.2", "--protocol", "tcp", "--port", "22"], "mappings.removeStatic", { internalAddress: "10.0.0.2", protocol: 6, internalPort: 22 }],
+    [
+      ["static", "remove", "--internal", "10.0.0.2", "--protocol", "tcp", "--port", "22"],
+      "mappings.removeStatic",
+      { internalAddress: "10.0.0.2", protocol: 6, internalPort: 22 },
+    ],
     [["mappings", "list"], "mappings.list", { filter: {} }],
     [
       ["mappings", "list", "--internal", "10.0.0.1", "--external", "203.0.113.1", "--protocol", "udp", "--kind", "static", "--limit", "5", "--cursor", "abc"],
@@ -300,7 +356,20 @@ describe("output", () => {
     expect((await pcpctl(["epoch", "reset", "--shard", "1"])).stdout).toBe("shard 1: epoch reset, now 0\n");
     expect((await pcpctl(["config", "reload"])).stdout).toBe("configuration reloaded\nrestart needed for: workers, listen\n");
     expect((await pcpctl(["config", "show"])).stdout).toBe("listen:\n  addresses:\n    - 127.0.0.1\n  port: 5351\nnatPmp: enabled\n");
-    const add = await pcpctl(["static", "add", "--internal", "10.0.0.2", "--protocol", "tcp", "--port", "22", "--external", "203.0.113.2", "--external-port", "2222"]);
+    const add = await pcpctl([
+      "static",
+      "add",
+      "--internal",
+      "10.0.0.2",
+      "--protocol",
+      "tcp",
+      "--port",
+      "22",
+      "--external",
+      "203.0.113.2",
+      "--external-port",
+      "2222",
+    ]);
     expect(add.stdout).toMatch(/^kind +static$/m);
   });
 
@@ -348,7 +417,22 @@ describe("exit codes", () => {
     const run = await pcpctl(["--help"]);
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(/^usage: pcpctl/);
-    for (const word of ["info", "health", "stats", "mappings list", "mappings get", "static add", "static remove", "subscriber usage", "subscriber delete", "epoch reset", "config show", "config reload", "events", "dataplane watch"]) {
+    for (const word of [
+      "info",
+      "health",
+      "stats",
+      "mappings list",
+      "mappings get",
+      "static add",
+      "static remove",
+      "subscriber usage",
+      "subscriber delete",
+      "epoch reset",
+      "config show",
+      "config reload",
+      "events",
+      "dataplane watch",
+    ]) {
       expect(run.stdout).toContain(`  ${word}`);
     }
     const one = await pcpctl(["static", "add", "--help"]);
@@ -361,12 +445,29 @@ describe("exit codes", () => {
     expect(run.code).toBe(1);
     expect(run.stderr).toBe("pcpctl: server error -32001 FORBIDDEN: epoch.reset needs the admin role\n");
     errorFor["mappings.addStatic"] = { error: { code: RpcErrors.REFUSED, message: "external port in use", data: 8 } };
-    const add = await pcpctl(["--json", "static", "add", "--internal", "10.0.0.2", "--protocol", "tcp", "--port", "22", "--external", "203.0.113.2", "--external-port", "2222"]);
+    const add = await pcpctl([
+      "--json",
+      "static",
+      "add",
+      "--internal",
+      "10.0.0.2",
+      "--protocol",
+      "tcp",
+      "--port",
+      "22",
+      "--external",
+      "203.0.113.2",
+      "--external-port",
+      "2222",
+    ]);
     expect(add.code).toBe(1);
     expect(add.stderr).toBe("pcpctl: server error -32003 REFUSED: external port in use (PCP result 8 NO_RESOURCES)\n");
     errorFor["mappings.removeStatic"] = { error: { code: RpcErrors.REFUSED, message: "no static mapping of that endpoint", data: { result: 2 } } };
     const remove = await pcpctl(["static", "remove", "--internal", "10.0.0.2", "--protocol", "tcp", "--port", "22"]);
-    expect([remove.code, remove.stderr]).toEqual([1, "pcpctl: server error -32003 REFUSED: no static mapping of that endpoint (PCP result 2 NOT_AUTHORIZED)\n"]);
+    expect([remove.code, remove.stderr]).toEqual([
+      1,
+      "pcpctl: server error -32003 REFUSED: no static mapping of that endpoint (PCP result 2 NOT_AUTHORIZED)\n",
+    ]);
     errorFor["config.reload"] = { error: { code: RpcErrors.INTERNAL_ERROR, message: "boom", data: { why: "x" } } };
     const reload = await pcpctl(["config", "reload"]);
     expect([reload.code, reload.stderr]).toEqual([1, 'pcpctl: server error -32603 INTERNAL_ERROR: boom (data: {"why":"x"})\n']);
@@ -495,7 +596,9 @@ describe("events", () => {
     });
     expect(run.code).toBe(0);
     expect(lines).toHaveLength(3);
-    expect(lines[0]).toMatch(/^\d{4}-\d\d-\d\dT\S+Z shard=1 create +dynamic tcp 10\.0\.0\.1:1 -> 203\.0\.113\.1:2048 in flags=- map-expiry=3700 out-expiry=- time=77$/);
+    expect(lines[0]).toMatch(
+      /^\d{4}-\d\d-\d\dT\S+Z shard=1 create +dynamic tcp 10\.0\.0\.1:1 -> 203\.0\.113\.1:2048 in flags=- map-expiry=3700 out-expiry=- time=77$/,
+    );
     expect(lines[1]).toBe("# 4 events dropped (by the server: read too slowly)");
     expect(lines[2]).toMatch(/ delete /);
     await server.waitForRequests(2);
@@ -510,7 +613,10 @@ describe("events", () => {
   });
 
   it("exits 1 when the server goes away", async () => {
-    const child = spawn(process.execPath, [CLI, "--url", server.url, "--token", "s3cret", "events"], { env: { PATH: process.env.PATH ?? "" }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [CLI, "--url", server.url, "--token", "s3cret", "events"], {
+      env: { PATH: process.env.PATH ?? "" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let stderr = "";
     child.stderr.on("data", (d) => (stderr += d));
     const closed = new Promise<number | null>((resolve) => child.on("close", resolve));
@@ -527,15 +633,32 @@ describe("events", () => {
 
 describe("dataplane watch", () => {
   it("subscribes, prints each reset and transaction until Ctrl-C, then unsubscribes", async () => {
-    const child = spawn(process.execPath, [CLI, "--url", server.url, "--token", "s3cret", "dataplane", "watch"], { env: { PATH: process.env.PATH ?? "" }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [CLI, "--url", server.url, "--token", "s3cret", "dataplane", "watch"], {
+      env: { PATH: process.env.PATH ?? "" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let stdout = "";
     child.stdout.on("data", (d) => (stdout += d));
     const closed = new Promise<number | null>((resolve) => child.on("close", resolve));
     await server.waitForRequests(1);
     expect(server.requests[0].method).toBe("dataplane.subscribe");
-    const mapping = { protocol: 6, family: 4, external: { address: "198.51.100.1", port: 1234 }, internal: { address: "10.0.0.2", port: 8080 }, inbound: true, outbound: true, filters: [{ address: "192.0.2.0", prefixLength: 24, port: 0 }] };
+    const mapping = {
+      protocol: 6,
+      family: 4,
+      external: { address: "198.51.100.1", port: 1234 },
+      internal: { address: "10.0.0.2", port: 8080 },
+      inbound: true,
+      outbound: true,
+      filters: [{ address: "192.0.2.0", prefixLength: 24, port: 0 }],
+    };
     server.notify("dataplane.reset", { seq: 1 });
-    server.notify("dataplane.ops", { seq: 2, ops: [{ op: "unmap", mapping: { ...mapping, filters: [] } }, { op: "map", mapping }] });
+    server.notify("dataplane.ops", {
+      seq: 2,
+      ops: [
+        { op: "unmap", mapping: { ...mapping, filters: [] } },
+        { op: "map", mapping },
+      ],
+    });
     await waitFor(() => stdout.split("\n").length >= 5, { message: () => stdout });
     child.kill("SIGINT");
     expect(await closed).toBe(0);

@@ -39,7 +39,9 @@ describe("contradictory or dangerous values (start and reload)", () => {
       if (saved !== undefined) process.env[EPHEMERAL_PORT_ENV] = saved;
     });
     it(`is refused unless ${EPHEMERAL_PORT_ENV}=1 (tests)`, () => {
-      expect(issues({ listen: { port: 0 } })).toEqual([`listen.port: 0 (an ephemeral port) is for tests only: clients send to 5351 (RFC 6887 §14.1.1, §19.1); ${EPHEMERAL_PORT_ENV}=1 allows it`]);
+      expect(issues({ listen: { port: 0 } })).toEqual([
+        `listen.port: 0 (an ephemeral port) is for tests only: clients send to 5351 (RFC 6887 §14.1.1, §19.1); ${EPHEMERAL_PORT_ENV}=1 allows it`,
+      ]);
       process.env[EPHEMERAL_PORT_ENV] = "1";
       expect(issues({ listen: { port: 0 } })).toEqual([]);
     });
@@ -99,7 +101,9 @@ describe("a reload needs a complete file", () => {
 
   it("a section the running configuration sets is missing (truncated): refused naming it; written as {} it is accepted", () => {
     writeFileSync(file, "listen:\n  addresses: [127.0.0.1]\npool:\n  addresses: [192.0.2.1]\n");
-    expect(() => loadReload(file, {}, sections)).toThrow(/lifetimes missing \(the running configuration sets it; a truncated file\?\): write a section as \{\} to return it to its defaults/);
+    expect(() => loadReload(file, {}, sections)).toThrow(
+      /lifetimes missing \(the running configuration sets it; a truncated file\?\): write a section as \{\} to return it to its defaults/,
+    );
     writeFileSync(file, "listen:\n  addresses: [127.0.0.1]\npool:\n  addresses: [192.0.2.1]\nlifetimes: {}\n");
     expect(loadReload(file, {}, sections).config.lifetimes.max).toBe(86400);
     writeFileSync(file, `${start}natPmp: silent\n`);
@@ -112,11 +116,14 @@ describe("a reload needs a complete file", () => {
 });
 
 describe("a reload's pool is checked against the running engine before anything is retired", () => {
-  const engine = (addresses: string[], retired: string[] = []) => [...addresses, ...retired].map((address) => ({ address, retired: retired.includes(address) }));
+  const engine = (addresses: string[], retired: string[] = []) =>
+    [...addresses, ...retired].map((address) => ({ address, retired: retired.includes(address) }));
   const full = poolAddresses(["192.0.2.0/24", "198.51.100.1", "198.51.100.2"]);
 
   it("more entries than the address table (retired ones count until a restart): refused", () => {
-    expect(poolReloadIssues(engine(full), ["203.0.113.1"], 256)).toEqual([expect.stringContaining("the engine's address table would need 257 entries (256 in use")]);
+    expect(poolReloadIssues(engine(full), ["203.0.113.1"], 256)).toEqual([
+      expect.stringContaining("the engine's address table would need 257 entries (256 in use"),
+    ]);
     expect(poolReloadIssues(engine(full.slice(0, 200), full.slice(200)), ["203.0.113.1"], 256)).toHaveLength(1);
     // A retired address coming back takes no new entry.
     expect(poolReloadIssues(engine(full.slice(0, 200), full.slice(200)), [full[255]], 256)).toEqual([]);

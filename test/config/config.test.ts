@@ -60,7 +60,11 @@ describe("configuration", () => {
     writeFileSync(join(dir, "b.json"), JSON.stringify({ pool: { addresses: ["198.51.100.7"] } }));
     writeFileSync(join(dir, "bad.yaml"), "listen: [\n");
     expect(loadConfig(join(dir, "a.yaml"))).toMatchObject({ listen: { port: 6000 }, noncePolicy: "relaxed" });
-    expect(loadConfig(join(dir, "a.yaml"), { port: 7000, listen: ["127.0.0.9"] }).listen).toEqual({ addresses: ["127.0.0.9"], port: 7000, receiveBuffer: 4 * 1024 * 1024 });
+    expect(loadConfig(join(dir, "a.yaml"), { port: 7000, listen: ["127.0.0.9"] }).listen).toEqual({
+      addresses: ["127.0.0.9"],
+      port: 7000,
+      receiveBuffer: 4 * 1024 * 1024,
+    });
     expect(loadConfig(join(dir, "b.json")).pool.addresses).toEqual(["198.51.100.7"]);
     expect(() => loadConfig(join(dir, "bad.yaml"))).toThrow(/bad\.yaml: not valid YAML/);
     expect(() => loadConfig(join(dir, "missing.yaml"))).toThrow(/missing\.yaml: cannot read \(ENOENT\)/);

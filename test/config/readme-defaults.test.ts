@@ -48,14 +48,18 @@ function splitTop(s: string): string[] {
 
 /** A README value as data: numbers (with MiB), booleans, `words`, [lists], { objects }. */
 function value(text: string): unknown {
-  const t = text.replace(/^`|`$/g, "").replace(/\s*\([^)]*\)$/, "").trim();
+  const t = text
+    .replace(/^`|`$/g, "")
+    .replace(/\s*\([^)]*\)$/, "")
+    .trim();
   const mib = /^(\d+) MiB$/.exec(t);
   if (mib) return Number(mib[1]) * 1024 * 1024;
   if (/^-?\d+$/.test(t)) return Number(t);
   if (t === "true" || t === "false") return t === "true";
   if (text === "none") return undefined; // `none` in backticks is the word itself
   if (t.startsWith("[")) return t === "[]" ? [] : splitTop(t.slice(1, -1)).map(value);
-  if (t.startsWith("{")) return Object.fromEntries(splitTop(t.slice(1, -1)).map((kv) => [kv.slice(0, kv.indexOf(":")).trim(), value(kv.slice(kv.indexOf(":") + 1))]));
+  if (t.startsWith("{"))
+    return Object.fromEntries(splitTop(t.slice(1, -1)).map((kv) => [kv.slice(0, kv.indexOf(":")).trim(), value(kv.slice(kv.indexOf(":") + 1))]));
   return t.replace(/^"|"$/g, "");
 }
 

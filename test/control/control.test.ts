@@ -25,8 +25,18 @@ function configWith(over: Record<string, unknown> = {}): Config {
     listen: { addresses: [UDP], port: 0 },
     thirdPartySources: [`${AFTR}/32`],
     rateLimit: { global: { rate: 1e6, burst: 1e6 } },
-    control: { address: "127.0.0.1", port: 0, tokens: [{ token: ADMIN, role: "admin" }, { token: READER, role: "read" }], eventBufferBytes: 4096, requestsPerSecond: 2000 },
-    log: { level: "silent" }, persistence: { enabled: false },
+    control: {
+      address: "127.0.0.1",
+      port: 0,
+      tokens: [
+        { token: ADMIN, role: "admin" },
+        { token: READER, role: "read" },
+      ],
+      eventBufferBytes: 4096,
+      requestsPerSecond: 2000,
+    },
+    log: { level: "silent" },
+    persistence: { enabled: false },
     ...over,
   });
 }
@@ -138,7 +148,13 @@ describe("authentication and roles", () => {
   it("a read token may read but not change anything", async () => {
     const c = await connect(READER);
     expect((await c.call("server.info")).result).toMatchObject({ protocol: "pcpd-control/1", role: "read", workers: 1 });
-    const r = await c.call("mappings.addStatic", { internalAddress: "192.0.2.7", protocol: 6, internalPort: 22, externalAddress: "203.0.113.2", externalPort: 2222 });
+    const r = await c.call("mappings.addStatic", {
+      internalAddress: "192.0.2.7",
+      protocol: 6,
+      internalPort: 22,
+      externalAddress: "203.0.113.2",
+      externalPort: 2222,
+    });
     expect(r.error.code).toBe(RpcErrors.FORBIDDEN);
     c.ws.close();
   });
@@ -177,11 +193,31 @@ describe("bad input gets a precise error and harms nothing", () => {
 describe("methods", () => {
   it("static mappings: add, get by either side, remove; refusals carry the PCP result", async () => {
     const c = await connect(ADMIN);
-    const added = await c.call("mappings.addStatic", { internalAddress: "192.0.2.7", protocol: 6, internalPort: 22, externalAddress: "203.0.113.2", externalPort: 2222 });
-    expect(added.result.mapping).toMatchObject({ kind: "static", internalAddress: "192.0.2.7", externalAddress: "203.0.113.2", externalPort: 2222, inbound: true });
-    const clash = await c.call("mappings.addStatic", { internalAddress: "192.0.2.8", protocol: 6, internalPort: 22, externalAddress: "203.0.113.2", externalPort: 2222 });
+    const added = await c.call("mappings.addStatic", {
+      internalAddress: "192.0.2.7",
+      protocol: 6,
+      internalPort: 22,
+      externalAddress: "203.0.113.2",
+      externalPort: 2222,
+    });
+    expect(added.result.mapping).toMatchObject({
+      kind: "static",
+      internalAddress: "192.0.2.7",
+      externalAddress: "203.0.113.2",
+      externalPort: 2222,
+      inbound: true,
+    });
+    const clash = await c.call("mappings.addStatic", {
+      internalAddress: "192.0.2.8",
+      protocol: 6,
+      internalPort: 22,
+      externalAddress: "203.0.113.2",
+      externalPort: 2222,
+    });
     expect(clash.error).toMatchObject({ code: RpcErrors.REFUSED, data: { result: W.RESULT_CANNOT_PROVIDE_EXTERNAL } });
-    expect((await c.call("mappings.get", { externalAddress: "203.0.113.2", protocol: 6, externalPort: 2222 })).result.mapping.internalAddress).toBe("192.0.2.7");
+    expect((await c.call("mappings.get", { externalAddress: "203.0.113.2", protocol: 6, externalPort: 2222 })).result.mapping.internalAddress).toBe(
+      "192.0.2.7",
+    );
     expect((await c.call("mappings.get", { internalAddress: "192.0.2.7", protocol: 6, internalPort: 22 })).result.mapping.externalPort).toBe(2222);
     expect((await c.call("mappings.removeStatic", { internalAddress: "192.0.2.7", protocol: 6, internalPort: 22 })).result).toEqual({ removed: true });
     expect((await c.call("mappings.removeStatic", { internalAddress: "192.0.2.7", protocol: 6, internalPort: 22 })).error.code).toBe(RpcErrors.REFUSED);
@@ -290,7 +326,10 @@ describe("live events", () => {
     const dropped = () => slow.notes.filter((n) => n.method === "events.dropped");
     const lost = () => dropped().reduce((a, n) => a + n.params.dropped, 0);
     // Every create is delivered or counted: the 300 first ports the previous test mapped are refreshes.
-    await waitFor(() => creates(slow.notes).length + lost() >= 30000 - 300, { timeout: 30_000, message: () => `${creates(slow.notes).length} delivered + ${lost()} lost` });
+    await waitFor(() => creates(slow.notes).length + lost() >= 30000 - 300, {
+      timeout: 30_000,
+      message: () => `${creates(slow.notes).length} delivered + ${lost()} lost`,
+    });
     expect(dropped().length).toBeGreaterThanOrEqual(1);
     expect(lost()).toBeGreaterThan(0);
     expect(creates(slow.notes).length + lost()).toBe(30000 - 300);
@@ -346,15 +385,44 @@ describe("TLS and the native addon", () => {
     const { join } = await import("node:path");
     const dir = tempDir("pcpd-tls");
     try {
-      execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem"), "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"], { stdio: "ignore" });
+      execFileSync(
+        "openssl",
+        [
+          "req",
+          "-x509",
+          "-newkey",
+          "rsa:2048",
+          "-nodes",
+          "-keyout",
+          join(dir, "key.pem"),
+          "-out",
+          join(dir, "cert.pem"),
+          "-days",
+          "1",
+          "-subj",
+          "/CN=localhost",
+          "-addext",
+          "subjectAltName=IP:127.0.0.1",
+        ],
+        { stdio: "ignore" },
+      );
     } catch {
       return ctx.skip("openssl is not available to make a test certificate");
     }
     const config = configWith({ listen: { addresses: ["127.0.0.44"], port: 0 } });
     const s = await startServer(config, log);
-    const ctl = await startControl({ config: { ...config.control, tls: { cert: join(dir, "cert.pem"), key: join(dir, "key.pem") } }, server: s, log, version: "test", reloadConfig: async () => [] });
+    const ctl = await startControl({
+      config: { ...config.control, tls: { cert: join(dir, "cert.pem"), key: join(dir, "key.pem") } },
+      server: s,
+      log,
+      version: "test",
+      reloadConfig: async () => [],
+    });
     try {
-      const ws = new WebSocket(`wss://127.0.0.1:${ctl.port}/control`, { headers: { Authorization: `Bearer ${READER}` }, ca: readFileSync(join(dir, "cert.pem")) });
+      const ws = new WebSocket(`wss://127.0.0.1:${ctl.port}/control`, {
+        headers: { Authorization: `Bearer ${READER}` },
+        ca: readFileSync(join(dir, "cert.pem")),
+      });
       await new Promise((resolve, reject) => {
         ws.once("open", resolve);
         ws.once("error", reject);
@@ -364,11 +432,13 @@ describe("TLS and the native addon", () => {
       expect((await reply).result.status).toBe("ok");
       ws.close();
       // Plain ws:// to the TLS port fails.
-      await expect(new Promise((resolve, reject) => {
-        const plain = new WebSocket(`ws://127.0.0.1:${ctl.port}/control`, { headers: { Authorization: `Bearer ${READER}` } });
-        plain.once("open", resolve);
-        plain.once("error", reject);
-      })).rejects.toThrow();
+      await expect(
+        new Promise((resolve, reject) => {
+          const plain = new WebSocket(`ws://127.0.0.1:${ctl.port}/control`, { headers: { Authorization: `Bearer ${READER}` } });
+          plain.once("open", resolve);
+          plain.once("error", reject);
+        }),
+      ).rejects.toThrow();
     } finally {
       await ctl.stop();
       await s.stop();
@@ -377,10 +447,18 @@ describe("TLS and the native addon", () => {
 
   it("refuses to run on the uWebSockets.js JavaScript fallback", async () => {
     const { execFileSync } = await import("node:child_process");
-    const out = execFileSync(process.execPath, ["--input-type=module", "-e", "import('./dist/control/server.js').then((m) => { try { m.loadUws(); console.log('loaded'); } catch (e) { console.log(e.message); } })"], {
-      env: { ...process.env, UWS_USE_FALLBACK: "1" },
-      cwd: new URL("../..", import.meta.url).pathname,
-    }).toString();
+    const out = execFileSync(
+      process.execPath,
+      [
+        "--input-type=module",
+        "-e",
+        "import('./dist/control/server.js').then((m) => { try { m.loadUws(); console.log('loaded'); } catch (e) { console.log(e.message); } })",
+      ],
+      {
+        env: { ...process.env, UWS_USE_FALLBACK: "1" },
+        cwd: new URL("../..", import.meta.url).pathname,
+      },
+    ).toString();
     expect(out).toContain("native addon did not load");
   });
 });

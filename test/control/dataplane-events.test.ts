@@ -37,7 +37,8 @@ afterAll(async () => {
   await server.stop();
 });
 
-const map = (port: number, lifetime = 600) => exchange(UDP, UDP, udpPort, mapRequest({ client: UDP, internalPort: port, lifetime, nonce: nonceOf(port) })).then((r) => r.reply);
+const map = (port: number, lifetime = 600) =>
+  exchange(UDP, UDP, udpPort, mapRequest({ client: UDP, internalPort: port, lifetime, nonce: nonceOf(port) })).then((r) => r.reply);
 
 describe("dataplane.backend events", () => {
   it("no consumer: NETWORK_FAILURE; a consumer gets a reset, then each mapping's operations; gone again: NETWORK_FAILURE", async () => {
@@ -53,12 +54,22 @@ describe("dataplane.backend events", () => {
     expect(reply[3]).toBe(W.RESULT_SUCCESS);
     await waitFor(() => got.some((n) => n.method === "dataplane.ops"));
     const ops = got.filter((n) => n.method === "dataplane.ops").flatMap((n) => n.params.ops);
-    expect(ops).toEqual([expect.objectContaining({ op: "map", mapping: expect.objectContaining({ protocol: W.PROTO_TCP, internal: { address: UDP, port: 7001 }, inbound: true, outbound: true }) })]);
+    expect(ops).toEqual([
+      expect.objectContaining({
+        op: "map",
+        mapping: expect.objectContaining({ protocol: W.PROTO_TCP, internal: { address: UDP, port: 7001 }, inbound: true, outbound: true }),
+      }),
+    ]);
     const seqs = got.map((n) => n.params.seq);
     expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
 
     expect((await map(7001, 0))[3]).toBe(W.RESULT_SUCCESS); // delete
-    await waitFor(() => got.filter((n) => n.method === "dataplane.ops").flatMap((n) => n.params.ops).some((o: any) => o.op === "unmap"));
+    await waitFor(() =>
+      got
+        .filter((n) => n.method === "dataplane.ops")
+        .flatMap((n) => n.params.ops)
+        .some((o: any) => o.op === "unmap"),
+    );
     expect((await server.dataplane())!.installed).toBe(0);
 
     await consumer.close();

@@ -20,7 +20,15 @@ const log = pino({ level: "silent" });
 function configWith(over: Record<string, unknown> = {}): Config {
   return parseConfig({
     listen: { addresses: [UDP], port: 0 },
-    control: { address: "127.0.0.1", port: 0, tokens: [{ token: ADMIN, role: "admin" }, { token: READER, role: "read" }], requestsPerSecond: 50 },
+    control: {
+      address: "127.0.0.1",
+      port: 0,
+      tokens: [
+        { token: ADMIN, role: "admin" },
+        { token: READER, role: "read" },
+      ],
+      requestsPerSecond: 50,
+    },
     log: { level: "silent" },
     persistence: { enabled: false },
     ...over,

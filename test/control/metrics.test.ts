@@ -69,7 +69,19 @@ const GAUGES = [
   "pcpd_persistence_backlog_bytes",
 ];
 
-type EngineKey = "mappings" | "held" | "subscribers" | "blocks" | "peers" | "filters" | "created" | "refreshed" | "deleted" | "expired" | "released" | "eventsLost";
+type EngineKey =
+  | "mappings"
+  | "held"
+  | "subscribers"
+  | "blocks"
+  | "peers"
+  | "filters"
+  | "created"
+  | "refreshed"
+  | "deleted"
+  | "expired"
+  | "released"
+  | "eventsLost";
 
 interface ShardInput {
   shard: number;
@@ -123,7 +135,20 @@ const SHARD0: ShardInput = {
   natPmp: { [W.NATPMP_RESULT_SUCCESS]: 50n, [W.NATPMP_RESULT_UNSUPP_OPCODE]: 2n, 7: 4n },
   // DROP_NONE is no drop.
   drops: { [W.DROP_TOO_SHORT]: 7n, [W.DROP_INTERFACE]: 1n, [W.DROP_NONE]: 13n },
-  engine: { mappings: 400n, held: 12n, subscribers: 150n, blocks: 160n, peers: 30n, filters: 5n, created: 700n, refreshed: 300n, deleted: 100n, expired: 200n, released: 150n, eventsLost: 0n },
+  engine: {
+    mappings: 400n,
+    held: 12n,
+    subscribers: 150n,
+    blocks: 160n,
+    peers: 30n,
+    filters: 5n,
+    created: 700n,
+    refreshed: 300n,
+    deleted: 100n,
+    expired: 200n,
+    released: 150n,
+    eventsLost: 0n,
+  },
   pool: [
     { address: "192.0.2.1", freeBlocks: 500, retired: false },
     { address: "2001:db8::1", freeBlocks: 1000, retired: false },
@@ -139,7 +164,20 @@ const SHARD1: ShardInput = {
   pcp: { [W.RESULT_SUCCESS]: 200n, [W.RESULT_NO_RESOURCES]: 6n, [W.RESULT_EXCESSIVE_REMOTE_PEERS]: 1n },
   natPmp: { [W.NATPMP_RESULT_SUCCESS]: 30n, [W.NATPMP_RESULT_NETWORK_FAILURE]: 1n },
   drops: { [W.DROP_RESPONSE]: 5n, [W.DROP_NATPMP_SILENT]: 9n },
-  engine: { mappings: 90n, held: 0n, subscribers: 40n, blocks: 41n, peers: 2n, filters: 0n, created: 120n, refreshed: 40n, deleted: 10n, expired: 20n, released: 5n, eventsLost: 2n },
+  engine: {
+    mappings: 90n,
+    held: 0n,
+    subscribers: 40n,
+    blocks: 41n,
+    peers: 2n,
+    filters: 0n,
+    created: 120n,
+    refreshed: 40n,
+    deleted: 10n,
+    expired: 20n,
+    released: 5n,
+    eventsLost: 2n,
+  },
   pool: [
     { address: "192.0.2.1", freeBlocks: 480, retired: false },
     { address: "198.51.100.7", freeBlocks: 0, retired: true },
@@ -207,7 +245,19 @@ describe("Prometheus metrics", () => {
 
   it("dataplane: state as gauges, its counters as counters that only grow", async () => {
     const m = new Metrics();
-    const d = { backend: "nftables", up: true, pendingKeys: 3, installed: 120, transactions: 10, operations: 150, failures: 1, consecutiveFailures: 0, reconciliations: 1, unsupported: 0, lastError: null };
+    const d = {
+      backend: "nftables",
+      up: true,
+      pendingKeys: 3,
+      installed: 120,
+      transactions: 10,
+      operations: 150,
+      failures: 1,
+      consecutiveFailures: 0,
+      reconciliations: 1,
+      unsupported: 0,
+      lastError: null,
+    };
     m.update(serverStats(SHARD0, SHARD1), { shardsUp: [true, true], dataplane: d });
     m.update(serverStats(SHARD0, SHARD1), { shardsUp: [true, true], dataplane: { ...d, up: false, transactions: 12, operations: 170 } });
     const { text } = await scrape(m);
@@ -280,8 +330,12 @@ describe("Prometheus metrics", () => {
     const m = new Metrics();
     m.update(serverStats(SHARD0, SHARD1), { shardsUp: [true, true], epochs: [120, 45] });
     const { families } = await scrape(m);
-    expect(byLabel(families, "pcpd_pcp_responses_total", "0", "result")).toEqual(zeros(PCP_RESULTS, { SUCCESS: 800, NOT_AUTHORIZED: 10, THIRD_PARTY_ID_UNKNOWN: 3 }));
-    expect(byLabel(families, "pcpd_pcp_responses_total", "1", "result")).toEqual(zeros(PCP_RESULTS, { SUCCESS: 200, NO_RESOURCES: 6, EXCESSIVE_REMOTE_PEERS: 1 }));
+    expect(byLabel(families, "pcpd_pcp_responses_total", "0", "result")).toEqual(
+      zeros(PCP_RESULTS, { SUCCESS: 800, NOT_AUTHORIZED: 10, THIRD_PARTY_ID_UNKNOWN: 3 }),
+    );
+    expect(byLabel(families, "pcpd_pcp_responses_total", "1", "result")).toEqual(
+      zeros(PCP_RESULTS, { SUCCESS: 200, NO_RESOURCES: 6, EXCESSIVE_REMOTE_PEERS: 1 }),
+    );
     expect(byLabel(families, "pcpd_natpmp_responses_total", "0", "result")).toEqual(zeros(NATPMP_RESULTS, { "0": 50, "5": 2 }));
     expect(byLabel(families, "pcpd_natpmp_responses_total", "1", "result")).toEqual(zeros(NATPMP_RESULTS, { "0": 30, "3": 1 }));
     expect(byLabel(families, "pcpd_drops_total", "0", "reason")).toEqual(zeros(DROP_REASONS, { TOO_SHORT: 7, INTERFACE: 1 }));
@@ -335,7 +389,13 @@ describe("Prometheus metrics", () => {
     m.update(serverStats(SHARD0, SHARD1), { shardsUp: [true, true], epochs: [120, 45] });
     const before = counterSamples((await scrape(m)).families);
     // Shard 0 moved on normally; shard 1 restarted: its engine counted again from 0.
-    const shard0: ShardInput = { ...SHARD0, packets: 1300n, parsed: 1150n, pcp: { ...SHARD0.pcp, [W.RESULT_SUCCESS]: 1050n }, engine: { ...SHARD0.engine, created: 800n } };
+    const shard0: ShardInput = {
+      ...SHARD0,
+      packets: 1300n,
+      parsed: 1150n,
+      pcp: { ...SHARD0.pcp, [W.RESULT_SUCCESS]: 1050n },
+      engine: { ...SHARD0.engine, created: 800n },
+    };
     const shard1: ShardInput = {
       ...SHARD1,
       epoch: 0,
@@ -345,7 +405,20 @@ describe("Prometheus metrics", () => {
       pcp: { [W.RESULT_SUCCESS]: 20n },
       natPmp: { [W.NATPMP_RESULT_SUCCESS]: 30n },
       drops: {},
-      engine: { mappings: 3n, held: 0n, subscribers: 2n, blocks: 2n, peers: 0n, filters: 0n, created: 4n, refreshed: 0n, deleted: 1n, expired: 0n, released: 0n, eventsLost: 0n },
+      engine: {
+        mappings: 3n,
+        held: 0n,
+        subscribers: 2n,
+        blocks: 2n,
+        peers: 0n,
+        filters: 0n,
+        created: 4n,
+        refreshed: 0n,
+        deleted: 1n,
+        expired: 0n,
+        released: 0n,
+        eventsLost: 0n,
+      },
     };
     m.update(serverStats(shard0, shard1), { shardsUp: [true, true], epochs: [130, 0] });
     const { families } = await scrape(m);

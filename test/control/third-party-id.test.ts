@@ -39,7 +39,11 @@ async function map(id: number[]): Promise<Buffer> {
   await new Promise<void>((resolve) => socket.bind(0, AFTR, resolve));
   const reply = await new Promise<Buffer>((resolve) => {
     socket.once("message", resolve);
-    socket.send(mapRequest({ client: AFTR, internalPort: 8080, lifetime: 600, nonce: nonceOf(id[3]) }, [thirdParty("192.168.1.10"), thirdPartyId(id)]), server.addresses[0].port, UDP);
+    socket.send(
+      mapRequest({ client: AFTR, internalPort: 8080, lifetime: 600, nonce: nonceOf(id[3]) }, [thirdParty("192.168.1.10"), thirdPartyId(id)]),
+      server.addresses[0].port,
+      UDP,
+    );
   });
   socket.close();
   return reply;
@@ -53,7 +57,8 @@ describe("THIRD_PARTY_ID over the wire and the control channel", () => {
     expect((await map([0xb4, 0, 0, 9]))[3]).toBe(W.RESULT_THIRD_PARTY_ID_UNKNOWN);
     const client = await ControlClient.connect(`ws://127.0.0.1:${control.port}/control`, { token: TOKEN });
     try {
-      const get = (thirdPartyId?: string) => client.call("mappings.get", { internalAddress: "192.168.1.10", protocol: W.PROTO_TCP, internalPort: 8080, ...(thirdPartyId ? { thirdPartyId } : {}) });
+      const get = (thirdPartyId?: string) =>
+        client.call("mappings.get", { internalAddress: "192.168.1.10", protocol: W.PROTO_TCP, internalPort: 8080, ...(thirdPartyId ? { thirdPartyId } : {}) });
       expect((await get("b4000001")).mapping).toMatchObject({ externalPort: assigned({ response: one }).port, thirdPartyId: "b4000001" });
       expect((await get("b4000002")).mapping).toMatchObject({ externalPort: assigned({ response: two }).port, thirdPartyId: "b4000002" });
       expect((await get()).mapping).toBeNull(); // realm 0 has none
@@ -61,7 +66,10 @@ describe("THIRD_PARTY_ID over the wire and the control channel", () => {
       const list = await client.call("mappings.list", { filter: { internalAddress: "192.168.1.10" } });
       expect(list.mappings.map((m) => m.thirdPartyId).sort()).toEqual(["b4000001", "b4000002"]);
       // Usage and deletion per realm: one softwire's subscriber goes, the other's stays.
-      expect((await client.call("subscribers.usage", { internalAddress: "192.168.1.10", thirdPartyId: "b4000001" })).shards[0]).toMatchObject({ mappings: 1, blocks: 1 });
+      expect((await client.call("subscribers.usage", { internalAddress: "192.168.1.10", thirdPartyId: "b4000001" })).shards[0]).toMatchObject({
+        mappings: 1,
+        blocks: 1,
+      });
       expect((await client.call("subscribers.usage", { internalAddress: "192.168.1.10" })).shards[0]).toMatchObject({ mappings: 0 });
       expect(await client.call("subscribers.deleteMappings", { internalAddress: "192.168.1.10", thirdPartyId: "b4000001" })).toEqual({ deleted: 1 });
       expect((await get("b4000001")).mapping).toBeNull();

@@ -44,11 +44,16 @@ function setup() {
   const e = engineFrom(engineConfig({ pool: { addresses: ["198.51.100.1"], blockSize: 64 } }), T0, { seed: 2n });
   const backend = new FakeBackend();
   const downs: boolean[] = [];
-  const m = new DataplaneManager(backend, {
-    shards: 1,
-    exportTable: async (_shard, from) => e.persistTable(from, 3, WALL), // small chunks: several per reconciliation
-    setDown: async (down) => void downs.push(down),
-  }, { batchMs: 1_000_000, failuresBeforeDown: 2, reconcileChunk: 2 }, log);
+  const m = new DataplaneManager(
+    backend,
+    {
+      shards: 1,
+      exportTable: async (_shard, from) => e.persistTable(from, 3, WALL), // small chunks: several per reconciliation
+      setDown: async (down) => void downs.push(down),
+    },
+    { batchMs: 1_000_000, failuresBeforeDown: 2, reconcileChunk: 2 },
+    log,
+  );
   /** What a shard posts after a batch. */
   const post = () => {
     for (const part of e.persistPending(WALL)) m.ingest(part);
@@ -60,9 +65,18 @@ function setup() {
 }
 
 const map = (e: PacketEngine, client: string, port: number, o: { lifetime?: number; protocol?: number; filters?: ReturnType<typeof filter>[] } = {}) =>
-  serveOne(e, mapRequest({ client, internalPort: port, protocol: o.protocol ?? W.PROTO_TCP, lifetime: o.lifetime ?? 600, nonce: nonceOf(port) }, o.filters ?? []), T0, { source: client });
+  serveOne(
+    e,
+    mapRequest({ client, internalPort: port, protocol: o.protocol ?? W.PROTO_TCP, lifetime: o.lifetime ?? 600, nonce: nonceOf(port) }, o.filters ?? []),
+    T0,
+    { source: client },
+  );
 
-const summary = (ops: DataplaneOp[]) => ops.map((o) => `${o.op} ${o.mapping.protocol}/${o.mapping.internal.address}:${o.mapping.internal.port}${o.mapping.filters.length ? ` filters ${o.mapping.filters.map((f) => `${f.address}/${f.prefixLength}`).join(",")}` : ""}`);
+const summary = (ops: DataplaneOp[]) =>
+  ops.map(
+    (o) =>
+      `${o.op} ${o.mapping.protocol}/${o.mapping.internal.address}:${o.mapping.internal.port}${o.mapping.filters.length ? ` filters ${o.mapping.filters.map((f) => `${f.address}/${f.prefixLength}`).join(",")}` : ""}`,
+  );
 
 describe("DataplaneManager", () => {
   it("reconciles from the tables in chunks, then comes up", async () => {
@@ -105,7 +119,9 @@ describe("DataplaneManager", () => {
   it("PEER mappings install outbound consistency only; the latest state of a key in a batch wins", async () => {
     const { e, backend, m, post, tick } = setup();
     await m.start();
-    serveOne(e, peerRequest({ client: "10.0.0.9", internalPort: 5000, remoteAddress: "203.0.113.7", remotePort: 3478, nonce: nonceOf(9) }), T0, { source: "10.0.0.9" });
+    serveOne(e, peerRequest({ client: "10.0.0.9", internalPort: 5000, remoteAddress: "203.0.113.7", remotePort: 3478, nonce: nonceOf(9) }), T0, {
+      source: "10.0.0.9",
+    });
     map(e, "10.0.0.3", 90);
     map(e, "10.0.0.3", 90, { lifetime: 0 }); // created and deleted within one batch: nothing to do
     post();
@@ -148,7 +164,14 @@ describe("DataplaneManager", () => {
 });
 
 const forwarding = (over: Partial<Forwarding> = {}): Forwarding => ({
-  protocol: 6, family: 4, external: { address: "198.51.100.1", port: 1234 }, internal: { address: "10.0.0.2", port: 8080 }, inbound: true, outbound: true, filters: [], ...over,
+  protocol: 6,
+  family: 4,
+  external: { address: "198.51.100.1", port: 1234 },
+  internal: { address: "10.0.0.2", port: 8080 },
+  inbound: true,
+  outbound: true,
+  filters: [],
+  ...over,
 });
 
 describe("nftables statements", () => {
@@ -157,18 +180,38 @@ describe("nftables statements", () => {
       "add element ip pcpd inbound { 6 . 198.51.100.1 . 1234 : 10.0.0.2 . 8080 }",
       "add element ip pcpd outbound { 6 . 10.0.0.2 . 8080 : 198.51.100.1 . 1234 }",
     ]);
-    expect(mappingStatements("pcpd", "delete", forwarding({ filters: [{ address: "192.0.2.0", prefixLength: 24, port: 0 }, { address: "203.0.113.9", prefixLength: 32, port: 443 }] }))).toEqual([
+    expect(
+      mappingStatements(
+        "pcpd",
+        "delete",
+        forwarding({
+          filters: [
+            { address: "192.0.2.0", prefixLength: 24, port: 0 },
+            { address: "203.0.113.9", prefixLength: 32, port: 443 },
+          ],
+        }),
+      ),
+    ).toEqual([
       "delete element ip pcpd inbound { 6 . 198.51.100.1 . 1234 }",
       "delete element ip pcpd outbound { 6 . 10.0.0.2 . 8080 }",
       "delete element ip pcpd filtered { 6 . 198.51.100.1 . 1234 }",
       "delete element ip pcpd allowed { 6 . 198.51.100.1 . 1234 . 192.0.2.0/24 . 0-65535, 6 . 198.51.100.1 . 1234 . 203.0.113.9/32 . 443 }",
     ]);
-    expect(mappingStatements("pcpd", "add", forwarding({ inbound: false }))).toEqual(["add element ip pcpd outbound { 6 . 10.0.0.2 . 8080 : 198.51.100.1 . 1234 }"]);
-    expect(transactionScript("t", [{ op: "unmap", mapping: forwarding() }, { op: "map", mapping: forwarding({ internal: { address: "10.0.0.3", port: 1 } }) }]).split("\n")[0]).toMatch(/^delete element ip t inbound/);
+    expect(mappingStatements("pcpd", "add", forwarding({ inbound: false }))).toEqual([
+      "add element ip pcpd outbound { 6 . 10.0.0.2 . 8080 : 198.51.100.1 . 1234 }",
+    ]);
+    expect(
+      transactionScript("t", [
+        { op: "unmap", mapping: forwarding() },
+        { op: "map", mapping: forwarding({ internal: { address: "10.0.0.3", port: 1 } }) },
+      ]).split("\n")[0],
+    ).toMatch(/^delete element ip t inbound/);
   });
 
   it("matches on transport ports only: no rule without a port (never a port-less catch-all)", () => {
-    const rules = tableDefinition("pcpd").split("\n").filter((l) => /\b(dnat|snat|drop)\b/.test(l));
+    const rules = tableDefinition("pcpd")
+      .split("\n")
+      .filter((l) => /\b(dnat|snat|drop)\b/.test(l));
     expect(rules).toHaveLength(3);
     for (const r of rules) expect(r).toMatch(/th [sd]port/);
   });

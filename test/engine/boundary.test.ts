@@ -4,7 +4,7 @@
 // does not know is refused without doing anything.
 import { describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
-import { ENGINE_FUNCTIONS, PacketEngine, wasmUrl } from "../../src/engine/packet-engine.js";
+import { ENGINE_FUNCTIONS, type PacketEngine, wasmUrl } from "../../src/engine/packet-engine.js";
 import { engineConfig, engineFrom } from "../helpers/engine-config.js";
 import { PcpdError } from "../../src/errors.js";
 import { toAddress16 } from "../../src/net/address.js";
@@ -97,7 +97,10 @@ const cases: Record<string, () => void> = {
     const { portMin, blockSize } = config([EXT]).pool;
     const blocks = Math.floor((65536 - portMin) / blockSize);
     const before = e.poolUsage();
-    expect(before.map((p) => [p.address, p.freeBlocks, p.retired])).toEqual([[EXT, blocks, false], [EXT2, blocks, false]]);
+    expect(before.map((p) => [p.address, p.freeBlocks, p.retired])).toEqual([
+      [EXT, blocks, false],
+      [EXT2, blocks, false],
+    ]);
     mapped(e, 80);
     expect(e.poolUsage().reduce((n, p) => n + p.freeBlocks, 0)).toBe(2 * blocks - 1);
   },
@@ -186,7 +189,10 @@ const cases: Record<string, () => void> = {
   CMD_MAPPING_FILTER() {
     const e = engine();
     const m = mapped(e, 80, [filter(120, "198.51.100.0", 443), filter(128, "198.51.100.7")]);
-    expect(e.filters(m).sort((x, y) => x.prefixLength - y.prefixLength)).toEqual([{ prefixLength: 120, port: 443, address: "198.51.100.0" }, { prefixLength: 128, port: 0, address: "198.51.100.7" }]);
+    expect(e.filters(m).sort((x, y) => x.prefixLength - y.prefixLength)).toEqual([
+      { prefixLength: 120, port: 443, address: "198.51.100.0" },
+      { prefixLength: 128, port: 0, address: "198.51.100.7" },
+    ]);
     expect(e.filters(mapped(e, 81))).toEqual([]);
   },
   CMD_MAPPING_DESCRIPTION() {
@@ -214,7 +220,12 @@ const cases: Record<string, () => void> = {
   },
   CMD_PERSIST_GONE() {
     const g = engine().persistGone(1, W.PROTO_UDP, 5000);
-    expect([g.length, g[W.PREC_KIND], g[W.PREC_PROTOCOL], new DataView(g.buffer).getUint16(W.PREC_EXTERNAL_PORT, true)]).toEqual([W.PREC_HEADER_SIZE, W.PREC_GONE, W.PROTO_UDP, 5000]);
+    expect([g.length, g[W.PREC_KIND], g[W.PREC_PROTOCOL], new DataView(g.buffer).getUint16(W.PREC_EXTERNAL_PORT, true)]).toEqual([
+      W.PREC_HEADER_SIZE,
+      W.PREC_GONE,
+      W.PROTO_UDP,
+      5000,
+    ]);
   },
   CMD_PERSIST_TABLE() {
     const e = engine();
@@ -298,10 +309,16 @@ describe("the engine boundary", () => {
   for (const build of ["debug", "release"] as const) {
     it(`${build}: the module's function exports are exactly ENGINE_FUNCTIONS`, () => {
       const module = new WebAssembly.Module(readFileSync(wasmUrl(build)));
-      const functions = WebAssembly.Module.exports(module).filter((x) => x.kind === "function").map((x) => x.name);
+      const functions = WebAssembly.Module.exports(module)
+        .filter((x) => x.kind === "function")
+        .map((x) => x.name);
       expect(functions.sort()).toEqual([...ENGINE_FUNCTIONS].sort());
       // Everything else is memory or a constant (the mirror test/wire.test.ts checks).
-      expect(WebAssembly.Module.exports(module).filter((x) => x.kind !== "function" && x.kind !== "global").map((x) => x.name)).toEqual(["memory"]);
+      expect(
+        WebAssembly.Module.exports(module)
+          .filter((x) => x.kind !== "function" && x.kind !== "global")
+          .map((x) => x.name),
+      ).toEqual(["memory"]);
     });
   }
 

@@ -7,8 +7,21 @@ import { toAddress16 } from "../../src/net/address.js";
 import type { PacketEngine } from "../../src/engine/packet-engine.js";
 import { codecEngine, engineConfig } from "../helpers/engine-config.js";
 import {
-  CLIENT16, EPOCH, announceRequest, description, encodeOptions, filter, hexOf, mapRequest, option,
-  peerRequest, preferFailure, run, thirdParty, u16, u32,
+  CLIENT16,
+  EPOCH,
+  announceRequest,
+  description,
+  encodeOptions,
+  filter,
+  hexOf,
+  mapRequest,
+  option,
+  peerRequest,
+  preferFailure,
+  run,
+  thirdParty,
+  u16,
+  u32,
 } from "../helpers/packets.js";
 
 let engine: PacketEngine;
@@ -127,7 +140,7 @@ describe("§3.1 transport and framing", () => {
       { payload: mapRequest(), source: CLIENT16, sourcePort: 1, ingress: W.INGRESS_SUBSCRIBER, overloaded: true },
       { payload: mapRequest({ client: "192.0.2.2" }), source: toAddress16("192.0.2.2"), sourcePort: 1, ingress: W.INGRESS_SUBSCRIBER },
     ];
-    datagrams.forEach((d, i) => engine.load(i, d));
+    for (const [i, d] of datagrams.entries()) engine.load(i, d);
     engine.processBatch(2, EPOCH);
     expect(engine.outcome(0)).toMatchObject({ verdict: "drop", dropReason: W.DROP_OVERLOAD });
     expect(engine.outcome(1).verdict).toBe("parsed");
@@ -155,7 +168,7 @@ describe("§3.2 response construction", () => {
 
   it("item 19: every response has byte 1 = request opcode | 0x80", () => {
     const ops = [0, 1, 2, 0, 1];
-    replies().forEach((o, i) => expect(o.response[1]).toBe(ops[i] | 0x80));
+    for (const [i, o] of replies().entries()) expect(o.response[1]).toBe(ops[i] | 0x80);
   });
 
   it("item 20: every success response has byte 0 = 2, byte 2 = 0, bytes 12..23 = 0", () => {
@@ -215,9 +228,18 @@ describe("§3.2 response construction", () => {
   it("item 26: short errors carry 30 s, long ones 1800 s, both configurable", () => {
     const lifetime = (result: number) => engine.errorLifetime(result);
     for (const r of [W.RESULT_NETWORK_FAILURE, W.RESULT_NO_RESOURCES, W.RESULT_USER_EX_QUOTA]) expect(lifetime(r)).toBe(30);
-    for (const r of [W.RESULT_UNSUPP_VERSION, W.RESULT_NOT_AUTHORIZED, W.RESULT_MALFORMED_REQUEST, W.RESULT_UNSUPP_OPCODE,
-      W.RESULT_UNSUPP_OPTION, W.RESULT_MALFORMED_OPTION, W.RESULT_UNSUPP_PROTOCOL, W.RESULT_ADDRESS_MISMATCH,
-      W.RESULT_EXCESSIVE_REMOTE_PEERS]) expect(lifetime(r)).toBe(1800);
+    for (const r of [
+      W.RESULT_UNSUPP_VERSION,
+      W.RESULT_NOT_AUTHORIZED,
+      W.RESULT_MALFORMED_REQUEST,
+      W.RESULT_UNSUPP_OPCODE,
+      W.RESULT_UNSUPP_OPTION,
+      W.RESULT_MALFORMED_OPTION,
+      W.RESULT_UNSUPP_PROTOCOL,
+      W.RESULT_ADDRESS_MISMATCH,
+      W.RESULT_EXCESSIVE_REMOTE_PEERS,
+    ])
+      expect(lifetime(r)).toBe(1800);
     engine.reconfigure(engineConfig({ pcp: { shortErrorLifetime: 45, longErrorLifetime: 900 } }));
     expect(u32(run(engine, mapRequest({ client: "192.0.2.8" })).response, 4)).toBe(900);
     expect(lifetime(W.RESULT_NO_RESOURCES)).toBe(45);
@@ -265,8 +287,7 @@ describe("§3.2 response construction", () => {
 });
 
 describe("§3.3 option parsing", () => {
-  const result = (opts: Parameters<typeof mapRequest>[1], h = {}, ingress = W.INGRESS_SUBSCRIBER) =>
-    run(engine, mapRequest(h, opts), { ingress });
+  const result = (opts: Parameters<typeof mapRequest>[1], h = {}, ingress = W.INGRESS_SUBSCRIBER) => run(engine, mapRequest(h, opts), { ingress });
 
   it("item 33: option length larger than the remaining bytes → MALFORMED_OPTION", () => {
     expect(result([option(W.OPTION_FILTER, new Uint8Array(20), { length: 24 })]).result).toBe(W.RESULT_MALFORMED_OPTION);

@@ -6,9 +6,7 @@ import * as W from "../../src/wire.generated.js";
 import type { PacketEngine } from "../../src/engine/packet-engine.js";
 import type { Config } from "../../src/config/schema.js";
 import { engineConfig, engineFrom, merge, type DeepPartial } from "../helpers/engine-config.js";
-import {
-  CLIENT, assigned, filter, mapRequest, natPmpMap, nonceOf, peerRequest, preferFailure, serveOne, thirdParty, u16, u32,
-} from "../helpers/packets.js";
+import { CLIENT, assigned, filter, mapRequest, natPmpMap, nonceOf, peerRequest, preferFailure, serveOne, thirdParty, u16, u32 } from "../helpers/packets.js";
 
 const T0 = 1000;
 const POOL = ["203.0.113.1", "203.0.113.2"];

@@ -4,9 +4,7 @@ import { beforeEach, describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
 import type { PacketEngine } from "../../src/engine/packet-engine.js";
 import { codecEngine, engineConfig } from "../helpers/engine-config.js";
-import {
-  announceRequest, filter, mapRequest, option, peerRequest, preferFailure, run, thirdParty, thirdPartyId, u32,
-} from "../helpers/packets.js";
+import { announceRequest, filter, mapRequest, option, peerRequest, preferFailure, run, thirdParty, thirdPartyId, u32 } from "../helpers/packets.js";
 
 let engine: PacketEngine;
 beforeEach(() => {
@@ -118,10 +116,10 @@ describe("§3.13 extension rules enforced by the codec", () => {
     expect(run(engine, mapRequest({}, [thirdParty("10.0.0.5"), id]), { ingress: TP }).result).toBe(W.RESULT_UNSUPP_OPTION);
     engine.reconfigure(engineConfig({ pcp: { thirdPartyId: { maxLength: 8 } } }), { options: W.OPTBIT_ALL });
     expect(run(engine, mapRequest({}, [id]), { ingress: TP }).result).toBe(W.RESULT_THIRD_PARTY_MISSING_OPTION);
-    expect(run(engine, mapRequest({}, [thirdParty("10.0.0.5"), thirdPartyId(Array(9).fill(1))]), { ingress: TP }).result)
-      .toBe(W.RESULT_UNSUPP_THIRD_PARTY_ID_LENGTH);
-    expect(run(engine, mapRequest({}, [id, thirdParty("10.0.0.5")]), { ingress: TP }).options)
-      .toBe(W.OPTBIT_THIRD_PARTY | W.OPTBIT_THIRD_PARTY_ID);
+    expect(run(engine, mapRequest({}, [thirdParty("10.0.0.5"), thirdPartyId(Array(9).fill(1))]), { ingress: TP }).result).toBe(
+      W.RESULT_UNSUPP_THIRD_PARTY_ID_LENGTH,
+    );
+    expect(run(engine, mapRequest({}, [id, thirdParty("10.0.0.5")]), { ingress: TP }).options).toBe(W.OPTBIT_THIRD_PARTY | W.OPTBIT_THIRD_PARTY_ID);
   });
 
   it("item 154: AUTHENTICATION_TAG (option 5) without RFC 7652 → UNSUPP_OPTION", () => {

@@ -25,7 +25,9 @@ const codes = (response: Uint8Array, body: number) => {
   return out;
 };
 const map = (e: PacketEngine, port: number, checkpoint: boolean, now = T0) =>
-  serveOne(e, mapRequest({ client: CLIENT, internalPort: port, lifetime: 3600, nonce: nonceOf(port) }, checkpoint ? [checkpointRequired()] : []), now, { source: CLIENT });
+  serveOne(e, mapRequest({ client: CLIENT, internalPort: port, lifetime: 3600, nonce: nonceOf(port) }, checkpoint ? [checkpointRequired()] : []), now, {
+    source: CLIENT,
+  });
 const flagged = (e: PacketEngine, port: number) => ((e.lookup(CLIENT, W.PROTO_TCP, port)?.flags ?? 0) & W.MAPF_CHECKPOINT) !== 0;
 
 describe("§3.13 CHECKPOINT_REQUIRED (RFC 7767)", () => {

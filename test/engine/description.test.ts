@@ -90,7 +90,9 @@ describe("§3.13 DESCRIPTION (RFC 7220)", () => {
     expect(e.description(m.mapping)).toBe("voip");
     e.expire(T0 + 5000); // the PEER mapping runs out (into hold-down: the text goes)
     expect(e.description(m.mapping)).toBeUndefined();
-    const later = serveOne(e, mapRequest({ client: CLIENT, internalPort: 81, nonce: nonceOf(81) }, [description("now there is room")]), T0 + 5000, { source: CLIENT });
+    const later = serveOne(e, mapRequest({ client: CLIENT, internalPort: 81, nonce: nonceOf(81) }, [description("now there is room")]), T0 + 5000, {
+      source: CLIENT,
+    });
     expect(descriptions(later.response, W.MAP_PAYLOAD_SIZE).map(text)).toEqual(["now there is room"]);
   });
 

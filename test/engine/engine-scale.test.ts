@@ -23,11 +23,22 @@ function drive(e: PacketEngine, start: number, count: number, lifetime: number, 
 describe("engine at 200k mappings", () => {
   for (const build of ["debug", "release"] as const) {
     it(`${build}: create, refresh, delete, release balance; no allocation after start-up`, () => {
-      const e = engineFrom(engineConfig({
-        capacity: { mappings: N + 1000, subscribers: N / PER_SUB + 100 },
-        quotas: { mappingsPerSubscriber: PER_SUB },
-        pool: { addresses: ["198.18.0.1", "198.18.0.2", "198.18.0.3", "198.18.0.4", "198.18.0.5"], portMin: 1024, blockSize: 64, maxBlocksPerSubscriber: 2, excludedPorts: [] },
-      }), T0, { seed: 99n }, build);
+      const e = engineFrom(
+        engineConfig({
+          capacity: { mappings: N + 1000, subscribers: N / PER_SUB + 100 },
+          quotas: { mappingsPerSubscriber: PER_SUB },
+          pool: {
+            addresses: ["198.18.0.1", "198.18.0.2", "198.18.0.3", "198.18.0.4", "198.18.0.5"],
+            portMin: 1024,
+            blockSize: 64,
+            maxBlocksPerSubscriber: 2,
+            excludedPorts: [],
+          },
+        }),
+        T0,
+        { seed: 99n },
+        build,
+      );
       const probe = e.exports.heapProbe();
       const results = () => e.stats().pcpResults;
 

@@ -12,8 +12,19 @@ import { enabledOptions } from "../../src/config/region.js";
 import { engineConfig, engineFrom, unchecked } from "../helpers/engine-config.js";
 import { encodePrefix64Options } from "../../src/net/prefix64.js";
 import {
-  assigned, description, filter, mapRequest, nonceOf, peerRequest, portSet, prefix64, preferFailure, serveOne,
-  thirdParty, thirdPartyId, type Option,
+  assigned,
+  description,
+  filter,
+  mapRequest,
+  nonceOf,
+  peerRequest,
+  portSet,
+  prefix64,
+  preferFailure,
+  serveOne,
+  thirdParty,
+  thirdPartyId,
+  type Option,
 } from "../helpers/packets.js";
 
 // Each case has its own client and internal address, so no subscriber runs out of ports.
@@ -67,7 +78,8 @@ function build(c: Case, port: number, suggested = { port: 0, address: "0.0.0.0" 
     if (k === "thirdParty") add(thirdParty(INTERNAL));
     else if (k === "thirdPartyId") add(thirdPartyId([0x0a, 0x01]));
     else if (k === "preferFailure") add(preferFailure());
-    else if (k === "portSet") add(portSet(1, port), false); // a set of one: served as a plain MAP, nothing to echo [RFC 7753 §4]
+    else if (k === "portSet")
+      add(portSet(1, port), false); // a set of one: served as a plain MAP, nothing to echo [RFC 7753 §4]
     else if (k === "prefix64") add(prefix64(12), false);
     else if (k === "filter") for (let i = 0; i < c.filters; i++) add(filter(128, `198.51.100.${i + 1}`, 1000 + i));
     else {
@@ -108,7 +120,10 @@ function check(e: PacketEngine, c: Case): void {
   let suggested;
   if (c.order.includes("preferFailure")) {
     // PREFER_FAILURE must name an external port it can have: the one a first MAP was given.
-    const first = serveOne(e, build({ ...c, order: c.order.filter((k) => k === "thirdParty" || k === "thirdPartyId") }, port).request, T0, { source: AFTR, ingress: TP });
+    const first = serveOne(e, build({ ...c, order: c.order.filter((k) => k === "thirdParty" || k === "thirdPartyId") }, port).request, T0, {
+      source: AFTR,
+      ingress: TP,
+    });
     suggested = assigned(first);
   }
   const { request, expected } = build(c, port, suggested);
@@ -159,7 +174,10 @@ describe("echoed options equal what the client sent, in any order (issue #12 ite
   it("every permutation of every allowed set of options (MAP and PEER)", () => {
     const e = engine();
     let cases = 0;
-    for (const [opcode, kinds] of [["map", MAP_KINDS], ["peer", PEER_KINDS]] as const) {
+    for (const [opcode, kinds] of [
+      ["map", MAP_KINDS],
+      ["peer", PEER_KINDS],
+    ] as const) {
       for (let mask = 1; mask < 1 << kinds.length; mask++) {
         const set = kinds.filter((_, i) => mask & (1 << i));
         if (!set.includes("description") || !allowed(set)) continue;
@@ -187,7 +205,10 @@ describe("echoed options equal what the client sent, in any order (issue #12 ite
       )
       // A text cut at 300 bytes may end inside a character: invalid UTF-8 is never echoed (tested in description.test.ts).
       .filter((c) => isUtf8(c.text) && !c.text.includes(0));
-    fc.assert(fc.property(arb, (c) => check(e, { ...c, order: c.order.includes("description") ? c.order : [...c.order, "description"] })), { numRuns: 500 });
+    fc.assert(
+      fc.property(arb, (c) => check(e, { ...c, order: c.order.includes("description") ? c.order : [...c.order, "description"] })),
+      { numRuns: 500 },
+    );
   });
 });
 

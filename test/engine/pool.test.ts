@@ -11,7 +11,11 @@ const T0 = 50;
 /** `pool`: the pool section, and which of how many shards this engine is. */
 function engineWith(pool: DeepPartial<Config["pool"]> & { shards?: number; shard?: number } = {}, over: DeepPartial<Config> = {}): PacketEngine {
   const { shards, shard, ...layout } = pool;
-  return engineFrom(engineConfig(merge<DeepPartial<Config>>(over, { pool: { addresses: ["203.0.113.1", "203.0.113.2"], ...layout } })), T0, { seed: 3n, shards, shard });
+  return engineFrom(engineConfig(merge<DeepPartial<Config>>(over, { pool: { addresses: ["203.0.113.1", "203.0.113.2"], ...layout } })), T0, {
+    seed: 3n,
+    shards,
+    shard,
+  });
 }
 const client = (i: number) => `10.0.${i >> 8}.${i & 255}`;
 
@@ -50,7 +54,10 @@ describe("external pool", () => {
   });
 
   it("port-block exhaustion: USER_EX_QUOTA at the subscriber's block limit, NO_RESOURCES when the pool is empty", () => {
-    const e = engineWith({ addresses: ["203.0.113.1"], portMin: 64512, blockSize: 256, maxBlocksPerSubscriber: 1 }, { quotas: { mappingsPerSubscriber: 1000 } });
+    const e = engineWith(
+      { addresses: ["203.0.113.1"], portMin: 64512, blockSize: 256, maxBlocksPerSubscriber: 1 },
+      { quotas: { mappingsPerSubscriber: 1000 } },
+    );
     // 4 blocks of 256 ports in all.
     for (let p = 1; p <= 256; p++) expect(serveOne(e, mapRequest({ internalPort: p }), T0).result).toBe(0);
     expect(serveOne(e, mapRequest({ internalPort: 999 }), T0).result).toBe(W.RESULT_USER_EX_QUOTA);
@@ -62,7 +69,10 @@ describe("external pool", () => {
   it("reports free blocks per address and finds a mapping by its external address:port", () => {
     const e = engineWith({ blockSize: 1024 });
     const before = e.poolUsage();
-    expect(before).toEqual([{ address: "203.0.113.1", freeBlocks: 63, retired: false }, { address: "203.0.113.2", freeBlocks: 63, retired: false }]);
+    expect(before).toEqual([
+      { address: "203.0.113.1", freeBlocks: 63, retired: false },
+      { address: "203.0.113.2", freeBlocks: 63, retired: false },
+    ]);
     const a = assigned(serveOne(e, mapRequest(), T0));
     expect(e.poolUsage().reduce((n, p) => n + p.freeBlocks, 0)).toBe(125);
     expect(e.lookupExternal(a.address, 6, a.port)).toMatchObject({ internalAddress: CLIENT, internalPort: 8080 });
@@ -102,10 +112,12 @@ describe("external pool", () => {
     const e = engineWith();
     serveOne(e, mapRequest({}, [filter(120, "198.51.100.0", 443), filter(128, "2001:db8::7")]), T0);
     const m = e.lookup(CLIENT, 6, 8080)!;
-    expect(e.filters(m.mapping)).toEqual(expect.arrayContaining([
-      { prefixLength: 120, port: 443, address: "198.51.100.0" },
-      { prefixLength: 128, port: 0, address: "2001:db8::7" },
-    ]));
+    expect(e.filters(m.mapping)).toEqual(
+      expect.arrayContaining([
+        { prefixLength: 120, port: 443, address: "198.51.100.0" },
+        { prefixLength: 128, port: 0, address: "2001:db8::7" },
+      ]),
+    );
   });
 });
 

@@ -61,7 +61,9 @@ describe("§3.13 PORT_SET (RFC 7753)", () => {
 
   it("item 152: P = 1 with an even first internal port → an even first external port (and the run keeps parity)", () => {
     for (let i = 0; i < 20; i++) {
-      const e = engineFrom(engineConfig({ pcp: { portSet: { enabled: true, maxSize: 8 } }, quotas: { mappingsPerSubscriber: 100 } }), T0, { seed: BigInt(i + 1) });
+      const e = engineFrom(engineConfig({ pcp: { portSet: { enabled: true, maxSize: 8 } }, quotas: { mappingsPerSubscriber: 100 } }), T0, {
+        seed: BigInt(i + 1),
+      });
       const even = map(e, 7000, [portSet(4, 7000, true)]);
       expect(replySet(even.response)).toEqual([4, 7000, 1]);
       expect(assigned(even).port % 2).toBe(0);
@@ -79,7 +81,9 @@ describe("§3.13 PORT_SET (RFC 7753)", () => {
     expect(assigned(again).port).toBe(first);
     expect(replySet(again.response)).toEqual([8, 5000, 0]);
     expect(e.drainEvents().filter((ev) => ev.kind === "refresh")).toHaveLength(8);
-    const thief = serveOne(e, mapRequest({ client: CLIENT, protocol: W.PROTO_UDP, internalPort: 5000, nonce: nonceOf(1) }, [portSet(8, 5000)]), T0, { source: CLIENT });
+    const thief = serveOne(e, mapRequest({ client: CLIENT, protocol: W.PROTO_UDP, internalPort: 5000, nonce: nonceOf(1) }, [portSet(8, 5000)]), T0, {
+      source: CLIENT,
+    });
     expect(thief.result).toBe(W.RESULT_NOT_AUTHORIZED);
     const gone = map(e, 5000, [portSet(8, 5000)], 0);
     expect(gone.result).toBe(W.RESULT_SUCCESS);

@@ -62,15 +62,33 @@ const optionArb: fc.Arbitrary<Option> = fc.record({
 });
 const portArb = fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 65535 }));
 const requestArb = fc.oneof(
-  fc.record({ opts: fc.array(optionArb, { maxLength: 6 }), lifetime: fc.oneof(fc.constant(0), fc.nat()), protocol: fc.constantFrom(0, 6, 17, 132), internalPort: portArb, externalPort: portArb })
+  fc
+    .record({
+      opts: fc.array(optionArb, { maxLength: 6 }),
+      lifetime: fc.oneof(fc.constant(0), fc.nat()),
+      protocol: fc.constantFrom(0, 6, 17, 132),
+      internalPort: portArb,
+      externalPort: portArb,
+    })
     .map(({ opts, ...f }) => mapRequest(f, opts)),
-  fc.record({ opts: fc.array(optionArb, { maxLength: 4 }), protocol: fc.constantFrom(0, 6, 17), internalPort: portArb, remotePort: portArb, remoteAddress: fc.constantFrom("198.51.100.7", "127.0.0.1", "::", "ff02::1", "2001:db8::9", "224.0.0.1") })
+  fc
+    .record({
+      opts: fc.array(optionArb, { maxLength: 4 }),
+      protocol: fc.constantFrom(0, 6, 17),
+      internalPort: portArb,
+      remotePort: portArb,
+      remoteAddress: fc.constantFrom("198.51.100.7", "127.0.0.1", "::", "ff02::1", "2001:db8::9", "224.0.0.1"),
+    })
     .map(({ opts, ...f }) => peerRequest(f, opts)),
   fc.array(optionArb, { maxLength: 4 }).map((opts) => announceRequest({}, opts)),
   fc.record({ op: fc.integer({ min: 0, max: 255 }), a: portArb, b: portArb, l: fc.nat() }).map(({ op, a, b, l }) => natPmpMap(op, a, b, l)),
 );
 
-type Mutation = { kind: "flip"; at: number; value: number } | { kind: "cut"; at: number } | { kind: "grow"; bytes: Uint8Array } | { kind: "setLength"; at: number; value: number };
+type Mutation =
+  | { kind: "flip"; at: number; value: number }
+  | { kind: "cut"; at: number }
+  | { kind: "grow"; bytes: Uint8Array }
+  | { kind: "setLength"; at: number; value: number };
 const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
   fc.record({ kind: fc.constant("flip" as const), at: fc.nat(), value: fc.integer({ min: 0, max: 255 }) }),
   fc.record({ kind: fc.constant("cut" as const), at: fc.nat() }),
@@ -96,21 +114,23 @@ function mutate(p: Uint8Array, mutations: Mutation[]): Uint8Array {
 }
 
 const baseCase = (payloadArb: fc.Arbitrary<Uint8Array>) =>
-  fc.record({
-    payload: payloadArb,
-    sourceIndex: fc.nat({ max: SOURCES.length - 1 }),
-    matchClient: fc.boolean().chain((b) => (b ? fc.constant(true) : fc.boolean())),
-    ingress: fc.oneof(fc.constant(W.INGRESS_SUBSCRIBER), fc.integer({ min: 0, max: 3 })),
-    overloaded: fc.oneof({ weight: 5, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) }),
-    epoch: fc.nat(),
-    config: refConfigArb,
-  }).map(({ payload, sourceIndex, matchClient, ...rest }): Case => {
-    const source = SOURCES[sourceIndex];
-    const p = payload.slice();
-    // Most cases carry the right client address so they reach the deeper rows.
-    if (matchClient && p.length >= 24 && p[0] === 2) p.set(source, 8);
-    return { payload: p, source, ...rest };
-  });
+  fc
+    .record({
+      payload: payloadArb,
+      sourceIndex: fc.nat({ max: SOURCES.length - 1 }),
+      matchClient: fc.boolean().chain((b) => (b ? fc.constant(true) : fc.boolean())),
+      ingress: fc.oneof(fc.constant(W.INGRESS_SUBSCRIBER), fc.integer({ min: 0, max: 3 })),
+      overloaded: fc.oneof({ weight: 5, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) }),
+      epoch: fc.nat(),
+      config: refConfigArb,
+    })
+    .map(({ payload, sourceIndex, matchClient, ...rest }): Case => {
+      const source = SOURCES[sourceIndex];
+      const p = payload.slice();
+      // Most cases carry the right client address so they reach the deeper rows.
+      if (matchClient && p.length >= 24 && p[0] === 2) p.set(source, 8);
+      return { payload: p, source, ...rest };
+    });
 
 const randomCase = baseCase(fc.uint8Array({ maxLength: 1200 }));
 const mutatedCase = baseCase(fc.tuple(requestArb, fc.array(mutationArb, { maxLength: 3 })).map(([p, ms]) => mutate(p, ms)));
@@ -153,8 +173,17 @@ function expectAgreement(c: Case, o: SlotOutcome, ref: RefOutcome): void {
     expect(hexOf(o.response), where).toBe(hexOf(ref.response));
   }
   if (ref.verdict === "parsed") {
-    expect({ version: o.version, opcode: o.opcode, lifetime: o.lifetime, options: o.options, parseFlags: o.parseFlags, filterCount: o.filterCount }, where)
-      .toEqual({ version: ref.version, opcode: ref.opcode, lifetime: ref.lifetime, options: ref.options, parseFlags: ref.parseFlags, filterCount: ref.filterCount });
+    expect(
+      { version: o.version, opcode: o.opcode, lifetime: o.lifetime, options: o.options, parseFlags: o.parseFlags, filterCount: o.filterCount },
+      where,
+    ).toEqual({
+      version: ref.version,
+      opcode: ref.opcode,
+      lifetime: ref.lifetime,
+      options: ref.options,
+      parseFlags: ref.parseFlags,
+      filterCount: ref.filterCount,
+    });
   }
 }
 
@@ -174,8 +203,11 @@ describe("properties of the codec", () => {
   });
 
   it("random and mutated datagrams through codec and engine: no trap, every request finished, every reply well-formed", () => {
-    const base = engineConfig({ capacity: { mappings: 2000, subscribers: 200, peers: 500, filters: 500 }, lifetimes: { holdDown: 30 },
-      pool: { addresses: ["198.18.0.1", "2001:db8::1"], blockSize: 64 } });
+    const base = engineConfig({
+      capacity: { mappings: 2000, subscribers: 200, peers: 500, filters: 500 },
+      lifetimes: { holdDown: 30 },
+      pool: { addresses: ["198.18.0.1", "2001:db8::1"], blockSize: 64 },
+    });
     const served = engineFrom(base, 0, { seed: 9n });
     let now = 0;
     fc.assert(
@@ -195,7 +227,14 @@ describe("properties of the codec", () => {
   });
 
   it("success and engine-error encoders agree with the reference for every parsed PCP request", () => {
-    const finishArb = fc.record({ lifetime: fc.nat(), echo: fc.integer({ min: 0, max: 255 }), port: fc.integer({ min: 0, max: 65535 }), addr: fc.constantFrom(...SOURCES), error: fc.boolean(), result: fc.constantFrom(2, 8, 9, 10, 11, 13, 24) });
+    const finishArb = fc.record({
+      lifetime: fc.nat(),
+      echo: fc.integer({ min: 0, max: 255 }),
+      port: fc.integer({ min: 0, max: 65535 }),
+      addr: fc.constantFrom(...SOURCES),
+      error: fc.boolean(),
+      result: fc.constantFrom(2, 8, 9, 10, 11, 13, 24),
+    });
     fc.assert(
       fc.property(validCase, finishArb, (c, f) => {
         const o = runCase(c);

@@ -14,7 +14,15 @@ const CLIENTS = ["192.0.2.1", "192.0.2.2", "192.0.2.3", "2001:db8::7"];
 const KINDS = ["dynamic", "static", "held"] as const;
 
 function engine(maxMappings = 10_000, blockSize = 64): PacketEngine {
-  return engineFrom(engineConfig({ capacity: { mappings: maxMappings }, quotas: { mappingsPerSubscriber: 1000 }, pool: { addresses: POOL, blockSize, maxBlocksPerSubscriber: 8 } }), T0, { seed: 5n });
+  return engineFrom(
+    engineConfig({
+      capacity: { mappings: maxMappings },
+      quotas: { mappingsPerSubscriber: 1000 },
+      pool: { addresses: POOL, blockSize, maxBlocksPerSubscriber: 8 },
+    }),
+    T0,
+    { seed: 5n },
+  );
 }
 
 const kindOf = (m: MappingEvent) => (m.flags & W.MAPF_STATIC ? "static" : m.flags & W.MAPF_HELD ? "held" : "dynamic");
@@ -51,8 +59,21 @@ function listAll(e: PacketEngine, s: RecordSelector, limit: number, scan: number
 }
 
 const op = fc.oneof(
-  fc.record({ t: fc.constant("map" as const), client: fc.constantFrom(...CLIENTS), protocol: fc.constantFrom(W.PROTO_TCP, W.PROTO_UDP), port: fc.integer({ min: 1, max: 40 }), lifetime: fc.constantFrom(0, 600, 3600) }),
-  fc.record({ t: fc.constant("static" as const), client: fc.constantFrom(...CLIENTS.slice(0, 3)), protocol: fc.constantFrom(W.PROTO_TCP, W.PROTO_UDP), port: fc.integer({ min: 41, max: 60 }), pool: fc.integer({ min: 0, max: 1 }), external: fc.integer({ min: 100, max: 900 }) }),
+  fc.record({
+    t: fc.constant("map" as const),
+    client: fc.constantFrom(...CLIENTS),
+    protocol: fc.constantFrom(W.PROTO_TCP, W.PROTO_UDP),
+    port: fc.integer({ min: 1, max: 40 }),
+    lifetime: fc.constantFrom(0, 600, 3600),
+  }),
+  fc.record({
+    t: fc.constant("static" as const),
+    client: fc.constantFrom(...CLIENTS.slice(0, 3)),
+    protocol: fc.constantFrom(W.PROTO_TCP, W.PROTO_UDP),
+    port: fc.integer({ min: 41, max: 60 }),
+    pool: fc.integer({ min: 0, max: 1 }),
+    external: fc.integer({ min: 100, max: 900 }),
+  }),
 );
 
 describe("listRecords: selection inside the engine", () => {
@@ -72,7 +93,10 @@ describe("listRecords: selection inside the engine", () => {
           const e = engine();
           let n = 0;
           for (const o of ops) {
-            if (o.t === "map") serveOne(e, mapRequest({ client: o.client, protocol: o.protocol, internalPort: o.port, lifetime: o.lifetime, nonce: nonceOf(o.port) }), T0, { source: o.client });
+            if (o.t === "map")
+              serveOne(e, mapRequest({ client: o.client, protocol: o.protocol, internalPort: o.port, lifetime: o.lifetime, nonce: nonceOf(o.port) }), T0, {
+                source: o.client,
+              });
             else e.addStatic(o.client, o.protocol, o.port, POOL[o.pool], 30000 + o.external + n++);
           }
           const s = Object.fromEntries(Object.entries(select).filter(([, v]) => v !== undefined)) as RecordSelector;
@@ -95,7 +119,8 @@ describe("listRecords: selection inside the engine", () => {
     expect(list.map((m) => m.internalPort)).toEqual([80, 81]);
     expect(records.filters).toEqual({ 0: [{ prefixLength: 128, port: 443, address: "198.51.100.9" }] });
 
-    for (let i = 0; i < W.LIST_MAX + 10; i++) serveOne(e, mapRequest({ client: `10.0.${i >> 6}.1`, protocol: W.PROTO_UDP, internalPort: 1 + i }), T0, { source: `10.0.${i >> 6}.1` });
+    for (let i = 0; i < W.LIST_MAX + 10; i++)
+      serveOne(e, mapRequest({ client: `10.0.${i >> 6}.1`, protocol: W.PROTO_UDP, internalPort: 1 + i }), T0, { source: `10.0.${i >> 6}.1` });
     expect(decodeRecords(e.listRecords(1, 5000, 50_000, {}, T0).records)).toHaveLength(W.LIST_MAX);
   });
 
@@ -119,7 +144,10 @@ describe("drainRecords: the event ring as records", () => {
     // 50k creates then 30k more events: the second drain crosses the ring's end (EVENT_CAPACITY 65536).
     const client = (i: number) => `10.1.0.${1 + Math.floor(i / 1000)}`;
     const map = (i: number, lifetime: number) => {
-      for (const e of [a, b]) serveOne(e, mapRequest({ client: client(i), protocol: W.PROTO_UDP, internalPort: 1 + (i % 1000), lifetime, nonce: nonceOf(i) }), T0, { source: client(i) });
+      for (const e of [a, b])
+        serveOne(e, mapRequest({ client: client(i), protocol: W.PROTO_UDP, internalPort: 1 + (i % 1000), lifetime, nonce: nonceOf(i) }), T0, {
+          source: client(i),
+        });
     };
     for (let i = 0; i < 50_000; i++) map(i, 3600);
     const pool = a.poolList();

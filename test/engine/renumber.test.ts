@@ -35,13 +35,32 @@ describe("pool addresses added and retired while serving", () => {
     const e = engineOn([A]);
     // Client 1: MAP with two FILTERs and a PEER; client 2: PREFER_FAILURE; client 3 via a THIRD_PARTY server.
     const c1 = "192.0.2.1";
-    const map1 = serveOne(e, mapRequest({ client: c1, internalPort: 8080, lifetime: 3600, nonce: nonceOf(1) }, [filter(128, "198.51.100.9", 443), filter(120, "198.51.100.0", 0)]), T0, { source: c1, sourcePort: 41000 });
-    const peer1 = serveOne(e, peerRequest({ client: c1, internalPort: 5000, lifetime: 600, nonce: nonceOf(2), remotePort: 3478, remoteAddress: "198.51.100.20" }), T0, { source: c1, sourcePort: 41001 });
+    const map1 = serveOne(
+      e,
+      mapRequest({ client: c1, internalPort: 8080, lifetime: 3600, nonce: nonceOf(1) }, [filter(128, "198.51.100.9", 443), filter(120, "198.51.100.0", 0)]),
+      T0,
+      { source: c1, sourcePort: 41000 },
+    );
+    const peer1 = serveOne(
+      e,
+      peerRequest({ client: c1, internalPort: 5000, lifetime: 600, nonce: nonceOf(2), remotePort: 3478, remoteAddress: "198.51.100.20" }),
+      T0,
+      { source: c1, sourcePort: 41001 },
+    );
     const c2 = "192.0.2.2";
     const pf = serveOne(e, mapRequest({ client: c2, internalPort: 22, nonce: nonceOf(3) }), T0, { source: c2 });
-    const pfAgain = serveOne(e, mapRequest({ client: c2, internalPort: 22, nonce: nonceOf(3), externalAddress: A, externalPort: assigned(pf).port }, [preferFailure()]), T0, { source: c2 });
+    const pfAgain = serveOne(
+      e,
+      mapRequest({ client: c2, internalPort: 22, nonce: nonceOf(3), externalAddress: A, externalPort: assigned(pf).port }, [preferFailure()]),
+      T0,
+      { source: c2 },
+    );
     expect(pfAgain.result).toBe(W.RESULT_SUCCESS);
-    const tp = serveOne(e, mapRequest({ client: "192.0.2.200", internalPort: 80, nonce: nonceOf(4) }, [thirdParty("192.0.2.3")]), T0, { source: "192.0.2.200", sourcePort: 42000, ingress: TP });
+    const tp = serveOne(e, mapRequest({ client: "192.0.2.200", internalPort: 80, nonce: nonceOf(4) }, [thirdParty("192.0.2.3")]), T0, {
+      source: "192.0.2.200",
+      sourcePort: 42000,
+      ingress: TP,
+    });
     expect([map1.result, peer1.result, tp.result]).toEqual([0, 0, 0]);
     expect(e.addStatic("192.0.2.4", W.PROTO_TCP, 443, A, 30000)).toBe(W.RESULT_SUCCESS);
     expect(e.addPoolAddress(B)).toBe(true);
@@ -53,12 +72,14 @@ describe("pool addresses added and retired while serving", () => {
     expect(done).toBe(true);
     const messages = updates.flatMap((u) => u.messages);
     // 1 MAP + 1 PEER to client 1, CANNOT_PROVIDE_EXTERNAL to client 2, a MAP to the THIRD_PARTY requester.
-    expect(messages.map((m) => [m.address, m.payload[1], m.payload[3]])).toEqual(expect.arrayContaining([
-      [c1, W.R_BIT | W.OP_MAP, W.RESULT_SUCCESS],
-      [c1, W.R_BIT | W.OP_PEER, W.RESULT_SUCCESS],
-      [c2, W.R_BIT | W.OP_MAP, W.RESULT_CANNOT_PROVIDE_EXTERNAL],
-      ["192.0.2.200", W.R_BIT | W.OP_MAP, W.RESULT_SUCCESS],
-    ]));
+    expect(messages.map((m) => [m.address, m.payload[1], m.payload[3]])).toEqual(
+      expect.arrayContaining([
+        [c1, W.R_BIT | W.OP_MAP, W.RESULT_SUCCESS],
+        [c1, W.R_BIT | W.OP_PEER, W.RESULT_SUCCESS],
+        [c2, W.R_BIT | W.OP_MAP, W.RESULT_CANNOT_PROVIDE_EXTERNAL],
+        ["192.0.2.200", W.R_BIT | W.OP_MAP, W.RESULT_SUCCESS],
+      ]),
+    );
     expect(messages).toHaveLength(4);
 
     const map = messages.find((m) => m.payload[1] === (W.R_BIT | W.OP_MAP) && m.address === c1)!;
@@ -74,10 +95,12 @@ describe("pool addresses added and retired while serving", () => {
     // item 121: the FILTERs go with it, as FILTER options; item 123: nothing else.
     expect(map.payload.length).toBe(W.MAP_MIN_SIZE + 2 * 24);
     const options = [map.payload.slice(60, 84), map.payload.slice(84, 108)];
-    expect(options.map((o) => [o[0], u16(o, 2), o[5], u16(o, 6), formatAddress16(o.slice(8, 24))])).toEqual(expect.arrayContaining([
-      [W.OPTION_FILTER, 20, 128, 443, "198.51.100.9"],
-      [W.OPTION_FILTER, 20, 120, 0, "198.51.100.0"],
-    ]));
+    expect(options.map((o) => [o[0], u16(o, 2), o[5], u16(o, 6), formatAddress16(o.slice(8, 24))])).toEqual(
+      expect.arrayContaining([
+        [W.OPTION_FILTER, 20, 128, 443, "198.51.100.9"],
+        [W.OPTION_FILTER, 20, 120, 0, "198.51.100.0"],
+      ]),
+    );
     expect(e.filters(moved.mapping)).toHaveLength(2);
 
     const peer = messages.find((m) => m.payload[1] === (W.R_BIT | W.OP_PEER))!;
@@ -101,17 +124,29 @@ describe("pool addresses added and retired while serving", () => {
     expect(externalOf(toRequester)).toBe(`${B}:${third.externalPort}`);
     expect(Array.from(toRequester.payload.slice(W.MP_NONCE, W.MP_NONCE + 12))).toEqual(nonceOf(4));
     expect(toRequester.payload.length).toBe(W.MAP_MIN_SIZE + 4 + 16);
-    expect([toRequester.payload[60], u16(toRequester.payload, 62), formatAddress16(toRequester.payload.slice(64, 80))]).toEqual([W.OPTION_THIRD_PARTY, 16, "192.0.2.3"]);
+    expect([toRequester.payload[60], u16(toRequester.payload, 62), formatAddress16(toRequester.payload.slice(64, 80))]).toEqual([
+      W.OPTION_THIRD_PARTY,
+      16,
+      "192.0.2.3",
+    ]);
 
     // The dataplane hears of every move.
-    expect(e.drainEvents().filter((ev) => ev.kind === "update").map((ev) => ev.externalAddress)).toEqual([B, B, B]);
+    expect(
+      e
+        .drainEvents()
+        .filter((ev) => ev.kind === "update")
+        .map((ev) => ev.externalAddress),
+    ).toEqual([B, B, B]);
     // The client's refresh finds the moved mapping where the update said it is.
     const refresh = serveOne(e, mapRequest({ client: c1, internalPort: 8080, lifetime: 3600, nonce: nonceOf(1) }), T0 + 200, { source: c1 });
     expect(`${assigned(refresh).address}:${assigned(refresh).port}`).toBe(externalOf(map));
     // Nothing new lands on the retired address, suggestion or not.
     const fresh = serveOne(e, mapRequest({ client: "192.0.2.9", externalAddress: A, externalPort: 2000 }), T0 + 200, { source: "192.0.2.9" });
     expect(assigned(fresh).address).toBe(B);
-    expect(e.poolUsage()).toEqual([expect.objectContaining({ address: A, retired: true, freeBlocks: 0 }), expect.objectContaining({ address: B, retired: false })]);
+    expect(e.poolUsage()).toEqual([
+      expect.objectContaining({ address: A, retired: true, freeBlocks: 0 }),
+      expect.objectContaining({ address: B, retired: false }),
+    ]);
   });
 
   it("holds on the retired address end; blocks are accounted; the address can come back", () => {
@@ -121,7 +156,9 @@ describe("pool addresses added and retired while serving", () => {
     expect(onA.length).toBeGreaterThan(0);
     // One of them is deleted: its port goes into hold-down on A.
     const gone = onA[0];
-    serveOne(e, mapRequest({ client: gone.internalAddress, nonce: nonceOf(Number(gone.internalAddress.split(".")[3])), lifetime: 0 }), T0, { source: gone.internalAddress });
+    serveOne(e, mapRequest({ client: gone.internalAddress, nonce: nonceOf(Number(gone.internalAddress.split(".")[3])), lifetime: 0 }), T0, {
+      source: gone.internalAddress,
+    });
     expect(e.engineStats().held).toBe(1n);
     expect(e.retirePoolAddress(A, T0 + 1)).toBe(onA.length - 1);
     expect(e.engineStats().held).toBe(0n);
@@ -178,7 +215,14 @@ describe("renumbering under random traffic (property)", () => {
   const POOL = ["198.18.0.1", "198.18.0.2", "198.18.0.3"];
   const SUBS = Array.from({ length: 12 }, (_, i) => `192.0.2.${i + 1}`);
   const op = fc.oneof(
-    fc.record({ kind: fc.constant("map" as const), sub: fc.nat({ max: 11 }), port: fc.integer({ min: 1, max: 4 }), lifetime: fc.constantFrom(0, 60, 3600), pf: fc.boolean(), suggest: fc.option(fc.nat({ max: 2 })) }),
+    fc.record({
+      kind: fc.constant("map" as const),
+      sub: fc.nat({ max: 11 }),
+      port: fc.integer({ min: 1, max: 4 }),
+      lifetime: fc.constantFrom(0, 60, 3600),
+      pf: fc.boolean(),
+      suggest: fc.option(fc.nat({ max: 2 })),
+    }),
     fc.record({ kind: fc.constant("peer" as const), sub: fc.nat({ max: 11 }), port: fc.integer({ min: 1, max: 4 }), lifetime: fc.constantFrom(0, 120, 600) }),
     fc.record({ kind: fc.constant("retire" as const), pool: fc.nat({ max: 2 }) }),
     fc.record({ kind: fc.constant("add" as const), pool: fc.nat({ max: 2 }) }),
@@ -188,15 +232,29 @@ describe("renumbering under random traffic (property)", () => {
   it("no trap; after a rehome no live mapping sits on a retired address; block accounting holds", () => {
     fc.assert(
       fc.property(fc.array(op, { maxLength: 80 }), (ops) => {
-        const e = engineFrom(engineConfig({ capacity: { mappings: 200, subscribers: 40, peers: 100, filters: 50 }, lifetimes: { holdDown: 30 },
-          pool: { addresses: POOL, portMin: 60000, blockSize: 1024, maxBlocksPerSubscriber: 2 } }), 0, { seed: 5n });
+        const e = engineFrom(
+          engineConfig({
+            capacity: { mappings: 200, subscribers: 40, peers: 100, filters: 50 },
+            lifetimes: { holdDown: 30 },
+            pool: { addresses: POOL, portMin: 60000, blockSize: 1024, maxBlocksPerSubscriber: 2 },
+          }),
+          0,
+          { seed: 5n },
+        );
         let now = 0;
         for (const o of ops) {
           if (o.kind === "map") {
             const suggest = o.suggest === null ? {} : { externalAddress: POOL[o.suggest], externalPort: 60000 + o.port };
-            serveOne(e, mapRequest({ client: SUBS[o.sub], internalPort: o.port, lifetime: o.lifetime, nonce: nonceOf(o.sub), ...suggest }, o.pf ? [preferFailure()] : []), now, { source: SUBS[o.sub] });
+            serveOne(
+              e,
+              mapRequest({ client: SUBS[o.sub], internalPort: o.port, lifetime: o.lifetime, nonce: nonceOf(o.sub), ...suggest }, o.pf ? [preferFailure()] : []),
+              now,
+              { source: SUBS[o.sub] },
+            );
           } else if (o.kind === "peer") {
-            serveOne(e, peerRequest({ client: SUBS[o.sub], internalPort: o.port, lifetime: o.lifetime, nonce: nonceOf(o.sub + 100) }), now, { source: SUBS[o.sub] });
+            serveOne(e, peerRequest({ client: SUBS[o.sub], internalPort: o.port, lifetime: o.lifetime, nonce: nonceOf(o.sub + 100) }), now, {
+              source: SUBS[o.sub],
+            });
           } else if (o.kind === "retire") {
             e.retirePoolAddress(POOL[o.pool], now);
             expect(e.rehome(now, 1, 1000).done).toBe(true);
@@ -207,7 +265,12 @@ describe("renumbering under random traffic (property)", () => {
             e.expire(now);
           }
           e.drainEvents();
-          const retired = new Set(e.poolUsage().filter((p) => p.retired).map((p) => p.address));
+          const retired = new Set(
+            e
+              .poolUsage()
+              .filter((p) => p.retired)
+              .map((p) => p.address),
+          );
           let blocks = 0;
           for (const sub of SUBS) {
             blocks += e.subscriberUsage(sub).blocks;

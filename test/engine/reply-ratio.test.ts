@@ -8,7 +8,7 @@ import * as W from "../../src/wire.generated.js";
 import type { PacketEngine, SlotOutcome } from "../../src/engine/packet-engine.js";
 import { enabledOptions } from "../../src/config/region.js";
 import { engineConfig, engineFrom } from "../helpers/engine-config.js";
-import { encodePrefix64Options } from "../../src/net/prefix64.js";
+import type { encodePrefix64Options } from "../../src/net/prefix64.js";
 import { announceRequest, description, mapRequest, natPmpMap, peerRequest, prefix64, serveOne, type Send } from "../helpers/packets.js";
 
 const T0 = 100;
@@ -17,8 +17,11 @@ const ONE_PREFIX = [{ prefix: "64:ff9b::/96" }];
 const FULL_PREFIXES = [{ prefix: "64:ff9b::/96", ipv4: Array.from({ length: 82 }, (_, i) => `10.${i}.0.0/16`) }];
 
 function engine(prefixes: Parameters<typeof encodePrefix64Options>[0], overloadReply = false): PacketEngine {
-  const c = engineConfig({ pcp: { description: true, prefix64: prefixes, overload: overloadReply ? "no-resources" : "drop" }, quotas: { mappingsPerSubscriber: 10_000 },
-    pool: { addresses: ["203.0.113.1", "203.0.113.2"] } });
+  const c = engineConfig({
+    pcp: { description: true, prefix64: prefixes, overload: overloadReply ? "no-resources" : "drop" },
+    quotas: { mappingsPerSubscriber: 10_000 },
+    pool: { addresses: ["203.0.113.1", "203.0.113.2"] },
+  });
   // PREFIX64 processed even with no prefix configured (the cases without prefixes).
   return engineFrom(c, T0, { options: enabledOptions(c) | W.OPTBIT_PREFIX64 });
 }
@@ -53,14 +56,42 @@ const fresh = () => ({ internalPort: port++ });
 const KINDS: Kind[] = [
   { name: "UNSUPP_VERSION (version ≠ 2)", requests: () => lengths(2, (n) => sized(Uint8Array.of(1), n)), is: (o) => o.result === W.RESULT_UNSUPP_VERSION },
   { name: "NAT-PMP external address", requests: () => lengths(2, (n) => new Uint8Array(n)), is: (o) => o.verdict === "reply" && o.response[1] === 0x80 },
-  { name: "NAT-PMP mapping", requests: () => lengths(12, (n) => sized(natPmpMap(W.NATPMP_OP_MAP_TCP, port++, 0, 3600), n)), is: (o) => o.verdict === "reply" && o.response[1] === 0x82 },
-  { name: "NAT-PMP unsupported opcode", requests: () => lengths(2, (n) => sized(Uint8Array.of(0, 5), n)), is: (o) => o.verdict === "reply" && o.response[1] === 0x85 },
+  {
+    name: "NAT-PMP mapping",
+    requests: () => lengths(12, (n) => sized(natPmpMap(W.NATPMP_OP_MAP_TCP, port++, 0, 3600), n)),
+    is: (o) => o.verdict === "reply" && o.response[1] === 0x82,
+  },
+  {
+    name: "NAT-PMP unsupported opcode",
+    requests: () => lengths(2, (n) => sized(Uint8Array.of(0, 5), n)),
+    is: (o) => o.verdict === "reply" && o.response[1] === 0x85,
+  },
   { name: "PCP error reply (codec or engine)", requests: () => lengths(2, (n) => sized(mapRequest(fresh()), n)), is: pcpError },
-  { name: "NO_RESOURCES to a source over its rate (pcp.overload: no-resources)", overloadReply: true, send: { overloaded: true }, requests: () => lengths(2, (n) => sized(mapRequest(fresh()), n)), is: (o) => o.result === W.RESULT_NO_RESOURCES },
+  {
+    name: "NO_RESOURCES to a source over its rate (pcp.overload: no-resources)",
+    overloadReply: true,
+    send: { overloaded: true },
+    requests: () => lengths(2, (n) => sized(mapRequest(fresh()), n)),
+    is: (o) => o.result === W.RESULT_NO_RESOURCES,
+  },
   { name: "ANNOUNCE", requests: () => [announceRequest()], is: success(W.OP_ANNOUNCE) },
-  { name: "ANNOUNCE with PREFIX64, one /96 configured", prefixes: ONE_PREFIX, requests: () => [announceRequest({}, [prefix64(12)])], is: success(W.OP_ANNOUNCE) },
-  { name: "ANNOUNCE with PREFIX64, 512 bytes configured", prefixes: FULL_PREFIXES, requests: () => [announceRequest({}, [prefix64(12)])], is: success(W.OP_ANNOUNCE) },
-  { name: "MAP, with or without DESCRIPTION", requests: () => [mapRequest(fresh()), mapRequest(fresh(), [description("")]), mapRequest(fresh(), [description("x".repeat(300))])], is: success(W.OP_MAP) },
+  {
+    name: "ANNOUNCE with PREFIX64, one /96 configured",
+    prefixes: ONE_PREFIX,
+    requests: () => [announceRequest({}, [prefix64(12)])],
+    is: success(W.OP_ANNOUNCE),
+  },
+  {
+    name: "ANNOUNCE with PREFIX64, 512 bytes configured",
+    prefixes: FULL_PREFIXES,
+    requests: () => [announceRequest({}, [prefix64(12)])],
+    is: success(W.OP_ANNOUNCE),
+  },
+  {
+    name: "MAP, with or without DESCRIPTION",
+    requests: () => [mapRequest(fresh()), mapRequest(fresh(), [description("")]), mapRequest(fresh(), [description("x".repeat(300))])],
+    is: success(W.OP_MAP),
+  },
   { name: "MAP with PREFIX64, 512 bytes configured", prefixes: FULL_PREFIXES, requests: () => [mapRequest(fresh(), [prefix64(12)])], is: success(W.OP_MAP) },
   { name: "PEER, with or without DESCRIPTION", requests: () => [peerRequest(fresh()), peerRequest(fresh(), [description("")])], is: success(W.OP_PEER) },
 ];
@@ -86,7 +117,10 @@ function worst(k: Kind, overloaded = false): { worst: Worst | undefined; replies
 /** The ratio table of docs/codec.md: name → [request, reply, ratio]. */
 function documented(): Map<string, [number, number, string]> {
   const doc = readFileSync(new URL("../../docs/codec.md", import.meta.url), "utf8");
-  const section = doc.split("### Reply size ratio")[1]?.split("\n\n").find((p) => p.startsWith("| Reply"));
+  const section = doc
+    .split("### Reply size ratio")[1]
+    ?.split("\n\n")
+    .find((p) => p.startsWith("| Reply"));
   const rows = new Map<string, [number, number, string]>();
   for (const line of (section ?? "").split("\n").slice(2)) {
     const cells = line.split("|").map((c) => c.trim());
@@ -114,7 +148,10 @@ describe("reply size ratio per kind of reply (docs/codec.md)", () => {
     for (const k of KINDS) {
       if (k.send?.overloaded) continue; // the row that is the answer to overload
       const plain = worst({ ...k, overloadReply: false }, true);
-      expect(plain.replies.map((o) => o.result), k.name).toEqual([]);
+      expect(
+        plain.replies.map((o) => o.result),
+        k.name,
+      ).toEqual([]);
       for (const o of worst({ ...k, overloadReply: true }, true).replies) {
         expect(o.result, k.name).toBe(W.RESULT_NO_RESOURCES);
       }

@@ -52,7 +52,12 @@ describe("static mirrors in the engine", () => {
     const owner = engine();
     expect(owner.addStatic(C, W.PROTO_TCP, 5003, EXT, 2222)).toBe(W.RESULT_SUCCESS);
     const own = map(owner, 5003, 600, [portSet(4, 5003)]);
-    expect([own.result, assigned(own).port, u32(own.response, W.HDR_LIFETIME), own.response.length]).toEqual([W.RESULT_SUCCESS, 2222, 0xffffffff, on.response.length]);
+    expect([own.result, assigned(own).port, u32(own.response, W.HDR_LIFETIME), own.response.length]).toEqual([
+      W.RESULT_SUCCESS,
+      2222,
+      0xffffffff,
+      on.response.length,
+    ]);
     expect(map(owner, 5003, 0, [portSet(4, 5003)]).result).toBe(W.RESULT_NOT_AUTHORIZED);
   });
 

@@ -20,7 +20,10 @@ function engine(ids: string[] | "any", capacity = 16, over: DeepPartial<Config> 
 }
 
 const map = (e: PacketEngine, internal: string, id: number[] | undefined, port: number, lifetime = 3600) =>
-  serveOne(e, mapRequest({ client: AFTR, internalPort: port, lifetime, nonce: nonceOf(port) }, [thirdParty(internal), ...(id ? [thirdPartyId(id)] : [])]), T0, { source: AFTR, ingress: TP });
+  serveOne(e, mapRequest({ client: AFTR, internalPort: port, lifetime, nonce: nonceOf(port) }, [thirdParty(internal), ...(id ? [thirdPartyId(id)] : [])]), T0, {
+    source: AFTR,
+    ingress: TP,
+  });
 
 describe("§3.13 THIRD_PARTY_ID (RFC 7843)", () => {
   it("item 153: an identifier the server does not know → THIRD_PARTY_ID_UNKNOWN; a known one → served and echoed", () => {
@@ -52,7 +55,7 @@ describe("§3.13 THIRD_PARTY_ID (RFC 7843)", () => {
     expect(e.lookupRecords("10.0.0.1", W.PROTO_TCP, 80, 4, T0, "01").bytes.length).toBe(0); // deleted: only its hold-down is left
   });
 
-  it("listings name each mapping's identifier; with \"any\" a full table answers THIRD_PARTY_ID_UNKNOWN", () => {
+  it('listings name each mapping\'s identifier; with "any" a full table answers THIRD_PARTY_ID_UNKNOWN', () => {
     const e = engine("any", 2);
     map(e, "10.0.0.1", [1], 80);
     map(e, "10.0.0.1", [2], 80);

@@ -161,7 +161,25 @@ export function selfSignedCertificate(dir: string): { key: Buffer; cert: Buffer;
   try {
     execFileSync(
       "openssl",
-      ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", keyFile, "-out", certFile, "-days", "2", "-subj", "/CN=pcpd-control-test", "-addext", `subjectAltName=IP:${FAKE_HOST}`],
+      [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        keyFile,
+        "-out",
+        certFile,
+        "-days",
+        "2",
+        "-subj",
+        "/CN=pcpd-control-test",
+        "-addext",
+        `subjectAltName=IP:${FAKE_HOST}`,
+      ],
       { stdio: "pipe" },
     );
   } catch {

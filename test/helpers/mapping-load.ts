@@ -36,7 +36,11 @@ export function mappingLoad(t: LoadTarget, from: number) {
     if (!running) return;
     const i = next++;
     const k = mappingKey(i);
-    socket.send(mapRequest({ client: t.source, internalPort: k.internalPort, lifetime: 3600, nonce: nonceOf(i) }, [thirdParty(k.internalAddress)]), t.port, t.server);
+    socket.send(
+      mapRequest({ client: t.source, internalPort: k.internalPort, lifetime: 3600, nonce: nonceOf(i) }, [thirdParty(k.internalAddress)]),
+      t.port,
+      t.server,
+    );
   };
   socket.on("message", (reply) => {
     const at = performance.now();
@@ -50,10 +54,12 @@ export function mappingLoad(t: LoadTarget, from: number) {
     }
     send();
   });
-  const ready = new Promise<void>((resolve) => socket.bind(0, t.source, () => {
-    for (let k = 0; k < 32; k++) send();
-    resolve();
-  }));
+  const ready = new Promise<void>((resolve) =>
+    socket.bind(0, t.source, () => {
+      for (let k = 0; k < 32; k++) send();
+      resolve();
+    }),
+  );
   return {
     ready,
     acks,
@@ -72,14 +78,16 @@ export async function missingMappings(token: string, url: string, acks: Map<numb
   try {
     const due = [...acks].filter(([, ack]) => ack.at <= until);
     for (let b = 0; b < due.length; b += 200) {
-      await Promise.all(due.slice(b, b + 200).map(async ([i, ack]) => {
-        const { mapping } = await client.call("mappings.get", { ...mappingKey(i), protocol: W.PROTO_TCP });
-        if (!mapping || mapping.externalPort !== ack.port || mapping.externalAddress !== ack.address) wrong.push(`${i}: acked ${ack.address}:${ack.port}, now ${mapping ? `${mapping.externalAddress}:${mapping.externalPort}` : "missing"}`);
-      }));
+      await Promise.all(
+        due.slice(b, b + 200).map(async ([i, ack]) => {
+          const { mapping } = await client.call("mappings.get", { ...mappingKey(i), protocol: W.PROTO_TCP });
+          if (!mapping || mapping.externalPort !== ack.port || mapping.externalAddress !== ack.address)
+            wrong.push(`${i}: acked ${ack.address}:${ack.port}, now ${mapping ? `${mapping.externalAddress}:${mapping.externalPort}` : "missing"}`);
+        }),
+      );
     }
   } finally {
     await client.close();
   }
   return wrong;
 }
-

@@ -2,7 +2,7 @@
 // through a PacketEngine one at a time.
 import * as W from "../../src/wire.generated.js";
 import { formatAddress16, toAddress16 } from "../../src/net/address.js";
-import { PacketEngine, type SlotOutcome } from "../../src/engine/packet-engine.js";
+import type { PacketEngine, SlotOutcome } from "../../src/engine/packet-engine.js";
 
 export const CLIENT = "192.0.2.1";
 export const CLIENT16 = toAddress16(CLIENT);
@@ -112,8 +112,7 @@ export function filter(prefixLength: number, address: string, port = 0): Option 
   data.set(toAddress16(address), 4);
   return option(W.OPTION_FILTER, data);
 }
-export const description = (text: string | number[]) =>
-  option(W.OPTION_DESCRIPTION, typeof text === "string" ? new TextEncoder().encode(text) : text);
+export const description = (text: string | number[]) => option(W.OPTION_DESCRIPTION, typeof text === "string" ? new TextEncoder().encode(text) : text);
 export function portSet(size: number, firstPort: number, parity = false): Option {
   return option(W.OPTION_PORT_SET, [size >> 8, size & 0xff, firstPort >> 8, firstPort & 0xff, parity ? 1 : 0]);
 }

@@ -29,7 +29,13 @@ export function exchange(from: string, to: string, port: number, payload: Uint8A
  * done when one came per request, when none came for `idleMs` (the rest are lost), or at
  * `deadlineMs`. `receiveBuffer`: SO_RCVBUF of the client (it must hold a burst of replies).
  */
-export function burst(from: string, to: string, port: number, requests: Uint8Array[], o: { idleMs?: number; deadlineMs?: number; receiveBuffer?: number } = {}): Promise<Buffer[]> {
+export function burst(
+  from: string,
+  to: string,
+  port: number,
+  requests: Uint8Array[],
+  o: { idleMs?: number; deadlineMs?: number; receiveBuffer?: number } = {},
+): Promise<Buffer[]> {
   const socket = dgram.createSocket(isIPv6(to) ? "udp6" : "udp4");
   const replies: Buffer[] = [];
   const idleMs = o.idleMs ?? 1000;

@@ -48,7 +48,10 @@ export function waitForLine(stream: Readable, pattern: RegExp, options: WaitOpti
       }
     };
     const onEnd = () => finish(new Error(`waitForLine: stream ended without a line matching ${pattern}`));
-    const timer = setTimeout(() => finish(new Error(`waitForLine: no line matching ${pattern} within ${timeout} ms${options.message ? `: ${options.message()}` : ""}`)), timeout);
+    const timer = setTimeout(
+      () => finish(new Error(`waitForLine: no line matching ${pattern} within ${timeout} ms${options.message ? `: ${options.message()}` : ""}`)),
+      timeout,
+    );
     stream.on("data", onData);
     stream.on("end", onEnd);
   });

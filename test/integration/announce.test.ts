@@ -42,7 +42,10 @@ function setUp(): string | undefined {
   ip("link", "add", IF_SERVER, "type", "veth", "peer", "name", IF_CLIENT);
   ip("link", "set", IF_SERVER, "netns", NS_SERVER);
   ip("link", "set", IF_CLIENT, "netns", NS_CLIENT);
-  for (const [ns, dev, a4, a6] of [[NS_SERVER, IF_SERVER, SERVER4, SERVER6], [NS_CLIENT, IF_CLIENT, CLIENT4, CLIENT6]]) {
+  for (const [ns, dev, a4, a6] of [
+    [NS_SERVER, IF_SERVER, SERVER4, SERVER6],
+    [NS_CLIENT, IF_CLIENT, CLIENT4, CLIENT6],
+  ]) {
     ip("-n", ns, "addr", "add", `${a4}/24`, "dev", dev);
     ip("-n", ns, "-6", "addr", "add", `${a6}/64`, "dev", dev, "nodad");
     ip("-n", ns, "link", "set", dev, "up");
@@ -112,7 +115,11 @@ beforeAll(async () => {
   const dir = tempDir("pcpd-announce");
   captureFile = join(dir, "announce.pcapng");
   // Stops by itself after the copies expected (nothing else goes to port 5350 on this link).
-  capture = spawn("ip", ["netns", "exec", NS_CLIENT, "dumpcap", "-q", "-i", IF_CLIENT, "-f", "udp dst port 5350", "-c", String(COPIES_SENT), "-w", captureFile], { stdio: ["ignore", "ignore", "pipe"] });
+  capture = spawn(
+    "ip",
+    ["netns", "exec", NS_CLIENT, "dumpcap", "-q", "-i", IF_CLIENT, "-f", "udp dst port 5350", "-c", String(COPIES_SENT), "-w", captureFile],
+    { stdio: ["ignore", "ignore", "pipe"] },
+  );
   await waitForLine(capture.stderr!, /Capturing on/, { timeout: 10_000 }); // dumpcap's ready line
   listener = spawn("ip", ["netns", "exec", NS_CLIENT, process.execPath, "-e", LISTENER], { stdio: ["pipe", "pipe", "inherit"] });
   let buffered = "";
@@ -124,17 +131,25 @@ beforeAll(async () => {
   });
   await waitFor(() => lines.some((l) => l.ready), { timeout: 10_000, message: seen });
   const config = join(dir, "pcpd.json");
-  writeFileSync(config, JSON.stringify({
-    listen: { addresses: [SERVER4, SERVER6] },
-    subscribers: ["10.53.51.0/24", "fd53:51::/64"],
-    announce: { multicast: [IF_SERVER], count: COPIES, firstGapMs: FIRST_GAP },
-    log: { level: "warn" }, persistence: { enabled: false },
-  }));
+  writeFileSync(
+    config,
+    JSON.stringify({
+      listen: { addresses: [SERVER4, SERVER6] },
+      subscribers: ["10.53.51.0/24", "fd53:51::/64"],
+      announce: { multicast: [IF_SERVER], count: COPIES, firstGapMs: FIRST_GAP },
+      log: { level: "warn" },
+      persistence: { enabled: false },
+    }),
+  );
   server = spawn("ip", ["netns", "exec", NS_SERVER, process.execPath, CLI, "--config", config], { stdio: ["ignore", "inherit", "inherit"] });
   const exited = once(capture, "exit");
   await waitFor(() => lines.filter((l) => l.hex).length >= COPIES_SENT, { timeout: 15_000, message: seen });
   await withTimeout(exited, 5_000, `dumpcap stopping after ${COPIES_SENT} packets`); // the capture has every copy
-  const fields = execFileSync("tshark", ["-r", captureFile, "-T", "fields", "-E", "separator=,", "-e", "frame.time_epoch", "-e", "ip.src", "-e", "ipv6.src", "-e", "udp.length"], { encoding: "utf8" });
+  const fields = execFileSync(
+    "tshark",
+    ["-r", captureFile, "-T", "fields", "-E", "separator=,", "-e", "frame.time_epoch", "-e", "ip.src", "-e", "ipv6.src", "-e", "udp.length"],
+    { encoding: "utf8" },
+  );
   for (const row of fields.trim().split("\n")) {
     const [time, src4, src6, udpLength] = row.split(",");
     captured.push({ ns: epochNs(time), source: src4 || src6, size: Number(udpLength) - 8 });
@@ -156,7 +171,11 @@ describe("gratuitous announcements after an Epoch reset (in network namespaces)"
     const pcp4 = received("udp4", W.PCP_HEADER_SIZE);
     const pcp6 = received("udp6", W.PCP_HEADER_SIZE);
     const natPmp = received("udp4", W.NATPMP_ADDRESS_RESPONSE_SIZE);
-    for (const [list, source] of [[pcp4, SERVER4], [pcp6, SERVER6], [natPmp, SERVER4]] as const) {
+    for (const [list, source] of [
+      [pcp4, SERVER4],
+      [pcp6, SERVER6],
+      [natPmp, SERVER4],
+    ] as const) {
       expect(list).toHaveLength(COPIES);
       for (const l of list) {
         expect(l.from).toBe(source);
@@ -183,7 +202,11 @@ describe("gratuitous announcements after an Epoch reset (in network namespaces)"
     // server counts each gap from its send callback (after that call returned), so the gaps
     // hold exactly; the only tolerance is the capture's resolution, 1 µs (pcapng default).
     const RESOLUTION_NS = 1000n;
-    const kinds = [[SERVER4, W.PCP_HEADER_SIZE], [SERVER6, W.PCP_HEADER_SIZE], [SERVER4, W.NATPMP_ADDRESS_RESPONSE_SIZE]] as const;
+    const kinds = [
+      [SERVER4, W.PCP_HEADER_SIZE],
+      [SERVER6, W.PCP_HEADER_SIZE],
+      [SERVER4, W.NATPMP_ADDRESS_RESPONSE_SIZE],
+    ] as const;
     for (const [source, size] of kinds) {
       const at = captured.filter((c) => c.source === source && c.size === size).map((c) => c.ns);
       expect(at, `${source} ${size}-byte copies captured`).toHaveLength(COPIES);

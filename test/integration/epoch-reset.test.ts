@@ -20,9 +20,30 @@ import { waitFor } from "../helpers/wait.js";
 
 const A = "127.0.0.63";
 const dir = fs.mkdtempSync(join(tmpdir(), "pcpd-epoch-reset-"));
-const config = parseConfig({ listen: { addresses: [A], port: 0 }, subscribers: ["127.0.0.0/8"], pool: { addresses: ["192.0.2.7"] }, control: { enabled: false }, log: { level: "info" }, persistence: { directory: dir } });
+const config = parseConfig({
+  listen: { addresses: [A], port: 0 },
+  subscribers: ["127.0.0.0/8"],
+  pool: { addresses: ["192.0.2.7"] },
+  control: { enabled: false },
+  log: { level: "info" },
+  persistence: { directory: dir },
+});
 const lines: { level: number; msg: string }[] = [];
-const logger = () => pino({ level: "info" }, new Writable({ write: (chunk, _e, done) => (lines.push(...String(chunk).trim().split("\n").map((l) => JSON.parse(l))), done()) }));
+const logger = () =>
+  pino(
+    { level: "info" },
+    new Writable({
+      write: (chunk, _e, done) => (
+        lines.push(
+          ...String(chunk)
+            .trim()
+            .split("\n")
+            .map((l) => JSON.parse(l)),
+        ),
+        done()
+      ),
+    }),
+  );
 let server: RunningServer | undefined;
 /** Engine time, Epochs and wall-clock time move when the test says (src/core/clock.ts). */
 const clock = new TestTime();

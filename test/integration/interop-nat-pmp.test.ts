@@ -18,7 +18,7 @@
 // Every value the client reports is asserted, and cross-checked with NAT-PMP and PCP requests
 // of our own from the same source address (the mapping's internal address).
 import dgram from "node:dgram";
-import { EventEmitter } from "node:events";
+import type { EventEmitter } from "node:events";
 import { createRequire } from "node:module";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pino } from "pino";
@@ -167,7 +167,8 @@ describe("interop: npm nat-pmp 1.0.0 client", () => {
         pool: { addresses: [POOL] },
         noncePolicy: "strict",
         lifetimes: { min: 120, max: MAX_LIFETIME, holdDown: 120 },
-        log: { level: "silent" }, persistence: { enabled: false },
+        log: { level: "silent" },
+        persistence: { enabled: false },
       }),
       pino({ level: "silent" }),
     );

@@ -48,7 +48,12 @@ function setUp(): string | undefined {
   ip("link", "set", "pnft-nat0", "netns", NAT);
   ip("link", "set", "pnft-nat1", "netns", NAT);
   ip("link", "set", "pnft-out", "netns", OUT);
-  for (const [ns, dev, addrs] of [[SUB, "pnft-sub", [`${SUBSCRIBER}/24`]], [NAT, "pnft-nat0", [`${SERVER}/24`]], [NAT, "pnft-nat1", [`${EXTERNAL}/24`]], [OUT, "pnft-out", [`${REMOTE}/24`, `${ALLOWED_REMOTE}/24`]]] as const) {
+  for (const [ns, dev, addrs] of [
+    [SUB, "pnft-sub", [`${SUBSCRIBER}/24`]],
+    [NAT, "pnft-nat0", [`${SERVER}/24`]],
+    [NAT, "pnft-nat1", [`${EXTERNAL}/24`]],
+    [OUT, "pnft-out", [`${REMOTE}/24`, `${ALLOWED_REMOTE}/24`]],
+  ] as const) {
     for (const a of addrs) ip("-n", ns, "addr", "add", a, "dev", dev);
     ip("-n", ns, "link", "set", dev, "up");
     ip("-n", ns, "link", "set", "lo", "up");
@@ -118,16 +123,19 @@ let serverLog = "";
 
 function config(): string {
   const file = join(dir, "pcpd.json");
-  fs.writeFileSync(file, JSON.stringify({
-    listen: { addresses: [SERVER], port: 5351 },
-    subscribers: ["10.77.0.0/24"],
-    pool: { addresses: [EXTERNAL], blockSize: 64 },
-    lifetimes: { min: 2 },
-    dataplane: { backend: "nftables", table: "pcpd", batchMs: 20 },
-    persistence: { directory: join(dir, "data"), commitIntervalMs: 10 },
-    control: { enabled: false },
-    log: { level: "info" },
-  }));
+  fs.writeFileSync(
+    file,
+    JSON.stringify({
+      listen: { addresses: [SERVER], port: 5351 },
+      subscribers: ["10.77.0.0/24"],
+      pool: { addresses: [EXTERNAL], blockSize: 64 },
+      lifetimes: { min: 2 },
+      dataplane: { backend: "nftables", table: "pcpd", batchMs: 20 },
+      persistence: { directory: join(dir, "data"), commitIntervalMs: 10 },
+      control: { enabled: false },
+      log: { level: "info" },
+    }),
+  );
   return file;
 }
 
@@ -171,10 +179,13 @@ function installed(): string[] {
 const key = (protocol: number, port: number) => `${protocol === W.PROTO_TCP ? "tcp" : "udp"}/${port}`;
 /** Waits until the dataplane has installed (or removed) these mappings: one transaction installs all of a mapping's elements. */
 const settle = (mappings: [protocol: number, port: number][], present = true) =>
-  waitFor(() => {
-    const now = installed();
-    return mappings.every(([protocol, port]) => now.includes(key(protocol, port)) === present);
-  }, { message: () => `installed: ${installed().join(" ")}` });
+  waitFor(
+    () => {
+      const now = installed();
+      return mappings.every(([protocol, port]) => now.includes(key(protocol, port)) === present);
+    },
+    { message: () => `installed: ${installed().join(" ")}` },
+  );
 const tcpFrom = (local: string, port: number) => inNs(OUT, TCP_HELLO, [local, EXTERNAL, String(port)]);
 const udpFrom = async (port: number) => {
   const out = await inNs(OUT, UDP_EXCHANGE, [`${REMOTE}:0`, `${EXTERNAL}:${port}`, Buffer.from("hello").toString("hex")]);
@@ -209,20 +220,27 @@ describe("nftables dataplane with real traffic", () => {
   let filtered: { port: number };
   let ok = false; // the steps so far passed
   const step = (name: string, body: () => Promise<void>, timeout = 20_000) =>
-    it(name, async (ctx) => {
-      if (skip) return ctx.skip(skip);
-      if (!ok && name !== FIRST) return ctx.skip("an earlier step failed");
-      ok = false;
-      await body();
-      ok = true;
-    }, timeout);
+    it(
+      name,
+      async (ctx) => {
+        if (skip) return ctx.skip(skip);
+        if (!ok && name !== FIRST) return ctx.skip("an earlier step failed");
+        ok = false;
+        await body();
+        ok = true;
+      },
+      timeout,
+    );
   const FIRST = "MAP opens a TCP and a UDP service to the outside at the external address:port";
 
   step(FIRST, async () => {
     tcp = await pcpMap(8080, W.PROTO_TCP);
     udp = await pcpMap(8081, W.PROTO_UDP);
     for (const r of [tcp, udp]) expect(r).toMatchObject({ result: W.RESULT_SUCCESS, address: EXTERNAL });
-    await settle([[W.PROTO_TCP, tcp.port], [W.PROTO_UDP, udp.port]]);
+    await settle([
+      [W.PROTO_TCP, tcp.port],
+      [W.PROTO_UDP, udp.port],
+    ]);
     expect(await tcpFrom(REMOTE, tcp.port)).toBe("tcp-8080");
     expect(await udpFrom(udp.port)).toBe("udp-8081");
   });
@@ -244,18 +262,35 @@ describe("nftables dataplane with real traffic", () => {
     await settle([[W.PROTO_UDP, mapped.port]]);
     let listening!: () => void;
     const ready = new Promise<void>((resolve) => (listening = resolve));
-    const seen = inNs(OUT, `const s = require("node:dgram").createSocket("udp4"); s.on("message", (m, r) => { console.log(JSON.stringify({ from: r.address, port: r.port })); s.close(); }); s.bind(9999, "${REMOTE}", () => console.log("ready"));`, [], 4000, listening);
+    const seen = inNs(
+      OUT,
+      `const s = require("node:dgram").createSocket("udp4"); s.on("message", (m, r) => { console.log(JSON.stringify({ from: r.address, port: r.port })); s.close(); }); s.bind(9999, "${REMOTE}", () => console.log("ready"));`,
+      [],
+      4000,
+      listening,
+    );
     await withTimeout(ready, 4000, "the remote's listener");
-    await inNs(SUB, `const s = require("node:dgram").createSocket("udp4"); s.bind(8083, "${SUBSCRIBER}", () => s.send("out", 9999, "${REMOTE}", () => s.close()));`);
-    expect((await seen).split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l))[0]).toEqual({ from: EXTERNAL, port: mapped.port });
+    await inNs(
+      SUB,
+      `const s = require("node:dgram").createSocket("udp4"); s.bind(8083, "${SUBSCRIBER}", () => s.send("out", 9999, "${REMOTE}", () => s.close()));`,
+    );
+    expect(
+      (await seen)
+        .split("\n")
+        .filter((l) => l.startsWith("{"))
+        .map((l) => JSON.parse(l))[0],
+    ).toEqual({ from: EXTERNAL, port: mapped.port });
     // Nothing listens on the remote's port 9998: its ICMP port unreachable must come back
     // through the NAT to the subscriber's connected socket (as ECONNREFUSED).
-    const icmp = await inNs(SUB, `const s = require("node:dgram").createSocket("udp4");
+    const icmp = await inNs(
+      SUB,
+      `const s = require("node:dgram").createSocket("udp4");
       let done = false;
       const end = (what) => { if (done) return; done = true; console.log(what); s.close(); };
       s.on("error", (e) => end(e.code));
       setTimeout(() => end("nothing"), 1500);
-      s.bind(8083, "${SUBSCRIBER}", () => s.connect(9998, "${REMOTE}", () => { s.send("x"); setTimeout(() => done || s.send("y"), 200); }));`);
+      s.bind(8083, "${SUBSCRIBER}", () => s.connect(9998, "${REMOTE}", () => { s.send("x"); setTimeout(() => done || s.send("y"), 200); }));`,
+    );
     expect(icmp.split("\n")[0]).toBe("ECONNREFUSED");
   });
 
@@ -280,21 +315,25 @@ describe("nftables dataplane with real traffic", () => {
     expect(await tcpFrom(REMOTE, tcp.port)).not.toBe("tcp-8080");
   });
 
-  step("a table removed behind pcpd's back: transactions fail, the dataplane goes down, a reconciliation rebuilds it", async () => {
-    execFileSync("ip", ["netns", "exec", NAT, "nft", "delete", "table", "ip", "pcpd"]);
-    expect(await udpFrom(udp.port)).toBe("timeout");
-    const count = (line: string) => serverLog.split(line).length - 1;
-    const reconciled = count("dataplane reconciled");
-    for (let i = 0; i < 4 && !serverLog.includes("dataplane down"); i++) {
-      const failed = count("dataplane transaction failed");
-      await pcpMap(9000 + i, W.PROTO_TCP); // each answer's change is a transaction that fails
-      await waitFor(() => count("dataplane transaction failed") > failed || serverLog.includes("dataplane down"), { message: () => serverLog });
-    }
-    expect(serverLog).toContain("dataplane transaction failed");
-    expect(serverLog).toContain("dataplane down");
-    await waitFor(() => count("dataplane reconciled") > reconciled, { message: () => serverLog });
-    expect(count("dataplane reconciled")).toBe(reconciled + 1);
-    expect(await udpFrom(udp.port)).toBe("udp-8081");
-    await stopServer();
-  }, 30_000);
+  step(
+    "a table removed behind pcpd's back: transactions fail, the dataplane goes down, a reconciliation rebuilds it",
+    async () => {
+      execFileSync("ip", ["netns", "exec", NAT, "nft", "delete", "table", "ip", "pcpd"]);
+      expect(await udpFrom(udp.port)).toBe("timeout");
+      const count = (line: string) => serverLog.split(line).length - 1;
+      const reconciled = count("dataplane reconciled");
+      for (let i = 0; i < 4 && !serverLog.includes("dataplane down"); i++) {
+        const failed = count("dataplane transaction failed");
+        await pcpMap(9000 + i, W.PROTO_TCP); // each answer's change is a transaction that fails
+        await waitFor(() => count("dataplane transaction failed") > failed || serverLog.includes("dataplane down"), { message: () => serverLog });
+      }
+      expect(serverLog).toContain("dataplane transaction failed");
+      expect(serverLog).toContain("dataplane down");
+      await waitFor(() => count("dataplane reconciled") > reconciled, { message: () => serverLog });
+      expect(count("dataplane reconciled")).toBe(reconciled + 1);
+      expect(await udpFrom(udp.port)).toBe("udp-8081");
+      await stopServer();
+    },
+    30_000,
+  );
 });

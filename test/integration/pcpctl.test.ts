@@ -25,11 +25,15 @@ let log = "";
 
 beforeAll(async () => {
   const config = join(dir, "pcpd.json");
-  writeFileSync(config, JSON.stringify({
-    listen: { addresses: [UDP], port: 0 },
-    control: { port: 0, tokenFile },
-    log: { level: "info" }, persistence: { enabled: false },
-  }));
+  writeFileSync(
+    config,
+    JSON.stringify({
+      listen: { addresses: [UDP], port: 0 },
+      control: { port: 0, tokenFile },
+      log: { level: "info" },
+      persistence: { enabled: false },
+    }),
+  );
   child = spawn(process.execPath, [SERVER, "--config", config], { stdio: ["ignore", "pipe", "inherit"] });
   await new Promise<void>((resolve, reject) => {
     child.stdout!.on("data", (chunk) => {
@@ -44,7 +48,12 @@ beforeAll(async () => {
   });
   // Two mappings of one subscriber, made over PCP.
   for (const port of [8080, 8081]) {
-    const r = await exchange(UDP, UDP, udpPort, mapRequest({ client: UDP, internalPort: port, nonce: nonceOf(1), lifetime: 600 }, port === 8080 ? [description("web camera")] : []));
+    const r = await exchange(
+      UDP,
+      UDP,
+      udpPort,
+      mapRequest({ client: UDP, internalPort: port, nonce: nonceOf(1), lifetime: 600 }, port === 8080 ? [description("web camera")] : []),
+    );
     expect(r.reply[3]).toBe(W.RESULT_SUCCESS);
   }
 }, 30_000);
@@ -84,7 +93,20 @@ describe("pcpctl against pcp-server", () => {
   });
 
   it("static add / remove; subscriber delete; config show / reload; epoch reset", async () => {
-    const added = await ctl(["static", "add", "--internal", "192.0.2.50", "--protocol", "udp", "--port", "5060", "--external", "203.0.113.9", "--external-port", "5060"]);
+    const added = await ctl([
+      "static",
+      "add",
+      "--internal",
+      "192.0.2.50",
+      "--protocol",
+      "udp",
+      "--port",
+      "5060",
+      "--external",
+      "203.0.113.9",
+      "--external-port",
+      "5060",
+    ]);
     expect((added.mapping ?? added).kind).toBe("static");
     expect(await ctl(["static", "remove", "--internal", "192.0.2.50", "--protocol", "udp", "--port", "5060"])).toEqual({ removed: true });
     expect(await ctl(["subscriber", "delete", UDP])).toEqual({ deleted: 2 });
@@ -99,15 +121,24 @@ describe("pcpctl against pcp-server", () => {
     const events = spawn(process.execPath, [PCPCTL, "--url", url, "--token-file", tokenFile, "--json", "events"], { stdio: ["ignore", "pipe", "inherit"] });
     let out = "";
     events.stdout!.on("data", (c) => (out += c));
-    const created = () => out.split("\n").filter(Boolean).map((l) => JSON.parse(l)).map((l) => l.event ?? l).filter((e) => e.kind === "create");
+    const created = () =>
+      out
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => JSON.parse(l))
+        .map((l) => l.event ?? l)
+        .filter((e) => e.kind === "create");
     // pcpctl prints nothing when its subscription holds, so mappings are made, each with a
     // new port, until one is streamed (those made before the subscription are not).
     let port = 9000;
-    const streamed = await waitFor(async () => {
-      if (created().length > 0) return created();
-      await exchange(UDP, UDP, udpPort, mapRequest({ client: UDP, internalPort: port++, nonce: nonceOf(2), lifetime: 600 }));
-      return undefined;
-    }, { interval: 50, message: () => `made ports 9000..${port - 1}; got ${out}` });
+    const streamed = await waitFor(
+      async () => {
+        if (created().length > 0) return created();
+        await exchange(UDP, UDP, udpPort, mapRequest({ client: UDP, internalPort: port++, nonce: nonceOf(2), lifetime: 600 }));
+        return undefined;
+      },
+      { interval: 50, message: () => `made ports 9000..${port - 1}; got ${out}` },
+    );
     expect(streamed[0].mapping.internalPort).toBeGreaterThanOrEqual(9000);
     expect(streamed[0].mapping.internalPort).toBeLessThan(port);
     const exited = new Promise((r) => events.once("exit", r));

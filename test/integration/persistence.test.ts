@@ -40,19 +40,21 @@ const dir = fs.mkdtempSync(join(tmpdir(), "pcpd-persist-"));
 let child: ChildProcess | undefined;
 let log = "";
 
-
 function config(commitIntervalMs = COMMIT_MS, directory = join(dir, "data")): string {
   const file = join(dir, "pcpd.json");
-  fs.writeFileSync(file, JSON.stringify({
-    listen: { addresses: [UDP], port: PORT },
-    thirdPartySources: [`${AFTR}/32`],
-    pool: { addresses: ["198.51.100.1", "198.51.100.2"], blockSize: 64 },
-    quotas: { mappingsPerSubscriber: 50 },
-    rateLimit: { perSource: { rate: 1e6, burst: 1e6 }, global: { rate: 1e6, burst: 1e6 } },
-    persistence: { directory, commitIntervalMs },
-    control: { address: "127.0.0.1", port: 0, tokens: [{ token: TOKEN, role: "admin" }], requestsPerSecond: 1_000_000 },
-    log: { level: "info" },
-  }));
+  fs.writeFileSync(
+    file,
+    JSON.stringify({
+      listen: { addresses: [UDP], port: PORT },
+      thirdPartySources: [`${AFTR}/32`],
+      pool: { addresses: ["198.51.100.1", "198.51.100.2"], blockSize: 64 },
+      quotas: { mappingsPerSubscriber: 50 },
+      rateLimit: { perSource: { rate: 1e6, burst: 1e6 }, global: { rate: 1e6, burst: 1e6 } },
+      persistence: { directory, commitIntervalMs },
+      control: { address: "127.0.0.1", port: 0, tokens: [{ token: TOKEN, role: "admin" }], requestsPerSecond: 1_000_000 },
+      log: { level: "info" },
+    }),
+  );
   return file;
 }
 
@@ -60,7 +62,10 @@ function config(commitIntervalMs = COMMIT_MS, directory = join(dir, "data")): st
 async function start(commitIntervalMs = COMMIT_MS, directory?: string): Promise<{ url: string; restored?: Record<string, any>; serving: Record<string, any> }> {
   log = "";
   if (child && child.exitCode === null && child.signalCode === null) await stop("SIGKILL"); // a test that failed before stopping its server
-  const c = spawn(process.execPath, [SERVER, "--config", config(commitIntervalMs, directory)], { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, PCPD_TEST_CLOCK: String(ahead) } });
+  const c = spawn(process.execPath, [SERVER, "--config", config(commitIntervalMs, directory)], {
+    stdio: ["ignore", "pipe", "inherit"],
+    env: { ...process.env, PCPD_TEST_CLOCK: String(ahead) },
+  });
   child = c;
   return new Promise((resolve, reject) => {
     let url = "";
@@ -187,7 +192,11 @@ describe("persistence across restarts of the process", () => {
       }
     })) as number;
     await stop("SIGTERM");
-    const newest = fs.readdirSync(shardDir).filter((f) => f.startsWith("snapshot-")).sort().at(-1)!;
+    const newest = fs
+      .readdirSync(shardDir)
+      .filter((f) => f.startsWith("snapshot-"))
+      .sort()
+      .at(-1)!;
     const bytes = fs.readFileSync(join(shardDir, newest));
     bytes[Math.floor(bytes.length / 3)] ^= 0x40;
     fs.writeFileSync(join(shardDir, newest), bytes);
@@ -224,7 +233,14 @@ describe("persistence across restarts of the process", () => {
     const k = key(500_000);
     const reply = await new Promise<Buffer>((resolve) => {
       socket.once("message", resolve);
-      socket.send(mapRequest({ client: AFTR, internalPort: k.internalPort, lifetime: 3600, nonce: nonceOf(500_000) }, [thirdParty(k.internalAddress), checkpointRequired()]), PORT, UDP);
+      socket.send(
+        mapRequest({ client: AFTR, internalPort: k.internalPort, lifetime: 3600, nonce: nonceOf(500_000) }, [
+          thirdParty(k.internalAddress),
+          checkpointRequired(),
+        ]),
+        PORT,
+        UDP,
+      );
     });
     socket.close();
     expect(reply[3]).toBe(W.RESULT_SUCCESS);
@@ -245,7 +261,7 @@ async function http(url: string, path: string): Promise<{ status: number; body: 
   return { status: r.status, body: await r.text() };
 }
 
-const poll = <T,>(probe: () => Promise<T | undefined>) => waitFor(probe, { timeout: 15_000, interval: 20 });
+const poll = <T>(probe: () => Promise<T | undefined>) => waitFor(probe, { timeout: 15_000, interval: 20 });
 
 describe("issue #12 item 1: a full disk under load, then freed, then kill -9", () => {
   it("degraded on /healthz, /metrics and pcpctl stats while writes fail; check-pointed replies held; after recovery and kill -9 no acknowledged mapping is lost", async () => {
@@ -277,7 +293,10 @@ describe("issue #12 item 1: a full disk under load, then freed, then kill -9", (
     const cpReplies: Buffer[] = [];
     cp.on("message", (m) => cpReplies.push(m));
     const ck = key(900_000);
-    const cpRequest = mapRequest({ client: AFTR, internalPort: ck.internalPort, lifetime: 3600, nonce: nonceOf(900_000) }, [thirdParty(ck.internalAddress), checkpointRequired()]);
+    const cpRequest = mapRequest({ client: AFTR, internalPort: ck.internalPort, lifetime: 3600, nonce: nonceOf(900_000) }, [
+      thirdParty(ck.internalAddress),
+      checkpointRequired(),
+    ]);
     cp.send(cpRequest, PORT, UDP);
     const outageAcks = l.acks.size;
     await poll(async () => (l.acks.size > outageAcks + 500 ? true : undefined)); // replies keep coming meanwhile

@@ -17,7 +17,8 @@ const A = "127.0.0.64";
 /** 254 + 2 addresses: the engine's 256-entry address table is full. */
 const FULL_POOL = ["192.0.2.0/24", "198.51.100.1", "198.51.100.2"];
 // JSON is YAML (flow style).
-const complete = (pool: string[]) => JSON.stringify({ listen: { addresses: [A], port: 0 }, pool: { addresses: pool }, persistence: { enabled: false }, control: { enabled: false } });
+const complete = (pool: string[]) =>
+  JSON.stringify({ listen: { addresses: [A], port: 0 }, pool: { addresses: pool }, persistence: { enabled: false }, control: { enabled: false } });
 
 describe("SIGHUP: validate everything, then apply", () => {
   it("refuses an empty file, a truncated file, a pool beyond the engine's table and a pool without IPv4; applies a complete one", async () => {
@@ -29,10 +30,18 @@ describe("SIGHUP: validate everything, then apply", () => {
     child.stdout!.on("data", (chunk) => (out += chunk));
     /** The first log line from `from` on with this message. */
     const line = (from: number, msg: string): Promise<Record<string, any>> =>
-      waitFor(() => {
-        if (child.exitCode !== null) throw new Error(`server exited; no "${msg}" in: ${out.slice(from)}`);
-        return out.slice(from).split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l)).find((j) => j.msg === msg);
-      }, { message: () => `no "${msg}" in: ${out.slice(from)}` });
+      waitFor(
+        () => {
+          if (child.exitCode !== null) throw new Error(`server exited; no "${msg}" in: ${out.slice(from)}`);
+          return out
+            .slice(from)
+            .split("\n")
+            .filter((l) => l.startsWith("{"))
+            .map((l) => JSON.parse(l))
+            .find((j) => j.msg === msg);
+        },
+        { message: () => `no "${msg}" in: ${out.slice(from)}` },
+      );
     const hup = async (text: string, msg = "configuration reload refused") => {
       const from = out.length;
       writeFileSync(file, text);
@@ -40,7 +49,8 @@ describe("SIGHUP: validate everything, then apply", () => {
       return line(from, msg);
     };
     let nonce = 0;
-    const map = async (port: number) => (await exchange(A, A, port, mapRequest({ client: A, internalPort: 5000 + nonce, lifetime: 600, nonce: Array(12).fill(++nonce) }))).reply;
+    const map = async (port: number) =>
+      (await exchange(A, A, port, mapRequest({ client: A, internalPort: 5000 + nonce, lifetime: 600, nonce: Array(12).fill(++nonce) }))).reply;
     try {
       const port = (await line(0, "pcp server listening")).listen[0].port;
       const first = await map(port);

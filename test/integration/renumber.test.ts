@@ -20,7 +20,13 @@ const CLIENT = "127.0.0.13"; // a subscriber on the same loopback address (its o
 const OLD = "198.51.100.1";
 const NEW = "198.51.100.2";
 const REQUESTER = "127.0.0.15"; // a THIRD_PARTY server asking for other subscribers' mappings
-const base = { listen: { addresses: [SERVER], port: 0 }, subscribers: ["127.0.0.0/8"], thirdPartySources: [`${REQUESTER}/32`], log: { level: "silent" }, persistence: { enabled: false } };
+const base = {
+  listen: { addresses: [SERVER], port: 0 },
+  subscribers: ["127.0.0.0/8"],
+  thirdPartySources: [`${REQUESTER}/32`],
+  log: { level: "silent" },
+  persistence: { enabled: false },
+};
 let server: RunningServer;
 /** Engine time and Epochs move when the test says (src/core/clock.ts); the copies' gaps are real time. */
 const clock = new TestTime();
@@ -87,7 +93,10 @@ describe("renumbering by configuration reload", () => {
       const fresh = await exchange("127.0.0.14", SERVER, port, mapRequest({ client: "127.0.0.14" }));
       expect(assigned({ response: fresh.reply }).address).toBe(NEW);
       const stats = await server.stats();
-      expect(stats.shards[0].pool).toEqual([expect.objectContaining({ address: OLD, retired: true }), expect.objectContaining({ address: NEW, retired: false })]);
+      expect(stats.shards[0].pool).toEqual([
+        expect.objectContaining({ address: OLD, retired: true }),
+        expect.objectContaining({ address: NEW, retired: false }),
+      ]);
     } finally {
       socket.close();
     }
@@ -110,7 +119,9 @@ describe("renumbering by configuration reload", () => {
       const copiesAtRefresh = seen.length - 1;
       // Every Mapping Update schedule over (the other re-homed mappings' copies all sent,
       // this one's ended by the refresh): nothing more can arrive.
-      await waitFor(async () => (await server.everyShard({ kind: "mappingUpdates" })).every((u) => u.pending === 0), { message: () => `${seen.length - 1} copies` });
+      await waitFor(async () => (await server.everyShard({ kind: "mappingUpdates" })).every((u) => u.pending === 0), {
+        message: () => `${seen.length - 1} copies`,
+      });
       // At most a copy already on its way when the refresh was answered; never all three.
       expect(seen.length - 1).toBeLessThanOrEqual(Math.min(copiesAtRefresh + 1, 2));
     } finally {
@@ -133,7 +144,11 @@ describe("renumbering by configuration reload", () => {
       for (const u of updates) {
         expect([u[1], u[3], assigned({ response: u }).address]).toEqual([W.R_BIT | W.OP_MAP, W.RESULT_SUCCESS, NEW]);
         expect(Array.from(u.subarray(W.MP_NONCE, W.MP_NONCE + 12))).toEqual(nonceOf(7));
-        expect([u.length, u[W.MAP_MIN_SIZE], formatAddress16(u.subarray(W.MAP_MIN_SIZE + 4, W.MAP_MIN_SIZE + 20))]).toEqual([W.MAP_MIN_SIZE + 20, W.OPTION_THIRD_PARTY, "10.1.2.3"]);
+        expect([u.length, u[W.MAP_MIN_SIZE], formatAddress16(u.subarray(W.MAP_MIN_SIZE + 4, W.MAP_MIN_SIZE + 20))]).toEqual([
+          W.MAP_MIN_SIZE + 20,
+          W.OPTION_THIRD_PARTY,
+          "10.1.2.3",
+        ]);
       }
     } finally {
       socket.close();

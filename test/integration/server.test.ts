@@ -123,9 +123,15 @@ describe("interop: Debian natpmpc", () => {
   let natpmpc = true;
 
   beforeAll(async () => {
-    natpmpc = await run("natpmpc", ["-h"]).then(() => true, (e) => e.code !== "ENOENT");
+    natpmpc = await run("natpmpc", ["-h"]).then(
+      () => true,
+      (e) => e.code !== "ENOENT",
+    );
     if (!natpmpc) return;
-    server = await startServer(parseConfig({ listen: { addresses: [ADDRESS] }, log: { level: "silent" }, persistence: { enabled: false } }), pino({ level: "silent" }));
+    server = await startServer(
+      parseConfig({ listen: { addresses: [ADDRESS] }, log: { level: "silent" }, persistence: { enabled: false } }),
+      pino({ level: "silent" }),
+    );
   });
   afterAll(() => server?.stop());
 

@@ -64,11 +64,12 @@ async function start(config: Config): Promise<Running> {
   return {
     server,
     control,
-    call: (method, params) => new Promise((resolve) => {
-      const i = ++id;
-      waiting.set(i, resolve);
-      ws.send(JSON.stringify({ jsonrpc: "2.0", id: i, method, params }));
-    }),
+    call: (method, params) =>
+      new Promise((resolve) => {
+        const i = ++id;
+        waiting.set(i, resolve);
+        ws.send(JSON.stringify({ jsonrpc: "2.0", id: i, method, params }));
+      }),
     async stop() {
       ws.close();
       await control.stop();
@@ -81,7 +82,10 @@ let r: Running;
 const portOf = (address: string) => r.server.addresses.find((e) => e.address === address)!.port;
 const send = (address: string, payload: Uint8Array) => exchange(address, address, portOf(address), payload).then((x) => x.reply);
 const map = (client: string, internalPort: number, o: { lifetime?: number; nonce?: number; externalAddress?: string } = {}) =>
-  send(client, mapRequest({ client, internalPort, lifetime: o.lifetime ?? 600, nonce: nonceOf(o.nonce ?? 7), externalAddress: o.externalAddress ?? "0.0.0.0" }));
+  send(
+    client,
+    mapRequest({ client, internalPort, lifetime: o.lifetime ?? 600, nonce: nonceOf(o.nonce ?? 7), externalAddress: o.externalAddress ?? "0.0.0.0" }),
+  );
 const addStatic = (internalAddress: string, internalPort: number, externalAddress: string, externalPort: number) =>
   r.call("mappings.addStatic", { internalAddress, protocol: W.PROTO_TCP, internalPort, externalAddress, externalPort });
 async function statics(): Promise<any[]> {
@@ -100,10 +104,13 @@ const shardMappings = () => r.server.stats().shards.map((s) => Number(s.engine.m
 
 /** Asks until `ok` holds for the reply (a restarted shard rebinds and resynchronises); bounded. */
 const until = (ask: () => Promise<Buffer>, ok: (reply: Buffer) => boolean) =>
-  waitFor(async () => {
-    const reply = await ask().catch(() => undefined);
-    return reply && ok(reply) ? reply : undefined;
-  }, { timeout: 20_000, interval: 50 });
+  waitFor(
+    async () => {
+      const reply = await ask().catch(() => undefined);
+      return reply && ok(reply) ? reply : undefined;
+    },
+    { timeout: 20_000, interval: 50 },
+  );
 
 beforeAll(async () => {
   r = await start(configWith());
@@ -127,7 +134,10 @@ describe("static mappings on every shard (issue #12 item 12)", () => {
     expect(del[3]).toBe(W.RESULT_NOT_AUTHORIZED);
     // Nothing was created, leased or listed on the answering shard.
     expect(shardMappings()).toEqual(before);
-    expect((await r.call("subscribers.usage", { internalAddress: A })).result.shards).toEqual([{ shard: 0, mappings: 0, blocks: 0 }, { shard: 1, mappings: 1, blocks: 1 }]);
+    expect((await r.call("subscribers.usage", { internalAddress: A })).result.shards).toEqual([
+      { shard: 0, mappings: 0, blocks: 0 },
+      { shard: 1, mappings: 1, blocks: 1 },
+    ]);
     expect(await statics()).toHaveLength(1);
     // PEER for the endpoint leaves on the static's address:port, nothing recorded here.
     const peer = await send(A, peerRequest({ client: A, protocol: W.PROTO_TCP, internalPort: 22, lifetime: 300 }));
@@ -173,11 +183,17 @@ describe("static mappings on every shard (issue #12 item 12)", () => {
   it("a shard restart lays the mirrors down again; the owner's restart without persistence loses the static and its mirrors", async () => {
     const thread = r.server.threads()[0];
     await r.server.replaceWorker(0); // the mirror shard's thread dies
-    const back = await until(() => map(A, 22), (reply) => reply[3] === W.RESULT_SUCCESS && u32(reply, W.HDR_LIFETIME) === STATIC);
+    const back = await until(
+      () => map(A, 22),
+      (reply) => reply[3] === W.RESULT_SUCCESS && u32(reply, W.HDR_LIFETIME) === STATIC,
+    );
     expect(r.server.threads()[0]).not.toBe(thread);
     expect(assigned({ response: back }).port).toBe(ODD_BLOCK_PORT);
     await r.server.replaceWorker(1); // the owner's thread dies: its table (and the static) start empty
-    const dynamic = await until(() => map(A, 22), (reply) => reply[3] === W.RESULT_SUCCESS && u32(reply, W.HDR_LIFETIME) !== STATIC);
+    const dynamic = await until(
+      () => map(A, 22),
+      (reply) => reply[3] === W.RESULT_SUCCESS && u32(reply, W.HDR_LIFETIME) !== STATIC,
+    );
     expect(dynamic).toBeDefined();
     expect((await map(A, 22, { lifetime: 0 }))[3]).toBe(W.RESULT_SUCCESS);
   });
@@ -212,10 +228,20 @@ describe("static mappings across a server restart with persistence (issue #12 it
       const thread = r.server.threads()[1];
       await r.server.replaceWorker(1);
       await waitFor(() => r.server.threads()[1] !== undefined && r.server.threads()[1] !== thread, { timeout: 20_000 });
-      const after = await until(() => map(A, 25), (x) => x[3] === W.RESULT_SUCCESS);
+      const after = await until(
+        () => map(A, 25),
+        (x) => x[3] === W.RESULT_SUCCESS,
+      );
       expect([u32(after, W.HDR_LIFETIME), assigned({ response: after }).port]).toEqual([STATIC, ODD_BLOCK_PORT + 3]);
       // The owner lists it again once its restore has finished.
-      const listed = await waitFor(() => statics().then((l) => (l.length > 0 ? l : undefined), () => undefined), { timeout: 20_000, interval: 50 });
+      const listed = await waitFor(
+        () =>
+          statics().then(
+            (l) => (l.length > 0 ? l : undefined),
+            () => undefined,
+          ),
+        { timeout: 20_000, interval: 50 },
+      );
       expect(listed.map((m) => [m.shard, m.internalPort])).toEqual([[1, 25]]);
       await r.stop();
     } finally {

@@ -412,7 +412,14 @@ class Capture {
       const onMessage = (reply: Buffer, from: dgram.RemoteInfo) => {
         clearTimeout(timer);
         socket.removeListener("message", onMessage);
-        this.packets.push({ source: from.address, sourcePort: from.port, destination: this.local.address, destinationPort: this.local.port, payload: reply, timeUs: nowUs() });
+        this.packets.push({
+          source: from.address,
+          sourcePort: from.port,
+          destination: this.local.address,
+          destinationPort: this.local.port,
+          payload: reply,
+          timeUs: nowUs(),
+        });
         try {
           // RFC 6887 §8.3 / RFC 6886 §3.1: replies come from the server's address and port.
           expect(from, c.name).toMatchObject({ address: ADDRESS, port: PORT });
@@ -423,7 +430,14 @@ class Capture {
         resolve({ c, reply, requestFrame, replyFrame: this.packets.length });
       };
       socket.on("message", onMessage);
-      this.packets.push({ source: this.local.address, sourcePort: this.local.port, destination: ADDRESS, destinationPort: PORT, payload: c.request, timeUs: nowUs() });
+      this.packets.push({
+        source: this.local.address,
+        sourcePort: this.local.port,
+        destination: ADDRESS,
+        destinationPort: PORT,
+        payload: c.request,
+        timeUs: nowUs(),
+      });
       socket.send(c.request, PORT, ADDRESS);
     });
   }
@@ -619,7 +633,8 @@ describe.skipIf(!TSHARK)(TSHARK ? "every reply dissects in Wireshark (tshark)" :
         thirdPartySources: [`${ADDRESS}/32`], // THIRD_PARTY is authorised for our socket
         pool: { addresses: [POOL] },
         pcp: { prefix64: [{ prefix: "64:ff9b::/96" }] },
-        log: { level: "silent" }, persistence: { enabled: false },
+        log: { level: "silent" },
+        persistence: { enabled: false },
       }),
       pino({ level: "silent" }),
     );
@@ -700,13 +715,19 @@ describe.skipIf(!TSHARK)(TSHARK ? "every reply dissects in Wireshark (tshark)" :
       expect(p64.fields["portcontrol.option.code"]).toEqual([String(W.OPTION_PREFIX64)]);
       expect(p64.fields["portcontrol.option.p64.length"]).toEqual(["12"]);
       expect(p64.fields["portcontrol.option.p64.prefix64"]).toEqual(["0064ff9b0000000000000000"]); // the 12 bytes of 64:ff9b::/96
-      expect(frames.get(by("PCP MAP UDP 8085 with DESCRIPTION (stored, echoed)").replyFrame)!.fields["portcontrol.option.description"]).toEqual(["pcpd tshark test"]);
+      expect(frames.get(by("PCP MAP UDP 8085 with DESCRIPTION (stored, echoed)").replyFrame)!.fields["portcontrol.option.description"]).toEqual([
+        "pcpd tshark test",
+      ]);
       const set = frames.get(by("PCP MAP UDP 8090 with PORT_SET of 4 (parity requested)").replyFrame)!;
       expect([set.fields["portcontrol.option.portset.size"], set.fields["portcontrol.option.portset.parity"]]).toEqual([["4"], ["1"]]);
       const address = frames.get(by("NAT-PMP external address").replyFrame)!;
       expect(address.fields["nat-pmp.external_ip"]).toEqual([POOL]);
-      expect(frames.get(by("UNSUPP_VERSION: version 3 ANNOUNCE, 24 bytes").replyFrame)!.fields["portcontrol.result_code"]).toEqual([String(W.RESULT_UNSUPP_VERSION)]);
-      expect(frames.get(by("ADDRESS_MISMATCH: client field 127.0.0.99 from 127.0.0.12").replyFrame)!.fields["portcontrol.result_code"]).toEqual([String(W.RESULT_ADDRESS_MISMATCH)]);
+      expect(frames.get(by("UNSUPP_VERSION: version 3 ANNOUNCE, 24 bytes").replyFrame)!.fields["portcontrol.result_code"]).toEqual([
+        String(W.RESULT_UNSUPP_VERSION),
+      ]);
+      expect(frames.get(by("ADDRESS_MISMATCH: client field 127.0.0.99 from 127.0.0.12").replyFrame)!.fields["portcontrol.result_code"]).toEqual([
+        String(W.RESULT_ADDRESS_MISMATCH),
+      ]);
     }));
 
   it("one epoch for PCP and NAT-PMP: tshark's epoch fields never go backwards and start near 0", () =>
@@ -727,7 +748,10 @@ describe.skipIf(!TSHARK)(TSHARK ? "every reply dissects in Wireshark (tshark)" :
         const reply = frames.get(x.replyFrame)!;
         expectDissector(reply, x.reply, x.c.name);
         expect(reply.malformed, `${x.k.name}: reply malformed — ${x.k.why}`).toBe(true);
-        expect(reply.experts, x.k.name).toEqual([...(x.k.warnings ?? []).map((message) => ({ severity: PI_WARN, message })), { severity: PI_ERROR, message: MALFORMED }]);
+        expect(reply.experts, x.k.name).toEqual([
+          ...(x.k.warnings ?? []).map((message) => ({ severity: PI_WARN, message })),
+          { severity: PI_ERROR, message: MALFORMED },
+        ]);
         const request = frames.get(x.requestFrame)!;
         if (x.k.requestVerdict === "malformed") expect(request.malformed, `${x.k.name}: request malformed too`).toBe(true);
         else expect([request.pcp, request.natPmp, request.protocolColumn], `${x.k.name}: request not dissected`).toEqual([false, false, "UDP"]);

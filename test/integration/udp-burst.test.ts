@@ -29,10 +29,16 @@ describe("listen.receiveBuffer (issue #12 item 9)", () => {
   it("the listener reports, once per socket, what the kernel granted, and whether rmem_max capped it", async () => {
     const reports: ReceiveBuffer[] = [];
     const engine = engineFrom(engineConfig(), 0, {}, "release");
-    for (const [requested, granted, capped] of [[1 << 20, 2 << 20, false], [rmemMax * 2, rmemMax * 2, true]] as const) {
+    for (const [requested, granted, capped] of [
+      [1 << 20, 2 << 20, false],
+      [rmemMax * 2, rmemMax * 2, true],
+    ] as const) {
       reports.length = 0;
       const listener = new UdpListener({
-        endpoints: [{ address: SERVER, port: 0 }, { address: "127.0.0.13", port: 0 }],
+        endpoints: [
+          { address: SERVER, port: 0 },
+          { address: "127.0.0.13", port: 0 },
+        ],
         engine,
         clock: new MonotonicClock(),
         classify: () => W.INGRESS_SUBSCRIBER,

@@ -30,7 +30,10 @@ const exchange = (from: string, to: string, payload: Uint8Array) => udpExchange(
 
 describe("UDP listener on loopback", () => {
   it("item 1: reachable on UDP 5351 over IPv4 and IPv6", async () => {
-    for (const [from, to] of [["127.0.0.1", "127.0.0.1"], ["::1", "::1"]]) {
+    for (const [from, to] of [
+      ["127.0.0.1", "127.0.0.1"],
+      ["::1", "::1"],
+    ]) {
       const r = await exchange(from, to, announceRequest({ client: from }));
       expect(r.port).toBe(5351);
       expect(r.reply[1]).toBe(0x80);

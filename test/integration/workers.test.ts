@@ -19,10 +19,16 @@ const clock = new TestTime();
 const portOf = (address: string) => server.addresses.find((e) => e.address === address)!.port;
 const epochOf = (reply: Buffer) => reply.readUInt32BE(8);
 const send = (address: string, payload: Uint8Array) => exchange(address, address, portOf(address), payload).then((r) => r.reply);
-const map = (address: string) => send(address, mapRequest({ client: address, internalPort: 4000, lifetime: 600, nonce: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12] }));
+const map = (address: string) =>
+  send(address, mapRequest({ client: address, internalPort: 4000, lifetime: 600, nonce: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12] }));
 
 beforeAll(async () => {
-  server = await startServer(parseConfig({ listen: { addresses: [A, B], port: 0 }, workers: 2, log: { level: "silent" }, persistence: { enabled: false } }), pino({ level: "silent" }), undefined, { testClock: clock });
+  server = await startServer(
+    parseConfig({ listen: { addresses: [A, B], port: 0 }, workers: 2, log: { level: "silent" }, persistence: { enabled: false } }),
+    pino({ level: "silent" }),
+    undefined,
+    { testClock: clock },
+  );
 });
 afterAll(() => server.stop());
 
@@ -47,18 +53,32 @@ describe("engine worker pool", () => {
   it("a dead worker is replaced: its shard restarts empty with a reset Epoch; the other shard is undisturbed", async () => {
     clock.advance(100); // both Epochs pass 100, so a reset shows
     expect(server.epochs().every((e) => e >= 100)).toBe(true);
-    const before = { a: assigned({ response: await map(A) }), epochA: epochOf(await send(A, announceRequest({ client: A }))), epochB: epochOf(await send(B, announceRequest({ client: B }))) };
+    const before = {
+      a: assigned({ response: await map(A) }),
+      epochA: epochOf(await send(A, announceRequest({ client: A }))),
+      epochB: epochOf(await send(B, announceRequest({ client: B }))),
+    };
     expect(before.epochB).toBeGreaterThanOrEqual(100);
     const deadThread = server.threads()[1];
     const resetAt = performance.now();
     await server.replaceWorker(1);
-    const replaced = await waitFor(() => {
-      const t = server.threads()[1];
-      return t !== undefined && t !== deadThread ? t : undefined;
-    }, { timeout: 20_000 });
+    const replaced = await waitFor(
+      () => {
+        const t = server.threads()[1];
+        return t !== undefined && t !== deadThread ? t : undefined;
+      },
+      { timeout: 20_000 },
+    );
     expect(replaced).not.toBe(deadThread);
     // The new thread rebinds the port: ask until it answers.
-    const reply = await waitFor(() => exchange(B, B, portOf(B), announceRequest({ client: B }), 100).then((r) => r.reply, () => undefined), { timeout: 20_000, interval: 0 });
+    const reply = await waitFor(
+      () =>
+        exchange(B, B, portOf(B), announceRequest({ client: B }), 100).then(
+          (r) => r.reply,
+          () => undefined,
+        ),
+      { timeout: 20_000, interval: 0 },
+    );
     // State lost → the Epoch restarted [6887 §8.5]: no more than the seconds since the reset
     // (a continuing Epoch would be at least before.epochB ≥ 100 more than that).
     expect(epochOf(reply)).toBeLessThanOrEqual(Math.ceil((performance.now() - resetAt) / 1000));

@@ -3,8 +3,20 @@
 // docs/engine.md section (or M-decision) it follows.
 import { describe, expect, it } from "vitest";
 import {
-  CODEC_ERROR_LIFETIME, EngineModel, NATPMP_RESULT, RESULT, STATIC_LIFETIME, ZERO_NONCE, canonicalAddress, isPending,
-  type Allocation, type MapInput, type ModelConfig, type Outcome, type Pending, type PeerInput,
+  CODEC_ERROR_LIFETIME,
+  EngineModel,
+  NATPMP_RESULT,
+  RESULT,
+  STATIC_LIFETIME,
+  ZERO_NONCE,
+  canonicalAddress,
+  isPending,
+  type Allocation,
+  type MapInput,
+  type ModelConfig,
+  type Outcome,
+  type Pending,
+  type PeerInput,
 } from "./engine-model.js";
 
 const T0 = 1000;
@@ -16,20 +28,50 @@ const N1 = "0102030405060708090a0b0c";
 const N2 = "ffffffffffffffffffffffff";
 
 const BASE: ModelConfig = {
-  minLifetime: 120, maxLifetime: 86400, peerMinLifetime: 120, holdDown: 120,
-  mappingsPerSubscriber: 64, maxBlocksPerSubscriber: 8, blockSize: 512, portMin: 1024,
-  excludedPorts: [], filtersPerMapping: 4, maxMappings: 1000, maxPeers: 1000,
-  noncePolicy: "strict", protocols: [6, 17], parity: false, pool: [A1, A2],
+  minLifetime: 120,
+  maxLifetime: 86400,
+  peerMinLifetime: 120,
+  holdDown: 120,
+  mappingsPerSubscriber: 64,
+  maxBlocksPerSubscriber: 8,
+  blockSize: 512,
+  portMin: 1024,
+  excludedPorts: [],
+  filtersPerMapping: 4,
+  maxMappings: 1000,
+  maxPeers: 1000,
+  noncePolicy: "strict",
+  protocols: [6, 17],
+  parity: false,
+  pool: [A1, A2],
 };
 const model = (over: Partial<ModelConfig> = {}) => new EngineModel({ ...BASE, ...over });
 
 const mapReq = (over: Partial<MapInput> = {}): MapInput => ({
-  now: T0, subscriber: SUB, protocol: 6, internalPort: 8080, lifetime: 3600, nonce: N1,
-  suggestedPort: 0, suggestedAddress: "0.0.0.0", preferFailure: false, filters: [], ...over,
+  now: T0,
+  subscriber: SUB,
+  protocol: 6,
+  internalPort: 8080,
+  lifetime: 3600,
+  nonce: N1,
+  suggestedPort: 0,
+  suggestedAddress: "0.0.0.0",
+  preferFailure: false,
+  filters: [],
+  ...over,
 });
 const peerReq = (over: Partial<PeerInput> = {}): PeerInput => ({
-  now: T0, subscriber: SUB, protocol: 17, internalPort: 5000, lifetime: 600, nonce: N1,
-  suggestedPort: 0, suggestedAddress: "0.0.0.0", remoteAddress: "198.51.100.9", remotePort: 3478, ...over,
+  now: T0,
+  subscriber: SUB,
+  protocol: 17,
+  internalPort: 5000,
+  lifetime: 600,
+  nonce: N1,
+  suggestedPort: 0,
+  suggestedAddress: "0.0.0.0",
+  remoteAddress: "198.51.100.9",
+  remotePort: 3478,
+  ...over,
 });
 
 /** The first legal allocation (pool order, ascending ports), as a conforming engine might choose. */
@@ -123,7 +165,12 @@ describe("MAP create / refresh (docs/engine.md MAP 3–4)", () => {
 
   it("unsupported protocol, all-ports and DMZ → UNSUPP_PROTOCOL; an external family the pool lacks → UNSUPP_PROTOCOL", () => {
     const m = model();
-    for (const r of [mapReq({ protocol: 132 }), mapReq({ protocol: 17, internalPort: 0 }), mapReq({ protocol: 0, internalPort: 0 }), mapReq({ suggestedAddress: "::" })]) {
+    for (const r of [
+      mapReq({ protocol: 132 }),
+      mapReq({ protocol: 17, internalPort: 0 }),
+      mapReq({ protocol: 0, internalPort: 0 }),
+      mapReq({ suggestedAddress: "::" }),
+    ]) {
       expect(m.map(r)).toEqual({ result: RESULT.UNSUPP_PROTOCOL, lifetime: CODEC_ERROR_LIFETIME });
     }
     expect(m.liveMappings()).toBe(0);
@@ -145,9 +192,17 @@ describe("MAP create / refresh (docs/engine.md MAP 3–4)", () => {
 describe("suggestions and PREFER_FAILURE (docs/engine.md MAP 3–4; M6, M7)", () => {
   it("an honourable suggestion is granted exactly, without allocation freedom", () => {
     const m = model();
-    expect(determined(m.map(mapReq({ suggestedPort: 33333, suggestedAddress: A2 })))).toEqual({ result: 0, lifetime: 3600, externalAddress: A2, externalPort: 33333 });
+    expect(determined(m.map(mapReq({ suggestedPort: 33333, suggestedAddress: A2 })))).toEqual({
+      result: 0,
+      lifetime: 3600,
+      externalAddress: A2,
+      externalPort: 33333,
+    });
     // same subscriber, same block, other internal port
-    expect(determined(m.map(mapReq({ internalPort: 1, suggestedPort: 33334, suggestedAddress: "0.0.0.0" })))).toMatchObject({ externalAddress: A2, externalPort: 33334 });
+    expect(determined(m.map(mapReq({ internalPort: 1, suggestedPort: 33334, suggestedAddress: "0.0.0.0" })))).toMatchObject({
+      externalAddress: A2,
+      externalPort: 33334,
+    });
   });
 
   it("all-zeros address + port for a subscriber without an address: any pool address where the port is free", () => {
@@ -161,8 +216,10 @@ describe("suggestions and PREFER_FAILURE (docs/engine.md MAP 3–4; M6, M7)", ()
   it("PREFER_FAILURE on a free port → exactly it; on a port of another subscriber → CANNOT_PROVIDE_EXTERNAL, nothing created", () => {
     const m = model();
     const other = determined(m.map(mapReq({ subscriber: SUB2, suggestedPort: 20000, suggestedAddress: A1 })));
-    expect(m.map(mapReq({ suggestedPort: 20000, suggestedAddress: A1, preferFailure: true })))
-      .toEqual({ result: RESULT.CANNOT_PROVIDE_EXTERNAL, lifetime: CODEC_ERROR_LIFETIME });
+    expect(m.map(mapReq({ suggestedPort: 20000, suggestedAddress: A1, preferFailure: true }))).toEqual({
+      result: RESULT.CANNOT_PROVIDE_EXTERNAL,
+      lifetime: CODEC_ERROR_LIFETIME,
+    });
     // even a free port in the other subscriber's block is not honourable
     expect(determined(m.map(mapReq({ suggestedPort: 20001, suggestedAddress: A1, preferFailure: true }))).result).toBe(RESULT.CANNOT_PROVIDE_EXTERNAL);
     expect(m.lookup(SUB, 6, 8080)).toBeUndefined();
@@ -177,7 +234,9 @@ describe("suggestions and PREFER_FAILURE (docs/engine.md MAP 3–4; M6, M7)", ()
     const m = model();
     const a = settle(m.map(mapReq()));
     const other = a.externalPort === 60000 ? 60001 : 60000;
-    expect(determined(m.map(mapReq({ suggestedPort: other, suggestedAddress: a.externalAddress, preferFailure: true }))).result).toBe(RESULT.CANNOT_PROVIDE_EXTERNAL);
+    expect(determined(m.map(mapReq({ suggestedPort: other, suggestedAddress: a.externalAddress, preferFailure: true }))).result).toBe(
+      RESULT.CANNOT_PROVIDE_EXTERNAL,
+    );
     expect(m.map(mapReq({ suggestedPort: a.externalPort!, suggestedAddress: "0.0.0.0", preferFailure: true }))).toEqual({ ...a });
   });
 
@@ -188,7 +247,9 @@ describe("suggestions and PREFER_FAILURE (docs/engine.md MAP 3–4; M6, M7)", ()
     const p = pending(m.map(mapReq({ internalPort: 2, suggestedPort: 30000, suggestedAddress: other })));
     expect(p.check({ externalAddress: other, externalPort: 30000 })).toMatch(/paired address/);
     expect(p.check({ externalAddress: a.externalAddress!, externalPort: a.externalPort! + 1 })).toBeNull();
-    expect(determined(m.map(mapReq({ internalPort: 3, suggestedPort: 30000, suggestedAddress: other, preferFailure: true }))).result).toBe(RESULT.CANNOT_PROVIDE_EXTERNAL);
+    expect(determined(m.map(mapReq({ internalPort: 3, suggestedPort: 30000, suggestedAddress: other, preferFailure: true }))).result).toBe(
+      RESULT.CANNOT_PROVIDE_EXTERNAL,
+    );
   });
 
   it("the first block comes from an address with the most free blocks", () => {
@@ -328,13 +389,18 @@ describe("quotas and capacity (docs/engine.md MAP 4, State)", () => {
     settle(m.map(mapReq({ filters: [f(120, "198.51.100.0")] })));
     expect(determined(m.map(mapReq({ filters: [f(120, "198.51.100.0"), f(128, "203.0.113.200")] }))).result).toBe(0);
     expect(m.lookup(SUB, 6, 8080)?.filters).toHaveLength(2);
-    expect(m.map(mapReq({ now: T0 + 50, filters: [f(128, "203.0.113.201")] }))).toEqual({ result: RESULT.EXCESSIVE_REMOTE_PEERS, lifetime: CODEC_ERROR_LIFETIME });
+    expect(m.map(mapReq({ now: T0 + 50, filters: [f(128, "203.0.113.201")] }))).toEqual({
+      result: RESULT.EXCESSIVE_REMOTE_PEERS,
+      lifetime: CODEC_ERROR_LIFETIME,
+    });
     expect(m.lookup(SUB, 6, 8080)).toMatchObject({ mapExpiry: T0 + 3600 });
     expect(m.lookup(SUB, 6, 8080)?.filters).toHaveLength(2);
     expect(determined(m.map(mapReq({ filters: [f(0, "::"), f(104, "192.0.2.0")] }))).result).toBe(0);
     expect(m.lookup(SUB, 6, 8080)?.filters).toEqual([{ prefixLength: 104, port: 0, address: "192.0.2.0" }]);
     // a new mapping with too many FILTERs is not created
-    expect(determined(m.map(mapReq({ internalPort: 2, filters: [f(128, "1.1.1.1"), f(128, "1.1.1.2"), f(128, "1.1.1.3")] }))).result).toBe(RESULT.EXCESSIVE_REMOTE_PEERS);
+    expect(determined(m.map(mapReq({ internalPort: 2, filters: [f(128, "1.1.1.1"), f(128, "1.1.1.2"), f(128, "1.1.1.3")] }))).result).toBe(
+      RESULT.EXCESSIVE_REMOTE_PEERS,
+    );
     expect(m.liveMappings()).toBe(1);
   });
 });
@@ -348,8 +414,10 @@ describe("hold-down (docs/engine.md State; RFC 6887 §15; M2, M4, M5)", () => {
     expect(determined(m.map(mapReq({ now: T0 + 1, internalPort: 1, lifetime: 0 }))).result).toBe(0);
     const p = pending(m.map(mapReq({ now: T0 + 2, internalPort: 2, nonce: N2, suggestedPort: a.externalPort!, suggestedAddress: a.externalAddress! })));
     expect(p.check({ externalAddress: a.externalAddress!, externalPort: a.externalPort! })).toMatch(/hold-down/);
-    expect(determined(m.map(mapReq({ now: T0 + 2, internalPort: 2, suggestedPort: a.externalPort!, suggestedAddress: a.externalAddress!, preferFailure: true }))).result)
-      .toBe(RESULT.CANNOT_PROVIDE_EXTERNAL);
+    expect(
+      determined(m.map(mapReq({ now: T0 + 2, internalPort: 2, suggestedPort: a.externalPort!, suggestedAddress: a.externalAddress!, preferFailure: true })))
+        .result,
+    ).toBe(RESULT.CANNOT_PROVIDE_EXTERNAL);
     // same client, no suggestion at all: the held port comes back
     expect(m.map(mapReq({ now: T0 + 3, internalPort: 1 }))).toEqual({ ...a, lifetime: 3600 });
     expect(m.stats().held).toBe(0);
@@ -370,7 +438,9 @@ describe("hold-down (docs/engine.md State; RFC 6887 §15; M2, M4, M5)", () => {
     const a = settle(m.map(mapReq()));
     m.map(mapReq({ now: T0 + 1, lifetime: 0 }));
     const other = a.externalPort! + 1;
-    expect(determined(m.map(mapReq({ now: T0 + 2, suggestedPort: other, suggestedAddress: A1, preferFailure: true }))).result).toBe(RESULT.CANNOT_PROVIDE_EXTERNAL);
+    expect(determined(m.map(mapReq({ now: T0 + 2, suggestedPort: other, suggestedAddress: A1, preferFailure: true }))).result).toBe(
+      RESULT.CANNOT_PROVIDE_EXTERNAL,
+    );
     expect(m.map(mapReq({ now: T0 + 2, suggestedPort: other, suggestedAddress: A1 }))).toMatchObject({ externalPort: a.externalPort });
   });
 
@@ -384,7 +454,9 @@ describe("hold-down (docs/engine.md State; RFC 6887 §15; M2, M4, M5)", () => {
     m.expire(T0 + 320);
     expect(m.stats()).toMatchObject({ held: 0, blocks: 0, subscribers: 0 });
     // another subscriber may now have it
-    expect(determined(m.map(mapReq({ now: T0 + 320, subscriber: SUB2, suggestedPort: a.externalPort!, suggestedAddress: a.externalAddress! })))).toMatchObject({ externalPort: a.externalPort });
+    expect(determined(m.map(mapReq({ now: T0 + 320, subscriber: SUB2, suggestedPort: a.externalPort!, suggestedAddress: a.externalAddress! })))).toMatchObject({
+      externalPort: a.externalPort,
+    });
   });
 
   it("a late expire() ends the mapping and its hold at once (times count from the expiry, M2)", () => {
@@ -470,7 +542,11 @@ describe("PEER (docs/engine.md PEER; M12)", () => {
   it("on an existing MAP mapping → its external; a MAP on a PEER-only mapping reuses the PEER's external", () => {
     const m = model();
     const a = settle(m.map(mapReq({ protocol: 17, internalPort: 5000 })));
-    expect(m.peer(peerReq({ suggestedPort: 9999, suggestedAddress: A2 }))).toMatchObject({ result: 0, externalPort: a.externalPort, externalAddress: a.externalAddress });
+    expect(m.peer(peerReq({ suggestedPort: 9999, suggestedAddress: A2 }))).toMatchObject({
+      result: 0,
+      externalPort: a.externalPort,
+      externalAddress: a.externalAddress,
+    });
     const p = settle(m.peer(peerReq({ protocol: 6, internalPort: 7000 })));
     expect(m.map(mapReq({ internalPort: 7000, nonce: N2 }))).toEqual({ ...p, lifetime: 3600 });
     expect(m.lookup(SUB, 6, 7000)).toMatchObject({ nonce: N2, peers: 1 });
@@ -479,7 +555,10 @@ describe("PEER (docs/engine.md PEER; M12)", () => {
   it("a new 5-tuple whose suggestion cannot be honoured → CANNOT_PROVIDE_EXTERNAL, nothing created", () => {
     const m = model();
     const other = determined(m.map(mapReq({ subscriber: SUB2, suggestedPort: 20000, suggestedAddress: A1 })));
-    expect(m.peer(peerReq({ suggestedPort: other.externalPort!, suggestedAddress: A1 }))).toEqual({ result: RESULT.CANNOT_PROVIDE_EXTERNAL, lifetime: CODEC_ERROR_LIFETIME });
+    expect(m.peer(peerReq({ suggestedPort: other.externalPort!, suggestedAddress: A1 }))).toEqual({
+      result: RESULT.CANNOT_PROVIDE_EXTERNAL,
+      lifetime: CODEC_ERROR_LIFETIME,
+    });
     expect(m.lookup(SUB, 17, 5000)).toBeUndefined();
     expect(determined(m.peer(peerReq({ suggestedPort: 30000, suggestedAddress: A2 })))).toMatchObject({ externalAddress: A2, externalPort: 30000 });
   });
@@ -499,8 +578,15 @@ describe("PEER (docs/engine.md PEER; M12)", () => {
 });
 
 describe("NAT-PMP (docs/engine.md NAT-PMP; M14)", () => {
-  const nat = (over: Partial<{ now: number; subscriber: string; protocol: 6 | 17; internalPort: number; suggestedPort: number; lifetime: number }> = {}) =>
-    ({ now: T0, subscriber: SUB, protocol: 6 as 6 | 17, internalPort: 80, suggestedPort: 0, lifetime: 7200, ...over });
+  const nat = (over: Partial<{ now: number; subscriber: string; protocol: 6 | 17; internalPort: number; suggestedPort: number; lifetime: number }> = {}) => ({
+    now: T0,
+    subscriber: SUB,
+    protocol: 6 as 6 | 17,
+    internalPort: 80,
+    suggestedPort: 0,
+    lifetime: 7200,
+    ...over,
+  });
 
   it("map → allocation; a repeat with another suggestion → the assigned port; lifetime never above the request, at most maxLifetime", () => {
     const m = model();
@@ -523,7 +609,8 @@ describe("NAT-PMP (docs/engine.md NAT-PMP; M14)", () => {
   it("delete → 0, external port 0, lifetime 0, same when repeated; the same endpoint reclaims its held port", () => {
     const m = model();
     const a = settle(m.natPmpMap(nat({ protocol: 17, internalPort: 5000 })));
-    for (let k = 0; k < 2; k++) expect(m.natPmpDelete({ now: T0, subscriber: SUB, protocol: 17, internalPort: 5000 })).toEqual({ result: 0, lifetime: 0, externalPort: 0 });
+    for (let k = 0; k < 2; k++)
+      expect(m.natPmpDelete({ now: T0, subscriber: SUB, protocol: 17, internalPort: 5000 })).toEqual({ result: 0, lifetime: 0, externalPort: 0 });
     expect(m.lookup(SUB, 17, 5000)).toBeUndefined();
     expect(m.natPmpMap(nat({ now: T0 + 1, protocol: 17, internalPort: 5000, suggestedPort: 1 }))).toEqual({ ...a });
   });
@@ -583,8 +670,19 @@ describe("model plumbing", () => {
 
   it("a random operation sequence keeps the invariants", () => {
     let seed = 12345;
-    const rnd = (n: number) => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed % n; };
-    const m = model({ blockSize: 16, maxBlocksPerSubscriber: 2, mappingsPerSubscriber: 20, maxMappings: 200, maxPeers: 50, holdDown: 30, filtersPerMapping: 1 });
+    const rnd = (n: number) => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed % n;
+    };
+    const m = model({
+      blockSize: 16,
+      maxBlocksPerSubscriber: 2,
+      mappingsPerSubscriber: 20,
+      maxMappings: 200,
+      maxPeers: 50,
+      holdDown: 30,
+      filtersPerMapping: 1,
+    });
     let now = T0;
     for (let step = 0; step < 600; step++) {
       now += rnd(20);
@@ -595,11 +693,32 @@ describe("model plumbing", () => {
       const suggestedAddress = rnd(2) ? "0.0.0.0" : [A1, A2][rnd(2)];
       let r: Outcome | Pending;
       switch (rnd(5)) {
-        case 0: r = m.map(mapReq({ now, subscriber, internalPort, nonce, lifetime: rnd(4) ? 60 + rnd(400) : 0, suggestedPort, suggestedAddress, preferFailure: suggestedPort !== 0 && rnd(3) === 0 })); break;
-        case 1: r = m.peer(peerReq({ now, subscriber, internalPort, nonce, lifetime: rnd(400), suggestedPort, suggestedAddress, remotePort: 1 + rnd(3) })); break;
-        case 2: r = m.natPmpMap({ now, subscriber, protocol: 17, internalPort, suggestedPort, lifetime: rnd(5) ? 100 + rnd(400) : 0 }); break;
-        case 3: r = m.natPmpDelete({ now, subscriber, protocol: rnd(2) ? 6 : 17, internalPort: rnd(3) ? internalPort : 0 }); break;
-        default: m.expire(now); continue;
+        case 0:
+          r = m.map(
+            mapReq({
+              now,
+              subscriber,
+              internalPort,
+              nonce,
+              lifetime: rnd(4) ? 60 + rnd(400) : 0,
+              suggestedPort,
+              suggestedAddress,
+              preferFailure: suggestedPort !== 0 && rnd(3) === 0,
+            }),
+          );
+          break;
+        case 1:
+          r = m.peer(peerReq({ now, subscriber, internalPort, nonce, lifetime: rnd(400), suggestedPort, suggestedAddress, remotePort: 1 + rnd(3) }));
+          break;
+        case 2:
+          r = m.natPmpMap({ now, subscriber, protocol: 17, internalPort, suggestedPort, lifetime: rnd(5) ? 100 + rnd(400) : 0 });
+          break;
+        case 3:
+          r = m.natPmpDelete({ now, subscriber, protocol: rnd(2) ? 6 : 17, internalPort: rnd(3) ? internalPort : 0 });
+          break;
+        default:
+          m.expire(now);
+          continue;
       }
       if (isPending(r)) {
         // a random legal choice: scan from a random start

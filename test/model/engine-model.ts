@@ -74,41 +74,99 @@
 // lifetime 0, PEER with zero fields, bad FILTER prefixes) should not be generated.
 
 export interface ModelConfig {
-  minLifetime: number; maxLifetime: number; peerMinLifetime: number; holdDown: number;
-  mappingsPerSubscriber: number; maxBlocksPerSubscriber: number; blockSize: number; portMin: number;
-  excludedPorts: number[]; filtersPerMapping: number; maxMappings: number; maxPeers: number;
-  noncePolicy: 'strict' | 'relaxed'; protocols: number[]; parity: boolean;
-  pool: string[];            // external addresses, text ('203.0.113.1', '2001:db8::1')
+  minLifetime: number;
+  maxLifetime: number;
+  peerMinLifetime: number;
+  holdDown: number;
+  mappingsPerSubscriber: number;
+  maxBlocksPerSubscriber: number;
+  blockSize: number;
+  portMin: number;
+  excludedPorts: number[];
+  filtersPerMapping: number;
+  maxMappings: number;
+  maxPeers: number;
+  noncePolicy: "strict" | "relaxed";
+  protocols: number[];
+  parity: boolean;
+  pool: string[]; // external addresses, text ('203.0.113.1', '2001:db8::1')
   /** M3: which external ports collide. Default 'protocol'. */
-  portScope?: 'protocol' | 'address';
+  portScope?: "protocol" | "address";
 }
-export interface FilterInput { prefixLength: number; port: number; address: string }
+export interface FilterInput {
+  prefixLength: number;
+  port: number;
+  address: string;
+}
 export interface MapInput {
-  now: number; subscriber: string /* internal address text */; protocol: number; internalPort: number;
-  lifetime: number; nonce: string /* 24 hex chars */; suggestedPort: number; suggestedAddress: string /* '0.0.0.0' or '::' = any of that family */;
-  preferFailure: boolean; filters: FilterInput[];
+  now: number;
+  subscriber: string /* internal address text */;
+  protocol: number;
+  internalPort: number;
+  lifetime: number;
+  nonce: string /* 24 hex chars */;
+  suggestedPort: number;
+  suggestedAddress: string /* '0.0.0.0' or '::' = any of that family */;
+  preferFailure: boolean;
+  filters: FilterInput[];
 }
-export interface PeerInput { now: number; subscriber: string; protocol: number; internalPort: number; lifetime: number; nonce: string; suggestedPort: number; suggestedAddress: string; remoteAddress: string; remotePort: number }
-export interface NatPmpMapInput { now: number; subscriber: string /* IPv4 text */; protocol: 6 | 17; internalPort: number; suggestedPort: number; lifetime: number }
-export interface NatPmpDeleteInput { now: number; subscriber: string; protocol: 6 | 17; internalPort: number }
-export interface Outcome { result: number; lifetime: number; externalAddress?: string; externalPort?: number }
+export interface PeerInput {
+  now: number;
+  subscriber: string;
+  protocol: number;
+  internalPort: number;
+  lifetime: number;
+  nonce: string;
+  suggestedPort: number;
+  suggestedAddress: string;
+  remoteAddress: string;
+  remotePort: number;
+}
+export interface NatPmpMapInput {
+  now: number;
+  subscriber: string /* IPv4 text */;
+  protocol: 6 | 17;
+  internalPort: number;
+  suggestedPort: number;
+  lifetime: number;
+}
+export interface NatPmpDeleteInput {
+  now: number;
+  subscriber: string;
+  protocol: 6 | 17;
+  internalPort: number;
+}
+export interface Outcome {
+  result: number;
+  lifetime: number;
+  externalAddress?: string;
+  externalPort?: number;
+}
 /** What the engine under test chose when it had freedom (a new allocation). */
-export interface Allocation { externalAddress: string; externalPort: number }
-export type Pending = { kind: 'allocate'; check(a: Allocation): string | null; commit(a: Allocation): Outcome };
+export interface Allocation {
+  externalAddress: string;
+  externalPort: number;
+}
+export type Pending = { kind: "allocate"; check(a: Allocation): string | null; commit(a: Allocation): Outcome };
 
 export const RESULT = {
-  SUCCESS: 0, NOT_AUTHORIZED: 2, NO_RESOURCES: 8, UNSUPP_PROTOCOL: 9, USER_EX_QUOTA: 10,
-  CANNOT_PROVIDE_EXTERNAL: 11, EXCESSIVE_REMOTE_PEERS: 13,
+  SUCCESS: 0,
+  NOT_AUTHORIZED: 2,
+  NO_RESOURCES: 8,
+  UNSUPP_PROTOCOL: 9,
+  USER_EX_QUOTA: 10,
+  CANNOT_PROVIDE_EXTERNAL: 11,
+  EXCESSIVE_REMOTE_PEERS: 13,
 } as const;
 export const NATPMP_RESULT = { SUCCESS: 0, REFUSED: 2, NETWORK_FAILURE: 3, OUT_OF_RESOURCES: 4 } as const;
 /** Lifetime reported for static mappings (docs/engine.md MAP 3). */
 export const STATIC_LIFETIME = 0xffffffff;
 /** M13: an error whose lifetime is the codec's configured error lifetime. */
 export const CODEC_ERROR_LIFETIME = -1;
-export const ZERO_NONCE = '0'.repeat(24);
+export const ZERO_NONCE = "0".repeat(24);
 
 export function isPending(x: Outcome | Pending): x is Pending {
-  return (x as Pending).kind === 'allocate';
+  return (x as Pending).kind === "allocate";
 }
 
 // ---------------------------------------------------------------- addresses
@@ -116,7 +174,7 @@ export function isPending(x: Outcome | Pending): x is Pending {
 type Family = 4 | 6;
 
 function parseV4(text: string): number[] | null {
-  const parts = text.split('.');
+  const parts = text.split(".");
   if (parts.length !== 4) return null;
   const out: number[] = [];
   for (const p of parts) {
@@ -129,24 +187,24 @@ function parseV4(text: string): number[] | null {
 /** 16 bytes; IPv4 text becomes v4-mapped (::ffff:a.b.c.d). Throws on bad text. */
 export function parseAddress(text: string): number[] {
   let t = text.trim().toLowerCase();
-  if (!t.includes(':')) {
+  if (!t.includes(":")) {
     const v4 = parseV4(t);
     if (!v4) throw new Error(`bad address ${text}`);
     return [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, ...v4];
   }
-  const lastColon = t.lastIndexOf(':');
-  if (t.slice(lastColon + 1).includes('.')) {
+  const lastColon = t.lastIndexOf(":");
+  if (t.slice(lastColon + 1).includes(".")) {
     const v4 = parseV4(t.slice(lastColon + 1));
     if (!v4) throw new Error(`bad address ${text}`);
     t = `${t.slice(0, lastColon + 1)}${((v4[0] << 8) | v4[1]).toString(16)}:${((v4[2] << 8) | v4[3]).toString(16)}`;
   }
-  const halves = t.split('::');
+  const halves = t.split("::");
   if (halves.length > 2) throw new Error(`bad address ${text}`);
-  const head = halves[0] ? halves[0].split(':') : [];
-  const tail = halves.length === 2 && halves[1] ? halves[1].split(':') : [];
+  const head = halves[0] ? halves[0].split(":") : [];
+  const tail = halves.length === 2 && halves[1] ? halves[1].split(":") : [];
   const fill = 8 - head.length - tail.length;
   if (halves.length === 1 ? fill !== 0 : fill < 1) throw new Error(`bad address ${text}`);
-  const words = [...head, ...Array<string>(halves.length === 2 ? fill : 0).fill('0'), ...tail];
+  const words = [...head, ...Array<string>(halves.length === 2 ? fill : 0).fill("0"), ...tail];
   const bytes: number[] = [];
   for (const w of words) {
     if (!/^[0-9a-f]{1,4}$/.test(w)) throw new Error(`bad address ${text}`);
@@ -174,53 +232,83 @@ export function canonicalAddress(text: string): string {
 }
 
 function formatAddress(b: number[]): string {
-  if (isV4Mapped(b)) return b.slice(12).join('.');
+  if (isV4Mapped(b)) return b.slice(12).join(".");
   const words: number[] = [];
   for (let i = 0; i < 16; i += 2) words.push((b[i] << 8) | b[i + 1]);
-  let bestAt = -1, bestLen = 1; // only runs of ≥ 2 zero words are shortened
+  let bestAt = -1,
+    bestLen = 1; // only runs of ≥ 2 zero words are shortened
   for (let i = 0; i < 8; ) {
-    if (words[i] !== 0) { i++; continue; }
+    if (words[i] !== 0) {
+      i++;
+      continue;
+    }
     let j = i;
     while (j < 8 && words[j] === 0) j++;
-    if (j - i > bestLen) { bestAt = i; bestLen = j - i; }
+    if (j - i > bestLen) {
+      bestAt = i;
+      bestLen = j - i;
+    }
     i = j;
   }
-  const hex = (ws: number[]) => ws.map((w) => w.toString(16)).join(':');
+  const hex = (ws: number[]) => ws.map((w) => w.toString(16)).join(":");
   if (bestAt < 0) return hex(words);
   return `${hex(words.slice(0, bestAt))}::${hex(words.slice(bestAt + bestLen))}`;
 }
 
 /** docs/engine.md MAP: v4-mapped → IPv4; anything else → IPv6. */
 export function familyOf(text: string): Family {
-  return canonicalAddress(text).includes(':') ? 6 : 4;
+  return canonicalAddress(text).includes(":") ? 6 : 4;
 }
 
 function isAnyAddress(canon: string): boolean {
-  return canon === '0.0.0.0' || canon === '::';
+  return canon === "0.0.0.0" || canon === "::";
 }
 
 // ---------------------------------------------------------------- state
 
-interface Filter { prefixLength: number; port: number; address: string }
-interface PeerRecord { nonce: string; expiry: number }
+interface Filter {
+  prefixLength: number;
+  port: number;
+  address: string;
+}
+interface PeerRecord {
+  nonce: string;
+  expiry: number;
+}
 interface Mapping {
-  subscriber: string; protocol: number; internalPort: number; family: Family;
-  address: string; port: number;
+  subscriber: string;
+  protocol: number;
+  internalPort: number;
+  family: Family;
+  address: string;
+  port: number;
   isStatic: boolean;
-  nonce: string;              // nonce of the inbound part, or of the creating PEER (M12)
-  mapExpiry: number | null;   // inbound (MAP / NAT-PMP) part; null = none
+  nonce: string; // nonce of the inbound part, or of the creating PEER (M12)
+  mapExpiry: number | null; // inbound (MAP / NAT-PMP) part; null = none
   filters: Filter[];
   peers: Map<string, PeerRecord>; // key: remote address|remote port
 }
 interface Hold {
-  subscriber: string; protocol: number; internalPort: number; family: Family;
-  nonce: string; address: string; port: number; until: number;
+  subscriber: string;
+  protocol: number;
+  internalPort: number;
+  family: Family;
+  nonce: string;
+  address: string;
+  port: number;
+  until: number;
 }
 
 /** A snapshot for harnesses (compare with the engine's lookup). */
 export interface MappingView {
-  externalAddress: string; externalPort: number; isStatic: boolean; nonce: string;
-  mapExpiry: number | null; peerExpiry: number | null; filters: Filter[]; peers: number;
+  externalAddress: string;
+  externalPort: number;
+  isStatic: boolean;
+  nonce: string;
+  mapExpiry: number | null;
+  peerExpiry: number | null;
+  filters: Filter[];
+  peers: number;
 }
 
 type Suggestion = { address: string; port: number } | null;
@@ -229,10 +317,16 @@ type Choice = { fixed: Allocation } | { choose: (a: Allocation) => string | null
 
 /** What a new (or reclaimed) mapping needs; `apply` fills in its parts and builds the reply. */
 interface NewMapping {
-  now: number; subscriber: string; protocol: number; internalPort: number; family: Family;
-  nonce: string; suggestion: Suggestion; preferFailure: boolean;
-  filters: FilterInput[] | null;   // MAP only
-  needsPeer: boolean;              // PEER creates a record too
+  now: number;
+  subscriber: string;
+  protocol: number;
+  internalPort: number;
+  family: Family;
+  nonce: string;
+  suggestion: Suggestion;
+  preferFailure: boolean;
+  filters: FilterInput[] | null; // MAP only
+  needsPeer: boolean; // PEER creates a record too
   apply(m: Mapping): Outcome;
 }
 
@@ -245,7 +339,7 @@ export class EngineModel {
   private readonly pool: string[];
   private readonly blocksPerAddress: number;
   private readonly mappings = new Map<string, Mapping>(); // key: endpointKey
-  private readonly holds = new Map<string, Hold>();       // key: portKey
+  private readonly holds = new Map<string, Hold>(); // key: portKey
   private version = 0; // bumped on every change; a Pending may only commit on its version
 
   constructor(config: ModelConfig) {
@@ -262,7 +356,7 @@ export class EngineModel {
   }
   /** M3 */
   private portKey(protocol: number, address: string, port: number): string {
-    return this.cfg.portScope === 'address' ? `${address}|${port}` : `${protocol}|${address}|${port}`;
+    return this.cfg.portScope === "address" ? `${address}|${port}` : `${protocol}|${address}|${port}`;
   }
   private blockIndex(port: number): number {
     return Math.floor((port - this.cfg.portMin) / this.cfg.blockSize);
@@ -335,7 +429,7 @@ export class EngineModel {
 
   /** A free, legal port of the wanted parity in the given block, or undefined. */
   private freePortIn(sub: string, protocol: number, block: string, parity: number | null, owners: Map<string, string>, taken: Set<string>): number | undefined {
-    const hash = block.lastIndexOf('#');
+    const hash = block.lastIndexOf("#");
     const address = block.slice(0, hash);
     const first = this.cfg.portMin + Number(block.slice(hash + 1)) * this.cfg.blockSize;
     for (let p = first; p < first + this.cfg.blockSize && p <= 65535; p++) {
@@ -348,7 +442,14 @@ export class EngineModel {
   // ------------------------------------------------------------ allocation
 
   /** Addresses on which a suggested port can be granted (docs/engine.md MAP 4). */
-  private honourable(sub: string, protocol: number, family: Family, s: { address: string; port: number }, owners: Map<string, string>, taken: Set<string>): string[] {
+  private honourable(
+    sub: string,
+    protocol: number,
+    family: Family,
+    s: { address: string; port: number },
+    owners: Map<string, string>,
+    taken: Set<string>,
+  ): string[] {
     const paired = this.pairedAddress(sub, family);
     const canLease = this.blocksOf(sub, owners).length < this.cfg.maxBlocksPerSubscriber;
     let candidates = isAnyAddress(s.address) ? this.poolOf(family) : this.pool.filter((a) => a === s.address);
@@ -373,9 +474,14 @@ export class EngineModel {
       if (ok.length === 1) return { fixed: { externalAddress: ok[0], externalPort: n.suggestion.port } };
       if (ok.length > 1) {
         const port = n.suggestion.port;
-        return { choose: (a) => a.externalPort !== port
-          ? `suggested port ${port} is honourable (on ${ok.join(', ')}) but ${a.externalPort} was given`
-          : ok.includes(a.externalAddress) ? null : `suggested port ${port} was given on ${a.externalAddress}, not one of ${ok.join(', ')}` };
+        return {
+          choose: (a) =>
+            a.externalPort !== port
+              ? `suggested port ${port} is honourable (on ${ok.join(", ")}) but ${a.externalPort} was given`
+              : ok.includes(a.externalAddress)
+                ? null
+                : `suggested port ${port} was given on ${a.externalAddress}, not one of ${ok.join(", ")}`,
+        };
       }
       if (n.preferFailure) return { fail: RESULT.CANNOT_PROVIDE_EXTERNAL };
     }
@@ -407,7 +513,8 @@ export class EngineModel {
 
     return {
       choose: (a) => {
-        const address = a.externalAddress, port = a.externalPort;
+        const address = a.externalAddress,
+          port = a.externalPort;
         if (!this.poolOf(n.family).includes(address)) return `${address} is not a pool address of family IPv${n.family}`;
         if (paired !== undefined && address !== paired) return `${address} is not the subscriber's paired address ${paired}`;
         const why = this.unusable(sub, n.protocol, address, port, owners, taken);
@@ -417,7 +524,7 @@ export class EngineModel {
         if (example !== undefined) {
           return inOwnBlock ? null : `a new block was leased although the subscriber's blocks still have a free port (e.g. ${paired}:${example})`;
         }
-        if (!eligible.includes(address)) return `a first block must come from an address with the most free blocks (${eligible.join(', ')}), not ${address}`;
+        if (!eligible.includes(address)) return `a first block must come from an address with the most free blocks (${eligible.join(", ")}), not ${address}`;
         return null;
       },
     };
@@ -427,7 +534,10 @@ export class EngineModel {
   private applyFilters(current: Filter[], requested: FilterInput[]): Filter[] {
     let out = current.slice();
     for (const f of requested) {
-      if (f.prefixLength === 0) { out = []; continue; }
+      if (f.prefixLength === 0) {
+        out = [];
+        continue;
+      }
       const g = { prefixLength: f.prefixLength, port: f.port, address: canonicalAddress(f.address) };
       if (!out.some((h) => h.prefixLength === g.prefixLength && h.port === g.port && h.address === g.address)) out.push(g);
     }
@@ -445,8 +555,8 @@ export class EngineModel {
     const fail = (result: number): Outcome => ({ result, lifetime: CODEC_ERROR_LIFETIME });
     const reclaim: Hold[] = [];
     for (const h of this.holds.values()) {
-      if (h.subscriber === n.subscriber && h.protocol === n.protocol && h.internalPort === n.internalPort
-        && h.family === n.family && h.nonce === n.nonce) reclaim.push(h);
+      if (h.subscriber === n.subscriber && h.protocol === n.protocol && h.internalPort === n.internalPort && h.family === n.family && h.nonce === n.nonce)
+        reclaim.push(h);
     }
     if (this.liveMappingsOf(n.subscriber) >= this.cfg.mappingsPerSubscriber) return fail(RESULT.USER_EX_QUOTA);
     if (reclaim.length === 0 && this.mappings.size + this.holds.size >= this.cfg.maxMappings) return fail(RESULT.NO_RESOURCES);
@@ -459,13 +569,17 @@ export class EngineModel {
       if (held.length === 0) choice = { fail: RESULT.CANNOT_PROVIDE_EXTERNAL };
       else if (held.length === 1) choice = { fixed: { externalAddress: held[0].address, externalPort: held[0].port } };
       else {
-        choice = { choose: (a) => held.some((h) => h.address === a.externalAddress && h.port === a.externalPort)
-          ? null : `the same client reclaims its held port (one of ${held.map((h) => `${h.address}:${h.port}`).join(', ')})` };
+        choice = {
+          choose: (a) =>
+            held.some((h) => h.address === a.externalAddress && h.port === a.externalPort)
+              ? null
+              : `the same client reclaims its held port (one of ${held.map((h) => `${h.address}:${h.port}`).join(", ")})`,
+        };
       }
     } else {
       choice = this.allocate(n);
     }
-    if ('fail' in choice) return fail(choice.fail);
+    if ("fail" in choice) return fail(choice.fail);
 
     const filters = n.filters ? this.applyFilters([], n.filters) : [];
     if (filters.length > this.cfg.filtersPerMapping) return fail(RESULT.EXCESSIVE_REMOTE_PEERS);
@@ -474,28 +588,40 @@ export class EngineModel {
       const hold = this.holds.get(this.portKey(n.protocol, a.externalAddress, a.externalPort));
       if (hold && reclaim.includes(hold)) this.holds.delete(this.portKey(n.protocol, a.externalAddress, a.externalPort));
       const m: Mapping = {
-        subscriber: n.subscriber, protocol: n.protocol, internalPort: n.internalPort, family: n.family,
-        address: a.externalAddress, port: a.externalPort, isStatic: false, nonce: n.nonce,
-        mapExpiry: null, filters, peers: new Map(),
+        subscriber: n.subscriber,
+        protocol: n.protocol,
+        internalPort: n.internalPort,
+        family: n.family,
+        address: a.externalAddress,
+        port: a.externalPort,
+        isStatic: false,
+        nonce: n.nonce,
+        mapExpiry: null,
+        filters,
+        peers: new Map(),
       };
       this.mappings.set(this.endpointKey(n.subscriber, n.protocol, n.internalPort, n.family), m);
       this.version++;
       return n.apply(m);
     };
-    if ('fixed' in choice) return record(choice.fixed);
+    if ("fixed" in choice) return record(choice.fixed);
 
     const choose = choice.choose;
     const version = this.version;
     const normalise = (a: Allocation): Allocation => ({ externalAddress: canonicalAddress(a.externalAddress), externalPort: a.externalPort });
     return {
-      kind: 'allocate',
+      kind: "allocate",
       check: (a) => {
         let b: Allocation;
-        try { b = normalise(a); } catch { return `bad external address ${a.externalAddress}`; }
+        try {
+          b = normalise(a);
+        } catch {
+          return `bad external address ${a.externalAddress}`;
+        }
         return choose(b);
       },
       commit: (a) => {
-        if (this.version !== version) throw new Error('model changed since this allocation was offered');
+        if (this.version !== version) throw new Error("model changed since this allocation was offered");
         const b = normalise(a);
         const why = choose(b);
         if (why) throw new Error(`illegal allocation committed: ${why}`);
@@ -508,8 +634,14 @@ export class EngineModel {
   private end(m: Mapping, at: number): void {
     this.mappings.delete(this.endpointKey(m.subscriber, m.protocol, m.internalPort, m.family));
     this.holds.set(this.portKey(m.protocol, m.address, m.port), {
-      subscriber: m.subscriber, protocol: m.protocol, internalPort: m.internalPort, family: m.family,
-      nonce: m.nonce, address: m.address, port: m.port, until: at + this.cfg.holdDown,
+      subscriber: m.subscriber,
+      protocol: m.protocol,
+      internalPort: m.internalPort,
+      family: m.family,
+      nonce: m.nonce,
+      address: m.address,
+      port: m.port,
+      until: at + this.cfg.holdDown,
     });
     this.version++;
   }
@@ -544,7 +676,7 @@ export class EngineModel {
       const m = this.mappings.get(key);
       if (i.protocol === 0 || i.internalPort === 0 || !m) return deleted; // no wildcard mappings exist (M15)
       if (m.isStatic || m.mapExpiry === null) return codecError(RESULT.NOT_AUTHORIZED);
-      if (nonce !== m.nonce && this.cfg.noncePolicy === 'strict') return { result: RESULT.NOT_AUTHORIZED, lifetime: m.mapExpiry - now };
+      if (nonce !== m.nonce && this.cfg.noncePolicy === "strict") return { result: RESULT.NOT_AUTHORIZED, lifetime: m.mapExpiry - now };
       this.removeInbound(m, now);
       return deleted;
     }
@@ -562,7 +694,7 @@ export class EngineModel {
     const m = this.mappings.get(key);
     if (m) {
       if (m.isStatic) return differs(m) ? codecError(RESULT.CANNOT_PROVIDE_EXTERNAL) : success(m, STATIC_LIFETIME);
-      if (m.mapExpiry !== null && nonce !== m.nonce && this.cfg.noncePolicy === 'strict') {
+      if (m.mapExpiry !== null && nonce !== m.nonce && this.cfg.noncePolicy === "strict") {
         return { result: RESULT.NOT_AUTHORIZED, lifetime: m.mapExpiry - now };
       }
       // An inbound part is refreshed; a PEER-only mapping gains one on the same external.
@@ -578,8 +710,16 @@ export class EngineModel {
 
     // 3 (held, same nonce) and 4: a new mapping.
     return this.create({
-      now, subscriber: sub, protocol: i.protocol, internalPort: i.internalPort, family, nonce,
-      suggestion, preferFailure: i.preferFailure, filters: i.filters, needsPeer: false,
+      now,
+      subscriber: sub,
+      protocol: i.protocol,
+      internalPort: i.internalPort,
+      family,
+      nonce,
+      suggestion,
+      preferFailure: i.preferFailure,
+      filters: i.filters,
+      needsPeer: false,
       apply: (nm) => {
         nm.mapExpiry = now + granted;
         return success(nm, granted);
@@ -627,8 +767,16 @@ export class EngineModel {
     // 4: allocate as for MAP, always with PREFER_FAILURE semantics.
     const suggestion: Suggestion = i.suggestedPort !== 0 ? { address: suggestedAddress, port: i.suggestedPort } : null;
     return this.create({
-      now, subscriber: sub, protocol: i.protocol, internalPort: i.internalPort, family, nonce,
-      suggestion, preferFailure: true, filters: null, needsPeer: true,
+      now,
+      subscriber: sub,
+      protocol: i.protocol,
+      internalPort: i.internalPort,
+      family,
+      nonce,
+      suggestion,
+      preferFailure: true,
+      filters: null,
+      needsPeer: true,
       apply: (nm) => {
         nm.peers.set(remote, { nonce, expiry: now + fresh });
         return success(nm, fresh);
@@ -662,9 +810,16 @@ export class EngineModel {
     }
 
     const r = this.create({
-      now, subscriber: sub, protocol: i.protocol, internalPort: i.internalPort, family: 4, nonce: ZERO_NONCE,
-      suggestion: i.suggestedPort !== 0 ? { address: '0.0.0.0', port: i.suggestedPort } : null,
-      preferFailure: false, filters: null, needsPeer: false,
+      now,
+      subscriber: sub,
+      protocol: i.protocol,
+      internalPort: i.internalPort,
+      family: 4,
+      nonce: ZERO_NONCE,
+      suggestion: i.suggestedPort !== 0 ? { address: "0.0.0.0", port: i.suggestedPort } : null,
+      preferFailure: false,
+      filters: null,
+      needsPeer: false,
       apply: (nm) => {
         nm.mapExpiry = now + granted;
         return success(nm, granted);
@@ -714,8 +869,17 @@ export class EngineModel {
     const ok = this.honourable(sub, protocol, family, { address, port: externalPort }, this.blockOwners(), this.takenPorts());
     if (ok.length !== 1) return RESULT.CANNOT_PROVIDE_EXTERNAL;
     this.mappings.set(key, {
-      subscriber: sub, protocol, internalPort, family, address, port: externalPort, isStatic: true,
-      nonce: ZERO_NONCE, mapExpiry: null, filters: [], peers: new Map(),
+      subscriber: sub,
+      protocol,
+      internalPort,
+      family,
+      address,
+      port: externalPort,
+      isStatic: true,
+      nonce: ZERO_NONCE,
+      mapExpiry: null,
+      filters: [],
+      peers: new Map(),
     });
     this.version++;
     return RESULT.SUCCESS;
@@ -770,16 +934,22 @@ export class EngineModel {
     let peerExpiry: number | null = null;
     for (const r of m.peers.values()) peerExpiry = Math.max(peerExpiry ?? -Infinity, r.expiry);
     return {
-      externalAddress: m.address, externalPort: m.port, isStatic: m.isStatic, nonce: m.nonce,
-      mapExpiry: m.mapExpiry, peerExpiry, filters: m.filters.map((f) => ({ ...f })), peers: m.peers.size,
+      externalAddress: m.address,
+      externalPort: m.port,
+      isStatic: m.isStatic,
+      nonce: m.nonce,
+      mapExpiry: m.mapExpiry,
+      peerExpiry,
+      filters: m.filters.map((f) => ({ ...f })),
+      peers: m.peers.size,
     };
   }
 
   /** The model's own invariants (empty = fine). */
   invariants(): string[] {
     const errors: string[] = [];
-    const portOwner = new Map<string, string>();   // address:port (any protocol) → subscriber
-    const portUse = new Set<string>();             // portKey
+    const portOwner = new Map<string, string>(); // address:port (any protocol) → subscriber
+    const portUse = new Set<string>(); // portKey
     const blockOwners = new Map<string, Set<string>>();
     const addresses = new Map<string, Set<string>>(); // subscriber|family → addresses
     for (const o of this.occupants()) {
@@ -800,8 +970,8 @@ export class EngineModel {
       if (!addresses.has(fk)) addresses.set(fk, new Set());
       addresses.get(fk)!.add(o.address);
     }
-    for (const [bk, subs] of blockOwners) if (subs.size > 1) errors.push(`block ${bk} used by ${[...subs].join(', ')}`);
-    for (const [fk, addrs] of addresses) if (addrs.size > 1) errors.push(`paired pooling broken for ${fk}: ${[...addrs].join(', ')}`);
+    for (const [bk, subs] of blockOwners) if (subs.size > 1) errors.push(`block ${bk} used by ${[...subs].join(", ")}`);
+    for (const [fk, addrs] of addresses) if (addrs.size > 1) errors.push(`paired pooling broken for ${fk}: ${[...addrs].join(", ")}`);
     const perSub = new Map<string, { live: number; blocks: number }>();
     for (const o of this.occupants()) perSub.set(o.subscriber, { live: 0, blocks: 0 });
     for (const m of this.mappings.values()) perSub.get(m.subscriber)!.live++;
@@ -810,11 +980,13 @@ export class EngineModel {
       if (u.live > this.cfg.mappingsPerSubscriber) errors.push(`subscriber ${s}: ${u.live} mappings > quota ${this.cfg.mappingsPerSubscriber}`);
       if (u.blocks > this.cfg.maxBlocksPerSubscriber) errors.push(`subscriber ${s}: ${u.blocks} blocks > ${this.cfg.maxBlocksPerSubscriber}`);
     }
-    if (this.mappings.size + this.holds.size > this.cfg.maxMappings) errors.push(`${this.mappings.size + this.holds.size} records > maxMappings ${this.cfg.maxMappings}`);
+    if (this.mappings.size + this.holds.size > this.cfg.maxMappings)
+      errors.push(`${this.mappings.size + this.holds.size} records > maxMappings ${this.cfg.maxMappings}`);
     if (this.peerCount() > this.cfg.maxPeers) errors.push(`${this.peerCount()} PEER records > maxPeers ${this.cfg.maxPeers}`);
     for (const m of this.mappings.values()) {
       if (m.filters.length > this.cfg.filtersPerMapping) errors.push(`${m.subscriber}/${m.protocol}/${m.internalPort}: ${m.filters.length} filters`);
-      if (!m.isStatic && m.mapExpiry === null && m.peers.size === 0) errors.push(`${m.subscriber}/${m.protocol}/${m.internalPort}: mapping without a live part`);
+      if (!m.isStatic && m.mapExpiry === null && m.peers.size === 0)
+        errors.push(`${m.subscriber}/${m.protocol}/${m.internalPort}: mapping without a live part`);
       if (familyOf(m.address) !== m.family) errors.push(`${m.subscriber}/${m.protocol}/${m.internalPort}: external family mismatch`);
     }
     return errors;

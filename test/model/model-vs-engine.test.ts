@@ -5,7 +5,6 @@
 // (no shared external port, quotas, blocks, pairing) must hold throughout.
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import * as W from "../../src/wire.generated.js";
 import { engineConfig, engineFrom } from "../helpers/engine-config.js";
 import { filter, mapRequest, natPmpMap, peerRequest, preferFailure, serveOne, u16, u32, type Option } from "../helpers/packets.js";
 import { formatAddress16 } from "../../src/net/address.js";
@@ -21,8 +20,30 @@ const nonceBytes = (hex: string) => Array.from(Buffer.from(hex, "hex"));
 
 type Op =
   | { kind: "wait"; dt: number }
-  | { kind: "map"; sub: number; protocol: number; port: number; lifetime: number; nonce: number; sugPort: number; sugAddr: string; pf: boolean; filters: [number, number, string][] }
-  | { kind: "peer"; sub: number; protocol: number; port: number; lifetime: number; nonce: number; sugPort: number; sugAddr: string; remote: string; remotePort: number }
+  | {
+      kind: "map";
+      sub: number;
+      protocol: number;
+      port: number;
+      lifetime: number;
+      nonce: number;
+      sugPort: number;
+      sugAddr: string;
+      pf: boolean;
+      filters: [number, number, string][];
+    }
+  | {
+      kind: "peer";
+      sub: number;
+      protocol: number;
+      port: number;
+      lifetime: number;
+      nonce: number;
+      sugPort: number;
+      sugAddr: string;
+      remote: string;
+      remotePort: number;
+    }
   | { kind: "natpmp"; sub: number; protocol: 6 | 17; port: number; lifetime: number; sugPort: number };
 
 const sugPortArb = fc.oneof({ weight: 3, arbitrary: fc.constant(0) }, { weight: 2, arbitrary: fc.integer({ min: PORT_MIN - 2, max: 65535 }) });
@@ -32,37 +53,84 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   {
     weight: 5,
     arbitrary: fc.record({
-      kind: fc.constant("map" as const), sub: fc.nat({ max: 3 }), protocol: fc.constantFrom(6, 17, 6, 17, 132), port: fc.constantFrom(1, 2, 3, 4, 0),
-      lifetime: fc.constantFrom(0, 5, 50, 1000), nonce: fc.nat({ max: 1 }), sugPort: sugPortArb, sugAddr: sugAddrArb, pf: fc.boolean(),
+      kind: fc.constant("map" as const),
+      sub: fc.nat({ max: 3 }),
+      protocol: fc.constantFrom(6, 17, 6, 17, 132),
+      port: fc.constantFrom(1, 2, 3, 4, 0),
+      lifetime: fc.constantFrom(0, 5, 50, 1000),
+      nonce: fc.nat({ max: 1 }),
+      sugPort: sugPortArb,
+      sugAddr: sugAddrArb,
+      pf: fc.boolean(),
       filters: fc.array(fc.tuple(fc.constantFrom(0, 120, 128), fc.constantFrom(0, 443), fc.constantFrom("198.51.100.0", "198.51.100.7")), { maxLength: 3 }),
     }),
   },
   {
     weight: 3,
     arbitrary: fc.record({
-      kind: fc.constant("peer" as const), sub: fc.nat({ max: 3 }), protocol: fc.constantFrom(6, 17), port: fc.constantFrom(1, 2, 3),
-      lifetime: fc.constantFrom(0, 5, 50), nonce: fc.nat({ max: 1 }), sugPort: sugPortArb, sugAddr: sugAddrArb,
-      remote: fc.constantFrom("198.51.100.9", "198.51.100.10"), remotePort: fc.constantFrom(443, 80),
+      kind: fc.constant("peer" as const),
+      sub: fc.nat({ max: 3 }),
+      protocol: fc.constantFrom(6, 17),
+      port: fc.constantFrom(1, 2, 3),
+      lifetime: fc.constantFrom(0, 5, 50),
+      nonce: fc.nat({ max: 1 }),
+      sugPort: sugPortArb,
+      sugAddr: sugAddrArb,
+      remote: fc.constantFrom("198.51.100.9", "198.51.100.10"),
+      remotePort: fc.constantFrom(443, 80),
     }),
   },
   {
     weight: 2,
-    arbitrary: fc.record({ kind: fc.constant("natpmp" as const), sub: fc.nat({ max: 2 }), protocol: fc.constantFrom(6 as const, 17 as const), port: fc.constantFrom(0, 1, 2, 3), lifetime: fc.constantFrom(0, 50, 1000), sugPort: sugPortArb }),
+    arbitrary: fc.record({
+      kind: fc.constant("natpmp" as const),
+      sub: fc.nat({ max: 2 }),
+      protocol: fc.constantFrom(6 as const, 17 as const),
+      port: fc.constantFrom(0, 1, 2, 3),
+      lifetime: fc.constantFrom(0, 50, 1000),
+      sugPort: sugPortArb,
+    }),
   },
 );
 
-const configArb = fc.record({ noncePolicy: fc.constantFrom("strict" as const, "relaxed" as const), parity: fc.boolean(), holdDown: fc.constantFrom(0, 30), maxMappings: fc.constantFrom(12, 64) });
+const configArb = fc.record({
+  noncePolicy: fc.constantFrom("strict" as const, "relaxed" as const),
+  parity: fc.boolean(),
+  holdDown: fc.constantFrom(0, 30),
+  maxMappings: fc.constantFrom(12, 64),
+});
 
 function check(cfg: { noncePolicy: "strict" | "relaxed"; parity: boolean; holdDown: number; maxMappings: number }, ops: Op[]): void {
-  const common = { minLifetime: 10, maxLifetime: 100, peerMinLifetime: 20, holdDown: cfg.holdDown, mappingsPerSubscriber: 6, filtersPerMapping: 2, noncePolicy: cfg.noncePolicy, parity: cfg.parity, protocols: [6, 17] };
+  const common = {
+    minLifetime: 10,
+    maxLifetime: 100,
+    peerMinLifetime: 20,
+    holdDown: cfg.holdDown,
+    mappingsPerSubscriber: 6,
+    filtersPerMapping: 2,
+    noncePolicy: cfg.noncePolicy,
+    parity: cfg.parity,
+    protocols: [6, 17],
+  };
   const config = engineConfig({
     lifetimes: { min: common.minLifetime, max: common.maxLifetime, peerMin: common.peerMinLifetime, holdDown: common.holdDown },
     quotas: { mappingsPerSubscriber: common.mappingsPerSubscriber, filtersPerMapping: common.filtersPerMapping },
-    noncePolicy: common.noncePolicy, parity: common.parity, protocols: common.protocols,
+    noncePolicy: common.noncePolicy,
+    parity: common.parity,
+    protocols: common.protocols,
     capacity: { mappings: cfg.maxMappings, subscribers: 16, peers: 64, filters: 256 },
     pool: { addresses: POOL, portMin: PORT_MIN, blockSize: 16, maxBlocksPerSubscriber: 2, excludedPorts: [65500] },
   });
-  const modelConfig: ModelConfig = { ...common, maxMappings: cfg.maxMappings, maxPeers: 64, maxBlocksPerSubscriber: 2, blockSize: 16, portMin: PORT_MIN, excludedPorts: [65500], pool: POOL };
+  const modelConfig: ModelConfig = {
+    ...common,
+    maxMappings: cfg.maxMappings,
+    maxPeers: 64,
+    maxBlocksPerSubscriber: 2,
+    blockSize: 16,
+    portMin: PORT_MIN,
+    excludedPorts: [65500],
+    pool: POOL,
+  };
   const engine = engineFrom(config, 0, { seed: 5n });
   const model = new EngineModel(modelConfig);
   let now = 0;
@@ -85,18 +153,62 @@ function check(cfg: { noncePolicy: "strict" | "relaxed"; parity: boolean; holdDo
       const pf = live && op.pf && op.sugPort !== 0;
       const filters = live ? op.filters.map(([p, port, a]) => ({ prefixLength: p, port, address: a })) : [];
       const options: Option[] = [...(pf ? [preferFailure()] : []), ...filters.map((f) => filter(f.prefixLength, f.address, f.port))];
-      packet = mapRequest({ client: sub, protocol: op.protocol, internalPort: op.port, lifetime: op.lifetime, nonce: nonceBytes(nonces[op.nonce]), externalPort: op.sugPort, externalAddress: op.sugAddr }, options);
+      packet = mapRequest(
+        {
+          client: sub,
+          protocol: op.protocol,
+          internalPort: op.port,
+          lifetime: op.lifetime,
+          nonce: nonceBytes(nonces[op.nonce]),
+          externalPort: op.sugPort,
+          externalAddress: op.sugAddr,
+        },
+        options,
+      );
       if (op.protocol === 0 && op.port !== 0) return; // codec rejects: not the engine's business
-      expected = model.map({ now, subscriber: sub, protocol: op.protocol, internalPort: op.port, lifetime: op.lifetime, nonce: nonces[op.nonce], suggestedPort: op.sugPort, suggestedAddress: op.sugAddr, preferFailure: pf, filters });
+      expected = model.map({
+        now,
+        subscriber: sub,
+        protocol: op.protocol,
+        internalPort: op.port,
+        lifetime: op.lifetime,
+        nonce: nonces[op.nonce],
+        suggestedPort: op.sugPort,
+        suggestedAddress: op.sugAddr,
+        preferFailure: pf,
+        filters,
+      });
     } else if (op.kind === "peer") {
-      packet = peerRequest({ client: sub, protocol: op.protocol, internalPort: op.port, lifetime: op.lifetime, nonce: nonceBytes(nonces[op.nonce]), externalPort: op.sugPort, externalAddress: op.sugAddr, remoteAddress: op.remote, remotePort: op.remotePort });
-      expected = model.peer({ now, subscriber: sub, protocol: op.protocol, internalPort: op.port, lifetime: op.lifetime, nonce: nonces[op.nonce], suggestedPort: op.sugPort, suggestedAddress: op.sugAddr, remoteAddress: op.remote, remotePort: op.remotePort });
+      packet = peerRequest({
+        client: sub,
+        protocol: op.protocol,
+        internalPort: op.port,
+        lifetime: op.lifetime,
+        nonce: nonceBytes(nonces[op.nonce]),
+        externalPort: op.sugPort,
+        externalAddress: op.sugAddr,
+        remoteAddress: op.remote,
+        remotePort: op.remotePort,
+      });
+      expected = model.peer({
+        now,
+        subscriber: sub,
+        protocol: op.protocol,
+        internalPort: op.port,
+        lifetime: op.lifetime,
+        nonce: nonces[op.nonce],
+        suggestedPort: op.sugPort,
+        suggestedAddress: op.sugAddr,
+        remoteAddress: op.remote,
+        remotePort: op.remotePort,
+      });
     } else {
       natpmp = true;
       packet = natPmpMap(op.protocol === 17 ? 1 : 2, op.port, op.sugPort, op.lifetime);
-      expected = op.lifetime === 0
-        ? model.natPmpDelete({ now, subscriber: sub, protocol: op.protocol, internalPort: op.port })
-        : model.natPmpMap({ now, subscriber: sub, protocol: op.protocol, internalPort: op.port, suggestedPort: op.sugPort, lifetime: op.lifetime });
+      expected =
+        op.lifetime === 0
+          ? model.natPmpDelete({ now, subscriber: sub, protocol: op.protocol, internalPort: op.port })
+          : model.natPmpMap({ now, subscriber: sub, protocol: op.protocol, internalPort: op.port, suggestedPort: op.sugPort, lifetime: op.lifetime });
     }
     const reply = serveOne(engine, packet, now, { source: sub }).response;
     engine.drainEvents();

@@ -6,7 +6,11 @@ import { engineConfig, engineFrom } from "../helpers/engine-config.js";
 import { assigned, mapRequest, natPmpMap, nonceOf, peerRequest, serveOne, u16, u32 } from "../helpers/packets.js";
 
 function engine(holdDown = 0): PacketEngine {
-  const e = engineFrom(engineConfig({ lifetimes: { holdDown, min: 10, peerMin: 20, max: 100 }, pool: { addresses: ["198.18.0.1", "198.18.0.2"], portMin: 65472, blockSize: 16 } }), 0, { seed: 5n });
+  const e = engineFrom(
+    engineConfig({ lifetimes: { holdDown, min: 10, peerMin: 20, max: 100 }, pool: { addresses: ["198.18.0.1", "198.18.0.2"], portMin: 65472, blockSize: 16 } }),
+    0,
+    { seed: 5n },
+  );
   return e;
 }
 
@@ -37,8 +41,14 @@ describe("regressions from the model-based test", () => {
 
   it("an any-address suggestion is honoured on another pool address when the least used one cannot", () => {
     const e = engine();
-    const a = assigned(serveOne(e, peerRequest({ client: "10.0.0.2", protocol: 6, internalPort: 1, externalPort: 65520, externalAddress: "0.0.0.0" }), 0, { source: "10.0.0.2" }));
-    const b = assigned(serveOne(e, mapRequest({ client: "10.0.0.3", internalPort: 1, externalPort: 65520, externalAddress: "0.0.0.0" }), 0, { source: "10.0.0.3" }));
+    const a = assigned(
+      serveOne(e, peerRequest({ client: "10.0.0.2", protocol: 6, internalPort: 1, externalPort: 65520, externalAddress: "0.0.0.0" }), 0, {
+        source: "10.0.0.2",
+      }),
+    );
+    const b = assigned(
+      serveOne(e, mapRequest({ client: "10.0.0.3", internalPort: 1, externalPort: 65520, externalAddress: "0.0.0.0" }), 0, { source: "10.0.0.3" }),
+    );
     expect(b.port).toBe(65520);
     expect(b.address).not.toBe(a.address);
   });

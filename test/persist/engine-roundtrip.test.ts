@@ -17,7 +17,12 @@ const POOL = ["203.0.113.1", "203.0.113.2", "2001:db8:ff::1"];
 const CLIENTS = ["192.0.2.1", "192.0.2.2", "192.0.2.3", "2001:db8::5"];
 /** Every refresh journaled (persistence.refreshes "every"): the restored table is exact (coalescing: its own test). */
 const roundtrip = (over: ConfigInput = {}): Config =>
-  engineConfig(merge<ConfigInput>({ lifetimes: { holdDown: 120 }, pool: { addresses: POOL, blockSize: 64, maxBlocksPerSubscriber: 4 }, persistence: { enabled: true, refreshes: "every" } }, over));
+  engineConfig(
+    merge<ConfigInput>(
+      { lifetimes: { holdDown: 120 }, pool: { addresses: POOL, blockSize: 64, maxBlocksPerSubscriber: 4 }, persistence: { enabled: true, refreshes: "every" } },
+      over,
+    ),
+  );
 const CONFIG = roundtrip();
 const COALESCED: ConfigInput = { persistence: { refreshes: "coalesced" } };
 
@@ -54,7 +59,10 @@ function table(e: PacketEngine, wallOffset: number, wallNow: number): Map<string
       flags: d.flags,
       mapExpiry: wall(d.mapExpiry),
       outExpiry: running(d.outExpiry),
-      filters: e.filters(m).map((f) => `${f.address}/${f.prefixLength}:${f.port}`).sort(),
+      filters: e
+        .filters(m)
+        .map((f) => `${f.address}/${f.prefixLength}:${f.port}`)
+        .sort(),
     });
   }
   return out;
@@ -68,7 +76,17 @@ type Op =
   | { t: "snapshot" };
 
 const op: fc.Arbitrary<Op> = fc.oneof(
-  { weight: 6, arbitrary: fc.record({ t: fc.constant("map" as const), client: fc.nat(3), protocol: fc.constantFrom(W.PROTO_TCP, W.PROTO_UDP), port: fc.integer({ min: 1, max: 12 }), lifetime: fc.constantFrom(0, 150, 600, 3600), filters: fc.nat(2) }) },
+  {
+    weight: 6,
+    arbitrary: fc.record({
+      t: fc.constant("map" as const),
+      client: fc.nat(3),
+      protocol: fc.constantFrom(W.PROTO_TCP, W.PROTO_UDP),
+      port: fc.integer({ min: 1, max: 12 }),
+      lifetime: fc.constantFrom(0, 150, 600, 3600),
+      filters: fc.nat(2),
+    }),
+  },
   { weight: 2, arbitrary: fc.record({ t: fc.constant("peer" as const), client: fc.nat(3), port: fc.integer({ min: 1, max: 12 }), remote: fc.nat(3) }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant("static" as const), client: fc.nat(2), port: fc.integer({ min: 20, max: 25 }), external: fc.nat(40) }) },
   { weight: 2, arbitrary: fc.record({ t: fc.constant("tick" as const), seconds: fc.integer({ min: 1, max: 400 }) }) },
@@ -95,9 +113,23 @@ describe("persistence round trip through the engine", () => {
           const client = CLIENTS[o.t === "tick" || o.t === "snapshot" ? 0 : o.client];
           if (o.t === "map") {
             const fs = Array.from({ length: o.filters }, (_, i) => filter(128, `198.51.100.${10 + i}`, 443));
-            serveOne(a, mapRequest({ client, protocol: o.protocol, internalPort: o.port, lifetime: o.lifetime, nonce: nonceOf(o.port) }, fs), now, { source: client });
+            serveOne(a, mapRequest({ client, protocol: o.protocol, internalPort: o.port, lifetime: o.lifetime, nonce: nonceOf(o.port) }, fs), now, {
+              source: client,
+            });
           } else if (o.t === "peer") {
-            serveOne(a, peerRequest({ client, internalPort: o.port, lifetime: 600, nonce: nonceOf(o.port), remoteAddress: `198.51.100.${o.remote + 1}`, remotePort: 3478 }), now, { source: client });
+            serveOne(
+              a,
+              peerRequest({
+                client,
+                internalPort: o.port,
+                lifetime: 600,
+                nonce: nonceOf(o.port),
+                remoteAddress: `198.51.100.${o.remote + 1}`,
+                remotePort: 3478,
+              }),
+              now,
+              { source: client },
+            );
           } else if (o.t === "static") {
             a.addStatic(client, W.PROTO_UDP, o.port, POOL[0], 60000 + o.external + staticPort++);
           } else if (o.t === "tick") {
@@ -129,7 +161,13 @@ describe("persistence round trip through the engine", () => {
         const want = table(a, WALL_A, wallNow);
         const got = table(b, wallB, wallNow);
         expect([...got.values()].sort((x, y) => x.key.localeCompare(y.key))).toEqual([...want.values()].sort((x, y) => x.key.localeCompare(y.key)));
-        expect(b.engineStats()).toMatchObject({ mappings: a.engineStats().mappings, held: a.engineStats().held, filters: a.engineStats().filters, subscribers: a.engineStats().subscribers, blocks: a.engineStats().blocks });
+        expect(b.engineStats()).toMatchObject({
+          mappings: a.engineStats().mappings,
+          held: a.engineStats().held,
+          filters: a.engineStats().filters,
+          subscribers: a.engineStats().subscribers,
+          blocks: a.engineStats().blocks,
+        });
         expect(b.restoreDropped().malformed).toBe(0);
       }),
       { numRuns: 200 },
@@ -180,7 +218,12 @@ describe("persistence round trip through the engine", () => {
     expect(refresh(T0 + 460)).toBe(W.PREC_HEADER_SIZE); // +460 s ≥ an eighth of what is left
     expect(refresh(T0 + 470, [filter(128, "198.51.100.9", 0)])).toBe(W.PREC_HEADER_SIZE + W.PREC_FILTER_SIZE); // FILTERs: always
     expect(refresh(T0 + 480)).toBe(0);
-    serveOne(a, peerRequest({ client: c, internalPort: 80, protocol: W.PROTO_TCP, remoteAddress: "203.0.113.5", remotePort: 443, nonce: nonceOf(1) }), T0 + 490, { source: c });
+    serveOne(
+      a,
+      peerRequest({ client: c, internalPort: 80, protocol: W.PROTO_TCP, remoteAddress: "203.0.113.5", remotePort: 443, nonce: nonceOf(1) }),
+      T0 + 490,
+      { source: c },
+    );
     expect(take()).toBe(W.PREC_HEADER_SIZE + W.PREC_FILTER_SIZE + W.PREC_PEER_SIZE); // a new PEER: always
     expect(refresh(T0 + 800)).toBe(0); // +310 s < 3600/8
     const b = engine(T0);
@@ -264,7 +307,11 @@ describe("THIRD_PARTY requester (issue #12 item 13)", () => {
   it("a renewal from another requester is journaled even when its refresh alone would wait (coalesced refreshes)", () => {
     const a = engine(T0, roundtrip(merge(REALMS, COALESCED))); // refreshes coalesced: the default
     const ask = (source: string, sourcePort: number) =>
-      serveOne(a, mapRequest({ client: source, internalPort: 81, lifetime: 3600, nonce: nonceOf(5) }, [thirdParty("10.0.0.5")]), T0, { source, sourcePort, ingress: TP });
+      serveOne(a, mapRequest({ client: source, internalPort: 81, lifetime: 3600, nonce: nonceOf(5) }, [thirdParty("10.0.0.5")]), T0, {
+        source,
+        sourcePort,
+        ingress: TP,
+      });
     const take = () => {
       const parts = a.persistPending(WALL_A);
       a.drainEvents();
@@ -282,7 +329,11 @@ describe("THIRD_PARTY requester (issue #12 item 13)", () => {
 
   it("a THIRD_PARTY mapping whose requester could not be recorded (table full) is served and not told; an ended one frees its entry", () => {
     const a = engine(T0, roundtrip({ capacity: { requesters: 1 }, pool: { addresses: ["203.0.113.1"] }, ...COALESCED }));
-    const ask = (internal: string, lifetime = 3600) => serveOne(a, mapRequest({ client: "192.0.2.200", internalPort: 80, lifetime, nonce: nonceOf(4) }, [thirdParty(internal)]), T0, { source: "192.0.2.200", ingress: TP });
+    const ask = (internal: string, lifetime = 3600) =>
+      serveOne(a, mapRequest({ client: "192.0.2.200", internalPort: 80, lifetime, nonce: nonceOf(4) }, [thirdParty(internal)]), T0, {
+        source: "192.0.2.200",
+        ingress: TP,
+      });
     expect(ask("10.0.0.1").result).toBe(W.RESULT_SUCCESS);
     expect(ask("10.0.0.2").result).toBe(W.RESULT_SUCCESS); // no room for its requester
     expect(ask("10.0.0.1", 0).result).toBe(W.RESULT_SUCCESS); // frees the entry

@@ -36,7 +36,10 @@ describe("data directory lock", () => {
   it("kill -9 of the server, then an immediate restart, 20 times: the server is PID 1 of its own PID namespace each time", async () => {
     const dir = tempDir("pcpd-lock");
     const file = join(dir, "pcpd.yaml");
-    fs.writeFileSync(file, `listen:\n  addresses: [127.0.0.61]\n  port: 0\npool:\n  addresses: [192.0.2.1]\ncontrol:\n  enabled: false\npersistence:\n  directory: ${join(dir, "data")}\nlog:\n  level: info\n`);
+    fs.writeFileSync(
+      file,
+      `listen:\n  addresses: [127.0.0.61]\n  port: 0\npool:\n  addresses: [192.0.2.1]\ncontrol:\n  enabled: false\npersistence:\n  directory: ${join(dir, "data")}\nlog:\n  level: info\n`,
+    );
     for (let round = 0; round < 20; round++) {
       // unshare forks node as PID 1 of a new PID namespace: every round's server has the
       // PID the previous round's LOCK names.
@@ -45,10 +48,13 @@ describe("data directory lock", () => {
       child.stdout!.on("data", (chunk) => (out += chunk));
       child.stderr!.on("data", (chunk) => (out += chunk));
       const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-      await waitFor(() => {
-        if (child.exitCode !== null) throw new Error(`round ${round}: server exited: ${out}`);
-        return out.includes("pcp server listening");
-      }, { timeout: 20_000, message: () => `round ${round}: server did not start: ${out}` });
+      await waitFor(
+        () => {
+          if (child.exitCode !== null) throw new Error(`round ${round}: server exited: ${out}`);
+          return out.includes("pcp server listening");
+        },
+        { timeout: 20_000, message: () => `round ${round}: server did not start: ${out}` },
+      );
       expect(fs.readFileSync(join(dir, "data", "LOCK"), "utf8").trim()).toBe("1");
       expect(lockableElsewhere(join(dir, "data"))).toBe(false);
       // The server's host PID: unshare's only child.

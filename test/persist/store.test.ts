@@ -36,11 +36,23 @@ function engine(): PacketEngine {
 }
 
 const options = (directory: string, over: Partial<StoreOptions> = {}): StoreOptions => ({
-  directory, shard: 0, shards: 1, commitIntervalMs: 5, fsync: true, snapshotIntervalSeconds: 3600, snapshotJournalBytes: 1 << 30, maxBacklogBytes: 1 << 28, ...over,
+  directory,
+  shard: 0,
+  shards: 1,
+  commitIntervalMs: 5,
+  fsync: true,
+  snapshotIntervalSeconds: 3600,
+  snapshotJournalBytes: 1 << 30,
+  maxBacklogBytes: 1 << 28,
+  ...over,
 });
 
 /** A run: `count` mappings of subscribers 10.0.x.y journaled through a store; closed cleanly unless told. */
-async function run(directory: string, count: number, o: { epoch?: number; first?: number; snapshotAt?: number; close?: boolean; store?: Partial<StoreOptions> } = {}) {
+async function run(
+  directory: string,
+  count: number,
+  o: { epoch?: number; first?: number; snapshotAt?: number; close?: boolean; store?: Partial<StoreOptions> } = {},
+) {
   const e = engine();
   const wallOffset = wallSeconds() - T0;
   const store = new ShardStore(options(directory, o.store), () => o.epoch ?? 500, log);
@@ -98,7 +110,9 @@ describe("ShardStore", () => {
     await run(dir, 100);
     await run(dir, 100, { first: 100, snapshotAt: 150 });
     await run(dir, 50, { first: 200, snapshotAt: 220 });
-    const snaps = files(dir).filter((f) => f.startsWith("snapshot-")).map((f) => Number(/snapshot-(\d+)/.exec(f)![1]));
+    const snaps = files(dir)
+      .filter((f) => f.startsWith("snapshot-"))
+      .map((f) => Number(/snapshot-(\d+)/.exec(f)![1]));
     expect(snaps).toHaveLength(2);
     const gens = journals(dir).map((f) => Number(/journal-(\d+)/.exec(f)![1]));
     expect(Math.min(...gens)).toBe(snaps[0]); // nothing older than the previous snapshot

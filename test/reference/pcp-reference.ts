@@ -54,10 +54,10 @@ export interface RefInput {
 }
 
 export type RefOutcome =
-  | { verdict: 'drop'; dropReason: number }
-  | { verdict: 'reply'; result: number; response: Uint8Array; parsed: boolean }
+  | { verdict: "drop"; dropReason: number }
+  | { verdict: "reply"; result: number; response: Uint8Array; parsed: boolean }
   | {
-      verdict: 'parsed';
+      verdict: "parsed";
       version: number;
       opcode: number;
       lifetime: number;
@@ -210,15 +210,7 @@ function allZero(d: Uint8Array, off: number, n: number): boolean {
  * to a multiple of 4 (at least `minLen`); byte 0 = 2; byte 1 |= 0x80; byte 2 = 0;
  * byte 3 = result; lifetime; epoch; bytes 12–23 zeroed only if the request parsed.
  */
-function buildErrorReply(
-  data: Uint8Array,
-  len: number,
-  result: number,
-  lifetime: number,
-  epoch: number,
-  parsed: boolean,
-  minLen: number,
-): Uint8Array {
+function buildErrorReply(data: Uint8Array, len: number, result: number, lifetime: number, epoch: number, parsed: boolean, minLen: number): Uint8Array {
   const copyLen = Math.min(len, MAX_PCP_LEN);
   let outLen = roundUp4(copyLen);
   if (outLen < minLen) outLen = minLen;
@@ -244,17 +236,9 @@ function errorLifetime(result: number, config: RefConfig): number {
   return config.longErrorLifetime;
 }
 
-function errorOutcome(
-  data: Uint8Array,
-  len: number,
-  result: number,
-  epoch: number,
-  config: RefConfig,
-  parsed: boolean,
-  minLen: number,
-): RefOutcome {
+function errorOutcome(data: Uint8Array, len: number, result: number, epoch: number, config: RefConfig, parsed: boolean, minLen: number): RefOutcome {
   return {
-    verdict: 'reply',
+    verdict: "reply",
     result,
     response: buildErrorReply(data, len, result, errorLifetime(result, config), epoch, parsed, minLen),
     parsed,
@@ -262,7 +246,7 @@ function errorOutcome(
 }
 
 function drop(reason: number): RefOutcome {
-  return { verdict: 'drop', dropReason: reason };
+  return { verdict: "drop", dropReason: reason };
 }
 
 // ---------------------------------------------------------------------------
@@ -288,12 +272,7 @@ function optionBit(code: number): number {
  * PREFIX64: MAP and ANNOUNCE.
  */
 function optionValidForOpcode(code: number, opcode: number): boolean {
-  if (
-    code === OPT_THIRD_PARTY ||
-    code === OPT_THIRD_PARTY_ID ||
-    code === OPT_DESCRIPTION ||
-    code === OPT_CHECKPOINT_REQUIRED
-  ) {
+  if (code === OPT_THIRD_PARTY || code === OPT_THIRD_PARTY_ID || code === OPT_DESCRIPTION || code === OPT_CHECKPOINT_REQUIRED) {
     return opcode === OP_MAP || opcode === OP_PEER;
   }
   if (code === OPT_PREFER_FAILURE || code === OPT_FILTER || code === OPT_PORT_SET) {
@@ -384,14 +363,7 @@ interface WalkResult {
   thirdPartySeen: boolean; // decision D1
 }
 
-function walkOptions(
-  d: Uint8Array,
-  len: number,
-  opcode: number,
-  src: Uint8Array,
-  ingress: number,
-  config: RefConfig,
-): WalkResult {
+function walkOptions(d: Uint8Array, len: number, opcode: number, src: Uint8Array, ingress: number, config: RefConfig): WalkResult {
   const r: WalkResult = { error: 0, recorded: 0, parseFlags: 0, filterCount: 0, thirdPartySeen: false };
   let occurred = 0; // decision D3
   let p = opcode === OP_MAP ? MAP_LEN : opcode === OP_PEER ? PEER_LEN : HEADER_LEN;
@@ -690,13 +662,13 @@ function row17Announce(c: Ctx): RefOutcome | null {
   put32(out, 4, 0);
   put32(out, 8, c.input.epoch);
   // bytes 12–23 zero
-  return { verdict: 'reply', result: SUCCESS, response: out, parsed: true };
+  return { verdict: "reply", result: SUCCESS, response: out, parsed: true };
 }
 
 /** Row 18: MAP, PEER → parsed. */
 function row18Parsed(c: Ctx, w: WalkResult): RefOutcome {
   return {
-    verdict: 'parsed',
+    verdict: "parsed",
     version: 2,
     opcode: u8(c.d, 1) & 0x7f,
     lifetime: u32(c.d, 4),
@@ -717,12 +689,12 @@ function natPmpPath(c: Ctx): RefOutcome {
   if (c.input.overloaded) return drop(DROP_OVERLOAD);
   const opcode = u8(c.d, 1); // < 128, row 3 already dropped the rest
   if (opcode === 0) {
-    return { verdict: 'parsed', version: 0, opcode: 0, lifetime: 0, options: 0, parseFlags: 0, filterCount: 0 };
+    return { verdict: "parsed", version: 0, opcode: 0, lifetime: 0, options: 0, parseFlags: 0, filterCount: 0 };
   }
   if (opcode === 1 || opcode === 2) {
     if (c.len < 12) return drop(DROP_NATPMP_SHORT);
     return {
-      verdict: 'parsed',
+      verdict: "parsed",
       version: 0,
       opcode,
       lifetime: u32(c.d, 8),
@@ -738,7 +710,7 @@ function natPmpPath(c: Ctx): RefOutcome {
   out[1] = out[1] | 0x80;
   out[2] = 0;
   out[3] = NATPMP_UNSUPP_OPCODE;
-  return { verdict: 'reply', result: NATPMP_UNSUPP_OPCODE, response: out, parsed: false };
+  return { verdict: "reply", result: NATPMP_UNSUPP_OPCODE, response: out, parsed: false };
 }
 
 // ---------------------------------------------------------------------------
@@ -789,8 +761,7 @@ export function referenceProcess(input: RefInput, config: RefConfig = DEFAULT_RE
   // codec.md "Ingress bits": a datagram with only INGRESS_THIRD_PARTY is handled only
   // if it is a PCP request carrying a THIRD_PARTY option; every other outcome becomes
   // DROP_INTERFACE (decision D1 for what "seen" means).
-  const thirdPartyOnly =
-    (input.ingress & INGRESS_SUBSCRIBER) === 0 && (input.ingress & INGRESS_THIRD_PARTY) !== 0;
+  const thirdPartyOnly = (input.ingress & INGRESS_SUBSCRIBER) === 0 && (input.ingress & INGRESS_THIRD_PARTY) !== 0;
   if (thirdPartyOnly && !c.thirdPartySeen) return drop(DROP_INTERFACE);
   return outcome;
 }

@@ -11,7 +11,6 @@ import { announceRequest, mapRequest, preferFailure } from "../helpers/packets.j
 import { exchange } from "../helpers/udp.js";
 import { waitFor } from "../helpers/wait.js";
 
-
 describe("rate limiter", () => {
   it("allows a burst, then the rate; sources are independent", () => {
     const l = new RateLimiter({ rate: 10, burst: 5 }, { rate: 1e6, burst: 1e6 });
@@ -51,7 +50,10 @@ type Counters = ReturnType<typeof counters>;
 /** Datagrams the kernel dropped at the IPv4 UDP socket bound to address:port (its receive buffer full): /proc/net/udp. */
 function socketDrops(address: string, port: number): number {
   const local = `${Buffer.from(address.split(".").map(Number)).readUInt32LE(0).toString(16).toUpperCase().padStart(8, "0")}:${port.toString(16).toUpperCase().padStart(4, "0")}`;
-  const row = readFileSync("/proc/net/udp", "utf8").split("\n").map((l) => l.trim().split(/\s+/)).find((f) => f[1] === local);
+  const row = readFileSync("/proc/net/udp", "utf8")
+    .split("\n")
+    .map((l) => l.trim().split(/\s+/))
+    .find((f) => f[1] === local);
   if (!row) throw new Error(`no UDP socket bound to ${address}:${port} in /proc/net/udp`);
   return Number(row.at(-1));
 }
@@ -64,7 +66,11 @@ function socketDrops(address: string, port: number): number {
  * counters and `seconds` from the first send until all were handled: the time the limiter
  * had to refill.
  */
-async function flood(server: RunningServer, from: string, payloads: Uint8Array[]): Promise<{ replies: Buffer[]; handled: Counters; kernelDrops: number; seconds: number }> {
+async function flood(
+  server: RunningServer,
+  from: string,
+  payloads: Uint8Array[],
+): Promise<{ replies: Buffer[]; handled: Counters; kernelDrops: number; seconds: number }> {
   const [{ address, port }] = server.addresses;
   const before = counters(server);
   const dropsBefore = socketDrops(address, port);
@@ -77,7 +83,9 @@ async function flood(server: RunningServer, from: string, payloads: Uint8Array[]
     const t0 = performance.now();
     await Promise.all(payloads.map((p) => new Promise<void>((resolve, reject) => socket.send(p, port, address, (e) => (e ? reject(e) : resolve())))));
     const kernelDrops = () => socketDrops(address, port) - dropsBefore;
-    await waitFor(() => counters(server).packets - before.packets + kernelDrops() >= payloads.length, { message: () => `${counters(server).packets - before.packets} read, ${kernelDrops()} dropped by the kernel, of ${payloads.length}` });
+    await waitFor(() => counters(server).packets - before.packets + kernelDrops() >= payloads.length, {
+      message: () => `${counters(server).packets - before.packets} read, ${kernelDrops()} dropped by the kernel, of ${payloads.length}`,
+    });
     const seconds = (performance.now() - t0) / 1000;
     const after = counters(server);
     const handled = Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - before[k as keyof Counters]])) as Counters;
@@ -98,7 +106,8 @@ describe("item 18: a flood from one source does not block another", () => {
         listen: { addresses: ["127.0.0.6"], port: 0 },
         pcp: { overload },
         rateLimit: { perSource: { rate: 5, burst: 10 } },
-        log: { level: "silent" }, persistence: { enabled: false },
+        log: { level: "silent" },
+        persistence: { enabled: false },
       });
       const server = await startServer(config, pino({ level: "silent" }));
       try {
@@ -120,11 +129,19 @@ describe("item 18: a flood from one source does not block another", () => {
   }
 
   it("item 103: PREFER_FAILURE probes for other ports are held to the source's rate", async () => {
-    const config = parseConfig({ listen: { addresses: ["127.0.0.6"], port: 0 }, pcp: { overload: "no-resources" }, rateLimit: { perSource: { rate: 5, burst: 10 } }, log: { level: "silent" }, persistence: { enabled: false } });
+    const config = parseConfig({
+      listen: { addresses: ["127.0.0.6"], port: 0 },
+      pcp: { overload: "no-resources" },
+      rateLimit: { perSource: { rate: 5, burst: 10 } },
+      log: { level: "silent" },
+      persistence: { enabled: false },
+    });
     const server = await startServer(config, pino({ level: "silent" }));
     try {
       // A scan of 200 external ports from one client, as fast as it can send.
-      const probes = Array.from({ length: 200 }, (_, i) => mapRequest({ client: "127.0.0.7", internalPort: 5000 + i, externalPort: 20000 + i, externalAddress: "203.0.113.1" }, [preferFailure()]));
+      const probes = Array.from({ length: 200 }, (_, i) =>
+        mapRequest({ client: "127.0.0.7", internalPort: 5000 + i, externalPort: 20000 + i, externalAddress: "203.0.113.1" }, [preferFailure()]),
+      );
       const { replies, handled, kernelDrops, seconds } = await flood(server, "127.0.0.7", probes);
       const answered = replies.filter((r) => r[3] !== W.RESULT_NO_RESOURCES).length;
       expect(answered).toBeGreaterThanOrEqual(10);

@@ -29,17 +29,23 @@ describe("gratuitous ANNOUNCE", () => {
     const left: number[] = [];
     let epoch = 0;
     const a = new Announcer({
-      targets: [{ source: "192.0.2.1", group: "224.0.0.1", interface: "eth1" }, { source: "2001:db8::1", group: "ff02::1%eth1", interface: "eth1" }],
+      targets: [
+        { source: "192.0.2.1", group: "224.0.0.1", interface: "eth1" },
+        { source: "2001:db8::1", group: "ff02::1%eth1", interface: "eth1" },
+      ],
       count: 5,
       firstGapMs: 250,
       messages: () => [Uint8Array.of(epoch++)],
       // The datagram leaves (its send callback runs) 1 ms after it is handed over, the IPv6 one 2 ms.
       send: (target, _payload, _port, sent) => {
         handed.push(Date.now());
-        setTimeout(() => {
-          left.push(Date.now());
-          sent();
-        }, target.source.includes(":") ? 2 : 1);
+        setTimeout(
+          () => {
+            left.push(Date.now());
+            sent();
+          },
+          target.source.includes(":") ? 2 : 1,
+        );
         return true;
       },
     });
@@ -81,7 +87,11 @@ describe("gratuitous ANNOUNCE", () => {
     vi.useFakeTimers();
     let rounds = 0;
     let finished = false;
-    sendRepeatedly([250, 500], () => (rounds++, 0), () => (finished = true));
+    sendRepeatedly(
+      [250, 500],
+      () => (rounds++, 0),
+      () => (finished = true),
+    );
     vi.advanceTimersByTime(5000);
     expect([rounds, finished]).toEqual([3, true]);
     rounds = 0;

@@ -20,14 +20,21 @@ describe("MappingUpdater", () => {
     u.schedule(7, [{ address: "192.0.2.1", port: 4000, payload: new Uint8Array(60) }]);
     expect(u.size).toBe(1);
     vi.advanceTimersByTime(5000);
-    expect(sent).toEqual([{ at: 0, epoch: 0 }, { at: 270, epoch: 2 }, { at: 870, epoch: 8 }]); // 20 + 250; 290 + 2 × 290
+    expect(sent).toEqual([
+      { at: 0, epoch: 0 },
+      { at: 270, epoch: 2 },
+      { at: 870, epoch: 8 },
+    ]); // 20 + 250; 290 + 2 × 290
     expect(u.size).toBe(0);
   });
 
   it("a cancel (the client refreshed) stops the remaining copies; a new schedule replaces the old", () => {
     vi.useFakeTimers();
     let n = 0;
-    const u = new MappingUpdater((_m, left) => (n++, setTimeout(left, 0), true), () => 0);
+    const u = new MappingUpdater(
+      (_m, left) => (n++, setTimeout(left, 0), true),
+      () => 0,
+    );
     u.schedule(1, [{ address: "192.0.2.1", port: 4000, payload: new Uint8Array(60) }]);
     vi.advanceTimersByTime(300);
     u.cancel(1);

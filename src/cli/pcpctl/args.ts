@@ -1,6 +1,6 @@
 // pcpctl's arguments: the option table, the parsers of option values, and the check of a
 // method's params against the protocol's schema before anything is sent.
-import { parseArgs } from "node:util";
+import type { parseArgs } from "node:util";
 import type { z } from "zod";
 import type { EventKind, MethodParams } from "../../client/control-client.js";
 import { Params, type Method } from "../../control/protocol.js";
@@ -36,7 +36,6 @@ export type OptionName = keyof typeof OPTIONS;
 export type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true; strict: true }>>["values"];
 export const GLOBAL_OPTIONS: OptionName[] = ["url", "token", "token-file", "ca", "insecure", "timeout", "json", "help"];
 
-
 /** A mistake in the command line: printed with the usage, exit code 2. */
 export class UsageError extends Error {}
 
@@ -69,7 +68,10 @@ export function mappingKind(name: string, value: string | undefined): (typeof MA
 
 export function eventKinds(values: string[] | undefined): EventKind[] | undefined {
   if (values === undefined) return undefined;
-  const kinds = values.flatMap((v) => v.split(",")).map((k) => k.trim()).filter((k) => k !== "");
+  const kinds = values
+    .flatMap((v) => v.split(","))
+    .map((k) => k.trim())
+    .filter((k) => k !== "");
   for (const k of kinds) {
     if (!(EVENT_KINDS as readonly string[]).includes(k)) {
       const hint = (MAPPING_KINDS as readonly string[]).includes(k) ? " (use --mapping-kind for dynamic, static, held)" : "";

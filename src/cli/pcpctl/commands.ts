@@ -2,9 +2,30 @@
 // each with its synopsis, the options it takes and how it prints the result.
 import { stringify as toYaml } from "yaml";
 import { ControlClientError, ControlError, type ControlClient, type MethodParams, type SubscriptionItem } from "../../client/control-client.js";
-import { NOTIFY_DATAPLANE_OPS, NOTIFY_DATAPLANE_RESET, RpcErrors, type Mapping, type Method, type Notifications, type Results } from "../../control/protocol.js";
+import {
+  NOTIFY_DATAPLANE_OPS,
+  NOTIFY_DATAPLANE_RESET,
+  RpcErrors,
+  type Mapping,
+  type Method,
+  type Notifications,
+  type Results,
+} from "../../control/protocol.js";
 import { check, defined, eventKinds, family, integer, mappingKind, protocol, required, UsageError, type OptionName, type Values } from "./args.js";
-import { counterTable, duration, endpoint, eventLine, opLine, out, persistenceState, printJson, printMapping, printMappings, printPairs, printTable } from "./output.js";
+import {
+  counterTable,
+  duration,
+  endpoint,
+  eventLine,
+  opLine,
+  out,
+  persistenceState,
+  printJson,
+  printMapping,
+  printMappings,
+  printPairs,
+  printTable,
+} from "./output.js";
 
 export interface Context {
   values: Values;
@@ -33,7 +54,7 @@ export const COMMANDS: Command[] = [
     options: [],
     async run(ctx) {
       const info = await ctx.call("server.info", {});
-      if (ctx.json) return printJson(info), 0;
+      if (ctx.json) return (printJson(info), 0);
       printPairs([
         ["protocol", info.protocol],
         ["version", info.version],
@@ -58,10 +79,13 @@ export const COMMANDS: Command[] = [
     options: [],
     async run(ctx) {
       const health = await ctx.call("server.health", {});
-      if (ctx.json) return printJson(health), 0;
+      if (ctx.json) return (printJson(health), 0);
       out(`status  ${health.status}`);
       out();
-      printTable(["SHARD", "UP", "PERSISTENCE"], health.shards.map((s) => [s.shard, s.up ? "yes" : "no", persistenceState(s.persistence)]));
+      printTable(
+        ["SHARD", "UP", "PERSISTENCE"],
+        health.shards.map((s) => [s.shard, s.up ? "yes" : "no", persistenceState(s.persistence)]),
+      );
       return 0;
     },
   },
@@ -73,10 +97,13 @@ export const COMMANDS: Command[] = [
     options: [],
     async run(ctx) {
       const stats = await ctx.call("stats.get", {});
-      if (ctx.json) return printJson(stats), 0;
+      if (ctx.json) return (printJson(stats), 0);
       out(`packets  ${stats.packets}`);
       const dp = stats.dataplane;
-      if (dp) out(`dataplane  ${dp.backend} ${dp.up ? "up" : "DOWN"}: ${dp.installed} installed, ${dp.pendingKeys} pending, ${dp.transactions} transactions, ${dp.failures} failures${dp.lastError ? ` (last: ${dp.lastError})` : ""}`);
+      if (dp)
+        out(
+          `dataplane  ${dp.backend} ${dp.up ? "up" : "DOWN"}: ${dp.installed} installed, ${dp.pendingKeys} pending, ${dp.transactions} transactions, ${dp.failures} failures${dp.lastError ? ` (last: ${dp.lastError})` : ""}`,
+        );
       out();
       printTable(
         ["SHARD", "EPOCH", "PACKETS", "MAPPINGS", "SUBSCRIBERS"],
@@ -86,7 +113,13 @@ export const COMMANDS: Command[] = [
         out();
         printTable(
           ["SHARD", "PERSISTENCE", "WRITE ERRORS", "BACKLOG BYTES", "DROPPED BYTES"],
-          stats.shards.map((s) => [s.shard, persistenceState(s.persistence), s.persistence?.writeErrors ?? "-", s.persistence?.backlogBytes ?? "-", s.persistence?.droppedBytes ?? "-"]),
+          stats.shards.map((s) => [
+            s.shard,
+            persistenceState(s.persistence),
+            s.persistence?.writeErrors ?? "-",
+            s.persistence?.backlogBytes ?? "-",
+            s.persistence?.droppedBytes ?? "-",
+          ]),
         );
       }
       out();
@@ -132,7 +165,7 @@ export const COMMANDS: Command[] = [
         next = page.next;
         cursor = next ?? undefined;
       } while (v.all && next !== null);
-      if (ctx.json) return printJson({ mappings, next }), 0;
+      if (ctx.json) return (printJson({ mappings, next }), 0);
       if (mappings.length === 0) out("no mappings");
       else printMappings(mappings);
       if (next !== null) process.stderr.write(`more: --cursor ${next} (or --all)\n`);
@@ -153,7 +186,11 @@ export const COMMANDS: Command[] = [
       const port = required("port", integer("port", v.port));
       let result: Results["mappings.get"];
       if (v.internal !== undefined) {
-        result = await ctx.call("mappings.get", defined({ internalAddress: v.internal, protocol: proto, internalPort: port, family: family(v.family), thirdPartyId: v["third-party-id"] }), { thirdPartyId: "--third-party-id" });
+        result = await ctx.call(
+          "mappings.get",
+          defined({ internalAddress: v.internal, protocol: proto, internalPort: port, family: family(v.family), thirdPartyId: v["third-party-id"] }),
+          { thirdPartyId: "--third-party-id" },
+        );
       } else {
         if (v.family !== undefined) throw new UsageError("--family goes with --internal only");
         result = await ctx.call("mappings.get", { externalAddress: v.external!, protocol: proto, externalPort: port }, { externalPort: "--port" });
@@ -182,7 +219,7 @@ export const COMMANDS: Command[] = [
         externalAddress: required("external", v.external),
         externalPort: required("external-port", integer("external-port", v["external-port"])),
       });
-      if (ctx.json) return printJson(result), 0;
+      if (ctx.json) return (printJson(result), 0);
       printMapping(result.mapping);
       return 0;
     },
@@ -204,7 +241,7 @@ export const COMMANDS: Command[] = [
           family: family(v.family),
         }),
       );
-      if (ctx.json) return printJson(result), 0;
+      if (ctx.json) return (printJson(result), 0);
       out("removed");
       return 0;
     },
@@ -216,9 +253,15 @@ export const COMMANDS: Command[] = [
     args: ["ADDRESS"],
     options: ["third-party-id"],
     async run(ctx) {
-      const result = await ctx.call("subscribers.usage", defined({ internalAddress: ctx.args[0], thirdPartyId: ctx.values["third-party-id"] }), { internalAddress: "ADDRESS", thirdPartyId: "--third-party-id" });
-      if (ctx.json) return printJson(result), 0;
-      printTable(["SHARD", "MAPPINGS", "BLOCKS"], result.shards.map((s) => [s.shard, s.mappings, s.blocks]));
+      const result = await ctx.call("subscribers.usage", defined({ internalAddress: ctx.args[0], thirdPartyId: ctx.values["third-party-id"] }), {
+        internalAddress: "ADDRESS",
+        thirdPartyId: "--third-party-id",
+      });
+      if (ctx.json) return (printJson(result), 0);
+      printTable(
+        ["SHARD", "MAPPINGS", "BLOCKS"],
+        result.shards.map((s) => [s.shard, s.mappings, s.blocks]),
+      );
       return 0;
     },
   },
@@ -229,8 +272,11 @@ export const COMMANDS: Command[] = [
     args: ["ADDRESS"],
     options: ["third-party-id"],
     async run(ctx) {
-      const result = await ctx.call("subscribers.deleteMappings", defined({ internalAddress: ctx.args[0], thirdPartyId: ctx.values["third-party-id"] }), { internalAddress: "ADDRESS", thirdPartyId: "--third-party-id" });
-      if (ctx.json) return printJson(result), 0;
+      const result = await ctx.call("subscribers.deleteMappings", defined({ internalAddress: ctx.args[0], thirdPartyId: ctx.values["third-party-id"] }), {
+        internalAddress: "ADDRESS",
+        thirdPartyId: "--third-party-id",
+      });
+      if (ctx.json) return (printJson(result), 0);
       out(`deleted ${result.deleted} mapping${result.deleted === 1 ? "" : "s"}`);
       return 0;
     },
@@ -243,8 +289,11 @@ export const COMMANDS: Command[] = [
     options: [],
     async run(ctx) {
       const result = await ctx.call("epoch.get", {});
-      if (ctx.json) return printJson(result), 0;
-      printTable(["SHARD", "EPOCH"], result.shards.map((s) => [s.shard, s.epoch]));
+      if (ctx.json) return (printJson(result), 0);
+      printTable(
+        ["SHARD", "EPOCH"],
+        result.shards.map((s) => [s.shard, s.epoch]),
+      );
       return 0;
     },
   },
@@ -256,7 +305,7 @@ export const COMMANDS: Command[] = [
     options: ["shard"],
     async run(ctx) {
       const result = await ctx.call("epoch.reset", { shard: required("shard", integer("shard", ctx.values.shard)) });
-      if (ctx.json) return printJson(result), 0;
+      if (ctx.json) return (printJson(result), 0);
       out(`shard ${result.shard}: epoch reset, now ${result.epoch}`);
       return 0;
     },
@@ -269,7 +318,7 @@ export const COMMANDS: Command[] = [
     options: [],
     async run(ctx) {
       const result = await ctx.call("config.get", {});
-      if (ctx.json) return printJson(result), 0;
+      if (ctx.json) return (printJson(result), 0);
       process.stdout.write(toYaml(result.config));
       return 0;
     },
@@ -282,7 +331,7 @@ export const COMMANDS: Command[] = [
     options: [],
     async run(ctx) {
       const result = await ctx.call("config.reload", {});
-      if (ctx.json) return printJson(result), 0;
+      if (ctx.json) return (printJson(result), 0);
       out("configuration reloaded");
       if (result.restartNeededFor.length > 0) out(`restart needed for: ${result.restartNeededFor.join(", ")}`);
       return 0;
@@ -290,7 +339,10 @@ export const COMMANDS: Command[] = [
   },
   {
     path: ["events"],
-    synopsis: ["events [--internal A] [--external A] [--protocol P] [--mapping-kind dynamic|static|held]", "       [--kind create|refresh|delete|expire|release|update[,...]]..."],
+    synopsis: [
+      "events [--internal A] [--external A] [--protocol P] [--mapping-kind dynamic|static|held]",
+      "       [--kind create|refresh|delete|expire|release|update[,...]]...",
+    ],
     describe: "events.subscribe: one line per event until Ctrl-C (JSON lines with --json)",
     args: [],
     options: ["internal", "external", "protocol", "mapping-kind", "kind"],
@@ -338,7 +390,8 @@ export const COMMANDS: Command[] = [
       const ended = new Promise<void>((resolve, reject) => {
         client.on("notification", (method: string, params: unknown) => {
           if (ctx.json) return out(JSON.stringify({ method, ...(params as object) }));
-          if (method === NOTIFY_DATAPLANE_RESET) return out(`# reset (seq ${(params as Notifications[typeof NOTIFY_DATAPLANE_RESET]).seq}): forget every mapping`);
+          if (method === NOTIFY_DATAPLANE_RESET)
+            return out(`# reset (seq ${(params as Notifications[typeof NOTIFY_DATAPLANE_RESET]).seq}): forget every mapping`);
           if (method !== NOTIFY_DATAPLANE_OPS) return;
           const { seq, ops } = params as Notifications[typeof NOTIFY_DATAPLANE_OPS];
           out(`# transaction seq ${seq}: ${ops.length} operation${ops.length === 1 ? "" : "s"}`);
@@ -349,7 +402,10 @@ export const COMMANDS: Command[] = [
       await client.call("dataplane.subscribe", {});
       const stop = () => {
         stopped = true;
-        void client.call("dataplane.unsubscribe", {}).catch(() => undefined).finally(() => client.close());
+        void client
+          .call("dataplane.unsubscribe", {})
+          .catch(() => undefined)
+          .finally(() => client.close());
       };
       process.once("SIGINT", stop);
       process.once("SIGTERM", stop);

@@ -141,5 +141,14 @@ export function counterTable(title: string, record: Record<string, number>, hide
 export function opLine(o: DataplaneOp): string {
   const m = o.mapping;
   const allow = m.filters.map((f) => `${f.address}/${f.prefixLength}:${f.port || "any"}`).join(",");
-  return [o.op.padEnd(5), protocolName(m.protocol), `${m.external.address}:${m.external.port}`, "->", `${m.internal.address}:${m.internal.port}`, m.inbound ? "in" : "-", m.outbound ? "out" : "-", ...(allow ? [`allow=${allow}`] : [])].join(" ");
+  return [
+    o.op.padEnd(5),
+    protocolName(m.protocol),
+    `${m.external.address}:${m.external.port}`,
+    "->",
+    `${m.internal.address}:${m.internal.port}`,
+    m.inbound ? "in" : "-",
+    m.outbound ? "out" : "-",
+    ...(allow ? [`allow=${allow}`] : []),
+  ].join(" ");
 }
