@@ -4,7 +4,7 @@
 //
 // Usage: npm run bench:compare -- BASE_REF [HEAD_REF] [options]      (HEAD_REF: HEAD)
 //   --rounds codec=5,engine1m=3,engine10m=3,e2e=2   runs of each bench per commit
-//   --max-time 1        seconds benchmark.js samples each codec/engine case (default 5 in the benches)
+//   --max-time 2        seconds benchmark.js samples each codec/engine case (default 5 in the benches)
 //   --e2e-seconds 5 --e2e-repeat 3   length and count of the e2e bench's timed runs
 //   --only codec,engine1m,...        a subset of the benches
 //   --threshold 0.97    smallest ratio accepted     --keep   leave the temporary worktrees
@@ -39,7 +39,7 @@ const { values: flags, positionals } = parseArgs({
   allowPositionals: true,
   options: {
     rounds: { type: "string", default: "codec=5,engine1m=3,engine10m=3,e2e=2" },
-    "max-time": { type: "string", default: "1" },
+    "max-time": { type: "string", default: "2" },
     "e2e-seconds": { type: "string", default: "5" },
     "e2e-repeat": { type: "string", default: "3" },
     only: { type: "string" },
@@ -48,7 +48,7 @@ const { values: flags, positionals } = parseArgs({
   },
 });
 if (positionals.length < 1 || positionals.length > 2) {
-  console.error("usage: npm run bench:compare -- BASE_REF [HEAD_REF] [--rounds codec=5,engine1m=3,engine10m=3,e2e=2] [--max-time 1] [--e2e-seconds 5] [--e2e-repeat 3] [--only LIST] [--threshold 0.97] [--keep]");
+  console.error("usage: npm run bench:compare -- BASE_REF [HEAD_REF] [--rounds codec=5,engine1m=3,engine10m=3,e2e=2] [--max-time 2] [--e2e-seconds 5] [--e2e-repeat 3] [--only LIST] [--threshold 0.97] [--keep]");
   process.exit(2);
 }
 const git = (...args: string[]) => execFileSync("git", args, { cwd: repo, stdio: ["ignore", "pipe", "inherit"] }).toString().trim();
