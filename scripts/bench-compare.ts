@@ -196,7 +196,13 @@ interface Series {
 }
 const series = new Map<string, Series>();
 const sessionStart = performance.now();
-const timings: { step: string; tree: string; seconds: number }[] = [];
+const timings: { step: string; tree: string; seconds: number; busyCores?: number }[] = [];
+
+/** Machine-wide busy + steal ticks and all ticks (/proc/stat), to tell how loaded the machine was during a run. */
+function ticks(): { busy: number; total: number } {
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1, 9).map(Number);
+  return { busy: user + nice + system + irq + softirq + steal, total: user + nice + system + idle + iowait + irq + softirq + steal };
+}
 
 async function main(): Promise<number> {
   console.error(`[${stamp()}] base ${refs[0]} = ${short[0]}, head ${refs[1]} = ${short[1]}; worktrees in ${tmp}`);
@@ -214,15 +220,19 @@ async function main(): Promise<number> {
       for (const side of r % 2 === 0 ? [0, 1] : [1, 0]) {
         const tree = trees[side];
         rmSync(join(tree, b.results), { force: true }); // a stale file must not pass for this run's
+        const t0 = ticks();
         const seconds = await run(tree, process.execPath, b.args, `${b.name}-${r}-${side}.log`, b.timeoutSeconds, { BENCH_COMPARE_MAXTIME: flags["max-time"] });
-        timings.push({ step: b.name, tree: short[side], seconds });
+        const t1 = ticks();
+        // The codec and engine benches keep one core busy, the e2e bench about two (server + load generator).
+        const busyCores = ((t1.busy - t0.busy) / (t1.total - t0.total)) * os.cpus().length;
+        timings.push({ step: b.name, tree: short[side], seconds, busyCores });
         const figures = b.figures(JSON.parse(readFileSync(join(tree, b.results), "utf8")));
         for (const f of figures) {
           const s = series.get(f.key) ?? { key: f.key, better: f.better, gate: f.gate, runs: [[], []] };
           s.runs[side].push(f.value);
           series.set(f.key, s);
         }
-        console.error(`[${stamp()}] round ${r + 1} ${b.name} ${side === 0 ? "base" : "head"} ${short[side]}: ${seconds.toFixed(0)} s`);
+        console.error(`[${stamp()}] round ${r + 1} ${b.name} ${side === 0 ? "base" : "head"} ${short[side]}: ${seconds.toFixed(0)} s, machine ${busyCores.toFixed(2)} cores busy`);
       }
     }
   }
@@ -295,6 +305,9 @@ function report(): number {
   const gated = rows.filter((r) => r.gated && r.ratioBest !== null);
   const spread = (xs: number[]) => `${Math.min(...xs).toFixed(3)}–${Math.max(...xs).toFixed(3)}`;
   console.log(`${short[0]} → ${short[1]}: ${gated.length} figures checked, best ratios ${spread(gated.map((r) => r.ratioBest!))}, median ratios ${spread(gated.map((r) => r.ratioMedian!))}; ratio > 1 = head better; session ${(totalSeconds / 60).toFixed(1)} min; bench/results/${name}`);
+  const single = timings.filter((t) => t.busyCores !== undefined && t.step !== "e2e");
+  const busy = single.reduce((a, t) => a + t.busyCores!, 0) / Math.max(1, single.length);
+  if (busy > 1.3) console.log(`note: during the codec and engine runs the machine had ${busy.toFixed(2)} cores busy on average (their own share is 1): other jobs were running, the figures are noisy`);
   if (failures.length > 0) {
     console.log(`FAILED: ${failures.length} figure(s) below ${THRESHOLD}:\n  ${failures.join("\n  ")}`);
     return 1;
