@@ -26,7 +26,7 @@
 // (or a figure is missing in one commit), 2 if the harness itself failed.
 // Output: bench/results/compare-<base>-<head>.json in this repository, and a table.
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
-import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -53,7 +53,14 @@ if (positionals.length < 1 || positionals.length > 2) {
 }
 const git = (...args: string[]) => execFileSync("git", args, { cwd: repo, stdio: ["ignore", "pipe", "inherit"] }).toString().trim();
 const refs = positionals.length === 2 ? positionals : [positionals[0], "HEAD"];
-const commits = refs.map((r) => git("rev-parse", "--verify", `${r}^{commit}`));
+const commits = refs.map((r) => {
+  try {
+    return git("rev-parse", "--verify", "--quiet", `${r}^{commit}`);
+  } catch {
+    console.error(`bench-compare: ${r} is not a commit`);
+    process.exit(2);
+  }
+});
 const short = commits.map((c) => c.slice(0, 7));
 const THRESHOLD = Number(flags.threshold);
 
@@ -88,7 +95,9 @@ const engineBench = (n: number, name: string): Bench => ({
       higher(`${k}: create/s (timed, net)`, r.timed.createsPerSecond),
       higher(`${k}: delete/s (timed, net)`, r.timed.deletesPerSecond),
       higher(`${k}: fill creates/s`, r.fill.createsPerSecond),
-      lower(`${k}: bytes/mapping (RSS)`, r.memory.bytesPerMapping),
+      // At 1M the RSS delta (~100 MB) moves by up to 4 % between runs of the same code (JS
+      // heap and GC timing): shown only; at 10M it repeats within 0.5 % and is checked.
+      lower(`${k}: bytes/mapping (RSS)`, r.memory.bytesPerMapping, n >= 10_000_000),
       higher(`${k}: load generator alone, batches/s`, r.baselineBatchesPerSecond, false), // the bench's baseline, not the engine
     ];
   },
@@ -124,7 +133,9 @@ const BENCHES: Bench[] = [
           lower(`${k}: p50 µs`, s.run.p50us, false),
           lower(`${k}: p99 µs`, s.run.p99us, false),
           higher(`${k}: populate creates/s`, s.populate.createsPerSecond, false), // one pass, retransmits included
-          ...(s.mappings >= 100_000 ? [lower(`${k}: bytes/mapping (RSS)`, s.memory.bytesPerMapping)] : []),
+          // The whole server's RSS moved by 10 % between two runs of the same code (trial of
+          // 2026-12-04): shown only; memory is checked by the engine bench at 10M.
+          ...(s.mappings >= 100_000 ? [lower(`${k}: bytes/mapping (RSS)`, s.memory.bytesPerMapping, false)] : []),
         ];
       }),
   },
@@ -143,12 +154,21 @@ const logs = join(tmp, "logs");
 mkdirSync(logs);
 let child: ChildProcess | null = null;
 let cleaned = false;
+/** Signals the running bench or build with everything it started (its own process group). */
+function killChild(signal: NodeJS.Signals): void {
+  try {
+    if (child?.pid) process.kill(-child.pid, signal);
+  } catch {
+    // already gone
+  }
+}
+/** On exit, whatever the cause: nothing of ours keeps running, the worktrees are removed. */
 function cleanup(): void {
   if (cleaned) return;
   cleaned = true;
-  child?.kill("SIGTERM");
+  killChild("SIGKILL");
   if (flags.keep) return void console.error(`worktrees and logs kept in ${tmp}`);
-  for (const t of trees) {
+  for (const t of trees.filter((t) => existsSync(t))) {
     try {
       git("worktree", "remove", "--force", t);
     } catch {
@@ -159,7 +179,17 @@ function cleanup(): void {
   rmSync(tmp, { recursive: true, force: true });
 }
 process.on("exit", cleanup);
-for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => process.exit(130));
+// A signal first lets the running child end (the e2e bench kills its server and load
+// generator on SIGTERM), at most 10 s, so that no build writes into a removed worktree.
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    const c = child;
+    if (!c) process.exit(130);
+    c!.once("exit", () => process.exit(130));
+    killChild("SIGTERM");
+    setTimeout(() => process.exit(130), 10_000).unref();
+  });
+}
 
 const stamp = () => new Date().toISOString().slice(11, 19);
 /** Runs a command in `cwd`, its output to logs/<log>; rejects (with the log's tail) on failure or timeout. */
@@ -168,11 +198,12 @@ function run(cwd: string, cmd: string, args: string[], log: string, timeoutSecon
   const out = createWriteStream(file);
   const start = performance.now();
   return new Promise((resolve, reject) => {
-    const c = spawn(cmd, args, { cwd, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    // detached: a process group of its own, so a timeout or a signal reaches its children too.
+    const c = spawn(cmd, args, { cwd, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"], detached: true });
     child = c;
     c.stdout!.pipe(out, { end: false });
     c.stderr!.pipe(out, { end: false });
-    const timer = setTimeout(() => c.kill("SIGTERM"), timeoutSeconds * 1000);
+    const timer = setTimeout(() => killChild("SIGTERM"), timeoutSeconds * 1000);
     c.once("exit", (code, signal) => {
       clearTimeout(timer);
       child = null;
