@@ -63,7 +63,7 @@ const commits = refs.map((r) => {
     return git("rev-parse", "--verify", "--quiet", `${r}^{commit}`);
   } catch {
     console.error(`bench-compare: ${r} is not a commit`);
-    process.exit(2);
+    return process.exit(2);
   }
 });
 const short = commits.map((c) => c.slice(0, 7));
