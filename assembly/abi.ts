@@ -89,7 +89,6 @@ export const CFG_PEER_ENABLED: u32 = 2; // [6887 §12] disabled → NOT_AUTHORIZ
 export const CFG_OVERLOAD_REPLY: u32 = 4; // overload → NO_RESOURCES instead of drop
 export const CFG_NATPMP_ENABLED: u32 = 8; // version 0 → NAT-PMP [6886]
 export const CFG_NATPMP_SILENT: u32 = 16; // version 0 → no answer at all [6886 §3.8]
-export const CFG_DEFAULT: u32 = 11; // MAP, PEER, NAT-PMP
 
 // ---- CFG: the configuration region (host → module) ----
 // The host writes the whole region (src/config/region.ts), then calls applyConfig(phase),

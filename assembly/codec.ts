@@ -6,12 +6,13 @@ import * as W from "./wire";
 import * as A from "./abi";
 import { rd16, rd32, wr16, wr32, addrEqual, isV4Mapped, isUnusablePeer, isCleanUtf8 } from "./bytes";
 
-// ---- configuration (set by configure()) ----
-let cfgFlags: u32 = A.CFG_DEFAULT;
-let cfgOptions: u32 = A.OPTBIT_CORE;
-let cfgShortErrorLifetime: u32 = W.DEFAULT_SHORT_ERROR_LIFETIME;
-let cfgLongErrorLifetime: u32 = W.DEFAULT_LONG_ERROR_LIFETIME;
-let cfgThirdPartyIdMaxLen: u32 = 16;
+// ---- configuration: set by configureCodec, which applyConfig (config.ts) calls with the
+// region's values before any batch; the defaults live in the schema (src/config/schema.ts).
+let cfgFlags: u32 = 0;
+let cfgOptions: u32 = 0;
+let cfgShortErrorLifetime: u32 = 0;
+let cfgLongErrorLifetime: u32 = 0;
+let cfgThirdPartyIdMaxLen: u32 = 0;
 
 // ---- per-batch / per-datagram state ----
 let batchEpoch: u32 = 0;

@@ -185,7 +185,6 @@ export const CFG_PEER_ENABLED = 2; // [6887 §12] disabled → NOT_AUTHORIZED
 export const CFG_OVERLOAD_REPLY = 4; // overload → NO_RESOURCES instead of drop
 export const CFG_NATPMP_ENABLED = 8; // version 0 → NAT-PMP [6886]
 export const CFG_NATPMP_SILENT = 16; // version 0 → no answer at all [6886 §3.8]
-export const CFG_DEFAULT = 11; // MAP, PEER, NAT-PMP
 export const CFG_PHASE_INIT = 0; // applyConfig: first call, sizes the tables (once per instance)
 export const CFG_PHASE_RELOAD = 1; // applyConfig: policy only, safe while serving
 export const CFG_MIN_LIFETIME = 0; // u32 lifetimes.min reload
@@ -586,7 +585,6 @@ export const ALL_CONSTANTS: Readonly<Record<string, number>> = {
   CFG_OVERLOAD_REPLY,
   CFG_NATPMP_ENABLED,
   CFG_NATPMP_SILENT,
-  CFG_DEFAULT,
   CFG_PHASE_INIT,
   CFG_PHASE_RELOAD,
   CFG_MIN_LIFETIME,

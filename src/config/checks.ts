@@ -65,6 +65,10 @@ export function contradictions(c: Config, workers: number, totalMemory: number, 
   if (c.listen.port === 0 && env[EPHEMERAL_PORT_ENV] !== "1") {
     add(["listen", "port"], `0 (an ephemeral port) is for tests only: clients send to 5351 (RFC 6887 §14.1.1, §19.1); ${EPHEMERAL_PORT_ENV}=1 allows it`);
   }
+  const tpid = c.pcp.thirdPartyId;
+  if (!tpid.enabled && tpid.ids !== "any" && tpid.ids.length > 0) {
+    add(["pcp", "thirdPartyId", "ids"], `lists ${tpid.ids.length} identifier(s) but pcp.thirdPartyId.enabled is false: they would never be used (enable the option or drop the list)`);
+  }
   if (c.lifetimes.peerMin > c.lifetimes.max) add(["lifetimes", "peerMin"], `${c.lifetimes.peerMin} must be ≤ lifetimes.max (${c.lifetimes.max})`);
   const { shortErrorLifetime: short, longErrorLifetime: long } = c.pcp;
   if (short < 1 || short > ERROR_LIFETIME_MAX.short)

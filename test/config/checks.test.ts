@@ -23,6 +23,7 @@ describe("contradictory or dangerous values (start and reload)", () => {
     [{ pool: { addresses: ["192.0.2.0/24", "198.51.100.0/29"] } }, "pool.addresses: 260 pool addresses, but the engine's address table holds 256"],
     [{ listen: { addresses: ["0.0.0.0"] } }, "listen.addresses.0: 0.0.0.0 is a wildcard: replies would leave from whatever address the kernel picks"],
     [{ listen: { addresses: ["127.0.0.1", "::"] } }, "listen.addresses.1: :: is a wildcard"],
+    [{ pcp: { thirdPartyId: { ids: ["0a0b"] } } }, "pcp.thirdPartyId.ids: lists 1 identifier(s) but pcp.thirdPartyId.enabled is false"],
   ])("%j → one line naming the field", (document, line) => {
     const found = issues(document);
     expect(found).toHaveLength(1);
