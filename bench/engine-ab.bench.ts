@@ -1,5 +1,6 @@
-// Question: does the engine of this tree serve refreshes and lookup misses as fast as the
-// engine of commit 6eb1127 (before the #13 refactor), measured in ONE process?
+// Question: does the engine of this tree serve refreshes and lookup misses (and its codec
+// parse them) as fast as the engine of commit 6eb1127 (before the #13 refactor), measured
+// in ONE process? (Every case includes writing the batch: see the loadgen case.)
 // Separate benchmark processes on this shared machine swing by 10-30 % between runs of the
 // same code (bench/results/compare-6eb1127-*.json); here both engines are filled with the
 // same 1M or 10M mappings and the same workloads alternate in 0.5 s slices, so machine
@@ -96,6 +97,12 @@ const cases = {
     en.x.loadgenMap(0, BATCH, c, STRIDE % size, size, PER_SUB, PER_SUB, 0, W.PROTO_TCP);
     en.x.serveRange(0, BATCH, 1, 2);
     en.drain();
+  },
+  // The codec alone over the same MAP requests (the engine is not called).
+  codec: (n: string, en: any) => {
+    const c = (cursors[n] = (cursors[n] + BATCH * (STRIDE % size)) % size);
+    en.x.loadgenMap(0, BATCH, c, STRIDE % size, size, PER_SUB, 0, 3600, W.PROTO_TCP);
+    en.x.processBatch(BATCH, 1);
   },
   loadgen: (n: string, en: any) => {
     const c = (cursors[n] = (cursors[n] + BATCH * (STRIDE % size)) % size);
