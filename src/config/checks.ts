@@ -67,7 +67,10 @@ export function contradictions(c: Config, workers: number, totalMemory: number, 
   }
   const tpid = c.pcp.thirdPartyId;
   if (!tpid.enabled && tpid.ids !== "any" && tpid.ids.length > 0) {
-    add(["pcp", "thirdPartyId", "ids"], `lists ${tpid.ids.length} identifier(s) but pcp.thirdPartyId.enabled is false: they would never be used (enable the option or drop the list)`);
+    add(
+      ["pcp", "thirdPartyId", "ids"],
+      `lists ${tpid.ids.length} identifier(s) but pcp.thirdPartyId.enabled is false: they would never be used (enable the option or drop the list)`,
+    );
   }
   if (c.lifetimes.peerMin > c.lifetimes.max) add(["lifetimes", "peerMin"], `${c.lifetimes.peerMin} must be ≤ lifetimes.max (${c.lifetimes.max})`);
   const { shortErrorLifetime: short, longErrorLifetime: long } = c.pcp;
