@@ -79,19 +79,8 @@ export function applyConfig(phase: u32): u32 {
   return block % shardCount == shardIndex;
 }
 
-@inline function setBit(bitmap: usize, n: u32, on: bool): void {
-  const p = bitmap + (n >> 3);
-  const bit = <u8>(1 << <u8>(n & 7));
-  store<u8>(p, on ? load<u8>(p) | bit : load<u8>(p) & ~bit);
-}
-
 @inline function hasBit(bitmap: usize, n: u32): bool {
   return (load<u8>(bitmap + (n >> 3)) & (1 << (n & 7))) != 0;
-}
-
-/** Only engineInit's defaults (TCP, UDP) before applyConfig copies CFG_PROTOCOLS. */
-export function setProtocol(protocol: u32, on: bool): void {
-  setBit(protocols, protocol & 0xff, on);
 }
 
 @inline export function protocolSupported(protocol: u32): bool {

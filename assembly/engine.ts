@@ -6,7 +6,7 @@
 import * as W from "./wire";
 import * as A from "./abi";
 import { isV4Mapped, rd16 } from "./bytes";
-import { prefetchMode, setProtocol } from "./config";
+import { prefetchMode } from "./config";
 import { data, finishNatPmpAddress, finishNatPmpMap, processRange, slotsBase } from "./codec";
 import { setNow } from "./clock";
 import { seedRandom } from "./random";
@@ -56,8 +56,6 @@ export function engineInit(maxMappings: u32, maxSubscribers: u32, maxPeers: u32,
   initWheel(start);
   initEvents();
   setNow(start);
-  setProtocol(W.PROTO_TCP, true);
-  setProtocol(W.PROTO_UDP, true);
   return 0;
 }
 

@@ -68,7 +68,6 @@ export interface Regions {
   slots: number;
   stats: number;
   scratch: number;
-  prefix64: number;
   list: number;
   description: number;
   command: number;
@@ -123,7 +122,6 @@ export class EngineBoundary {
       slots: base(W.REGION_SLOTS),
       stats: base(W.REGION_STATS),
       scratch: base(W.REGION_SCRATCH),
-      prefix64: base(W.REGION_PREFIX64),
       list: base(W.REGION_LIST),
       description: base(W.REGION_DESCRIPTION),
       command: base(W.REGION_COMMAND),
