@@ -35,7 +35,7 @@ export const CFG_FIELDS: readonly CfgField[] = [
   { name: "CFG_PCP_PEER", offset: W.CFG_PCP_PEER, type: "bool", path: "pcp.peer", phase: "reload" },
   { name: "CFG_OVERLOAD_POLICY", offset: W.CFG_OVERLOAD_POLICY, type: "enum", values: ["drop", "no-resources"], path: "pcp.overload", phase: "reload" },
   { name: "CFG_NATPMP_MODE", offset: W.CFG_NATPMP_MODE, type: "enum", values: ["enabled", "disabled", "silent"], path: "natPmp", phase: "reload" },
-  { name: "CFG_CHECKPOINTS_ON", offset: W.CFG_CHECKPOINTS_ON, type: "bool", path: "persistence.enabled", phase: "reload" },
+  { name: "CFG_CHECKPOINTS_ON", offset: W.CFG_CHECKPOINTS_ON, type: "bool", phase: "reload" },
   { name: "CFG_COALESCE_REFRESHES", offset: W.CFG_COALESCE_REFRESHES, type: "bool", phase: "reload" },
   { name: "CFG_PREFETCH_MODE", offset: W.CFG_PREFETCH_MODE, type: "u8", phase: "reload" },
   { name: "CFG_MAX_MAPPINGS", offset: W.CFG_MAX_MAPPINGS, type: "u32", path: "capacity.mappings", phase: "init" },
@@ -78,7 +78,6 @@ export function writeConfigFields(view: DataView, at: number, c: Config): void {
   view.setUint8(at + W.CFG_PCP_PEER, c.pcp.peer ? 1 : 0);
   view.setUint8(at + W.CFG_OVERLOAD_POLICY, enumCode(["drop", "no-resources"], c.pcp.overload, "pcp.overload"));
   view.setUint8(at + W.CFG_NATPMP_MODE, enumCode(["enabled", "disabled", "silent"], c.natPmp, "natPmp"));
-  view.setUint8(at + W.CFG_CHECKPOINTS_ON, c.persistence.enabled ? 1 : 0);
   view.setUint32(at + W.CFG_MAX_MAPPINGS, c.capacity.mappings, true);
   view.setUint32(at + W.CFG_MAX_SUBSCRIBERS, c.capacity.subscribers, true);
   view.setUint32(at + W.CFG_MAX_PEERS, c.capacity.peers, true);

@@ -79,6 +79,7 @@ export function contradictions(c: Config, workers: number, totalMemory: number, 
   if (long < 1 || long > ERROR_LIFETIME_MAX.long)
     add(["pcp", "longErrorLifetime"], `${long} s is outside 1..${ERROR_LIFETIME_MAX.long} (RFC 6887 §7.4 recommends 1800)`);
   else if (long < short) add(["pcp", "longErrorLifetime"], `${long} s must be ≥ pcp.shortErrorLifetime (${short})`);
+  if (c.ha.enabled) out.push(...haIssues(c, workers));
   const total = workers * tableBytes(c.capacity);
   if (total > totalMemory) {
     add(
@@ -120,5 +121,62 @@ export function poolReloadIssues(engine: { address: string; retired: boolean }[]
       out.push(`pool.addresses: no ${family} address left: ${family} MAP and PEER would answer UNSUPP_PROTOCOL (restart to stop serving ${family})`);
     }
   }
+  return out;
+}
+
+/** A shard group as it runs: its listen addresses and the shards (workers) serving them. */
+export interface ShardGroup {
+  name: string;
+  addresses: string[];
+  shards: number[];
+  preferred?: string;
+}
+
+/**
+ * The shards of each configured group: listen address i is served by shard i mod
+ * `workers` (src/server/server.ts), so a group is the shards of its addresses. Assumes
+ * haIssues found nothing.
+ */
+export function shardGroups(c: Config, workers: number): ShardGroup[] {
+  const shardOf = (a: string) => c.listen.addresses.indexOf(a) % workers;
+  return c.ha.groups.map((g) => ({ ...g, shards: [...new Set(g.addresses.map(shardOf))].sort((a, b) => a - b) }));
+}
+
+function haIssues(c: Config, workers: number): Issue[] {
+  const out: Issue[] = [];
+  const add = (path: Issue["path"], message: string) => out.push({ path: ["ha", ...path], message });
+  const { ha } = c;
+  if (c.persistence.enabled) {
+    out.push({
+      path: ["persistence", "enabled"],
+      message:
+        "must be false with ha.enabled: the group's stream (replicated at quorum) is the durable copy, and a restarted node rejoins as a standby from it (docs/ha.md)",
+    });
+  }
+  if (ha.groups.length === 0) add(["groups"], "ha.enabled needs at least one group (the listen addresses it serves)");
+  if (ha.safetyMarginMs * 2 >= ha.leaseMs) add(["safetyMarginMs"], `${ha.safetyMarginMs} ms must be under half of ha.leaseMs (${ha.leaseMs})`);
+  const names = new Set<string>();
+  const groupOf = new Map<string, string>();
+  ha.groups.forEach((g, i) => {
+    if (names.has(g.name)) add(["groups", i, "name"], `duplicate group name ${g.name}`);
+    names.add(g.name);
+    g.addresses.forEach((a, j) => {
+      if (!c.listen.addresses.includes(a)) add(["groups", i, "addresses", j], `${a} is not in listen.addresses`);
+      else if (groupOf.has(a)) add(["groups", i, "addresses", j], `${a} is already in group ${groupOf.get(a)}`);
+      else groupOf.set(a, g.name);
+    });
+  });
+  if (ha.groups.length === 0) return out;
+  c.listen.addresses.forEach((a, i) => {
+    if (!groupOf.has(a)) add(["groups"], `listen address ${a} is in no group (every served address moves with one)`);
+    // A worker serves addresses i, i + workers, …: they must move together.
+    const first = c.listen.addresses[i % workers];
+    if (groupOf.has(a) && groupOf.has(first) && groupOf.get(a) !== groupOf.get(first)) {
+      add(
+        ["groups"],
+        `${a} (group ${groupOf.get(a)}) and ${first} (group ${groupOf.get(first)}) are served by the same worker (address i → worker i mod ${workers}): put them in one group or set workers so they split`,
+      );
+    }
+  });
   return out;
 }

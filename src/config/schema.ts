@@ -214,6 +214,80 @@ export const ConfigSchema = z
       })
       .strict()
       .prefault({}),
+    ha: z
+      .object({
+        /**
+         * Active/standby shard groups replicated through NATS JetStream (docs/ha.md). Off: a
+         * single node, its state in persistence.directory.
+         */
+        enabled: z.boolean().default(false),
+        /** This node's name, unique in the cluster (lease holder, stream writer). */
+        node: z
+          .string()
+          .regex(/^[A-Za-z0-9_-]{1,64}$/, "letters, digits, _ and - (at most 64)")
+          .default("pcpd-1"),
+        /** Prefix of the JetStream stream and KV bucket names: nodes with the same cluster name share them. */
+        cluster: z
+          .string()
+          .regex(/^[A-Za-z0-9_-]{1,32}$/, "letters, digits, _ and - (at most 32)")
+          .default("pcpd"),
+        nats: z
+          .object({
+            /** NATS server URLs (nats://host:port); the client fails over between them. */
+            servers: z.array(z.string().min(1)).min(1).default(["nats://127.0.0.1:4222"]),
+            /** A token named by an environment variable (never written in the file). */
+            tokenEnv: z.string().min(1).optional(),
+            /** Timeout of one connection attempt and of one JetStream request (publish, KV update). */
+            timeoutMs: count(100, 60_000).default(2000),
+          })
+          .strict()
+          .prefault({}),
+        /** Replicas of each group's stream and of the lease bucket (R3 survives one server lost). */
+        replicas: count(1, 5).default(3),
+        /**
+         * Shard groups: each lists the listen addresses it serves (its service addresses, which
+         * move to the active node); together they are listen.addresses, and a worker's addresses
+         * are all in one group. Every node of the cluster has the same groups.
+         */
+        groups: z
+          .array(
+            z
+              .object({
+                name: z.string().regex(/^[A-Za-z0-9_-]{1,32}$/, "letters, digits, _ and - (at most 32)"),
+                addresses: z.array(address).min(1),
+                /** The node that takes the group when nobody holds it (at cluster start); others wait one lease first. */
+                preferred: z.string().min(1).optional(),
+              })
+              .strict(),
+          )
+          .default([]),
+        /** Lease of a group's active, renewed every leaseMs/3; a standby takes over after it lapsed plus the margin. */
+        leaseMs: count(500, 60_000).default(2000),
+        /** Subtracted from the active's own view of its lease, and added to a standby's wait: covers clock-rate drift and scheduling. */
+        safetyMarginMs: count(50, 30_000).default(500),
+        /** Group commit of the replication: records are published this often (one message per group commit and shard). */
+        commitIntervalMs: count(1, 10_000).default(20),
+        /** The stream is compacted (a snapshot published, older messages purged) at least this often while mappings change… */
+        snapshotIntervalSeconds: count(10, 7 * 86_400).default(600),
+        /** …and whenever this many record bytes were published since the last snapshot. */
+        snapshotBytes: count(1024 * 1024, 2 ** 40).default(256 * 1024 * 1024),
+        /**
+         * Commands run when this node claims or releases a group's service addresses (argv; the
+         * placeholders {address}, {prefix} (address/32 or /128), {group} and {node} are
+         * replaced); empty: nothing is run (keepalived or the router moves the addresses).
+         */
+        hooks: z
+          .object({
+            claim: z.array(z.string().min(1)).default([]),
+            release: z.array(z.string().min(1)).default([]),
+            /** A hook that has not exited by then counts as failed. */
+            timeoutMs: count(100, 60_000).default(5000),
+          })
+          .strict()
+          .prefault({}),
+      })
+      .strict()
+      .prefault({}),
     control: z
       .object({
         enabled: z.boolean().default(true),

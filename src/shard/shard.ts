@@ -16,11 +16,23 @@ import { MonotonicClock, timeFrom, wallSeconds, type TimeSource } from "../core/
 import { ShardStore, type RestoreReport } from "../persist/store.js";
 import { classifier, limiterFor } from "../config/policy.js";
 import * as W from "../wire.generated.js";
+import { ConfigError } from "../errors.js";
 import { Announcer } from "./announce.js";
 import { DataplaneFeed } from "./dataplane-feed.js";
 import { MappingUpdater } from "./mapping-update.js";
 import { StatsBoard } from "./stats-board.js";
-import type { DataplaneMessage, EventsMessage, MappingSelector, ShardSpec, ShardStarted, ShardStats, ShardTasks, TaskRequest, TaskResult } from "./tasks.js";
+import type {
+  HaTaskKind,
+  DataplaneMessage,
+  EventsMessage,
+  MappingSelector,
+  ShardSpec,
+  ShardStarted,
+  ShardStats,
+  ShardTasks,
+  TaskRequest,
+  TaskResult,
+} from "./tasks.js";
 
 /** Mappings moved per event-loop turn while renumbering, so requests keep being served. */
 const REHOME_CHUNK = 2000;
@@ -35,7 +47,7 @@ const LIST_SCAN = 50_000;
 const POOL_PUBLISH_MS = 1000;
 
 /** Tasks a running shard serves (start and stop are the worker entry's). */
-export type ServedKind = Exclude<keyof ShardTasks, "start" | "stop">;
+export type ServedKind = Exclude<keyof ShardTasks, "start" | "stop" | HaTaskKind>;
 type Handlers = { [K in ServedKind]: (task: TaskRequest<K>, now: number) => TaskResult<K> };
 
 /** Tasks after which the board is copied again (the others only read). */
@@ -259,6 +271,11 @@ export class Shard {
       this.board.publishPool(this.engine.poolUsage());
     }
     return result;
+  }
+
+  /** An HA task (src/shard/tasks.ts): only a shard started with `spec.ha` has a replication side. */
+  async ha<K extends HaTaskKind>(task: TaskRequest<K>): Promise<TaskResult<K>> {
+    throw new ConfigError([`ha.enabled: shard ${this.spec.shard} has no HA group (task ${task.kind})`]);
   }
 
   /** Sockets closed, timers stopped, the store flushed and closed: the final counters. */

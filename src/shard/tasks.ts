@@ -21,6 +21,46 @@ export interface ShardSpec {
   board: SharedArrayBuffer;
   /** The test clock's offset cell (src/core/clock.ts TestTime); absent: the system's clocks. */
   testClock?: SharedArrayBuffer;
+  /** High availability (ha.enabled): the shard starts as a standby of its group's stream (docs/ha.md). */
+  ha?: ShardHaSpec;
+}
+
+/** A shard's place in its HA group (src/ha/ on the main thread, src/replication/ in the worker). */
+export interface ShardHaSpec {
+  group: string;
+  /** This node's name (ha.node): written on every message it publishes. */
+  node: string;
+  /** The group's JetStream stream, and this shard's subject in it. */
+  stream: string;
+  subject: string;
+  /**
+   * One BigInt64 cell: the monotonic time (ns, the shard's TimeSource) until which this
+   * shard may answer — its node's lease as last renewed, minus the safety margin; 0: it
+   * may not. Written by the main thread's lease keeper; zeroed by the worker itself when
+   * its stream refuses a write (another node fenced it). Read before every batch.
+   */
+  gate: SharedArrayBuffer;
+}
+
+/** A shard's replication state (HA): what ha.status shows per shard. */
+export interface HaShardState {
+  role: "standby" | "active" | "fenced";
+  /** Stream sequence of the last message applied (standby) or acknowledged (active). */
+  seq: number;
+  /** The subject's last sequence in the stream, as last seen. */
+  lastSeq: number;
+  /** Records applied (standby) or published (active) since the shard started. */
+  records: number;
+  /** Every record since the subject's beginning (or since a complete snapshot) is applied, with no hole: a takeover continues the Epoch. */
+  complete: boolean;
+  /** Standby: ms from the newest applied message's publication to now (0 when caught up). Active: age of the oldest unacknowledged record. */
+  lagMs: number;
+  /** Active: record bytes waiting for the next publish. */
+  pendingBytes: number;
+  /** Datagrams dropped because the gate was closed (lease not provably held). */
+  gateDrops: number;
+  /** The last stream error (publish, consume, fence), if any. */
+  error?: string;
 }
 
 /** Which mappings a listing or an event subscription wants (every field optional). */
@@ -92,9 +132,28 @@ export interface ShardTasks {
   dataplane: { params: { down: boolean }; result: boolean };
   /** Mapping Update schedules still running (a refresh or the last copy ends one) [RFC 6887 §14.2]. */
   mappingUpdates: { params: object; result: { pending: number } };
+  /** HA: the shard's replication state. */
+  haState: { params: object; result: HaShardState };
+  /** HA standby: applies its subject up to the stream's last sequence as of now; rejects if not there within timeoutMs. */
+  haCatchUp: { params: { timeoutMs: number }; result: HaShardState };
+  /**
+   * HA standby → active (its node holds the group's lease as `term`, and has claimed the
+   * service addresses): fences the subject (a takeover message published with the expected
+   * last subject sequence, so a stale writer is refused from then on), continues the Epoch
+   * if it has every record (`complete`) or resets it, opens its sockets, turns its
+   * dataplane feed on and announces. Rejects, still a standby, when it cannot fence.
+   */
+  haPromote: { params: { term: number }; result: { epoch: number; continued: boolean; seq: number } };
+  /**
+   * HA planned switchover, on the active: stops answering (gate and sockets closed),
+   * publishes every pending record and a handover message; that message's sequence.
+   */
+  haHandover: { params: object; result: { seq: number } };
 }
 
 export type TaskKind = keyof ShardTasks;
+/** The HA tasks (asynchronous: they wait for the stream), served by the shard's replication side. */
+export type HaTaskKind = "haState" | "haCatchUp" | "haPromote" | "haHandover";
 /** One task as posted to the worker: its name and its parameters. */
 export type TaskRequest<K extends TaskKind> = { kind: K } & ShardTasks[K]["params"];
 export type TaskResult<K extends TaskKind> = ShardTasks[K]["result"];
@@ -111,6 +170,13 @@ export interface EventsMessage {
   pcpdEvents: true;
   shard: number;
   events: MappingRecords;
+}
+
+/** Posted by an HA shard whose stream refused a write (another node fenced it): it stopped answering; the main thread demotes the group. */
+export interface HaFencedMessage {
+  pcpdHaFenced: true;
+  shard: number;
+  error: string;
 }
 
 /** Posted every dataplane.batchMs while a dataplane is configured: the portable records of every change. */

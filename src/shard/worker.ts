@@ -28,6 +28,11 @@ export default async function handle(task: ShardTask): Promise<unknown> {
       shard = undefined;
       return final;
     }
+    case "haState":
+    case "haCatchUp":
+    case "haPromote":
+    case "haHandover":
+      return running().ha(task);
     default:
       return running().run(task);
   }
