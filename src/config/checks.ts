@@ -154,6 +154,8 @@ function haIssues(c: Config, workers: number): Issue[] {
     });
   }
   if (ha.groups.length === 0) add(["groups"], "ha.enabled needs at least one group (the listen addresses it serves)");
+  if (c.listen.port === 0)
+    out.push({ path: ["listen", "port"], message: "must be a fixed port with ha.enabled: clients keep asking the same address:port whichever node serves it" });
   if (ha.safetyMarginMs * 2 >= ha.leaseMs) add(["safetyMarginMs"], `${ha.safetyMarginMs} ms must be under half of ha.leaseMs (${ha.leaseMs})`);
   const names = new Set<string>();
   const groupOf = new Map<string, string>();
