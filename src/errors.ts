@@ -53,6 +53,18 @@ export const ErrorCodes = {
   /** A snapshot read back after writing it is damaged; the previous one stays. */
   SNAPSHOT_DAMAGED: "SNAPSHOT_DAMAGED",
 
+  // ---- high availability (replication through NATS JetStream) ----
+  /** A standby could not fence its subject (the takeover message was refused or the stream is unreachable): it stays a standby. */
+  HA_FENCE_FAILED: "HA_FENCE_FAILED",
+  /** Another node wrote to the subject: this shard's writes are refused, it stopped answering. */
+  HA_FENCED: "HA_FENCED",
+  /** A standby did not reach the subject's last sequence in time. */
+  HA_CATCH_UP_TIMEOUT: "HA_CATCH_UP_TIMEOUT",
+  /** An HA task the shard cannot serve in its role (promote an active, hand over a standby), or the shard stopped. */
+  HA_WRONG_ROLE: "HA_WRONG_ROLE",
+  /** A message on a shard's subject whose body cannot be read (chunks past its end). */
+  REPLICATION_MALFORMED: "REPLICATION_MALFORMED",
+
   // ---- dataplane ----
   /** dataplane.backend "events": no consumer is subscribed, or every one fell behind. */
   DATAPLANE_NO_CONSUMER: "DATAPLANE_NO_CONSUMER",

@@ -1,0 +1,215 @@
+// A standby shard's side of replication (docs/replication.md): its subject read from the
+// first message on, each body's chunks given to the engine's restore path (a record
+// replaces what its external key held, PREC_GONE removes it), the chain of Pcpd-Prev
+// headers checked so that nothing between two applied messages went missing.
+//
+// The consumer is JetStream's ordered consumer (an ephemeral pull consumer the client
+// re-creates, from the last stream sequence it delivered, whenever it misses heartbeats, a
+// server restarts, the stream's leader changes or delivery skips): no acks, no durable
+// state on the servers to clean up after a standby dies, and the restart point is the
+// client's own — what the chain check needs. A durable pull consumer would survive the
+// same events but leave consumers behind and acknowledge work a rebuilt engine has lost.
+//
+// `complete`: every record since the subject's first message (Pcpd-Prev 0), or since a
+// snapshot-begin whose snapshot-end was applied (the whole table plus every change
+// since). A standby that is complete continues the Epoch when it takes over.
+// A hole (a message whose Pcpd-Prev is not the last applied sequence: the writer compacted
+// and purged what this follower had not read yet) stops the follower: the caller rebuilds
+// the engine and follows again from the subject's (new) first message, a snapshot-begin.
+import { DeliverPolicy, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
+import { ErrorCodes, PcpdError } from "../errors.js";
+import { decodeBody, decodeMeta, countRecords } from "./messages.js";
+
+/** Wait before trying again to open the consumer (stream missing, servers unreachable). */
+const REOPEN_MS = 250;
+
+export interface FollowerOptions {
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  stream: string;
+  subject: string;
+  /** Applies one chunk of records (engine.restore at the caller's time); returns the bytes taken (fewer: malformed). */
+  apply: (chunk: Uint8Array) => number;
+  /** The chain broke: the follower stopped; rebuild the engine and follow again. */
+  onHole: (detail: string) => void;
+  /** A consumer problem (for the log); the follower keeps trying. */
+  onError?: (error: string) => void;
+  wallMs: () => number;
+  /** Resume an engine that applied the subject up to this sequence (a follower stopped and started again): the chain goes on from it. */
+  resumeAfter?: number;
+}
+
+export interface FollowerState {
+  /** Stream sequence of the last message applied (0: none). */
+  seq: number;
+  /** The subject's last sequence, as last seen. */
+  lastSeq: number;
+  records: number;
+  complete: boolean;
+  lagMs: number;
+  /** Pcpd-Epoch and Pcpd-Wall of the newest applied message (undefined: none applied). */
+  epoch?: number;
+  wall?: number;
+  /** Writer of the newest applied message. */
+  node?: string;
+  term?: number;
+  error?: string;
+}
+
+interface Waiter {
+  target: number;
+  resolve: () => void;
+  reject: (e: Error) => void;
+}
+
+export class StreamFollower {
+  private readonly s: FollowerState = { seq: 0, lastSeq: 0, records: 0, complete: false, lagMs: 0 };
+  private started = false;
+  /** Began at a snapshot-begin: complete once its snapshot-end is applied. */
+  private fromSnapshot = false;
+  /** Something was not applied (a body that could not be read, or the chain began mid-way): never complete. */
+  private damaged = false;
+  private messages: ConsumerMessages | undefined;
+  private stopped = false;
+  private waiters: Waiter[] = [];
+  private readonly running: Promise<void>;
+
+  constructor(private readonly o: FollowerOptions) {
+    if (o.resumeAfter) {
+      this.s.seq = o.resumeAfter;
+      this.started = true;
+    }
+    this.running = this.run();
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped) {
+      try {
+        const from = this.s.seq + 1; // where the last attempt stopped (the consumer keeps its place within one attempt)
+        const consumer = await this.o.js.consumers.get(
+          this.o.stream,
+          from > 1
+            ? { filter_subjects: this.o.subject, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: from }
+            : { filter_subjects: this.o.subject, deliver_policy: DeliverPolicy.All },
+        );
+        if (this.stopped) return;
+        const messages = await consumer.consume({ max_messages: 256 });
+        this.messages = messages;
+        if (this.stopped) {
+          await messages.close();
+          return;
+        }
+        void this.watch(messages);
+        for await (const m of messages) {
+          this.onMessage(m);
+          if (this.stopped) break;
+        }
+      } catch (e) {
+        if (this.stopped) return;
+        this.s.error = (e as Error).message;
+        this.o.onError?.(this.s.error);
+      }
+      if (!this.stopped) await new Promise((resolve) => setTimeout(resolve, REOPEN_MS));
+    }
+  }
+
+  /** Consumer notifications worth reporting (the ordered consumer recovers from them itself). */
+  private async watch(messages: ConsumerMessages): Promise<void> {
+    for await (const n of messages.status()) {
+      if (n.type === "heartbeats_missed" || n.type === "no_responders" || n.type === "stream_not_found") {
+        this.s.error = `consumer: ${n.type}`;
+        this.o.onError?.(this.s.error);
+      }
+    }
+  }
+
+  private onMessage(m: JsMsg): void {
+    const meta = decodeMeta(m.headers);
+    this.s.lastSeq = Math.max(this.s.lastSeq, m.seq + m.info.pending);
+    if (!meta) {
+      // Not ours (another program on the subject): it is not part of the chain either.
+      this.s.error = `message ${m.seq} without replication headers ignored`;
+      return;
+    }
+    if (meta.prev !== this.s.seq) {
+      if (this.started) {
+        const detail = `hole on ${this.o.subject}: message ${m.seq} follows ${meta.prev}, last applied ${this.s.seq}`;
+        this.s.error = detail;
+        void this.stop(detail);
+        this.o.onHole(detail);
+        return;
+      }
+      // The subject's first message follows one purged by a compaction: a whole snapshot starts here.
+      if (meta.kind === "snapshot-begin") this.fromSnapshot = true;
+      else this.damaged = true;
+    } else if (!this.started) {
+      this.s.complete = !this.damaged; // from the subject's very beginning
+    }
+    this.started = true;
+    try {
+      for (const chunk of decodeBody(m.data)) {
+        if (this.o.apply(chunk) !== chunk.length) {
+          this.damaged = true;
+          this.s.error = `message ${m.seq}: records not taken back whole`;
+        }
+      }
+      this.s.records += countRecords(m.data);
+    } catch (e) {
+      this.damaged = true;
+      this.s.error = `message ${m.seq}: ${(e as Error).message}`;
+    }
+    if (meta.kind === "snapshot-end" && this.fromSnapshot) this.s.complete = true;
+    if (this.damaged) this.s.complete = false;
+    this.s.seq = m.seq;
+    this.s.epoch = meta.epoch;
+    this.s.wall = meta.wall;
+    this.s.node = meta.node;
+    this.s.term = meta.term;
+    this.waiters = this.waiters.filter((w) => (w.target <= m.seq ? (w.resolve(), false) : true));
+  }
+
+  /** The subject's last sequence now (0: nothing on it), from the stream's last-by-subject lookup. */
+  async lastSubjectSequence(): Promise<number> {
+    const last = await this.o.jsm.direct.getMessage(this.o.stream, { last_by_subj: this.o.subject });
+    const seq = last?.seq ?? 0;
+    this.s.lastSeq = Math.max(this.s.lastSeq, seq);
+    return seq;
+  }
+
+  /**
+   * Resolves once every message up to the subject's last sequence as of this call is
+   * applied; rejects after `timeoutMs` (HA_CATCH_UP_TIMEOUT), on a hole, or when stopped.
+   */
+  async catchUp(timeoutMs: number): Promise<FollowerState> {
+    const target = await this.lastSubjectSequence();
+    if (this.s.seq >= target) return this.state();
+    if (this.stopped) throw new PcpdError(ErrorCodes.HA_CATCH_UP_TIMEOUT, `follower of ${this.o.subject} stopped`);
+    let timer: NodeJS.Timeout | undefined;
+    await new Promise<void>((resolve, reject) => {
+      const w: Waiter = { target, resolve, reject };
+      this.waiters.push(w);
+      timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((x) => x !== w);
+        reject(new PcpdError(ErrorCodes.HA_CATCH_UP_TIMEOUT, `applied ${this.s.seq} of ${target} on ${this.o.subject} within ${timeoutMs} ms`));
+      }, timeoutMs);
+    }).finally(() => clearTimeout(timer));
+    return this.state();
+  }
+
+  state(): FollowerState {
+    const behind = this.s.seq < this.s.lastSeq;
+    return { ...this.s, lagMs: behind && this.s.wall !== undefined ? Math.max(0, this.o.wallMs() - this.s.wall) : 0 };
+  }
+
+  /** Stops consuming (the engine keeps what was applied); resolves when the consumer is closed. */
+  async stop(why = `follower of ${this.o.subject} stopped`): Promise<void> {
+    if (!this.stopped) {
+      this.stopped = true;
+      const messages = this.messages;
+      for (const w of this.waiters) w.reject(new PcpdError(ErrorCodes.HA_CATCH_UP_TIMEOUT, why));
+      this.waiters = [];
+      await messages?.close();
+    }
+    await this.running;
+  }
+}

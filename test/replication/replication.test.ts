@@ -1,0 +1,302 @@
+// The replication library against a real nats-server with JetStream: a writer fed by one
+// packet engine's batches, a follower restoring into another engine; the follower's table
+// must equal the writer's (by external key), and the stream's guarantees the HA design
+// relies on must hold — fencing by expected last subject sequence, compaction (a new
+// follower gets the whole table from what is left after the purge), hole detection,
+// commitNow resolving only after the stream's acknowledgement, catch-up, Epoch and wall
+// time carried in the headers.
+import { readFileSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import * as W from "../../src/wire.generated.js";
+import type { PacketEngine } from "../../src/engine/packet-engine.js";
+import { connectNats, ensureGroupStream, haNames } from "../../src/replication/nats.js";
+import { StreamWriter, FenceError, type WriterOptions } from "../../src/replication/writer.js";
+import { StreamFollower, type FollowerOptions } from "../../src/replication/follower.js";
+import { decodeBody, encodeBodies } from "../../src/replication/messages.js";
+import { engineConfig, engineFrom } from "../helpers/engine-config.js";
+import { assigned, mapRequest, nonceOf, serveOne } from "../helpers/packets.js";
+import { natsUnavailable, startNatsCluster, type NatsCluster } from "../helpers/nats.js";
+import { waitFor } from "../helpers/wait.js";
+
+const skip = natsUnavailable();
+const T0 = 1000;
+const WALL = 1_700_000_000;
+const CONFIG = engineConfig({ pool: { addresses: ["203.0.113.1", "203.0.113.2"], blockSize: 64, maxBlocksPerSubscriber: 8 }, ha: { enabled: false } });
+const CLUSTER = "rt";
+
+/** Freezes the nats-server (SIGSTOP) and waits until the kernel shows it stopped. */
+async function freeze(cluster: NatsCluster): Promise<void> {
+  const p = cluster.nodes[0].process!;
+  p.kill("SIGSTOP");
+  await waitFor(() => /^\d+ \(.*\) T/.test(readFileSync(`/proc/${p.pid}/stat`, "utf8")));
+}
+
+const newEngine = () => engineFrom(CONFIG, T0, { seed: 7n });
+
+/** The table by external key: internal endpoint, flags and expiry as wall-clock seconds. */
+function table(e: PacketEngine): string[] {
+  const out: string[] = [];
+  for (let m = 1; m <= e.mappingsUsed(); m++) {
+    const d = e.describe(m);
+    if (d) out.push(`${d.externalAddress}/${d.protocol}/${d.externalPort} ← ${d.internalAddress}/${d.internalPort} f${d.flags} e${d.mapExpiry + WALL}`);
+  }
+  return out.sort();
+}
+
+/** Mappings in service (not held down). */
+const live = (e: PacketEngine) => table(e).filter((row) => !(Number(row.split(" f")[1].split(" ")[0]) & W.MAPF_HELD)).length;
+
+/** MAP requests from `clients` × `ports` served one by one; the records go to `sink`. */
+function traffic(e: PacketEngine, sink: (parts: Uint8Array[]) => void, clients: number, ports: number, lifetime = 3600, base = 1): number[] {
+  const external: number[] = [];
+  for (let c = 0; c < clients; c++)
+    for (let p = 0; p < ports; p++) {
+      const client = `192.0.2.${c + base}`;
+      const o = serveOne(e, mapRequest({ client, protocol: W.PROTO_UDP, internalPort: 1000 + p, lifetime, nonce: nonceOf(c * 100 + p) }), T0, {
+        source: client,
+      });
+      external.push(assigned(o).port);
+      sink(e.persistPending(WALL));
+      e.discardEvents();
+    }
+  return external;
+}
+
+describe.skipIf(skip)("replication through JetStream (writer → follower)", () => {
+  let cluster: NatsCluster;
+  let nc: NatsConnection;
+  let js: JetStreamClient;
+  let jsm: JetStreamManager;
+  let groups = 0;
+  beforeAll(async () => {
+    cluster = await startNatsCluster({ size: 1, basePort: 24_400 });
+    nc = await connectNats({ servers: cluster.urls, timeoutMs: 1000 }, "replication-test");
+    js = jetstream(nc);
+    jsm = await jetstreamManager(nc);
+  }, 60_000);
+  afterAll(async () => {
+    await nc?.close();
+    await cluster?.stop();
+  });
+
+  /** A fresh group (stream) per test; its subject for shard 0. */
+  async function group(): Promise<{ stream: string; subject: string }> {
+    const name = `g${++groups}`;
+    await ensureGroupStream(nc, CLUSTER, name, 1);
+    return { stream: haNames.stream(CLUSTER, name), subject: haNames.subject(CLUSTER, name, 0) };
+  }
+
+  function writerOptions(g: { stream: string; subject: string }, over: Partial<WriterOptions> = {}): WriterOptions & { fenced: string[] } {
+    const fenced: string[] = [];
+    return {
+      js,
+      jsm,
+      ...g,
+      node: "a",
+      term: 1,
+      commitIntervalMs: 5,
+      timeoutMs: 1000,
+      maxPayload: nc.info!.max_payload,
+      epoch: () => 4242,
+      wallMs: () => Date.now(),
+      onFenced: (e) => fenced.push(e),
+      fenced,
+      ...over,
+    };
+  }
+
+  function follow(g: { stream: string; subject: string }, engine: PacketEngine, holes: string[] = []): StreamFollower {
+    const o: FollowerOptions = {
+      js,
+      jsm,
+      ...g,
+      apply: (chunk) => engine.restore(chunk, WALL, T0),
+      onHole: (d) => holes.push(d),
+      wallMs: () => Date.now(),
+    };
+    return new StreamFollower(o);
+  }
+
+  it("encodes bodies of whole-record chunks within the message limit", () => {
+    const a = newEngine();
+    const parts: Uint8Array[] = [];
+    traffic(a, (p) => parts.push(...p), 4, 50);
+    const all = Buffer.concat(parts);
+    const bodies = encodeBodies([all], 1024);
+    expect(bodies.length).toBeGreaterThan(1);
+    for (const b of bodies) expect(b.length).toBeLessThanOrEqual(1024);
+    expect(Buffer.concat(bodies.flatMap(decodeBody))).toEqual(all);
+    expect(() => decodeBody(new Uint8Array([9, 0, 0, 0, 1]))).toThrow(/runs past/);
+  });
+
+  it("a follower's engine ends with the writer's table; commitNow, catchUp, Epoch and wall time carried", async () => {
+    const g = await group();
+    const a = newEngine();
+    const o = writerOptions(g);
+    const writer = await StreamWriter.fence(o, 0);
+    traffic(a, (p) => writer.append(p), 5, 40);
+    await writer.commitNow();
+    expect(writer.state()).toMatchObject({ pendingBytes: 0, records: 200, fenced: false });
+    const b = newEngine();
+    const f = follow(g, b);
+    const state = await f.catchUp(10_000);
+    expect(state.seq).toBe(writer.state().seq);
+    expect(state).toMatchObject({ complete: true, records: 200, epoch: 4242, node: "a", term: 1 });
+    expect(Math.abs(state.wall! - Date.now())).toBeLessThan(10_000);
+    expect(table(b)).toEqual(table(a));
+    expect(live(b)).toBe(200);
+    // Changes while following: deletes (lifetime 0) and new mappings.
+    traffic(a, (p) => writer.append(p), 2, 40, 0);
+    traffic(a, (p) => writer.append(p), 3, 10, 3600, 50);
+    await writer.commitNow();
+    await f.catchUp(10_000);
+    expect(table(b)).toEqual(table(a));
+    expect(live(b)).toBe(150); // 80 deleted (held down, in the table as held)
+    writer.stop();
+    await f.stop();
+  });
+
+  it("fences: after a takeover, the old writer's next publish is refused and it reports fenced", async () => {
+    const g = await group();
+    const a = newEngine();
+    const oa = writerOptions(g);
+    const old = await StreamWriter.fence(oa, 0);
+    traffic(a, (p) => old.append(p), 1, 5);
+    await old.commitNow();
+    const b = newEngine();
+    const f = follow(g, b);
+    const caught = await f.catchUp(10_000);
+    await f.stop();
+    // A second writer expecting a stale sequence is refused…
+    await expect(StreamWriter.fence(writerOptions(g, { node: "b", term: 2 }), caught.seq - 1)).rejects.toMatchObject({
+      refused: true,
+      code: "HA_FENCE_FAILED",
+    });
+    // …the one expecting the follower's last sequence fences the subject.
+    const ob = writerOptions(g, { node: "b", term: 2 });
+    const next = await StreamWriter.fence(ob, caught.seq);
+    traffic(a, (p) => old.append(p), 1, 5, 3600, 9);
+    await expect(old.commitNow()).rejects.toMatchObject({ code: "HA_FENCED" });
+    expect(oa.fenced).toHaveLength(1);
+    expect(old.state().fenced).toBe(true);
+    traffic(b, (p) => next.append(p), 1, 3, 3600, 20);
+    await next.commitNow();
+    expect(ob.fenced).toEqual([]);
+    next.stop();
+  });
+
+  it("rejects a fence while the stream is unreachable (not refused)", async () => {
+    const g = await group();
+    await freeze(cluster);
+    try {
+      const e = await StreamWriter.fence(writerOptions(g, { timeoutMs: 300 }), 0).catch((x: unknown) => x);
+      expect(e).toBeInstanceOf(FenceError);
+      expect((e as FenceError).refused).toBe(false);
+    } finally {
+      cluster.nodes[0].process!.kill("SIGCONT");
+    }
+  });
+
+  it("commitNow resolves only after the stream acknowledged (pending while the server is frozen)", async () => {
+    const g = await group();
+    const a = newEngine();
+    let retries = 0;
+    const o = writerOptions(g, { timeoutMs: 500, onRetry: () => retries++ });
+    const writer = await StreamWriter.fence(o, 0);
+    await freeze(cluster);
+    let done = false;
+    let committed: Promise<void>;
+    try {
+      traffic(a, (p) => writer.append(p), 1, 10);
+      committed = writer.commitNow().then(() => void (done = true));
+      // Several publish timeouts pass: still pending, records kept.
+      await waitFor(() => retries >= 2, { timeout: 10_000 });
+      expect(done).toBe(false);
+      expect(writer.state().pendingBytes).toBeGreaterThan(0);
+    } finally {
+      cluster.nodes[0].process!.kill("SIGCONT");
+    }
+    await committed;
+    expect(writer.state()).toMatchObject({ pendingBytes: 0, records: 10, fenced: false });
+    expect(o.fenced).toEqual([]);
+    // Exactly the records once (a retried publish is not doubled): a follower sees 10.
+    const b = newEngine();
+    const f = follow(g, b);
+    expect(await f.catchUp(10_000)).toMatchObject({ records: 10, complete: true });
+    expect(table(b)).toEqual(table(a));
+    await f.stop();
+    writer.stop();
+  }, 30_000);
+
+  it("compaction: after a snapshot and the purge, a new follower gets the same table from the snapshot on", async () => {
+    const g = await group();
+    const a = newEngine();
+    const writer = await StreamWriter.fence(writerOptions(g, { source: { engine: () => a, wallOffset: WALL } }), 0);
+    traffic(a, (p) => writer.append(p), 6, 30);
+    traffic(a, (p) => writer.append(p), 3, 30, 0); // half deleted: the snapshot holds only the living
+    await writer.commitNow();
+    const before = await jsm.streams.info(g.stream);
+    // Traffic goes on while the snapshot is taken.
+    const snap = writer.snapshot();
+    traffic(a, (p) => writer.append(p), 2, 10, 3600, 40);
+    await snap;
+    traffic(a, (p) => writer.append(p), 1, 10, 3600, 60);
+    await writer.commitNow();
+    const after = await jsm.streams.info(g.stream);
+    expect(after.state.first_seq).toBeGreaterThan(before.state.first_seq);
+    expect(after.state.messages).toBeLessThan(before.state.messages + 10);
+    const first = await jsm.streams.getMessage(g.stream, { seq: after.state.first_seq });
+    expect(first?.header.get("Pcpd-Kind")).toBe("snapshot-begin");
+    const b = newEngine();
+    const f = follow(g, b);
+    const s = await f.catchUp(10_000);
+    expect(s.complete).toBe(true);
+    expect(table(b)).toEqual(table(a));
+    expect(live(b)).toBe(90 + 20 + 10);
+    await f.stop();
+    writer.stop();
+  });
+
+  it("a follower behind a purge finds the hole; one that began after it is incomplete until a whole snapshot", async () => {
+    const g = await group();
+    const a = newEngine();
+    const writer = await StreamWriter.fence(writerOptions(g), 0);
+    traffic(a, (p) => writer.append(p), 1, 10);
+    await writer.commitNow();
+    const b = newEngine();
+    const holes: string[] = [];
+    const f = follow(g, b, holes);
+    const caught = await f.catchUp(10_000);
+    // The follower is paused (stopped) while messages it has not read are purged.
+    await f.stop();
+    traffic(a, (p) => writer.append(p), 1, 10, 3600, 5);
+    await writer.commitNow();
+    traffic(a, (p) => writer.append(p), 1, 10, 3600, 6);
+    await writer.commitNow();
+    const last = writer.state().seq;
+    await jsm.streams.purge(g.stream, { filter: g.subject, seq: last });
+    // The same engine followed again from where it stopped (as the ordered consumer resumes after a server restart).
+    const resumed = new StreamFollower({
+      js,
+      jsm,
+      ...g,
+      resumeAfter: caught.seq,
+      apply: (c) => b.restore(c, WALL, T0),
+      onHole: (d) => holes.push(d),
+      wallMs: () => Date.now(),
+    });
+    await waitFor(() => holes.length > 0);
+    expect(holes[0]).toMatch(new RegExp(`message ${last} follows ${last - 1}, last applied ${caught.seq}`));
+    await expect(resumed.catchUp(1000)).rejects.toMatchObject({ code: "HA_CATCH_UP_TIMEOUT" });
+    await resumed.stop();
+    const fresh = newEngine();
+    const g2 = follow(g, fresh, holes);
+    await waitFor(() => g2.state().seq === last);
+    expect(g2.state().complete).toBe(false); // began at a records message after a purge
+    await g2.stop();
+    expect(caught.seq).toBeLessThan(last);
+    writer.stop();
+  });
+});
