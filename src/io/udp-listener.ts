@@ -42,6 +42,14 @@ export interface ListenerOptions {
   receiveBuffer?: number;
   /** Told once per socket what the kernel granted (for the log). */
   onReceiveBuffer?: (r: ReceiveBuffer) => void;
+  /**
+   * HA (src/shard/tasks.ts ShardHaSpec.gate): a monotonic time (ns, `monotonicNs`) until
+   * which this listener may answer — its node's lease as last renewed, minus a safety
+   * margin; 0: never. Read before every batch: a closed gate drops the batch (gateDrops).
+   */
+  gate?: BigInt64Array;
+  /** The time source the gate is written in (the shard's TimeSource). */
+  monotonicNs?: () => bigint;
 }
 
 export interface ReceiveBuffer {
@@ -78,6 +86,8 @@ export class UdpListener {
   private timer: NodeJS.Timeout | undefined;
   private ticks = 0;
   private readonly sources = new Map<string, Source>();
+  /** Datagrams dropped because the gate was closed (HA: the lease not provably held). */
+  gateDrops = 0;
 
   constructor(private o: ListenerOptions) {}
 
@@ -163,6 +173,12 @@ export class UdpListener {
     const { engine, clock } = this.o;
     while (this.queue.length > 0) {
       const batch = this.queue.splice(0, W.SLOT_COUNT);
+      const gate = this.o.gate;
+      // Atomics: the main thread's lease keeper writes the cell while this thread serves.
+      if (gate !== undefined && (this.o.monotonicNs ?? process.hrtime.bigint)() >= Atomics.load(gate, 0)) {
+        this.gateDrops += batch.length;
+        continue;
+      }
       const now = clock.fractionalSeconds();
       const limiter = this.o.limiter;
       for (let i = 0; i < batch.length; i++) {

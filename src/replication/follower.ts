@@ -35,8 +35,8 @@ export interface FollowerOptions {
   /** A consumer problem (for the log); the follower keeps trying. */
   onError?: (error: string) => void;
   wallMs: () => number;
-  /** Resume an engine that applied the subject up to this sequence (a follower stopped and started again): the chain goes on from it. */
-  resumeAfter?: number;
+  /** Goes on with an engine that an earlier follower (stopped since) brought to this state: the chain continues from its seq. */
+  resume?: FollowerState;
 }
 
 export interface FollowerState {
@@ -75,8 +75,9 @@ export class StreamFollower {
   private readonly running: Promise<void>;
 
   constructor(private readonly o: FollowerOptions) {
-    if (o.resumeAfter) {
-      this.s.seq = o.resumeAfter;
+    if (o.resume && o.resume.seq > 0) {
+      Object.assign(this.s, o.resume, { error: undefined });
+      this.damaged = !o.resume.complete;
       this.started = true;
     }
     this.running = this.run();

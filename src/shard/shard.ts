@@ -16,8 +16,9 @@ import { MonotonicClock, timeFrom, wallSeconds, type TimeSource } from "../core/
 import { ShardStore, type RestoreReport } from "../persist/store.js";
 import { classifier, limiterFor } from "../config/policy.js";
 import * as W from "../wire.generated.js";
-import { ConfigError } from "../errors.js";
+import { ErrorCodes, PcpdError } from "../errors.js";
 import { Announcer } from "./announce.js";
+import { HaRole } from "./ha-role.js";
 import { DataplaneFeed } from "./dataplane-feed.js";
 import { MappingUpdater } from "./mapping-update.js";
 import { StatsBoard } from "./stats-board.js";
@@ -25,6 +26,7 @@ import type {
   HaTaskKind,
   DataplaneMessage,
   EventsMessage,
+  HaFencedMessage,
   MappingSelector,
   ShardSpec,
   ShardStarted,
@@ -54,21 +56,27 @@ type Handlers = { [K in ServedKind]: (task: TaskRequest<K>, now: number) => Task
 const CHANGES_STATE = new Set<ServedKind>(["reload", "addStatic", "removeStatic", "addMirror", "setMirrors", "deleteSubscriber"]);
 
 /** Hands a message to the main thread (the worker's parentPort), transferring the listed buffers. */
-export type Post = (m: EventsMessage | DataplaneMessage, transfer?: ArrayBuffer[]) => void;
+export type Post = (m: EventsMessage | DataplaneMessage | HaFencedMessage, transfer?: ArrayBuffer[]) => void;
 
 export class Shard {
   spec: ShardSpec;
   readonly log: Logger;
-  readonly engine: PacketEngine;
+  /** Replaced only while an HA standby (a hole in its stream: ./ha-role.ts). */
+  engine: PacketEngine;
   readonly clock: MonotonicClock;
-  private readonly time: TimeSource;
+  readonly time: TimeSource;
   private readonly board: StatsBoard;
   /** Wall-clock seconds at engine time 0 (persisted records carry wall-clock times). */
-  private readonly wallOffset: number;
+  readonly wallOffset: number;
   private readonly announcer: Announcer;
   private readonly updater: MappingUpdater;
-  // Set by open(): the store is restored before the listener exists (its replies may wait for the disk).
-  private listener!: UdpListener;
+  // Set by open() (the store is restored before the listener exists: its replies may wait
+  // for the disk), or by an HA promotion; absent on an HA standby.
+  private listener: UdpListener | undefined;
+  /** HA (spec.ha): the shard's replication side; it decides when the listener exists. */
+  private haRole: HaRole | undefined;
+  /** Gate drops of listeners closed since (a handover, then a promotion again). */
+  private gateDropsBefore = 0;
   /** Durable state (persistence.enabled). */
   private store?: ShardStore;
   private dataplane?: DataplaneFeed;
@@ -81,7 +89,7 @@ export class Shard {
   /** Restores the shard's state, binds its sockets and starts serving. */
   static async start(spec: ShardSpec, post: Post): Promise<{ shard: Shard; started: ShardStarted }> {
     const shard = new Shard(spec, post);
-    const started = await shard.open();
+    const started = spec.ha ? shard.openStandby() : await shard.open();
     return { shard, started };
   }
 
@@ -94,8 +102,7 @@ export class Shard {
     this.log = pino({ level: config.log.level, base: { service: "pcp-server", shard: spec.shard, thread: threadId } });
     this.time = timeFrom(spec.testClock);
     const clock = (this.clock = new MonotonicClock(0, () => this.time.monotonicNs()));
-    const engine = (this.engine = new PacketEngine("release", config));
-    engine.initEngine(config, clock.seconds(), { seed: spec.seed, shard: spec.shard, shards: spec.shards });
+    this.engine = this.newEngine();
     this.board = new StatsBoard(spec.board);
     this.wallOffset = wallSeconds(this.time) - clock.seconds();
     this.announcer = new Announcer({
@@ -104,13 +111,14 @@ export class Shard {
       firstGapMs: config.announce.firstGapMs,
       messages: (ipv6) => {
         const epoch = clock.epoch();
+        const engine = this.engine;
         const out = [engine.announce(epoch)];
         const natPmpAddress = engine.poolUsage().find((p) => !p.retired && !isIPv6(p.address))?.address;
         if (!ipv6 && natPmpAddress && this.spec.config.natPmp === "enabled") out.push(engine.announceNatPmp(epoch, natPmpAddress));
         return out;
       },
       send: (target, payload, port, sent) => {
-        const socket = this.listener.socket(target.source);
+        const socket = this.listener?.socket(target.source);
         if (!socket) return false;
         if (!isIPv6(target.source)) socket.setMulticastInterface(target.source);
         socket.send(payload, port, target.group, (error) => {
@@ -122,7 +130,7 @@ export class Shard {
     });
     this.updater = new MappingUpdater(
       (m, sent) => {
-        const socket = this.listener.socket(this.spec.endpoints.find((e) => isIPv6(e.address) === isIPv6(m.address))?.address ?? "");
+        const socket = this.listener?.socket(this.spec.endpoints.find((e) => isIPv6(e.address) === isIPv6(m.address))?.address ?? "");
         socket?.send(m.payload, m.port, m.address, (error) => {
           if (error) this.log.warn({ error: error.message, address: m.address, port: m.port }, "mapping update not sent");
           sent();
@@ -133,16 +141,22 @@ export class Shard {
     );
   }
 
-  private async open(): Promise<ShardStarted> {
+  /** A packet engine with its tables (config, seed and shard layout of the spec). */
+  private newEngine(): PacketEngine {
+    const { config, seed, shard, shards } = this.spec;
+    const engine = new PacketEngine("release", config);
+    engine.initEngine(config, this.clock.seconds(), { seed, shard, shards });
+    return engine;
+  }
+
+  /**
+   * The UDP listener over the shard's endpoints (the one construction the plain start and
+   * an HA promotion share), bound; its sockets are closed again if one fails to bind.
+   */
+  private async listen(extra: { gate?: BigInt64Array; durable?: () => Promise<void> }): Promise<UdpListener> {
     const { spec, engine, clock, log } = this;
     const { config } = spec;
-    const restored = await this.restoreState();
-    const store = this.store;
-    if (config.dataplane.backend !== "none") {
-      this.dataplane = new DataplaneFeed(spec.shard, config.dataplane.batchMs, this.post);
-      engine.setDataplaneDown(true); // until the main thread has programmed it
-    }
-    this.listener = new UdpListener({
+    const listener = new UdpListener({
       endpoints: spec.endpoints,
       engine,
       clock,
@@ -158,12 +172,34 @@ export class Shard {
       // journal reads them in place, in afterBatch).
       wantsEvents: () => this.eventsOn || this.updater.size > 0 || log.isLevelEnabled("debug"),
       afterBatch: () => this.afterBatch(),
-      durable: store ? () => store.commitNow() : undefined,
+      durable: extra.durable,
+      gate: extra.gate,
+      monotonicNs: () => this.time.monotonicNs(),
     });
     try {
-      await this.listener.start();
+      await listener.start();
     } catch (e) {
-      await this.listener.stop(); // sockets bound before the failure
+      await listener.stop(); // sockets bound before the failure
+      throw e;
+    }
+    return listener;
+  }
+
+  /** The dataplane feed (a configured dataplane): requests get NETWORK_FAILURE until the main thread has programmed it. */
+  private feedDataplane(): void {
+    if (this.spec.config.dataplane.backend === "none") return;
+    this.dataplane = new DataplaneFeed(this.spec.shard, this.spec.config.dataplane.batchMs, this.post);
+    this.engine.setDataplaneDown(true);
+  }
+
+  private async open(): Promise<ShardStarted> {
+    const { spec, engine, clock, log } = this;
+    const restored = await this.restoreState();
+    const store = this.store;
+    this.feedDataplane();
+    try {
+      this.listener = await this.listen({ durable: store ? () => store.commitNow() : undefined });
+    } catch (e) {
       this.dataplane?.stop();
       await store?.close();
       throw e;
@@ -193,7 +229,70 @@ export class Shard {
       { listen: endpoints, epoch: clock.epoch(), announce: spec.announce.map((t) => `${t.source}→${t.group}`) },
       continued ? "shard serving (epoch continued)" : "shard serving (epoch reset)",
     );
-    return { shard: spec.shard, threadId, endpoints, epoch: clock.epoch() };
+    return { shard: spec.shard, threadId, endpoints, epoch: clock.epoch(), serving: true };
+  }
+
+  /**
+   * HA: starts as a standby of the shard's subject (./ha-role.ts): the engine warm, no
+   * socket bound, nothing announced, no dataplane feed, Epoch 0 until a promotion.
+   */
+  private openStandby(): ShardStarted {
+    const { spec, clock, log } = this;
+    const ha = spec.ha!;
+    this.haRole = new HaRole({
+      spec: { ...spec, ha },
+      log,
+      time: this.time,
+      clock,
+      wallOffset: this.wallOffset,
+      engine: () => this.engine,
+      rebuildEngine: () => {
+        this.engine = this.newEngine();
+        return this.engine;
+      },
+      serve: (gate, durable) => this.serveActive(gate, durable),
+      silence: () => this.silence(),
+      gateDrops: () => this.listener?.gateDrops ?? this.gateDropsBefore,
+      fenced: (error) => this.post({ pcpdHaFenced: true, shard: spec.shard, error } satisfies HaFencedMessage),
+    });
+    this.board.claim(threadId, this.engine.statsBytes(), clock.epochState(), this.engine.poolUsage());
+    this.poolTimer = setInterval(() => {
+      this.board.publish(this.engine.statsBytes(), clock.epochState());
+      this.board.publishPool(this.engine.poolUsage());
+      this.haRole?.maybeSnapshot();
+    }, POOL_PUBLISH_MS);
+    this.poolTimer.unref();
+    log.info({ group: ha.group, subject: ha.subject, listen: spec.endpoints }, "shard started as an HA standby (not serving)");
+    return { shard: spec.shard, threadId, endpoints: spec.endpoints, epoch: 0, serving: false };
+  }
+
+  /** HA promotion: sockets behind the gate, the dataplane feed, the announcement. */
+  private async serveActive(gate: BigInt64Array, durable: () => Promise<void>): Promise<void> {
+    this.engine.discardEvents(); // restored records are on the stream already
+    this.feedDataplane();
+    try {
+      this.listener = await this.listen({ gate, durable });
+    } catch (e) {
+      this.dataplane?.stop();
+      this.dataplane = undefined;
+      throw e;
+    }
+    this.listener.gateDrops = this.gateDropsBefore;
+    this.board.publish(this.engine.statsBytes(), this.clock.epochState());
+    this.announcer.start();
+  }
+
+  /** HA: stops answering (fenced, or handed over): sockets and the dataplane feed closed. */
+  private async silence(): Promise<void> {
+    const listener = this.listener;
+    this.listener = undefined;
+    this.announcer.stop();
+    this.dataplane?.stop();
+    this.dataplane = undefined;
+    if (listener) {
+      this.gateDropsBefore = listener.gateDrops;
+      await listener.stop();
+    }
   }
 
   /** The shard's files read back into the engine (Epoch continued when intact); the store then journals. */
@@ -226,16 +325,17 @@ export class Shard {
     return restored;
   }
 
-  /** Portable records of changes, to the journal and the dataplane. */
+  /** Portable records of changes, to the journal (or the HA stream) and the dataplane. */
   private record(parts: Uint8Array[]): void {
     this.store?.append(parts);
+    this.haRole?.append(parts);
     this.dataplane?.push(parts);
   }
 
   /** After every batch (before its replies leave) and engine work outside one: counters out, changes to the journal and the dataplane. */
   private afterBatch(): void {
     this.board.publish(this.engine.statsBytes(), this.clock.epochState());
-    if (this.store || this.dataplane) this.record(this.engine.persistPending(this.wallOffset));
+    if (this.store || this.dataplane || this.haRole?.active) this.record(this.engine.persistPending(this.wallOffset));
   }
 
   /** Mapping Update cancels (unless told not to), debug log and the event stream, for a batch of events. */
@@ -267,7 +367,8 @@ export class Shard {
     const handler: (task: TaskRequest<K>, now: number) => TaskResult<K> = this.handlers[task.kind];
     const result = handler(task, this.clock.seconds());
     if (!this.stopped && CHANGES_STATE.has(task.kind)) {
-      this.listener.settle();
+      if (this.listener) this.listener.settle();
+      else this.engine.discardEvents(); // an HA standby: its changes come from the stream
       this.board.publishPool(this.engine.poolUsage());
     }
     return result;
@@ -275,7 +376,8 @@ export class Shard {
 
   /** An HA task (src/shard/tasks.ts): only a shard started with `spec.ha` has a replication side. */
   async ha<K extends HaTaskKind>(task: TaskRequest<K>): Promise<TaskResult<K>> {
-    throw new ConfigError([`ha.enabled: shard ${this.spec.shard} has no HA group (task ${task.kind})`]);
+    if (!this.haRole) throw new PcpdError(ErrorCodes.HA_WRONG_ROLE, `shard ${this.spec.shard} has no HA group (task ${task.kind})`);
+    return this.haRole.run(task);
   }
 
   /** Sockets closed, timers stopped, the store flushed and closed: the final counters. */
@@ -284,8 +386,9 @@ export class Shard {
     clearInterval(this.poolTimer);
     this.announcer.stop();
     this.updater.stop();
-    await this.listener.stop();
-    this.listener.settle();
+    await this.haRole?.stop();
+    await this.listener?.stop();
+    this.listener?.settle();
     this.dataplane?.stop();
     await this.store?.close();
     this.publishAll();
@@ -304,7 +407,7 @@ export class Shard {
   private readonly handlers: Handlers = {
     reload: ({ config }) => {
       this.engine.reconfigure(config);
-      this.listener.setPolicy({ classify: classifier(config), limiter: limiterFor(config, this.spec.shards) });
+      this.listener?.setPolicy({ classify: classifier(config), limiter: limiterFor(config, this.spec.shards) });
       this.log.level = config.log.level;
       this.applyPool(config);
       // Changed NAT64 prefixes: clients are told to ask again [RFC 7225 §4.2].
@@ -337,8 +440,11 @@ export class Shard {
     subscriberUsage: (t) => this.engine.subscriberUsage(t.internalAddress, t.thirdPartyId),
     deleteSubscriber: (t) => this.engine.deleteSubscriber(t.internalAddress, t.thirdPartyId),
     events: ({ on }) => (this.eventsOn = on),
-    exportTable: ({ from }) => this.engine.persistTable(from, EXPORT_SCAN, this.wallOffset),
+    // An HA standby programs no dataplane (the active does): nothing to export, nothing to mark.
+    exportTable: ({ from }) =>
+      this.haRole && !this.haRole.active ? { bytes: new Uint8Array(0), next: 0 } : this.engine.persistTable(from, EXPORT_SCAN, this.wallOffset),
     dataplane: ({ down }) => {
+      if (this.haRole && !this.haRole.active) return down;
       this.engine.setDataplaneDown(down);
       this.log.warn({ down }, down ? "dataplane down: requests get NETWORK_FAILURE" : "dataplane programmed: serving");
       return down;

@@ -85,6 +85,8 @@ export interface ShardStarted {
   threadId: number;
   endpoints: Endpoint[];
   epoch: number;
+  /** Whether its sockets are bound and it answers (false: an HA standby, its endpoints the configured ones, Epoch 0). */
+  serving: boolean;
 }
 
 /** A shard's counters: what its board holds (read without a task), or the stop task's final copy. */

@@ -282,7 +282,7 @@ describe.skipIf(skip)("replication through JetStream (writer → follower)", () 
       js,
       jsm,
       ...g,
-      resumeAfter: caught.seq,
+      resume: caught,
       apply: (c) => b.restore(c, WALL, T0),
       onHole: (d) => holes.push(d),
       wallMs: () => Date.now(),
