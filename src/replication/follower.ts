@@ -30,8 +30,12 @@ export interface FollowerOptions {
   subject: string;
   /** Applies one chunk of records (engine.restore at the caller's time); returns the bytes taken (fewer: malformed). */
   apply: (chunk: Uint8Array) => number;
-  /** The chain broke: the follower stopped; rebuild the engine and follow again. */
-  onHole: (detail: string) => void;
+  /**
+   * The chain broke at message `seq`. "restart": the follower stops (the caller rebuilds the
+   * engine and follows again); "continue": it applies on, no longer complete (a break that
+   * is in the stream itself, met again after a restart, would otherwise loop for ever).
+   */
+  onHole: (detail: string, seq: number) => "restart" | "continue";
   /** A consumer problem (for the log); the follower keeps trying. */
   onError?: (error: string) => void;
   wallMs: () => number;
@@ -136,12 +140,13 @@ export class StreamFollower {
       if (this.started) {
         const detail = `hole on ${this.o.subject}: message ${m.seq} follows ${meta.prev}, last applied ${this.s.seq}`;
         this.s.error = detail;
-        void this.stop(detail);
-        this.o.onHole(detail);
-        return;
-      }
+        if (this.o.onHole(detail, m.seq) === "restart") {
+          void this.stop(detail);
+          return;
+        }
+        this.damaged = true;
+      } else if (meta.kind === "snapshot-begin") this.fromSnapshot = true;
       // The subject's first message follows one purged by a compaction: a whole snapshot starts here.
-      if (meta.kind === "snapshot-begin") this.fromSnapshot = true;
       else this.damaged = true;
     } else if (!this.started) {
       this.s.complete = !this.damaged; // from the subject's very beginning

@@ -58,6 +58,8 @@ export class HaRole {
   private stopped = false;
   private error: string | undefined;
   private holes = 0;
+  /** The message at which the last hole was met. */
+  private holeAt = 0;
 
   constructor(private readonly host: HaHost) {
     this.gate = new BigInt64Array(host.spec.ha.gate, 0, 1);
@@ -107,13 +109,20 @@ export class HaRole {
         engine.discardEvents(); // a standby feeds nothing: the active already did
         return taken;
       },
-      onHole: (detail) => {
-        // What was purged cannot be had any more: a fresh engine, from the subject's first message (a snapshot).
+      onHole: (detail, seq) => {
         this.holes++;
+        if (seq === this.holeAt) {
+          // The same break again after starting over: it is in the stream itself, not a purge.
+          log.error({ detail, holes: this.holes }, "HA: the shard's stream has a break in its chain: applying on (incomplete: a takeover resets the Epoch)");
+          return "continue";
+        }
+        this.holeAt = seq;
+        // What was purged cannot be had any more: a fresh engine, from the subject's first message (a snapshot).
         log.warn({ detail, holes: this.holes }, "HA: hole in the shard's stream: rebuilding the engine and following again");
         this.host.rebuildEngine();
         this.followed = undefined;
-        if (!this.stopped && this.role === "standby") this.follow(undefined);
+        if (!this.stopped && this.role === "standby") queueMicrotask(() => this.follow(undefined));
+        return "restart";
       },
       onError: (error) => log.warn({ error }, "HA: follower"),
       wallMs: () => this.host.time.wallMs(),

@@ -113,7 +113,7 @@ describe.skipIf(skip)("replication through JetStream (writer → follower)", () 
       jsm,
       ...g,
       apply: (chunk) => engine.restore(chunk, WALL, T0),
-      onHole: (d) => holes.push(d),
+      onHole: (d) => (holes.push(d), "restart"),
       wallMs: () => Date.now(),
     };
     return new StreamFollower(o);
@@ -284,7 +284,7 @@ describe.skipIf(skip)("replication through JetStream (writer → follower)", () 
       ...g,
       resume: caught,
       apply: (c) => b.restore(c, WALL, T0),
-      onHole: (d) => holes.push(d),
+      onHole: (d) => (holes.push(d), "restart"),
       wallMs: () => Date.now(),
     });
     await waitFor(() => holes.length > 0);

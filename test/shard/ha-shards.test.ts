@@ -17,9 +17,13 @@ import { parseConfig } from "../../src/config/schema.js";
 import { TestTime } from "../../src/core/clock.js";
 import { ShardPool } from "../../src/server/shard-pool.js";
 import { StatsBoard } from "../../src/shard/stats-board.js";
-import { haNames } from "../../src/replication/nats.js";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { connectNats, haNames } from "../../src/replication/nats.js";
+import { StreamWriter } from "../../src/replication/writer.js";
+import { encodeHeaders } from "../../src/replication/messages.js";
+import { engineConfig, engineFrom } from "../helpers/engine-config.js";
 import type { ShardSpec } from "../../src/shard/tasks.js";
-import { assigned, checkpointRequired, mapRequest, nonceOf, u32 } from "../helpers/packets.js";
+import { assigned, checkpointRequired, mapRequest, nonceOf, serveOne, u32 } from "../helpers/packets.js";
 import { exchange } from "../helpers/udp.js";
 import { natsUnavailable, startNatsCluster, type NatsCluster } from "../helpers/nats.js";
 import { waitFor } from "../helpers/wait.js";
@@ -54,7 +58,7 @@ describe.skipIf(skip)("HA shards (standby, promote, gate, fence, handover)", () 
   let nats: NatsCluster;
   const nodes: Node[] = [];
 
-  async function startNode(name: string, address: string): Promise<Node> {
+  async function startNode(name: string, address: string, group = "g"): Promise<Node> {
     const gate = new SharedArrayBuffer(8);
     const config = parseConfig({
       listen: { addresses: [address], port: PORT },
@@ -70,7 +74,7 @@ describe.skipIf(skip)("HA shards (standby, promote, gate, fence, handover)", () 
         nats: { servers: nats.urls, timeoutMs: 700 },
         replicas: 1,
         commitIntervalMs: 10,
-        groups: [{ name: "g", addresses: [address] }],
+        groups: [{ name: group, addresses: [address] }],
       },
     });
     const spec: ShardSpec = {
@@ -82,7 +86,7 @@ describe.skipIf(skip)("HA shards (standby, promote, gate, fence, handover)", () 
       seed: 5n,
       board: StatsBoard.allocate(),
       testClock: clock.buffer,
-      ha: { group: "g", node: name, stream: haNames.stream("sh", "g"), subject: haNames.subject("sh", "g", 0), gate },
+      ha: { group, node: name, stream: haNames.stream("sh", group), subject: haNames.subject("sh", group, 0), gate },
     };
     const pool = new ShardPool([spec], log, () => undefined);
     const [started] = await pool.start();
@@ -201,5 +205,56 @@ describe.skipIf(skip)("HA shards (standby, promote, gate, fence, handover)", () 
     }
     // B, a standby again, follows the new active's takeover.
     await waitFor(async () => (await state(b)).seq >= promoted.seq);
+  });
+
+  it("a standby meeting a break in its subject's chain rebuilds its engine, follows again, and then applies on as incomplete", async () => {
+    const d = await startNode("d", "127.0.0.74", "h");
+    const nc = await connectNats({ servers: nats.urls, timeoutMs: 1000 }, "ha-shards-test");
+    try {
+      const js = jetstream(nc);
+      const jsm = await jetstreamManager(nc);
+      const g = { stream: haNames.stream("sh", "h"), subject: haNames.subject("sh", "h", 0) };
+      // An active elsewhere (this test's own engine and writer) publishes 5 mappings…
+      const engine = engineFrom(engineConfig({ pool: { addresses: ["203.0.113.9"] } }), 1000, { seed: 3n });
+      const writer = await StreamWriter.fence(
+        {
+          js,
+          jsm,
+          ...g,
+          node: "x",
+          term: 1,
+          commitIntervalMs: 5,
+          timeoutMs: 1000,
+          maxPayload: 1 << 20,
+          epoch: () => 7,
+          wallMs: () => clock.wallMs(),
+          onFenced: () => undefined,
+        },
+        0,
+      );
+      for (let p = 0; p < 5; p++) {
+        serveOne(engine, mapRequest({ client: CLIENT, protocol: W.PROTO_UDP, internalPort: 500 + p, nonce: nonceOf(p) }), 1000, { source: CLIENT });
+        writer.append(engine.persistPending(Math.floor(clock.wallMs() / 1000) - 1000));
+        engine.discardEvents();
+      }
+      await writer.commitNow();
+      const seq = writer.state().seq;
+      writer.stop();
+      // …then a message whose Pcpd-Prev does not name the one before it.
+      const forged = await js.publish(g.subject, new Uint8Array(0), {
+        headers: encodeHeaders({ kind: "records", node: "y", term: 9, epoch: 0, wall: clock.wallMs(), prev: seq - 1 }),
+        expect: { lastSubjectSequence: seq },
+      });
+      await waitFor(async () => (await state(d)).seq === forged.seq, { timeout: 10_000 });
+      const s = await state(d);
+      expect(s).toMatchObject({ role: "standby", complete: false });
+      expect(s.error).toMatch(/hole/);
+      // Whatever happened at the break, every mapping published before it is in the engine.
+      const found = await d.pool.run(0, { kind: "lookup", internalAddress: CLIENT, protocol: W.PROTO_UDP, internalPort: 502, family: 4 });
+      expect(found.bytes.length).toBeGreaterThan(0);
+      expect(s.records).toBe(5);
+    } finally {
+      await nc.close();
+    }
   });
 });
