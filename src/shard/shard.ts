@@ -376,7 +376,7 @@ export class Shard {
 
   /** An HA task (src/shard/tasks.ts): only a shard started with `spec.ha` has a replication side. */
   async ha<K extends HaTaskKind>(task: TaskRequest<K>): Promise<TaskResult<K>> {
-    if (!this.haRole) throw new PcpdError(ErrorCodes.HA_WRONG_ROLE, `shard ${this.spec.shard} has no HA group (task ${task.kind})`);
+    if (!this.haRole) throw new PcpdError(ErrorCodes.HA_WRONG_ROLE, `shard ${this.spec.shard} is in no HA group (task ${task.kind})`);
     return this.haRole.run(task);
   }
 
