@@ -230,6 +230,33 @@ describe.skipIf(skip)("replication through JetStream (writer → follower)", () 
     writer.stop();
   }, 30_000);
 
+  it("writer and follower both come through a nats-server restart (records kept and retried, the consumer re-created)", async () => {
+    const g = await group();
+    const a = newEngine();
+    const o = writerOptions(g, { timeoutMs: 500 });
+    const writer = await StreamWriter.fence(o, 0);
+    traffic(a, (p) => writer.append(p), 2, 10);
+    await writer.commitNow();
+    const b = newEngine();
+    const f = follow(g, b);
+    await f.catchUp(10_000);
+    await cluster.nodes[0].kill("SIGKILL");
+    traffic(a, (p) => writer.append(p), 2, 10, 3600, 30); // appended while the server is down
+    const committed = writer.commitNow();
+    await cluster.nodes[0].start();
+    await cluster.jetStreamReady();
+    await committed;
+    traffic(a, (p) => writer.append(p), 1, 10, 3600, 40);
+    await writer.commitNow();
+    await waitFor(async () => (await f.catchUp(2000).catch(() => undefined))?.seq === writer.state().seq, { timeout: 20_000 });
+    expect(table(b)).toEqual(table(a));
+    expect(live(b)).toBe(50);
+    expect(f.state().complete).toBe(true);
+    expect(o.fenced).toEqual([]);
+    await f.stop();
+    writer.stop();
+  }, 40_000);
+
   it("compaction: after a snapshot and the purge, a new follower gets the same table from the snapshot on", async () => {
     const g = await group();
     const a = newEngine();

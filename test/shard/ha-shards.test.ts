@@ -115,6 +115,9 @@ describe.skipIf(skip)("HA shards (standby, promote, gate, fence, handover)", () 
     b = await startNode("b", "127.0.0.72");
     expect(await state(a)).toMatchObject({ role: "standby", seq: 0, pendingBytes: 0 });
     await expect(map(a.address, 80, [], 300)).rejects.toThrow(); // nothing bound
+    // A standby programs no dataplane: nothing to export, the dataplane task changes nothing.
+    expect(await a.pool.run(0, { kind: "exportTable", from: 1 })).toEqual({ bytes: new Uint8Array(0), next: 0 });
+    expect(await a.pool.run(0, { kind: "dataplane", down: false })).toBe(false);
     await a.pool.run(0, { kind: "haCatchUp", timeoutMs: 5000 });
     openGate(a);
     const promoted = await a.pool.run(0, { kind: "haPromote", term: 1 });
