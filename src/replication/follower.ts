@@ -76,6 +76,8 @@ export class StreamFollower {
   private messages: ConsumerMessages | undefined;
   private stopped = false;
   private waiters: Waiter[] = [];
+  /** Messages of the subject after the last one delivered, as the consumer last said. */
+  private pending = 0;
   private readonly running: Promise<void>;
 
   constructor(private readonly o: FollowerOptions) {
@@ -130,7 +132,10 @@ export class StreamFollower {
 
   private onMessage(m: JsMsg): void {
     const meta = decodeMeta(m.headers);
-    this.s.lastSeq = Math.max(this.s.lastSeq, m.seq + m.info.pending);
+    // Sequences are stream-wide (other shards' subjects share the stream): `pending` counts
+    // this subject's messages still to come, not sequences.
+    this.pending = m.info.pending;
+    this.s.lastSeq = Math.max(this.s.lastSeq, m.seq);
     if (!meta) {
       // Not ours (another program on the subject): it is not part of the chain either.
       this.s.error = `message ${m.seq} without replication headers ignored`;
@@ -203,7 +208,7 @@ export class StreamFollower {
   }
 
   state(): FollowerState {
-    const behind = this.s.seq < this.s.lastSeq;
+    const behind = this.pending > 0 || this.s.seq < this.s.lastSeq;
     return { ...this.s, lagMs: behind && this.s.wall !== undefined ? Math.max(0, this.o.wallMs() - this.s.wall) : 0 };
   }
 

@@ -68,6 +68,8 @@ interface Outgoing {
   /** performance.now() when its oldest record was appended (the active's lag). */
   since: number;
   acked?: (seq: number) => void;
+  /** The writer stopped (fenced or stopped) before this message was acknowledged. */
+  failed?: (e: Error) => void;
 }
 
 interface Waiter {
@@ -220,7 +222,8 @@ export class StreamWriter {
   }
 
   private enqueue(kind: MessageKind, body = new Uint8Array(0)): Promise<number> {
-    return new Promise((resolve) => this.queue.push({ kind, body, upTo: this.appended, since: performance.now(), acked: resolve }));
+    if (this.fenced || this.stopped) return Promise.reject(this.failure());
+    return new Promise((resolve, reject) => this.queue.push({ kind, body, upTo: this.appended, since: performance.now(), acked: resolve, failed: reject }));
   }
 
   private pump(): void {
@@ -279,6 +282,7 @@ export class StreamWriter {
     const failure = this.failure();
     for (const w of this.waiters) w.reject(failure);
     this.waiters = [];
+    for (const m of this.queue) m.failed?.(failure);
   }
 
   /** Whether compaction is due (the caller starts it between batches). */
@@ -320,7 +324,7 @@ export class StreamWriter {
       this.seal();
       const end = this.enqueue("snapshot-end");
       this.pump();
-      const [beginSeq] = await Promise.all([begin, end]);
+      const [beginSeq] = await Promise.all([begin, end]); // reject if the writer stops first
       await this.o.jsm.streams.purge(this.o.stream, { filter: this.o.subject, seq: beginSeq });
     })().finally(() => (this.snapshotting = undefined));
     return this.snapshotting;
@@ -345,16 +349,9 @@ export class StreamWriter {
     this.seal();
     const handed = this.enqueue("handover");
     this.pump();
-    const seq = await Promise.race([handed, this.whenFenced()]);
+    const seq = await handed;
     this.stop();
     return seq;
-  }
-
-  private whenFenced(): Promise<never> {
-    return new Promise((_, reject) => {
-      const check = () => (this.fenced || this.stopped ? reject(this.failure()) : setTimeout(check, 20));
-      check();
-    });
   }
 
   state(): WriterState {

@@ -319,9 +319,16 @@ export class HaRole {
     return { seq };
   }
 
+  /** Stops following or writing; an active first publishes what is pending (a planned restart loses nothing), waiting one publish timeout at most. */
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.expiry);
+    if (this.writer && this.role === "active") {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise((resolve) => (timer = setTimeout(resolve, this.host.spec.config.ha.nats.timeoutMs)));
+      await Promise.race([this.writer.commitNow().catch(() => undefined), late]);
+      clearTimeout(timer);
+    }
     this.writer?.stop();
     await this.follower?.stop();
     await this.nc?.close().catch(() => undefined);

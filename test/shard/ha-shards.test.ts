@@ -58,7 +58,7 @@ describe.skipIf(skip)("HA shards (standby, promote, gate, fence, handover)", () 
   let nats: NatsCluster;
   const nodes: Node[] = [];
 
-  async function startNode(name: string, address: string, group = "g"): Promise<Node> {
+  async function startNode(name: string, address: string, group = "g", commitIntervalMs = 10): Promise<Node> {
     const gate = new SharedArrayBuffer(8);
     const config = parseConfig({
       listen: { addresses: [address], port: PORT },
@@ -73,7 +73,7 @@ describe.skipIf(skip)("HA shards (standby, promote, gate, fence, handover)", () 
         cluster: "sh",
         nats: { servers: nats.urls, timeoutMs: 700 },
         replicas: 1,
-        commitIntervalMs: 10,
+        commitIntervalMs,
         groups: [{ name: group, addresses: [address] }],
       },
     });
@@ -259,5 +259,20 @@ describe.skipIf(skip)("HA shards (standby, promote, gate, fence, handover)", () 
     } finally {
       await nc.close();
     }
+  });
+
+  it("an active that stops publishes what is pending first (a planned restart loses nothing)", async () => {
+    const e = await startNode("e", "127.0.0.75", "k", 10_000); // no group commit before the stop
+    await e.pool.run(0, { kind: "haCatchUp", timeoutMs: 5000 });
+    openGate(e);
+    await e.pool.run(0, { kind: "haPromote", term: 1 });
+    expect((await map(e.address, 700))[3]).toBe(W.RESULT_SUCCESS);
+    expect((await state(e)).pendingBytes).toBeGreaterThan(0);
+    await e.pool.stop();
+    nodes.splice(nodes.indexOf(e), 1);
+    const f = await startNode("f", "127.0.0.76", "k");
+    expect(await f.pool.run(0, { kind: "haCatchUp", timeoutMs: 5000 })).toMatchObject({ records: 1, complete: true });
+    const found = await f.pool.run(0, { kind: "lookup", internalAddress: CLIENT, protocol: W.PROTO_UDP, internalPort: 700, family: 4 });
+    expect(found.bytes.length).toBeGreaterThan(0);
   });
 });
