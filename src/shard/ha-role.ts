@@ -73,23 +73,26 @@ export class HaRole {
     const { spec, log } = this.host;
     const { ha } = spec.config;
     while (!this.stopped) {
+      let nc: NatsConnection | undefined;
       try {
-        const nc = await connectNats(ha.nats, `${spec.ha.node}/shard-${spec.shard}`);
+        nc = await connectNats(ha.nats, `${spec.ha.node}/shard-${spec.shard}`);
+        const jsm = await jetstreamManager(nc, { timeout: ha.nats.timeoutMs });
+        await ensureGroupStream(nc, ha.cluster, spec.ha.group, ha.replicas);
         if (this.stopped) {
           await nc.close();
           return;
         }
+        // Usable only from here: a promotion before this point is refused (nothing to fence with).
         this.nc = nc;
         this.js = jetstream(nc, { timeout: ha.nats.timeoutMs });
-        this.jsm = await jetstreamManager(nc, { timeout: ha.nats.timeoutMs });
-        await ensureGroupStream(nc, ha.cluster, spec.ha.group, ha.replicas);
-        if (this.role === "standby") this.follow();
+        this.jsm = jsm;
+        this.error = undefined;
+        if (this.role === "standby" && !this.follower) this.follow();
         return;
       } catch (e) {
         this.error = `connect: ${(e as Error).message}`;
         log.warn({ error: this.error }, "HA: NATS not reachable yet; retrying");
-        await this.nc?.close().catch(() => undefined);
-        this.nc = undefined;
+        await nc?.close().catch(() => undefined);
         await new Promise((resolve) => setTimeout(resolve, CONNECT_RETRY_MS));
       }
     }
@@ -97,6 +100,7 @@ export class HaRole {
 
   private follow(resume = this.followed): void {
     const { spec, log, clock, wallOffset } = this.host;
+    void this.follower?.stop(); // never two applying to one engine
     this.follower = new StreamFollower({
       js: this.js!,
       jsm: this.jsm!,

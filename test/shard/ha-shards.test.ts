@@ -58,7 +58,8 @@ describe.skipIf(skip)("HA shards (standby, promote, gate, fence, handover)", () 
   let nats: NatsCluster;
   const nodes: Node[] = [];
 
-  async function startNode(name: string, address: string, group = "g", commitIntervalMs = 10): Promise<Node> {
+  async function startNode(name: string, address: string, o: { group?: string; commitIntervalMs?: number; servers?: string[] } = {}): Promise<Node> {
+    const { group = "g", commitIntervalMs = 10, servers = nats.urls } = o;
     const gate = new SharedArrayBuffer(8);
     const config = parseConfig({
       listen: { addresses: [address], port: PORT },
@@ -71,7 +72,7 @@ describe.skipIf(skip)("HA shards (standby, promote, gate, fence, handover)", () 
         enabled: true,
         node: name,
         cluster: "sh",
-        nats: { servers: nats.urls, timeoutMs: 700 },
+        nats: { servers, timeoutMs: 700 },
         replicas: 1,
         commitIntervalMs,
         groups: [{ name: group, addresses: [address] }],
@@ -211,7 +212,7 @@ describe.skipIf(skip)("HA shards (standby, promote, gate, fence, handover)", () 
   });
 
   it("a standby meeting a break in its subject's chain rebuilds its engine, follows again, and then applies on as incomplete", async () => {
-    const d = await startNode("d", "127.0.0.74", "h");
+    const d = await startNode("d", "127.0.0.74", { group: "h" });
     const nc = await connectNats({ servers: nats.urls, timeoutMs: 1000 }, "ha-shards-test");
     try {
       const js = jetstream(nc);
@@ -262,7 +263,7 @@ describe.skipIf(skip)("HA shards (standby, promote, gate, fence, handover)", () 
   });
 
   it("an active that stops publishes what is pending first (a planned restart loses nothing)", async () => {
-    const e = await startNode("e", "127.0.0.75", "k", 10_000); // no group commit before the stop
+    const e = await startNode("e", "127.0.0.75", { group: "k", commitIntervalMs: 10_000 }); // no group commit before the stop
     await e.pool.run(0, { kind: "haCatchUp", timeoutMs: 5000 });
     openGate(e);
     await e.pool.run(0, { kind: "haPromote", term: 1 });
@@ -270,9 +271,19 @@ describe.skipIf(skip)("HA shards (standby, promote, gate, fence, handover)", () 
     expect((await state(e)).pendingBytes).toBeGreaterThan(0);
     await e.pool.stop();
     nodes.splice(nodes.indexOf(e), 1);
-    const f = await startNode("f", "127.0.0.76", "k");
+    const f = await startNode("f", "127.0.0.76", { group: "k" });
     expect(await f.pool.run(0, { kind: "haCatchUp", timeoutMs: 5000 })).toMatchObject({ records: 1, complete: true });
     const found = await f.pool.run(0, { kind: "lookup", internalAddress: CLIENT, protocol: W.PROTO_UDP, internalPort: 700, family: 4 });
     expect(found.bytes.length).toBeGreaterThan(0);
+  });
+
+  it("a standby starts without NATS (it keeps trying) and refuses a promotion it cannot fence", async () => {
+    const n = await startNode("n", "127.0.0.77", { group: "u", servers: ["nats://127.0.0.1:24499"] }); // nobody listens there
+    await waitFor(async () => (await state(n)).error?.startsWith("connect:"));
+    openGate(n);
+    await expect(n.pool.run(0, { kind: "haPromote", term: 1 })).rejects.toThrow(/cannot fence|not reachable/);
+    await expect(n.pool.run(0, { kind: "haCatchUp", timeoutMs: 300 })).rejects.toThrow(/NATS not reached/);
+    expect(await state(n)).toMatchObject({ role: "standby" });
+    await expect(map(n.address, 80, [], 300)).rejects.toThrow(); // nothing bound
   });
 });
