@@ -22,6 +22,8 @@ import { decodeBody, decodeMeta, countRecords } from "./messages.js";
 
 /** Wait before trying again to open the consumer (stream missing, servers unreachable). */
 const REOPEN_MS = 250;
+/** Messages the consumer fetches ahead of the engine (catching up, each up to max_payload: 1 MiB by default). */
+const CONSUME_MESSAGES = 32;
 
 export interface FollowerOptions {
   js: JetStreamClient;
@@ -100,7 +102,9 @@ export class StreamFollower {
             : { filter_subjects: this.o.subject, deliver_policy: DeliverPolicy.All },
         );
         if (this.stopped) return;
-        const messages = await consumer.consume({ max_messages: 256 });
+        // Bounded in messages, not bytes: with max_bytes the ordered consumer stalled for good
+        // after a nats-server restart here (2.9.10; tested). At most CONSUME_MESSAGES × max_payload ahead.
+        const messages = await consumer.consume({ max_messages: CONSUME_MESSAGES });
         this.messages = messages;
         if (this.stopped) {
           await messages.close();
