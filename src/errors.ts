@@ -70,6 +70,14 @@ export const ErrorCodes = {
   TOKEN_FILE_EMPTY: "TOKEN_FILE_EMPTY",
   /** A token file's directory is not a directory, belongs to another user or is writable by others. */
   TOKEN_DIRECTORY_UNSAFE: "TOKEN_DIRECTORY_UNSAFE",
+
+  // ---- high availability (HaError) ----
+  /** ha.switchover asked of a node that is not the group's serving active (a standby, degraded, taking over, demoting). */
+  HA_NOT_ACTIVE: "HA_NOT_ACTIVE",
+  /** ha.switchover: no standby (or not the one named) is following the group and ready to take it; nothing was changed. */
+  HA_NO_STANDBY: "HA_NO_STANDBY",
+  /** ha.switchover: the group was handed over but no node served it within the time allowed. */
+  HA_SWITCHOVER_TIMEOUT: "HA_SWITCHOVER_TIMEOUT",
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
@@ -121,5 +129,20 @@ export class RpcError extends PcpdError {
   ) {
     super(ErrorCodes.RPC_ERROR, message);
     this.name = "RpcError";
+  }
+}
+
+/** A failed HA operation on one group (HA_NOT_ACTIVE, HA_NO_STANDBY, HA_SWITCHOVER_TIMEOUT). */
+export class HaError extends PcpdError {
+  constructor(
+    code: typeof ErrorCodes.HA_NOT_ACTIVE | typeof ErrorCodes.HA_NO_STANDBY | typeof ErrorCodes.HA_SWITCHOVER_TIMEOUT,
+    readonly group: string,
+    message: string,
+    /** The lease holder as this node last saw it (null: vacant), when it helps the operator (HA_NOT_ACTIVE: call that node). */
+    readonly holder?: string | null,
+    options?: { cause?: unknown },
+  ) {
+    super(code, message, options);
+    this.name = "HaError";
   }
 }

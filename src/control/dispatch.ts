@@ -2,7 +2,7 @@
 // (zod, unknown keys refused), the method's handler, and the JSON-RPC error of whatever
 // it throws. Every error code sent is in RpcErrors (protocol.ts) and docs/errors.md.
 import type { Logger } from "pino";
-import { ErrorCodes, PcpdError, RpcError, ShardUnavailableError } from "../errors.js";
+import { ErrorCodes, HaError, PcpdError, RpcError, ShardUnavailableError } from "../errors.js";
 import type { Handlers } from "./methods/context.js";
 import { ADMIN_METHODS, Params, RpcErrors, type Method, type RpcErrorCode, type RpcFailure, type RpcSuccess } from "./protocol.js";
 import type { Session } from "./session.js";
@@ -27,14 +27,24 @@ export function rpcCodeOf(e: unknown): RpcErrorCode | undefined {
       return RpcErrors.UNAVAILABLE;
     case ErrorCodes.BAD_CONFIG:
       return RpcErrors.CONFIG_REJECTED;
+    // ha.switchover: the operator asked the wrong node; nothing is ready to take the group
+    // (try again once a standby caught up); or the handover started and nobody served the
+    // group in time (what happened next is in ha.status).
+    case ErrorCodes.HA_NOT_ACTIVE:
+      return RpcErrors.NOT_ACTIVE;
+    case ErrorCodes.HA_NO_STANDBY:
+      return RpcErrors.UNAVAILABLE;
+    case ErrorCodes.HA_SWITCHOVER_TIMEOUT:
+      return RpcErrors.TIMED_OUT;
     default:
       return undefined;
   }
 }
 
-/** An error's `data`: an RpcError's own; else the server's error code (and the shard it names). */
+/** An error's `data`: an RpcError's own; else the server's error code (and the shard or HA group it names). */
 function errorData(e: PcpdError): unknown {
   if (e instanceof RpcError) return e.data;
+  if (e instanceof HaError) return e.holder === undefined ? { error: e.code, group: e.group } : { error: e.code, group: e.group, holder: e.holder };
   return e instanceof ShardUnavailableError ? { error: e.code, shard: e.shard } : { error: e.code };
 }
 

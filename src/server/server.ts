@@ -19,6 +19,7 @@ import { DataplaneManager, type DataplaneStats } from "../dataplane/manager.js";
 import { NftablesBackend } from "../dataplane/nftables.js";
 import { EventStreamBackend } from "../dataplane/event-stream.js";
 import { syncMirrors } from "./static-mirrors.js";
+import type { HaController } from "../ha/types.js";
 
 export interface ServerStats {
   /** Engine counters summed over the shards. */
@@ -50,6 +51,8 @@ export interface RunningServer {
   dataplane(): DataplaneStats | undefined;
   /** The event-stream backend's consumers (dataplane.backend "events"). */
   dataplaneStream?: EventStreamBackend;
+  /** The HA side (src/ha/types.ts): undefined when ha.enabled is false. */
+  ha?: HaController;
   /**
    * The operator's Epoch reset of one shard: stopped, its persisted files removed, started
    * again empty at Epoch 0, the reset announced; resolves with the new Epoch.
