@@ -112,6 +112,8 @@ export interface ShardInfoForMetrics {
   epochs?: number[];
   /** The dataplane's state (absent: none configured). */
   dataplane?: DataplaneStats;
+  /** Per shard index: its worker's threadId (server.threads(); absent: the one in its statistics). A change = a restarted shard. */
+  threads?: (number | undefined)[];
   /** This node's HA status (absent: ha.enabled is false; the pcpd_ha_ series appear with the first one, ha-metrics.ts). */
   ha?: HaStatus;
 }
@@ -220,8 +222,8 @@ export class Metrics {
     this.updateDataplane(info.dataplane);
     if (info.ha) {
       this.ha ??= new HaMetrics(this.registry);
-      const threads: (number | undefined)[] = [];
-      for (const s of stats.shards) threads[s.shard] = s.threadId;
+      const threads = info.threads ?? [];
+      if (!info.threads) for (const s of stats.shards) threads[s.shard] = s.threadId;
       this.ha.update(info.ha, threads);
     }
     const epochs = info.epochs ?? [];

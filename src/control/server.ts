@@ -147,7 +147,8 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
       const stats = server.stats();
       // HA: this node's view of its groups (a controller that cannot say leaves the HA series out).
       const ha = await server.ha?.status().catch(() => undefined);
-      metrics.update(stats, { shardsUp: server.threads().map((t) => t !== undefined), dataplane: server.dataplane(), ha });
+      const threads = server.threads();
+      metrics.update(stats, { shardsUp: threads.map((t) => t !== undefined), dataplane: server.dataplane(), threads, ha });
       return { status: "200 OK", type: metrics.contentType, body: await metrics.render() };
     }),
   );

@@ -6,8 +6,9 @@ import { defined } from "./args.js";
 import type { Command } from "./commands.js";
 import { out, printJson, printPairs, printTable } from "./output.js";
 
-/** A duration in ms as seconds with two decimals below a minute ("1.25s"), else whole seconds. */
+/** A duration: ms below a second ("40ms"), seconds with two decimals below a minute ("1.25s"), else whole seconds. */
 export function seconds(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)}ms`;
   return ms < 60_000 ? `${(ms / 1000).toFixed(2)}s` : `${Math.round(ms / 1000)}s`;
 }
 
