@@ -71,13 +71,13 @@ export const ErrorCodes = {
   /** A token file's directory is not a directory, belongs to another user or is writable by others. */
   TOKEN_DIRECTORY_UNSAFE: "TOKEN_DIRECTORY_UNSAFE",
 
-  // ---- high availability (HaError) ----
-  /** ha.switchover asked of a node that is not the group's serving active (a standby, degraded, taking over, demoting). */
+  // ---- high availability ----
+  /** ha.switchover named a group that is not configured. */
+  HA_UNKNOWN_GROUP: "HA_UNKNOWN_GROUP",
+  /** ha.switchover asked of a node that is not the group's active; the message names the holder. */
   HA_NOT_ACTIVE: "HA_NOT_ACTIVE",
-  /** ha.switchover: no standby (or not the one named) is following the group and ready to take it; nothing was changed. */
-  HA_NO_STANDBY: "HA_NO_STANDBY",
-  /** ha.switchover: the group was handed over but no node served it within the time allowed. */
-  HA_SWITCHOVER_TIMEOUT: "HA_SWITCHOVER_TIMEOUT",
+  /** A switchover released the group but no node took it in time (or a step before the release failed). */
+  HA_SWITCHOVER_FAILED: "HA_SWITCHOVER_FAILED",
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
@@ -132,14 +132,12 @@ export class RpcError extends PcpdError {
   }
 }
 
-/** A failed HA operation on one group (HA_NOT_ACTIVE, HA_NO_STANDBY, HA_SWITCHOVER_TIMEOUT). */
+/** A refused or failed HA operation on a group (HA_UNKNOWN_GROUP, HA_NOT_ACTIVE, HA_SWITCHOVER_FAILED). */
 export class HaError extends PcpdError {
   constructor(
-    code: typeof ErrorCodes.HA_NOT_ACTIVE | typeof ErrorCodes.HA_NO_STANDBY | typeof ErrorCodes.HA_SWITCHOVER_TIMEOUT,
+    code: typeof ErrorCodes.HA_UNKNOWN_GROUP | typeof ErrorCodes.HA_NOT_ACTIVE | typeof ErrorCodes.HA_SWITCHOVER_FAILED,
     readonly group: string,
     message: string,
-    /** The lease holder as this node last saw it (null: vacant), when it helps the operator (HA_NOT_ACTIVE: call that node). */
-    readonly holder?: string | null,
     options?: { cause?: unknown },
   ) {
     super(code, message, options);

@@ -27,15 +27,14 @@ export function rpcCodeOf(e: unknown): RpcErrorCode | undefined {
       return RpcErrors.UNAVAILABLE;
     case ErrorCodes.BAD_CONFIG:
       return RpcErrors.CONFIG_REJECTED;
-    // ha.switchover: the operator asked the wrong node; nothing is ready to take the group
-    // (try again once a standby caught up); or the handover started and nobody served the
-    // group in time (what happened next is in ha.status).
+    // ha.switchover: a group not configured (the control layer checks first); the operator
+    // asked a node that does not serve the group; or the handover itself failed.
+    case ErrorCodes.HA_UNKNOWN_GROUP:
+      return RpcErrors.INVALID_PARAMS;
     case ErrorCodes.HA_NOT_ACTIVE:
       return RpcErrors.NOT_ACTIVE;
-    case ErrorCodes.HA_NO_STANDBY:
-      return RpcErrors.UNAVAILABLE;
-    case ErrorCodes.HA_SWITCHOVER_TIMEOUT:
-      return RpcErrors.TIMED_OUT;
+    case ErrorCodes.HA_SWITCHOVER_FAILED:
+      return RpcErrors.SWITCHOVER_FAILED;
     default:
       return undefined;
   }
@@ -44,7 +43,7 @@ export function rpcCodeOf(e: unknown): RpcErrorCode | undefined {
 /** An error's `data`: an RpcError's own; else the server's error code (and the shard or HA group it names). */
 function errorData(e: PcpdError): unknown {
   if (e instanceof RpcError) return e.data;
-  if (e instanceof HaError) return e.holder === undefined ? { error: e.code, group: e.group } : { error: e.code, group: e.group, holder: e.holder };
+  if (e instanceof HaError) return { error: e.code, group: e.group };
   return e instanceof ShardUnavailableError ? { error: e.code, shard: e.shard } : { error: e.code };
 }
 

@@ -64,10 +64,10 @@ export const RpcErrors = {
   CONFIG_REJECTED: -32005,
   /** The method needs a feature this server is not configured for (dataplane.subscribe without dataplane.backend "events", ha.* without ha.enabled). */
   NOT_ENABLED: -32006,
-  /** ha.switchover asked of a node that is not the group's serving active (data: { error, group, holder }): ask the holder. */
+  /** ha.switchover asked of a node that is not the group's active (data: { error, group }; the message names the holder): ask the holder. */
   NOT_ACTIVE: -32007,
-  /** The operation was started but did not complete in time (ha.switchover: no node served the group); its outcome is in ha.status. */
-  TIMED_OUT: -32008,
+  /** ha.switchover failed: a step before the lease's release failed, or no node took the group in time (data: { error, group }); see ha.status. */
+  SWITCHOVER_FAILED: -32008,
 } as const;
 export type RpcErrorCode = (typeof RpcErrors)[keyof typeof RpcErrors];
 

@@ -47,12 +47,12 @@ export interface RunningServer {
   stats(): ServerStats;
   /** Each shard's Epoch now (shared memory). */
   epochs(): number[];
+  /** High availability (ha.enabled): status and switchover of the shard groups; undefined otherwise. */
+  ha?: HaController;
   /** The dataplane's state (undefined: dataplane.backend "none"). */
   dataplane(): DataplaneStats | undefined;
   /** The event-stream backend's consumers (dataplane.backend "events"). */
   dataplaneStream?: EventStreamBackend;
-  /** The HA side (src/ha/types.ts): undefined when ha.enabled is false. */
-  ha?: HaController;
   /**
    * The operator's Epoch reset of one shard: stopped, its persisted files removed, started
    * again empty at Epoch 0, the reset announced; resolves with the new Epoch.

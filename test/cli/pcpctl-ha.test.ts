@@ -182,12 +182,16 @@ describe("pcpctl ha switchover", () => {
 
   it("the server's refusal: exit 1 with its code, message and data", async () => {
     reply["ha.switchover"] = {
-      error: { code: RpcErrors.NOT_ACTIVE, message: "pcpd-1 is standby for east", data: { error: "HA_NOT_ACTIVE", group: "east", holder: "pcpd-2" } },
+      error: {
+        code: RpcErrors.NOT_ACTIVE,
+        message: "pcpd-1 is not the active of group east (standby); the holder is pcpd-2",
+        data: { error: "HA_NOT_ACTIVE", group: "east" },
+      },
     };
     const r = await pcpctl(["ha", "switchover", "east"]);
     expect([r.code, r.stderr]).toEqual([
       1,
-      'pcpctl: server error -32007 NOT_ACTIVE: pcpd-1 is standby for east (data: {"error":"HA_NOT_ACTIVE","group":"east","holder":"pcpd-2"})\n',
+      'pcpctl: server error -32007 NOT_ACTIVE: pcpd-1 is not the active of group east (standby); the holder is pcpd-2 (data: {"error":"HA_NOT_ACTIVE","group":"east"})\n',
     ]);
   });
 

@@ -136,7 +136,7 @@ describe("every JSON-RPC error code of the control channel is reachable", () => 
     expect(off.error!.message).toContain('not "events"');
 
     // HA: a switchover asked of a standby, or one that started and was never completed.
-    let failure: HaError = new HaError(ErrorCodes.HA_NOT_ACTIVE, "east", "not active for east", "pcpd-2");
+    let failure: HaError = new HaError(ErrorCodes.HA_NOT_ACTIVE, "east", "pcpd-1 is not the active of group east (standby); the holder is pcpd-2");
     const ha: HaController = {
       status: async () => ({ node: "pcpd-1", cluster: "pcpd", nats: "connected", groups: [] }),
       switchover: async () => {
@@ -146,11 +146,11 @@ describe("every JSON-RPC error code of the control channel is reachable", () => 
     server.ha = ha;
     const standby = await admin.call("ha.switchover", { group: "east" });
     expectCode(standby, RpcErrors.NOT_ACTIVE);
-    expect(standby.error!.data).toEqual({ error: "HA_NOT_ACTIVE", group: "east", holder: "pcpd-2" });
-    failure = new HaError(ErrorCodes.HA_SWITCHOVER_TIMEOUT, "east", "nobody took east within 10000 ms");
+    expect(standby.error!.data).toEqual({ error: "HA_NOT_ACTIVE", group: "east" });
+    failure = new HaError(ErrorCodes.HA_SWITCHOVER_FAILED, "east", "switchover of group east failed: no node took the group within 30000 ms");
     const late = await admin.call("ha.switchover", { group: "east", to: "pcpd-3" });
-    expectCode(late, RpcErrors.TIMED_OUT);
-    expect(late.error!.data).toEqual({ error: "HA_SWITCHOVER_TIMEOUT", group: "east" });
+    expectCode(late, RpcErrors.SWITCHOVER_FAILED);
+    expect(late.error!.data).toEqual({ error: "HA_SWITCHOVER_FAILED", group: "east" });
     server.ha = undefined;
 
     // A second Epoch reset of a shard while its first runs: the shard is unavailable.
@@ -180,9 +180,9 @@ describe("server errors escaping a method", () => {
       expect(rpcCodeOf(new ShardUnavailableError(code, 1, "x"))).toBe(RpcErrors.UNAVAILABLE);
     }
     expect(rpcCodeOf(new ConfigError(["a: b"]))).toBe(RpcErrors.CONFIG_REJECTED);
-    expect(rpcCodeOf(new HaError(ErrorCodes.HA_NOT_ACTIVE, "g", "x", "n2"))).toBe(RpcErrors.NOT_ACTIVE);
-    expect(rpcCodeOf(new HaError(ErrorCodes.HA_NO_STANDBY, "g", "x"))).toBe(RpcErrors.UNAVAILABLE);
-    expect(rpcCodeOf(new HaError(ErrorCodes.HA_SWITCHOVER_TIMEOUT, "g", "x"))).toBe(RpcErrors.TIMED_OUT);
+    expect(rpcCodeOf(new HaError(ErrorCodes.HA_UNKNOWN_GROUP, "g", "x"))).toBe(RpcErrors.INVALID_PARAMS);
+    expect(rpcCodeOf(new HaError(ErrorCodes.HA_NOT_ACTIVE, "g", "x"))).toBe(RpcErrors.NOT_ACTIVE);
+    expect(rpcCodeOf(new HaError(ErrorCodes.HA_SWITCHOVER_FAILED, "g", "x"))).toBe(RpcErrors.SWITCHOVER_FAILED);
     expect(rpcCodeOf(new RpcError(RpcErrors.REFUSED, "no", { result: 2 }))).toBe(RpcErrors.REFUSED);
     expect(rpcCodeOf(new PcpdError(ErrorCodes.NFT_FAILED, "nft exited 1"))).toBeUndefined();
     expect(rpcCodeOf(new Error("boom"))).toBeUndefined();
