@@ -180,6 +180,23 @@ describe("pcpctl ha switchover", () => {
     ]);
   });
 
+  it("waits for the server past the usual 10 s call timeout, unless --timeout says otherwise", async () => {
+    const handler = server.handler;
+    // The switchover answers after 10.5 s (a standby catching up); --timeout 300 gives up first.
+    server.handler = (req) =>
+      req.method === "ha.switchover"
+        ? new Promise<Reply>((resolve) => setTimeout(() => resolve({ result: SWITCHED }), 10_500))
+        : handler(req, server.sockets[0]);
+    try {
+      const impatient = await pcpctl(["--timeout", "300", "ha", "switchover", "east"]);
+      expect([impatient.code, impatient.stderr]).toEqual([1, "pcpctl: ha.switchover: no answer within 300 ms\n"]);
+      const patient = await pcpctl(["ha", "switchover", "east"]);
+      expect([patient.code, patient.stdout]).toEqual([0, "group east: switched over from pcpd-1 to pcpd-2 in 310ms\n"]);
+    } finally {
+      server.handler = handler;
+    }
+  }, 30_000);
+
   it("the server's refusal: exit 1 with its code, message and data", async () => {
     reply["ha.switchover"] = {
       error: {

@@ -2,9 +2,12 @@
 // group, then one per shard of each group), ha.switchover of one group.
 import type { HaGroupStatus, HaStatus, HaTakeover } from "../../ha/types.js";
 import type { HaHealth } from "../../control/protocol.js";
-import { defined } from "./args.js";
+import { check, defined } from "./args.js";
 import type { Command } from "./commands.js";
 import { out, printJson, printPairs, printTable } from "./output.js";
+
+/** pcpctl's wait for ha.switchover without --timeout: above the server's own wait for a new holder (30 s). */
+const SWITCHOVER_WAIT_MS = 45_000;
 
 /** A duration: ms below a second ("40ms"), seconds with two decimals below a minute ("1.25s"), else whole seconds. */
 export function seconds(ms: number): string {
@@ -90,11 +93,17 @@ export const HA_COMMANDS: Command[] = [
   {
     path: ["ha", "switchover"],
     synopsis: ["ha switchover GROUP [--to NODE]"],
-    describe: "ha.switchover (admin; on the group's active): hands the group to NODE (default: the first standby ready), no request lost",
+    describe:
+      "ha.switchover (admin; on the group's active): hands the group to NODE (default: the first standby ready), no request lost; waits up to 45 s unless --timeout",
     args: ["GROUP"],
     options: ["to"],
     async run(ctx) {
-      const result = await ctx.call("ha.switchover", defined({ group: ctx.args[0], to: ctx.values.to }), { group: "GROUP", to: "--to" });
+      const params = defined({ group: ctx.args[0], to: ctx.values.to });
+      check("ha.switchover", params, { group: "GROUP", to: "--to" });
+      // The server waits up to 30 s for another node to take the group: without --timeout,
+      // wait longer than that rather than give up on a switchover still under way.
+      const timeoutMs = ctx.values.timeout === undefined ? SWITCHOVER_WAIT_MS : undefined;
+      const result = await (await ctx.client()).call("ha.switchover", params, { timeoutMs });
       if (ctx.json) return (printJson(result), 0);
       out(`group ${result.group}: switched over from ${result.from} to ${result.to} in ${seconds(result.durationMs)}`);
       return 0;
