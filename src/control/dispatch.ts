@@ -2,7 +2,7 @@
 // (zod, unknown keys refused), the method's handler, and the JSON-RPC error of whatever
 // it throws. Every error code sent is in RpcErrors (protocol.ts) and docs/errors.md.
 import type { Logger } from "pino";
-import { ErrorCodes, PcpdError, RpcError, ShardUnavailableError } from "../errors.js";
+import { ErrorCodes, HaError, PcpdError, RpcError, ShardUnavailableError } from "../errors.js";
 import type { Handlers } from "./methods/context.js";
 import { ADMIN_METHODS, Params, RpcErrors, type Method, type RpcErrorCode, type RpcFailure, type RpcSuccess } from "./protocol.js";
 import type { Session } from "./session.js";
@@ -27,14 +27,23 @@ export function rpcCodeOf(e: unknown): RpcErrorCode | undefined {
       return RpcErrors.UNAVAILABLE;
     case ErrorCodes.BAD_CONFIG:
       return RpcErrors.CONFIG_REJECTED;
+    // ha.switchover: a group not configured (the control layer checks first); the operator
+    // asked a node that does not serve the group; or the handover itself failed.
+    case ErrorCodes.HA_UNKNOWN_GROUP:
+      return RpcErrors.INVALID_PARAMS;
+    case ErrorCodes.HA_NOT_ACTIVE:
+      return RpcErrors.NOT_ACTIVE;
+    case ErrorCodes.HA_SWITCHOVER_FAILED:
+      return RpcErrors.SWITCHOVER_FAILED;
     default:
       return undefined;
   }
 }
 
-/** An error's `data`: an RpcError's own; else the server's error code (and the shard it names). */
+/** An error's `data`: an RpcError's own; else the server's error code (and the shard or HA group it names). */
 function errorData(e: PcpdError): unknown {
   if (e instanceof RpcError) return e.data;
+  if (e instanceof HaError) return { error: e.code, group: e.group };
   return e instanceof ShardUnavailableError ? { error: e.code, shard: e.shard } : { error: e.code };
 }
 

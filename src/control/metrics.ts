@@ -45,9 +45,11 @@
 // address that left the pool has no series any more.
 import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
 import type { DataplaneStats } from "../dataplane/manager.js";
+import type { HaStatus } from "../ha/types.js";
 import type { ServerStats } from "../server/server.js";
 import type { ShardStats } from "../shard/tasks.js";
 import { ALL_CONSTANTS } from "../wire.generated.js";
+import { HaMetrics } from "./ha-metrics.js";
 
 /** [code, name] of the constants `prefix`*, without the prefix, minus `skip`. */
 function codeNames(prefix: string, skip: string[]): [number, string][] {
@@ -110,6 +112,10 @@ export interface ShardInfoForMetrics {
   epochs?: number[];
   /** The dataplane's state (absent: none configured). */
   dataplane?: DataplaneStats;
+  /** Per shard index: its worker's threadId (server.threads(); absent: the one in its statistics). A change = a restarted shard. */
+  threads?: (number | undefined)[];
+  /** This node's HA status (absent: ha.enabled is false; the pcpd_ha_ series appear with the first one, ha-metrics.ts). */
+  ha?: HaStatus;
 }
 
 export class Metrics {
@@ -136,6 +142,7 @@ export class Metrics {
   private readonly dataplanePending: Gauge<string>;
   private readonly dataplaneCounters: [key: "transactions" | "operations" | "failures" | "reconciliations", counter: Counter<string>][];
   private readonly dataplaneLast = new Map<string, number>();
+  private ha?: HaMetrics;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
@@ -213,6 +220,12 @@ export class Metrics {
       }
     }
     this.updateDataplane(info.dataplane);
+    if (info.ha) {
+      this.ha ??= new HaMetrics(this.registry);
+      const threads = info.threads ?? [];
+      if (!info.threads) for (const s of stats.shards) threads[s.shard] = s.threadId;
+      this.ha.update(info.ha, threads);
+    }
     const epochs = info.epochs ?? [];
     const shards = Math.max(info.shardsUp.length, epochs.length, ...stats.shards.map((s) => s.shard + 1));
     for (let i = 0; i < shards; i++) {

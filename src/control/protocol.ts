@@ -6,6 +6,7 @@ import { isIP } from "node:net";
 import { z } from "zod";
 import type { DataplaneStats } from "../dataplane/manager.js";
 import type { DataplaneOp } from "../dataplane/ops.js";
+import type { HaStatus, HaSwitchoverResult } from "../ha/types.js";
 import type { PersistenceStatus } from "../persist/store.js";
 
 export const PROTOCOL = "pcpd-control/1";
@@ -61,8 +62,12 @@ export const RpcErrors = {
   UNAVAILABLE: -32004,
   /** config.reload: the new configuration is invalid (data: { issues }); the running one stays. */
   CONFIG_REJECTED: -32005,
-  /** The method needs a feature this server is not configured for (dataplane.subscribe without dataplane.backend "events"). */
+  /** The method needs a feature this server is not configured for (dataplane.subscribe without dataplane.backend "events", ha.* without ha.enabled). */
   NOT_ENABLED: -32006,
+  /** ha.switchover asked of a node that is not the group's active (data: { error, group }; the message names the holder): ask the holder. */
+  NOT_ACTIVE: -32007,
+  /** ha.switchover failed: a step before the lease's release failed, or no node took the group in time (data: { error, group }); see ha.status. */
+  SWITCHOVER_FAILED: -32008,
 } as const;
 export type RpcErrorCode = (typeof RpcErrors)[keyof typeof RpcErrors];
 
@@ -73,6 +78,8 @@ const ip = z
   .refine((s) => isIP(s) !== 0, "must be an IPv4 or IPv6 address");
 const protocolNumber = z.number().int().min(1).max(255);
 const portNumber = z.number().int().min(1).max(65535);
+/** A group or node name of the HA configuration (ha.groups[].name, ha.node). */
+const haName = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "letters, digits, _ and - (at most 64)");
 /** A THIRD_PARTY_ID [RFC 7843] in lowercase hex (1–16 bytes): names a subscriber's realm. */
 const thirdPartyIdHex = z.string().regex(/^([0-9a-f]{2}){1,16}$/, "lowercase hex, 1 to 16 bytes");
 
@@ -166,6 +173,9 @@ export const Params = {
   "events.unsubscribe": z.object({}).strict(),
   "dataplane.subscribe": z.object({}).strict(),
   "dataplane.unsubscribe": z.object({}).strict(),
+  "ha.status": z.object({}).strict(),
+  /** `to`: the node to hand the group to (default: whichever standby is first ready). */
+  "ha.switchover": z.object({ group: haName, to: haName.optional() }).strict(),
 } as const;
 
 export type Method = keyof typeof Params;
@@ -181,6 +191,7 @@ export const ADMIN_METHODS: ReadonlySet<Method> = new Set<Method>([
   "config.reload",
   "dataplane.subscribe",
   "dataplane.unsubscribe",
+  "ha.switchover",
 ]);
 
 export interface ShardInfo {
@@ -201,8 +212,16 @@ export interface Results {
     shards: ShardInfo[];
     role: Role;
   };
-  /** degraded: a shard is down, or its persistence is failing or catching up (`persistence`: state and reason). */
-  "server.health": { status: "ok" | "degraded"; shards: { shard: number; up: boolean; persistence: PersistenceStatus | null }[] };
+  /**
+   * degraded: a shard is down, or its persistence is failing or catching up (`persistence`:
+   * state and reason), or an HA group is degraded or this node lost NATS while active for a
+   * group (`ha`; null when ha.enabled is false).
+   */
+  "server.health": {
+    status: "ok" | "degraded";
+    shards: { shard: number; up: boolean; persistence: PersistenceStatus | null }[];
+    ha: HaHealth | null;
+  };
   "stats.get": {
     engine: Record<string, number>;
     pcpResults: Record<string, number>;
@@ -238,6 +257,17 @@ export interface Results {
   "events.unsubscribe": { subscribed: false };
   "dataplane.subscribe": { subscribed: true };
   "dataplane.unsubscribe": { subscribed: false };
+  "ha.status": HaStatus;
+  "ha.switchover": HaSwitchoverResult;
+}
+
+/** The HA part of the health: this node's NATS link, each group's role, and what is wrong. */
+export interface HaHealth {
+  /** unknown: the HA side could not report (see problems). */
+  nats: HaStatus["nats"] | "unknown";
+  groups: { name: string; role: HaStatus["groups"][number]["role"]; holder: string | null }[];
+  /** One line per problem (empty: healthy). */
+  problems: string[];
 }
 
 /** Notification methods the server sends. */

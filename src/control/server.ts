@@ -17,6 +17,7 @@ import { dispatcher, failure, requestId } from "./dispatch.js";
 import { EventFanout } from "./fanout.js";
 import { Metrics } from "./metrics.js";
 import type { Handlers, MethodContext } from "./methods/context.js";
+import { haHealthLines, haMethods, serverHaHealth } from "./methods/ha-methods.js";
 import { mappingMethods } from "./methods/mapping-methods.js";
 import { serverMethods } from "./methods/server-methods.js";
 import { streamMethods } from "./methods/stream-methods.js";
@@ -86,7 +87,7 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
     eventBufferBytes: c.eventBufferBytes,
     reloadConfig: o.reloadConfig,
   };
-  const handlers: Handlers = { ...serverMethods(ctx), ...mappingMethods(ctx), ...streamMethods(ctx) };
+  const handlers: Handlers = { ...serverMethods(ctx), ...mappingMethods(ctx), ...streamMethods(ctx), ...haMethods(ctx) };
   const dispatch = dispatcher(handlers, log);
   const sockets = new Set<UwsSocket<Session>>();
 
@@ -144,7 +145,10 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
   app.get("/metrics", (res) =>
     respond(res, async () => {
       const stats = server.stats();
-      metrics.update(stats, { shardsUp: server.threads().map((t) => t !== undefined), dataplane: server.dataplane() });
+      // HA: this node's view of its groups (a controller that cannot say leaves the HA series out).
+      const ha = await server.ha?.status().catch(() => undefined);
+      const threads = server.threads();
+      metrics.update(stats, { shardsUp: threads.map((t) => t !== undefined), dataplane: server.dataplane(), threads, ha });
       return { status: "200 OK", type: metrics.contentType, body: await metrics.render() };
     }),
   );
@@ -155,13 +159,16 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
       // Persistence failing: still 200 — the process serves, and restarting it would lose
       // the only complete copy of the state (memory); the body says what is wrong.
       const failing = server.stats().shards.filter((s) => s.persistence && s.persistence.state !== "ok");
-      const body = failing
-        .map(
-          (s) =>
-            `degraded: shard ${s.shard} persistence ${s.persistence!.state} (${s.persistence!.reason}), ${s.persistence!.backlogBytes} bytes waiting for the disk\n`,
-        )
-        .join("");
-      return { status: "200 OK", type: "text/plain", body: body || "ok\n" };
+      const problems = failing.map(
+        (s) => `shard ${s.shard} persistence ${s.persistence!.state} (${s.persistence!.reason}), ${s.persistence!.backlogBytes} bytes waiting for the disk`,
+      );
+      // HA degraded: also 200 — the node serves while its lease is provably held and stops
+      // by itself after; a failing health check must not move the addresses behind the
+      // lease's back (the lease decides who serves, docs/ha.md).
+      const ha = await serverHaHealth(server);
+      problems.push(...(ha?.problems ?? []));
+      const body = problems.map((p) => `degraded: ${p}\n`).join("") || "ok\n";
+      return { status: "200 OK", type: "text/plain", body: body + (ha ? haHealthLines(ha) : "") };
     }),
   );
   app.any("/*", (res) => {

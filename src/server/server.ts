@@ -19,6 +19,7 @@ import { DataplaneManager, type DataplaneStats } from "../dataplane/manager.js";
 import { NftablesBackend } from "../dataplane/nftables.js";
 import { EventStreamBackend } from "../dataplane/event-stream.js";
 import { syncMirrors } from "./static-mirrors.js";
+import type { HaController } from "../ha/types.js";
 
 export interface ServerStats {
   /** Engine counters summed over the shards. */
@@ -46,6 +47,8 @@ export interface RunningServer {
   stats(): ServerStats;
   /** Each shard's Epoch now (shared memory). */
   epochs(): number[];
+  /** High availability (ha.enabled): status and switchover of the shard groups; undefined otherwise. */
+  ha?: HaController;
   /** The dataplane's state (undefined: dataplane.backend "none"). */
   dataplane(): DataplaneStats | undefined;
   /** The event-stream backend's consumers (dataplane.backend "events"). */

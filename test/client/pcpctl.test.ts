@@ -67,6 +67,7 @@ const RESULTS: { [M in Method]?: Results[M] } = {
       },
       { shard: 1, up: false, persistence: null },
     ],
+    ha: null,
   },
   "stats.get": {
     engine: { mappingsCreated: 5, mappingsExpired: 1 },

@@ -5,7 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pino } from "pino";
 import WebSocket from "ws";
 import { parseConfig, type Config } from "../../src/config/schema.js";
-import { ConfigError, ErrorCodes, PcpdError, RpcError, ShardUnavailableError } from "../../src/errors.js";
+import { ConfigError, ErrorCodes, HaError, PcpdError, RpcError, ShardUnavailableError } from "../../src/errors.js";
+import type { HaController } from "../../src/ha/types.js";
 import { rpcCodeOf } from "../../src/control/dispatch.js";
 import { startServer, type RunningServer } from "../../src/server/server.js";
 import { startControl, type RunningControl } from "../../src/control/server.js";
@@ -31,6 +32,8 @@ function configWith(over: Record<string, unknown> = {}): Config {
     },
     log: { level: "silent" },
     persistence: { enabled: false },
+    // Not enabled: the groups only name what ha.switchover may be asked about (a fake controller answers).
+    ha: { groups: [{ name: "east", addresses: [UDP] }] },
     ...over,
   });
 }
@@ -132,6 +135,24 @@ describe("every JSON-RPC error code of the control channel is reachable", () => 
     expectCode(off, RpcErrors.NOT_ENABLED);
     expect(off.error!.message).toContain('not "events"');
 
+    // HA: a switchover asked of a standby, or one that started and was never completed.
+    let failure: HaError = new HaError(ErrorCodes.HA_NOT_ACTIVE, "east", "pcpd-1 is not the active of group east (standby); the holder is pcpd-2");
+    const ha: HaController = {
+      status: async () => ({ node: "pcpd-1", cluster: "pcpd", nats: "connected", groups: [] }),
+      switchover: async () => {
+        throw failure;
+      },
+    };
+    server.ha = ha;
+    const standby = await admin.call("ha.switchover", { group: "east" });
+    expectCode(standby, RpcErrors.NOT_ACTIVE);
+    expect(standby.error!.data).toEqual({ error: "HA_NOT_ACTIVE", group: "east" });
+    failure = new HaError(ErrorCodes.HA_SWITCHOVER_FAILED, "east", "switchover of group east failed: no node took the group within 30000 ms");
+    const late = await admin.call("ha.switchover", { group: "east", to: "pcpd-3" });
+    expectCode(late, RpcErrors.SWITCHOVER_FAILED);
+    expect(late.error!.data).toEqual({ error: "HA_SWITCHOVER_FAILED", group: "east" });
+    server.ha = undefined;
+
     // A second Epoch reset of a shard while its first runs: the shard is unavailable.
     const first = admin.send("epoch.reset", { shard: 0 });
     const second = admin.send("epoch.reset", { shard: 0 });
@@ -154,11 +175,14 @@ describe("every JSON-RPC error code of the control channel is reachable", () => 
 });
 
 describe("server errors escaping a method", () => {
-  it("a shard that cannot take a request is UNAVAILABLE, an invalid configuration CONFIG_REJECTED, anything else INTERNAL_ERROR", () => {
+  it("a shard that cannot take a request is UNAVAILABLE, an invalid configuration CONFIG_REJECTED, HA failures by kind, anything else INTERNAL_ERROR", () => {
     for (const code of [ErrorCodes.SHARD_RESETTING, ErrorCodes.SERVER_STOPPING, ErrorCodes.SHARD_LOST] as const) {
       expect(rpcCodeOf(new ShardUnavailableError(code, 1, "x"))).toBe(RpcErrors.UNAVAILABLE);
     }
     expect(rpcCodeOf(new ConfigError(["a: b"]))).toBe(RpcErrors.CONFIG_REJECTED);
+    expect(rpcCodeOf(new HaError(ErrorCodes.HA_UNKNOWN_GROUP, "g", "x"))).toBe(RpcErrors.INVALID_PARAMS);
+    expect(rpcCodeOf(new HaError(ErrorCodes.HA_NOT_ACTIVE, "g", "x"))).toBe(RpcErrors.NOT_ACTIVE);
+    expect(rpcCodeOf(new HaError(ErrorCodes.HA_SWITCHOVER_FAILED, "g", "x"))).toBe(RpcErrors.SWITCHOVER_FAILED);
     expect(rpcCodeOf(new RpcError(RpcErrors.REFUSED, "no", { result: 2 }))).toBe(RpcErrors.REFUSED);
     expect(rpcCodeOf(new PcpdError(ErrorCodes.NFT_FAILED, "nft exited 1"))).toBeUndefined();
     expect(rpcCodeOf(new Error("boom"))).toBeUndefined();

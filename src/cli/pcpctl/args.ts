@@ -31,6 +31,7 @@ export const OPTIONS = {
   all: { type: "boolean" },
   shard: { type: "string" },
   "third-party-id": { type: "string" },
+  to: { type: "string" },
 } as const;
 export type OptionName = keyof typeof OPTIONS;
 export type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true; strict: true }>>["values"];

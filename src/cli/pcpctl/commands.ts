@@ -26,6 +26,7 @@ import {
   printPairs,
   printTable,
 } from "./output.js";
+import { HA_COMMANDS, printHaHealth } from "./ha-commands.js";
 
 export interface Context {
   values: Values;
@@ -86,6 +87,10 @@ export const COMMANDS: Command[] = [
         ["SHARD", "UP", "PERSISTENCE"],
         health.shards.map((s) => [s.shard, s.up ? "yes" : "no", persistenceState(s.persistence)]),
       );
+      if (health.ha) {
+        out();
+        printHaHealth(health.ha);
+      }
       return 0;
     },
   },
@@ -413,6 +418,7 @@ export const COMMANDS: Command[] = [
       return 0;
     },
   },
+  ...HA_COMMANDS,
 ];
 
 /** Retries a call the server refused as over the connection's request rate (a long --all walk). */

@@ -8,6 +8,7 @@ import { PROTOCOL, RpcErrors } from "../protocol.js";
 import { totalPackets } from "../rates.js";
 import { redacted } from "../views.js";
 import type { Handlers, MethodContext } from "./context.js";
+import { serverHaHealth } from "./ha-methods.js";
 
 type ServerMethods = Pick<Handlers, "server.info" | "server.health" | "stats.get" | "epoch.get" | "epoch.reset" | "config.get" | "config.reload">;
 
@@ -31,7 +32,9 @@ export function serverMethods(ctx: MethodContext): ServerMethods {
     "server.health": async () => {
       const persistence = server.stats().shards.map((s) => s.persistence ?? null);
       const up = server.threads().map((t, shard) => ({ shard, up: t !== undefined, persistence: persistence[shard] ?? null }));
-      return { status: up.every((s) => s.up && (s.persistence?.state ?? "ok") === "ok") ? "ok" : "degraded", shards: up };
+      const ha = await serverHaHealth(server);
+      const ok = up.every((s) => s.up && (s.persistence?.state ?? "ok") === "ok") && (ha?.problems.length ?? 0) === 0;
+      return { status: ok ? "ok" : "degraded", shards: up, ha };
     },
     "stats.get": async () => {
       const stats = server.stats();
