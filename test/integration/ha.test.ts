@@ -1,0 +1,355 @@
+// High availability on NATS JetStream (issue #14), with real processes only: three
+// nats-servers (a JetStream cluster, R3) and three pcp-server nodes, each in a network
+// namespace of its own on one bridge (test/helpers/ha-net.ts), and a PCP client in a fourth
+// (test/helpers/ha-client.ts). Two groups: a (10.78.0.101, preferred n1) and b (10.78.0.102,
+// preferred n2); n3 is a standby of both. Their service addresses move between the node
+// namespaces through the HA hooks (ip addr + gratuitous ARP), as a router would see them.
+//
+// Each scenario runs under load (mapping creation with retransmissions, with and without
+// CHECKPOINT_REQUIRED), fails something, and then proves:
+// - every mapping acknowledged more than one ha.commitIntervalMs before the failure is
+//   served by the new active with the same external address and port (the client asks
+//   again and gets the same port back); with CHECKPOINT_REQUIRED (RFC 7767) every one;
+// - the client's Epoch check (RFC 6887 §8.5) passes on every reply: no reset seen;
+// - no request (nonce + client port) was answered by two nodes, and a node that lost a
+//   group sent nothing from its address afterwards — read from a capture of the client's
+//   link, where each reply's Ethernet source names the node that sent it.
+// The scenarios run in order on one cluster; each starts from the roles the previous left.
+import fs from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { NatsCluster } from "../helpers/nats.js";
+import {
+  CLIENT_ADDRESS,
+  CLIENT_NS,
+  DEV,
+  HaNode,
+  NODE_NAMES,
+  VIPS,
+  haNetUnavailable,
+  monoMs,
+  nodeConfig,
+  setUpHaNet,
+  startHaNats,
+  tearDownHaNet,
+  vipHolders,
+  type NodeName,
+} from "../helpers/ha-net.js";
+import { HaClient, type Ack, type Load } from "../helpers/ha-client.js";
+import { captureReplies, doubleAnswers, sentAfter, type Capture } from "../helpers/ha-capture.js";
+import { waitFor } from "../helpers/wait.js";
+
+const GROUPS = { a: VIPS[0], b: VIPS[1] } as const;
+type Group = keyof typeof GROUPS;
+const HA = (nodeConfig("n1") as { ha: { commitIntervalMs: number; leaseMs: number; safetyMarginMs: number } }).ha;
+/** Acknowledged this long before a failure means replicated at quorum: one group commit. */
+const HORIZON_MS = HA.commitIntervalMs;
+/** From a failure to the new active serving: the lease, the margin, catch-up, hooks, promotion — with room for a busy machine. */
+const TAKEOVER_DEADLINE_MS = 20_000;
+
+const skip = haNetUnavailable();
+const dir = fs.mkdtempSync(join(tmpdir(), "pcpd-ha-"));
+let nats: NatsCluster | undefined;
+const nodes = {} as Record<NodeName, HaNode>;
+let client: HaClient | undefined;
+
+beforeAll(async () => {
+  if (skip) return;
+  setUpHaNet();
+  nats = await startHaNats(join(dir, "nats"));
+  for (const n of NODE_NAMES) nodes[n] = new HaNode(n, dir);
+  // n1 and n2 first: each takes the group it prefers at once (nobody held it); n3 joins as a standby of both.
+  await Promise.all([nodes.n1.start(), nodes.n2.start()]);
+  await nodes.n3.start();
+  client = await HaClient.start(CLIENT_NS, CLIENT_ADDRESS);
+  expect(await activeFor("a")).toBe("n1");
+  expect(await activeFor("b")).toBe("n2");
+  await standbysCaughtUp(["a", "b"]);
+}, 120_000);
+
+afterAll(async () => {
+  if (skip) return;
+  await client?.close();
+  for (const n of Object.values(nodes)) {
+    if (n.frozen) await n.kill("SIGCONT");
+    await n.close();
+  }
+  await nats?.stop();
+  tearDownHaNet();
+  fs.rmSync(dir, { recursive: true, force: true });
+}, 60_000);
+
+const up = () => NODE_NAMES.filter((n) => nodes[n].running && !nodes[n].frozen);
+
+/** The one node (of those up) whose ha.status says active for the group and that holds its address; waits for it. */
+async function activeFor(group: Group, not?: NodeName, timeout = TAKEOVER_DEADLINE_MS): Promise<NodeName> {
+  let seen = "";
+  return waitFor(
+    async () => {
+      const roles = await Promise.all(
+        up().map(
+          async (n) =>
+            [
+              n,
+              await nodes[n].group(group).then(
+                (g) => g.role,
+                (e: Error) => `error: ${e.message}`,
+              ),
+            ] as const,
+        ),
+      );
+      seen = JSON.stringify(roles);
+      const active = roles.filter(([, r]) => r === "active").map(([n]) => n);
+      if (active.length !== 1 || active[0] === not) return undefined;
+      const holders = vipHolders(GROUPS[group]);
+      seen += ` address on ${holders.join(",")}`;
+      return holders.length === 1 && holders[0] === active[0] ? active[0] : undefined;
+    },
+    { timeout, interval: 100, message: () => `group ${group}: ${seen}` },
+  );
+}
+
+/** Every standby (up) of the groups has applied the whole stream: lag 0, every shard complete. */
+async function standbysCaughtUp(groups: Group[], timeout = 20_000): Promise<void> {
+  let seen = "";
+  await waitFor(
+    async () => {
+      for (const g of groups) {
+        for (const n of up()) {
+          const s = await nodes[n].group(g);
+          seen = `${n}/${g}: ${JSON.stringify(s)}`;
+          if (s.role === "active") continue;
+          if (s.role !== "standby" || s.lagMs !== 0) return false;
+          if (!s.replication.every((r) => r.complete && r.seq === r.lastSeq && r.lagMs === 0)) return false;
+        }
+      }
+      return true;
+    },
+    { timeout, interval: 100, message: () => seen },
+  );
+}
+
+/** The acknowledgements of loads acknowledged at or before `until` (monotonic ms), newest per mapping. */
+function ackedBefore(loads: Load[], until: number): Ack[] {
+  return loads.flatMap((l) => [...l.acks.values()]).filter((a) => a.at <= until);
+}
+
+/** Asks again for each mapping at its group's address: the ones that did not come back with the same external address and port. */
+async function notServed(group: Group, acks: Ack[]): Promise<string[]> {
+  const { acks: again, other } = await client!.refresh(
+    GROUPS[group],
+    acks.map((a) => ({ i: a.i, port: a.port, address: a.address })),
+  );
+  const wrong = acks
+    .filter((a) => again.get(a.i)?.port !== a.port || again.get(a.i)?.address !== a.address)
+    .map((a) => `${a.i}: acked ${a.address}:${a.port}, now ${again.has(a.i) ? `${again.get(a.i)!.address}:${again.get(a.i)!.port}` : "no answer"}`);
+  return [...wrong, ...other.map((e) => JSON.stringify(e))];
+}
+
+/** Load on a group's address: plain MAPs, and MAPs with CHECKPOINT_REQUIRED. */
+function loadOn(group: Group, from: number) {
+  return { plain: client!.load({ to: GROUPS[group], from }), checkpoint: client!.load({ to: GROUPS[group], from: from + 50_000, checkpoint: true }) };
+}
+
+/** Waits until at least `n` acknowledgements of `l` arrived after `since` (monotonic ms). */
+const acksAfter = (l: Load, since: number, n: number, timeout = TAKEOVER_DEADLINE_MS) =>
+  waitFor(() => [...l.acks.values()].filter((a) => a.at > since).length >= n, {
+    timeout,
+    interval: 20,
+    message: () =>
+      `${[...l.acks.values()].filter((a) => a.at > since).length} of ${n} acknowledgements after ${since.toFixed(0)} (failures: ${JSON.stringify(l.failures.slice(-3))})`,
+  });
+
+/** What every scenario proves about the replies seen from `fromEvent` on, and the capture. */
+function expectConsistent(loads: Load[], fromEvent: number, frames: Awaited<ReturnType<Capture["stop"]>>): void {
+  expect(client!.resets(fromEvent), "Epoch resets the client saw").toEqual([]);
+  const badEpoch = loads.flatMap((l) => [...l.acks.values()]).filter((a) => !a.epochOk);
+  expect(badEpoch.slice(0, 5), "replies failing the §8.5 Epoch check").toEqual([]);
+  expect(doubleAnswers(frames).slice(0, 5), "requests answered by two nodes").toEqual([]);
+}
+
+const lastTakeover = async (n: NodeName, g: Group) => (await nodes[n].group(g)).lastTakeover;
+
+describe.sequential("HA: active/standby groups on NATS JetStream (namespaces, real processes)", () => {
+  it("kill -9 of the active under load: a standby takes over; acknowledged mappings, Epoch and NAT-PMP mappings continue", async (ctx) => {
+    if (skip) return ctx.skip(skip);
+    const old = await activeFor("a");
+    const capture = await captureReplies(CLIENT_NS, DEV, join(dir, "kill.pcap"));
+    const from = client!.events.length;
+    const pmpBefore = await client!.natPmp(GROUPS.a, 1, 7000, 0, 3600);
+    expect(pmpBefore.result).toBe(0);
+    const { plain, checkpoint } = loadOn("a", 0);
+    const other = client!.load({ to: GROUPS.b, from: 600_000 });
+    await waitFor(() => ackedBefore([plain], monoMs() - HORIZON_MS).length >= 1500, { timeout: 30_000, interval: 20 });
+    const killedAt = monoMs();
+    const killedWall = Date.now();
+    await nodes[old].kill("SIGKILL");
+    const successor = await activeFor("a", old);
+    await acksAfter(plain, killedAt, 300);
+    const firstAfter = Math.min(...[...plain.acks.values()].filter((a) => a.at > killedAt).map((a) => a.at));
+    await Promise.all([plain.stop(), checkpoint.stop(), other.stop()]);
+    console.log(
+      `kill -9 ${old}: ${successor} answered ${(firstAfter - killedAt).toFixed(0)} ms after the kill; ${plain.acks.size} + ${checkpoint.acks.size} (checkpoint) acknowledged on a`,
+    );
+    const takeover = await lastTakeover(successor, "a");
+    expect(takeover).toMatchObject({ from: old, to: successor, reason: "lapsed", epochContinued: true });
+
+    expect(await notServed("a", ackedBefore([plain], killedAt - HORIZON_MS))).toEqual([]);
+    expect(await notServed("a", ackedBefore([checkpoint], killedAt)), "CHECKPOINT_REQUIRED: zero loss").toEqual([]);
+    expect(await notServed("b", [...other.acks.values()]), "group b (not failed) lost nothing").toEqual([]);
+    const pmpAfter = await client!.natPmp(GROUPS.a, 1, 7000, 0, 3600);
+    expect([pmpAfter.result, pmpAfter.externalPort, pmpAfter.epochOk]).toEqual([0, pmpBefore.externalPort, true]);
+
+    const frames = await capture.stop();
+    expectConsistent([plain, checkpoint, other], from, frames);
+    expect(sentAfter(frames, nodes[old].mac, GROUPS.a, killedWall)).toEqual([]);
+    expect(sentAfter(frames, nodes[successor].mac, GROUPS.a, killedWall).length).toBeGreaterThan(0);
+  }, 120_000);
+
+  it("the killed node restarts and rejoins as a standby of both groups: it catches up (lag 0) and takes nothing back", async (ctx) => {
+    if (skip) return ctx.skip(skip);
+    const down = NODE_NAMES.find((n) => !nodes[n].running)!;
+    const before = { a: await activeFor("a"), b: await activeFor("b") };
+    await nodes[down].start();
+    await standbysCaughtUp(["a", "b"]);
+    for (const g of ["a", "b"] as const) {
+      const s = await nodes[down].group(g);
+      expect(s.role).toBe("standby");
+      expect(s.holder).toBe(before[g]);
+      expect(s.replication.every((r) => r.seq > 0 && r.seq === r.lastSeq)).toBe(true);
+    }
+    expect({ a: await activeFor("a"), b: await activeFor("b") }).toEqual(before);
+  }, 60_000);
+
+  it("SIGSTOP of the active longer than the lease, then SIGCONT: a standby takes over; the old node answers nothing after it resumes and rejoins as a standby", async (ctx) => {
+    if (skip) return ctx.skip(skip);
+    const old = await activeFor("a");
+    const capture = await captureReplies(CLIENT_NS, DEV, join(dir, "stop.pcap"));
+    const from = client!.events.length;
+    const { plain, checkpoint } = loadOn("a", 100_000);
+    await waitFor(() => ackedBefore([plain], monoMs() - HORIZON_MS).length >= 1000, { timeout: 30_000, interval: 20 });
+    const stoppedAt = monoMs();
+    await nodes[old].kill("SIGSTOP");
+    const successor = await activeFor("a", old);
+    await acksAfter(plain, stoppedAt, 300);
+    // Frozen for longer than the lease: while the client still sent to the old node, its
+    // socket queued requests (retransmissions included) that it finds when it resumes.
+    expect(monoMs() - stoppedAt).toBeGreaterThan(HA.leaseMs);
+    const resumedWall = Date.now();
+    await nodes[old].kill("SIGCONT");
+    // It learns it lost the lease, releases the address, and follows the stream again.
+    await waitFor(async () => (await nodes[old].group("a").catch(() => undefined))?.role === "standby", { timeout: 20_000, interval: 100 });
+    expect(vipHolders(GROUPS.a)).toEqual([successor]);
+    await acksAfter(plain, monoMs(), 200);
+    await Promise.all([plain.stop(), checkpoint.stop()]);
+    await standbysCaughtUp(["a", "b"]);
+    expect(await lastTakeover(successor, "a")).toMatchObject({ from: old, to: successor, epochContinued: true });
+
+    expect(await notServed("a", ackedBefore([plain], stoppedAt - HORIZON_MS))).toEqual([]);
+    expect(await notServed("a", ackedBefore([checkpoint], stoppedAt)), "CHECKPOINT_REQUIRED: zero loss").toEqual([]);
+    const frames = await capture.stop();
+    expectConsistent([plain, checkpoint], from, frames);
+    expect(sentAfter(frames, nodes[old].mac, GROUPS.a, resumedWall), "the old active answered after it resumed").toEqual([]);
+  }, 120_000);
+
+  it("loss of the JetStream stream leader: the cluster elects another, the group goes on being served, nothing acknowledged is lost", async (ctx) => {
+    if (skip) return ctx.skip(skip);
+    const nc = await connect({ servers: nats!.urls, timeout: 2000 });
+    let leader: string | undefined;
+    try {
+      leader = (await (await jetstreamManager(nc)).streams.info("PCPD_pha_a")).cluster?.leader;
+    } finally {
+      await nc.close();
+    }
+    const server = nats!.nodes.find((s) => s.name === leader);
+    expect(server, `stream leader ${leader}`).toBeDefined();
+    const capture = await captureReplies(CLIENT_NS, DEV, join(dir, "leader.pcap"));
+    const from = client!.events.length;
+    const { plain, checkpoint } = loadOn("a", 200_000);
+    await waitFor(() => ackedBefore([plain], monoMs() - HORIZON_MS).length >= 1000, { timeout: 30_000, interval: 20 });
+    const killedAt = monoMs();
+    await server!.kill("SIGKILL");
+    await acksAfter(plain, killedAt, 300, 40_000);
+    await acksAfter(checkpoint, killedAt, 50, 40_000);
+    await Promise.all([plain.stop(), checkpoint.stop()]);
+    const active = await activeFor("a");
+    console.log(`stream leader ${leader} killed: group a served by ${active}, ${plain.acks.size} + ${checkpoint.acks.size} acknowledged`);
+
+    expect(await notServed("a", ackedBefore([plain], killedAt - HORIZON_MS))).toEqual([]);
+    expect(await notServed("a", ackedBefore([checkpoint], killedAt)), "CHECKPOINT_REQUIRED: zero loss").toEqual([]);
+    expectConsistent([plain, checkpoint], from, await capture.stop());
+    await server!.start();
+    await nats!.jetStreamReady();
+  }, 150_000);
+
+  it("planned switchover (ha.switchover on the control channel): the target serves, no request lost, nothing lost at all", async (ctx) => {
+    if (skip) return ctx.skip(skip);
+    await standbysCaughtUp(["a", "b"]);
+    const old = await activeFor("a");
+    const target = up().find((n) => n !== old)!;
+    const capture = await captureReplies(CLIENT_NS, DEV, join(dir, "switchover.pcap"));
+    const from = client!.events.length;
+    const { plain, checkpoint } = loadOn("a", 300_000);
+    await waitFor(() => plain.acks.size >= 1000, { timeout: 30_000, interval: 20 });
+    const result = await nodes[old].call("ha.switchover", { group: "a", to: target }, 30_000);
+    const doneWall = Date.now();
+    expect(result).toMatchObject({ group: "a", from: old, to: target });
+    expect(await activeFor("a")).toBe(target);
+    await acksAfter(plain, monoMs(), 300);
+    await Promise.all([plain.stop(), checkpoint.stop()]);
+    console.log(`switchover ${old} → ${target}: ${result.durationMs} ms`);
+    expect(await lastTakeover(target, "a")).toMatchObject({ from: old, to: target, reason: "switchover", epochContinued: true });
+
+    expect([...plain.failures, ...checkpoint.failures], "requests lost or refused").toEqual([]);
+    expect(await notServed("a", ackedBefore([plain, checkpoint], Infinity)), "planned: zero loss").toEqual([]);
+    const frames = await capture.stop();
+    expectConsistent([plain, checkpoint], from, frames);
+    expect(sentAfter(frames, nodes[old].mac, GROUPS.a, doneWall), "the old active answered after the switchover").toEqual([]);
+  }, 120_000);
+
+  it("scale-out: a and b active on different nodes; kill -9 of a's active moves a only, b is served throughout", async (ctx) => {
+    if (skip) return ctx.skip(skip);
+    await standbysCaughtUp(["a", "b"]);
+    let a = await activeFor("a");
+    let b = await activeFor("b");
+    if (a === b) {
+      const to = up().find((n) => n !== a)!;
+      await nodes[b].call("ha.switchover", { group: "b", to }, 30_000);
+      b = await activeFor("b");
+      a = await activeFor("a");
+    }
+    expect(a).not.toBe(b);
+    const capture = await captureReplies(CLIENT_NS, DEV, join(dir, "scale-out.pcap"));
+    const from = client!.events.length;
+    const onA = loadOn("a", 400_000);
+    const onB = client!.load({ to: GROUPS.b, from: 700_000 });
+    await waitFor(() => ackedBefore([onA.plain], monoMs() - HORIZON_MS).length >= 1000, { timeout: 30_000, interval: 20 });
+    const killedAt = monoMs();
+    const killedWall = Date.now();
+    await nodes[a].kill("SIGKILL");
+    const successor = await activeFor("a", a);
+    await acksAfter(onA.plain, killedAt, 300);
+    // b never paused: its replies kept coming through a's takeover.
+    const bAcks = () => [...onB.acks.values()].filter((x) => x.at > killedAt).map((x) => x.at);
+    await Promise.all([onA.plain.stop(), onA.checkpoint.stop(), onB.stop()]);
+    const gaps = bAcks()
+      .sort((x, y) => x - y)
+      .map((t, k, all) => (k === 0 ? t - killedAt : t - all[k - 1]));
+    expect(Math.max(...gaps), "longest pause of group b's replies, ms").toBeLessThan(HA.leaseMs);
+    expect(await activeFor("b")).toBe(b);
+    expect(onB.failures).toEqual([]);
+
+    expect(await notServed("a", ackedBefore([onA.plain], killedAt - HORIZON_MS))).toEqual([]);
+    expect(await notServed("a", ackedBefore([onA.checkpoint], killedAt)), "CHECKPOINT_REQUIRED: zero loss").toEqual([]);
+    expect(await notServed("b", [...onB.acks.values()])).toEqual([]);
+    const frames = await capture.stop();
+    expectConsistent([onA.plain, onA.checkpoint, onB], from, frames);
+    expect(sentAfter(frames, nodes[a].mac, GROUPS.a, killedWall)).toEqual([]);
+    expect(successor).not.toBe(a);
+    await nodes[a].start();
+    await standbysCaughtUp(["a", "b"]);
+  }, 120_000);
+});
