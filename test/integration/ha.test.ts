@@ -38,7 +38,7 @@ import {
   vipHolders,
   type NodeName,
 } from "../helpers/ha-net.js";
-import { HaClient, type Ack, type Load } from "../helpers/ha-client.js";
+import { EpochTracker, HaClient, type Ack, type Load } from "../helpers/ha-client.js";
 import { captureReplies, doubleAnswers, sentAfter, type Capture } from "../helpers/ha-capture.js";
 import { waitFor } from "../helpers/wait.js";
 
@@ -55,32 +55,6 @@ const dir = fs.mkdtempSync(join(tmpdir(), "pcpd-ha-"));
 let nats: NatsCluster | undefined;
 const nodes = {} as Record<NodeName, HaNode>;
 let client: HaClient | undefined;
-
-beforeAll(async () => {
-  if (skip) return;
-  setUpHaNet();
-  nats = await startHaNats(join(dir, "nats"));
-  for (const n of NODE_NAMES) nodes[n] = new HaNode(n, dir);
-  // n1 and n2 first: each takes the group it prefers at once (nobody held it); n3 joins as a standby of both.
-  await Promise.all([nodes.n1.start(), nodes.n2.start()]);
-  await nodes.n3.start();
-  client = await HaClient.start(CLIENT_NS, CLIENT_ADDRESS);
-  expect(await activeFor("a")).toBe("n1");
-  expect(await activeFor("b")).toBe("n2");
-  await standbysCaughtUp(["a", "b"]);
-}, 120_000);
-
-afterAll(async () => {
-  if (skip) return;
-  await client?.close();
-  for (const n of Object.values(nodes)) {
-    if (n.frozen) await n.kill("SIGCONT");
-    await n.close();
-  }
-  await nats?.stop();
-  tearDownHaNet();
-  fs.rmSync(dir, { recursive: true, force: true });
-}, 60_000);
 
 const up = () => NODE_NAMES.filter((n) => nodes[n].running && !nodes[n].frozen);
 
@@ -173,7 +147,58 @@ function expectConsistent(loads: Load[], fromEvent: number, frames: Awaited<Retu
 
 const lastTakeover = async (n: NodeName, g: Group) => (await nodes[n].group(g)).lastTakeover;
 
+describe("the test client's Epoch check (RFC 6887 §8.5, RFC 6886 §3.6)", () => {
+  it("passes an Epoch that continued across a takeover, flags one that went back or fell behind", () => {
+    const t = new EpochTracker();
+    expect(t.check("s", 1000, 0).valid).toBe(true); // the first reply: nothing to compare
+    expect(t.check("s", 1003, 2_600).valid).toBe(true); // 3 s on both sides (whole seconds truncated)
+    expect(t.check("s", 1002, 2_700).valid).toBe(true); // back by one second: reordering, tolerated
+    // A takeover 2.5 s later that continued the Epoch (lastEpoch + elapsed wall seconds).
+    expect(t.check("s", 1005, 5_200).valid).toBe(true);
+    // A reset: the new active started its Epoch at 0.
+    expect(t.check("s", 0, 5_300)).toMatchObject({ valid: false, serverDelta: -1005 });
+    // After the reset the client compares with the reset Epoch: consistent again.
+    expect(t.check("s", 4, 9_300).valid).toBe(true);
+    // A server whose Epoch ran 60 s ahead in 10 s of client time (not just 1/16 + 2 s): invalid.
+    expect(t.check("s", 64, 19_300).valid).toBe(false);
+    // A server whose Epoch stood still for 10 s of client time: lost state too.
+    expect(t.check("s", 64, 29_300).valid).toBe(false);
+    // Servers are tracked apart.
+    expect(t.check("other", 5, 29_300).valid).toBe(true);
+    // NAT-PMP (§3.6): SSSoE may not fall behind 7/8 of the client's elapsed time by more than 2 s.
+    expect(t.check("pmp", 100, 0, true).valid).toBe(true);
+    expect(t.check("pmp", 108, 8_000, true).valid).toBe(true);
+    expect(t.check("pmp", 3, 9_000, true).valid).toBe(false);
+  });
+});
+
 describe.sequential("HA: active/standby groups on NATS JetStream (namespaces, real processes)", () => {
+  beforeAll(async () => {
+    if (skip) return;
+    setUpHaNet();
+    nats = await startHaNats(join(dir, "nats"));
+    for (const n of NODE_NAMES) nodes[n] = new HaNode(n, dir);
+    // n1 and n2 first: each takes the group it prefers at once (nobody held it); n3 joins as a standby of both.
+    await Promise.all([nodes.n1.start(), nodes.n2.start()]);
+    await nodes.n3.start();
+    client = await HaClient.start(CLIENT_NS, CLIENT_ADDRESS);
+    expect(await activeFor("a")).toBe("n1");
+    expect(await activeFor("b")).toBe("n2");
+    await standbysCaughtUp(["a", "b"]);
+  }, 120_000);
+
+  afterAll(async () => {
+    if (skip) return;
+    await client?.close();
+    for (const n of Object.values(nodes)) {
+      if (n.frozen) await n.kill("SIGCONT");
+      await n.close();
+    }
+    await nats?.stop();
+    tearDownHaNet();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }, 60_000);
+
   it("kill -9 of the active under load: a standby takes over; acknowledged mappings, Epoch and NAT-PMP mappings continue", async (ctx) => {
     if (skip) return ctx.skip(skip);
     const old = await activeFor("a");
