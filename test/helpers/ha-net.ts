@@ -133,12 +133,18 @@ export function setUpHaNet(): void {
 
 /** The NATS cluster on the bridge address (ports 4222–4224, cluster 4322–4324). */
 export function startHaNats(dir: string): Promise<NatsCluster> {
+  fs.mkdirSync(dir, { recursive: true });
   return startNatsCluster({ size: 3, basePort: 4222, host: NATS_HOST, netns: FAB, dir });
 }
 
 /** Which node namespace holds a service address now (undefined: none). */
 export function vipHolders(vip: string): NodeName[] {
   return NODE_NAMES.filter((n) => inNs(nodeNs(n), "ip", "-br", "-4", "addr", "show", "dev", DEV).includes(`${vip}/32`));
+}
+
+/** Removes a service address from a node's namespace (what its release hook would have done). */
+export function dropAddress(n: NodeName, vip: string): void {
+  ip("-n", nodeNs(n), "addr", "del", `${vip}/32`, "dev", DEV);
 }
 
 /** The base configuration of every node (groups a → VIPS[0] preferred on n1, b → VIPS[1] preferred on n2). */
