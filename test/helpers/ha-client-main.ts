@@ -120,9 +120,30 @@ function onPcp(reply: Buffer, from: string, socket: number, at: number): void {
     let m = acknowledged.get(from);
     if (!m) acknowledged.set(from, (m = new Map()));
     m.set(i, { port, address: external });
-    out({ ev: "ack", id: p.id, i, port, address: external, epoch, at, server: from, epochOk: check.valid, tries: p.tries });
+    out({
+      ev: "ack",
+      id: p.id,
+      i,
+      port,
+      address: external,
+      epoch,
+      at,
+      server: from,
+      epochOk: check.valid,
+      tries: p.tries,
+      checkpointed: echoes(reply, W.OPTION_CHECKPOINT_REQUIRED),
+    });
   } else out({ ev: "fail", id: p.id, i, result, epoch, at, server: from, epochOk: check.valid });
   p.done();
+}
+
+/** Whether a reply carries option `code` (RFC 7767 §3: CHECKPOINT_REQUIRED echoed = the mapping was check-pointed). */
+function echoes(reply: Buffer, code: number): boolean {
+  for (let at = W.PCP_HEADER_SIZE + W.MAP_PAYLOAD_SIZE; at + W.OPT_HEADER_SIZE <= reply.length; ) {
+    if (reply[at] === code) return true;
+    at += W.OPT_HEADER_SIZE + ((reply.readUInt16BE(at + 2) + 3) & ~3);
+  }
+  return false;
 }
 
 /** A reset seen (RFC 6887 §8.5): report it, and re-create everything that server had acknowledged. */

@@ -48,6 +48,10 @@ export interface Ack {
   /** The service address that answered. */
   server: string;
   epochOk: boolean;
+  /** Transmissions of the request until this answer (1: no retransmission). */
+  tries: number;
+  /** The reply echoed CHECKPOINT_REQUIRED: the server check-pointed the mapping (RFC 7767 §3). */
+  checkpointed: boolean;
 }
 
 /** Mapping i's nonce: "ph", i (u32), zeros — unique per mapping, the same for its refreshes (RFC 6887 §11.2). */

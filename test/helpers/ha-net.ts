@@ -157,7 +157,8 @@ export function nodeConfig(n: NodeName, ha: Record<string, unknown> = {}): Recor
     pool: { addresses: ["198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4"], blockSize: 64 },
     quotas: { mappingsPerSubscriber: 50 },
     rateLimit: { perSource: { rate: 1e6, burst: 1e6 }, global: { rate: 1e6, burst: 1e6 } },
-    persistence: { enabled: false },
+    // CHECKPOINT_REQUIRED honoured for every mapping of a subscriber (quota: 16 by default; a request over it is served, not echoed).
+    persistence: { enabled: false, checkpointsPerSubscriber: 50 },
     control: { address: nodeAddress(n), port: CONTROL_PORT, tokens: [{ token: TOKEN, role: "admin" }], requestsPerSecond: 1_000_000 },
     log: { level: "info" },
     ha: {
