@@ -166,7 +166,10 @@ export class HaClient {
     });
     this.send({ cmd: "refresh", id, to, items, outstanding: 64, rtoMs: 300, tries: 20, checkpoint: o.checkpoint ?? false });
     try {
-      await waitFor(() => this.events.some((e) => e.ev === "done" && e.id === id), { timeout: o.timeoutMs ?? 60_000 });
+      await waitFor(() => this.events.some((e) => e.ev === "done" && e.id === id), {
+        timeout: o.timeoutMs ?? 60_000,
+        message: () => `refresh of ${items.length} mappings at ${to}: ${acks.size} answered, ${other.length} refused or lost`,
+      });
     } finally {
       off();
     }

@@ -62,7 +62,7 @@ const up = () => NODE_NAMES.filter((n) => nodes[n].running && !nodes[n].frozen);
 /** The one node (of those up) whose ha.status says active for the group and that holds its address; waits for it. */
 async function activeFor(group: Group, not?: NodeName, timeout = TAKEOVER_DEADLINE_MS): Promise<NodeName> {
   let seen = "";
-  return waitFor(
+  const found = waitFor(
     async () => {
       const roles = await Promise.all(
         up().map(
@@ -86,6 +86,7 @@ async function activeFor(group: Group, not?: NodeName, timeout = TAKEOVER_DEADLI
     },
     { timeout, interval: 100, message: () => `group ${group}: ${seen}` },
   );
+  return explained(found);
 }
 
 /** Every standby (up) of the groups has applied the whole stream: lag 0, every shard complete. */
@@ -128,9 +129,11 @@ function checkpointedBefore(l: Load, until: number): Ack[] {
 
 /** Asks again for each mapping at its group's address: the ones that did not come back with the same external address and port. */
 async function notServed(group: Group, acks: Ack[], failedAt?: number): Promise<string[]> {
-  const { acks: again, other } = await client!.refresh(
-    GROUPS[group],
-    acks.map((a) => ({ i: a.i, port: a.port, address: a.address })),
+  const { acks: again, other } = await explained(
+    client!.refresh(
+      GROUPS[group],
+      acks.map((a) => ({ i: a.i, port: a.port, address: a.address })),
+    ),
   );
   const wrong = acks
     .filter((a) => again.get(a.i)?.port !== a.port || again.get(a.i)?.address !== a.address)
@@ -148,19 +151,52 @@ function loadOn(group: Group, from: number) {
 
 /** Waits until at least `n` acknowledgements of `l` arrived after `since` (monotonic ms). */
 const acksAfter = (l: Load, since: number, n: number, timeout = TAKEOVER_DEADLINE_MS) =>
-  waitFor(() => [...l.acks.values()].filter((a) => a.at > since).length >= n, {
-    timeout,
-    interval: 20,
-    message: () =>
-      `${[...l.acks.values()].filter((a) => a.at > since).length} of ${n} acknowledgements after ${since.toFixed(0)} (failures: ${JSON.stringify(l.failures.slice(-3))})`,
-  });
+  explained(
+    waitFor(() => [...l.acks.values()].filter((a) => a.at > since).length >= n, {
+      timeout,
+      interval: 20,
+      message: () =>
+        `${[...l.acks.values()].filter((a) => a.at > since).length} of ${n} acknowledgements after ${since.toFixed(0)} (failures: ${JSON.stringify(l.failures.slice(-3))})`,
+    }),
+  );
 
 /** What every scenario proves about the replies seen from `fromEvent` on, and the capture. */
-function expectConsistent(loads: Load[], fromEvent: number, frames: Awaited<ReturnType<Capture["stop"]>>): void {
+function expectConsistent(loads: Load[], fromEvent: number, frames: Awaited<ReturnType<Capture["stop"]>>, context = ""): void {
   expect(client!.resets(fromEvent), "Epoch resets the client saw").toEqual([]);
   const badEpoch = loads.flatMap((l) => [...l.acks.values()]).filter((a) => !a.epochOk);
   expect(badEpoch.slice(0, 5), "replies failing the §8.5 Epoch check").toEqual([]);
-  expect(doubleAnswers(frames).slice(0, 5), "requests answered by two nodes").toEqual([]);
+  expect(doubleAnswers(frames).slice(0, 5), `requests answered by two nodes${context}`).toEqual([]);
+}
+
+/** Each node's view of both groups and its last log lines: what a failed wait prints. */
+async function diagnosis(): Promise<string> {
+  const parts = await Promise.all(
+    NODE_NAMES.map(async (n) => {
+      const node = nodes[n];
+      if (!node.running || node.frozen) return `${n}: ${node.frozen ? "frozen" : "down"}`;
+      const groups = await Promise.all(
+        (["a", "b"] as const).map((g) =>
+          node.group(g).then(
+            (s) =>
+              `${g} ${s.role} holder=${s.holder} lag=${s.lagMs} ${JSON.stringify(s.replication.map((r) => [r.role, r.seq, r.lastSeq, r.complete, r.gateDrops]))}`,
+            (e: Error) => `${g} error ${e.message}`,
+          ),
+        ),
+      );
+      return `${n}: ${groups.join("; ")}${node.tail(6)}`;
+    }),
+  );
+  return `\n${parts.join("\n")}\naddresses: a on ${vipHolders(GROUPS.a).join(",")}, b on ${vipHolders(GROUPS.b).join(",")}`;
+}
+
+/** `promise`, its failure extended with the diagnosis. */
+async function explained<T>(promise: Promise<T>): Promise<T> {
+  try {
+    return await promise;
+  } catch (e) {
+    (e as Error).message += await diagnosis();
+    throw e;
+  }
 }
 
 const lastTakeover = async (n: NodeName, g: Group) => (await nodes[n].group(g)).lastTakeover;
@@ -285,6 +321,7 @@ describe.sequential("HA: active/standby groups on NATS JetStream (namespaces, re
     const { plain, checkpoint } = loadOn("a", 100_000);
     await waitFor(() => ackedBefore([plain], monoMs() - HORIZON_MS).length >= 1000, { timeout: 30_000, interval: 20 });
     const stoppedAt = monoMs();
+    const stoppedWall = Date.now();
     await nodes[old].kill("SIGSTOP");
     const successor = await activeFor("a", old);
     await acksAfter(plain, stoppedAt, 300);
@@ -304,7 +341,7 @@ describe.sequential("HA: active/standby groups on NATS JetStream (namespaces, re
     expect(await notServed("a", ackedBefore([plain], stoppedAt - HORIZON_MS), stoppedAt)).toEqual([]);
     expect(await notServed("a", checkpointedBefore(checkpoint, stoppedAt), stoppedAt), "CHECKPOINT_REQUIRED: zero loss").toEqual([]);
     const frames = await capture.stop();
-    expectConsistent([plain, checkpoint], from, frames);
+    expectConsistent([plain, checkpoint], from, frames, ` (${old} ${nodes[old].mac} stopped at ${stoppedWall}, resumed at ${resumedWall})`);
     expect(sentAfter(frames, nodes[old].mac, GROUPS.a, resumedWall), "the old active answered after it resumed").toEqual([]);
   }, 120_000);
 
