@@ -264,8 +264,9 @@ describe.sequential("HA: active/standby groups on NATS JetStream (namespaces, re
     const other = client!.load({ to: GROUPS.b, from: 600_000 });
     await waitFor(() => ackedBefore([plain], monoMs() - HORIZON_MS).length >= 1500, { timeout: 30_000, interval: 20 });
     const killedAt = monoMs();
-    const killedWall = Date.now();
     await nodes[old].kill("SIGKILL");
+    // Once it exited nothing more can come from it (replies sent while the signal was on its way can).
+    const killedWall = Date.now();
     const successor = await activeFor("a", old);
     await acksAfter(plain, killedAt, 300);
     await Promise.all([plain.stop(), checkpoint.stop(), other.stop()]);
@@ -418,8 +419,9 @@ describe.sequential("HA: active/standby groups on NATS JetStream (namespaces, re
     const onB = client!.load({ to: GROUPS.b, from: 700_000 });
     await waitFor(() => ackedBefore([onA.plain], monoMs() - HORIZON_MS).length >= 1000, { timeout: 30_000, interval: 20 });
     const killedAt = monoMs();
-    const killedWall = Date.now();
     await nodes[a].kill("SIGKILL");
+    // Once it exited nothing more can come from it (replies sent while the signal was on its way can).
+    const killedWall = Date.now();
     const successor = await activeFor("a", a);
     await acksAfter(onA.plain, killedAt, 300);
     // b never paused: its replies kept coming through a's takeover.
