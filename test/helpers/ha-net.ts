@@ -238,7 +238,9 @@ export class HaNode {
     const p = spawn("ip", ["netns", "exec", this.ns, process.execPath, SERVER, "--config", file], { stdio: ["ignore", "pipe", "pipe"] });
     this.process = p;
     let buffered = "";
+    const logFile = join(this.dir, `${this.name}.log`);
     p.stdout!.on("data", (chunk: Buffer) => {
+      fs.appendFileSync(logFile, chunk); // the whole log, kept by the test when it fails
       buffered += chunk.toString();
       const lines = buffered.split("\n");
       buffered = lines.pop()!;

@@ -250,6 +250,11 @@ describe.sequential("HA: active/standby groups on NATS JetStream (namespaces, re
     }
     await nats?.stop();
     tearDownHaNet();
+    // The nodes' whole logs (n1.log …) stay for a look after a failure; the rest goes.
+    const logs = join(tmpdir(), "pcpd-ha-logs");
+    fs.rmSync(logs, { recursive: true, force: true });
+    fs.mkdirSync(logs);
+    for (const f of fs.readdirSync(dir).filter((x) => x.endsWith(".log"))) fs.copyFileSync(join(dir, f), join(logs, f));
     fs.rmSync(dir, { recursive: true, force: true });
   }, 60_000);
 
@@ -346,36 +351,6 @@ describe.sequential("HA: active/standby groups on NATS JetStream (namespaces, re
     expect(sentAfter(frames, nodes[old].mac, GROUPS.a, resumedWall), "the old active answered after it resumed").toEqual([]);
   }, 120_000);
 
-  it("loss of the JetStream stream leader: the cluster elects another, the group goes on being served, nothing acknowledged is lost", async (ctx) => {
-    if (skip) return ctx.skip(skip);
-    const nc = await connect({ servers: nats!.urls, timeout: 2000 });
-    let leader: string | undefined;
-    try {
-      leader = (await (await jetstreamManager(nc)).streams.info("PCPD_pha_a")).cluster?.leader;
-    } finally {
-      await nc.close();
-    }
-    const server = nats!.nodes.find((s) => s.name === leader);
-    expect(server, `stream leader ${leader}`).toBeDefined();
-    const capture = await captureReplies(CLIENT_NS, DEV, join(dir, "leader.pcap"));
-    const from = client!.events.length;
-    const { plain, checkpoint } = loadOn("a", 200_000);
-    await waitFor(() => ackedBefore([plain], monoMs() - HORIZON_MS).length >= 1000, { timeout: 30_000, interval: 20 });
-    const killedAt = monoMs();
-    await server!.kill("SIGKILL");
-    await acksAfter(plain, killedAt, 300, 40_000);
-    await acksAfter(checkpoint, killedAt, 50, 40_000);
-    await Promise.all([plain.stop(), checkpoint.stop()]);
-    const active = await activeFor("a");
-    console.log(`stream leader ${leader} killed: group a served by ${active}, ${plain.acks.size} + ${checkpoint.acks.size} acknowledged`);
-
-    expect(await notServed("a", ackedBefore([plain], killedAt - HORIZON_MS), killedAt)).toEqual([]);
-    expect(await notServed("a", checkpointedBefore(checkpoint, killedAt), killedAt), "CHECKPOINT_REQUIRED: zero loss").toEqual([]);
-    expectConsistent([plain, checkpoint], from, await capture.stop());
-    await server!.start();
-    await nats!.jetStreamReady();
-  }, 150_000);
-
   it("planned switchover (ha.switchover on the control channel): the target serves, no request lost, nothing lost at all", async (ctx) => {
     if (skip) return ctx.skip(skip);
     await standbysCaughtUp(["a", "b"]);
@@ -446,6 +421,36 @@ describe.sequential("HA: active/standby groups on NATS JetStream (namespaces, re
     if (vipHolders(GROUPS.a).includes(a)) dropAddress(a, GROUPS.a);
     await standbysCaughtUp(["a", "b"]);
   }, 120_000);
+
+  it("loss of the JetStream stream leader: the cluster elects another, the group goes on being served, nothing acknowledged is lost", async (ctx) => {
+    if (skip) return ctx.skip(skip);
+    const nc = await connect({ servers: nats!.urls, timeout: 2000 });
+    let leader: string | undefined;
+    try {
+      leader = (await (await jetstreamManager(nc)).streams.info("PCPD_pha_a")).cluster?.leader;
+    } finally {
+      await nc.close();
+    }
+    const server = nats!.nodes.find((s) => s.name === leader);
+    expect(server, `stream leader ${leader}`).toBeDefined();
+    const capture = await captureReplies(CLIENT_NS, DEV, join(dir, "leader.pcap"));
+    const from = client!.events.length;
+    const { plain, checkpoint } = loadOn("a", 200_000);
+    await waitFor(() => ackedBefore([plain], monoMs() - HORIZON_MS).length >= 1000, { timeout: 30_000, interval: 20 });
+    const killedAt = monoMs();
+    await server!.kill("SIGKILL");
+    await acksAfter(plain, killedAt, 300, 40_000);
+    await acksAfter(checkpoint, killedAt, 50, 40_000);
+    await Promise.all([plain.stop(), checkpoint.stop()]);
+    const active = await activeFor("a");
+    console.log(`stream leader ${leader} killed: group a served by ${active}, ${plain.acks.size} + ${checkpoint.acks.size} acknowledged`);
+
+    expect(await notServed("a", ackedBefore([plain], killedAt - HORIZON_MS), killedAt)).toEqual([]);
+    expect(await notServed("a", checkpointedBefore(checkpoint, killedAt), killedAt), "CHECKPOINT_REQUIRED: zero loss").toEqual([]);
+    expectConsistent([plain, checkpoint], from, await capture.stop());
+    await server!.start();
+    await nats!.jetStreamReady();
+  }, 150_000);
 
   it("a takeover without the whole history resets the Epoch: the client's check flags it and the client re-creates its mappings", async (ctx) => {
     if (skip) return ctx.skip(skip);
