@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Debian packages the integration tests drive: natpmpc (NAT-PMP client), tshark (PCP and
 # NAT-PMP dissectors), iproute2 (network namespaces), nftables (the dataplane backend),
-# nats-server (the JetStream cluster HA replicates through) and arping (the HA tests' address
-# claim hook announces a moved service address with a gratuitous ARP).
+# nats-server (the JetStream cluster HA replicates through), arping (the HA tests' address
+# claim hook announces a moved service address with a gratuitous ARP), dumpcap (the HA and
+# announce tests capture a link; it comes with tshark) and sysctl (namespace settings).
 # Installed when missing and when this runs as root with apt-get; otherwise the tests that
 # need them skip, saying why.
 set -u
 need=()
 command -v natpmpc >/dev/null 2>&1 || need+=(natpmpc)
-command -v tshark >/dev/null 2>&1 || need+=(tshark)
+{ command -v tshark && command -v dumpcap; } >/dev/null 2>&1 || need+=(tshark)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need+=(nats-server)
 command -v arping >/dev/null 2>&1 || need+=(iputils-arping)
+command -v sysctl >/dev/null 2>&1 || need+=(procps)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "test-deps: not root or no apt-get; tests needing ${need[*]} will be skipped" >&2
