@@ -226,6 +226,9 @@ async function takeover(n: number) {
       epochAfter: first.mapped.epoch,
       keysChecked: probeKeys,
       reported: after.lastTakeover,
+      // lastTakeover.durationMs runs from the decision to take over to every shard serving;
+      // what comes before it is detection (the lease lapsing, plus the margin).
+      detectionMsApprox: after.lastTakeover ? first.ms - after.lastTakeover.durationMs : null,
       newActive: after,
       logLines: logLines(b.server.log(), /takeover|took over|promot|lease|caught up|catch/i),
       machineBusyCores: busy,
