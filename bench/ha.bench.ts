@@ -29,6 +29,7 @@
 import { parseArgs } from "node:util";
 import {
   buildLoadgen,
+  cpu,
   describeCores,
   loadgen,
   machine,
@@ -85,9 +86,14 @@ const CP = {
   rounds: Math.max(1, Number(flags["checkpoint-rounds"])),
 };
 const CATCH_UP_MS = 10 * 60_000;
+/** Populate deadline: with HA every create is a replicated record, and the 3 nats-servers share this machine's 2 cores. */
+const POPULATE_S = 600;
 const k = (n: number) => Math.round(n).toLocaleString("en-US");
 const run = `${process.pid}`; // cluster names: a fresh stream per measurement
 let urls: string[] = [];
+let natsPids: number[] = [];
+/** CPU seconds of the 3 nats-servers so far (they share this machine's cores with everything else). */
+const natsCpu = () => natsPids.reduce((n, pid) => n + cpu(pid), 0);
 
 /** JSON log lines of a node whose message matches `re` (the HA manager's lines: takeover, lease, catch-up). */
 function logLines(log: string, re: RegExp): Record<string, unknown>[] {
@@ -118,8 +124,13 @@ async function throughputPhase(label: string, haOn: boolean) {
   const node = await startNode(TPUT, { node: "a", index: 0, cluster: `tput${run}`, urls, settings: ha, ha: haOn, ping: true });
   try {
     const before = haOn ? await activeStatus(node) : undefined;
-    const p = await node.server.step(populate(settings, TPUT));
+    const n0 = natsCpu();
+    const p = await node.server.step(populate(settings, TPUT, POPULATE_S));
+    const n1 = natsCpu();
     const t = PARTS.has("throughput") ? await timedRun(settings, node.server.pid, "run", TPUT, { step: node.server.step, waitQuiet: true }) : undefined;
+    const n2 = natsCpu();
+    // Cores the nats-servers took: populate, and the timed refresh runs (all of them, disturbed ones included).
+    const natsCores = { populate: (n1 - n0) / p.seconds, refreshRuns: t ? (n2 - n1) / t.runs.length / settings.seconds : null };
     if (t)
       console.error(
         `${label}: populate ${k(p.okPerSecond)} creates/s; refresh ${k(t.r.okPerSecond)}/s (runs: ${t.runs.map((r) => k(r.okPerSecond)).join(", ")}), p99 ${t.r.p99us} µs; ${describeCores(t.share)}`,
@@ -133,6 +144,7 @@ async function throughputPhase(label: string, haOn: boolean) {
       label,
       populateCreatesPerSecond: p.okPerSecond,
       ...(t ? timedSummary(t) : {}),
+      natsCores,
       ...(haOn ? { haBefore: before, haAfter: after, stream } : {}),
       ...(checkpoint ? { checkpoint } : {}),
     };
@@ -192,7 +204,7 @@ async function takeover(n: number) {
     await activeStatus(a);
     const b = await startNode(n, { node: "b", index: 1, cluster, urls, settings: ha, ping: false });
     nodes.push(b);
-    const p = await a.server.step(populate(settings, n));
+    const p = await a.server.step(populate(settings, n, POPULATE_S));
     const probeKeys = [n - 1, 0, Math.floor(n / 2)];
     const before = await Promise.all(probeKeys.map((key) => a.server.step(mappedNow(key))));
     const standby = await caughtUp(a, b);
@@ -203,6 +215,7 @@ async function takeover(n: number) {
     await quietMachine(0.5, 30_000);
     const m0 = machine();
     const t0 = performance.now();
+    const killedAt = Date.now();
     a.server.kill();
     const first = await b.server.step(probe(probeKeys[0], { t0, expected: before[0], intervalMs: 10, deadlineMs: 30_000 }));
     const m1 = machine();
@@ -210,9 +223,14 @@ async function takeover(n: number) {
     const lost = probeKeys.slice(1).filter((_, i) => others[i].port !== before[i + 1].port || others[i].address !== before[i + 1].address);
     if (lost.length > 0) throw new Error(`keys ${lost.join(", ")} came back with another external address or port`);
     const after = await waitGroup(b, (g) => g.role === "active" && g, 10_000);
+    // The new active's log: when it decided to take over (its "taking over" line) and the
+    // takeover's own duration (decision → every shard serving, its "active" line).
+    const lines = logLines(b.server.log(), /taking over|active|takeover|promot|lease|catch/i);
+    const decided = lines.find((l) => /taking over/.test(String(l.msg)));
+    const detectionMs = decided && typeof decided.time === "number" ? decided.time - killedAt : null;
     const busy = ((m1.busy - m0.busy + m1.steal - m0.steal) / (m1.total - m0.total)) * 2;
     console.error(
-      `${k(n)}: takeover ${(first.ms / 1000).toFixed(3)} s from kill -9 to the first correct answer (${first.sent} probes, ${first.wrong.length} wrong answers); Epoch ${before[0].epoch} → ${first.mapped.epoch}; reported ${JSON.stringify(after.lastTakeover)}; machine busy ${busy.toFixed(2)} cores`,
+      `${k(n)}: takeover ${(first.ms / 1000).toFixed(3)} s from kill -9 to the first correct answer (${first.sent} probes, ${first.wrong.length} wrong answers); Epoch ${before[0].epoch} → ${first.mapped.epoch}; detection ${detectionMs} ms, takeover ${after.lastTakeover?.durationMs} ms (epoch continued: ${after.lastTakeover?.epochContinued}); machine busy ${busy.toFixed(2)} cores`,
     );
     const result = {
       mappings: n,
@@ -226,11 +244,14 @@ async function takeover(n: number) {
       epochAfter: first.mapped.epoch,
       keysChecked: probeKeys,
       reported: after.lastTakeover,
-      // lastTakeover.durationMs runs from the decision to take over to every shard serving;
-      // what comes before it is detection (the lease lapsing, plus the margin).
-      detectionMsApprox: after.lastTakeover ? first.ms - after.lastTakeover.durationMs : null,
       newActive: after,
-      logLines: logLines(b.server.log(), /takeover|took over|promot|lease|caught up|catch/i),
+      breakdownMs: {
+        detection: detectionMs,
+        takeover: after.lastTakeover?.durationMs ?? null,
+        toFirstAnswer: detectionMs !== null && after.lastTakeover ? first.ms - detectionMs - after.lastTakeover.durationMs : null,
+        note: "detection: kill → the new active's 'taking over' log line (wall clock); takeover: its catch-up, lease CAS, claim hook, promote (ha.status lastTakeover.durationMs); toFirstAnswer: the rest, up to the prober's first correct answer (10 ms probes)",
+      },
+      logLines: lines,
       machineBusyCores: busy,
     };
     const catchUp = PARTS.has("catchup") && n === Math.max(...SIZES) ? await catchUpRate(cluster, b, nodes) : undefined;
@@ -312,7 +333,9 @@ const out: Record<string, unknown> = {
 };
 const failures: string[] = [];
 try {
-  urls = (await startNats()).urls;
+  const nats = await startNats();
+  urls = nats.urls;
+  natsPids = nats.nodes.map((x) => x.process!.pid!);
   if (PARTS.has("throughput") || PARTS.has("checkpoint")) {
     const phases = PARTS.has("throughput")
       ? [await throughputPhase("HA off", false), await throughputPhase("HA on", true), await throughputPhase("HA off, again", false)]

@@ -121,14 +121,14 @@ export async function loadgen(listen: string[], mode: string, keys: number, extr
   return r;
 }
 
-/** Populates keys 0..mappings-1 (every one answered SUCCESS, losses retransmitted). */
-export async function populate(s: Settings, mappings: number): Promise<LoadgenResult> {
+/** Populates keys 0..mappings-1 (every one answered SUCCESS, losses retransmitted) within `deadlineSeconds`. */
+export async function populate(s: Settings, mappings: number, deadlineSeconds = Math.max(120, mappings / 10_000)): Promise<LoadgenResult> {
   const r = await loadgen(
     s.listen,
     "populate",
     mappings,
-    ["--window", String(s.window), "--timeout-ms", "1000", "--tries", "20", "--deadline", String(Math.max(120, mappings / 10_000))],
-    Math.max(150, mappings / 10_000 + 30),
+    ["--window", String(s.window), "--timeout-ms", "1000", "--tries", "20", "--deadline", String(deadlineSeconds)],
+    deadlineSeconds + 30,
   );
   if (r.ok !== mappings) throw new Error(`populate: ${r.ok} of ${mappings} keys answered SUCCESS`);
   return r;
