@@ -36,9 +36,13 @@ import {
   machineInfo,
   populate,
   quietMachine,
+  threadCores,
+  threadCpu,
   timedRun,
   timedSummary,
   writeResults,
+  type LoadgenResult,
+  type Measured,
   type Settings,
 } from "./e2e/harness.js";
 import {
@@ -127,13 +131,23 @@ async function throughputPhase(label: string, haOn: boolean) {
     const n0 = natsCpu();
     const p = await node.server.step(populate(settings, TPUT, POPULATE_S));
     const n1 = natsCpu();
-    const t = PARTS.has("throughput") ? await timedRun(settings, node.server.pid, "run", TPUT, { step: node.server.step, waitQuiet: true }) : undefined;
+    // Which of the server's threads pays per request: main (lease keeper, its NATS
+    // connection), the shard worker (socket, engine, stream writer), the rest (libuv, V8).
+    const perThread = new Map<LoadgenResult, { mainUs: number; shardWorkerUs: number; restUs: number }>();
+    const around = async (go: () => Promise<Measured>) => {
+      const c0 = threadCpu(node.server.pid);
+      const m = await go();
+      const w = threadCores(c0, threadCpu(node.server.pid), node.server.pid, 1);
+      perThread.set(m.r, { mainUs: (w.mainCores * 1e6) / m.r.ok, shardWorkerUs: (w.busiestCores * 1e6) / m.r.ok, restUs: (w.restCores * 1e6) / m.r.ok });
+      return m;
+    };
+    const t = PARTS.has("throughput") ? await timedRun(settings, node.server.pid, "run", TPUT, { step: node.server.step, waitQuiet: true, around }) : undefined;
     const n2 = natsCpu();
     // Cores the nats-servers took: populate, and the timed refresh runs (all of them, disturbed ones included).
     const natsCores = { populate: (n1 - n0) / p.seconds, refreshRuns: t ? (n2 - n1) / t.runs.length / settings.seconds : null };
     if (t)
       console.error(
-        `${label}: populate ${k(p.okPerSecond)} creates/s; refresh ${k(t.r.okPerSecond)}/s (runs: ${t.runs.map((r) => k(r.okPerSecond)).join(", ")}), p99 ${t.r.p99us} µs; ${describeCores(t.share)}`,
+        `${label}: populate ${k(p.okPerSecond)} creates/s; refresh ${k(t.r.okPerSecond)}/s (runs: ${t.runs.map((r) => k(r.okPerSecond)).join(", ")}), p99 ${t.r.p99us} µs; ${describeCores(t.share)}; µs/request by thread ${JSON.stringify(perThread.get(t.r))}`,
       );
     const checkpoint = haOn && PARTS.has("checkpoint") ? await checkpointLatency(node) : undefined;
     const after = haOn ? await groupStatus(node) : undefined;
@@ -143,7 +157,7 @@ async function throughputPhase(label: string, haOn: boolean) {
     return {
       label,
       populateCreatesPerSecond: p.okPerSecond,
-      ...(t ? timedSummary(t) : {}),
+      ...(t ? { ...timedSummary(t), cpuUsPerRequestByThread: perThread.get(t.r) } : {}),
       natsCores,
       ...(haOn ? { haBefore: before, haAfter: after, stream } : {}),
       ...(checkpoint ? { checkpoint } : {}),
