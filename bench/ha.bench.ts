@@ -23,7 +23,7 @@
 // Usage: npm run build && npm run bench:ha [-- --sizes 1000,1000000] [--throughput-mappings 1000000]
 //   [--seconds 10] [--repeat 3] [--lease-ms 2000] [--margin-ms 500] [--commit-ms 20]
 //   [--only throughput,checkpoint,takeover,catchup]
-// Results: bench/results/ha-<date>.json (every part), else ha-<date>-<parts>.json.
+// Results: bench/results/ha-<date>.json (every part, default sizes), else ha-<date>-<parts>[-<sizes>][-m<mappings>].json.
 // The machine is shared and noisy: ratios are against baselines of the same run, and every
 // timed phase records the CPU other jobs took.
 import { parseArgs } from "node:util";
@@ -388,7 +388,9 @@ try {
 }
 const date = new Date().toISOString().slice(0, 10);
 const all = ["throughput", "checkpoint", "takeover", "catchup"].every((p) => PARTS.has(p)) && flags.sizes === "1000,1000000" && TPUT === 1_000_000;
-writeResults(all ? `ha-${date}.json` : `ha-${date}-${[...PARTS].join("-")}-${SIZES.join("-")}.json`, out);
+const sizesPart = PARTS.has("takeover") || PARTS.has("catchup") ? `-${SIZES.join("-")}` : "";
+const tputPart = PARTS.has("throughput") || PARTS.has("checkpoint") ? `-m${TPUT}` : "";
+writeResults(all ? `ha-${date}.json` : `ha-${date}-${[...PARTS].join("-")}${sizesPart}${tputPart}.json`, out);
 if (failures.length > 0) {
   console.error(`targets not met: ${failures.join("; ")}`);
   process.exitCode = 1;
