@@ -25,7 +25,7 @@ import fs from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { buildLoadgen, describeCores, machineInfo, populate, startServer, timedRun, writeResults, type Settings } from "./e2e/harness.js";
+import { buildLoadgen, describeCores, machineInfo, populate, startServer, timedRun, timedSummary, writeResults, type Settings } from "./e2e/harness.js";
 
 const { values: flags } = parseArgs({
   options: {
@@ -78,13 +78,7 @@ async function costPhase(label: string, persistence: Record<string, unknown> | u
     );
     return {
       label,
-      requestsPerSecond: t.r.okPerSecond,
-      p50us: t.r.p50us,
-      p99us: t.r.p99us,
-      cpuUsPerRequest: (t.cpuSeconds * 1e6) / t.r.ok,
-      cpu: t.share,
-      disturbed: t.disturbed,
-      runs: t.runs,
+      ...timedSummary(t),
       ...(dir ? { dataDirectoryGrowthBytesPerRefresh: written / refreshes } : {}),
     };
   } finally {

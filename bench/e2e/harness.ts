@@ -121,14 +121,14 @@ export async function loadgen(listen: string[], mode: string, keys: number, extr
   return r;
 }
 
-/** Populates keys 0..mappings-1 (every one answered SUCCESS, losses retransmitted). */
-export async function populate(s: Settings, mappings: number): Promise<LoadgenResult> {
+/** Populates keys 0..mappings-1 (every one answered SUCCESS, losses retransmitted) within `deadlineSeconds`. */
+export async function populate(s: Settings, mappings: number, deadlineSeconds = Math.max(120, mappings / 10_000)): Promise<LoadgenResult> {
   const r = await loadgen(
     s.listen,
     "populate",
     mappings,
-    ["--window", String(s.window), "--timeout-ms", "1000", "--tries", "20", "--deadline", String(Math.max(120, mappings / 10_000))],
-    Math.max(150, mappings / 10_000 + 30),
+    ["--window", String(s.window), "--timeout-ms", "1000", "--tries", "20", "--deadline", String(deadlineSeconds)],
+    deadlineSeconds + 30,
   );
   if (r.ok !== mappings) throw new Error(`populate: ${r.ok} of ${mappings} keys answered SUCCESS`);
   return r;
@@ -364,6 +364,19 @@ export async function timedRun(s: Settings, pid: number, mode: "run" | "echo", k
   };
 }
 
+/** What a results file keeps of a timedRun: rate, latency, CPU per request, where the CPU went, every run. */
+export function timedSummary(t: Awaited<ReturnType<typeof timedRun>>) {
+  return {
+    requestsPerSecond: t.r.okPerSecond,
+    p50us: t.r.p50us,
+    p99us: t.r.p99us,
+    cpuUsPerRequest: (t.cpuSeconds * 1e6) / t.r.ok,
+    cpu: t.share,
+    disturbed: t.disturbed,
+    runs: t.runs,
+  };
+}
+
 /** "server 0.97 / loadgen 0.80 / other 0.05 / steal 0.00" for progress lines. */
 export function describeCores(c: CpuShare, processName = "server"): string {
   return `cores: ${processName} ${c.processCores.toFixed(2)}, loadgen ${c.loadgenCores.toFixed(2)}${c.benchCores !== undefined ? `, bench ${c.benchCores.toFixed(2)}` : ""}, other ${c.otherCores.toFixed(2)}, steal ${c.stealCores.toFixed(2)}`;
@@ -408,6 +421,10 @@ export interface StartOptions {
   persistence?: Record<string, unknown>;
   /** Prefix of the temporary configuration file's name. */
   name?: string;
+  /** Top-level sections added to (or replacing those of) the configuration, e.g. `ha` (bench/ha.bench.ts). */
+  extra?: Record<string, unknown>;
+  /** false: resolve once spawned, without waiting for an answer (an HA standby never answers). Default true. */
+  ping?: boolean;
 }
 
 export type RunningServer = Awaited<ReturnType<typeof startServer>>;
@@ -415,7 +432,7 @@ export type RunningServer = Awaited<ReturnType<typeof startServer>>;
 /** A running server: `step` races a promise against its death; `stop` ends it cleanly. */
 export async function startServer(listen: string[], mappings: number, o: StartOptions = {}) {
   const configFile = join(os.tmpdir(), `pcpd-${o.name ?? "e2e"}-${process.pid}-${mappings}.json`);
-  writeFileSync(configFile, JSON.stringify(serverConfig(listen, mappings, o.control, o.persistence), null, 2), { mode: 0o600 });
+  writeFileSync(configFile, JSON.stringify({ ...serverConfig(listen, mappings, o.control, o.persistence), ...o.extra }, null, 2), { mode: 0o600 });
   const c = track(spawn(process.execPath, [SERVER_JS, "--config", configFile], { stdio: ["ignore", "pipe", "inherit"] }));
   let log = "";
   c.stdout!.on("data", (d) => (log += d));
@@ -456,6 +473,7 @@ export async function startServer(listen: string[], mappings: number, o: StartOp
       rmSync(configFile, { force: true });
     },
   };
+  if (o.ping === false) return server;
   try {
     // Ready when it answers (key 0 is created here; populate refreshes it).
     await server.step(loadgen(listen, "ping", mappings, ["--deadline", "60"], 90));

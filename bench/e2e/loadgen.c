@@ -10,6 +10,9 @@
 //   MAP      nonce derived from the subscriber (strict nonce policy: a key always sends
 //            the same nonce), protocol TCP, internal port, suggested external ::ffff:0.0.0.0
 //   option   THIRD_PARTY (code 1, length 16): the subscriber's internal address
+//   option   CHECKPOINT_REQUIRED (code 192, length 0) [RFC 7767 §3.1], only with
+//            --checkpoint 1 (bench/ha.bench.ts); the answer must echo it, i.e. the server
+//            honoured it and replied only once the mapping was durable
 // Key k in [0, N) belongs to subscriber s = k / PER_SUB (internal address
 // 10.s>>16.s>>8.s, s < 2^24) and uses internal port 1024 + k % PER_SUB, as the module's
 // own load generator (assembly/loadgen.ts) does.
@@ -41,7 +44,7 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { REQ_SIZE = 80, BATCH = 64, MAX_SERVERS = 16, HIST_US = 1000000, MAX_WINDOW = 65536 };
+enum { REQ_SIZE = 80, REQ_MAX = 84, BATCH = 64, MAX_SERVERS = 16, HIST_US = 1000000, MAX_WINDOW = 65536 };
 enum { MODE_POPULATE, MODE_RUN, MODE_ECHO, MODE_PING };
 
 // Options (see usage()).
@@ -49,6 +52,8 @@ static int mode;
 static uint64_t nkeys = 1000, per_sub = 50, window = 128, lifetime = 3600;
 static double duration = 10, timeout_ms = 1000, deadline_s = 600;
 static int max_tries = 20;
+static int checkpoint;             // --checkpoint 1: every request carries CHECKPOINT_REQUIRED
+static ssize_t req_size = REQ_SIZE; // REQ_SIZE, + 4 with the option
 static struct sockaddr_in servers[MAX_SERVERS];
 static int nservers;
 static struct sockaddr_in bind_addr;
@@ -67,7 +72,8 @@ static void die(const char *what) {
 static void usage(void) {
   fprintf(stderr,
           "usage: loadgen populate|run|echo|ping --server A:P[,A:P...] --bind A [--keys N] [--per-sub P]\n"
-          "               [--window W] [--duration S] [--timeout-ms T] [--tries K] [--deadline S] [--lifetime L]\n");
+          "               [--window W] [--duration S] [--timeout-ms T] [--tries K] [--deadline S] [--lifetime L]\n"
+          "               [--checkpoint 0|1]\n");
   exit(2);
 }
 
@@ -110,7 +116,7 @@ static void put_mapped(uint8_t *p, uint32_t v4) {
 
 static void build_request(uint64_t key, uint8_t *b) {
   uint32_t s = subscriber_of(key);
-  memset(b, 0, REQ_SIZE);
+  memset(b, 0, (size_t)req_size);
   b[0] = 2;                                           // version
   b[1] = 1;                                           // R = 0, opcode MAP
   put32(b + 4, (uint32_t)lifetime);                   // requested lifetime
@@ -122,6 +128,7 @@ static void build_request(uint64_t key, uint8_t *b) {
   b[60] = 1;                                          // option THIRD_PARTY
   put16(b + 62, 16);                                  // option length
   put_mapped(b + 64, 0x0a000000u | (s & 0xffffff));   // internal address 10.x.y.z
+  if (checkpoint) b[80] = 192;                        // option CHECKPOINT_REQUIRED, no data
 }
 
 /** The key an answer is for (from its THIRD_PARTY address and internal port), or -1. */
@@ -135,15 +142,15 @@ static int64_t key_of(const uint8_t *b, ssize_t n) {
 
 /** A valid MAP SUCCESS answer to the request of `key` (or the request itself in echo mode). */
 static int answer_ok(uint64_t key, const uint8_t *b, ssize_t n) {
-  uint8_t req[REQ_SIZE];
+  uint8_t req[REQ_MAX];
   build_request(key, req);
-  if (mode == MODE_ECHO) return n == REQ_SIZE && memcmp(b, req, REQ_SIZE) == 0;
-  return n == REQ_SIZE && b[0] == 2 && b[1] == (0x80 | 1) && b[3] == 0 // R bit, MAP, SUCCESS
+  if (mode == MODE_ECHO) return n == req_size && memcmp(b, req, (size_t)req_size) == 0;
+  return n == req_size && b[0] == 2 && b[1] == (0x80 | 1) && b[3] == 0 // R bit, MAP, SUCCESS
          && get32(b + 4) > 0                                          // granted lifetime
          && memcmp(b + 24, req + 24, 12) == 0                          // nonce echoed
          && b[36] == 6 && get16(b + 40) == get16(req + 40)             // protocol, internal port
          && get16(b + 42) != 0                                         // assigned external port
-         && memcmp(b + 60, req + 60, 20) == 0;                         // THIRD_PARTY echoed
+         && memcmp(b + 60, req + 60, (size_t)req_size - 60) == 0;      // THIRD_PARTY (and CHECKPOINT_REQUIRED) echoed
 }
 
 // --- Outstanding requests --------------------------------------------------------------
@@ -247,7 +254,7 @@ static void open_socket(void) {
 
 /** Sends queued requests (sendmmsg, BATCH at a time) until the queue is empty or EAGAIN. */
 static void flush_sends(void) {
-  static uint8_t bufs[BATCH][REQ_SIZE];
+  static uint8_t bufs[BATCH][REQ_MAX];
   static struct iovec iov[BATCH];
   static struct mmsghdr msgs[BATCH];
   while (sq_len > 0) {
@@ -255,7 +262,7 @@ static void flush_sends(void) {
     for (uint32_t i = 0; i < n; i++) {
       Slot *sl = &slots[send_queue[(sq_head + i) % window]];
       build_request(sl->key, bufs[i]);
-      iov[i] = (struct iovec){bufs[i], REQ_SIZE};
+      iov[i] = (struct iovec){bufs[i], (size_t)req_size};
       msgs[i].msg_hdr = (struct msghdr){
           .msg_name = &servers[subscriber_of(sl->key) % nservers], // a subscriber keeps its server
           .msg_namelen = sizeof(struct sockaddr_in),
@@ -380,6 +387,10 @@ int main(int argc, char **argv) {
     else if (!strcmp(k, "--tries")) max_tries = atoi(v);
     else if (!strcmp(k, "--deadline")) deadline_s = atof(v);
     else if (!strcmp(k, "--lifetime")) lifetime = strtoull(v, NULL, 10);
+    else if (!strcmp(k, "--checkpoint")) {
+      checkpoint = atoi(v) != 0;
+      req_size = checkpoint ? REQ_MAX : REQ_SIZE;
+    }
     else usage();
   }
   if (mode == MODE_PING) { // one request at a time, resent every 100 ms until the deadline
