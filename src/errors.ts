@@ -70,6 +70,16 @@ export const ErrorCodes = {
   TOKEN_FILE_EMPTY: "TOKEN_FILE_EMPTY",
   /** A token file's directory is not a directory, belongs to another user or is writable by others. */
   TOKEN_DIRECTORY_UNSAFE: "TOKEN_DIRECTORY_UNSAFE",
+
+  // ---- high availability ----
+  /** An ha.hooks claim or release command failed, timed out or could not be run (HaHookError). */
+  HA_HOOK_FAILED: "HA_HOOK_FAILED",
+  /** ha.switchover named a group that is not configured. */
+  HA_UNKNOWN_GROUP: "HA_UNKNOWN_GROUP",
+  /** ha.switchover asked of a node that is not the group's active; the message names the holder. */
+  HA_NOT_ACTIVE: "HA_NOT_ACTIVE",
+  /** A switchover released the group but no node took it in time (or a step before the release failed). */
+  HA_SWITCHOVER_FAILED: "HA_SWITCHOVER_FAILED",
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
@@ -121,5 +131,31 @@ export class RpcError extends PcpdError {
   ) {
     super(ErrorCodes.RPC_ERROR, message);
     this.name = "RpcError";
+  }
+}
+
+/** A claim or release hook (ha.hooks) that failed: its argv, exit status and stderr. */
+export class HaHookError extends PcpdError {
+  constructor(
+    readonly argv: string[],
+    readonly stderr: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(ErrorCodes.HA_HOOK_FAILED, message, options);
+    this.name = "HaHookError";
+  }
+}
+
+/** A refused or failed HA operation on a group (HA_UNKNOWN_GROUP, HA_NOT_ACTIVE, HA_SWITCHOVER_FAILED). */
+export class HaError extends PcpdError {
+  constructor(
+    code: typeof ErrorCodes.HA_UNKNOWN_GROUP | typeof ErrorCodes.HA_NOT_ACTIVE | typeof ErrorCodes.HA_SWITCHOVER_FAILED,
+    readonly group: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(code, message, options);
+    this.name = "HaError";
   }
 }
