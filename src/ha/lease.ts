@@ -35,6 +35,8 @@ export interface LeaseValue {
   holder: string | null;
   /** The holder's term (KV revision that took the lease); 0 on the taking write itself. */
   term: number;
+  /** Vacant: the node that handed it back (a switchover, a failed takeover). */
+  from?: string;
   /** Vacant after a switchover: the node asked to take it. */
   to?: string;
   /** Vacant after a switchover: the handover message's stream sequence per shard. */
@@ -209,6 +211,7 @@ export class LeaseKeeper {
    */
   async acquire(): Promise<number | undefined> {
     if (this.held) return this.heldTerm;
+    if (this.stopped) return undefined;
     const base = this.view;
     const body = encoder.encode(JSON.stringify({ holder: this.o.node, term: 0 } satisfies LeaseValue));
     const sent = this.now();

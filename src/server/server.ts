@@ -5,7 +5,7 @@
 import { availableParallelism, totalmem } from "node:os";
 import type { Logger } from "pino";
 import { poolAddresses, workerCount, type Config } from "../config/schema.js";
-import { poolReloadIssues, warnings } from "../config/checks.js";
+import { poolReloadIssues, shardGroups, warnings } from "../config/checks.js";
 import { ConfigError } from "../errors.js";
 import * as W from "../wire.generated.js";
 import { announceTargets } from "../shard/announce.js";
@@ -19,6 +19,10 @@ import { DataplaneManager, type DataplaneStats } from "../dataplane/manager.js";
 import { NftablesBackend } from "../dataplane/nftables.js";
 import { EventStreamBackend } from "../dataplane/event-stream.js";
 import { syncMirrors } from "./static-mirrors.js";
+import { connectNats, ensureGroupStream, haNames, leaseBucket } from "../replication/nats.js";
+import { HaManager } from "../ha/manager.js";
+import { ConnectionState } from "../ha/connection.js";
+import type { HaController } from "../ha/types.js";
 
 export interface ServerStats {
   /** Engine counters summed over the shards. */
@@ -46,6 +50,8 @@ export interface RunningServer {
   stats(): ServerStats;
   /** Each shard's Epoch now (shared memory). */
   epochs(): number[];
+  /** High availability (ha.enabled): status and switchover of the shard groups; undefined otherwise. */
+  ha?: HaController;
   /** The dataplane's state (undefined: dataplane.backend "none"). */
   dataplane(): DataplaneStats | undefined;
   /** The event-stream backend's consumers (dataplane.backend "events"). */
@@ -141,6 +147,29 @@ export async function startServer(
   });
   const boards = specs.map((spec) => new StatsBoard(spec.board));
   for (const warning of warnings(c, shards, totalmem())) log.warn(warning);
+  // HA (docs/ha.md, src/ha/manager.ts): every shard starts as a standby of its group's stream.
+  const groups = c.ha.enabled ? shardGroups(c, shards) : [];
+  const gates = specs.map(() => new SharedArrayBuffer(8));
+  const nc = c.ha.enabled ? await connectNats(c.ha.nats, `${c.ha.node}-main`) : undefined;
+  let kv;
+  try {
+    if (nc) {
+      for (const g of groups) await ensureGroupStream(nc, c.ha.cluster, g.name, c.ha.replicas);
+      kv = await leaseBucket(nc, c.ha.cluster, c.ha.replicas);
+      for (const g of groups)
+        for (const shard of g.shards)
+          specs[shard].ha = {
+            group: g.name,
+            node: c.ha.node,
+            stream: haNames.stream(c.ha.cluster, g.name),
+            subject: haNames.subject(c.ha.cluster, g.name, shard),
+            gate: gates[shard],
+          };
+    }
+  } catch (e) {
+    await nc?.close();
+    throw e;
+  }
   const unlock = c.persistence.enabled ? lockDirectory(c.persistence.directory) : () => undefined;
   const pool = new ShardPool(specs, log, onShardLost ?? (() => undefined));
   let started;
@@ -148,6 +177,7 @@ export async function startServer(
     started = await pool.start();
   } catch (e) {
     await pool.stop();
+    await nc?.close();
     unlock();
     throw e;
   }
@@ -190,12 +220,59 @@ export async function startServer(
     void resyncMirrors();
   };
   await resyncMirrors();
-  const addresses = started.flatMap((s) => s.endpoints);
-  log.info({ listen: addresses, workers: shards, natPmp: c.natPmp }, "pcp server listening");
+  let ha: HaManager | undefined;
+  if (nc && kv) {
+    const manager = new HaManager({
+      config: c,
+      groups,
+      kv,
+      connection: new ConnectionState(nc, (state) => log.warn({ nats: state }, `ha: NATS ${state}`)),
+      gates,
+      shards: { run: (shard, task) => pool.run(shard, task), replace: (shard) => pool.replace(shard) },
+      time,
+      log,
+      reconcile: () => dataplane?.requestReconcile(),
+    });
+    ha = manager;
+    pool.onHaFenced = (m) => manager.fenced(m);
+    const restarted = pool.onRestarted;
+    pool.onRestarted = (shard) => {
+      restarted(shard);
+      manager.shardRestarted(shard);
+    };
+    try {
+      await manager.start();
+    } catch (e) {
+      await manager.stop();
+      await dataplane?.close();
+      await pool.stop();
+      await nc.close();
+      throw e;
+    }
+  }
+  // In HA mode a standby shard binds nothing: the configured endpoints (a fixed port) are
+  // what its group serves once this node is active for it.
+  const shardEndpoints = ha ? specs.map((s) => s.endpoints) : started.map((s) => s.endpoints);
+  const addresses = shardEndpoints.flat();
+  if (ha) {
+    const active = new Set(ha.activeGroups());
+    const served = groups.filter((g) => active.has(g.name));
+    log.info(
+      {
+        listen: served.flatMap((g) => g.shards.flatMap((s) => specs[s].endpoints)),
+        standby: groups.filter((g) => !active.has(g.name)).flatMap((g) => g.addresses),
+        ha: { node: c.ha.node, active: served.map((g) => g.name), standby: groups.filter((g) => !active.has(g.name)).map((g) => g.name) },
+        workers: shards,
+        natPmp: c.natPmp,
+      },
+      "pcp server listening",
+    );
+  } else log.info({ listen: addresses, workers: shards, natPmp: c.natPmp }, "pcp server listening");
   let current = c;
   return {
     addresses,
-    shardEndpoints: started.map((s) => s.endpoints),
+    shardEndpoints,
+    ha,
     config: () => current,
     task: (shard, task) => pool.run(shard, task),
     everyShard: (task) => pool.all(task),
@@ -241,8 +318,11 @@ export async function startServer(
       return restart;
     },
     async stop() {
+      // HA first: no takeover starts while the shards stop; the gates close and the release hooks run (src/ha/manager.ts stop).
+      await ha?.stop();
       await dataplane?.close();
       const final = await pool.stop();
+      await nc?.close();
       unlock();
       log.info({ stats: Object.fromEntries(Object.entries(sum(final)).map(([k, v]) => [k, Number(v)])) }, "pcp server stopped");
     },

@@ -8,7 +8,17 @@
 import { Piscina } from "piscina";
 import type { Logger } from "pino";
 import { ErrorCodes, ShardUnavailableError } from "../errors.js";
-import type { DataplaneMessage, EventsMessage, ShardSpec, ShardStarted, ShardStats, TaskKind, TaskRequest, TaskResult } from "../shard/tasks.js";
+import type {
+  DataplaneMessage,
+  EventsMessage,
+  HaFencedMessage,
+  ShardSpec,
+  ShardStarted,
+  ShardStats,
+  TaskKind,
+  TaskRequest,
+  TaskResult,
+} from "../shard/tasks.js";
 
 // src/server/ and dist/server/ are both two levels below the package root; piscina needs
 // the built JavaScript worker (Node 20 cannot load a .ts worker). Loaded by URL, never
@@ -34,6 +44,8 @@ export class ShardPool {
   private readonly eventListeners: ((m: EventsMessage) => void)[] = [];
   /** Receives every shard's dataplane records (when a dataplane is configured). */
   onDataplane: (m: DataplaneMessage) => void = () => undefined;
+  /** Receives an HA shard's report that its stream refused a write (another node fenced it). */
+  onHaFenced: (m: HaFencedMessage) => void = () => undefined;
   /** Called when a shard runs again on a new thread (its dataplane state must be reloaded). */
   onRestarted: (shard: number) => void = () => undefined;
   private stopping = false;
@@ -70,9 +82,10 @@ export class ShardPool {
         return free ?? null;
       },
     });
-    this.pool.on("message", (m: EventsMessage | DataplaneMessage) => {
+    this.pool.on("message", (m: EventsMessage | DataplaneMessage | HaFencedMessage) => {
       if (m && "pcpdEvents" in m) for (const l of this.eventListeners) l(m);
       else if (m && "pcpdDataplane" in m) this.onDataplane(m);
+      else if (m && "pcpdHaFenced" in m) this.onHaFenced(m);
     });
     // A worker error with no task in flight; the exit that follows is handled above.
     this.pool.on("error", (error: Error) => this.log.error({ error: error.message }, "engine worker failed"));
@@ -93,7 +106,8 @@ export class ShardPool {
   /** Starts every shard; the bound ports are kept so a replacement thread rebinds them. */
   async start(): Promise<ShardStarted[]> {
     const started = await Promise.all(this.specs.map((spec) => this.run(spec.shard, { kind: "start", spec })));
-    for (const s of started) this.specs[s.shard] = { ...this.specs[s.shard], endpoints: s.endpoints };
+    // An HA standby binds nothing yet: its spec keeps the configured endpoints (a fixed port) for its promotion.
+    for (const s of started) if (s.endpoints.length > 0) this.specs[s.shard] = { ...this.specs[s.shard], endpoints: s.endpoints };
     this.watchdog = setInterval(() => this.checkLiveness(), WATCHDOG_INTERVAL_MS);
     return started;
   }
