@@ -221,12 +221,13 @@ export async function startServer(
   };
   await resyncMirrors();
   let ha: HaManager | undefined;
+  let stopping = false;
   if (nc && kv) {
     const manager = new HaManager({
       config: c,
       groups,
       kv,
-      connection: new ConnectionState(nc, (state) => log.warn({ nats: state }, `ha: NATS ${state}`)),
+      connection: new ConnectionState(nc, (state) => stopping || log.warn({ nats: state }, `ha: NATS ${state}`)),
       gates,
       shards: { run: (shard, task) => pool.run(shard, task), replace: (shard) => pool.replace(shard) },
       time,
@@ -318,6 +319,7 @@ export async function startServer(
       return restart;
     },
     async stop() {
+      stopping = true;
       // HA first: no takeover starts while the shards stop; the gates close and the release hooks run (src/ha/manager.ts stop).
       await ha?.stop();
       await dataplane?.close();
