@@ -222,8 +222,10 @@ export class LeaseKeeper {
           ? await this.o.kv.create(this.o.group, body)
           : await this.o.kv.update(this.o.group, body, base.revision, this.o.timeoutMs);
     } catch (e) {
-      if (casRefused(e) || /exists/i.test(String((e as Error).message))) return undefined;
-      throw e;
+      if (!casRefused(e) && !/exists/i.test(String((e as Error).message))) throw e;
+      // Our view was stale (a watch that missed revisions): read it, so the wait restarts from now.
+      this.see(await this.o.kv.get(this.o.group).catch(() => null));
+      return undefined;
     }
     this.held = true;
     this.closing = false;

@@ -14,7 +14,7 @@ import { HaManager, type HaShards } from "../../src/ha/manager.js";
 import { ConnectionState } from "../../src/ha/connection.js";
 import { systemTime } from "../../src/core/clock.js";
 import { ErrorCodes, HaError } from "../../src/errors.js";
-import type { HaShardState, RunTask, TaskRequest, TaskKind } from "../../src/shard/tasks.js";
+import type { HaShardState, RunTask, ShardTask } from "../../src/shard/tasks.js";
 import { natsUnavailable, startNatsCluster, type NatsCluster } from "../helpers/nats.js";
 import { waitFor } from "../helpers/wait.js";
 
@@ -32,6 +32,10 @@ interface Stream {
 class ScriptedShards implements HaShards {
   readonly calls: string[] = [];
   failPromote = false;
+  /** Runs inside a promotion, before it answers (another node acting meanwhile). */
+  duringPromote: (() => Promise<void>) | undefined;
+  /** The term of each promotion. */
+  readonly terms: number[] = [];
   manager!: HaManager;
   /** Holder of the lease in the KV when each promotion ran. */
   readonly holderAtPromote: (string | null)[] = [];
@@ -45,7 +49,7 @@ class ScriptedShards implements HaShards {
     return { role: "standby", seq: this.stream.seq, lastSeq: this.stream.seq, records: 0, complete: true, lagMs: 0, pendingBytes: 0, gateDrops: 0 };
   }
 
-  private async answer(shard: number, task: TaskRequest<TaskKind>): Promise<unknown> {
+  private async answer(shard: number, task: ShardTask): Promise<unknown> {
     this.calls.push(`${task.kind}:${shard}`);
     switch (task.kind) {
       case "haCatchUp":
@@ -54,7 +58,9 @@ class ScriptedShards implements HaShards {
       case "haPromote": {
         const entry = await this.kv.get(this.group);
         this.holderAtPromote.push(entry ? (entry.json<{ holder: string | null }>().holder ?? null) : null);
+        this.terms.push(task.term);
         if (this.failPromote) throw new Error("scripted: the stream refused the takeover message");
+        await this.duringPromote?.();
         this.stream.seq += 1; // the takeover message
         return { epoch: 1234, continued: true, seq: this.stream.seq };
       }
@@ -66,7 +72,7 @@ class ScriptedShards implements HaShards {
     }
   }
 
-  run: RunTask = ((shard: number, task: TaskRequest<TaskKind>) => this.answer(shard, task)) as RunTask;
+  run: RunTask = ((shard: number, task: ShardTask) => this.answer(shard, task)) as RunTask;
 
   async replace(shard: number): Promise<void> {
     this.calls.push(`replace:${shard}`);
@@ -241,4 +247,55 @@ describe.skipIf(skip)("HA manager decisions (real nats-server, scripted shards)"
     expect(activeLine(b, g)).toMatchObject({ reason: "vacant" });
     expect(await role(a)).toBe("standby");
   });
+
+  it("a shard of the active group restarted by the watchdog is caught up and promoted again with the same term", async () => {
+    const g = `g${groupNo++}`;
+    const a = await node("a", g, { seq: 0 }, "a");
+    await waitFor(() => activeLine(a, g));
+    const calls = a.shards.calls.length;
+    a.manager.shardRestarted(0);
+    await waitFor(() => a.logs.some((l) => l.msg === `ha: group ${g}: restarted shard 0 active again`));
+    expect(a.shards.calls.slice(calls)).toEqual(["haCatchUp:0", "haPromote:0"]);
+    expect(a.shards.terms).toHaveLength(2);
+    expect(a.shards.terms[1]).toBe(a.shards.terms[0]);
+    expect(await role(a)).toBe("active");
+  });
+
+  it("a lease lost while the promotion runs ends the takeover: workers replaced, gate closed, standby", async () => {
+    const g = `g${groupNo++}`;
+    const a = await node("a", g, { seq: 0 }, "a");
+    const kv = await leaseBucket(a.nc, "mt", 1);
+    a.shards.duringPromote = async () => {
+      a.shards.duringPromote = undefined;
+      const entry = await kv.get(g);
+      await kv.update(g, new TextEncoder().encode(JSON.stringify({ holder: "intruder", term: 1 })), entry!.revision);
+      await waitFor(() => a.logs.length > 0 && Atomics.load(a.gate, 0) === 0n); // the watch saw it
+    };
+    await waitFor(() => a.logs.some((l) => l.msg === `ha: takeover of group ${g} failed; staying standby`));
+    await waitFor(() => a.shards.calls.includes("replace:0"));
+    expect(activeLine(a, g)).toBeUndefined();
+    expect(Atomics.load(a.gate, 0)).toBe(0n);
+    await waitFor(async () => (await role(a)) === "standby");
+    expect((await a.manager.status()).groups[0].holder).toBe("intruder");
+  });
+
+  it("a frozen NATS server makes the active degraded (serving only while its lease is provably held), active again after", async () => {
+    const g = `g${groupNo++}`;
+    const a = await node("a", g, { seq: 0 }, "a");
+    await waitFor(() => activeLine(a, g));
+    const server = cluster.nodes[0];
+    await server.kill("SIGSTOP");
+    try {
+      await waitFor(async () => (await role(a)) === "degraded", { timeout: 3 * LEASE });
+      expect(a.logs.some((l) => l.msg.startsWith(`ha: group ${g} degraded`))).toBe(true);
+      await waitFor(async () => (await a.manager.status()).groups[0].leaseRemainingMs === 0, { timeout: 2 * LEASE });
+      await waitFor(() => Atomics.load(a.gate, 0) < systemTime.monotonicNs(), { timeout: 100 }); // the shards stop answering
+      expect((await a.manager.status()).groups[0].role).toBe("degraded");
+    } finally {
+      await server.kill("SIGCONT");
+    }
+    await waitFor(async () => (await role(a)) === "active" && Atomics.load(a.gate, 0) > systemTime.monotonicNs(), { timeout: 15_000, interval: 50 });
+    expect(a.logs.some((l) => l.msg === `ha: group ${g} lease renewed again`)).toBe(true);
+    await waitFor(async () => (await a.manager.status()).nats === "connected", { timeout: 15_000 });
+  }, 30_000);
 });
