@@ -20,6 +20,8 @@
 // lease − margin — is in the future by their own clock, then drop everything; nothing
 // else is done, since nothing can be learned without NATS. A renewal that succeeds again
 // (its CAS proves nobody took the lease) reopens the gate: active. A refusal: demoted.
+// Start: the release hook runs for every group (a node killed while active kept its
+// addresses), then every group is a standby.
 // Demotion: renewals stop and the gates close first, then the release hook, then the
 // group's workers are replaced (they restart as standbys on the same spec and catch up
 // from the stream).
@@ -143,6 +145,19 @@ export class HaManager implements HaController {
 
   /** Reads every group's lease and starts deciding (the shards must be running as standbys). */
   async start(): Promise<void> {
+    // A node killed while active still holds its addresses (no release hook ran): a standby
+    // must not keep them, or two nodes answer ARP/ND for one address. Failing is the usual
+    // outcome here (nothing to release), so it is not an error.
+    await Promise.all(
+      this.groups.map((g) =>
+        this.hook(g, "release").catch((e: Error) =>
+          this.o.log.info(
+            { group: g.def.name, outcome: e.message },
+            `ha: group ${g.def.name}: release hook at start (leftovers of an earlier run): nothing released`,
+          ),
+        ),
+      ),
+    );
     await Promise.all(this.groups.map((g) => g.keeper.start()));
     this.tick = setInterval(() => this.decide(), Math.max(20, Math.floor(this.o.config.ha.leaseMs / 10)));
     this.decide();

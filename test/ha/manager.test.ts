@@ -4,6 +4,7 @@
 // them and models one stream sequence shared by both nodes) so the order of the steps and
 // every transition can be checked: the real shard side is exercised end to end by
 // test/ha/server.test.ts.
+import { execFileSync } from "node:child_process";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { pino } from "pino";
 import type { KV } from "@nats-io/kv";
@@ -108,7 +109,7 @@ describe.skipIf(skip)("HA manager decisions (real nats-server, scripted shards)"
     await cluster?.stop();
   });
 
-  async function node(name: string, group: string, stream: Stream, preferred?: string): Promise<Node> {
+  async function node(name: string, group: string, stream: Stream, preferred?: string, hooks?: { claim: string[]; release: string[] }): Promise<Node> {
     const config = parseConfig({
       listen: { addresses: [ADDRESS], port: 24_590 },
       persistence: { enabled: false },
@@ -121,6 +122,7 @@ describe.skipIf(skip)("HA manager decisions (real nats-server, scripted shards)"
         safetyMarginMs: MARGIN,
         nats: { servers: cluster.urls, timeoutMs: 400 },
         groups: [{ name: group, addresses: [ADDRESS], ...(preferred ? { preferred } : {}) }],
+        ...(hooks ? { hooks } : {}),
       },
     });
     const nc = await connectNats(config.ha.nats, `mt-${name}`);
@@ -298,4 +300,32 @@ describe.skipIf(skip)("HA manager decisions (real nats-server, scripted shards)"
     expect(a.logs.some((l) => l.msg === `ha: group ${g} lease renewed again`)).toBe(true);
     await waitFor(async () => (await a.manager.status()).nats === "connected", { timeout: 15_000 });
   }, 30_000);
+
+  it.skipIf(process.getuid?.() !== 0)(
+    "runs the release hook at start (a node killed while active kept its address), claims at takeover, releases at stop",
+    async () => {
+      const ns = `pmh-mgr-${process.pid}`;
+      const inNs = ["ip", "netns", "exec", ns];
+      const held = () => execFileSync("ip", ["-n", ns, "addr", "show", "dev", "lo"], { encoding: "utf8" }).includes(`${ADDRESS}/32`);
+      execFileSync("ip", ["netns", "add", ns]);
+      try {
+        execFileSync("ip", ["-n", ns, "addr", "add", `${ADDRESS}/32`, "dev", "lo"]); // left by the killed run
+        const g = `g${groupNo++}`;
+        const hooks = { claim: [...inNs, "ip", "addr", "add", "{prefix}", "dev", "lo"], release: [...inNs, "ip", "addr", "del", "{prefix}", "dev", "lo"] };
+        const a = await node("a", g, { seq: 0 }, "someone-else", hooks);
+        expect(held()).toBe(false); // released before anything else
+        await waitFor(() => activeLine(a, g), { timeout: 5 * LEASE }); // vacant, not preferred: after one lease
+        expect(held()).toBe(true);
+        await a.manager.stop();
+        expect(held()).toBe(false);
+        // A second start with nothing to release is not an error.
+        const b = await node("b", g, { seq: 0 }, "someone-else", hooks);
+        expect(b.logs.some((l) => l.msg === `ha: group ${g}: release hook at start (leftovers of an earlier run): nothing released` && l.level === 30)).toBe(
+          true,
+        );
+      } finally {
+        execFileSync("ip", ["netns", "del", ns]);
+      }
+    },
+  );
 });
