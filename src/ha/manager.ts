@@ -417,6 +417,7 @@ export class HaManager implements HaController {
         await g.keeper.abandon(); // it lapses: a standby takes it after lease + margin
         await this.releaseQuietly(g);
       }
+      this.o.log.error({ group, to, released, error: (e as Error).message }, `ha: switchover of group ${group} failed`);
       throw new HaError(ErrorCodes.HA_SWITCHOVER_FAILED, group, `switchover of group ${group} failed: ${(e as Error).message}`, { cause: e });
     } finally {
       // The shards handed over (closed) or failed half-way: fresh standbys either way.
