@@ -130,6 +130,20 @@ export class LeaseKeeper {
     void this.watch();
   }
 
+  /**
+   * Reads the key now (a standby about to take over: one request, where acting on a stale
+   * view would cost a catch-up and a refused CAS). A newer revision than the watch gave
+   * means the watch missed it (an ordered consumer stalled by a stream leader change): it
+   * is restarted. Resolves with whether the view moved.
+   */
+  async refresh(): Promise<boolean> {
+    const entry = await this.o.kv.get(this.o.group);
+    if (!entry || entry.revision <= this.view.revision) return false;
+    this.watcher?.stop(); // the loop in watch() opens a new one
+    this.see(entry);
+    return true;
+  }
+
   private async watch(): Promise<void> {
     while (!this.stopped) {
       try {
@@ -224,7 +238,7 @@ export class LeaseKeeper {
     } catch (e) {
       if (!casRefused(e) && !/exists/i.test(String((e as Error).message))) throw e;
       // Our view was stale (a watch that missed revisions): read it, so the wait restarts from now.
-      this.see(await this.o.kv.get(this.o.group).catch(() => null));
+      await this.refresh().catch(() => false);
       return undefined;
     }
     this.held = true;

@@ -227,6 +227,13 @@ export class HaManager implements HaController {
 
   private async takeOver(g: Group, reason: TakeoverReason): Promise<void> {
     g.busy = true;
+    // The decision rests on the watch; one read confirms the lease did not move meanwhile.
+    const moved = await g.keeper.refresh().catch(() => undefined);
+    if (moved !== false || this.stopped) {
+      g.busy = false;
+      if (moved) this.decide(); // on the fresh view (a failed read: the next tick tries again)
+      return;
+    }
     g.role = "taking-over";
     g.lost = undefined;
     const started = this.now();

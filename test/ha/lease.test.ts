@@ -199,4 +199,22 @@ describe.skipIf(skip)("lease keeper (real nats-server)", () => {
     await waitFor(() => systemTime.monotonicNs() > b.keeper.current().seenNs + BigInt((LEASE + MARGIN) * 1e6), { timeout: 3 * LEASE });
     expect(b.keeper.mayTakeOver(undefined)).toBeUndefined();
   });
+
+  it("a standby whose watch went stale does not act on it: refresh() reads the renewals it missed", async () => {
+    const g = `stale${groupNo++}`;
+    const a = await node("a", g);
+    const blind: KV = Object.assign(Object.create(a.kv), { watch: () => new Promise(() => undefined) });
+    const b = await node("b", g, { kv: blind, gates: [] });
+    expect(await a.keeper.acquire()).toBeGreaterThan(0);
+    // b saw the key absent at start and nothing since: its stale view says vacant, then (non-preferred) after one lease.
+    expect(b.keeper.current().revision).toBe(0);
+    expect(await b.keeper.refresh()).toBe(true);
+    expect(b.keeper.current().value?.holder).toBe("a");
+    expect(b.keeper.mayTakeOver(undefined)).toBeUndefined();
+    // Still blind: after lease + margin the stale view would say lapsed; a read shows a renewed it.
+    await waitFor(() => b.keeper.mayTakeOver(undefined) === "lapsed", { timeout: 3 * LEASE });
+    expect(await b.keeper.refresh()).toBe(true);
+    expect(b.keeper.mayTakeOver(undefined)).toBeUndefined();
+    expect(a.lost).toEqual([]);
+  });
 });
