@@ -19,9 +19,9 @@ import { DataplaneManager, type DataplaneStats } from "../dataplane/manager.js";
 import { NftablesBackend } from "../dataplane/nftables.js";
 import { EventStreamBackend } from "../dataplane/event-stream.js";
 import { syncMirrors } from "./static-mirrors.js";
-import { connectNats, ensureGroupStream, haNames, leaseBucket } from "../replication/nats.js";
+import { haNames } from "../replication/nats.js";
 import { HaManager } from "../ha/manager.js";
-import { ConnectionState } from "../ha/connection.js";
+import { ConnectionState, connectHa } from "../ha/connection.js";
 import type { HaController } from "../ha/types.js";
 
 export interface ServerStats {
@@ -150,26 +150,16 @@ export async function startServer(
   // HA (docs/ha.md, src/ha/manager.ts): every shard starts as a standby of its group's stream.
   const groups = c.ha.enabled ? shardGroups(c, shards) : [];
   const gates = specs.map(() => new SharedArrayBuffer(8));
-  const nc = c.ha.enabled ? await connectNats(c.ha.nats, `${c.ha.node}-main`) : undefined;
-  let kv;
-  try {
-    if (nc) {
-      for (const g of groups) await ensureGroupStream(nc, c.ha.cluster, g.name, c.ha.replicas);
-      kv = await leaseBucket(nc, c.ha.cluster, c.ha.replicas);
-      for (const g of groups)
-        for (const shard of g.shards)
-          specs[shard].ha = {
-            group: g.name,
-            node: c.ha.node,
-            stream: haNames.stream(c.ha.cluster, g.name),
-            subject: haNames.subject(c.ha.cluster, g.name, shard),
-            gate: gates[shard],
-          };
-    }
-  } catch (e) {
-    await nc?.close();
-    throw e;
-  }
+  const { nc, kv } = c.ha.enabled ? await connectHa(c, groups, log) : { nc: undefined, kv: undefined };
+  for (const g of groups)
+    for (const shard of g.shards)
+      specs[shard].ha = {
+        group: g.name,
+        node: c.ha.node,
+        stream: haNames.stream(c.ha.cluster, g.name),
+        subject: haNames.subject(c.ha.cluster, g.name, shard),
+        gate: gates[shard],
+      };
   const unlock = c.persistence.enabled ? lockDirectory(c.persistence.directory) : () => undefined;
   const pool = new ShardPool(specs, log, onShardLost ?? (() => undefined));
   let started;
