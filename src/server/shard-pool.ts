@@ -137,6 +137,7 @@ export class ShardPool {
    * on a new thread (from its files, with persistence on).
    */
   async replace(shard: number): Promise<void> {
+    this.ready.delete(shard); // tasks from now on wait for the new thread, not in piscina's queue
     const id = this.owner.get(shard);
     const thread = this.pool.threads.find((t) => t.threadId === id);
     if (thread) await thread.terminate();
