@@ -84,6 +84,8 @@ export const ErrorCodes = {
   TOKEN_DIRECTORY_UNSAFE: "TOKEN_DIRECTORY_UNSAFE",
 
   // ---- high availability ----
+  /** An ha.hooks claim or release command failed, timed out or could not be run (HaHookError). */
+  HA_HOOK_FAILED: "HA_HOOK_FAILED",
   /** ha.switchover named a group that is not configured. */
   HA_UNKNOWN_GROUP: "HA_UNKNOWN_GROUP",
   /** ha.switchover asked of a node that is not the group's active; the message names the holder. */
@@ -141,6 +143,19 @@ export class RpcError extends PcpdError {
   ) {
     super(ErrorCodes.RPC_ERROR, message);
     this.name = "RpcError";
+  }
+}
+
+/** A claim or release hook (ha.hooks) that failed: its argv, exit status and stderr. */
+export class HaHookError extends PcpdError {
+  constructor(
+    readonly argv: string[],
+    readonly stderr: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(ErrorCodes.HA_HOOK_FAILED, message, options);
+    this.name = "HaHookError";
   }
 }
 

@@ -157,6 +157,12 @@ function haIssues(c: Config, workers: number): Issue[] {
   if (c.listen.port === 0)
     out.push({ path: ["listen", "port"], message: "must be a fixed port with ha.enabled: clients keep asking the same address:port whichever node serves it" });
   if (ha.safetyMarginMs * 2 >= ha.leaseMs) add(["safetyMarginMs"], `${ha.safetyMarginMs} ms must be under half of ha.leaseMs (${ha.leaseMs})`);
+  // Addresses claimed and never released would be served by two nodes after a takeover.
+  if ((ha.hooks.claim.length === 0) !== (ha.hooks.release.length === 0))
+    add(
+      ["hooks", ha.hooks.claim.length === 0 ? "claim" : "release"],
+      "ha.hooks.claim and ha.hooks.release are set together or not at all (an address claimed must be released when the node loses the group)",
+    );
   const names = new Set<string>();
   const groupOf = new Map<string, string>();
   ha.groups.forEach((g, i) => {

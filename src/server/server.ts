@@ -5,7 +5,7 @@
 import { availableParallelism, totalmem } from "node:os";
 import type { Logger } from "pino";
 import { poolAddresses, workerCount, type Config } from "../config/schema.js";
-import { poolReloadIssues, warnings } from "../config/checks.js";
+import { poolReloadIssues, shardGroups, warnings } from "../config/checks.js";
 import { ConfigError } from "../errors.js";
 import * as W from "../wire.generated.js";
 import { announceTargets } from "../shard/announce.js";
@@ -19,6 +19,9 @@ import { DataplaneManager, type DataplaneStats } from "../dataplane/manager.js";
 import { NftablesBackend } from "../dataplane/nftables.js";
 import { EventStreamBackend } from "../dataplane/event-stream.js";
 import { syncMirrors } from "./static-mirrors.js";
+import { haNames } from "../replication/nats.js";
+import { HaManager } from "../ha/manager.js";
+import { ConnectionState, connectHa } from "../ha/connection.js";
 import type { HaController } from "../ha/types.js";
 
 export interface ServerStats {
@@ -144,6 +147,19 @@ export async function startServer(
   });
   const boards = specs.map((spec) => new StatsBoard(spec.board));
   for (const warning of warnings(c, shards, totalmem())) log.warn(warning);
+  // HA (docs/ha.md, src/ha/manager.ts): every shard starts as a standby of its group's stream.
+  const groups = c.ha.enabled ? shardGroups(c, shards) : [];
+  const gates = specs.map(() => new SharedArrayBuffer(8));
+  const { nc, kv } = c.ha.enabled ? await connectHa(c, groups, log) : { nc: undefined, kv: undefined };
+  for (const g of groups)
+    for (const shard of g.shards)
+      specs[shard].ha = {
+        group: g.name,
+        node: c.ha.node,
+        stream: haNames.stream(c.ha.cluster, g.name),
+        subject: haNames.subject(c.ha.cluster, g.name, shard),
+        gate: gates[shard],
+      };
   const unlock = c.persistence.enabled ? lockDirectory(c.persistence.directory) : () => undefined;
   const pool = new ShardPool(specs, log, onShardLost ?? (() => undefined));
   let started;
@@ -151,6 +167,7 @@ export async function startServer(
     started = await pool.start();
   } catch (e) {
     await pool.stop();
+    await nc?.close();
     unlock();
     throw e;
   }
@@ -193,12 +210,60 @@ export async function startServer(
     void resyncMirrors();
   };
   await resyncMirrors();
-  const addresses = started.flatMap((s) => s.endpoints);
-  log.info({ listen: addresses, workers: shards, natPmp: c.natPmp }, "pcp server listening");
+  let ha: HaManager | undefined;
+  let stopping = false;
+  if (nc && kv) {
+    const manager = new HaManager({
+      config: c,
+      groups,
+      kv,
+      connection: new ConnectionState(nc, (state) => stopping || log.warn({ nats: state }, `ha: NATS ${state}`)),
+      gates,
+      shards: { run: (shard, task) => pool.run(shard, task), replace: (shard) => pool.replace(shard) },
+      time,
+      log,
+      reconcile: () => dataplane?.requestReconcile(),
+    });
+    ha = manager;
+    pool.onHaFenced = (m) => manager.fenced(m);
+    const restarted = pool.onRestarted;
+    pool.onRestarted = (shard) => {
+      restarted(shard);
+      manager.shardRestarted(shard);
+    };
+    try {
+      await manager.start();
+    } catch (e) {
+      await manager.stop();
+      await dataplane?.close();
+      await pool.stop();
+      await nc.close();
+      throw e;
+    }
+  }
+  // In HA mode a standby shard binds nothing: the configured endpoints (a fixed port) are
+  // what its group serves once this node is active for it.
+  const shardEndpoints = ha ? specs.map((s) => s.endpoints) : started.map((s) => s.endpoints);
+  const addresses = shardEndpoints.flat();
+  if (ha) {
+    const active = new Set(ha.activeGroups());
+    const served = groups.filter((g) => active.has(g.name));
+    log.info(
+      {
+        listen: served.flatMap((g) => g.shards.flatMap((s) => specs[s].endpoints)),
+        standby: groups.filter((g) => !active.has(g.name)).flatMap((g) => g.addresses),
+        ha: { node: c.ha.node, active: served.map((g) => g.name), standby: groups.filter((g) => !active.has(g.name)).map((g) => g.name) },
+        workers: shards,
+        natPmp: c.natPmp,
+      },
+      "pcp server listening",
+    );
+  } else log.info({ listen: addresses, workers: shards, natPmp: c.natPmp }, "pcp server listening");
   let current = c;
   return {
     addresses,
-    shardEndpoints: started.map((s) => s.endpoints),
+    shardEndpoints,
+    ha,
     config: () => current,
     task: (shard, task) => pool.run(shard, task),
     everyShard: (task) => pool.all(task),
@@ -244,8 +309,12 @@ export async function startServer(
       return restart;
     },
     async stop() {
+      stopping = true;
+      // HA first: no takeover starts while the shards stop; the gates close and the release hooks run (src/ha/manager.ts stop).
+      await ha?.stop();
       await dataplane?.close();
       const final = await pool.stop();
+      await nc?.close();
       unlock();
       log.info({ stats: Object.fromEntries(Object.entries(sum(final)).map(([k, v]) => [k, Number(v)])) }, "pcp server stopped");
     },

@@ -8,7 +8,17 @@
 import { Piscina } from "piscina";
 import type { Logger } from "pino";
 import { ErrorCodes, ShardUnavailableError } from "../errors.js";
-import type { DataplaneMessage, EventsMessage, ShardSpec, ShardStarted, ShardStats, TaskKind, TaskRequest, TaskResult } from "../shard/tasks.js";
+import type {
+  DataplaneMessage,
+  EventsMessage,
+  HaFencedMessage,
+  ShardSpec,
+  ShardStarted,
+  ShardStats,
+  TaskKind,
+  TaskRequest,
+  TaskResult,
+} from "../shard/tasks.js";
 
 // src/server/ and dist/server/ are both two levels below the package root; piscina needs
 // the built JavaScript worker (Node 20 cannot load a .ts worker). Loaded by URL, never
@@ -31,9 +41,20 @@ export class ShardPool {
   private readonly pool: Piscina;
   /** shard → threadId of the thread running it. */
   private readonly owner = new Map<number, number>();
+  /**
+   * Shards whose start finished on their thread. A task for any other shard waits here,
+   * never in piscina's queue: piscina stops distributing at the first task its balancer
+   * cannot place, so one task for a restarting shard (an ha.status poll, say) would hold
+   * back the restart's own start task and every other shard's tasks (the watchdog then
+   * takes the others for hung).
+   */
+  private readonly ready = new Set<number>();
+  private readonly waiting = new Map<number, { resolve: () => void; reject: (e: Error) => void }[]>();
   private readonly eventListeners: ((m: EventsMessage) => void)[] = [];
   /** Receives every shard's dataplane records (when a dataplane is configured). */
   onDataplane: (m: DataplaneMessage) => void = () => undefined;
+  /** Receives an HA shard's report that its stream refused a write (another node fenced it). */
+  onHaFenced: (m: HaFencedMessage) => void = () => undefined;
   /** Called when a shard runs again on a new thread (its dataplane state must be reloaded). */
   onRestarted: (shard: number) => void = () => undefined;
   private stopping = false;
@@ -70,9 +91,10 @@ export class ShardPool {
         return free ?? null;
       },
     });
-    this.pool.on("message", (m: EventsMessage | DataplaneMessage) => {
+    this.pool.on("message", (m: EventsMessage | DataplaneMessage | HaFencedMessage) => {
       if (m && "pcpdEvents" in m) for (const l of this.eventListeners) l(m);
       else if (m && "pcpdDataplane" in m) this.onDataplane(m);
+      else if (m && "pcpdHaFenced" in m) this.onHaFenced(m);
     });
     // A worker error with no task in flight; the exit that follows is handled above.
     this.pool.on("error", (error: Error) => this.log.error({ error: error.message }, "engine worker failed"));
@@ -80,6 +102,16 @@ export class ShardPool {
 
   /** Runs `task` on the thread of `shard`; the answer has the type ../shard/tasks.ts gives it. */
   run<K extends TaskKind>(shard: number, task: TaskRequest<K>): Promise<TaskResult<K>> {
+    if (task.kind === "start" || task.kind === "stop" || this.ready.has(shard)) return this.submit(shard, task);
+    if (this.stopping) return Promise.reject(new ShardUnavailableError(ErrorCodes.SERVER_STOPPING, shard, "server stopping"));
+    return new Promise<void>((resolve, reject) => {
+      const list = this.waiting.get(shard) ?? [];
+      list.push({ resolve, reject });
+      this.waiting.set(shard, list);
+    }).then(() => this.submit(shard, task));
+  }
+
+  private submit<K extends TaskKind>(shard: number, task: TaskRequest<K>): Promise<TaskResult<K>> {
     const pinned = { ...task, [Piscina.queueOptionsSymbol]: { shard, claim: task.kind === "start" } satisfies Pinned };
     // piscina's answers are untyped; the worker's handlers are checked against the same table.
     return this.pool.run(pinned) as Promise<TaskResult<K>>;
@@ -93,7 +125,9 @@ export class ShardPool {
   /** Starts every shard; the bound ports are kept so a replacement thread rebinds them. */
   async start(): Promise<ShardStarted[]> {
     const started = await Promise.all(this.specs.map((spec) => this.run(spec.shard, { kind: "start", spec })));
-    for (const s of started) this.specs[s.shard] = { ...this.specs[s.shard], endpoints: s.endpoints };
+    for (const s of started) this.markReady(s.shard);
+    // An HA standby binds nothing yet: its spec keeps the configured endpoints (a fixed port) for its promotion.
+    for (const s of started) if (s.endpoints.length > 0) this.specs[s.shard] = { ...this.specs[s.shard], endpoints: s.endpoints };
     this.watchdog = setInterval(() => this.checkLiveness(), WATCHDOG_INTERVAL_MS);
     return started;
   }
@@ -103,6 +137,7 @@ export class ShardPool {
    * on a new thread (from its files, with persistence on).
    */
   async replace(shard: number): Promise<void> {
+    this.ready.delete(shard); // tasks from now on wait for the new thread, not in piscina's queue
     const id = this.owner.get(shard);
     const thread = this.pool.threads.find((t) => t.threadId === id);
     if (thread) await thread.terminate();
@@ -119,6 +154,7 @@ export class ShardPool {
   async resetEpoch(shard: number, dropState: () => void): Promise<number> {
     if (this.resetting.has(shard)) throw new ShardUnavailableError(ErrorCodes.SHARD_RESETTING, shard, `shard ${shard} is being reset`);
     this.resetting.set(shard, dropState);
+    this.ready.delete(shard); // tasks wait for the restart instead of finding no shard on the thread
     try {
       let timer: NodeJS.Timeout | undefined;
       const late = new Promise<"late">((resolve) => (timer = setTimeout(() => resolve("late"), WATCHDOG_TIMEOUT_MS)));
@@ -145,6 +181,7 @@ export class ShardPool {
       try {
         dropState();
         const s = await this.run(shard, { kind: "start", spec: this.specs[shard] });
+        this.markReady(shard);
         if (this.eventsWanted) await this.run(shard, { kind: "events", on: true });
         this.onRestarted(shard);
         return s.epoch;
@@ -153,6 +190,7 @@ export class ShardPool {
         // The ordinary restart brings it back (retries, then onLost); the operator is told.
         this.log.error({ shard, error: (e as Error).message }, "epoch reset failed after the shard stopped; restarting it");
         this.owner.delete(shard);
+        this.ready.delete(shard);
         void this.restart(shard);
         throw e;
       }
@@ -163,6 +201,7 @@ export class ShardPool {
 
   private checkLiveness(): void {
     for (const [shard, id] of this.owner) {
+      if (!this.ready.has(shard)) continue; // starting: its start task answers for it
       let timer: NodeJS.Timeout | undefined;
       const hung = new Promise<"hung">((resolve) => (timer = setTimeout(() => resolve("hung"), WATCHDOG_TIMEOUT_MS)));
       void Promise.race([this.run(shard, { kind: "ping" }).catch(() => "gone"), hung]).then((r) => {
@@ -199,6 +238,7 @@ export class ShardPool {
   async stop(): Promise<ShardStats[]> {
     this.stopping = true;
     clearInterval(this.watchdog);
+    for (const shard of [...this.waiting.keys()]) this.fail(shard, new ShardUnavailableError(ErrorCodes.SERVER_STOPPING, shard, "server stopping"));
     const running = [...this.owner.keys()];
     const final = await Promise.allSettled(running.map((shard) => this.run(shard, { kind: "stop" })));
     await this.pool.destroy();
@@ -214,6 +254,7 @@ export class ShardPool {
   private lost(shard: number, threadId: number): void {
     if (this.owner.get(shard) !== threadId) return;
     this.owner.delete(shard);
+    this.ready.delete(shard);
     if (this.stopping) return;
     const dropState = this.resetting.get(shard);
     if (dropState) {
@@ -237,6 +278,7 @@ export class ShardPool {
       // A failed start (say, the dead thread's port not yet released) leaves its thread free.
       try {
         const s = await this.run(shard, { kind: "start", spec: this.specs[shard] });
+        this.markReady(shard);
         if (this.eventsWanted) await this.run(shard, { kind: "events", on: true });
         this.log.warn({ shard, thread: s.threadId, epoch: s.epoch, attempt }, "shard restarted");
         this.onRestarted(shard);
@@ -249,6 +291,22 @@ export class ShardPool {
     }
     if (this.stopping) return;
     this.log.fatal({ shard, error: error?.message }, "shard could not be restarted; its subscribers are not served");
-    this.onLost(shard, error ?? new ShardUnavailableError(ErrorCodes.SHARD_LOST, shard, "restart failed"));
+    const lost = new ShardUnavailableError(ErrorCodes.SHARD_LOST, shard, "restart failed");
+    this.fail(shard, lost);
+    this.onLost(shard, error ?? lost);
+  }
+
+  /** The shard runs on its thread: the tasks that waited for it go to piscina. */
+  private markReady(shard: number): void {
+    this.ready.add(shard);
+    const list = this.waiting.get(shard) ?? [];
+    this.waiting.delete(shard);
+    for (const w of list) w.resolve();
+  }
+
+  private fail(shard: number, error: Error): void {
+    const list = this.waiting.get(shard) ?? [];
+    this.waiting.delete(shard);
+    for (const w of list) w.reject(error);
   }
 }

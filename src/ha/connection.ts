@@ -1,0 +1,68 @@
+// The main thread's NATS connection as HA sees it: connected, reconnecting (the client
+// retries servers for ever, src/replication/nats.ts) or closed. Followed from the
+// connection's status() events; the lease keepers never take over unless connected.
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { KV } from "@nats-io/kv";
+import type { Logger } from "pino";
+import type { Config } from "../config/schema.js";
+import type { ShardGroup } from "../config/checks.js";
+import { connectNats, ensureGroupStream, leaseBucket } from "../replication/nats.js";
+import type { HaStatus } from "./types.js";
+
+export class ConnectionState {
+  private state: HaStatus["nats"] = "connected";
+
+  /** @param onChange called after each change of state (not for pings and cluster updates). */
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly onChange: (state: HaStatus["nats"]) => void = () => undefined,
+  ) {
+    void this.follow();
+    void nc.closed().then(() => this.set("disconnected"));
+  }
+
+  private async follow(): Promise<void> {
+    for await (const s of this.nc.status()) {
+      if (s.type === "disconnect" || s.type === "reconnecting" || s.type === "staleConnection") this.set("reconnecting");
+      else if (s.type === "reconnect") this.set("connected");
+      else if (s.type === "close") this.set("disconnected");
+    }
+  }
+
+  private set(state: HaStatus["nats"]): void {
+    if (this.state === "disconnected" || this.state === state) return;
+    this.state = state;
+    this.onChange(state);
+  }
+
+  get(): HaStatus["nats"] {
+    return this.nc.isClosed() ? "disconnected" : this.state;
+  }
+
+  connected(): boolean {
+    return this.get() === "connected";
+  }
+}
+
+/**
+ * The main thread's NATS connection with the cluster's objects made (each group's stream,
+ * the lease bucket). Retried for up to `patienceMs`: NATS may be starting with this node,
+ * or electing a JetStream leader; a node that cannot reach it then fails to start (it
+ * could never take a group over).
+ */
+export async function connectHa(c: Config, groups: ShardGroup[], log: Logger, patienceMs = 30_000): Promise<{ nc: NatsConnection; kv: KV }> {
+  const deadline = performance.now() + patienceMs;
+  for (let attempt = 1; ; attempt++) {
+    let nc: NatsConnection | undefined;
+    try {
+      nc = await connectNats(c.ha.nats, `${c.ha.node}-main`);
+      for (const g of groups) await ensureGroupStream(nc, c.ha.cluster, g.name, c.ha.replicas);
+      return { nc, kv: await leaseBucket(nc, c.ha.cluster, c.ha.replicas) };
+    } catch (e) {
+      await nc?.close().catch(() => undefined);
+      if (performance.now() > deadline) throw e;
+      log.warn({ attempt, error: (e as Error).message }, "ha: NATS not ready at start; retrying");
+      await new Promise((resolve) => setTimeout(resolve, Math.min(2000, 250 * attempt)));
+    }
+  }
+}

@@ -1,0 +1,220 @@
+// The lease keeper (src/ha/lease.ts) against a real nats-server: two keepers racing for a
+// vacant lease (one wins), renewals keeping it, a silent holder losing it only after
+// lease + margin by the other's clock, a frozen or closed NATS connection making the
+// holder degraded (its gate stops advancing and passes), and a refused CAS reported lost.
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import type { KV } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { connectNats, leaseBucket } from "../../src/replication/nats.js";
+import { LeaseKeeper, type LeaseKeeperOptions } from "../../src/ha/lease.js";
+import { ConnectionState } from "../../src/ha/connection.js";
+import { systemTime } from "../../src/core/clock.js";
+import { natsUnavailable, startNatsCluster, type NatsCluster } from "../helpers/nats.js";
+import { waitFor } from "../helpers/wait.js";
+
+const skip = natsUnavailable();
+const LEASE = 1000;
+const MARGIN = 200;
+
+interface Node {
+  nc: NatsConnection;
+  kv: KV;
+  keeper: LeaseKeeper;
+  gate: BigInt64Array;
+  lost: string[];
+  conn: ConnectionState;
+}
+
+describe.skipIf(skip)("lease keeper (real nats-server)", () => {
+  let cluster: NatsCluster;
+  const open: Node[] = [];
+  let groupNo = 0;
+
+  beforeAll(async () => {
+    cluster = await startNatsCluster({ size: 1, basePort: 24_500 });
+  }, 60_000);
+  afterEach(async () => {
+    for (const n of open.splice(0)) {
+      await n.keeper.stop();
+      if (!n.nc.isClosed()) await n.nc.close();
+    }
+  });
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  async function node(name: string, group: string, over: Partial<LeaseKeeperOptions> = {}): Promise<Node> {
+    const nc = await connectNats({ servers: cluster.urls, timeoutMs: 400 }, `lease-test-${name}`);
+    const kv = await leaseBucket(nc, "lt", 1);
+    const gate = new BigInt64Array(new SharedArrayBuffer(8));
+    const lost: string[] = [];
+    const conn = new ConnectionState(nc);
+    const keeper = new LeaseKeeper({
+      kv,
+      group,
+      node: name,
+      leaseMs: LEASE,
+      safetyMarginMs: MARGIN,
+      timeoutMs: 400,
+      time: systemTime,
+      gates: [gate],
+      connected: () => conn.connected(),
+      onLost: (reason) => lost.push(reason),
+      onChange: () => undefined,
+      ...over,
+    });
+    await keeper.start();
+    const n = { nc, kv, keeper, gate, lost, conn };
+    open.push(n);
+    return n;
+  }
+
+  it("lets exactly one of two racing keepers take a vacant lease; its renewals keep it and advance its gate", async () => {
+    const g = `race${groupNo++}`;
+    const [a, b] = await Promise.all([node("a", g), node("b", g)]);
+    expect(a.keeper.mayTakeOver(undefined)).toBe("vacant");
+    expect(b.keeper.mayTakeOver(undefined)).toBe("vacant");
+    const terms = await Promise.all([a.keeper.acquire(), b.keeper.acquire()]);
+    expect(terms.filter((t) => t !== undefined)).toHaveLength(1);
+    const [winner, loser] = terms[0] !== undefined ? [a, b] : [b, a];
+    const term = winner.keeper.term();
+    expect(term).toBeGreaterThan(0);
+    // The loser sees the winner's value (with its term, written by the first renewal).
+    await waitFor(() => loser.keeper.current().value?.term === term);
+    expect(loser.keeper.current().value?.holder).toBe(winner === a ? "a" : "b");
+    // Three leases of renewals: the gate keeps moving ahead of now, the loser never may take over.
+    const until = performance.now() + 3 * LEASE;
+    let gates = new Set<bigint>();
+    await waitFor(
+      () => {
+        expect(loser.keeper.mayTakeOver(undefined)).toBeUndefined();
+        const gate = Atomics.load(winner.gate, 0);
+        expect(gate).toBeGreaterThan(systemTime.monotonicNs());
+        gates = gates.add(gate);
+        return performance.now() > until;
+      },
+      { timeout: 10 * LEASE, interval: 20 },
+    );
+    expect(gates.size).toBeGreaterThanOrEqual(6); // renewed every lease/3
+    expect(winner.keeper.remainingMs()).toBeGreaterThan(0);
+    expect(winner.keeper.remainingMs()).toBeLessThanOrEqual(LEASE - MARGIN);
+    expect(winner.lost).toEqual([]);
+  });
+
+  it("a holder that stops renewing loses the lease only after lease + margin by the standby's clock", async () => {
+    const g = `lapse${groupNo++}`;
+    const a = await node("a", g);
+    const b = await node("b", g, { gates: [] });
+    expect(await a.keeper.acquire()).toBeGreaterThan(0);
+    await waitFor(() => b.keeper.current().value?.holder === "a" && b.keeper.current().value?.term === a.keeper.term());
+    await a.keeper.abandon(); // silent: no release, the value stays
+    expect(Atomics.load(a.gate, 0)).toBe(0n);
+    const seen = b.keeper.current();
+    let firstAllowed = 0n;
+    await waitFor(
+      () => {
+        if (b.keeper.mayTakeOver(undefined) === "lapsed") firstAllowed = systemTime.monotonicNs();
+        return firstAllowed !== 0n;
+      },
+      { timeout: 5 * LEASE, interval: 5 },
+    );
+    expect(b.keeper.current().revision).toBe(seen.revision); // nothing was written meanwhile
+    const waitedMs = Number(firstAllowed - seen.seenNs) / 1e6;
+    expect(waitedMs).toBeGreaterThan(LEASE + MARGIN);
+    expect(waitedMs).toBeLessThan(LEASE + MARGIN + 1000);
+    const term = await b.keeper.acquire();
+    expect(term).toBeGreaterThan(seen.revision);
+  });
+
+  it("a preferred node takes a never-held lease at once, the others only after one lease", async () => {
+    const g = `pref${groupNo++}`;
+    const other = await node("other", g, { gates: [] });
+    expect(other.keeper.mayTakeOver("pref")).toBeUndefined();
+    const pref = await node("pref", g, { gates: [] });
+    expect(pref.keeper.mayTakeOver("pref")).toBe("vacant");
+    await waitFor(() => other.keeper.mayTakeOver("pref") === "vacant", { timeout: 3 * LEASE });
+  });
+
+  it("reports the lease lost when another node's write makes its CAS fail, and closes the gate", async () => {
+    const g = `cas${groupNo++}`;
+    // The holder's watch is blind (never yields), so only its renewal's CAS can notice.
+    const a = await node("a", g);
+    const blind: KV = Object.assign(Object.create(a.kv), {
+      watch: () => new Promise(() => undefined),
+    });
+    const holder = await node("h", g, { kv: blind });
+    expect(await holder.keeper.acquire()).toBeGreaterThan(0);
+    const current = await a.kv.get(g);
+    await a.kv.update(g, new TextEncoder().encode(JSON.stringify({ holder: "intruder", term: 99 })), current!.revision);
+    await waitFor(() => holder.lost.length > 0, { timeout: 3 * LEASE });
+    expect(holder.lost[0]).toMatch(/refused/);
+    expect(holder.keeper.isHeld()).toBe(false);
+    expect(Atomics.load(holder.gate, 0)).toBe(0n);
+  });
+
+  it("sees another holder on the watch and reports the lease lost at once", async () => {
+    const g = `watch${groupNo++}`;
+    const a = await node("a", g);
+    const other = await node("o", g, { gates: [] });
+    expect(await a.keeper.acquire()).toBeGreaterThan(0);
+    await waitFor(() => other.keeper.current().value?.term === a.keeper.term());
+    const current = await other.kv.get(g);
+    await other.kv.update(g, new TextEncoder().encode(JSON.stringify({ holder: "o", term: 1 })), current!.revision);
+    await waitFor(() => a.lost.length > 0, { timeout: LEASE });
+    expect(a.lost[0]).toMatch(/moved to o/);
+  });
+
+  it("a frozen NATS server makes the holder degraded: the gate stops advancing and passes; renewals resume after", async () => {
+    const g = `freeze${groupNo++}`;
+    const a = await node("a", g);
+    expect(await a.keeper.acquire()).toBeGreaterThan(0);
+    const server = cluster.nodes[0];
+    await server.kill("SIGSTOP");
+    try {
+      await waitFor(() => a.keeper.degraded(), { timeout: 3 * LEASE });
+      const frozen = Atomics.load(a.gate, 0);
+      await waitFor(() => systemTime.monotonicNs() > frozen, { timeout: 2 * LEASE });
+      expect(Atomics.load(a.gate, 0)).toBe(frozen); // no renewal: nothing moved it
+      expect(a.keeper.remainingMs()).toBe(0);
+      expect(a.keeper.isHeld()).toBe(true);
+    } finally {
+      await server.kill("SIGCONT");
+    }
+    // Nobody else wrote: the next renewal's CAS succeeds and the gate opens again.
+    await waitFor(() => !a.keeper.degraded() && Atomics.load(a.gate, 0) > systemTime.monotonicNs(), { timeout: 15_000, interval: 50 });
+    expect(a.lost).toEqual([]);
+  }, 30_000);
+
+  it("a closed connection makes the holder degraded and never lets a keeper take over", async () => {
+    const g = `closed${groupNo++}`;
+    const a = await node("a", g);
+    const b = await node("b", g, { gates: [] });
+    expect(await a.keeper.acquire()).toBeGreaterThan(0);
+    await b.nc.close();
+    expect(b.conn.get()).toBe("disconnected");
+    await a.nc.close();
+    await waitFor(() => a.keeper.degraded(), { timeout: 3 * LEASE });
+    await waitFor(() => a.keeper.remainingMs() === 0, { timeout: 2 * LEASE });
+    // Long past lease + margin for b's clock, but b is not connected: it may not take over.
+    await waitFor(() => systemTime.monotonicNs() > b.keeper.current().seenNs + BigInt((LEASE + MARGIN) * 1e6), { timeout: 3 * LEASE });
+    expect(b.keeper.mayTakeOver(undefined)).toBeUndefined();
+  });
+
+  it("a standby whose watch went stale does not act on it: refresh() reads the renewals it missed", async () => {
+    const g = `stale${groupNo++}`;
+    const a = await node("a", g);
+    const blind: KV = Object.assign(Object.create(a.kv), { watch: () => new Promise(() => undefined) });
+    const b = await node("b", g, { kv: blind, gates: [] });
+    expect(await a.keeper.acquire()).toBeGreaterThan(0);
+    // b saw the key absent at start and nothing since: its stale view says vacant, then (non-preferred) after one lease.
+    expect(b.keeper.current().revision).toBe(0);
+    expect(await b.keeper.refresh()).toBe(true);
+    expect(b.keeper.current().value?.holder).toBe("a");
+    expect(b.keeper.mayTakeOver(undefined)).toBeUndefined();
+    // Still blind: after lease + margin the stale view would say lapsed; a read shows a renewed it.
+    await waitFor(() => b.keeper.mayTakeOver(undefined) === "lapsed", { timeout: 3 * LEASE });
+    expect(await b.keeper.refresh()).toBe(true);
+    expect(b.keeper.mayTakeOver(undefined)).toBeUndefined();
+    expect(a.lost).toEqual([]);
+  });
+});
