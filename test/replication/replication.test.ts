@@ -327,3 +327,73 @@ describe.skipIf(skip)("replication through JetStream (writer → follower)", () 
     writer.stop();
   });
 });
+
+describe.skipIf(skip)("replication through a 3-node cluster losing the stream leader", () => {
+  let cluster: NatsCluster;
+  const conns: NatsConnection[] = [];
+  beforeAll(async () => {
+    // Client ports 24460–24462, routes 24560–24562 (free in every helper's range).
+    cluster = await startNatsCluster({ size: 3, basePort: 24_460 });
+  }, 60_000);
+  afterAll(async () => {
+    for (const nc of conns) await nc.close().catch(() => undefined);
+    await cluster?.stop();
+  });
+  const open = async (servers: string[], name: string) => {
+    const nc = await connectNats({ servers, timeoutMs: 1000 }, name);
+    conns.push(nc);
+    return { nc, js: jetstream(nc), jsm: await jetstreamManager(nc) };
+  };
+
+  it("a follower whose consumer's node is killed resumes: catches up, its state truthful meanwhile", async () => {
+    const w = await open(cluster.urls, "writer");
+    await ensureGroupStream(w.nc, CLUSTER, "f", 3);
+    const g = { stream: haNames.stream(CLUSTER, "f"), subject: haNames.subject(CLUSTER, "f", 0) };
+    const fc = await open(cluster.urls, "follower");
+    const fenced: string[] = [];
+    const writer = await StreamWriter.fence(
+      {
+        ...w,
+        ...g,
+        node: "a",
+        term: 1,
+        commitIntervalMs: 5,
+        timeoutMs: 1000,
+        maxPayload: w.nc.info!.max_payload,
+        epoch: () => 1,
+        wallMs: () => Date.now(),
+        onFenced: (e) => fenced.push(e),
+      },
+      0,
+    );
+    const a = newEngine();
+    const b = newEngine();
+    const f = new StreamFollower({ ...fc, ...g, apply: (c) => b.restore(c, WALL, T0), onHole: () => "restart", wallMs: () => Date.now() });
+    try {
+      traffic(a, (p) => writer.append(p), 2, 10);
+      await writer.commitNow();
+      await f.catchUp(10_000);
+      // The node holding the follower's (R1) consumer, where the harness found the ordered consumer stuck for good.
+      const consumers = await w.jsm.consumers.list(g.stream).next();
+      expect(consumers).toHaveLength(1);
+      const host = cluster.nodes.find((n) => n.name === consumers[0].cluster?.leader)!;
+      await host.kill("SIGKILL");
+      for (let round = 0; round < 5; round++) {
+        traffic(a, (p) => writer.append(p), 1, 10, 3600, 10 + round);
+        await writer.commitNow(); // through the stream leader's re-election
+      }
+      const last = writer.state().seq;
+      // The follower knows how far the stream is, whether or not it has it yet: never "caught up" while behind.
+      await waitFor(() => f.state().lastSeq >= last, { timeout: 10_000 });
+      const s = f.state();
+      if (s.seq < last) expect(s.lagMs).toBeGreaterThan(0);
+      await waitFor(() => f.state().seq === last, { timeout: 30_000 });
+      expect(await f.catchUp(5000)).toMatchObject({ seq: last, complete: true, records: 70 });
+      expect(table(b)).toEqual(table(a));
+      expect(fenced).toEqual([]);
+    } finally {
+      writer.stop();
+      await f.stop();
+    }
+  }, 90_000);
+});
