@@ -249,22 +249,39 @@ export class StreamFollower {
     return seq;
   }
 
+  /** The subject's last sequence, asked again while the stream has no leader (an election), until `deadline`. */
+  private async streamLast(deadline: number): Promise<number> {
+    for (;;) {
+      try {
+        return await this.lastSubjectSequence();
+      } catch (e) {
+        if (this.stopped || performance.now() + REOPEN_MS >= deadline)
+          throw new PcpdError(ErrorCodes.HA_CATCH_UP_TIMEOUT, `${this.o.subject}: the stream's last sequence not read: ${(e as Error).message}`, { cause: e });
+        await new Promise((resolve) => setTimeout(resolve, REOPEN_MS));
+      }
+    }
+  }
+
   /**
    * Resolves once every message up to the subject's last sequence as of this call is
    * applied; rejects after `timeoutMs` (HA_CATCH_UP_TIMEOUT), on a hole, or when stopped.
    */
   async catchUp(timeoutMs: number): Promise<FollowerState> {
-    const target = await this.lastSubjectSequence();
+    const deadline = performance.now() + timeoutMs;
+    const target = await this.streamLast(deadline);
     if (this.s.seq >= target) return this.state();
     if (this.stopped) throw new PcpdError(ErrorCodes.HA_CATCH_UP_TIMEOUT, `follower of ${this.o.subject} stopped`);
     let timer: NodeJS.Timeout | undefined;
     await new Promise<void>((resolve, reject) => {
       const w: Waiter = { target, resolve, reject };
       this.waiters.push(w);
-      timer = setTimeout(() => {
-        this.waiters = this.waiters.filter((x) => x !== w);
-        reject(new PcpdError(ErrorCodes.HA_CATCH_UP_TIMEOUT, `applied ${this.s.seq} of ${target} on ${this.o.subject} within ${timeoutMs} ms`));
-      }, timeoutMs);
+      timer = setTimeout(
+        () => {
+          this.waiters = this.waiters.filter((x) => x !== w);
+          reject(new PcpdError(ErrorCodes.HA_CATCH_UP_TIMEOUT, `applied ${this.s.seq} of ${target} on ${this.o.subject} within ${timeoutMs} ms`));
+        },
+        Math.max(0, deadline - performance.now()),
+      );
     }).finally(() => clearTimeout(timer));
     return this.state();
   }

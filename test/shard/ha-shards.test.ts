@@ -347,4 +347,24 @@ describe.skipIf(skip)("HA shards: a handover with a check-pointed reply held", (
     expect(pool.threads()).toEqual(threads); // the same worker: it did not die
     expect(died).toEqual([]);
   }, 40_000);
+
+  it("promoted again, answers plain requests at once while NATS is down (only check-pointed replies wait for the stream)", async () => {
+    const address = "127.0.0.78";
+    await pool!.run(0, { kind: "haCatchUp", timeoutMs: 5000 });
+    await pool!.run(0, { kind: "haPromote", term: 2 });
+    await nats.nodes[0].kill("SIGKILL");
+    try {
+      for (let port = 100; port < 120; port++) {
+        const started = performance.now();
+        expect((await map(address, port, [], 1000))[3]).toBe(W.RESULT_SUCCESS);
+        expect(performance.now() - started).toBeLessThan(500);
+      }
+      const s = await pool!.run(0, { kind: "haState" });
+      expect(s.pendingBytes).toBeGreaterThan(0); // kept for the stream, not dropped
+    } finally {
+      await nats.nodes[0].start();
+    }
+    await waitFor(async () => (await pool!.run(0, { kind: "haState" })).pendingBytes === 0, { timeout: 20_000 });
+    expect(await pool!.run(0, { kind: "haState" })).toMatchObject({ role: "active", records: expect.any(Number) });
+  }, 40_000);
 });
