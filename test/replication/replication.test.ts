@@ -342,7 +342,7 @@ describe.skipIf(skip)("replication through a 3-node cluster losing the stream le
   let cluster: NatsCluster;
   const conns: NatsConnection[] = [];
   beforeAll(async () => {
-    // Client ports 24460–24462, routes 24560–24562 (free in every helper's range).
+    // Client ports 24460–24462, routes 24560–24562 (no other test uses them; test/replication/nats.test.ts routes are 24410–24412).
     cluster = await startNatsCluster({ size: 3, basePort: 24_460 });
   }, 60_000);
   afterAll(async () => {

@@ -104,7 +104,7 @@ describe.skipIf(skip)("HA shards (standby, promote, gate, fence, handover)", () 
   const state = (n: Node) => n.pool.run(0, { kind: "haState" });
 
   beforeAll(async () => {
-    nats = await startNatsCluster({ size: 1, basePort: 24_410 });
+    nats = await startNatsCluster({ size: 1, basePort: 24_430 });
   }, 60_000);
   afterAll(async () => {
     for (const n of nodes) await n.pool.stop().catch(() => undefined);
