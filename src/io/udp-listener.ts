@@ -86,8 +86,15 @@ export class UdpListener {
   private timer: NodeJS.Timeout | undefined;
   private ticks = 0;
   private readonly sources = new Map<string, Source>();
-  /** Datagrams dropped because the gate was closed (HA: the lease not provably held). */
+  /**
+   * Datagrams and replies dropped because the gate was closed (HA: the lease not provably
+   * held) or the listener stopped (a reply whose request was served before).
+   */
   gateDrops = 0;
+  /** Sends the kernel refused (reported as the socket's 'error', which would otherwise be uncaught). */
+  sendErrors = 0;
+  /** stop() was called: nothing is served or sent any more (a handover, a fence, shutdown). */
+  private closed = false;
 
   constructor(private o: ListenerOptions) {}
 
@@ -119,6 +126,8 @@ export class UdpListener {
           resolve();
         });
       });
+      // A send that fails in the kernel (unreachable, EPERM) must not become an uncaught 'error'.
+      socket.on("error", () => this.sendErrors++);
       this.sockets.push(socket);
       this.sizeReceiveBuffer(socket);
     }
@@ -141,7 +150,15 @@ export class UdpListener {
     return this.sockets.map((s) => s.getRecvBufferSize());
   }
 
+  /**
+   * Closes the sockets. Datagrams not yet served and replies still held for `durable` are
+   * dropped (counted in gateDrops): a shard that stopped answering (handover, fence) never
+   * answers later, whatever its gate says by then.
+   */
   async stop(): Promise<void> {
+    this.closed = true;
+    this.gateDrops += this.queue.length;
+    this.queue = [];
     clearInterval(this.timer);
     await Promise.all(this.sockets.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
     this.sockets.length = 0;
@@ -157,6 +174,7 @@ export class UdpListener {
 
   /** The socket bound to `local` (unsolicited messages leave from a listen address). */
   socket(local: string): dgram.Socket | undefined {
+    if (this.closed) return undefined; // closing: a send would throw
     return this.sockets.find((s) => s.address().address === local);
   }
 
@@ -168,14 +186,37 @@ export class UdpListener {
     }
   }
 
+  /** Whether the gate is closed now (HA); no gate: never. */
+  private gateClosed(): boolean {
+    const gate = this.o.gate;
+    // Atomics: the main thread's lease keeper writes the cell while this thread serves.
+    return gate !== undefined && (this.o.monotonicNs ?? process.hrtime.bigint)() >= Atomics.load(gate, 0);
+  }
+
+  /**
+   * One reply out, unless the listener stopped or (HA) the gate closed since its request was
+   * admitted: read again right before the send, so a process frozen (SIGSTOP) between the
+   * batch's check and its sends, or a reply held for the stream, never answers once the
+   * lease may be someone else's. Never throws (a socket closed under a held reply).
+   */
+  private send(p: Pending, reply: Buffer): void {
+    if (this.closed || this.gateClosed()) {
+      this.gateDrops++;
+      return;
+    }
+    try {
+      p.socket.send(reply, p.port, p.address);
+    } catch {
+      this.gateDrops++; // ERR_SOCKET_DGRAM_NOT_RUNNING: closed meanwhile
+    }
+  }
+
   private flush(): void {
     this.scheduled = false;
     const { engine, clock } = this.o;
-    while (this.queue.length > 0) {
+    while (this.queue.length > 0 && !this.closed) {
       const batch = this.queue.splice(0, W.SLOT_COUNT);
-      const gate = this.o.gate;
-      // Atomics: the main thread's lease keeper writes the cell while this thread serves.
-      if (gate !== undefined && (this.o.monotonicNs ?? process.hrtime.bigint)() >= Atomics.load(gate, 0)) {
+      if (this.gateClosed()) {
         this.gateDrops += batch.length;
         continue;
       }
@@ -194,11 +235,11 @@ export class UdpListener {
         if (!reply) continue;
         const copy = Buffer.from(reply); // a copy: the slot is reused
         if (this.o.durable && engine.replyWaitsForDisk(i)) (waiting ??= []).push({ p: batch[i], reply: copy });
-        else batch[i].socket.send(copy, batch[i].port, batch[i].address);
+        else this.send(batch[i], copy);
       }
       if (waiting) {
         const send = () => {
-          for (const w of waiting!) w.p.socket.send(w.reply, w.p.port, w.p.address);
+          for (const w of waiting!) this.send(w.p, w.reply);
         };
         // A failed write leaves the mapping in memory only: the client is not told it is safe.
         this.o.durable!().then(send, () => undefined);

@@ -4,11 +4,13 @@
 // headers checked so that nothing between two applied messages went missing.
 //
 // The consumer is JetStream's ordered consumer (an ephemeral pull consumer the client
-// re-creates, from the last stream sequence it delivered, whenever it misses heartbeats, a
-// server restarts, the stream's leader changes or delivery skips): no acks, no durable
-// state on the servers to clean up after a standby dies, and the restart point is the
-// client's own — what the chain check needs. A durable pull consumer would survive the
-// same events but leave consumers behind and acknowledge work a rebuilt engine has lost.
+// re-creates, from the last stream sequence it delivered, when a server restarts or
+// delivery skips; this follower re-creates it too when the server holding it is lost, which
+// the client never recovers from): no acks, no durable state on the servers to clean up
+// after a standby dies, and the restart point is the follower's own — what the chain check
+// needs. A durable pull consumer would survive the same events but leave consumers behind
+// and acknowledge work a rebuilt engine has lost. The subject's last sequence comes from the
+// stream each second, so the state never claims "caught up" while the consumer is stuck.
 //
 // `complete`: every record since the subject's first message (Pcpd-Prev 0), or since a
 // snapshot-begin whose snapshot-end was applied (the whole table plus every change
@@ -20,8 +22,13 @@ import { DeliverPolicy, type ConsumerMessages, type JetStreamClient, type JetStr
 import { ErrorCodes, PcpdError } from "../errors.js";
 import { decodeBody, decodeMeta, countRecords } from "./messages.js";
 
-/** Wait before trying again to open the consumer (stream missing, servers unreachable). */
+/** Wait before trying again to open the consumer (stream missing, servers unreachable), doubling up to REOPEN_MAX_MS. */
 const REOPEN_MS = 250;
+const REOPEN_MAX_MS = 5000;
+/** The subject's last sequence is read from the stream (its leader) this often. */
+const REFRESH_MS = 1000;
+/** Behind the stream and nothing delivered for this long: the consumer is re-created. */
+const STALL_MS = 3000;
 /** Messages the consumer fetches ahead of the engine (catching up, each up to max_payload: 1 MiB by default). */
 const CONSUME_MESSAGES = 32;
 
@@ -81,6 +88,12 @@ export class StreamFollower {
   /** Messages of the subject after the last one delivered, as the consumer last said. */
   private pending = 0;
   private readonly running: Promise<void>;
+  private readonly refresher: NodeJS.Timeout;
+  /** performance.now() of the last delivery (or consumer (re)opened). */
+  private delivered = performance.now();
+  private reopenMs = REOPEN_MS;
+  /** Ends the wait before the next attempt (stop). */
+  private wake: (() => void) | undefined;
 
   constructor(private readonly o: FollowerOptions) {
     if (o.resume && o.resume.seq > 0) {
@@ -89,6 +102,37 @@ export class StreamFollower {
       this.started = true;
     }
     this.running = this.run();
+    this.refresher = setInterval(() => void this.refresh(), REFRESH_MS);
+    this.refresher.unref();
+  }
+
+  /**
+   * The subject's last sequence from the stream, each second: `lastSeq`, the lag and
+   * catch-up never believe a consumer that stopped delivering. Behind with nothing
+   * delivered for STALL_MS: the consumer is re-created from the last applied sequence.
+   */
+  private async refresh(): Promise<void> {
+    try {
+      await this.lastSubjectSequence();
+    } catch {
+      return; // a leader election: the last known value stands
+    }
+    if (this.s.seq < this.s.lastSeq && performance.now() - this.delivered >= STALL_MS) this.reopen(`stalled at ${this.s.seq} of ${this.s.lastSeq}`);
+  }
+
+  /**
+   * Re-creates the consumer from the last applied sequence + 1 (the run loop, after its
+   * backoff): the ordered consumer does not come back by itself when the server holding it
+   * is lost — it reports missed heartbeats for ever (seen on 2.9.10 with the library 3.4).
+   * The Pcpd-Prev chain still guards against anything skipped.
+   */
+  private reopen(why: string): void {
+    const messages = this.messages;
+    if (!messages || this.stopped) return;
+    this.messages = undefined;
+    this.s.error = `consumer re-created (${why})`;
+    this.o.onError?.(this.s.error);
+    void messages.close().catch(() => undefined);
   }
 
   private async run(): Promise<void> {
@@ -110,6 +154,7 @@ export class StreamFollower {
           await messages.close();
           return;
         }
+        this.delivered = performance.now();
         void this.watch(messages);
         for await (const m of messages) {
           this.onMessage(m);
@@ -120,14 +165,22 @@ export class StreamFollower {
         this.s.error = (e as Error).message;
         this.o.onError?.(this.s.error);
       }
-      if (!this.stopped) await new Promise((resolve) => setTimeout(resolve, REOPEN_MS));
+      if (this.stopped) return;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, this.reopenMs);
+        this.wake = () => (clearTimeout(timer), resolve());
+      });
+      this.wake = undefined;
+      this.reopenMs = Math.min(REOPEN_MAX_MS, this.reopenMs * 2); // back to REOPEN_MS at the next delivery
     }
   }
 
-  /** Consumer notifications worth reporting (the ordered consumer recovers from them itself). */
+  /** Consumer notifications: a lost consumer is re-created here; the rest is reported. */
   private async watch(messages: ConsumerMessages): Promise<void> {
     for await (const n of messages.status()) {
-      if (n.type === "heartbeats_missed" || n.type === "no_responders" || n.type === "stream_not_found") {
+      if (n.type === "heartbeats_missed" || n.type === "consumer_deleted" || n.type === "consumer_not_found") {
+        if (this.messages === messages) this.reopen(`consumer: ${n.type}`);
+      } else if (n.type === "no_responders" || n.type === "stream_not_found") {
         this.s.error = `consumer: ${n.type}`;
         this.o.onError?.(this.s.error);
       }
@@ -135,6 +188,8 @@ export class StreamFollower {
   }
 
   private onMessage(m: JsMsg): void {
+    this.delivered = performance.now();
+    this.reopenMs = REOPEN_MS;
     const meta = decodeMeta(m.headers);
     // Sequences are stream-wide (other shards' subjects share the stream): `pending` counts
     // this subject's messages still to come, not sequences.
@@ -183,12 +238,28 @@ export class StreamFollower {
     this.waiters = this.waiters.filter((w) => (w.target <= m.seq ? (w.resolve(), false) : true));
   }
 
-  /** The subject's last sequence now (0: nothing on it), from the stream's last-by-subject lookup. */
+  /**
+   * The subject's last sequence now (0: nothing on it), from the stream leader's
+   * last-by-subject lookup (not a direct get: a replica that is behind would answer that).
+   */
   async lastSubjectSequence(): Promise<number> {
-    const last = await this.o.jsm.direct.getMessage(this.o.stream, { last_by_subj: this.o.subject });
+    const last = await this.o.jsm.streams.getMessage(this.o.stream, { last_by_subj: this.o.subject });
     const seq = last?.seq ?? 0;
     this.s.lastSeq = Math.max(this.s.lastSeq, seq);
     return seq;
+  }
+
+  /** The subject's last sequence, asked again while the stream has no leader (an election), until `deadline`. */
+  private async streamLast(deadline: number): Promise<number> {
+    for (;;) {
+      try {
+        return await this.lastSubjectSequence();
+      } catch (e) {
+        if (this.stopped || performance.now() + REOPEN_MS >= deadline)
+          throw new PcpdError(ErrorCodes.HA_CATCH_UP_TIMEOUT, `${this.o.subject}: the stream's last sequence not read: ${(e as Error).message}`, { cause: e });
+        await new Promise((resolve) => setTimeout(resolve, REOPEN_MS));
+      }
+    }
   }
 
   /**
@@ -196,17 +267,21 @@ export class StreamFollower {
    * applied; rejects after `timeoutMs` (HA_CATCH_UP_TIMEOUT), on a hole, or when stopped.
    */
   async catchUp(timeoutMs: number): Promise<FollowerState> {
-    const target = await this.lastSubjectSequence();
+    const deadline = performance.now() + timeoutMs;
+    const target = await this.streamLast(deadline);
     if (this.s.seq >= target) return this.state();
     if (this.stopped) throw new PcpdError(ErrorCodes.HA_CATCH_UP_TIMEOUT, `follower of ${this.o.subject} stopped`);
     let timer: NodeJS.Timeout | undefined;
     await new Promise<void>((resolve, reject) => {
       const w: Waiter = { target, resolve, reject };
       this.waiters.push(w);
-      timer = setTimeout(() => {
-        this.waiters = this.waiters.filter((x) => x !== w);
-        reject(new PcpdError(ErrorCodes.HA_CATCH_UP_TIMEOUT, `applied ${this.s.seq} of ${target} on ${this.o.subject} within ${timeoutMs} ms`));
-      }, timeoutMs);
+      timer = setTimeout(
+        () => {
+          this.waiters = this.waiters.filter((x) => x !== w);
+          reject(new PcpdError(ErrorCodes.HA_CATCH_UP_TIMEOUT, `applied ${this.s.seq} of ${target} on ${this.o.subject} within ${timeoutMs} ms`));
+        },
+        Math.max(0, deadline - performance.now()),
+      );
     }).finally(() => clearTimeout(timer));
     return this.state();
   }
@@ -220,6 +295,8 @@ export class StreamFollower {
   async stop(why = `follower of ${this.o.subject} stopped`): Promise<void> {
     if (!this.stopped) {
       this.stopped = true;
+      clearInterval(this.refresher);
+      this.wake?.();
       const messages = this.messages;
       for (const w of this.waiters) w.reject(new PcpdError(ErrorCodes.HA_CATCH_UP_TIMEOUT, why));
       this.waiters = [];

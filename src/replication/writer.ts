@@ -199,7 +199,9 @@ export class StreamWriter {
     if (this.acked >= this.appended) return Promise.resolve();
     if (this.fenced || this.stopped) return Promise.reject(this.failure());
     const p = new Promise<void>((resolve, reject) => this.waiters.push({ upTo: this.appended, resolve, reject }));
-    this.seal();
+    // With a publish in flight (or retrying through a leader election) the records wait for
+    // its ack and go out together: one message per round trip, not one per check-pointed batch.
+    if (!this.inflight) this.seal();
     return p;
   }
 
@@ -213,7 +215,19 @@ export class StreamWriter {
   private seal(): void {
     this.lastSeal = performance.now();
     if (this.currentBytes > 0) {
-      for (const body of encodeBodies(this.current, this.maxBody)) this.queue.push({ kind: "records", body, upTo: this.appended, since: this.currentSince });
+      for (const body of encodeBodies(this.current, this.maxBody)) {
+        // Appended to the last records message still waiting (not the one in flight, whose
+        // retries must publish the same bytes): while the stream cannot acknowledge, the
+        // backlog stays a few large messages instead of one per commit interval.
+        const last = this.queue.length > (this.inflight ? 1 : 0) ? this.queue[this.queue.length - 1] : undefined;
+        if (last?.kind === "records" && last.body.length + body.length <= this.maxBody) {
+          const merged = new Uint8Array(last.body.length + body.length);
+          merged.set(last.body);
+          merged.set(body, last.body.length);
+          last.body = merged;
+          last.upTo = this.appended;
+        } else this.queue.push({ kind: "records", body, upTo: this.appended, since: this.currentSince });
+      }
       this.sinceSnapshot += this.currentBytes;
       this.current = [];
       this.currentBytes = 0;
@@ -244,7 +258,9 @@ export class StreamWriter {
           this.acked = m.upTo;
           this.waiters = this.waiters.filter((w) => (w.upTo <= this.acked ? (w.resolve(), false) : true));
           m.acked?.(seq);
-          this.pump();
+          // Records a commitNow is waiting for that were kept back while this publish was out.
+          if (this.queue.length === 0 && this.currentBytes > 0 && this.waiters.length > 0) this.seal();
+          else this.pump();
         },
         (e: Error) => {
           this.error = e.message;

@@ -248,10 +248,14 @@ export class ShardPool {
   /** Pins `shard` to thread `threadId` and watches that thread's exit. */
   private claim(shard: number, threadId: number): void {
     this.owner.set(shard, threadId);
-    this.pool.threads.find((t) => t.threadId === threadId)?.once("exit", () => this.lost(shard, threadId));
+    let error: Error | undefined; // what killed the thread (an uncaught exception), for the log
+    this.pool.threads
+      .find((t) => t.threadId === threadId)
+      ?.once("error", (e) => (error = e))
+      .once("exit", (code) => this.lost(shard, threadId, code, error));
   }
 
-  private lost(shard: number, threadId: number): void {
+  private lost(shard: number, threadId: number, exitCode?: number, error?: Error): void {
     if (this.owner.get(shard) !== threadId) return;
     this.owner.delete(shard);
     this.ready.delete(shard);
@@ -266,7 +270,7 @@ export class ShardPool {
       }
     } else
       this.log.error(
-        { shard, thread: threadId },
+        { shard, thread: threadId, exitCode, error: error ? `${(error as NodeJS.ErrnoException).code ?? error.name}: ${error.message}` : undefined },
         "engine worker died; restarting its shard (from its files with persistence on, else empty with a reset epoch)",
       );
     void this.restart(shard);

@@ -75,8 +75,8 @@ export class Shard {
   private listener: UdpListener | undefined;
   /** HA (spec.ha): the shard's replication side; it decides when the listener exists. */
   private haRole: HaRole | undefined;
-  /** Gate drops of listeners closed since (a handover, then a promotion again). */
-  private gateDropsBefore = 0;
+  /** The listener closed last (a handover, a fence): its gate drops go on counting (held replies dropped after it closed). */
+  private retired: UdpListener | undefined;
   /** Durable state (persistence.enabled). */
   private store?: ShardStore;
   private dataplane?: DataplaneFeed;
@@ -252,7 +252,7 @@ export class Shard {
       },
       serve: (gate, durable) => this.serveActive(gate, durable),
       silence: () => this.silence(),
-      gateDrops: () => this.listener?.gateDrops ?? this.gateDropsBefore,
+      gateDrops: () => this.listener?.gateDrops ?? this.retired?.gateDrops ?? 0,
       fenced: (error) => this.post({ pcpdHaFenced: true, shard: spec.shard, error } satisfies HaFencedMessage),
     });
     this.board.claim(threadId, this.engine.statsBytes(), clock.epochState(), this.engine.poolUsage());
@@ -277,7 +277,7 @@ export class Shard {
       this.dataplane = undefined;
       throw e;
     }
-    this.listener.gateDrops = this.gateDropsBefore;
+    this.listener.gateDrops = this.retired?.gateDrops ?? 0;
     this.board.publish(this.engine.statsBytes(), this.clock.epochState());
     this.announcer.start();
   }
@@ -290,7 +290,7 @@ export class Shard {
     this.dataplane?.stop();
     this.dataplane = undefined;
     if (listener) {
-      this.gateDropsBefore = listener.gateDrops;
+      this.retired = listener;
       await listener.stop();
     }
   }

@@ -211,6 +211,14 @@ describe.skipIf(skip)("replication through JetStream (writer → follower)", () 
     try {
       traffic(a, (p) => writer.append(p), 1, 10);
       committed = writer.commitNow().then(() => void (done = true));
+      // Check-pointed batches keep coming while the stream cannot acknowledge: each waits, none makes a message of its own.
+      const batches: Promise<void>[] = [];
+      for (let i = 0; i < 30; i++) {
+        traffic(a, (p) => writer.append(p), 1, 1, 3600, 100 + i);
+        batches.push(writer.commitNow());
+        await new Promise((resolve) => setTimeout(resolve, 2));
+      }
+      committed = Promise.all([committed, ...batches]).then(() => undefined);
       // Several publish timeouts pass: still pending, records kept.
       await waitFor(() => retries >= 2, { timeout: 10_000 });
       expect(done).toBe(false);
@@ -219,12 +227,14 @@ describe.skipIf(skip)("replication through JetStream (writer → follower)", () 
       cluster.nodes[0].process!.kill("SIGCONT");
     }
     await committed;
-    expect(writer.state()).toMatchObject({ pendingBytes: 0, records: 10, fenced: false });
+    expect(writer.state()).toMatchObject({ pendingBytes: 0, records: 40, fenced: false });
     expect(o.fenced).toEqual([]);
-    // Exactly the records once (a retried publish is not doubled): a follower sees 10.
+    // The takeover, the message in flight when the server froze, and what waited behind it (a few at most, not 30).
+    expect((await jsm.streams.info(g.stream)).state.messages).toBeLessThanOrEqual(5);
+    // Exactly the records once (a retried publish is not doubled): a follower sees 40.
     const b = newEngine();
     const f = follow(g, b);
-    expect(await f.catchUp(10_000)).toMatchObject({ records: 10, complete: true });
+    expect(await f.catchUp(10_000)).toMatchObject({ records: 40, complete: true });
     expect(table(b)).toEqual(table(a));
     await f.stop();
     writer.stop();
@@ -326,4 +336,104 @@ describe.skipIf(skip)("replication through JetStream (writer → follower)", () 
     expect(caught.seq).toBeLessThan(last);
     writer.stop();
   });
+});
+
+describe.skipIf(skip)("replication through a 3-node cluster losing the stream leader", () => {
+  let cluster: NatsCluster;
+  const conns: NatsConnection[] = [];
+  beforeAll(async () => {
+    // Client ports 24460–24462, routes 24560–24562 (no other test uses them; test/replication/nats.test.ts routes are 24410–24412).
+    cluster = await startNatsCluster({ size: 3, basePort: 24_460 });
+  }, 60_000);
+  afterAll(async () => {
+    for (const nc of conns) await nc.close().catch(() => undefined);
+    await cluster?.stop();
+  });
+  /** A writer fencing the subject from its start, counting its retries and fences. */
+  async function fencedWriter(w: { nc: NatsConnection; js: JetStreamClient; jsm: JetStreamManager }, g: { stream: string; subject: string }) {
+    const fenced: string[] = [];
+    let retried = 0;
+    const o = { ...w, ...g, node: "a", term: 1, commitIntervalMs: 5, timeoutMs: 1000, maxPayload: w.nc.info!.max_payload, epoch: () => 1 };
+    const writer = await StreamWriter.fence({ ...o, wallMs: () => Date.now(), onFenced: (e) => fenced.push(e), onRetry: () => retried++ }, 0);
+    return { writer, fenced, retries: () => retried };
+  }
+  const open = async (servers: string[], name: string) => {
+    const nc = await connectNats({ servers, timeoutMs: 1000 }, name);
+    conns.push(nc);
+    return { nc, js: jetstream(nc), jsm: await jetstreamManager(nc) };
+  };
+
+  it("a follower whose consumer's node is killed resumes: catches up, its state truthful meanwhile", async () => {
+    const w = await open(cluster.urls, "writer");
+    await ensureGroupStream(w.nc, CLUSTER, "f", 3);
+    const g = { stream: haNames.stream(CLUSTER, "f"), subject: haNames.subject(CLUSTER, "f", 0) };
+    const fc = await open(cluster.urls, "follower");
+    const { writer, fenced, retries } = await fencedWriter(w, g);
+    const a = newEngine();
+    const b = newEngine();
+    const f = new StreamFollower({ ...fc, ...g, apply: (c) => b.restore(c, WALL, T0), onHole: () => "restart", wallMs: () => Date.now() });
+    try {
+      traffic(a, (p) => writer.append(p), 2, 10);
+      await writer.commitNow();
+      await f.catchUp(10_000);
+      // The node holding the follower's (R1) consumer, where the harness found the ordered consumer stuck for good.
+      const consumers = await w.jsm.consumers.list(g.stream).next();
+      expect(consumers).toHaveLength(1);
+      const host = cluster.nodes.find((n) => n.name === consumers[0].cluster?.leader)!;
+      await host.kill("SIGKILL");
+      const killed = performance.now();
+      for (let round = 0; round < 5; round++) {
+        traffic(a, (p) => writer.append(p), 1, 10, 3600, 10 + round);
+        await writer.commitNow(); // through the stream leader's re-election, if it was the leader
+      }
+      // Failed publishes back off (50 ms doubling to 1 s), they do not spin.
+      expect(retries()).toBeLessThanOrEqual(10 + (performance.now() - killed) / 250);
+      const last = writer.state().seq;
+      // The follower knows how far the stream is, whether or not it has it yet: never "caught up" while behind.
+      await waitFor(() => f.state().lastSeq >= last, { timeout: 10_000 });
+      const s = f.state();
+      if (s.seq < last) expect(s.lagMs).toBeGreaterThan(0);
+      await waitFor(() => f.state().seq === last, { timeout: 30_000 });
+      expect(await f.catchUp(5000)).toMatchObject({ seq: last, complete: true, records: 70 });
+      expect(table(b)).toEqual(table(a));
+      expect(fenced).toEqual([]);
+    } finally {
+      writer.stop();
+      await f.stop();
+    }
+  }, 90_000);
+
+  it("the writer through the stream leader's loss: records kept, retries backed off, every commitNow resolved", async () => {
+    for (const n of cluster.nodes) if (!n.process) await n.start();
+    await cluster.jetStreamReady();
+    const w = await open(cluster.urls, "writer-2");
+    await ensureGroupStream(w.nc, CLUSTER, "l", 3);
+    const g = { stream: haNames.stream(CLUSTER, "l"), subject: haNames.subject(CLUSTER, "l", 0) };
+    const info = await w.jsm.streams.info(g.stream);
+    const leader = cluster.nodes.find((n) => n.name === info.cluster?.leader)!;
+    const { writer, fenced, retries } = await fencedWriter(w, g);
+    const a = newEngine();
+    try {
+      await leader.kill("SIGKILL");
+      const killed = performance.now();
+      // Check-pointed batches during the election: each waits for the stream, none is lost.
+      const batches: Promise<void>[] = [];
+      for (let i = 0; i < 40; i++) {
+        traffic(a, (p) => writer.append(p), 1, 1, 3600, 100 + i);
+        batches.push(writer.commitNow());
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      await Promise.all(batches);
+      expect(retries()).toBeLessThanOrEqual(10 + (performance.now() - killed) / 250);
+      expect(writer.state()).toMatchObject({ pendingBytes: 0, records: 40, fenced: false });
+      expect(fenced).toEqual([]);
+      const b = newEngine();
+      const f = new StreamFollower({ ...w, ...g, apply: (c) => b.restore(c, WALL, T0), onHole: () => "restart", wallMs: () => Date.now() });
+      expect(await f.catchUp(10_000)).toMatchObject({ records: 40, complete: true });
+      await f.stop();
+      expect(table(b)).toEqual(table(a));
+    } finally {
+      writer.stop();
+    }
+  }, 90_000);
 });

@@ -54,41 +54,46 @@ const map = (to: string, internalPort: number, options = [] as ReturnType<typeof
   ).then((r) => r.reply);
 const epochOf = (reply: Uint8Array) => u32(reply, 8);
 
+/** One node's shard 0 of `group` (default "g") on `address`, HA on, its gate in `gate`. */
+function haSpec(name: string, address: string, gate: SharedArrayBuffer, o: { group?: string; commitIntervalMs?: number; servers: string[] }): ShardSpec {
+  const { group = "g", commitIntervalMs = 10, servers } = o;
+  const config = parseConfig({
+    listen: { addresses: [address], port: PORT },
+    workers: 1,
+    pool: { addresses: ["203.0.113.9"] },
+    persistence: { enabled: false },
+    log: { level: "silent" },
+    rateLimit: { global: { rate: 1e6, burst: 1e6 } },
+    ha: {
+      enabled: true,
+      node: name,
+      cluster: "sh",
+      nats: { servers, timeoutMs: 700 },
+      replicas: 1,
+      commitIntervalMs,
+      groups: [{ name: group, addresses: [address] }],
+    },
+  });
+  return {
+    shard: 0,
+    shards: 1,
+    endpoints: [{ address, port: PORT }],
+    announce: [],
+    config,
+    seed: 5n,
+    board: StatsBoard.allocate(),
+    testClock: clock.buffer,
+    ha: { group, node: name, stream: haNames.stream("sh", group), subject: haNames.subject("sh", group, 0), gate },
+  };
+}
+
 describe.skipIf(skip)("HA shards (standby, promote, gate, fence, handover)", () => {
   let nats: NatsCluster;
   const nodes: Node[] = [];
 
   async function startNode(name: string, address: string, o: { group?: string; commitIntervalMs?: number; servers?: string[] } = {}): Promise<Node> {
-    const { group = "g", commitIntervalMs = 10, servers = nats.urls } = o;
     const gate = new SharedArrayBuffer(8);
-    const config = parseConfig({
-      listen: { addresses: [address], port: PORT },
-      workers: 1,
-      pool: { addresses: ["203.0.113.9"] },
-      persistence: { enabled: false },
-      log: { level: "silent" },
-      rateLimit: { global: { rate: 1e6, burst: 1e6 } },
-      ha: {
-        enabled: true,
-        node: name,
-        cluster: "sh",
-        nats: { servers, timeoutMs: 700 },
-        replicas: 1,
-        commitIntervalMs,
-        groups: [{ name: group, addresses: [address] }],
-      },
-    });
-    const spec: ShardSpec = {
-      shard: 0,
-      shards: 1,
-      endpoints: [{ address, port: PORT }],
-      announce: [],
-      config,
-      seed: 5n,
-      board: StatsBoard.allocate(),
-      testClock: clock.buffer,
-      ha: { group, node: name, stream: haNames.stream("sh", group), subject: haNames.subject("sh", group, 0), gate },
-    };
+    const spec = haSpec(name, address, gate, { servers: nats.urls, ...o });
     const pool = new ShardPool([spec], log, () => undefined);
     const [started] = await pool.start();
     expect(started).toMatchObject({ serving: false, epoch: 0, endpoints: [{ address, port: PORT }] });
@@ -99,7 +104,7 @@ describe.skipIf(skip)("HA shards (standby, promote, gate, fence, handover)", () 
   const state = (n: Node) => n.pool.run(0, { kind: "haState" });
 
   beforeAll(async () => {
-    nats = await startNatsCluster({ size: 1, basePort: 24_410 });
+    nats = await startNatsCluster({ size: 1, basePort: 24_430 });
   }, 60_000);
   afterAll(async () => {
     for (const n of nodes) await n.pool.stop().catch(() => undefined);
@@ -286,4 +291,80 @@ describe.skipIf(skip)("HA shards (standby, promote, gate, fence, handover)", () 
     expect(await state(n)).toMatchObject({ role: "standby" });
     await expect(map(n.address, 80, [], 300)).rejects.toThrow(); // nothing bound
   });
+});
+
+describe.skipIf(skip)("HA shards: a handover with a check-pointed reply held", () => {
+  let nats: NatsCluster;
+  let pool: ShardPool | undefined;
+  beforeAll(async () => {
+    nats = await startNatsCluster({ size: 1, basePort: 24_420 });
+  }, 60_000);
+  afterAll(async () => {
+    await pool?.stop().catch(() => undefined);
+    await nats?.stop();
+  });
+
+  it("drops the held reply, survives a gate written open again after the handover, and never serves again as a standby", async () => {
+    const address = "127.0.0.78";
+    const gateBuffer = new SharedArrayBuffer(8);
+    const gate = new BigInt64Array(gateBuffer);
+    const died: Error[] = [];
+    pool = new ShardPool([haSpec("h", address, gateBuffer, { group: "w", servers: nats.urls })], log, (_, e) => died.push(e));
+    await pool.start();
+    const threads = pool.threads();
+    await pool.run(0, { kind: "haCatchUp", timeoutMs: 5000 });
+    Atomics.store(gate, 0, clock.monotonicNs() + 600_000_000_000n);
+    await pool.run(0, { kind: "haPromote", term: 1 });
+    expect((await map(address, 60))[3]).toBe(W.RESULT_SUCCESS);
+    await waitFor(async () => (await pool!.run(0, { kind: "haState" })).pendingBytes === 0); // so that pending bytes below are the held request's
+    const server = nats.nodes[0].process!;
+    server.kill("SIGSTOP");
+    let handover: Promise<{ seq: number }>;
+    let answered = false;
+    let reply: Promise<unknown>;
+    try {
+      await waitFor(() => /^\d+ \(.*\) T/.test(readFileSync(`/proc/${server.pid}/stat`, "utf8")));
+      reply = map(address, 61, [checkpointRequired()], 4000).then(
+        () => (answered = true),
+        () => undefined,
+      );
+      await waitFor(async () => (await pool!.run(0, { kind: "haState" })).pendingBytes > 0);
+      handover = pool.run(0, { kind: "haHandover" });
+      await waitFor(async () => (await pool!.run(0, { kind: "haState" })).error !== undefined, { timeout: 10_000 });
+      // The main thread's lease renewal, racing the handover, writes the gate open again.
+      Atomics.store(gate, 0, clock.monotonicNs() + 600_000_000_000n);
+    } finally {
+      server.kill("SIGCONT");
+    }
+    const { seq } = await handover;
+    await reply;
+    expect(answered).toBe(false);
+    const s = await pool.run(0, { kind: "haState" });
+    expect(s).toMatchObject({ role: "standby", seq });
+    expect(s.gateDrops).toBeGreaterThanOrEqual(1);
+    // The gate is open, but a standby binds nothing and answers nothing.
+    await expect(map(address, 60, [], 300)).rejects.toThrow();
+    expect(pool.threads()).toEqual(threads); // the same worker: it did not die
+    expect(died).toEqual([]);
+  }, 40_000);
+
+  it("promoted again, answers plain requests at once while NATS is down (only check-pointed replies wait for the stream)", async () => {
+    const address = "127.0.0.78";
+    await pool!.run(0, { kind: "haCatchUp", timeoutMs: 5000 });
+    await pool!.run(0, { kind: "haPromote", term: 2 });
+    await nats.nodes[0].kill("SIGKILL");
+    try {
+      for (let port = 100; port < 120; port++) {
+        const started = performance.now();
+        expect((await map(address, port, [], 1000))[3]).toBe(W.RESULT_SUCCESS);
+        expect(performance.now() - started).toBeLessThan(500);
+      }
+      const s = await pool!.run(0, { kind: "haState" });
+      expect(s.pendingBytes).toBeGreaterThan(0); // kept for the stream, not dropped
+    } finally {
+      await nats.nodes[0].start();
+    }
+    await waitFor(async () => (await pool!.run(0, { kind: "haState" })).pendingBytes === 0, { timeout: 20_000 });
+    expect(await pool!.run(0, { kind: "haState" })).toMatchObject({ role: "active", records: expect.any(Number) });
+  }, 40_000);
 });
