@@ -318,6 +318,16 @@ export class LeaseKeeper {
   }
 
   /**
+   * Closes the gates for good while the lease stays held (renewals go on but open nothing):
+   * a switchover's handover first, so a renewal landing meanwhile cannot reopen a shard
+   * that is closing its sockets.
+   */
+  closeGates(): void {
+    this.closing = true;
+    for (const g of this.o.gates) Atomics.store(g, 0, 0n);
+  }
+
+  /**
    * Stops renewing and closes the gates (a demotion, a failed takeover, the server's
    * stop); the lease lapses after L by the others' clocks. Waits for a renewal in flight.
    */

@@ -397,6 +397,7 @@ export class HaManager implements HaController {
     this.o.log.info({ group, to: to ?? "(first ready standby)" }, `ha: group ${group} switchover`);
     let released = false;
     try {
+      g.keeper.closeGates();
       const handovers = await Promise.all(g.def.shards.map((s) => this.o.shards.run(s, { kind: "haHandover" })));
       await this.hook(g, "release");
       const value: LeaseValue = {

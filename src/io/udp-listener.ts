@@ -10,6 +10,17 @@ import type { MappingRecords, PacketEngine } from "../engine/packet-engine.js";
 import type { MonotonicClock } from "../core/clock.js";
 import type { RateLimiter } from "../core/rate-limit.js";
 
+/**
+ * Every address a socket sends to or binds is a literal (a request's source, a configured
+ * address): resolved at once. Node's default lookup answers even a literal on the next
+ * tick, so socket.send() would reach the kernel one tick after it was called — after the
+ * gate's last read (HA), a window in which a process frozen by SIGSTOP keeps replies it
+ * then sends on SIGCONT. With this, send() hands the datagram to the kernel before it returns.
+ */
+export function literalLookup(address: string, _options: unknown, callback: (error: Error | null, address: string, family: number) => void): void {
+  callback(null, address, isIPv6(address) ? 6 : 4);
+}
+
 export interface Endpoint {
   address: string;
   /** 0 binds an ephemeral port (tests); a restarted worker rebinds the port it had. */
@@ -117,7 +128,7 @@ export class UdpListener {
 
   async start(): Promise<void> {
     for (const { address, port } of this.o.endpoints) {
-      const socket = dgram.createSocket({ type: isIPv6(address) ? "udp6" : "udp4", ipv6Only: isIPv6(address) });
+      const socket = dgram.createSocket({ type: isIPv6(address) ? "udp6" : "udp4", ipv6Only: isIPv6(address), lookup: literalLookup });
       socket.on("message", (payload, rinfo) => this.enqueue({ socket, payload, address: rinfo.address, port: rinfo.port }));
       await new Promise<void>((resolve, reject) => {
         socket.once("error", reject);

@@ -101,6 +101,18 @@ describe.skipIf(skip)("lease keeper (real nats-server)", () => {
     expect(winner.lost).toEqual([]);
   });
 
+  it("closeGates (a switchover's handover) keeps the lease held and renewed but no renewal opens a gate again", async () => {
+    const g = `close${groupNo++}`;
+    const a = await node("a", g);
+    expect(await a.keeper.acquire()).toBeGreaterThan(0);
+    a.keeper.closeGates();
+    expect(Atomics.load(a.gate, 0)).toBe(0n);
+    const revision = a.keeper.current().revision;
+    await waitFor(() => a.keeper.current().revision > revision + 1, { timeout: 5 * LEASE }); // two renewals landed
+    expect(Atomics.load(a.gate, 0)).toBe(0n);
+    expect(a.keeper.isHeld()).toBe(true);
+  });
+
   it("a holder that stops renewing loses the lease only after lease + margin by the standby's clock", async () => {
     const g = `lapse${groupNo++}`;
     const a = await node("a", g);

@@ -112,3 +112,29 @@ describe("UDP listener: the gate read again before every send", () => {
     expect(l.gateDrops).toBe(1);
   });
 });
+
+describe("a reply reaches the kernel before send() returns", () => {
+  it("resolves literal addresses at once (Node's own lookup defers the send a tick, past the gate's last read)", async () => {
+    const { Worker } = await import("node:worker_threads");
+    const dgram = await import("node:dgram");
+    const { literalLookup } = await import("../../src/io/udp-listener.js");
+    // A receiver on another thread stamps the arrival while this thread is kept busy.
+    const receiver = new Worker(
+      `const { parentPort } = require("node:worker_threads");
+       const s = require("node:dgram").createSocket("udp4");
+       s.on("message", () => parentPort.postMessage(performance.timeOrigin + performance.now()));
+       s.bind(0, "127.0.0.93", () => parentPort.postMessage(s.address().port));`,
+      { eval: true },
+    );
+    const port = await new Promise<number>((resolve) => receiver.once("message", resolve));
+    const arrived = new Promise<number>((resolve) => receiver.once("message", resolve));
+    const socket = dgram.createSocket({ type: "udp4", lookup: literalLookup });
+    await new Promise<void>((resolve) => socket.bind(0, "127.0.0.94", resolve));
+    socket.send(Buffer.from("x"), port, "127.0.0.93");
+    const busyUntil = performance.timeOrigin + performance.now() + 300;
+    while (performance.timeOrigin + performance.now() < busyUntil); // this thread "frozen" right after the call
+    expect(await arrived).toBeLessThan(busyUntil);
+    socket.close();
+    await receiver.terminate();
+  });
+});
