@@ -57,7 +57,12 @@ export async function connectHa(c: Config, groups: ShardGroup[], log: Logger, pa
     try {
       nc = await connectNats(c.ha.nats, `${c.ha.node}-main`);
       for (const g of groups) await ensureGroupStream(nc, c.ha.cluster, g.name, c.ha.replicas);
-      return { nc, kv: await leaseBucket(nc, c.ha.cluster, c.ha.replicas) };
+      const kv = await leaseBucket(nc, c.ha.cluster, c.ha.replicas);
+      // A bucket just made (the cluster's first start) answers nothing until its stream has
+      // elected a leader: read it here, within the patience, or the lease keepers' first
+      // read times out and the server fails to start.
+      for (const g of groups) await kv.get(g.name);
+      return { nc, kv };
     } catch (e) {
       await nc?.close().catch(() => undefined);
       if (performance.now() > deadline) throw e;

@@ -250,7 +250,15 @@ export class UdpListener {
       }
       if (waiting) {
         const send = () => {
-          for (const w of waiting!) this.send(w.p, w.reply);
+          // RFC 6887 §8.5: a response carries the server's Epoch Time when it is sent. A reply
+          // held here (seconds while JetStream elects a new stream leader) still has the Epoch
+          // of its batch: sent as it is, it runs behind the replies answered meanwhile and
+          // its client sees a reset (and re-creates all its mappings) for state never lost.
+          const epoch = clock.epoch();
+          for (const w of waiting!) {
+            if (w.reply[0] === W.PCP_VERSION) w.reply.writeUInt32BE(epoch, W.HDR_EPOCH);
+            this.send(w.p, w.reply);
+          }
         };
         // A failed write leaves the mapping in memory only: the client is not told it is safe.
         this.o.durable!().then(send, () => undefined);

@@ -135,7 +135,7 @@ export class HaClient {
     const off = this.on((e) => {
       if (e.id !== id) return;
       if (e.ev === "ack") acks.set(e.i, e as unknown as Ack);
-      else if (e.ev === "fail" || e.ev === "lost") failures.push(e);
+      else if (e.ev === "fail" || e.ev === "lost" || e.ev === "error") failures.push(e);
     });
     this.send({ cmd: "load", id, outstanding: 32, rtoMs: 300, tries: 40, checkpoint: false, ...o });
     return {
@@ -162,13 +162,13 @@ export class HaClient {
     const off = this.on((e) => {
       if (e.id !== id) return;
       if (e.ev === "ack") acks.set(e.i, e as unknown as Ack);
-      else if (e.ev === "fail" || e.ev === "lost") other.push(e);
+      else if (e.ev === "fail" || e.ev === "lost" || e.ev === "error") other.push(e);
     });
     this.send({ cmd: "refresh", id, to, items, outstanding: 64, rtoMs: 300, tries: 20, checkpoint: o.checkpoint ?? false });
     try {
       await waitFor(() => this.events.some((e) => e.ev === "done" && e.id === id), {
         timeout: o.timeoutMs ?? 60_000,
-        message: () => `refresh of ${items.length} mappings at ${to}: ${acks.size} answered, ${other.length} refused or lost`,
+        message: () => `refresh of ${items.length} mappings at ${to}: ${acks.size} answered, ${other.length} refused, lost or given up`,
       });
     } finally {
       off();

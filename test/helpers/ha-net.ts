@@ -18,6 +18,7 @@ import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import { join } from "node:path";
 import { ControlClient } from "../../src/client/control-client.js";
+import { connectNats, leaseBucket } from "../../src/replication/nats.js";
 import { startNatsCluster, natsUnavailable, type NatsCluster } from "./nats.js";
 import { waitFor } from "./wait.js";
 
@@ -131,10 +132,31 @@ export function setUpHaNet(): void {
   attach("", "pha-root", ROOT_ADDRESS, "02:78:00:00:00:fe");
 }
 
-/** The NATS cluster on the bridge address (ports 4222–4224, cluster 4322–4324). */
-export function startHaNats(dir: string): Promise<NatsCluster> {
+/**
+ * The NATS cluster on the bridge address (ports 4222–4224, cluster 4322–4324), with the
+ * lease bucket made and answering. The nodes start together so that each takes the group it
+ * prefers at once; a node whose first read of a bucket that is still electing its leader
+ * waited (src/ha/connection.ts connectHa) would find the other one holding its group.
+ */
+export async function startHaNats(dir: string): Promise<NatsCluster> {
   fs.mkdirSync(dir, { recursive: true });
-  return startNatsCluster({ size: 3, basePort: 4222, host: NATS_HOST, netns: FAB, dir });
+  const cluster = await startNatsCluster({ size: 3, basePort: 4222, host: NATS_HOST, netns: FAB, dir });
+  const nc = await connectNats({ servers: cluster.urls, timeoutMs: 1000 }, "pha-test");
+  try {
+    const ha = nodeConfig("n1").ha as { cluster: string; replicas: number };
+    const kv = await leaseBucket(nc, ha.cluster, ha.replicas);
+    await waitFor(
+      () =>
+        kv.get("a").then(
+          () => true,
+          () => false,
+        ),
+      { timeout: 30_000, interval: 200 },
+    );
+  } finally {
+    await nc.close();
+  }
+  return cluster;
 }
 
 /** Which node namespace holds a service address now (undefined: none). */

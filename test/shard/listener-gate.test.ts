@@ -16,7 +16,7 @@ const SERVER = "127.0.0.91";
 const CLIENT = "127.0.0.92";
 const OPEN = 1n << 62n;
 
-function listenerWith(o: { afterBatch?: () => void; durable?: () => Promise<void>; gate?: BigInt64Array }): UdpListener {
+function listenerWith(o: { afterBatch?: () => void; durable?: () => Promise<void>; gate?: BigInt64Array; clock?: MonotonicClock }): UdpListener {
   const config = engineConfig({
     listen: { addresses: [SERVER] },
     pcp: { checkpointRequired: true },
@@ -25,7 +25,7 @@ function listenerWith(o: { afterBatch?: () => void; durable?: () => Promise<void
   return new UdpListener({
     endpoints: [{ address: SERVER, port: 0 }],
     engine: engineFrom(config, 0, { seed: 1n }),
-    clock: new MonotonicClock(),
+    clock: o.clock ?? new MonotonicClock(),
     classify: () => W.INGRESS_SUBSCRIBER,
     afterBatch: o.afterBatch,
     durable: o.durable,
@@ -83,6 +83,26 @@ describe("UDP listener: the gate read again before every send", () => {
     await waitFor(() => held === 2);
     release();
     expect((await second).reply[3]).toBe(W.RESULT_SUCCESS);
+  });
+
+  it("a held check-pointed reply carries the Epoch of its send, not of its batch (RFC 6887 §8.5)", async () => {
+    let ns = 0n;
+    const clock = new MonotonicClock(1000, () => ns);
+    let release: () => void = () => undefined;
+    let held = 0;
+    listener = listenerWith({ clock, durable: () => (held++, new Promise<void>((resolve) => (release = resolve))) });
+    await listener.start();
+    const plain = await map(listener, 96);
+    expect(plain.reply.readUInt32BE(W.HDR_EPOCH)).toBe(1000);
+    const reply = map(listener, 97, [checkpointRequired()], 2000);
+    await waitFor(() => held === 1);
+    // The stream acknowledges 6 s later (a leader election): answered meanwhile, the client
+    // saw Epoch 1006; the held reply must not go back to 1000 (a reset, to the client).
+    ns += 6_000_000_000n;
+    expect((await map(listener, 98)).reply.readUInt32BE(W.HDR_EPOCH)).toBe(1006);
+    release();
+    const late = (await reply).reply;
+    expect([late[3], late.readUInt32BE(W.HDR_EPOCH)]).toEqual([W.RESULT_SUCCESS, 1006]);
   });
 
   it("a stopped listener drops held replies without throwing, even with its gate written open again", async () => {
