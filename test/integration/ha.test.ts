@@ -472,7 +472,13 @@ describe.sequential("HA: active/standby groups on NATS JetStream (namespaces, re
     const others = NODE_NAMES.filter((n) => n !== active);
     await Promise.all(others.map((n) => nodes[n].kill("SIGKILL")));
     const { plain } = loadOn("a", 500_000);
-    await waitFor(() => plain.acks.size >= 500, { timeout: 30_000, interval: 20 });
+    await explained(
+      waitFor(() => plain.acks.size >= 500, {
+        timeout: 30_000,
+        interval: 20,
+        message: () => `${plain.acks.size} acknowledged, failures ${JSON.stringify(plain.failures.slice(-3))}`,
+      }),
+    );
     // History lost while no standby followed: the subject keeps only its newest message
     // (so the active's next expected last sequence still holds), whose predecessor is gone.
     const nc = await connect({ servers: nats!.urls, timeout: 2000 });
