@@ -176,7 +176,9 @@ export function nodeConfig(n: NodeName, ha: Record<string, unknown> = {}): Recor
     workers: 2,
     subscribers: ["10.78.0.0/24"],
     thirdPartySources: [`${CLIENT_ADDRESS}/32`],
-    pool: { addresses: ["198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4"], blockSize: 64 },
+    // Room for every mapping the scenarios create together (each subscriber holds a 64-port
+    // block for up to 50): the reset scenario re-creates all of them on one server at once.
+    pool: { addresses: Array.from({ length: 16 }, (_, i) => `198.51.100.${i + 1}`), blockSize: 64 },
     quotas: { mappingsPerSubscriber: 50 },
     rateLimit: { perSource: { rate: 1e6, burst: 1e6 }, global: { rate: 1e6, burst: 1e6 } },
     // CHECKPOINT_REQUIRED honoured for every mapping of a subscriber (quota: 16 by default; a request over it is served, not echoed).

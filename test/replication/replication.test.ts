@@ -429,7 +429,7 @@ describe.skipIf(skip)("replication through a 3-node cluster losing the stream le
       expect(fenced).toEqual([]);
       const b = newEngine();
       const f = new StreamFollower({ ...w, ...g, apply: (c) => b.restore(c, WALL, T0), onHole: () => "restart", wallMs: () => Date.now() });
-      expect(await f.catchUp(10_000)).toMatchObject({ records: 40, complete: true });
+      expect(await f.catchUp(40_000)).toMatchObject({ records: 40, complete: true });
       await f.stop();
       expect(table(b)).toEqual(table(a));
     } finally {
