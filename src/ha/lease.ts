@@ -223,10 +223,12 @@ export class LeaseKeeper {
    * Resolves with the term, or undefined when another node's write got there first. The
    * gates are open until the taking write's send + L − M; renewals start at once.
    */
-  async acquire(): Promise<number | undefined> {
+  async acquire(basis: LeaseView = this.view): Promise<number | undefined> {
     if (this.held) return this.heldTerm;
     if (this.stopped) return undefined;
-    const base = this.view;
+    // The CAS is on the revision the decision to take over rested on, never on a newer one
+    // the watch delivered meanwhile: that would take a lease another node has just taken.
+    const base = basis;
     const body = encoder.encode(JSON.stringify({ holder: this.o.node, term: 0 } satisfies LeaseValue));
     const sent = this.now();
     let revision: number;

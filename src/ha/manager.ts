@@ -227,9 +227,12 @@ export class HaManager implements HaController {
 
   private async takeOver(g: Group, reason: TakeoverReason): Promise<void> {
     g.busy = true;
-    // The decision rests on the watch; one read confirms the lease did not move meanwhile.
+    // The view the decision rests on: the lease is taken by CAS on its revision, so a newer
+    // write (another node's takeover the watch delivers meanwhile) makes the CAS fail.
+    const basis = g.keeper.current();
+    // One read confirms the lease did not move meanwhile.
     const moved = await g.keeper.refresh().catch(() => undefined);
-    if (moved !== false || this.stopped) {
+    if (moved !== false || this.stopped || g.keeper.current().revision !== basis.revision) {
       g.busy = false;
       if (moved) this.decide(); // on the fresh view (a failed read: the next tick tries again)
       return;
@@ -237,7 +240,7 @@ export class HaManager implements HaController {
     g.role = "taking-over";
     g.lost = undefined;
     const started = this.now();
-    const seen = g.keeper.current();
+    const seen = basis;
     const from = seen.value?.holder ?? seen.value?.from ?? null;
     this.o.log.info({ group: g.def.name, reason, from, revision: seen.revision }, `ha: group ${g.def.name} taking over`);
     let promoting = false;
@@ -250,7 +253,7 @@ export class HaManager implements HaController {
         return;
       }
       if (this.stopped) throw new Error("server stopping");
-      const term = await g.keeper.acquire();
+      const term = await g.keeper.acquire(basis);
       if (term === undefined) {
         this.o.log.info({ group: g.def.name }, `ha: group ${g.def.name}: another node took the lease first`);
         g.role = "standby";
@@ -293,11 +296,11 @@ export class HaManager implements HaController {
   private async fallBack(g: Group, promoted: boolean): Promise<void> {
     const held = g.keeper.isHeld();
     const term = g.keeper.term();
-    if (held) {
-      // Vacant at once: the preferred node (or anyone, with none) need not wait a lease. This node waits.
-      await g.keeper.release({ holder: null, term, from: this.node }).catch(() => g.keeper.abandon());
-      await this.releaseQuietly(g);
-    } else await g.keeper.abandon();
+    // Vacant at once: the preferred node (or anyone, with none) need not wait a lease. This node waits.
+    if (held) await g.keeper.release({ holder: null, term, from: this.node }).catch(() => g.keeper.abandon());
+    else await g.keeper.abandon();
+    // Whether or not the lease is still ours: the claim hook may have run before it was lost.
+    await this.releaseQuietly(g);
     if (promoted) await this.replaceShards(g);
     g.role = "standby";
     g.notBeforeNs = this.now() + 2n * this.lease();

@@ -101,6 +101,18 @@ describe.skipIf(skip)("lease keeper (real nats-server)", () => {
     expect(winner.lost).toEqual([]);
   });
 
+  it("takes the lease only on the revision its decision rested on: a newer holder the watch delivered meanwhile is not taken over", async () => {
+    const g = `basis${groupNo++}`;
+    const [a, b] = await Promise.all([node("a", g), node("b", g)]);
+    const basis = a.keeper.current(); // a decides on this view (vacant)…
+    expect(await b.keeper.acquire()).toBeGreaterThan(0); // …b takes the lease first…
+    await waitFor(() => a.keeper.current().value?.holder === "b"); // …and a's watch shows it before a acts
+    expect(await a.keeper.acquire(basis)).toBeUndefined();
+    expect(a.keeper.isHeld()).toBe(false);
+    expect(b.keeper.isHeld()).toBe(true);
+    expect(b.lost).toEqual([]);
+  });
+
   it("closeGates (a switchover's handover) keeps the lease held and renewed but no renewal opens a gate again", async () => {
     const g = `close${groupNo++}`;
     const a = await node("a", g);
