@@ -177,7 +177,10 @@ export function nodeConfig(n: NodeName, ha: Record<string, unknown> = {}): Recor
     subscribers: ["10.78.0.0/24"],
     thirdPartySources: [`${CLIENT_ADDRESS}/32`],
     // Room for every mapping the scenarios create together (each subscriber holds a 64-port
-    // block for up to 50): the reset scenario re-creates all of them on one server at once.
+    // block for up to 50; every THIRD_PARTY mapping keeps its requester): the reset scenario
+    // re-creates all of them on one server at once, and a loaded run creates more (it waits
+    // for acknowledgements, not for a count).
+    capacity: { mappings: 400_000, requesters: 400_000 },
     pool: { addresses: Array.from({ length: 16 }, (_, i) => `198.51.100.${i + 1}`), blockSize: 64 },
     quotas: { mappingsPerSubscriber: 50 },
     rateLimit: { perSource: { rate: 1e6, burst: 1e6 }, global: { rate: 1e6, burst: 1e6 } },
