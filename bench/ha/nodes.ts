@@ -89,6 +89,8 @@ export interface HaNodeOptions {
   ha?: boolean;
   /** Wait until it answers MAP (the active); a standby is started without. */
   ping?: boolean;
+  /** Its service address (the group's address too); default SERVICE. */
+  listen?: string;
 }
 
 export interface HaNode {
@@ -111,13 +113,13 @@ export async function startNode(mappings: number, o: HaNodeOptions): Promise<HaN
     cluster: o.cluster,
     nats: { servers: o.urls },
     replicas: 3,
-    groups: [{ name: GROUP, addresses: [SERVICE], preferred: "a" }],
+    groups: [{ name: GROUP, addresses: [o.listen ?? SERVICE], preferred: "a" }],
     leaseMs: o.settings.leaseMs,
     safetyMarginMs: o.settings.safetyMarginMs,
     commitIntervalMs: o.settings.commitIntervalMs,
     hooks: { claim: [], release: [] },
   };
-  const server = await startServer([SERVICE], mappings, {
+  const server = await startServer([o.listen ?? SERVICE], mappings, {
     name: `ha-${o.node}`,
     control: { enabled: true, address: "127.0.0.1", port: controlPort, tokens: [{ token: TOKEN, role: "admin" }] },
     persistence: { enabled: false, checkpointsPerSubscriber: PER_SUB },
