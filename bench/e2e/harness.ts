@@ -22,7 +22,8 @@ export interface Settings {
   repeat: number;
 }
 
-export const PORT = 5351;
+/** The servers' port (PCPD_BENCH_PORT: bench/e2e-io.bench.ts uses its own, away from other benches). */
+export const PORT = Number(process.env.PCPD_BENCH_PORT ?? 5351);
 export const CLIENT = "127.0.0.21";
 export const PER_SUB = 50; // mappings per subscriber (internal ports 1024..1073 of one 10.x.y.z)
 export const BLOCK = 64; // ports per block: one block holds a subscriber's 50 mappings
@@ -425,6 +426,8 @@ export interface StartOptions {
   extra?: Record<string, unknown>;
   /** false: resolve once spawned, without waiting for an answer (an HA standby never answers). Default true. */
   ping?: boolean;
+  /** Added to the server's environment (PCPD_IO=dgram: the fallback path, docs/io.md). */
+  env?: NodeJS.ProcessEnv;
 }
 
 export type RunningServer = Awaited<ReturnType<typeof startServer>>;
@@ -433,7 +436,7 @@ export type RunningServer = Awaited<ReturnType<typeof startServer>>;
 export async function startServer(listen: string[], mappings: number, o: StartOptions = {}) {
   const configFile = join(os.tmpdir(), `pcpd-${o.name ?? "e2e"}-${process.pid}-${mappings}.json`);
   writeFileSync(configFile, JSON.stringify({ ...serverConfig(listen, mappings, o.control, o.persistence), ...o.extra }, null, 2), { mode: 0o600 });
-  const c = track(spawn(process.execPath, [SERVER_JS, "--config", configFile], { stdio: ["ignore", "pipe", "inherit"] }));
+  const c = track(spawn(process.execPath, [SERVER_JS, "--config", configFile], { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, ...o.env } }));
   let log = "";
   c.stdout!.on("data", (d) => (log += d));
   const tail = () => log.trim().split("\n").slice(-10).join("\n");
