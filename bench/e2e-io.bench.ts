@@ -36,15 +36,14 @@ import {
   timedRun,
   track,
   writeResults,
+  RUN_OPTIONS,
   type Settings,
 } from "./e2e/harness.js";
 
 const { values: flags, positionals } = parseArgs({
   allowPositionals: true,
   options: {
-    window: { type: "string", default: "128" },
-    seconds: { type: "string", default: "10" },
-    repeat: { type: "string", default: "3" },
+    ...RUN_OPTIONS,
     name: { type: "string", default: `e2e-${new Date().toISOString().slice(0, 10)}` },
   },
 });

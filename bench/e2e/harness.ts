@@ -11,6 +11,15 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 /** What every timed measurement shares: server addresses, requests outstanding, run length, runs kept. */
+/** The command-line options every end-to-end bench takes (node:util parseArgs form). */
+export const RUN_OPTIONS = {
+  // Requests outstanding. 128 keeps within the default 208 KiB receive buffer of the
+  // server's socket (Node sets no SO_RCVBUF); at 256 the echo already drops datagrams.
+  window: { type: "string", default: "128" },
+  seconds: { type: "string", default: "10" }, // length of each timed run
+  repeat: { type: "string", default: "3" }, // timed runs per measurement; the median is kept
+} as const;
+
 export interface Settings {
   /** Server (or echo) listen addresses; one worker and one socket per address. */
   listen: string[];
