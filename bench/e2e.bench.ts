@@ -47,6 +47,7 @@ import {
   timedRun,
   track,
   writeResults,
+  RUN_OPTIONS,
   type CpuShare,
   type Settings,
 } from "./e2e/harness.js";
@@ -54,11 +55,7 @@ import {
 const { values: flags, positionals } = parseArgs({
   allowPositionals: true,
   options: {
-    // Requests outstanding. 128 keeps within the default 208 KiB receive buffer of the
-    // server's socket (Node sets no SO_RCVBUF); at 256 the echo already drops datagrams.
-    window: { type: "string", default: "128" },
-    seconds: { type: "string", default: "10" }, // length of each timed run
-    repeat: { type: "string", default: "3" }, // timed runs per measurement; the median is kept
+    ...RUN_OPTIONS,
     listen: { type: "string", default: "127.0.0.20" }, // server / echo addresses (comma list)
   },
 });

@@ -3,7 +3,9 @@
 # NAT-PMP dissectors), iproute2 (network namespaces), nftables (the dataplane backend),
 # nats-server (the JetStream cluster HA replicates through), arping (the HA tests' address
 # claim hook announces a moved service address with a gratuitous ARP), dumpcap (the HA and
-# announce tests capture a link; it comes with tshark) and sysctl (namespace settings).
+# announce tests capture a link; it comes with tshark) and sysctl (namespace settings);
+# gcc, make and python3 (build-essential python3: node-gyp builds the batched UDP addon,
+# native/udp_batch.c — then built here if `npm install` could not, docs/io.md).
 # Installed when missing and when this runs as root with apt-get; otherwise the tests that
 # need them skip, saying why.
 set -u
@@ -15,13 +17,20 @@ command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need+=(nats-server)
 command -v arping >/dev/null 2>&1 || need+=(iputils-arping)
 command -v sysctl >/dev/null 2>&1 || need+=(procps)
-[ ${#need[@]} -eq 0 ] && exit 0
-if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-  echo "test-deps: not root or no apt-get; tests needing ${need[*]} will be skipped" >&2
-  exit 0
+{ command -v gcc && command -v make; } >/dev/null 2>&1 || need+=(build-essential)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "test-deps: not root or no apt-get; tests needing ${need[*]} will be skipped" >&2
+  else
+    echo "test-deps: installing ${need[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    # Several installers may run at once: wait for the dpkg lock rather than fail.
+    apt=(apt-get -o DPkg::Lock::Timeout=600)
+    { "${apt[@]}" update -qq && "${apt[@]}" install -y -qq --no-install-recommends "${need[@]}"; } >/dev/null 2>&1 \
+      || echo "test-deps: could not install ${need[*]}; tests needing them will be skipped" >&2
+  fi
 fi
-echo "test-deps: installing ${need[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-{ apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}"; } >/dev/null 2>&1 \
-  || echo "test-deps: could not install ${need[*]}; tests needing them will be skipped" >&2
+# The batched UDP addon, if the install could not build it (no compiler then).
+node "$(dirname "$0")/build-native.mjs" --if-missing
 exit 0

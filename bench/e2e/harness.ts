@@ -11,6 +11,15 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 /** What every timed measurement shares: server addresses, requests outstanding, run length, runs kept. */
+/** The command-line options every end-to-end bench takes (node:util parseArgs form). */
+export const RUN_OPTIONS = {
+  // Requests outstanding. 128 keeps within the default 208 KiB receive buffer of the
+  // server's socket (Node sets no SO_RCVBUF); at 256 the echo already drops datagrams.
+  window: { type: "string", default: "128" },
+  seconds: { type: "string", default: "10" }, // length of each timed run
+  repeat: { type: "string", default: "3" }, // timed runs per measurement; the median is kept
+} as const;
+
 export interface Settings {
   /** Server (or echo) listen addresses; one worker and one socket per address. */
   listen: string[];
@@ -22,7 +31,8 @@ export interface Settings {
   repeat: number;
 }
 
-export const PORT = 5351;
+/** The servers' port (PCPD_BENCH_PORT: bench/e2e-io.bench.ts uses its own, away from other benches). */
+export const PORT = Number(process.env.PCPD_BENCH_PORT ?? 5351);
 export const CLIENT = "127.0.0.21";
 export const PER_SUB = 50; // mappings per subscriber (internal ports 1024..1073 of one 10.x.y.z)
 export const BLOCK = 64; // ports per block: one block holds a subscriber's 50 mappings
@@ -425,6 +435,8 @@ export interface StartOptions {
   extra?: Record<string, unknown>;
   /** false: resolve once spawned, without waiting for an answer (an HA standby never answers). Default true. */
   ping?: boolean;
+  /** Added to the server's environment (PCPD_IO=dgram: the fallback path, docs/io.md). */
+  env?: NodeJS.ProcessEnv;
 }
 
 export type RunningServer = Awaited<ReturnType<typeof startServer>>;
@@ -433,7 +445,7 @@ export type RunningServer = Awaited<ReturnType<typeof startServer>>;
 export async function startServer(listen: string[], mappings: number, o: StartOptions = {}) {
   const configFile = join(os.tmpdir(), `pcpd-${o.name ?? "e2e"}-${process.pid}-${mappings}.json`);
   writeFileSync(configFile, JSON.stringify({ ...serverConfig(listen, mappings, o.control, o.persistence), ...o.extra }, null, 2), { mode: 0o600 });
-  const c = track(spawn(process.execPath, [SERVER_JS, "--config", configFile], { stdio: ["ignore", "pipe", "inherit"] }));
+  const c = track(spawn(process.execPath, [SERVER_JS, "--config", configFile], { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, ...o.env } }));
   let log = "";
   c.stdout!.on("data", (d) => (log += d));
   const tail = () => log.trim().split("\n").slice(-10).join("\n");

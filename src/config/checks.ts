@@ -51,17 +51,25 @@ export function tableBytes(capacity: Config["capacity"]): number {
 const MIB = 1024 * 1024;
 
 /** One line per contradiction or danger; `workers` in effect, `totalMemory` of the machine. */
+/** Wildcard listen addresses, with why the dgram path cannot serve them. */
+export function wildcardIssues(addresses: string[]): [index: number, message: string][] {
+  const out: [number, string][] = [];
+  addresses.forEach((a, i) => {
+    if (a === "0.0.0.0" || (isIPv6(a) && /^[0:]+$/.test(a)))
+      out.push([
+        i,
+        `${a} is a wildcard: on the dgram path replies would leave from whatever address the kernel picks, not the one the client asked (RFC 6887 §14.1.3 needs that one); list each server address, or use the batched path (docs/io.md)`,
+      ]);
+  });
+  return out;
+}
+
 export function contradictions(c: Config, workers: number, totalMemory: number, env: NodeJS.ProcessEnv = process.env): Issue[] {
   const out: Issue[] = [];
   const add = (path: Issue["path"], message: string) => out.push({ path, message });
-  c.listen.addresses.forEach((a, i) => {
-    if (a === "0.0.0.0" || (isIPv6(a) && /^[0:]+$/.test(a))) {
-      add(
-        ["listen", "addresses", i],
-        `${a} is a wildcard: replies would leave from whatever address the kernel picks, not the one the client asked (RFC 6887 §14.1.3 needs that one); list each server address`,
-      );
-    }
-  });
+  // A wildcard needs the batched I/O path (IP_PKTINFO: docs/io.md); the server refuses it
+  // again at start when the addon turns out not to load (src/server/server.ts).
+  if (env.PCPD_IO === "dgram") for (const [i, message] of wildcardIssues(c.listen.addresses)) add(["listen", "addresses", i], message);
   if (c.listen.port === 0 && env[EPHEMERAL_PORT_ENV] !== "1") {
     add(["listen", "port"], `0 (an ephemeral port) is for tests only: clients send to 5351 (RFC 6887 §14.1.1, §19.1); ${EPHEMERAL_PORT_ENV}=1 allows it`);
   }
@@ -80,6 +88,8 @@ export function contradictions(c: Config, workers: number, totalMemory: number, 
     add(["pcp", "longErrorLifetime"], `${long} s is outside 1..${ERROR_LIFETIME_MAX.long} (RFC 6887 §7.4 recommends 1800)`);
   else if (long < short) add(["pcp", "longErrorLifetime"], `${long} s must be ≥ pcp.shortErrorLifetime (${short})`);
   if (c.ha.enabled) out.push(...haIssues(c, workers));
+  if (c.ha.enabled && c.listen.reusePort)
+    add(["listen", "reusePort"], "cannot be used with ha.enabled: an HA group moves its addresses between nodes one shard at a time (docs/io.md)");
   const total = workers * tableBytes(c.capacity);
   if (total > totalMemory) {
     add(

@@ -38,6 +38,12 @@ export const ConfigSchema = z
          * a burst of thousands of requests after an Epoch reset). Capped by net.core.rmem_max.
          */
         receiveBuffer: count(0, 1 << 30).default(RECEIVE_BUFFER_DEFAULT),
+        /**
+         * Every worker serves every listen address through one SO_REUSEPORT socket each, the
+         * kernel steering a source address always to the same worker (docs/io.md). Needs the
+         * batched I/O path (else: one worker per address, with a warning); not with ha.enabled.
+         */
+        reusePort: z.boolean().default(false),
       })
       .strict()
       .prefault({}),
@@ -323,11 +329,11 @@ export const ConfigSchema = z
   })
   .strict()
   .superRefine((c, ctx) => {
-    if (c.workers !== undefined && c.workers > c.listen.addresses.length) {
+    if (c.workers !== undefined && c.workers > c.listen.addresses.length && !c.listen.reusePort) {
       ctx.addIssue({
         code: "custom",
         path: ["workers"],
-        message: `${c.workers} workers need at least ${c.workers} listen addresses (each worker owns the sockets of its addresses; Node 20 has no SO_REUSEPORT)`,
+        message: `${c.workers} workers need at least ${c.workers} listen addresses (each worker owns the sockets of its addresses), or listen.reusePort`,
       });
     }
     if (new Set(c.listen.addresses).size !== c.listen.addresses.length)
@@ -351,7 +357,8 @@ export type Config = z.infer<typeof ConfigSchema>;
 
 /** Worker count in effect: configured, or one per listen address up to the CPU count. */
 export function workerCount(c: Config, cpus: number): number {
-  return c.workers ?? Math.max(1, Math.min(c.listen.addresses.length, cpus));
+  // listen.reusePort: every worker serves every address (docs/io.md), one per CPU by default.
+  return c.workers ?? Math.max(1, c.listen.reusePort ? cpus : Math.min(c.listen.addresses.length, cpus));
 }
 
 /**

@@ -47,6 +47,9 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
 import type { DataplaneStats } from "../dataplane/manager.js";
 import type { HaStatus } from "../ha/types.js";
 import type { ServerStats } from "../server/server.js";
+import type { IoPath } from "../io/native.js";
+
+const IO_PATHS: IoPath[] = ["batched", "dgram"];
 import type { ShardStats } from "../shard/tasks.js";
 import { ALL_CONSTANTS } from "../wire.generated.js";
 import { HaMetrics } from "./ha-metrics.js";
@@ -114,6 +117,8 @@ export interface ShardInfoForMetrics {
   dataplane?: DataplaneStats;
   /** Per shard index: its worker's threadId (server.threads(); absent: the one in its statistics). A change = a restarted shard. */
   threads?: (number | undefined)[];
+  /** The packet I/O path the shards run on (RunningServer.io; docs/io.md). */
+  io?: IoPath;
   /** This node's HA status (absent: ha.enabled is false; the pcpd_ha_ series appear with the first one, ha-metrics.ts). */
   ha?: HaStatus;
 }
@@ -143,6 +148,7 @@ export class Metrics {
   private readonly dataplaneCounters: [key: "transactions" | "operations" | "failures" | "reconciliations", counter: Counter<string>][];
   private readonly dataplaneLast = new Map<string, number>();
   private ha?: HaMetrics;
+  private readonly ioPath: Gauge<string>;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
@@ -170,6 +176,12 @@ export class Metrics {
       "pcpd_persistence_dropped_bytes_total",
       "Journal record bytes let go over persistence.maxBacklogBytes (a snapshot replaces them).",
     );
+    this.ioPath = new Gauge({
+      name: "pcpd_io_path",
+      help: "1 for the packet I/O path the shards run on (batched: recvmmsg/sendmmsg addon; dgram: Node's dgram fallback), 0 for the other.",
+      labelNames: ["path"],
+      registers,
+    });
     const plain = { registers, labelNames: ["backend"] };
     this.dataplaneUp = new Gauge({ name: "pcpd_dataplane_up", help: "1 while the dataplane is programmed (else requests get NETWORK_FAILURE).", ...plain });
     this.dataplaneInstalled = new Gauge({ name: "pcpd_dataplane_mappings", help: "Mappings installed in the dataplane.", ...plain });
@@ -220,6 +232,7 @@ export class Metrics {
       }
     }
     this.updateDataplane(info.dataplane);
+    if (info.io) for (const path of IO_PATHS) this.ioPath.set({ path }, path === info.io ? 1 : 0);
     if (info.ha) {
       this.ha ??= new HaMetrics(this.registry);
       const threads = info.threads ?? [];

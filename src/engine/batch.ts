@@ -53,17 +53,54 @@ export class BatchPath extends EngineBoundary {
     this.loadSlot(index, d.payload, d.source, d.sourcePort, d.ingress, d.overloaded ?? false);
   }
 
-  /** load() without the Datagram object: the UDP listener's per-packet path. */
-  loadSlot(index: number, payload: Uint8Array, source: Uint8Array, sourcePort: number, ingress: number, overloaded: boolean): void {
+  /**
+   * load() without the Datagram object: the dgram listener's per-packet path. `destination`:
+   * the 16-byte local address the datagram was sent to (SLOT_DST_ADDR; absent: zeros).
+   */
+  loadSlot(index: number, payload: Uint8Array, source: Uint8Array, sourcePort: number, ingress: number, overloaded: boolean, destination?: Uint8Array): void {
     if (source.length !== 16) throw new PcpdError(ErrorCodes.BAD_DATAGRAM, "source address must be 16 bytes");
     const view = this.mem();
     const at = this.slotAddress(index);
     this.bytes.set(source, at + W.SLOT_SRC_ADDR);
+    if (destination?.length === 16) this.bytes.set(destination, at + W.SLOT_DST_ADDR);
+    else this.bytes.fill(0, at + W.SLOT_DST_ADDR, at + W.SLOT_DST_ADDR + 16);
     view.setUint16(at + W.SLOT_SRC_PORT, sourcePort, true);
     view.setUint16(at + W.SLOT_WIRE_LEN, Math.min(payload.length, 0xffff), true);
     view.setUint8(at + W.SLOT_INGRESS, ingress);
     view.setUint8(at + W.SLOT_HOST_FLAGS, overloaded ? W.HOST_OVERLOADED : 0);
     this.bytes.set(payload.length > W.SLOT_DATA_CAP ? payload.subarray(0, W.SLOT_DATA_CAP) : payload, at + W.SLOT_DATA);
+  }
+
+  /**
+   * The module's memory as bytes, for the batched socket path (src/io/batched-listener.ts):
+   * the addon reads datagrams into the slots at slotAddress(0) of this buffer and sends
+   * replies from them. Taken anew before every use: growth detaches the old buffer.
+   */
+  memoryBytes(): Uint8Array {
+    this.mem();
+    return this.bytes;
+  }
+
+  /** Sets what the host decides for a slot the addon filled: INGRESS_* bits and HOST_* flags. */
+  setSlotHost(index: number, ingress: number, hostFlags: number): void {
+    const at = this.slotAddress(index);
+    this.mem();
+    this.bytes[at + W.SLOT_INGRESS] = ingress;
+    this.bytes[at + W.SLOT_HOST_FLAGS] = hostFlags;
+  }
+
+  /**
+   * Takes slot `index`'s reply out of the batch (a reply that waits for the disk): a copy of
+   * the whole slot (addresses, ports, reply) for a later one-slot send, and the slot's
+   * verdict turned to a drop so the batch's send skips it. Undefined: the slot has no reply.
+   */
+  holdReply(index: number): Uint8Array | undefined {
+    const at = this.slotAddress(index);
+    this.mem();
+    if (this.bytes[at + W.SLOT_VERDICT] !== W.VERDICT_REPLY) return undefined;
+    const copy = this.bytes.slice(at, at + W.SLOT_SIZE);
+    this.bytes[at + W.SLOT_VERDICT] = W.VERDICT_DROP;
+    return copy;
   }
 
   /** The reply of slot `index` (a view into module memory, valid until the slot is reused), or undefined. */

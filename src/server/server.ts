@@ -5,7 +5,7 @@
 import { availableParallelism, totalmem } from "node:os";
 import type { Logger } from "pino";
 import { poolAddresses, workerCount, type Config } from "../config/schema.js";
-import { poolReloadIssues, shardGroups, warnings } from "../config/checks.js";
+import { poolReloadIssues, shardGroups, warnings, wildcardIssues } from "../config/checks.js";
 import { ConfigError } from "../errors.js";
 import * as W from "../wire.generated.js";
 import { announceTargets } from "../shard/announce.js";
@@ -23,6 +23,8 @@ import { haNames } from "../replication/nats.js";
 import { HaManager } from "../ha/manager.js";
 import { ConnectionState, connectHa } from "../ha/connection.js";
 import type { HaController } from "../ha/types.js";
+import { ioChoice, type IoPath } from "../io/native.js";
+import { ReusePortGroups } from "./reuseport.js";
 
 export interface ServerStats {
   /** Engine counters summed over the shards. */
@@ -77,6 +79,8 @@ export interface RunningServer {
    */
   reload(next: Config): Promise<string[]>;
   stop(): Promise<void>;
+  /** The packet I/O path the shards run on, and why (src/io/native.ts, docs/io.md). */
+  io: { path: IoPath; reason: string };
 }
 
 /** Settings fixed for the life of the process (a changed value is reported, not applied). */
@@ -145,6 +149,21 @@ export async function startServer(
       testClock: options.testClock?.buffer,
     };
   });
+  // Packet I/O (docs/io.md): said once, here; listen.reusePort binds the shared sockets.
+  const io = ioChoice();
+  log.info({ io: io.path, reason: io.reason }, `packet I/O on the ${io.path} path`);
+  const wildcards = io.path === "dgram" ? wildcardIssues(c.listen.addresses) : [];
+  if (wildcards.length > 0) throw new ConfigError(wildcards.map(([i, m]) => `listen.addresses.${i}: ${m} (${io.reason})`));
+  let shared: ReusePortGroups | undefined;
+  if (c.listen.reusePort && !c.ha.enabled) {
+    if (io.addon) {
+      shared = ReusePortGroups.open(io.addon, c.listen.addresses, c.listen.port, shards, c.listen.receiveBuffer);
+      for (const spec of specs) {
+        spec.endpoints = shared.endpoints(spec.shard);
+        spec.announce = spec.shard === 0 ? targets : [];
+      }
+    } else log.warn({ reason: io.reason }, "listen.reusePort needs the batched path: one worker per address instead");
+  }
   const boards = specs.map((spec) => new StatsBoard(spec.board));
   for (const warning of warnings(c, shards, totalmem())) log.warn(warning);
   // HA (docs/ha.md, src/ha/manager.ts): every shard starts as a standby of its group's stream.
@@ -167,6 +186,7 @@ export async function startServer(
     started = await pool.start();
   } catch (e) {
     await pool.stop();
+    shared?.close();
     await nc?.close();
     unlock();
     throw e;
@@ -244,7 +264,8 @@ export async function startServer(
   // In HA mode a standby shard binds nothing: the configured endpoints (a fixed port) are
   // what its group serves once this node is active for it.
   const shardEndpoints = ha ? specs.map((s) => s.endpoints) : started.map((s) => s.endpoints);
-  const addresses = shardEndpoints.flat();
+  // One entry per address:port (with listen.reusePort every shard serves every address).
+  const addresses = [...new Map(shardEndpoints.flat().map(({ address, port }) => [`${address}|${port}`, { address, port }])).values()];
   if (ha) {
     const active = new Set(ha.activeGroups());
     const served = groups.filter((g) => active.has(g.name));
@@ -308,12 +329,14 @@ export async function startServer(
       log.info({ restartNeededFor: restart }, "configuration reloaded");
       return restart;
     },
+    io: { path: io.path, reason: io.reason },
     async stop() {
       stopping = true;
       // HA first: no takeover starts while the shards stop; the gates close and the release hooks run (src/ha/manager.ts stop).
       await ha?.stop();
       await dataplane?.close();
       const final = await pool.stop();
+      shared?.close();
       await nc?.close();
       unlock();
       log.info({ stats: Object.fromEntries(Object.entries(sum(final)).map(([k, v]) => [k, Number(v)])) }, "pcp server stopped");

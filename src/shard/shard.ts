@@ -10,7 +10,7 @@ import { threadId } from "node:worker_threads";
 import { isIPv6 } from "node:net";
 import { pino, type Logger } from "pino";
 import { decodeRecords, PacketEngine, recordKinds, type MappingRecords } from "../engine/packet-engine.js";
-import { UdpListener } from "../io/udp-listener.js";
+import { createListener, type UdpListener } from "../io/udp-listener.js";
 import { poolAddresses, type Config } from "../config/schema.js";
 import { MonotonicClock, timeFrom, wallSeconds, type TimeSource } from "../core/clock.js";
 import { ShardStore, type RestoreReport } from "../persist/store.js";
@@ -156,7 +156,7 @@ export class Shard {
   private async listen(extra: { gate?: BigInt64Array; durable?: () => Promise<void> }): Promise<UdpListener> {
     const { spec, engine, clock, log } = this;
     const { config } = spec;
-    const listener = new UdpListener({
+    const listener = createListener({
       endpoints: spec.endpoints,
       engine,
       clock,

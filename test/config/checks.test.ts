@@ -21,13 +21,35 @@ describe("contradictory or dangerous values (start and reload)", () => {
     [{ pcp: { shortErrorLifetime: 600, longErrorLifetime: 60 } }, "pcp.longErrorLifetime: 60 s must be ≥ pcp.shortErrorLifetime (600)"],
     [{ pool: { addresses: ["198.51.100.0/23"] } }, "pool.addresses: 198.51.100.0/23 holds 510 usable addresses, but the engine's address table holds 256"],
     [{ pool: { addresses: ["192.0.2.0/24", "198.51.100.0/29"] } }, "pool.addresses: 260 pool addresses, but the engine's address table holds 256"],
-    [{ listen: { addresses: ["0.0.0.0"] } }, "listen.addresses.0: 0.0.0.0 is a wildcard: replies would leave from whatever address the kernel picks"],
-    [{ listen: { addresses: ["127.0.0.1", "::"] } }, "listen.addresses.1: :: is a wildcard"],
     [{ pcp: { thirdPartyId: { ids: ["0a0b"] } } }, "pcp.thirdPartyId.ids: lists 1 identifier(s) but pcp.thirdPartyId.enabled is false"],
   ])("%j → one line naming the field", (document, line) => {
     const found = issues(document);
     expect(found).toHaveLength(1);
     expect(found[0]).toContain(line);
+  });
+
+  describe("wildcard listen addresses (docs/io.md)", () => {
+    let saved: string | undefined;
+    beforeEach(() => {
+      saved = process.env.PCPD_IO;
+    });
+    afterEach(() => {
+      if (saved === undefined) delete process.env.PCPD_IO;
+      else process.env.PCPD_IO = saved;
+    });
+    it.each([
+      [["0.0.0.0"], "listen.addresses.0: 0.0.0.0 is a wildcard: on the dgram path replies would leave from whatever address the kernel picks"],
+      [["127.0.0.1", "::"], "listen.addresses.1: :: is a wildcard"],
+    ])("%j refused with PCPD_IO=dgram", (addresses, line) => {
+      process.env.PCPD_IO = "dgram";
+      const found = issues({ listen: { addresses } });
+      expect(found).toHaveLength(1);
+      expect(found[0]).toContain(line);
+    });
+    it("accepted on the batched path (IP_PKTINFO answers from the address asked)", () => {
+      process.env.PCPD_IO = "batched";
+      expect(issues({ listen: { addresses: ["0.0.0.0", "::"] } })).toEqual([]);
+    });
   });
 
   describe("listen.port 0", () => {

@@ -16,7 +16,7 @@ const issues = configIssues;
 describe("configuration", () => {
   it("an empty document is the safe embedded default: loopback, documentation-range pool", () => {
     const c = parseConfig({});
-    expect(c.listen).toEqual({ addresses: ["127.0.0.1", "::1"], port: 5351, receiveBuffer: 4 * 1024 * 1024 });
+    expect(c.listen).toEqual({ addresses: ["127.0.0.1", "::1"], port: 5351, receiveBuffer: 4 * 1024 * 1024, reusePort: false });
     // 203.0.113.0/28 without its network and broadcast addresses.
     expect(poolAddresses(c.pool.addresses)).toHaveLength(14);
     expect(poolAddresses(c.pool.addresses)[0]).toBe("203.0.113.1");
@@ -64,6 +64,7 @@ describe("configuration", () => {
       addresses: ["127.0.0.9"],
       port: 7000,
       receiveBuffer: 4 * 1024 * 1024,
+      reusePort: false,
     });
     expect(loadConfig(join(dir, "b.json")).pool.addresses).toEqual(["198.51.100.7"]);
     expect(() => loadConfig(join(dir, "bad.yaml"))).toThrow(/bad\.yaml: not valid YAML/);

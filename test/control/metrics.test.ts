@@ -67,6 +67,7 @@ const GAUGES = [
   "pcpd_dataplane_pending_keys",
   "pcpd_persistence_degraded",
   "pcpd_persistence_backlog_bytes",
+  "pcpd_io_path",
 ];
 
 type EngineKey =
@@ -265,6 +266,18 @@ describe("Prometheus metrics", () => {
     expect(text).toMatch(/^pcpd_dataplane_mappings\{backend="nftables"\} 120$/m);
     expect(text).toMatch(/^pcpd_dataplane_transactions_total\{backend="nftables"\} 12$/m);
     expect(text).toMatch(/^pcpd_dataplane_operations_total\{backend="nftables"\} 170$/m);
+  });
+
+  it("the packet I/O path: 1 for the active one, 0 for the other (docs/io.md)", async () => {
+    const m = new Metrics();
+    m.update(serverStats(SHARD0, SHARD1), { shardsUp: [true, true], io: "dgram" });
+    let { text } = await scrape(m);
+    expect(text).toMatch(/^pcpd_io_path\{path="dgram"\} 1$/m);
+    expect(text).toMatch(/^pcpd_io_path\{path="batched"\} 0$/m);
+    m.update(serverStats(SHARD0, SHARD1), { shardsUp: [true, true], io: "batched" });
+    ({ text } = await scrape(m));
+    expect(text).toMatch(/^pcpd_io_path\{path="batched"\} 1$/m);
+    expect(text).toMatch(/^pcpd_io_path\{path="dgram"\} 0$/m);
   });
 
   it("parses, and every family (pcpd_ and process) has HELP and TYPE lines before its samples", async () => {

@@ -1,0 +1,180 @@
+// The batched path (docs/io.md): the addon (native/udp_batch.c) reads up to SLOT_COUNT
+// datagrams with one recvmmsg straight into the engine's slots — payload, source, source
+// port, real length and the destination address they were sent to (IP_PKTINFO) — and sends
+// the replies with one sendmmsg from the same slots, each from the address its request was
+// sent to (RFC 6887 §14.1.3, RFC 7723 §2.2; also on a wildcard socket). Per datagram JS only
+// classifies the source (a cached lookup keyed by its bytes: no string, no object) and sets
+// two slot bytes. One JS callback per readable event of the worker's loop; it drains
+// batch after batch until the socket is empty or MAX_BATCHES were served (level-triggered:
+// what is left raises the next event, so timers and tasks are not starved).
+import * as W from "../wire.generated.js";
+import { formatAddress16 } from "../net/address.js";
+import { ListenerBase, SOURCE_CACHE, type Endpoint, type ListenerOptions, type Source, type UnsolicitedSocket } from "./listener-base.js";
+import type { NativeAddon, NativeSocket } from "./native.js";
+
+/** Batches served per readable event before yielding to the loop (256 datagrams each). */
+const MAX_BATCHES = 16;
+
+interface Bound {
+  socket: NativeSocket;
+  address: string;
+  port: number;
+  /** An adopted reuseport member's descriptor (kept, so a replacement worker adopts it again). */
+  fd?: number;
+  unsolicited: UnsolicitedSocket;
+}
+
+export class BatchedListener extends ListenerBase {
+  readonly path = "batched" as const;
+  private readonly bound: Bound[] = [];
+  /** Sources by a hash of their 16 bytes (checked against them on a hit: no string per datagram). */
+  private readonly sources = new Map<number, Source>();
+
+  constructor(
+    o: ListenerOptions,
+    private readonly addon: NativeAddon,
+  ) {
+    super(o);
+  }
+
+  protected clearSources(): void {
+    this.sources.clear();
+  }
+
+  async start(): Promise<void> {
+    const { addon } = this;
+    const requested = this.o.receiveBuffer ?? 0;
+    for (const e of this.o.endpoints) {
+      let socket: NativeSocket;
+      if (e.fd !== undefined) socket = addon.adopt(e.fd);
+      else {
+        try {
+          socket = addon.open(e.address, e.port, requested, false);
+        } catch (cause) {
+          const error = cause as Error & { code?: string };
+          throw Object.assign(new Error(`bind ${e.address}:${e.port}: ${error.message}`, { cause }), { code: error.code });
+        }
+      }
+      const [address, port] = addon.local(socket);
+      const unsolicited: UnsolicitedSocket = {
+        send: (payload, toPort, to, callback) => {
+          const errno = this.closed ? -1 : addon.sendTo(socket, payload, to, toPort);
+          // Asynchronous, as dgram's: the caller's bookkeeping runs before its callback.
+          queueMicrotask(() => callback(errno === 0 ? null : new Error(errno < 0 ? "socket closed" : `send failed (errno ${errno})`)));
+        },
+        setMulticastInterface: (a) => addon.multicastInterface(socket, a),
+      };
+      this.bound.push({ socket, address, port, fd: e.fd, unsolicited });
+      this.reportReceiveBuffer(address, port, addon.rcvbuf(socket));
+      addon.start(socket, () => this.drain(socket));
+    }
+    this.startExpiry();
+  }
+
+  receiveBufferSizes(): number[] {
+    return this.bound.map((b) => this.addon.rcvbuf(b.socket));
+  }
+
+  async stop(): Promise<void> {
+    if (this.closed) return;
+    this.stopExpiry();
+    for (const b of this.bound) this.addon.close(b.socket);
+    this.bound.length = 0;
+  }
+
+  boundAddresses(): Endpoint[] {
+    return this.bound.map(({ address, port, fd }) => (fd === undefined ? { address, port } : { address, port, fd }));
+  }
+
+  /** The socket bound to `local`; else a wildcard socket of its family (the kernel picks the source). */
+  socket(local: string): UnsolicitedSocket | undefined {
+    if (this.closed) return undefined;
+    const v6 = local.includes(":");
+    const b = this.bound.find((x) => x.address === local) ?? this.bound.find((x) => (v6 ? x.address === "::" : x.address === "0.0.0.0"));
+    return b?.unsolicited;
+  }
+
+  /** The addon's counters of each socket (datagrams, errors by kind). */
+  nativeStats(): number[][] {
+    return this.bound.map((b) => this.addon.stats(b.socket));
+  }
+
+  /** Source of the datagram in slot memory at `at`, from the cache or classified now. */
+  private source(bytes: Uint8Array, at: number): Source {
+    const word = (i: number) => (bytes[at + i] << 24) | (bytes[at + i + 1] << 16) | (bytes[at + i + 2] << 8) | bytes[at + i + 3];
+    const key = word(12) ^ Math.imul(word(8) ^ 0xffff, 0x9e3779b1) ^ Math.imul(word(4), 0x85ebca6b) ^ Math.imul(word(0), 0xc2b2ae35);
+    const hit = this.sources.get(key);
+    if (hit) {
+      let same = true;
+      for (let i = 0; i < 16 && same; i++) same = hit.address16[i] === bytes[at + i];
+      if (same) return hit;
+    }
+    if (this.sources.size >= SOURCE_CACHE) this.sources.clear();
+    const address16 = bytes.slice(at, at + 16);
+    const s = this.makeSource(formatAddress16(address16), address16);
+    this.sources.set(key, s);
+    return s;
+  }
+
+  /** Serves the socket until it is empty, stopped, or MAX_BATCHES batches were served. */
+  private drain(socket: NativeSocket): void {
+    const { engine, clock } = this.o;
+    const addon = this.addon;
+    const base = engine.slotAddress(0);
+    for (let round = 0; round < MAX_BATCHES && !this.closed; round++) {
+      // Taken anew each time: the engine's memory may have grown (the old buffer detached).
+      let bytes = engine.memoryBytes();
+      const n = addon.recv(socket, bytes, base, W.SLOT_COUNT);
+      if (n === 0) return;
+      if (this.gateClosed()) {
+        this.gateDrops += n;
+        continue;
+      }
+      const limiter = this.o.limiter;
+      const now = limiter ? clock.fractionalSeconds() : 0;
+      for (let i = 0, at = base; i < n; i++, at += W.SLOT_SIZE) {
+        const s = this.source(bytes, at + W.SLOT_SRC_ADDR);
+        engine.setSlotHost(i, s.ingress, limiter && !limiter.allow(s.text, now, s.aggregate) ? W.HOST_OVERLOADED : 0);
+      }
+      let replies = engine.serve(n, clock.epoch(), clock.seconds());
+      this.o.afterBatch?.();
+      let held: Uint8Array[] | undefined;
+      if (this.o.durable) {
+        for (let i = 0; i < n; i++) {
+          if (!engine.replyWaitsForDisk(i)) continue;
+          const copy = engine.holdReply(i);
+          if (copy) {
+            (held ??= []).push(copy);
+            replies--;
+          }
+        }
+      }
+      // The gate read again right before the send (a process frozen since the batch's check).
+      if (!this.maySend()) this.gateDrops += replies;
+      else {
+        bytes = engine.memoryBytes();
+        const sent = addon.send(socket, bytes, base, n);
+        this.sendErrors += replies - sent;
+      }
+      if (held) this.sendHeld(socket, held);
+      this.deliverEvents();
+    }
+  }
+
+  /** Replies to check-pointed requests, once their mappings are durable [RFC 7767]: one slot each. */
+  private sendHeld(socket: NativeSocket, held: Uint8Array[]): void {
+    const send = () => {
+      const epoch = this.o.clock.epoch();
+      for (const slot of held) {
+        if (!this.maySend()) {
+          this.gateDrops++;
+          continue;
+        }
+        this.restamp(slot.subarray(W.SLOT_DATA), epoch);
+        if (this.addon.send(socket, slot, 0, 1) !== 1) this.sendErrors++;
+      }
+    };
+    // A failed write leaves the mapping in memory only: the client is not told it is safe.
+    this.o.durable!().then(send, () => undefined);
+  }
+}

@@ -1,0 +1,196 @@
+// What both UDP paths share (src/io/udp-listener.ts chooses one): the options, the source
+// cache (classification and rate limit), the HA gate, events after a batch, the expiry tick.
+// The paths differ only in how datagrams reach the slots and replies leave them:
+// dgram-listener.ts (Node's dgram: one JS callback and copy per datagram) and
+// batched-listener.ts (the addon: recvmmsg into the slots, sendmmsg from them; docs/io.md).
+import * as W from "../wire.generated.js";
+import type { MappingRecords, PacketEngine } from "../engine/packet-engine.js";
+import type { MonotonicClock } from "../core/clock.js";
+import type { RateLimiter } from "../core/rate-limit.js";
+import type { IoChoice, IoPath } from "./native.js";
+
+export interface Endpoint {
+  address: string;
+  /** 0 binds an ephemeral port (tests); a restarted worker rebinds the port it had. */
+  port: number;
+  /**
+   * A socket the main thread bound (listen.reusePort: one member of the address's
+   * SO_REUSEPORT group per worker, bound in shard order so the steering program's index is
+   * the shard): the worker adopts the descriptor instead of binding (batched path only).
+   */
+  fd?: number;
+}
+
+export interface ListenerOptions {
+  endpoints: Endpoint[];
+  engine: PacketEngine;
+  clock: MonotonicClock;
+  /** INGRESS_* bits for a source address (the interface/subnet policy). */
+  classify: (source: string) => number;
+  /** Receives the engine's mapping events after every batch, as records (decodeRecords). */
+  onEvents?: (events: MappingRecords) => void;
+  /** Whether onEvents wants them now; if not they are dropped uncopied (the hot path). */
+  wantsEvents?: () => boolean;
+  /** Runs after the engine served a batch, before its replies are sent, and after expiry: counters and journal (the events are still pending). */
+  afterBatch?: () => void;
+  /** Makes the batch's journal records durable now; replies to check-pointed requests wait for it [RFC 7767]. */
+  durable?: () => Promise<void>;
+  /** Expiry work per second (wheel entries visited). */
+  expiryBudget?: number;
+  /** Marks datagrams of sources over their rate as overloaded. */
+  limiter?: RateLimiter;
+  /**
+   * SO_RCVBUF asked for each socket, bytes (0 or absent: the kernel default, about 208 KiB,
+   * which a burst of a few hundred requests overflows — clients coming back after an Epoch
+   * reset). The kernel caps it at net.core.rmem_max and reports twice what it keeps.
+   */
+  receiveBuffer?: number;
+  /** Told once per socket what the kernel granted (for the log). */
+  onReceiveBuffer?: (r: ReceiveBuffer) => void;
+  /**
+   * HA (src/shard/tasks.ts ShardHaSpec.gate): a monotonic time (ns, `monotonicNs`) until
+   * which this listener may answer — its node's lease as last renewed, minus a safety
+   * margin; 0: never. Read before every batch: a closed gate drops the batch (gateDrops).
+   */
+  gate?: BigInt64Array;
+  /** The time source the gate is written in (the shard's TimeSource). */
+  monotonicNs?: () => bigint;
+  /** The I/O path (default: this process's ioChoice(), src/io/native.ts). */
+  io?: IoChoice;
+}
+
+export interface ReceiveBuffer {
+  address: string;
+  port: number;
+  /** Bytes asked for (0: none, the kernel default stands). */
+  requested: number;
+  /** What getsockopt(SO_RCVBUF) reports: on Linux twice the bytes kept, which rmem_max caps. */
+  granted: number;
+  /** The kernel kept less than asked (raise net.core.rmem_max). */
+  capped: boolean;
+}
+
+/** A socket unsolicited messages (ANNOUNCE, Mapping Update) leave from; dgram.Socket is one. */
+export interface UnsolicitedSocket {
+  send(payload: Uint8Array, port: number, address: string, callback: (error: Error | null) => void): void;
+  setMulticastInterface(address: string): void;
+}
+
+/** A source's 16-byte form and classification, cached: parsing the text costs more than serving. */
+export interface Source {
+  text: string;
+  address16: Uint8Array;
+  ingress: number;
+  aggregate: boolean;
+}
+
+export const SOURCE_CACHE = 65_536;
+
+export abstract class ListenerBase {
+  /** Which path this listener runs on. */
+  abstract readonly path: IoPath;
+  private timer: NodeJS.Timeout | undefined;
+  private ticks = 0;
+  /**
+   * Datagrams and replies dropped because the gate was closed (HA: the lease not provably
+   * held) or the listener stopped (a reply whose request was served before).
+   */
+  gateDrops = 0;
+  /** Sends the kernel refused (counted; never thrown per packet). */
+  sendErrors = 0;
+  /** stop() was called: nothing is served or sent any more (a handover, a fence, shutdown). */
+  protected closed = false;
+
+  constructor(protected o: ListenerOptions) {}
+
+  /** Binds (or adopts) the sockets and starts serving. */
+  abstract start(): Promise<void>;
+  /**
+   * Closes the sockets. Datagrams not yet served and replies still held for `durable` are
+   * dropped (counted in gateDrops): a shard that stopped answering (handover, fence) never
+   * answers later, whatever its gate says by then.
+   */
+  abstract stop(): Promise<void>;
+  /** Local address:port of each socket (tests bind port 0). */
+  abstract boundAddresses(): Endpoint[];
+  /** What the kernel reports for each socket's receive buffer (SO_RCVBUF). */
+  abstract receiveBufferSizes(): number[];
+  /** The socket bound to `local` (unsolicited messages leave from a listen address). */
+  abstract socket(local: string): UnsolicitedSocket | undefined;
+  /** Drops cached sources (the policy changed). */
+  protected abstract clearSources(): void;
+
+  /** Swaps the source policy (classification, rate limits) between batches: SIGHUP reload. */
+  setPolicy(policy: Pick<ListenerOptions, "classify" | "limiter">): void {
+    this.o = { ...this.o, ...policy };
+    this.clearSources();
+  }
+
+  protected makeSource(text: string, address16: Uint8Array): Source {
+    const ingress = this.o.classify(text);
+    return { text, address16, ingress, aggregate: (ingress & W.INGRESS_THIRD_PARTY) !== 0 };
+  }
+
+  protected startExpiry(): void {
+    this.timer = setInterval(() => this.expire(), 1000);
+    this.timer.unref();
+  }
+
+  protected stopExpiry(): void {
+    this.closed = true;
+    clearInterval(this.timer);
+  }
+
+  /** Tells onReceiveBuffer what the kernel granted a socket. */
+  protected reportReceiveBuffer(address: string, port: number, granted: number): void {
+    const requested = this.o.receiveBuffer ?? 0;
+    // Linux doubles the value set (bookkeeping overhead) and reports the double.
+    this.o.onReceiveBuffer?.({ address, port, requested, granted, capped: requested > 0 && granted < requested * (process.platform === "linux" ? 2 : 1) });
+  }
+
+  /** Whether the gate is closed now (HA); no gate: never. */
+  protected gateClosed(): boolean {
+    const gate = this.o.gate;
+    // Atomics: the main thread's lease keeper writes the cell while this thread serves.
+    return gate !== undefined && (this.o.monotonicNs ?? process.hrtime.bigint)() >= Atomics.load(gate, 0);
+  }
+
+  /** Whether a reply may leave now: not stopped, gate open (read right before each send). */
+  protected maySend(): boolean {
+    return !this.closed && !this.gateClosed();
+  }
+
+  /**
+   * RFC 6887 §8.5: a response carries the server's Epoch Time when it is sent. A reply held
+   * for the disk (seconds while JetStream elects a new stream leader) still has the Epoch of
+   * its batch: sent as it is, it runs behind the replies answered meanwhile and its client
+   * sees a reset (and re-creates all its mappings) for state never lost.
+   */
+  protected restamp(reply: Uint8Array, epoch: number): void {
+    if (reply[0] === W.PCP_VERSION) new DataView(reply.buffer, reply.byteOffset, reply.byteLength).setUint32(W.HDR_EPOCH, epoch);
+  }
+
+  /** After engine work outside a batch (a control task): counters, journal and events as after a batch. */
+  settle(): void {
+    this.o.afterBatch?.();
+    this.deliverEvents();
+  }
+
+  protected deliverEvents(): void {
+    const { engine, onEvents, wantsEvents } = this.o;
+    if (!onEvents || (wantsEvents && !wantsEvents())) {
+      engine.discardEvents();
+      return;
+    }
+    const events = engine.drainRecords();
+    if (events.bytes.length > 0) onEvents(events);
+  }
+
+  private expire(): void {
+    const { engine, clock } = this.o;
+    engine.expire(clock.seconds(), this.o.expiryBudget ?? 100_000);
+    this.o.afterBatch?.();
+    if (++this.ticks % 10 === 0) this.o.limiter?.forgetIdle(clock.fractionalSeconds());
+    this.deliverEvents();
+  }
+}
