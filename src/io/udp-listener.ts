@@ -88,7 +88,12 @@ interface Pending {
   payload: Buffer;
   address: string;
   port: number;
+  /** Times it waited for the dataplane's activity answer (VERDICT_WAIT). */
+  waits?: number;
 }
+
+/** A request served again this often at most waits no more (dropped: its client retransmits). */
+const MAX_WAITS = 3;
 
 export class UdpListener {
   private readonly sockets: dgram.Socket[] = [];
@@ -104,6 +109,10 @@ export class UdpListener {
   gateDrops = 0;
   /** Sends the kernel refused (reported as the socket's 'error', which would otherwise be uncaught). */
   sendErrors = 0;
+  /** Requests waiting for the dataplane's activity answer (assembly/activity.ts), served again by resume(). */
+  private parked: Pending[] = [];
+  /** Requests dropped after waiting MAX_WAITS times. */
+  activityDrops = 0;
   /** stop() was called: nothing is served or sent any more (a handover, a fence, shutdown). */
   private closed = false;
 
@@ -168,8 +177,9 @@ export class UdpListener {
    */
   async stop(): Promise<void> {
     this.closed = true;
-    this.gateDrops += this.queue.length;
+    this.gateDrops += this.queue.length + this.parked.length;
     this.queue = [];
+    this.parked = [];
     clearInterval(this.timer);
     await Promise.all(this.sockets.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
     this.sockets.length = 0;
@@ -243,7 +253,10 @@ export class UdpListener {
       let waiting: { p: Pending; reply: Buffer }[] | undefined;
       for (let i = 0; i < batch.length; i++) {
         const reply = engine.reply(i);
-        if (!reply) continue;
+        if (!reply) {
+          if (engine.waits(i)) this.park(batch[i]);
+          continue;
+        }
         const copy = Buffer.from(reply); // a copy: the slot is reused
         if (this.o.durable && engine.replyWaitsForDisk(i)) (waiting ??= []).push({ p: batch[i], reply: copy });
         else this.send(batch[i], copy);
@@ -265,6 +278,19 @@ export class UdpListener {
       }
       this.deliverEvents();
     }
+  }
+
+  private park(p: Pending): void {
+    p.waits = (p.waits ?? 0) + 1;
+    if (p.waits > MAX_WAITS) this.activityDrops++;
+    else this.parked.push(p);
+  }
+
+  /** Serves the requests that waited for the dataplane's activity answer again (it has been applied). */
+  resume(): void {
+    const parked = this.parked;
+    this.parked = [];
+    for (const p of parked) this.enqueue(p);
   }
 
   /** After engine work outside a batch (a control task): counters, journal and events as after a batch. */
