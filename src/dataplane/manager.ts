@@ -15,6 +15,8 @@ import { ActivityBatcher, type ActivityQuery } from "./activity.js";
 
 export interface DataplaneBackend {
   readonly name: string;
+  /** IPv6 mappings (IPv6 internal and external) are installed too; otherwise counted unsupported. */
+  readonly ipv6?: boolean;
   /** Empties the dataplane (reconciliation start). */
   reset(): Promise<void>;
   /** One transaction: all of it or nothing. */
@@ -217,6 +219,7 @@ export class DataplaneManager {
 
   private supported(f: Forwarding): boolean {
     if (f.family === 4 && isIP(f.internal.address) === 4) return true;
+    if (f.family === 6 && this.backend.ipv6 && isIP(f.internal.address) === 6 && f.filters.every((r) => isIP(r.address) === 6)) return true;
     this.counters.unsupported++;
     return false;
   }

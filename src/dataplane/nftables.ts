@@ -1,4 +1,4 @@
-// nftables backend (Linux, IPv4): one table whose maps and sets hold every mapping as
+// nftables backend (Linux; IPv6 in ./nftables6.ts): one table whose maps and sets hold every mapping as
 // elements, so a change is an element update, never a rule per mapping:
 //
 //   inbound   map  proto . external addr . port → internal addr . port    DNAT (MAP, static)
@@ -24,11 +24,14 @@ import { spawn } from "node:child_process";
 import type { DataplaneBackend } from "./manager.js";
 import type { DataplaneOp, Forwarding } from "./ops.js";
 import type { ActivityQuery } from "./activity.js";
+import { mappingStatements6, tableDefinition6 } from "./nftables6.js";
 import { ErrorCodes, PcpdError } from "../errors.js";
 
 export interface NftOptions {
   /** Table name (family ip). */
   table: string;
+  /** IPv6 subscriber prefixes: the firewall of the ip6 table guards them (nftables6.ts). */
+  subscribers6?: string[];
   /** Idle timeouts (seconds) of the activity set; absent: no activity tracking. */
   activity?: { udpIdle: number; tcpIdle: number };
   /** Command to run (default "nft"); arguments before "-f -" (e.g. a netns wrapper in tests). */
@@ -101,11 +104,14 @@ export function mappingStatements(table: string, op: "add" | "delete", f: Forwar
 
 /** The nft script of one transaction (unmaps come first in `ops`). */
 export function transactionScript(table: string, ops: DataplaneOp[]): string {
-  return ops.flatMap((o) => mappingStatements(table, o.op === "map" ? "add" : "delete", o.mapping)).join("\n") + "\n";
+  return (
+    ops.flatMap((o) => (o.mapping.family === 6 ? mappingStatements6 : mappingStatements)(table, o.op === "map" ? "add" : "delete", o.mapping)).join("\n") + "\n"
+  );
 }
 
 export class NftablesBackend implements DataplaneBackend {
   readonly name = "nftables";
+  readonly ipv6 = true;
   private readonly command: string[];
 
   constructor(private readonly o: NftOptions) {
@@ -140,19 +146,25 @@ export class NftablesBackend implements DataplaneBackend {
   async activity(queries: ActivityQuery[]): Promise<number[]> {
     if (!this.o.activity) throw new PcpdError(ErrorCodes.NFT_FAILED, "activity tracking is off for this table");
     const remaining = parseActivity(await this.nft(["-j", "list", "set", "ip", this.o.table, "active"]));
+    if (queries.some((q) => q.family === 6))
+      for (const [k, v] of parseActivity(await this.nft(["-j", "list", "set", "ip6", this.o.table, "active"]))) remaining.set(k, v);
     return queries.map((q) => remaining.get(activityKey(q.protocol, q.internal.address, q.internal.port)) ?? 0);
   }
 
   /** The table defined from scratch (an existing one, with its elements, is replaced atomically). */
   reset(): Promise<void> {
-    return this.run(`add table ip ${this.o.table}\ndelete table ip ${this.o.table}\n${tableDefinition(this.o.table, this.o.activity)}`);
+    const t = this.o.table;
+    return this.run(
+      `add table ip ${t}\ndelete table ip ${t}\n${tableDefinition(t, this.o.activity)}` +
+        `add table ip6 ${t}\ndelete table ip6 ${t}\n${tableDefinition6(t, this.o.subscribers6 ?? [], this.o.activity)}`,
+    );
   }
 
   apply(ops: DataplaneOp[]): Promise<void> {
     return ops.length === 0 ? Promise.resolve() : this.run(transactionScript(this.o.table, ops));
   }
 
-  /** The table stays: the mappings keep working while pcpd restarts (the next start reconciles). */
+  /** The tables stay: the mappings keep working while pcpd restarts (the next start reconciles). */
   async close(): Promise<void> {}
 }
 

@@ -176,7 +176,8 @@ export async function startServer(
   if (c.dataplane.backend !== "none") {
     stream = c.dataplane.backend === "events" ? new EventStreamBackend() : undefined;
     const activity = c.dataplane.activity.enabled ? c.dataplane.activity : undefined;
-    const backend = stream ?? new NftablesBackend({ table: c.dataplane.table, activity });
+    const subscribers6 = c.subscribers.filter((p) => p.includes(":"));
+    const backend = stream ?? new NftablesBackend({ table: c.dataplane.table, activity, subscribers6 });
     const dp = new DataplaneManager(
       backend,
       {

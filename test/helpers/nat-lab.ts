@@ -8,6 +8,7 @@ import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { it } from "vitest";
 
 export const CLI = new URL("../../dist/cli/pcp-server.js", import.meta.url).pathname;
 export const ip = (...args: string[]) => execFileSync("ip", args, { stdio: ["ignore", "pipe", "pipe"] }).toString();
@@ -26,6 +27,8 @@ export interface LabLayout {
   outside: string[];
   /** Default routes of the subscriber (via the NAT's inside addresses). */
   routes: string[];
+  /** Routes of the outside host: [prefix, via] (to reach subscriber prefixes untranslated). */
+  outRoutes?: [prefix: string, via: string][];
 }
 
 /** Why the lab cannot run here (nft or namespaces missing), or undefined once it is up. */
@@ -60,6 +63,7 @@ export function setUpLab(l: LabLayout): string | undefined {
     ip("-n", ns, "link", "set", "lo", "up");
   }
   for (const via of l.routes) ip("-n", l.sub, ...(via.includes(":") ? ["-6"] : []), "route", "add", "default", "via", via);
+  for (const [prefix, via] of l.outRoutes ?? []) ip("-n", l.out, "route", "add", prefix, "via", via);
   execFileSync("ip", ["netns", "exec", l.nat, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]);
   return undefined;
 }
@@ -203,4 +207,42 @@ export function nftKeys(ns: string, family: string, table: string, kind: "map" |
   const o = (JSON.parse(out).nftables as Record<string, { elem?: Entry[] }>[]).find((x) => x[kind])?.[kind];
   const text = (k: Key) => (typeof k === "string" ? k : k.concat.map((p) => (typeof p === "object" ? `${p.prefix.addr}/${p.prefix.len}` : p)).join("/"));
   return (o?.elem ?? []).map((e) => (Array.isArray(e) ? text(e[0]) : typeof e === "object" && "elem" in e ? text(e.elem.val) : text(e)));
+}
+
+/**
+ * Tests that run in order on one server, each needing the ones before: after a failure the
+ * rest are skipped, saying so; all are skipped with `skipReason()` when the lab cannot run.
+ */
+export function steps(skipReason: () => string | undefined, defaultTimeout = 20_000) {
+  let ok = true;
+  return (name: string, body: () => Promise<void>, timeout = defaultTimeout) =>
+    it(
+      name,
+      async (ctx) => {
+        const why = skipReason();
+        if (why) return ctx.skip(why);
+        if (!ok) return ctx.skip("an earlier step failed");
+        ok = false;
+        await body();
+        ok = true;
+      },
+      timeout,
+    );
+}
+
+/**
+ * The subscriber's services at `address` in namespace `ns`: TCP on 8080, 8082 and 8084
+ * (each says "tcp-<port>"), UDP on 8081 (answers "udp-8081"). Resolves once they listen.
+ */
+export async function startServices(ns: string, address: string): Promise<ChildProcess> {
+  const script = `
+const net = require("node:net");
+for (const port of [8080, 8082, 8084]) net.createServer((s) => s.end("tcp-" + port + "\\n")).listen(port, "${address}");
+const u = require("node:dgram").createSocket("${address.includes(":") ? "udp6" : "udp4"}");
+u.on("message", (m, r) => u.send("udp-8081", r.port, r.address));
+u.bind(8081, "${address}", () => console.log("ready"));
+`;
+  const c = spawn("ip", ["netns", "exec", ns, process.execPath, "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+  await new Promise<void>((resolve) => c.stdout!.once("data", () => resolve()));
+  return c;
 }

@@ -8,12 +8,24 @@
 // mapped endpoint leave from its external address:port; after a delete the port is closed;
 // after a server restart the mappings still work. Every address lives inside the
 // namespaces. Skipped, saying why, where namespaces or nft are unavailable.
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { execFileSync, type ChildProcess } from "node:child_process";
+import { afterAll, beforeAll, describe, expect } from "vitest";
 import * as W from "../../src/wire.generated.js";
 import { assigned, filter, mapRequest, nonceOf } from "../helpers/packets.js";
 import { waitFor, withTimeout } from "../helpers/wait.js";
-import { LabServer, TCP_HELLO, UDP_EXCHANGE, inNs, nftKeys, pcpExchange, setUpLab, tearDownLab, type LabLayout } from "../helpers/nat-lab.js";
+import {
+  LabServer,
+  startServices,
+  steps,
+  TCP_HELLO,
+  UDP_EXCHANGE,
+  inNs,
+  nftKeys,
+  pcpExchange,
+  setUpLab,
+  tearDownLab,
+  type LabLayout,
+} from "../helpers/nat-lab.js";
 
 const SUB = "pcpdnft-sub";
 const NAT = "pcpdnft-nat";
@@ -34,15 +46,6 @@ const LAB: LabLayout = {
   outside: [`${REMOTE}/24`, `${ALLOWED_REMOTE}/24`],
   routes: [SERVER],
 };
-
-/** The subscriber's services: TCP on 8080 and 8082, UDP on 8081; each says which it is. */
-const SERVICES = `
-const net = require("node:net");
-for (const port of [8080, 8082, 8084]) net.createServer((s) => s.end("tcp-" + port + "\\n")).listen(port, "${SUBSCRIBER}");
-const u = require("node:dgram").createSocket("udp4");
-u.on("message", (m, r) => u.send("udp-8081", r.port, r.address));
-u.bind(8081, "${SUBSCRIBER}", () => console.log("ready"));
-`;
 
 let skip: string | undefined;
 let services: ChildProcess | undefined;
@@ -87,8 +90,7 @@ const udpFrom = async (port: number) => {
 beforeAll(async () => {
   skip = setUpLab(LAB);
   if (skip) return;
-  services = spawn("ip", ["netns", "exec", SUB, process.execPath, "-e", SERVICES], { stdio: ["ignore", "pipe", "inherit"] });
-  await new Promise<void>((resolve) => services!.stdout!.once("data", () => resolve()));
+  services = await startServices(SUB, SUBSCRIBER);
   await startServer();
 }, 60_000);
 
@@ -103,19 +105,7 @@ describe("nftables dataplane with real traffic", () => {
   let tcp: { port: number };
   let udp: { port: number };
   let filtered: { port: number };
-  let ok = false; // the steps so far passed
-  const step = (name: string, body: () => Promise<void>, timeout = 20_000) =>
-    it(
-      name,
-      async (ctx) => {
-        if (skip) return ctx.skip(skip);
-        if (!ok && name !== FIRST) return ctx.skip("an earlier step failed");
-        ok = false;
-        await body();
-        ok = true;
-      },
-      timeout,
-    );
+  const step = steps(() => skip);
   const FIRST = "MAP opens a TCP and a UDP service to the outside at the external address:port";
 
   step(FIRST, async () => {
