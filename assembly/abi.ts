@@ -53,6 +53,7 @@ export const HOST_CHECKPOINT: u8 = 2; // set by the engine: reply only once the 
 export const VERDICT_DROP: u8 = 0; // no reply; SLOT_DROP_REASON says why
 export const VERDICT_REPLY: u8 = 1; // reply of SLOT_RESP_LEN bytes is in the data area
 export const VERDICT_PARSED: u8 = 2; // valid request, record filled, mapping decision pending
+export const VERDICT_WAIT: u8 = 3; // waits for the dataplane's activity answer: nothing changed, no reply; the host serves it again (assembly/activity.ts)
 
 // ---- Drop reasons (one counter each) ----
 export const DROP_NONE: u8 = 0;
@@ -141,6 +142,9 @@ export const CFG_SHARD_INDEX: u32 = 112; // u32 host init
 export const CFG_START_TIME: u32 = 116; // u32 host init: engine time at start
 export const CFG_SEED: u32 = 120; // u64 host init: PRNG seed for block and port choice (0: fixed default)
 export const CFG_POOL_COUNT: u32 = 128; // u32 host init: addresses at CFG_POOL
+export const CFG_ACTIVITY_IDLE_UDP: u32 = 148; // u32 host reload: dataplane activity tracking: idle timeout of UDP and other protocols; 0 = tracking off
+export const CFG_ACTIVITY_IDLE_TCP: u32 = 152; // u32 host reload: idle timeout of TCP
+export const CFG_ACTIVITY_WAIT: u32 = 156; // u32 host reload: seconds an expiry waits for the dataplane's activity answer
 export const CFG_PROTOCOLS: u32 = 160; // bytes host init: 32-byte bitmap of the protocols MAP/PEER may use
 export const CFG_EXCLUDED: u32 = 192; // bytes host init: 8192-byte bitmap of pool.excludedPorts
 export const CFG_PREFIX64: u32 = 8384; // bytes host reload: PREFIX64_OPTIONS_CAP bytes
@@ -211,6 +215,9 @@ export const MAPF_THIRD_PARTY: u8 = 32; // created through THIRD_PARTY
 export const MAPF_PREFER_FAILURE: u8 = 64; // created with PREFER_FAILURE
 export const MAPF_CHECKPOINT: u8 = 128; // check-pointed [RFC 7767]: every change journaled at once
 export const EVF_CHANGED: u8 = 128; // in events the same bit means "journal this one": a refresh that changed more than lifetimes (FILTERs, PEER, DESCRIPTION), or any change of a check-pointed mapping
+
+// ---- Activity queries (engine → host, assembly/activity.ts): event-layout records ----
+export const ACTIVITY_CAPACITY: u32 = 4096; // queries queued between two activityTake calls (more: decided without)
 
 // ---- Engine configuration ----
 export const NONCE_STRICT: u32 = 0; // RFC 6887 §11.3

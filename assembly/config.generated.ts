@@ -42,6 +42,9 @@ export let shardIndex: u32 = 0; // host
 export let startTime: u32 = 0; // host
 export let seed: u64 = 0; // host
 export let poolCount: u32 = 0; // host
+export let activityIdleUdp: u32 = 0; // host
+export let activityIdleTcp: u32 = 0; // host
+export let activityWait: u32 = 0; // host
 
 /** Copies the region's fields of `phase` (init: all of them) into the globals above. */
 export function loadConfig(region: usize, phase: u32): void {
@@ -67,6 +70,9 @@ export function loadConfig(region: usize, phase: u32): void {
   checkpointsOn = load<u8>(region + A.CFG_CHECKPOINTS_ON) != 0;
   coalesceRefreshes = load<u8>(region + A.CFG_COALESCE_REFRESHES) != 0;
   prefetchMode = <u32>load<u8>(region + A.CFG_PREFETCH_MODE);
+  activityIdleUdp = load<u32>(region + A.CFG_ACTIVITY_IDLE_UDP);
+  activityIdleTcp = load<u32>(region + A.CFG_ACTIVITY_IDLE_TCP);
+  activityWait = load<u32>(region + A.CFG_ACTIVITY_WAIT);
   if (phase != A.CFG_PHASE_INIT) return;
   maxMappings = load<u32>(region + A.CFG_MAX_MAPPINGS);
   maxSubscribers = load<u32>(region + A.CFG_MAX_SUBSCRIBERS);

@@ -6,6 +6,8 @@
 export { processBatch, processRange } from "./codec";
 export { serveRange } from "./engine";
 export { expire } from "./wheel";
+// Traffic-driven lifetimes: the queries a decision queued, and the dataplane's answers.
+export { activityAnswer, activityBase, activityTake } from "./activity";
 
 // Control operations through the command slot, and the table of region bases.
 export { command, regions } from "./commands";

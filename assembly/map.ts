@@ -10,7 +10,7 @@ import { now } from "./clock";
 import { M_FLAGS, M_MAP_EXPIRY, M_NONCE, S_MAPPINGS, nonceEqual } from "./layout";
 import { mappings, subscribers } from "./tables";
 import { poolHasFamily } from "./pool";
-import { hasInbound, wheelLink } from "./wheel";
+import { effectiveExpiry, hasInbound, wheelLink, wheelUnlink } from "./wheel";
 import { createSubscriber, findHeld, findMapping, subscriberOf } from "./lookup";
 import { requestRealm } from "./realms";
 import { applyDescription } from "./descriptions";
@@ -22,6 +22,7 @@ import { MAP_ECHO, clampLifetime, fail, filtersAvailable, internalAddress, walkF
 import { handlePortSet } from "./portset";
 import { noteRequester } from "./requesters";
 import { findMirror, mapFromMirror } from "./mirrors";
+import { WAIT, activityFloor, activityOn, idleTimeout, waitForActivity } from "./activity";
 
 export function handleMap(slot: usize): void {
   const d = data(slot);
@@ -56,6 +57,10 @@ export function handleMap(slot: usize): void {
         finishError(slot, W.RESULT_NOT_AUTHORIZED, load<u32>(r + M_MAP_EXPIRY) - now); // remaining lifetime [6887 §11.3]
         return;
       }
+      // Traffic sent recently: the mapping stays until its idle timeout, which the reply says [6887 §15].
+      const natural = activityFloor(m);
+      if (natural == WAIT) return waitForActivity(slot);
+      if (natural > now) return keepUntilIdle(slot, m, natural);
       removeInbound(m);
     }
     return finishSuccess(slot, 0, A.OPTBIT_THIRD_PARTY | A.OPTBIT_THIRD_PARTY_ID);
@@ -64,7 +69,7 @@ export function handleMap(slot: usize): void {
   let sub = subscriberOf(m, addr, realm);
   if (protocol == 0 || internalPort == 0 || !protocolSupported(protocol)) return fail(slot, W.RESULT_UNSUPP_PROTOCOL); // [6887 §11.3]
   if (!poolHasFamily(family)) return fail(slot, W.RESULT_UNSUPP_PROTOCOL); // decision (item 67)
-  const lifetime = clampLifetime(requested, minLifetime);
+  let lifetime = clampLifetime(requested, minLifetime);
 
   if (m != 0) {
     const r = mappings.at(m);
@@ -81,6 +86,12 @@ export function handleMap(slot: usize): void {
       return;
     }
     if (preferFailure && !same) return fail(slot, W.RESULT_CANNOT_PROVIDE_EXTERNAL); // [6887 §11.3]
+    if (activityOn() && lifetime < idleTimeout(protocol)) {
+      // Never below the natural expiry the host's traffic gives it [6887 §15].
+      const natural = activityFloor(m);
+      if (natural == WAIT) return waitForActivity(slot);
+      if (natural > now + lifetime) lifetime = natural - now;
+    }
     if (walkFilters(slot, m, false) < 0) return fail(slot, W.RESULT_EXCESSIVE_REMOTE_PEERS); // [6887 §13.3]
     if (!filtersAvailable(slot)) return fail(slot, W.RESULT_NO_RESOURCES);
     walkFilters(slot, m, true);
@@ -129,4 +140,18 @@ export function handleMap(slot: usize): void {
   applyDescription(slot, m); // before the event: the journal record carries it
   applyCheckpoint(slot, m);
   emit(A.EVENT_CREATE, m);
+}
+
+/**
+ * A delete while the host's traffic keeps the mapping: it stays, with its MAP part, until
+ * `until` (its idle end), and the reply's lifetime says so [6887 §15]; then the expiry asks
+ * the dataplane again.
+ */
+function keepUntilIdle(slot: usize, m: u32, until: u32): void {
+  const r = mappings.at(m);
+  store<u32>(r + M_MAP_EXPIRY, until);
+  wheelUnlink(m);
+  wheelLink(m, effectiveExpiry(r));
+  emit(A.EVENT_REFRESH, m);
+  finishSuccess(slot, until - now, A.OPTBIT_THIRD_PARTY | A.OPTBIT_THIRD_PARTY_ID);
 }

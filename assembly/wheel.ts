@@ -8,6 +8,7 @@ import { M_FLAGS, M_MAP_EXPIRY, M_OUT_EXPIRY, M_WHEEL_NEXT, M_WHEEL_PREV } from 
 import { mappings } from "./tables";
 import { eventHead, eventTail } from "./events";
 import { endMapping, releaseHold } from "./lifecycle";
+import { expiryWaits } from "./activity";
 
 let wheel: usize = 0;
 const WHEEL_SIZE: u32 = 65536;
@@ -96,7 +97,8 @@ export function expire(at: u32, budget: u32): u32 {
     } else if (flags & A.MAPF_HELD) {
       releaseHold(m);
       ended++;
-    } else {
+    } else if (!expiryWaits(m)) {
+      // (expiryWaits: traffic keeps it, or the dataplane is being asked [6887 §12.3, §15])
       endMapping(m, A.EVENT_EXPIRE);
       ended++;
     }

@@ -158,6 +158,7 @@ export const HOST_CHECKPOINT = 2; // set by the engine: reply only once the mapp
 export const VERDICT_DROP = 0; // no reply; SLOT_DROP_REASON says why
 export const VERDICT_REPLY = 1; // reply of SLOT_RESP_LEN bytes is in the data area
 export const VERDICT_PARSED = 2; // valid request, record filled, mapping decision pending
+export const VERDICT_WAIT = 3; // waits for the dataplane's activity answer: nothing changed, no reply; the host serves it again (assembly/activity.ts)
 export const DROP_NONE = 0;
 export const DROP_TOO_SHORT = 1; // < 2 bytes [6887 §8.2]
 export const DROP_RESPONSE = 2; // R bit set / NAT-PMP opcode >= 128 [6887 §8.2, 6886 §3.5]
@@ -225,6 +226,9 @@ export const CFG_SHARD_INDEX = 112; // u32 host init
 export const CFG_START_TIME = 116; // u32 host init: engine time at start
 export const CFG_SEED = 120; // u64 host init: PRNG seed for block and port choice (0: fixed default)
 export const CFG_POOL_COUNT = 128; // u32 host init: addresses at CFG_POOL
+export const CFG_ACTIVITY_IDLE_UDP = 148; // u32 host reload: dataplane activity tracking: idle timeout of UDP and other protocols; 0 = tracking off
+export const CFG_ACTIVITY_IDLE_TCP = 152; // u32 host reload: idle timeout of TCP
+export const CFG_ACTIVITY_WAIT = 156; // u32 host reload: seconds an expiry waits for the dataplane's activity answer
 export const CFG_PROTOCOLS = 160; // bytes host init: 32-byte bitmap of the protocols MAP/PEER may use
 export const CFG_EXCLUDED = 192; // bytes host init: 8192-byte bitmap of pool.excludedPorts
 export const CFG_PREFIX64 = 8384; // bytes host reload: PREFIX64_OPTIONS_CAP bytes
@@ -287,6 +291,7 @@ export const MAPF_THIRD_PARTY = 32; // created through THIRD_PARTY
 export const MAPF_PREFER_FAILURE = 64; // created with PREFER_FAILURE
 export const MAPF_CHECKPOINT = 128; // check-pointed [RFC 7767]: every change journaled at once
 export const EVF_CHANGED = 128; // in events the same bit means "journal this one": a refresh that changed more than lifetimes (FILTERs, PEER, DESCRIPTION), or any change of a check-pointed mapping
+export const ACTIVITY_CAPACITY = 4096; // queries queued between two activityTake calls (more: decided without)
 export const NONCE_STRICT = 0; // RFC 6887 §11.3
 export const NONCE_RELAXED = 1; // a new nonce replaces the old one for the same endpoint
 export const POOL_MAX_ADDRESSES = 256;
@@ -558,6 +563,7 @@ export const ALL_CONSTANTS: Readonly<Record<string, number>> = {
   VERDICT_DROP,
   VERDICT_REPLY,
   VERDICT_PARSED,
+  VERDICT_WAIT,
   DROP_NONE,
   DROP_TOO_SHORT,
   DROP_RESPONSE,
@@ -625,6 +631,9 @@ export const ALL_CONSTANTS: Readonly<Record<string, number>> = {
   CFG_START_TIME,
   CFG_SEED,
   CFG_POOL_COUNT,
+  CFG_ACTIVITY_IDLE_UDP,
+  CFG_ACTIVITY_IDLE_TCP,
+  CFG_ACTIVITY_WAIT,
   CFG_PROTOCOLS,
   CFG_EXCLUDED,
   CFG_PREFIX64,
@@ -687,6 +696,7 @@ export const ALL_CONSTANTS: Readonly<Record<string, number>> = {
   MAPF_PREFER_FAILURE,
   MAPF_CHECKPOINT,
   EVF_CHANGED,
+  ACTIVITY_CAPACITY,
   NONCE_STRICT,
   NONCE_RELAXED,
   POOL_MAX_ADDRESSES,

@@ -61,6 +61,11 @@ export function encodeConfig(c: Config, host: HostValues = {}): Uint8Array<Array
   view.setUint32(W.CFG_SHARD_COUNT, host.shards ?? 1, true);
   view.setUint32(W.CFG_SHARD_INDEX, host.shard ?? 0, true);
   view.setUint32(W.CFG_START_TIME, (host.start ?? 0) >>> 0, true);
+  const activity = c.dataplane.activity; // only a dataplane that can answer turns tracking on
+  const tracking = activity.enabled && c.dataplane.backend !== "none";
+  view.setUint32(W.CFG_ACTIVITY_IDLE_UDP, tracking ? activity.udpIdle : 0, true);
+  view.setUint32(W.CFG_ACTIVITY_IDLE_TCP, tracking ? activity.tcpIdle : 0, true);
+  view.setUint32(W.CFG_ACTIVITY_WAIT, activity.waitSeconds, true);
   view.setBigUint64(W.CFG_SEED, BigInt.asUintN(64, host.seed ?? 0n), true);
   for (const p of c.protocols) setBit(bytes, W.CFG_PROTOCOLS, p & 0xff);
   for (const port of c.pool.excludedPorts) setBit(bytes, W.CFG_EXCLUDED, port & 0xffff);

@@ -217,6 +217,25 @@ export const ConfigSchema = z
         failuresBeforeDown: count(1, 100).default(3),
         /** Operations per transaction while loading the whole table (start-up, recovery). */
         reconcileChunk: count(100, 1_000_000).default(20_000),
+        /**
+         * Traffic-driven lifetimes [RFC 6887 §15, §12.3]: the dataplane tells when a mapped
+         * endpoint last sent a packet (nftables: a dynamic set with these idle timeouts;
+         * events: the consumers answer dataplane.activity), asked only when a decision needs it.
+         */
+        activity: z
+          .object({
+            enabled: z.boolean().default(false),
+            /** Idle timeout of UDP (and every protocol but TCP): how long one packet keeps a mapping. */
+            udpIdle: count(1, 86_400).default(120),
+            /** Idle timeout of TCP (RFC 5382 REQ-5: at least 2 h 4 min). */
+            tcpIdle: count(1, 86_400).default(7440),
+            /** Seconds an expiry waits for the answer before it ends the mapping as without tracking. */
+            waitSeconds: count(1, 60).default(2),
+            /** Seconds a request waits for the answer before it is decided as without tracking. */
+            requestWaitMs: count(10, 5_000).default(500),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
       .prefault({}),

@@ -145,7 +145,10 @@ export class Metrics {
   private readonly dataplaneUp: Gauge<string>;
   private readonly dataplaneInstalled: Gauge<string>;
   private readonly dataplanePending: Gauge<string>;
-  private readonly dataplaneCounters: [key: "transactions" | "operations" | "failures" | "reconciliations", counter: Counter<string>][];
+  private readonly dataplaneCounters: [
+    key: "transactions" | "operations" | "failures" | "reconciliations" | "activityReads" | "activityQueries",
+    counter: Counter<string>,
+  ][];
   private readonly dataplaneLast = new Map<string, number>();
   private ha?: HaMetrics;
   private readonly ioPath: Gauge<string>;
@@ -196,6 +199,14 @@ export class Metrics {
       [
         "reconciliations",
         new Counter({ name: "pcpd_dataplane_reconciliations_total", help: "Full reloads of the dataplane from the mapping tables.", ...plain }),
+      ],
+      [
+        "activityReads",
+        new Counter({ name: "pcpd_dataplane_activity_reads_total", help: "Reads of the dataplane's traffic activity (one per batch of decisions).", ...plain }),
+      ],
+      [
+        "activityQueries",
+        new Counter({ name: "pcpd_dataplane_activity_queries_total", help: "Mappings whose traffic activity a decision asked for.", ...plain }),
       ],
     ];
   }
@@ -256,8 +267,9 @@ export class Metrics {
     this.dataplaneInstalled.set(labels, d.installed);
     this.dataplanePending.set(labels, d.pendingKeys);
     for (const [key, counter] of this.dataplaneCounters) {
-      counter.inc(labels, d[key] - (this.dataplaneLast.get(key) ?? 0));
-      this.dataplaneLast.set(key, d[key]);
+      const value = d[key] ?? 0;
+      counter.inc(labels, value - (this.dataplaneLast.get(key) ?? 0));
+      this.dataplaneLast.set(key, value);
     }
   }
 

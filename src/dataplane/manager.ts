@@ -11,14 +11,19 @@
 import type { Logger } from "pino";
 import { isIP } from "node:net";
 import { decodeKeyStates, sameForwarding, type DataplaneOp, type Forwarding, type KeyState } from "./ops.js";
+import { ActivityBatcher, type ActivityQuery } from "./activity.js";
 
 export interface DataplaneBackend {
   readonly name: string;
+  /** IPv6 mappings (IPv6 internal and external) are installed too; otherwise counted unsupported. */
+  readonly ipv6?: boolean;
   /** Empties the dataplane (reconciliation start). */
   reset(): Promise<void>;
   /** One transaction: all of it or nothing. */
   apply(ops: DataplaneOp[]): Promise<void>;
   close(): Promise<void>;
+  /** Traffic-driven lifetimes: per query, seconds the traffic seen so far keeps it (0: idle); absent: no activity source. */
+  activity?(queries: ActivityQuery[]): Promise<number[]>;
 }
 
 export interface DataplaneSource {
@@ -48,6 +53,9 @@ export interface DataplaneStats {
   reconciliations: number;
   unsupported: number;
   lastError: string | null;
+  /** Activity reads of the backend, and the queries they answered (traffic-driven lifetimes; absent: older senders). */
+  activityReads?: number;
+  activityQueries?: number;
 }
 
 /** 7 bytes per IPv4 external port; everything else in a Map. */
@@ -139,7 +147,10 @@ export class DataplaneManager {
     private readonly source: DataplaneSource,
     private readonly o: DataplaneOptions,
     private readonly log: Logger,
-  ) {}
+  ) {
+    const read = backend.activity?.bind(backend);
+    this.activityBatcher = read ? new ActivityBatcher(read) : undefined;
+  }
 
   /** Reconciles, then applies changes every batchMs. Resolves after the first reconciliation (or its failure). */
   async start(): Promise<void> {
@@ -159,7 +170,27 @@ export class DataplaneManager {
   }
 
   stats(): DataplaneStats {
-    return { backend: this.backend.name, up: this.up, pendingKeys: this.pending.size, installed: this.installed.size, ...this.counters };
+    return {
+      backend: this.backend.name,
+      up: this.up,
+      pendingKeys: this.pending.size,
+      installed: this.installed.size,
+      ...this.counters,
+      activityReads: this.activityBatcher?.reads ?? 0,
+      activityQueries: this.activityBatcher?.queries ?? 0,
+    };
+  }
+
+  private readonly activityBatcher: ActivityBatcher | undefined;
+
+  /**
+   * How long the traffic seen so far keeps each queried mapping (seconds, 0: idle); queries
+   * of every shard arriving together are one backend read. Rejects when the backend has no
+   * activity source or the read failed (the shard then decides as without tracking).
+   */
+  activity(queries: ActivityQuery[]): Promise<number[]> {
+    if (!this.activityBatcher) return Promise.reject(new Error(`the ${this.backend.name} dataplane has no activity source`));
+    return this.activityBatcher.ask(queries);
   }
 
   private tick(): Promise<void> {
@@ -188,6 +219,7 @@ export class DataplaneManager {
 
   private supported(f: Forwarding): boolean {
     if (f.family === 4 && isIP(f.internal.address) === 4) return true;
+    if (f.family === 6 && this.backend.ipv6 && isIP(f.internal.address) === 6 && f.filters.every((r) => isIP(r.address) === 6)) return true;
     this.counters.unsupported++;
     return false;
   }

@@ -1,4 +1,4 @@
-// nftables backend (Linux, IPv4): one table whose maps and sets hold every mapping as
+// nftables backend (Linux; IPv6 in ./nftables6.ts): one table whose maps and sets hold every mapping as
 // elements, so a change is an element update, never a rule per mapping:
 //
 //   inbound   map  proto . external addr . port → internal addr . port    DNAT (MAP, static)
@@ -7,6 +7,15 @@
 //   filtered  set  proto . external addr . port                           mappings with FILTERs
 //   allowed   set  proto . external . port . remote prefix . remote ports  what FILTERs allow
 //
+//   active    set  proto . internal addr . port                           (activity tracking) the
+//                                                  endpoints that sent a packet; each element
+//                                                  expires after the protocol's idle timeout
+//
+// Activity (dataplane.activity): a forward-hook rule updates `active` for every packet whose
+// source is a mapped internal endpoint (a lookup in `outbound`), with the protocol's idle
+// timeout, so per-packet work stays in the kernel; pcpd lists the set (remaining time per
+// endpoint) only when a decision needs it (src/dataplane/activity.ts).
+//
 // Rules match on `meta l4proto . ip daddr . th dport`: only protocols whose header starts
 // with 16-bit ports reach these maps (the engine serves only such protocols; pcpd never
 // installs a port-less catch-all). FILTER runs before DNAT (priority dstnat - 10). Each
@@ -14,17 +23,41 @@
 import { spawn } from "node:child_process";
 import type { DataplaneBackend } from "./manager.js";
 import type { DataplaneOp, Forwarding } from "./ops.js";
+import type { ActivityQuery } from "./activity.js";
+import { mappingStatements6, tableDefinition6 } from "./nftables6.js";
 import { ErrorCodes, PcpdError } from "../errors.js";
 
 export interface NftOptions {
   /** Table name (family ip). */
   table: string;
+  /** IPv6 subscriber prefixes: the firewall of the ip6 table guards them (nftables6.ts). */
+  subscribers6?: string[];
+  /** Idle timeouts (seconds) of the activity set; absent: no activity tracking. */
+  activity?: { udpIdle: number; tcpIdle: number };
   /** Command to run (default "nft"); arguments before "-f -" (e.g. a netns wrapper in tests). */
   command?: string[];
 }
 
-export function tableDefinition(table: string): string {
+/** The activity set and the rule that keeps it (empty without tracking). */
+function activityDefinition(activity: NftOptions["activity"]): string {
+  if (!activity) return "";
+  const key = "meta l4proto . ip saddr . th sport";
+  return `  set active {
+    type inet_proto . ipv4_addr . inet_service
+    flags dynamic, timeout
+    size 16777216
+  }
+  chain activity {
+    type filter hook forward priority filter; policy accept;
+    meta l4proto tcp ${key} @outbound update @active { ${key} timeout ${activity.tcpIdle}s }
+    meta l4proto != tcp ${key} @outbound update @active { ${key} timeout ${activity.udpIdle}s }
+  }
+`;
+}
+
+export function tableDefinition(table: string, activity?: NftOptions["activity"]): string {
   return `table ip ${table} {
+${activityDefinition(activity)}
   map inbound {
     type inet_proto . ipv4_addr . inet_service : ipv4_addr . inet_service
   }
@@ -71,27 +104,37 @@ export function mappingStatements(table: string, op: "add" | "delete", f: Forwar
 
 /** The nft script of one transaction (unmaps come first in `ops`). */
 export function transactionScript(table: string, ops: DataplaneOp[]): string {
-  return ops.flatMap((o) => mappingStatements(table, o.op === "map" ? "add" : "delete", o.mapping)).join("\n") + "\n";
+  return (
+    ops.flatMap((o) => (o.mapping.family === 6 ? mappingStatements6 : mappingStatements)(table, o.op === "map" ? "add" : "delete", o.mapping)).join("\n") + "\n"
+  );
 }
 
 export class NftablesBackend implements DataplaneBackend {
   readonly name = "nftables";
+  readonly ipv6 = true;
   private readonly command: string[];
 
   constructor(private readonly o: NftOptions) {
     this.command = o.command ?? ["nft"];
   }
 
-  private run(script: string): Promise<void> {
+  private async run(script: string): Promise<void> {
+    await this.nft(["-f", "-"], script);
+  }
+
+  /** Runs nft with `args` (and `script` on stdin); resolves with its stdout. */
+  private nft(args: string[], script = ""): Promise<string> {
     return new Promise((resolve, reject) => {
-      const [cmd, ...args] = this.command;
-      const c = spawn(cmd, [...args, "-f", "-"], { stdio: ["pipe", "ignore", "pipe"] });
+      const [cmd, ...before] = this.command;
+      const c = spawn(cmd, [...before, ...args], { stdio: ["pipe", "pipe", "pipe"] });
+      let stdout = "";
       let stderr = "";
+      c.stdout.setEncoding("utf8").on("data", (d) => (stdout += d));
       c.stderr.on("data", (d) => (stderr += d));
       c.once("error", (e) => reject(new PcpdError(ErrorCodes.NFT_FAILED, `${cmd}: ${e.message}`, { cause: e })));
-      c.once("exit", (code, signal) =>
+      c.once("close", (code, signal) =>
         code === 0
-          ? resolve()
+          ? resolve(stdout)
           : reject(new PcpdError(ErrorCodes.NFT_FAILED, `nft exited ${code ?? signal}: ${stderr.trim().split("\n").slice(0, 4).join(" | ")}`)),
       );
       c.stdin.on("error", () => undefined); // nft gone: its exit reports why
@@ -99,15 +142,46 @@ export class NftablesBackend implements DataplaneBackend {
     });
   }
 
+  /** One listing of the activity set answers every query: remaining seconds per internal endpoint. */
+  async activity(queries: ActivityQuery[]): Promise<number[]> {
+    if (!this.o.activity) throw new PcpdError(ErrorCodes.NFT_FAILED, "activity tracking is off for this table");
+    const remaining = parseActivity(await this.nft(["-j", "list", "set", "ip", this.o.table, "active"]));
+    if (queries.some((q) => q.family === 6))
+      for (const [k, v] of parseActivity(await this.nft(["-j", "list", "set", "ip6", this.o.table, "active"]))) remaining.set(k, v);
+    return queries.map((q) => remaining.get(activityKey(q.protocol, q.internal.address, q.internal.port)) ?? 0);
+  }
+
   /** The table defined from scratch (an existing one, with its elements, is replaced atomically). */
   reset(): Promise<void> {
-    return this.run(`add table ip ${this.o.table}\ndelete table ip ${this.o.table}\n${tableDefinition(this.o.table)}`);
+    const t = this.o.table;
+    return this.run(
+      `add table ip ${t}\ndelete table ip ${t}\n${tableDefinition(t, this.o.activity)}` +
+        `add table ip6 ${t}\ndelete table ip6 ${t}\n${tableDefinition6(t, this.o.subscribers6 ?? [], this.o.activity)}`,
+    );
   }
 
   apply(ops: DataplaneOp[]): Promise<void> {
     return ops.length === 0 ? Promise.resolve() : this.run(transactionScript(this.o.table, ops));
   }
 
-  /** The table stays: the mappings keep working while pcpd restarts (the next start reconciles). */
+  /** The tables stay: the mappings keep working while pcpd restarts (the next start reconciles). */
   async close(): Promise<void> {}
+}
+
+/** nft's names for the protocols it prints by name in `inet_proto` (others: the number). */
+const PROTOCOL_NAMES: Record<string, number> = { tcp: 6, udp: 17, dccp: 33, sctp: 132, udplite: 136, icmp: 1, icmpv6: 58 };
+const activityKey = (protocol: number, address: string, port: number) => `${protocol}/${address}/${port}`;
+
+/** `nft -j list set … active` → remaining seconds per protocol/address/port. */
+export function parseActivity(json: string): Map<string, number> {
+  type Elem = { elem?: { val?: { concat?: [string | number, string, number] }; expires?: number } };
+  const out = new Map<string, number>();
+  const objects = (JSON.parse(json) as { nftables?: { set?: { elem?: Elem[] } }[] }).nftables ?? [];
+  for (const e of objects.find((o) => o.set)?.set?.elem ?? []) {
+    const key = e.elem?.val?.concat;
+    if (!key) continue;
+    const protocol = typeof key[0] === "number" ? key[0] : (PROTOCOL_NAMES[key[0]] ?? Number(key[0]));
+    out.set(activityKey(protocol, key[1], key[2]), e.elem?.expires ?? 0);
+  }
+  return out;
 }

@@ -16,8 +16,8 @@ export interface Datagram {
   overloaded?: boolean;
 }
 
-export type Verdict = "drop" | "reply" | "parsed";
-const VERDICTS: Verdict[] = ["drop", "reply", "parsed"];
+export type Verdict = "drop" | "reply" | "parsed" | "wait";
+const VERDICTS: Verdict[] = ["drop", "reply", "parsed", "wait"];
 
 export interface SlotOutcome {
   verdict: Verdict;
@@ -163,6 +163,40 @@ export class BatchPath extends EngineBoundary {
 
   expire(now: number, budget = 0xffffffff): number {
     return this.exports.expire(now >>> 0, budget >>> 0);
+  }
+
+  /**
+   * Slot `index`'s request, if it waits for the dataplane's activity answer (VERDICT_WAIT:
+   * nothing changed, no reply): a copy of the whole slot, to be put back with putSlot and
+   * served again once the answer is in. Undefined: it does not wait.
+   */
+  takeWaiting(index: number): Uint8Array | undefined {
+    const at = this.slotAddress(index);
+    this.mem();
+    return this.bytes[at + W.SLOT_VERDICT] === W.VERDICT_WAIT ? this.bytes.slice(at, at + W.SLOT_SIZE) : undefined;
+  }
+
+  /** Puts a slot taken by takeWaiting (or holdReply) back at `index`, to be served again. */
+  putSlot(index: number, slot: Uint8Array): void {
+    this.mem();
+    this.bytes.set(slot, this.slotAddress(index));
+  }
+
+  /**
+   * The activity queries the last calls queued (event-layout records, a copy; decode with
+   * decodeRecords), or undefined when there are none: one call per batch, no allocation then.
+   */
+  takeActivityQueries(): Uint8Array | undefined {
+    const n = this.exports.activityTake();
+    if (n === 0) return undefined;
+    const at = this.exports.activityBase();
+    this.mem();
+    return this.bytes.slice(at, at + n * W.EVENT_SIZE);
+  }
+
+  /** The dataplane's answer for one query (its mapping id, protocol and external port): `remaining` seconds of traffic-kept life. */
+  activityAnswer(now: number, mapping: number, protocol: number, externalPort: number, remaining: number): boolean {
+    return this.exports.activityAnswer(now >>> 0, mapping >>> 0, protocol, externalPort, Math.max(0, Math.min(remaining, 0x7fffffff)) >>> 0) === 1;
   }
 
   engineStats(): Record<string, bigint> {

@@ -17,6 +17,10 @@ export const ENGINE_FUNCTIONS = [
   "processRange",
   "serveRange",
   "expire",
+  // traffic-driven lifetimes (assembly/activity.ts)
+  "activityTake",
+  "activityBase",
+  "activityAnswer",
   // control: the command slot and the region table
   "command",
   "regions",
@@ -41,6 +45,11 @@ export interface EngineExports {
   serveRange(first: number, count: number, epoch: number, now: number): number;
   /** Expiry wheel up to `now`, at most `budget` records; how many ended (0 with the event ring full: drain and call again). */
   expire(now: number, budget: number): number;
+  /** Activity queries queued since the last call (event-layout records at activityBase()). */
+  activityTake(): number;
+  activityBase(): number;
+  /** The dataplane's answer for mapping `m`: `remaining` seconds of traffic-kept life (0 idle); 1 applied, 0 gone. */
+  activityAnswer(now: number, m: number, protocol: number, externalPort: number, remaining: number): number;
   /** Executes the command slot (CMDSLOT_*); CMDSTATUS_OK or CMDSTATUS_UNKNOWN. */
   command(): number;
   /** Address of the region table (REGION_*). */

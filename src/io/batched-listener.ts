@@ -138,6 +138,7 @@ export class BatchedListener extends ListenerBase {
       }
       let replies = engine.serve(n, clock.epoch(), clock.seconds());
       this.o.afterBatch?.();
+      if (replies < n) for (let i = 0; i < n; i++) this.parkIfWaiting(i, 0, (slot) => this.sendSlot(socket, slot));
       let held: Uint8Array[] | undefined;
       if (this.o.durable) {
         for (let i = 0; i < n; i++) {
@@ -161,6 +162,11 @@ export class BatchedListener extends ListenerBase {
     }
   }
 
+  /** One reply out of a slot copy (held, or served again after a wait), from the address its request was sent to. */
+  private sendSlot(socket: NativeSocket, slot: Uint8Array): void {
+    if (this.addon.send(socket, slot, 0, 1) !== 1) this.sendErrors++;
+  }
+
   /** Replies to check-pointed requests, once their mappings are durable [RFC 7767]: one slot each. */
   private sendHeld(socket: NativeSocket, held: Uint8Array[]): void {
     const send = () => {
@@ -171,7 +177,7 @@ export class BatchedListener extends ListenerBase {
           continue;
         }
         this.restamp(slot.subarray(W.SLOT_DATA), epoch);
-        if (this.addon.send(socket, slot, 0, 1) !== 1) this.sendErrors++;
+        this.sendSlot(socket, slot);
       }
     };
     // A failed write leaves the mapping in memory only: the client is not told it is safe.

@@ -19,6 +19,12 @@ export function literalLookup(address: string, _options: unknown, callback: (err
   callback(null, address, isIPv6(address) ? 6 : 4);
 }
 
+/** The reply in a slot copy (engine.holdReply): its data area, SLOT_RESP_LEN bytes. */
+function replyOf(slot: Uint8Array): Buffer {
+  const length = slot[W.SLOT_RESP_LEN] | (slot[W.SLOT_RESP_LEN + 1] << 8);
+  return Buffer.from(slot.buffer, slot.byteOffset + W.SLOT_DATA, length);
+}
+
 interface Pending {
   socket: dgram.Socket;
   /** The socket's local address, 16-byte form (SLOT_DST_ADDR). */
@@ -143,7 +149,11 @@ export class DgramListener extends ListenerBase {
       let waiting: { p: Pending; reply: Buffer }[] | undefined;
       for (let i = 0; i < batch.length; i++) {
         const reply = engine.reply(i);
-        if (!reply) continue;
+        if (!reply) {
+          const p = batch[i];
+          this.parkIfWaiting(i, 0, (slot) => this.send(p, replyOf(slot)));
+          continue;
+        }
         const copy = Buffer.from(reply); // a copy: the slot is reused
         if (this.o.durable && engine.replyWaitsForDisk(i)) (waiting ??= []).push({ p: batch[i], reply: copy });
         else this.send(batch[i], copy);

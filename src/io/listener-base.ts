@@ -86,6 +86,21 @@ export interface Source {
 
 export const SOURCE_CACHE = 65_536;
 
+/**
+ * A request waiting for the dataplane's activity answer (VERDICT_WAIT, assembly/activity.ts):
+ * its whole slot, copied out (the slot is reused), and how its reply leaves (from the socket
+ * and address it came in on) once resume() served it again.
+ */
+export interface Parked {
+  slot: Uint8Array;
+  waits: number;
+  /** Sends the reply in `slot` (a served copy: SLOT_DATA, SLOT_RESP_LEN bytes). */
+  send(slot: Uint8Array): void;
+}
+
+/** A request served again this often at most waits no more (dropped: its client retransmits). */
+const MAX_WAITS = 3;
+
 export abstract class ListenerBase {
   /** Which path this listener runs on. */
   abstract readonly path: IoPath;
@@ -98,8 +113,12 @@ export abstract class ListenerBase {
   gateDrops = 0;
   /** Sends the kernel refused (counted; never thrown per packet). */
   sendErrors = 0;
+  /** Requests dropped after waiting MAX_WAITS times for the dataplane's activity answer. */
+  activityDrops = 0;
   /** stop() was called: nothing is served or sent any more (a handover, a fence, shutdown). */
   protected closed = false;
+  /** Requests waiting for the dataplane's activity answer, served again by resume(). */
+  private parked: Parked[] = [];
 
   constructor(protected o: ListenerOptions) {}
 
@@ -139,6 +158,60 @@ export abstract class ListenerBase {
   protected stopExpiry(): void {
     this.closed = true;
     clearInterval(this.timer);
+    this.gateDrops += this.parked.length;
+    this.parked = [];
+  }
+
+  /** Parks slot `index` of the batch just served if it waits for the dataplane (true: parked or dropped). */
+  protected parkIfWaiting(index: number, waits: number, send: (slot: Uint8Array) => void): boolean {
+    const slot = this.o.engine.takeWaiting(index);
+    if (!slot) return false;
+    if (waits + 1 > MAX_WAITS) this.activityDrops++;
+    else this.parked.push({ slot, waits: waits + 1, send });
+    return true;
+  }
+
+  /**
+   * Serves the requests that waited for the dataplane's activity answer again (it has been
+   * applied), in batches through the same engine path; their replies leave as they came in.
+   */
+  resume(): void {
+    const { engine, clock } = this.o;
+    while (this.parked.length > 0 && !this.closed) {
+      const batch = this.parked.splice(0, W.SLOT_COUNT);
+      if (this.gateClosed()) {
+        this.gateDrops += batch.length;
+        continue;
+      }
+      for (let i = 0; i < batch.length; i++) engine.putSlot(i, batch[i].slot);
+      engine.serve(batch.length, clock.epoch(), clock.seconds());
+      this.o.afterBatch?.();
+      let held: { slot: Uint8Array; send: (slot: Uint8Array) => void }[] | undefined;
+      for (let i = 0; i < batch.length; i++) {
+        const p = batch[i];
+        if (this.parkIfWaiting(i, p.waits, p.send)) continue;
+        const slot = engine.holdReply(i);
+        if (!slot) continue;
+        if (this.o.durable && engine.replyWaitsForDisk(i)) (held ??= []).push({ slot, send: p.send });
+        else if (this.maySend()) p.send(slot);
+        else this.gateDrops++;
+      }
+      if (held) {
+        const send = () => {
+          const epoch = clock.epoch();
+          for (const h of held!) {
+            if (!this.maySend()) {
+              this.gateDrops++;
+              continue;
+            }
+            this.restamp(h.slot.subarray(W.SLOT_DATA), epoch);
+            h.send(h.slot);
+          }
+        };
+        this.o.durable!().then(send, () => undefined);
+      }
+      this.deliverEvents();
+    }
   }
 
   /** Tells onReceiveBuffer what the kernel granted a socket. */

@@ -195,7 +195,9 @@ export async function startServer(
   let stream: EventStreamBackend | undefined;
   if (c.dataplane.backend !== "none") {
     stream = c.dataplane.backend === "events" ? new EventStreamBackend() : undefined;
-    const backend = stream ?? new NftablesBackend({ table: c.dataplane.table });
+    const activity = c.dataplane.activity.enabled ? c.dataplane.activity : undefined;
+    const subscribers6 = c.subscribers.filter((p) => p.includes(":"));
+    const backend = stream ?? new NftablesBackend({ table: c.dataplane.table, activity, subscribers6 });
     const dp = new DataplaneManager(
       backend,
       {
@@ -208,6 +210,13 @@ export async function startServer(
     );
     dataplane = dp;
     pool.onDataplane = (m) => dp.ingest(m.bytes);
+    // Traffic-driven lifetimes: a shard's waiting decisions, answered from the dataplane
+    // (a failed read answers nothing: the shard's wait runs out and it decides without).
+    pool.onActivity = (m) =>
+      void dp
+        .activity(m.queries)
+        .then((remaining) => pool.run(m.shard, { kind: "activity", id: m.id, remaining }))
+        .catch((e: Error) => log.warn({ shard: m.shard, queries: m.queries.length, error: e.message }, "dataplane activity not read"));
     pool.onRestarted = () => dp.requestReconcile(); // the new thread starts down, with its restored table
     if (stream) stream.onJoin = () => dp.requestReconcile(); // a new consumer starts from a reset
     await dp.start();

@@ -10,6 +10,7 @@ import type { Logger } from "pino";
 import { ErrorCodes, ShardUnavailableError } from "../errors.js";
 import type {
   DataplaneMessage,
+  ActivityMessage,
   EventsMessage,
   HaFencedMessage,
   ShardSpec,
@@ -53,6 +54,8 @@ export class ShardPool {
   private readonly eventListeners: ((m: EventsMessage) => void)[] = [];
   /** Receives every shard's dataplane records (when a dataplane is configured). */
   onDataplane: (m: DataplaneMessage) => void = () => undefined;
+  /** Receives a shard's activity queries (traffic-driven lifetimes). */
+  onActivity: (m: ActivityMessage) => void = () => undefined;
   /** Receives an HA shard's report that its stream refused a write (another node fenced it). */
   onHaFenced: (m: HaFencedMessage) => void = () => undefined;
   /** Called when a shard runs again on a new thread (its dataplane state must be reloaded). */
@@ -91,9 +94,10 @@ export class ShardPool {
         return free ?? null;
       },
     });
-    this.pool.on("message", (m: EventsMessage | DataplaneMessage | HaFencedMessage) => {
+    this.pool.on("message", (m: EventsMessage | DataplaneMessage | HaFencedMessage | ActivityMessage) => {
       if (m && "pcpdEvents" in m) for (const l of this.eventListeners) l(m);
       else if (m && "pcpdDataplane" in m) this.onDataplane(m);
+      else if (m && "pcpdActivity" in m) this.onActivity(m);
       else if (m && "pcpdHaFenced" in m) this.onHaFenced(m);
     });
     // A worker error with no task in flight; the exit that follows is handled above.

@@ -20,11 +20,13 @@ import { ErrorCodes, PcpdError } from "../errors.js";
 import { Announcer } from "./announce.js";
 import { HaRole } from "./ha-role.js";
 import { DataplaneFeed } from "./dataplane-feed.js";
+import { ActivityAsker } from "./activity-asker.js";
 import { MappingUpdater } from "./mapping-update.js";
 import { StatsBoard } from "./stats-board.js";
 import type {
   HaTaskKind,
   DataplaneMessage,
+  ActivityMessage,
   EventsMessage,
   HaFencedMessage,
   MappingSelector,
@@ -56,7 +58,7 @@ type Handlers = { [K in ServedKind]: (task: TaskRequest<K>, now: number) => Task
 const CHANGES_STATE = new Set<ServedKind>(["reload", "addStatic", "removeStatic", "addMirror", "setMirrors", "deleteSubscriber"]);
 
 /** Hands a message to the main thread (the worker's parentPort), transferring the listed buffers. */
-export type Post = (m: EventsMessage | DataplaneMessage | HaFencedMessage, transfer?: ArrayBuffer[]) => void;
+export type Post = (m: EventsMessage | DataplaneMessage | HaFencedMessage | ActivityMessage, transfer?: ArrayBuffer[]) => void;
 
 export class Shard {
   spec: ShardSpec;
@@ -80,6 +82,8 @@ export class Shard {
   /** Durable state (persistence.enabled). */
   private store?: ShardStore;
   private dataplane?: DataplaneFeed;
+  /** Traffic-driven lifetimes (dataplane.activity): the engine's activity queries out, the answers in. */
+  private activity?: ActivityAsker;
   private eventsOn = false;
   /** Pool entries the main thread has been told about (with the events). */
   private poolPosted = 0;
@@ -190,6 +194,19 @@ export class Shard {
     if (this.spec.config.dataplane.backend === "none") return;
     this.dataplane = new DataplaneFeed(this.spec.shard, this.spec.config.dataplane.batchMs, this.post);
     this.engine.setDataplaneDown(true);
+    if (this.spec.config.dataplane.activity.enabled)
+      this.activity = new ActivityAsker({
+        shard: this.spec.shard,
+        waitMs: this.spec.config.dataplane.activity.requestWaitMs,
+        engine: () => this.engine,
+        now: () => this.clock.seconds(),
+        post: this.post,
+        answered: () => {
+          this.listener?.settle();
+          this.listener?.resume();
+        },
+        log: this.log,
+      });
   }
 
   private async open(): Promise<ShardStarted> {
@@ -201,6 +218,7 @@ export class Shard {
       this.listener = await this.listen({ durable: store ? () => store.commitNow() : undefined });
     } catch (e) {
       this.dataplane?.stop();
+      this.activity?.stop();
       await store?.close();
       throw e;
     }
@@ -274,6 +292,7 @@ export class Shard {
       this.listener = await this.listen({ gate, durable });
     } catch (e) {
       this.dataplane?.stop();
+      this.activity?.stop();
       this.dataplane = undefined;
       throw e;
     }
@@ -288,6 +307,7 @@ export class Shard {
     this.listener = undefined;
     this.announcer.stop();
     this.dataplane?.stop();
+    this.activity?.stop();
     this.dataplane = undefined;
     if (listener) {
       this.retired = listener;
@@ -336,6 +356,7 @@ export class Shard {
   private afterBatch(): void {
     this.board.publish(this.engine.statsBytes(), this.clock.epochState());
     if (this.store || this.dataplane || this.haRole?.active) this.record(this.engine.persistPending(this.wallOffset));
+    this.activity?.collect();
   }
 
   /** Mapping Update cancels (unless told not to), debug log and the event stream, for a batch of events. */
@@ -390,6 +411,7 @@ export class Shard {
     await this.listener?.stop();
     this.listener?.settle();
     this.dataplane?.stop();
+    this.activity?.stop();
     await this.store?.close();
     this.publishAll();
     const { engine } = this;
@@ -449,6 +471,7 @@ export class Shard {
       this.log.warn({ down }, down ? "dataplane down: requests get NETWORK_FAILURE" : "dataplane programmed: serving");
       return down;
     },
+    activity: ({ id, remaining }) => this.activity?.answer(id, remaining) ?? 0,
     mappingUpdates: () => ({ pending: this.updater.size }),
   };
 

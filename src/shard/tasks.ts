@@ -8,6 +8,7 @@ import type { MappingEvent, MappingRecords } from "../engine/packet-engine.js";
 import type { Endpoint } from "../io/udp-listener.js";
 import * as W from "../wire.generated.js";
 import type { AnnounceTarget } from "./announce.js";
+import type { ActivityQuery } from "../dataplane/activity.js";
 import type { BoardSnapshot } from "./stats-board.js";
 
 export interface ShardSpec {
@@ -132,6 +133,8 @@ export interface ShardTasks {
   exportTable: { params: { from: number }; result: { bytes: Uint8Array; next: number } };
   /** Whether requests get NETWORK_FAILURE because the dataplane is not programmed. */
   dataplane: { params: { down: boolean }; result: boolean };
+  /** The dataplane's answers to the activity queries of message `id` (ActivityMessage): applied, then the waiting requests are served again. */
+  activity: { params: { id: number; remaining: number[] }; result: number };
   /** Mapping Update schedules still running (a refresh or the last copy ends one) [RFC 6887 §14.2]. */
   mappingUpdates: { params: object; result: { pending: number } };
   /** HA: the shard's replication state. */
@@ -186,6 +189,14 @@ export interface DataplaneMessage {
   pcpdDataplane: true;
   shard: number;
   bytes: Uint8Array;
+}
+
+/** Posted when engine decisions wait on traffic (src/dataplane/activity.ts): answered by the `activity` task. */
+export interface ActivityMessage {
+  pcpdActivity: true;
+  shard: number;
+  id: number;
+  queries: ActivityQuery[];
 }
 
 export function mappingKind(flags: number): "dynamic" | "static" | "held" {

@@ -48,6 +48,8 @@ const COUNTERS = [
   "pcpd_dataplane_operations_total",
   "pcpd_dataplane_failures_total",
   "pcpd_dataplane_reconciliations_total",
+  "pcpd_dataplane_activity_reads_total",
+  "pcpd_dataplane_activity_queries_total",
   "pcpd_persistence_write_errors_total",
   "pcpd_persistence_dropped_bytes_total",
 ];
@@ -258,6 +260,8 @@ describe("Prometheus metrics", () => {
       reconciliations: 1,
       unsupported: 0,
       lastError: null,
+      activityReads: 2,
+      activityQueries: 5,
     };
     m.update(serverStats(SHARD0, SHARD1), { shardsUp: [true, true], dataplane: d });
     m.update(serverStats(SHARD0, SHARD1), { shardsUp: [true, true], dataplane: { ...d, up: false, transactions: 12, operations: 170 } });

@@ -11,6 +11,7 @@ import { engineConfig, engineFrom } from "../helpers/engine-config.js";
 import { DataplaneManager, type DataplaneBackend } from "../../src/dataplane/manager.js";
 import { EventStreamBackend } from "../../src/dataplane/event-stream.js";
 import { mappingStatements, tableDefinition, transactionScript } from "../../src/dataplane/nftables.js";
+import { mappingStatements6, tableDefinition6 } from "../../src/dataplane/nftables6.js";
 import type { DataplaneOp, Forwarding } from "../../src/dataplane/ops.js";
 import { filter, mapRequest, nonceOf, peerRequest, serveOne } from "../helpers/packets.js";
 
@@ -214,6 +215,40 @@ describe("nftables statements", () => {
       .filter((l) => /\b(dnat|snat|drop)\b/.test(l));
     expect(rules).toHaveLength(3);
     for (const r of rules) expect(r).toMatch(/th [sd]port/);
+  });
+});
+
+describe("nftables IPv6 statements (pinholes)", () => {
+  const v6 = (over: Partial<Forwarding> = {}) =>
+    forwarding({ family: 6, external: { address: "2001:db8::100", port: 1234 }, internal: { address: "2001:db8:1::2", port: 8080 }, ...over });
+
+  it("a translated mapping: pinhole on the internal endpoint, DNAT and SNAT; FILTERs on the pinhole", () => {
+    expect(mappingStatements6("t", "add", v6({ filters: [{ address: "2001:db8:2::", prefixLength: 48, port: 443 }] }))).toEqual([
+      "add element ip6 t mapped { 6 . 2001:db8:1::2 . 8080 }",
+      "add element ip6 t pinholes { 6 . 2001:db8:1::2 . 8080 }",
+      "add element ip6 t inbound { 6 . 2001:db8::100 . 1234 : 2001:db8:1::2 . 8080 }",
+      "add element ip6 t filtered { 6 . 2001:db8:1::2 . 8080 }",
+      "add element ip6 t allowed { 6 . 2001:db8:1::2 . 8080 . 2001:db8:2::/48 . 443 }",
+      "add element ip6 t outbound { 6 . 2001:db8:1::2 . 8080 : 2001:db8::100 . 1234 }",
+    ]);
+  });
+
+  it("an untranslated mapping (external = internal) is a pinhole only; a PEER-only one opens nothing", () => {
+    const same = { address: "2001:db8:1::2", port: 8080 };
+    expect(mappingStatements6("t", "delete", v6({ external: same }))).toEqual([
+      "delete element ip6 t mapped { 6 . 2001:db8:1::2 . 8080 }",
+      "delete element ip6 t pinholes { 6 . 2001:db8:1::2 . 8080 }",
+    ]);
+    expect(mappingStatements6("t", "add", v6({ external: same, inbound: false }))).toEqual(["add element ip6 t mapped { 6 . 2001:db8:1::2 . 8080 }"]);
+    expect(transactionScript("t", [{ op: "map", mapping: v6() }])).toMatch(/^add element ip6 t mapped/);
+  });
+
+  it("the firewall drops only what is addressed to a subscriber prefix and matches no pinhole", () => {
+    const chain = tableDefinition6("t", ["2001:db8:1::/64"]);
+    expect(chain).toContain("elements = { 2001:db8:1::/64 }");
+    const rules = chain.split("\n").filter((l) => /\b(accept|drop)\b/.test(l) && !l.includes("policy"));
+    expect(rules.at(-1)?.trim()).toBe("counter drop");
+    expect(rules[0].trim()).toBe("ct state established,related accept");
   });
 });
 

@@ -3,7 +3,7 @@
 // (issue #6); their engine part is tested here and named as such.
 import { describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
-import type { PacketEngine } from "../../src/engine/packet-engine.js";
+import { decodeRecords, type PacketEngine } from "../../src/engine/packet-engine.js";
 import type { Config } from "../../src/config/schema.js";
 import { engineConfig, engineFrom, merge, type DeepPartial } from "../helpers/engine-config.js";
 import { CLIENT, assigned, filter, mapRequest, natPmpMap, nonceOf, peerRequest, preferFailure, serveOne, thirdParty, u16, u32 } from "../helpers/packets.js";
@@ -14,6 +14,13 @@ function engineWith(over: DeepPartial<Config> = {}): PacketEngine {
   return engineFrom(engineConfig(merge<DeepPartial<Config>>({ pool: { addresses: POOL } }, over)), T0, { seed: 7n });
 }
 const TP = W.INGRESS_SUBSCRIBER | W.INGRESS_THIRD_PARTY;
+/** Activity tracking on (an event-stream dataplane answers), MAP lifetimes down to 2 s. */
+const TRACKING: DeepPartial<Config> = { lifetimes: { min: 2 }, dataplane: { backend: "events", activity: { enabled: true } } };
+/** The activity queries the engine queued (decoded event-layout records). */
+const queries = (e: PacketEngine) => {
+  const bytes = e.takeActivityQueries();
+  return bytes ? decodeRecords({ bytes }) : [];
+};
 
 describe("§3.4 MAP", () => {
   it("item 47: MAP TCP 8080 → SUCCESS, nonce/protocol/port echoed, external port and v4 address from the pool", () => {
@@ -240,8 +247,63 @@ describe("§3.5 deletion and lifetimes", () => {
     expect(e.lookup(CLIENT, 6, 8080, 6)).toBeUndefined();
   });
 
-  it.todo("item 77: delete while the host sent traffic recently (needs flow activity fed back from the dataplane: not built)");
-  it.todo("item 78: renewal below the natural (traffic) expiry (needs flow activity fed back from the dataplane: not built)");
+  // Items 77, 78, 91: the engine's part of traffic-driven lifetimes (assembly/activity.ts);
+  // test/integration/nftables-activity.test.ts proves them with real traffic through nftables.
+  it("item 77: delete while the host sent traffic 10 s ago → SUCCESS with the remaining idle time, mapping kept until then", () => {
+    const e = engineWith(TRACKING);
+    serveOne(e, mapRequest({ lifetime: 600 }), T0);
+    expect(serveOne(e, mapRequest({ lifetime: 0 }), T0 + 100).verdict).toBe("wait"); // the dataplane is asked first
+    const [q] = queries(e);
+    expect(q).toMatchObject({ protocol: 6, internalPort: 8080 });
+    expect(e.activityAnswer(T0 + 100, q.mapping, q.protocol, q.externalPort, 110)).toBe(true); // idle timeout 120, last packet 10 s ago
+    const o = serveOne(e, mapRequest({ lifetime: 0 }), T0 + 100); // the same request, served again
+    expect(o).toMatchObject({ verdict: "reply", result: 0 });
+    expect(u32(o.response, 4)).toBe(110);
+    expect(e.lookup(CLIENT, 6, 8080)?.flags).toBe(W.MAPF_INBOUND);
+    e.expire(T0 + 209);
+    expect(e.engineStats().mappings).toBe(1n);
+    e.expire(T0 + 210); // its idle end: asked again; idle now → ended
+    const [again] = queries(e);
+    expect(e.engineStats().mappings).toBe(1n);
+    e.activityAnswer(T0 + 210, again.mapping, again.protocol, again.externalPort, 0);
+    expect(e.engineStats().mappings).toBe(0n);
+  });
+
+  it("item 77 (idle host): the delete ends the mapping at once, lifetime 0", () => {
+    const e = engineWith(TRACKING);
+    serveOne(e, mapRequest({ lifetime: 600 }), T0);
+    expect(serveOne(e, mapRequest({ lifetime: 0 }), T0 + 100).verdict).toBe("wait");
+    const [q] = queries(e);
+    e.activityAnswer(T0 + 100, q.mapping, q.protocol, q.externalPort, 0);
+    const o = serveOne(e, mapRequest({ lifetime: 0 }), T0 + 101);
+    expect(u32(o.response, 4)).toBe(0);
+    expect(e.lookup(CLIENT, 6, 8080)).toBeUndefined();
+  });
+
+  it("item 78: a renewal asking less than the natural (traffic) remaining time gets that time; more is honoured", () => {
+    const e = engineWith(TRACKING); // TCP idle timeout 7440 s
+    serveOne(e, mapRequest({ lifetime: 600 }), T0);
+    expect(serveOne(e, mapRequest({ lifetime: 300 }), T0 + 10).verdict).toBe("wait");
+    const [q] = queries(e);
+    e.activityAnswer(T0 + 10, q.mapping, q.protocol, q.externalPort, 7000);
+    expect(u32(serveOne(e, mapRequest({ lifetime: 300 }), T0 + 10).response, 4)).toBe(7000);
+    // A renewal at least as long as the idle timeout never needs to ask.
+    expect(u32(serveOne(e, mapRequest({ lifetime: 7440 }), T0 + 20).response, 4)).toBe(7440);
+    expect(queries(e)).toEqual([]);
+    // Traffic that ends sooner than the request: the request's lifetime.
+    expect(serveOne(e, mapRequest({ lifetime: 300 }), T0 + 30).verdict).toBe("wait");
+    const [r] = queries(e);
+    e.activityAnswer(T0 + 30, r.mapping, r.protocol, r.externalPort, 50);
+    expect(u32(serveOne(e, mapRequest({ lifetime: 300 }), T0 + 30).response, 4)).toBe(300);
+  });
+
+  it("items 77/78 without activity tracking: decided at once, as before", () => {
+    const e = engineWith();
+    serveOne(e, mapRequest({ lifetime: 600 }), T0);
+    expect(u32(serveOne(e, mapRequest({ lifetime: 300 }), T0 + 10).response, 4)).toBe(300);
+    expect(u32(serveOne(e, mapRequest({ lifetime: 0 }), T0 + 20).response, 4)).toBe(0);
+    expect(queries(e)).toEqual([]);
+  });
   // Item 79 (TCP FIN/RST does not end a MAP mapping): the engine never sees TCP state, and
   // test/integration/nftables.test.ts connects again after a closed connection.
 
@@ -305,7 +367,33 @@ describe("§3.6 PEER", () => {
     expect(e.lookup(CLIENT, 17, 8080)?.flags).toBe(W.MAPF_OUTBOUND);
   });
 
-  it.todo("item 91: a PEER mapping kept alive by traffic (needs flow activity fed back from the dataplane: not built)");
+  it("item 91: a PEER mapping left unrenewed but carrying traffic survives like an implicit mapping; idle, it ends", () => {
+    const e = engineWith(TRACKING);
+    serveOne(e, peerRequest({ protocol: 17, internalPort: 5000, lifetime: 120 }), T0);
+    e.expire(T0 + 120); // its lifetime is over: the dataplane is asked, the mapping waits for the answer
+    const [q] = queries(e);
+    expect(q).toMatchObject({ protocol: 17, internalPort: 5000 });
+    expect(e.engineStats().mappings).toBe(1n);
+    e.activityAnswer(T0 + 120, q.mapping, q.protocol, q.externalPort, 100); // a packet 20 s ago (UDP idle 120)
+    expect(e.lookup(CLIENT, 17, 5000)?.flags).toBe(W.MAPF_OUTBOUND);
+    e.expire(T0 + 219);
+    expect(e.engineStats().mappings).toBe(1n);
+    e.expire(T0 + 220); // the traffic's idle end: asked again
+    const [again] = queries(e);
+    e.activityAnswer(T0 + 220, again.mapping, again.protocol, again.externalPort, 0);
+    expect(e.engineStats()).toMatchObject({ mappings: 0n, expired: 1n });
+  });
+
+  it("item 91 (the dataplane does not answer): the mapping ends once the wait is over", () => {
+    const e = engineWith(TRACKING);
+    serveOne(e, peerRequest({ protocol: 17, internalPort: 5000, lifetime: 120 }), T0);
+    e.expire(T0 + 120);
+    expect(queries(e)).toHaveLength(1);
+    e.expire(T0 + 121);
+    expect(e.engineStats().mappings).toBe(1n);
+    e.expire(T0 + 122); // activity.waitSeconds 2
+    expect(e.engineStats()).toMatchObject({ mappings: 0n, expired: 1n });
+  });
 
   it("item 92: a PEER with an IPv6 remote peer from a NAT64 client gets a v4 external address", () => {
     const e = engineWith();

@@ -1,0 +1,248 @@
+// A NAT lab in network namespaces for the dataplane tests (test/integration/nftables*.test.ts):
+//
+//   <sub> (subscriber) ── veth ── <nat> (pcp-server, the NAT) ── veth ── <out> (outside hosts)
+//
+// Every address lives inside the namespaces the lab creates; it is torn down by close().
+// Scripts run in a namespace as `node -e` children that end by themselves.
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { it } from "vitest";
+
+export const CLI = new URL("../../dist/cli/pcp-server.js", import.meta.url).pathname;
+export const ip = (...args: string[]) => execFileSync("ip", args, { stdio: ["ignore", "pipe", "pipe"] }).toString();
+
+export interface LabLayout {
+  /** Namespace names. */
+  sub: string;
+  nat: string;
+  out: string;
+  /** Interface names (at most 15 characters): subscriber side pair, outside pair. */
+  links: [sub: string, nat0: string, nat1: string, out: string];
+  /** Addresses with prefix length, per interface (IPv4 and/or IPv6). */
+  subscriber: string[];
+  natInside: string[];
+  natOutside: string[];
+  outside: string[];
+  /** Default routes of the subscriber (via the NAT's inside addresses). */
+  routes: string[];
+  /** Routes of the outside host: [prefix, via] (to reach subscriber prefixes untranslated). */
+  outRoutes?: [prefix: string, via: string][];
+}
+
+/** Why the lab cannot run here (nft or namespaces missing), or undefined once it is up. */
+export function setUpLab(l: LabLayout): string | undefined {
+  try {
+    execFileSync("nft", ["--version"], { stdio: "ignore" });
+  } catch {
+    return "nft not installed (scripts/test-deps.sh installs nftables when run as root)";
+  }
+  try {
+    ip("netns", "add", l.nat);
+  } catch (e) {
+    return `network namespaces unavailable (${(e as Error).message.split("\n")[0]})`;
+  }
+  ip("netns", "add", l.sub);
+  ip("netns", "add", l.out);
+  const [sub, nat0, nat1, out] = l.links;
+  ip("link", "add", sub, "type", "veth", "peer", "name", nat0);
+  ip("link", "add", nat1, "type", "veth", "peer", "name", out);
+  ip("link", "set", sub, "netns", l.sub);
+  ip("link", "set", nat0, "netns", l.nat);
+  ip("link", "set", nat1, "netns", l.nat);
+  ip("link", "set", out, "netns", l.out);
+  for (const [ns, dev, addrs] of [
+    [l.sub, sub, l.subscriber],
+    [l.nat, nat0, l.natInside],
+    [l.nat, nat1, l.natOutside],
+    [l.out, out, l.outside],
+  ] as const) {
+    for (const a of addrs) ip("-n", ns, "addr", "add", a, "dev", dev, ...(a.includes(":") ? ["nodad"] : []));
+    ip("-n", ns, "link", "set", dev, "up");
+    ip("-n", ns, "link", "set", "lo", "up");
+  }
+  for (const via of l.routes) ip("-n", l.sub, ...(via.includes(":") ? ["-6"] : []), "route", "add", "default", "via", via);
+  for (const [prefix, via] of l.outRoutes ?? []) ip("-n", l.out, "route", "add", prefix, "via", via);
+  execFileSync("ip", ["netns", "exec", l.nat, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]);
+  return undefined;
+}
+
+export function tearDownLab(l: LabLayout): void {
+  for (const ns of [l.sub, l.nat, l.out]) {
+    try {
+      ip("netns", "del", ns);
+    } catch {
+      // not created
+    }
+  }
+}
+
+/**
+ * Runs a node script inside a namespace; resolves with its stdout (it must end by itself).
+ * `onReady` is called when it prints the line "ready".
+ */
+export function inNs(ns: string, script: string, args: string[] = [], timeoutMs = 5000, onReady?: () => void): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const c = spawn("ip", ["netns", "exec", ns, process.execPath, "-e", script, "--", ...args], { stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    c.stdout.on("data", (d) => {
+      out += d;
+      if (onReady && out.split("\n").includes("ready")) {
+        onReady();
+        onReady = undefined;
+      }
+    });
+    const t = setTimeout(() => c.kill("SIGKILL"), timeoutMs);
+    c.once("exit", () => {
+      clearTimeout(t);
+      resolve(out.trim());
+    });
+    c.once("error", reject);
+  });
+}
+
+/** One UDP exchange from `bind` (address,port) to `to` (address,port); prints the reply as JSON, or "timeout". */
+export const UDP_EXCHANGE = `
+const [bind, to, hex] = process.argv.slice(-3);
+const split = (s) => { const i = s.lastIndexOf(":"); return [s.slice(0, i).replace(/^\\[|\\]$/g, ""), Number(s.slice(i + 1))]; };
+const [ba, bp] = split(bind); const [ta, tp] = split(to);
+const s = require("node:dgram").createSocket(ba.includes(":") ? "udp6" : "udp4");
+const t = setTimeout(() => { console.log("timeout"); process.exit(0); }, 1500);
+s.on("message", (m, r) => { console.log(JSON.stringify({ hex: m.toString("hex"), from: r.address, port: r.port })); clearTimeout(t); s.close(); });
+s.bind(bp, ba, () => s.send(Buffer.from(hex, "hex"), tp, ta));
+`;
+
+/** A TCP connection from `local` to host:port: prints what the service says, or why not. */
+export const TCP_HELLO = `
+const [local, host, port] = process.argv.slice(-3);
+const c = require("node:net").connect({ host, port: Number(port), localAddress: local, timeout: 1500 });
+c.setEncoding("utf8");
+c.on("data", (d) => { console.log(d.trim()); c.destroy(); });
+c.on("timeout", () => { console.log("timeout"); c.destroy(); });
+c.on("error", (e) => console.log(e.code));
+`;
+
+/** UDP datagrams from `bind` (address,port) to `to`, `count` of them `gapMs` apart; prints "done". */
+export const UDP_SEND = `
+const [bind, to, count, gap] = process.argv.slice(-4);
+const split = (s) => { const i = s.lastIndexOf(":"); return [s.slice(0, i).replace(/^\\[|\\]$/g, ""), Number(s.slice(i + 1))]; };
+const [ba, bp] = split(bind); const [ta, tp] = split(to);
+const s = require("node:dgram").createSocket(ba.includes(":") ? "udp6" : "udp4");
+s.on("error", () => undefined); // ICMP port unreachable from a remote nobody listens on
+let n = 0;
+s.bind(bp, ba, () => {
+  const one = () => s.send("x", tp, ta, () => { if (++n >= Number(count)) { console.log("done"); s.close(); } else setTimeout(one, Number(gap)); });
+  one();
+});
+`;
+
+/** A pcp-server run in the NAT namespace with a JSON config; waits for its ready lines. */
+export class LabServer {
+  private child: ChildProcess | undefined;
+  log = "";
+  readonly dir = fs.mkdtempSync(join(tmpdir(), "pcpd-lab-"));
+
+  constructor(
+    private readonly ns: string,
+    private readonly config: (dir: string) => object,
+  ) {}
+
+  async start(): Promise<void> {
+    this.log = "";
+    const file = join(this.dir, "pcpd.json");
+    fs.writeFileSync(file, JSON.stringify(this.config(this.dir)));
+    const c = spawn("ip", ["netns", "exec", this.ns, process.execPath, CLI, "--config", file], { stdio: ["ignore", "pipe", "inherit"] });
+    this.child = c;
+    await new Promise<void>((resolve, reject) => {
+      c.stdout!.on("data", (d) => {
+        this.log += d;
+        if (this.log.includes("dataplane reconciled") && this.log.includes("pcp server listening")) resolve();
+      });
+      c.once("exit", (code) => reject(new Error(`server exited ${code}: ${this.log}`)));
+    });
+  }
+
+  async stop(): Promise<void> {
+    const c = this.child;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    await new Promise((resolve) => {
+      c.once("exit", resolve);
+      c.kill("SIGTERM");
+    });
+  }
+
+  kill(): void {
+    this.child?.kill("SIGKILL");
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  count(line: string): number {
+    return this.log.split(line).length - 1;
+  }
+}
+
+/** One PCP request from `client` (in namespace `ns`) to server:port; the reply's bytes, or an error when none came. */
+export async function pcpExchange(ns: string, client: string, server: string, port: number, request: Uint8Array): Promise<Buffer> {
+  const v6 = client.includes(":");
+  const out = await inNs(ns, UDP_EXCHANGE, [
+    v6 ? `[${client}]:0` : `${client}:0`,
+    v6 ? `[${server}]:${port}` : `${server}:${port}`,
+    Buffer.from(request).toString("hex"),
+  ]);
+  if (out === "timeout") throw new Error("no PCP reply");
+  return Buffer.from(JSON.parse(out).hex, "hex");
+}
+
+/** The keys of an nft map or set of table `family table`, as nft -j lists them (each key's concat parts joined by "/"). */
+export function nftKeys(ns: string, family: string, table: string, kind: "map" | "set", name: string): string[] {
+  let out: string;
+  try {
+    out = execFileSync("ip", ["netns", "exec", ns, "nft", "-j", "list", kind, family, table, name], { stdio: ["ignore", "pipe", "pipe"] }).toString();
+  } catch {
+    return []; // no such table (yet, or removed)
+  }
+  type Key = { concat: (string | number | { prefix: { addr: string; len: number } })[] } | string;
+  type Entry = [Key, unknown] | Key | { elem: { val: Key } };
+  const o = (JSON.parse(out).nftables as Record<string, { elem?: Entry[] }>[]).find((x) => x[kind])?.[kind];
+  const text = (k: Key) => (typeof k === "string" ? k : k.concat.map((p) => (typeof p === "object" ? `${p.prefix.addr}/${p.prefix.len}` : p)).join("/"));
+  return (o?.elem ?? []).map((e) => (Array.isArray(e) ? text(e[0]) : typeof e === "object" && "elem" in e ? text(e.elem.val) : text(e)));
+}
+
+/**
+ * Tests that run in order on one server, each needing the ones before: after a failure the
+ * rest are skipped, saying so; all are skipped with `skipReason()` when the lab cannot run.
+ */
+export function steps(skipReason: () => string | undefined, defaultTimeout = 20_000) {
+  let ok = true;
+  return (name: string, body: () => Promise<void>, timeout = defaultTimeout) =>
+    it(
+      name,
+      async (ctx) => {
+        const why = skipReason();
+        if (why) return ctx.skip(why);
+        if (!ok) return ctx.skip("an earlier step failed");
+        ok = false;
+        await body();
+        ok = true;
+      },
+      timeout,
+    );
+}
+
+/**
+ * The subscriber's services at `address` in namespace `ns`: TCP on 8080, 8082 and 8084
+ * (each says "tcp-<port>"), UDP on 8081 (answers "udp-8081"). Resolves once they listen.
+ */
+export async function startServices(ns: string, address: string): Promise<ChildProcess> {
+  const script = `
+const net = require("node:net");
+for (const port of [8080, 8082, 8084]) net.createServer((s) => s.end("tcp-" + port + "\\n")).listen(port, "${address}");
+const u = require("node:dgram").createSocket("${address.includes(":") ? "udp6" : "udp4"}");
+u.on("message", (m, r) => u.send("udp-8081", r.port, r.address));
+u.bind(8081, "${address}", () => console.log("ready"));
+`;
+  const c = spawn("ip", ["netns", "exec", ns, process.execPath, "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+  await new Promise<void>((resolve) => c.stdout!.once("data", () => resolve()));
+  return c;
+}
