@@ -266,7 +266,7 @@ export async function startFreeRadius(options: FreeRadiusOptions): Promise<FreeR
     ]);
   } catch (error) {
     await stop();
-    throw error;
+    throw new Error(`freeradius did not start: ${(error as Error).message}\n${output}`);
   }
   return {
     host: "127.0.0.1",
