@@ -29,7 +29,7 @@ export interface FreeRadiusOptions {
   users: RadiusUser[];
   /** The shared secret of the one client, 127.0.0.1 (default "testing123-pcpd"). */
   secret?: string;
-  /** eap tls-config fragment_size (default 1000): the TLS bytes one EAP-Request carries. */
+  /** eap tls-config fragment_size (default 1000): the largest EAP-Request/TTLS packet it sends. */
   fragmentSize?: number;
 }
 
