@@ -51,12 +51,14 @@ export async function startRadiusProxy(port: number, target: number, hooks: Prox
   const back = createSocket("udp4");
   let client: RemoteInfo | null = null;
   const byId = new Map<number, Buffer>();
+  let closed: Promise<void> | null = null;
   const proxy: RadiusProxy = {
     port,
     requests: 0,
     replies: 0,
-    close: async () => {
-      await Promise.all([new Promise<void>((r) => front.close(() => r())), new Promise<void>((r) => back.close(() => r()))]);
+    close: () => {
+      closed ??= Promise.all([new Promise<void>((r) => front.close(() => r())), new Promise<void>((r) => back.close(() => r()))]).then(() => {});
+      return closed;
     },
   };
   front.on("message", (msg, rinfo) => {

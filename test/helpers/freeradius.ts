@@ -251,7 +251,15 @@ export async function startFreeRadius(options: FreeRadiusOptions): Promise<FreeR
   child.stderr!.on("data", (c: Buffer) => {
     output = (output + c.toString()).slice(-20_000);
   });
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  // A test run that dies without its afterAll must not leave the daemon holding the port.
+  const killOnExit = () => child.kill("SIGKILL");
+  process.once("exit", killOnExit);
+  const exited = new Promise<void>((resolve) =>
+    child.once("exit", () => {
+      process.off("exit", killOnExit);
+      resolve();
+    }),
+  );
   const stop = async () => {
     if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
     await exited;
