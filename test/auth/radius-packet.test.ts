@@ -132,11 +132,7 @@ describe("replies", () => {
     expect(enc.length).toBe(2 + 48);
     const b1 = createHash("md5").update(SECRET).update(req.authenticator).update(salt).digest();
     expect(enc[2] ^ b1[0]).toBe(32);
-    expect(
-      Buffer.from(enc.subarray(3, 18))
-        .map((c, i) => c ^ b1[i + 1])
-        .equals(key.subarray(0, 15)),
-    ).toBe(true);
+    expect(Buffer.from(Buffer.from(enc.subarray(3, 18)).map((c, i) => c ^ b1[i + 1])).equals(key.subarray(0, 15))).toBe(true);
     const b2 = createHash("md5").update(SECRET).update(enc.subarray(2, 18)).digest();
     expect(enc[18] ^ b2[0]).toBe(key[15]);
     expect(decryptMppeKey(enc, req.authenticator, SECRET)!.equals(key)).toBe(true);
