@@ -1,6 +1,10 @@
 // EAP-TTLS from the project's peer through RadiusEapRelay to a real FreeRADIUS: the verdicts,
 // the MSK both ends derive (the relay from the Accept's MS-MPPE keys, RFC 2548; the peer from
 // the TLS exporter, RFC 5281 §8), fragmentation both ways, EAP-Message split over 253 octets.
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RadiusEapRelay } from "../../src/auth/eap-relay.js";
 import { EapCode, encodeEap, EapType, parseEap } from "../../src/auth/eap.js";
@@ -39,8 +43,15 @@ describe.skipIf(freeRadiusMissing)("RadiusEapRelay with a real FreeRADIUS (EAP-T
 
   it("accepts the right password; the relay's MSK (MS-MPPE keys) equals the peer's (TLS exporter)", async () => {
     const p = peer("wonderland");
+    const logins = radius.authLines().length;
     const run = await authenticate(relay, p, "alice-1");
     expect(run.verdict.kind, radius.output().slice(-3000)).toBe("accept");
+    expect(
+      radius
+        .authLines()
+        .slice(logins)
+        .some((l) => /Login OK: \[alice/.test(l)),
+    ).toBe(true);
     if (run.verdict.kind !== "accept") return;
     expect(p.status).toBe("success");
     expect(run.verdict.msk).toHaveLength(64);
@@ -92,6 +103,33 @@ describe.skipIf(freeRadiusMissing)("RadiusEapRelay with a real FreeRADIUS (EAP-T
       expect(run.verdict.kind).toBe("reject");
       if (run.verdict.kind === "reject") expect(parseEap(run.verdict.eap!)?.code).toBe(EapCode.FAILURE);
       expect(p.status).toBe("failure");
+    }
+  });
+
+  it("fails the method when the server's certificate does not verify (another CA, another name), before sending credentials", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "pcpd-otherca-"));
+    try {
+      execFileSync(
+        "openssl",
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", join(dir, "k"), "-out", join(dir, "ca.pem"), "-days", "1", "-subj", "/CN=other CA"],
+        { stdio: "ignore" },
+      );
+      const otherCa = readFileSync(join(dir, "ca.pem"), "utf8");
+      const wrongCa = new EapTtlsPeer({ identity: "alice", password: "wonderland", ca: otherCa, serverName: radius.serverName });
+      const wrongName = new EapTtlsPeer({ identity: "alice", password: "wonderland", ca: radius.caPem, serverName: "not-the-radius.pcpd.test" });
+      const logins = radius.authLines().length;
+      for (const [i, p] of [wrongCa, wrongName].entries()) {
+        const accepts = relay.stats().verdicts.accept;
+        await expect(authenticate(relay, p, `untrusted-${i}`)).rejects.toThrow(/the peer stopped \(failure\)/);
+        expect(p.status).toBe("failure");
+        expect(p.msk).toBeNull();
+        expect(relay.stats().verdicts.accept).toBe(accepts);
+        relay.forget(`untrusted-${i}`);
+      }
+      // No inner authentication reached the server: the password never left the peer.
+      expect(radius.authLines().slice(logins)).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

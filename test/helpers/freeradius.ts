@@ -43,8 +43,12 @@ export interface FreeRadius {
   serverName: string;
   /** The generated configuration directory (-d). */
   dir: string;
-  /** Everything the daemon printed so far (for failure messages). */
+  /** The daemon's process id (benchmarks read its CPU time). */
+  pid: number;
+  /** The last 20,000 characters the daemon printed (for failure messages). */
   output(): string;
+  /** Every "Auth:" log line so far (log.auth = yes: one per Login OK / Login incorrect, inner and outer). */
+  authLines(): string[];
   stop(): Promise<void>;
 }
 
@@ -183,6 +187,9 @@ modules {
         enable = no
       }
     }
+    # EAP-MD5 (no TLS, no keys): the benchmark's baseline for the relay's own cost.
+    md5 {
+    }
     ttls {
       tls = tls-common
       default_eap_type = md5
@@ -245,8 +252,13 @@ export async function startFreeRadius(options: FreeRadiusOptions): Promise<FreeR
   // -f: foreground; -l stdout: the log on our pipe; -d: this directory only.
   const child: ChildProcess = spawn(FREERADIUS, ["-f", "-l", "stdout", "-d", dir], { stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
+  let partial = "";
+  const authLines: string[] = [];
   child.stdout!.on("data", (c: Buffer) => {
     output = (output + c.toString()).slice(-20_000);
+    const lines = (partial + c.toString()).split("\n");
+    partial = lines.pop()!;
+    for (const line of lines) if (line.includes(" Auth: ")) authLines.push(line);
   });
   child.stderr!.on("data", (c: Buffer) => {
     output = (output + c.toString()).slice(-20_000);
@@ -283,7 +295,9 @@ export async function startFreeRadius(options: FreeRadiusOptions): Promise<FreeR
     caPem: readFileSync(join(dir, "ca.pem"), "utf8"),
     serverName: FREERADIUS_SERVER_NAME,
     dir,
+    pid: child.pid!,
     output: () => output,
+    authLines: () => [...authLines],
     stop,
   };
 }
