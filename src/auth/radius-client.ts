@@ -126,9 +126,16 @@ class ServerLink {
       this.stats.socketErrors++;
     });
     this.ready = new Promise<void>((resolve, reject) => {
-      socket.once("error", reject);
+      const failed = (err: Error) => {
+        // The next request opens a fresh socket.
+        this.ready = null;
+        this.socket = null;
+        socket.close();
+        reject(err);
+      };
+      socket.once("error", failed);
       socket.connect(this.spec.port, this.spec.host, () => {
-        socket.off("error", reject);
+        socket.off("error", failed);
         resolve();
       });
     });
@@ -253,7 +260,13 @@ export class RadiusClient {
         held.push(link.stats.server);
         continue;
       }
-      const reply = await link.request(build, this.opts.timeoutMs, this.opts.retries);
+      let reply: ReplyContents | null = null;
+      try {
+        reply = await link.request(build, this.opts.timeoutMs, this.opts.retries);
+      } catch {
+        // The socket could not be opened (no route, no such address family): as good as silent.
+        link.stats.socketErrors++;
+      }
       if (reply) return { server: i, reply };
       link.heldDownUntil = this.now() + this.holdDownMs;
       link.stats.holdDowns++;
