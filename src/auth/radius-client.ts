@@ -46,6 +46,8 @@ export interface RadiusServerStats {
   unmatched: number;
   /** Socket errors (ICMP port unreachable on the connected socket, send failures). */
   socketErrors: number;
+  /** Source ports (sockets) open towards the server: 256 Identifiers each, opened as needed. */
+  sockets: number;
   /** Times the server was put in hold-down. */
   holdDowns: number;
   /** Requests not sent to it because it was held down. */
@@ -59,7 +61,8 @@ export type RequestBuilder = (identifier: number, secret: string) => EncodedRequ
 export type ClientResult = { server: number; reply: ReplyContents } | { server: null; reason: string };
 
 interface Pending {
-  request: EncodedRequest;
+  /** Null while the Identifier is reserved and the request not yet sent. */
+  request: EncodedRequest | null;
   resolve: (reply: ReplyContents) => void;
 }
 
@@ -95,41 +98,60 @@ const newStats = (server: string): RadiusServerStats => ({
   noMessageAuthenticator: 0,
   unmatched: 0,
   socketErrors: 0,
+  sockets: 0,
   holdDowns: 0,
   skipped: 0,
   heldDown: false,
 });
 
-/** One server: its socket, its 256 Identifiers, its counters and hold-down. */
+/**
+ * An Identifier freed this recently is not reused on the same socket: a server's duplicate
+ * detection keys on source address, port and Identifier (RFC 5080 §2.2.2), and a reply to a
+ * late retransmission must not meet a new request. More sockets are opened instead.
+ */
+const ID_REUSE_MS = 1000;
+/** Source ports (sockets) per server at most: 256 Identifiers each. */
+const MAX_LANES = 16;
+
+/** One source port towards a server: a connected socket and its 256 Identifiers. */
+interface Lane {
+  socket: Socket;
+  ready: Promise<void>;
+  pending: Map<number, Pending>;
+  /** When each Identifier was last freed (performance.now). */
+  freedAt: Float64Array;
+  nextId: number;
+}
+
+/** One server: its sockets (each its own Identifier space), counters and hold-down. */
 class ServerLink {
   readonly stats: RadiusServerStats;
   heldDownUntil = Number.NEGATIVE_INFINITY;
-  private socket: Socket | null = null;
-  private ready: Promise<void> | null = null;
-  private readonly pending = new Map<number, Pending>();
-  /** Callers waiting for a free Identifier (all 256 outstanding). */
+  private lanes: Lane[] = [];
+  /** Callers waiting for an Identifier (every lane's are outstanding or freed too recently). */
   private readonly idWaiters: (() => void)[] = [];
-  private nextId = 0;
   private closed = false;
 
   constructor(readonly spec: RadiusServerSpec) {
     this.stats = newStats(`${spec.host}:${spec.port}`);
   }
 
-  private open(): Promise<void> {
-    if (this.ready) return this.ready;
+  get sockets(): number {
+    return this.lanes.length;
+  }
+
+  private openLane(): Lane {
     const socket = createSocket(isIP(this.spec.host) === 6 ? "udp6" : "udp4");
-    this.socket = socket;
+    const lane: Lane = { socket, ready: Promise.resolve(), pending: new Map(), freedAt: new Float64Array(256).fill(Number.NEGATIVE_INFINITY), nextId: 0 };
     // A connected socket: the kernel delivers only datagrams from this server's address.
-    socket.on("message", (msg) => this.onMessage(msg));
+    socket.on("message", (msg) => this.onMessage(lane, msg));
     socket.on("error", () => {
       this.stats.socketErrors++;
     });
-    this.ready = new Promise<void>((resolve, reject) => {
+    lane.ready = new Promise<void>((resolve, reject) => {
       const failed = (err: Error) => {
         // The next request opens a fresh socket.
-        this.ready = null;
-        this.socket = null;
+        this.lanes = this.lanes.filter((l) => l !== lane);
         socket.close();
         reject(err);
       };
@@ -139,12 +161,13 @@ class ServerLink {
         resolve();
       });
     });
-    return this.ready;
+    this.lanes.push(lane);
+    return lane;
   }
 
-  private onMessage(msg: Buffer): void {
-    const pending = msg.length >= 2 ? this.pending.get(msg[1]) : undefined;
-    if (!pending) {
+  private onMessage(lane: Lane, msg: Buffer): void {
+    const pending = msg.length >= 2 ? lane.pending.get(msg[1]) : undefined;
+    if (!pending?.request) {
       this.stats.unmatched++;
       return;
     }
@@ -172,35 +195,53 @@ class ServerLink {
       this.stats.malformed++;
       return;
     }
-    this.pending.delete(msg[1]);
     pending.resolve(reply);
   }
 
-  private async takeId(): Promise<number> {
-    while (this.pending.size >= 256) await new Promise<void>((resolve) => this.idWaiters.push(resolve));
-    // Round-robin, so a late reply to a finished request rarely meets a new one with its Identifier.
-    while (this.pending.has(this.nextId)) this.nextId = (this.nextId + 1) & 0xff;
-    const id = this.nextId;
-    this.nextId = (this.nextId + 1) & 0xff;
-    return id;
+  /** An Identifier on some lane: round-robin per lane, none freed within ID_REUSE_MS. */
+  private async take(): Promise<{ lane: Lane; id: number }> {
+    for (;;) {
+      const now = performance.now();
+      for (const lane of this.lanes) {
+        for (let n = 0; n < 256; n++) {
+          const id = (lane.nextId + n) & 0xff;
+          if (lane.pending.has(id) || now - lane.freedAt[id] < ID_REUSE_MS) continue;
+          return this.reserve(lane, id);
+        }
+      }
+      if (this.lanes.length < MAX_LANES) return this.reserve(this.openLane(), 0);
+      // Woken by a freed Identifier, or when the quarantine of the freed ones has passed.
+      await new Promise<void>((resolve) => {
+        this.idWaiters.push(resolve);
+        setTimeout(resolve, ID_REUSE_MS).unref();
+      });
+      if (this.closed) throw new Error("RADIUS client closed");
+    }
+  }
+
+  /** Marks the Identifier taken at once: the caller awaits before its request is pending. */
+  private reserve(lane: Lane, id: number): { lane: Lane; id: number } {
+    lane.nextId = (id + 1) & 0xff;
+    lane.pending.set(id, { request: null, resolve: () => {} });
+    return { lane, id };
   }
 
   /** One request with its retransmissions; null when no valid reply came. */
   async request(build: RequestBuilder, timeoutMs: number, retries: number): Promise<ReplyContents | null> {
     if (this.closed) return null;
-    await this.open();
-    const id = await this.takeId();
-    const request = build(id, this.spec.secret);
-    let settle: (reply: ReplyContents | null) => void = () => {};
-    const answered = new Promise<ReplyContents | null>((resolve) => {
-      settle = resolve;
-    });
-    this.pending.set(id, { request, resolve: (r) => settle(r) });
+    const { lane, id } = await this.take();
     try {
+      await lane.ready;
+      const request = build(id, this.spec.secret);
+      let settle: (reply: ReplyContents | null) => void = () => {};
+      const answered = new Promise<ReplyContents | null>((resolve) => {
+        settle = resolve;
+      });
+      lane.pending.set(id, { request, resolve: (r) => settle(r) });
       for (let attempt = 0; attempt <= retries && !this.closed; attempt++) {
         if (attempt === 0) this.stats.requests++;
         else this.stats.retransmissions++;
-        this.socket!.send(request.bytes, (err) => {
+        lane.socket.send(request.bytes, (err) => {
           if (err) this.stats.socketErrors++;
         });
         let timer: NodeJS.Timeout | undefined;
@@ -216,20 +257,26 @@ class ServerLink {
       if (!this.closed) this.stats.timeouts++;
       return null;
     } finally {
-      if (this.pending.get(id)?.request === request) this.pending.delete(id);
+      lane.pending.delete(id);
+      lane.freedAt[id] = performance.now();
       this.idWaiters.shift()?.();
     }
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const p of this.pending.values()) p.resolve(null as unknown as ReplyContents);
-    this.pending.clear();
+    for (const lane of this.lanes) {
+      for (const p of lane.pending.values()) p.resolve(null as unknown as ReplyContents);
+      lane.pending.clear();
+    }
     for (const w of this.idWaiters.splice(0)) w();
-    const socket = this.socket;
-    if (!socket) return;
-    await this.ready?.catch(() => {});
-    await new Promise<void>((resolve) => socket.close(() => resolve()));
+    await Promise.all(
+      this.lanes.map(async (lane) => {
+        await lane.ready.catch(() => {});
+        await new Promise<void>((resolve) => lane.socket.close(() => resolve()));
+      }),
+    );
+    this.lanes = [];
   }
 }
 
@@ -280,7 +327,7 @@ export class RadiusClient {
 
   stats(): RadiusServerStats[] {
     const now = this.now();
-    return this.links.map((l) => ({ ...l.stats, heldDown: l.heldDownUntil > now }));
+    return this.links.map((l) => ({ ...l.stats, sockets: l.sockets, heldDown: l.heldDownUntil > now }));
   }
 
   async close(): Promise<void> {

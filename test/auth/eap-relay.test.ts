@@ -162,4 +162,45 @@ describe.skipIf(freeRadiusMissing)("RadiusEapRelay with a real FreeRADIUS (EAP-T
     const again = peer("wonderland");
     expect((await authenticate(relay, again, "forgotten")).verdict.kind).toBe("accept");
   });
+
+  it("keeps 300 conversations in flight on one server: a second source port when 256 Identifiers are out", async () => {
+    const busy = new RadiusEapRelay({
+      servers: [{ host: radius.host, port: radius.port, secret: radius.secret }],
+      timeoutMs: 10_000,
+      retries: 1,
+      nasIdentifier: "pcpd-test",
+    });
+    try {
+      const verdicts = await Promise.all(Array.from({ length: 300 }, (_, i) => busy.exchange(`many-${i}`, peer("wonderland").identityResponse(1))));
+      expect(verdicts.filter((v) => v.kind === "challenge")).toHaveLength(300);
+      expect(busy.stats().servers[0]).toMatchObject({ challenges: 300, unmatched: 0, badAuthenticator: 0, timeouts: 0, sockets: 2 });
+      expect(busy.stats().sessions).toBe(300);
+    } finally {
+      await busy.close();
+    }
+  });
+
+  it("drops a session idle for sessionIdleMs", async () => {
+    let clock = 0;
+    const idle = new RadiusEapRelay({
+      servers: [{ host: radius.host, port: radius.port, secret: radius.secret }],
+      timeoutMs: 2000,
+      retries: 1,
+      nasIdentifier: "pcpd-test",
+      sessionIdleMs: 60_000,
+      now: () => clock,
+    });
+    try {
+      expect((await idle.exchange("idle-1", peer("wonderland").identityResponse(1))).kind).toBe("challenge");
+      clock += 30_000;
+      expect((await idle.exchange("idle-2", peer("wonderland").identityResponse(1))).kind).toBe("challenge");
+      expect(idle.stats().sessions).toBe(2);
+      clock += 30_001;
+      expect((await idle.exchange("idle-3", peer("wonderland").identityResponse(1))).kind).toBe("challenge");
+      // idle-1 (60,001 ms without an exchange) is gone; idle-2 (30,001 ms) stays.
+      expect(idle.stats().sessions).toBe(2);
+    } finally {
+      await idle.close();
+    }
+  });
 });
