@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { RadiusEapRelay } from "../../src/auth/eap-relay.js";
+import { type EapRelayOptions, RadiusEapRelay } from "../../src/auth/eap-relay.js";
 import { EapCode, encodeEap, EapType, parseEap } from "../../src/auth/eap.js";
 import { EapTtlsPeer } from "../../src/auth/eap-ttls-peer.js";
 import { authenticate } from "../helpers/aaa.js";
@@ -20,6 +20,15 @@ describe.skipIf(freeRadiusMissing)("RadiusEapRelay with a real FreeRADIUS (EAP-T
   const peer = (password: string, o: { name?: string; fragmentSize?: number } = {}) =>
     new EapTtlsPeer({ identity: o.name ?? "alice", password, ca: radius.caPem, serverName: radius.serverName, fragmentSize: o.fragmentSize });
 
+  const relayWith = (o: Partial<EapRelayOptions> = {}) =>
+    new RadiusEapRelay({
+      servers: [{ host: radius.host, port: radius.port, secret: radius.secret }],
+      timeoutMs: 2000,
+      retries: 2,
+      nasIdentifier: "pcpd-test",
+      ...o,
+    });
+
   beforeAll(async () => {
     radius = await startFreeRadius({
       port: 25210,
@@ -29,12 +38,7 @@ describe.skipIf(freeRadiusMissing)("RadiusEapRelay with a real FreeRADIUS (EAP-T
       ],
       secret: "relay-test-secret",
     });
-    relay = new RadiusEapRelay({
-      servers: [{ host: radius.host, port: radius.port, secret: radius.secret }],
-      timeoutMs: 2000,
-      retries: 2,
-      nasIdentifier: "pcpd-test",
-    });
+    relay = relayWith();
   });
   afterAll(async () => {
     await relay?.close();
@@ -75,13 +79,7 @@ describe.skipIf(freeRadiusMissing)("RadiusEapRelay with a real FreeRADIUS (EAP-T
   });
 
   it("asks the server for smaller EAP packets with Framed-MTU (RFC 3579 §2.4)", async () => {
-    const small = new RadiusEapRelay({
-      servers: [{ host: radius.host, port: radius.port, secret: radius.secret }],
-      timeoutMs: 2000,
-      retries: 1,
-      nasIdentifier: "pcpd-test",
-      framedMtu: 400,
-    });
+    const small = relayWith({ framedMtu: 400 });
     try {
       const p = peer("wonderland", { fragmentSize: 300 });
       const run = await authenticate(small, p, "alice-mtu");
@@ -164,12 +162,7 @@ describe.skipIf(freeRadiusMissing)("RadiusEapRelay with a real FreeRADIUS (EAP-T
   });
 
   it("keeps 300 conversations in flight on one server: a second source port when 256 Identifiers are out", async () => {
-    const busy = new RadiusEapRelay({
-      servers: [{ host: radius.host, port: radius.port, secret: radius.secret }],
-      timeoutMs: 10_000,
-      retries: 1,
-      nasIdentifier: "pcpd-test",
-    });
+    const busy = relayWith({ timeoutMs: 10_000 });
     try {
       const verdicts = await Promise.all(Array.from({ length: 300 }, (_, i) => busy.exchange(`many-${i}`, peer("wonderland").identityResponse(1))));
       expect(verdicts.filter((v) => v.kind === "challenge")).toHaveLength(300);
@@ -182,14 +175,7 @@ describe.skipIf(freeRadiusMissing)("RadiusEapRelay with a real FreeRADIUS (EAP-T
 
   it("drops a session idle for sessionIdleMs", async () => {
     let clock = 0;
-    const idle = new RadiusEapRelay({
-      servers: [{ host: radius.host, port: radius.port, secret: radius.secret }],
-      timeoutMs: 2000,
-      retries: 1,
-      nasIdentifier: "pcpd-test",
-      sessionIdleMs: 60_000,
-      now: () => clock,
-    });
+    const idle = relayWith({ sessionIdleMs: 60_000, now: () => clock });
     try {
       expect((await idle.exchange("idle-1", peer("wonderland").identityResponse(1))).kind).toBe("challenge");
       clock += 30_000;
