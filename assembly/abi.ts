@@ -217,7 +217,7 @@ export const MAPF_CHECKPOINT: u8 = 128; // check-pointed [RFC 7767]: every chang
 export const EVF_CHANGED: u8 = 128; // in events the same bit means "journal this one": a refresh that changed more than lifetimes (FILTERs, PEER, DESCRIPTION), or any change of a check-pointed mapping
 
 // ---- Activity queries (engine → host, assembly/activity.ts): event-layout records ----
-export const ACTIVITY_CAPACITY: u32 = 4096; // queries queued between two activityTake calls (more: decided without)
+export const ACTIVITY_CAPACITY: u32 = 65536; // queries queued between two activityTake calls (full: the wheel waits; a request decides without)
 
 // ---- Engine configuration ----
 export const NONCE_STRICT: u32 = 0; // RFC 6887 §11.3

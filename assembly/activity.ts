@@ -33,8 +33,13 @@ const FRESH: u32 = 2;
 /** activityFloor: no answer yet, the request waits. */
 export const WAIT: u32 = 0xffffffff;
 
-const queries = memory.data(<i32>(A.ACTIVITY_CAPACITY * A.EVENT_SIZE), 16);
+let queries: usize = 0; // ACTIVITY_CAPACITY event-layout records, allocated with the first query (tracking on)
 let queued: u32 = 0;
+
+/** The query queue is full: the wheel stops until the host has taken them (no decision loses its query). */
+@inline export function activityFull(): bool {
+  return queued >= A.ACTIVITY_CAPACITY;
+}
 
 @inline export function activityOn(): bool {
   return activityIdleUdp != 0;
@@ -50,6 +55,7 @@ function ask(m: u32): bool {
   const r = mappings.at(m);
   if (load<u32>(r + M_ACTIVE_AT) & ASKED) return true;
   if (queued >= A.ACTIVITY_CAPACITY) return false;
+  if (queries == 0) queries = heap.alloc(<usize>A.ACTIVITY_CAPACITY * A.EVENT_SIZE);
   describeInto(queries + <usize>queued * A.EVENT_SIZE, m);
   queued++;
   store<u32>(r + M_ACTIVE_AT, ASKED | now);

@@ -8,7 +8,7 @@ import { M_FLAGS, M_MAP_EXPIRY, M_OUT_EXPIRY, M_WHEEL_NEXT, M_WHEEL_PREV } from 
 import { mappings } from "./tables";
 import { eventHead, eventTail } from "./events";
 import { endMapping, releaseHold } from "./lifecycle";
-import { expiryWaits } from "./activity";
+import { activityFull, expiryWaits } from "./activity";
 
 let wheel: usize = 0;
 const WHEEL_SIZE: u32 = 65536;
@@ -76,6 +76,7 @@ export function expire(at: u32, budget: u32): u32 {
   while (work < budget) {
     // Expiry waits for room in the event ring rather than lose an event.
     if (eventHead - eventTail >= A.EVENT_CAPACITY) break;
+    if (activityFull()) break; // likewise for the activity queries (assembly/activity.ts)
     if (pendingHead == 0) {
       if (wheelSecond >= at) break;
       wheelSecond++;

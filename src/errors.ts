@@ -70,6 +70,8 @@ export const ErrorCodes = {
   DATAPLANE_NO_CONSUMER: "DATAPLANE_NO_CONSUMER",
   /** dataplane.backend "nftables": nft(8) could not be run or refused the transaction. */
   NFT_FAILED: "NFT_FAILED",
+  /** dataplane.backend "events" with activity tracking: no consumer answered an activity query in time. */
+  DATAPLANE_NO_ANSWER: "DATAPLANE_NO_ANSWER",
 
   // ---- control channel ----
   /** uWebSockets.js's native addon did not load (the JavaScript fallback is refused). */

@@ -6,6 +6,7 @@ import { isIP } from "node:net";
 import { z } from "zod";
 import type { DataplaneStats } from "../dataplane/manager.js";
 import type { DataplaneOp } from "../dataplane/ops.js";
+import type { ActivityNotice } from "../dataplane/event-stream.js";
 import type { HaStatus, HaSwitchoverResult } from "../ha/types.js";
 import type { PersistenceStatus } from "../persist/store.js";
 
@@ -173,6 +174,8 @@ export const Params = {
   "events.unsubscribe": z.object({}).strict(),
   "dataplane.subscribe": z.object({}).strict(),
   "dataplane.unsubscribe": z.object({}).strict(),
+  /** An external dataplane's answer to a `dataplane.activity` query: per query, seconds its traffic keeps the mapping (0: idle). */
+  "dataplane.activityAnswer": z.object({ id: z.number().int().min(1), remaining: z.array(z.number().int().min(0).max(0xffffffff)).max(1_000_000) }).strict(),
   "ha.status": z.object({}).strict(),
   /** `to`: the node to hand the group to (default: whichever standby is first ready). */
   "ha.switchover": z.object({ group: haName, to: haName.optional() }).strict(),
@@ -191,6 +194,7 @@ export const ADMIN_METHODS: ReadonlySet<Method> = new Set<Method>([
   "config.reload",
   "dataplane.subscribe",
   "dataplane.unsubscribe",
+  "dataplane.activityAnswer",
   "ha.switchover",
 ]);
 
@@ -257,6 +261,8 @@ export interface Results {
   "events.unsubscribe": { subscribed: false };
   "dataplane.subscribe": { subscribed: true };
   "dataplane.unsubscribe": { subscribed: false };
+  /** false: no query with that id is waiting (answered already, or timed out). */
+  "dataplane.activityAnswer": { accepted: boolean };
   "ha.status": HaStatus;
   "ha.switchover": HaSwitchoverResult;
 }
@@ -282,6 +288,12 @@ export const NOTIFY_DROPPED = "events.dropped";
 export const NOTIFY_DATAPLANE_RESET = "dataplane.reset";
 /** One transaction: apply every operation in order (unmaps first), or none. */
 export const NOTIFY_DATAPLANE_OPS = "dataplane.ops";
+/**
+ * Traffic-driven lifetimes (dataplane.activity.enabled): how long will the traffic seen so
+ * far keep each of these mappings? Answered with method dataplane.activityAnswer, same id,
+ * one number per query in order.
+ */
+export const NOTIFY_DATAPLANE_ACTIVITY = "dataplane.activity";
 
 /**
  * Notification payloads. One subscription per connection: events.subscribe again replaces
@@ -292,4 +304,5 @@ export interface Notifications {
   [NOTIFY_DROPPED]: { dropped: number };
   [NOTIFY_DATAPLANE_RESET]: { seq: number };
   [NOTIFY_DATAPLANE_OPS]: { seq: number; ops: DataplaneOp[] };
+  [NOTIFY_DATAPLANE_ACTIVITY]: ActivityNotice;
 }

@@ -194,7 +194,7 @@ export async function startServer(
   let dataplane: DataplaneManager | undefined;
   let stream: EventStreamBackend | undefined;
   if (c.dataplane.backend !== "none") {
-    stream = c.dataplane.backend === "events" ? new EventStreamBackend() : undefined;
+    stream = c.dataplane.backend === "events" ? new EventStreamBackend(c.dataplane.activity.requestWaitMs) : undefined;
     const activity = c.dataplane.activity.enabled ? c.dataplane.activity : undefined;
     const subscribers6 = c.subscribers.filter((p) => p.includes(":"));
     const backend = stream ?? new NftablesBackend({ table: c.dataplane.table, activity, subscribers6 });

@@ -169,7 +169,7 @@ describe("traffic-driven lifetimes through nftables (real traffic)", () => {
     ).toBe(W.RESULT_SUCCESS);
     await waitFor(() => installed(7001));
     const created = performance.now();
-    await waitFor(() => !installed(7001), { timeout: 8000 });
-    expect(performance.now() - created).toBeLessThan(6000);
+    await waitFor(() => !installed(7001), { timeout: 12_000 });
+    expect(performance.now() - created).toBeLessThan(IDLE * 1000); // idle: not kept for an idle timeout
   });
 });

@@ -4,7 +4,7 @@ import { RpcError } from "../../errors.js";
 import { RpcErrors } from "../protocol.js";
 import type { Handlers, MethodContext } from "./context.js";
 
-type StreamMethods = Pick<Handlers, "events.subscribe" | "events.unsubscribe" | "dataplane.subscribe" | "dataplane.unsubscribe">;
+type StreamMethods = Pick<Handlers, "events.subscribe" | "events.unsubscribe" | "dataplane.subscribe" | "dataplane.unsubscribe" | "dataplane.activityAnswer">;
 
 export function streamMethods(ctx: MethodContext): StreamMethods {
   const { server } = ctx;
@@ -33,6 +33,13 @@ export function streamMethods(ctx: MethodContext): StreamMethods {
         stream.add(session.dataplane);
       }
       return { subscribed: true as const };
+    },
+    "dataplane.activityAnswer": async (p) => {
+      const stream = server.dataplaneStream;
+      if (!stream) throw new RpcError(RpcErrors.NOT_ENABLED, `dataplane.backend is "${server.config().dataplane.backend}", not "events"`);
+      const accepted = stream.answerActivity(p.id, p.remaining);
+      if (accepted === "count") throw new RpcError(RpcErrors.INVALID_PARAMS, `remaining: one number per query of dataplane.activity ${p.id}`);
+      return { accepted };
     },
     "dataplane.unsubscribe": async (_p, session) => {
       if (session.dataplane) server.dataplaneStream?.remove(session.dataplane);
