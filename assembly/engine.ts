@@ -66,10 +66,11 @@ export function engineBytes(): usize {
 }
 // Batch driver: codec, then the engine for every PARSED slot.
 let touched: u64 = 0;
-// 0 off, 1 on, 2 auto: on once the mapping table outgrows the caches. Measured on the
-// reference machine (bench/results/engine-*.json): +21% refresh throughput at 10M
-// mappings, −7% at 1M, where the tables still sit in the last-level cache.
-const PREFETCH_AUTO_RECORDS: u32 = 4 << 20;
+// 0 off, 1 on, 2 auto: on once the mapping table outgrows the caches (512K records: 32 MB
+// of mapping records alone, a large last-level cache). The first, single-stage version cost 7 % at 1M on a quiet
+// machine and ran from 4M; the three short stages cost less and gained ~30 % at 1M on the
+// shared machine (bench/results/engine-ab-*-2026-12-04.json, "prefetch on/off").
+const PREFETCH_AUTO_RECORDS: u32 = 1 << 19;
 @inline function prefetchOn(): bool {
   return prefetchMode == 1 || (prefetchMode == 2 && mappings.used >= PREFETCH_AUTO_RECORDS);
 }

@@ -37,7 +37,14 @@ const pool = (() => {
   return Array.from({ length: n }, (_, i) => `198.18.${i >> 8}.${i & 255}`);
 })();
 const over = {
-  capacity: { mappings: size + TIMED + 2 * BATCH, subscribers: Math.ceil(total / PER_SUB) + 16, peers: 1024, filters: 1024, descriptions: 10_000, requesters: 10_000 },
+  capacity: {
+    mappings: size + TIMED + 2 * BATCH,
+    subscribers: Math.ceil(total / PER_SUB) + 16,
+    peers: 1024,
+    filters: 1024,
+    descriptions: 10_000,
+    requesters: 10_000,
+  },
   quotas: { mappingsPerSubscriber: PER_SUB },
   lifetimes: { holdDown: 0 },
   pool: { addresses: pool, portMin: 1024, blockSize: 64, maxBlocksPerSubscriber: 2, excludedPorts: [] },
