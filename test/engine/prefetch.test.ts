@@ -54,8 +54,9 @@ describe("prefetch stages", () => {
     for (let batch = 0; batch < 150; batch++) {
       const count = 1 + (rnd() % on.slotCount);
       const reqs = Array.from({ length: count }, () => request(rnd));
-      for (const e of [on, off])
-        reqs.forEach((r, i) => e.load(i, { payload: r.payload, source: r.source, sourcePort: 5351 + i, ingress: W.INGRESS_SUBSCRIBER }));
+      for (const e of [on, off]) {
+        for (const [i, r] of reqs.entries()) e.load(i, { payload: r.payload, source: r.source, sourcePort: 5351 + i, ingress: W.INGRESS_SUBSCRIBER });
+      }
       expect(on.serve(count, 9, now)).toBe(off.serve(count, 9, now));
       for (let i = 0; i < count; i++) {
         const a = on.reply(i);
