@@ -13,15 +13,17 @@
 //   - a request: the slot gets VERDICT_WAIT with nothing changed; the host queues the query's
 //     answer back and serves the same datagram again, which then finds the answer fresh.
 //
-// Per mapping: M_ACTIVE (engine second until which traffic keeps it, as last answered; 0 =
-// idle) and M_ACTIVE_AT (the second of that answer; ASKED set while a query is out).
+// Per mapping, in a side table indexed by mapping id (allocated when tracking first needs
+// it, so the 64-byte mapping record stays one cache line and tracking off costs nothing):
+// AC_UNTIL (engine second until which traffic keeps it, as last answered; 0 = idle) and
+// AC_AT (the second of that answer; ASKED set while a query is out).
 // activityIdleUdp == 0: tracking off, every path is exactly as without this file.
 
 import * as W from "./wire";
 import * as A from "./abi";
 import { now, setNow } from "./clock";
 import { activityIdleTcp, activityIdleUdp, activityWait } from "./config";
-import { M_ACTIVE, M_ACTIVE_AT, M_EXTERNAL_PORT, M_FILTER_COUNT, M_FLAGS, M_MAP_EXPIRY, M_OUT_EXPIRY, M_PROTOCOL } from "./layout";
+import { M_EXTERNAL_PORT, M_FILTER_COUNT, M_FLAGS, M_MAP_EXPIRY, M_OUT_EXPIRY, M_PROTOCOL } from "./layout";
 import { mappings } from "./tables";
 import { describeInto, emit } from "./events";
 import { wheelLink, wheelUnlink } from "./wheel";
@@ -33,6 +35,9 @@ const FRESH: u32 = 2;
 /** activityFloor: no answer yet, the request waits. */
 export const WAIT: u32 = 0xffffffff;
 
+const AC_UNTIL: usize = 0;
+const AC_AT: usize = 4;
+let cells: usize = 0; // 8 bytes per mapping id (AC_UNTIL, AC_AT), allocated with the first use (tracking on)
 let queries: usize = 0; // ACTIVITY_CAPACITY event-layout records, allocated with the first query (tracking on)
 let queued: u32 = 0;
 
@@ -50,21 +55,36 @@ let queued: u32 = 0;
   return protocol == W.PROTO_TCP ? activityIdleTcp : activityIdleUdp;
 }
 
+/** Mapping `m`'s activity cell. */
+function cell(m: u32): usize {
+  if (cells == 0) {
+    const size = (<usize>mappings.capacity + 1) << 3;
+    cells = heap.alloc(size);
+    memory.fill(cells, 0, size);
+  }
+  return cells + (<usize>m << 3);
+}
+
+/** Forgets `m`'s traffic answer (its record ends or is held: a reclaim starts without it). */
+export function activityForget(m: u32): void {
+  if (cells != 0) store<u64>(cells + (<usize>m << 3), 0);
+}
+
 /** Queues a query for `m` unless one is out; false when the queue is full (decide without). */
 function ask(m: u32): bool {
-  const r = mappings.at(m);
-  if (load<u32>(r + M_ACTIVE_AT) & ASKED) return true;
+  const c = cell(m);
+  if (load<u32>(c + AC_AT) & ASKED) return true;
   if (queued >= A.ACTIVITY_CAPACITY) return false;
   if (queries == 0) queries = heap.alloc(<usize>A.ACTIVITY_CAPACITY * A.EVENT_SIZE);
   describeInto(queries + <usize>queued * A.EVENT_SIZE, m);
   queued++;
-  store<u32>(r + M_ACTIVE_AT, ASKED | now);
+  store<u32>(c + AC_AT, ASKED | now);
   return true;
 }
 
 /** Whether an answer for `m` came recently enough to decide on. */
-@inline function fresh(r: usize): bool {
-  const at = load<u32>(r + M_ACTIVE_AT);
+@inline function fresh(c: usize): bool {
+  const at = load<u32>(c + AC_AT);
   return at != 0 && (at & ASKED) == 0 && now - at <= FRESH;
 }
 
@@ -74,8 +94,8 @@ function ask(m: u32): bool {
  */
 export function activityFloor(m: u32): u32 {
   if (!activityOn()) return 0;
-  const r = mappings.at(m);
-  if (fresh(r)) return load<u32>(r + M_ACTIVE) > now ? load<u32>(r + M_ACTIVE) : 0;
+  const c = cell(m);
+  if (fresh(c)) return load<u32>(c + AC_UNTIL) > now ? load<u32>(c + AC_UNTIL) : 0;
   return ask(m) ? WAIT : 0;
 }
 
@@ -112,8 +132,8 @@ function keepImplicit(m: u32, until: u32): void {
  */
 export function expiryWaits(m: u32): bool {
   if (!activityOn()) return false;
-  const r = mappings.at(m);
-  const at = load<u32>(r + M_ACTIVE_AT);
+  const c = cell(m);
+  const at = load<u32>(c + AC_AT);
   if (at & ASKED) {
     const askedAt = at & ~ASKED;
     if (now < askedAt + activityWait) {
@@ -121,11 +141,11 @@ export function expiryWaits(m: u32): bool {
       wheelLink(m, askedAt + activityWait);
       return true;
     }
-    store<u32>(r + M_ACTIVE_AT, 0); // no answer in time: ends as without tracking
+    store<u32>(c + AC_AT, 0); // no answer in time: ends as without tracking
     return false;
   }
-  if (fresh(r)) {
-    const until = load<u32>(r + M_ACTIVE);
+  if (fresh(c)) {
+    const until = load<u32>(c + AC_UNTIL);
     if (until <= now) return false;
     keepImplicit(m, until);
     return true;
@@ -160,8 +180,9 @@ export function activityAnswer(at: u32, m: u32, protocol: u32, externalPort: u32
   const flags = <u32>load<u8>(r + M_FLAGS);
   if (flags == 0 || (flags & (A.MAPF_HELD | A.MAPF_STATIC)) != 0) return 0;
   if (<u32>load<u8>(r + M_PROTOCOL) != protocol || <u32>load<u16>(r + M_EXTERNAL_PORT) != externalPort) return 0;
-  store<u32>(r + M_ACTIVE, remaining != 0 ? now + remaining : 0);
-  store<u32>(r + M_ACTIVE_AT, now == 0 ? 1 : now);
+  const c = cell(m);
+  store<u32>(c + AC_UNTIL, remaining != 0 ? now + remaining : 0);
+  store<u32>(c + AC_AT, now == 0 ? 1 : now);
   const mapEnd = load<u32>(r + M_MAP_EXPIRY);
   const outEnd = load<u32>(r + M_OUT_EXPIRY);
   if ((mapEnd > outEnd ? mapEnd : outEnd) > now) return 1; // still within its own time: a request decides

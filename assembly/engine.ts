@@ -10,11 +10,12 @@ import { prefetchMode } from "./config";
 import { data, finishNatPmpAddress, finishNatPmpMap, processRange, slotsBase } from "./codec";
 import { setNow } from "./clock";
 import { seedRandom } from "./random";
-import { FILTER_SIZE, MAPPING_SIZE, PEER_SIZE, SUB_SIZE } from "./layout";
-import { initTables, initialised, internalIndex, mappings } from "./tables";
+import { FILTER_SIZE, MAPPING_SIZE, M_SUB, PEER_SIZE, SUB_SIZE, S_ADDR } from "./layout";
+import { initTables, initialised, internalIndex, mappings, subscribers } from "./tables";
+import { LINE } from "./hashindex";
 import { poolCount } from "./pool";
 import { initWheel } from "./wheel";
-import { findMapping, internalFp } from "./lookup";
+import { internalFp } from "./lookup";
 import { initEvents } from "./events";
 import { fail, internalAddress } from "./request";
 import { handleMap } from "./map";
@@ -37,7 +38,7 @@ function fitsMemory(maxMappings: u32, maxSubscribers: u32, maxPeers: u32, maxFil
   ];
   let total: u64 = regions[4]; // the second mapping index
   for (let i = 0; i < regions.length; i++) {
-    if (regions[i] > MAX_REGION) return false;
+    if (regions[i] + <u64>LINE > MAX_REGION) return false; // lineAlloc asks for up to a line more
     total += regions[i];
   }
   return maxMappings != 0 && maxSubscribers != 0 && maxPeers != 0 && maxFilters != 0 && total <= MAX_TABLES;
@@ -65,10 +66,11 @@ export function engineBytes(): usize {
 }
 // Batch driver: codec, then the engine for every PARSED slot.
 let touched: u64 = 0;
-// 0 off, 1 on, 2 auto: on once the mapping table outgrows the caches. Measured on the
-// reference machine (bench/results/engine-*.json): +21% refresh throughput at 10M
-// mappings, −7% at 1M, where the tables still sit in the last-level cache.
-const PREFETCH_AUTO_RECORDS: u32 = 4 << 20;
+// 0 off, 1 on, 2 auto: on once the mapping table outgrows the caches (512K records: 32 MB
+// of mapping records alone, a large last-level cache). The first, single-stage version cost 7 % at 1M on a quiet
+// machine and ran from 4M; the three short stages cost less and gained ~30 % at 1M on the
+// shared machine (bench/results/engine-ab-*-2026-12-04.json, "prefetch on/off").
+const PREFETCH_AUTO_RECORDS: u32 = 1 << 19;
 @inline function prefetchOn(): bool {
   return prefetchMode == 1 || (prefetchMode == 2 && mappings.used >= PREFETCH_AUTO_RECORDS);
 }
@@ -95,25 +97,49 @@ const PREFETCH_AUTO_RECORDS: u32 = 4 << 20;
   return load<u8>(slot + A.SLOT_VERDICT) == A.VERDICT_PARSED;
 }
 
+// What the stages pass on, per slot: the internal-index fingerprint, then the candidate
+// mapping (0: none). Static, so the stages allocate nothing.
+const stageFp = memory.data(<i32>A.SLOT_COUNT << 2, 64);
+const stageRecord = memory.data(<i32>A.SLOT_COUNT << 2, 64);
+
 /**
- * Warms the cache for a batch in short stages (mapping index, then mapping and subscriber
- * records), so the cache misses of different datagrams overlap
- * instead of queueing behind each other inside one long handler. At millions of mappings
- * every lookup misses the cache; this is what keeps the batch path fast there.
+ * Warms the cache for a batch in short stages, each one independent load per datagram:
+ * (1) the index line at the key's home, (2) the candidate mapping record (the first entry
+ * with the key's fingerprint; its line), (3) that mapping's subscriber record. Loads of
+ * one stage do not depend on each other, so the misses of the 256 datagrams overlap; a
+ * loop that followed index → mapping → subscriber per datagram (as findMapping does)
+ * kept only a few datagrams' misses in flight, the rest of the loop body filling the
+ * core's window. A candidate is not verified here (a fingerprint collision only warms a
+ * line for nothing); the handlers verify every key. At millions of mappings every lookup
+ * misses the cache; this is what keeps the batch path fast there.
  */
 function prefetch(first: u32, end: u32): void {
   let acc: u64 = 0;
   const base = slotsBase();
   for (let i = first; i < end; i++) {
     const slot = base + <usize>i * A.SLOT_SIZE;
-    if (!isParsed(slot)) continue;
-    const fp = internalFp(slotAddress(slot), 0, slotProtocol(slot), slotInternalPort(slot), slotFamily(slot));
-    acc += internalIndex.entryAt(internalIndex.home(fp));
+    let fp: u32 = 0;
+    if (isParsed(slot)) {
+      fp = internalFp(slotAddress(slot), 0, slotProtocol(slot), slotInternalPort(slot), slotFamily(slot));
+      acc += internalIndex.entryAt(internalIndex.home(fp));
+    }
+    store<u32>(stageFp + (<usize>i << 2), fp);
   }
   for (let i = first; i < end; i++) {
-    const slot = base + <usize>i * A.SLOT_SIZE;
-    if (!isParsed(slot)) continue;
-    acc += findMapping(slotAddress(slot), slotProtocol(slot), slotInternalPort(slot), slotFamily(slot));
+    const fp = load<u32>(stageFp + (<usize>i << 2));
+    let m: u32 = 0;
+    if (fp != 0) {
+      const p = internalIndex.first(fp);
+      if (p >= 0) {
+        m = internalIndex.recordAt(p);
+        acc += load<u32>(mappings.at(m) + M_SUB);
+      }
+    }
+    store<u32>(stageRecord + (<usize>i << 2), m);
+  }
+  for (let i = first; i < end; i++) {
+    const m = load<u32>(stageRecord + (<usize>i << 2));
+    if (m != 0) acc += load<u32>(subscribers.at(load<u32>(mappings.at(m) + M_SUB)) + S_ADDR);
   }
   touched += acc; // keeps the loads
 }

@@ -46,9 +46,7 @@ export const M_CLIENT_PORT: u32 = 56; // u16
 export const M_FILTER_COUNT: u32 = 58; // u8
 export const M_FAMILY: u32 = 59; // u8
 export const M_PERSISTED: u32 = 60; // effective expiry last written to the journal (persistence skips refreshes that barely move it)
-export const M_ACTIVE: u32 = 64; // natural expiry from traffic, as the dataplane last answered (activity.ts); 0 = idle
-export const M_ACTIVE_AT: u32 = 68; // engine second of that answer; bit 31 while a query is out
-export const MAPPING_SIZE: u32 = 72;
+export const MAPPING_SIZE: u32 = 64;
 
 // PEER record (44 bytes)
 export const P_MAPPING: u32 = 0;

@@ -6,7 +6,7 @@ import * as A from "./abi";
 import { copy12, copy16 } from "./bytes";
 import { holdDown } from "./config";
 import { now } from "./clock";
-import { F_ADDR, F_NEXT, F_PORT, F_PREFIX, M_ACTIVE, M_ACTIVE_AT, M_CLIENT_PORT, M_EXTERNAL_PORT, M_FAMILY, M_FILTERS, M_FILTER_COUNT, M_FLAGS, M_INTERNAL_PORT, M_MAP_EXPIRY, M_NONCE, M_OUT_EXPIRY, M_PEERS, M_POOL, M_PROTOCOL, M_SUB, M_SUB_NEXT, M_SUB_PREV, P_MAPPING, P_NEXT, P_REMOTE_ADDR, P_REMOTE_PORT, S_HELD, S_LIST, S_MAPPINGS } from "./layout";
+import { F_ADDR, F_NEXT, F_PORT, F_PREFIX, M_CLIENT_PORT, M_EXTERNAL_PORT, M_FAMILY, M_FILTERS, M_FILTER_COUNT, M_FLAGS, M_INTERNAL_PORT, M_MAP_EXPIRY, M_NONCE, M_OUT_EXPIRY, M_PEERS, M_POOL, M_PROTOCOL, M_SUB, M_SUB_NEXT, M_SUB_PREV, P_MAPPING, P_NEXT, P_REMOTE_ADDR, P_REMOTE_PORT, S_HELD, S_LIST, S_MAPPINGS } from "./layout";
 import { externalIndex, filters, internalIndex, mappings, peers, statAdd, subscribers } from "./tables";
 import { blockOf, releaseBlockIfUnused, usageAdd } from "./pool";
 import { effectiveExpiry, wheelLink, wheelUnlink } from "./wheel";
@@ -15,7 +15,7 @@ import { descriptions } from "./descriptions";
 import { clearCheckpoint } from "./checkpoint";
 import { emit } from "./events";
 import { requesters } from "./requesters";
-import { expiryWaits } from "./activity";
+import { activityForget, expiryWaits } from "./activity";
 
 /** Creates a live mapping record on an external port already checked to be free. */
 export function createMapping(sub: u32, protocol: u32, port: u32, family: u32, pool: u32, extPort: u32, flags: u32, clientPort: u32): u32 {
@@ -139,8 +139,7 @@ export function endMapping(m: u32, kind: u8, hold: bool = true): void {
   store<u8>(r + M_FLAGS, <u8>A.MAPF_HELD);
   store<u32>(r + M_MAP_EXPIRY, holdEnd);
   store<u32>(r + M_OUT_EXPIRY, 0);
-  store<u32>(r + M_ACTIVE, 0); // a reclaim starts without the old traffic answer
-  store<u32>(r + M_ACTIVE_AT, 0);
+  activityForget(m); // a reclaim starts without the old traffic answer
   store<u32>(s + S_HELD, load<u32>(s + S_HELD) + 1);
   statAdd(A.STATS_HELD, 1);
   wheelLink(m, holdEnd);

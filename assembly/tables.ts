@@ -5,7 +5,7 @@
 
 import * as A from "./abi";
 import { zero4 } from "./bytes";
-import { HashIndex, fingerprint, mix64 } from "./hashindex";
+import { HashIndex, fingerprint, lineAlloc, mix64 } from "./hashindex";
 import { statsBase } from "./codec";
 import { FILTER_SIZE, F_NEXT, MAPPING_SIZE, M_WHEEL_NEXT, PEER_SIZE, P_NEXT, SUB_SIZE, S_NEXT_FREE } from "./layout";
 
@@ -35,7 +35,7 @@ class Slab {
     this.capacity = capacity;
     this.size = size;
     this.link = link;
-    this.base = heap.alloc(<usize>(capacity + 1) * size);
+    this.base = lineAlloc(<usize>(capacity + 1) * size);
     memory.fill(this.base, 0, <usize>(capacity + 1) * size);
   }
   @inline at(id: u32): usize {

@@ -1,18 +1,28 @@
-// Question: does the engine of this tree serve refreshes and lookup misses (and its codec
-// parse them) as fast as the engine of commit 6eb1127 (before the #13 refactor), measured
-// in ONE process? (Every case includes writing the batch: see the loadgen case.)
-// Separate benchmark processes on this shared machine swing by 10-30 % between runs of the
-// same code (bench/results/compare-6eb1127-*.json); here both engines are filled with the
-// same 1M or 10M mappings and the same workloads alternate in 0.5 s slices, so machine
-// noise hits both alike. Each engine runs on its own host code (the boundary changed).
-// Usage: build 6eb1127 in a worktree (git worktree add --detach DIR 6eb1127; cp -al
+// Question: how fast does the engine of this tree serve refreshes and lookup misses (and
+// its codec parse them) compared with the engine of another commit, measured in ONE
+// process, and how does that compare with what the memory itself allows?
+// Separate benchmark processes on this shared machine swing by 10-40 % between runs of the
+// same code; here both engines are filled with the same 1M or 10M mappings and the same
+// workloads alternate in short slices, so machine noise hits both alike. Each engine runs
+// on its own host code (its own test/helpers/engine-config.ts and dist).
+// Memory reference (same process, same slices): a dependent pointer chase (one random
+// 64-byte line per step, nothing to overlap: the latency of one cache miss, TLB miss
+// included) and independent random reads (as many in flight as the core allows: the
+// throughput floor of one random line) over a buffer as large as the 10M table.
+// Usage: build the other commit in a worktree (git worktree add --detach DIR COMMIT; cp -al
 // node_modules DIR/; cd DIR && npm run build), then
-//   AB_BASE=DIR node --max-old-space-size=4096 --import tsx bench/engine-ab.bench.ts 1000000 24
+//   AB_BASE=DIR node --max-old-space-size=4096 --import tsx bench/engine-ab.bench.ts 10000000 12
+import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
+import os from "node:os";
 import * as W from "../src/wire.generated.js";
 import { engineConfig, engineFrom } from "../test/helpers/engine-config.js";
-if (!process.env.AB_BASE) throw new Error("AB_BASE: a built worktree of commit 6eb1127");
-const Base = await import(`${process.env.AB_BASE}/dist/engine/packet-engine.js`);
+if (!process.env.AB_BASE) throw new Error("AB_BASE: a built worktree of the commit to compare with");
+const baseDir = process.env.AB_BASE;
+const Base = await import(`${baseDir}/test/helpers/engine-config.ts`);
+const rev = (dir: string) => execFileSync("git", ["-C", dir, "rev-parse", "--short", "HEAD"]).toString().trim();
+const baseRev = rev(baseDir);
+const headRev = rev(new URL("..", import.meta.url).pathname) + (execFileSync("git", ["status", "--porcelain", "assembly"]).length ? "+dirty" : "");
 const size = Number(process.argv[2] ?? 1_000_000);
 const rounds = Number(process.argv[3] ?? 12);
 const PER_SUB = 50,
@@ -26,117 +36,174 @@ const pool = (() => {
   const n = Math.ceil(blocks / Math.floor((65536 - 1024) / 64)) + 1;
   return Array.from({ length: n }, (_, i) => `198.18.${i >> 8}.${i & 255}`);
 })();
-const cap = {
-  mappings: size + TIMED + 2 * BATCH,
-  subscribers: Math.ceil(total / PER_SUB) + 16,
-  peers: 1024,
-  filters: 1024,
-  descriptions: 10_000,
-  requesters: 10_000,
+const over = {
+  capacity: {
+    mappings: size + TIMED + 2 * BATCH,
+    subscribers: Math.ceil(total / PER_SUB) + 16,
+    peers: 1024,
+    filters: 1024,
+    descriptions: 10_000,
+    requesters: 10_000,
+  },
+  quotas: { mappingsPerSubscriber: PER_SUB },
+  lifetimes: { holdDown: 0 },
+  pool: { addresses: pool, portMin: 1024, blockSize: 64, maxBlocksPerSubscriber: 2, excludedPorts: [] },
 };
-function head() {
-  const c = engineConfig({
-    capacity: cap,
-    quotas: { mappingsPerSubscriber: PER_SUB },
-    lifetimes: { holdDown: 0 },
-    pool: { addresses: pool, portMin: 1024, blockSize: 64, maxBlocksPerSubscriber: 2, excludedPorts: [] },
-  });
-  const e = engineFrom(c, 1, { seed: 12345n }, "release");
-  return { x: e.exports as any, drain: () => e.discardEvents() };
+function build(lib: { engineConfig: typeof engineConfig; engineFrom: typeof engineFrom }) {
+  const e = lib.engineFrom(lib.engineConfig(over as never), 1, { seed: 12345n }, "release");
+  return { x: e.exports as any, drain: () => e.discardEvents(), bytes: () => e.engineBytes(), prefetch: (m: 0 | 1 | 2) => e.setPrefetch(m) };
 }
-function base() {
-  const e = new Base.PacketEngine("release");
-  const D = Base.DEFAULT_ENGINE_CONFIG;
-  e.initEngine(
-    {
-      ...D,
-      maxMappings: cap.mappings,
-      maxSubscribers: cap.subscribers,
-      maxPeers: 1024,
-      maxFilters: 1024,
-      maxDescriptions: 10000,
-      maxRequesters: 10000,
-      mappingsPerSubscriber: PER_SUB,
-      holdDown: 0,
-      seed: 12345n,
-      pool: { addresses: pool, portMin: 1024, blockSize: 64, maxBlocksPerSubscriber: 2, excludedPorts: [] },
-    },
-    1,
-  );
-  return { x: e.exports as any, drain: () => e.exports.eventsConsume(0xffffffff) };
-}
-const engines = { base: base(), head: head() };
+const engines: Record<string, ReturnType<typeof build>> = { base: build(Base), head: build({ engineConfig, engineFrom }) };
 for (const [name, en] of Object.entries(engines)) {
+  const t = process.hrtime.bigint();
   for (let done = 0; done < size; done += BATCH) {
-    en.x.loadgenMap(
-      0,
-      Math.min(BATCH, size - done),
-      Number((BigInt(done) * BigInt(STRIDE % size)) % BigInt(size)),
-      STRIDE % size,
-      size,
-      PER_SUB,
-      0,
-      3600,
-      W.PROTO_TCP,
-    );
-    en.x.serveRange(0, Math.min(BATCH, size - done), 1, 2);
+    const n = Math.min(BATCH, size - done);
+    en.x.loadgenMap(0, n, Number((BigInt(done) * BigInt(STRIDE % size)) % BigInt(size)), STRIDE % size, size, PER_SUB, 0, 3600, W.PROTO_TCP);
+    en.x.serveRange(0, n, 1, 2);
     en.drain();
   }
-  console.log(name, "filled");
+  console.log(name, "filled in", (Number(process.hrtime.bigint() - t) / 1e9).toFixed(1), "s;", (en.bytes() / size).toFixed(1), "B/mapping of linear memory");
 }
+
+// The memory reference: a buffer of 64-byte lines as large as the 10M engine's tables.
+const LINES = (1 << 30) / 64;
+const chase = new Int32Array(LINES * 16);
+{
+  // One random cycle through every line (Sattolo), the next line's index at the start of each.
+  const perm = new Int32Array(LINES);
+  for (let i = 0; i < LINES; i++) perm[i] = i;
+  let seed = 0x9e3779b9;
+  const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0), seed);
+  for (let i = LINES - 1; i > 0; i--) {
+    const j = rnd() % i;
+    const t = perm[i];
+    perm[i] = perm[j];
+    perm[j] = t;
+  }
+  for (let i = 0; i < LINES; i++) chase[perm[i] * 16] = perm[(i + 1) % LINES] * 16;
+}
+let chasePos = 0;
+let sink = 0;
 const cursors: Record<string, number> = { base: 0, head: 0 };
-const cases = {
-  refresh: (n: string, en: any) => {
-    const c = (cursors[n] = (cursors[n] + BATCH * (STRIDE % size)) % size);
-    en.x.loadgenMap(0, BATCH, c, STRIDE % size, size, PER_SUB, 0, 3600, W.PROTO_TCP);
+const step = (n: string) => (cursors[n] = (cursors[n] + BATCH * (STRIDE % size)) % size);
+const cases: Record<string, (n: string, en: ReturnType<typeof build>) => void> = {
+  refresh: (n, en) => {
+    en.x.loadgenMap(0, BATCH, step(n), STRIDE % size, size, PER_SUB, 0, 3600, W.PROTO_TCP);
     en.x.serveRange(0, BATCH, 1, 2);
     en.drain();
   },
-  miss: (n: string, en: any) => {
-    const c = (cursors[n] = (cursors[n] + BATCH * (STRIDE % size)) % size);
-    en.x.loadgenMap(0, BATCH, c, STRIDE % size, size, PER_SUB, PER_SUB, 0, W.PROTO_TCP);
+  // The same with the prefetch stages forced on and off (auto, the default, runs them from
+  // 4M records); the mode is set for the whole slice (see `modes`).
+  "refresh, prefetch on": (n, en) => cases.refresh(n, en),
+  "refresh, prefetch off": (n, en) => cases.refresh(n, en),
+  miss: (n, en) => {
+    en.x.loadgenMap(0, BATCH, step(n), STRIDE % size, size, PER_SUB, PER_SUB, 0, W.PROTO_TCP);
     en.x.serveRange(0, BATCH, 1, 2);
     en.drain();
   },
   // The codec alone over the same MAP requests (the engine is not called).
-  codec: (n: string, en: any) => {
-    const c = (cursors[n] = (cursors[n] + BATCH * (STRIDE % size)) % size);
-    en.x.loadgenMap(0, BATCH, c, STRIDE % size, size, PER_SUB, 0, 3600, W.PROTO_TCP);
+  codec: (n, en) => {
+    en.x.loadgenMap(0, BATCH, step(n), STRIDE % size, size, PER_SUB, 0, 3600, W.PROTO_TCP);
     en.x.processBatch(BATCH, 1);
   },
-  loadgen: (n: string, en: any) => {
-    const c = (cursors[n] = (cursors[n] + BATCH * (STRIDE % size)) % size);
-    en.x.loadgenMap(0, BATCH, c, STRIDE % size, size, PER_SUB, 0, 3600, W.PROTO_TCP);
+  loadgen: (n, en) => {
+    en.x.loadgenMap(0, BATCH, step(n), STRIDE % size, size, PER_SUB, 0, 3600, W.PROTO_TCP);
   },
 };
-const best: Record<string, number> = {};
+const modes: Record<string, 0 | 1 | 2> = { "refresh, prefetch on": 1, "refresh, prefetch off": 0 };
+// Memory reference cases, per line: run once per round, like one engine's slice.
+const memory: Record<string, () => void> = {
+  "pointer chase (dependent)": () => {
+    let p = chasePos;
+    for (let i = 0; i < BATCH; i++) p = chase[p];
+    chasePos = p;
+  },
+  "random reads (independent)": () => {
+    let p = chasePos,
+      acc = 0;
+    for (let i = 0; i < BATCH; i++) {
+      p = (p + 0x9e3779b1 * 16) % (LINES * 16); // an odd multiple of 16: a permutation of the lines, no dependency
+      acc += chase[p & ~15];
+    }
+    chasePos = p & ~15;
+    sink += acc;
+  },
+};
 const all: Record<string, number[]> = {};
-const ITER = 2000;
+const ITER = size >= 5_000_000 ? 1000 : 2000;
+// CPU time of the process (user + system), not wall time: with 8 jobs on 2 cores a slice
+// may be descheduled for a good part of its wall time. Its wall time is kept as well.
+const wall: Record<string, number[]> = {};
+const time = (k: string, fn: () => void) => {
+  const t = process.hrtime.bigint();
+  const c = process.cpuUsage();
+  for (let i = 0; i < ITER; i++) fn();
+  const d = process.cpuUsage(c);
+  (all[k] ??= []).push(((d.user + d.system) * 1000) / (ITER * BATCH));
+  (wall[k] ??= []).push(Number(process.hrtime.bigint() - t) / (ITER * BATCH));
+};
+const loads: number[] = [];
 for (let r = 0; r < rounds; r++) {
+  loads.push(os.loadavg()[0]);
   for (const [cn, fn] of Object.entries(cases)) {
-    const order = r % 2 ? ["head", "base"] : ["base", "head"];
-    for (const n of order) {
-      const en = (engines as any)[n];
-      const t = process.hrtime.bigint();
-      for (let i = 0; i < ITER; i++) fn(n, en);
-      const ns = Number(process.hrtime.bigint() - t) / (ITER * BATCH);
-      const k = `${cn} ${n}`;
-      best[k] = Math.min(best[k] ?? Infinity, ns);
-      (all[k] ??= []).push(ns);
+    const mode = modes[cn] ?? 2;
+    for (const n of r % 2 ? ["head", "base"] : ["base", "head"]) {
+      engines[n].prefetch(mode);
+      time(`${cn} ${n}`, () => fn(n, engines[n]));
+      engines[n].prefetch(2);
     }
   }
+  for (const [mn, fn] of Object.entries(memory)) time(mn, fn);
 }
 const med = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1];
+const min = (a: number[]) => Math.min(...a);
+// Rounds alternate which engine runs first; the slot order moves a figure by itself, so the
+// geometric mean of the per-round ratios (half of them in each order) is the headline.
+const geomean = (a: number[]) => Math.exp(a.reduce((t, v) => t + Math.log(v), 0) / a.length);
 const out: Record<string, unknown> = {};
 for (const cn of Object.keys(cases)) {
-  const b = best[`${cn} base`],
-    h = best[`${cn} head`];
-  out[cn] = { nsPerRequestBest: { base: b, head: h, headOverBase: h / b }, nsPerRequestMedian: { base: med(all[`${cn} base`]), head: med(all[`${cn} head`]) } };
+  const b = all[`${cn} base`],
+    h = all[`${cn} head`];
+  // Per-round ratios: both engines ran back to back in the same round.
+  const ratios = b.map((v, i) => h[i] / v);
+  out[cn] = {
+    nsPerRequestMedian: { base: med(b), head: med(h) },
+    nsPerRequestBest: { base: min(b), head: min(h) },
+    wallNsPerRequestMedian: { base: med(wall[`${cn} base`]), head: med(wall[`${cn} head`]) },
+    requestsPerSecondMedian: { base: 1e9 / med(b), head: 1e9 / med(h) },
+    headOverBaseTimeGeomeanOfRounds: geomean(ratios),
+    headOverBaseTimeMedianOfRounds: med(ratios),
+    headOverBaseTimePerRound: ratios,
+  };
   console.log(
-    `${cn}: ns/req best base ${b.toFixed(1)} head ${h.toFixed(1)} (head/base ${(h / b).toFixed(3)}); median base ${med(all[`${cn} base`]).toFixed(1)} head ${med(all[`${cn} head`]).toFixed(1)} (${(med(all[`${cn} head`]) / med(all[`${cn} base`])).toFixed(3)})`,
+    `${cn}: ns/req median base ${med(b).toFixed(1)} head ${med(h).toFixed(1)} (base ${(1e3 / med(b)).toFixed(2)}M/s, head ${(1e3 / med(h)).toFixed(2)}M/s); head/base time, geometric mean of rounds ${geomean(ratios).toFixed(3)} (median ${med(ratios).toFixed(3)}); best ${min(b).toFixed(1)} / ${min(h).toFixed(1)}`,
   );
 }
+for (const mn of Object.keys(memory)) {
+  out[mn] = { nsPerLineMedian: med(all[mn]), nsPerLineBest: min(all[mn]), wallNsPerLineMedian: med(wall[mn]) };
+  console.log(`${mn}: ns/line median ${med(all[mn]).toFixed(1)} best ${min(all[mn]).toFixed(1)}`);
+}
+const file = `results/engine-ab-${baseRev}-${size}-2026-12-04.json`;
 writeFileSync(
-  new URL(`results/engine-ab-6eb1127-${size}.json`, import.meta.url),
-  `${JSON.stringify({ question: "ns per request, base 6eb1127 vs this tree, one process, interleaved", date: new Date().toISOString(), size, rounds, batchesPerSlice: ITER, results: out }, null, 2)}\n`,
+  new URL(file, import.meta.url),
+  `${JSON.stringify(
+    {
+      method: "CPU ns (process user + system) per request, per slice of batchesPerSlice batches of 256; rounds alternate which engine goes first",
+      question: `ns per request, ${baseRev} (base) vs ${headRev} (head), one process, interleaved; memory reference in the same rounds`,
+      date: new Date().toISOString(),
+      node: process.version,
+      cpu: os.cpus()[0]?.model,
+      cores: os.cpus().length,
+      loadAverage1mPerRound: loads,
+      size,
+      rounds,
+      batchesPerSlice: ITER,
+      linearMemoryBytesPerMapping: { base: engines.base.bytes() / size, head: engines.head.bytes() / size },
+      results: out,
+      sink,
+    },
+    null,
+    2,
+  )}\n`,
 );
+console.log("wrote", file);

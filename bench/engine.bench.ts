@@ -154,7 +154,8 @@ const out = {
   results,
 };
 mkdirSync(new URL("./results/", import.meta.url), { recursive: true });
-writeFileSync(new URL(`./results/engine-${sizes.join("-")}.json`, import.meta.url), JSON.stringify(out, null, 2) + "\n");
+// Dated, so a run on another day or machine does not overwrite the figures the README quotes.
+writeFileSync(new URL(`./results/engine-${sizes.join("-")}-${out.date.slice(0, 10)}.json`, import.meta.url), JSON.stringify(out, null, 2) + "\n");
 for (const r of results) {
   console.log(
     `\n${r.mappings.toLocaleString("en")} mappings: fill ${Math.round(r.fill.createsPerSecond).toLocaleString("en")} creates/s, ${r.memory.bytesPerMapping.toFixed(1)} B/mapping (RSS); create ${Math.round(r.timed.createsPerSecond).toLocaleString("en")}/s, delete ${Math.round(r.timed.deletesPerSecond).toLocaleString("en")}/s (net)`,
