@@ -182,7 +182,7 @@ try {
       "set terminal pngcairo size 1000,450 noenhanced",
       `set output '${join(root, "bench", "results", png)}'`,
       "set multiplot layout 1,2 title 'pcpd end to end, one worker: cost as the live table grows'",
-      "set logscale x; set xlabel 'live mappings'; set grid; set key bottom left",
+      "set logscale x; set xlabel 'live mappings'; set grid; set key outside bottom center horizontal",
       `set ylabel 'requests/s'; set yrange [0:*]`,
       `plot '${data}' using 1:2 with linespoints title '(c) dgram path', '' using 1:3 with linespoints title '(d) batched path', ${reference} with lines dashtype 2 title '(a) C echo'`,
       "set ylabel 'server CPU µs / request'; set yrange [0:*]",

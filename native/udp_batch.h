@@ -1,0 +1,79 @@
+// Shared between native/udp_socket.c (sockets: open, adopt, options, steering, unsolicited
+// sends) and native/udp_batch.c (the batch path, readiness, the module); see udp_batch.c.
+#ifndef UDP_BATCH_H
+#define UDP_BATCH_H
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/filter.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <node_api.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+#define MAX_BATCH 1024
+#define CMSG_ROOM (CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(struct in_pktinfo)))
+
+
+enum { ST_RECV, ST_SENT, ST_SEND_ERR, ST_EMSGSIZE, ST_ECONNREFUSED, ST_EAGAIN, ST_RECV_ERR, ST_TRUNCATED, ST_CALLS, ST_COUNT };
+
+typedef struct Sock {
+  int fd;
+  int family;
+  int owned;    // close(fd) on close (an adopted descriptor belongs to the main thread)
+  int wildcard; // bound to 0.0.0.0 / :: (replies then carry a pktinfo source)
+  int polling;
+  int closed;
+  uv_poll_t poll;
+  napi_env env;
+  napi_ref callback;
+  napi_async_context async;
+  struct Sock *next; // the env's open sockets (closed by the cleanup hook)
+  double stats[ST_COUNT];
+  struct mmsghdr msgs[MAX_BATCH];
+  struct iovec iov[MAX_BATCH];
+  struct sockaddr_in6 names[MAX_BATCH];
+  char cmsg[MAX_BATCH][CMSG_ROOM];
+} Sock;
+
+
+#define CHECK(call)                                                  \
+  do {                                                               \
+    if ((call) != napi_ok) {                                         \
+      napi_throw_error(env, NULL, "udp_batch: N-API call failed");   \
+      return NULL;                                                   \
+    }                                                                \
+  } while (0)
+
+// Per-env list of open sockets: a worker that ends (piscina terminate) closes its handles.
+typedef struct {
+  Sock *head;
+} EnvData;
+
+napi_value throw_errno(napi_env env, const char *what, int err);
+napi_value args(napi_env env, napi_callback_info info, size_t want, napi_value *argv);
+double num(napi_env env, napi_value v);
+napi_value make_num(napi_env env, double d);
+Sock *sock_of(napi_env env, napi_value v);
+Sock *sock_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv);
+EnvData *env_data(napi_env env);
+void count_error(Sock *s, int err);
+
+// The module's socket functions (udp_socket.c).
+napi_value open_socket(napi_env env, napi_callback_info info);
+napi_value adopt(napi_env env, napi_callback_info info);
+napi_value get_fd(napi_env env, napi_callback_info info);
+napi_value local(napi_env env, napi_callback_info info);
+napi_value rcvbuf(napi_env env, napi_callback_info info);
+napi_value steer(napi_env env, napi_callback_info info);
+napi_value send_to(napi_env env, napi_callback_info info);
+napi_value multicast_if(napi_env env, napi_callback_info info);
+napi_value stats(napi_env env, napi_callback_info info);
+
+#endif
