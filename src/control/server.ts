@@ -115,6 +115,7 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
       const session = ws.getUserData();
       session.link = {
         send: (message) => session.open && ws.send(JSON.stringify(message), false) !== 2, // 2 = dropped by uWS
+        sendText: (text) => session.open && ws.send(text, false) !== 2,
         bufferedAmount: () => ws.getBufferedAmount(),
         end: (code, reason) => ws.end(code, reason),
       };

@@ -8,6 +8,8 @@ import type { MappingFilter, Role, RpcFailure, RpcNotification, RpcSuccess } fro
 export interface Link {
   /** Queues one JSON message; false if it was dropped (over uWS's maxBackpressure) or the socket is gone. */
   send(message: RpcSuccess | RpcFailure | RpcNotification): boolean;
+  /** Queues one frame already in JSON text (an event batch); false as for send. */
+  sendText(text: string): boolean;
   /** Bytes queued and not yet sent. */
   bufferedAmount(): number;
   end(code: number, reason: string): void;
@@ -28,7 +30,7 @@ export interface Session {
   link: Link;
 }
 
-const NOT_OPEN: Link = { send: () => false, bufferedAmount: () => 0, end: () => undefined };
+const NOT_OPEN: Link = { send: () => false, sendText: () => false, bufferedAmount: () => 0, end: () => undefined };
 
 export function newSession(role: Role, requestsPerSecond: number, now: number): Session {
   return { role, open: true, tokens: requestsPerSecond * 2, last: now, dropped: 0, link: NOT_OPEN };
