@@ -26,19 +26,25 @@
 // of the two phases without. Control latency is measured from send to response per
 // request; errors (JSON-RPC errors, timeouts, a live key not found, health not ok) must
 // be 0.
+// (c) The cost of a live event subscriber (a dashboard): UDP refresh runs with one
+// subscriber (events.subscribe {}, every event of the load, every frame JSON-parsed; at
+// nice 10 like the control client, standing for a browser on another machine), between
+// two phases without (the second phase without of (b) and one more). Ratio = UDP req/s
+// with the subscriber ÷ mean of the two phases around it; target ≤ 5 % loss (issue #17).
 // Noise: this is a shared 2-vCPU machine. Before every timed run the bench waits (at most
 // 60 s) for other jobs to pause; a run during which other jobs or hypervisor steal took
 // more than 0.25 core is done again (this process's own CPU — the subscriber or the
 // control client — is counted apart, as "bench"). The server's CPU is also split by
 // thread: main thread (control channel, event fan-out) and shard worker (UDP socket and
 // engine, and the control tasks pinned to it).
-// Target (DESIGN.md / issue #5): ≤ 5 % UDP loss at 1k control requests/s.
+// Targets: ≤ 5 % UDP loss at 1k control requests/s (DESIGN.md / issue #5) and with one
+// event subscriber (issue #17).
 // Usage: npm run build && npm run bench:control [-- --mappings 1000000] [--seconds 10]
 //        [--repeat 3] [--rate 1000] [--mix mappings.get=5,stats.get=2,server.health=2,mappings.list=1]
-//        [--event-buffer 1048576] [--stall-ms 2000] [--control-port 0]
+//        [--event-buffer 1048576] [--stall-ms 2000] [--control-port 0] [--tag 2026-12-04]
 // Only loopback is used; every child is killed at the end or on failure.
 // Results: bench/results/control.json (default mappings, rate and mix), otherwise
-// control-<mappings>-<rate>[-<mix>].json.
+// control-<mappings>-<rate>[-<mix>].json; --tag appends -<tag> to either name.
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import net from "node:net";
@@ -85,6 +91,7 @@ const { values: flags } = parseArgs({
     "control-port": { type: "string", default: "0" }, // 0: a free port
     mix: { type: "string", default: DEFAULT_MIX }, // control requests, method=weight
     "stall-ms": { type: "string", default: "2000" }, // the stalled subscriber reads nothing for this long of every 3 s
+    tag: { type: "string", default: "" }, // appended to the results file's name (e.g. the date)
   },
 });
 const MAPPINGS = Number(flags.mappings);
@@ -239,17 +246,22 @@ class Subscriber {
   byKind: Record<string, number> = {};
   dropped = 0;
   droppedNotices = 0;
+  /** events.mappings frames (several events each, pcpd-control/2). */
+  frames = 0;
   lastMessage = performance.now();
   malformed = 0;
 
   constructor(readonly client: ControlClient) {
     client.onNotification = (method, params, bytes) => {
       this.lastMessage = performance.now();
-      if (method === "events.mapping") {
-        this.delivered++;
+      if (method === "events.mappings" && Array.isArray(params?.events)) {
+        this.frames++;
         this.bytes += bytes;
-        this.byKind[params.kind] = (this.byKind[params.kind] ?? 0) + 1;
-        if (typeof params.shard !== "number" || typeof params.mapping?.internalPort !== "number") this.malformed++;
+        for (const e of params.events) {
+          this.delivered++;
+          this.byKind[e.kind] = (this.byKind[e.kind] ?? 0) + 1;
+          if (typeof e.shard !== "number" || typeof e.mapping?.internalPort !== "number") this.malformed++;
+        }
       } else if (method === "events.dropped") {
         this.dropped += params.dropped;
         this.droppedNotices++;
@@ -268,7 +280,7 @@ class Subscriber {
   }
 
   snapshot() {
-    return { delivered: this.delivered, dropped: this.dropped, bytes: this.bytes, t: performance.now() };
+    return { delivered: this.delivered, dropped: this.dropped, bytes: this.bytes, frames: this.frames, t: performance.now() };
   }
 }
 
@@ -281,6 +293,7 @@ function streamRate(before: ReturnType<Subscriber["snapshot"]>, after: ReturnTyp
     droppedNotified: after.dropped - before.dropped,
     eventsPerSecond: (after.delivered - before.delivered) / seconds,
     bytesPerEvent: (after.bytes - before.bytes) / Math.max(1, after.delivered - before.delivered),
+    eventsPerFrame: (after.delivered - before.delivered) / Math.max(1, after.frames - before.frames),
   };
 }
 
@@ -549,7 +562,13 @@ class ControlLoad {
   }
 }
 
-async function udpPhase(server: RunningServer, label: string, load?: ControlLoad) {
+/** What runs alongside a UDP phase: started before each run, stopped after it. */
+interface SideLoad {
+  start(): void;
+  stop(): Promise<void>;
+}
+
+async function udpPhase(server: RunningServer, label: string, load?: SideLoad) {
   const threadsOf = new Map<LoadgenResult, ThreadCores>();
   const around = async (run: () => Promise<Measured>) => {
     load?.start();
@@ -606,7 +625,9 @@ async function controlCost(server: RunningServer, url: string, token: string) {
   );
   const without2 = await udpPhase(server, "without control traffic, again");
   const baseline = (without1.requestsPerSecond + without2.requestsPerSecond) / 2;
+  const subscriber = await subscriberCost(server, url, token, without2);
   return {
+    subscriber,
     without: [without1, without2],
     with: withControl,
     baselineRequestsPerSecond: baseline,
@@ -621,6 +642,66 @@ async function controlCost(server: RunningServer, url: string, token: string) {
       withControl.requestsPerSecond / Math.min(without1.requestsPerSecond, without2.requestsPerSecond),
     ],
     control,
+  };
+}
+
+// --- (c) An event subscriber against UDP throughput ---------------------------------------
+
+/** A subscriber attached for each UDP run: events counted per run (all of the load's refreshes). */
+class SubscriberLoad implements SideLoad {
+  private before: ReturnType<Subscriber["snapshot"]> | undefined;
+  runs: ReturnType<typeof streamRate>[] = [];
+  constructor(readonly sub: Subscriber) {}
+  start(): void {
+    this.before = this.sub.snapshot();
+  }
+  async stop(): Promise<void> {
+    this.runs.push(streamRate(this.before!, this.sub.snapshot()));
+  }
+}
+
+async function subscriberCost(server: RunningServer, url: string, token: string, without1: Awaited<ReturnType<typeof udpPhase>>) {
+  const sub = new Subscriber(await ControlClient.connect(url, token));
+  await sub.client.call("events.subscribe", {});
+  const load = new SubscriberLoad(sub);
+  const c0 = await counters(sub.client);
+  os.setPriority(process.pid, CLIENT_NICE); // as the control client: a browser on another machine
+  let withSub;
+  try {
+    withSub = await udpPhase(server, "with one event subscriber", load);
+  } finally {
+    os.setPriority(process.pid, 0);
+  }
+  const drainMs = await sub.quiet();
+  const c1 = await counters(sub.client);
+  await sub.client.call("events.unsubscribe");
+  await sub.client.close();
+  const acc = accounting(c0, c1, sub.delivered, sub.dropped);
+  const without2 = await udpPhase(server, "without a subscriber, again");
+  const baseline = (without1.requestsPerSecond + without2.requestsPerSecond) / 2;
+  const eventsPerSecond = load.runs.map((r) => r.eventsPerSecond);
+  console.error(
+    `subscriber: ${k(sub.delivered)} events in ${k(sub.frames)} frames (${(sub.delivered / Math.max(1, sub.frames)).toFixed(0)} per frame), dropped ${k(sub.dropped)}, silently lost ${acc.silentlyLost}; UDP with ÷ without ${(withSub.requestsPerSecond / baseline).toFixed(3)}`,
+  );
+  return {
+    without: [without1, without2],
+    with: withSub,
+    baselineRequestsPerSecond: baseline,
+    baselineDrift: Math.abs(without2.requestsPerSecond - without1.requestsPerSecond) / baseline,
+    /** UDP req/s with one event subscriber ÷ mean of the phases without around it. */
+    ratio: withSub.requestsPerSecond / baseline,
+    ratioRange: [
+      withSub.requestsPerSecond / Math.max(without1.requestsPerSecond, without2.requestsPerSecond),
+      withSub.requestsPerSecond / Math.min(without1.requestsPerSecond, without2.requestsPerSecond),
+    ],
+    workerCpuPerRequestRatio: workerUs(withSub) / ((workerUs(without1) + workerUs(without2)) / 2),
+    eventsPerSecondByRun: eventsPerSecond,
+    frames: sub.frames,
+    eventsPerFrame: sub.delivered / Math.max(1, sub.frames),
+    drainSeconds: drainMs / 1000,
+    accounting: acc,
+    droppedNotices: sub.droppedNotices,
+    malformedNotifications: sub.malformed,
   };
 }
 
@@ -669,8 +750,9 @@ const { events, cost } = results;
 
 const out = {
   question:
-    "(a) mapping events/s delivered to one WebSocket subscriber under full-speed UDP creates and refreshes, and delivered + dropped against the server's counters; (b) UDP requests/s with 1k control requests/s against without",
-  target: "DESIGN.md / issue #5: ≤ 5 % UDP loss at 1k control requests/s; no event lost without an events.dropped notice",
+    "(a) mapping events/s delivered to one WebSocket subscriber under full-speed UDP creates and refreshes, and delivered + dropped against the server's counters; (b) UDP requests/s with 1k control requests/s against without; (c) UDP requests/s with one event subscriber against without",
+  target:
+    "DESIGN.md / issue #5: ≤ 5 % UDP loss at 1k control requests/s; no event lost without an events.dropped notice; issue #17: ≤ 5 % UDP loss with one event subscriber (a dashboard)",
   method: {
     loadgen: "bench/e2e/loadgen.c (gcc -O2), one UDP socket, sendmmsg/recvmmsg; MAP + THIRD_PARTY, strict nonces, keys in a multiplicative-stride order",
     mappings: MAPPINGS,
@@ -700,6 +782,7 @@ const out = {
       clientNice: CLIENT_NICE,
     },
     ratio: "UDP req/s with control traffic ÷ mean of the phases without before and after",
+    subscriberRatio: "(c) UDP req/s with one event subscriber (every event, nice 10) ÷ mean of the phases without before and after",
     workerCpuPerRequestRatio: "shard-worker CPU per UDP request with control traffic ÷ without (thread CPU from /proc)",
   },
   ...machineInfo(),
@@ -709,10 +792,11 @@ const SHORT: Record<MixMethod, string> = { "mappings.get": "get", "stats.get": "
 const mixName = MIX_SPEC.split(",")
   .map((item) => SHORT[item.split("=")[0] as MixMethod] + item.split("=")[1])
   .join("-");
+const tag = flags.tag ? `-${flags.tag}` : "";
 const name =
-  MAPPINGS === 1_000_000 && RATE === 1000 && MIX_SPEC === DEFAULT_MIX
+  MAPPINGS === 1_000_000 && RATE === 1000 && MIX_SPEC === DEFAULT_MIX && !tag
     ? "control.json"
-    : `control-${MAPPINGS}-${RATE}${MIX_SPEC === DEFAULT_MIX ? "" : `-${mixName}`}.json`;
+    : `control-${MAPPINGS}-${RATE}${MIX_SPEC === DEFAULT_MIX ? "" : `-${mixName}`}${tag}.json`;
 writeResults(name, out);
 
 const threadsCol = (t: ThreadCores) => `${t.mainCores.toFixed(2)} / ${t.busiestCores.toFixed(2)}`;
@@ -733,6 +817,7 @@ console.table(
     "UDP req/s": k(udp),
     "events/s delivered": k(e.stream.eventsPerSecond),
     "B/event": e.stream.bytesPerEvent.toFixed(0),
+    "events/frame": e.stream.eventsPerFrame.toFixed(0),
     "mapping events": k(e.accounting.mappingEvents),
     delivered: k(e.accounting.delivered),
     "dropped (notified)": `${k(e.accounting.droppedNotified)} (${e.droppedNotices})`,
@@ -747,19 +832,23 @@ console.log(
   `events/s: over the load generator's run (for the timed refreshes, the run kept). Dropped: total of events.dropped notices (number of notices). Silently lost: created + refreshed (stats.get deltas) − delivered − dropped; "of which ring" = the engine's eventsLost delta.`,
 );
 console.log("(b) UDP refreshes against control traffic");
-console.table(
-  [cost.without[0], cost.with, cost.without[1]].map((p) => ({
-    phase: `${p.label}${p.disturbed ? " *" : ""}`,
-    "UDP req/s": k(p.requestsPerSecond),
-    "× without": (p.requestsPerSecond / cost.baselineRequestsPerSecond).toFixed(3),
-    "p50 µs": p.p50us,
-    "p99 µs": p.p99us,
-    lost: p.lost,
-    "CPU µs/req": p.cpuUsPerRequest.toFixed(2),
-    "cores srv/lg/bench/other": cores(p.cpu),
-    "srv main/worker": threadsCol(p.threads),
-  })),
-);
+/** A UDP comparison's phases (without, with, without) as a table. */
+type Phase = Awaited<ReturnType<typeof udpPhase>>;
+const phaseTable = (c: { without: Phase[]; with: Phase; baselineRequestsPerSecond: number }) =>
+  console.table(
+    [c.without[0], c.with, c.without[1]].map((p) => ({
+      phase: `${p.label}${p.disturbed ? " *" : ""}`,
+      "UDP req/s": k(p.requestsPerSecond),
+      "× without": (p.requestsPerSecond / c.baselineRequestsPerSecond).toFixed(3),
+      "p50 µs": p.p50us,
+      "p99 µs": p.p99us,
+      lost: p.lost,
+      "CPU µs/req": p.cpuUsPerRequest.toFixed(2),
+      "cores srv/lg/bench/other": cores(p.cpu),
+      "srv main/worker": threadsCol(p.threads),
+    })),
+  );
+phaseTable(cost);
 const c = cost.control;
 console.log(
   `control traffic: ${k(c.completed)} requests answered of ${k(c.sent)} at ${k(c.achievedPerSecond)}/s; latency p50 ${(c.p50us / 1000).toFixed(2)} ms, p99 ${(c.p99us / 1000).toFixed(2)} ms, max ${(c.maxUs / 1000).toFixed(1)} ms; errors ${c.errors}. ` +
@@ -768,6 +857,14 @@ console.log(
       ? ` — the two phases without differ by ${(cost.baselineDrift * 100).toFixed(0)} %: the machine drifted, the ratio is uncertain by as much.`
       : ".") +
     ` Shard-worker CPU per UDP request with ÷ without: ${cost.workerCpuPerRequestRatio.toFixed(3)}.`,
+);
+const sc = cost.subscriber;
+console.log("(c) UDP refreshes against one event subscriber");
+phaseTable(sc);
+console.log(
+  `UDP with one event subscriber ÷ without: ${sc.ratio.toFixed(3)} (${((1 - sc.ratio) * 100).toFixed(1)} % loss; target ≤ 5 %); against each phase without alone ${sc.ratioRange[0].toFixed(3)}–${sc.ratioRange[1].toFixed(3)}; ` +
+    `${sc.eventsPerFrame.toFixed(0)} events per frame; events/s per run ${sc.eventsPerSecondByRun.map(k).join(", ")}; dropped ${k(sc.accounting.droppedNotified)}, silently lost ${sc.accounting.silentlyLost}. ` +
+    `Shard-worker CPU per UDP request with ÷ without: ${sc.workerCpuPerRequestRatio.toFixed(3)}.`,
 );
 console.log(
   `per method: ${Object.entries(c.perMethod)
@@ -780,7 +877,10 @@ console.log(
 const failures = [
   ...(streamRows.some((r) => r.e.accounting.silentlyLost !== 0) ? ["mapping events neither delivered nor reported dropped to the subscriber"] : []),
   ...(c.errors > 0 ? [`${c.errors} control errors`] : []),
-  ...(events.malformedNotifications > 0 ? [`${events.malformedNotifications} malformed notifications`] : []),
+  ...(events.malformedNotifications + sc.malformedNotifications > 0
+    ? [`${events.malformedNotifications + sc.malformedNotifications} malformed notifications`]
+    : []),
+  ...(sc.accounting.silentlyLost !== 0 ? ["(c) mapping events neither delivered nor reported dropped to the subscriber"] : []),
 ];
 if (failures.length > 0) {
   console.error(`FAILED: ${failures.join("; ")}`);

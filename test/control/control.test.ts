@@ -140,6 +140,21 @@ async function populate(n: number, perSub: number): Promise<void> {
 }
 
 describe("authentication and roles", () => {
+  it("takes a token in the subprotocols (as a browser sends it), answers pcpd-control and never echoes the token", async () => {
+    const offer = (token: string) => ["pcpd-control", `pcpd-bearer.${Buffer.from(token).toString("base64url")}`];
+    const ws = new WebSocket(url(), offer(READER));
+    await new Promise<void>((resolve, reject) => {
+      ws.once("open", () => resolve());
+      ws.once("error", reject);
+    });
+    expect(ws.protocol).toBe("pcpd-control");
+    ws.close();
+    for (const protocols of [offer("wrong-token-0123456789abcdef"), ["pcpd-control"], ["pcpd-control", "pcpd-bearer."]]) {
+      const refused = new WebSocket(url(), protocols);
+      await expect(new Promise((_resolve, reject) => refused.once("error", reject))).rejects.toThrow("Unexpected server response: 401");
+    }
+  });
+
   it("refuses an upgrade without a token or with a wrong one (401)", async () => {
     await expect(connect()).rejects.toThrow("HTTP 401");
     await expect(connect("wrong-token-0123456789abcdef")).rejects.toThrow("HTTP 401");
