@@ -79,7 +79,7 @@ async function mapPorts(udpPort: number, firstPort: number, count: number): Prom
   }
 }
 
-describe.skipIf(!chromium)("dashboard in headless Chromium", () => {
+describe.skipIf(!chromium)(`dashboard in headless Chromium${chromium ? "" : " (skipped: chromium is not installed; scripts/test-deps.sh installs it)"}`, () => {
   let browser: Browser;
   let withToken: Server | undefined;
   let anonymous: Server | undefined;
