@@ -15,7 +15,7 @@ import { toAddress16 } from "../net/address.js";
 import type { RunningServer } from "../server/server.js";
 import { NOTIFY_DROPPED, NOTIFY_EVENTS, type MappingFilter } from "./protocol.js";
 import type { Session } from "./session.js";
-import { toNotice } from "./views.js";
+import { noticeJson } from "./views.js";
 
 /** Events per frame at most; a frame is sent as soon as it holds this many. */
 export const FRAME_EVENTS = 256;
@@ -107,7 +107,7 @@ export class EventFanout {
       let json: string | undefined;
       for (const [session, sub] of this.subscribers) {
         if (!passes(sub.filter, view, bytes, at, pool)) continue;
-        json ??= JSON.stringify(toNotice(shard, readEvent(view, bytes, at, name)));
+        json ??= noticeJson(shard, readEvent(view, bytes, at, name));
         sub.pending.push(json);
         if (sub.pending.length >= FRAME_EVENTS) this.send(session, sub);
       }
