@@ -41,7 +41,7 @@
 // event subscriber (issue #17).
 // Usage: npm run build && npm run bench:control [-- --mappings 1000000] [--seconds 10]
 //        [--repeat 3] [--rate 1000] [--mix mappings.get=5,stats.get=2,server.health=2,mappings.list=1]
-//        [--event-buffer 1048576] [--stall-ms 2000] [--control-port 0] [--tag 2026-12-04]
+//        [--event-buffer 1048576] [--stall-ms 2000] [--control-port 0] [--tag 2026-12-04] [--cases a,b,c]
 // Only loopback is used; every child is killed at the end or on failure.
 // Results: bench/results/control.json (default mappings, rate and mix), otherwise
 // control-<mappings>-<rate>[-<mix>].json; --tag appends -<tag> to either name.
@@ -92,8 +92,11 @@ const { values: flags } = parseArgs({
     mix: { type: "string", default: DEFAULT_MIX }, // control requests, method=weight
     "stall-ms": { type: "string", default: "2000" }, // the stalled subscriber reads nothing for this long of every 3 s
     tag: { type: "string", default: "" }, // appended to the results file's name (e.g. the date)
+    cases: { type: "string", default: "a,b,c" }, // which of (a), (b), (c) to run (without (a), the table is populated without a subscriber)
   },
 });
+const CASES = new Set(flags.cases!.split(","));
+if (![...CASES].every((c) => ["a", "b", "c"].includes(c))) throw new Error(`--cases: a comma-separated subset of a,b,c: ${flags.cases}`);
 const MAPPINGS = Number(flags.mappings);
 if (!Number.isInteger(MAPPINGS) || MAPPINGS < 1000 || MAPPINGS > 15_000_000) throw new Error(`--mappings must be an integer in [1000, 15M]: ${flags.mappings}`);
 const settings: Settings = { listen: ["127.0.0.20"], window: Number(flags.window), seconds: Number(flags.seconds), repeat: Math.max(1, Number(flags.repeat)) };
@@ -625,9 +628,7 @@ async function controlCost(server: RunningServer, url: string, token: string) {
   );
   const without2 = await udpPhase(server, "without control traffic, again");
   const baseline = (without1.requestsPerSecond + without2.requestsPerSecond) / 2;
-  const subscriber = await subscriberCost(server, url, token, without2);
   return {
-    subscriber,
     without: [without1, without2],
     with: withControl,
     baselineRequestsPerSecond: baseline,
@@ -732,13 +733,18 @@ try {
     `server up: ${info.workers} worker(s), control ${url}; ${k(MAPPINGS)} mappings, UDP window ${settings.window}, ${settings.repeat} × ${settings.seconds} s runs`,
   );
   // Raced against the server's death, so that a crash is reported as such, with its log.
-  const events = await server.step(eventStream(server, admin, url, token));
-  const cost = await server.step(controlCost(server, url, token));
+  let events;
+  if (CASES.has("a")) events = await server.step(eventStream(server, admin, url, token));
+  else await server.step(populate(settings, MAPPINGS));
+  const cost = CASES.has("b") ? await server.step(controlCost(server, url, token)) : undefined;
+  const subscriber = CASES.has("c")
+    ? await server.step(subscriberCost(server, url, token, cost?.without[1] ?? (await server.step(udpPhase(server, "without a subscriber")))))
+    : undefined;
   const final = await counters(admin);
   if (final.mappings !== MAPPINGS) throw new Error(`server reports ${final.mappings} mappings at the end, expected ${MAPPINGS}`);
   await admin.close();
   const stopped = await server.stop();
-  results = { events, cost, final, serverStopStats: stopped.stats, serverExitCode: stopped.code };
+  results = { cases: [...CASES], events, cost, subscriber, final, serverStopStats: stopped.stats, serverExitCode: stopped.code };
 } catch (e) {
   await server.step(sleep(1000)); // if the server died (a closed connection may come first), say so with its log
   throw e;
@@ -746,7 +752,7 @@ try {
   await admin?.close();
   server.kill(); // no-op once stopped
 }
-const { events, cost } = results;
+const { events, cost, subscriber: sc } = results;
 
 const out = {
   question:
@@ -792,7 +798,7 @@ const SHORT: Record<MixMethod, string> = { "mappings.get": "get", "stats.get": "
 const mixName = MIX_SPEC.split(",")
   .map((item) => SHORT[item.split("=")[0] as MixMethod] + item.split("=")[1])
   .join("-");
-const tag = flags.tag ? `-${flags.tag}` : "";
+const tag = `${CASES.size < 3 ? `-${[...CASES].join("")}` : ""}${flags.tag ? `-${flags.tag}` : ""}`;
 const name =
   MAPPINGS === 1_000_000 && RATE === 1000 && MIX_SPEC === DEFAULT_MIX && !tag
     ? "control.json"
@@ -805,33 +811,36 @@ const cores = (c: CpuShare) =>
 console.log(
   `\ncontrol channel, ${k(MAPPINGS)} live mappings, UDP window ${settings.window}, median of ${settings.repeat} × ${settings.seconds} s runs, ${os.cpus().length} × ${os.cpus()[0]?.model}; results in bench/results/${name}`,
 );
-console.log("(a) event stream, one subscriber");
-const streamRows = [
-  { phase: "creates (populate)", udp: events.populate.udp.createsPerSecond, e: events.populate, disturbed: events.populate.disturbed },
-  { phase: "refreshes", udp: events.refresh.udp.requestsPerSecond, e: events.refresh, disturbed: events.refresh.disturbed },
-  { phase: `refreshes, stalled subscriber`, udp: events.stalled.udp.requestsPerSecond, e: events.stalled, disturbed: events.stalled.disturbed },
-];
-console.table(
-  streamRows.map(({ phase, udp, e, disturbed }) => ({
-    phase: `${phase}${disturbed ? " *" : ""}`,
-    "UDP req/s": k(udp),
-    "events/s delivered": k(e.stream.eventsPerSecond),
-    "B/event": e.stream.bytesPerEvent.toFixed(0),
-    "events/frame": e.stream.eventsPerFrame.toFixed(0),
-    "mapping events": k(e.accounting.mappingEvents),
-    delivered: k(e.accounting.delivered),
-    "dropped (notified)": `${k(e.accounting.droppedNotified)} (${e.droppedNotices})`,
-    "silently lost": e.accounting.silentlyLost,
-    "of which ring": e.accounting.lostInEngineRing,
-    "drain s": e.drainSeconds.toFixed(1),
-    "cores srv/lg/bench/other": cores(e.cpu),
-    "srv main/worker": threadsCol(e.threads),
-  })),
-);
-console.log(
-  `events/s: over the load generator's run (for the timed refreshes, the run kept). Dropped: total of events.dropped notices (number of notices). Silently lost: created + refreshed (stats.get deltas) − delivered − dropped; "of which ring" = the engine's eventsLost delta.`,
-);
-console.log("(b) UDP refreshes against control traffic");
+const streamRows = events
+  ? [
+      { phase: "creates (populate)", udp: events.populate.udp.createsPerSecond, e: events.populate, disturbed: events.populate.disturbed },
+      { phase: "refreshes", udp: events.refresh.udp.requestsPerSecond, e: events.refresh, disturbed: events.refresh.disturbed },
+      { phase: `refreshes, stalled subscriber`, udp: events.stalled.udp.requestsPerSecond, e: events.stalled, disturbed: events.stalled.disturbed },
+    ]
+  : [];
+if (events) {
+  console.log("(a) event stream, one subscriber");
+  console.table(
+    streamRows.map(({ phase, udp, e, disturbed }) => ({
+      phase: `${phase}${disturbed ? " *" : ""}`,
+      "UDP req/s": k(udp),
+      "events/s delivered": k(e.stream.eventsPerSecond),
+      "B/event": e.stream.bytesPerEvent.toFixed(0),
+      "events/frame": e.stream.eventsPerFrame.toFixed(0),
+      "mapping events": k(e.accounting.mappingEvents),
+      delivered: k(e.accounting.delivered),
+      "dropped (notified)": `${k(e.accounting.droppedNotified)} (${e.droppedNotices})`,
+      "silently lost": e.accounting.silentlyLost,
+      "of which ring": e.accounting.lostInEngineRing,
+      "drain s": e.drainSeconds.toFixed(1),
+      "cores srv/lg/bench/other": cores(e.cpu),
+      "srv main/worker": threadsCol(e.threads),
+    })),
+  );
+  console.log(
+    `events/s: over the load generator's run (for the timed refreshes, the run kept). Dropped: total of events.dropped notices (number of notices). Silently lost: created + refreshed (stats.get deltas) − delivered − dropped; "of which ring" = the engine's eventsLost delta.`,
+  );
+}
 /** A UDP comparison's phases (without, with, without) as a table. */
 type Phase = Awaited<ReturnType<typeof udpPhase>>;
 const phaseTable = (c: { without: Phase[]; with: Phase; baselineRequestsPerSecond: number }) =>
@@ -848,39 +857,43 @@ const phaseTable = (c: { without: Phase[]; with: Phase; baselineRequestsPerSecon
       "srv main/worker": threadsCol(p.threads),
     })),
   );
-phaseTable(cost);
-const c = cost.control;
-console.log(
-  `control traffic: ${k(c.completed)} requests answered of ${k(c.sent)} at ${k(c.achievedPerSecond)}/s; latency p50 ${(c.p50us / 1000).toFixed(2)} ms, p99 ${(c.p99us / 1000).toFixed(2)} ms, max ${(c.maxUs / 1000).toFixed(1)} ms; errors ${c.errors}. ` +
-    `UDP with ÷ without: ${cost.ratio.toFixed(3)} (${((1 - cost.ratio) * 100).toFixed(1)} % loss; target ≤ 5 %); against each phase without alone ${cost.ratioRange[0].toFixed(3)}–${cost.ratioRange[1].toFixed(3)}` +
-    (cost.baselineDrift > 0.05
-      ? ` — the two phases without differ by ${(cost.baselineDrift * 100).toFixed(0)} %: the machine drifted, the ratio is uncertain by as much.`
-      : ".") +
-    ` Shard-worker CPU per UDP request with ÷ without: ${cost.workerCpuPerRequestRatio.toFixed(3)}.`,
-);
-const sc = cost.subscriber;
-console.log("(c) UDP refreshes against one event subscriber");
-phaseTable(sc);
-console.log(
-  `UDP with one event subscriber ÷ without: ${sc.ratio.toFixed(3)} (${((1 - sc.ratio) * 100).toFixed(1)} % loss; target ≤ 5 %); against each phase without alone ${sc.ratioRange[0].toFixed(3)}–${sc.ratioRange[1].toFixed(3)}; ` +
-    `${sc.eventsPerFrame.toFixed(0)} events per frame; events/s per run ${sc.eventsPerSecondByRun.map(k).join(", ")}; dropped ${k(sc.accounting.droppedNotified)}, silently lost ${sc.accounting.silentlyLost}. ` +
-    `Shard-worker CPU per UDP request with ÷ without: ${sc.workerCpuPerRequestRatio.toFixed(3)}.`,
-);
-console.log(
-  `per method: ${Object.entries(c.perMethod)
-    .map(([m, s]) => `${m} ${k(s.count)} p50 ${(s.p50us / 1000).toFixed(2)} ms p99 ${(s.p99us / 1000).toFixed(2)} ms`)
-    .join("; ")}`,
-);
+const c = cost?.control;
+if (cost && c) {
+  console.log("(b) UDP refreshes against control traffic");
+  phaseTable(cost);
+  console.log(
+    `control traffic: ${k(c.completed)} requests answered of ${k(c.sent)} at ${k(c.achievedPerSecond)}/s; latency p50 ${(c.p50us / 1000).toFixed(2)} ms, p99 ${(c.p99us / 1000).toFixed(2)} ms, max ${(c.maxUs / 1000).toFixed(1)} ms; errors ${c.errors}. ` +
+      `UDP with ÷ without: ${cost.ratio.toFixed(3)} (${((1 - cost.ratio) * 100).toFixed(1)} % loss; target ≤ 5 %); against each phase without alone ${cost.ratioRange[0].toFixed(3)}–${cost.ratioRange[1].toFixed(3)}` +
+      (cost.baselineDrift > 0.05
+        ? ` — the two phases without differ by ${(cost.baselineDrift * 100).toFixed(0)} %: the machine drifted, the ratio is uncertain by as much.`
+        : ".") +
+      ` Shard-worker CPU per UDP request with ÷ without: ${cost.workerCpuPerRequestRatio.toFixed(3)}.`,
+  );
+  console.log(
+    `per method: ${Object.entries(c.perMethod)
+      .map(([m, s]) => `${m} ${k(s.count)} p50 ${(s.p50us / 1000).toFixed(2)} ms p99 ${(s.p99us / 1000).toFixed(2)} ms`)
+      .join("; ")}`,
+  );
+}
+if (sc) {
+  console.log("(c) UDP refreshes against one event subscriber");
+  phaseTable(sc);
+  console.log(
+    `UDP with one event subscriber ÷ without: ${sc.ratio.toFixed(3)} (${((1 - sc.ratio) * 100).toFixed(1)} % loss; target ≤ 5 %); against each phase without alone ${sc.ratioRange[0].toFixed(3)}–${sc.ratioRange[1].toFixed(3)}; ` +
+      `${sc.eventsPerFrame.toFixed(0)} events per frame; events/s per run ${sc.eventsPerSecondByRun.map(k).join(", ")}; dropped ${k(sc.accounting.droppedNotified)}, silently lost ${sc.accounting.silentlyLost}. ` +
+      `Shard-worker CPU per UDP request with ÷ without: ${sc.workerCpuPerRequestRatio.toFixed(3)}.`,
+  );
+}
 console.log(
   `Cores: server / load generator / this process (subscriber or control client) / other jobs + steal (* = every run disturbed, over ${DISTURBED} core). Server main / worker: the server's main thread (control channel) and its busiest other thread (the shard worker that owns the UDP socket).`,
 );
 const failures = [
   ...(streamRows.some((r) => r.e.accounting.silentlyLost !== 0) ? ["mapping events neither delivered nor reported dropped to the subscriber"] : []),
-  ...(c.errors > 0 ? [`${c.errors} control errors`] : []),
-  ...(events.malformedNotifications + sc.malformedNotifications > 0
-    ? [`${events.malformedNotifications + sc.malformedNotifications} malformed notifications`]
+  ...(c && c.errors > 0 ? [`${c.errors} control errors`] : []),
+  ...((events?.malformedNotifications ?? 0) + (sc?.malformedNotifications ?? 0) > 0
+    ? [`${(events?.malformedNotifications ?? 0) + (sc?.malformedNotifications ?? 0)} malformed notifications`]
     : []),
-  ...(sc.accounting.silentlyLost !== 0 ? ["(c) mapping events neither delivered nor reported dropped to the subscriber"] : []),
+  ...(sc && sc.accounting.silentlyLost !== 0 ? ["(c) mapping events neither delivered nor reported dropped to the subscriber"] : []),
 ];
 if (failures.length > 0) {
   console.error(`FAILED: ${failures.join("; ")}`);
