@@ -131,14 +131,12 @@ export class EventFanout {
 
   /** Subscribes `s` (again: the filter is replaced; events queued under the old one may still arrive). */
   async subscribe(s: Session, filter: MappingFilter, kinds?: string[]): Promise<void> {
-    s.subscription = { filter, kinds: kinds ? new Set(kinds) : undefined };
     const previous = this.subscribers.get(s);
     this.subscribers.set(s, { filter: compile(filter, kinds), pending: previous?.pending ?? [] });
     await this.stream();
   }
 
   async unsubscribe(s: Session): Promise<void> {
-    s.subscription = undefined;
     this.subscribers.delete(s);
     await this.stream();
   }

@@ -2,7 +2,7 @@
 // event fan-out write through `link`, not the uWS socket, so they stay independent of the
 // transport (and testable without one).
 import type { DataplaneConsumer } from "../dataplane/event-stream.js";
-import type { MappingFilter, Role, RpcFailure, RpcNotification, RpcSuccess } from "./protocol.js";
+import type { Role, RpcFailure, RpcNotification, RpcSuccess } from "./protocol.js";
 
 /** The connection's outgoing side. */
 export interface Link {
@@ -21,7 +21,6 @@ export interface Session {
   /** Request budget: refilled at requestsPerSecond, at most twice that (a token bucket). */
   tokens: number;
   last: number;
-  subscription?: { filter: MappingFilter; kinds?: Set<string> };
   /** Events dropped since the subscriber last caught up. */
   dropped: number;
   /** This connection consumes dataplane operations (dataplane.backend "events"). */
