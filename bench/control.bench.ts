@@ -41,7 +41,7 @@
 // event subscriber (issue #17).
 // Usage: npm run build && npm run bench:control [-- --mappings 1000000] [--seconds 10]
 //        [--repeat 3] [--rate 1000] [--mix mappings.get=5,stats.get=2,server.health=2,mappings.list=1]
-//        [--event-buffer 1048576] [--stall-ms 2000] [--control-port 0] [--tag 2026-12-04] [--cases a,b,c]
+//        [--event-buffer 1048576] [--stall-ms 2000] [--control-port 0] [--tag 2026-12-04] [--cases a,b,c] [--no-wait-quiet]
 // Only loopback is used; every child is killed at the end or on failure.
 // Results: bench/results/control.json (default mappings, rate and mix), otherwise
 // control-<mappings>-<rate>[-<mix>].json; --tag appends -<tag> to either name.
@@ -81,6 +81,7 @@ import {
 
 const DEFAULT_MIX = "mappings.get=5,stats.get=2,server.health=2,mappings.list=1";
 const { values: flags } = parseArgs({
+  allowNegative: true,
   options: {
     mappings: { type: "string", default: "1000000" }, // live mappings (populated through UDP)
     seconds: { type: "string", default: "10" }, // length of each timed UDP run
@@ -92,6 +93,7 @@ const { values: flags } = parseArgs({
     mix: { type: "string", default: DEFAULT_MIX }, // control requests, method=weight
     "stall-ms": { type: "string", default: "2000" }, // the stalled subscriber reads nothing for this long of every 3 s
     tag: { type: "string", default: "" }, // appended to the results file's name (e.g. the date)
+    "wait-quiet": { type: "boolean", default: true }, // --no-wait-quiet: do not wait up to 60 s for other jobs before each run
     cases: { type: "string", default: "a,b,c" }, // which of (a), (b), (c) to run (without (a), the table is populated without a subscriber)
   },
 });
@@ -332,7 +334,7 @@ async function refreshWithSubscriber(
   const t = await timedRun(s, server.pid, "run", MAPPINGS, {
     step: server.step,
     countBench: true,
-    waitQuiet: true,
+    waitQuiet: flags["wait-quiet"],
     around: async (run) => {
       const before = sub.snapshot();
       // A stalled subscriber stops reading for pausedMs of every periodMs: the server's
@@ -584,7 +586,7 @@ async function udpPhase(server: RunningServer, label: string, load?: SideLoad) {
       await load?.stop();
     }
   };
-  const t = await timedRun(settings, server.pid, "run", MAPPINGS, { step: server.step, countBench: true, waitQuiet: true, around });
+  const t = await timedRun(settings, server.pid, "run", MAPPINGS, { step: server.step, countBench: true, waitQuiet: flags["wait-quiet"], around });
   const threads = threadsOf.get(t.r)!;
   console.error(
     `udp ${label}: ${k(t.r.okPerSecond)} req/s (runs: ${t.runs.map((x) => k(x.okPerSecond)).join(", ")}), p50 ${t.r.p50us} µs, p99 ${t.r.p99us} µs, lost ${t.r.lost}; ${describeCores(t.share)}; server main thread ${threads.mainCores.toFixed(2)}, shard worker ${threads.busiestCores.toFixed(2)}`,
@@ -778,7 +780,7 @@ const out = {
     },
     subscriber: "ws client in the bench process; events.subscribe {} (every kind, no filter); every notification JSON-parsed",
     stalledSubscriber: { ...STALL, runs: 1, how: "ws pause()/resume(): the socket is not read while paused" },
-    waitQuiet: "before each run, up to 60 s for the machine to be idle (< 0.3 core busy for 1 s)",
+    waitQuiet: flags["wait-quiet"] ? "before each run, up to 60 s for the machine to be idle (< 0.3 core busy for 1 s)" : "no (--no-wait-quiet)",
     controlLoad: {
       rate: RATE,
       mix: MIX_SPEC,
