@@ -27,8 +27,9 @@
 // request; errors (JSON-RPC errors, timeouts, a live key not found, health not ok) must
 // be 0.
 // (c) The cost of a live event subscriber (a dashboard): UDP refresh runs with one
-// subscriber (events.subscribe {}, every event of the load, every frame JSON-parsed; at
-// nice 10 like the control client, standing for a browser on another machine), between
+// subscriber (events.subscribe {}, every event of the load, every frame JSON-parsed; in a
+// process of its own, bench/control-subscriber.ts, at nice 10 like the control client,
+// standing for a browser on another machine; its CPU is counted as "other"), between
 // two phases without (the second phase without of (b) and one more). Ratio = UDP req/s
 // with the subscriber ÷ mean of the two phases around it; target ≤ 5 % loss (issue #17).
 // Noise: this is a shared 2-vCPU machine. Before every timed run the bench waits (at most
@@ -45,6 +46,7 @@
 // Only loopback is used; every child is killed at the end or on failure.
 // Results: bench/results/control.json (default mappings, rate and mix), otherwise
 // control-<mappings>-<rate>[-<mix>].json; --tag appends -<tag> to either name.
+import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import net from "node:net";
@@ -123,6 +125,7 @@ async function withThreads<T>(pid: number, run: () => Promise<T>): Promise<{ res
   return { result, threads: threadCores(t0, threadCpu(pid), pid, (performance.now() - w0) / 1000) };
 }
 
+const SUBSCRIBER_JS = new URL("./control-subscriber.ts", import.meta.url).pathname;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const k = (n: number) => Math.round(n).toLocaleString("en");
 
@@ -650,41 +653,94 @@ async function controlCost(server: RunningServer, url: string, token: string) {
 
 // --- (c) An event subscriber against UDP throughput ---------------------------------------
 
-/** A subscriber attached for each UDP run: events counted per run (all of the load's refreshes). */
+type SubscriberCounts = { delivered: number; dropped: number; droppedNotices: number; frames: number; bytes: number; malformed: number; quietMs: number };
+
+/** The subscriber process (bench/control-subscriber.ts) at nice 10: its counts on request. */
+class SubscriberProcess {
+  private waiting: ((m: any) => void)[] = [];
+  private constructor(private child: ChildProcess) {
+    child.on("message", (m) => this.waiting.shift()?.(m));
+  }
+
+  static async start(url: string, token: string): Promise<SubscriberProcess> {
+    const child = spawn(process.execPath, ["--import", "tsx", SUBSCRIBER_JS, url, token], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+    const p = new SubscriberProcess(child);
+    const subscribed = await withDeadline(p.next(), 15_000, "the subscriber process did not subscribe");
+    if (subscribed.reply?.result?.subscribed !== true) throw new Error(`events.subscribe: ${JSON.stringify(subscribed)}`);
+    os.setPriority(child.pid!, CLIENT_NICE);
+    return p;
+  }
+
+  private next(): Promise<any> {
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  async counts(): Promise<SubscriberCounts> {
+    const answer = this.next();
+    this.child.send("counts");
+    return (await withDeadline(answer, 10_000, "the subscriber process did not answer")).counts;
+  }
+
+  /** Resolves once no frame came for QUIET_MS (at most 60 s). */
+  async quiet(): Promise<number> {
+    const start = performance.now();
+    while ((await this.counts()).quietMs < QUIET_MS) {
+      if (performance.now() - start > 60_000) throw new Error("the event stream did not go quiet within 60 s");
+      await sleep(100);
+    }
+    return performance.now() - start;
+  }
+
+  async stop(): Promise<void> {
+    const gone = new Promise((resolve) => this.child.once("exit", resolve));
+    this.child.send("stop");
+    const timer = setTimeout(() => this.child.kill("SIGKILL"), 5000);
+    await gone;
+    clearTimeout(timer);
+  }
+}
+
+function withDeadline<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([p, new Promise<T>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms)))]).finally(() => clearTimeout(timer));
+}
+
+/** Events delivered per UDP run while the subscriber is attached. */
 class SubscriberLoad implements SideLoad {
-  private before: ReturnType<Subscriber["snapshot"]> | undefined;
-  runs: ReturnType<typeof streamRate>[] = [];
-  constructor(readonly sub: Subscriber) {}
+  private before: { delivered: number; t: number } | undefined;
+  eventsPerSecond: number[] = [];
+  constructor(readonly sub: SubscriberProcess) {}
   start(): void {
-    this.before = this.sub.snapshot();
+    void this.sub.counts().then((c) => (this.before = { delivered: c.delivered, t: performance.now() }));
   }
   async stop(): Promise<void> {
-    this.runs.push(streamRate(this.before!, this.sub.snapshot()));
+    const c = await this.sub.counts();
+    if (this.before) this.eventsPerSecond.push((c.delivered - this.before.delivered) / ((performance.now() - this.before.t) / 1000));
   }
 }
 
 async function subscriberCost(server: RunningServer, url: string, token: string, without1: Awaited<ReturnType<typeof udpPhase>>) {
-  const sub = new Subscriber(await ControlClient.connect(url, token));
-  await sub.client.call("events.subscribe", {});
+  const admin = await ControlClient.connect(url, token);
+  const sub = await SubscriberProcess.start(url, token);
   const load = new SubscriberLoad(sub);
-  const c0 = await counters(sub.client);
-  os.setPriority(process.pid, CLIENT_NICE); // as the control client: a browser on another machine
+  const c0 = await counters(admin);
   let withSub;
+  let drainMs;
+  let got;
   try {
     withSub = await udpPhase(server, "with one event subscriber", load);
+    drainMs = await sub.quiet();
+    got = await sub.counts();
   } finally {
-    os.setPriority(process.pid, 0);
+    await sub.stop();
   }
-  const drainMs = await sub.quiet();
-  const c1 = await counters(sub.client);
-  await sub.client.call("events.unsubscribe");
-  await sub.client.close();
-  const acc = accounting(c0, c1, sub.delivered, sub.dropped);
+  const c1 = await counters(admin);
+  await admin.close();
+  const acc = accounting(c0, c1, got.delivered, got.dropped);
   const without2 = await udpPhase(server, "without a subscriber, again");
   const baseline = (without1.requestsPerSecond + without2.requestsPerSecond) / 2;
-  const eventsPerSecond = load.runs.map((r) => r.eventsPerSecond);
   console.error(
-    `subscriber: ${k(sub.delivered)} events in ${k(sub.frames)} frames (${(sub.delivered / Math.max(1, sub.frames)).toFixed(0)} per frame), dropped ${k(sub.dropped)}, silently lost ${acc.silentlyLost}; UDP with ÷ without ${(withSub.requestsPerSecond / baseline).toFixed(3)}`,
+    `subscriber: ${k(got.delivered)} events in ${k(got.frames)} frames (${(got.delivered / Math.max(1, got.frames)).toFixed(0)} per frame), dropped ${k(got.dropped)}, silently lost ${acc.silentlyLost}; UDP with ÷ without ${(withSub.requestsPerSecond / baseline).toFixed(3)}`,
   );
   return {
     without: [without1, without2],
@@ -698,13 +754,14 @@ async function subscriberCost(server: RunningServer, url: string, token: string,
       withSub.requestsPerSecond / Math.min(without1.requestsPerSecond, without2.requestsPerSecond),
     ],
     workerCpuPerRequestRatio: workerUs(withSub) / ((workerUs(without1) + workerUs(without2)) / 2),
-    eventsPerSecondByRun: eventsPerSecond,
-    frames: sub.frames,
-    eventsPerFrame: sub.delivered / Math.max(1, sub.frames),
+    eventsPerSecondByRun: load.eventsPerSecond,
+    frames: got.frames,
+    eventsPerFrame: got.delivered / Math.max(1, got.frames),
+    bytesPerEvent: got.bytes / Math.max(1, got.delivered),
     drainSeconds: drainMs / 1000,
     accounting: acc,
-    droppedNotices: sub.droppedNotices,
-    malformedNotifications: sub.malformed,
+    droppedNotices: got.droppedNotices,
+    malformedNotifications: got.malformed,
   };
 }
 
