@@ -353,7 +353,8 @@ export class Shard {
   /** Mapping Update cancels (unless told not to), debug log and the event stream, for a batch of events. */
   private onEvents(events: MappingRecords, cancelUpdates = true): void {
     const { engine, log } = this;
-    if (cancelUpdates)
+    if (cancelUpdates && this.updater.size > 0)
+      // (Only while copies are pending: with an event subscriber the records come every batch.)
       for (const e of recordKinds(events)) {
         // A refresh (or the end) of a re-homed mapping stops its Mapping Update copies.
         if (e.kind === W.EVENT_REFRESH || e.kind === W.EVENT_DELETE || e.kind === W.EVENT_EXPIRE) this.updater.cancel(e.mapping);
