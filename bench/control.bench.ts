@@ -26,19 +26,27 @@
 // of the two phases without. Control latency is measured from send to response per
 // request; errors (JSON-RPC errors, timeouts, a live key not found, health not ok) must
 // be 0.
+// (c) The cost of a live event subscriber (a dashboard): UDP refresh runs with one
+// subscriber (events.subscribe {}, every event of the load, every frame JSON-parsed; in a
+// process of its own, bench/control-subscriber.ts, at nice 10 like the control client,
+// standing for a browser on another machine; its CPU is counted as "other"), between
+// two phases without (the second phase without of (b) and one more). Ratio = UDP req/s
+// with the subscriber ÷ mean of the two phases around it; target ≤ 5 % loss (issue #17).
 // Noise: this is a shared 2-vCPU machine. Before every timed run the bench waits (at most
 // 60 s) for other jobs to pause; a run during which other jobs or hypervisor steal took
 // more than 0.25 core is done again (this process's own CPU — the subscriber or the
 // control client — is counted apart, as "bench"). The server's CPU is also split by
 // thread: main thread (control channel, event fan-out) and shard worker (UDP socket and
 // engine, and the control tasks pinned to it).
-// Target (DESIGN.md / issue #5): ≤ 5 % UDP loss at 1k control requests/s.
+// Targets: ≤ 5 % UDP loss at 1k control requests/s (DESIGN.md / issue #5) and with one
+// event subscriber (issue #17).
 // Usage: npm run build && npm run bench:control [-- --mappings 1000000] [--seconds 10]
 //        [--repeat 3] [--rate 1000] [--mix mappings.get=5,stats.get=2,server.health=2,mappings.list=1]
-//        [--event-buffer 1048576] [--stall-ms 2000] [--control-port 0]
+//        [--event-buffer 1048576] [--stall-ms 2000] [--control-port 0] [--tag 2026-12-04] [--cases a,b,c] [--no-wait-quiet]
 // Only loopback is used; every child is killed at the end or on failure.
 // Results: bench/results/control.json (default mappings, rate and mix), otherwise
-// control-<mappings>-<rate>[-<mix>].json.
+// control-<mappings>-<rate>[-<mix>].json; --tag appends -<tag> to either name.
+import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import net from "node:net";
@@ -75,6 +83,7 @@ import {
 
 const DEFAULT_MIX = "mappings.get=5,stats.get=2,server.health=2,mappings.list=1";
 const { values: flags } = parseArgs({
+  allowNegative: true,
   options: {
     mappings: { type: "string", default: "1000000" }, // live mappings (populated through UDP)
     seconds: { type: "string", default: "10" }, // length of each timed UDP run
@@ -85,8 +94,13 @@ const { values: flags } = parseArgs({
     "control-port": { type: "string", default: "0" }, // 0: a free port
     mix: { type: "string", default: DEFAULT_MIX }, // control requests, method=weight
     "stall-ms": { type: "string", default: "2000" }, // the stalled subscriber reads nothing for this long of every 3 s
+    tag: { type: "string", default: "" }, // appended to the results file's name (e.g. the date)
+    "wait-quiet": { type: "boolean", default: true }, // --no-wait-quiet: do not wait up to 60 s for other jobs before each run
+    cases: { type: "string", default: "a,b,c" }, // which of (a), (b), (c) to run (without (a), the table is populated without a subscriber)
   },
 });
+const CASES = new Set(flags.cases!.split(","));
+if (![...CASES].every((c) => ["a", "b", "c"].includes(c))) throw new Error(`--cases: a comma-separated subset of a,b,c: ${flags.cases}`);
 const MAPPINGS = Number(flags.mappings);
 if (!Number.isInteger(MAPPINGS) || MAPPINGS < 1000 || MAPPINGS > 15_000_000) throw new Error(`--mappings must be an integer in [1000, 15M]: ${flags.mappings}`);
 const settings: Settings = { listen: ["127.0.0.20"], window: Number(flags.window), seconds: Number(flags.seconds), repeat: Math.max(1, Number(flags.repeat)) };
@@ -111,6 +125,7 @@ async function withThreads<T>(pid: number, run: () => Promise<T>): Promise<{ res
   return { result, threads: threadCores(t0, threadCpu(pid), pid, (performance.now() - w0) / 1000) };
 }
 
+const SUBSCRIBER_JS = new URL("./control-subscriber.ts", import.meta.url).pathname;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const k = (n: number) => Math.round(n).toLocaleString("en");
 
@@ -239,17 +254,22 @@ class Subscriber {
   byKind: Record<string, number> = {};
   dropped = 0;
   droppedNotices = 0;
+  /** events.mappings frames (several events each, pcpd-control/2). */
+  frames = 0;
   lastMessage = performance.now();
   malformed = 0;
 
   constructor(readonly client: ControlClient) {
     client.onNotification = (method, params, bytes) => {
       this.lastMessage = performance.now();
-      if (method === "events.mapping") {
-        this.delivered++;
+      if (method === "events.mappings" && Array.isArray(params?.events)) {
+        this.frames++;
         this.bytes += bytes;
-        this.byKind[params.kind] = (this.byKind[params.kind] ?? 0) + 1;
-        if (typeof params.shard !== "number" || typeof params.mapping?.internalPort !== "number") this.malformed++;
+        for (const e of params.events) {
+          this.delivered++;
+          this.byKind[e.kind] = (this.byKind[e.kind] ?? 0) + 1;
+          if (typeof e.shard !== "number" || typeof e.mapping?.internalPort !== "number") this.malformed++;
+        }
       } else if (method === "events.dropped") {
         this.dropped += params.dropped;
         this.droppedNotices++;
@@ -268,7 +288,7 @@ class Subscriber {
   }
 
   snapshot() {
-    return { delivered: this.delivered, dropped: this.dropped, bytes: this.bytes, t: performance.now() };
+    return { delivered: this.delivered, dropped: this.dropped, bytes: this.bytes, frames: this.frames, t: performance.now() };
   }
 }
 
@@ -281,6 +301,7 @@ function streamRate(before: ReturnType<Subscriber["snapshot"]>, after: ReturnTyp
     droppedNotified: after.dropped - before.dropped,
     eventsPerSecond: (after.delivered - before.delivered) / seconds,
     bytesPerEvent: (after.bytes - before.bytes) / Math.max(1, after.delivered - before.delivered),
+    eventsPerFrame: (after.delivered - before.delivered) / Math.max(1, after.frames - before.frames),
   };
 }
 
@@ -316,7 +337,7 @@ async function refreshWithSubscriber(
   const t = await timedRun(s, server.pid, "run", MAPPINGS, {
     step: server.step,
     countBench: true,
-    waitQuiet: true,
+    waitQuiet: flags["wait-quiet"],
     around: async (run) => {
       const before = sub.snapshot();
       // A stalled subscriber stops reading for pausedMs of every periodMs: the server's
@@ -549,7 +570,13 @@ class ControlLoad {
   }
 }
 
-async function udpPhase(server: RunningServer, label: string, load?: ControlLoad) {
+/** What runs alongside a UDP phase: started before each run, stopped after it. */
+interface SideLoad {
+  start(): void;
+  stop(): Promise<void>;
+}
+
+async function udpPhase(server: RunningServer, label: string, load?: SideLoad) {
   const threadsOf = new Map<LoadgenResult, ThreadCores>();
   const around = async (run: () => Promise<Measured>) => {
     load?.start();
@@ -562,7 +589,7 @@ async function udpPhase(server: RunningServer, label: string, load?: ControlLoad
       await load?.stop();
     }
   };
-  const t = await timedRun(settings, server.pid, "run", MAPPINGS, { step: server.step, countBench: true, waitQuiet: true, around });
+  const t = await timedRun(settings, server.pid, "run", MAPPINGS, { step: server.step, countBench: true, waitQuiet: flags["wait-quiet"], around });
   const threads = threadsOf.get(t.r)!;
   console.error(
     `udp ${label}: ${k(t.r.okPerSecond)} req/s (runs: ${t.runs.map((x) => k(x.okPerSecond)).join(", ")}), p50 ${t.r.p50us} µs, p99 ${t.r.p99us} µs, lost ${t.r.lost}; ${describeCores(t.share)}; server main thread ${threads.mainCores.toFixed(2)}, shard worker ${threads.busiestCores.toFixed(2)}`,
@@ -624,6 +651,120 @@ async function controlCost(server: RunningServer, url: string, token: string) {
   };
 }
 
+// --- (c) An event subscriber against UDP throughput ---------------------------------------
+
+type SubscriberCounts = { delivered: number; dropped: number; droppedNotices: number; frames: number; bytes: number; malformed: number; quietMs: number };
+
+/** The subscriber process (bench/control-subscriber.ts) at nice 10: its counts on request. */
+class SubscriberProcess {
+  private waiting: ((m: any) => void)[] = [];
+  private constructor(private child: ChildProcess) {
+    child.on("message", (m) => this.waiting.shift()?.(m));
+  }
+
+  static async start(url: string, token: string): Promise<SubscriberProcess> {
+    const child = spawn(process.execPath, ["--import", "tsx", SUBSCRIBER_JS, url, token], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+    const p = new SubscriberProcess(child);
+    const subscribed = await withDeadline(p.next(), 15_000, "the subscriber process did not subscribe");
+    if (subscribed.reply?.result?.subscribed !== true) throw new Error(`events.subscribe: ${JSON.stringify(subscribed)}`);
+    os.setPriority(child.pid!, CLIENT_NICE);
+    return p;
+  }
+
+  private next(): Promise<any> {
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  async counts(): Promise<SubscriberCounts> {
+    const answer = this.next();
+    this.child.send("counts");
+    return (await withDeadline(answer, 10_000, "the subscriber process did not answer")).counts;
+  }
+
+  /** Resolves once no frame came for QUIET_MS (at most 60 s). */
+  async quiet(): Promise<number> {
+    const start = performance.now();
+    while ((await this.counts()).quietMs < QUIET_MS) {
+      if (performance.now() - start > 60_000) throw new Error("the event stream did not go quiet within 60 s");
+      await sleep(100);
+    }
+    return performance.now() - start;
+  }
+
+  async stop(): Promise<void> {
+    const gone = new Promise((resolve) => this.child.once("exit", resolve));
+    this.child.send("stop");
+    const timer = setTimeout(() => this.child.kill("SIGKILL"), 5000);
+    await gone;
+    clearTimeout(timer);
+  }
+}
+
+function withDeadline<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([p, new Promise<T>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms)))]).finally(() => clearTimeout(timer));
+}
+
+/** Events delivered per UDP run while the subscriber is attached. */
+class SubscriberLoad implements SideLoad {
+  private before: { delivered: number; t: number } | undefined;
+  eventsPerSecond: number[] = [];
+  constructor(readonly sub: SubscriberProcess) {}
+  start(): void {
+    void this.sub.counts().then((c) => (this.before = { delivered: c.delivered, t: performance.now() }));
+  }
+  async stop(): Promise<void> {
+    const c = await this.sub.counts();
+    if (this.before) this.eventsPerSecond.push((c.delivered - this.before.delivered) / ((performance.now() - this.before.t) / 1000));
+  }
+}
+
+async function subscriberCost(server: RunningServer, url: string, token: string, without1: Awaited<ReturnType<typeof udpPhase>>) {
+  const admin = await ControlClient.connect(url, token);
+  const sub = await SubscriberProcess.start(url, token);
+  const load = new SubscriberLoad(sub);
+  const c0 = await counters(admin);
+  let withSub;
+  let drainMs;
+  let got;
+  try {
+    withSub = await udpPhase(server, "with one event subscriber", load);
+    drainMs = await sub.quiet();
+    got = await sub.counts();
+  } finally {
+    await sub.stop();
+  }
+  const c1 = await counters(admin);
+  await admin.close();
+  const acc = accounting(c0, c1, got.delivered, got.dropped);
+  const without2 = await udpPhase(server, "without a subscriber, again");
+  const baseline = (without1.requestsPerSecond + without2.requestsPerSecond) / 2;
+  console.error(
+    `subscriber: ${k(got.delivered)} events in ${k(got.frames)} frames (${(got.delivered / Math.max(1, got.frames)).toFixed(0)} per frame), dropped ${k(got.dropped)}, silently lost ${acc.silentlyLost}; UDP with ÷ without ${(withSub.requestsPerSecond / baseline).toFixed(3)}`,
+  );
+  return {
+    without: [without1, without2],
+    with: withSub,
+    baselineRequestsPerSecond: baseline,
+    baselineDrift: Math.abs(without2.requestsPerSecond - without1.requestsPerSecond) / baseline,
+    /** UDP req/s with one event subscriber ÷ mean of the phases without around it. */
+    ratio: withSub.requestsPerSecond / baseline,
+    ratioRange: [
+      withSub.requestsPerSecond / Math.max(without1.requestsPerSecond, without2.requestsPerSecond),
+      withSub.requestsPerSecond / Math.min(without1.requestsPerSecond, without2.requestsPerSecond),
+    ],
+    workerCpuPerRequestRatio: workerUs(withSub) / ((workerUs(without1) + workerUs(without2)) / 2),
+    eventsPerSecondByRun: load.eventsPerSecond,
+    frames: got.frames,
+    eventsPerFrame: got.delivered / Math.max(1, got.frames),
+    bytesPerEvent: got.bytes / Math.max(1, got.delivered),
+    drainSeconds: drainMs / 1000,
+    accounting: acc,
+    droppedNotices: got.droppedNotices,
+    malformedNotifications: got.malformed,
+  };
+}
+
 // --- Main ----------------------------------------------------------------------------------
 
 if (!existsSync(SERVER_JS)) throw new Error(`${SERVER_JS} missing: run npm run build first`);
@@ -651,13 +792,18 @@ try {
     `server up: ${info.workers} worker(s), control ${url}; ${k(MAPPINGS)} mappings, UDP window ${settings.window}, ${settings.repeat} × ${settings.seconds} s runs`,
   );
   // Raced against the server's death, so that a crash is reported as such, with its log.
-  const events = await server.step(eventStream(server, admin, url, token));
-  const cost = await server.step(controlCost(server, url, token));
+  let events;
+  if (CASES.has("a")) events = await server.step(eventStream(server, admin, url, token));
+  else await server.step(populate(settings, MAPPINGS));
+  const cost = CASES.has("b") ? await server.step(controlCost(server, url, token)) : undefined;
+  const subscriber = CASES.has("c")
+    ? await server.step(subscriberCost(server, url, token, cost?.without[1] ?? (await server.step(udpPhase(server, "without a subscriber")))))
+    : undefined;
   const final = await counters(admin);
   if (final.mappings !== MAPPINGS) throw new Error(`server reports ${final.mappings} mappings at the end, expected ${MAPPINGS}`);
   await admin.close();
   const stopped = await server.stop();
-  results = { events, cost, final, serverStopStats: stopped.stats, serverExitCode: stopped.code };
+  results = { cases: [...CASES], events, cost, subscriber, final, serverStopStats: stopped.stats, serverExitCode: stopped.code };
 } catch (e) {
   await server.step(sleep(1000)); // if the server died (a closed connection may come first), say so with its log
   throw e;
@@ -665,12 +811,13 @@ try {
   await admin?.close();
   server.kill(); // no-op once stopped
 }
-const { events, cost } = results;
+const { events, cost, subscriber: sc } = results;
 
 const out = {
   question:
-    "(a) mapping events/s delivered to one WebSocket subscriber under full-speed UDP creates and refreshes, and delivered + dropped against the server's counters; (b) UDP requests/s with 1k control requests/s against without",
-  target: "DESIGN.md / issue #5: ≤ 5 % UDP loss at 1k control requests/s; no event lost without an events.dropped notice",
+    "(a) mapping events/s delivered to one WebSocket subscriber under full-speed UDP creates and refreshes, and delivered + dropped against the server's counters; (b) UDP requests/s with 1k control requests/s against without; (c) UDP requests/s with one event subscriber against without",
+  target:
+    "DESIGN.md / issue #5: ≤ 5 % UDP loss at 1k control requests/s; no event lost without an events.dropped notice; issue #17: ≤ 5 % UDP loss with one event subscriber (a dashboard)",
   method: {
     loadgen: "bench/e2e/loadgen.c (gcc -O2), one UDP socket, sendmmsg/recvmmsg; MAP + THIRD_PARTY, strict nonces, keys in a multiplicative-stride order",
     mappings: MAPPINGS,
@@ -690,7 +837,7 @@ const out = {
     },
     subscriber: "ws client in the bench process; events.subscribe {} (every kind, no filter); every notification JSON-parsed",
     stalledSubscriber: { ...STALL, runs: 1, how: "ws pause()/resume(): the socket is not read while paused" },
-    waitQuiet: "before each run, up to 60 s for the machine to be idle (< 0.3 core busy for 1 s)",
+    waitQuiet: flags["wait-quiet"] ? "before each run, up to 60 s for the machine to be idle (< 0.3 core busy for 1 s)" : "no (--no-wait-quiet)",
     controlLoad: {
       rate: RATE,
       mix: MIX_SPEC,
@@ -700,6 +847,7 @@ const out = {
       clientNice: CLIENT_NICE,
     },
     ratio: "UDP req/s with control traffic ÷ mean of the phases without before and after",
+    subscriberRatio: "(c) UDP req/s with one event subscriber (every event, nice 10) ÷ mean of the phases without before and after",
     workerCpuPerRequestRatio: "shard-worker CPU per UDP request with control traffic ÷ without (thread CPU from /proc)",
   },
   ...machineInfo(),
@@ -709,10 +857,11 @@ const SHORT: Record<MixMethod, string> = { "mappings.get": "get", "stats.get": "
 const mixName = MIX_SPEC.split(",")
   .map((item) => SHORT[item.split("=")[0] as MixMethod] + item.split("=")[1])
   .join("-");
+const tag = `${CASES.size < 3 ? `-${[...CASES].join("")}` : ""}${flags.tag ? `-${flags.tag}` : ""}`;
 const name =
-  MAPPINGS === 1_000_000 && RATE === 1000 && MIX_SPEC === DEFAULT_MIX
+  MAPPINGS === 1_000_000 && RATE === 1000 && MIX_SPEC === DEFAULT_MIX && !tag
     ? "control.json"
-    : `control-${MAPPINGS}-${RATE}${MIX_SPEC === DEFAULT_MIX ? "" : `-${mixName}`}.json`;
+    : `control-${MAPPINGS}-${RATE}${MIX_SPEC === DEFAULT_MIX ? "" : `-${mixName}`}${tag}.json`;
 writeResults(name, out);
 
 const threadsCol = (t: ThreadCores) => `${t.mainCores.toFixed(2)} / ${t.busiestCores.toFixed(2)}`;
@@ -721,66 +870,89 @@ const cores = (c: CpuShare) =>
 console.log(
   `\ncontrol channel, ${k(MAPPINGS)} live mappings, UDP window ${settings.window}, median of ${settings.repeat} × ${settings.seconds} s runs, ${os.cpus().length} × ${os.cpus()[0]?.model}; results in bench/results/${name}`,
 );
-console.log("(a) event stream, one subscriber");
-const streamRows = [
-  { phase: "creates (populate)", udp: events.populate.udp.createsPerSecond, e: events.populate, disturbed: events.populate.disturbed },
-  { phase: "refreshes", udp: events.refresh.udp.requestsPerSecond, e: events.refresh, disturbed: events.refresh.disturbed },
-  { phase: `refreshes, stalled subscriber`, udp: events.stalled.udp.requestsPerSecond, e: events.stalled, disturbed: events.stalled.disturbed },
-];
-console.table(
-  streamRows.map(({ phase, udp, e, disturbed }) => ({
-    phase: `${phase}${disturbed ? " *" : ""}`,
-    "UDP req/s": k(udp),
-    "events/s delivered": k(e.stream.eventsPerSecond),
-    "B/event": e.stream.bytesPerEvent.toFixed(0),
-    "mapping events": k(e.accounting.mappingEvents),
-    delivered: k(e.accounting.delivered),
-    "dropped (notified)": `${k(e.accounting.droppedNotified)} (${e.droppedNotices})`,
-    "silently lost": e.accounting.silentlyLost,
-    "of which ring": e.accounting.lostInEngineRing,
-    "drain s": e.drainSeconds.toFixed(1),
-    "cores srv/lg/bench/other": cores(e.cpu),
-    "srv main/worker": threadsCol(e.threads),
-  })),
-);
-console.log(
-  `events/s: over the load generator's run (for the timed refreshes, the run kept). Dropped: total of events.dropped notices (number of notices). Silently lost: created + refreshed (stats.get deltas) − delivered − dropped; "of which ring" = the engine's eventsLost delta.`,
-);
-console.log("(b) UDP refreshes against control traffic");
-console.table(
-  [cost.without[0], cost.with, cost.without[1]].map((p) => ({
-    phase: `${p.label}${p.disturbed ? " *" : ""}`,
-    "UDP req/s": k(p.requestsPerSecond),
-    "× without": (p.requestsPerSecond / cost.baselineRequestsPerSecond).toFixed(3),
-    "p50 µs": p.p50us,
-    "p99 µs": p.p99us,
-    lost: p.lost,
-    "CPU µs/req": p.cpuUsPerRequest.toFixed(2),
-    "cores srv/lg/bench/other": cores(p.cpu),
-    "srv main/worker": threadsCol(p.threads),
-  })),
-);
-const c = cost.control;
-console.log(
-  `control traffic: ${k(c.completed)} requests answered of ${k(c.sent)} at ${k(c.achievedPerSecond)}/s; latency p50 ${(c.p50us / 1000).toFixed(2)} ms, p99 ${(c.p99us / 1000).toFixed(2)} ms, max ${(c.maxUs / 1000).toFixed(1)} ms; errors ${c.errors}. ` +
-    `UDP with ÷ without: ${cost.ratio.toFixed(3)} (${((1 - cost.ratio) * 100).toFixed(1)} % loss; target ≤ 5 %); against each phase without alone ${cost.ratioRange[0].toFixed(3)}–${cost.ratioRange[1].toFixed(3)}` +
-    (cost.baselineDrift > 0.05
-      ? ` — the two phases without differ by ${(cost.baselineDrift * 100).toFixed(0)} %: the machine drifted, the ratio is uncertain by as much.`
-      : ".") +
-    ` Shard-worker CPU per UDP request with ÷ without: ${cost.workerCpuPerRequestRatio.toFixed(3)}.`,
-);
-console.log(
-  `per method: ${Object.entries(c.perMethod)
-    .map(([m, s]) => `${m} ${k(s.count)} p50 ${(s.p50us / 1000).toFixed(2)} ms p99 ${(s.p99us / 1000).toFixed(2)} ms`)
-    .join("; ")}`,
-);
+const streamRows = events
+  ? [
+      { phase: "creates (populate)", udp: events.populate.udp.createsPerSecond, e: events.populate, disturbed: events.populate.disturbed },
+      { phase: "refreshes", udp: events.refresh.udp.requestsPerSecond, e: events.refresh, disturbed: events.refresh.disturbed },
+      { phase: `refreshes, stalled subscriber`, udp: events.stalled.udp.requestsPerSecond, e: events.stalled, disturbed: events.stalled.disturbed },
+    ]
+  : [];
+if (events) {
+  console.log("(a) event stream, one subscriber");
+  console.table(
+    streamRows.map(({ phase, udp, e, disturbed }) => ({
+      phase: `${phase}${disturbed ? " *" : ""}`,
+      "UDP req/s": k(udp),
+      "events/s delivered": k(e.stream.eventsPerSecond),
+      "B/event": e.stream.bytesPerEvent.toFixed(0),
+      "events/frame": e.stream.eventsPerFrame.toFixed(0),
+      "mapping events": k(e.accounting.mappingEvents),
+      delivered: k(e.accounting.delivered),
+      "dropped (notified)": `${k(e.accounting.droppedNotified)} (${e.droppedNotices})`,
+      "silently lost": e.accounting.silentlyLost,
+      "of which ring": e.accounting.lostInEngineRing,
+      "drain s": e.drainSeconds.toFixed(1),
+      "cores srv/lg/bench/other": cores(e.cpu),
+      "srv main/worker": threadsCol(e.threads),
+    })),
+  );
+  console.log(
+    `events/s: over the load generator's run (for the timed refreshes, the run kept). Dropped: total of events.dropped notices (number of notices). Silently lost: created + refreshed (stats.get deltas) − delivered − dropped; "of which ring" = the engine's eventsLost delta.`,
+  );
+}
+/** A UDP comparison's phases (without, with, without) as a table. */
+type Phase = Awaited<ReturnType<typeof udpPhase>>;
+const phaseTable = (c: { without: Phase[]; with: Phase; baselineRequestsPerSecond: number }) =>
+  console.table(
+    [c.without[0], c.with, c.without[1]].map((p) => ({
+      phase: `${p.label}${p.disturbed ? " *" : ""}`,
+      "UDP req/s": k(p.requestsPerSecond),
+      "× without": (p.requestsPerSecond / c.baselineRequestsPerSecond).toFixed(3),
+      "p50 µs": p.p50us,
+      "p99 µs": p.p99us,
+      lost: p.lost,
+      "CPU µs/req": p.cpuUsPerRequest.toFixed(2),
+      "cores srv/lg/bench/other": cores(p.cpu),
+      "srv main/worker": threadsCol(p.threads),
+    })),
+  );
+const c = cost?.control;
+if (cost && c) {
+  console.log("(b) UDP refreshes against control traffic");
+  phaseTable(cost);
+  console.log(
+    `control traffic: ${k(c.completed)} requests answered of ${k(c.sent)} at ${k(c.achievedPerSecond)}/s; latency p50 ${(c.p50us / 1000).toFixed(2)} ms, p99 ${(c.p99us / 1000).toFixed(2)} ms, max ${(c.maxUs / 1000).toFixed(1)} ms; errors ${c.errors}. ` +
+      `UDP with ÷ without: ${cost.ratio.toFixed(3)} (${((1 - cost.ratio) * 100).toFixed(1)} % loss; target ≤ 5 %); against each phase without alone ${cost.ratioRange[0].toFixed(3)}–${cost.ratioRange[1].toFixed(3)}` +
+      (cost.baselineDrift > 0.05
+        ? ` — the two phases without differ by ${(cost.baselineDrift * 100).toFixed(0)} %: the machine drifted, the ratio is uncertain by as much.`
+        : ".") +
+      ` Shard-worker CPU per UDP request with ÷ without: ${cost.workerCpuPerRequestRatio.toFixed(3)}.`,
+  );
+  console.log(
+    `per method: ${Object.entries(c.perMethod)
+      .map(([m, s]) => `${m} ${k(s.count)} p50 ${(s.p50us / 1000).toFixed(2)} ms p99 ${(s.p99us / 1000).toFixed(2)} ms`)
+      .join("; ")}`,
+  );
+}
+if (sc) {
+  console.log("(c) UDP refreshes against one event subscriber");
+  phaseTable(sc);
+  console.log(
+    `UDP with one event subscriber ÷ without: ${sc.ratio.toFixed(3)} (${((1 - sc.ratio) * 100).toFixed(1)} % loss; target ≤ 5 %); against each phase without alone ${sc.ratioRange[0].toFixed(3)}–${sc.ratioRange[1].toFixed(3)}; ` +
+      `${sc.eventsPerFrame.toFixed(0)} events per frame; events/s per run ${sc.eventsPerSecondByRun.map(k).join(", ")}; dropped ${k(sc.accounting.droppedNotified)}, silently lost ${sc.accounting.silentlyLost}. ` +
+      `Shard-worker CPU per UDP request with ÷ without: ${sc.workerCpuPerRequestRatio.toFixed(3)}.`,
+  );
+}
 console.log(
   `Cores: server / load generator / this process (subscriber or control client) / other jobs + steal (* = every run disturbed, over ${DISTURBED} core). Server main / worker: the server's main thread (control channel) and its busiest other thread (the shard worker that owns the UDP socket).`,
 );
 const failures = [
   ...(streamRows.some((r) => r.e.accounting.silentlyLost !== 0) ? ["mapping events neither delivered nor reported dropped to the subscriber"] : []),
-  ...(c.errors > 0 ? [`${c.errors} control errors`] : []),
-  ...(events.malformedNotifications > 0 ? [`${events.malformedNotifications} malformed notifications`] : []),
+  ...(c && c.errors > 0 ? [`${c.errors} control errors`] : []),
+  ...((events?.malformedNotifications ?? 0) + (sc?.malformedNotifications ?? 0) > 0
+    ? [`${(events?.malformedNotifications ?? 0) + (sc?.malformedNotifications ?? 0)} malformed notifications`]
+    : []),
+  ...(sc && sc.accounting.silentlyLost !== 0 ? ["(c) mapping events neither delivered nor reported dropped to the subscriber"] : []),
 ];
 if (failures.length > 0) {
   console.error(`FAILED: ${failures.join("; ")}`);

@@ -1,4 +1,4 @@
-// Typed client of the control channel (pcpd-control/1, src/control/protocol.ts):
+// Typed client of the control channel (pcpd-control/2, src/control/protocol.ts):
 // JSON-RPC 2.0 over a WebSocket, authenticated by `Authorization: Bearer <token>` on the
 // upgrade request.
 //
@@ -18,9 +18,11 @@
 // Events: `subscribe()` returns an `EventSubscription`, an async iterator of
 // `{ type: "event", event }` and `{ type: "dropped", dropped, source }` items in arrival
 // order ("server": the server's `events.dropped`; "client": this side's buffer overflowed
-// because the iterator was read too slowly). The client is also an EventEmitter:
-// "mapping" (MappingEventNotice), "dropped" (count), "notification" (method, params) for
-// every notification, and "close" (code, reason) once the connection is closed.
+// because the iterator was read too slowly). The server sends events in batches (one
+// `events.mappings` frame holds several); the reader unpacks them into one item per
+// event, in order. The client is also an EventEmitter: "mapping" (MappingEventNotice,
+// once per event), "dropped" (count), "notification" (method, params) for every
+// notification (once per frame), and "close" (code, reason) once the connection is closed.
 import { EventEmitter } from "node:events";
 import type { IncomingMessage } from "node:http";
 import { WebSocket, type RawData } from "ws";
@@ -369,9 +371,12 @@ export class ControlClient extends EventEmitter {
   #onNotification(method: string, params: unknown): void {
     this.emit("notification", method, params);
     if (method === NOTIFY_EVENTS) {
-      const event = params as MappingEventNotice;
-      this.emit("mapping", event);
-      this.#subscription?._push({ type: "event", event });
+      const events = (params as { events?: unknown } | null)?.events;
+      if (!Array.isArray(events)) return; // not a batch: nothing to unpack
+      for (const event of events as MappingEventNotice[]) {
+        this.emit("mapping", event);
+        this.#subscription?._push({ type: "event", event });
+      }
     } else if (method === NOTIFY_DROPPED) {
       const dropped = Number((params as { dropped?: unknown } | null)?.dropped ?? 0);
       this.emit("dropped", dropped);

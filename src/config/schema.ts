@@ -342,6 +342,11 @@ export const ConfigSchema = z
         requestsPerSecond: count(1, 1_000_000).default(1000),
         /** Event bytes queued for one subscriber beyond which events are dropped (and counted) until it catches up. */
         eventBufferBytes: count(4096, 256 * 1024 * 1024).default(1024 * 1024),
+        /**
+         * The role of a WebSocket connection that brings no token (the dashboard on a closed
+         * management network): "none" refuses it (401), "read" lets it read. A wrong token is always refused.
+         */
+        anonymousRole: z.enum(["none", "read"]).default("none"),
       })
       .strict()
       .prefault({}),

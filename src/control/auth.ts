@@ -8,9 +8,24 @@ import type { Role } from "./protocol.js";
 
 const digest = (s: string) => createHash("sha256").update(s).digest();
 
+/**
+ * WebSocket subprotocol of the channel, and the prefix of the one that carries a token:
+ * a browser cannot set an Authorization header on a WebSocket, so the dashboard offers
+ * `pcpd-bearer.<token, base64url>` with `pcpd-control`; the server answers `pcpd-control`
+ * and never echoes the token.
+ */
+export const SUBPROTOCOL = "pcpd-control";
+export const BEARER_SUBPROTOCOL = "pcpd-bearer.";
+
 export interface Auth {
   /** The role an Authorization header grants; undefined: refused (401). */
   roleOf(header: string): Role | undefined;
+  /**
+   * The role of a WebSocket upgrade: the Authorization header, else a token in the
+   * subprotocols, else control.anonymousRole when neither carries one (a wrong token is
+   * refused, never taken as anonymous).
+   */
+  roleOfUpgrade(authorization: string, subprotocols: string): Role | undefined;
   /** The generated admin token's file, when no token was configured. */
   tokenFile?: string;
 }
@@ -30,16 +45,27 @@ export function loadTokens(c: Config["control"]): Auth {
     writeTokenFile(tokenFile, token);
     tokens.push({ hash: digest(token), role: "admin" });
   }
+  /** Constant-time: every configured token is compared, by digest (equal lengths). */
+  const roleOfToken = (token: string) => {
+    const h = digest(token);
+    let role: Role | undefined;
+    for (const t of tokens) if (timingSafeEqual(h, t.hash) && role !== "admin") role = t.role;
+    return role;
+  };
+  const anonymous = c.anonymousRole === "read" ? ("read" as const) : undefined;
   return {
     tokenFile,
-    /** Constant-time: every configured token is compared, by digest (equal lengths). */
     roleOf(header) {
       const m = /^Bearer (\S+)$/i.exec(header);
-      if (!m) return undefined;
-      const h = digest(m[1]);
-      let role: Role | undefined;
-      for (const t of tokens) if (timingSafeEqual(h, t.hash) && role !== "admin") role = t.role;
-      return role;
+      return m ? roleOfToken(m[1]) : undefined;
+    },
+    roleOfUpgrade(authorization, subprotocols) {
+      if (authorization !== "") return this.roleOf(authorization);
+      const offered = subprotocols.split(",").map((p) => p.trim());
+      const carried = offered.find((p) => p.startsWith(BEARER_SUBPROTOCOL));
+      if (carried === undefined) return anonymous;
+      const token = Buffer.from(carried.slice(BEARER_SUBPROTOCOL.length), "base64url").toString("utf8");
+      return token === "" ? undefined : roleOfToken(token);
     },
   };
 }

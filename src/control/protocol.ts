@@ -1,6 +1,7 @@
-// The control channel protocol (version pcpd-control/1): JSON-RPC 2.0 over a WebSocket
+// The control channel protocol (version pcpd-control/2): JSON-RPC 2.0 over a WebSocket
 // (text frames, one JSON object each). Requests carry an id and get exactly one response;
-// the server's notifications (no id) carry live mapping events. The same types are used
+// the server's notifications (no id) carry live mapping events, several per frame
+// (version 2; version 1 sent one `events.mapping` notification per event). The same types are used
 // by the server (src/control/) and the client SDK (src/client/).
 import { isIP } from "node:net";
 import { z } from "zod";
@@ -10,7 +11,7 @@ import type { ActivityNotice } from "../dataplane/event-stream.js";
 import type { HaStatus, HaSwitchoverResult } from "../ha/types.js";
 import type { PersistenceStatus } from "../persist/store.js";
 
-export const PROTOCOL = "pcpd-control/1";
+export const PROTOCOL = "pcpd-control/2";
 /** WebSocket path of the channel; /metrics and /healthz are HTTP on the same port. */
 export const CONTROL_PATH = "/control";
 
@@ -276,8 +277,12 @@ export interface HaHealth {
   problems: string[];
 }
 
-/** Notification methods the server sends. */
-export const NOTIFY_EVENTS = "events.mapping";
+/**
+ * Notification methods the server sends. `events.mappings`: a batch of mapping events in
+ * the order they happened on their shard (params.events, 1 to 256 of them); events of
+ * different shards may interleave.
+ */
+export const NOTIFY_EVENTS = "events.mappings";
 /**
  * Sent once the subscriber has caught up after events were dropped because it read too
  * slowly; `dropped` counts the events lost since the previous notice.
@@ -300,7 +305,7 @@ export const NOTIFY_DATAPLANE_ACTIVITY = "dataplane.activity";
  * the filter (events already queued under the old one may still arrive).
  */
 export interface Notifications {
-  [NOTIFY_EVENTS]: MappingEventNotice;
+  [NOTIFY_EVENTS]: { events: MappingEventNotice[] };
   [NOTIFY_DROPPED]: { dropped: number };
   [NOTIFY_DATAPLANE_RESET]: { seq: number };
   [NOTIFY_DATAPLANE_OPS]: { seq: number; ops: DataplaneOp[] };

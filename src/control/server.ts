@@ -1,7 +1,8 @@
 // The control channel: JSON-RPC 2.0 over WebSocket on uWebSockets.js (protocol.ts), with
 // /metrics (Prometheus text) and /healthz on the same port. Bound to a management address
 // (loopback by default); every WebSocket is authenticated at the upgrade by a bearer token
-// (auth.ts) whose role (read or admin) decides which methods it may call. Bad input gets a
+// (auth.ts) whose role (read or admin) decides which methods it may call. The dashboard's
+// static files are served under /dashboard (dashboard.ts). Bad input gets a
 // precise JSON-RPC error (dispatch.ts) and never reaches the packet path. This file is the
 // uWS wiring: the app, its routes, the per-connection rate limit, and start/stop; the
 // methods are in methods/, live events in fanout.ts, the rates of stats.get in rates.ts.
@@ -12,7 +13,8 @@ import type { HttpResponse, TemplatedApp, WebSocket as UwsSocket, us_listen_sock
 import type { Config } from "../config/schema.js";
 import type { RunningServer } from "../server/server.js";
 import { ErrorCodes, PcpdError } from "../errors.js";
-import { loadTokens } from "./auth.js";
+import { loadTokens, SUBPROTOCOL } from "./auth.js";
+import { serveDashboard } from "./dashboard.js";
 import { dispatcher, failure, requestId } from "./dispatch.js";
 import { EventFanout } from "./fanout.js";
 import { Metrics } from "./metrics.js";
@@ -98,7 +100,8 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
     idleTimeout: 120,
     sendPingsAutomatically: true,
     upgrade: (res, req, context) => {
-      const role = auth.roleOf(req.getHeader("authorization"));
+      const protocols = req.getHeader("sec-websocket-protocol");
+      const role = auth.roleOfUpgrade(req.getHeader("authorization"), protocols);
       if (!role) {
         res.writeStatus("401 Unauthorized").writeHeader("WWW-Authenticate", 'Bearer realm="pcpd-control"').end("a valid bearer token is required\n");
         return;
@@ -106,7 +109,13 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
       res.upgrade<Session>(
         newSession(role, c.requestsPerSecond, performance.now()),
         req.getHeader("sec-websocket-key"),
-        req.getHeader("sec-websocket-protocol"),
+        // Only the channel's own subprotocol is answered: one carrying a token is never echoed.
+        protocols
+          .split(",")
+          .map((p) => p.trim())
+          .includes(SUBPROTOCOL)
+          ? SUBPROTOCOL
+          : "",
         req.getHeader("sec-websocket-extensions"),
         context,
       );
@@ -115,6 +124,7 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
       const session = ws.getUserData();
       session.link = {
         send: (message) => session.open && ws.send(JSON.stringify(message), false) !== 2, // 2 = dropped by uWS
+        sendText: (text) => session.open && ws.send(text, false) !== 2,
         bufferedAmount: () => ws.getBufferedAmount(),
         end: (code, reason) => ws.end(code, reason),
       };
@@ -171,6 +181,7 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
       return { status: "200 OK", type: "text/plain", body: body + (ha ? haHealthLines(ha) : "") };
     }),
   );
+  serveDashboard(app);
   app.any("/*", (res) => {
     res.writeStatus("404 Not Found").end("not found\n");
   });

@@ -2,12 +2,14 @@
 // event fan-out write through `link`, not the uWS socket, so they stay independent of the
 // transport (and testable without one).
 import type { DataplaneConsumer } from "../dataplane/event-stream.js";
-import type { MappingFilter, Role, RpcFailure, RpcNotification, RpcSuccess } from "./protocol.js";
+import type { Role, RpcFailure, RpcNotification, RpcSuccess } from "./protocol.js";
 
 /** The connection's outgoing side. */
 export interface Link {
   /** Queues one JSON message; false if it was dropped (over uWS's maxBackpressure) or the socket is gone. */
   send(message: RpcSuccess | RpcFailure | RpcNotification): boolean;
+  /** Queues one frame already in JSON text (an event batch); false as for send. */
+  sendText(text: string): boolean;
   /** Bytes queued and not yet sent. */
   bufferedAmount(): number;
   end(code: number, reason: string): void;
@@ -19,7 +21,6 @@ export interface Session {
   /** Request budget: refilled at requestsPerSecond, at most twice that (a token bucket). */
   tokens: number;
   last: number;
-  subscription?: { filter: MappingFilter; kinds?: Set<string> };
   /** Events dropped since the subscriber last caught up. */
   dropped: number;
   /** This connection consumes dataplane operations (dataplane.backend "events"). */
@@ -28,7 +29,7 @@ export interface Session {
   link: Link;
 }
 
-const NOT_OPEN: Link = { send: () => false, bufferedAmount: () => 0, end: () => undefined };
+const NOT_OPEN: Link = { send: () => false, sendText: () => false, bufferedAmount: () => 0, end: () => undefined };
 
 export function newSession(role: Role, requestsPerSecond: number, now: number): Session {
   return { role, open: true, tokens: requestsPerSecond * 2, last: now, dropped: 0, link: NOT_OPEN };

@@ -42,6 +42,23 @@ export function toNotice(shard: number, e: MappingEvent): MappingEventNotice {
   return { shard, kind: e.kind as MappingEventNotice["kind"], mapping, time: e.time };
 }
 
+/**
+ * toNotice's JSON text, written directly: the event fan-out's per-event work (several
+ * times cheaper than building the objects and stringifying them). Same fields in the same
+ * order; test/control/views.test.ts holds the two equal, so a field added to the notice
+ * must be added here too. Addresses are this server's own formatting (digits, hex, dots,
+ * colons): nothing to escape.
+ */
+export function noticeJson(shard: number, e: MappingEvent): string {
+  const f = e.flags;
+  return (
+    `{"shard":${shard},"kind":"${e.kind}","mapping":{"id":${e.mapping},"kind":"${mappingKind(f)}","protocol":${e.protocol},"family":${e.family},` +
+    `"internalAddress":"${e.internalAddress}","internalPort":${e.internalPort},"externalAddress":"${e.externalAddress}","externalPort":${e.externalPort},` +
+    `"inbound":${(f & (W.MAPF_INBOUND | W.MAPF_STATIC)) !== 0},"outbound":${(f & W.MAPF_OUTBOUND) !== 0},"natPmp":${(f & W.MAPF_NATPMP) !== 0},` +
+    `"thirdParty":${(f & W.MAPF_THIRD_PARTY) !== 0},"preferFailure":${(f & W.MAPF_PREFER_FAILURE) !== 0},"mapExpiry":${e.mapExpiry},"outExpiry":${e.outExpiry}},"time":${e.time}}`
+  );
+}
+
 /** The configuration as shown to operators: secrets replaced. */
 export function redacted(c: Config): unknown {
   return {

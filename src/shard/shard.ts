@@ -49,6 +49,10 @@ const LIST_SCAN = 50_000;
 
 /** Pool gauges (free blocks per address) are copied to the board this often, and after every task. */
 const POOL_PUBLISH_MS = 1000;
+/** Event records are gathered for at most this long before one post to the main thread… */
+const EVENTS_POST_MS = 10;
+/** …or until this many bytes (1365 events) are waiting. */
+const EVENTS_POST_BYTES = 64 * 1024;
 
 /** Tasks a running shard serves (start and stop are the worker entry's). */
 export type ServedKind = Exclude<keyof ShardTasks, "start" | "stop" | HaTaskKind>;
@@ -87,6 +91,14 @@ export class Shard {
   private eventsOn = false;
   /** Pool entries the main thread has been told about (with the events). */
   private poolPosted = 0;
+  /**
+   * Event records waiting to be posted: batches are gathered for up to EVENTS_POST_MS (or
+   * EVENTS_POST_BYTES) and posted as one message, so that a subscriber costs the packet
+   * thread one post per interval, not one per UDP batch.
+   */
+  private eventChunks: Uint8Array[] = [];
+  private eventBytes = 0;
+  private eventTimer: NodeJS.Timeout | undefined;
   private poolTimer: NodeJS.Timeout | undefined;
   private stopped = false;
 
@@ -362,14 +374,37 @@ export class Shard {
   /** Mapping Update cancels (unless told not to), debug log and the event stream, for a batch of events. */
   private onEvents(events: MappingRecords, cancelUpdates = true): void {
     const { engine, log } = this;
-    if (cancelUpdates)
+    if (cancelUpdates && this.updater.size > 0)
+      // (Only while copies are pending: with an event subscriber the records come every batch.)
       for (const e of recordKinds(events)) {
         // A refresh (or the end) of a re-homed mapping stops its Mapping Update copies.
         if (e.kind === W.EVENT_REFRESH || e.kind === W.EVENT_DELETE || e.kind === W.EVENT_EXPIRE) this.updater.cancel(e.mapping);
       }
     if (log.isLevelEnabled("debug")) for (const e of decodeRecords(events, engine.poolList())) log.debug({ event: e }, "mapping event");
     if (!this.eventsOn) return;
-    const pool = engine.poolList();
+    this.eventChunks.push(events.bytes);
+    this.eventBytes += events.bytes.length;
+    if (this.eventBytes >= EVENTS_POST_BYTES) this.postEvents();
+    else this.eventTimer ??= setTimeout(() => this.postEvents(), EVENTS_POST_MS);
+  }
+
+  /** The gathered event records as one message (with the pool's names when they changed). */
+  private postEvents(): void {
+    clearTimeout(this.eventTimer);
+    this.eventTimer = undefined;
+    if (this.eventBytes === 0) return;
+    const bytes = this.eventChunks.length === 1 ? this.eventChunks[0] : new Uint8Array(this.eventBytes);
+    if (this.eventChunks.length > 1) {
+      let at = 0;
+      for (const c of this.eventChunks) {
+        bytes.set(c, at);
+        at += c.length;
+      }
+    }
+    this.eventChunks = [];
+    this.eventBytes = 0;
+    const events: MappingRecords = { bytes };
+    const pool = this.engine.poolList();
     if (pool.length !== this.poolPosted) {
       events.pool = pool;
       this.poolPosted = pool.length;
@@ -405,11 +440,13 @@ export class Shard {
   async stop(): Promise<ShardStats> {
     this.stopped = true;
     clearInterval(this.poolTimer);
+    clearTimeout(this.eventTimer);
     this.announcer.stop();
     this.updater.stop();
     await this.haRole?.stop();
     await this.listener?.stop();
     this.listener?.settle();
+    if (this.eventsOn) this.postEvents(); // the last events, not left to a timer
     this.dataplane?.stop();
     this.activity?.stop();
     await this.store?.close();
@@ -461,7 +498,17 @@ export class Shard {
     },
     subscriberUsage: (t) => this.engine.subscriberUsage(t.internalAddress, t.thirdPartyId),
     deleteSubscriber: (t) => this.engine.deleteSubscriber(t.internalAddress, t.thirdPartyId),
-    events: ({ on }) => (this.eventsOn = on),
+    events: ({ on }) => {
+      this.eventsOn = on;
+      if (!on) {
+        // Nobody listens: what was gathered is dropped (the main thread would drop it too).
+        clearTimeout(this.eventTimer);
+        this.eventTimer = undefined;
+        this.eventChunks = [];
+        this.eventBytes = 0;
+      }
+      return on;
+    },
     // An HA standby programs no dataplane (the active does): nothing to export, nothing to mark.
     exportTable: ({ from }) =>
       this.haRole && !this.haRole.active ? { bytes: new Uint8Array(0), next: 0 } : this.engine.persistTable(from, EXPORT_SCAN, this.wallOffset),

@@ -264,7 +264,7 @@ describe("events", () => {
       handler: (req, ws) => {
         if (req.method === "events.subscribe") {
           // An event may race ahead of the subscribe response: it must be kept.
-          ws.send(JSON.stringify({ jsonrpc: "2.0", method: "events.mapping", params: notice("create", 1) }));
+          ws.send(JSON.stringify({ jsonrpc: "2.0", method: "events.mappings", params: { events: [notice("create", 1)] } }));
           return { result: { subscribed: true } };
         }
         if (req.method === "events.unsubscribe") return { result: { subscribed: false } };
@@ -273,7 +273,7 @@ describe("events", () => {
     });
   }
 
-  it("delivers events.mapping and events.dropped in order, and unsubscribes when the loop ends", async () => {
+  it("unpacks events.mappings batches and delivers them with events.dropped in order, and unsubscribes when the loop ends", async () => {
     const server = await subscribingServer();
     const client = await connect(server);
     const emitted: MappingEventNotice[] = [];
@@ -283,21 +283,26 @@ describe("events", () => {
     const subscription = await client.subscribe({ internalAddress: "10.0.0.1", protocol: 6 }, ["create", "delete"]);
     expect(server.requests[0].method).toBe("events.subscribe");
     expect(server.requests[0].params).toEqual({ filter: { internalAddress: "10.0.0.1", protocol: 6 }, kinds: ["create", "delete"] });
-    server.notify("events.mapping", notice("refresh", 2));
+    const frames: string[] = [];
+    client.on("notification", (method) => frames.push(method));
+    server.notify("events.mappings", { events: [notice("refresh", 2), notice("refresh", 4)] });
+    server.notify("events.mappings", { notEvents: [notice("refresh", 9)] }); // not a batch: ignored
     server.notify("events.dropped", { dropped: 5 });
-    server.notify("events.mapping", notice("delete", 3));
+    server.notify("events.mappings", { events: [notice("delete", 3)] });
     const items: SubscriptionItem[] = [];
     for await (const item of subscription) {
       items.push(item);
-      if (items.length === 4) break;
+      if (items.length === 5) break;
     }
     expect(items).toEqual([
       { type: "event", event: notice("create", 1) },
       { type: "event", event: notice("refresh", 2) },
+      { type: "event", event: notice("refresh", 4) },
       { type: "dropped", dropped: 5, source: "server" },
       { type: "event", event: notice("delete", 3) },
     ]);
-    expect(emitted.map((e) => e.kind)).toEqual(["create", "refresh", "delete"]);
+    expect(emitted.map((e) => e.kind)).toEqual(["create", "refresh", "refresh", "delete"]);
+    expect(frames).toEqual(["events.mappings", "events.mappings", "events.dropped", "events.mappings"]); // once per frame
     expect(droppedEmitted).toEqual([5]);
     await server.waitForRequests(2);
     expect(server.requests[1]).toMatchObject({ method: "events.unsubscribe", params: {} });
@@ -354,8 +359,8 @@ describe("events", () => {
     const subscription = await client.subscribe({}, undefined, { highWaterMark: 3 });
     let deleted = false; // the last notice has reached the client (and its subscription, in the same call)
     client.on("mapping", (e: MappingEventNotice) => (deleted ||= e.kind === "delete"));
-    for (let i = 2; i <= 6; i++) server.notify("events.mapping", notice("refresh", i));
-    server.notify("events.mapping", notice("delete", 7));
+    server.notify("events.mappings", { events: [2, 3, 4].map((i) => notice("refresh", i)) });
+    server.notify("events.mappings", { events: [notice("refresh", 5), notice("refresh", 6), notice("delete", 7)] });
     await waitFor(() => deleted);
     const items: SubscriptionItem[] = [];
     for await (const item of subscription) {

@@ -38,7 +38,7 @@ const mapping = (over: Partial<Mapping> = {}): Mapping => ({
 
 const RESULTS: { [M in Method]?: Results[M] } = {
   "server.info": {
-    protocol: "pcpd-control/1",
+    protocol: "pcpd-control/2",
     version: "0.1.0",
     node: "v20.0.0",
     startedAt: "2025-01-01T00:00:00.000Z",
@@ -319,7 +319,7 @@ describe("output", () => {
 
   it("prints info, health, epoch, usage and stats as tables", async () => {
     const info = await pcpctl(["info"]);
-    expect(info.stdout).toMatch(/^protocol +pcpd-control\/1$/m);
+    expect(info.stdout).toMatch(/^protocol +pcpd-control\/2$/m);
     expect(info.stdout).toMatch(/^started +2025-01-01T00:00:00.000Z \(up 1h2m5s\)$/m);
     expect(info.stdout).toMatch(/^role +admin$/m);
     expect(info.stdout).toMatch(/^SHARD +THREAD +LISTEN +EPOCH$/m);
@@ -579,9 +579,9 @@ describe("events", () => {
     const closed = new Promise<number | null>((resolve) => child.on("close", resolve));
     await server.waitForRequests(1);
     const three = gotLines(3);
-    server.notify("events.mapping", notice("create", 1));
+    server.notify("events.mappings", { events: [notice("create", 1)] });
     server.notify("events.dropped", { dropped: 4 });
-    server.notify("events.mapping", notice("delete", 2));
+    server.notify("events.mappings", { events: [notice("delete", 2)] });
     await three;
     child.kill("SIGINT");
     const code = await closed;
@@ -624,7 +624,7 @@ describe("events", () => {
     await server.waitForRequests(1);
     // Streaming: an event printed means the subscription's reply arrived and the loop runs.
     const printed = waitForLine(child.stdout, / create /);
-    server.notify("events.mapping", notice("create", 1));
+    server.notify("events.mappings", { events: [notice("create", 1)] });
     await printed;
     server.sockets.at(-1)!.close(1001, "stopping");
     expect(await closed).toBe(1);

@@ -140,6 +140,21 @@ async function populate(n: number, perSub: number): Promise<void> {
 }
 
 describe("authentication and roles", () => {
+  it("takes a token in the subprotocols (as a browser sends it), answers pcpd-control and never echoes the token", async () => {
+    const offer = (token: string) => ["pcpd-control", `pcpd-bearer.${Buffer.from(token).toString("base64url")}`];
+    const ws = new WebSocket(url(), offer(READER));
+    await new Promise<void>((resolve, reject) => {
+      ws.once("open", () => resolve());
+      ws.once("error", reject);
+    });
+    expect(ws.protocol).toBe("pcpd-control");
+    ws.close();
+    for (const protocols of [offer("wrong-token-0123456789abcdef"), ["pcpd-control"], ["pcpd-control", "pcpd-bearer."]]) {
+      const refused = new WebSocket(url(), protocols);
+      await expect(new Promise((_resolve, reject) => refused.once("error", reject))).rejects.toThrow("Unexpected server response: 401");
+    }
+  });
+
   it("refuses an upgrade without a token or with a wrong one (401)", async () => {
     await expect(connect()).rejects.toThrow("HTTP 401");
     await expect(connect("wrong-token-0123456789abcdef")).rejects.toThrow("HTTP 401");
@@ -147,7 +162,7 @@ describe("authentication and roles", () => {
 
   it("a read token may read but not change anything", async () => {
     const c = await connect(READER);
-    expect((await c.call("server.info")).result).toMatchObject({ protocol: "pcpd-control/1", role: "read", workers: 1 });
+    expect((await c.call("server.info")).result).toMatchObject({ protocol: "pcpd-control/2", role: "read", workers: 1 });
     const r = await c.call("mappings.addStatic", {
       internalAddress: "192.0.2.7",
       protocol: 6,
@@ -301,14 +316,44 @@ describe("methods", () => {
 });
 
 describe("live events", () => {
+  /** The events of a connection's `events.mappings` frames, in order. */
+  const eventsOf = (notes: any[]) => notes.filter((n) => n.method === "events.mappings").flatMap((n) => n.params.events);
+
   it("a subscriber gets the mapping events it filtered for", async () => {
     const c = await connect(READER);
     expect((await c.call("events.subscribe", { filter: { internalAddress: "10.9.1.1" }, kinds: ["create"] })).result).toEqual({ subscribed: true });
     await populate(300, 1); // 10.9.0.0 … 10.9.1.43: one of them is 10.9.1.1
     await waitFor(() => c.notes.length > 0);
     expect((await c.call("events.unsubscribe")).result).toEqual({ subscribed: false }); // notes sent before it have arrived
-    expect(c.notes.map((n) => [n.method, n.params.kind, n.params.mapping.internalAddress])).toEqual([["events.mapping", "create", "10.9.1.1"]]);
+    expect(c.notes.map((n) => n.method)).toEqual(["events.mappings"]);
+    expect(eventsOf(c.notes).map((e) => [e.kind, e.mapping.internalAddress])).toEqual([["create", "10.9.1.1"]]);
     c.ws.close();
+  });
+
+  it("events come several to a frame (at most 256), every one once, filtered on protocol, external address and kind", async () => {
+    const all = await connect(READER);
+    const one = await connect(READER);
+    const none = await connect(READER);
+    const external = (await all.call("stats.get")).result.shards[0].pool[0].address;
+    await all.call("events.subscribe", { filter: { protocol: 6, kind: "dynamic" }, kinds: ["refresh", "create"] });
+    await one.call("events.subscribe", { filter: { externalAddress: external } });
+    await none.call("events.subscribe", { filter: { protocol: 17 }, kinds: ["create"] }); // populate maps TCP only
+    await populate(300, 2); // 300 refreshes (port 1000, mapped by the previous test's run) and 300 creates
+    await waitFor(() => eventsOf(all.notes).length >= 600, { message: () => `${eventsOf(all.notes).length} of 600 events` });
+    for (const c of [all, one, none]) await c.call("events.unsubscribe"); // every note sent before has arrived
+    const events = eventsOf(all.notes);
+    expect(events).toHaveLength(600);
+    const frames = all.notes.filter((n) => n.method === "events.mappings");
+    expect(frames.length).toBeLessThan(events.length / 4);
+    for (const f of frames) expect(f.params.events.length).toBeLessThanOrEqual(256);
+    const key = (e: any) => `${e.kind} ${e.mapping.internalAddress} ${e.mapping.internalPort}`;
+    expect(new Set(events.map(key)).size).toBe(600);
+    expect(events.every((e) => e.mapping.protocol === 6 && e.mapping.kind === "dynamic" && e.shard === 0)).toBe(true);
+    const onExternal = events.filter((e) => e.mapping.externalAddress === external).map(key);
+    expect(onExternal.length).toBeGreaterThan(0);
+    expect(eventsOf(one.notes).map(key)).toEqual(onExternal);
+    expect(none.notes).toEqual([]);
+    for (const c of [all, one, none]) c.ws.close();
   });
 
   it("a slow subscriber loses events with a notice, not memory; a fast one on the same server gets them all", async () => {
@@ -320,19 +365,19 @@ describe("live events", () => {
     await fast.call("events.subscribe", { filter: { internalAddress: "10.9.3.231" } });
     (slow.ws as unknown as { _socket: { pause(): void } })._socket.pause(); // stops reading: the kernel buffers, then the server's, fill
     await populate(1000, 30); // 30000 new mappings (subscribers 10.9.0.0 … 10.9.3.231), ~12 MB of events
-    const creates = (list: any[]) => list.filter((n) => n.method === "events.mapping" && n.params.kind === "create");
+    const creates = (list: any[]) => eventsOf(list).filter((e) => e.kind === "create");
     await waitFor(() => creates(fast.notes).length >= 30, { message: () => `${creates(fast.notes).length} of 30` });
     (slow.ws as unknown as { _socket: { resume(): void } })._socket.resume();
     const dropped = () => slow.notes.filter((n) => n.method === "events.dropped");
     const lost = () => dropped().reduce((a, n) => a + n.params.dropped, 0);
-    // Every create is delivered or counted: the 300 first ports the previous test mapped are refreshes.
-    await waitFor(() => creates(slow.notes).length + lost() >= 30000 - 300, {
+    // Every create is delivered or counted: the 600 first ports the previous tests mapped are refreshes.
+    await waitFor(() => creates(slow.notes).length + lost() >= 30000 - 600, {
       timeout: 30_000,
       message: () => `${creates(slow.notes).length} delivered + ${lost()} lost`,
     });
     expect(dropped().length).toBeGreaterThanOrEqual(1);
     expect(lost()).toBeGreaterThan(0);
-    expect(creates(slow.notes).length + lost()).toBe(30000 - 300);
+    expect(creates(slow.notes).length + lost()).toBe(30000 - 600);
     expect(creates(fast.notes)).toHaveLength(30);
     slow.ws.close();
     fast.ws.close();

@@ -1,4 +1,4 @@
-// A stand-in for the control channel (pcpd-control/1) built on ws: checks the bearer
+// A stand-in for the control channel (pcpd-control/2) built on ws: checks the bearer
 // token on the upgrade like the real server, records every request, and answers through
 // a handler the test gives (or not at all, for timeouts and out-of-order replies).
 import { execFileSync } from "node:child_process";

@@ -71,7 +71,7 @@ async function ctl(args: string[], token?: string): Promise<any> {
 
 describe("pcpctl against pcp-server", () => {
   it("info, health, stats, epoch", async () => {
-    expect(await ctl(["info"])).toMatchObject({ protocol: "pcpd-control/1", role: "admin", workers: 1 });
+    expect(await ctl(["info"])).toMatchObject({ protocol: "pcpd-control/2", role: "admin", workers: 1 });
     expect((await ctl(["health"])).status).toBe("ok");
     const stats = await ctl(["stats"]);
     expect(stats.engine.mappings).toBe(2);
