@@ -60,8 +60,8 @@ afterAll(async () => {
 
 const send = (payload: Uint8Array) => exchange(UDP, UDP, UDP_PORT, payload).then((r) => ({ result: r.reply[3], lifetime: r.reply.readUInt32BE(4) }));
 const map = (port: number, lifetime: number) => send(mapRequest({ client: UDP, protocol: W.PROTO_UDP, internalPort: port, lifetime, nonce: nonceOf(port) }));
-/** Waits until the fake dataplane has applied every operation (the manager has nothing pending). */
-const installedBy = (_port: number) => waitFor(() => lines.some((l) => l.ops) && server.dataplane()!.pendingKeys === 0);
+/** Waits until the fake dataplane has applied an operation for this internal port (the manager posts ops in batches, later than the reply). */
+const installedBy = (port: number) => waitFor(() => lines.some((l) => l.ops && l.ports.includes(port)) && server.dataplane()!.pendingKeys === 0);
 /** A packet of this internal UDP endpoint, as the fake dataplane sees it on the wire. */
 async function packet(port: number): Promise<void> {
   const before = lines.length;

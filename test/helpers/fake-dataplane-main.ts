@@ -33,7 +33,7 @@ client.on("notification", (method: string, params: any) => {
       if (o.op === "map") table.set(k, o.mapping.external);
       else table.delete(k);
     }
-    say({ ops: params.ops.length, installed: table.size });
+    say({ ops: params.ops.length, installed: table.size, ports: params.ops.map((o: { mapping: { internal: Endpoint } }) => o.mapping.internal.port) });
   } else if (method === "dataplane.activity") {
     const now = Date.now();
     const remaining = (params.queries as Query[]).map((q) => {
