@@ -3,7 +3,7 @@
 // A subscriber whose unsent bytes exceed eventBufferBytes loses events, counted; once it
 // has drained below half of that it gets one events.dropped notice with the count, then
 // events again. Memory per subscriber is so bounded by the buffer limit.
-import { decodeRecords } from "../engine/packet-engine.js";
+import { BLOCK_KINDS, decodeRecords } from "../engine/packet-engine.js";
 import type { RunningServer } from "../server/server.js";
 import { selects } from "../shard/tasks.js";
 import { NOTIFY_DROPPED, NOTIFY_EVENTS, type MappingFilter } from "./protocol.js";
@@ -25,7 +25,8 @@ export class EventFanout {
       const events = decodeRecords(m.events, this.poolNames[m.shard]);
       for (const s of this.subscribers) {
         const sub = s.subscription!;
-        const list = events.filter((e) => (!sub.kinds || sub.kinds.has(e.kind)) && selects(sub.filter, e));
+        // Port-block records (src/logging/) are not mapping events: subscribers never see them.
+        const list = events.filter((e) => (sub.kinds ? sub.kinds.has(e.kind) : !BLOCK_KINDS.has(e.kind)) && selects(sub.filter, e));
         // Checked per event: one batch (a mass expiry, a renumbering chunk) can be large.
         for (let i = 0; i < list.length; i++) {
           if (s.link.bufferedAmount() > bufferBytes || !s.link.send({ jsonrpc: "2.0", method: NOTIFY_EVENTS, params: toNotice(m.shard, list[i]) })) {
