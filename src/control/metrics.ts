@@ -43,6 +43,8 @@
 // shard missing from the update (down or restarting) has no table or pool series (its
 // table is gone; the replacement starts empty), pcpd_shard_up{shard} says 0, and a pool
 // address that left the pool has no series any more.
+import { LogMetrics } from "./log-metrics.js";
+import type { LogStats } from "../logging/mapping-log.js";
 import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
 import type { DataplaneStats } from "../dataplane/manager.js";
 import type { HaStatus } from "../ha/types.js";
@@ -116,6 +118,8 @@ export interface ShardInfoForMetrics {
   threads?: (number | undefined)[];
   /** This node's HA status (absent: ha.enabled is false; the pcpd_ha_ series appear with the first one, ha-metrics.ts). */
   ha?: HaStatus;
+  /** The mapping log's counters per sink (pcpd_log_*, log-metrics.ts; none while no sink is on). */
+  logging?: LogStats;
 }
 
 export class Metrics {
@@ -143,6 +147,7 @@ export class Metrics {
   private readonly dataplaneCounters: [key: "transactions" | "operations" | "failures" | "reconciliations", counter: Counter<string>][];
   private readonly dataplaneLast = new Map<string, number>();
   private ha?: HaMetrics;
+  private logging?: LogMetrics;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
@@ -220,6 +225,7 @@ export class Metrics {
       }
     }
     this.updateDataplane(info.dataplane);
+    if (info.logging && Object.keys(info.logging).length > 0) (this.logging ??= new LogMetrics(this.registry)).update(info.logging);
     if (info.ha) {
       this.ha ??= new HaMetrics(this.registry);
       const threads = info.threads ?? [];

@@ -348,6 +348,13 @@ export class Shard {
       }
     if (log.isLevelEnabled("debug")) for (const e of decodeRecords(events, engine.poolList())) log.debug({ event: e }, "mapping event");
     if (!this.eventsOn) return;
+    // The THIRD_PARTY_ID of the records in a realm (the log names the subscriber by it, src/logging/).
+    const view = new DataView(events.bytes.buffer, events.bytes.byteOffset, events.bytes.byteLength);
+    for (let i = 0, at = 0; at + W.EVENT_SIZE <= events.bytes.length; i++, at += W.EVENT_SIZE) {
+      const realm = view.getUint32(at + W.EV_REALM, true);
+      const id = realm === 0 ? undefined : engine.realmIdentifier(realm);
+      if (id !== undefined) (events.thirdPartyIds ??= {})[i] = id;
+    }
     const pool = engine.poolList();
     if (pool.length !== this.poolPosted) {
       events.pool = pool;

@@ -20,6 +20,7 @@ const RANK: Record<string, number> = {
   persist: 5,
   replication: 5,
   dataplane: 5,
+  logging: 5,
   core: 6,
   net: 6,
   config: 6,
