@@ -70,7 +70,7 @@ async function startServer(name: string, port: number, controlPort: number, logg
 }
 
 const send = (port: number, payload: Uint8Array) => exchange("127.0.0.1", "127.0.0.1", port, payload).then((r) => r.reply);
-const sd = (line: string) => Object.fromEntries([...line.matchAll(/ (\w+)="((?:[^"\\]|\\.)*)"/g)].map((m) => [m[1], m[2]]));
+const sd = (line: string): Record<string, string> => Object.fromEntries([...line.matchAll(/ (\w+)="((?:[^"\\]|\\.)*)"/g)].map((m) => [m[1], m[2]]));
 const counter = (text: string, name: string, sink: string) => Number(new RegExp(`^${name}\\{sink="${sink}"\\} (\\d+)`, "m").exec(text)?.[1] ?? NaN);
 
 describe.skipIf(missing)("mapping logs to real collectors", { timeout: 120_000 }, () => {
@@ -124,7 +124,7 @@ describe.skipIf(missing)("mapping logs to real collectors", { timeout: 120_000 }
       },
       { timeout: 30_000, interval: 100, message: () => rsyslog.lines().join("\n") },
     );
-    const records = lines.map((l) => ({ msgid: l.split("|")[0], ...sd(l) }));
+    const records: Record<string, string>[] = lines.map((l) => ({ msgid: l.split("|")[0], ...sd(l) }));
     const created = records.find((r) => r.msgid === "MAP-CREATE" && r.intPort === "4000")!;
     expect(created).toMatchObject({
       event: "create",
@@ -142,7 +142,7 @@ describe.skipIf(missing)("mapping logs to real collectors", { timeout: 120_000 }
     expect(peerRecord.type).toBe("peer");
     // The remote peer rides in the event layout once it carries one (EV_PEER_ADDR).
     if ("EV_PEER_ADDR" in W) expect(peerRecord).toMatchObject({ remoteAddr: "198.51.100.7", remotePort: "443" });
-    expect(records.find((r) => r.msgid === "MAP-CREATE" && r.intPort === "4003")).toMatchObject({ source: "natpmp", proto: "6" });
+    expect(records.find((r) => r.msgid === "MAP-CREATE" && r.intPort === "4003")).toMatchObject({ source: "natpmp", proto: "17" });
 
     const ipfix = await waitFor(
       () => {
