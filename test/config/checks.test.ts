@@ -24,6 +24,9 @@ describe("contradictory or dangerous values (start and reload)", () => {
     [{ listen: { addresses: ["0.0.0.0"] } }, "listen.addresses.0: 0.0.0.0 is a wildcard: replies would leave from whatever address the kernel picks"],
     [{ listen: { addresses: ["127.0.0.1", "::"] } }, "listen.addresses.1: :: is a wildcard"],
     [{ pcp: { thirdPartyId: { ids: ["0a0b"] } } }, "pcp.thirdPartyId.ids: lists 1 identifier(s) but pcp.thirdPartyId.enabled is false"],
+    [{ logging: { syslog: { enabled: true, port: 5351 } } }, "logging.syslog.port: 127.0.0.1:5351 is this server's own PCP listen address"],
+    [{ logging: { ipfix: { enabled: true, port: 70000 } } }, "logging.ipfix.port"],
+    [{ logging: { syslog: { transport: "tls" } } }, "logging.syslog.transport"],
   ])("%j → one line naming the field", (document, line) => {
     const found = issues(document);
     expect(found).toHaveLength(1);
