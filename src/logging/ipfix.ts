@@ -119,8 +119,16 @@ function shapeOf(r: LogRecord): { template: Template; natEvent: number } {
   return { template, natEvent };
 }
 
+/** Parsed addresses (pool addresses and active subscribers repeat); cleared when large. */
+const parsed = new Map<string, Uint8Array>();
+
 function writeAddress(bytes: Uint8Array, at: number, address: string, length: number): void {
-  const a16 = toAddress16(address);
+  let a16 = parsed.get(address);
+  if (!a16) {
+    if (parsed.size >= 65536) parsed.clear();
+    a16 = toAddress16(address);
+    parsed.set(address, a16);
+  }
   bytes.set(length === 4 ? a16.subarray(12) : a16, at);
 }
 
@@ -131,7 +139,8 @@ function writeRecord(view: DataView, bytes: Uint8Array, at: number, r: LogRecord
     const len = IE[f][1];
     switch (f) {
       case "observationTimeMilliseconds":
-        view.setBigUint64(o, BigInt(r.time));
+        view.setUint32(o, Math.floor(r.time / 2 ** 32)); // dateTimeMilliseconds: 64 bits, big-endian
+        view.setUint32(o + 4, r.time >>> 0);
         break;
       case "natEvent":
         view.setUint8(o, natEvent);
@@ -270,27 +279,36 @@ export class IpfixSink extends Sink {
   private readonly encoder: IpfixEncoder;
   private inFlight = 0;
   private templatesAt = -Infinity;
+  private ready = false;
 
   constructor(private readonly c: IpfixConfig) {
     super("ipfix", c.queue);
     this.encoder = new IpfixEncoder(c.observationDomain);
     this.socket = createSocket(isIPv6(c.collector) ? "udp6" : "udp4");
     this.socket.on("error", () => this.counters.errors++);
+    // Connected: no per-datagram address handling (sends wait for it: before, they would throw).
+    this.socket.connect(c.port, c.collector, () => {
+      this.ready = true;
+      this.flush();
+    });
     this.socket.unref();
   }
 
   private send(message: Buffer, records: number): void {
     this.inFlight++;
-    this.socket.send(message, this.c.port, this.c.collector, (error) => {
+    this.socket.send(message, (error) => {
       this.inFlight--;
       if (error) {
         this.counters.errors++;
         this.counters.dropped += records;
       } else this.counters.sent += records;
+      // The kernel took half of them: send more now rather than at the next tick.
+      if (this.inFlight === UDP_IN_FLIGHT >> 1 && this.pending() > 0) this.flush();
     });
   }
 
   flush(): void {
+    if (!this.ready) return;
     const now = Date.now();
     if (now - this.templatesAt >= this.c.templateRefreshSeconds * 1000) {
       this.templatesAt = now;

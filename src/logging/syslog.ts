@@ -25,42 +25,40 @@ const MSGIDS: Record<LogRecord["event"], string> = {
   "block-release": "BLOCK-RELEASE",
 };
 
-/** PARAM-VALUE escaping (RFC 5424 §6.3.3): '"', '\' and ']'. */
-const escapeParam = (v: string | number) => String(v).replace(/["\\\]]/g, (c) => `\\${c}`);
+const SPECIAL = /["\\\]]/;
+/** PARAM-VALUE escaping (RFC 5424 §6.3.3): '"', '\' and ']' (numbers and addresses have none). */
+const escapeParam = (v: string) => (SPECIAL.test(v) ? v.replace(/["\\\]]/g, (c) => `\\${c}`) : v);
 
 const endpoint = (address: string, port: number) => (isIPv6(address) ? `[${address}]:${port}` : `${address}:${port}`);
 
+/** The last timestamp formatted (a batch's records share theirs). */
+let stampAt = Number.NaN;
+let stamp = "";
+
 /** One RFC 5424 message (no framing) for `r`. */
 export function formatSyslog(r: LogRecord, o: { facility: number; host: string; appName: string; procId: number }): string {
-  const params: [string, string | number | undefined][] = [
-    ["event", r.event],
-    ["type", r.type],
-    ["proto", r.type === "block" ? undefined : r.protocol],
-    ["intAddr", r.internalAddress],
-    ["intPort", r.type === "block" ? undefined : r.internalPort],
-    ["thirdPartyId", r.thirdPartyId],
-    ["extAddr", r.externalAddress],
-    ["extPort", r.type === "block" ? undefined : r.externalPort],
-    ["portFirst", r.type === "block" ? r.externalPort : undefined],
-    ["portLast", r.lastPort],
-    ["lifetime", r.type === "block" ? undefined : r.lifetime],
-    ["remoteAddr", r.remoteAddress],
-    ["remotePort", r.remotePort],
-    ["source", r.type === "block" ? undefined : r.source],
-  ];
-  const sd = `[${SD_ID}${params
-    .filter(([, v]) => v !== undefined)
-    .map(([k, v]) => ` ${k}="${escapeParam(v!)}"`)
-    .join("")}]`;
+  if (r.time !== stampAt) {
+    stampAt = r.time;
+    stamp = new Date(r.time).toISOString();
+  }
+  const block = r.type === "block";
+  let sd = `[${SD_ID} event="${r.event}" type="${r.type}"`;
+  if (!block) sd += ` proto="${r.protocol}"`;
+  sd += ` intAddr="${r.internalAddress}"`;
+  if (!block) sd += ` intPort="${r.internalPort}"`;
+  if (r.thirdPartyId !== undefined) sd += ` thirdPartyId="${escapeParam(r.thirdPartyId)}"`;
+  sd += ` extAddr="${r.externalAddress}"`;
+  sd += block ? ` portFirst="${r.externalPort}" portLast="${r.lastPort}"` : ` extPort="${r.externalPort}" lifetime="${r.lifetime}"`;
+  if (r.remoteAddress !== undefined) sd += ` remoteAddr="${r.remoteAddress}" remotePort="${r.remotePort}"`;
+  if (!block) sd += ` source="${r.source}"`;
+  sd += "]";
   const proto = PROTOCOL_NAMES[r.protocol] ?? `proto ${r.protocol}`;
-  const text =
-    r.type === "block"
-      ? `${r.event} ${r.internalAddress} ports ${r.externalAddress}:${r.externalPort}-${r.lastPort}`
-      : `${r.event} ${r.type} ${proto} ${endpoint(r.internalAddress, r.internalPort)} -> ${endpoint(r.externalAddress, r.externalPort)}` +
-        (r.remoteAddress ? ` peer ${endpoint(r.remoteAddress, r.remotePort ?? 0)}` : "") +
-        (r.event === "create" || r.event === "update" ? ` lifetime ${r.lifetime}` : "");
-  const pri = o.facility * 8 + SEVERITY_INFO;
-  return `<${pri}>1 ${new Date(r.time).toISOString()} ${o.host} ${o.appName} ${o.procId} ${MSGIDS[r.event]} ${sd} ${text}`;
+  const text = block
+    ? `${r.event} ${r.internalAddress} ports ${r.externalAddress}:${r.externalPort}-${r.lastPort}`
+    : `${r.event} ${r.type} ${proto} ${endpoint(r.internalAddress, r.internalPort)} -> ${endpoint(r.externalAddress, r.externalPort)}` +
+      (r.remoteAddress ? ` peer ${endpoint(r.remoteAddress, r.remotePort ?? 0)}` : "") +
+      (r.event === "create" || r.event === "update" ? ` lifetime ${r.lifetime}` : "");
+  return `<${o.facility * 8 + SEVERITY_INFO}>1 ${stamp} ${o.host} ${o.appName} ${o.procId} ${MSGIDS[r.event]} ${sd} ${text}`;
 }
 
 type SyslogConfig = Config["logging"]["syslog"];
@@ -69,6 +67,7 @@ export class SyslogSink extends Sink {
   private readonly format: { facility: number; host: string; appName: string; procId: number };
   private udp?: UdpSocket;
   private inFlight = 0;
+  private udpReady = false;
   private tcp?: Socket;
   private connected = false;
   private backoff = BACKOFF_MIN_MS;
@@ -87,8 +86,13 @@ export class SyslogSink extends Sink {
       procId: process.pid,
     };
     if (c.transport === "udp") {
+      // Connected: no per-datagram address handling; a collector's ICMP unreachable surfaces as a send error.
       this.udp = createSocket(isIPv6(c.collector) ? "udp6" : "udp4");
       this.udp.on("error", () => this.counters.errors++);
+      this.udp.connect(c.port, c.collector, () => {
+        this.udpReady = true; // sends before this would throw (not connected yet)
+        this.flush();
+      });
       this.udp.unref();
     } else this.open();
   }
@@ -119,15 +123,18 @@ export class SyslogSink extends Sink {
 
   flush(): void {
     if (this.udp) {
+      if (!this.udpReady) return;
       while (this.pending() > 0 && this.inFlight < UDP_IN_FLIGHT) {
         const [r] = this.take(1);
         this.inFlight++;
-        this.udp.send(formatSyslog(r, this.format), this.c.port, this.c.collector, (error) => {
+        this.udp.send(formatSyslog(r, this.format), (error) => {
           this.inFlight--;
           if (error) {
             this.counters.errors++;
             this.counters.dropped++;
           } else this.counters.sent++;
+          // The kernel took half of them: send more now rather than at the next tick.
+          if (this.inFlight === UDP_IN_FLIGHT >> 1 && this.pending() > 0) this.flush();
         });
       }
       return;
