@@ -8,13 +8,14 @@
 // the server's). Per phase (off, on, off again): a fresh server, `populate` of --mappings
 // new mappings (each a create: a log record), then --repeat refresh runs of --seconds
 // (refreshes are streamed to the main thread and decoded but not logged). Ratio = phase
-// "on" ÷ mean of the two "off" phases, for creates/s and refreshes/s.
+// "on" ÷ mean of the two "off" phases, for creates/s and refreshes/s, and for the server's
+// CPU per request (all threads), which a busy machine disturbs less than the rates.
 // Noise: shared 2-vCPU machine; timedRun redoes disturbed runs (bench/e2e/harness.ts).
 // Usage: npm run build && npx tsx bench/logs.bench.ts [--mappings 200000] [--seconds 5] [--repeat 3]
 // Results: bench/results/logs-2026-12-04.json.
 import { createSocket } from "node:dgram";
 import { parseArgs } from "node:util";
-import { buildLoadgen, machineInfo, populate, startServer, timedRun, timedSummary, writeResults, type Settings } from "./e2e/harness.js";
+import { buildLoadgen, cpu, machineInfo, populate, startServer, timedRun, timedSummary, writeResults, type Settings } from "./e2e/harness.js";
 
 const { values: flags } = parseArgs({
   options: {
@@ -52,10 +53,15 @@ const LOGGING_ON = {
 async function phase(name: string, logging: boolean) {
   const server = await startServer(settings.listen, MAPPINGS, { name: `logs-${name}`, extra: logging ? LOGGING_ON : {} });
   try {
+    // Server CPU per create (all its threads): steadier than the rate on a busy machine.
+    const cpu0 = cpu(server.pid);
     const created = await server.step(populate(settings, MAPPINGS));
+    const createCpuUs = ((cpu(server.pid) - cpu0) * 1e6) / MAPPINGS;
     const refresh = await timedRun(settings, server.pid, "run", MAPPINGS, { step: server.step });
-    console.error(`${name}: creates ${Math.round(created.okPerSecond)}/s, refreshes ${Math.round(refresh.r.okPerSecond)}/s`);
-    return { logging, createsPerSecond: created.okPerSecond, refresh: timedSummary(refresh) };
+    console.error(
+      `${name}: creates ${Math.round(created.okPerSecond)}/s (${createCpuUs.toFixed(1)} µs CPU each), refreshes ${Math.round(refresh.r.okPerSecond)}/s`,
+    );
+    return { logging, createsPerSecond: created.okPerSecond, createCpuUs, refresh: timedSummary(refresh) };
   } finally {
     await server.stop();
   }
@@ -80,6 +86,9 @@ const out = {
   ratio: {
     creates: on.createsPerSecond / meanOff((p) => p.createsPerSecond),
     refreshes: on.refresh.requestsPerSecond / meanOff((p) => p.refresh.requestsPerSecond),
+    /** Server CPU per request, on ÷ off (> 1: logging costs this much more CPU). */
+    createCpu: on.createCpuUs / meanOff((p) => p.createCpuUs),
+    refreshCpu: on.refresh.cpuUsPerRequest / meanOff((p) => p.refresh.cpuUsPerRequest),
   },
 };
 console.log(JSON.stringify(out.ratio), JSON.stringify(received));

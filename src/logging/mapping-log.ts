@@ -4,7 +4,8 @@
 // runs (setEvents(true, "logging")).
 import type { Logger } from "pino";
 import type { Config } from "../config/schema.js";
-import { decodeRecords } from "../engine/records.js";
+import { readEvent } from "../engine/records.js";
+import * as W from "../wire.generated.js";
 import type { EventsMessage } from "../shard/tasks.js";
 import { IpfixSink } from "./ipfix.js";
 import { logged, toLogRecord, type RecordMode } from "./record.js";
@@ -19,11 +20,22 @@ export interface EventSource {
 
 export type LogStats = Record<string, SinkCounters>;
 
+const EVENT_CODES: Record<string, number> = {
+  create: W.EVENT_CREATE,
+  delete: W.EVENT_DELETE,
+  expire: W.EVENT_EXPIRE,
+  update: W.EVENT_UPDATE,
+  "block-lease": W.EVENT_BLOCK_LEASE,
+  "block-release": W.EVENT_BLOCK_RELEASE,
+};
+
 export class MappingLog {
   private readonly sinks: { sink: Sink; mode: RecordMode }[] = [];
   private readonly poolNames: string[][] = [];
   private timer?: NodeJS.Timeout;
   private running = false;
+  /** EVENT_* kinds some sink logs. */
+  private readonly wanted = new Set<number>();
 
   constructor(
     c: Config["logging"],
@@ -32,6 +44,7 @@ export class MappingLog {
   ) {
     if (c.syslog.enabled) this.sinks.push({ sink: new SyslogSink(c.syslog), mode: c.syslog.records });
     if (c.ipfix.enabled) this.sinks.push({ sink: new IpfixSink(c.ipfix), mode: c.ipfix.records });
+    for (const { mode } of this.sinks) for (const [kind, code] of Object.entries(EVENT_CODES)) if (logged(mode, kind)) this.wanted.add(code);
     source.onEvents((m) => this.ingest(m));
     if (this.sinks.length > 0) {
       this.timer = setInterval(() => this.flush(), c.flushMs);
@@ -55,15 +68,17 @@ export class MappingLog {
     if (m.events.pool) this.poolNames[m.shard] = m.events.pool;
     if (!this.running) return;
     const time = Date.now();
-    const events = decodeRecords(m.events, this.poolNames[m.shard]);
-    for (let i = 0; i < events.length; i++) {
-      const e = events[i];
-      let record;
-      for (const { sink, mode } of this.sinks) {
-        if (!logged(mode, e.kind)) continue;
-        record ??= toLogRecord(e, time, m.events.thirdPartyIds?.[i]);
-        sink.push(record);
-      }
+    const { bytes, thirdPartyIds } = m.events;
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const pool = this.poolNames[m.shard] ?? [];
+    const name = (i: number) => pool[i] ?? `pool#${i}`;
+    // Only the records some sink logs are decoded (refreshes, the bulk under load, are not).
+    for (let i = 0, at = 0; at + W.EVENT_SIZE <= bytes.length; i++, at += W.EVENT_SIZE) {
+      const kind = view.getUint8(at + W.EV_KIND);
+      if (!this.wanted.has(kind)) continue;
+      const e = readEvent(view, bytes, at, name);
+      const record = toLogRecord(e, time, thirdPartyIds?.[i]);
+      for (const { sink, mode } of this.sinks) if (logged(mode, e.kind)) sink.push(record);
     }
   }
 
