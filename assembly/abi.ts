@@ -126,6 +126,7 @@ export const CFG_NATPMP_MODE: u32 = 57; // enum(enabled|disabled|silent) natPmp 
 export const CFG_CHECKPOINTS_ON: u32 = 58; // bool host reload: CHECKPOINT_REQUIRED honoured (persistence or HA on) [RFC 7767]
 export const CFG_COALESCE_REFRESHES: u32 = 59; // bool host reload: persistence.refreshes "coalesced" (or persistence off)
 export const CFG_PREFETCH_MODE: u32 = 60; // u8 host reload: 0 off, 1 on, 2 auto (the default; benchmarks set others)
+export const CFG_BLOCK_EVENTS: u32 = 63; // bool host reload: EVENT_BLOCK_* records emitted (a logging sink logs port blocks)
 export const CFG_MAX_MAPPINGS: u32 = 64; // u32 capacity.mappings init
 export const CFG_MAX_SUBSCRIBERS: u32 = 68; // u32 capacity.subscribers init
 export const CFG_MAX_PEERS: u32 = 72; // u32 capacity.peers init
@@ -204,6 +205,11 @@ export const EVENT_DELETE: u8 = 3;
 export const EVENT_EXPIRE: u8 = 4;
 export const EVENT_RELEASE: u8 = 5; // hold-down ended, port free again
 export const EVENT_UPDATE: u8 = 6; // re-homed: new external address/port (pool address retired)
+// Port-block leases (RFC 7422 logging): EV_INTERNAL_ADDR/EV_REALM the subscriber, EV_POOL_INDEX
+// and EV_FAMILY the address, EV_EXTERNAL_PORT the block's first port, EV_INTERNAL_PORT its
+// size; protocol, flags, expiries and EV_MAPPING are 0.
+export const EVENT_BLOCK_LEASE: u8 = 7; // a port block leased to a subscriber
+export const EVENT_BLOCK_RELEASE: u8 = 8; // a port block back in the pool (or its address retired)
 
 // ---- Mapping flags (EV_FLAGS) ----
 export const MAPF_INBOUND: u8 = 1; // has a MAP part

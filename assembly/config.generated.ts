@@ -26,6 +26,7 @@ export let natpmpMode: u32 = 0; // natPmp
 export let checkpointsOn: bool = false; // host
 export let coalesceRefreshes: bool = false; // host
 export let prefetchMode: u32 = 0; // host
+export let blockEvents: bool = false; // host
 export let maxMappings: u32 = 0; // capacity.mappings
 export let maxSubscribers: u32 = 0; // capacity.subscribers
 export let maxPeers: u32 = 0; // capacity.peers
@@ -70,6 +71,7 @@ export function loadConfig(region: usize, phase: u32): void {
   checkpointsOn = load<u8>(region + A.CFG_CHECKPOINTS_ON) != 0;
   coalesceRefreshes = load<u8>(region + A.CFG_COALESCE_REFRESHES) != 0;
   prefetchMode = <u32>load<u8>(region + A.CFG_PREFETCH_MODE);
+  blockEvents = load<u8>(region + A.CFG_BLOCK_EVENTS) != 0;
   activityIdleUdp = load<u32>(region + A.CFG_ACTIVITY_IDLE_UDP);
   activityIdleTcp = load<u32>(region + A.CFG_ACTIVITY_IDLE_TCP);
   activityWait = load<u32>(region + A.CFG_ACTIVITY_WAIT);

@@ -5,6 +5,7 @@
 import * as A from "./abi";
 import { copy16 } from "./bytes";
 import { now } from "./clock";
+import { blockEvents } from "./config";
 import { M_CLIENT_PORT, M_EXTERNAL_PORT, M_FAMILY, M_FLAGS, M_INTERNAL_PORT, M_MAP_EXPIRY, M_OUT_EXPIRY, M_POOL, M_PROTOCOL, M_SUB, S_ADDR, S_REALM } from "./layout";
 import { mappings, statAdd, subscribers } from "./tables";
 
@@ -37,6 +38,31 @@ export function emit(kind: u8, m: u32): void {
   const e = events + <usize>(eventHead & (A.EVENT_CAPACITY - 1)) * A.EVENT_SIZE;
   describeInto(e, m);
   store<u8>(e + A.EV_KIND, kind);
+  eventHead++;
+}
+
+/**
+ * A port block leased to (EVENT_BLOCK_LEASE) or taken back from (EVENT_BLOCK_RELEASE)
+ * subscriber `sub`: one record per block, what RFC 7422 port-block logging needs; only
+ * while CFG_BLOCK_EVENTS is on.
+ */
+export function emitBlock(kind: u8, sub: u32, pool: u32, family: u32, first: u32, size: u32): void {
+  if (!blockEvents) return; // nobody logs blocks: the ring keeps to mapping events
+  if (eventHead - eventTail >= A.EVENT_CAPACITY) {
+    statAdd(A.STATS_EVENTS_LOST, 1);
+    return;
+  }
+  const e = events + <usize>(eventHead & (A.EVENT_CAPACITY - 1)) * A.EVENT_SIZE;
+  const s = subscribers.at(sub);
+  memory.fill(e, 0, A.EVENT_SIZE);
+  store<u8>(e + A.EV_KIND, kind);
+  store<u8>(e + A.EV_FAMILY, <u8>family);
+  store<u16>(e + A.EV_INTERNAL_PORT, <u16>size);
+  store<u16>(e + A.EV_EXTERNAL_PORT, <u16>first);
+  store<u16>(e + A.EV_POOL_INDEX, <u16>pool);
+  store<u32>(e + A.EV_REALM, load<u32>(s + S_REALM));
+  store<u32>(e + A.EV_TIME, now);
+  copy16(e + A.EV_INTERNAL_ADDR, s + S_ADDR);
   eventHead++;
 }
 

@@ -8,6 +8,7 @@ import { blockSize, blocksPerAddress, inShard, maxBlocksPerSubscriber, portMin, 
 import { randomBelow } from "./random";
 import { BLOCK_FAMILY_BIT, NO_POOL, S_BLOCKS, S_BLOCK_COUNT, setPaired } from "./layout";
 import { scratch, statAdd, subscribers } from "./tables";
+import { emitBlock } from "./events";
 
 /** Port range, block layout and shard; only before the first pool address. Returns false if too late or invalid. */
 export function configurePool(firstPort: u32, size: u32, blocksPerSubscriber: u32, shards: u32, shard: u32): bool {
@@ -174,6 +175,7 @@ function leaseTo(pool: u32, block: u32, sub: u32): void {
   store<u8>(s + S_BLOCK_COUNT, <u8>(k + 1));
   setPaired(s, family, pool);
   statAdd(A.STATS_BLOCKS, 1);
+  emitBlock(A.EVENT_BLOCK_LEASE, sub, pool, family, blockStart(block), blockSize);
 }
 
 /** A block no mapping or hold uses goes back to the pool. */
@@ -206,6 +208,7 @@ export function releaseBlockIfUnused(pool: u32, block: u32): void {
   }
   if (sameFamily == 0) setPaired(s, family, NO_POOL);
   statAdd(A.STATS_BLOCKS, -1);
+  emitBlock(A.EVENT_BLOCK_RELEASE, sub, pool, family, blockStart(block), blockSize);
 }
 
 function pushFreeBlock(pool: u32, block: u32): void {

@@ -8,10 +8,11 @@ import { appendOption, data, errorLifetime, slotsBase } from "./codec";
 import { now, setNow } from "./clock";
 import { BLOCK_FAMILY_BIT, F_ADDR, F_NEXT, F_PORT, F_PREFIX, M_CLIENT_PORT, M_EXTERNAL_PORT, M_FAMILY, M_FILTERS, M_FLAGS, M_INTERNAL_PORT, M_MAP_EXPIRY, M_NONCE, M_PEERS, M_POOL, M_PROTOCOL, M_SUB, NO_POOL, P_EXPIRY, P_NEXT, P_NONCE, P_REMOTE_ADDR, P_REMOTE_PORT, S_ADDR, S_BLOCKS, S_BLOCK_COUNT, S_REALM, pairedPool, setPaired } from "./layout";
 import { externalIndex, filters, initialised, mappings, peers, statAdd, subscribers } from "./tables";
-import { ownerAt, poolAddr, poolCount, poolFamily, poolRetired, retired, usageAdd } from "./pool";
+import { blockStart, ownerAt, poolAddr, poolCount, poolFamily, poolRetired, retired, usageAdd } from "./pool";
 import { externalKey, freeSubscriberIfEmpty } from "./lookup";
 import { RL_ID, RL_LENGTH, realms } from "./realms";
-import { emit } from "./events";
+import { emit, emitBlock } from "./events";
+import { blockSize } from "./config";
 import { endMapping, liveOrEnded, releaseHold } from "./lifecycle";
 import { NO_ALLOC, allocPool, allocPort, allocResult, leaseAllocated, tryNewBlock, tryOwnBlocks } from "./allocation";
 import { RQ_ADDR, RQ_PORT, requesters } from "./requesters";
@@ -52,6 +53,7 @@ export function poolRetire(pool: u32, at: u32): u32 {
       if ((e & BLOCK_FAMILY_BIT) == familyBit) {
         store<u32>(ownerAt(pool, e & ~BLOCK_FAMILY_BIT), 0);
         statAdd(A.STATS_BLOCKS, -1);
+        emitBlock(A.EVENT_BLOCK_RELEASE, sub, pool, family, blockStart(e & ~BLOCK_FAMILY_BIT), blockSize);
       } else {
         store<u16>(s + S_BLOCKS + (kept << 1), <u16>e);
         kept++;

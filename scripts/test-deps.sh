@@ -6,7 +6,8 @@
 # announce tests capture a link; it comes with tshark), sysctl (namespace settings),
 # freeradius (the AAA server PCP authentication relays EAP to), eapol_test (eapoltest:
 # checks the generated FreeRADIUS configuration independently), chromium (the dashboard
-# tests drive it headless over the DevTools protocol); gcc, make and python3
+# tests drive it headless over the DevTools protocol), rsyslog (the syslog collector the
+# logging tests start), pmacct (nfacctd, their IPFIX collector); gcc, make and python3
 # (build-essential python3: node-gyp builds the batched UDP addon, native/udp_batch.c —
 # then built here if `npm install` could not, docs/io.md).
 # Installed when missing and when this runs as root with apt-get; otherwise the tests that
@@ -23,6 +24,8 @@ command -v sysctl >/dev/null 2>&1 || need+=(procps)
 command -v freeradius >/dev/null 2>&1 || [ -x /usr/sbin/freeradius ] || need+=(freeradius)
 command -v eapol_test >/dev/null 2>&1 || [ -x /usr/sbin/eapol_test ] || need+=(eapoltest)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ] || need+=(rsyslog)
+command -v nfacctd >/dev/null 2>&1 || [ -x /usr/sbin/nfacctd ] || need+=(pmacct)
 { command -v gcc && command -v make; } >/dev/null 2>&1 || need+=(build-essential)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then

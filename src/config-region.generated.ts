@@ -38,6 +38,7 @@ export const CFG_FIELDS: readonly CfgField[] = [
   { name: "CFG_CHECKPOINTS_ON", offset: W.CFG_CHECKPOINTS_ON, type: "bool", phase: "reload" },
   { name: "CFG_COALESCE_REFRESHES", offset: W.CFG_COALESCE_REFRESHES, type: "bool", phase: "reload" },
   { name: "CFG_PREFETCH_MODE", offset: W.CFG_PREFETCH_MODE, type: "u8", phase: "reload" },
+  { name: "CFG_BLOCK_EVENTS", offset: W.CFG_BLOCK_EVENTS, type: "bool", phase: "reload" },
   { name: "CFG_MAX_MAPPINGS", offset: W.CFG_MAX_MAPPINGS, type: "u32", path: "capacity.mappings", phase: "init" },
   { name: "CFG_MAX_SUBSCRIBERS", offset: W.CFG_MAX_SUBSCRIBERS, type: "u32", path: "capacity.subscribers", phase: "init" },
   { name: "CFG_MAX_PEERS", offset: W.CFG_MAX_PEERS, type: "u32", path: "capacity.peers", phase: "init" },

@@ -210,6 +210,7 @@ export const CFG_NATPMP_MODE = 57; // enum(enabled|disabled|silent) natPmp reloa
 export const CFG_CHECKPOINTS_ON = 58; // bool host reload: CHECKPOINT_REQUIRED honoured (persistence or HA on) [RFC 7767]
 export const CFG_COALESCE_REFRESHES = 59; // bool host reload: persistence.refreshes "coalesced" (or persistence off)
 export const CFG_PREFETCH_MODE = 60; // u8 host reload: 0 off, 1 on, 2 auto (the default; benchmarks set others)
+export const CFG_BLOCK_EVENTS = 63; // bool host reload: EVENT_BLOCK_* records emitted (a logging sink logs port blocks)
 export const CFG_MAX_MAPPINGS = 64; // u32 capacity.mappings init
 export const CFG_MAX_SUBSCRIBERS = 68; // u32 capacity.subscribers init
 export const CFG_MAX_PEERS = 72; // u32 capacity.peers init
@@ -282,6 +283,8 @@ export const EVENT_DELETE = 3;
 export const EVENT_EXPIRE = 4;
 export const EVENT_RELEASE = 5; // hold-down ended, port free again
 export const EVENT_UPDATE = 6; // re-homed: new external address/port (pool address retired)
+export const EVENT_BLOCK_LEASE = 7; // a port block leased to a subscriber
+export const EVENT_BLOCK_RELEASE = 8; // a port block back in the pool (or its address retired)
 export const MAPF_INBOUND = 1; // has a MAP part
 export const MAPF_OUTBOUND = 2; // has a PEER part
 export const MAPF_STATIC = 4;
@@ -615,6 +618,7 @@ export const ALL_CONSTANTS: Readonly<Record<string, number>> = {
   CFG_CHECKPOINTS_ON,
   CFG_COALESCE_REFRESHES,
   CFG_PREFETCH_MODE,
+  CFG_BLOCK_EVENTS,
   CFG_MAX_MAPPINGS,
   CFG_MAX_SUBSCRIBERS,
   CFG_MAX_PEERS,
@@ -687,6 +691,8 @@ export const ALL_CONSTANTS: Readonly<Record<string, number>> = {
   EVENT_EXPIRE,
   EVENT_RELEASE,
   EVENT_UPDATE,
+  EVENT_BLOCK_LEASE,
+  EVENT_BLOCK_RELEASE,
   MAPF_INBOUND,
   MAPF_OUTBOUND,
   MAPF_STATIC,

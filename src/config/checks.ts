@@ -87,6 +87,12 @@ export function contradictions(c: Config, workers: number, totalMemory: number, 
   if (long < 1 || long > ERROR_LIFETIME_MAX.long)
     add(["pcp", "longErrorLifetime"], `${long} s is outside 1..${ERROR_LIFETIME_MAX.long} (RFC 6887 §7.4 recommends 1800)`);
   else if (long < short) add(["pcp", "longErrorLifetime"], `${long} s must be ≥ pcp.shortErrorLifetime (${short})`);
+  for (const sink of ["syslog", "ipfix"] as const) {
+    const l = c.logging[sink];
+    // The mapping log sent to this server's own PCP socket would be answered as requests.
+    if (l.enabled && l.port === c.listen.port && c.listen.addresses.includes(l.collector))
+      add(["logging", sink, "port"], `${l.collector}:${l.port} is this server's own PCP listen address: logs would go to itself`);
+  }
   if (c.ha.enabled) out.push(...haIssues(c, workers));
   if (c.ha.enabled && c.listen.reusePort)
     add(["listen", "reusePort"], "cannot be used with ha.enabled: an HA group moves its addresses between nodes one shard at a time (docs/io.md)");

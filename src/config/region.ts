@@ -54,6 +54,9 @@ export function encodeConfig(c: Config, host: HostValues = {}): Uint8Array<Array
   view.setUint32(W.CFG_PORT_SET_MAX, c.pcp.portSet.enabled ? c.pcp.portSet.maxSize : 1, true);
   view.setUint8(W.CFG_COALESCE_REFRESHES, !c.persistence.enabled || c.persistence.refreshes === "coalesced" ? 1 : 0);
   view.setUint8(W.CFG_PREFETCH_MODE, host.prefetch ?? 2);
+  // Port-block records only when a logging sink logs blocks (they cost event-ring space otherwise).
+  const { syslog, ipfix } = c.logging;
+  view.setUint8(W.CFG_BLOCK_EVENTS, (syslog.enabled && syslog.records === "blocks") || (ipfix.enabled && ipfix.records === "blocks") ? 1 : 0);
   // Check-pointing needs somewhere durable to put the mapping: the disk or the HA stream [RFC 7767 §3].
   view.setUint8(W.CFG_CHECKPOINTS_ON, c.persistence.enabled || c.ha.enabled ? 1 : 0);
   view.setUint32(W.CFG_MAX_REALMS, c.pcp.thirdPartyId.enabled ? c.capacity.realms : 0, true);

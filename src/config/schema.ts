@@ -171,6 +171,50 @@ export const ConfigSchema = z
       .object({ level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info") })
       .strict()
       .prefault({}),
+    /** Mapping and port-block logs for traceability (docs/logging.md): syslog and IPFIX to collectors. */
+    logging: z
+      .object({
+        syslog: z
+          .object({
+            /** RFC 5424 records to the collector, one per mapping (or block) event. */
+            enabled: z.boolean().default(false),
+            /** UDP (RFC 5426) or TCP with octet counting (RFC 6587 §3.4.1). */
+            transport: z.enum(["udp", "tcp"]).default("udp"),
+            collector: address.default("127.0.0.1"),
+            port: port.min(1).default(514),
+            /** Per mapping event, or one record per port-block lease and release (RFC 7422). */
+            records: z.enum(["mappings", "blocks"]).default("mappings"),
+            /** RFC 5424 facility number (16: local0). */
+            facility: count(0, 23).default(16),
+            /** APP-NAME; HOSTNAME is the machine's. */
+            appName: z
+              .string()
+              .regex(/^[!-~]{1,48}$/, "printable ASCII without spaces, at most 48")
+              .default("pcpd"),
+            /** Records waiting to be sent; beyond it new records are dropped and counted. */
+            queue: count(1, 10_000_000).default(100_000),
+          })
+          .strict()
+          .prefault({}),
+        ipfix: z
+          .object({
+            /** IPFIX (RFC 7011) NAT events with RFC 8158 information elements, over UDP. */
+            enabled: z.boolean().default(false),
+            collector: address.default("127.0.0.1"),
+            port: port.min(1).default(4739),
+            records: z.enum(["mappings", "blocks"]).default("mappings"),
+            observationDomain: z.number().int().min(0).max(0xffffffff).default(1),
+            /** Templates are re-sent this often (RFC 7011 §8.4: UDP collectors may have lost them). */
+            templateRefreshSeconds: count(1, 86_400).default(60),
+            queue: count(1, 10_000_000).default(100_000),
+          })
+          .strict()
+          .prefault({}),
+        /** Queued records leave in batches this often (and whenever a batch is full). */
+        flushMs: count(1, 10_000).default(100),
+      })
+      .strict()
+      .prefault({}),
     persistence: z
       .object({
         /** Mappings, holds and the Epoch survive a restart (a journal plus snapshots per shard). */

@@ -30,6 +30,8 @@ const KIND_CODES: Record<string, number> = {
   release: W.EVENT_RELEASE,
   update: W.EVENT_UPDATE,
 };
+/** Every mapping event kind (the default: no port-block records). */
+const MAPPING_KINDS = Object.values(KIND_CODES).reduce((bits, k) => bits | (1 << k), 0);
 const FRAME_HEAD = `{"jsonrpc":"2.0","method":"${NOTIFY_EVENTS}","params":{"events":[`;
 const FRAME_TAIL = "]}}";
 
@@ -53,7 +55,8 @@ interface Subscriber {
 
 function compile(filter: MappingFilter, kinds?: string[]): RawFilter {
   return {
-    kinds: kinds ? kinds.reduce((bits, k) => bits | (1 << KIND_CODES[k]), 0) : ~0,
+    // Port-block records (src/logging/) are not mapping events: subscribers never see them.
+    kinds: kinds ? kinds.reduce((bits, k) => bits | (1 << KIND_CODES[k]), 0) : MAPPING_KINDS,
     protocol: filter.protocol,
     internal: filter.internalAddress === undefined ? undefined : toAddress16(filter.internalAddress),
     external: filter.externalAddress === undefined ? undefined : filter.externalAddress,

@@ -43,6 +43,8 @@
 // shard missing from the update (down or restarting) has no table or pool series (its
 // table is gone; the replacement starts empty), pcpd_shard_up{shard} says 0, and a pool
 // address that left the pool has no series any more.
+import { LogMetrics } from "./log-metrics.js";
+import type { LogStats } from "../logging/mapping-log.js";
 import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
 import type { DataplaneStats } from "../dataplane/manager.js";
 import type { HaStatus } from "../ha/types.js";
@@ -121,6 +123,8 @@ export interface ShardInfoForMetrics {
   io?: IoPath;
   /** This node's HA status (absent: ha.enabled is false; the pcpd_ha_ series appear with the first one, ha-metrics.ts). */
   ha?: HaStatus;
+  /** The mapping log's counters per sink (pcpd_log_*, log-metrics.ts; none while no sink is on). */
+  logging?: LogStats;
 }
 
 export class Metrics {
@@ -152,6 +156,7 @@ export class Metrics {
   private readonly dataplaneLast = new Map<string, number>();
   private ha?: HaMetrics;
   private readonly ioPath: Gauge<string>;
+  private logging?: LogMetrics;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
@@ -244,6 +249,7 @@ export class Metrics {
     }
     this.updateDataplane(info.dataplane);
     if (info.io) for (const path of IO_PATHS) this.ioPath.set({ path }, path === info.io ? 1 : 0);
+    if (info.logging && Object.keys(info.logging).length > 0) (this.logging ??= new LogMetrics(this.registry)).update(info.logging);
     if (info.ha) {
       this.ha ??= new HaMetrics(this.registry);
       const threads = info.threads ?? [];

@@ -158,7 +158,14 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
       // HA: this node's view of its groups (a controller that cannot say leaves the HA series out).
       const ha = await server.ha?.status().catch(() => undefined);
       const threads = server.threads();
-      metrics.update(stats, { shardsUp: threads.map((t) => t !== undefined), dataplane: server.dataplane(), threads, ha, io: server.io?.path });
+      metrics.update(stats, {
+        shardsUp: threads.map((t) => t !== undefined),
+        dataplane: server.dataplane(),
+        threads,
+        ha,
+        io: server.io?.path,
+        logging: server.logStats?.(),
+      });
       return { status: "200 OK", type: metrics.contentType, body: await metrics.render() };
     }),
   );

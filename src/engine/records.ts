@@ -5,7 +5,7 @@ import * as W from "../wire.generated.js";
 import { formatAddress16 } from "../net/address.js";
 
 export interface MappingEvent {
-  kind: "create" | "refresh" | "delete" | "expire" | "release" | "update" | "none";
+  kind: "create" | "refresh" | "delete" | "expire" | "release" | "update" | "block-lease" | "block-release" | "none";
   protocol: number;
   flags: number;
   family: 4 | 6;
@@ -20,7 +20,9 @@ export interface MappingEvent {
   mapping: number;
   time: number;
 }
-const EVENT_KINDS: MappingEvent["kind"][] = ["none", "create", "refresh", "delete", "expire", "release", "update"];
+const EVENT_KINDS: MappingEvent["kind"][] = ["none", "create", "refresh", "delete", "expire", "release", "update", "block-lease", "block-release"];
+/** Port-block records (EVENT_BLOCK_*): externalPort is the block's first port, internalPort its size. */
+export const BLOCK_KINDS: ReadonlySet<string> = new Set(["block-lease", "block-release"]);
 
 /** A FILTER of a mapping, as the dataplane enforces it [RFC 6887 §13.3]. */
 export interface Filter {

@@ -25,6 +25,7 @@ import { ConnectionState, connectHa } from "../ha/connection.js";
 import type { HaController } from "../ha/types.js";
 import { ioChoice, type IoPath } from "../io/native.js";
 import { ReusePortGroups } from "./reuseport.js";
+import { MappingLog, type LogStats } from "../logging/mapping-log.js";
 
 export interface ServerStats {
   /** Engine counters summed over the shards. */
@@ -46,6 +47,8 @@ export interface RunningServer {
   /** Mapping events of every shard go to `listener` while streaming is on. */
   onEvents(listener: (m: EventsMessage) => void): void;
   setEvents(on: boolean): Promise<void>;
+  /** The mapping log's counters per sink (logging.*; empty when no sink is on). */
+  logStats(): LogStats;
   /** threadId of each shard's worker (undefined while it restarts). */
   threads(): (number | undefined)[];
   /** Every shard's counters as of its last batch or task (shared memory: no task runs). */
@@ -92,6 +95,7 @@ const RESTART_PATHS = [
   "announce",
   "persistence",
   "dataplane",
+  "logging",
   "pcp.thirdPartyId",
   "pool.portMin",
   "pool.blockSize",
@@ -289,6 +293,9 @@ export async function startServer(
       "pcp server listening",
     );
   } else log.info({ listen: addresses, workers: shards, natPmp: c.natPmp }, "pcp server listening");
+  // Mapping and port-block logs (src/logging/, docs/logging.md); logging.* needs a restart.
+  const mappingLog = new MappingLog(c.logging, { onEvents: (l) => pool.onEvents(l), setEvents: (on, who) => pool.setEvents(on, who) }, log);
+  await mappingLog.start();
   let current = c;
   return {
     addresses,
@@ -300,6 +307,7 @@ export async function startServer(
     shardOfExternalPort: (port) => (port < c.pool.portMin ? 0 : Math.floor((port - c.pool.portMin) / c.pool.blockSize) % shards),
     onEvents: (listener) => pool.onEvents(listener),
     setEvents: (on) => pool.setEvents(on),
+    logStats: () => mappingLog.stats(),
     threads: () => pool.threads(),
     replaceWorker: (shard) => pool.replace(shard),
     staticChange,
@@ -344,6 +352,7 @@ export async function startServer(
       // HA first: no takeover starts while the shards stop; the gates close and the release hooks run (src/ha/manager.ts stop).
       await ha?.stop();
       await dataplane?.close();
+      await mappingLog.stop();
       const final = await pool.stop();
       shared?.close();
       await nc?.close();

@@ -65,6 +65,8 @@ export class ShardPool {
   private watchdog: NodeJS.Timeout | undefined;
   /** Whether the shards stream their mapping events (a restarted shard is told again). */
   private eventsWanted = false;
+  /** Who wants them: the control channel's subscribers, the mapping log (src/logging/). */
+  private readonly eventWanters = new Set<string>();
   /** Shards under an operator's Epoch reset → what drops their persisted state. */
   private readonly resetting = new Map<number, () => void>();
 
@@ -223,9 +225,12 @@ export class ShardPool {
     this.eventListeners.push(listener);
   }
 
-  async setEvents(on: boolean): Promise<void> {
-    this.eventsWanted = on;
-    await this.all({ kind: "events", on });
+  /** `who` wants the events streamed (on) or no longer (off); they stream while anyone does. */
+  async setEvents(on: boolean, who = "control"): Promise<void> {
+    if (on) this.eventWanters.add(who);
+    else this.eventWanters.delete(who);
+    this.eventsWanted = this.eventWanters.size > 0;
+    await this.all({ kind: "events", on: this.eventsWanted });
   }
 
   /** New configuration for later (re)starts; the running shards are told by a reload task. */

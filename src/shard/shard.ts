@@ -98,6 +98,8 @@ export class Shard {
    */
   private eventChunks: Uint8Array[] = [];
   private eventBytes = 0;
+  /** THIRD_PARTY_IDs of the gathered records in a realm, by record index. */
+  private eventIds: Record<number, string> | undefined;
   private eventTimer: NodeJS.Timeout | undefined;
   private poolTimer: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -382,6 +384,15 @@ export class Shard {
       }
     if (log.isLevelEnabled("debug")) for (const e of decodeRecords(events, engine.poolList())) log.debug({ event: e }, "mapping event");
     if (!this.eventsOn) return;
+    // The THIRD_PARTY_ID of the records in a realm, looked up now (the realm may be gone by
+    // the post): the log names the subscriber by it (src/logging/).
+    const view = new DataView(events.bytes.buffer, events.bytes.byteOffset, events.bytes.byteLength);
+    const first = this.eventBytes / W.EVENT_SIZE;
+    for (let i = 0, at = 0; at + W.EVENT_SIZE <= events.bytes.length; i++, at += W.EVENT_SIZE) {
+      const realm = view.getUint32(at + W.EV_REALM, true);
+      const id = realm === 0 ? undefined : engine.realmIdentifier(realm);
+      if (id !== undefined) (this.eventIds ??= {})[first + i] = id;
+    }
     this.eventChunks.push(events.bytes);
     this.eventBytes += events.bytes.length;
     if (this.eventBytes >= EVENTS_POST_BYTES) this.postEvents();
@@ -404,6 +415,8 @@ export class Shard {
     this.eventChunks = [];
     this.eventBytes = 0;
     const events: MappingRecords = { bytes };
+    if (this.eventIds) events.thirdPartyIds = this.eventIds;
+    this.eventIds = undefined;
     const pool = this.engine.poolList();
     if (pool.length !== this.poolPosted) {
       events.pool = pool;

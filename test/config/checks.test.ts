@@ -22,6 +22,9 @@ describe("contradictory or dangerous values (start and reload)", () => {
     [{ pool: { addresses: ["198.51.100.0/23"] } }, "pool.addresses: 198.51.100.0/23 holds 510 usable addresses, but the engine's address table holds 256"],
     [{ pool: { addresses: ["192.0.2.0/24", "198.51.100.0/29"] } }, "pool.addresses: 260 pool addresses, but the engine's address table holds 256"],
     [{ pcp: { thirdPartyId: { ids: ["0a0b"] } } }, "pcp.thirdPartyId.ids: lists 1 identifier(s) but pcp.thirdPartyId.enabled is false"],
+    [{ logging: { syslog: { enabled: true, port: 5351 } } }, "logging.syslog.port: 127.0.0.1:5351 is this server's own PCP listen address"],
+    [{ logging: { ipfix: { enabled: true, port: 70000 } } }, "logging.ipfix.port"],
+    [{ logging: { syslog: { transport: "tls" } } }, "logging.syslog.transport"],
   ])("%j → one line naming the field", (document, line) => {
     const found = issues(document);
     expect(found).toHaveLength(1);

@@ -1,0 +1,100 @@
+// The mapping log (docs/logging.md): the shards' event messages → log records → the
+// configured sinks (syslog, IPFIX). Runs on the main thread: the packet threads only copy
+// event bytes, as they do for the control channel. The shards stream events while the log
+// runs (setEvents(true, "logging")).
+import type { Logger } from "pino";
+import type { Config } from "../config/schema.js";
+import { readEvent } from "../engine/records.js";
+import * as W from "../wire.generated.js";
+import type { EventsMessage } from "../shard/tasks.js";
+import { IpfixSink } from "./ipfix.js";
+import { logged, toLogRecord, type RecordMode } from "./record.js";
+import type { Sink, SinkCounters } from "./sink.js";
+import { SyslogSink } from "./syslog.js";
+
+/** What the log needs of the running server. */
+export interface EventSource {
+  onEvents(listener: (m: EventsMessage) => void): void;
+  setEvents(on: boolean, who?: string): Promise<void>;
+}
+
+export type LogStats = Record<string, SinkCounters>;
+
+const EVENT_CODES: Record<string, number> = {
+  create: W.EVENT_CREATE,
+  delete: W.EVENT_DELETE,
+  expire: W.EVENT_EXPIRE,
+  update: W.EVENT_UPDATE,
+  "block-lease": W.EVENT_BLOCK_LEASE,
+  "block-release": W.EVENT_BLOCK_RELEASE,
+};
+
+export class MappingLog {
+  private readonly sinks: { sink: Sink; mode: RecordMode }[] = [];
+  private readonly poolNames: string[][] = [];
+  private timer?: NodeJS.Timeout;
+  private running = false;
+  /** EVENT_* kinds some sink logs. */
+  private readonly wanted = new Set<number>();
+
+  constructor(
+    c: Config["logging"],
+    private readonly source: EventSource,
+    private readonly log?: Logger,
+  ) {
+    if (c.syslog.enabled) this.sinks.push({ sink: new SyslogSink(c.syslog), mode: c.syslog.records });
+    if (c.ipfix.enabled) this.sinks.push({ sink: new IpfixSink(c.ipfix), mode: c.ipfix.records });
+    for (const { mode } of this.sinks) for (const [kind, code] of Object.entries(EVENT_CODES)) if (logged(mode, kind)) this.wanted.add(code);
+    source.onEvents((m) => this.ingest(m));
+    if (this.sinks.length > 0) {
+      this.timer = setInterval(() => this.flush(), c.flushMs);
+      this.timer.unref();
+    }
+  }
+
+  /** Whether any sink is configured. */
+  get enabled(): boolean {
+    return this.sinks.length > 0;
+  }
+
+  async start(): Promise<void> {
+    if (!this.enabled) return;
+    this.running = true;
+    await this.source.setEvents(true, "logging");
+    this.log?.info({ sinks: this.sinks.map((s) => `${s.sink.name} (${s.mode})`) }, "mapping log on");
+  }
+
+  private ingest(m: EventsMessage): void {
+    if (m.events.pool) this.poolNames[m.shard] = m.events.pool;
+    if (!this.running) return;
+    const time = Date.now();
+    const { bytes, thirdPartyIds } = m.events;
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const pool = this.poolNames[m.shard] ?? [];
+    const name = (i: number) => pool[i] ?? `pool#${i}`;
+    // Only the records some sink logs are decoded (refreshes, the bulk under load, are not).
+    for (let i = 0, at = 0; at + W.EVENT_SIZE <= bytes.length; i++, at += W.EVENT_SIZE) {
+      const kind = view.getUint8(at + W.EV_KIND);
+      if (!this.wanted.has(kind)) continue;
+      const e = readEvent(view, bytes, at, name);
+      const record = toLogRecord(e, time, thirdPartyIds?.[i]);
+      for (const { sink, mode } of this.sinks) if (logged(mode, e.kind)) sink.push(record);
+    }
+  }
+
+  private flush(): void {
+    for (const { sink } of this.sinks) sink.flush();
+  }
+
+  stats(): LogStats {
+    return Object.fromEntries(this.sinks.map(({ sink }) => [sink.name, sink.stats()]));
+  }
+
+  /** Sends what is queued (as far as the collectors take it) and closes the sinks. */
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    if (this.running) await this.source.setEvents(false, "logging").catch(() => undefined);
+    this.running = false;
+    await Promise.all(this.sinks.map(({ sink }) => sink.close()));
+  }
+}

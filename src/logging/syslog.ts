@@ -1,0 +1,177 @@
+// Syslog sink: RFC 5424 messages with the record in structured data, over UDP (RFC 5426,
+// one message per datagram) or TCP (RFC 6587 §3.4.1 octet counting: "LEN SP MSG").
+// SD-ID pcpd@32473 (32473: the example enterprise number of RFC 5612; docs/logging.md).
+import { createSocket, type Socket as UdpSocket } from "node:dgram";
+import { connect, isIPv6, type Socket } from "node:net";
+import { hostname } from "node:os";
+import type { Config } from "../config/schema.js";
+import { PROTOCOL_NAMES, type LogRecord } from "./record.js";
+import { Sink } from "./sink.js";
+
+export const SD_ID = "pcpd@32473";
+const SEVERITY_INFO = 6;
+/** Datagrams a UDP sink has in the kernel's hands at once; the rest wait in the queue. */
+const UDP_IN_FLIGHT = 256;
+const TCP_BATCH = 512;
+const BACKOFF_MIN_MS = 100;
+const BACKOFF_MAX_MS = 30_000;
+
+const MSGIDS: Record<LogRecord["event"], string> = {
+  create: "MAP-CREATE",
+  delete: "MAP-DELETE",
+  expire: "MAP-EXPIRE",
+  update: "MAP-UPDATE",
+  "block-lease": "BLOCK-ALLOC",
+  "block-release": "BLOCK-RELEASE",
+};
+
+const SPECIAL = /["\\\]]/;
+/** PARAM-VALUE escaping (RFC 5424 §6.3.3): '"', '\' and ']' (numbers and addresses have none). */
+const escapeParam = (v: string) => (SPECIAL.test(v) ? v.replace(/["\\\]]/g, (c) => `\\${c}`) : v);
+
+const endpoint = (address: string, port: number) => (isIPv6(address) ? `[${address}]:${port}` : `${address}:${port}`);
+
+/** The last timestamp formatted (a batch's records share theirs). */
+let stampAt = Number.NaN;
+let stamp = "";
+
+/** One RFC 5424 message (no framing) for `r`. */
+export function formatSyslog(r: LogRecord, o: { facility: number; host: string; appName: string; procId: number }): string {
+  if (r.time !== stampAt) {
+    stampAt = r.time;
+    stamp = new Date(r.time).toISOString();
+  }
+  const block = r.type === "block";
+  let sd = `[${SD_ID} event="${r.event}" type="${r.type}"`;
+  if (!block) sd += ` proto="${r.protocol}"`;
+  sd += ` intAddr="${r.internalAddress}"`;
+  if (!block) sd += ` intPort="${r.internalPort}"`;
+  if (r.thirdPartyId !== undefined) sd += ` thirdPartyId="${escapeParam(r.thirdPartyId)}"`;
+  sd += ` extAddr="${r.externalAddress}"`;
+  sd += block ? ` portFirst="${r.externalPort}" portLast="${r.lastPort}"` : ` extPort="${r.externalPort}" lifetime="${r.lifetime}"`;
+  if (r.remoteAddress !== undefined) sd += ` remoteAddr="${r.remoteAddress}" remotePort="${r.remotePort}"`;
+  if (!block) sd += ` source="${r.source}"`;
+  sd += "]";
+  const proto = PROTOCOL_NAMES[r.protocol] ?? `proto ${r.protocol}`;
+  const text = block
+    ? `${r.event} ${r.internalAddress} ports ${r.externalAddress}:${r.externalPort}-${r.lastPort}`
+    : `${r.event} ${r.type} ${proto} ${endpoint(r.internalAddress, r.internalPort)} -> ${endpoint(r.externalAddress, r.externalPort)}` +
+      (r.remoteAddress ? ` peer ${endpoint(r.remoteAddress, r.remotePort ?? 0)}` : "") +
+      (r.event === "create" || r.event === "update" ? ` lifetime ${r.lifetime}` : "");
+  return `<${o.facility * 8 + SEVERITY_INFO}>1 ${stamp} ${o.host} ${o.appName} ${o.procId} ${MSGIDS[r.event]} ${sd} ${text}`;
+}
+
+type SyslogConfig = Config["logging"]["syslog"];
+
+export class SyslogSink extends Sink {
+  private readonly format: { facility: number; host: string; appName: string; procId: number };
+  private udp?: UdpSocket;
+  private inFlight = 0;
+  private udpReady = false;
+  private tcp?: Socket;
+  private connected = false;
+  private backoff = BACKOFF_MIN_MS;
+  private retry?: NodeJS.Timeout;
+  private closed = false;
+
+  constructor(private readonly c: SyslogConfig) {
+    super(`syslog-${c.transport}`, c.queue);
+    this.format = {
+      facility: c.facility,
+      host:
+        hostname()
+          .replace(/[^!-~]/g, "")
+          .slice(0, 255) || "-",
+      appName: c.appName,
+      procId: process.pid,
+    };
+    if (c.transport === "udp") {
+      // Connected: no per-datagram address handling; a collector's ICMP unreachable surfaces as a send error.
+      this.udp = createSocket(isIPv6(c.collector) ? "udp6" : "udp4");
+      this.udp.on("error", () => this.counters.errors++);
+      this.udp.connect(c.port, c.collector, () => {
+        this.udpReady = true; // sends before this would throw (not connected yet)
+        this.flush();
+      });
+      this.udp.unref();
+    } else this.open();
+  }
+
+  private open(): void {
+    if (this.closed) return;
+    const s = connect({ host: this.c.collector, port: this.c.port });
+    s.setNoDelay(false);
+    s.unref();
+    this.tcp = s;
+    s.on("connect", () => {
+      this.connected = true;
+      this.backoff = BACKOFF_MIN_MS;
+      this.flush();
+    });
+    s.on("drain", () => this.flush());
+    s.on("error", () => this.counters.errors++);
+    s.on("close", () => {
+      this.connected = false;
+      this.tcp = undefined;
+      if (this.closed) return;
+      // Reconnect with exponential backoff; records wait (bounded) meanwhile.
+      this.retry = setTimeout(() => this.open(), this.backoff);
+      this.retry.unref();
+      this.backoff = Math.min(BACKOFF_MAX_MS, this.backoff * 2);
+    });
+  }
+
+  flush(): void {
+    if (this.udp) {
+      if (!this.udpReady) return;
+      while (this.pending() > 0 && this.inFlight < UDP_IN_FLIGHT) {
+        const [r] = this.take(1);
+        this.inFlight++;
+        this.udp.send(formatSyslog(r, this.format), (error) => {
+          this.inFlight--;
+          if (error) {
+            this.counters.errors++;
+            this.counters.dropped++;
+          } else this.counters.sent++;
+          // The kernel took half of them: send more now rather than at the next tick.
+          if (this.inFlight === UDP_IN_FLIGHT >> 1 && this.pending() > 0) this.flush();
+        });
+      }
+      return;
+    }
+    const s = this.tcp;
+    if (!s || !this.connected) return;
+    while (this.pending() > 0 && !s.writableNeedDrain) {
+      const batch = this.take(TCP_BATCH);
+      const frames = batch.map((r) => {
+        const msg = formatSyslog(r, this.format);
+        return `${Buffer.byteLength(msg)} ${msg}`;
+      });
+      s.write(frames.join(""));
+      this.counters.sent += batch.length;
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.retry);
+    this.flush();
+    if (this.udp) {
+      const u = this.udp;
+      // Sends already queued finish first (a bounded wait: the kernel takes datagrams at once).
+      for (let i = 0; i < 100 && this.inFlight > 0; i++) await new Promise((r) => setTimeout(r, 10));
+      await new Promise<void>((resolve) => u.close(() => resolve()));
+    }
+    const s = this.tcp;
+    if (!s) return;
+    // What the collector has not read within a second is given up (a stalled collector must not hold the stop).
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => s.destroy(), 1000);
+      s.once("close", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      s.end();
+    });
+  }
+}
