@@ -306,7 +306,7 @@ export const ConfigSchema = z
               .refine((t) => (t.token === undefined) !== (t.tokenEnv === undefined), "give exactly one of token and tokenEnv"),
           )
           .default([]),
-        /** Where the generated token goes (default: $XDG_RUNTIME_DIR/pcpd/control.token or <tmp>/pcpd-<uid>/control.token). */
+        /** Where the generated token goes (default: $XDG_RUNTIME_DIR/pcpd/control-<port>.token or <tmp>/pcpd-<uid>/control-<port>.token; removed on a clean stop). */
         tokenFile: z.string().min(1).optional(),
         tls: z
           .object({ cert: z.string().min(1), key: z.string().min(1), passphrase: z.string().optional() })
