@@ -162,7 +162,11 @@ export const ConfigSchema = z
     parity: z.boolean().default(false),
     protocols: z.array(count(1, 255)).min(1).default([W.PROTO_TCP, W.PROTO_UDP]),
     log: z
-      .object({ level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info") })
+      .object({
+        level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+        /** JSON lines, or human-readable lines (pino-pretty); auto: pretty when stdout is a terminal. */
+        format: z.enum(["auto", "pretty", "json"]).default("auto"),
+      })
       .strict()
       .prefault({}),
     persistence: z

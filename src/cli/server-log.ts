@@ -1,0 +1,48 @@
+// pcp-server's log: JSON lines (pino) for collectors, or a human-readable form for a
+// terminal (pino-pretty), and the one start-up summary line an operator reads first.
+import { isIPv6 } from "node:net";
+import { pino, type Logger } from "pino";
+import { PinoPretty } from "pino-pretty";
+import type { Config } from "../config/schema.js";
+import { CONTROL_PATH } from "../control/protocol.js";
+
+export type LogFormat = "pretty" | "json";
+
+/** `auto`: pretty when stdout is a terminal, else JSON. */
+export function resolveLogFormat(format: Config["log"]["format"], isTty = process.stdout.isTTY === true): LogFormat {
+  return format === "auto" ? (isTty ? "pretty" : "json") : format;
+}
+
+export function createLogger(level: string, format: LogFormat): Logger {
+  const options = { level, base: { service: "pcp-server" } };
+  if (format === "json") return pino(options);
+  // Synchronous on the main thread: lines keep their order with console output, and the
+  // last ones are written before the process exits.
+  return pino(options, PinoPretty({ colorize: process.stdout.isTTY === true, sync: true, translateTime: "SYS:standard", ignore: "pid,hostname,service" }));
+}
+
+export interface StartSummary {
+  configSource: string;
+  listen: { address: string; port: number }[];
+  control?: { port: number; tokenFile?: string };
+}
+
+/** One line with what an operator checks first; a warning when nothing programs the NAT. */
+export function logStartSummary(log: Logger, config: Config, s: StartSummary): void {
+  const c = config.control;
+  const host = isIPv6(c.address) ? `[${c.address}]` : c.address;
+  log.info(
+    {
+      config: s.configSource,
+      listen: s.listen.map((l) => (isIPv6(l.address) ? `[${l.address}]:${l.port}` : `${l.address}:${l.port}`)),
+      pool: config.pool.addresses,
+      dataplane: config.dataplane.backend,
+      persistence: config.persistence.enabled ? config.persistence.directory : "off",
+      control: s.control ? `${c.tls ? "wss" : "ws"}://${host}:${s.control.port}${CONTROL_PATH}` : "off",
+      tokenFile: s.control?.tokenFile ?? (s.control ? "(configured tokens)" : "-"),
+    },
+    "pcp-server ready",
+  );
+  if (config.dataplane.backend === "none")
+    log.warn('dataplane.backend is "none": no NAT is programmed; mappings are granted but no traffic is forwarded by this host');
+}
