@@ -11,7 +11,8 @@ import { startServer } from "../server/server.js";
 import { testClockFromEnv } from "../core/clock.js";
 import { startControl } from "../control/server.js";
 import { createRequire } from "node:module";
-import { createLogger, logStartSummary, resolveLogFormat } from "./server-log.js";
+import { logStartSummary } from "./server-log.js";
+import { createLogger, resolveLogFormat } from "../core/logger.js";
 import { systemdNotifier } from "./sd-notify.js";
 
 // src/cli/ and dist/cli/ are both two levels below the package root.
@@ -90,7 +91,9 @@ async function main(): Promise<number> {
     console.error((e as Error).message);
     return 2;
   }
-  const log = createLogger(config.log.level, resolveLogFormat(logFormat ?? config.log.format));
+  // Decided here, once, for the shard workers too (a worker's stdout is never a terminal).
+  config.log.format = resolveLogFormat(logFormat ?? config.log.format);
+  const log = createLogger(config.log.level, config.log.format, { service: "pcp-server" });
   const notifier = systemdNotifier();
   const notify = async (state: string) => {
     const problem = await notifier?.notify(state);

@@ -1,25 +1,8 @@
-// pcp-server's log: JSON lines (pino) for collectors, or a human-readable form for a
-// terminal (pino-pretty), and the one start-up summary line an operator reads first.
+// pcp-server's start-up summary: the one line an operator reads first.
 import { isIPv6 } from "node:net";
-import { pino, type Logger } from "pino";
-import { PinoPretty } from "pino-pretty";
+import type { Logger } from "pino";
 import type { Config } from "../config/schema.js";
 import { CONTROL_PATH } from "../control/protocol.js";
-
-export type LogFormat = "pretty" | "json";
-
-/** `auto`: pretty when stdout is a terminal, else JSON. */
-export function resolveLogFormat(format: Config["log"]["format"], isTty = process.stdout.isTTY === true): LogFormat {
-  return format === "auto" ? (isTty ? "pretty" : "json") : format;
-}
-
-export function createLogger(level: string, format: LogFormat): Logger {
-  const options = { level, base: { service: "pcp-server" } };
-  if (format === "json") return pino(options);
-  // Synchronous on the main thread: lines keep their order with console output, and the
-  // last ones are written before the process exits.
-  return pino(options, PinoPretty({ colorize: process.stdout.isTTY === true, sync: true, translateTime: "SYS:standard", ignore: "pid,hostname,service" }));
-}
 
 export interface StartSummary {
   configSource: string;
