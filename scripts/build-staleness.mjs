@@ -2,9 +2,12 @@
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 
-// What `npm run build` makes, and what it makes it from.
-export const OUTPUTS = ["dist/cli/pcp-server.js", "build/debug.wasm", "build/release.wasm"];
-export const INPUTS = ["src", "assembly", "scripts/gen-wire.mjs", "tsconfig.json", "asconfig.json"];
+// What `npm run build` makes, each from what: the TypeScript (with the wire mirror that
+// gen:wire derives from assembly/), and the two WASM builds.
+export const TARGETS = [
+  { outputs: ["dist/cli/pcp-server.js"], inputs: ["src", "assembly", "scripts/gen-wire.mjs", "tsconfig.json"] },
+  { outputs: ["build/debug.wasm", "build/release.wasm"], inputs: ["assembly", "asconfig.json"] },
+];
 
 function newest(path) {
   const st = statSync(path);
@@ -16,9 +19,12 @@ function newest(path) {
 
 /** Why the build under `root` is stale (an output missing, an input newer), or undefined when it is current. */
 export function staleness(root) {
-  const missing = OUTPUTS.find((o) => !existsSync(join(root, o)));
-  if (missing) return `${missing} is missing`;
-  const built = Math.min(...OUTPUTS.map((o) => statSync(join(root, o)).mtimeMs));
-  const changed = INPUTS.find((i) => existsSync(join(root, i)) && newest(join(root, i)) > built);
-  return changed ? `${changed} changed since the last build` : undefined;
+  for (const { outputs, inputs } of TARGETS) {
+    const missing = outputs.find((o) => !existsSync(join(root, o)));
+    if (missing) return `${missing} is missing`;
+    const built = Math.min(...outputs.map((o) => statSync(join(root, o)).mtimeMs));
+    const changed = inputs.find((i) => existsSync(join(root, i)) && newest(join(root, i)) > built);
+    if (changed) return `${changed} changed since ${outputs.join(" and ")} was built`;
+  }
+  return undefined;
 }

@@ -6,7 +6,7 @@
 // current; a SIGTERM to npm stops the server).
 import { execFile, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createSocket } from "node:dgram";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -98,6 +98,12 @@ describe("--help and --version", () => {
     expect(help.stdout).toContain("--version");
     expect(help.stdout).toContain("control-5380.token");
     expect(await pcpctl(["--version"])).toEqual({ code: 0, stdout: `pcpctl ${version}\n`, stderr: "" });
+  });
+
+  it("after npm install (and the build), `npx pcpctl` and `npx pcp-server` run this package's bins (npm exec finds the project's own)", async () => {
+    // --no: never fetch a package of that name from a registry.
+    expect((await run("npx", ["--no", "--", "pcpctl", "--version"], { cwd: ROOT })).stdout).toBe(`pcpctl ${version}\n`);
+    expect((await run("npx", ["--no", "--", "pcp-server", "--version"], { cwd: ROOT })).stdout).toBe(`pcp-server ${version}\n`);
   });
 });
 
@@ -226,7 +232,55 @@ describe("two servers of one user on one host", () => {
   });
 });
 
+describe("packaging", () => {
+  it.skipIf(spawnSync("systemd-analyze", ["--version"]).status !== 0)("systemd-analyze verify accepts the unit", () => {
+    const unit = join(dir, "pcp-server.service");
+    writeFileSync(unit, readFileSync(join(ROOT, "packaging/pcp-server.service"), "utf8"));
+    const r = spawnSync("systemd-analyze", ["verify", unit], { encoding: "utf8" });
+    // Other units of this host may draw warnings; none may name this one.
+    expect(`${r.stdout}${r.stderr}`.split("\n").filter((l) => l.includes("pcp-server.service"))).toEqual([]);
+    expect(r.status).toBe(0);
+  });
+
+  it("LICENSE is the license package.json names", () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { license: string };
+    expect(pkg.license).toBe("Apache-2.0");
+    expect(readFileSync(join(ROOT, "LICENSE"), "utf8")).toMatch(/^\s*Apache License\s+Version 2\.0, January 2004/);
+  });
+});
+
 describe("npm start", () => {
+  it("the staleness check: current, an input newer than its outputs, an output missing", () => {
+    const root = join(dir, "tree");
+    const files = ["dist/cli/pcp-server.js", "build/debug.wasm", "build/release.wasm", "src/a.ts", "assembly/b.ts", "tsconfig.json"];
+    for (const f of files) {
+      mkdirSync(join(root, f, ".."), { recursive: true });
+      writeFileSync(join(root, f), "");
+    }
+    const at = (f: string, seconds: number) => utimesSync(join(root, f), seconds, seconds);
+    for (const d of ["src", "assembly", "dist/cli", "build"]) at(d, 1000);
+    for (const f of files) at(f, f.startsWith("dist") || f.startsWith("build") ? 2000 : 1000);
+    const check = () =>
+      spawnSync(
+        process.execPath,
+        [
+          "--input-type=module",
+          "-e",
+          `import { staleness } from ${JSON.stringify(join(ROOT, "scripts/build-staleness.mjs"))}; console.log(staleness(${JSON.stringify(root)}) ?? "current")`,
+        ],
+        { encoding: "utf8" },
+      ).stdout;
+    expect(check()).toBe("current\n");
+    at("src/a.ts", 3000);
+    expect(check()).toBe("src changed since dist/cli/pcp-server.js was built\n");
+    at("src/a.ts", 1000);
+    at("assembly/b.ts", 3000);
+    expect(check()).toBe("assembly changed since dist/cli/pcp-server.js was built\n");
+    at("assembly/b.ts", 1000);
+    rmSync(join(root, "build/release.wasm"));
+    expect(check()).toBe("build/release.wasm is missing\n");
+  });
+
   it("does not rebuild a current build, and a SIGTERM to npm stops the server: process gone, ports free", async () => {
     const staleness = spawnSync(
       process.execPath,
