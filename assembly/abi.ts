@@ -184,7 +184,7 @@ export const STATS_SIZE: u32 = 512;
 
 // ---- Event ring (engine → host): EVENT_SIZE-byte records, EVENT_CAPACITY of them ----
 export const EVENT_CAPACITY: u32 = 65536;
-export const EVENT_SIZE: u32 = 48;
+export const EVENT_SIZE: u32 = 68;
 export const EV_KIND: u32 = 0; // u8, EVENT_*
 export const EV_PROTOCOL: u32 = 1; // u8
 export const EV_FLAGS: u32 = 2; // u8, MAPF_*
@@ -199,6 +199,9 @@ export const EV_OUT_EXPIRY: u32 = 20; // u32, outbound (PEER) expiry, 0 = none
 export const EV_MAPPING: u32 = 24; // u32, record id
 export const EV_TIME: u32 = 28; // u32, engine time of the event
 export const EV_INTERNAL_ADDR: u32 = 32; // 16 bytes
+export const EV_PEER_ADDR: u32 = 48; // 16 bytes, a PEER's remote peer (zeros: none) [6887 §12]: the one the event is about, else the latest
+export const EV_PEER_PORT: u32 = 64; // u16, its remote port
+export const EV_PEER_COUNT: u32 = 66; // u16, the mapping's PEER records (saturating)
 export const EVENT_CREATE: u8 = 1;
 export const EVENT_REFRESH: u8 = 2;
 export const EVENT_DELETE: u8 = 3;
@@ -230,7 +233,7 @@ export const NONCE_STRICT: u32 = 0; // RFC 6887 §11.3
 export const NONCE_RELAXED: u32 = 1; // a new nonce replaces the old one for the same endpoint
 export const POOL_MAX_ADDRESSES: u32 = 256;
 export const MAX_BLOCKS_PER_SUBSCRIBER: u32 = 8;
-export const SCRATCH_SIZE: u32 = 64;
+export const SCRATCH_SIZE: u32 = 80; // ≥ EVENT_SIZE (describeMapping)
 export const PREFIX64_OPTIONS_CAP: u32 = 512; // bytes of configured PREFIX64 options (codec)
 export const PORT_SET_LIMIT: u32 = 1024; // largest PORT_SET granted [RFC 7753] (pcp.portSet.maxSize ≤ this)
 export const REALM_ID_MAX: u32 = 16; // THIRD_PARTY_ID bytes a realm identifier may have [RFC 7843] (longer: UNSUPP_THIRD_PARTY_ID_LENGTH)

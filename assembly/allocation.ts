@@ -9,6 +9,7 @@
 import * as W from "./wire";
 import * as A from "./abi";
 import { addrEqual, isV4Mapped } from "./bytes";
+import { refuseExternal } from "./codec";
 import { blockSize, blocksPerAddress, inShard, maxBlocksPerSubscriber, parity, portForbidden } from "./config";
 import { now } from "./clock";
 import { randomBelow } from "./random";
@@ -48,6 +49,8 @@ const LEASE_BIT: u64 = 1 << 24;
 
 /** Can `sub` (0 = not created yet) take `port` on `pool` for `protocol`? The choice, or NO_ALLOC. */
 export function tryPort(sub: u32, pool: u32, protocol: u32, port: u32, internalPort: u32, nonce: usize): Alloc {
+  // Below: refusals for good (reserved port, retired address, not this shard's) first,
+  // then those of a port in use for now (portBusy: CANNOT_PROVIDE_EXTERNAL's short lifetime).
   if (port > 65535 || portForbidden(protocol, port) || retired(pool)) return NO_ALLOC;
   const block = blockOf(port);
   if (block >= blocksPerAddress || !inShard(block)) return NO_ALLOC;
@@ -56,13 +59,13 @@ export function tryPort(sub: u32, pool: u32, protocol: u32, port: u32, internalP
   if (owner == 0) {
     if (sub != 0) {
       const s = subscribers.at(sub);
-      if (<u32>load<u8>(s + S_BLOCK_COUNT) >= maxBlocksPerSubscriber) return NO_ALLOC;
       const paired = pairedPool(s, <u32>load<u8>(poolFamily + pool));
       if (paired != NO_POOL && paired != pool) return NO_ALLOC; // paired pooling [RFC 6888 REQ-2]
+      if (<u32>load<u8>(s + S_BLOCK_COUNT) >= maxBlocksPerSubscriber) return busy(); // until one of its blocks is free
     }
     lease = true;
   } else if (owner != sub) {
-    return NO_ALLOC;
+    return busy(); // another subscriber's block
   }
   const existing = findExternal(pool, protocol, port);
   if (existing != 0) {
@@ -70,9 +73,16 @@ export function tryPort(sub: u32, pool: u32, protocol: u32, port: u32, internalP
     // Only the same client may take back a port in hold-down [6887 §15]. A hold whose
     // time has passed stays unavailable until expire() frees it (it runs every tick).
     if ((load<u8>(r + M_FLAGS) & A.MAPF_HELD) == 0 || load<u32>(r + M_MAP_EXPIRY) <= now || load<u32>(r + M_SUB) != sub ||
-        <u32>load<u16>(r + M_INTERNAL_PORT) != internalPort || !nonceEqual(r + M_NONCE, nonce)) return NO_ALLOC;
+        <u32>load<u16>(r + M_INTERNAL_PORT) != internalPort || !nonceEqual(r + M_NONCE, nonce)) return busy();
   }
   return packAlloc(pool, port, lease, existing);
+}
+
+// Set by tryPort when a port was refused only because it is in use for now.
+let portBusy: bool = false;
+function busy(): Alloc {
+  portBusy = true;
+  return NO_ALLOC;
 }
 
 /** Honours the suggestion if it can be honoured [6887 §11.3]. */
@@ -201,9 +211,11 @@ export function suggestionNames(extAddr: usize, extPort: u32, sugAddr: usize, su
 export function allocate(sub: u32, family: u32, protocol: u32, internalPort: u32, sugAddr: usize, sugPort: u32, nonce: usize, strict: bool): Alloc {
   if (mappings.full()) return allocError(W.RESULT_NO_RESOURCES); // [RFC 6888 REQ-11] never evict
   if (sub == 0 && subscribers.full()) return allocError(W.RESULT_NO_RESOURCES);
+  portBusy = false;
   let a = trySuggestion(sub, family, protocol, internalPort, sugAddr, sugPort, nonce);
   if (a != NO_ALLOC) return a;
-  if (strict) return allocError(W.RESULT_CANNOT_PROVIDE_EXTERNAL); // [6887 §13.2]
+  // [6887 §13.2]; short lifetime if some candidate was only in use [6887 §7.4]
+  if (strict) return (refuseExternal(!portBusy), allocError(W.RESULT_CANNOT_PROVIDE_EXTERNAL));
   a = tryOwnBlocks(sub, family, protocol, internalPort, nonce);
   if (a != NO_ALLOC) return a;
   return tryNewBlock(sub, family, protocol, internalPort);

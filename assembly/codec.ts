@@ -66,10 +66,27 @@ export function configureCodec(flags: u32, options: u32, shortErr: u32, longErr:
   return slot + A.SLOT_DATA;
 }
 
+// CANNOT_PROVIDE_EXTERNAL's lifetime class depends on its cause [6887 §7.4, §15]: a port in
+// use for now (another mapping, a hold-down, another subscriber's block) is a short error,
+// the client may retry soon; a suggestion that can never be honoured (not a pool address,
+// a retired address, a reserved port, a static mapping) is a long one. The site that
+// chooses the result says which (refuseExternal); the next errorLifetime() takes it.
+let externalRefusalForGood: bool = false;
+
+/** Notes the cause of the CANNOT_PROVIDE_EXTERNAL about to be answered: `forGood` = policy, not a port in use. */
+export function refuseExternal(forGood: bool): void {
+  externalRefusalForGood = forGood;
+}
+
 /** RECOMMENDED error lifetimes: short for transient conditions, long otherwise [6887 §7.4]. */
 export function errorLifetime(result: u32): u32 {
   if (result == W.RESULT_NETWORK_FAILURE || result == W.RESULT_NO_RESOURCES || result == W.RESULT_USER_EX_QUOTA) {
     return cfgShortErrorLifetime;
+  }
+  if (result == W.RESULT_CANNOT_PROVIDE_EXTERNAL) {
+    const forGood = externalRefusalForGood;
+    externalRefusalForGood = false; // short unless the next site says otherwise
+    return forGood ? cfgLongErrorLifetime : cfgShortErrorLifetime;
   }
   return cfgLongErrorLifetime;
 }

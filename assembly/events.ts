@@ -6,8 +6,8 @@ import * as A from "./abi";
 import { copy16 } from "./bytes";
 import { now } from "./clock";
 import { blockEvents } from "./config";
-import { M_CLIENT_PORT, M_EXTERNAL_PORT, M_FAMILY, M_FLAGS, M_INTERNAL_PORT, M_MAP_EXPIRY, M_OUT_EXPIRY, M_POOL, M_PROTOCOL, M_SUB, S_ADDR, S_REALM } from "./layout";
-import { mappings, statAdd, subscribers } from "./tables";
+import { M_CLIENT_PORT, M_EXTERNAL_PORT, M_FAMILY, M_FLAGS, M_INTERNAL_PORT, M_MAP_EXPIRY, M_OUT_EXPIRY, M_PEERS, M_POOL, M_PROTOCOL, M_SUB, P_NEXT, P_REMOTE_ADDR, P_REMOTE_PORT, S_ADDR, S_REALM } from "./layout";
+import { mappings, peers, statAdd, subscribers } from "./tables";
 
 export let events: usize = 0;
 export let eventHead: u32 = 0; // written
@@ -91,4 +91,28 @@ export function describeInto(e: usize, m: u32): void {
   store<u32>(e + A.EV_MAPPING, m);
   store<u32>(e + A.EV_TIME, now);
   copy16(e + A.EV_INTERNAL_ADDR, s + S_ADDR);
+  // The remote peer of its latest PEER (the head of its list) and how many it has.
+  const head = load<u32>(r + M_PEERS);
+  let count: u32 = 0;
+  for (let p = head; p != 0 && count < 0xffff; p = load<u32>(peers.at(p) + P_NEXT)) count++;
+  store<u16>(e + A.EV_PEER_COUNT, <u16>count);
+  writePeer(e, head);
+}
+
+function writePeer(e: usize, p: u32): void {
+  if (p == 0) {
+    memory.fill(e + A.EV_PEER_ADDR, 0, 16);
+    store<u16>(e + A.EV_PEER_PORT, 0);
+    return;
+  }
+  const pr = peers.at(p);
+  copy16(e + A.EV_PEER_ADDR, pr + P_REMOTE_ADDR);
+  store<u16>(e + A.EV_PEER_PORT, load<u16>(pr + P_REMOTE_PORT));
+}
+
+/** The event just emitted for `m` is about its PEER record `p` (a PEER request). */
+export function markPeer(m: u32, p: u32): void {
+  if (eventHead == eventTail) return; // it was lost (ring full)
+  const e = events + <usize>((eventHead - 1) & (A.EVENT_CAPACITY - 1)) * A.EVENT_SIZE;
+  if (load<u32>(e + A.EV_MAPPING) == m) writePeer(e, p);
 }

@@ -5,7 +5,7 @@ import * as W from "./wire";
 import * as A from "./abi";
 import { copy12, isV4Mapped, rd16, rd32 } from "./bytes";
 import { mappingsPerSubscriber, minLifetime, noncePolicy, portSetMax, protocolSupported } from "./config";
-import { data, finishError, finishSuccess } from "./codec";
+import { data, finishError, finishSuccess, refuseExternal } from "./codec";
 import { now } from "./clock";
 import { M_FLAGS, M_MAP_EXPIRY, M_NONCE, S_MAPPINGS, nonceEqual } from "./layout";
 import { mappings, subscribers } from "./tables";
@@ -76,7 +76,7 @@ export function handleMap(slot: usize): void {
     const flags = <u32>load<u8>(r + M_FLAGS);
     const same = sameExternal(r, sugAddr, sugPort);
     if (flags & A.MAPF_STATIC) {
-      if (preferFailure && !same) return fail(slot, W.RESULT_CANNOT_PROVIDE_EXTERNAL);
+      if (preferFailure && !same) return (refuseExternal(true), fail(slot, W.RESULT_CANNOT_PROVIDE_EXTERNAL)); // a static does not move: long
       writeExternal(slot, m);
       return finishSuccess(slot, W.STATIC_MAPPING_LIFETIME, A.OPTBIT_THIRD_PARTY | A.OPTBIT_THIRD_PARTY_ID | A.OPTBIT_PREFER_FAILURE); // [6887 §11.3]
     }
@@ -85,7 +85,7 @@ export function handleMap(slot: usize): void {
       finishError(slot, W.RESULT_NOT_AUTHORIZED, load<u32>(r + M_MAP_EXPIRY) - now); // remaining lifetime [6887 §11.3]
       return;
     }
-    if (preferFailure && !same) return fail(slot, W.RESULT_CANNOT_PROVIDE_EXTERNAL); // [6887 §11.3]
+    if (preferFailure && !same) return fail(slot, W.RESULT_CANNOT_PROVIDE_EXTERNAL); // [6887 §11.3]; short: the client may free its port
     if (activityOn() && lifetime < idleTimeout(protocol)) {
       // Never below the natural expiry the host's traffic gives it [6887 §15].
       const natural = activityFloor(m);
@@ -113,7 +113,7 @@ export function handleMap(slot: usize): void {
   let a: Alloc;
   if (held != 0) {
     a = reclaimHeld(held, sugAddr, sugPort, preferFailure);
-    if (a == NO_ALLOC) return fail(slot, W.RESULT_CANNOT_PROVIDE_EXTERNAL);
+    if (a == NO_ALLOC) return fail(slot, W.RESULT_CANNOT_PROVIDE_EXTERNAL); // short: its own port, in hold-down for now
   } else {
     a = allocate(sub, family, protocol, internalPort, sugAddr, sugPort, nonce, preferFailure);
     const result = allocResult(a);

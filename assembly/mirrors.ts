@@ -12,7 +12,7 @@ import * as W from "./wire";
 import * as A from "./abi";
 import { addrEqual, copy16, wr16 } from "./bytes";
 import { protocolSupported } from "./config";
-import { data, finishSuccess } from "./codec";
+import { data, finishSuccess, refuseExternal } from "./codec";
 import { M_FLAGS, NO_POOL } from "./layout";
 import { KeyedSlab, initialised, mappings, scratch } from "./tables";
 import { poolFamily, poolIndexOf } from "./pool";
@@ -129,7 +129,10 @@ export function mirrorCount(): u32 {
 export function mapFromMirror(slot: usize, id: u32, requested: u32, preferFailure: bool, sugAddr: usize, sugPort: u32): void {
   if (requested == 0) return fail(slot, W.RESULT_NOT_AUTHORIZED);
   const e = mirrors.at(id);
-  if (preferFailure && !suggestionNames(e + MR_EXTERNAL_ADDR, <u32>load<u16>(e + MR_EXTERNAL_PORT), sugAddr, sugPort)) return fail(slot, W.RESULT_CANNOT_PROVIDE_EXTERNAL);
+  if (preferFailure && !suggestionNames(e + MR_EXTERNAL_ADDR, <u32>load<u16>(e + MR_EXTERNAL_PORT), sugAddr, sugPort)) {
+    refuseExternal(true); // a static does not move: long
+    return fail(slot, W.RESULT_CANNOT_PROVIDE_EXTERNAL);
+  }
   writeMirrorExternal(slot, e);
   finishSuccess(slot, W.STATIC_MAPPING_LIFETIME, A.OPTBIT_THIRD_PARTY | A.OPTBIT_THIRD_PARTY_ID | A.OPTBIT_PREFER_FAILURE);
 }

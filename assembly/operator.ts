@@ -85,7 +85,7 @@ export function mappingsUsed(): u32 {
   return mappings.used;
 }
 
-/** Writes mapping `m`'s description (event layout) into scratch[0..48]; false if `m` is not in use. */
+/** Writes mapping `m`'s description (event layout) into scratch[0..EVENT_SIZE]; false if `m` is not in use. */
 export function describeMapping(m: u32): bool {
   if (m == 0 || m > mappings.used) return false;
   const r = mappings.at(m);

@@ -4,7 +4,7 @@
 import * as W from "./wire";
 import * as A from "./abi";
 import { copy12, isV4Mapped, rd16, rd32 } from "./bytes";
-import { mappingsPerSubscriber, peerMinLifetime, protocolSupported } from "./config";
+import { mappingsPerSubscriber, noncePolicy, peerMinLifetime, protocolSupported } from "./config";
 import { data, finishError, finishSuccess } from "./codec";
 import { now } from "./clock";
 import { M_CLIENT_PORT, M_FLAGS, M_NONCE, M_OUT_EXPIRY, P_EXPIRY, P_NONCE, S_MAPPINGS, nonceEqual } from "./layout";
@@ -15,7 +15,7 @@ import { createSubscriber, findHeld, findMapping, findPeer, subscriberOf } from 
 import { requestRealm } from "./realms";
 import { applyDescription } from "./descriptions";
 import { applyCheckpoint } from "./checkpoint";
-import { emit, markChanged } from "./events";
+import { emit, markChanged, markPeer } from "./events";
 import { addPeer, liveOrEnded } from "./lifecycle";
 import { Alloc, NO_ALLOC, allocResult, allocate, commitAllocation, reclaimHeld } from "./allocation";
 import { clampLifetime, fail, internalAddress, writeExternal } from "./request";
@@ -55,7 +55,9 @@ export function handlePeer(slot: usize): void {
     if (p != 0) {
       const pr = peers.at(p);
       const expiry = load<u32>(pr + P_EXPIRY);
-      if (expiry > now && !nonceEqual(pr + P_NONCE, nonce)) {
+      // `relaxed`: a one-shot client (a new nonce per run) refreshes its own 5-tuple; the
+      // endpoint and remote peer are the same, so nobody else's flow is touched.
+      if (expiry > now && noncePolicy == A.NONCE_STRICT && !nonceEqual(pr + P_NONCE, nonce)) {
         finishError(slot, W.RESULT_NOT_AUTHORIZED, expiry - now); // [6887 §12.3]
         return;
       }
@@ -70,7 +72,7 @@ export function handlePeer(slot: usize): void {
     let a: Alloc;
     if (held != 0) {
       a = reclaimHeld(held, sugAddr, sugPort, sugPort != 0);
-      if (a == NO_ALLOC) return fail(slot, W.RESULT_CANNOT_PROVIDE_EXTERNAL);
+      if (a == NO_ALLOC) return fail(slot, W.RESULT_CANNOT_PROVIDE_EXTERNAL); // short: its own port, in hold-down for now
     } else {
       a = allocate(sub, family, protocol, internalPort, sugAddr, sugPort, nonce, sugPort != 0);
       const result = allocResult(a);
@@ -105,6 +107,7 @@ export function handlePeer(slot: usize): void {
   store<u16>(r + M_CLIENT_PORT, <u16>clientPort);
   noteRequester(slot, m);
   emit(created ? A.EVENT_CREATE : A.EVENT_REFRESH, m);
+  markPeer(m, p);
   if (!created) statAdd(A.STATS_REFRESHED, 1);
   if (!created && (newPeer || (load<u32>(slot + A.SLOT_OPTIONS) & A.OPTBIT_DESCRIPTION) != 0)) markChanged(m);
   writeExternal(slot, m);

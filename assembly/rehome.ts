@@ -4,7 +4,7 @@
 import * as W from "./wire";
 import * as A from "./abi";
 import { copy12, copy16, wr16, wr32 } from "./bytes";
-import { appendOption, data, errorLifetime, slotsBase } from "./codec";
+import { appendOption, data, errorLifetime, refuseExternal, slotsBase } from "./codec";
 import { now, setNow } from "./clock";
 import { BLOCK_FAMILY_BIT, F_ADDR, F_NEXT, F_PORT, F_PREFIX, M_CLIENT_PORT, M_EXTERNAL_PORT, M_FAMILY, M_FILTERS, M_FLAGS, M_INTERNAL_PORT, M_MAP_EXPIRY, M_NONCE, M_PEERS, M_POOL, M_PROTOCOL, M_SUB, NO_POOL, P_EXPIRY, P_NEXT, P_NONCE, P_REMOTE_ADDR, P_REMOTE_PORT, S_ADDR, S_BLOCKS, S_BLOCK_COUNT, S_REALM, pairedPool, setPaired } from "./layout";
 import { externalIndex, filters, initialised, mappings, peers, statAdd, subscribers } from "./tables";
@@ -187,6 +187,7 @@ function updateMessages(m: u32, result: u32, epoch: u32): u32 {
   const to = (load<u8>(r + M_FLAGS) & A.MAPF_THIRD_PARTY) != 0 ? requesters.of(m) : 0;
   let n: u32 = 0;
   if (load<u8>(r + M_FLAGS) & A.MAPF_INBOUND) {
+    if (result == W.RESULT_CANNOT_PROVIDE_EXTERNAL) refuseExternal(true); // its address is retired: long
     const lifetime = result == W.RESULT_SUCCESS ? remaining(load<u32>(r + M_MAP_EXPIRY)) : errorLifetime(result);
     const slot = messageSlot(n++, s, r, to, W.OP_MAP, result, lifetime, epoch, W.MAP_MIN_SIZE);
     const d = data(slot);

@@ -7,7 +7,9 @@
 # freeradius (the AAA server PCP authentication relays EAP to), eapol_test (eapoltest:
 # checks the generated FreeRADIUS configuration independently), chromium (the dashboard
 # tests drive it headless over the DevTools protocol), rsyslog (the syslog collector the
-# logging tests start), pmacct (nfacctd, their IPFIX collector); gcc, make and python3
+# logging tests start), pmacct (nfacctd, their IPFIX collector), systemd (systemd-notify sends
+# pcp-server's readiness, systemd-analyze verifies the unit), socat (stands in for systemd's
+# notification socket in the packaging test); gcc, make and python3
 # (build-essential python3: node-gyp builds the batched UDP addon, native/udp_batch.c —
 # then built here if `npm install` could not, docs/io.md).
 # Installed when missing and when this runs as root with apt-get; otherwise the tests that
@@ -26,6 +28,8 @@ command -v eapol_test >/dev/null 2>&1 || [ -x /usr/sbin/eapol_test ] || need+=(e
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ] || need+=(rsyslog)
 command -v nfacctd >/dev/null 2>&1 || [ -x /usr/sbin/nfacctd ] || need+=(pmacct)
+{ command -v systemd-notify && command -v systemd-analyze; } >/dev/null 2>&1 || need+=(systemd)
+command -v socat >/dev/null 2>&1 || need+=(socat)
 { command -v gcc && command -v make; } >/dev/null 2>&1 || need+=(build-essential)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then

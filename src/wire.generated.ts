@@ -262,7 +262,7 @@ export const STATS_RELEASED = 480; // hold-downs ended
 export const STATS_EVENTS_LOST = 488; // event ring was full
 export const STATS_SIZE = 512;
 export const EVENT_CAPACITY = 65536;
-export const EVENT_SIZE = 48;
+export const EVENT_SIZE = 68;
 export const EV_KIND = 0; // u8, EVENT_*
 export const EV_PROTOCOL = 1; // u8
 export const EV_FLAGS = 2; // u8, MAPF_*
@@ -277,6 +277,9 @@ export const EV_OUT_EXPIRY = 20; // u32, outbound (PEER) expiry, 0 = none
 export const EV_MAPPING = 24; // u32, record id
 export const EV_TIME = 28; // u32, engine time of the event
 export const EV_INTERNAL_ADDR = 32; // 16 bytes
+export const EV_PEER_ADDR = 48; // 16 bytes, a PEER's remote peer (zeros: none) [6887 §12]: the one the event is about, else the latest
+export const EV_PEER_PORT = 64; // u16, its remote port
+export const EV_PEER_COUNT = 66; // u16, the mapping's PEER records (saturating)
 export const EVENT_CREATE = 1;
 export const EVENT_REFRESH = 2;
 export const EVENT_DELETE = 3;
@@ -299,7 +302,7 @@ export const NONCE_STRICT = 0; // RFC 6887 §11.3
 export const NONCE_RELAXED = 1; // a new nonce replaces the old one for the same endpoint
 export const POOL_MAX_ADDRESSES = 256;
 export const MAX_BLOCKS_PER_SUBSCRIBER = 8;
-export const SCRATCH_SIZE = 64;
+export const SCRATCH_SIZE = 80; // ≥ EVENT_SIZE (describeMapping)
 export const PREFIX64_OPTIONS_CAP = 512; // bytes of configured PREFIX64 options (codec)
 export const PORT_SET_LIMIT = 1024; // largest PORT_SET granted [RFC 7753] (pcp.portSet.maxSize ≤ this)
 export const REALM_ID_MAX = 16; // THIRD_PARTY_ID bytes a realm identifier may have [RFC 7843] (longer: UNSUPP_THIRD_PARTY_ID_LENGTH)
@@ -685,6 +688,9 @@ export const ALL_CONSTANTS: Readonly<Record<string, number>> = {
   EV_MAPPING,
   EV_TIME,
   EV_INTERNAL_ADDR,
+  EV_PEER_ADDR,
+  EV_PEER_PORT,
+  EV_PEER_COUNT,
   EVENT_CREATE,
   EVENT_REFRESH,
   EVENT_DELETE,

@@ -1,34 +1,53 @@
 #!/usr/bin/env node
-// pcp-server: starts the PCP / NAT-PMP server.
-//   pcp-server [--config FILE] [--listen ADDRESS]... [--port N] [--log-level LEVEL]
+// pcp-server: starts the PCP / NAT-PMP server (HELP below lists every flag).
 // FILE (JSON or YAML) may also come from PCPD_CONFIG. With no file the embedded defaults
 // serve on loopback with a documentation-range pool. SIGTERM/SIGINT stop it cleanly;
 // SIGHUP re-reads FILE and applies what can change without a restart, once the whole file
 // has been validated (a complete configuration whose pool the engine can take; else refused).
 import { parseArgs } from "node:util";
-import { pino } from "pino";
 import { loadFile, loadReload } from "../config/load.js";
 import { PcpdError } from "../errors.js";
 import { startServer } from "../server/server.js";
 import { testClockFromEnv } from "../core/clock.js";
 import { startControl } from "../control/server.js";
 import { createRequire } from "node:module";
+import { logStartSummary } from "./server-log.js";
+import { createLogger, resolveLogFormat } from "../core/logger.js";
+import { systemdNotifier } from "./sd-notify.js";
 
 // src/cli/ and dist/cli/ are both two levels below the package root.
 const { version } = createRequire(import.meta.url)("../../package.json") as { version: string };
 
-const USAGE = "usage: pcp-server [--config FILE] [--listen ADDRESS]... [--port N] [--log-level LEVEL]";
+const USAGE = "usage: pcp-server [--config FILE] [--listen ADDRESS]... [--port N] [--log-level LEVEL] [--log-format pretty|json]";
+const HELP = `${USAGE}
+
+PCP (RFC 6887) and NAT-PMP (RFC 6886) server.
+
+options:
+  -c, --config FILE        configuration file, JSON or YAML (default: $PCPD_CONFIG, else the embedded defaults)
+  -l, --listen ADDRESS     address to serve PCP and NAT-PMP on; repeat for more (replaces listen.addresses)
+  -p, --port N             UDP port to serve on (replaces listen.port; default 5351)
+      --log-level LEVEL    fatal, error, warn, info, debug, trace or silent (replaces log.level)
+      --log-format FORMAT  pretty (human-readable) or json (replaces log.format; default: pretty on a terminal)
+  -h, --help               this text
+  -V, --version            the version
+
+signals: SIGTERM, SIGINT stop cleanly; SIGHUP re-reads FILE.
+exit codes: 0 stopped cleanly, 1 failed while running, 2 bad command line or configuration.
+control: pcpctl (pcpctl --help); configuration reference: README.md, example: packaging/pcpd.example.yaml`;
 
 async function main(): Promise<number> {
   let args;
   try {
     args = parseArgs({
       options: {
-        config: { type: "string" },
-        listen: { type: "string", multiple: true },
-        port: { type: "string" },
+        config: { type: "string", short: "c" },
+        listen: { type: "string", multiple: true, short: "l" },
+        port: { type: "string", short: "p" },
         "log-level": { type: "string" },
-        help: { type: "boolean" },
+        "log-format": { type: "string" },
+        help: { type: "boolean", short: "h" },
+        version: { type: "boolean", short: "V" },
       },
       strict: true,
     }).values;
@@ -37,8 +56,17 @@ async function main(): Promise<number> {
     return 2;
   }
   if (args.help) {
-    console.log(USAGE);
+    console.log(HELP);
     return 0;
+  }
+  if (args.version) {
+    console.log(`pcp-server ${version}`);
+    return 0;
+  }
+  const logFormat = args["log-format"];
+  if (logFormat !== undefined && logFormat !== "pretty" && logFormat !== "json") {
+    console.error(`--log-format: pretty or json, not ${logFormat}\n${USAGE}`);
+    return 2;
   }
   const port = args.port === undefined ? undefined : Number(args.port);
   if (port !== undefined && !Number.isInteger(port)) {
@@ -63,7 +91,14 @@ async function main(): Promise<number> {
     console.error((e as Error).message);
     return 2;
   }
-  const log = pino({ level: config.log.level, base: { service: "pcp-server" } });
+  // Decided here, once, for the shard workers too (a worker's stdout is never a terminal).
+  config.log.format = resolveLogFormat(logFormat ?? config.log.format);
+  const log = createLogger(config.log.level, config.log.format, { service: "pcp-server" });
+  const notifier = systemdNotifier();
+  const notify = async (state: string) => {
+    const problem = await notifier?.notify(state);
+    if (problem) log.warn({ problem }, "systemd notification not sent");
+  };
   if (testClock)
     log.warn(
       { aheadSeconds: testClock.aheadSeconds },
@@ -114,7 +149,14 @@ async function main(): Promise<number> {
       return 1;
     }
   }
+  logStartSummary(log, config, {
+    configSource: configPath ? `file ${configPath}` : "embedded defaults",
+    listen: server.addresses,
+    control: control && { port: control.port, tokenFile: control.tokenFile },
+  });
+  await notify("READY=1");
   await stopped;
+  await notify("STOPPING=1");
   await control?.stop();
   await server.stop();
   return 0;

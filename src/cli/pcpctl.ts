@@ -3,6 +3,7 @@
 // pcpd-control/1, src/control/protocol.ts), built on the client SDK (src/client/).
 // Exit codes: 0 ok, 1 server error / connection failure / no such mapping, 2 usage error.
 import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { parseArgs } from "node:util";
 import { ControlClient, ControlClientError, ControlError, rpcErrorName } from "../client/control-client.js";
 import { defaultTokenFile, defaultTokenFiles, findTokenFile, readTokenFile } from "../client/token-file.js";
@@ -12,19 +13,24 @@ import { check, GLOBAL_OPTIONS, integer, OPTIONS, UsageError, type Values } from
 import { COMMANDS, type Command, type Context } from "./pcpctl/commands.js";
 import { out } from "./pcpctl/output.js";
 
-const DEFAULT_URL = `ws://127.0.0.1:5380${CONTROL_PATH}`;
+// src/cli/ and dist/cli/ are both two levels below the package root.
+const { version } = createRequire(import.meta.url)("../../package.json") as { version: string };
+const DEFAULT_PORT = 5380;
+const DEFAULT_URL = `ws://127.0.0.1:${DEFAULT_PORT}${CONTROL_PATH}`;
 
 const GLOBAL_USAGE = `global options:
   --url URL            control channel (default ${DEFAULT_URL}; wss:// for TLS)
   --token TOKEN        bearer token (else $PCPCTL_TOKEN, else --token-file)
-  --token-file FILE    file holding the token (default ${defaultTokenFile()}${
-    process.env.XDG_RUNTIME_DIR ? `,\n                       else ${defaultTokenFiles()[1]}` : ""
-  })
+  --token-file FILE    file holding the token (default: the generated token of the
+                       server on the URL's port, ${defaultTokenFile(DEFAULT_PORT)}${
+                         process.env.XDG_RUNTIME_DIR ? `,\n                       else ${defaultTokenFiles(DEFAULT_PORT)[1]}` : ""
+                       })
   --ca FILE            CA certificate (PEM) for a wss:// server
   --insecure           accept any server certificate (testing only)
   --timeout MS         connect and per-call timeout, ms (default 10000)
   --json               raw JSON output (JSON lines for events)
-  -h, --help           this text`;
+  -h, --help           this text
+  --version            pcpctl's version`;
 
 function fullUsage(): string {
   const commands = COMMANDS.map((c) => `${c.synopsis.map((s) => `  ${s}`).join("\n")}\n      ${c.describe}`).join("\n");
@@ -55,20 +61,31 @@ function findCommand(positionals: string[]): Command | undefined {
 
 // ---- main ----
 
-function resolveToken(values: Values): string {
+/** The token and where it came from (named when the server refuses it). */
+function resolveToken(values: Values, url: string): { token: string; source: string } {
   if (values.token !== undefined) {
     if (values.token.trim() === "") throw new UsageError("--token is empty");
-    return values.token.trim();
+    return { token: values.token.trim(), source: "--token" };
   }
   const fromEnv = process.env.PCPCTL_TOKEN?.trim();
-  if (fromEnv) return fromEnv;
-  const file = values["token-file"] ?? findTokenFile();
+  if (fromEnv) return { token: fromEnv, source: "$PCPCTL_TOKEN" };
+  const file = values["token-file"] ?? findTokenFile(urlPort(url));
   try {
-    return readTokenFile(file);
+    return { token: readTokenFile(file), source: `token file ${file}` };
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     const why = err.code === "ENOENT" ? "not found" : err.code === "EACCES" ? "permission denied" : err.message;
     throw new UsageError(`no token: give --token, PCPCTL_TOKEN or --token-file (${file}: ${why})`);
+  }
+}
+
+/** The port of a control URL (the default token file is keyed by it); undefined if it is no URL. */
+function urlPort(url: string): number | undefined {
+  try {
+    const u = new URL(url);
+    return u.port ? Number(u.port) : u.protocol === "wss:" ? 443 : u.protocol === "ws:" ? 80 : undefined;
+  } catch {
+    return undefined;
   }
 }
 
@@ -82,6 +99,10 @@ async function main(argv: string[]): Promise<number> {
   }
   const { values, positionals } = parsed;
   const command = findCommand(positionals);
+  if (values.version) {
+    out(`pcpctl ${version}`);
+    return 0;
+  }
   if (values.help) {
     const commands = commandsFor(positionals);
     out(commands ? commandUsage(commands) : fullUsage());
@@ -105,13 +126,16 @@ async function main(argv: string[]): Promise<number> {
   if (stray.length > 0) return usage(`${command.path.join(" ")} does not take ${stray.map((k) => `--${k}`).join(", ")}`, [command]);
 
   let client: ControlClient | undefined;
+  let tokenSource = "";
+  const url = values.url ?? DEFAULT_URL;
   const ctx: Context = {
     values,
     args,
     json: values.json ?? false,
     async client() {
       if (client) return client;
-      const token = resolveToken(values);
+      const { token, source } = resolveToken(values, url);
+      tokenSource = source;
       let ca: Buffer | undefined;
       if (values.ca !== undefined) {
         try {
@@ -122,7 +146,7 @@ async function main(argv: string[]): Promise<number> {
       }
       const timeoutMs = integer("timeout", values.timeout);
       if (timeoutMs === 0) throw new UsageError("--timeout: must be at least 1");
-      client = await ControlClient.connect(values.url ?? DEFAULT_URL, {
+      client = await ControlClient.connect(url, {
         token,
         ca,
         rejectUnauthorized: !values.insecure,
@@ -143,11 +167,15 @@ async function main(argv: string[]): Promise<number> {
     if (e instanceof ControlError) {
       const name = e.codeName ?? rpcErrorName(e.code);
       const data = e.data === undefined ? "" : ` (${describeData(e)})`;
-      process.stderr.write(`pcpctl: server error ${e.code}${name ? ` ${name}` : ""}: ${e.message}${data}\n`);
+      // A role too weak for the method: say whose token it was.
+      const whose = e.code === RpcErrors.FORBIDDEN && tokenSource ? ` (the token from ${tokenSource})` : "";
+      process.stderr.write(`pcpctl: server error ${e.code}${name ? ` ${name}` : ""}: ${e.message}${data}${whose}\n`);
       return 1;
     }
     if (e instanceof ControlClientError) {
-      process.stderr.write(`pcpctl: ${e.message}\n`);
+      // A refused token: name where it came from (a stale file of another instance, say).
+      const whose = e.code === "UNAUTHORIZED" && tokenSource ? `; the token came from ${tokenSource}` : "";
+      process.stderr.write(`pcpctl: ${e.message}${whose}\n`);
       return 1;
     }
     throw e;
@@ -193,7 +221,10 @@ main(process.argv.slice(2)).then(
     setTimeout(() => process.exit(code), 2000).unref();
   },
   (e) => {
-    process.stderr.write(`pcpctl: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    // Not an expected failure (those are reported above): the message, and the stack
+    // only when asked for (PCPCTL_DEBUG=1).
+    const debug = process.env.PCPCTL_DEBUG === "1" && e instanceof Error;
+    process.stderr.write(`pcpctl: ${e instanceof Error ? (debug ? e.stack : e.message) : String(e)}\n`);
     process.exit(1);
   },
 );

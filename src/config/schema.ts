@@ -168,7 +168,11 @@ export const ConfigSchema = z
     parity: z.boolean().default(false),
     protocols: z.array(count(1, 255)).min(1).default([W.PROTO_TCP, W.PROTO_UDP]),
     log: z
-      .object({ level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info") })
+      .object({
+        level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+        /** JSON lines, or human-readable lines (pino-pretty); auto: pretty when stdout is a terminal. */
+        format: z.enum(["auto", "pretty", "json"]).default("auto"),
+      })
       .strict()
       .prefault({}),
     /** Mapping and port-block logs for traceability (docs/logging.md): syslog and IPFIX to collectors. */
@@ -375,7 +379,7 @@ export const ConfigSchema = z
               .refine((t) => (t.token === undefined) !== (t.tokenEnv === undefined), "give exactly one of token and tokenEnv"),
           )
           .default([]),
-        /** Where the generated token goes (default: $XDG_RUNTIME_DIR/pcpd/control.token or <tmp>/pcpd-<uid>/control.token). */
+        /** Where the generated token goes (default: $XDG_RUNTIME_DIR/pcpd/control-<port>.token or <tmp>/pcpd-<uid>/control-<port>.token; removed on a clean stop). */
         tokenFile: z.string().min(1).optional(),
         tls: z
           .object({ cert: z.string().min(1), key: z.string().min(1), passphrase: z.string().optional() })

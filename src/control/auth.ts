@@ -2,7 +2,6 @@
 // environment), else one generated admin token written to a file only its owner can read.
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import type { Config } from "../config/schema.js";
-import { defaultTokenFile, writeTokenFile } from "../client/token-file.js";
 import { ErrorCodes, PcpdError } from "../errors.js";
 import type { Role } from "./protocol.js";
 
@@ -26,8 +25,8 @@ export interface Auth {
    * refused, never taken as anonymous).
    */
   roleOfUpgrade(authorization: string, subprotocols: string): Role | undefined;
-  /** The generated admin token's file, when no token was configured. */
-  tokenFile?: string;
+  /** The generated admin token, when no token was configured (written to a file once the port is known). */
+  generated?: string;
 }
 
 export function loadTokens(c: Config["control"]): Auth {
@@ -38,12 +37,10 @@ export function loadTokens(c: Config["control"]): Auth {
       throw new PcpdError(ErrorCodes.TOKEN_UNSET, `control.tokens: environment variable ${t.tokenEnv} is unset or shorter than 16 characters`);
     tokens.push({ hash: digest(value), role: t.role });
   }
-  let tokenFile: string | undefined;
+  let generated: string | undefined;
   if (tokens.length === 0) {
-    const token = randomBytes(32).toString("base64url");
-    tokenFile = c.tokenFile ?? defaultTokenFile();
-    writeTokenFile(tokenFile, token);
-    tokens.push({ hash: digest(token), role: "admin" });
+    generated = randomBytes(32).toString("base64url");
+    tokens.push({ hash: digest(generated), role: "admin" });
   }
   /** Constant-time: every configured token is compared, by digest (equal lengths). */
   const roleOfToken = (token: string) => {
@@ -54,7 +51,7 @@ export function loadTokens(c: Config["control"]): Auth {
   };
   const anonymous = c.anonymousRole === "read" ? ("read" as const) : undefined;
   return {
-    tokenFile,
+    generated,
     roleOf(header) {
       const m = /^Bearer (\S+)$/i.exec(header);
       return m ? roleOfToken(m[1]) : undefined;

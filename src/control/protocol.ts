@@ -112,6 +112,11 @@ export interface Mapping {
   description?: string;
   /** The THIRD_PARTY_ID (hex) of the subscriber's realm [RFC 7843] (absent: none). */
   thirdPartyId?: string;
+  /**
+   * A PEER's remote peer [RFC 6887 §12] (absent: no PEER part): in an event the one the
+   * event is about, else the latest; `count` = how many remote peers the mapping has.
+   */
+  peer?: { address: string; port: number; count: number };
 }
 
 export interface MappingEventNotice {

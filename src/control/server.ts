@@ -15,6 +15,7 @@ import type { RunningServer } from "../server/server.js";
 import { ErrorCodes, PcpdError } from "../errors.js";
 import { loadTokens, SUBPROTOCOL } from "./auth.js";
 import { serveDashboard } from "./dashboard.js";
+import { defaultTokenFile, removeTokenFile, writeTokenFile } from "../client/token-file.js";
 import { dispatcher, failure, requestId } from "./dispatch.js";
 import { EventFanout } from "./fanout.js";
 import { Metrics } from "./metrics.js";
@@ -205,15 +206,27 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
     throw e;
   }
   const port = uws.us_socket_local_port(listenSocket);
+  // The generated token's file is keyed by the port it serves (src/client/token-file.ts),
+  // so it is written once the port is known, and removed on a clean stop.
+  const tokenFile = auth.generated === undefined ? undefined : (c.tokenFile ?? defaultTokenFile(port));
+  try {
+    if (tokenFile !== undefined) writeTokenFile(tokenFile, auth.generated!);
+  } catch (e) {
+    rates.stop();
+    uws.us_listen_socket_close(listenSocket);
+    throw e;
+  }
   log.info(
-    { control: `${c.tls ? "wss" : "ws"}://${isIPv6(c.address) ? `[${c.address}]` : c.address}:${port}${CONTROL_PATH}`, tokenFile: auth.tokenFile },
+    { control: `${c.tls ? "wss" : "ws"}://${isIPv6(c.address) ? `[${c.address}]` : c.address}:${port}${CONTROL_PATH}`, tokenFile },
     "control channel listening",
   );
   return {
     port,
-    tokenFile: auth.tokenFile,
+    tokenFile,
     async stop() {
       rates.stop();
+      if (tokenFile !== undefined && !removeTokenFile(tokenFile, auth.generated!))
+        log.warn({ tokenFile }, "token file left in place: it no longer holds this server's token");
       uws.us_listen_socket_close(listenSocket);
       for (const ws of sockets) ws.end(1001, "server stopping");
       sockets.clear();

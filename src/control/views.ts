@@ -29,6 +29,7 @@ function toMapping(shard: number, m: MappingEvent, filters: Filter[], now: numbe
     filters,
     ...(description !== undefined ? { description } : {}),
     ...(thirdPartyId !== undefined ? { thirdPartyId } : {}),
+    ...(m.peerCount > 0 ? { peer: { address: m.peerAddress, port: m.peerPort, count: m.peerCount } } : {}),
   };
 }
 

@@ -19,6 +19,11 @@ export interface MappingEvent {
   outExpiry: number;
   mapping: number;
   time: number;
+  /** Remote peer of a PEER [RFC 6887 §12]: the one the event is about, else the latest; port 0 = none. */
+  peerAddress: string;
+  peerPort: number;
+  /** How many PEER records (remote peers) the mapping has. */
+  peerCount: number;
 }
 const EVENT_KINDS: MappingEvent["kind"][] = ["none", "create", "refresh", "delete", "expire", "release", "update", "block-lease", "block-release"];
 /** Port-block records (EVENT_BLOCK_*): externalPort is the block's first port, internalPort its size. */
@@ -78,6 +83,9 @@ export function readEvent(view: DataView, bytes: Uint8Array, at: number, pool: (
     outExpiry: view.getUint32(at + W.EV_OUT_EXPIRY, true),
     mapping: view.getUint32(at + W.EV_MAPPING, true),
     time: view.getUint32(at + W.EV_TIME, true),
+    peerAddress: formatAddress16(bytes.subarray(at + W.EV_PEER_ADDR, at + W.EV_PEER_ADDR + 16)),
+    peerPort: view.getUint16(at + W.EV_PEER_PORT, true),
+    peerCount: view.getUint16(at + W.EV_PEER_COUNT, true),
   };
 }
 

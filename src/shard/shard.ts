@@ -8,7 +8,8 @@
 // state, and the Epoch continues.
 import { threadId } from "node:worker_threads";
 import { isIPv6 } from "node:net";
-import { pino, type Logger } from "pino";
+import type { Logger } from "pino";
+import { createLogger } from "../core/logger.js";
 import { decodeRecords, PacketEngine, recordKinds, type MappingRecords } from "../engine/packet-engine.js";
 import { createListener, type UdpListener } from "../io/udp-listener.js";
 import { poolAddresses, type Config } from "../config/schema.js";
@@ -117,7 +118,7 @@ export class Shard {
   ) {
     this.spec = spec;
     const { config } = spec;
-    this.log = pino({ level: config.log.level, base: { service: "pcp-server", shard: spec.shard, thread: threadId } });
+    this.log = createLogger(config.log.level, config.log.format, { service: "pcp-server", shard: spec.shard, thread: threadId });
     this.time = timeFrom(spec.testClock);
     const clock = (this.clock = new MonotonicClock(0, () => this.time.monotonicNs()));
     this.engine = this.newEngine();

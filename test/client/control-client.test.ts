@@ -1,10 +1,10 @@
 // The control channel client SDK against a fake server (ws on 127.0.0.31).
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { ControlClient, ControlClientError, ControlError, type SubscriptionItem } from "../../src/client/control-client.js";
-import { defaultTokenFile, defaultTokenFiles, findTokenFile, readTokenFile, writeTokenFile } from "../../src/client/token-file.js";
+import { defaultTokenFile, defaultTokenFiles, findTokenFile, readTokenFile, removeTokenFile, writeTokenFile } from "../../src/client/token-file.js";
 import { RpcErrors, type MappingEventNotice, type RpcRequest } from "../../src/control/protocol.js";
 import { closedPort, selfSignedCertificate, startFakeControlServer, startMuteServer, type FakeControlServer } from "../helpers/fake-control-server.js";
 import { waitFor } from "../helpers/wait.js";
@@ -386,20 +386,36 @@ describe("events", () => {
 });
 
 describe("token file", () => {
-  it("lives in XDG_RUNTIME_DIR/pcpd when set, else in a per-user directory under tmpdir", () => {
-    expect(defaultTokenFile({ XDG_RUNTIME_DIR: "/run/user/1000" })).toBe("/run/user/1000/pcpd/control.token");
-    expect(defaultTokenFile({})).toBe(join(tmpdir(), `pcpd-${process.getuid!()}`, "control.token"));
-    expect(defaultTokenFile({ XDG_RUNTIME_DIR: "" })).toBe(join(tmpdir(), `pcpd-${process.getuid!()}`, "control.token"));
+  it("lives in XDG_RUNTIME_DIR/pcpd when set, else in a per-user directory under tmpdir; keyed by the control port", () => {
+    expect(defaultTokenFile(5380, { XDG_RUNTIME_DIR: "/run/user/1000" })).toBe("/run/user/1000/pcpd/control-5380.token");
+    expect(defaultTokenFile(5381, {})).toBe(join(tmpdir(), `pcpd-${process.getuid!()}`, "control-5381.token"));
+    expect(defaultTokenFile(5380, { XDG_RUNTIME_DIR: "" })).toBe(join(tmpdir(), `pcpd-${process.getuid!()}`, "control-5380.token"));
+    expect(defaultTokenFile(undefined, {})).toBe(join(tmpdir(), `pcpd-${process.getuid!()}`, "control.token")); // before 0.2
   });
 
-  it("is looked for in XDG_RUNTIME_DIR, then under tmpdir", () => {
+  it("is looked for in XDG_RUNTIME_DIR, then under tmpdir, then unkeyed (a server before 0.2)", () => {
     const dir = mkdtempSync(join(tmpdir(), "pcpctl-token-"));
-    const fallback = join(tmpdir(), `pcpd-${process.getuid!()}`, "control.token");
-    expect(defaultTokenFiles({ XDG_RUNTIME_DIR: dir })).toEqual([join(dir, "pcpd", "control.token"), fallback]);
-    expect(defaultTokenFiles({})).toEqual([fallback]);
+    const fallback = join(tmpdir(), `pcpd-${process.getuid!()}`, "control-7.token");
+    expect(defaultTokenFiles(7, { XDG_RUNTIME_DIR: dir })).toEqual([join(dir, "pcpd", "control-7.token"), fallback]);
+    expect(defaultTokenFiles(7, {})).toEqual([fallback]);
     mkdirSync(join(dir, "pcpd"));
     writeFileSync(join(dir, "pcpd", "control.token"), "x");
-    expect(findTokenFile({ XDG_RUNTIME_DIR: dir })).toBe(join(dir, "pcpd", "control.token"));
+    expect(findTokenFile(7, { XDG_RUNTIME_DIR: dir })).toBe(join(dir, "pcpd", "control.token"));
+    writeFileSync(join(dir, "pcpd", "control-7.token"), "x");
+    expect(findTokenFile(7, { XDG_RUNTIME_DIR: dir })).toBe(join(dir, "pcpd", "control-7.token"));
+    expect(findTokenFile(8, { XDG_RUNTIME_DIR: dir })).toBe(join(dir, "pcpd", "control.token"));
+  });
+
+  it("is removed only while it holds the token it was written with", () => {
+    const dir = mkdtempSync(join(tmpdir(), "pcpctl-token-"));
+    const path = join(dir, "pcpd", "control-7.token");
+    writeTokenFile(path, "mine");
+    writeTokenFile(path, "theirs"); // another instance wrote its own since
+    expect(removeTokenFile(path, "mine")).toBe(false);
+    expect(readTokenFile(path)).toBe("theirs");
+    expect(removeTokenFile(path, "theirs")).toBe(true);
+    expect(existsSync(path)).toBe(false);
+    expect(removeTokenFile(path, "theirs")).toBe(false);
   });
 
   it("is not written into a directory other users can write to", () => {

@@ -129,6 +129,8 @@ function listPage(params: { cursor?: string; limit?: number }): Results["mapping
         natPmp: true,
         mapExpiry: 0,
         outExpiry: 99,
+        expiresIn: 90, // read at engine time 9
+        peer: { address: "198.51.100.9", port: 443, count: 2 },
       }),
     ],
     next: "p2",
@@ -301,10 +303,11 @@ describe("output", () => {
     expect(run.code).toBe(0);
     const lines = run.stdout.trimEnd().split("\n");
     expect(lines).toHaveLength(4);
-    expect(lines[0]).toMatch(/^SHARD +ID +KIND +PROTO +INTERNAL +EXTERNAL +DIR +FLAGS +MAP-EXPIRY +OUT-EXPIRY +FILTERS$/);
-    expect(lines[1]).toMatch(/^ +0 +17 +dynamic +tcp +10\.0\.0\.1:8080 +203\.0\.113\.1:2048 +in +- +3700 +- +0$/);
-    expect(lines[2]).toMatch(/ \[2001:db8::1\]:8080 +\[2001:db8:ffff::1\]:2048 +in\+out +nat-pmp +- +99 +0$/);
-    expect(lines[3]).toMatch(/ held +udp +10\.0\.0\.1:9 +203\.0\.113\.1:2049 +- +- /);
+    expect(lines[0]).toMatch(/^SHARD +ID +KIND +PROTO +INTERNAL +EXTERNAL +PEER +DIR +FLAGS +MAP-LEFT +OUT-LEFT +FILTERS$/);
+    // Expiries as the time left (expiresIn counts from when the record was read).
+    expect(lines[1]).toMatch(/^ +0 +17 +dynamic +tcp +10\.0\.0\.1:8080 +203\.0\.113\.1:2048 +- +in +- +1h0m0s +- +0$/);
+    expect(lines[2]).toMatch(/ \[2001:db8::1\]:8080 +\[2001:db8:ffff::1\]:2048 +198\.51\.100\.9:443 \(\+1\) +in\+out +nat-pmp +- +1m30s +0$/);
+    expect(lines[3]).toMatch(/ held +udp +10\.0\.0\.1:9 +203\.0\.113\.1:2049 +- +- +- +1h0m0s +- /);
     // Text columns start where their header starts; number columns end where it ends.
     const header = lines[0];
     const internal = header.indexOf("INTERNAL");
@@ -444,7 +447,7 @@ describe("exit codes", () => {
     errorFor["epoch.reset"] = { error: { code: RpcErrors.FORBIDDEN, message: "epoch.reset needs the admin role" } };
     const run = await pcpctl(["epoch", "reset", "--shard", "0"]);
     expect(run.code).toBe(1);
-    expect(run.stderr).toBe("pcpctl: server error -32001 FORBIDDEN: epoch.reset needs the admin role\n");
+    expect(run.stderr).toBe("pcpctl: server error -32001 FORBIDDEN: epoch.reset needs the admin role (the token from --token)\n");
     errorFor["mappings.addStatic"] = { error: { code: RpcErrors.REFUSED, message: "external port in use", data: 8 } };
     const add = await pcpctl([
       "--json",
@@ -522,19 +525,21 @@ describe("token", () => {
     expect(server.upgrades[0].authorization).toBe("Bearer s3cret");
   });
 
-  it("comes from the default token file ($XDG_RUNTIME_DIR/pcpd/control.token)", async () => {
+  it("comes from the default token file of the URL's port ($XDG_RUNTIME_DIR/pcpd/control-<port>.token)", async () => {
     const runtime = join(home, "runtime");
     mkdirSync(join(runtime, "pcpd"), { recursive: true });
-    writeFileSync(join(runtime, "pcpd", "control.token"), "s3cret");
+    writeFileSync(join(runtime, "pcpd", `control-${new URL(server.url).port}.token`), "s3cret");
+    writeFileSync(join(runtime, "pcpd", "control-1.token"), "another instance's");
+    writeFileSync(join(runtime, "pcpd", "control.token"), "a server before 0.2");
     const run = await pcpctl(["epoch"], { token: false, env: { XDG_RUNTIME_DIR: runtime } });
     expect(run.code).toBe(0);
     expect(server.upgrades[0].authorization).toBe("Bearer s3cret");
   });
 
-  it("falls back to <tmpdir>/pcpd-<uid>/control.token when the XDG_RUNTIME_DIR one is missing", async () => {
+  it("falls back to <tmpdir>/pcpd-<uid>/control-<port>.token when the XDG_RUNTIME_DIR one is missing", async () => {
     const tmp = join(home, "tmp2");
     mkdirSync(join(tmp, `pcpd-${process.getuid!()}`), { recursive: true });
-    writeFileSync(join(tmp, `pcpd-${process.getuid!()}`, "control.token"), "s3cret\n");
+    writeFileSync(join(tmp, `pcpd-${process.getuid!()}`, `control-${new URL(server.url).port}.token`), "s3cret\n");
     const run = await pcpctl(["epoch"], { token: false, env: { XDG_RUNTIME_DIR: join(home, "empty"), TMPDIR: tmp } });
     expect(run.code, run.stderr).toBe(0);
     expect(server.upgrades[0].authorization).toBe("Bearer s3cret");
@@ -543,7 +548,9 @@ describe("token", () => {
   it("missing everywhere is a usage error naming the file", async () => {
     const run = await pcpctl(["epoch"], { token: false, env: { XDG_RUNTIME_DIR: join(home, "empty") } });
     expect(run.code).toBe(2);
-    expect(run.stderr).toContain(`no token: give --token, PCPCTL_TOKEN or --token-file (${join(home, "empty", "pcpd", "control.token")}: not found)`);
+    expect(run.stderr).toContain(
+      `no token: give --token, PCPCTL_TOKEN or --token-file (${join(home, "empty", "pcpd", `control-${new URL(server.url).port}.token`)}: not found)`,
+    );
   });
 });
 
@@ -597,9 +604,7 @@ describe("events", () => {
     });
     expect(run.code).toBe(0);
     expect(lines).toHaveLength(3);
-    expect(lines[0]).toMatch(
-      /^\d{4}-\d\d-\d\dT\S+Z shard=1 create +dynamic tcp 10\.0\.0\.1:1 -> 203\.0\.113\.1:2048 in flags=- map-expiry=3700 out-expiry=- time=77$/,
-    );
+    expect(lines[0]).toMatch(/^\d{4}-\d\d-\d\dT\S+Z shard=1 create +dynamic tcp 10\.0\.0\.1:1 -> 203\.0\.113\.1:2048 in flags=- map-left=1h0m23s out-left=-$/);
     expect(lines[1]).toBe("# 4 events dropped (by the server: read too slowly)");
     expect(lines[2]).toMatch(/ delete /);
     await server.waitForRequests(2);

@@ -525,10 +525,17 @@ describe("PEER (docs/engine.md PEER; M12)", () => {
     expect(determined(m.peer(peerReq({ now: T0 + 1050, lifetime: 0 }))).lifetime).toBe(120);
   });
 
-  it("another nonce on a live record → NOT_AUTHORIZED with its remaining lifetime (also under relaxed)", () => {
-    const m = model({ noncePolicy: "relaxed" });
+  it("another nonce on a live record → NOT_AUTHORIZED with its remaining lifetime (strict)", () => {
+    const m = model();
     settle(m.peer(peerReq({ lifetime: 600 })));
     expect(m.peer(peerReq({ now: T0 + 100, nonce: N2 }))).toEqual({ result: RESULT.NOT_AUTHORIZED, lifetime: 500 });
+  });
+
+  it("relaxed: another nonce refreshes the record, and the new nonce is the one that counts", () => {
+    const m = model({ noncePolicy: "relaxed" });
+    const a = settle(m.peer(peerReq({ lifetime: 600 })));
+    expect(m.peer(peerReq({ now: T0 + 100, nonce: N2, lifetime: 1000 }))).toEqual({ ...a, lifetime: 1000 });
+    expect(m.peer(peerReq({ now: T0 + 200, nonce: N2, lifetime: 0 }))).toEqual({ ...a, lifetime: 900 });
   });
 
   it("another remote on the same endpoint shares the external; the suggestion is ignored", () => {

@@ -44,7 +44,8 @@
 //     the most free blocks (ties: any of them).
 // M11 FILTERs form a set: an identical (prefix, port, address) is not added twice; prefix 0
 //     clears. They belong to the inbound part and go with it. A static hit ignores FILTERs.
-// M12 PEER: a nonce mismatch is always NOT_AUTHORIZED (noncePolicy is a MAP rule); lifetime
+// M12 PEER: a nonce mismatch is NOT_AUTHORIZED under noncePolicy strict; relaxed: the new
+//     nonce replaces the record's (one-shot clients refresh their own 5-tuple); lifetime
 //     = max(clamp(L, peerMinLifetime, maxLifetime), remaining) for every L including 0; a new
 //     record gets clamp(L). A PEER on a static mapping adds a record. A PEER-created mapping
 //     stores the creating PEER's nonce (used by its hold).
@@ -751,7 +752,8 @@ export class EngineModel {
       // 2: the record exists (and is live, M1).
       const rec = m.peers.get(remote);
       if (rec) {
-        if (nonce !== rec.nonce) return { result: RESULT.NOT_AUTHORIZED, lifetime: rec.expiry - now };
+        if (nonce !== rec.nonce && this.cfg.noncePolicy === "strict") return { result: RESULT.NOT_AUTHORIZED, lifetime: rec.expiry - now };
+        rec.nonce = nonce; // relaxed: the new nonce replaces the old one
         const lifetime = Math.max(fresh, rec.expiry - now); // 5: never shortened (M12)
         rec.expiry = now + lifetime;
         this.version++;

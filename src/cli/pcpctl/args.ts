@@ -18,6 +18,7 @@ export const OPTIONS = {
   timeout: { type: "string" },
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
+  version: { type: "boolean" },
   internal: { type: "string" },
   external: { type: "string" },
   protocol: { type: "string" },
@@ -35,7 +36,7 @@ export const OPTIONS = {
 } as const;
 export type OptionName = keyof typeof OPTIONS;
 export type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true; strict: true }>>["values"];
-export const GLOBAL_OPTIONS: OptionName[] = ["url", "token", "token-file", "ca", "insecure", "timeout", "json", "help"];
+export const GLOBAL_OPTIONS: OptionName[] = ["url", "token", "token-file", "ca", "insecure", "timeout", "json", "help", "version"];
 
 /** A mistake in the command line: printed with the usage, exit code 2. */
 export class UsageError extends Error {}

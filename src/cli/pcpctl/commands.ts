@@ -15,6 +15,7 @@ import { check, defined, eventKinds, family, integer, mappingKind, protocol, req
 import {
   counterTable,
   duration,
+  natPmpResultNames,
   endpoint,
   eventLine,
   opLine,
@@ -137,7 +138,7 @@ export const COMMANDS: Command[] = [
       out();
       counterTable("pcp result", stats.pcpResults, true);
       out();
-      counterTable("nat-pmp result", stats.natPmpResults, true);
+      counterTable("nat-pmp result", natPmpResultNames(stats.natPmpResults), true);
       out();
       counterTable("drop reason", stats.drops, true);
       return 0;
@@ -173,6 +174,8 @@ export const COMMANDS: Command[] = [
       if (ctx.json) return (printJson({ mappings, next }), 0);
       if (mappings.length === 0) out("no mappings");
       else printMappings(mappings);
+      // The server fills a page across shards: a cursor means the page is full (or its scan
+      // budget ran out), so more may follow.
       if (next !== null) process.stderr.write(`more: --cursor ${next} (or --all)\n`);
       return 0;
     },
@@ -392,6 +395,9 @@ export const COMMANDS: Command[] = [
     async run(ctx) {
       const client = await ctx.client();
       let stopped = false;
+      // Settled when the connection closes: quietly after Ctrl-C, as an error otherwise.
+      // A refused subscription (no "events" backend, a read-only token) closes it too:
+      // that rejection is the call's, so this one is marked handled first.
       const ended = new Promise<void>((resolve, reject) => {
         client.on("notification", (method: string, params: unknown) => {
           if (ctx.json) return out(JSON.stringify({ method, ...(params as object) }));
@@ -404,6 +410,7 @@ export const COMMANDS: Command[] = [
         });
         client.once("close", () => (stopped ? resolve() : reject(new ControlClientError("CLOSED", "the control connection closed"))));
       });
+      ended.catch(() => undefined);
       await client.call("dataplane.subscribe", {});
       const stop = () => {
         stopped = true;

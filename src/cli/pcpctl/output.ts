@@ -4,6 +4,7 @@ import type { Mapping, MappingEventNotice } from "../../control/protocol.js";
 import type { DataplaneOp } from "../../dataplane/ops.js";
 import type { PersistenceStatus } from "../../persist/store.js";
 import { PROTOCOL_NAMES } from "./args.js";
+import { ALL_CONSTANTS } from "../../wire.generated.js";
 
 export function out(line = ""): void {
   process.stdout.write(`${line}\n`);
@@ -60,24 +61,48 @@ export function flags(m: { natPmp: boolean; thirdParty: boolean; preferFailure: 
   return f.length ? f.join(",") : "-";
 }
 
-const expiry = (t: number): string | number => (t === 0 ? "-" : t);
+/**
+ * An expiry (engine time, 0 = none) as the time left from `now` (engine time): "9m58s",
+ * "expired", "-" for none; "never" for a static mapping's MAP part.
+ */
+export function timeLeft(expiry: number, now: number | undefined, isStatic = false): string {
+  if (expiry === 0) return isStatic ? "never" : "-";
+  if (now === undefined) return "?";
+  return expiry > now ? duration(expiry - now) : "expired";
+}
+
+/** The engine time a listed mapping was read at (its expiresIn is counted from it). */
+function readAt(m: Mapping): number | undefined {
+  return m.expiresIn === null || m.expiresIn === 0 ? undefined : Math.max(m.mapExpiry, m.outExpiry) - m.expiresIn;
+}
+
+/** The PEER's remote peer, "+N" for the mapping's other remote peers; "-" for none. */
+export function peerCell(m: { peer?: { address: string; port: number; count: number } }): string {
+  if (!m.peer) return "-";
+  return `${endpoint(m.peer.address, m.peer.port)}${m.peer.count > 1 ? ` (+${m.peer.count - 1})` : ""}`;
+}
 
 export function printMappings(mappings: Mapping[]): void {
   printTable(
-    ["SHARD", "ID", "KIND", "PROTO", "INTERNAL", "EXTERNAL", "DIR", "FLAGS", "MAP-EXPIRY", "OUT-EXPIRY", "FILTERS"],
-    mappings.map((m) => [
-      m.shard,
-      m.id,
-      m.kind,
-      protocolName(m.protocol),
-      endpoint(m.internalAddress, m.internalPort),
-      endpoint(m.externalAddress, m.externalPort),
-      direction(m),
-      flags(m),
-      expiry(m.mapExpiry),
-      expiry(m.outExpiry),
-      m.filters.length,
-    ]),
+    ["SHARD", "ID", "KIND", "PROTO", "INTERNAL", "EXTERNAL", "PEER", "DIR", "FLAGS", "MAP-LEFT", "OUT-LEFT", "FILTERS"],
+    mappings.map((m) => {
+      const now = readAt(m);
+      const expired = m.expiresIn === 0 ? "expired" : undefined;
+      return [
+        m.shard,
+        m.id,
+        m.kind,
+        protocolName(m.protocol),
+        endpoint(m.internalAddress, m.internalPort),
+        endpoint(m.externalAddress, m.externalPort),
+        peerCell(m),
+        direction(m),
+        flags(m),
+        m.mapExpiry === 0 ? timeLeft(0, now, m.kind === "static") : (expired ?? timeLeft(m.mapExpiry, now)),
+        m.outExpiry === 0 ? "-" : (expired ?? timeLeft(m.outExpiry, now)),
+        m.filters.length,
+      ];
+    }),
   );
 }
 
@@ -92,8 +117,9 @@ export function printMapping(m: Mapping): void {
     ["external", endpoint(m.externalAddress, m.externalPort)],
     ["direction", direction(m)],
     ["flags", flags(m)],
-    ["map expiry", expiry(m.mapExpiry)],
-    ["out expiry", expiry(m.outExpiry)],
+    ["peer", peerCell(m)],
+    ["map expires in", m.mapExpiry === 0 ? timeLeft(0, undefined, m.kind === "static") : m.expiresIn === 0 ? "expired" : timeLeft(m.mapExpiry, readAt(m))],
+    ["out expires in", m.outExpiry === 0 ? "-" : m.expiresIn === 0 ? "expired" : timeLeft(m.outExpiry, readAt(m))],
     ["filters", m.filters.length === 0 ? "-" : m.filters.map((f) => `${f.address}/${f.prefixLength} port ${f.port || "any"}`).join(", ")],
     ["description", m.description === undefined ? "-" : JSON.stringify(m.description)],
     ["third-party id", m.thirdPartyId ?? "-"],
@@ -109,11 +135,11 @@ export function eventLine(e: MappingEventNotice): string {
     m.kind.padEnd(7),
     protocolName(m.protocol).padEnd(3),
     `${endpoint(m.internalAddress, m.internalPort)} -> ${endpoint(m.externalAddress, m.externalPort)}`,
+    ...(m.peer ? [`peer=${peerCell(m)}`] : []),
     direction(m),
     `flags=${flags(m)}`,
-    `map-expiry=${expiry(m.mapExpiry)}`,
-    `out-expiry=${expiry(m.outExpiry)}`,
-    `time=${e.time}`,
+    `map-left=${timeLeft(m.mapExpiry, e.time, m.kind === "static")}`,
+    `out-left=${timeLeft(m.outExpiry, e.time)}`,
   ].join(" ");
 }
 
@@ -135,6 +161,14 @@ export function counterTable(title: string, record: Record<string, number>, hide
     return;
   }
   printTable([title.toUpperCase(), "COUNT"], rows);
+}
+
+/** NAT-PMP result counters keyed by name [RFC 6886 §3.5] ("2 NOT_AUTHORIZED"), as the server sends them by number. */
+export function natPmpResultNames(record: Record<string, number>): Record<string, number> {
+  const names = new Map<string, string>();
+  for (const [name, code] of Object.entries(ALL_CONSTANTS))
+    if (name.startsWith("NATPMP_RESULT_") && name !== "NATPMP_RESULT_CODE_LIMIT") names.set(String(code), name.slice("NATPMP_RESULT_".length));
+  return Object.fromEntries(Object.entries(record).map(([code, n]) => [names.has(code) ? `${names.get(code)} (${code})` : code, n]));
 }
 
 /** "map tcp 198.51.100.1:1234 -> 10.0.0.2:8080 in out allow=192.0.2.0/24:any" */

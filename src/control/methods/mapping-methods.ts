@@ -18,6 +18,9 @@ type MappingMethods = Pick<
 const RESULT_NAMES = new Map(PCP_RESULT_LABELS);
 const refused = (result: number, why = "") => new RpcError(RpcErrors.REFUSED, `refused: ${RESULT_NAMES.get(result) ?? result}${why}`, { result });
 
+/** Shard tasks one mappings.list call may run (each a bounded scan, src/shard/shard.ts). */
+const LIST_TASKS = 16;
+
 export function mappingMethods({ server }: MethodContext): MappingMethods {
   const shards = server.shardEndpoints.length;
   const everyShard = server.everyShard;
@@ -25,13 +28,17 @@ export function mappingMethods({ server }: MethodContext): MappingMethods {
     "mappings.list": async (p) => {
       let { shard, record } = decodeCursor(p.cursor, shards);
       const out: Mapping[] = [];
-      // One bounded scan per task; a page may come back short with a cursor to go on from.
-      const page = await server.task(shard, { kind: "list", from: record, limit: p.limit, select: p.filter });
-      out.push(...toMappings(shard, page.records));
-      record = page.next;
-      if (record === 0) {
-        shard++;
-        record = 1;
+      // One bounded scan per task; a page is filled from the following shards (and further
+      // scans), so that a cursor is only returned while something may be left: at most
+      // LIST_TASKS tasks per call, then the page may come back short with a cursor.
+      for (let tasks = 0; shard < shards && out.length < p.limit && tasks < LIST_TASKS; tasks++) {
+        const page = await server.task(shard, { kind: "list", from: record, limit: p.limit - out.length, select: p.filter });
+        out.push(...toMappings(shard, page.records));
+        record = page.next;
+        if (record === 0) {
+          shard++;
+          record = 1;
+        }
       }
       return { mappings: out, next: shard < shards ? encodeCursor(shard, record) : null };
     },
