@@ -85,7 +85,8 @@ function ask(m: u32): bool {
 /** Whether an answer for `m` came recently enough to decide on. */
 @inline function fresh(c: usize): bool {
   const at = load<u32>(c + AC_AT);
-  return at != 0 && (at & ASKED) == 0 && now - at <= FRESH;
+  // An answer at second 0 is stored as 1 (0 means none): compared in the same encoding.
+  return at != 0 && (at & ASKED) == 0 && (now == 0 ? 1 : now) - at <= FRESH;
 }
 
 /**

@@ -177,8 +177,11 @@ export abstract class ListenerBase {
    */
   resume(): void {
     const { engine, clock } = this.o;
-    while (this.parked.length > 0 && !this.closed) {
-      const batch = this.parked.splice(0, W.SLOT_COUNT);
+    // Those parked again while served here wait for the next answer, not for this loop.
+    const all = this.parked;
+    this.parked = [];
+    while (all.length > 0 && !this.closed) {
+      const batch = all.splice(0, W.SLOT_COUNT);
       if (this.gateClosed()) {
         this.gateDrops += batch.length;
         continue;
@@ -212,6 +215,7 @@ export abstract class ListenerBase {
       }
       this.deliverEvents();
     }
+    this.gateDrops += all.length; // stopped meanwhile
   }
 
   /** Tells onReceiveBuffer what the kernel granted a socket. */

@@ -47,6 +47,7 @@ export class MappingLog {
     for (const { mode } of this.sinks) for (const [kind, code] of Object.entries(EVENT_CODES)) if (logged(mode, kind)) this.wanted.add(code);
     source.onEvents((m) => this.ingest(m));
     if (this.sinks.length > 0) {
+      this.running = true; // the shards stream from their first request (src/shard/shard.ts)
       this.timer = setInterval(() => this.flush(), c.flushMs);
       this.timer.unref();
     }
@@ -59,7 +60,6 @@ export class MappingLog {
 
   async start(): Promise<void> {
     if (!this.enabled) return;
-    this.running = true;
     await this.source.setEvents(true, "logging");
     this.log?.info({ sinks: this.sinks.map((s) => `${s.sink.name} (${s.mode})`) }, "mapping log on");
   }

@@ -185,10 +185,15 @@ export async function startServer(
       };
   const unlock = c.persistence.enabled ? lockDirectory(c.persistence.directory) : () => undefined;
   const pool = new ShardPool(specs, log, onShardLost ?? (() => undefined));
+  // Mapping and port-block logs (src/logging/, docs/logging.md); logging.* needs a restart.
+  // Listening before the shards start: a logged shard streams events from its first request.
+  const mappingLog = new MappingLog(c.logging, { onEvents: (l) => pool.onEvents(l), setEvents: (on, who) => pool.setEvents(on, who) }, log);
   let started;
   try {
     started = await pool.start();
+    await mappingLog.start();
   } catch (e) {
+    await mappingLog.stop();
     await pool.stop();
     shared?.close();
     await nc?.close();
@@ -268,6 +273,7 @@ export async function startServer(
       await manager.start();
     } catch (e) {
       await manager.stop();
+      await mappingLog.stop();
       await dataplane?.close();
       await pool.stop();
       await nc.close();
@@ -293,9 +299,6 @@ export async function startServer(
       "pcp server listening",
     );
   } else log.info({ listen: addresses, workers: shards, natPmp: c.natPmp }, "pcp server listening");
-  // Mapping and port-block logs (src/logging/, docs/logging.md); logging.* needs a restart.
-  const mappingLog = new MappingLog(c.logging, { onEvents: (l) => pool.onEvents(l), setEvents: (on, who) => pool.setEvents(on, who) }, log);
-  await mappingLog.start();
   let current = c;
   return {
     addresses,

@@ -118,6 +118,9 @@ export class Shard {
   ) {
     this.spec = spec;
     const { config } = spec;
+    // A logged server streams its events from the first request on (src/logging/: a
+    // mapping made before the main thread asked for events would have no log record).
+    this.eventsOn = config.logging.syslog.enabled || config.logging.ipfix.enabled;
     this.log = createLogger(config.log.level, config.log.format, { service: "pcp-server", shard: spec.shard, thread: threadId });
     this.time = timeFrom(spec.testClock);
     const clock = (this.clock = new MonotonicClock(0, () => this.time.monotonicNs()));
@@ -520,6 +523,7 @@ export class Shard {
         this.eventTimer = undefined;
         this.eventChunks = [];
         this.eventBytes = 0;
+        this.eventIds = undefined;
       }
       return on;
     },
