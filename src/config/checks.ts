@@ -54,6 +54,9 @@ const MIB = 1024 * 1024;
 export function contradictions(c: Config, workers: number, totalMemory: number, env: NodeJS.ProcessEnv = process.env): Issue[] {
   const out: Issue[] = [];
   const add = (path: Issue["path"], message: string) => out.push({ path, message });
+  const authModes = [c.auth.default, c.auth.thirdPartyDefault, ...c.auth.subscribers.map((p) => p.mode), ...c.auth.thirdParty.map((p) => p.mode)];
+  if (authModes.some((m) => m !== "off") && c.auth.radius.servers.length === 0)
+    add(["auth", "radius", "servers"], "authentication is on for some sources but no RADIUS server is configured (EAP needs an AAA server, RFC 7652 §2)");
   c.listen.addresses.forEach((a, i) => {
     if (a === "0.0.0.0" || (isIPv6(a) && /^[0:]+$/.test(a))) {
       add(

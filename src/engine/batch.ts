@@ -16,8 +16,8 @@ export interface Datagram {
   overloaded?: boolean;
 }
 
-export type Verdict = "drop" | "reply" | "parsed";
-const VERDICTS: Verdict[] = ["drop", "reply", "parsed"];
+export type Verdict = "drop" | "reply" | "parsed" | "auth";
+const VERDICTS: Verdict[] = ["drop", "reply", "parsed", "auth"];
 
 export interface SlotOutcome {
   verdict: Verdict;
@@ -64,6 +64,27 @@ export class BatchPath extends EngineBoundary {
     view.setUint8(at + W.SLOT_INGRESS, ingress);
     view.setUint8(at + W.SLOT_HOST_FLAGS, overloaded ? W.HOST_OVERLOADED : 0);
     this.bytes.set(payload.length > W.SLOT_DATA_CAP ? payload.subarray(0, W.SLOT_DATA_CAP) : payload, at + W.SLOT_DATA);
+  }
+
+  /** ORs HOST_* bits into slot `index` (after loadSlot): the authentication gate's verdict on its tag. */
+  addHostFlags(index: number, bits: number): void {
+    const at = this.slotAddress(index) + W.SLOT_HOST_FLAGS;
+    const view = this.mem();
+    view.setUint8(at, view.getUint8(at) | bits);
+  }
+
+  /** Rewrites slot `index`'s ingress bits (0: dropped as from no accepted interface). */
+  setIngress(index: number, bits: number): void {
+    this.mem().setUint8(this.slotAddress(index) + W.SLOT_INGRESS, bits);
+  }
+
+  /** Slot `index`'s verdict (VERDICT_*) and result code after serve(). */
+  verdict(index: number): number {
+    return this.mem().getUint8(this.slotAddress(index) + W.SLOT_VERDICT);
+  }
+
+  resultCode(index: number): number {
+    return this.mem().getUint16(this.slotAddress(index) + W.SLOT_RESULT, true);
   }
 
   /** The reply of slot `index` (a view into module memory, valid until the slot is reused), or undefined. */

@@ -9,6 +9,8 @@ import { toAddress16 } from "../net/address.js";
 import type { MappingRecords, PacketEngine } from "../engine/packet-engine.js";
 import type { MonotonicClock } from "../core/clock.js";
 import type { RateLimiter } from "../core/rate-limit.js";
+import type { PaServer } from "../auth/pa-server.js";
+import { withoutCommonTag } from "../auth/pa-wire.js";
 
 /**
  * Every address a socket sends to or binds is a literal (a request's source, a configured
@@ -61,6 +63,12 @@ export interface ListenerOptions {
   gate?: BigInt64Array;
   /** The time source the gate is written in (the shard's TimeSource). */
   monotonicNs?: () => bigint;
+  /**
+   * PCP authentication [RFC 7652] for sources with INGRESS_AUTH: tags checked before the
+   * engine, replies tagged, AUTHENTICATION messages handed over. Sources without it pay one
+   * flag test per datagram.
+   */
+  auth?: PaServer;
 }
 
 export interface ReceiveBuffer {
@@ -79,6 +87,8 @@ interface Source {
   address16: Uint8Array;
   ingress: number;
   aggregate: boolean;
+  /** INGRESS_AUTH: authentication on for this source (auth.* policy). */
+  auth: boolean;
 }
 
 const SOURCE_CACHE = 65_536;
@@ -106,6 +116,8 @@ export class UdpListener {
   sendErrors = 0;
   /** stop() was called: nothing is served or sent any more (a handover, a fence, shutdown). */
   private closed = false;
+  /** Per slot of the current batch: the SA whose tag was verified (0: none); written only for INGRESS_AUTH sources. */
+  private readonly authSa = new Uint32Array(W.SLOT_COUNT);
 
   constructor(private o: ListenerOptions) {}
 
@@ -120,7 +132,7 @@ export class UdpListener {
     if (!s) {
       if (this.sources.size >= SOURCE_CACHE) this.sources.clear();
       const ingress = this.o.classify(address);
-      s = { address16: toAddress16(address), ingress, aggregate: (ingress & W.INGRESS_THIRD_PARTY) !== 0 };
+      s = { address16: toAddress16(address), ingress, aggregate: (ingress & W.INGRESS_THIRD_PARTY) !== 0, auth: (ingress & W.INGRESS_AUTH) !== 0 };
       this.sources.set(address, s);
     }
     return s;
@@ -233,19 +245,30 @@ export class UdpListener {
       }
       const now = clock.fractionalSeconds();
       const limiter = this.o.limiter;
+      let authed = false;
       for (let i = 0; i < batch.length; i++) {
         const p = batch[i];
         const s = this.source(p.address);
         engine.loadSlot(i, p.payload, s.address16, p.port, s.ingress, limiter ? !limiter.allow(p.address, now, s.aggregate) : false);
+        if (s.auth) authed = this.admit(i, p) || authed; // the unauthenticated fast path's only cost
       }
       engine.serve(batch.length, clock.epoch(), clock.seconds());
       this.o.afterBatch?.();
-      let waiting: { p: Pending; reply: Buffer }[] | undefined;
+      let waiting: { p: Pending; reply: Buffer; signed: boolean }[] | undefined;
       for (let i = 0; i < batch.length; i++) {
         const reply = engine.reply(i);
-        if (!reply) continue;
-        const copy = Buffer.from(reply); // a copy: the slot is reused
-        if (this.o.durable && engine.replyWaitsForDisk(i)) (waiting ??= []).push({ p: batch[i], reply: copy });
+        if (!reply) {
+          if (authed && engine.verdict(i) === W.VERDICT_AUTH) this.o.auth?.onMessage(batch[i].payload, batch[i].address, batch[i].port, batch[i].socket);
+          continue;
+        }
+        let copy: Buffer = Buffer.from(reply); // a copy: the slot is reused
+        const signed = authed && this.authSa[i] !== 0;
+        if (authed) {
+          const tagged = this.authReply(i, copy, batch[i]);
+          if (!tagged) continue;
+          copy = tagged;
+        }
+        if (this.o.durable && engine.replyWaitsForDisk(i)) (waiting ??= []).push({ p: batch[i], reply: copy, signed });
         else this.send(batch[i], copy);
       }
       if (waiting) {
@@ -256,7 +279,8 @@ export class UdpListener {
           // its client sees a reset (and re-creates all its mappings) for state never lost.
           const epoch = clock.epoch();
           for (const w of waiting!) {
-            if (w.reply[0] === W.PCP_VERSION) w.reply.writeUInt32BE(epoch, W.HDR_EPOCH);
+            // (A tagged reply keeps its batch's Epoch: rewriting it would break the MAC, RFC 7652 §6.1.)
+            if (w.reply[0] === W.PCP_VERSION && !w.signed) w.reply.writeUInt32BE(epoch, W.HDR_EPOCH);
             this.send(w.p, w.reply);
           }
         };
@@ -265,6 +289,48 @@ export class UdpListener {
       }
       this.deliverEvents();
     }
+  }
+
+  /**
+   * The authentication gate for one datagram of an INGRESS_AUTH source [7652 §6.2]: its
+   * tag verified (HOST_AUTHENTICATED), unknown (HOST_AUTH_UNKNOWN_SESSION: the codec answers
+   * UNKNOWN_SESSION_ID) or bad (dropped before the engine: ingress cleared). True: the
+   * batch needs the authentication pass over its replies.
+   */
+  private admit(i: number, p: Pending): boolean {
+    const auth = this.o.auth;
+    this.authSa[i] = 0;
+    if (!auth) return false;
+    const check = auth.checkCommon(p.payload, p.address);
+    if (check.status === "ok") {
+      this.authSa[i] = check.sa;
+      this.o.engine.addHostFlags(i, W.HOST_AUTHENTICATED);
+    } else if (check.status === "unknown") this.o.engine.addHostFlags(i, W.HOST_AUTH_UNKNOWN_SESSION);
+    else if (check.status === "drop") this.o.engine.setIngress(i, 0); // silently discarded [7652 §6.2]
+    return true;
+  }
+
+  /** A reply of a batch with authenticated sources: tagged when its request was [7652 §6.1]; AUTHENTICATION_REQUIRED starts a session [7652 §3.1.2]. */
+  private authReply(i: number, reply: Buffer, p: Pending): Buffer | undefined {
+    const auth = this.o.auth!;
+    const sa = this.authSa[i];
+    this.authSa[i] = 0;
+    if (sa !== 0) return auth.tagReply(reply, sa);
+    const result = reply[0] === W.PCP_VERSION ? this.o.engine.resultCode(i) : 0;
+    // The request's tag, copied into the error reply [6887 §8.2], is not ours to repeat unsigned.
+    if (result === W.RESULT_UNKNOWN_SESSION_ID) return withoutCommonTag(reply);
+    if (result === W.RESULT_AUTHENTICATION_REQUIRED) {
+      // The refusal first, then the unsolicited PA-Server message that starts authentication.
+      setImmediate(() => {
+        if (!this.closed) auth.startFor(p.address, p.port, p.socket);
+      });
+    }
+    return reply;
+  }
+
+  /** Sends one datagram from `socket` unless the listener stopped or (HA) the gate is closed (authentication's messages). */
+  sendFrom(socket: dgram.Socket, payload: Buffer, port: number, address: string): void {
+    this.send({ socket, payload, address, port }, payload);
   }
 
   /** After engine work outside a batch (a control task): counters, journal and events as after a batch. */

@@ -17,6 +17,7 @@ const RANK: Record<string, number> = {
   shard: 3,
   io: 4,
   engine: 5,
+  auth: 5,
   persist: 5,
   replication: 5,
   dataplane: 5,
