@@ -92,6 +92,10 @@ export const ErrorCodes = {
   HA_NOT_ACTIVE: "HA_NOT_ACTIVE",
   /** A switchover released the group but no node took it in time (or a step before the release failed). */
   HA_SWITCHOVER_FAILED: "HA_SWITCHOVER_FAILED",
+
+  // ---- authentication: the AAA side (RADIUS) ----
+  /** The RADIUS servers or relay settings are invalid (no server, a host that is not an IP address, an empty secret, a bad timeout); the message names each. */
+  RADIUS_BAD_CONFIG: "RADIUS_BAD_CONFIG",
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

@@ -21,6 +21,7 @@ const RANK: Record<string, number> = {
   persist: 5,
   replication: 5,
   dataplane: 5,
+  auth: 5,
   core: 6,
   net: 6,
   config: 6,
