@@ -39,6 +39,20 @@ export interface PcpAuthClientOptions {
   echoAlgorithms?: (offered: { prfs: number[]; macs: number[] }) => { prfs: number[]; macs: number[] };
 }
 
+/** The source address the kernel picks for `address` (a connected UDP socket sends nothing). */
+async function localAddressTowards(type: "udp4" | "udp6", address: string, port: number): Promise<string> {
+  const probe = dgram.createSocket(type);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      probe.once("error", reject);
+      probe.connect(port, address, () => resolve());
+    });
+    return probe.address().address;
+  } finally {
+    probe.close();
+  }
+}
+
 export class PaFailure extends Error {
   constructor(
     readonly result: number,
@@ -84,14 +98,17 @@ export class PcpAuthClient {
   private reauthenticating = false;
   /** Set when the server ended the session [7652 §3.3]. */
   terminatedByServer = false;
-  private readonly clientAddress: Uint8Array;
+  private clientAddress: Uint8Array = new Uint8Array(16);
+  /** The address requests come from (the PCP Client's IP Address field) [6887 §7.1]. */
+  localAddress = "";
 
-  constructor(private readonly o: PcpAuthClientOptions) {
-    this.clientAddress = toAddress16(o.bind ?? (isIPv6(o.server.address) ? "::1" : "127.0.0.1"));
-  }
+  constructor(private readonly o: PcpAuthClientOptions) {}
 
   async open(): Promise<void> {
-    this.socket = dgram.createSocket(isIPv6(this.o.server.address) ? "udp6" : "udp4");
+    const type = isIPv6(this.o.server.address) ? "udp6" : "udp4";
+    this.localAddress = this.o.bind ?? (await localAddressTowards(type, this.o.server.address, this.o.server.port));
+    this.clientAddress = toAddress16(this.localAddress);
+    this.socket = dgram.createSocket(type);
     this.socket.on("message", (m) => this.onMessage(m));
     await new Promise<void>((resolve) => this.socket.bind(0, this.o.bind, () => resolve()));
   }
@@ -399,7 +416,11 @@ export class PcpAuthClient {
   private checkReply(reply: Buffer): CommonReply | undefined {
     const result = reply[W.HDR_RESULT];
     const t = commonTag(reply);
-    if (!t) return { reply, result, tagged: false };
+    if (!t) {
+      // The server lost our SA (restart, failover): full authentication again [7652 §3.2].
+      if (result === W.RESULT_UNKNOWN_SESSION_ID && this.key) this.reset();
+      return { reply, result, tagged: false };
+    }
     if (t.sessionId !== this.sessionId) return undefined;
     const key = t.keyId === this.keyId ? this.key : t.keyId === this.prevKey?.keyId ? this.prevKey.key : undefined;
     if (!key || t.sequence < this.commonIn || !verifyMac(this.mac, key, reply, t.dataAt, t.dataLength)) return undefined;

@@ -348,7 +348,7 @@ export class PaServer {
     if (message[0] === 2 && message[4] === 1) sa.identity = message.subarray(5).toString("utf8"); // EAP-Response/Identity
     sa.waitingAaa = true;
     const generation = sa.generation;
-    this.o.relay.exchange(this.relayKey(sa), message, { "Calling-Station-Id": `${sa.client}:${sa.port}` }).then(
+    this.o.relay.exchange(this.relayKey(sa), message, { callingStationId: `${sa.client}:${sa.port}` }).then(
       (v) => this.onVerdict(sa, generation, v),
       (e: unknown) => this.onVerdict(sa, generation, { kind: "unreachable", reason: String(e) }),
     );
@@ -367,7 +367,7 @@ export class PaServer {
         return;
       case "accept": {
         this.o.relay.forget(this.relayKey(sa));
-        const lifetimeS = Math.max(1, Math.min(this.o.sessionLifetimeS, v.sessionTimeoutS ?? Number.POSITIVE_INFINITY));
+        const lifetimeS = Math.max(1, Math.min(this.o.sessionLifetimeS, v.sessionTimeoutS || Number.POSITIVE_INFINITY));
         const reauth = sa.state === "reauth";
         if (sa.key) sa.prevKey = { key: sa.key, keyId: sa.keyId };
         sa.keyId = (sa.keyId + 1) >>> 0 || 1;
@@ -376,7 +376,10 @@ export class PaServer {
         sa.lifetimeS = lifetimeS;
         sa.expires = this.now() + lifetimeS * 1000;
         sa.state = "confirming";
-        this.sendPa(sa, W.RESULT_AUTHENTICATION_SUCCEEDED, [option(W.OPTION_EAP_PAYLOAD, v.eap), u32Option(W.OPTION_SESSION_LIFETIME, lifetimeS)]);
+        this.sendPa(sa, W.RESULT_AUTHENTICATION_SUCCEEDED, [
+          option(W.OPTION_EAP_PAYLOAD, v.eap ?? Buffer.from([3, 0, 0, 4])),
+          u32Option(W.OPTION_SESSION_LIFETIME, lifetimeS),
+        ]);
         if (reauth) {
           // Sequence numbers restart with the new key [7652 §3.4].
           sa.paIn = 0;

@@ -1,16 +1,13 @@
 // What the PCP side of authentication needs from the AAA side (src/auth/eap-relay.ts, the
 // RADIUS relay; tests may pass any implementation of the same shape).
 
-/** The AAA server's answer to one EAP message relayed to it [RFC 3579]. */
-export type AaaVerdict =
-  | { kind: "challenge"; eap: Uint8Array }
-  | { kind: "accept"; eap: Uint8Array; msk: Uint8Array; sessionTimeoutS?: number }
-  | { kind: "reject"; eap?: Uint8Array }
-  | { kind: "unreachable"; reason: string };
+import type { AaaVerdict } from "./eap-relay.js";
+
+export type { AaaVerdict };
 
 /** EAP pass-through to an AAA server: one conversation per `session` key. */
 export interface EapRelay {
-  exchange(session: string, eap: Uint8Array, attrs?: Record<string, string | number>): Promise<AaaVerdict>;
+  exchange(session: string, eap: Uint8Array, attrs?: { callingStationId?: string }): Promise<AaaVerdict>;
   forget(session: string): void;
   close(): void | Promise<void>;
 }
@@ -20,7 +17,7 @@ export interface EapPeer {
   /** The response to an EAP request, or null when none is due (Success/Failure). */
   receive(eap: Uint8Array): Promise<Uint8Array | null>;
   /** The MSK once the method succeeded. */
-  readonly msk: Uint8Array | undefined;
+  readonly msk: Uint8Array | null | undefined;
 }
 
 /** One PCP security association as the control channel lists it. */

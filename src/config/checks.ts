@@ -57,6 +57,9 @@ export function contradictions(c: Config, workers: number, totalMemory: number, 
   const authModes = [c.auth.default, c.auth.thirdPartyDefault, ...c.auth.subscribers.map((p) => p.mode), ...c.auth.thirdParty.map((p) => p.mode)];
   if (authModes.some((m) => m !== "off") && c.auth.radius.servers.length === 0)
     add(["auth", "radius", "servers"], "authentication is on for some sources but no RADIUS server is configured (EAP needs an AAA server, RFC 7652 §2)");
+  c.auth.radius.servers.forEach((s, i) => {
+    if (s.secretEnv !== undefined && !env[s.secretEnv]) add(["auth", "radius", "servers", i, "secretEnv"], `environment variable ${s.secretEnv} is not set`);
+  });
   c.listen.addresses.forEach((a, i) => {
     if (a === "0.0.0.0" || (isIPv6(a) && /^[0:]+$/.test(a))) {
       add(

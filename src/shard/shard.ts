@@ -22,6 +22,8 @@ import { HaRole } from "./ha-role.js";
 import { DataplaneFeed } from "./dataplane-feed.js";
 import { MappingUpdater } from "./mapping-update.js";
 import { StatsBoard } from "./stats-board.js";
+import { paServerFor } from "../auth/pa-setup.js";
+import type { PaServer } from "../auth/pa-server.js";
 import type {
   HaTaskKind,
   DataplaneMessage,
@@ -73,6 +75,7 @@ export class Shard {
   // Set by open() (the store is restored before the listener exists: its replies may wait
   // for the disk), or by an HA promotion; absent on an HA standby.
   private listener: UdpListener | undefined;
+  private auth: PaServer | undefined;
   /** HA (spec.ha): the shard's replication side; it decides when the listener exists. */
   private haRole: HaRole | undefined;
   /** The listener closed last (a handover, a fence): its gate drops go on counting (held replies dropped after it closed). */
@@ -175,6 +178,7 @@ export class Shard {
       durable: extra.durable,
       gate: extra.gate,
       monotonicNs: () => this.time.monotonicNs(),
+      auth: this.authServer(),
     });
     try {
       await listener.start();
@@ -183,6 +187,19 @@ export class Shard {
       throw e;
     }
     return listener;
+  }
+
+  /**
+   * The worker's PCP authenticator (auth.* on for some source), made once: its security
+   * associations live in this worker, which receives every datagram their clients send
+   * to its addresses (docs/auth.md). Lost with the process: clients re-authenticate.
+   */
+  private authServer(): PaServer | undefined {
+    this.auth ??= paServerFor(this.spec.config, {
+      epoch: () => this.clock.epoch(),
+      send: (socket, msg, port, address) => this.listener?.sendFrom(socket, msg, port, address),
+    });
+    return this.auth;
   }
 
   /** The dataplane feed (a configured dataplane): requests get NETWORK_FAILURE until the main thread has programmed it. */
@@ -389,6 +406,7 @@ export class Shard {
     await this.haRole?.stop();
     await this.listener?.stop();
     this.listener?.settle();
+    this.auth?.close();
     this.dataplane?.stop();
     await this.store?.close();
     this.publishAll();
@@ -450,6 +468,9 @@ export class Shard {
       return down;
     },
     mappingUpdates: () => ({ pending: this.updater.size }),
+    authList: () => this.auth?.list() ?? [],
+    authTerminate: ({ sessionId }) => this.auth?.terminate(sessionId) ?? false,
+    authCounters: () => this.auth?.counters() ?? null,
   };
 
   /** A listing page: records selected inside the engine, in bounded scans. */

@@ -17,7 +17,6 @@ const RANK: Record<string, number> = {
   shard: 3,
   io: 4,
   engine: 5,
-  auth: 5,
   persist: 5,
   replication: 5,
   dataplane: 5,

@@ -35,7 +35,7 @@ export class ToyRelay implements EapRelay {
     const value = Buffer.from(eap.subarray(6, 22));
     if (password === undefined || !md5(Buffer.from([c.id]), Buffer.from(password), c.challenge).equals(value))
       return { kind: "reject", eap: Buffer.from([4, id, 0, 4]) };
-    return { kind: "accept", eap: Buffer.from([3, id, 0, 4]), msk: mskOf(password, c.challenge), sessionTimeoutS: this.sessionTimeoutS };
+    return { kind: "accept", eap: Buffer.from([3, id, 0, 4]), msk: mskOf(password, c.challenge), sessionTimeoutS: this.sessionTimeoutS ?? null };
   }
 
   forget(session: string): void {
