@@ -85,7 +85,7 @@ try {
     while (performance.now() < end) {
       const msg = mapRequest({ client: c.localAddress, internalPort: 20_000 + (n % 64), nonce: nonceOf(n % 64), lifetime: 600 });
       const r = tagged ? await c.request(msg) : await c.send(msg);
-      if (!r || r.result !== 0 || r.tagged !== tagged)
+      if (r?.result !== 0 || r.tagged !== tagged)
         throw new Error(`${name}: refresh ${n} failed: ${JSON.stringify(r && { result: r.result, tagged: r.tagged })}`);
       n++;
     }
