@@ -90,3 +90,30 @@ describe("codec: RFC 7652", () => {
     expect(run(engine, mapRequest(), { ingress: tp }).verdict).toBe("parsed");
   });
 });
+
+describe("codec: RFC 7652 under random input", () => {
+  it("AUTHENTICATION messages with random options: a defined verdict, never a trap, and the hand-off only for what the host's parser reads", async () => {
+    const fc = await import("fast-check");
+    const { parsePa } = await import("../../src/auth/pa-wire.js");
+    const opt = fc.record({ code: fc.integer({ min: 0, max: 14 }), data: fc.uint8Array({ maxLength: 24 }) });
+    fc.assert(
+      fc.property(
+        fc.constantFrom(0, 14, 16, 17, 18, 19, 22, 23, 99),
+        fc.array(opt, { maxLength: 6 }),
+        fc.integer({ min: 0, max: 3 }),
+        (result, options, cut) => {
+          const msg = pa(
+            result,
+            options.map((o) => paOption(o.code, Buffer.from(o.data))),
+            5,
+          );
+          const bytes = cut === 0 ? msg : msg.subarray(0, Math.max(24, msg.length - cut * 4));
+          const o = run(engine, bytes, { ingress: ON });
+          expect(["drop", "reply", "auth"]).toContain(o.verdict);
+          if (o.verdict === "auth") expect(parsePa(bytes)).toBeDefined();
+        },
+      ),
+      { numRuns: 2000 },
+    );
+  });
+});
