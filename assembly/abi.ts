@@ -41,19 +41,28 @@ export const SLOT_PREFIX64_LEN: u32 = 72; // u16
 export const SLOT_PORT_SET: u32 = 74; // u16, data offset of PORT_SET data
 export const SLOT_THIRD_PARTY_ID: u32 = 76; // u16, data offset of THIRD_PARTY_ID data
 export const SLOT_THIRD_PARTY_ID_LEN: u32 = 78; // u16
+export const SLOT_AUTH_TAG: u32 = 80; // u16, data offset of AUTHENTICATION_TAG's TLV [7652 §5.4] (0: none)
 
 // ---- Ingress classification (host decides from its interface/subnet configuration) ----
 export const INGRESS_SUBSCRIBER: u8 = 1; // arrived where this client's traffic arrives [6887 §8.2]
 export const INGRESS_THIRD_PARTY: u8 = 2; // source is authorised to use THIRD_PARTY [6887 §13.1]
+// PCP authentication [RFC 7652] (src/auth/policy.ts): off for a source, none of these is set,
+// and AUTHENTICATION and its options are unknown to it (UNSUPP_OPCODE / UNSUPP_OPTION).
+export const INGRESS_AUTH: u8 = 4; // authentication offered: AUTHENTICATION opcode and its options accepted
+export const INGRESS_AUTH_REQUIRED: u8 = 8; // MAP/PEER without a verified tag → AUTHENTICATION_REQUIRED
+export const INGRESS_AUTH_TP_REQUIRED: u8 = 16; // the same for requests carrying THIRD_PARTY (the third-party policy)
 
 export const HOST_OVERLOADED: u8 = 1; // rate limiter tripped for this source or globally [6887 §8.2]
 export const HOST_CHECKPOINT: u8 = 2; // set by the engine: reply only once the mapping is durable [RFC 7767]
+export const HOST_AUTHENTICATED: u8 = 4; // the host verified the request's AUTHENTICATION_TAG [7652 §6.2]
+export const HOST_AUTH_UNKNOWN_SESSION: u8 = 8; // its tag names no security association this server holds [7652 §3.2]
 
 // ---- Verdicts ----
 export const VERDICT_DROP: u8 = 0; // no reply; SLOT_DROP_REASON says why
 export const VERDICT_REPLY: u8 = 1; // reply of SLOT_RESP_LEN bytes is in the data area
 export const VERDICT_PARSED: u8 = 2; // valid request, record filled, mapping decision pending
 export const VERDICT_WAIT: u8 = 3; // waits for the dataplane's activity answer: nothing changed, no reply; the host serves it again (assembly/activity.ts)
+export const VERDICT_AUTH: u8 = 4; // valid AUTHENTICATION request [7652]: answered by the host (src/auth)
 
 // ---- Drop reasons (one counter each) ----
 export const DROP_NONE: u8 = 0;
@@ -81,6 +90,17 @@ export const OPTBIT_PREFIX64: u32 = 32;
 export const OPTBIT_PORT_SET: u32 = 64;
 export const OPTBIT_CHECKPOINT_REQUIRED: u32 = 128;
 export const OPTBIT_ALL: u32 = 255;
+// RFC 7652 options: accepted from INGRESS_AUTH sources only (never through CFG_ENABLED_OPTIONS).
+export const OPTBIT_AUTHENTICATION_TAG: u32 = 256;
+export const OPTBIT_NONCE: u32 = 512;
+export const OPTBIT_PA_AUTHENTICATION_TAG: u32 = 1024;
+export const OPTBIT_EAP_PAYLOAD: u32 = 2048;
+export const OPTBIT_PRF: u32 = 4096;
+export const OPTBIT_MAC_ALGORITHM: u32 = 8192;
+export const OPTBIT_SESSION_LIFETIME: u32 = 16384;
+export const OPTBIT_RECEIVED_PAK: u32 = 32768;
+export const OPTBIT_ID_INDICATOR: u32 = 65536;
+export const OPTBIT_AUTH_ALL: u32 = 130816;
 export const OPTBIT_CORE: u32 = 7; // THIRD_PARTY, PREFER_FAILURE, FILTER: enabled by default
 
 // ---- Codec switches (the codec's flags word, composed by applyConfig from CFG_PCP_MAP,

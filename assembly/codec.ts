@@ -80,7 +80,9 @@ export function refuseExternal(forGood: bool): void {
 
 /** RECOMMENDED error lifetimes: short for transient conditions, long otherwise [6887 §7.4]. */
 export function errorLifetime(result: u32): u32 {
-  if (result == W.RESULT_NETWORK_FAILURE || result == W.RESULT_NO_RESOURCES || result == W.RESULT_USER_EX_QUOTA) {
+  if (result == W.RESULT_NETWORK_FAILURE || result == W.RESULT_NO_RESOURCES || result == W.RESULT_USER_EX_QUOTA ||
+      result == W.RESULT_AUTHENTICATION_REQUIRED || result == W.RESULT_UNKNOWN_SESSION_ID) {
+    // RFC 7652: the client is expected to authenticate and retry at once (decision: short).
     return cfgShortErrorLifetime;
   }
   if (result == W.RESULT_CANNOT_PROVIDE_EXTERNAL) {
@@ -157,6 +159,15 @@ function optionBit(code: u32): u32 {
     case W.OPTION_PREFIX64: return A.OPTBIT_PREFIX64;
     case W.OPTION_PORT_SET: return A.OPTBIT_PORT_SET;
     case W.OPTION_CHECKPOINT_REQUIRED: return A.OPTBIT_CHECKPOINT_REQUIRED;
+    case W.OPTION_AUTHENTICATION_TAG: return A.OPTBIT_AUTHENTICATION_TAG;
+    case W.OPTION_NONCE: return A.OPTBIT_NONCE;
+    case W.OPTION_PA_AUTHENTICATION_TAG: return A.OPTBIT_PA_AUTHENTICATION_TAG;
+    case W.OPTION_EAP_PAYLOAD: return A.OPTBIT_EAP_PAYLOAD;
+    case W.OPTION_PSEUDO_RANDOM_FUNCTION: return A.OPTBIT_PRF;
+    case W.OPTION_MAC_ALGORITHM: return A.OPTBIT_MAC_ALGORITHM;
+    case W.OPTION_SESSION_LIFETIME: return A.OPTBIT_SESSION_LIFETIME;
+    case W.OPTION_RECEIVED_PAK: return A.OPTBIT_RECEIVED_PAK;
+    case W.OPTION_ID_INDICATOR: return A.OPTBIT_ID_INDICATOR;
   }
   return 0;
 }
@@ -164,9 +175,12 @@ function optionBit(code: u32): u32 {
 const OPS_ANNOUNCE: u32 = 1 << W.OP_ANNOUNCE;
 const OPS_MAP: u32 = 1 << W.OP_MAP;
 const OPS_PEER: u32 = 1 << W.OP_PEER;
+const OPS_AUTH: u32 = 1 << W.OP_AUTHENTICATION;
 
-/** Opcodes each option is defined for [6887 §13, 7220, 7225, 7753, 7767, 7843]. */
+/** Opcodes each option is defined for [6887 §13, 7220, 7225, 7753, 7767, 7843, 7652 §7]. */
 function optionOpcodes(bit: u32): u32 {
+  if (bit == A.OPTBIT_AUTHENTICATION_TAG) return OPS_MAP | OPS_PEER | OPS_ANNOUNCE; // [7652 §7.2]
+  if (bit & A.OPTBIT_AUTH_ALL) return OPS_AUTH; // [7652 §7.1, §7.3–7.9]
   if (bit == A.OPTBIT_PREFER_FAILURE || bit == A.OPTBIT_FILTER || bit == A.OPTBIT_PORT_SET) return OPS_MAP;
   if (bit == A.OPTBIT_PREFIX64) return OPS_MAP | OPS_ANNOUNCE;
   return OPS_MAP | OPS_PEER;
@@ -182,6 +196,20 @@ function optionLengthOk(bit: u32, p: usize, n: u32): bool {
     case A.OPTBIT_CHECKPOINT_REQUIRED: return n == W.CHECKPOINT_REQUIRED_DATA_SIZE;
     case A.OPTBIT_THIRD_PARTY_ID: return n >= 1 && n <= W.THIRD_PARTY_ID_MAX_SIZE;
     case A.OPTBIT_DESCRIPTION: return n <= W.DESCRIPTION_MAX_SIZE;
+    // RFC 7652 §5: tags and EAP messages end on a 32-bit boundary; at least one word of MAC
+    case A.OPTBIT_AUTHENTICATION_TAG: return n >= W.AUTH_TAG_FIXED_SIZE + 4 && (n & 3) == 0;
+    case A.OPTBIT_PA_AUTHENTICATION_TAG: return n >= W.PA_TAG_FIXED_SIZE + 4 && (n & 3) == 0;
+    case A.OPTBIT_EAP_PAYLOAD: {
+      if (n < W.EAP_MIN_SIZE) return false;
+      const eapLength = rd16(p + 2); // the EAP packet's own Length [RFC 3748 §4]
+      return eapLength >= W.EAP_MIN_SIZE && eapLength <= n;
+    }
+    case A.OPTBIT_NONCE: return n == W.NONCE_DATA_SIZE;
+    case A.OPTBIT_PRF: return n == W.PRF_DATA_SIZE;
+    case A.OPTBIT_MAC_ALGORITHM: return n == W.MAC_ALGORITHM_DATA_SIZE;
+    case A.OPTBIT_RECEIVED_PAK: return n == W.RECEIVED_PAK_DATA_SIZE;
+    case A.OPTBIT_SESSION_LIFETIME: return false; // response only [7652 §7.7] (decision: MALFORMED_OPTION)
+    case A.OPTBIT_ID_INDICATOR: return false; // response only [7652 §7.9] (decision: MALFORMED_OPTION)
     case A.OPTBIT_PREFIX64: {
       if (n == W.PREFIX64_BASE_SIZE) return true;
       if (n < W.PREFIX64_BASE_SIZE + 2) return false;
@@ -218,7 +246,10 @@ function walkOptions(slot: usize, opcode: u32, start: u32, length: u32, ingress:
     if (padded > length - off - W.OPT_HEADER_SIZE) return W.RESULT_MALFORMED_OPTION; // runs past the datagram [6887 §7.3]
     off += W.OPT_HEADER_SIZE + padded;
     const bit = optionBit(code);
-    if (bit == 0 || (bit & cfgOptions) == 0) {
+    // RFC 7652 options exist only for sources with authentication on; elsewhere they are
+    // unknown mandatory options, as before the extension [6887 §7.3].
+    const enabled = bit & A.OPTBIT_AUTH_ALL ? (ingress & A.INGRESS_AUTH) != 0 : (bit & cfgOptions) != 0;
+    if (bit == 0 || !enabled) {
       if (code < <u32>W.OPT_OPTIONAL_BIT) return W.RESULT_UNSUPP_OPTION; // unknown/disabled mandatory [6887 §7.3]
       continue; // optional: may be ignored [6887 §7.3]
     }
@@ -228,7 +259,7 @@ function walkOptions(slot: usize, opcode: u32, start: u32, length: u32, ingress:
       return W.RESULT_MALFORMED_OPTION; // option not defined for this opcode [6887 §13] (decision)
     }
     if (!optionLengthOk(bit, p, n)) return W.RESULT_MALFORMED_OPTION; // [6887 §7.3]
-    if (bit != A.OPTBIT_FILTER) {
+    if (bit != A.OPTBIT_FILTER && bit != A.OPTBIT_PRF && bit != A.OPTBIT_MAC_ALGORITHM) { // [7652 §7.5, §7.6] as many as fit
       if (once & bit) return W.RESULT_MALFORMED_OPTION; // repeated single-use option [6887 §7.3]
       once |= bit;
     }
@@ -278,7 +309,11 @@ function walkOptions(slot: usize, opcode: u32, start: u32, length: u32, ingress:
         store<u16>(slot + A.SLOT_DESCRIPTION_LEN, <u16>n);
         break;
       }
-      default: break; // PREFER_FAILURE, CHECKPOINT_REQUIRED: presence is the whole content
+      case A.OPTBIT_AUTHENTICATION_TAG: {
+        store<u16>(slot + A.SLOT_AUTH_TAG, <u16>tlv); // checked by the host before the batch [7652 §6.2]
+        break;
+      }
+      default: break; // PREFER_FAILURE, CHECKPOINT_REQUIRED, the PA options (read by src/auth): presence is the whole content
     }
     recorded |= bit;
   }
@@ -299,6 +334,34 @@ function crossOptionCheck(slot: usize, opcode: u32): u32 {
   if ((opts & A.OPTBIT_FILTER) && lifetime == 0) return W.RESULT_MALFORMED_OPTION; // [6887 §13.3]
   if ((opts & A.OPTBIT_PREFER_FAILURE) && rd16(d + W.MP_EXTERNAL_PORT) == 0) return W.RESULT_MALFORMED_OPTION; // [6887 §13.2]
   if ((opts & A.OPTBIT_PORT_SET) && (opts & A.OPTBIT_PREFER_FAILURE)) return W.RESULT_MALFORMED_OPTION; // [7753 §4.2]
+  return 0;
+}
+
+const AUTH_HANDOFF: u32 = 0xffffffff;
+
+/** PA-Client result codes [7652 §5.1, §3]; 0 only on a PA-Acknowledgement (RECEIVED_PAK, decision). */
+function paClientResultOk(result: u32, opts: u32): bool {
+  return result == W.RESULT_INITIATION || result == W.RESULT_AUTHENTICATION_REPLY || result == W.RESULT_AUTHENTICATION_SUCCEEDED ||
+    result == W.RESULT_AUTHENTICATION_FAILED || result == W.RESULT_AUTHORIZATION_FAILED || result == W.RESULT_SESSION_TERMINATED ||
+    (result == 0 && (opts & A.OPTBIT_RECEIVED_PAK) != 0);
+}
+
+/**
+ * Authentication rules (row 15a, sources with INGRESS_AUTH only) [RFC 7652]. Returns 0, a
+ * result code, or AUTH_HANDOFF when the request is an AUTHENTICATION message for the host.
+ */
+function authCheck(slot: usize, opcode: u32, ingress: u32, hostFlags: u32): u32 {
+  const opts = load<u32>(slot + A.SLOT_OPTIONS);
+  if (opcode == W.OP_AUTHENTICATION) {
+    if (!paClientResultOk(<u32>load<u8>(data(slot) + W.PA_CLIENT_RESULT), opts)) return W.RESULT_MALFORMED_REQUEST; // [7652 §5.1] (decision)
+    return AUTH_HANDOFF;
+  }
+  // A tag the host could not match to a security association [7652 §3.2].
+  if (hostFlags & A.HOST_AUTH_UNKNOWN_SESSION) return W.RESULT_UNKNOWN_SESSION_ID;
+  if ((opts & A.OPTBIT_AUTHENTICATION_TAG) && !(hostFlags & A.HOST_AUTHENTICATED)) return W.RESULT_UNKNOWN_SESSION_ID;
+  if (opcode == W.OP_ANNOUNCE || (hostFlags & A.HOST_AUTHENTICATED)) return 0; // ANNOUNCE creates nothing (decision)
+  const required = opts & A.OPTBIT_THIRD_PARTY ? A.INGRESS_AUTH_TP_REQUIRED : A.INGRESS_AUTH_REQUIRED;
+  if (ingress & required) return W.RESULT_AUTHENTICATION_REQUIRED; // [7652 §3.1.2]
   return 0;
 }
 
@@ -341,6 +404,13 @@ function processNatPmp(slot: usize, length: u32, ingress: u32, hostFlags: u32): 
   bump(A.STATS_NATPMP_RESULT + (<u32>W.NATPMP_RESULT_UNSUPP_OPCODE << 3));
 }
 
+/** A valid AUTHENTICATION request: the host runs the exchange [7652 §3]; counted as parsed. */
+function handOff(slot: usize): void {
+  store<u16>(slot + A.SLOT_PARSE_FLAGS, load<u16>(slot + A.SLOT_PARSE_FLAGS) | A.PARSE_OK);
+  store<u8>(slot + A.SLOT_VERDICT, A.VERDICT_AUTH);
+  bump(A.STATS_PARSED);
+}
+
 function parsed(slot: usize, lifetime: u32): void {
   store<u8>(slot + A.SLOT_VERDICT, A.VERDICT_PARSED);
   store<u32>(slot + A.SLOT_LIFETIME, lifetime);
@@ -354,7 +424,7 @@ export function processSlot(slot: usize): void {
   const wireLen = <u32>load<u16>(slot + A.SLOT_WIRE_LEN);
   const ingress = <u32>load<u8>(slot + A.SLOT_INGRESS);
   const hostFlags = <u32>load<u8>(slot + A.SLOT_HOST_FLAGS);
-  // Clear every "out" field (bytes 38..79) so stale results of an earlier batch never leak.
+  // Clear every "out" field (bytes 38..81) so stale results of an earlier batch never leak.
   store<u16>(slot + A.SLOT_VERDICT, 0); // verdict, drop reason
   store<u32>(slot + A.SLOT_RESULT, 0); // result, response length
   store<u64>(slot + A.SLOT_VERSION, 0); // version, opcode, parse flags, lifetime
@@ -362,6 +432,7 @@ export function processSlot(slot: usize): void {
   store<u64>(slot + A.SLOT_THIRD_PARTY, 0); // through description offset
   store<u64>(slot + A.SLOT_DESCRIPTION_LEN, 0); // through port-set offset
   store<u32>(slot + A.SLOT_THIRD_PARTY_ID, 0); // third-party-id offset and length
+  store<u16>(slot + A.SLOT_AUTH_TAG, 0);
   bump(A.STATS_PACKETS);
   curThirdPartyOnly = (ingress & A.INGRESS_SUBSCRIBER) == 0;
   curSawThirdParty = false;
@@ -396,6 +467,11 @@ export function processSlot(slot: usize): void {
   if (opcode == W.OP_ANNOUNCE) minimum = W.ANNOUNCE_MIN_SIZE;
   else if (opcode == W.OP_MAP) minimum = W.MAP_MIN_SIZE;
   else if (opcode == W.OP_PEER) minimum = W.PEER_MIN_SIZE;
+  else if (opcode == W.OP_AUTHENTICATION && (ingress & A.INGRESS_AUTH)) {
+    minimum = W.AUTH_MIN_SIZE; // [7652 §5.2]
+    // A THIRD_PARTY source (a CPE proxy) authenticates itself: answered as its THIRD_PARTY requests are (decision).
+    curSawThirdParty = true;
+  }
   if (wireLen > W.PCP_MAX_MESSAGE || (wireLen & 3) != 0 || wireLen < minimum) {
     return reject(slot, W.RESULT_MALFORMED_REQUEST); // row 9 [6887 §8.2]
   }
@@ -407,6 +483,8 @@ export function processSlot(slot: usize): void {
   if (curThirdPartyOnly && !curSawThirdParty) return drop(slot, A.DROP_INTERFACE); // row 13 [6887 §8.2]
   result = crossOptionCheck(slot, opcode); // row 14
   if (result == 0) result = opcodeCheck(slot, opcode); // row 15
+  if (result == 0 && (ingress & A.INGRESS_AUTH)) result = authCheck(slot, opcode, ingress, hostFlags); // row 15a [7652]
+  if (result == AUTH_HANDOFF) return handOff(slot);
   if (result != 0) return reject(slot, result);
 
   store<u16>(slot + A.SLOT_PARSE_FLAGS, load<u16>(slot + A.SLOT_PARSE_FLAGS) | A.PARSE_OK);

@@ -32,7 +32,7 @@ export const ADDR_SIZE: u32 = 16; // [6887 §5] every address is 16 bytes
 export const OP_ANNOUNCE: u8 = 0; // [6887 §14.1]
 export const OP_MAP: u8 = 1; // [6887 §11]
 export const OP_PEER: u8 = 2; // [6887 §12]
-export const OP_AUTHENTICATION: u8 = 3; // [7652 §5.2] not implemented → UNSUPP_OPCODE
+export const OP_AUTHENTICATION: u8 = 3; // [7652 §5.2] from sources with authentication on; else UNSUPP_OPCODE
 
 // ---- Opcode payload sizes / minimum message sizes [6887 §11.1, §12.1, §14.1.1] ----
 export const MAP_PAYLOAD_SIZE: u32 = 36;
@@ -40,6 +40,8 @@ export const PEER_PAYLOAD_SIZE: u32 = 56;
 export const ANNOUNCE_MIN_SIZE: u32 = 24;
 export const MAP_MIN_SIZE: u32 = 60;
 export const PEER_MIN_SIZE: u32 = 80;
+export const AUTH_PAYLOAD_SIZE: u32 = 8; // [7652 §5.2] Session ID + Sequence Number
+export const AUTH_MIN_SIZE: u32 = 32;
 
 // ---- MAP / PEER field offsets from the start of the message [6887 §11.1, §12.1] ----
 export const MP_NONCE: u32 = 24; // 12 bytes
@@ -53,6 +55,11 @@ export const PEER_REMOTE_PORT: u32 = 60;
 export const PEER_RESERVED: u32 = 62; // 2 bytes
 export const PEER_REMOTE_ADDR: u32 = 64;
 
+// ---- AUTHENTICATION opcode [7652 §5.1, §5.2] ----
+export const PA_CLIENT_RESULT: u32 = 3; // request byte 3: the PA-Client result code [7652 §5.1]
+export const PA_SESSION_ID: u32 = 24; // u32
+export const PA_SEQUENCE: u32 = 28; // u32
+
 // ---- Option TLV [6887 §7.3] ----
 export const OPT_HEADER_SIZE: u32 = 4;
 export const OPT_CODE: u32 = 0;
@@ -64,8 +71,15 @@ export const OPT_OPTIONAL_BIT: u8 = 0x80; // codes >= 128 may be ignored [6887 �
 export const OPTION_THIRD_PARTY: u8 = 1; // [6887 §13.1]
 export const OPTION_PREFER_FAILURE: u8 = 2; // [6887 §13.2]
 export const OPTION_FILTER: u8 = 3; // [6887 §13.3]
-export const OPTION_NONCE: u8 = 4; // [7652 §5.3] not implemented
-export const OPTION_AUTHENTICATION_TAG: u8 = 5; // [7652 §5.4] not implemented
+export const OPTION_NONCE: u8 = 4; // [7652 §5.3]
+export const OPTION_AUTHENTICATION_TAG: u8 = 5; // [7652 §5.4]
+export const OPTION_PA_AUTHENTICATION_TAG: u8 = 6; // [7652 §5.5]
+export const OPTION_EAP_PAYLOAD: u8 = 7; // [7652 §5.6]
+export const OPTION_PSEUDO_RANDOM_FUNCTION: u8 = 8; // [7652 §5.7]
+export const OPTION_MAC_ALGORITHM: u8 = 9; // [7652 §5.8]
+export const OPTION_SESSION_LIFETIME: u8 = 10; // [7652 §5.9] response only
+export const OPTION_RECEIVED_PAK: u8 = 11; // [7652 §5.10]
+export const OPTION_ID_INDICATOR: u8 = 12; // [7652 §5.11] response only
 export const OPTION_THIRD_PARTY_ID: u8 = 13; // [7843 §4]
 export const OPTION_DESCRIPTION: u8 = 128; // [7220 §2]
 export const OPTION_PREFIX64: u8 = 129; // [7225 §4.1]
@@ -88,6 +102,21 @@ export const PORT_SET_SIZE: u32 = 0; // offsets inside PORT_SET data
 export const PORT_SET_FIRST_PORT: u32 = 2;
 export const PORT_SET_FLAGS: u32 = 4; // low bit = P (parity)
 export const CHECKPOINT_REQUIRED_DATA_SIZE: u32 = 0; // [7767 §3.1]
+export const NONCE_DATA_SIZE: u32 = 4; // [7652 §5.3]
+export const AUTH_TAG_FIXED_SIZE: u32 = 12; // [7652 §5.4] Session ID, Sequence Number, Key ID
+export const AUTH_TAG_SESSION_ID: u32 = 0; // offsets inside AUTHENTICATION_TAG data
+export const AUTH_TAG_SEQUENCE: u32 = 4;
+export const AUTH_TAG_KEY_ID: u32 = 8;
+export const AUTH_TAG_DATA: u32 = 12;
+export const PA_TAG_FIXED_SIZE: u32 = 4; // [7652 §5.5] Key ID
+export const EAP_MIN_SIZE: u32 = 4; // [RFC 3748 §4] Code, Identifier, Length
+export const PRF_DATA_SIZE: u32 = 4; // [7652 §5.7]
+export const MAC_ALGORITHM_DATA_SIZE: u32 = 4; // [7652 §5.8]
+export const SESSION_LIFETIME_DATA_SIZE: u32 = 4; // [7652 §5.9]
+export const RECEIVED_PAK_DATA_SIZE: u32 = 4; // [7652 §5.10]
+export const PRF_HMAC_SHA2_256: u32 = 5; // [7652 §5.7] IKEv2 transform type 2, id 5 [RFC 4868]
+export const AUTH_HMAC_SHA2_256_128: u32 = 12; // [7652 §5.8] IKEv2 transform type 3, id 12 [RFC 4868]
+export const HMAC_SHA2_256_128_SIZE: u32 = 16; // [RFC 4868 §2.3] truncated to 128 bits
 
 // ---- PCP result codes [6887 §7.4, 7652 §7, 7843 §4.1] ----
 export const RESULT_SUCCESS: u8 = 0;
@@ -104,6 +133,16 @@ export const RESULT_USER_EX_QUOTA: u8 = 10;
 export const RESULT_CANNOT_PROVIDE_EXTERNAL: u8 = 11;
 export const RESULT_ADDRESS_MISMATCH: u8 = 12;
 export const RESULT_EXCESSIVE_REMOTE_PEERS: u8 = 13;
+export const RESULT_INITIATION: u8 = 14; // [7652 §7] PA-Client
+export const RESULT_AUTHENTICATION_REQUIRED: u8 = 15; // [7652 §7]
+export const RESULT_AUTHENTICATION_FAILED: u8 = 16; // [7652 §7]
+export const RESULT_AUTHENTICATION_SUCCEEDED: u8 = 17; // [7652 §7]
+export const RESULT_AUTHORIZATION_FAILED: u8 = 18; // [7652 §7]
+export const RESULT_SESSION_TERMINATED: u8 = 19; // [7652 §7]
+export const RESULT_UNKNOWN_SESSION_ID: u8 = 20; // [7652 §7]
+export const RESULT_DOWNGRADE_ATTACK_DETECTED: u8 = 21; // [7652 §7]
+export const RESULT_AUTHENTICATION_REQUEST: u8 = 22; // [7652 §7] PA-Server
+export const RESULT_AUTHENTICATION_REPLY: u8 = 23; // [7652 §7] PA-Client
 export const RESULT_THIRD_PARTY_ID_UNKNOWN: u8 = 24; // [7843 §4.1]
 export const RESULT_THIRD_PARTY_MISSING_OPTION: u8 = 25; // [7843 §4.1]
 export const RESULT_UNSUPP_THIRD_PARTY_ID_LENGTH: u8 = 26; // [7843 §4.1]

@@ -24,12 +24,14 @@ export const ADDR_SIZE = 16; // [6887 §5] every address is 16 bytes
 export const OP_ANNOUNCE = 0; // [6887 §14.1]
 export const OP_MAP = 1; // [6887 §11]
 export const OP_PEER = 2; // [6887 §12]
-export const OP_AUTHENTICATION = 3; // [7652 §5.2] not implemented → UNSUPP_OPCODE
+export const OP_AUTHENTICATION = 3; // [7652 §5.2] from sources with authentication on; else UNSUPP_OPCODE
 export const MAP_PAYLOAD_SIZE = 36;
 export const PEER_PAYLOAD_SIZE = 56;
 export const ANNOUNCE_MIN_SIZE = 24;
 export const MAP_MIN_SIZE = 60;
 export const PEER_MIN_SIZE = 80;
+export const AUTH_PAYLOAD_SIZE = 8; // [7652 §5.2] Session ID + Sequence Number
+export const AUTH_MIN_SIZE = 32;
 export const MP_NONCE = 24; // 12 bytes
 export const MP_NONCE_SIZE = 12;
 export const MP_PROTOCOL = 36;
@@ -40,6 +42,9 @@ export const MP_EXTERNAL_ADDR = 44; // suggested (request) / assigned (response)
 export const PEER_REMOTE_PORT = 60;
 export const PEER_RESERVED = 62; // 2 bytes
 export const PEER_REMOTE_ADDR = 64;
+export const PA_CLIENT_RESULT = 3; // request byte 3: the PA-Client result code [7652 §5.1]
+export const PA_SESSION_ID = 24; // u32
+export const PA_SEQUENCE = 28; // u32
 export const OPT_HEADER_SIZE = 4;
 export const OPT_CODE = 0;
 export const OPT_RESERVED = 1;
@@ -48,8 +53,15 @@ export const OPT_OPTIONAL_BIT = 0x80; // codes >= 128 may be ignored [6887 §7.3
 export const OPTION_THIRD_PARTY = 1; // [6887 §13.1]
 export const OPTION_PREFER_FAILURE = 2; // [6887 §13.2]
 export const OPTION_FILTER = 3; // [6887 §13.3]
-export const OPTION_NONCE = 4; // [7652 §5.3] not implemented
-export const OPTION_AUTHENTICATION_TAG = 5; // [7652 §5.4] not implemented
+export const OPTION_NONCE = 4; // [7652 §5.3]
+export const OPTION_AUTHENTICATION_TAG = 5; // [7652 §5.4]
+export const OPTION_PA_AUTHENTICATION_TAG = 6; // [7652 §5.5]
+export const OPTION_EAP_PAYLOAD = 7; // [7652 §5.6]
+export const OPTION_PSEUDO_RANDOM_FUNCTION = 8; // [7652 §5.7]
+export const OPTION_MAC_ALGORITHM = 9; // [7652 §5.8]
+export const OPTION_SESSION_LIFETIME = 10; // [7652 §5.9] response only
+export const OPTION_RECEIVED_PAK = 11; // [7652 §5.10]
+export const OPTION_ID_INDICATOR = 12; // [7652 §5.11] response only
 export const OPTION_THIRD_PARTY_ID = 13; // [7843 §4]
 export const OPTION_DESCRIPTION = 128; // [7220 §2]
 export const OPTION_PREFIX64 = 129; // [7225 §4.1]
@@ -70,6 +82,21 @@ export const PORT_SET_SIZE = 0; // offsets inside PORT_SET data
 export const PORT_SET_FIRST_PORT = 2;
 export const PORT_SET_FLAGS = 4; // low bit = P (parity)
 export const CHECKPOINT_REQUIRED_DATA_SIZE = 0; // [7767 §3.1]
+export const NONCE_DATA_SIZE = 4; // [7652 §5.3]
+export const AUTH_TAG_FIXED_SIZE = 12; // [7652 §5.4] Session ID, Sequence Number, Key ID
+export const AUTH_TAG_SESSION_ID = 0; // offsets inside AUTHENTICATION_TAG data
+export const AUTH_TAG_SEQUENCE = 4;
+export const AUTH_TAG_KEY_ID = 8;
+export const AUTH_TAG_DATA = 12;
+export const PA_TAG_FIXED_SIZE = 4; // [7652 §5.5] Key ID
+export const EAP_MIN_SIZE = 4; // [RFC 3748 §4] Code, Identifier, Length
+export const PRF_DATA_SIZE = 4; // [7652 §5.7]
+export const MAC_ALGORITHM_DATA_SIZE = 4; // [7652 §5.8]
+export const SESSION_LIFETIME_DATA_SIZE = 4; // [7652 §5.9]
+export const RECEIVED_PAK_DATA_SIZE = 4; // [7652 §5.10]
+export const PRF_HMAC_SHA2_256 = 5; // [7652 §5.7] IKEv2 transform type 2, id 5 [RFC 4868]
+export const AUTH_HMAC_SHA2_256_128 = 12; // [7652 §5.8] IKEv2 transform type 3, id 12 [RFC 4868]
+export const HMAC_SHA2_256_128_SIZE = 16; // [RFC 4868 §2.3] truncated to 128 bits
 export const RESULT_SUCCESS = 0;
 export const RESULT_UNSUPP_VERSION = 1;
 export const RESULT_NOT_AUTHORIZED = 2;
@@ -84,6 +111,16 @@ export const RESULT_USER_EX_QUOTA = 10;
 export const RESULT_CANNOT_PROVIDE_EXTERNAL = 11;
 export const RESULT_ADDRESS_MISMATCH = 12;
 export const RESULT_EXCESSIVE_REMOTE_PEERS = 13;
+export const RESULT_INITIATION = 14; // [7652 §7] PA-Client
+export const RESULT_AUTHENTICATION_REQUIRED = 15; // [7652 §7]
+export const RESULT_AUTHENTICATION_FAILED = 16; // [7652 §7]
+export const RESULT_AUTHENTICATION_SUCCEEDED = 17; // [7652 §7]
+export const RESULT_AUTHORIZATION_FAILED = 18; // [7652 §7]
+export const RESULT_SESSION_TERMINATED = 19; // [7652 §7]
+export const RESULT_UNKNOWN_SESSION_ID = 20; // [7652 §7]
+export const RESULT_DOWNGRADE_ATTACK_DETECTED = 21; // [7652 §7]
+export const RESULT_AUTHENTICATION_REQUEST = 22; // [7652 §7] PA-Server
+export const RESULT_AUTHENTICATION_REPLY = 23; // [7652 §7] PA-Client
 export const RESULT_THIRD_PARTY_ID_UNKNOWN = 24; // [7843 §4.1]
 export const RESULT_THIRD_PARTY_MISSING_OPTION = 25; // [7843 §4.1]
 export const RESULT_UNSUPP_THIRD_PARTY_ID_LENGTH = 26; // [7843 §4.1]
@@ -151,14 +188,21 @@ export const SLOT_PREFIX64_LEN = 72; // u16
 export const SLOT_PORT_SET = 74; // u16, data offset of PORT_SET data
 export const SLOT_THIRD_PARTY_ID = 76; // u16, data offset of THIRD_PARTY_ID data
 export const SLOT_THIRD_PARTY_ID_LEN = 78; // u16
+export const SLOT_AUTH_TAG = 80; // u16, data offset of AUTHENTICATION_TAG's TLV [7652 §5.4] (0: none)
 export const INGRESS_SUBSCRIBER = 1; // arrived where this client's traffic arrives [6887 §8.2]
 export const INGRESS_THIRD_PARTY = 2; // source is authorised to use THIRD_PARTY [6887 §13.1]
+export const INGRESS_AUTH = 4; // authentication offered: AUTHENTICATION opcode and its options accepted
+export const INGRESS_AUTH_REQUIRED = 8; // MAP/PEER without a verified tag → AUTHENTICATION_REQUIRED
+export const INGRESS_AUTH_TP_REQUIRED = 16; // the same for requests carrying THIRD_PARTY (the third-party policy)
 export const HOST_OVERLOADED = 1; // rate limiter tripped for this source or globally [6887 §8.2]
 export const HOST_CHECKPOINT = 2; // set by the engine: reply only once the mapping is durable [RFC 7767]
+export const HOST_AUTHENTICATED = 4; // the host verified the request's AUTHENTICATION_TAG [7652 §6.2]
+export const HOST_AUTH_UNKNOWN_SESSION = 8; // its tag names no security association this server holds [7652 §3.2]
 export const VERDICT_DROP = 0; // no reply; SLOT_DROP_REASON says why
 export const VERDICT_REPLY = 1; // reply of SLOT_RESP_LEN bytes is in the data area
 export const VERDICT_PARSED = 2; // valid request, record filled, mapping decision pending
 export const VERDICT_WAIT = 3; // waits for the dataplane's activity answer: nothing changed, no reply; the host serves it again (assembly/activity.ts)
+export const VERDICT_AUTH = 4; // valid AUTHENTICATION request [7652]: answered by the host (src/auth)
 export const DROP_NONE = 0;
 export const DROP_TOO_SHORT = 1; // < 2 bytes [6887 §8.2]
 export const DROP_RESPONSE = 2; // R bit set / NAT-PMP opcode >= 128 [6887 §8.2, 6886 §3.5]
@@ -180,6 +224,16 @@ export const OPTBIT_PREFIX64 = 32;
 export const OPTBIT_PORT_SET = 64;
 export const OPTBIT_CHECKPOINT_REQUIRED = 128;
 export const OPTBIT_ALL = 255;
+export const OPTBIT_AUTHENTICATION_TAG = 256;
+export const OPTBIT_NONCE = 512;
+export const OPTBIT_PA_AUTHENTICATION_TAG = 1024;
+export const OPTBIT_EAP_PAYLOAD = 2048;
+export const OPTBIT_PRF = 4096;
+export const OPTBIT_MAC_ALGORITHM = 8192;
+export const OPTBIT_SESSION_LIFETIME = 16384;
+export const OPTBIT_RECEIVED_PAK = 32768;
+export const OPTBIT_ID_INDICATOR = 65536;
+export const OPTBIT_AUTH_ALL = 130816;
 export const OPTBIT_CORE = 7; // THIRD_PARTY, PREFER_FAILURE, FILTER: enabled by default
 export const CFG_MAP_ENABLED = 1; // [6887 §11] disabled → NOT_AUTHORIZED
 export const CFG_PEER_ENABLED = 2; // [6887 §12] disabled → NOT_AUTHORIZED
@@ -442,6 +496,8 @@ export const ALL_CONSTANTS: Readonly<Record<string, number>> = {
   ANNOUNCE_MIN_SIZE,
   MAP_MIN_SIZE,
   PEER_MIN_SIZE,
+  AUTH_PAYLOAD_SIZE,
+  AUTH_MIN_SIZE,
   MP_NONCE,
   MP_NONCE_SIZE,
   MP_PROTOCOL,
@@ -452,6 +508,9 @@ export const ALL_CONSTANTS: Readonly<Record<string, number>> = {
   PEER_REMOTE_PORT,
   PEER_RESERVED,
   PEER_REMOTE_ADDR,
+  PA_CLIENT_RESULT,
+  PA_SESSION_ID,
+  PA_SEQUENCE,
   OPT_HEADER_SIZE,
   OPT_CODE,
   OPT_RESERVED,
@@ -462,6 +521,13 @@ export const ALL_CONSTANTS: Readonly<Record<string, number>> = {
   OPTION_FILTER,
   OPTION_NONCE,
   OPTION_AUTHENTICATION_TAG,
+  OPTION_PA_AUTHENTICATION_TAG,
+  OPTION_EAP_PAYLOAD,
+  OPTION_PSEUDO_RANDOM_FUNCTION,
+  OPTION_MAC_ALGORITHM,
+  OPTION_SESSION_LIFETIME,
+  OPTION_RECEIVED_PAK,
+  OPTION_ID_INDICATOR,
   OPTION_THIRD_PARTY_ID,
   OPTION_DESCRIPTION,
   OPTION_PREFIX64,
@@ -482,6 +548,21 @@ export const ALL_CONSTANTS: Readonly<Record<string, number>> = {
   PORT_SET_FIRST_PORT,
   PORT_SET_FLAGS,
   CHECKPOINT_REQUIRED_DATA_SIZE,
+  NONCE_DATA_SIZE,
+  AUTH_TAG_FIXED_SIZE,
+  AUTH_TAG_SESSION_ID,
+  AUTH_TAG_SEQUENCE,
+  AUTH_TAG_KEY_ID,
+  AUTH_TAG_DATA,
+  PA_TAG_FIXED_SIZE,
+  EAP_MIN_SIZE,
+  PRF_DATA_SIZE,
+  MAC_ALGORITHM_DATA_SIZE,
+  SESSION_LIFETIME_DATA_SIZE,
+  RECEIVED_PAK_DATA_SIZE,
+  PRF_HMAC_SHA2_256,
+  AUTH_HMAC_SHA2_256_128,
+  HMAC_SHA2_256_128_SIZE,
   RESULT_SUCCESS,
   RESULT_UNSUPP_VERSION,
   RESULT_NOT_AUTHORIZED,
@@ -496,6 +577,16 @@ export const ALL_CONSTANTS: Readonly<Record<string, number>> = {
   RESULT_CANNOT_PROVIDE_EXTERNAL,
   RESULT_ADDRESS_MISMATCH,
   RESULT_EXCESSIVE_REMOTE_PEERS,
+  RESULT_INITIATION,
+  RESULT_AUTHENTICATION_REQUIRED,
+  RESULT_AUTHENTICATION_FAILED,
+  RESULT_AUTHENTICATION_SUCCEEDED,
+  RESULT_AUTHORIZATION_FAILED,
+  RESULT_SESSION_TERMINATED,
+  RESULT_UNKNOWN_SESSION_ID,
+  RESULT_DOWNGRADE_ATTACK_DETECTED,
+  RESULT_AUTHENTICATION_REQUEST,
+  RESULT_AUTHENTICATION_REPLY,
   RESULT_THIRD_PARTY_ID_UNKNOWN,
   RESULT_THIRD_PARTY_MISSING_OPTION,
   RESULT_UNSUPP_THIRD_PARTY_ID_LENGTH,
@@ -562,14 +653,21 @@ export const ALL_CONSTANTS: Readonly<Record<string, number>> = {
   SLOT_PORT_SET,
   SLOT_THIRD_PARTY_ID,
   SLOT_THIRD_PARTY_ID_LEN,
+  SLOT_AUTH_TAG,
   INGRESS_SUBSCRIBER,
   INGRESS_THIRD_PARTY,
+  INGRESS_AUTH,
+  INGRESS_AUTH_REQUIRED,
+  INGRESS_AUTH_TP_REQUIRED,
   HOST_OVERLOADED,
   HOST_CHECKPOINT,
+  HOST_AUTHENTICATED,
+  HOST_AUTH_UNKNOWN_SESSION,
   VERDICT_DROP,
   VERDICT_REPLY,
   VERDICT_PARSED,
   VERDICT_WAIT,
+  VERDICT_AUTH,
   DROP_NONE,
   DROP_TOO_SHORT,
   DROP_RESPONSE,
@@ -591,6 +689,16 @@ export const ALL_CONSTANTS: Readonly<Record<string, number>> = {
   OPTBIT_PORT_SET,
   OPTBIT_CHECKPOINT_REQUIRED,
   OPTBIT_ALL,
+  OPTBIT_AUTHENTICATION_TAG,
+  OPTBIT_NONCE,
+  OPTBIT_PA_AUTHENTICATION_TAG,
+  OPTBIT_EAP_PAYLOAD,
+  OPTBIT_PRF,
+  OPTBIT_MAC_ALGORITHM,
+  OPTBIT_SESSION_LIFETIME,
+  OPTBIT_RECEIVED_PAK,
+  OPTBIT_ID_INDICATOR,
+  OPTBIT_AUTH_ALL,
   OPTBIT_CORE,
   CFG_MAP_ENABLED,
   CFG_PEER_ENABLED,

@@ -70,6 +70,12 @@ export function contradictions(c: Config, workers: number, totalMemory: number, 
   // A wildcard needs the batched I/O path (IP_PKTINFO: docs/io.md); the server refuses it
   // again at start when the addon turns out not to load (src/server/server.ts).
   if (env.PCPD_IO === "dgram") for (const [i, message] of wildcardIssues(c.listen.addresses)) add(["listen", "addresses", i], message);
+  const authModes = [c.auth.default, c.auth.thirdPartyDefault, ...c.auth.subscribers.map((p) => p.mode), ...c.auth.thirdParty.map((p) => p.mode)];
+  if (authModes.some((m) => m !== "off") && c.auth.radius.servers.length === 0)
+    add(["auth", "radius", "servers"], "authentication is on for some sources but no RADIUS server is configured (EAP needs an AAA server, RFC 7652 §2)");
+  c.auth.radius.servers.forEach((s, i) => {
+    if (s.secretEnv !== undefined && !env[s.secretEnv]) add(["auth", "radius", "servers", i, "secretEnv"], `environment variable ${s.secretEnv} is not set`);
+  });
   if (c.listen.port === 0 && env[EPHEMERAL_PORT_ENV] !== "1") {
     add(["listen", "port"], `0 (an ephemeral port) is for tests only: clients send to 5351 (RFC 6887 §14.1.1, §19.1); ${EPHEMERAL_PORT_ENV}=1 allows it`);
   }

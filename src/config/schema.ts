@@ -22,6 +22,7 @@ const prefix = z.string().refine((s) => {
 const seconds = z.number().int().min(0).max(0xffffffff);
 const port = z.number().int().min(0).max(65535);
 const count = (min: number, max: number) => z.number().int().min(min).max(max);
+const authMode = z.enum(["required", "optional", "off"]);
 
 /** 4 MiB: a burst of 4,000 requests in one go fits with room to spare (test/integration/udp-burst.test.ts). */
 export const RECEIVE_BUFFER_DEFAULT = 4 * 1024 * 1024;
@@ -355,6 +356,53 @@ export const ConfigSchema = z
             release: z.array(z.string().min(1)).default([]),
             /** A hook that has not exited by then counts as failed. */
             timeoutMs: count(100, 60_000).default(5000),
+          })
+          .strict()
+          .prefault({}),
+      })
+      .strict()
+      .prefault({}),
+    /**
+     * PCP authentication [RFC 7652] (docs/auth.md): per source prefix, "required" (MAP/PEER
+     * without a valid AUTHENTICATION_TAG → AUTHENTICATION_REQUIRED and an unsolicited
+     * PA-Server message), "optional" (authentication offered, untagged requests served) or
+     * "off" (AUTHENTICATION and its options unknown: UNSUPP_OPCODE / UNSUPP_OPTION).
+     */
+    auth: z
+      .object({
+        /** Subscriber prefixes; the longest match decides, else `default`. */
+        subscribers: z.array(z.object({ prefix, mode: authMode }).strict()).default([]),
+        default: authMode.default("off"),
+        /** THIRD_PARTY source prefixes: the policy for their requests carrying THIRD_PARTY; else `thirdPartyDefault`. */
+        thirdParty: z.array(z.object({ prefix, mode: authMode }).strict()).default([]),
+        thirdPartyDefault: authMode.default("off"),
+        /** PCP security associations per worker (sessions being authenticated included). */
+        maxSessions: count(1, 1_000_000).default(10_000),
+        /** Security associations per client address (several PCP clients on one host, RFC 7652 §3.1.3). */
+        sessionsPerClient: count(1, 64).default(4),
+        /** Session lifetime granted (the AAA server's Session-Timeout when shorter), seconds. */
+        sessionLifetime: count(4, 30 * 86_400).default(3600),
+        /** Percent of the session lifetime after which the server re-authenticates [7652 §3.4]. */
+        reauthAtPercent: count(50, 95).default(80),
+        /** ID_INDICATOR sent in the first PA-Server message (the credentials' authority) [7652 §5.11]. */
+        idIndicator: z.string().min(1).max(1016).optional(),
+        radius: z
+          .object({
+            /** RADIUS servers in failover order (src/auth/eap-relay.ts). */
+            servers: z
+              .array(
+                z
+                  .object({ host: address, port: port.default(1812), secret: z.string().min(1).optional(), secretEnv: z.string().min(1).optional() })
+                  .strict()
+                  .refine((s) => (s.secret === undefined) !== (s.secretEnv === undefined), "give exactly one of secret and secretEnv"),
+              )
+              .default([]),
+            /** Wait for one RADIUS answer before retransmitting, ms. */
+            timeoutMs: count(100, 60_000).default(2000),
+            /** Retransmissions to one server before the next one is tried. */
+            retries: count(0, 10).default(2),
+            /** NAS-Identifier sent in Access-Requests. */
+            nasIdentifier: z.string().min(1).default("pcpd"),
           })
           .strict()
           .prefault({}),

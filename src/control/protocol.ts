@@ -5,6 +5,7 @@
 // by the server (src/control/) and the client SDK (src/client/).
 import { isIP } from "node:net";
 import { z } from "zod";
+import type { AuthCounters, SaView } from "../auth/pa-types.js";
 import type { DataplaneStats } from "../dataplane/manager.js";
 import type { DataplaneOp } from "../dataplane/ops.js";
 import type { ActivityNotice } from "../dataplane/event-stream.js";
@@ -185,6 +186,8 @@ export const Params = {
   "ha.status": z.object({}).strict(),
   /** `to`: the node to hand the group to (default: whichever standby is first ready). */
   "ha.switchover": z.object({ group: haName, to: haName.optional() }).strict(),
+  "auth.list": z.object({}).strict(),
+  "auth.terminate": z.object({ sessionId: z.number().int().min(1).max(0xffffffff) }).strict(),
 } as const;
 
 export type Method = keyof typeof Params;
@@ -202,6 +205,7 @@ export const ADMIN_METHODS: ReadonlySet<Method> = new Set<Method>([
   "dataplane.unsubscribe",
   "dataplane.activityAnswer",
   "ha.switchover",
+  "auth.terminate",
 ]);
 
 export interface ShardInfo {
@@ -271,6 +275,8 @@ export interface Results {
   "dataplane.activityAnswer": { accepted: boolean };
   "ha.status": HaStatus;
   "ha.switchover": HaSwitchoverResult;
+  "auth.list": { sessions: (SaView & { shard: number })[]; counters: AuthCounters };
+  "auth.terminate": { terminated: boolean };
 }
 
 /** The HA part of the health: this node's NATS link, each group's role, and what is wrong. */

@@ -21,6 +21,9 @@ import { EventFanout } from "./fanout.js";
 import { Metrics } from "./metrics.js";
 import type { Handlers, MethodContext } from "./methods/context.js";
 import { haHealthLines, haMethods, serverHaHealth } from "./methods/ha-methods.js";
+import { authMethods } from "./methods/auth-methods.js";
+import { AuthMetrics } from "./auth-metrics.js";
+import { authOn } from "../auth/pa-setup.js";
 import { mappingMethods } from "./methods/mapping-methods.js";
 import { serverMethods } from "./methods/server-methods.js";
 import { streamMethods } from "./methods/stream-methods.js";
@@ -79,6 +82,7 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
   const { config: c, server, log } = o;
   const auth = loadTokens(c);
   const metrics = new Metrics();
+  let authMetrics: AuthMetrics | undefined;
   const rates = new RateSampler(server, o.rateIntervalMs);
   const events = new EventFanout(server, c.eventBufferBytes);
   const ctx: MethodContext = {
@@ -90,7 +94,7 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
     eventBufferBytes: c.eventBufferBytes,
     reloadConfig: o.reloadConfig,
   };
-  const handlers: Handlers = { ...serverMethods(ctx), ...mappingMethods(ctx), ...streamMethods(ctx), ...haMethods(ctx) };
+  const handlers: Handlers = { ...serverMethods(ctx), ...mappingMethods(ctx), ...streamMethods(ctx), ...haMethods(ctx), ...authMethods(ctx) };
   const dispatch = dispatcher(handlers, log);
   const sockets = new Set<UwsSocket<Session>>();
 
@@ -167,6 +171,9 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
         io: server.io?.path,
         logging: server.logStats?.(),
       });
+      // PCP authentication: each worker's authenticator counters (none when auth.* is off everywhere).
+      if (authOn(server.config()))
+        (authMetrics ??= new AuthMetrics(metrics.registry)).update(await server.everyShard({ kind: "authCounters" }).catch(() => []));
       return { status: "200 OK", type: metrics.contentType, body: await metrics.render() };
     }),
   );

@@ -16,8 +16,8 @@ export interface Datagram {
   overloaded?: boolean;
 }
 
-export type Verdict = "drop" | "reply" | "parsed" | "wait";
-const VERDICTS: Verdict[] = ["drop", "reply", "parsed", "wait"];
+export type Verdict = "drop" | "reply" | "parsed" | "wait" | "auth";
+const VERDICTS: Verdict[] = ["drop", "reply", "parsed", "wait", "auth"];
 
 export interface SlotOutcome {
   verdict: Verdict;
@@ -101,6 +101,27 @@ export class BatchPath extends EngineBoundary {
     const copy = this.bytes.slice(at, at + W.SLOT_SIZE);
     this.bytes[at + W.SLOT_VERDICT] = W.VERDICT_DROP;
     return copy;
+  }
+
+  /** ORs HOST_* bits into slot `index` (after loadSlot): the authentication gate's verdict on its tag. */
+  addHostFlags(index: number, bits: number): void {
+    const at = this.slotAddress(index) + W.SLOT_HOST_FLAGS;
+    const view = this.mem();
+    view.setUint8(at, view.getUint8(at) | bits);
+  }
+
+  /** Rewrites slot `index`'s ingress bits (0: dropped as from no accepted interface). */
+  setIngress(index: number, bits: number): void {
+    this.mem().setUint8(this.slotAddress(index) + W.SLOT_INGRESS, bits);
+  }
+
+  /** Slot `index`'s verdict (VERDICT_*) and result code after serve(). */
+  verdict(index: number): number {
+    return this.mem().getUint8(this.slotAddress(index) + W.SLOT_VERDICT);
+  }
+
+  resultCode(index: number): number {
+    return this.mem().getUint16(this.slotAddress(index) + W.SLOT_RESULT, true);
   }
 
   /** The reply of slot `index` (a view into module memory, valid until the slot is reused), or undefined. */

@@ -12,6 +12,11 @@ import { formatAddress16 } from "../net/address.js";
 import { ListenerBase, SOURCE_CACHE, type Endpoint, type ListenerOptions, type Source, type UnsolicitedSocket } from "./listener-base.js";
 import type { NativeAddon, NativeSocket } from "./native.js";
 
+/** A filled slot's payload length (the real length, cut at the slot's capacity). */
+function wireLength(bytes: Uint8Array, at: number): number {
+  return Math.min(bytes[at + W.SLOT_WIRE_LEN] | (bytes[at + W.SLOT_WIRE_LEN + 1] << 8), W.SLOT_DATA_CAP);
+}
+
 /** Batches served per readable event before yielding to the loop (256 datagrams each). */
 const MAX_BATCHES = 16;
 
@@ -66,7 +71,7 @@ export class BatchedListener extends ListenerBase {
       };
       this.bound.push({ socket, address, port, fd: e.fd, unsolicited });
       this.reportReceiveBuffer(address, port, addon.rcvbuf(socket));
-      addon.start(socket, () => this.drain(socket));
+      addon.start(socket, () => this.drain(socket, unsolicited));
     }
     this.startExpiry();
   }
@@ -117,7 +122,7 @@ export class BatchedListener extends ListenerBase {
   }
 
   /** Serves the socket until it is empty, stopped, or MAX_BATCHES batches were served. */
-  private drain(socket: NativeSocket): void {
+  private drain(socket: NativeSocket, route: UnsolicitedSocket): void {
     const { engine, clock } = this.o;
     const addon = this.addon;
     const base = engine.slotAddress(0);
@@ -132,13 +137,16 @@ export class BatchedListener extends ListenerBase {
       }
       const limiter = this.o.limiter;
       const now = limiter ? clock.fractionalSeconds() : 0;
+      let authed = false;
       for (let i = 0, at = base; i < n; i++, at += W.SLOT_SIZE) {
         const s = this.source(bytes, at + W.SLOT_SRC_ADDR);
         engine.setSlotHost(i, s.ingress, limiter && !limiter.allow(s.text, now, s.aggregate) ? W.HOST_OVERLOADED : 0);
+        if (s.auth) authed = this.admit(i, bytes.subarray(at + W.SLOT_DATA, at + W.SLOT_DATA + wireLength(bytes, at)), s.text) || authed; // the unauthenticated fast path's only cost
       }
       let replies = engine.serve(n, clock.epoch(), clock.seconds());
       this.o.afterBatch?.();
       if (replies < n) for (let i = 0; i < n; i++) this.parkIfWaiting(i, 0, (slot) => this.sendSlot(socket, slot));
+      if (authed) replies -= this.authPass(n, route);
       let held: Uint8Array[] | undefined;
       if (this.o.durable) {
         for (let i = 0; i < n; i++) {
@@ -160,6 +168,49 @@ export class BatchedListener extends ListenerBase {
       if (held) this.sendHeld(socket, held);
       this.deliverEvents();
     }
+  }
+
+  /**
+   * The batch's slots from INGRESS_AUTH sources [RFC 7652]: AUTHENTICATION messages handed
+   * to the authenticator; replies taken out of the batch's sendmmsg and sent one by one,
+   * tagged (or cleaned) as authReply says. Returns how many replies it took out.
+   */
+  private authPass(n: number, route: UnsolicitedSocket): number {
+    const { engine } = this.o;
+    let taken = 0;
+    let later: { reply: Buffer; port: number; address: string; signed: boolean }[] | undefined;
+    for (let i = 0; i < n; i++) {
+      const bytes = engine.memoryBytes();
+      const at = engine.slotAddress(i);
+      const s = this.source(bytes, at + W.SLOT_SRC_ADDR);
+      if (!s.auth) continue;
+      const port = bytes[at + W.SLOT_SRC_PORT] | (bytes[at + W.SLOT_SRC_PORT + 1] << 8);
+      const reply = engine.reply(i);
+      if (!reply) {
+        this.authHandOver(i, () => Buffer.from(bytes.subarray(at + W.SLOT_DATA, at + W.SLOT_DATA + wireLength(bytes, at))), s.text, port, route);
+        continue;
+      }
+      const signed = this.signed(i);
+      const waits = this.o.durable !== undefined && engine.replyWaitsForDisk(i);
+      const out = this.authReply(i, reply, s.text, port, route);
+      engine.holdReply(i); // out of the batch's send
+      taken++;
+      if (!out) continue;
+      if (waits) (later ??= []).push({ reply: out, port, address: s.text, signed });
+      else this.sendFrom(route, out, port, s.text);
+    }
+    if (later) {
+      const send = () => {
+        const epoch = this.o.clock.epoch();
+        for (const l of later!) {
+          // (A tagged reply keeps its batch's Epoch: rewriting it would break the MAC, RFC 7652 §6.1.)
+          if (!l.signed) this.restamp(l.reply, epoch);
+          this.sendFrom(route, l.reply, l.port, l.address);
+        }
+      };
+      this.o.durable!().then(send, () => undefined);
+    }
+    return taken;
   }
 
   /** One reply out of a slot copy (held, or served again after a wait), from the address its request was sent to. */

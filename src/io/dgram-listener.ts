@@ -139,30 +139,36 @@ export class DgramListener extends ListenerBase {
       }
       const now = clock.fractionalSeconds();
       const limiter = this.o.limiter;
+      let authed = false;
       for (let i = 0; i < batch.length; i++) {
         const p = batch[i];
         const s = this.source(p.address);
         engine.loadSlot(i, p.payload, s.address16, p.port, s.ingress, limiter ? !limiter.allow(p.address, now, s.aggregate) : false, p.local);
+        if (s.auth) authed = this.admit(i, p.payload, p.address) || authed; // the unauthenticated fast path's only cost
       }
       engine.serve(batch.length, clock.epoch(), clock.seconds());
       this.o.afterBatch?.();
-      let waiting: { p: Pending; reply: Buffer }[] | undefined;
+      let waiting: { p: Pending; reply: Buffer; signed: boolean }[] | undefined;
       for (let i = 0; i < batch.length; i++) {
+        const p = batch[i];
         const reply = engine.reply(i);
         if (!reply) {
-          const p = batch[i];
+          if (authed) this.authHandOver(i, () => p.payload, p.address, p.port, p.socket);
           this.parkIfWaiting(i, 0, (slot) => this.send(p, replyOf(slot)));
           continue;
         }
-        const copy = Buffer.from(reply); // a copy: the slot is reused
-        if (this.o.durable && engine.replyWaitsForDisk(i)) (waiting ??= []).push({ p: batch[i], reply: copy });
-        else this.send(batch[i], copy);
+        const signed = authed && this.signed(i);
+        const copy = authed ? this.authReply(i, reply, p.address, p.port, p.socket) : Buffer.from(reply); // a copy: the slot is reused
+        if (!copy) continue;
+        if (this.o.durable && engine.replyWaitsForDisk(i)) (waiting ??= []).push({ p, reply: copy, signed });
+        else this.send(p, copy);
       }
       if (waiting) {
         const send = () => {
           const epoch = clock.epoch();
           for (const w of waiting!) {
-            this.restamp(w.reply, epoch);
+            // (A tagged reply keeps its batch's Epoch: rewriting it would break the MAC, RFC 7652 §6.1.)
+            if (!w.signed) this.restamp(w.reply, epoch);
             this.send(w.p, w.reply);
           }
         };

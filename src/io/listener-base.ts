@@ -8,6 +8,8 @@ import type { MappingRecords, PacketEngine } from "../engine/packet-engine.js";
 import type { MonotonicClock } from "../core/clock.js";
 import type { RateLimiter } from "../core/rate-limit.js";
 import type { IoChoice, IoPath } from "./native.js";
+import type { PaServer } from "../auth/pa-server.js";
+import { withoutCommonTag } from "../auth/pa-wire.js";
 
 export interface Endpoint {
   address: string;
@@ -57,6 +59,12 @@ export interface ListenerOptions {
   monotonicNs?: () => bigint;
   /** The I/O path (default: this process's ioChoice(), src/io/native.ts). */
   io?: IoChoice;
+  /**
+   * PCP authentication [RFC 7652] for sources with INGRESS_AUTH: tags checked before the
+   * engine, replies tagged, AUTHENTICATION messages handed over. Sources without it pay one
+   * flag test per datagram.
+   */
+  auth?: PaServer;
 }
 
 export interface ReceiveBuffer {
@@ -82,6 +90,8 @@ export interface Source {
   address16: Uint8Array;
   ingress: number;
   aggregate: boolean;
+  /** INGRESS_AUTH: authentication on for this source (auth.* policy). */
+  auth: boolean;
 }
 
 export const SOURCE_CACHE = 65_536;
@@ -119,6 +129,8 @@ export abstract class ListenerBase {
   protected closed = false;
   /** Requests waiting for the dataplane's activity answer, served again by resume(). */
   private parked: Parked[] = [];
+  /** Per slot of the current batch: the SA whose tag was verified (0: none); written only for INGRESS_AUTH sources. */
+  private readonly authSa = new Uint32Array(W.SLOT_COUNT);
 
   constructor(protected o: ListenerOptions) {}
 
@@ -147,7 +159,7 @@ export abstract class ListenerBase {
 
   protected makeSource(text: string, address16: Uint8Array): Source {
     const ingress = this.o.classify(text);
-    return { text, address16, ingress, aggregate: (ingress & W.INGRESS_THIRD_PARTY) !== 0 };
+    return { text, address16, ingress, aggregate: (ingress & W.INGRESS_THIRD_PARTY) !== 0, auth: (ingress & W.INGRESS_AUTH) !== 0 };
   }
 
   protected startExpiry(): void {
@@ -245,6 +257,73 @@ export abstract class ListenerBase {
    */
   protected restamp(reply: Uint8Array, epoch: number): void {
     if (reply[0] === W.PCP_VERSION) new DataView(reply.buffer, reply.byteOffset, reply.byteLength).setUint32(W.HDR_EPOCH, epoch);
+  }
+
+  /**
+   * The authentication gate for slot `i`, a datagram of an INGRESS_AUTH source [7652 §6.2]:
+   * its tag verified (HOST_AUTHENTICATED), unknown (HOST_AUTH_UNKNOWN_SESSION: the codec
+   * answers UNKNOWN_SESSION_ID) or bad (dropped before the engine: ingress cleared). True:
+   * the batch needs the authentication pass over its replies (authReply, authHandOver).
+   */
+  protected admit(i: number, payload: Uint8Array, address: string): boolean {
+    const auth = this.o.auth;
+    this.authSa[i] = 0;
+    if (!auth) return false;
+    const check = auth.checkCommon(payload, address);
+    if (check.status === "ok") {
+      this.authSa[i] = check.sa;
+      this.o.engine.addHostFlags(i, W.HOST_AUTHENTICATED);
+    } else if (check.status === "unknown") this.o.engine.addHostFlags(i, W.HOST_AUTH_UNKNOWN_SESSION);
+    else if (check.status === "drop") this.o.engine.setIngress(i, 0); // silently discarded [7652 §6.2]
+    return true;
+  }
+
+  /** Slot `i` (no reply) was an AUTHENTICATION message the codec handed over: the authenticator takes it (a copy). */
+  protected authHandOver(i: number, request: () => Buffer, address: string, port: number, socket: UnsolicitedSocket): void {
+    if (this.o.engine.verdict(i) === W.VERDICT_AUTH) this.o.auth?.onMessage(request(), address, port, socket);
+  }
+
+  /** Whether slot `i`'s reply is signed (its request's tag was verified). */
+  protected signed(i: number): boolean {
+    return this.authSa[i] !== 0;
+  }
+
+  /**
+   * Slot `i`'s reply in a batch with authenticated sources: tagged when its request was
+   * [7652 §6.1]; an UNKNOWN_SESSION_ID answer without the request's tag; after
+   * AUTHENTICATION_REQUIRED the PA-Server message that starts a session [7652 §3.1.2].
+   * Undefined: not to be sent.
+   */
+  protected authReply(i: number, reply: Uint8Array, address: string, port: number, socket: UnsolicitedSocket): Buffer | undefined {
+    const auth = this.o.auth!;
+    const sa = this.authSa[i];
+    this.authSa[i] = 0;
+    if (sa !== 0) return auth.tagReply(reply, sa);
+    const result = reply[0] === W.PCP_VERSION ? this.o.engine.resultCode(i) : 0;
+    // The request's tag, copied into the error reply [6887 §8.2], is not ours to repeat unsigned.
+    if (result === W.RESULT_UNKNOWN_SESSION_ID) return withoutCommonTag(reply);
+    if (result === W.RESULT_AUTHENTICATION_REQUIRED) {
+      // The refusal first, then the unsolicited PA-Server message that starts authentication.
+      setImmediate(() => {
+        if (!this.closed) auth.startFor(address, port, socket);
+      });
+    }
+    return Buffer.from(reply);
+  }
+
+  /** Sends one datagram from `socket` unless the listener stopped or (HA) the gate is closed (authentication's messages). */
+  sendFrom(socket: UnsolicitedSocket, payload: Uint8Array, port: number, address: string): void {
+    if (!this.maySend()) {
+      this.gateDrops++;
+      return;
+    }
+    try {
+      socket.send(payload, port, address, (error) => {
+        if (error) this.sendErrors++;
+      });
+    } catch {
+      this.gateDrops++; // closed meanwhile
+    }
   }
 
   /** After engine work outside a batch (a control task): counters, journal and events as after a batch. */

@@ -11,7 +11,7 @@ import { isIPv6 } from "node:net";
 import type { Logger } from "pino";
 import { createLogger } from "../core/logger.js";
 import { decodeRecords, PacketEngine, recordKinds, type MappingRecords } from "../engine/packet-engine.js";
-import { createListener, type UdpListener } from "../io/udp-listener.js";
+import { createListener, type UdpListener, type UnsolicitedSocket } from "../io/udp-listener.js";
 import { poolAddresses, type Config } from "../config/schema.js";
 import { MonotonicClock, timeFrom, wallSeconds, type TimeSource } from "../core/clock.js";
 import { ShardStore, type RestoreReport } from "../persist/store.js";
@@ -24,6 +24,8 @@ import { DataplaneFeed } from "./dataplane-feed.js";
 import { ActivityAsker } from "./activity-asker.js";
 import { MappingUpdater } from "./mapping-update.js";
 import { StatsBoard } from "./stats-board.js";
+import { paServerFor } from "../auth/pa-setup.js";
+import type { PaServer } from "../auth/pa-server.js";
 import type {
   HaTaskKind,
   DataplaneMessage,
@@ -80,6 +82,7 @@ export class Shard {
   // Set by open() (the store is restored before the listener exists: its replies may wait
   // for the disk), or by an HA promotion; absent on an HA standby.
   private listener: UdpListener | undefined;
+  private auth: PaServer | undefined;
   /** HA (spec.ha): the shard's replication side; it decides when the listener exists. */
   private haRole: HaRole | undefined;
   /** The listener closed last (a handover, a fence): its gate drops go on counting (held replies dropped after it closed). */
@@ -197,6 +200,7 @@ export class Shard {
       durable: extra.durable,
       gate: extra.gate,
       monotonicNs: () => this.time.monotonicNs(),
+      auth: this.authServer(),
     });
     try {
       await listener.start();
@@ -205,6 +209,20 @@ export class Shard {
       throw e;
     }
     return listener;
+  }
+
+  /**
+   * The worker's PCP authenticator (auth.* on for some source), made once: its security
+   * associations live in this worker, which receives every datagram their clients send
+   * to its addresses (docs/auth.md). Lost with the process: clients re-authenticate.
+   */
+  private authServer(): PaServer | undefined {
+    this.auth ??= paServerFor(this.spec.config, {
+      epoch: () => this.clock.epoch(),
+      // The socket is the one the listener handed the authenticator with the client's datagram.
+      send: (socket, msg, port, address) => this.listener?.sendFrom(socket as UnsolicitedSocket, msg, port, address),
+    });
+    return this.auth;
   }
 
   /** The dataplane feed (a configured dataplane): requests get NETWORK_FAILURE until the main thread has programmed it. */
@@ -464,6 +482,7 @@ export class Shard {
     await this.listener?.stop();
     this.listener?.settle();
     if (this.eventsOn) this.postEvents(); // the last events, not left to a timer
+    this.auth?.close();
     this.dataplane?.stop();
     this.activity?.stop();
     await this.store?.close();
@@ -538,6 +557,9 @@ export class Shard {
     },
     activity: ({ id, remaining }) => this.activity?.answer(id, remaining) ?? 0,
     mappingUpdates: () => ({ pending: this.updater.size }),
+    authList: () => this.auth?.list() ?? [],
+    authTerminate: ({ sessionId }) => this.auth?.terminate(sessionId) ?? false,
+    authCounters: () => this.auth?.counters() ?? null,
   };
 
   /** A listing page: records selected inside the engine, in bounded scans. */

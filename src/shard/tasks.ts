@@ -10,6 +10,7 @@ import * as W from "../wire.generated.js";
 import type { AnnounceTarget } from "./announce.js";
 import type { ActivityQuery } from "../dataplane/activity.js";
 import type { BoardSnapshot } from "./stats-board.js";
+import type { AuthCounters, SaView } from "../auth/pa-types.js";
 
 export interface ShardSpec {
   shard: number;
@@ -137,6 +138,12 @@ export interface ShardTasks {
   activity: { params: { id: number; remaining: number[] }; result: number };
   /** Mapping Update schedules still running (a refresh or the last copy ends one) [RFC 6887 §14.2]. */
   mappingUpdates: { params: object; result: { pending: number } };
+  /** PCP authentication (RFC 7652): the worker's security associations. */
+  authList: { params: object; result: SaView[] };
+  /** Ends a security association (SESSION_TERMINATED to its client): false if this worker has none of that ID. */
+  authTerminate: { params: { sessionId: number }; result: boolean };
+  /** The worker's authentication counters (null: authentication off). */
+  authCounters: { params: object; result: AuthCounters | null };
   /** HA: the shard's replication state. */
   haState: { params: object; result: HaShardState };
   /** HA standby: applies its subject up to the stream's last sequence as of now; rejects if not there within timeoutMs. */

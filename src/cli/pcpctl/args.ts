@@ -33,6 +33,11 @@ export const OPTIONS = {
   shard: { type: "string" },
   "third-party-id": { type: "string" },
   to: { type: "string" },
+  server: { type: "string" },
+  user: { type: "string" },
+  password: { type: "string" },
+  "server-name": { type: "string" },
+  bind: { type: "string" },
 } as const;
 export type OptionName = keyof typeof OPTIONS;
 export type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true; strict: true }>>["values"];

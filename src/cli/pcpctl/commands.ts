@@ -28,6 +28,7 @@ import {
   printTable,
 } from "./output.js";
 import { HA_COMMANDS, printHaHealth } from "./ha-commands.js";
+import { AUTH_COMMANDS } from "./auth-commands.js";
 
 export interface Context {
   values: Values;
@@ -426,6 +427,7 @@ export const COMMANDS: Command[] = [
     },
   },
   ...HA_COMMANDS,
+  ...AUTH_COMMANDS,
 ];
 
 /** Retries a call the server refused as over the connection's request rate (a long --all walk). */
