@@ -289,9 +289,7 @@ static void unlink_sock(Sock *s) {
 }
 
 static void after_close(uv_handle_t *handle) {
-  Sock *s = handle->data;
-  if (s->owned) close(s->fd);
-  free(s);
+  free(handle->data);
 }
 
 // Stops polling, closes the descriptor (if owned) and frees the socket once libuv is done.
@@ -305,6 +303,9 @@ static void close_sock(Sock *s, int in_cleanup) {
   if (s->polling) {
     uv_poll_stop(&s->poll);
     uv_close((uv_handle_t *)&s->poll, after_close);
+    // uv_close has taken the descriptor out of the loop's epoll set: it can be closed now,
+    // so the address is free when close() returns (an Epoch reset binds it again at once).
+    if (s->owned) close(s->fd);
   } else {
     if (s->owned) close(s->fd);
     free(s);
