@@ -22,7 +22,7 @@ import {
   verifyPaTag,
   withCommonTag,
 } from "./pa-wire.js";
-import type { AaaVerdict, AuthCounters, EapRelay, SaView } from "./pa-types.js";
+import { zeroCounters, type AaaVerdict, type AuthCounters, type EapRelay, type SaView } from "./pa-types.js";
 
 /**
  * The socket a client's datagrams came in on, opaque here: the listener (src/io) sends the
@@ -99,17 +99,7 @@ export class PaServer {
   private readonly perClient = new Map<string, number>();
   private readonly sweeper: NodeJS.Timeout;
   private readonly now: () => number;
-  private readonly c: AuthCounters = {
-    sessions: 0,
-    established: 0,
-    successes: 0,
-    reauthentications: 0,
-    failures: {},
-    tagFailures: 0,
-    replays: 0,
-    unknownSessions: 0,
-    terminations: 0,
-  };
+  private readonly c: AuthCounters = zeroCounters();
 
   constructor(private readonly o: PaServerOptions) {
     this.now = o.now ?? (() => performance.now());

@@ -48,3 +48,8 @@ export interface AuthCounters {
   unknownSessions: number;
   terminations: number;
 }
+
+/** Counters at zero (a new authenticator; the start of a sum over workers). */
+export function zeroCounters(): AuthCounters {
+  return { sessions: 0, established: 0, successes: 0, reauthentications: 0, failures: {}, tagFailures: 0, replays: 0, unknownSessions: 0, terminations: 0 };
+}

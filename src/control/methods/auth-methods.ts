@@ -3,7 +3,7 @@
 // SESSION_TERMINATED to its client). Without authentication on for any source: NOT_ENABLED.
 import { RpcError } from "../../errors.js";
 import { authOn } from "../../auth/pa-setup.js";
-import type { AuthCounters } from "../../auth/pa-types.js";
+import { zeroCounters, type AuthCounters } from "../../auth/pa-types.js";
 import type { RunningServer } from "../../server/server.js";
 import { RpcErrors } from "../protocol.js";
 import type { Handlers, MethodContext } from "./context.js";
@@ -16,17 +16,7 @@ function enabled(server: RunningServer): void {
 
 /** Every worker's counters summed. */
 export function sumCounters(all: (AuthCounters | null)[]): AuthCounters {
-  const sum: AuthCounters = {
-    sessions: 0,
-    established: 0,
-    successes: 0,
-    reauthentications: 0,
-    failures: {},
-    tagFailures: 0,
-    replays: 0,
-    unknownSessions: 0,
-    terminations: 0,
-  };
+  const sum = zeroCounters();
   for (const a of all) {
     if (!a) continue;
     for (const k of ["sessions", "established", "successes", "reauthentications", "tagFailures", "replays", "unknownSessions", "terminations"] as const)
