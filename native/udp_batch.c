@@ -353,6 +353,9 @@ NAPI_MODULE_INIT() {
     napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &f);
     napi_set_named_property(env, exports, fns[i].name, f);
   }
+  napi_value notify; // sdNotify (native/sd_notify.c): systemd readiness from this process
+  napi_create_function(env, "sdNotify", NAPI_AUTO_LENGTH, sd_notify, NULL, &notify);
+  napi_set_named_property(env, exports, "sdNotify", notify);
   napi_value batch = make_num(env, MAX_BATCH);
   napi_set_named_property(env, exports, "maxBatch", batch);
   return exports;

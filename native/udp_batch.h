@@ -58,6 +58,7 @@ typedef struct {
 
 napi_value throw_errno(napi_env env, const char *what, int err);
 napi_value args(napi_env env, napi_callback_info info, size_t want, napi_value *argv);
+napi_value sd_notify(napi_env env, napi_callback_info info); // native/sd_notify.c
 double num(napi_env env, napi_value v);
 napi_value make_num(napi_env env, double d);
 Sock *sock_of(napi_env env, napi_value v);

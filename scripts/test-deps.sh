@@ -9,7 +9,8 @@
 # tests drive it headless over the DevTools protocol), rsyslog (the syslog collector the
 # logging tests start), pmacct (nfacctd, their IPFIX collector), systemd (systemd-notify sends
 # pcp-server's readiness, systemd-analyze verifies the unit), socat (stands in for systemd's
-# notification socket in the packaging test); gcc, make and python3
+# notification socket in the packaging test), systemd-container (systemd-nspawn boots a real
+# systemd as PID 1 to run the unit in the service test); gcc, make and python3
 # (build-essential python3: node-gyp builds the batched UDP addon, native/udp_batch.c —
 # then built here if `npm install` could not, docs/io.md).
 # Installed when missing and when this runs as root with apt-get; otherwise the tests that
@@ -30,6 +31,7 @@ command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ] || need+=(rsysl
 command -v nfacctd >/dev/null 2>&1 || [ -x /usr/sbin/nfacctd ] || need+=(pmacct)
 { command -v systemd-notify && command -v systemd-analyze; } >/dev/null 2>&1 || need+=(systemd)
 command -v socat >/dev/null 2>&1 || need+=(socat)
+command -v systemd-nspawn >/dev/null 2>&1 || need+=(systemd-container)
 { command -v gcc && command -v make; } >/dev/null 2>&1 || need+=(build-essential)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then

@@ -99,6 +99,8 @@ async function main(): Promise<number> {
     const problem = await notifier?.notify(state);
     if (problem) log.warn({ problem }, "systemd notification not sent");
   };
+  if (notifier && notifier.via !== "addon") log.warn({ via: notifier.via }, "systemd notifications go through systemd-notify: the unit needs NotifyAccess=all");
+  await notify("STATUS=starting");
   if (testClock)
     log.warn(
       { aheadSeconds: testClock.aheadSeconds },
@@ -149,14 +151,16 @@ async function main(): Promise<number> {
       return 1;
     }
   }
-  logStartSummary(log, config, {
+  const status = logStartSummary(log, config, {
     configSource: configPath ? `file ${configPath}` : "embedded defaults",
     listen: server.addresses,
     control: control && { port: control.port, tokenFile: control.tokenFile },
   });
-  await notify("READY=1");
+  await notify(`READY=1\nSTATUS=${status}`);
+  const stopWatchdog = notifier?.watchdog((problem) => log.warn({ problem }, "systemd watchdog notification not sent"));
   await stopped;
-  await notify("STOPPING=1");
+  stopWatchdog?.();
+  await notify("STOPPING=1\nSTATUS=stopping");
   await control?.stop();
   await server.stop();
   return 0;

@@ -25,6 +25,8 @@ export interface NativeAddon {
   stats(socket: NativeSocket): number[];
   start(socket: NativeSocket, onReadable: () => void): void;
   close(socket: NativeSocket): void;
+  /** native/sd_notify.c: one sd_notify(3) datagram from this process; throws when not sent. */
+  sdNotify(socket: string, state: string): void;
   readonly maxBatch: number;
 }
 
@@ -59,10 +61,10 @@ export function chooseIo(env: NodeJS.ProcessEnv = process.env): IoChoice {
   if (asked === "dgram") return { path: "dgram", reason: "PCPD_IO=dgram" };
   if (asked !== "" && asked !== "batched" && asked !== "auto") return { path: "dgram", reason: `PCPD_IO=${asked} is not one of batched, dgram, auto` };
   if (process.platform !== "linux") return { path: "dgram", reason: `batched I/O is Linux only (${process.platform})` };
-  const file = env.PCPD_IO_ADDON || ADDON_PATH;
-  if (!existsSync(file)) return { path: "dgram", reason: `addon not built (${file}): see docs/io.md` };
+  const loaded = loadAddon(env);
+  if (typeof loaded === "string") return { path: "dgram", reason: loaded };
   try {
-    const addon = createRequire(import.meta.url)(file) as NativeAddon;
+    const addon = loaded;
     addon.layout(
       W.SLOT_SIZE,
       W.SLOT_SRC_ADDR,
@@ -78,6 +80,17 @@ export function chooseIo(env: NodeJS.ProcessEnv = process.env): IoChoice {
     return { path: "batched", reason: asked === "batched" ? "PCPD_IO=batched" : "addon loaded", addon };
   } catch (e) {
     return { path: "dgram", reason: `addon failed to load: ${(e as Error).message.split("\n")[0]}` };
+  }
+}
+
+/** The addon (`PCPD_IO_ADDON` or ADDON_PATH), or why it is not there; without layout(). */
+export function loadAddon(env: NodeJS.ProcessEnv = process.env): NativeAddon | string {
+  const file = env.PCPD_IO_ADDON || ADDON_PATH;
+  if (!existsSync(file)) return `addon not built (${file}): see docs/io.md`;
+  try {
+    return createRequire(import.meta.url)(file) as NativeAddon;
+  } catch (e) {
+    return `addon failed to load: ${(e as Error).message.split("\n")[0]}`;
   }
 }
 

@@ -1,9 +1,8 @@
 // Issue #17 items 3–5 against the built binaries and real servers on loopback (ports
 // 25510–25519): pcp-server's and pcpctl's --help/--version, the start summary line, pretty
-// logs, per-instance token files (two servers at once), the readiness notification
-// (socat stands in for systemd's socket), pcpctl's tables (time left, PEER remote peer,
+// logs, per-instance token files (two servers at once), pcpctl's tables (time left, PEER remote peer,
 // NAT-PMP result names), failures without stack traces, and `npm start` (no rebuild when
-// current; a SIGTERM to npm stops the server).
+// current; a SIGTERM to npm stops the server). systemd's notifications: test/packaging/.
 import { execFile, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createSocket } from "node:dgram";
 import { existsSync, mkdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
@@ -24,8 +23,6 @@ const run = promisify(execFile);
 const dir = tempDir("pcl-cli");
 const runtime = join(dir, "runtime"); // XDG_RUNTIME_DIR of the servers and of pcpctl
 const ENV = { ...process.env, XDG_RUNTIME_DIR: runtime };
-const HAS_SOCAT = spawnSync("socat", ["-V"]).status === 0;
-const HAS_NOTIFY = spawnSync("systemd-notify", ["--version"]).status === 0;
 
 interface Server {
   child: ChildProcess;
@@ -72,11 +69,8 @@ async function pcpctl(args: string[], env: NodeJS.ProcessEnv = ENV): Promise<{ c
 }
 
 const servers: Server[] = [];
-let notifications = "";
-let socat: ChildProcess | undefined;
 afterAll(async () => {
   for (const s of servers) if (s.child.exitCode === null) s.child.kill("SIGKILL");
-  socat?.kill("SIGTERM");
 });
 
 describe("--help and --version", () => {
@@ -111,14 +105,7 @@ describe("two servers of one user on one host", () => {
   let a: Server;
   let b: Server;
   beforeAll(async () => {
-    if (HAS_SOCAT) {
-      // systemd's notification socket, played by socat: one line per datagram.
-      const path = join(dir, "notify.sock");
-      socat = spawn("socat", ["-u", `UNIX-RECV:${path}`, "STDOUT"], { stdio: ["ignore", "pipe", "inherit"] });
-      socat.stdout!.on("data", (c) => (notifications += `${c}\n`));
-      await waitFor(() => existsSync(path));
-      a = await startServer("a", 25510, 25511, ["--log-format", "json"], { ...ENV, NOTIFY_SOCKET: path });
-    } else a = await startServer("a", 25510, 25511, ["--log-format", "json"]);
+    a = await startServer("a", 25510, 25511, ["--log-format", "json"]);
     b = await startServer("b", 25512, 25513, ["--log-format", "pretty"]);
     servers.push(a, b);
   }, 60_000);
@@ -172,12 +159,6 @@ describe("two servers of one user on one host", () => {
     ).toEqual([]);
   });
 
-  it.skipIf(!HAS_SOCAT || !HAS_NOTIFY)("tells systemd READY=1 once serving (with its MAINPID)", async () => {
-    await waitFor(() => notifications.includes("READY=1"), { message: () => notifications });
-    expect(notifications).toContain(`MAINPID=${a.child.pid}`);
-    expect(notifications).not.toContain("STOPPING=1");
-  });
-
   it("tables: expiries as time left, the PEER remote peer, NAT-PMP results by name, no cursor when nothing is left", async () => {
     const peer = await exchange(
       "127.0.0.1",
@@ -222,13 +203,12 @@ describe("two servers of one user on one host", () => {
     expect(down.stderr).not.toMatch(/\n\s+at /);
   });
 
-  it("a clean stop removes its token file (the other instance's stays) and tells systemd STOPPING=1", async () => {
+  it("a clean stop removes its token file (the other instance's stays)", async () => {
     expect(await stop(b)).toBe(0);
     expect(existsSync(join(runtime, "pcpd", "control-25513.token"))).toBe(false);
     expect(existsSync(join(runtime, "pcpd", "control-25511.token"))).toBe(true);
     expect(await stop(a)).toBe(0);
     expect(existsSync(join(runtime, "pcpd", "control-25511.token"))).toBe(false);
-    if (HAS_SOCAT && HAS_NOTIFY) await waitFor(() => notifications.includes("STOPPING=1"), { message: () => notifications });
   });
 });
 
