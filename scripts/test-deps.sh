@@ -8,11 +8,11 @@
 # checks the generated FreeRADIUS configuration independently), chromium (the dashboard
 # tests drive it headless over the DevTools protocol), rsyslog (the syslog collector the
 # logging tests start), pmacct (nfacctd, their IPFIX collector), systemd (systemd-notify sends
-# pcp-server's readiness, systemd-analyze verifies the unit), socat (stands in for systemd's
-# notification socket in the packaging test), systemd-container (systemd-nspawn boots a real
-# systemd as PID 1 to run the unit in the service test); gcc, make and python3
-# (build-essential python3: node-gyp builds the batched UDP addon, native/udp_batch.c —
-# then built here if `npm install` could not, docs/io.md).
+# pcp-server's readiness without the addon, systemd-analyze verifies the unit), socat (socket
+# plumbing), systemd-container (systemd-nspawn boots a real systemd as PID 1 to run the
+# unit in test/packaging/systemd-unit.test.ts); gcc, make and python3 (build-essential
+# python3: node-gyp builds the batched UDP addon, native/udp_batch.c — then built here if
+# `npm install` could not, docs/io.md; python3 also plays systemd's notification socket).
 # Installed when missing and when this runs as root with apt-get; otherwise the tests that
 # need them skip, saying why.
 set -u

@@ -47,7 +47,11 @@ export class Container {
   private readonly cgroups: string[];
 
   constructor(readonly o: ContainerOptions) {
-    this.cgroups = ["systemd", "unified"].map((h) => `/sys/fs/cgroup/${h}/${o.name}`).filter((c) => existsSync(join(c, "..")));
+    // Its own cgroup, in every hierarchy systemd uses: the unified one alone (cgroup v2), or
+    // name=systemd plus unified (the hybrid layout of this project's VMs).
+    this.cgroups = existsSync("/sys/fs/cgroup/cgroup.controllers")
+      ? [`/sys/fs/cgroup/${o.name}`]
+      : ["systemd", "unified"].map((h) => `/sys/fs/cgroup/${h}/${o.name}`).filter((c) => existsSync(join(c, "..")));
   }
 
   /** Builds the root, boots it, and waits until systemd says the system is running. */
