@@ -7,9 +7,10 @@
 // Run by `npm install`/`npm ci` (the install script) and by scripts/test-deps.sh.
 // A failed build (no compiler, no headers, another OS) never fails the install: the server
 // then runs on the dgram path and says so at start (docs/io.md).
-// Flags: --if-missing (do nothing when the addon is there), --quiet.
+// Flags: --if-missing (do nothing when the addon is there and newer than every file of
+// native/: an addon built before a source changed — a new export — is rebuilt), --quiet.
 import { spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -19,7 +20,13 @@ const addon = join(native, "build", "Release", "udp_batch.node");
 const quiet = process.argv.includes("--quiet");
 const say = (m) => console.error(`build-native: ${m}`);
 
-if (process.argv.includes("--if-missing") && existsSync(addon)) process.exit(0);
+const current = () => {
+  const built = statSync(addon).mtimeMs;
+  return readdirSync(native)
+    .filter((f) => /\.(c|h|gyp)$/.test(f))
+    .every((f) => statSync(join(native, f)).mtimeMs <= built);
+};
+if (process.argv.includes("--if-missing") && existsSync(addon) && current()) process.exit(0);
 
 /** The install prefix whose include/node holds node_api.h, or undefined. */
 export function nodeDir() {
