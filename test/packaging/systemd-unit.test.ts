@@ -99,7 +99,7 @@ describe.skipIf(skip)(`${UNIT} under systemd as PID 1 (systemd-nspawn)`, () => {
     expect(Number(started!.__REALTIME_TIMESTAMP) / 1000).toBeGreaterThanOrEqual(JSON.parse(readyEntry!.MESSAGE).time);
     // The process that wrote the ready line is systemd's MainPID (container pid namespace).
     expect(readyEntry!._PID).toBe(props.MainPID);
-  });
+  }, 90_000);
 
   it("runs as pcpd with exactly the unit's capabilities, in the hardened sandbox; answers PCP over UDP in the container's namespace; the nftables backend programs its table", async () => {
     const c = container!;
@@ -148,7 +148,7 @@ describe.skipIf(skip)(`${UNIT} under systemd as PID 1 (systemd-nspawn)`, () => {
     expect(journalText).toMatch(/Scheduled restart job, restart counter is at 1/);
     const reply = await pcpExchange(c.o.name, "127.0.0.1", "127.0.0.1", PORT, mapRequest({ client: "127.0.0.1", internalPort: 7101, nonce: nonceOf(8) }));
     expect(reply[3]).toBe(W.RESULT_SUCCESS);
-  });
+  }, 90_000);
 
   it("systemctl stop: SIGTERM only, exit status 0 well within TimeoutStopSec, the token file and runtime directory gone", async () => {
     const c = container!;
