@@ -98,7 +98,9 @@ interface Server {
 async function startServer(name: string, cfg: object, io: string): Promise<Server> {
   const dir = mkdtempSync(join(os.tmpdir(), `pcpd-auth-bench-${name}-`));
   writeFileSync(join(dir, "pcpd.json"), JSON.stringify(cfg));
-  const child = track(spawn(process.execPath, [SERVER_JS, "--config", join(dir, "pcpd.json")], { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, PCPD_IO: io } }));
+  const child = track(
+    spawn(process.execPath, [SERVER_JS, "--config", join(dir, "pcpd.json")], { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, PCPD_IO: io } }),
+  );
   await new Promise<void>((resolve, reject) => {
     let log = "";
     child.stdout!.on("data", (c) => {
@@ -169,12 +171,19 @@ const median = (xs: number[]) => {
 };
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
 
-const newPeer = (radius: FreeRadius) => () => new EapTtlsPeer({ identity: USER.name, password: USER.password, ca: radius.caPem, serverName: radius.serverName });
+const newPeer = (radius: FreeRadius) => () =>
+  new EapTtlsPeer({ identity: USER.name, password: USER.password, ca: radius.caPem, serverName: radius.serverName });
 
 /** Step 1: authentications per second through server B, `concurrency` at a time. */
 async function authentications(radius: FreeRadius, server: Server, count: number, concurrency: number, offset: number) {
   const once = async (i: number) => {
-    const c = new PcpAuthClient({ server: { address: LISTEN_B, port: PORT_B }, bind: AUTH_CLIENT(offset + i), newPeer: newPeer(radius), timeoutMs: 30_000, retransmitMs: 2000 });
+    const c = new PcpAuthClient({
+      server: { address: LISTEN_B, port: PORT_B },
+      bind: AUTH_CLIENT(offset + i),
+      newPeer: newPeer(radius),
+      timeoutMs: 30_000,
+      retransmitMs: 2000,
+    });
     try {
       await c.open();
       await c.authenticate();
@@ -238,7 +247,9 @@ async function refreshRounds(radius: FreeRadius, io: "batched" | "dgram") {
           row[name] = await series(b, PORT_B, LISTEN_B, tagged);
           tagged = tagged.map((s, i) => s.replace(/,\d+$/, `,${row.tagged.nextSequence[i]}`)); // sequence numbers only rise
         }
-        console.error(`  ${io} round ${round + 1} ${name}: ${row[name].requestsPerSecond}/s, ${row[name].cpuUsPerRequest} µs/request, worker ${row[name].workerCores} cores, loadgen ${row[name].loadgenCores}`);
+        console.error(
+          `  ${io} round ${round + 1} ${name}: ${row[name].requestsPerSecond}/s, ${row[name].cpuUsPerRequest} µs/request, worker ${row[name].workerCores} cores, loadgen ${row[name].loadgenCores}`,
+        );
       }
       rounds.push(row);
     }
@@ -320,7 +331,13 @@ async function main(): Promise<void> {
     };
     const name = `auth-2026-12-05${flags.suffix ? `-${flags.suffix}` : ""}.json`;
     writeResults(name, out);
-    console.log(JSON.stringify({ file: `bench/results/${name}`, paths: paths.map((p) => ({ io: p.io, auth: p.authenticationsPerSecond, medians: p.medians, ratios: p.ratios })) }, null, 2));
+    console.log(
+      JSON.stringify(
+        { file: `bench/results/${name}`, paths: paths.map((p) => ({ io: p.io, auth: p.authenticationsPerSecond, medians: p.medians, ratios: p.ratios })) },
+        null,
+        2,
+      ),
+    );
   } finally {
     await radius.stop();
   }
