@@ -5,7 +5,7 @@
 // engine, real addon, real UDP on loopback (ports 25220–25229), the PCP side of RFC 7652
 // against the in-test EAP method. And the allocation-free helpers the gate and the tagging
 // use agree with the straightforward forms they replaced.
-import { createHmac } from "node:crypto";
+import { createHmac, randomBytes } from "node:crypto";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import * as W from "../../src/wire.generated.js";
 import { chooseIo } from "../../src/io/native.js";
@@ -13,7 +13,7 @@ import { createListener, type UdpListener } from "../../src/io/udp-listener.js";
 import { MonotonicClock } from "../../src/core/clock.js";
 import { PaServer } from "../../src/auth/pa-server.js";
 import { PcpAuthClient } from "../../src/auth/pa-client.js";
-import { verifyMac } from "../../src/auth/pa-crypto.js";
+import { mac, verifyMac } from "../../src/auth/pa-crypto.js";
 import { commonTag, option, optionOffset, optionPositions, withCommonTag, withoutCommonTag } from "../../src/auth/pa-wire.js";
 import type { UnsolicitedSocket } from "../../src/io/listener-base.js";
 import { engineConfig, engineFrom } from "../helpers/engine-config.js";
@@ -122,6 +122,28 @@ describe("the allocation-free helpers", () => {
     const msg = Buffer.concat([Buffer.from(mapRequest({ nonce: nonceOf(seed) })), ...options]);
     return rnd(4) === 0 ? msg.subarray(0, msg.length - 1 - rnd(8)) : msg;
   }
+
+  it("the MAC (two one-shot hashes through scratch buffers) is HMAC-SHA-256-128 for any key and message length", () => {
+    for (const keyLength of [0, 1, 32, 63, 64, 65, 100]) {
+      for (const length of [0, 1, 55, 56, 64, 92, 1100, 2048, 2049, 3000]) {
+        const key = randomBytes(keyLength);
+        const message = randomBytes(length);
+        const want = createHmac("sha256", key).update(message).digest().subarray(0, 16);
+        expect(mac(W.AUTH_HMAC_SHA2_256_128, key, message).toString("hex"), `key ${keyLength} message ${length}`).toBe(want.toString("hex"));
+        if (length < 16) continue;
+        // verifyMac reads [at, at + 16) as zero, the message unchanged.
+        const at = length - 16;
+        const signed = Buffer.from(message);
+        signed.fill(0, at);
+        createHmac("sha256", key).update(signed).digest().copy(signed, at, 0, 16);
+        const copy = Buffer.from(signed);
+        expect(verifyMac(W.AUTH_HMAC_SHA2_256_128, key, signed, at, 16)).toBe(true);
+        expect(signed.equals(copy)).toBe(true);
+        signed[0] ^= 1;
+        expect(verifyMac(W.AUTH_HMAC_SHA2_256_128, key, signed, at, 16)).toBe(false);
+      }
+    }
+  });
 
   it("optionOffset finds what optionPositions finds, or nothing in a malformed message", () => {
     for (let seed = 1; seed <= 2000; seed++) {
