@@ -18,7 +18,7 @@
 //    prefix is "optional": the gate runs and finds no tag) and the "off" series.
 // Throughput and server CPU µs per request (from /proc for the server process, independent
 // of the load generator) for each series; the generator's own CPU shows it is not the
-// bottleneck. Usage: npm run bench:auth [-- --rounds 4 --seconds 4 --io batched,dgram]
+// bottleneck. Usage: npm run bench:auth [-- --rounds 5 --seconds 3 --io batched,dgram --auths 200]
 // Ports 25200–25219, loopback only. Results: bench/results/auth-2026-12-05[-suffix].json.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
@@ -33,8 +33,8 @@ import { cpu, exited, machine, machineInfo, root, SERVER_JS, threadCores, thread
 
 const { values: flags } = parseArgs({
   options: {
-    rounds: { type: "string", default: "4" },
-    seconds: { type: "string", default: "4" },
+    rounds: { type: "string", default: "5" },
+    seconds: { type: "string", default: "3" },
     io: { type: "string", default: "batched,dgram" },
     clients: { type: "string", default: "8" },
     window: { type: "string", default: "32" },
@@ -209,10 +209,9 @@ async function refreshRounds(radius: FreeRadius, io: "batched" | "dgram") {
   const b = await startServer(`b-${io}`, config(LISTEN_B, PORT_B, radius), io);
   const sessions: PcpAuthClient[] = [];
   try {
-    const auth = io === "batched" ? await authentications(radius, b, 20, 2, 0) : undefined; // warm-up
+    if (io === "batched") await authentications(radius, b, 20, 2, 0); // warm-up: JIT, FreeRADIUS threads
     const sequential = io === "batched" ? await authentications(radius, b, Math.max(20, AUTHS / 4), 1, 20) : undefined;
     const parallel = io === "batched" ? await authentications(radius, b, AUTHS, CONCURRENCY, 20 + AUTHS) : undefined;
-    void auth;
     // The tagged clients' sessions, one per address, each through FreeRADIUS.
     const signers: string[] = [];
     for (let i = 0; i < CLIENTS; i++) {

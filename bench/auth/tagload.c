@@ -211,13 +211,12 @@ static void parse_client(char *spec) {
   hmac_init(&c->hmac, key, n);
 }
 
-static void send_some(int ci, uint64_t t_end_ok) {
+static void send_some(int ci) {
   Client *c = &clients[ci];
   static uint8_t bufs[BATCH][REQ_MAX];
   static struct iovec iov[BATCH];
   static struct mmsghdr msgs[BATCH];
   static uint64_t batch_keys[BATCH];
-  (void)t_end_ok;
   for (;;) {
     int n = 0;
     while (n < BATCH && c->outstanding + (uint64_t)n < window && (!populate || c->remaining > 0)) {
@@ -377,7 +376,7 @@ int main(int argc, char **argv) {
       for (int i = 0; i < nclients; i++) left += clients[i].remaining;
       if (left == 0) break;
     }
-    for (int i = 0; i < nclients; i++) send_some(i, end);
+    for (int i = 0; i < nclients; i++) send_some(i);
     int r = poll(pfd, (nfds_t)nclients, 2);
     if (r < 0 && errno != EINTR) die("poll");
     for (int i = 0; r > 0 && i < nclients; i++)
