@@ -362,6 +362,17 @@ export class PcpAuthClient {
     return done;
   }
 
+  /**
+   * The security association as it stands (undefined before a session): for a signer
+   * outside this object — bench/auth.bench.ts hands it to its C load generator, which then
+   * owns the common sequence numbers from `nextSequence` on; this client must not sign
+   * common requests itself after that [7652 §6.5].
+   */
+  securityAssociation(): { sessionId: number; keyId: number; key: Buffer; mac: number; nextSequence: number } | undefined {
+    if (!this.key) return undefined;
+    return { sessionId: this.sessionId, keyId: this.keyId, key: Buffer.from(this.key), mac: this.mac, nextSequence: this.commonOut };
+  }
+
   // ---- common requests ----
 
   /** `msg` with this session's AUTHENTICATION_TAG (the next sequence number) [7652 §6.1]. */

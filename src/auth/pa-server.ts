@@ -93,6 +93,10 @@ const TERMINATION_FIRST_GAP_MS = 250;
 const RESEND_GAP_MS = 200;
 
 export type CommonCheck = { status: "none" } | { status: "ok"; sa: number } | { status: "unknown" } | { status: "drop" };
+// The answers without data, made once: the gate runs per datagram of an authenticating source.
+const NONE: CommonCheck = { status: "none" };
+const UNKNOWN: CommonCheck = { status: "unknown" };
+const DROP: CommonCheck = { status: "drop" };
 
 export class PaServer {
   private readonly sessions = new Map<number, Sa>();
@@ -117,18 +121,18 @@ export class PaServer {
    */
   checkCommon(msg: Uint8Array, address: string): CommonCheck {
     const t = commonTag(msg);
-    if (!t) return { status: "none" };
+    if (!t) return NONE;
     const sa = this.sessions.get(t.sessionId);
     if (!sa || sa.state === "closing" || !sa.key) {
       this.c.unknownSessions++;
-      return { status: "unknown" };
+      return UNKNOWN;
     }
     if (sa.client !== address) return this.tagFailure();
     const key = t.keyId === sa.keyId ? sa.key : t.keyId === sa.prevKey?.keyId ? sa.prevKey.key : undefined;
     if (!key) return this.tagFailure();
     if (t.sequence < sa.commonIn) {
       this.c.replays++;
-      return { status: "drop" };
+      return DROP;
     }
     if (!verifyMac(sa.mac, key, msg, t.dataAt, t.dataLength)) return this.tagFailure();
     sa.commonIn = t.sequence;
@@ -137,7 +141,7 @@ export class PaServer {
 
   private tagFailure(): CommonCheck {
     this.c.tagFailures++;
-    return { status: "drop" };
+    return DROP;
   }
 
   /** The reply to a verified request, tagged with the SA's key [7652 §6.1]; undefined: the SA is gone or it would not fit. */

@@ -49,6 +49,25 @@ export function optionPositions(msg: Uint8Array): OptionAt[] | undefined {
   return off === msg.length ? out : undefined;
 }
 
+/**
+ * Offset of the first option `code`'s TLV header, without allocating (the tag gate runs it
+ * for every datagram of a source with authentication on); -1 if there is none or the
+ * options are malformed, as optionPositions would say.
+ */
+export function optionOffset(msg: Uint8Array, code: number): number {
+  const start = msg.length >= 2 ? optionsStart(msg[1]) : -1;
+  if (start < 0 || msg.length < start) return -1;
+  let found = -1;
+  let off = start;
+  while (off + W.OPT_HEADER_SIZE <= msg.length) {
+    const size = W.OPT_HEADER_SIZE + ((((msg[off + 2] << 8) | msg[off + 3]) + 3) & ~3);
+    if (off + size > msg.length) return -1;
+    if (found < 0 && msg[off] === code) found = off;
+    off += size;
+  }
+  return off === msg.length ? found : -1;
+}
+
 export function readOptions(msg: Uint8Array): PaOption[] | undefined {
   return optionPositions(msg)?.map((o) => ({ code: o.code, data: Buffer.from(msg.subarray(o.at + 4, o.at + 4 + o.length)) }));
 }
@@ -151,16 +170,19 @@ export interface CommonTag {
 
 /** The AUTHENTICATION_TAG of a common message (MAP, PEER, ANNOUNCE), if it has a well-formed one [7652 §5.4]. */
 export function commonTag(msg: Uint8Array): CommonTag | undefined {
-  const at = optionPositions(msg)?.find((o) => o.code === W.OPTION_AUTHENTICATION_TAG);
-  if (!at || at.length < W.AUTH_TAG_FIXED_SIZE + 4) return undefined;
+  // No tag (an untagged request from an `optional` source): nothing allocated.
+  const at = optionOffset(msg, W.OPTION_AUTHENTICATION_TAG);
+  if (at < 0) return undefined;
+  const length = (msg[at + 2] << 8) | msg[at + 3];
+  if (length < W.AUTH_TAG_FIXED_SIZE + 4) return undefined;
   const b = Buffer.from(msg.buffer, msg.byteOffset, msg.length);
-  const d = at.at + W.OPT_HEADER_SIZE;
+  const d = at + W.OPT_HEADER_SIZE;
   return {
     sessionId: b.readUInt32BE(d + W.AUTH_TAG_SESSION_ID),
     sequence: b.readUInt32BE(d + W.AUTH_TAG_SEQUENCE),
     keyId: b.readUInt32BE(d + W.AUTH_TAG_KEY_ID),
     dataAt: d + W.AUTH_TAG_DATA,
-    dataLength: at.length - W.AUTH_TAG_FIXED_SIZE,
+    dataLength: length - W.AUTH_TAG_FIXED_SIZE,
   };
 }
 
@@ -174,17 +196,28 @@ export function withoutCommonTag(msg: Uint8Array): Buffer {
 /**
  * `msg` without its AUTHENTICATION_TAG (an error reply copies the request's [6887 §8.2]),
  * with a fresh tag appended and signed [7652 §6.1]; undefined if it would exceed 1100 bytes.
+ * One buffer per reply, written once (it runs for every reply of a tagged request).
  */
 export function withCommonTag(msg: Uint8Array, t: Tagging, sessionId: number, sequence: number): Buffer | undefined {
-  const body = withoutCommonTag(msg);
+  const old = optionOffset(msg, W.OPTION_AUTHENTICATION_TAG);
+  const oldSize = old < 0 ? 0 : W.OPT_HEADER_SIZE + ((((msg[old + 2] << 8) | msg[old + 3]) + 3) & ~3);
   const size = macSize(t.mac);
-  const data = Buffer.alloc(W.AUTH_TAG_FIXED_SIZE + size);
-  data.writeUInt32BE(sessionId >>> 0, W.AUTH_TAG_SESSION_ID);
-  data.writeUInt32BE(sequence >>> 0, W.AUTH_TAG_SEQUENCE);
-  data.writeUInt32BE(t.keyId >>> 0, W.AUTH_TAG_KEY_ID);
-  const out = Buffer.concat([body, option(W.OPTION_AUTHENTICATION_TAG, data)]);
+  const dataLength = W.AUTH_TAG_FIXED_SIZE + size;
+  const body = msg.length - oldSize;
+  const out = Buffer.alloc(body + W.OPT_HEADER_SIZE + ((dataLength + 3) & ~3));
   if (out.length > W.PCP_MAX_MESSAGE) return undefined;
-  signAt(t.mac, t.key, out, out.length - size);
+  if (old < 0) out.set(msg, 0);
+  else {
+    out.set(msg.subarray(0, old), 0);
+    out.set(msg.subarray(old + oldSize), old);
+  }
+  out[body] = W.OPTION_AUTHENTICATION_TAG;
+  out.writeUInt16BE(dataLength, body + 2);
+  const d = body + W.OPT_HEADER_SIZE;
+  out.writeUInt32BE(sessionId >>> 0, d + W.AUTH_TAG_SESSION_ID);
+  out.writeUInt32BE(sequence >>> 0, d + W.AUTH_TAG_SEQUENCE);
+  out.writeUInt32BE(t.keyId >>> 0, d + W.AUTH_TAG_KEY_ID);
+  signAt(t.mac, t.key, out, d + W.AUTH_TAG_DATA);
   return out;
 }
 

@@ -103,6 +103,19 @@ export class BatchPath extends EngineBoundary {
     return copy;
   }
 
+  /**
+   * Replaces slot `index`'s reply with `reply` (at most SLOT_DATA_CAP bytes; the verdict
+   * stays VERDICT_REPLY): the batched path sends it from the slot with the rest of the
+   * batch (PCP authentication's tagged replies [RFC 7652 §6.1], src/io/listener-base.ts).
+   */
+  setReply(index: number, reply: Uint8Array): void {
+    if (reply.length > W.SLOT_DATA_CAP) throw new PcpdError(ErrorCodes.BAD_DATAGRAM, `reply of ${reply.length} bytes exceeds the slot`);
+    const at = this.slotAddress(index);
+    const view = this.mem();
+    this.bytes.set(reply, at + W.SLOT_DATA);
+    view.setUint16(at + W.SLOT_RESP_LEN, reply.length, true);
+  }
+
   /** ORs HOST_* bits into slot `index` (after loadSlot): the authentication gate's verdict on its tag. */
   addHostFlags(index: number, bits: number): void {
     const at = this.slotAddress(index) + W.SLOT_HOST_FLAGS;

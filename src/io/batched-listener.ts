@@ -172,8 +172,9 @@ export class BatchedListener extends ListenerBase {
 
   /**
    * The batch's slots from INGRESS_AUTH sources [RFC 7652]: AUTHENTICATION messages handed
-   * to the authenticator; replies taken out of the batch's sendmmsg and sent one by one,
-   * tagged (or cleaned) as authReply says. Returns how many replies it took out.
+   * to the authenticator; replies kept in the batch's sendmmsg (tagged in their slots, or
+   * as they are: authInSlot), or else taken out and sent one by one as authReply says.
+   * Returns how many replies it took out.
    */
   private authPass(n: number, route: UnsolicitedSocket): number {
     const { engine } = this.o;
@@ -192,6 +193,8 @@ export class BatchedListener extends ListenerBase {
       }
       const signed = this.signed(i);
       const waits = this.o.durable !== undefined && engine.replyWaitsForDisk(i);
+      // A signed reply held for the disk leaves later as it is (its Epoch is not restamped: the MAC covers it).
+      if (!(signed && waits) && this.authInSlot(i, reply, s.text, port, route) === "keep") continue;
       const out = this.authReply(i, reply, s.text, port, route);
       engine.holdReply(i); // out of the batch's send
       taken++;
