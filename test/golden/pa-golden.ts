@@ -190,6 +190,13 @@ const MAP_BODY = `
   1f 90 00 00                                         # internal port 8080, suggested external port 0
   00 00 00 00  00 00 00 00  00 00 ff ff  00 00 00 00  # suggested external ::ffff:0.0.0.0
 `;
+/** MAP with protocol 0 and internal port 80: malformed [6887 §11.3]. */
+const MAP_BODY_P0_80 = `
+  01 02 03 04  05 06 07 08  09 0a 0b 0c               # mapping nonce
+  00 00 00 00                                         # protocol 0 (all), reserved
+  00 50 00 00                                         # internal port 80, suggested external port 0
+  00 00 00 00  00 00 00 00  00 00 ff ff  00 00 00 00  # suggested external ::ffff:0.0.0.0
+`;
 const PEER_REQ =
   `
   02 02 00 00                                         # version 2, PEER
@@ -406,6 +413,50 @@ export const AUTH_GOLDEN: GoldenCase[] = [
     ingress: 1,
     hex: PA_INITIATION_HEX,
     expect: { verdict: "reply", result: 4, responseHex: paErr("04") + `00 00 00 00  00 00 00 00` + OPT_NONCE },
+  },
+
+  // ---- validation order (codec.md rows 9–15a) ----
+  {
+    name: "order: AUTHENTICATION of 30 bytes with a wrong client IP → MALFORMED_REQUEST (row 9 before row 10)",
+    origin: "codec.md rows 9, 10; A1",
+    ingress: ON,
+    src: "192.0.2.2",
+    hex: paClient("0e", SESSION_0, "00 00"),
+    expect: { verdict: "reply", result: 3, responseHex: paErr("03") + `00 00 00 00  00 00 00 00   # copied, zero-padded to 32` },
+  },
+  {
+    name: "order: AUTHENTICATION with a wrong client IP → ADDRESS_MISMATCH (row 10)",
+    origin: "RFC 6887 §8.2; codec.md row 10",
+    ingress: ON,
+    src: "192.0.2.2",
+    hex: PA_INITIATION_HEX,
+    expect: { verdict: "reply", result: 12, responseHex: paErr("0c") + `00 00 00 00  00 00 00 00` + OPT_NONCE },
+  },
+  {
+    name: "order: AUTHENTICATION of 28 bytes from a THIRD_PARTY-only source → MALFORMED_REQUEST answered, not dropped",
+    origin: "auth.md Codec (a proxy's AUTHENTICATION is answered); A9 before row 9",
+    ingress: 6,
+    hex: paClient("0e", SESSION_0, ""),
+    expect: { verdict: "reply", result: 3, responseHex: paErr("03") + `00 00 00 00` },
+  },
+  {
+    name: "order: PA-Server result code with a malformed NONCE → MALFORMED_OPTION (row 12 before the result-code rule)",
+    origin: "codec.md row 12 before row 15a; A6",
+    ingress: ON,
+    hex: paClient("16", SESSION_0, SEQ_0) + OPT_NONCE_8,
+    expect: { verdict: "reply", result: 6, responseHex: paErr("06") + `00 00 00 00  00 00 00 00` + OPT_NONCE_8 },
+  },
+  {
+    name: "order: MAP protocol 0 port 80 with a tag naming no SA → MALFORMED_REQUEST (row 15 before 15a)",
+    origin: "RFC 6887 §11.3; codec.md row 15 before 15a",
+    ingress: REQUIRED,
+    hostFlags: NO_SA,
+    hex: MAP_REQ + MAP_BODY_P0_80 + OPT_TAG_ZERO,
+    expect: {
+      verdict: "reply",
+      result: 3,
+      responseHex: commonErr("81", "03", LONG) + MAP_BODY_P0_80 + OPT_TAG_ZERO,
+    },
   },
 
   // ---- tagged and untagged common requests (A7) ----
