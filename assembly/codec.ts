@@ -199,11 +199,9 @@ function optionLengthOk(bit: u32, p: usize, n: u32): bool {
     // RFC 7652 §5: tags and EAP messages end on a 32-bit boundary; at least one word of MAC
     case A.OPTBIT_AUTHENTICATION_TAG: return n >= W.AUTH_TAG_FIXED_SIZE + 4 && (n & 3) == 0;
     case A.OPTBIT_PA_AUTHENTICATION_TAG: return n >= W.PA_TAG_FIXED_SIZE + 4 && (n & 3) == 0;
-    case A.OPTBIT_EAP_PAYLOAD: {
-      if (n < W.EAP_MIN_SIZE) return false;
-      const eapLength = rd16(p + 2); // the EAP packet's own Length [RFC 3748 §4]
-      return eapLength >= W.EAP_MIN_SIZE && eapLength <= n;
-    }
+    // A whole EAP packet, or one section of one too long for a PA message [7652 §6.6]: only
+    // the host knows which (it holds the reassembly state) and checks the EAP framing.
+    case A.OPTBIT_EAP_PAYLOAD: return n >= 1;
     case A.OPTBIT_NONCE: return n == W.NONCE_DATA_SIZE;
     case A.OPTBIT_PRF: return n == W.PRF_DATA_SIZE;
     case A.OPTBIT_MAC_ALGORITHM: return n == W.MAC_ALGORITHM_DATA_SIZE;
@@ -244,6 +242,8 @@ function walkOptions(slot: usize, opcode: u32, start: u32, length: u32, ingress:
     // From here on errors are answered even to a THIRD_PARTY-only source (row 13).
     if (code == <u32>W.OPTION_THIRD_PARTY) curSawThirdParty = true;
     if (padded > length - off - W.OPT_HEADER_SIZE) return W.RESULT_MALFORMED_OPTION; // runs past the datagram [6887 §7.3]
+    // The tag is appended at the end of the message [7652 §6.1]: nothing may follow it (decision).
+    if (once & (A.OPTBIT_AUTHENTICATION_TAG | A.OPTBIT_PA_AUTHENTICATION_TAG)) return W.RESULT_MALFORMED_OPTION;
     off += W.OPT_HEADER_SIZE + padded;
     const bit = optionBit(code);
     // RFC 7652 options exist only for sources with authentication on; elsewhere they are

@@ -11,6 +11,8 @@ import { transportKey, verifyMac } from "./pa-crypto.js";
 import {
   all,
   commonTag,
+  EapReassembly,
+  eapSections,
   encodePa,
   first,
   optionPositions,
@@ -20,6 +22,7 @@ import {
   u32Of,
   u32Option,
   option,
+  paTagSize,
   verifyPaTag,
   withCommonTag,
 } from "./pa-wire.js";
@@ -91,7 +94,14 @@ export class PcpAuthClient {
   private commonIn = 0;
   private commonOut = 0;
   private lastIn?: Buffer;
+  /** A message of ours answered lastIn; if not, a duplicate of it gets a PA-Acknowledgement [7652 §6.3]. */
+  private answered = false;
   private lastOut?: Buffer;
+  /** Sections of our EAP response still to send, and the server's EAP request being collected [7652 §6.6]. */
+  private outSections: Buffer[] = [];
+  private readonly inSections = new EapReassembly();
+  /** PA messages that carried a section of a longer EAP message, sent and received (tests read them). */
+  readonly sections = { sent: 0, received: 0 };
   private retransmit?: NodeJS.Timeout;
   private waiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
   private pending = new Map<string, (m: Buffer) => void>();
@@ -158,6 +168,8 @@ export class PcpAuthClient {
       this.paOut = 0;
       this.lastIn = undefined;
     }
+    this.outSections = [];
+    this.inSections.reset();
   }
 
   private settle(error?: Error): void {
@@ -170,7 +182,33 @@ export class PcpAuthClient {
     const msg = encodePa({ response: false, result, sessionId, sequence: this.paOut, clientAddress: this.clientAddress, options }, this.tagging());
     this.paOut = (this.paOut + 1) >>> 0;
     this.lastOut = msg;
+    this.answered = true;
     this.transmit(msg, this.o.retransmitMs ?? 3000, 0);
+  }
+
+  /** PA-Acknowledgement of the server's PA message `sequence`: no sequence number of ours consumed [7652 §6.4]. */
+  private sendAck(sequence: number): void {
+    const msg = encodePa(
+      {
+        response: false,
+        result: 0,
+        sessionId: this.sessionId,
+        sequence: this.paOut,
+        clientAddress: this.clientAddress,
+        options: [u32Option(W.OPTION_RECEIVED_PAK, sequence)],
+      },
+      this.tagging(),
+    );
+    this.socket.send(msg, this.o.server.port, this.o.server.address);
+  }
+
+  /** Our EAP response in one AUTHENTICATION_REPLY, or in sections when it does not fit one [7652 §6.6]. */
+  private sendEap(eap: Uint8Array, extra: Buffer[]): void {
+    const overhead = W.AUTH_MIN_SIZE + W.OPT_HEADER_SIZE + (this.key ? paTagSize(this.mac) : 0);
+    const [head, ...rest] = eapSections(eap, overhead + extra.reduce((n, o) => n + o.length, 0), overhead);
+    this.outSections = rest;
+    if (rest.length) this.sections.sent += 1 + rest.length;
+    this.sendPa(W.RESULT_AUTHENTICATION_REPLY, [option(W.OPTION_EAP_PAYLOAD, head), ...extra]);
   }
 
   private transmit(msg: Buffer, gap: number, tries: number): void {
@@ -200,7 +238,8 @@ export class PcpAuthClient {
   }
 
   private onMessage(m: Buffer): void {
-    if (m.length < W.PCP_HEADER_SIZE || m[0] !== W.PCP_VERSION || (m[1] & W.R_BIT) === 0) return;
+    // No PCP message exceeds 1100 octets [6887 §7]: a longer one is not from a PCP server.
+    if (m.length < W.PCP_HEADER_SIZE || m.length > W.PCP_MAX_MESSAGE || m[0] !== W.PCP_VERSION || (m[1] & W.R_BIT) === 0) return;
     if ((m[1] & W.OPCODE_MASK) === W.OP_AUTHENTICATION) {
       const pa = parsePa(m);
       if (pa) void this.onPa(m, pa);
@@ -237,9 +276,18 @@ export class PcpAuthClient {
     }
     const success = pa.result === W.RESULT_AUTHENTICATION_SUCCEEDED;
     if (this.key && !success && !verifyPaTag(m, this.tagging()!)) return; // silently discarded [7652 §6.2]
-    if (first(pa.options, W.OPTION_RECEIVED_PAK) !== undefined) return this.stopRetransmit();
+    const acked = u32Of(first(pa.options, W.OPTION_RECEIVED_PAK));
+    if (acked !== undefined) {
+      this.stopRetransmit();
+      // The server asks for the next section of our EAP response [7652 §6.6].
+      if (this.outSections.length && acked === (this.paOut - 1) >>> 0)
+        this.sendPa(W.RESULT_AUTHENTICATION_REPLY, [option(W.OPTION_EAP_PAYLOAD, this.outSections.shift()!)]);
+      return;
+    }
     if (this.lastIn?.equals(m)) {
-      if (this.lastOut) this.socket.send(this.lastOut, this.o.server.port, this.o.server.address);
+      // A retransmission: our answer again, or an acknowledgement if we have none yet [7652 §6.3].
+      if (!this.answered) this.sendAck(pa.sequence);
+      else if (this.lastOut) this.socket.send(this.lastOut, this.o.server.port, this.o.server.address);
       return;
     }
     if (pa.sequence !== this.paIn) return;
@@ -249,16 +297,21 @@ export class PcpAuthClient {
         if (this.phase === "open" && !this.reauthenticating) this.begin(true); // server-initiated re-authentication [7652 §3.4]
         this.accept(m);
         if (!eap || !this.peer) return;
-        const response = await this.peer.receive(eap);
+        const continuing = this.inSections.active;
+        const request = this.inSections.add(eap);
+        if (request === "bad") return;
+        if (continuing || request === "more") this.sections.received++;
+        if (request === "more") return this.sendAck(pa.sequence); // the next section, please [7652 §6.6]
+        const response = await this.peer.receive(request);
         if (!response) return;
-        const options = [option(W.OPTION_EAP_PAYLOAD, response)];
+        const options: Buffer[] = [];
         if (this.prf === 0) {
           // Our choice among the algorithms offered [7652 §3.1.3].
           this.prf = this.offered.prfs.includes(W.PRF_HMAC_SHA2_256) ? W.PRF_HMAC_SHA2_256 : (this.offered.prfs[0] ?? 0);
           this.mac = this.offered.macs.includes(W.AUTH_HMAC_SHA2_256_128) ? W.AUTH_HMAC_SHA2_256_128 : (this.offered.macs[0] ?? 0);
           options.push(u32Option(W.OPTION_PSEUDO_RANDOM_FUNCTION, this.prf), u32Option(W.OPTION_MAC_ALGORITHM, this.mac));
         }
-        return this.sendPa(W.RESULT_AUTHENTICATION_REPLY, options);
+        return this.sendEap(response, options);
       }
       case W.RESULT_AUTHENTICATION_SUCCEEDED: {
         if (eap && this.peer) await this.peer.receive(eap);
@@ -295,6 +348,7 @@ export class PcpAuthClient {
         );
         this.paOut = (this.paOut + 1) >>> 0;
         this.lastOut = msg;
+        this.answered = true;
         this.stopRetransmit();
         this.socket.send(msg, this.o.server.port, this.o.server.address);
         this.phase = "open";
@@ -334,6 +388,7 @@ export class PcpAuthClient {
   private accept(m: Buffer): void {
     this.paIn = (this.paIn + 1) >>> 0;
     this.lastIn = Buffer.from(m);
+    this.answered = false;
     this.stopRetransmit();
   }
 

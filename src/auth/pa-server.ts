@@ -9,13 +9,16 @@ import { SUPPORTED_MACS, SUPPORTED_PRFS, transportKey, verifyMac } from "./pa-cr
 import {
   all,
   commonTag,
+  EapReassembly,
   eapFailure,
   eapIdentityRequest,
+  eapSections,
   encodePa,
   first,
   option,
   parsePa,
   type PaOption,
+  paTagSize,
   type Tagging,
   u32Of,
   u32Option,
@@ -84,6 +87,10 @@ interface Sa {
   tries: number;
   /** Open or re-authenticating once: a failed re-authentication is counted apart. */
   everOpen: boolean;
+  /** Sections of an EAP request still to send, each after the client acknowledged the last [7652 §6.6]. */
+  outSections: Buffer[];
+  /** The client's EAP response being collected from its sections [7652 §6.6]. */
+  inSections: EapReassembly;
 }
 
 /** RFC 7652 §3.3: up to ten termination messages, 250 ms apart at first, each gap doubling. */
@@ -201,8 +208,12 @@ export class PaServer {
     }
     sa.port = port;
     sa.socket = socket;
-    if (first(pa.options, W.OPTION_RECEIVED_PAK) !== undefined) {
+    const acked = u32Of(first(pa.options, W.OPTION_RECEIVED_PAK));
+    if (acked !== undefined) {
       this.stopRetransmit(sa); // a PA-Acknowledgement consumes no sequence number [7652 §6.4]
+      // It asks for the next section of a long EAP request [7652 §6.6].
+      if (sa.outSections.length && acked === (sa.paOut - 1) >>> 0)
+        this.sendPa(sa, W.RESULT_AUTHENTICATION_REQUEST, [option(W.OPTION_EAP_PAYLOAD, sa.outSections.shift()!)]);
       return;
     }
     if (sa.lastIn?.equals(msg)) {
@@ -210,7 +221,7 @@ export class PaServer {
       // the AAA server has not answered yet [7652 §6.3], rate-limited.
       if (this.now() - sa.lastResend < RESEND_GAP_MS) return;
       sa.lastResend = this.now();
-      if (sa.waitingAaa) this.sendAck(sa, pa.sequence);
+      if (sa.waitingAaa || sa.inSections.active) this.sendAck(sa, pa.sequence);
       else if (sa.lastOut) this.o.send(sa.socket, sa.lastOut, sa.port, sa.client);
       return;
     }
@@ -238,7 +249,7 @@ export class PaServer {
         if (sa.state === "open") this.startReauth(sa); // client-initiated re-authentication [7652 §3.4] (decision: INITIATION inside the session)
         return;
       case W.RESULT_AUTHENTICATION_REPLY:
-        this.relay(sa, pa.options);
+        this.relay(sa, pa.options, pa.sequence);
         return;
       case W.RESULT_AUTHENTICATION_SUCCEEDED:
         this.confirm(sa, pa.options);
@@ -319,6 +330,8 @@ export class PaServer {
       lifetimeS: 0,
       tries: 0,
       everOpen: false,
+      outSections: [],
+      inSections: new EapReassembly(),
     };
     this.sessions.set(id, sa);
     this.perClient.set(address, (this.perClient.get(address) ?? 0) + 1);
@@ -326,10 +339,10 @@ export class PaServer {
     return sa;
   }
 
-  private relay(sa: Sa, options: PaOption[]): void {
+  private relay(sa: Sa, options: PaOption[], sequence: number): void {
     const eap = first(options, W.OPTION_EAP_PAYLOAD);
     if (!eap || sa.waitingAaa || (sa.state !== "authenticating" && sa.state !== "reauth")) return;
-    if (sa.prf === 0) {
+    if (sa.prf === 0 && !sa.inSections.active) {
       // The client's choice, in its first PA-Client message [7652 §3.1.3].
       const prf = u32Of(first(options, W.OPTION_PSEUDO_RANDOM_FUNCTION));
       const mac = u32Of(first(options, W.OPTION_MAC_ALGORITHM));
@@ -342,8 +355,12 @@ export class PaServer {
       sa.prf = prf;
       sa.mac = mac;
     }
-    const length = eap.length >= 4 ? Math.min(eap.length, eap.readUInt16BE(2)) : eap.length;
-    const message = eap.subarray(0, length);
+    const message = sa.inSections.add(eap);
+    if (message === "bad") return; // not an EAP message: discarded (the codec cannot judge sections)
+    if (message === "more") {
+      this.sendAck(sa, sequence); // the next section, please [7652 §6.6]
+      return;
+    }
     if (message[0] === 2 && message[4] === 1) sa.identity = message.subarray(5).toString("utf8"); // EAP-Response/Identity
     sa.waitingAaa = true;
     const generation = sa.generation;
@@ -360,9 +377,10 @@ export class PaServer {
   private onVerdict(sa: Sa, generation: number, v: AaaVerdict): void {
     if (this.sessions.get(sa.id) !== sa || sa.generation !== generation || sa.state === "closing") return;
     sa.waitingAaa = false;
+    sa.outSections = [];
     switch (v.kind) {
       case "challenge":
-        this.sendPa(sa, W.RESULT_AUTHENTICATION_REQUEST, [option(W.OPTION_EAP_PAYLOAD, v.eap)]);
+        this.sendEap(sa, v.eap);
         return;
       case "accept": {
         this.o.relay.forget(this.relayKey(sa));
@@ -437,6 +455,8 @@ export class PaServer {
     sa.generation++;
     sa.state = "reauth";
     sa.waitingAaa = false;
+    sa.outSections = [];
+    sa.inSections.reset();
     this.sendPa(sa, W.RESULT_AUTHENTICATION_REQUEST, [option(W.OPTION_EAP_PAYLOAD, eapIdentityRequest(randomInt(256)))]);
   }
 
@@ -453,6 +473,17 @@ export class PaServer {
     sa.lastOut = msg;
     this.o.send(sa.socket, msg, sa.port, sa.client);
     if (!final) this.arm(sa, this.o.retransmitMs ?? 3000, 0);
+  }
+
+  /**
+   * An EAP request from the AAA server in one PA-Server message, or in sections when it is
+   * longer than one can carry (the AAA server's EAP-TLS fragments may exceed it) [7652 §6.6].
+   */
+  private sendEap(sa: Sa, eap: Uint8Array): void {
+    const overhead = W.AUTH_MIN_SIZE + (sa.echoNonce ? W.OPT_HEADER_SIZE + W.NONCE_DATA_SIZE : 0) + W.OPT_HEADER_SIZE + (sa.key ? paTagSize(sa.mac) : 0);
+    const [head, ...rest] = eapSections(eap, overhead, overhead);
+    sa.outSections = rest;
+    this.sendPa(sa, W.RESULT_AUTHENTICATION_REQUEST, [option(W.OPTION_EAP_PAYLOAD, head)]);
   }
 
   private sendAck(sa: Sa, sequence: number): void {

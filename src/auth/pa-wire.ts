@@ -236,3 +236,70 @@ export function eapIdentityRequest(identifier: number): Buffer {
 export function eapFailure(identifier: number): Buffer {
   return Buffer.from([EAP_FAILURE, identifier & 0xff, 0, 4]);
 }
+
+// ---- EAP messages longer than a PA message [RFC 7652 §6.6] ----
+// "Divided into multiple sections and sent within different PA messages": each section is the
+// EAP_PAYLOAD of one PA message with its own sequence number; the receiver answers every
+// section but the last with a PA-Acknowledgement (RECEIVED_PAK), which asks for the next one.
+// The RFC gives sections no header of their own: the first starts with the EAP header, whose
+// Length (RFC 3748 §4) exceeds the section; the receiver collects octets until it has Length.
+
+/** Octets a PA_AUTHENTICATION_TAG adds for a MAC algorithm [7652 §5.5]. */
+export const paTagSize = (mac: number): number => W.OPT_HEADER_SIZE + W.PA_TAG_FIXED_SIZE + macSize(mac);
+
+/**
+ * `eap` cut into sections that fit PA messages whose other parts (header, options, the
+ * EAP_PAYLOAD option header, the tag) take `firstOverhead` octets in the first message and
+ * `overhead` in the others. One section when it fits.
+ */
+export function eapSections(eap: Uint8Array, firstOverhead: number, overhead: number): Buffer[] {
+  const out: Buffer[] = [];
+  let off = 0;
+  do {
+    const room = (W.PCP_MAX_MESSAGE - (out.length === 0 ? firstOverhead : overhead)) & ~3;
+    if (room <= 0) throw new RangeError(`no room for EAP data in a PA message (overhead ${overhead})`);
+    out.push(Buffer.from(eap.subarray(off, off + room)));
+    off += room;
+  } while (off < eap.length);
+  return out;
+}
+
+/** Reassembles the sections of one EAP message [7652 §6.6]. */
+export class EapReassembly {
+  private parts: Buffer[] = [];
+  private have = 0;
+  private total = 0;
+
+  /** A message is being collected (the next PA message continues it). */
+  get active(): boolean {
+    return this.parts.length > 0;
+  }
+
+  /**
+   * One EAP_PAYLOAD: the whole EAP message when complete; "more" when sections are missing
+   * (acknowledge it); "bad" when the EAP framing is wrong (a header shorter than 4 octets or
+   * Length below 4, or sections running past Length): the collection is dropped.
+   */
+  add(data: Uint8Array): Buffer | "more" | "bad" {
+    if (!this.active) {
+      if (data.length < 4) return "bad";
+      const length = (data[2] << 8) | data[3];
+      if (length < 4) return "bad";
+      if (length <= data.length) return Buffer.from(data.subarray(0, length)); // the rest is padding
+      this.total = length;
+    }
+    this.parts.push(Buffer.from(data));
+    this.have += data.length;
+    if (this.have < this.total) return "more";
+    const whole = Buffer.concat(this.parts);
+    const fits = this.have === this.total;
+    this.reset();
+    return fits ? whole : "bad";
+  }
+
+  reset(): void {
+    this.parts = [];
+    this.have = 0;
+    this.total = 0;
+  }
+}

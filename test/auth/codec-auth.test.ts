@@ -49,9 +49,10 @@ describe("codec: RFC 7652", () => {
       ["two NONCEs", pa(W.RESULT_INITIATION, [u32Option(W.OPTION_NONCE, 1), u32Option(W.OPTION_NONCE, 2)]), W.RESULT_MALFORMED_OPTION],
       ["SESSION_LIFETIME in a request", pa(W.RESULT_INITIATION, [u32Option(W.OPTION_SESSION_LIFETIME, 1)]), W.RESULT_MALFORMED_OPTION],
       ["ID_INDICATOR in a request", pa(W.RESULT_INITIATION, [paOption(W.OPTION_ID_INDICATOR, Buffer.from("x"))]), W.RESULT_MALFORMED_OPTION],
+      ["empty EAP_PAYLOAD", pa(W.RESULT_AUTHENTICATION_REPLY, [paOption(W.OPTION_EAP_PAYLOAD, Buffer.alloc(0))], 7), W.RESULT_MALFORMED_OPTION],
       [
-        "EAP length beyond the option",
-        pa(W.RESULT_AUTHENTICATION_REPLY, [paOption(W.OPTION_EAP_PAYLOAD, Buffer.from([2, 1, 0, 40, 1]))], 7),
+        "an option after the PA tag [7652 §6.1]",
+        pa(W.RESULT_AUTHENTICATION_REPLY, [paOption(W.OPTION_PA_AUTHENTICATION_TAG, Buffer.alloc(20)), u32Option(W.OPTION_MAC_ALGORITHM, 12)], 7),
         W.RESULT_MALFORMED_OPTION,
       ],
       ["PA tag of 6 bytes", pa(W.RESULT_AUTHENTICATION_REPLY, [paOption(W.OPTION_PA_AUTHENTICATION_TAG, Buffer.alloc(6))], 7), W.RESULT_MALFORMED_OPTION],
@@ -61,6 +62,10 @@ describe("codec: RFC 7652", () => {
     ];
     for (const [name, msg, result] of cases) expect(run(engine, msg, { ingress: ON }).result, name).toBe(result);
     expect(run(engine, pa(0, [u32Option(W.OPTION_RECEIVED_PAK, 3)], 7), { ingress: ON }).verdict).toBe("auth");
+    // The first section of an EAP message longer than a PA message: the host reassembles it [7652 §6.6].
+    expect(run(engine, pa(W.RESULT_AUTHENTICATION_REPLY, [paOption(W.OPTION_EAP_PAYLOAD, Buffer.from([2, 1, 0, 40, 1]))], 7), { ingress: ON }).verdict).toBe(
+      "auth",
+    );
   });
 
   it("AUTHENTICATION_TAG on common requests: lengths, opcodes, host flags", () => {

@@ -30,8 +30,20 @@ afterEach(async () => {
 });
 
 /** PaServer on a UDP socket; MAP requests answered as the listener does (success, tagged). */
-async function harness(o: { lifetimeS?: number; sessionTimeoutS?: number; required?: boolean; reauthAt?: number } = {}): Promise<Harness> {
-  const relay = new ToyRelay(USERS, o.sessionTimeoutS);
+async function harness(
+  o: {
+    lifetimeS?: number;
+    sessionTimeoutS?: number;
+    required?: boolean;
+    reauthAt?: number;
+    /** Long EAP messages both ways (the toy method's Name fields). */
+    nameLength?: number;
+    /** Loses datagrams: true = not delivered (to the server / to the client). */
+    loseToServer?: (m: Buffer) => boolean;
+    loseToClient?: (m: Buffer) => boolean;
+  } = {},
+): Promise<Harness> {
+  const relay = new ToyRelay(USERS, o.sessionTimeoutS, o.nameLength);
   const socket = dgram.createSocket("udp4");
   const p = port++;
   const clients: PcpAuthClient[] = [];
@@ -42,10 +54,13 @@ async function harness(o: { lifetimeS?: number; sessionTimeoutS?: number; requir
     sessionsPerClient: 4,
     sessionLifetimeS: o.lifetimeS ?? 3600,
     reauthAt: o.reauthAt ?? 0.5,
-    send: (s, msg, to, address) => (s as dgram.Socket).send(msg, to, address),
+    send: (s, msg, to, address) => {
+      if (!o.loseToClient?.(msg)) (s as dgram.Socket).send(msg, to, address);
+    },
     retransmitMs: 300,
   });
   socket.on("message", (m, r) => {
+    if (o.loseToServer?.(m)) return;
     if ((m[1] & 0x7f) === W.OP_AUTHENTICATION) return server.onMessage(m, r.address, r.port, socket);
     const check = server.checkCommon(m, r.address);
     const reply = Buffer.from(m);
@@ -72,7 +87,7 @@ async function harness(o: { lifetimeS?: number; sessionTimeoutS?: number; requir
     async client(user = "alice", password = USERS.alice) {
       const c = new PcpAuthClient({
         server: { address: "127.0.0.1", port: p },
-        newPeer: () => new ToyPeer(user, password),
+        newPeer: () => new ToyPeer(user, password, o.nameLength),
         timeoutMs: 5000,
         retransmitMs: 300,
       });
@@ -192,6 +207,30 @@ describe("PCP security associations (RFC 7652) with an in-test EAP method", () =
     expect((await c.send(map(7)))?.result).toBe(W.RESULT_AUTHENTICATION_REQUIRED);
     await authenticated;
     expect((await c.request(map(7)))?.tagged).toBe(true);
+  });
+
+  it("EAP messages longer than a PA message go in sections, each acknowledged; a lost acknowledgement brings the section again [7652 §6.6, §6.3]", async () => {
+    const isAck = (m: Buffer) => (m[1] & 0x7f) === W.OP_AUTHENTICATION && m[3] === 0 && m.includes(Buffer.from([W.OPTION_RECEIVED_PAK, 0, 0, 4]));
+    const lost = { toServer: 0, toClient: 0 };
+    // The first acknowledgement each way is lost; the sender's retransmission timer recovers.
+    const h = await harness({
+      nameLength: 2500,
+      loseToServer: (m) => isAck(m) && lost.toServer++ === 0,
+      loseToClient: (m) => isAck(m) && lost.toClient++ === 0,
+    });
+    const c = await h.client();
+    await c.authenticate();
+    expect(c.established).toBe(true);
+    // 2 522-octet EAP messages each way: three sections each (at most 1100 octets a message).
+    expect(c.sections).toEqual({ sent: 3, received: 3 });
+    expect(lost.toServer).toBeGreaterThan(1);
+    expect(lost.toClient).toBeGreaterThan(1);
+    const r = await c.request(map(9));
+    expect(r).toMatchObject({ tagged: true, result: W.RESULT_SUCCESS });
+    // The re-authentication, whose messages carry a PA_AUTHENTICATION_TAG, is sectioned as well.
+    await c.reauthenticate();
+    expect(c.sections).toEqual({ sent: 6, received: 6 });
+    expect((await c.request(map(10)))?.tagged).toBe(true);
   });
 
   it("detects an algorithm downgrade", async () => {

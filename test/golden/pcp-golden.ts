@@ -31,8 +31,10 @@ export interface GoldenCase {
   src?: string /* IPv4 dotted or IPv6 text, default 192.0.2.1 */;
   ingress?: number;
   overloaded?: boolean;
+  /** HOST_* flags the listener sets before the codec (4 tag verified, 8 tag names no SA; RFC 7652 cases). */
+  hostFlags?: number;
   expect: {
-    verdict: "drop" | "reply" | "parsed";
+    verdict: "drop" | "reply" | "parsed" | "auth";
     dropReason?: number;
     result?: number;
     responseHex?: string;

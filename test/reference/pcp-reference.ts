@@ -23,6 +23,38 @@
  *      prefix-length-0 ("remove all") ones.
  *  D5. referenceSuccess never echoes a DESCRIPTION that is invalid UTF-8 / has NUL
  *      even if its bit is in echoMask ("never echoed", codec.md walk step 6).
+ *
+ * RFC 7652 (PCP authentication), written from RFC 7652 §5, §6.1, §6.6, §7 and
+ * docs/auth.md "Codec" — only for sources whose ingress has bit 4 (authentication on):
+ *  A1. Opcode 3 (AUTHENTICATION) is known, minimum 32 bytes (24 + Session ID +
+ *      Sequence Number, §5.2); options start at 32. Elsewhere opcode 3 stays unknown
+ *      (UNSUPP_OPCODE) and options 4–12 stay unknown mandatory options (UNSUPP_OPTION).
+ *  A2. Option table (§7.1–§7.9): AUTHENTICATION_TAG (5) valid for MAP, PEER, ANNOUNCE;
+ *      4, 6–12 valid for AUTHENTICATION only; invalid for the opcode → MALFORMED_OPTION
+ *      (all are mandatory codes < 128).
+ *  A3. Lengths: NONCE, PRF, MAC_ALGORITHM, RECEIVED_PAK exactly 4; AUTHENTICATION_TAG
+ *      12 fixed + at least one 32-bit word of MAC, a multiple of 4 (§5.4 "MUST end on a
+ *      32-bit boundary"); PA_AUTHENTICATION_TAG 4 fixed + at least one word, a multiple
+ *      of 4 (§5.5); EAP_PAYLOAD at least 1 byte — a whole EAP packet or one section of
+ *      one (§6.6), whose framing only the stateful host can judge; SESSION_LIFETIME and
+ *      ID_INDICATOR are response-only (§7.7, §7.9): MALFORMED_OPTION in a request.
+ *  A4. PRF and MAC_ALGORITHM may repeat ("as many as fit", §7.5, §7.6); every other
+ *      RFC 7652 option at most once (§7): a second → MALFORMED_OPTION.
+ *  A5. The tag is appended at the end of the message (§6.1): any option after an
+ *      AUTHENTICATION_TAG or PA_AUTHENTICATION_TAG → MALFORMED_OPTION (checked right
+ *      after the option's bounds, before its code is looked at).
+ *  A6. AUTHENTICATION request byte 3 is the PA-Client result code (§5.1): INITIATION 14,
+ *      AUTHENTICATION_FAILED 16, AUTHENTICATION_SUCCEEDED 17, AUTHORIZATION_FAILED 18,
+ *      SESSION_TERMINATED 19, AUTHENTICATION_REPLY 23, or 0 in a PA-Acknowledgement
+ *      (RECEIVED_PAK present); anything else → MALFORMED_REQUEST (after rows 12–15).
+ *      A valid one → verdict "auth" (the host runs the exchange).
+ *  A7. After the opcode rules, for MAP/PEER/ANNOUNCE: host flag 8 (the tag names no SA)
+ *      or a tag the host did not verify (flag 4 missing) → UNKNOWN_SESSION_ID (§3.2);
+ *      ANNOUNCE or a verified request → go on; MAP/PEER with ingress bit 8 (bit 16 when
+ *      it carries THIRD_PARTY) → AUTHENTICATION_REQUIRED (§3.1.2).
+ *  A8. AUTHENTICATION_REQUIRED and UNKNOWN_SESSION_ID take the short error lifetime.
+ *  A9. A THIRD_PARTY-only source's AUTHENTICATION request is answered like a request
+ *      carrying THIRD_PARTY (a proxy authenticates itself).
  */
 
 // ---------------------------------------------------------------------------
@@ -48,13 +80,15 @@ export const DEFAULT_REF_CONFIG: RefConfig = {
 export interface RefInput {
   data: Uint8Array; // the whole datagram (may be up to 65535 bytes)
   src: Uint8Array; // 16-byte source address (IPv4 as ::ffff:a.b.c.d)
-  ingress: number; // bit1 SUBSCRIBER, bit2 THIRD_PARTY trusted
+  ingress: number; // bit1 SUBSCRIBER, bit2 THIRD_PARTY trusted, bit4 authentication on, bit8 required, bit16 required with THIRD_PARTY
   overloaded: boolean;
+  hostFlags?: number; // bit4 the host verified the AUTHENTICATION_TAG, bit8 the tag names no SA (A7)
   epoch: number; // u32 epoch time written into replies
 }
 
 export type RefOutcome =
   | { verdict: "drop"; dropReason: number }
+  | { verdict: "auth"; options: number }
   | { verdict: "reply"; result: number; response: Uint8Array; parsed: boolean }
   | {
       verdict: "parsed";
@@ -80,6 +114,13 @@ const CFG_NATPMP_SILENT = 16;
 // Ingress bits
 const INGRESS_SUBSCRIBER = 1;
 const INGRESS_THIRD_PARTY = 2;
+const INGRESS_AUTH = 4;
+const INGRESS_AUTH_REQUIRED = 8;
+const INGRESS_AUTH_TP_REQUIRED = 16;
+
+// Host flags (A7)
+const HOST_AUTHENTICATED = 4;
+const HOST_AUTH_UNKNOWN_SESSION = 8;
 
 // Drop reasons
 const DROP_TOO_SHORT = 1;
@@ -106,6 +147,14 @@ const MALFORMED_OPTION = 6;
 const NETWORK_FAILURE = 7;
 const NO_RESOURCES = 8;
 const USER_EX_QUOTA = 10;
+const INITIATION = 14; // RFC 7652 §7
+const AUTHENTICATION_REQUIRED = 15;
+const AUTHENTICATION_FAILED = 16;
+const AUTHENTICATION_SUCCEEDED = 17;
+const AUTHORIZATION_FAILED = 18;
+const SESSION_TERMINATED = 19;
+const UNKNOWN_SESSION_ID = 20;
+const AUTHENTICATION_REPLY = 23;
 const THIRD_PARTY_MISSING_OPTION = 25;
 const UNSUPP_THIRD_PARTY_ID_LENGTH = 26;
 
@@ -116,11 +165,21 @@ const NATPMP_UNSUPP_OPCODE = 5;
 const OP_ANNOUNCE = 0;
 const OP_MAP = 1;
 const OP_PEER = 2;
+const OP_AUTHENTICATION = 3; // RFC 7652 §5.2
 
 // Option codes
 const OPT_THIRD_PARTY = 1; // RFC 6887 §13.1
 const OPT_PREFER_FAILURE = 2; // RFC 6887 §13.2
 const OPT_FILTER = 3; // RFC 6887 §13.3
+const OPT_NONCE = 4; // RFC 7652 §5.3
+const OPT_AUTHENTICATION_TAG = 5; // §5.4
+const OPT_PA_AUTHENTICATION_TAG = 6; // §5.5
+const OPT_EAP_PAYLOAD = 7; // §5.6
+const OPT_PRF = 8; // §5.7
+const OPT_MAC_ALGORITHM = 9; // §5.8
+const OPT_SESSION_LIFETIME = 10; // §5.9
+const OPT_RECEIVED_PAK = 11; // §5.10
+const OPT_ID_INDICATOR = 12; // §5.11
 const OPT_THIRD_PARTY_ID = 13; // RFC 7843
 const OPT_DESCRIPTION = 128; // RFC 7220
 const OPT_PREFIX64 = 129; // RFC 7225
@@ -136,12 +195,23 @@ const BIT_DESCRIPTION = 16;
 const BIT_PREFIX64 = 32;
 const BIT_PORT_SET = 64;
 const BIT_CHECKPOINT_REQUIRED = 128;
+// RFC 7652 options (never switched by enabledOptions: on with ingress bit 4)
+const BIT_AUTHENTICATION_TAG = 256;
+const BIT_NONCE = 512;
+const BIT_PA_AUTHENTICATION_TAG = 1024;
+const BIT_EAP_PAYLOAD = 2048;
+const BIT_PRF = 4096;
+const BIT_MAC_ALGORITHM = 8192;
+const BIT_SESSION_LIFETIME = 16384;
+const BIT_RECEIVED_PAK = 32768;
+const BIT_ID_INDICATOR = 65536;
 
 // Sizes
 const MAX_PCP_LEN = 1100; // RFC 6887 §7
 const HEADER_LEN = 24; // RFC 6887 §7.1
 const MAP_LEN = 60; // RFC 6887 §11.1
 const PEER_LEN = 80; // RFC 6887 §12.1
+const AUTH_LEN = 32; // RFC 7652 §5.2
 const MAX_WIRE_LEN = 65535;
 
 // ---------------------------------------------------------------------------
@@ -228,9 +298,15 @@ function buildErrorReply(data: Uint8Array, len: number, result: number, lifetime
   return out;
 }
 
-/** RFC 6887 §7.4 lifetime classes: short for NETWORK_FAILURE, NO_RESOURCES, USER_EX_QUOTA. */
+/** RFC 6887 §7.4 lifetime classes: short for NETWORK_FAILURE, NO_RESOURCES, USER_EX_QUOTA (and A8). */
 function errorLifetime(result: number, config: RefConfig): number {
-  if (result === NETWORK_FAILURE || result === NO_RESOURCES || result === USER_EX_QUOTA) {
+  if (
+    result === NETWORK_FAILURE ||
+    result === NO_RESOURCES ||
+    result === USER_EX_QUOTA ||
+    result === AUTHENTICATION_REQUIRED ||
+    result === UNKNOWN_SESSION_ID
+  ) {
     return config.shortErrorLifetime;
   }
   return config.longErrorLifetime;
@@ -252,6 +328,35 @@ function drop(reason: number): RefOutcome {
 // ---------------------------------------------------------------------------
 // Option table (codec.md "Option walk", digest §1.9.3)
 // ---------------------------------------------------------------------------
+
+/** Bit of an RFC 7652 option code (4–12), or 0. */
+function authOptionBit(code: number): number {
+  if (code === OPT_NONCE) return BIT_NONCE;
+  if (code === OPT_AUTHENTICATION_TAG) return BIT_AUTHENTICATION_TAG;
+  if (code === OPT_PA_AUTHENTICATION_TAG) return BIT_PA_AUTHENTICATION_TAG;
+  if (code === OPT_EAP_PAYLOAD) return BIT_EAP_PAYLOAD;
+  if (code === OPT_PRF) return BIT_PRF;
+  if (code === OPT_MAC_ALGORITHM) return BIT_MAC_ALGORITHM;
+  if (code === OPT_SESSION_LIFETIME) return BIT_SESSION_LIFETIME;
+  if (code === OPT_RECEIVED_PAK) return BIT_RECEIVED_PAK;
+  if (code === OPT_ID_INDICATOR) return BIT_ID_INDICATOR;
+  return 0;
+}
+
+/** A2: opcodes the RFC 7652 options are defined for (§7.1–§7.9). */
+function authOptionValidForOpcode(code: number, opcode: number): boolean {
+  if (code === OPT_AUTHENTICATION_TAG) return opcode === OP_MAP || opcode === OP_PEER || opcode === OP_ANNOUNCE;
+  return opcode === OP_AUTHENTICATION;
+}
+
+/** A3: data length rules of the RFC 7652 options in a request. */
+function authOptionLengthOk(code: number, dataLen: number): boolean {
+  if (code === OPT_NONCE || code === OPT_PRF || code === OPT_MAC_ALGORITHM || code === OPT_RECEIVED_PAK) return dataLen === 4;
+  if (code === OPT_AUTHENTICATION_TAG) return dataLen >= 16 && dataLen % 4 === 0;
+  if (code === OPT_PA_AUTHENTICATION_TAG) return dataLen >= 8 && dataLen % 4 === 0;
+  if (code === OPT_EAP_PAYLOAD) return dataLen >= 1;
+  return false; // SESSION_LIFETIME, ID_INDICATOR: response-only
+}
 
 /** Bit for a known option code, or 0 for unknown codes (incl. 0, 4–12, 127, 255). */
 function optionBit(code: number): number {
@@ -366,7 +471,8 @@ interface WalkResult {
 function walkOptions(d: Uint8Array, len: number, opcode: number, src: Uint8Array, ingress: number, config: RefConfig): WalkResult {
   const r: WalkResult = { error: 0, recorded: 0, parseFlags: 0, filterCount: 0, thirdPartySeen: false };
   let occurred = 0; // decision D3
-  let p = opcode === OP_MAP ? MAP_LEN : opcode === OP_PEER ? PEER_LEN : HEADER_LEN;
+  let p = opcode === OP_MAP ? MAP_LEN : opcode === OP_PEER ? PEER_LEN : opcode === OP_AUTHENTICATION ? AUTH_LEN : HEADER_LEN;
+  let tagSeen = false; // A5
 
   while (p < len) {
     // len is a multiple of 4 and p is a multiple of 4, so the 4-byte TLV header is there.
@@ -381,6 +487,36 @@ function walkOptions(d: Uint8Array, len: number, opcode: number, src: Uint8Array
     if (next > len) {
       r.error = MALFORMED_OPTION;
       return r;
+    }
+
+    // A5: nothing after the tag [7652 §6.1]
+    if (tagSeen) {
+      r.error = MALFORMED_OPTION;
+      return r;
+    }
+
+    // RFC 7652 options, for sources with authentication on (A1–A4)
+    const authBit = (ingress & INGRESS_AUTH) !== 0 ? authOptionBit(code) : 0;
+    if (authBit !== 0) {
+      if (!authOptionValidForOpcode(code, opcode)) {
+        r.error = MALFORMED_OPTION;
+        return r;
+      }
+      if (!authOptionLengthOk(code, dataLen)) {
+        r.error = MALFORMED_OPTION;
+        return r;
+      }
+      if (code !== OPT_PRF && code !== OPT_MAC_ALGORITHM) {
+        if ((occurred & authBit) !== 0) {
+          r.error = MALFORMED_OPTION;
+          return r;
+        }
+        occurred = occurred | authBit;
+      }
+      if (code === OPT_AUTHENTICATION_TAG || code === OPT_PA_AUTHENTICATION_TAG) tagSeen = true;
+      r.recorded = r.recorded | authBit;
+      p = next;
+      continue;
     }
 
     // Step 2: unknown or disabled [6887 §7.3]
@@ -561,6 +697,7 @@ function row8Overload(c: Ctx): RefOutcome | null {
 function row9Length(c: Ctx): RefOutcome | null {
   const opcode = u8(c.d, 1) & 0x7f;
   let bad = false;
+  if (opcode === OP_AUTHENTICATION && (c.input.ingress & INGRESS_AUTH) !== 0 && c.len < AUTH_LEN) bad = true; // A1
   if (c.len > MAX_PCP_LEN) bad = true;
   if (c.len % 4 !== 0) bad = true;
   if (opcode === OP_ANNOUNCE && c.len < HEADER_LEN) bad = true;
@@ -581,6 +718,7 @@ function row10AddressMismatch(c: Ctx): RefOutcome | null {
 /** Row 11: opcode not 0/1/2 → UNSUPP_OPCODE, payload copied untouched [6887 §8.2, 7652]. */
 function row11Opcode(c: Ctx): RefOutcome | null {
   const opcode = u8(c.d, 1) & 0x7f;
+  if (opcode === OP_AUTHENTICATION && (c.input.ingress & INGRESS_AUTH) !== 0) return null; // A1
   if (opcode !== OP_ANNOUNCE && opcode !== OP_MAP && opcode !== OP_PEER) {
     return errorOutcome(c.d, c.len, UNSUPP_OPCODE, c.input.epoch, c.config, false, 0);
   }
@@ -637,6 +775,36 @@ function row15OpcodeRules(c: Ctx): RefOutcome | null {
     if (badRemotePeer(c.d)) bad = true;
   }
   if (bad) return errorOutcome(c.d, c.len, MALFORMED_REQUEST, c.input.epoch, c.config, false, 0);
+  return null;
+}
+
+/** Row 15a (A6, A7): RFC 7652 rules, sources with authentication on only. */
+function row15aAuth(c: Ctx, w: WalkResult): RefOutcome | null {
+  if ((c.input.ingress & INGRESS_AUTH) === 0) return null;
+  const opcode = u8(c.d, 1) & 0x7f;
+  const flags = c.input.hostFlags ?? 0;
+  let result = 0;
+  if (opcode === OP_AUTHENTICATION) {
+    const rc = u8(c.d, 3);
+    const ok =
+      rc === INITIATION ||
+      rc === AUTHENTICATION_REPLY ||
+      rc === AUTHENTICATION_SUCCEEDED ||
+      rc === AUTHENTICATION_FAILED ||
+      rc === AUTHORIZATION_FAILED ||
+      rc === SESSION_TERMINATED ||
+      (rc === 0 && (w.recorded & BIT_RECEIVED_PAK) !== 0);
+    if (ok) return { verdict: "auth", options: w.recorded };
+    result = MALFORMED_REQUEST;
+  } else if ((flags & HOST_AUTH_UNKNOWN_SESSION) !== 0) {
+    result = UNKNOWN_SESSION_ID;
+  } else if ((w.recorded & BIT_AUTHENTICATION_TAG) !== 0 && (flags & HOST_AUTHENTICATED) === 0) {
+    result = UNKNOWN_SESSION_ID;
+  } else if (opcode !== OP_ANNOUNCE && (flags & HOST_AUTHENTICATED) === 0) {
+    const required = (w.recorded & BIT_THIRD_PARTY) !== 0 ? INGRESS_AUTH_TP_REQUIRED : INGRESS_AUTH_REQUIRED;
+    if ((c.input.ingress & required) !== 0) result = AUTHENTICATION_REQUIRED;
+  }
+  if (result !== 0) return errorOutcome(c.d, c.len, result, c.input.epoch, c.config, false, 0);
   return null;
 }
 
@@ -727,6 +895,9 @@ function processRows(c: Ctx): RefOutcome {
   if ((o = row6Version(c))) return o;
   if ((o = row7ShortHeader(c))) return o;
   if ((o = row8Overload(c))) return o;
+  // A9: from here on an AUTHENTICATION request of an authentication source is answered as
+  // a THIRD_PARTY one would be (the codec decides it with the opcode, before row 9).
+  if ((u8(c.d, 1) & 0x7f) === OP_AUTHENTICATION && (c.input.ingress & INGRESS_AUTH) !== 0) c.thirdPartySeen = true;
   if ((o = row9Length(c))) return o;
   if ((o = row10AddressMismatch(c))) return o;
   if ((o = row11Opcode(c))) return o;
@@ -734,16 +905,17 @@ function processRows(c: Ctx): RefOutcome {
   // Row 12: option walk
   const opcode = u8(c.d, 1) & 0x7f;
   const w = walkOptions(c.d, c.len, opcode, c.input.src, c.input.ingress, c.config);
-  c.thirdPartySeen = w.thirdPartySeen;
+  c.thirdPartySeen = c.thirdPartySeen || w.thirdPartySeen;
   if (w.error !== 0) return errorOutcome(c.d, c.len, w.error, c.input.epoch, c.config, false, 0);
 
-  // Row 13: only THIRD_PARTY ingress and no THIRD_PARTY option → drop INTERFACE
-  if ((c.input.ingress & INGRESS_SUBSCRIBER) === 0 && (w.recorded & BIT_THIRD_PARTY) === 0) {
+  // Row 13: only THIRD_PARTY ingress and no THIRD_PARTY option → drop INTERFACE (A9: AUTHENTICATION answered)
+  if ((c.input.ingress & INGRESS_SUBSCRIBER) === 0 && (w.recorded & BIT_THIRD_PARTY) === 0 && opcode !== OP_AUTHENTICATION) {
     return drop(DROP_INTERFACE);
   }
 
   if ((o = row14CrossOption(c, w))) return o;
   if ((o = row15OpcodeRules(c))) return o;
+  if ((o = row15aAuth(c, w))) return o;
   if ((o = row16Disabled(c))) return o;
   if ((o = row17Announce(c))) return o;
   return row18Parsed(c, w);

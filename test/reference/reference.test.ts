@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { GOLDEN, hex, srcAddress, type GoldenCase } from "../golden/pcp-golden.js";
+import { AUTH_GOLDEN } from "../golden/pa-golden.js";
 import { DEFAULT_REF_CONFIG, referenceEngineError, referenceProcess, referenceSuccess, type RefConfig, type RefOutcome } from "./pcp-reference.js";
 
 const EPOCH = 0x11223344;
@@ -14,13 +15,14 @@ function toHex(b: Uint8Array): string {
   return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 }
 
-function run(h: string, opts: { src?: string; ingress?: number; overloaded?: boolean; config?: RefConfig } = {}): RefOutcome {
+function run(h: string, opts: { src?: string; ingress?: number; overloaded?: boolean; hostFlags?: number; config?: RefConfig } = {}): RefOutcome {
   return referenceProcess(
     {
       data: hex(h),
       src: srcAddress(opts.src ?? "192.0.2.1"),
       ingress: opts.ingress ?? 1,
       overloaded: opts.overloaded ?? false,
+      hostFlags: opts.hostFlags,
       epoch: EPOCH,
     },
     opts.config ?? DEFAULT_REF_CONFIG,
@@ -28,7 +30,7 @@ function run(h: string, opts: { src?: string; ingress?: number; overloaded?: boo
 }
 
 function checkGolden(c: GoldenCase): void {
-  const o = run(c.hex, { src: c.src, ingress: c.ingress, overloaded: c.overloaded });
+  const o = run(c.hex, { src: c.src, ingress: c.ingress, overloaded: c.overloaded, hostFlags: c.hostFlags });
   expect(o.verdict).toBe(c.expect.verdict);
   if (o.verdict === "drop") {
     expect(o.dropReason).toBe(c.expect.dropReason);
@@ -37,14 +39,14 @@ function checkGolden(c: GoldenCase): void {
     expect(c.expect.responseHex, "golden reply without responseHex").toBeDefined();
     expect(toHex(o.response)).toBe(toHex(hex(c.expect.responseHex!)));
   } else {
-    if (c.expect.options !== undefined) expect(o.options).toBe(c.expect.options);
+    expect(o.options).toBe(c.expect.options);
   }
 }
 
 describe("golden table is well-formed", () => {
   it("has unique names, decodable hex and consistent expectations", () => {
     const names = new Set<string>();
-    for (const c of GOLDEN) {
+    for (const c of [...GOLDEN, ...AUTH_GOLDEN]) {
       expect(names.has(c.name), c.name).toBe(false);
       names.add(c.name);
       expect(() => hex(c.hex), c.name).not.toThrow();
@@ -67,7 +69,7 @@ describe("golden table is well-formed", () => {
 });
 
 describe("reference parser vs golden table", () => {
-  for (const c of GOLDEN) {
+  for (const c of [...GOLDEN, ...AUTH_GOLDEN]) {
     it(c.name, () => checkGolden(c));
   }
 });

@@ -16,6 +16,8 @@ export class ToyRelay implements EapRelay {
   constructor(
     private readonly users: Record<string, string>,
     private readonly sessionTimeoutS?: number,
+    /** Octets of Name after the challenge Value (RFC 3748 §5.4): long EAP requests. */
+    private readonly nameLength = 0,
   ) {}
 
   async exchange(session: string, eap: Uint8Array): Promise<AaaVerdict> {
@@ -26,7 +28,8 @@ export class ToyRelay implements EapRelay {
     if (eap[0] === 2 && eap[4] === 1) {
       const challenge = randomBytes(16);
       this.challenges.set(session, { identity: Buffer.from(eap.subarray(5)).toString(), challenge, id: (id + 1) & 0xff });
-      const req = Buffer.concat([Buffer.from([1, (id + 1) & 0xff, 0, 22, 4, 16]), challenge]);
+      const req = Buffer.concat([Buffer.from([1, (id + 1) & 0xff, 0, 0, 4, 16]), challenge, Buffer.alloc(this.nameLength, "s")]);
+      req.writeUInt16BE(req.length, 2);
       return { kind: "challenge", eap: req };
     }
     const c = this.challenges.get(session);
@@ -51,6 +54,8 @@ export class ToyPeer implements EapPeer {
   constructor(
     private readonly identity: string,
     private readonly password: string,
+    /** Octets of Name after the response Value (RFC 3748 §5.4): long EAP responses. */
+    private readonly nameLength = 0,
   ) {}
 
   async receive(eap: Uint8Array): Promise<Uint8Array | null> {
@@ -64,7 +69,13 @@ export class ToyPeer implements EapPeer {
     if (eap[0] === 1 && eap[4] === 4) {
       const challenge = Buffer.from(eap.subarray(6, 22));
       this.msk = mskOf(this.password, challenge);
-      return Buffer.concat([Buffer.from([2, id, 0, 22, 4, 16]), md5(Buffer.from([id]), Buffer.from(this.password), challenge)]);
+      const out = Buffer.concat([
+        Buffer.from([2, id, 0, 0, 4, 16]),
+        md5(Buffer.from([id]), Buffer.from(this.password), challenge),
+        Buffer.alloc(this.nameLength, "p"),
+      ]);
+      out.writeUInt16BE(out.length, 2);
+      return out;
     }
     return null; // Success / Failure
   }
