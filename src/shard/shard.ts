@@ -265,6 +265,7 @@ export class Shard {
     let eventsLost = engine.engineStats().eventsLost;
     this.poolTimer = setInterval(() => {
       this.board.publishPool(engine.poolUsage());
+      this.publishIo();
       if (!store) return;
       this.board.publishPersistence(store.status());
       const lost = engine.engineStats().eventsLost;
@@ -313,6 +314,7 @@ export class Shard {
     this.poolTimer = setInterval(() => {
       this.board.publish(this.engine.statsBytes(), clock.epochState());
       this.board.publishPool(this.engine.poolUsage());
+      this.publishIo();
       this.haRole?.maybeSnapshot();
     }, POOL_PUBLISH_MS);
     this.poolTimer.unref();
@@ -447,6 +449,11 @@ export class Shard {
     this.post({ pcpdEvents: true, shard: this.spec.shard, events } satisfies EventsMessage);
   }
 
+  /** The listener's socket counters to the board (none while no listener serves: the last ones stay). */
+  private publishIo(): void {
+    if (this.listener) this.board.publishIo(this.listener.ioStats());
+  }
+
   private publishAll(): void {
     this.board.publish(this.engine.statsBytes(), this.clock.epochState());
     this.board.publishPool(this.engine.poolUsage());
@@ -479,6 +486,7 @@ export class Shard {
     this.announcer.stop();
     this.updater.stop();
     await this.haRole?.stop();
+    this.publishIo(); // the sockets' last counters, while they are open
     await this.listener?.stop();
     this.listener?.settle();
     if (this.eventsOn) this.postEvents(); // the last events, not left to a timer
