@@ -260,6 +260,7 @@ export class Shard {
     }
     const endpoints = this.listener.boundAddresses();
     this.spec = { ...spec, endpoints };
+    const firstStart = this.board.writer() === 0; // (a restart finds its previous thread's id)
     this.board.claim(threadId, engine.statsBytes(), clock.epochState(), engine.poolUsage());
     if (store) this.board.publishPersistence(store.status());
     let eventsLost = engine.engineStats().eventsLost;
@@ -279,7 +280,10 @@ export class Shard {
     }, POOL_PUBLISH_MS);
     this.poolTimer.unref();
     const continued = restored !== undefined && restored.epoch > 0;
-    if (!continued) this.announcer.start(); // a continued Epoch has nothing to announce
+    // A continued Epoch has nothing to announce; with listen.reusePort shard 0 announces the
+    // server's first start for every shard (their Epochs start together: one multicast),
+    // and each shard its own later resets [RFC 6887 §14.1.3].
+    if (!continued && !(spec.announceFollows && firstStart)) this.announcer.start();
     log.info(
       { listen: endpoints, epoch: clock.epoch(), announce: spec.announce.map((t) => `${t.source}→${t.group}`) },
       continued ? "shard serving (epoch continued)" : "shard serving (epoch reset)",
@@ -514,7 +518,8 @@ export class Shard {
       this.log.level = config.log.level;
       this.applyPool(config);
       // Changed NAT64 prefixes: clients are told to ask again [RFC 7225 §4.2].
-      if (JSON.stringify(config.pcp.prefix64) !== JSON.stringify(this.spec.config.pcp.prefix64)) this.announcer.start();
+      // (With listen.reusePort shard 0's announcement speaks for the address: one multicast.)
+      if (JSON.stringify(config.pcp.prefix64) !== JSON.stringify(this.spec.config.pcp.prefix64) && !this.spec.announceFollows) this.announcer.start();
       this.spec = { ...this.spec, config };
       return true;
     },

@@ -87,6 +87,11 @@ export class StatsBoard {
     Atomics.store(this.seq, SEQ, seq + 1);
   }
 
+  /** The thread that last took the board (0: none yet — the shard's first start in this process). */
+  writer(): number {
+    return Atomics.load(new Int32Array(this.bytes.buffer, WRITER, 1), 0);
+  }
+
   /** A new writer (a shard's new thread) takes the board; its counters start at 0. */
   claim(threadId: number, counters: Uint8Array, epoch: EpochState, pool: PoolAddress[]): void {
     this.write(() => {
