@@ -8,9 +8,13 @@
 //   (c) the server on the dgram path (PCPD_IO=dgram),
 //   (d) the server on the batched path (the default),
 // at each size of the live table (default 1k, 1M, 10M), one worker (one listen address),
-// then the two-worker layout (two addresses, one worker each; the load generator spreads
-// its keys over both) at the smallest size. Echoes (a) are measured before and after the
-// sizes: each ratio uses the mean of the two (this shared machine drifts).
+// then two workers at the smallest size in both layouts: two listen addresses (one worker
+// each; (a)–(d)) and listen.reusePort on one address:port (both workers in one
+// SO_REUSEPORT group steered by source address; (d) only: the dgram path has no reusePort).
+// In both the load generator speaks from two source addresses (chosen so the steering
+// program sends them to different workers), subscriber s from source s mod 2 to address
+// s mod 2. Echoes (a) are measured before and after the sizes: each ratio uses the mean of
+// the two (this shared machine drifts).
 // The cost curve: requests/s and server CPU µs/request of (c) and (d) against the table
 // size, plotted by gnuplot (scripts/bench-deps.sh installs gnuplot-nox) to
 // bench/results/e2e-io-<date>.png next to the JSON.
@@ -22,6 +26,8 @@ import { existsSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { steerIndex } from "../src/io/native.js";
+import { toAddress16 } from "../src/net/address.js";
 import {
   buildLoadgen,
   describeCores,
@@ -29,6 +35,7 @@ import {
   loadgen,
   machineInfo,
   populate,
+  CLIENT,
   PORT,
   root,
   SERVER_JS,
@@ -51,8 +58,22 @@ const sizes = (positionals[0] ?? "1000,1000000,10000000").split(",").map(Number)
 if (sizes.some((n) => !Number.isInteger(n) || n < 1000 || n > 15_000_000)) throw new Error(`sizes must be integers in [1000, 15M]: ${positionals[0]}`);
 const ONE = ["127.0.0.20"];
 const TWO = ["127.0.0.20", "127.0.0.22"];
+// The second source: the first after CLIENT that the two-member steering program sends to the other worker.
+const other = (n: number) => steerIndex(toAddress16(`127.0.0.${n}`), 2) !== steerIndex(toAddress16(CLIENT), 2);
+const SOURCES = [CLIENT, `127.0.0.${Array.from({ length: 200 }, (_, i) => 23 + i).find(other)!}`];
 const base = { window: Number(flags.window), seconds: Number(flags.seconds), repeat: Math.max(1, Number(flags.repeat)) };
-const settings = (listen: string[]): Settings => ({ ...base, listen });
+const settings = (listen: string[], binds?: string[]): Settings => ({ ...base, listen, binds });
+
+/** How the server (or echo) is laid out: its addresses, and with reusePort its workers. */
+interface Layout {
+  name: string;
+  listen: string[];
+  binds?: string[];
+  reusePort?: boolean;
+}
+const L1: Layout = { name: "1 worker", listen: ONE };
+const L2: Layout = { name: "2 workers, 2 addresses", listen: TWO, binds: SOURCES };
+const LR: Layout = { name: "2 workers, reusePort", listen: ONE, binds: SOURCES, reusePort: true };
 const ECHO_C = join(root, "build", "e2e-echo-mmsg");
 const ECHO_JS = join(root, "bench", "e2e", "echo-worker.mjs");
 
@@ -72,7 +93,8 @@ interface Row {
 const k = (n: number) => Math.round(n).toLocaleString("en");
 
 /** An echo process (a: C, b: Node) measured over `listen`. */
-async function measureEcho(kind: "a" | "b", listen: string[]): Promise<Row> {
+async function measureEcho(kind: "a" | "b", layout: Layout): Promise<Row> {
+  const { listen } = layout;
   const args = ["--listen", listen.join(","), "--port", String(PORT)];
   const c = track(
     kind === "a"
@@ -85,9 +107,9 @@ async function measureEcho(kind: "a" | "b", listen: string[]): Promise<Row> {
       c.once("exit", (code) => reject(new Error(`echo ${kind} exited with ${code}`)));
     });
     const keys = 1_000_000;
-    await loadgen(listen, "echo", keys, ["--window", String(base.window), "--duration", "2"], 30); // warm-up
-    const t = await timedRun(settings(listen), c.pid!, "echo", keys);
-    const row = rowOf(kind === "a" ? "(a) C recvmmsg/sendmmsg echo" : "(b) Node dgram echo", listen, 0, t);
+    await loadgen(listen, "echo", keys, ["--window", String(base.window), "--duration", "2"], 30, layout.binds); // warm-up
+    const t = await timedRun(settings(listen, layout.binds), c.pid!, "echo", keys);
+    const row = rowOf(kind === "a" ? "(a) C recvmmsg/sendmmsg echo" : "(b) Node dgram echo", layout, 0, t);
     console.error(
       `${row.case} [${row.layout}]: ${k(row.requestsPerSecond)} req/s, p99 ${row.p99us} µs, ${row.cpuUsPerRequest.toFixed(2)} µs CPU/req; ${describeCores(t.share, "echo")}`,
     );
@@ -98,10 +120,10 @@ async function measureEcho(kind: "a" | "b", listen: string[]): Promise<Row> {
   }
 }
 
-function rowOf(name: string, listen: string[], mappings: number, t: Awaited<ReturnType<typeof timedRun>>): Row {
+function rowOf(name: string, layout: Layout, mappings: number, t: Awaited<ReturnType<typeof timedRun>>): Row {
   return {
     case: name,
-    layout: `${listen.length} worker${listen.length > 1 ? "s" : ""}`,
+    layout: layout.name,
     mappings,
     requestsPerSecond: t.r.okPerSecond,
     p50us: t.r.p50us,
@@ -114,8 +136,16 @@ function rowOf(name: string, listen: string[], mappings: number, t: Awaited<Retu
 }
 
 /** The server (c: dgram path, d: batched) populated with `mappings`, then refreshed. */
-async function measureServer(kind: "c" | "d", listen: string[], mappings: number): Promise<Row & { populateSeconds: number; ioLine: string }> {
-  const server = await startServer(listen, mappings, { name: `e2e-io-${kind}`, env: { PCPD_IO: kind === "c" ? "dgram" : "batched" } });
+async function measureServer(kind: "c" | "d", layout: Layout, mappings: number): Promise<Row & { populateSeconds: number; ioLine: string }> {
+  const { listen } = layout;
+  const extra = layout.binds
+    ? {
+        thirdPartySources: layout.binds.map((a) => `${a}/32`),
+        workers: 2,
+        ...(layout.reusePort ? { listen: { addresses: listen, port: PORT, reusePort: true } } : {}),
+      }
+    : undefined;
+  const server = await startServer(listen, mappings, { name: `e2e-io-${kind}`, env: { PCPD_IO: kind === "c" ? "dgram" : "batched" }, extra });
   try {
     const ioLine =
       server
@@ -124,9 +154,9 @@ async function measureServer(kind: "c" | "d", listen: string[], mappings: number
         .find((l) => l.includes('"packet I/O')) ?? "";
     const expected = kind === "c" ? '"io":"dgram"' : '"io":"batched"';
     if (!ioLine.includes(expected)) throw new Error(`server ${kind} not on the expected path: ${ioLine}`);
-    const populated = await server.step(populate(settings(listen), mappings));
-    const t = await timedRun(settings(listen), server.pid, "run", mappings, { step: server.step });
-    const row = rowOf(kind === "c" ? "(c) server, dgram path" : "(d) server, batched path", listen, mappings, t);
+    const populated = await server.step(populate(settings(listen, layout.binds), mappings));
+    const t = await timedRun(settings(listen, layout.binds), server.pid, "run", mappings, { step: server.step });
+    const row = rowOf(kind === "c" ? "(c) server, dgram path" : "(d) server, batched path", layout, mappings, t);
     console.error(
       `${row.case} [${row.layout}] ${k(mappings)} mappings (populated in ${populated.seconds.toFixed(1)} s): ${k(row.requestsPerSecond)} req/s, p99 ${row.p99us} µs, ${row.cpuUsPerRequest.toFixed(2)} µs CPU/req; ${describeCores(t.share)}`,
     );
@@ -143,13 +173,14 @@ buildLoadgen();
 execFileSync("gcc", ["-O2", "-Wall", "-Wextra", "-pthread", "-o", ECHO_C, join(root, "bench", "e2e", "echo-mmsg.c")], { stdio: "inherit" });
 
 const rows: Row[] = [];
-const refBefore = await measureEcho("a", ONE);
-rows.push(refBefore, await measureEcho("b", ONE));
-for (const n of sizes) rows.push(await measureServer("c", ONE, n), await measureServer("d", ONE, n));
-const refAfter = await measureEcho("a", ONE);
+const refBefore = await measureEcho("a", L1);
+rows.push(refBefore, await measureEcho("b", L1));
+for (const n of sizes) rows.push(await measureServer("c", L1, n), await measureServer("d", L1, n));
+const refAfter = await measureEcho("a", L1);
 rows.push(refAfter);
 const small = sizes[0];
-rows.push(await measureEcho("a", TWO), await measureEcho("b", TWO), await measureServer("c", TWO, small), await measureServer("d", TWO, small));
+rows.push(await measureEcho("a", L2), await measureEcho("b", L2), await measureServer("c", L2, small), await measureServer("d", L2, small));
+rows.push(await measureServer("d", LR, small));
 
 const reference = (refBefore.requestsPerSecond + refAfter.requestsPerSecond) / 2;
 const find = (c: string, layout: string, n: number) => rows.find((r) => r.case.startsWith(c) && r.layout === layout && r.mappings === n);
@@ -160,6 +191,15 @@ const targets = {
   batchedVsReferenceAtLargest: { mappings: largest, ratio: d(largest).requestsPerSecond / reference, target: 0.8 },
   batchedLargestVsSmallest: { from: small, to: largest, ratio: d(largest).requestsPerSecond / d(small).requestsPerSecond, target: 0.9 },
   batchedVsDgram: Object.fromEntries(sizes.map((n) => [n, d(n).requestsPerSecond / find("(c)", "1 worker", n)!.requestsPerSecond])),
+  // Two workers at the smallest size: reusePort on one address:port against two addresses (same sources, same load).
+  twoWorkers: {
+    mappings: small,
+    sources: SOURCES,
+    twoAddresses: find("(d)", L2.name, small)!.requestsPerSecond,
+    reusePort: find("(d)", LR.name, small)!.requestsPerSecond,
+    reusePortVsTwoAddresses: find("(d)", LR.name, small)!.requestsPerSecond / find("(d)", L2.name, small)!.requestsPerSecond,
+    echoTwoAddresses: find("(a)", L2.name, 0)!.requestsPerSecond,
+  },
 };
 
 // The cost curve (one worker): req/s and CPU µs/req of (c) and (d) by table size.
@@ -197,7 +237,7 @@ try {
 
 writeResults(`${flags.name}-io.json`, {
   question:
-    "end-to-end MAP requests/s, p99 and server CPU/request: C recvmmsg echo (a), Node dgram echo (b), server on the dgram path (c) and the batched path (d), by live-table size; one and two workers",
+    "end-to-end MAP requests/s, p99 and server CPU/request: C recvmmsg echo (a), Node dgram echo (b), server on the dgram path (c) and the batched path (d), by live-table size; one worker, and two workers as two listen addresses or as listen.reusePort on one address:port",
   targets: "(d) ≥ 0.8 × (a) at 10M mappings; (d) at 10M ≥ 0.9 × (d) at 1k",
   method: {
     ...base,

@@ -89,8 +89,7 @@ static napi_value recv_batch(napi_env env, napi_callback_info info) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return make_num(env, 0);
     if (errno == EINTR && tries < 4) continue;
     // A queued ICMP error (ECONNREFUSED) and the like: counted, the next call reads on.
-    count_error(s, errno);
-    s->stats[ST_RECV_ERR]++;
+    count_recv_error(s, errno);
     if (tries < 4) continue;
     return make_num(env, 0);
   }
@@ -126,30 +125,17 @@ static napi_value recv_batch(napi_env env, napi_callback_info info) {
         struct in6_pktinfo pi;
         memcpy(&pi, CMSG_DATA(c), sizeof pi);
         memcpy(dst, &pi.ipi6_addr, 16);
+      } else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL) {
+        uint32_t drops;
+        memcpy(&drops, CMSG_DATA(c), sizeof drops);
+        if (!s->drops_seen) s->drops_base = drops, s->drops_seen = 1;
+        uint32_t since = drops - s->drops_base; // (wraps as the kernel's counter does)
+        if (since > s->stats[ST_RXQ_DROPS]) s->stats[ST_RXQ_DROPS] = since;
       }
     }
   }
   s->stats[ST_RECV] += n;
   return make_num(env, n);
-}
-
-static int all_zero(const uint8_t *p, int n) {
-  for (int i = 0; i < n; i++)
-    if (p[i]) return 0;
-  return 1;
-}
-
-// Message i's control data: one pktinfo naming the source address of the reply.
-static void source_cmsg(Sock *s, int i, int level, int type, const void *info, size_t size) {
-  struct msghdr *h = &s->msgs[i].msg_hdr;
-  memset(s->cmsg[i], 0, CMSG_ROOM);
-  h->msg_control = s->cmsg[i];
-  h->msg_controllen = CMSG_SPACE(size);
-  struct cmsghdr *c = CMSG_FIRSTHDR(h);
-  c->cmsg_level = level;
-  c->cmsg_type = type;
-  c->cmsg_len = CMSG_LEN(size);
-  memcpy(CMSG_DATA(c), info, size);
 }
 
 // Fills message i from slot: to (source address:port), from (the destination it was sent
@@ -169,22 +155,13 @@ static void reply_msg(Sock *s, int i, uint8_t *slot, uint16_t length) {
     a->sin_port = htons(port);
     memcpy(&a->sin_addr, src + 12, 4);
     h->msg_namelen = sizeof *a;
-    if (s->wildcard && !all_zero(dst + 12, 4)) {
-      struct in_pktinfo pi = {0};
-      memcpy(&pi.ipi_spec_dst, dst + 12, 4);
-      source_cmsg(s, i, IPPROTO_IP, IP_PKTINFO, &pi, sizeof pi);
-    }
   } else {
     to->sin6_family = AF_INET6;
     to->sin6_port = htons(port);
     memcpy(&to->sin6_addr, src, 16);
     h->msg_namelen = sizeof *to;
-    if (s->wildcard && !all_zero(dst, 16)) {
-      struct in6_pktinfo pi = {0};
-      memcpy(&pi.ipi6_addr, dst, 16);
-      source_cmsg(s, i, IPPROTO_IPV6, IPV6_PKTINFO, &pi, sizeof pi);
-    }
   }
+  if (s->wildcard) source_control(s->family, dst, h, s->cmsg[i]);
   h->msg_name = to;
   s->iov[i].iov_base = slot + L.data;
   s->iov[i].iov_len = length;
@@ -207,12 +184,10 @@ static int send_all(Sock *s, int n) {
     if (r < 0 && errno == EINTR) continue;
     int err = r < 0 ? errno : EIO;
     if (err == EAGAIN || err == EWOULDBLOCK) {
-      s->stats[ST_EAGAIN] += n - off;
-      s->stats[ST_SEND_ERR] += n - off;
+      count_send_error(s, err, n - off);
       break;
     }
-    count_error(s, err);
-    s->stats[ST_SEND_ERR]++;
+    count_send_error(s, err, 1);
     off++;
   }
   s->stats[ST_SENT] += sent;

@@ -18,10 +18,17 @@
 #include <uv.h>
 
 #define MAX_BATCH 1024
-#define CMSG_ROOM (CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(struct in_pktinfo)))
+// A received message's control data: its destination (pktinfo of either family) and the
+// socket's drop count (SO_RXQ_OVFL).
+#define CMSG_ROOM (CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(struct in_pktinfo)) + CMSG_SPACE(sizeof(uint32_t)))
 
-
-enum { ST_RECV, ST_SENT, ST_SEND_ERR, ST_EMSGSIZE, ST_ECONNREFUSED, ST_EAGAIN, ST_RECV_ERR, ST_TRUNCATED, ST_CALLS, ST_COUNT };
+// Errno classes of the counters (src/io/native.ts NATIVE_STATS names them).
+enum { EC_EAGAIN, EC_ENOBUFS, EC_EMSGSIZE, EC_ECONNREFUSED, EC_OTHER, EC_COUNT };
+// Per-socket counters, stats() order: datagrams read and sent, recvmmsg calls, datagrams
+// longer than a slot (MSG_TRUNC), datagrams the kernel dropped on the full receive queue
+// (SO_RXQ_OVFL), receive errors by class, replies not sent by class (EAGAIN: the send
+// buffer was full, the rest of that batch dropped).
+enum { ST_RECV, ST_SENT, ST_CALLS, ST_TRUNCATED, ST_RXQ_DROPS, ST_RECV_ERR, ST_UNSENT = ST_RECV_ERR + EC_COUNT, ST_COUNT = ST_UNSENT + EC_COUNT };
 
 typedef struct Sock {
   int fd;
@@ -36,6 +43,10 @@ typedef struct Sock {
   napi_async_context async;
   struct Sock *next; // the env's open sockets (closed by the cleanup hook)
   double stats[ST_COUNT];
+  // SO_RXQ_OVFL reports the socket's drops since it was created: an adopted socket (a
+  // reuseport member a replaced worker takes over) counts from the first value it sees.
+  uint32_t drops_base;
+  int drops_seen;
   struct mmsghdr msgs[MAX_BATCH];
   struct iovec iov[MAX_BATCH];
   struct sockaddr_in6 names[MAX_BATCH];
@@ -64,7 +75,9 @@ napi_value make_num(napi_env env, double d);
 Sock *sock_of(napi_env env, napi_value v);
 Sock *sock_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv);
 EnvData *env_data(napi_env env);
-void count_error(Sock *s, int err);
+void count_recv_error(Sock *s, int err);
+void count_send_error(Sock *s, int err, int messages);
+int source_control(int family, const uint8_t *from16, struct msghdr *h, char *control);
 
 // The module's socket functions (udp_socket.c).
 napi_value open_socket(napi_env env, napi_callback_info info);

@@ -110,6 +110,9 @@ static Sock *new_sock(napi_env env, int fd, int family, int owned, int wildcard)
   // Where each request was sent: the reply's source (RFC 6887 §14.1.3).
   if (family == AF_INET) setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof on);
   else setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof on);
+  // The receive queue's drop count on every datagram read after a drop (one cmsg, no call).
+  setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &on, sizeof on);
+  s->drops_seen = owned; // an owned socket is new: its drops count from 0
   return s;
 }
 
@@ -257,17 +260,73 @@ napi_value steer(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-void count_error(Sock *s, int err) {
-  if (err == EMSGSIZE) s->stats[ST_EMSGSIZE]++;
-  else if (err == ECONNREFUSED) s->stats[ST_ECONNREFUSED]++;
-  else if (err == EAGAIN || err == EWOULDBLOCK) s->stats[ST_EAGAIN]++;
+static int errno_class(int err) {
+  if (err == EAGAIN || err == EWOULDBLOCK) return EC_EAGAIN;
+  if (err == ENOBUFS) return EC_ENOBUFS;
+  if (err == EMSGSIZE) return EC_EMSGSIZE;
+  if (err == ECONNREFUSED) return EC_ECONNREFUSED;
+  return EC_OTHER;
 }
 
-// sendTo(socket, bytes, address, port) → 0, or the errno of a refused send (unsolicited
-// messages: ANNOUNCE, Mapping Update; the source is the socket's own address).
+void count_recv_error(Sock *s, int err) {
+  s->stats[ST_RECV_ERR + errno_class(err)]++;
+}
+
+// `messages` replies not sent because of `err` (a full send buffer drops the rest of a batch).
+void count_send_error(Sock *s, int err, int messages) {
+  s->stats[ST_UNSENT + errno_class(err)] += messages;
+}
+
+static int all_zero(const uint8_t *p, int n) {
+  for (int i = 0; i < n; i++)
+    if (p[i]) return 0;
+  return 1;
+}
+
+// Control data naming the reply's source: from16 (16 bytes, IPv4 v4-mapped) as IP_PKTINFO's
+// ipi_spec_dst or IPV6_PKTINFO's address, in `control` (CMSG_ROOM bytes), attached to h.
+// 0 (nothing attached) when from16 is all zero (no destination was recorded).
+int source_control(int family, const uint8_t *from16, struct msghdr *h, char *control) {
+  int level, type;
+  size_t size;
+  struct in_pktinfo pi4 = {0};
+  struct in6_pktinfo pi6 = {0};
+  const void *info;
+  if (family == AF_INET) {
+    if (all_zero(from16 + 12, 4)) return 0;
+    memcpy(&pi4.ipi_spec_dst, from16 + 12, 4);
+    level = IPPROTO_IP, type = IP_PKTINFO, size = sizeof pi4, info = &pi4;
+  } else {
+    if (all_zero(from16, 16)) return 0;
+    memcpy(&pi6.ipi6_addr, from16, 16);
+    level = IPPROTO_IPV6, type = IPV6_PKTINFO, size = sizeof pi6, info = &pi6;
+  }
+  memset(control, 0, CMSG_ROOM);
+  h->msg_control = control;
+  h->msg_controllen = CMSG_SPACE(size);
+  struct cmsghdr *c = CMSG_FIRSTHDR(h);
+  c->cmsg_level = level;
+  c->cmsg_type = type;
+  c->cmsg_len = CMSG_LEN(size);
+  memcpy(CMSG_DATA(c), info, size);
+  return 1;
+}
+
+// sendTo(socket, bytes, address, port[, from]) → 0, or the errno of a refused send. One
+// datagram outside the batches: unsolicited messages (ANNOUNCE, Mapping Update: the source is
+// the socket's own address) and the replies that leave one by one (RFC 7652 tagged replies,
+// the authenticator's messages). `from` (16 bytes, IPv4 v4-mapped: a slot's SLOT_DST_ADDR)
+// is the address the request was sent to: on a wildcard socket it rides along as
+// IP_PKTINFO / IPV6_PKTINFO in the same sendmsg, so the reply leaves from it (RFC 6887
+// §14.1.3), as the batch's replies do.
 napi_value send_to(napi_env env, napi_callback_info info) {
-  napi_value argv[4];
-  Sock *s = sock_args(env, info, 4, argv);
+  napi_value argv[5];
+  size_t argc = 5;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4) {
+    napi_throw_type_error(env, NULL, "udp_batch: missing arguments");
+    return NULL;
+  }
+  Sock *s = sock_of(env, argv[0]);
   if (!s) return NULL;
   void *data;
   size_t length;
@@ -278,16 +337,33 @@ napi_value send_to(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "udp_batch: bytes must be a Uint8Array");
     return NULL;
   }
+  const uint8_t *from = NULL;
+  if (argc >= 5) {
+    napi_valuetype t;
+    napi_typeof(env, argv[4], &t);
+    if (t != napi_undefined && t != napi_null) {
+      size_t flen;
+      void *fdata;
+      if (napi_get_typedarray_info(env, argv[4], &type, &flen, &fdata, &ab, &offset) != napi_ok || type != napi_uint8_array || flen != 16) {
+        napi_throw_type_error(env, NULL, "udp_batch: from must be a 16-byte Uint8Array");
+        return NULL;
+      }
+      from = fdata;
+    }
+  }
   char text[INET6_ADDRSTRLEN + IF_NAMESIZE + 2];
   size_t n;
   CHECK(napi_get_value_string_utf8(env, argv[2], text, sizeof text, &n));
   struct sockaddr_in6 to;
   socklen_t len;
   if (parse_addr(text, (int)num(env, argv[3]), s->family, &to, &len) != 0) return make_num(env, EINVAL);
-  if (sendto(s->fd, data, length, MSG_DONTWAIT, (struct sockaddr *)&to, len) < 0) {
+  struct iovec iov = {.iov_base = data, .iov_len = length};
+  struct msghdr h = {.msg_name = &to, .msg_namelen = len, .msg_iov = &iov, .msg_iovlen = 1};
+  char control[CMSG_ROOM];
+  if (from && s->wildcard) source_control(s->family, from, &h, control);
+  if (sendmsg(s->fd, &h, MSG_DONTWAIT) < 0) {
     int e = errno;
-    count_error(s, e);
-    s->stats[ST_SEND_ERR]++;
+    count_send_error(s, e, 1);
     return make_num(env, e);
   }
   s->stats[ST_SENT]++;
@@ -308,7 +384,7 @@ napi_value multicast_if(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-// stats(socket) → [received, sent, sendErrors, emsgsize, econnrefused, eagain, recvErrors, truncated, recvCalls].
+// stats(socket) → the counters in ST_* order (src/io/native.ts NATIVE_STATS).
 napi_value stats(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   Sock *s = sock_args(env, info, 1, argv);

@@ -29,6 +29,8 @@ export interface Settings {
   seconds: number;
   /** Timed runs per measurement; the median is kept. */
   repeat: number;
+  /** The load generator's source addresses (default [CLIENT]); subscriber s speaks from binds[s % n]. */
+  binds?: string[];
 }
 
 /** The servers' port (PCPD_BENCH_PORT: bench/e2e-io.bench.ts uses its own, away from other benches). */
@@ -105,13 +107,13 @@ export interface LoadgenResult {
 }
 
 /** Runs the load generator to completion (killed after `limitSeconds`); its JSON line. */
-export async function loadgen(listen: string[], mode: string, keys: number, extra: string[], limitSeconds: number): Promise<LoadgenResult> {
+export async function loadgen(listen: string[], mode: string, keys: number, extra: string[], limitSeconds: number, binds = [CLIENT]): Promise<LoadgenResult> {
   const args = [
     mode,
     "--server",
     listen.map((a) => `${a}:${PORT}`).join(","),
     "--bind",
-    CLIENT,
+    binds.join(","),
     "--keys",
     String(keys),
     "--per-sub",
@@ -139,6 +141,7 @@ export async function populate(s: Settings, mappings: number, deadlineSeconds = 
     mappings,
     ["--window", String(s.window), "--timeout-ms", "1000", "--tries", "20", "--deadline", String(deadlineSeconds)],
     deadlineSeconds + 30,
+    s.binds,
   );
   if (r.ok !== mappings) throw new Error(`populate: ${r.ok} of ${mappings} keys answered SUCCESS`);
   return r;
@@ -146,7 +149,7 @@ export async function populate(s: Settings, mappings: number, deadlineSeconds = 
 
 /** One refresh (or echo) run of `seconds` with the window of `s`. */
 export function refreshRun(s: Settings, mode: "run" | "echo", keys: number, seconds = s.seconds): Promise<LoadgenResult> {
-  return loadgen(s.listen, mode, keys, ["--window", String(s.window), "--duration", String(seconds), "--timeout-ms", "1000"], seconds + 30);
+  return loadgen(s.listen, mode, keys, ["--window", String(s.window), "--duration", String(seconds), "--timeout-ms", "1000"], seconds + 30, s.binds);
 }
 
 // --- /proc: memory and CPU of a process and its descendants ----------------------------

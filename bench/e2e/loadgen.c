@@ -57,6 +57,12 @@ static ssize_t req_size = REQ_SIZE; // REQ_SIZE, + 4 with the option
 static struct sockaddr_in servers[MAX_SERVERS];
 static int nservers;
 static struct sockaddr_in bind_addr;
+// --bind A,B,...: subscriber s speaks from source binds[s % nbinds] (several sources reach
+// several members of a server's SO_REUSEPORT group, which steers by source address). With
+// more than one, the socket is bound to the wildcard and each request names its source
+// with IP_PKTINFO.
+static struct sockaddr_in binds[MAX_SERVERS];
+static int nbinds;
 
 static uint64_t now_ns(void) {
   struct timespec t;
@@ -71,7 +77,7 @@ static void die(const char *what) {
 
 static void usage(void) {
   fprintf(stderr,
-          "usage: loadgen populate|run|echo|ping --server A:P[,A:P...] --bind A [--keys N] [--per-sub P]\n"
+          "usage: loadgen populate|run|echo|ping --server A:P[,A:P...] --bind A[,A...] [--keys N] [--per-sub P]\n"
           "               [--window W] [--duration S] [--timeout-ms T] [--tries K] [--deadline S] [--lifetime L]\n"
           "               [--checkpoint 0|1]\n");
   exit(2);
@@ -120,7 +126,7 @@ static void build_request(uint64_t key, uint8_t *b) {
   b[0] = 2;                                           // version
   b[1] = 1;                                           // R = 0, opcode MAP
   put32(b + 4, (uint32_t)lifetime);                   // requested lifetime
-  put_mapped(b + 8, ntohl(bind_addr.sin_addr.s_addr)); // client address: our source
+  put_mapped(b + 8, ntohl(binds[s % nbinds].sin_addr.s_addr)); // client address: our source
   nonce_of(s, b + 24);                                // mapping nonce
   b[36] = 6;                                          // protocol TCP
   put16(b + 40, (uint16_t)(1024 + key % per_sub));    // internal port
@@ -249,6 +255,7 @@ static void open_socket(void) {
   int big = 8 << 20; // capped by net.core.{r,w}mem_max; enough for any window used here
   setsockopt(sock, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
   setsockopt(sock, SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+  if (nbinds > 1) bind_addr = (struct sockaddr_in){.sin_family = AF_INET}; // 0.0.0.0: sources per request
   if (bind(sock, (struct sockaddr *)&bind_addr, sizeof bind_addr) < 0) die("bind");
 }
 
@@ -257,6 +264,7 @@ static void flush_sends(void) {
   static uint8_t bufs[BATCH][REQ_MAX];
   static struct iovec iov[BATCH];
   static struct mmsghdr msgs[BATCH];
+  static char control[BATCH][CMSG_SPACE(sizeof(struct in_pktinfo))];
   while (sq_len > 0) {
     uint32_t n = sq_len < BATCH ? sq_len : BATCH;
     for (uint32_t i = 0; i < n; i++) {
@@ -268,6 +276,16 @@ static void flush_sends(void) {
           .msg_namelen = sizeof(struct sockaddr_in),
           .msg_iov = &iov[i],
           .msg_iovlen = 1};
+      if (nbinds > 1) {
+        struct in_pktinfo pi = {.ipi_spec_dst = binds[subscriber_of(sl->key) % nbinds].sin_addr};
+        msgs[i].msg_hdr.msg_control = control[i];
+        msgs[i].msg_hdr.msg_controllen = sizeof control[i];
+        struct cmsghdr *c = CMSG_FIRSTHDR(&msgs[i].msg_hdr);
+        c->cmsg_level = IPPROTO_IP;
+        c->cmsg_type = IP_PKTINFO;
+        c->cmsg_len = CMSG_LEN(sizeof pi);
+        memcpy(CMSG_DATA(c), &pi, sizeof pi);
+      }
     }
     int r = sendmmsg(sock, msgs, n, 0);
     if (r < 0) {
@@ -378,7 +396,16 @@ int main(int argc, char **argv) {
         if (nservers == MAX_SERVERS) usage();
         parse_addr(p, &servers[nservers++], 1);
       }
-    } else if (!strcmp(k, "--bind")) parse_addr(v, &bind_addr, 0), have_bind = 1;
+    } else if (!strcmp(k, "--bind")) {
+      char list[1024];
+      snprintf(list, sizeof list, "%s", v);
+      for (char *save, *p = strtok_r(list, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
+        if (nbinds == MAX_SERVERS) usage();
+        parse_addr(p, &binds[nbinds++], 0);
+      }
+      bind_addr = binds[0];
+      have_bind = 1;
+    }
     else if (!strcmp(k, "--keys")) nkeys = strtoull(v, NULL, 10);
     else if (!strcmp(k, "--per-sub")) per_sub = strtoull(v, NULL, 10);
     else if (!strcmp(k, "--window")) window = strtoull(v, NULL, 10);

@@ -49,7 +49,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
 import type { DataplaneStats } from "../dataplane/manager.js";
 import type { HaStatus } from "../ha/types.js";
 import type { ServerStats } from "../server/server.js";
-import type { IoPath } from "../io/native.js";
+import { ERRNO_CLASSES, type IoPath, type NativeStats } from "../io/native.js";
 
 const IO_PATHS: IoPath[] = ["batched", "dgram"];
 import type { ShardStats } from "../shard/tasks.js";
@@ -93,6 +93,18 @@ const ENGINE_GAUGES = [
   ["peers", "pcpd_peers", "PEER records."],
   ["filters", "pcpd_filters", "FILTER option entries installed on mappings."],
 ] as const;
+
+/**
+ * Per-socket I/O counters (SocketIoStats keys, src/io/native.ts) → exported counter; the
+ * errno-class families get an `errno` label. Label `socket` is the local address:port.
+ */
+const IO_COUNTERS = [
+  ["received", "pcpd_io_datagrams_received_total", "Datagrams read from the socket."],
+  ["sent", "pcpd_io_datagrams_sent_total", "Datagrams the kernel accepted for sending (replies and unsolicited messages)."],
+  ["recvCalls", "pcpd_io_receive_calls_total", "recvmmsg calls that were made (batched path; received ÷ calls is the mean batch)."],
+  ["truncated", "pcpd_io_truncated_total", "Datagrams longer than a slot (MSG_TRUNC): cut to its capacity, the engine drops them as too long."],
+  ["rxqDrops", "pcpd_io_receive_queue_drops_total", "Datagrams the kernel dropped because the socket's receive queue was full (SO_RXQ_OVFL; batched path)."],
+] as const satisfies readonly (readonly [keyof NativeStats, string, string])[];
 
 interface ShardCounterState {
   threadId: number;
@@ -156,6 +168,9 @@ export class Metrics {
   private readonly dataplaneLast = new Map<string, number>();
   private ha?: HaMetrics;
   private readonly ioPath: Gauge<string>;
+  private readonly ioCounters: [key: keyof NativeStats, counter: Counter<string>][];
+  private readonly ioRecvErrors: Counter<string>;
+  private readonly ioUnsent: Counter<string>;
   private logging?: LogMetrics;
 
   constructor() {
@@ -190,6 +205,17 @@ export class Metrics {
       labelNames: ["path"],
       registers,
     });
+    this.ioCounters = IO_COUNTERS.map(([key, name, help]) => [key, counter(name, help, ["socket"])]);
+    this.ioRecvErrors = counter(
+      "pcpd_io_receive_errors_total",
+      "Receive calls that failed, by errno class (EAGAIN, ENOBUFS, EMSGSIZE, ECONNREFUSED: a queued ICMP error, other).",
+      ["socket", "errno"],
+    );
+    this.ioUnsent = counter(
+      "pcpd_io_unsent_total",
+      "Replies and messages the kernel refused, by errno class (EAGAIN: send buffer full, the rest of the batch dropped; ENOBUFS; EMSGSIZE; ECONNREFUSED; other).",
+      ["socket", "errno"],
+    );
     const plain = { registers, labelNames: ["backend"] };
     this.dataplaneUp = new Gauge({ name: "pcpd_dataplane_up", help: "1 while the dataplane is programmed (else requests get NETWORK_FAILURE).", ...plain });
     this.dataplaneInstalled = new Gauge({ name: "pcpd_dataplane_mappings", help: "Mappings installed in the dataplane.", ...plain });
@@ -302,6 +328,17 @@ export class Metrics {
     for (const [key, counter] of this.engineCounters) {
       const value = s.engine[key];
       if (value !== undefined) out.push({ counter, labels: { shard }, key, value });
+    }
+    for (const { socket, counters } of s.io ?? []) {
+      const add = (counter: Counter<string>, key: keyof NativeStats, labels: Record<string, string>) => {
+        const value = counters[key];
+        if (value !== undefined) out.push({ counter, labels: { shard, socket, ...labels }, key: `io/${socket}/${key}`, value: BigInt(value) });
+      };
+      for (const [key, counter] of this.ioCounters) add(counter, key, {});
+      for (const errno of ERRNO_CLASSES) {
+        add(this.ioRecvErrors, `recvErrors.${errno}`, { errno });
+        add(this.ioUnsent, `unsent.${errno}`, { errno });
+      }
     }
     if (s.persistence) {
       out.push({ counter: this.persistWriteErrors, labels: { shard }, key: "persistWriteErrors", value: BigInt(s.persistence.writeErrors) });

@@ -9,8 +9,17 @@
 // what is left raises the next event, so timers and tasks are not starved).
 import * as W from "../wire.generated.js";
 import { formatAddress16 } from "../net/address.js";
-import { ListenerBase, SOURCE_CACHE, type Endpoint, type ListenerOptions, type Source, type UnsolicitedSocket } from "./listener-base.js";
-import type { NativeAddon, NativeSocket } from "./native.js";
+import {
+  ListenerBase,
+  SOURCE_CACHE,
+  socketLabel,
+  type Endpoint,
+  type ListenerOptions,
+  type SocketIoStats,
+  type Source,
+  type UnsolicitedSocket,
+} from "./listener-base.js";
+import { nativeStats, type NativeAddon, type NativeSocket } from "./native.js";
 
 /** A filled slot's payload length (the real length, cut at the slot's capacity). */
 function wireLength(bytes: Uint8Array, at: number): number {
@@ -27,6 +36,8 @@ interface Bound {
   /** An adopted reuseport member's descriptor (kept, so a replacement worker adopts it again). */
   fd?: number;
   unsolicited: UnsolicitedSocket;
+  /** Bound to 0.0.0.0 or ::: what leaves one by one names its source (sendTo's `from`). */
+  wildcard: boolean;
 }
 
 export class BatchedListener extends ListenerBase {
@@ -61,17 +72,10 @@ export class BatchedListener extends ListenerBase {
         }
       }
       const [address, port] = addon.local(socket);
-      const unsolicited: UnsolicitedSocket = {
-        send: (payload, toPort, to, callback) => {
-          const errno = this.closed ? -1 : addon.sendTo(socket, payload, to, toPort);
-          // Asynchronous, as dgram's: the caller's bookkeeping runs before its callback.
-          queueMicrotask(() => callback(errno === 0 ? null : new Error(errno < 0 ? "socket closed" : `send failed (errno ${errno})`)));
-        },
-        setMulticastInterface: (a) => addon.multicastInterface(socket, a),
-      };
-      this.bound.push({ socket, address, port, fd: e.fd, unsolicited });
+      const b: Bound = { socket, address, port, fd: e.fd, unsolicited: this.route(socket), wildcard: address === "0.0.0.0" || address === "::" };
+      this.bound.push(b);
       this.reportReceiveBuffer(address, port, addon.rcvbuf(socket));
-      addon.start(socket, () => this.drain(socket, unsolicited));
+      addon.start(socket, () => this.drain(b));
     }
     this.startExpiry();
   }
@@ -99,9 +103,24 @@ export class BatchedListener extends ListenerBase {
     return b?.unsolicited;
   }
 
-  /** The addon's counters of each socket (datagrams, errors by kind). */
-  nativeStats(): number[][] {
-    return this.bound.map((b) => this.addon.stats(b.socket));
+  ioStats(): SocketIoStats[] {
+    return this.bound.map((b) => ({ socket: socketLabel(b.address, b.port), counters: nativeStats(this.addon, b.socket) }));
+  }
+
+  /**
+   * Sends one datagram at a time from `socket`; `from` (16 bytes): the address the request
+   * being answered was sent to, the source on a wildcard socket (IP_PKTINFO / IPV6_PKTINFO).
+   */
+  private route(socket: NativeSocket, from?: Uint8Array): UnsolicitedSocket {
+    const { addon } = this;
+    return {
+      send: (payload, toPort, to, callback) => {
+        const errno = this.closed ? -1 : addon.sendTo(socket, payload, to, toPort, from);
+        // Asynchronous, as dgram's: the caller's bookkeeping runs before its callback.
+        queueMicrotask(() => callback(errno === 0 ? null : new Error(errno < 0 ? "socket closed" : `send failed (errno ${errno})`)));
+      },
+      setMulticastInterface: (a) => addon.multicastInterface(socket, a),
+    };
   }
 
   /** Source of the datagram in slot memory at `at`, from the cache or classified now. */
@@ -122,8 +141,9 @@ export class BatchedListener extends ListenerBase {
   }
 
   /** Serves the socket until it is empty, stopped, or MAX_BATCHES batches were served. */
-  private drain(socket: NativeSocket, route: UnsolicitedSocket): void {
+  private drain(b: Bound): void {
     const { engine, clock } = this.o;
+    const { socket } = b;
     const addon = this.addon;
     const base = engine.slotAddress(0);
     for (let round = 0; round < MAX_BATCHES && !this.closed; round++) {
@@ -146,7 +166,7 @@ export class BatchedListener extends ListenerBase {
       let replies = engine.serve(n, clock.epoch(), clock.seconds());
       this.o.afterBatch?.();
       if (replies < n) for (let i = 0; i < n; i++) this.parkIfWaiting(i, 0, (slot) => this.sendSlot(socket, slot));
-      if (authed) replies -= this.authPass(n, route);
+      if (authed) replies -= this.authPass(n, b);
       let held: Uint8Array[] | undefined;
       if (this.o.durable) {
         for (let i = 0; i < n; i++) {
@@ -176,16 +196,20 @@ export class BatchedListener extends ListenerBase {
    * as they are: authInSlot), or else taken out and sent one by one as authReply says.
    * Returns how many replies it took out.
    */
-  private authPass(n: number, route: UnsolicitedSocket): number {
+  private authPass(n: number, b: Bound): number {
     const { engine } = this.o;
+    const { socket } = b;
     let taken = 0;
-    let later: { reply: Buffer; port: number; address: string; signed: boolean }[] | undefined;
+    let later: { reply: Buffer; port: number; address: string; signed: boolean; route: UnsolicitedSocket }[] | undefined;
     for (let i = 0; i < n; i++) {
       const bytes = engine.memoryBytes();
       const at = engine.slotAddress(i);
       const s = this.source(bytes, at + W.SLOT_SRC_ADDR);
       if (!s.auth) continue;
       const port = bytes[at + W.SLOT_SRC_PORT] | (bytes[at + W.SLOT_SRC_PORT + 1] << 8);
+      // On a wildcard socket every message of this exchange (the tagged reply, the
+      // authenticator's answers) leaves from the address the request was sent to [6887 §14.1.3].
+      const route = b.wildcard ? this.route(socket, bytes.slice(at + W.SLOT_DST_ADDR, at + W.SLOT_DST_ADDR + 16)) : b.unsolicited;
       const reply = engine.reply(i);
       if (!reply) {
         this.authHandOver(i, () => Buffer.from(bytes.subarray(at + W.SLOT_DATA, at + W.SLOT_DATA + wireLength(bytes, at))), s.text, port, route);
@@ -199,7 +223,7 @@ export class BatchedListener extends ListenerBase {
       engine.holdReply(i); // out of the batch's send
       taken++;
       if (!out) continue;
-      if (waits) (later ??= []).push({ reply: out, port, address: s.text, signed });
+      if (waits) (later ??= []).push({ reply: out, port, address: s.text, signed, route });
       else this.sendFrom(route, out, port, s.text);
     }
     if (later) {
@@ -208,7 +232,7 @@ export class BatchedListener extends ListenerBase {
         for (const l of later!) {
           // (A tagged reply keeps its batch's Epoch: rewriting it would break the MAC, RFC 7652 §6.1.)
           if (!l.signed) this.restamp(l.reply, epoch);
-          this.sendFrom(route, l.reply, l.port, l.address);
+          this.sendFrom(l.route, l.reply, l.port, l.address);
         }
       };
       this.o.durable!().then(send, () => undefined);

@@ -6,7 +6,34 @@ import dgram from "node:dgram";
 import { isIPv6 } from "node:net";
 import * as W from "../wire.generated.js";
 import { toAddress16 } from "../net/address.js";
-import { ListenerBase, SOURCE_CACHE, type Endpoint, type Source } from "./listener-base.js";
+import { ListenerBase, SOURCE_CACHE, socketLabel, type Endpoint, type SocketIoStats, type Source } from "./listener-base.js";
+import { ERRNO_CLASSES, type ErrnoClass, type NativeStats } from "./native.js";
+
+/** The batched path's counters that Node's dgram lets us see (no receive-queue drops, no recvmmsg). */
+type DgramCounters = Omit<NativeStats, "rxqDrops" | "recvCalls">;
+
+function errnoClass(error: Error): ErrnoClass {
+  const code = (error as NodeJS.ErrnoException).code ?? "";
+  return (ERRNO_CLASSES as readonly string[]).includes(code) ? (code as ErrnoClass) : code === "EWOULDBLOCK" ? "EAGAIN" : "other";
+}
+
+/** One socket and its counters, with the one send callback all its replies share (no closure per reply). */
+class Counted {
+  readonly counters = Object.fromEntries(
+    ["received", "sent", "truncated", ...ERRNO_CLASSES.flatMap((c) => [`recvErrors.${c}`, `unsent.${c}`])].map((k) => [k, 0]),
+  ) as DgramCounters;
+  constructor(
+    readonly socket: dgram.Socket,
+    private readonly refused: () => void,
+  ) {}
+  readonly onSent = (error: Error | null): void => {
+    if (!error) this.counters.sent++;
+    else {
+      this.counters[`unsent.${errnoClass(error)}`]++;
+      this.refused();
+    }
+  };
+}
 
 /**
  * Every address a socket sends to or binds is a literal (a request's source, a configured
@@ -27,6 +54,7 @@ function replyOf(slot: Uint8Array): Buffer {
 
 interface Pending {
   socket: dgram.Socket;
+  counted: Counted;
   /** The socket's local address, 16-byte form (SLOT_DST_ADDR). */
   local: Uint8Array;
   payload: Buffer;
@@ -37,6 +65,7 @@ interface Pending {
 export class DgramListener extends ListenerBase {
   readonly path = "dgram" as const;
   private readonly sockets: dgram.Socket[] = [];
+  private readonly counted: Counted[] = [];
   private queue: Pending[] = [];
   private scheduled = false;
   private readonly sources = new Map<string, Source>();
@@ -59,7 +88,13 @@ export class DgramListener extends ListenerBase {
     for (const { address, port } of this.o.endpoints) {
       const socket = dgram.createSocket({ type: isIPv6(address) ? "udp6" : "udp4", ipv6Only: isIPv6(address), lookup: literalLookup });
       const local = toAddress16(address);
-      socket.on("message", (payload, rinfo) => this.enqueue({ socket, local, payload, address: rinfo.address, port: rinfo.port }));
+      const counted = new Counted(socket, () => this.sendErrors++);
+      socket.on("message", (payload, rinfo) => {
+        counted.counters.received++;
+        // The batched path's MSG_TRUNC: longer than a slot, cut when loaded.
+        if (payload.length > W.SLOT_DATA_CAP) counted.counters.truncated++;
+        this.enqueue({ socket, counted, local, payload, address: rinfo.address, port: rinfo.port });
+      });
       await new Promise<void>((resolve, reject) => {
         socket.once("error", reject);
         socket.bind(port, address, () => {
@@ -67,9 +102,14 @@ export class DgramListener extends ListenerBase {
           resolve();
         });
       });
-      // A send that fails in the kernel (unreachable, EPERM) must not become an uncaught 'error'.
-      socket.on("error", () => this.sendErrors++);
+      // Replies report through their callback (Counted.onSent); what still comes as 'error'
+      // (a receive error, an unsolicited send without a callback) must not be uncaught.
+      socket.on("error", (error) => {
+        this.sendErrors++;
+        counted.counters[`recvErrors.${errnoClass(error)}`]++;
+      });
       this.sockets.push(socket);
+      this.counted.push(counted);
       // SO_RCVBUF, not SO_RCVBUFFORCE: the operator's rmem_max is respected, and reported.
       if ((this.o.receiveBuffer ?? 0) > 0) socket.setRecvBufferSize(this.o.receiveBuffer!);
       const bound = socket.address();
@@ -82,12 +122,20 @@ export class DgramListener extends ListenerBase {
     return this.sockets.map((s) => s.getRecvBufferSize());
   }
 
+  ioStats(): SocketIoStats[] {
+    return this.counted.map((c) => {
+      const { address, port } = c.socket.address();
+      return { socket: socketLabel(address, port), counters: { ...c.counters } };
+    });
+  }
+
   async stop(): Promise<void> {
     this.stopExpiry();
     this.gateDrops += this.queue.length;
     this.queue = [];
     await Promise.all(this.sockets.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
     this.sockets.length = 0;
+    this.counted.length = 0;
   }
 
   boundAddresses(): Endpoint[] {
@@ -122,7 +170,7 @@ export class DgramListener extends ListenerBase {
       return;
     }
     try {
-      p.socket.send(reply, p.port, p.address);
+      p.socket.send(reply, p.port, p.address, p.counted.onSent);
     } catch {
       this.gateDrops++; // ERR_SOCKET_DGRAM_NOT_RUNNING: closed meanwhile
     }

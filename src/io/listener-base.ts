@@ -7,7 +7,7 @@ import * as W from "../wire.generated.js";
 import type { MappingRecords, PacketEngine } from "../engine/packet-engine.js";
 import type { MonotonicClock } from "../core/clock.js";
 import type { RateLimiter } from "../core/rate-limit.js";
-import type { IoChoice, IoPath } from "./native.js";
+import type { IoChoice, IoPath, NativeStats } from "./native.js";
 import type { PaServer } from "../auth/pa-server.js";
 import { withoutCommonTag } from "../auth/pa-wire.js";
 
@@ -84,6 +84,21 @@ export interface UnsolicitedSocket {
   setMulticastInterface(address: string): void;
 }
 
+/**
+ * One socket's I/O counters (/metrics pcpd_io_*; src/io/native.ts NATIVE_STATS names them).
+ * The dgram path has no receive-queue drop count and no recvmmsg calls: those are absent.
+ */
+export interface SocketIoStats {
+  /** The socket's local address:port ("[v6]:port" for IPv6). */
+  socket: string;
+  counters: Partial<NativeStats>;
+}
+
+/** "address:port" of a socket, IPv6 in brackets. */
+export function socketLabel(address: string, port: number): string {
+  return address.includes(":") ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
 /** A source's 16-byte form and classification, cached: parsing the text costs more than serving. */
 export interface Source {
   text: string;
@@ -146,6 +161,8 @@ export abstract class ListenerBase {
   abstract boundAddresses(): Endpoint[];
   /** What the kernel reports for each socket's receive buffer (SO_RCVBUF). */
   abstract receiveBufferSizes(): number[];
+  /** Each socket's I/O counters: datagrams, errors by errno class, truncations, drops. */
+  abstract ioStats(): SocketIoStats[];
   /** The socket bound to `local` (unsolicited messages leave from a listen address). */
   abstract socket(local: string): UnsolicitedSocket | undefined;
   /** Drops cached sources (the policy changed). */

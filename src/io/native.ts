@@ -20,7 +20,8 @@ export interface NativeAddon {
   layout(...offsets: number[]): void;
   recv(socket: NativeSocket, memory: ArrayBuffer | Uint8Array, base: number, count: number): number;
   send(socket: NativeSocket, memory: ArrayBuffer | Uint8Array, base: number, count: number): number;
-  sendTo(socket: NativeSocket, bytes: Uint8Array, address: string, port: number): number;
+  /** `from`: the 16-byte address the request was sent to (a wildcard socket sends from it, IP_PKTINFO / IPV6_PKTINFO). */
+  sendTo(socket: NativeSocket, bytes: Uint8Array, address: string, port: number, from?: Uint8Array): number;
   multicastInterface(socket: NativeSocket, address: string): void;
   stats(socket: NativeSocket): number[];
   start(socket: NativeSocket, onReadable: () => void): void;
@@ -30,8 +31,24 @@ export interface NativeAddon {
   readonly maxBatch: number;
 }
 
-/** Names of stats()'s entries, in order. */
-export const NATIVE_STATS = ["received", "sent", "sendErrors", "emsgsize", "econnrefused", "eagain", "recvErrors", "truncated", "recvCalls"] as const;
+/** The errno classes of the addon's error counters (native/udp_batch.h EC_*), in order. */
+export const ERRNO_CLASSES = ["EAGAIN", "ENOBUFS", "EMSGSIZE", "ECONNREFUSED", "other"] as const;
+export type ErrnoClass = (typeof ERRNO_CLASSES)[number];
+
+/**
+ * Names of stats()'s entries, in order (native/udp_batch.h ST_*): datagrams read and sent,
+ * recvmmsg calls, datagrams longer than a slot (MSG_TRUNC), datagrams the kernel dropped on
+ * the full receive queue (SO_RXQ_OVFL), then receive errors and replies not sent by class.
+ */
+export const NATIVE_STATS = [
+  "received",
+  "sent",
+  "recvCalls",
+  "truncated",
+  "rxqDrops",
+  ...ERRNO_CLASSES.map((c) => `recvErrors.${c}` as const),
+  ...ERRNO_CLASSES.map((c) => `unsent.${c}` as const),
+] as const;
 export type NativeStats = Record<(typeof NATIVE_STATS)[number], number>;
 
 export function nativeStats(addon: NativeAddon, socket: NativeSocket): NativeStats {

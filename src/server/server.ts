@@ -164,7 +164,9 @@ export async function startServer(
       shared = ReusePortGroups.open(io.addon, c.listen.addresses, c.listen.port, shards, c.listen.receiveBuffer);
       for (const spec of specs) {
         spec.endpoints = shared.endpoints(spec.shard);
-        spec.announce = spec.shard === 0 ? targets : [];
+        // Every shard announces its own Epoch resets; shard 0 the whole server's (docs/io.md).
+        spec.announce = targets;
+        spec.announceFollows = spec.shard !== 0;
       }
     } else log.warn({ reason: io.reason }, "listen.reusePort needs the batched path: one worker per address instead");
   }

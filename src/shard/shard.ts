@@ -260,11 +260,13 @@ export class Shard {
     }
     const endpoints = this.listener.boundAddresses();
     this.spec = { ...spec, endpoints };
+    const firstStart = this.board.writer() === 0; // (a restart finds its previous thread's id)
     this.board.claim(threadId, engine.statsBytes(), clock.epochState(), engine.poolUsage());
     if (store) this.board.publishPersistence(store.status());
     let eventsLost = engine.engineStats().eventsLost;
     this.poolTimer = setInterval(() => {
       this.board.publishPool(engine.poolUsage());
+      this.publishIo();
       if (!store) return;
       this.board.publishPersistence(store.status());
       const lost = engine.engineStats().eventsLost;
@@ -278,7 +280,10 @@ export class Shard {
     }, POOL_PUBLISH_MS);
     this.poolTimer.unref();
     const continued = restored !== undefined && restored.epoch > 0;
-    if (!continued) this.announcer.start(); // a continued Epoch has nothing to announce
+    // A continued Epoch has nothing to announce; with listen.reusePort shard 0 announces the
+    // server's first start for every shard (their Epochs start together: one multicast),
+    // and each shard its own later resets [RFC 6887 §14.1.3].
+    if (!continued && !(spec.announceFollows && firstStart)) this.announcer.start();
     log.info(
       { listen: endpoints, epoch: clock.epoch(), announce: spec.announce.map((t) => `${t.source}→${t.group}`) },
       continued ? "shard serving (epoch continued)" : "shard serving (epoch reset)",
@@ -313,6 +318,7 @@ export class Shard {
     this.poolTimer = setInterval(() => {
       this.board.publish(this.engine.statsBytes(), clock.epochState());
       this.board.publishPool(this.engine.poolUsage());
+      this.publishIo();
       this.haRole?.maybeSnapshot();
     }, POOL_PUBLISH_MS);
     this.poolTimer.unref();
@@ -447,6 +453,11 @@ export class Shard {
     this.post({ pcpdEvents: true, shard: this.spec.shard, events } satisfies EventsMessage);
   }
 
+  /** The listener's socket counters to the board (none while no listener serves: the last ones stay). */
+  private publishIo(): void {
+    if (this.listener) this.board.publishIo(this.listener.ioStats());
+  }
+
   private publishAll(): void {
     this.board.publish(this.engine.statsBytes(), this.clock.epochState());
     this.board.publishPool(this.engine.poolUsage());
@@ -479,6 +490,7 @@ export class Shard {
     this.announcer.stop();
     this.updater.stop();
     await this.haRole?.stop();
+    this.publishIo(); // the sockets' last counters, while they are open
     await this.listener?.stop();
     this.listener?.settle();
     if (this.eventsOn) this.postEvents(); // the last events, not left to a timer
@@ -506,7 +518,8 @@ export class Shard {
       this.log.level = config.log.level;
       this.applyPool(config);
       // Changed NAT64 prefixes: clients are told to ask again [RFC 7225 §4.2].
-      if (JSON.stringify(config.pcp.prefix64) !== JSON.stringify(this.spec.config.pcp.prefix64)) this.announcer.start();
+      // (With listen.reusePort shard 0's announcement speaks for the address: one multicast.)
+      if (JSON.stringify(config.pcp.prefix64) !== JSON.stringify(this.spec.config.pcp.prefix64) && !this.spec.announceFollows) this.announcer.start();
       this.spec = { ...this.spec, config };
       return true;
     },

@@ -9,6 +9,8 @@ import { readCodecStats, readEngineStats, type CodecStats, type PoolAddress } fr
 import { formatAddress16, toAddress16 } from "../net/address.js";
 import type { PersistenceStatus } from "../persist/store.js";
 import { systemTime } from "../core/clock.js";
+import { NATIVE_STATS } from "../io/native.js";
+import type { SocketIoStats } from "../io/listener-base.js";
 
 const SEQ = 0; // i32 index
 const WRITER = 4; // i32, threadId of the worker that writes the board
@@ -25,7 +27,15 @@ const POOL_ENTRY = 24; // address (16), free blocks (u32), retired (u32)
 const PERSIST = POOL + W.POOL_MAX_ADDRESSES * POOL_ENTRY;
 const REASON_MAX = 256;
 const PERSIST_SIZE = 40 + REASON_MAX;
-const SIZE = PERSIST + PERSIST_SIZE;
+// Socket I/O counters (the listener's ioStats(), /metrics pcpd_io_*): u32 count, then per
+// socket a u8 label length, the label (address:port), and one f64 per NATIVE_STATS entry
+// (NaN: not counted on this path). A shard's first IO_MAX_SOCKETS sockets.
+const IO = PERSIST + PERSIST_SIZE;
+const IO_MAX_SOCKETS = 16;
+const IO_LABEL = 56;
+const IO_ENTRY = IO_LABEL + 8 * NATIVE_STATS.length;
+const IO_SIZE = 8 + IO_MAX_SOCKETS * IO_ENTRY;
+const SIZE = IO + IO_SIZE;
 const PERSIST_STATES = ["ok", "failing", "recovering"] as const;
 /** Copies a reader attempts before taking what it has (a writer that died mid-copy). */
 const READ_ATTEMPTS = 100;
@@ -46,6 +56,8 @@ export interface BoardSnapshot {
   pool: PoolAddress[];
   /** Absent with persistence off. */
   persistence?: PersistenceStatus;
+  /** Each socket's I/O counters (absent: none published yet). */
+  io?: SocketIoStats[];
 }
 
 export class StatsBoard {
@@ -55,6 +67,7 @@ export class StatsBoard {
   private cachedPoolSeq = -1;
   private lastHead = new Uint8Array(POOL);
   private lastPersist = new Uint8Array(PERSIST_SIZE);
+  private lastIo = new Uint8Array(IO_SIZE);
   private cachedPool: PoolAddress[] = [];
 
   static allocate(): SharedArrayBuffer {
@@ -74,9 +87,17 @@ export class StatsBoard {
     Atomics.store(this.seq, SEQ, seq + 1);
   }
 
+  /** The thread that last took the board (0: none yet — the shard's first start in this process). */
+  writer(): number {
+    return Atomics.load(new Int32Array(this.bytes.buffer, WRITER, 1), 0);
+  }
+
   /** A new writer (a shard's new thread) takes the board; its counters start at 0. */
   claim(threadId: number, counters: Uint8Array, epoch: EpochState, pool: PoolAddress[]): void {
-    this.write(() => this.view.setInt32(WRITER, threadId, true));
+    this.write(() => {
+      this.view.setInt32(WRITER, threadId, true);
+      this.view.setUint32(IO, 0, true); // the old thread's socket counters are not this one's
+    });
     this.publish(counters, epoch);
     this.publishPool(pool);
   }
@@ -119,15 +140,32 @@ export class StatsBoard {
     });
   }
 
+  /** The listener's socket counters (every second, and at stop). */
+  publishIo(io: SocketIoStats[]): void {
+    this.write(() => {
+      const n = Math.min(io.length, IO_MAX_SOCKETS);
+      this.view.setUint32(IO, n, true);
+      for (let i = 0; i < n; i++) {
+        const at = IO + 8 + i * IO_ENTRY;
+        const label = Buffer.from(io[i].socket, "utf8").subarray(0, IO_LABEL - 1);
+        this.bytes[at] = label.length;
+        this.bytes.set(label, at + 1);
+        for (const [k, name] of NATIVE_STATS.entries()) this.view.setFloat64(at + IO_LABEL + 8 * k, io[i].counters[name] ?? Number.NaN, true);
+      }
+    });
+  }
+
   /** A consistent copy of the board; `now` is monotonic ns from the shard's time source (the Epoch counts from it). */
   read(now: bigint = systemTime.monotonicNs()): BoardSnapshot {
     let head = this.lastHead; // a writer that never lets a copy through (died mid-copy): the last good one
     let persist = this.lastPersist;
+    let io = this.lastIo;
     for (let attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
       const before = Atomics.load(this.seq, SEQ);
       if (before % 2 !== 0) continue;
       const copy = this.bytes.slice(0, POOL);
-      const persistCopy = this.bytes.slice(PERSIST, SIZE);
+      const persistCopy = this.bytes.slice(PERSIST, IO);
+      const ioCopy = this.bytes.slice(IO, SIZE);
       const view = new DataView(copy.buffer);
       const poolSeq = view.getUint32(POOL_SEQ, true);
       // The pool is copied only when it changed (once a second at most).
@@ -142,6 +180,7 @@ export class StatsBoard {
       }
       head = this.lastHead = copy;
       persist = this.lastPersist = persistCopy;
+      io = this.lastIo = ioCopy;
       break;
     }
     const view = new DataView(head.buffer);
@@ -154,6 +193,7 @@ export class StatsBoard {
       codec: readCodecStats(view, COUNTERS),
       pool: this.cachedPool.map((p) => ({ ...p })),
       persistence: decodePersistence(persist),
+      io: decodeIo(io),
     };
   }
 }
@@ -183,4 +223,21 @@ function decodePersistence(bytes: Uint8Array): PersistenceStatus | undefined {
     since: view.getFloat64(24, true),
     reason: Buffer.from(bytes.subarray(40, 40 + Math.min(view.getUint32(32, true), REASON_MAX))).toString("utf8"),
   };
+}
+
+function decodeIo(bytes: Uint8Array): SocketIoStats[] | undefined {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const n = Math.min(view.getUint32(0, true), IO_MAX_SOCKETS);
+  if (n === 0) return undefined;
+  const out: SocketIoStats[] = [];
+  for (let i = 0; i < n; i++) {
+    const at = 8 + i * IO_ENTRY;
+    const counters: SocketIoStats["counters"] = {};
+    NATIVE_STATS.forEach((name, k) => {
+      const v = view.getFloat64(at + IO_LABEL + 8 * k, true);
+      if (!Number.isNaN(v)) counters[name] = v;
+    });
+    out.push({ socket: Buffer.from(bytes.subarray(at + 1, at + 1 + bytes[at])).toString("utf8"), counters });
+  }
+  return out;
 }

@@ -17,6 +17,13 @@ export interface ShardSpec {
   shards: number;
   endpoints: Endpoint[];
   announce: AnnounceTarget[];
+  /**
+   * listen.reusePort, every shard but 0 (docs/io.md): its sockets share each address with
+   * shard 0, whose multicast ANNOUNCE of a whole-server event (the first start, when every
+   * shard's Epoch starts together; a PREFIX64 change) speaks for it. A reset of its own
+   * Epoch (a replaced worker, the operator's reset) it announces itself [RFC 6887 §14.1.3].
+   */
+  announceFollows?: boolean;
   config: Config;
   seed: bigint;
   /** The shard's counters for the main thread (./stats-board.ts); kept across restarts. */

@@ -63,6 +63,13 @@ const COUNTERS = [
   "pcpd_dataplane_activity_queries_total",
   "pcpd_persistence_write_errors_total",
   "pcpd_persistence_dropped_bytes_total",
+  "pcpd_io_datagrams_received_total",
+  "pcpd_io_datagrams_sent_total",
+  "pcpd_io_receive_calls_total",
+  "pcpd_io_truncated_total",
+  "pcpd_io_receive_queue_drops_total",
+  "pcpd_io_receive_errors_total",
+  "pcpd_io_unsent_total",
 ];
 const GAUGES = [
   "pcpd_mappings",
@@ -109,6 +116,7 @@ interface ShardInput {
   drops?: Record<number, bigint>;
   engine: Record<EngineKey, bigint>;
   pool: { address: string; freeBlocks: number; retired: boolean }[];
+  io?: ShardStats["io"];
 }
 
 const slots = (n: number, sparse: Record<number, bigint> = {}) => Array.from({ length: n }, (_, i) => sparse[i] ?? 0n);
@@ -127,6 +135,7 @@ function shardStats(o: ShardInput): ShardStats {
       drops: slots(W.DROP_REASON_LIMIT, o.drops),
     },
     pool: o.pool.map((p) => ({ ...p })),
+    io: o.io,
   };
 }
 
@@ -293,6 +302,26 @@ describe("Prometheus metrics", () => {
     ({ text } = await scrape(m));
     expect(text).toMatch(/^pcpd_io_path\{path="batched"\} 1$/m);
     expect(text).toMatch(/^pcpd_io_path\{path="dgram"\} 0$/m);
+  });
+
+  it("socket I/O counters per shard and socket, errors by errno class; a path's missing counters have no series", async () => {
+    const m = new Metrics();
+    const batched = {
+      socket: "127.0.0.1:5351",
+      counters: { received: 10, sent: 8, recvCalls: 3, truncated: 1, rxqDrops: 4, "unsent.EAGAIN": 2, "recvErrors.other": 0 },
+    };
+    const dgram = { socket: "[::1]:5351", counters: { received: 5, sent: 5, "unsent.ENOBUFS": 1 } };
+    m.update(serverStats({ ...SHARD0, io: [batched] }, { ...SHARD1, io: [dgram] }), { shardsUp: [true, true] });
+    m.update(serverStats({ ...SHARD0, io: [{ ...batched, counters: { ...batched.counters, rxqDrops: 9 } }] }, { ...SHARD1, io: [dgram] }), {
+      shardsUp: [true, true],
+    });
+    const { text } = await scrape(m);
+    expect(text).toMatch(/^pcpd_io_receive_queue_drops_total\{shard="0",socket="127.0.0.1:5351"\} 9$/m);
+    expect(text).toMatch(/^pcpd_io_unsent_total\{shard="0",socket="127.0.0.1:5351",errno="EAGAIN"\} 2$/m);
+    expect(text).toMatch(/^pcpd_io_unsent_total\{shard="1",socket="\[::1\]:5351",errno="ENOBUFS"\} 1$/m);
+    expect(text).toMatch(/^pcpd_io_truncated_total\{shard="0",socket="127.0.0.1:5351"\} 1$/m);
+    expect(text).toMatch(/^pcpd_io_datagrams_received_total\{shard="1",socket="\[::1\]:5351"\} 5$/m);
+    expect(text).not.toMatch(/^pcpd_io_receive_queue_drops_total\{shard="1"/m);
   });
 
   it("parses, and every family (pcpd_ and process) has HELP and TYPE lines before its samples", async () => {

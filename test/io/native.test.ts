@@ -117,6 +117,14 @@ describe("batched UDP addon", () => {
     expect(nativeStats(addon, s).sent).toBe(5);
   });
 
+  it("counts a send the kernel refuses by its errno class, and returns the errno (no throw)", () => {
+    const s = socket("127.0.0.1", 25008);
+    const EMSGSIZE = 90;
+    expect(addon.sendTo(s, new Uint8Array(70_000), "127.0.0.1", 25009)).toBe(EMSGSIZE); // over the 65,507-byte UDP limit
+    expect(nativeStats(addon, s)).toMatchObject({ sent: 0, "unsent.EMSGSIZE": 1, "unsent.EAGAIN": 0, "unsent.other": 0 });
+    expect(() => addon.sendTo(s, new Uint8Array(4), "127.0.0.1", 25009, new Uint8Array(3))).toThrow(/16-byte/);
+  });
+
   it("refuses a slot area outside the buffer instead of writing past it", () => {
     const s = socket("127.0.0.1", 25003);
     expect(() => addon.recv(s, new Uint8Array(W.SLOT_SIZE), 0, 2)).toThrow(/outside the buffer/);

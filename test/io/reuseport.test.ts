@@ -11,6 +11,7 @@ import { ioChoice, steerIndex } from "../../src/io/native.js";
 import { toAddress16 } from "../../src/net/address.js";
 import { mapRequest } from "../helpers/packets.js";
 import { exchange } from "../helpers/udp.js";
+import { waitFor } from "../helpers/wait.js";
 
 const PORT = 25030;
 const SOURCES = Array.from({ length: 12 }, (_, i) => `127.0.3.${20 + i}`);
@@ -62,7 +63,16 @@ describe("listen.reusePort: two workers on one address:port", () => {
 
   it("a replaced worker adopts its group member: the same subscribers reach it, their mappings restart there", async () => {
     const victim = steerIndex(toAddress16(SOURCES[0]), 2);
+    const before = server.threads()[victim];
     await server.replaceWorker(victim);
+    // Serving again once its new thread started (a loaded machine takes seconds).
+    await waitFor(
+      () => {
+        const now = server.threads()[victim];
+        return now !== undefined && now !== before ? true : undefined;
+      },
+      { timeout: 30_000, interval: 50 },
+    );
     for (const source of SOURCES) expect((await map(source))[3]).toBe(W.RESULT_SUCCESS);
     await steered();
   });

@@ -1,7 +1,7 @@
 // IP_PKTINFO on the batched path: a listener on the wildcard addresses answers every request
 // from the address it was sent to (RFC 6887 §14.1.3, RFC 7723 §2.2: a secondary or anycast
 // address), inside a network namespace holding three IPv4 and two IPv6 addresses.
-// Namespace prefix pio-, port 25010.
+// Namespace prefix pio-, ports 25010–25011.
 import { execFileSync, spawnSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
@@ -46,9 +46,19 @@ describe.skipIf(why !== "")(`wildcard socket answers from the address asked ${wh
     }
   });
 
+  it("replies that leave one by one (RFC 7652: AUTHENTICATION_REQUIRED, then the PA-Server message) leave from the address asked too", () => {
+    const out = run();
+    const expected = (from: string, to: string) => [
+      { from, to, source: to, opcode: W.OP_MAP, result: W.RESULT_AUTHENTICATION_REQUIRED },
+      { from, to, source: to, opcode: W.OP_AUTHENTICATION, result: W.RESULT_AUTHENTICATION_REQUEST },
+    ];
+    expect(out.auth).toEqual([...expected("10.99.0.1", "10.99.0.2"), ...expected("fd99::1", "fd99::2")]);
+  });
+
   it("(the control: Node's dgram socket on the wildcard lets the kernel pick, and some replies come from another address)", () => {
     const out = run({ PCPD_IO: "dgram" });
     expect(out.path).toBe("dgram");
     expect(out.replies.filter((r: { source: string; to: string }) => r.source !== r.to).length).toBeGreaterThan(0);
+    expect(out.auth.filter((r: { source: string; to: string }) => r.source !== r.to).length).toBeGreaterThan(0);
   });
 });

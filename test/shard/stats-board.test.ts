@@ -35,6 +35,23 @@ describe("StatsBoard", () => {
     expect(board.read(0n).pool).toEqual([{ address: "203.0.113.1", freeBlocks: 7, retired: true }]);
   });
 
+  it("reads back each socket's I/O counters (a path's missing ones stay absent); a new writer starts without the old one's", () => {
+    const e = engineFrom(engineConfig(), 100);
+    const board = new StatsBoard(StatsBoard.allocate());
+    expect(board.writer()).toBe(0);
+    board.claim(7, e.statsBytes(), { base: 0, origin: 0n }, e.poolUsage());
+    expect(board.writer()).toBe(7);
+    expect(board.read(0n).io).toBeUndefined();
+    const io = [
+      { socket: "192.0.2.1:5351", counters: { received: 10, sent: 9, recvCalls: 2, truncated: 1, rxqDrops: 3, "unsent.EAGAIN": 1 } },
+      { socket: "[2001:db8::1]:5351", counters: { received: 4, sent: 4, "recvErrors.other": 2 } },
+    ];
+    board.publishIo(io);
+    expect(board.read(0n).io).toEqual(io);
+    board.claim(8, e.statsBytes(), { base: 0, origin: 0n }, e.poolUsage());
+    expect(board.read(0n).io).toBeUndefined();
+  });
+
   it("computes the Epoch from the writer's base and origin, wrapping at 2^32", () => {
     const board = new StatsBoard(StatsBoard.allocate());
     const counters = new Uint8Array(W.STATS_SIZE);
