@@ -209,22 +209,24 @@ export class BatchedListener extends ListenerBase {
       const port = bytes[at + W.SLOT_SRC_PORT] | (bytes[at + W.SLOT_SRC_PORT + 1] << 8);
       // On a wildcard socket every message of this exchange (the tagged reply, the
       // authenticator's answers) leaves from the address the request was sent to [6887 §14.1.3].
-      const route = b.wildcard ? this.route(socket, bytes.slice(at + W.SLOT_DST_ADDR, at + W.SLOT_DST_ADDR + 16)) : b.unsolicited;
+      // (Made only when a message leaves on its own: a reply kept in the batch needs none.)
+      const route = () => (b.wildcard ? this.route(socket, bytes.slice(at + W.SLOT_DST_ADDR, at + W.SLOT_DST_ADDR + 16)) : b.unsolicited);
       const reply = engine.reply(i);
       if (!reply) {
-        this.authHandOver(i, () => Buffer.from(bytes.subarray(at + W.SLOT_DATA, at + W.SLOT_DATA + wireLength(bytes, at))), s.text, port, route);
+        this.authHandOver(i, () => Buffer.from(bytes.subarray(at + W.SLOT_DATA, at + W.SLOT_DATA + wireLength(bytes, at))), s.text, port, route());
         continue;
       }
       const signed = this.signed(i);
       const waits = this.o.durable !== undefined && engine.replyWaitsForDisk(i);
       // A signed reply held for the disk leaves later as it is (its Epoch is not restamped: the MAC covers it).
       if (!(signed && waits) && this.authInSlot(i, reply, s.text, port, route) === "keep") continue;
-      const out = this.authReply(i, reply, s.text, port, route);
+      const from = route();
+      const out = this.authReply(i, reply, s.text, port, from);
       engine.holdReply(i); // out of the batch's send
       taken++;
       if (!out) continue;
-      if (waits) (later ??= []).push({ reply: out, port, address: s.text, signed, route });
-      else this.sendFrom(route, out, port, s.text);
+      if (waits) (later ??= []).push({ reply: out, port, address: s.text, signed, route: from });
+      else this.sendFrom(from, out, port, s.text);
     }
     if (later) {
       const send = () => {

@@ -339,7 +339,7 @@ export abstract class ListenerBase {
    * Sending these replies one by one cost an untagged request from an optional source five
    * times the CPU of one from an `off` source (bench/results/auth-2026-12-05*.json).
    */
-  protected authInSlot(i: number, reply: Uint8Array, address: string, port: number, socket: UnsolicitedSocket): "keep" | "own" {
+  protected authInSlot(i: number, reply: Uint8Array, address: string, port: number, socket: () => UnsolicitedSocket): "keep" | "own" {
     const auth = this.o.auth!;
     const sa = this.authSa[i];
     if (sa !== 0) {
@@ -353,7 +353,7 @@ export abstract class ListenerBase {
     if (result === W.RESULT_UNKNOWN_SESSION_ID) return "own";
     if (result === W.RESULT_AUTHENTICATION_REQUIRED) {
       setImmediate(() => {
-        if (!this.closed) auth.startFor(address, port, socket);
+        if (!this.closed) auth.startFor(address, port, socket());
       });
     }
     return "keep";
