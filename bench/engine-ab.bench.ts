@@ -15,9 +15,9 @@
 import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import os from "node:os";
+import { engineTable, fillTable, PER_SUB, STRIDE } from "./population.js";
 import * as W from "../src/wire.generated.js";
 import { engineConfig, engineFrom } from "../test/helpers/engine-config.js";
-import { engineTable, fillTable, PER_SUB, STRIDE } from "./population.js";
 if (!process.env.AB_BASE) throw new Error("AB_BASE: a built worktree of the commit to compare with");
 const baseDir = process.env.AB_BASE;
 const Base = await import(`${baseDir}/test/helpers/engine-config.ts`);

@@ -9,9 +9,9 @@
 import b from "benny";
 import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
+import { CHURN_SPACE, engineTable, fillTable, PER_SUB, STRIDE, TIMED } from "./population.js";
 import * as W from "../src/wire.generated.js";
 import { engineConfig, engineFrom } from "../test/helpers/engine-config.js";
-import { CHURN_SPACE, engineTable, fillTable, PER_SUB, STRIDE, TIMED } from "./population.js";
 
 const sizes = (process.argv[2] ?? "1000000,10000000").split(",").map(Number);
 const BATCH = W.SLOT_COUNT;
