@@ -2,8 +2,10 @@
 //
 //   <sub> (subscriber) ── veth ── <nat> (pcp-server, the NAT) ── veth ── <out> (outside hosts)
 //
-// Every address lives inside the namespaces the lab creates; it is torn down by close().
-// Scripts run in a namespace as `node -e` children that end by themselves.
+// Every address lives inside the namespaces the lab creates; useLab sets the lab and its
+// server up before a file's tests and tears them down after. A file states only what differs
+// (labLayout: names and addresses; labConfig: the server's settings). Scripts run in a
+// namespace as `node -e` children that end by themselves.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import { tmpdir } from "node:os";
