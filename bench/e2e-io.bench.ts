@@ -21,7 +21,7 @@
 // Targets: (d) ≥ 0.8 × (a) at 10M mappings; (d) at 10M ≥ 0.9 × (d) at 1k; p99 reported.
 // Usage: npm run build && npm run bench:e2e [-- 1000,1000000,10000000] [--seconds 10] [--repeat 3]
 // Port: PCPD_BENCH_PORT (the npm script sets 25090), loopback only.
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { existsSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
@@ -30,9 +30,11 @@ import { steerIndex } from "../src/io/native.js";
 import { toAddress16 } from "../src/net/address.js";
 import {
   buildLoadgen,
+  ECHO_JS,
+  ECHO_KEYS,
+  parseSizes,
+  withEcho,
   describeCores,
-  exited,
-  loadgen,
   machineInfo,
   populate,
   CLIENT,
@@ -41,7 +43,6 @@ import {
   SERVER_JS,
   startServer,
   timedRun,
-  track,
   writeResults,
   RUN_OPTIONS,
   type Settings,
@@ -54,8 +55,7 @@ const { values: flags, positionals } = parseArgs({
     name: { type: "string", default: `e2e-${new Date().toISOString().slice(0, 10)}` },
   },
 });
-const sizes = (positionals[0] ?? "1000,1000000,10000000").split(",").map(Number);
-if (sizes.some((n) => !Number.isInteger(n) || n < 1000 || n > 15_000_000)) throw new Error(`sizes must be integers in [1000, 15M]: ${positionals[0]}`);
+const sizes = parseSizes(positionals[0], "1000,1000000,10000000");
 const ONE = ["127.0.0.20"];
 const TWO = ["127.0.0.20", "127.0.0.22"];
 // The second source: the first after CLIENT that the two-member steering program sends to the other worker.
@@ -75,7 +75,6 @@ const L1: Layout = { name: "1 worker", listen: ONE };
 const L2: Layout = { name: "2 workers, 2 addresses", listen: TWO, binds: SOURCES };
 const LR: Layout = { name: "2 workers, reusePort", listen: ONE, binds: SOURCES, reusePort: true };
 const ECHO_C = join(root, "build", "e2e-echo-mmsg");
-const ECHO_JS = join(root, "bench", "e2e", "echo-worker.mjs");
 
 interface Row {
   case: string;
@@ -94,30 +93,15 @@ const k = (n: number) => Math.round(n).toLocaleString("en");
 
 /** An echo process (a: C, b: Node) measured over `listen`. */
 async function measureEcho(kind: "a" | "b", layout: Layout): Promise<Row> {
-  const { listen } = layout;
-  const args = ["--listen", listen.join(","), "--port", String(PORT)];
-  const c = track(
-    kind === "a"
-      ? spawn(ECHO_C, args, { stdio: ["ignore", "pipe", "inherit"] })
-      : spawn(process.execPath, [ECHO_JS, ...args], { stdio: ["ignore", "pipe", "inherit"] }),
-  );
-  try {
-    await new Promise<void>((resolve, reject) => {
-      c.stdout!.on("data", (d) => String(d).includes("ready") && resolve());
-      c.once("exit", (code) => reject(new Error(`echo ${kind} exited with ${code}`)));
-    });
-    const keys = 1_000_000;
-    await loadgen(listen, "echo", keys, ["--window", String(base.window), "--duration", "2"], 30, layout.binds); // warm-up
-    const t = await timedRun(settings(listen, layout.binds), c.pid!, "echo", keys);
+  const s = settings(layout.listen, layout.binds);
+  return withEcho(`echo ${kind}`, kind === "a" ? [ECHO_C] : [process.execPath, ECHO_JS], s, async (pid) => {
+    const t = await timedRun(s, pid, "echo", ECHO_KEYS);
     const row = rowOf(kind === "a" ? "(a) C recvmmsg/sendmmsg echo" : "(b) Node dgram echo", layout, 0, t);
     console.error(
       `${row.case} [${row.layout}]: ${k(row.requestsPerSecond)} req/s, p99 ${row.p99us} µs, ${row.cpuUsPerRequest.toFixed(2)} µs CPU/req; ${describeCores(t.share, "echo")}`,
     );
     return row;
-  } finally {
-    c.kill("SIGTERM");
-    await exited(c, 5000);
-  }
+  });
 }
 
 function rowOf(name: string, layout: Layout, mappings: number, t: Awaited<ReturnType<typeof timedRun>>): Row {

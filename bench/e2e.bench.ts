@@ -24,28 +24,25 @@
 // two sockets on two threads; a subscriber always talks to the same address.
 // Only loopback is used. Results: bench/results/e2e.json (default sizes and one socket),
 // otherwise e2e-<sizes>[-<n>sockets].json. Shared machinery (children, load generator,
-// /proc readers, disturbed runs, server start/stop): bench/e2e/harness.ts.
-import { spawn } from "node:child_process";
+// echo start and warm-up, /proc readers, disturbed runs, server start/stop): bench/e2e/harness.ts.
 import { existsSync } from "node:fs";
 import os from "node:os";
-import { join } from "node:path";
 import { parseArgs } from "node:util";
 import {
   buildLoadgen,
+  ECHO_JS,
+  ECHO_KEYS,
+  parseSizes,
+  withEcho,
   CLIENT,
   describeCores,
-  exited,
-  loadgen,
   machineInfo,
   PER_SUB,
   populate,
-  PORT,
-  root,
   rss,
   SERVER_JS,
   startServer,
   timedRun,
-  track,
   writeResults,
   RUN_OPTIONS,
   type CpuShare,
@@ -60,8 +57,7 @@ const { values: flags, positionals } = parseArgs({
   },
 });
 const DEFAULT_SIZES = "1000,1000000,10000000";
-const sizes = (positionals[0] ?? DEFAULT_SIZES).split(",").map(Number);
-if (sizes.some((n) => !Number.isInteger(n) || n < 1000 || n > 15_000_000)) throw new Error(`sizes must be integers in [1000, 15M]: ${positionals[0]}`);
+const sizes = parseSizes(positionals[0], DEFAULT_SIZES);
 const settings: Settings = {
   window: Number(flags.window),
   seconds: Number(flags.seconds),
@@ -69,26 +65,12 @@ const settings: Settings = {
   listen: flags.listen!.split(","),
 };
 const { window: WINDOW, seconds: SECONDS, repeat: REPEAT, listen: LISTEN } = settings;
-const ECHO_JS = join(root, "bench", "e2e", "echo-worker.mjs");
 
 // --- Echo baseline -------------------------------------------------------------------------
 
 async function measureEcho(label: string) {
-  const c = track(spawn(process.execPath, [ECHO_JS, "--listen", LISTEN.join(","), "--port", String(PORT)], { stdio: ["ignore", "pipe", "inherit"] }));
-  try {
-    await new Promise<void>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error("echo server not ready after 10 s")), 10_000);
-      c.stdout!.on("data", (d) => {
-        if (String(d).includes("ready")) {
-          clearTimeout(t);
-          resolve();
-        }
-      });
-      c.once("exit", (code) => reject(new Error(`echo server exited with ${code}`)));
-    });
-    const keys = 1_000_000; // the echo keeps no state; the key space only shapes the requests
-    await loadgen(LISTEN, "echo", keys, ["--window", String(WINDOW), "--duration", "2"], 30); // warm-up, discarded
-    const { r, share, cpuSeconds, disturbed, runs } = await timedRun(settings, c.pid!, "echo", keys);
+  return withEcho("echo server", [process.execPath, ECHO_JS], settings, async (pid) => {
+    const { r, share, cpuSeconds, disturbed, runs } = await timedRun(settings, pid, "echo", ECHO_KEYS);
     const row = {
       label,
       requestsPerSecond: r.okPerSecond,
@@ -99,17 +81,14 @@ async function measureEcho(label: string) {
       cpu: share,
       disturbed,
       runs,
-      rssBytes: rss(c.pid!),
+      rssBytes: rss(pid),
       loadgen: r,
     };
     console.error(
       `echo (${label}): ${Math.round(r.okPerSecond).toLocaleString("en")} req/s (runs: ${runs.map((x) => Math.round(x.okPerSecond)).join(", ")}), p50 ${r.p50us} µs, p99 ${r.p99us} µs, lost ${r.lost}; ${describeCores(share, "echo")}`,
     );
     return row;
-  } finally {
-    c.kill("SIGTERM");
-    await exited(c, 5000);
-  }
+  });
 }
 
 // --- Server --------------------------------------------------------------------------------

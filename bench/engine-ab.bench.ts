@@ -15,6 +15,7 @@
 import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import os from "node:os";
+import { engineTable, fillTable, PER_SUB, STRIDE } from "./population.js";
 import * as W from "../src/wire.generated.js";
 import { engineConfig, engineFrom } from "../test/helpers/engine-config.js";
 if (!process.env.AB_BASE) throw new Error("AB_BASE: a built worktree of the commit to compare with");
@@ -25,30 +26,8 @@ const baseRev = rev(baseDir);
 const headRev = rev(new URL("..", import.meta.url).pathname) + (execFileSync("git", ["status", "--porcelain", "assembly"]).length ? "+dirty" : "");
 const size = Number(process.argv[2] ?? 1_000_000);
 const rounds = Number(process.argv[3] ?? 12);
-const PER_SUB = 50,
-  BATCH = W.SLOT_COUNT,
-  STRIDE = 2_654_435_761,
-  TIMED = 1 << 17,
-  CHURN = 1 << 20;
-const total = size + CHURN;
-const pool = (() => {
-  const blocks = Math.ceil(total / PER_SUB) + 16;
-  const n = Math.ceil(blocks / Math.floor((65536 - 1024) / 64)) + 1;
-  return Array.from({ length: n }, (_, i) => `198.18.${i >> 8}.${i & 255}`);
-})();
-const over = {
-  capacity: {
-    mappings: size + TIMED + 2 * BATCH,
-    subscribers: Math.ceil(total / PER_SUB) + 16,
-    peers: 1024,
-    filters: 1024,
-    descriptions: 10_000,
-    requesters: 10_000,
-  },
-  quotas: { mappingsPerSubscriber: PER_SUB },
-  lifetimes: { holdDown: 0 },
-  pool: { addresses: pool, portMin: 1024, blockSize: 64, maxBlocksPerSubscriber: 2, excludedPorts: [] },
-};
+const BATCH = W.SLOT_COUNT;
+const over = engineTable(size);
 function build(lib: { engineConfig: typeof engineConfig; engineFrom: typeof engineFrom }) {
   const e = lib.engineFrom(lib.engineConfig(over as never), 1, { seed: 12345n }, "release");
   return { x: e.exports as any, drain: () => e.discardEvents(), bytes: () => e.engineBytes(), prefetch: (m: 0 | 1 | 2) => e.setPrefetch(m) };
@@ -56,12 +35,7 @@ function build(lib: { engineConfig: typeof engineConfig; engineFrom: typeof engi
 const engines: Record<string, ReturnType<typeof build>> = { base: build(Base), head: build({ engineConfig, engineFrom }) };
 for (const [name, en] of Object.entries(engines)) {
   const t = process.hrtime.bigint();
-  for (let done = 0; done < size; done += BATCH) {
-    const n = Math.min(BATCH, size - done);
-    en.x.loadgenMap(0, n, Number((BigInt(done) * BigInt(STRIDE % size)) % BigInt(size)), STRIDE % size, size, PER_SUB, 0, 3600, W.PROTO_TCP);
-    en.x.serveRange(0, n, 1, 2);
-    en.drain();
-  }
+  fillTable(en.x, en.drain, size);
   console.log(name, "filled in", (Number(process.hrtime.bigint() - t) / 1e9).toFixed(1), "s;", (en.bytes() / size).toFixed(1), "B/mapping of linear memory");
 }
 

@@ -9,39 +9,17 @@
 import b from "benny";
 import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
+import { CHURN_SPACE, engineTable, fillTable, PER_SUB, STRIDE, TIMED } from "./population.js";
 import * as W from "../src/wire.generated.js";
 import { engineConfig, engineFrom } from "../test/helpers/engine-config.js";
 
 const sizes = (process.argv[2] ?? "1000000,10000000").split(",").map(Number);
-const PER_SUB = 50;
 const BATCH = W.SLOT_COUNT;
-const CHURN_SPACE = 1 << 20; // endpoints above the live set for the churn case (a multiple of the half batch)
-const TIMED = 1 << 17; // endpoints created, then deleted, in the timed create/delete phases
-const STRIDE = 2_654_435_761; // odd, so coprime with the power-of-two-free sizes used here
-
-function poolFor(mappings: number): string[] {
-  const blocks = Math.ceil(mappings / PER_SUB) + 16;
-  const addresses = Math.ceil(blocks / Math.floor((65536 - 1024) / 64)) + 1;
-  return Array.from({ length: addresses }, (_, i) => `198.18.${i >> 8}.${i & 255}`);
-}
 
 async function measure(size: number) {
   const total = size + CHURN_SPACE;
   const rssBefore = process.memoryUsage().rss;
-  const config = engineConfig({
-    // descriptions and requesters as in the figures measured before the configuration region
-    capacity: {
-      mappings: size + TIMED + 2 * BATCH,
-      subscribers: Math.ceil(total / PER_SUB) + 16,
-      peers: 1024,
-      filters: 1024,
-      descriptions: 10_000,
-      requesters: 10_000,
-    },
-    quotas: { mappingsPerSubscriber: PER_SUB },
-    lifetimes: { holdDown: 0 }, // churn must not accumulate holds; hold-down cost is measured by the tests, not here
-    pool: { addresses: poolFor(total), portMin: 1024, blockSize: 64, maxBlocksPerSubscriber: 2, excludedPorts: [] },
-  });
+  const config = engineConfig(engineTable(size));
   const e = engineFrom(config, 1, { seed: 12345n }, "release");
   const x = e.exports;
   const run = (start: number, n: number, lifetime: number, portOffset = 0) => {
@@ -52,7 +30,7 @@ async function measure(size: number) {
 
   // Fill: every endpoint of [0, size) exactly once (the stride is a permutation).
   const fillStart = process.hrtime.bigint();
-  for (let done = 0; done < size; done += BATCH) run(Number((BigInt(done) * BigInt(STRIDE % size)) % BigInt(size)), Math.min(BATCH, size - done), 3600);
+  fillTable(x, () => e.discardEvents(), size);
   const fillSeconds = Number(process.hrtime.bigint() - fillStart) / 1e9;
   const stats = e.engineStats();
   if (stats.mappings !== BigInt(size)) throw new Error(`fill created ${stats.mappings} of ${size} mappings`);

@@ -1,6 +1,7 @@
 // Shared machinery of the benchmarks that drive the real server over UDP
 // (bench/e2e.bench.ts, bench/control.bench.ts): child processes that are always killed,
-// the C load generator (bench/e2e/loadgen.c: build and runs), /proc readers (RSS, CPU of a
+// the C load generator (bench/e2e/loadgen.c: build and runs), the echo baselines (start,
+// warm-up, stop) and the sizes argument, /proc readers (RSS, CPU of a
 // process tree, machine-wide CPU), timed runs that detect and redo disturbed measurements,
 // and the server itself (configuration for a population size, start, readiness, stop).
 // Importing this module installs the exit and signal handlers that kill every child.
@@ -9,6 +10,9 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "nod
 import os from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { BLOCK, PER_SUB, poolFor } from "../population.js";
+
+export { PER_SUB }; // mappings per subscriber, for the benches that import it from here
 
 /** What every timed measurement shares: server addresses, requests outstanding, run length, runs kept. */
 /** The command-line options every end-to-end bench takes (node:util parseArgs form). */
@@ -36,8 +40,6 @@ export interface Settings {
 /** The servers' port (PCPD_BENCH_PORT: bench/e2e-io.bench.ts uses its own, away from other benches). */
 export const PORT = Number(process.env.PCPD_BENCH_PORT ?? 5351);
 export const CLIENT = "127.0.0.21";
-export const PER_SUB = 50; // mappings per subscriber (internal ports 1024..1073 of one 10.x.y.z)
-export const BLOCK = 64; // ports per block: one block holds a subscriber's 50 mappings
 export const LIFETIME = 3600;
 
 export const root = fileURLToPath(new URL("../..", import.meta.url));
@@ -150,6 +152,47 @@ export async function populate(s: Settings, mappings: number, deadlineSeconds = 
 /** One refresh (or echo) run of `seconds` with the window of `s`. */
 export function refreshRun(s: Settings, mode: "run" | "echo", keys: number, seconds = s.seconds): Promise<LoadgenResult> {
   return loadgen(s.listen, mode, keys, ["--window", String(s.window), "--duration", String(seconds), "--timeout-ms", "1000"], seconds + 30, s.binds);
+}
+
+/** The live-table sizes of an end-to-end bench: its first positional argument (a comma list), else `fallback`. */
+export function parseSizes(arg: string | undefined, fallback: string): number[] {
+  const sizes = (arg ?? fallback).split(",").map(Number);
+  if (sizes.some((n) => !Number.isInteger(n) || n < 1000 || n > 15_000_000)) throw new Error(`sizes must be integers in [1000, 15M]: ${arg}`);
+  return sizes;
+}
+
+// --- Echo baselines ------------------------------------------------------------------------
+
+/** The node echo (bench/e2e/echo-worker.mjs): a bare dgram echo read in a worker_thread, as the server's shards do. */
+export const ECHO_JS = join(root, "bench", "e2e", "echo-worker.mjs");
+/** Keys of an echo run: the echo keeps no state; the key space only shapes the requests. */
+export const ECHO_KEYS = 1_000_000;
+
+/**
+ * An echo (`command`, which prints "ready" once it listens on `s.listen` at PORT) started,
+ * warmed up for 2 s by the load generator (discarded), handed to `measure` with its pid,
+ * and stopped whatever `measure` does.
+ */
+export async function withEcho<T>(name: string, command: string[], s: Settings, measure: (pid: number) => Promise<T>): Promise<T> {
+  const [cmd, ...args] = command;
+  const c = track(spawn(cmd, [...args, "--listen", s.listen.join(","), "--port", String(PORT)], { stdio: ["ignore", "pipe", "inherit"] }));
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`${name} not ready after 10 s`)), 10_000);
+      c.stdout!.on("data", (d) => {
+        if (String(d).includes("ready")) {
+          clearTimeout(t);
+          resolve();
+        }
+      });
+      c.once("exit", (code) => reject(new Error(`${name} exited with ${code}`)));
+    });
+    await loadgen(s.listen, "echo", ECHO_KEYS, ["--window", String(s.window), "--duration", "2"], 30, s.binds); // warm-up, discarded
+    return await measure(c.pid!);
+  } finally {
+    c.kill("SIGTERM");
+    await exited(c, 5000);
+  }
 }
 
 // --- /proc: memory and CPU of a process and its descendants ----------------------------
@@ -396,13 +439,6 @@ export function describeCores(c: CpuShare, processName = "server"): string {
 }
 
 // --- Server --------------------------------------------------------------------------------
-
-/** External pool for `mappings`: one 64-port block per subscriber, plus spare addresses. */
-export function poolFor(mappings: number): string[] {
-  const blocks = Math.ceil(mappings / PER_SUB) + 16;
-  const addresses = Math.ceil(blocks / Math.floor((65536 - 1024) / BLOCK)) + 1;
-  return Array.from({ length: addresses }, (_, i) => `198.18.${i >> 8}.${i & 255}`);
-}
 
 /**
  * The server's configuration for `mappings` live mappings; `control` replaces the control

@@ -1,4 +1,4 @@
-// nftables backend (Linux; IPv6 in ./nftables6.ts): one table whose maps and sets hold every mapping as
+// nftables backend (Linux; IPv6 in ./nftables6.ts, what both share in ./nft-rules.ts): one table whose maps and sets hold every mapping as
 // elements, so a change is an element update, never a rule per mapping:
 //
 //   inbound   map  proto . external addr . port → internal addr . port    DNAT (MAP, static)
@@ -25,6 +25,7 @@ import type { DataplaneBackend } from "./manager.js";
 import type { DataplaneOp, Forwarding } from "./ops.js";
 import type { ActivityQuery } from "./activity.js";
 import { mappingStatements6, tableDefinition6 } from "./nftables6.js";
+import { activityDefinition, ElementStatements, filterSets, natChains, natMaps, type ActivityTimeouts } from "./nft-rules.js";
 import { ErrorCodes, PcpdError } from "../errors.js";
 
 export interface NftOptions {
@@ -33,73 +34,28 @@ export interface NftOptions {
   /** IPv6 subscriber prefixes: the firewall of the ip6 table guards them (nftables6.ts). */
   subscribers6?: string[];
   /** Idle timeouts (seconds) of the activity set; absent: no activity tracking. */
-  activity?: { udpIdle: number; tcpIdle: number };
+  activity?: ActivityTimeouts;
   /** Command to run (default "nft"); arguments before "-f -" (e.g. a netns wrapper in tests). */
   command?: string[];
 }
 
-/** The activity set and the rule that keeps it (empty without tracking). */
-function activityDefinition(activity: NftOptions["activity"]): string {
-  if (!activity) return "";
-  const key = "meta l4proto . ip saddr . th sport";
-  return `  set active {
-    type inet_proto . ipv4_addr . inet_service
-    flags dynamic, timeout
-    size 16777216
-  }
-  chain activity {
-    type filter hook forward priority filter; policy accept;
-    meta l4proto tcp ${key} @outbound update @active { ${key} timeout ${activity.tcpIdle}s }
-    meta l4proto != tcp ${key} @outbound update @active { ${key} timeout ${activity.udpIdle}s }
-  }
-`;
-}
-
-export function tableDefinition(table: string, activity?: NftOptions["activity"]): string {
+export function tableDefinition(table: string, activity?: ActivityTimeouts): string {
   return `table ip ${table} {
-${activityDefinition(activity)}
-  map inbound {
-    type inet_proto . ipv4_addr . inet_service : ipv4_addr . inet_service
-  }
-  map outbound {
-    type inet_proto . ipv4_addr . inet_service : ipv4_addr . inet_service
-  }
-  set filtered {
-    type inet_proto . ipv4_addr . inet_service
-  }
-  set allowed {
-    type inet_proto . ipv4_addr . inet_service . ipv4_addr . inet_service
-    flags interval
-  }
-  chain filter_in {
+${activityDefinition("ip", "outbound", activity)}
+${natMaps("ip")}${filterSets("ip")}  chain filter_in {
     type filter hook prerouting priority dstnat - 10; policy accept;
     meta l4proto . ip daddr . th dport @filtered meta l4proto . ip daddr . th dport . ip saddr . th sport != @allowed counter drop
   }
-  chain dnat_in {
-    type nat hook prerouting priority dstnat; policy accept;
-    dnat ip to meta l4proto . ip daddr . th dport map @inbound
-  }
-  chain snat_out {
-    type nat hook postrouting priority srcnat; policy accept;
-    snat ip to meta l4proto . ip saddr . th sport map @outbound
-  }
-}
-`;
+${natChains("ip")}`;
 }
 
 /** The statements adding (or deleting) what one mapping installs. */
 export function mappingStatements(table: string, op: "add" | "delete", f: Forwarding): string[] {
-  const ext = `${f.protocol} . ${f.external.address} . ${f.external.port}`;
-  const int = `${f.protocol} . ${f.internal.address} . ${f.internal.port}`;
-  const out: string[] = [];
-  if (f.inbound) out.push(`${op} element ip ${table} inbound { ${ext}${op === "add" ? ` : ${f.internal.address} . ${f.internal.port}` : ""} }`);
-  if (f.outbound) out.push(`${op} element ip ${table} outbound { ${int}${op === "add" ? ` : ${f.external.address} . ${f.external.port}` : ""} }`);
-  if (f.inbound && f.filters.length > 0) {
-    out.push(`${op} element ip ${table} filtered { ${ext} }`);
-    const allowed = f.filters.map((r) => `${ext} . ${r.address}/${r.prefixLength} . ${r.port === 0 ? "0-65535" : r.port}`);
-    out.push(`${op} element ip ${table} allowed { ${allowed.join(", ")} }`);
-  }
-  return out;
+  const s = new ElementStatements("ip", table, op, f);
+  if (f.inbound) s.inbound();
+  if (f.outbound) s.outbound();
+  if (f.inbound && f.filters.length > 0) s.filters(s.ext);
+  return s.out;
 }
 
 /** The nft script of one transaction (unmaps come first in `ops`). */

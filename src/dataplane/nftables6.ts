@@ -15,50 +15,18 @@
 // the remotes its FILTERs allow [RFC 6887 §13.3]; every other packet to a subscriber is
 // dropped. Pinholes are keyed by the internal endpoint, where the packet is addressed after
 // any translation, so one rule serves both the untranslated (firewall) and translated case.
+// The parts both families share (types, activity, NAT maps and chains, FILTER sets, element
+// statements) are built by ./nft-rules.ts.
 import type { Forwarding } from "./ops.js";
-import type { NftOptions } from "./nftables.js";
+import { activityDefinition, ElementStatements, endpointSet, filterSets, natChains, natMaps, type ActivityTimeouts } from "./nft-rules.js";
 
-const ACTIVITY_KEY = "meta l4proto . ip6 saddr . th sport";
-
-export function tableDefinition6(table: string, subscribers: string[], activity?: NftOptions["activity"]): string {
-  const tracking = activity
-    ? `  set active {
-    type inet_proto . ipv6_addr . inet_service
-    flags dynamic, timeout
-    size 16777216
-  }
-  chain activity {
-    type filter hook forward priority filter; policy accept;
-    meta l4proto tcp ${ACTIVITY_KEY} @mapped update @active { ${ACTIVITY_KEY} timeout ${activity.tcpIdle}s }
-    meta l4proto != tcp ${ACTIVITY_KEY} @mapped update @active { ${ACTIVITY_KEY} timeout ${activity.udpIdle}s }
-  }
-`
-    : "";
+export function tableDefinition6(table: string, subscribers: string[], activity?: ActivityTimeouts): string {
   return `table ip6 ${table} {
   set subscribers {
     type ipv6_addr
     flags interval
 ${subscribers.length > 0 ? `    elements = { ${subscribers.join(", ")} }\n` : ""}  }
-  set mapped {
-    type inet_proto . ipv6_addr . inet_service
-  }
-  set pinholes {
-    type inet_proto . ipv6_addr . inet_service
-  }
-  set filtered {
-    type inet_proto . ipv6_addr . inet_service
-  }
-  set allowed {
-    type inet_proto . ipv6_addr . inet_service . ipv6_addr . inet_service
-    flags interval
-  }
-  map inbound {
-    type inet_proto . ipv6_addr . inet_service : ipv6_addr . inet_service
-  }
-  map outbound {
-    type inet_proto . ipv6_addr . inet_service : ipv6_addr . inet_service
-  }
-${tracking}  chain firewall {
+${endpointSet("ip6", "mapped")}${endpointSet("ip6", "pinholes")}${filterSets("ip6")}${natMaps("ip6")}${activityDefinition("ip6", "mapped", activity)}  chain firewall {
     type filter hook forward priority filter - 5; policy accept;
     ct state established,related accept
     ip6 daddr != @subscribers accept
@@ -68,36 +36,21 @@ ${tracking}  chain firewall {
     ip6 saddr @subscribers accept
     counter drop
   }
-  chain dnat_in {
-    type nat hook prerouting priority dstnat; policy accept;
-    dnat ip6 to meta l4proto . ip6 daddr . th dport map @inbound
-  }
-  chain snat_out {
-    type nat hook postrouting priority srcnat; policy accept;
-    snat ip6 to meta l4proto . ip6 saddr . th sport map @outbound
-  }
-}
-`;
+${natChains("ip6")}`;
 }
 
 const sameEndpoint = (f: Forwarding) => f.external.address === f.internal.address && f.external.port === f.internal.port;
 
 /** The statements adding (or deleting) what one IPv6 mapping installs. */
 export function mappingStatements6(table: string, op: "add" | "delete", f: Forwarding): string[] {
-  const ext = `${f.protocol} . ${f.external.address} . ${f.external.port}`;
-  const int = `${f.protocol} . ${f.internal.address} . ${f.internal.port}`;
+  const s = new ElementStatements("ip6", table, op, f);
   const translated = !sameEndpoint(f);
-  const out = [`${op} element ip6 ${table} mapped { ${int} }`];
+  s.element("mapped", s.int);
   if (f.inbound) {
-    out.push(`${op} element ip6 ${table} pinholes { ${int} }`);
-    if (translated) out.push(`${op} element ip6 ${table} inbound { ${ext}${op === "add" ? ` : ${f.internal.address} . ${f.internal.port}` : ""} }`);
-    if (f.filters.length > 0) {
-      out.push(`${op} element ip6 ${table} filtered { ${int} }`);
-      const allowed = f.filters.map((r) => `${int} . ${r.address}/${r.prefixLength} . ${r.port === 0 ? "0-65535" : r.port}`);
-      out.push(`${op} element ip6 ${table} allowed { ${allowed.join(", ")} }`);
-    }
+    s.element("pinholes", s.int);
+    if (translated) s.inbound();
+    if (f.filters.length > 0) s.filters(s.int);
   }
-  if (f.outbound && translated)
-    out.push(`${op} element ip6 ${table} outbound { ${int}${op === "add" ? ` : ${f.external.address} . ${f.external.port}` : ""} }`);
-  return out;
+  if (f.outbound && translated) s.outbound();
+  return s.out;
 }

@@ -18,8 +18,9 @@
 // A hole (a message whose Pcpd-Prev is not the last applied sequence: the writer compacted
 // and purged what this follower had not read yet) stops the follower: the caller rebuilds
 // the engine and follows again from the subject's (new) first message, a snapshot-begin.
-import { DeliverPolicy, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
+import { DeliverPolicy, type ConsumerMessages, type JsMsg } from "@nats-io/jetstream";
 import { ErrorCodes, PcpdError } from "../errors.js";
+import type { ShardSubject } from "./nats.js";
 import { decodeBody, decodeMeta, countRecords } from "./messages.js";
 
 /** Wait before trying again to open the consumer (stream missing, servers unreachable), doubling up to REOPEN_MAX_MS. */
@@ -32,11 +33,7 @@ const STALL_MS = 3000;
 /** Messages the consumer fetches ahead of the engine (catching up, each up to max_payload: 1 MiB by default). */
 const CONSUME_MESSAGES = 32;
 
-export interface FollowerOptions {
-  js: JetStreamClient;
-  jsm: JetStreamManager;
-  stream: string;
-  subject: string;
+export interface FollowerOptions extends ShardSubject {
   /** Applies one chunk of records (engine.restore at the caller's time); returns the bytes taken (fewer: malformed). */
   apply: (chunk: Uint8Array) => number;
   /**

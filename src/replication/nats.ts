@@ -4,11 +4,19 @@
 // node gets there first; later nodes find them (an existing stream with other settings is
 // left as it is and reported, never recreated: that would drop its records).
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { jetstreamManager, RetentionPolicy, StorageType, DiscardPolicy } from "@nats-io/jetstream";
+import { jetstreamManager, RetentionPolicy, StorageType, DiscardPolicy, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import type { Config } from "../config/schema.js";
 
 export type NatsSettings = Config["ha"]["nats"];
+
+/** One shard's subject in its group's stream, with the clients a writer or follower uses on it. */
+export interface ShardSubject {
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  stream: string;
+  subject: string;
+}
 
 /** Names of a cluster's JetStream objects (stream and bucket names allow [A-Za-z0-9_-]). */
 export const haNames = {

@@ -17,10 +17,10 @@
 // once snapshot-end is acknowledged everything on the subject before snapshot-begin is
 // purged — a follower starting from the subject's first message then reads snapshot-begin,
 // every chunk and every change since, which is the whole table.
-import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import type { PacketEngine } from "../engine/packet-engine.js";
 import { ErrorCodes, PcpdError } from "../errors.js";
+import type { ShardSubject } from "./nats.js";
 import { countRecords, encodeBodies, encodeHeaders, type MessageKind, type MessageMeta } from "./messages.js";
 
 /** Record ids visited per snapshot chunk (one persistTable call between batches). */
@@ -33,11 +33,7 @@ const HEADER_ROOM = 1024;
 const RETRY_MS = 50;
 const RETRY_MAX_MS = 1000;
 
-export interface WriterOptions {
-  js: JetStreamClient;
-  jsm: JetStreamManager;
-  stream: string;
-  subject: string;
+export interface WriterOptions extends ShardSubject {
   node: string;
   /** The lease term this node holds (written on every message). */
   term: number;

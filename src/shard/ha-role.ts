@@ -11,7 +11,7 @@ import type { Logger } from "pino";
 import { ErrorCodes, PcpdError } from "../errors.js";
 import type { PacketEngine } from "../engine/packet-engine.js";
 import type { MonotonicClock, TimeSource } from "../core/clock.js";
-import { connectNats, ensureGroupStream } from "../replication/nats.js";
+import { connectNats, ensureGroupStream, type ShardSubject } from "../replication/nats.js";
 import { StreamFollower, type FollowerState } from "../replication/follower.js";
 import { FenceError, StreamWriter, type WriterOptions } from "../replication/writer.js";
 import type { HaShardState, HaTaskKind, ShardSpec, ShardHaSpec, TaskRequest, TaskResult } from "./tasks.js";
@@ -98,14 +98,17 @@ export class HaRole {
     }
   }
 
+  /** This shard's subject and the clients on it (connected by now). */
+  private shardSubject(): ShardSubject {
+    const { ha } = this.host.spec;
+    return { js: this.js!, jsm: this.jsm!, stream: ha.stream, subject: ha.subject };
+  }
+
   private follow(resume = this.followed): void {
-    const { spec, log, clock, wallOffset } = this.host;
+    const { log, clock, wallOffset } = this.host;
     void this.follower?.stop(); // never two applying to one engine
     this.follower = new StreamFollower({
-      js: this.js!,
-      jsm: this.jsm!,
-      stream: spec.ha.stream,
-      subject: spec.ha.subject,
+      ...this.shardSubject(),
       resume,
       apply: (chunk) => {
         const engine = this.host.engine();
@@ -222,10 +225,7 @@ export class HaRole {
     const { spec, log, clock, time, wallOffset } = this.host;
     const { ha } = spec.config;
     return {
-      js: this.js!,
-      jsm: this.jsm!,
-      stream: spec.ha.stream,
-      subject: spec.ha.subject,
+      ...this.shardSubject(),
       node: spec.ha.node,
       term,
       commitIntervalMs: ha.commitIntervalMs,

@@ -124,39 +124,27 @@ describe.skipIf(freeRadiusMissing)("PCP authentication through FreeRADIUS", () =
   it("pcpctl auth-test: the whole exchange from the command line", { timeout: 30_000 }, async () => {
     const ca = join(dir, "radius-ca.pem");
     writeFileSync(ca, radius.caPem);
-    const { stdout } = await run(process.execPath, [
-      PCPCTL,
-      "auth-test",
-      "--server",
-      `${HOST}:${PCP_PORT}`,
-      "--user",
-      "bob",
-      "--password",
-      USERS[1].password,
-      "--ca",
-      ca,
-      "--server-name",
-      radius.serverName,
-      "--bind",
-      "127.0.1.20",
-      "--json",
-    ]);
+    /** `pcpctl auth-test --json` as bob from `bind` (`--server-name` only where given). */
+    const authTest = (password: string, bind: string, serverName?: string) =>
+      run(process.execPath, [
+        PCPCTL,
+        "auth-test",
+        "--server",
+        `${HOST}:${PCP_PORT}`,
+        "--user",
+        "bob",
+        "--password",
+        password,
+        "--ca",
+        ca,
+        ...(serverName ? ["--server-name", serverName] : []),
+        "--bind",
+        bind,
+        "--json",
+      ]);
+    const { stdout } = await authTest(USERS[1].password, "127.0.1.20", radius.serverName);
     expect(JSON.parse(stdout)).toMatchObject({ map: { result: 0, tagged: true }, peer: { result: 0, tagged: true } });
-    const failed = await run(process.execPath, [
-      PCPCTL,
-      "auth-test",
-      "--server",
-      `${HOST}:${PCP_PORT}`,
-      "--user",
-      "bob",
-      "--password",
-      "wrong",
-      "--ca",
-      ca,
-      "--bind",
-      "127.0.1.21",
-      "--json",
-    ]).catch((e: { code: number; stdout: string }) => e);
+    const failed = await authTest("wrong", "127.0.1.21").catch((e: { code: number; stdout: string }) => e);
     expect((failed as { code: number }).code).toBe(1);
     expect(JSON.parse((failed as { stdout: string }).stdout)).toMatchObject({ result: W.RESULT_AUTHENTICATION_FAILED });
   });

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { RpcErrors, type Mapping, type Method, type MappingEventNotice, type Results, type RpcRequest } from "../../src/control/protocol.js";
 import { closedPort, selfSignedCertificate, startFakeControlServer, type FakeControlServer, type Reply } from "../helpers/fake-control-server.js";
 import { waitFor, waitForLine } from "../helpers/wait.js";
+import { forwarding } from "../helpers/forwarding.js";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const CLI = join(ROOT, "dist/cli/pcpctl.js");
@@ -648,15 +649,7 @@ describe("dataplane watch", () => {
     const closed = new Promise<number | null>((resolve) => child.on("close", resolve));
     await server.waitForRequests(1);
     expect(server.requests[0].method).toBe("dataplane.subscribe");
-    const mapping = {
-      protocol: 6,
-      family: 4,
-      external: { address: "198.51.100.1", port: 1234 },
-      internal: { address: "10.0.0.2", port: 8080 },
-      inbound: true,
-      outbound: true,
-      filters: [{ address: "192.0.2.0", prefixLength: 24, port: 0 }],
-    };
+    const mapping = forwarding({ filters: [{ address: "192.0.2.0", prefixLength: 24, port: 0 }] });
     server.notify("dataplane.reset", { seq: 1 });
     server.notify("dataplane.ops", {
       seq: 2,

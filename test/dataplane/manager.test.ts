@@ -12,7 +12,8 @@ import { DataplaneManager, type DataplaneBackend } from "../../src/dataplane/man
 import { EventStreamBackend } from "../../src/dataplane/event-stream.js";
 import { mappingStatements, tableDefinition, transactionScript } from "../../src/dataplane/nftables.js";
 import { mappingStatements6, tableDefinition6 } from "../../src/dataplane/nftables6.js";
-import type { DataplaneOp, Forwarding } from "../../src/dataplane/ops.js";
+import type { DataplaneOp } from "../../src/dataplane/ops.js";
+import { forwarding, forwarding6 } from "../helpers/forwarding.js";
 import { filter, mapRequest, nonceOf, peerRequest, serveOne } from "../helpers/packets.js";
 
 const T0 = 100;
@@ -164,17 +165,6 @@ describe("DataplaneManager", () => {
   });
 });
 
-const forwarding = (over: Partial<Forwarding> = {}): Forwarding => ({
-  protocol: 6,
-  family: 4,
-  external: { address: "198.51.100.1", port: 1234 },
-  internal: { address: "10.0.0.2", port: 8080 },
-  inbound: true,
-  outbound: true,
-  filters: [],
-  ...over,
-});
-
 describe("nftables statements", () => {
   it("maps and sets per operation: DNAT, SNAT consistency, FILTER prefixes with their ports", () => {
     expect(mappingStatements("pcpd", "add", forwarding())).toEqual([
@@ -219,8 +209,7 @@ describe("nftables statements", () => {
 });
 
 describe("nftables IPv6 statements (pinholes)", () => {
-  const v6 = (over: Partial<Forwarding> = {}) =>
-    forwarding({ family: 6, external: { address: "2001:db8::100", port: 1234 }, internal: { address: "2001:db8:1::2", port: 8080 }, ...over });
+  const v6 = forwarding6;
 
   it("a translated mapping: pinhole on the internal endpoint, DNAT and SNAT; FILTERs on the pinhole", () => {
     expect(mappingStatements6("t", "add", v6({ filters: [{ address: "2001:db8:2::", prefixLength: 48, port: 443 }] }))).toEqual([

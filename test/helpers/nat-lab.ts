@@ -2,13 +2,16 @@
 //
 //   <sub> (subscriber) ── veth ── <nat> (pcp-server, the NAT) ── veth ── <out> (outside hosts)
 //
-// Every address lives inside the namespaces the lab creates; it is torn down by close().
-// Scripts run in a namespace as `node -e` children that end by themselves.
+// Every address lives inside the namespaces the lab creates; useLab sets the lab and its
+// server up before a file's tests and tears them down after. A file states only what differs
+// (labLayout: names and addresses; labConfig: the server's settings). Scripts run in a
+// namespace as `node -e` children that end by themselves.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { it } from "vitest";
+import { afterAll, beforeAll, it } from "vitest";
+import { assigned, mapRequest, nonceOf, type Option } from "./packets.js";
 
 export const CLI = new URL("../../dist/cli/pcp-server.js", import.meta.url).pathname;
 export const ip = (...args: string[]) => execFileSync("ip", args, { stdio: ["ignore", "pipe", "pipe"] }).toString();
@@ -29,6 +32,37 @@ export interface LabLayout {
   routes: string[];
   /** Routes of the outside host: [prefix, via] (to reach subscriber prefixes untranslated). */
   outRoutes?: [prefix: string, via: string][];
+}
+
+/** What differs between labs: names, addresses (prefix length /24 or /64 by family), outside routes. */
+export interface LabPlan {
+  /** Namespaces `<ns>-sub`, `<ns>-nat`, `<ns>-out`. */
+  ns: string;
+  /** Interfaces `<links>-sub`, `-nat0`, `-nat1`, `-out` (default: the namespace prefix). */
+  links?: string;
+  subscriber: string;
+  /** The NAT's inside address: the PCP server's, and the subscriber's default route. */
+  server: string;
+  natOutside: string[];
+  outside: string[];
+  outRoutes?: LabLayout["outRoutes"];
+}
+
+export function labLayout(p: LabPlan): LabLayout {
+  const withLength = (a: string) => `${a}/${a.includes(":") ? 64 : 24}`;
+  const links = p.links ?? p.ns;
+  return {
+    sub: `${p.ns}-sub`,
+    nat: `${p.ns}-nat`,
+    out: `${p.ns}-out`,
+    links: [`${links}-sub`, `${links}-nat0`, `${links}-nat1`, `${links}-out`],
+    subscriber: [withLength(p.subscriber)],
+    natInside: [withLength(p.server)],
+    natOutside: p.natOutside.map(withLength),
+    outside: p.outside.map(withLength),
+    routes: [p.server],
+    outRoutes: p.outRoutes,
+  };
 }
 
 /** Why the lab cannot run here (nft or namespaces missing), or undefined once it is up. */
@@ -182,16 +216,94 @@ export class LabServer {
   }
 }
 
+/**
+ * A lab server's configuration: PCP on server:port for the `subscribers` prefix, one pool
+ * address, the nftables dataplane in `table` (with `dataplane`'s further settings),
+ * persistence in the server's directory; `over` replaces whole sections.
+ */
+export function labConfig(
+  o: { server: string; port: number; subscribers: string; external: string; table: string; dataplane?: Record<string, unknown> },
+  dir: string,
+  over: Record<string, unknown> = {},
+): object {
+  return {
+    listen: { addresses: [o.server], port: o.port },
+    subscribers: [o.subscribers],
+    pool: { addresses: [o.external], blockSize: 64 },
+    lifetimes: { min: 2 },
+    dataplane: { backend: "nftables", table: o.table, batchMs: 20, ...o.dataplane },
+    persistence: { directory: `${dir}/data`, commitIntervalMs: 10 },
+    control: { enabled: false },
+    log: { level: "info" },
+    ...over,
+  };
+}
+
+/**
+ * The file's lab: set up before its tests (with the subscriber's services at `services`,
+ * where given) and the server started; all stopped and torn down after. Returns why the
+ * tests must skip (known once the setup ran).
+ */
+export function useLab(lab: LabLayout, server: LabServer, o: { services?: string } = {}): () => string | undefined {
+  let skip: string | undefined;
+  let services: ChildProcess | undefined;
+  beforeAll(async () => {
+    skip = setUpLab(lab);
+    if (skip) return;
+    if (o.services) services = await startServices(lab.sub, o.services);
+    await server.start();
+  }, 60_000);
+  afterAll(async () => {
+    services?.kill("SIGKILL");
+    await server.stop();
+    server.kill();
+    tearDownLab(lab);
+  });
+  return () => skip;
+}
+
+const hostPort = (address: string, port: number) => (address.includes(":") ? `[${address}]:${port}` : `${address}:${port}`);
+
+/** One UDP datagram from `client` (any port; in namespace `ns`) to server:port: the reply's bytes, or undefined when none came. */
+export async function udpExchange(ns: string, client: string, server: string, port: number, payload: Uint8Array): Promise<Buffer | undefined> {
+  const out = await inNs(ns, UDP_EXCHANGE, [hostPort(client, 0), hostPort(server, port), Buffer.from(payload).toString("hex")]);
+  return out === "timeout" ? undefined : Buffer.from(JSON.parse(out).hex, "hex");
+}
+
 /** One PCP request from `client` (in namespace `ns`) to server:port; the reply's bytes, or an error when none came. */
 export async function pcpExchange(ns: string, client: string, server: string, port: number, request: Uint8Array): Promise<Buffer> {
-  const v6 = client.includes(":");
-  const out = await inNs(ns, UDP_EXCHANGE, [
-    v6 ? `[${client}]:0` : `${client}:0`,
-    v6 ? `[${server}]:${port}` : `${server}:${port}`,
-    Buffer.from(request).toString("hex"),
-  ]);
-  if (out === "timeout") throw new Error("no PCP reply");
-  return Buffer.from(JSON.parse(out).hex, "hex");
+  const reply = await udpExchange(ns, client, server, port, request);
+  if (!reply) throw new Error("no PCP reply");
+  return reply;
+}
+
+/** Where a lab's subscriber sends PCP: its namespace and address, the server's address and port. */
+export interface PcpPath {
+  ns: string;
+  client: string;
+  server: string;
+  port: number;
+}
+
+/**
+ * MAP from the subscriber for its internal port (the port is also the nonce; lifetime 600
+ * unless given; an IPv6 subscriber suggests the external address ::): the reply's result and
+ * the external address:port it assigned.
+ */
+export async function labMap(to: PcpPath, internalPort: number, protocol: number, o: { lifetime?: number; filters?: Option[] } = {}) {
+  const request = mapRequest(
+    {
+      client: to.client,
+      internalPort,
+      protocol,
+      lifetime: o.lifetime ?? 600,
+      nonce: nonceOf(internalPort),
+      externalAddress: to.client.includes(":") ? "::" : undefined,
+    },
+    o.filters ?? [],
+  );
+  const reply = await pcpExchange(to.ns, to.client, to.server, to.port, request);
+  return { result: reply[3], ...assigned({ response: reply }) };
 }
 
 /** The keys of an nft map or set of table `family table`, as nft -j lists them (each key's concat parts joined by "/"). */

@@ -7,11 +7,11 @@
 // The server tracks activity with an 8 s idle timeout: the kernel's `active` set learns the
 // subscriber's packets, and pcpd reads it only when an expiry, a delete or a short renewal
 // needs it. Skipped, saying why, where namespaces or nft are unavailable.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
 import { mapRequest, nonceOf, peerRequest } from "../helpers/packets.js";
 import { waitFor } from "../helpers/wait.js";
-import { LabServer, UDP_SEND, inNs, nftKeys, pcpExchange, setUpLab, tearDownLab, type LabLayout } from "../helpers/nat-lab.js";
+import { LabServer, UDP_SEND, inNs, labConfig, labLayout, nftKeys, pcpExchange, useLab } from "../helpers/nat-lab.js";
 
 const SUBSCRIBER = "10.78.0.2";
 const SERVER = "10.78.0.1";
@@ -19,29 +19,23 @@ const EXTERNAL = "198.51.100.11";
 const REMOTE = "198.51.100.12";
 const PCP_PORT = 25600;
 const IDLE = 8;
-const LAB: LabLayout = {
-  sub: "pdp-sub",
-  nat: "pdp-nat",
-  out: "pdp-out",
-  links: ["pdp-sub", "pdp-nat0", "pdp-nat1", "pdp-out"],
-  subscriber: [`${SUBSCRIBER}/24`],
-  natInside: [`${SERVER}/24`],
-  natOutside: [`${EXTERNAL}/24`],
-  outside: [`${REMOTE}/24`],
-  routes: [SERVER],
-};
+const LAB = labLayout({ ns: "pdp", subscriber: SUBSCRIBER, server: SERVER, natOutside: [EXTERNAL], outside: [REMOTE] });
 
-let skip: string | undefined;
-const server = new LabServer(LAB.nat, () => ({
-  listen: { addresses: [SERVER], port: PCP_PORT },
-  subscribers: ["10.78.0.0/24"],
-  pool: { addresses: [EXTERNAL], blockSize: 64 },
-  lifetimes: { min: 2, peerMin: 2 },
-  dataplane: { backend: "nftables", table: "pcpdact", batchMs: 20, activity: { enabled: true, udpIdle: IDLE, tcpIdle: IDLE, waitSeconds: 2 } },
-  persistence: { enabled: false },
-  control: { enabled: false },
-  log: { level: "info" },
-}));
+const server = new LabServer(LAB.nat, (dir) =>
+  labConfig(
+    {
+      server: SERVER,
+      port: PCP_PORT,
+      subscribers: "10.78.0.0/24",
+      external: EXTERNAL,
+      table: "pcpdact",
+      dataplane: { activity: { enabled: true, udpIdle: IDLE, tcpIdle: IDLE, waitSeconds: 2 } },
+    },
+    dir,
+    { lifetimes: { min: 2, peerMin: 2 }, persistence: { enabled: false } },
+  ),
+);
+const skip = useLab(LAB, server);
 
 /** One PCP request from the subscriber: result and lifetime of the reply. */
 async function pcp(request: Uint8Array): Promise<{ result: number; lifetime: number }> {
@@ -59,24 +53,13 @@ const installed = (internalPort: number) => nftKeys(LAB.nat, "ip", "pcpdact", "m
 const active = (internalPort: number) => nftKeys(LAB.nat, "ip", "pcpdact", "set", "active").includes(`udp/${SUBSCRIBER}/${internalPort}`);
 const reads = () => server.count("dataplane activity not read");
 
-beforeAll(async () => {
-  skip = setUpLab(LAB);
-  if (skip) return;
-  await server.start();
-}, 60_000);
-
-afterAll(async () => {
-  await server.stop();
-  server.kill();
-  tearDownLab(LAB);
-});
-
 describe("traffic-driven lifetimes through nftables (real traffic)", () => {
   const test = (name: string, body: () => Promise<void>, timeout = 40_000) =>
     it(
       name,
       async (ctx) => {
-        if (skip) return ctx.skip(skip);
+        const why = skip();
+        if (why) return ctx.skip(why);
         await body();
       },
       timeout,

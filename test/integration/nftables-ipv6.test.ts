@@ -10,24 +10,11 @@
 // the server assigned (translated to the same pinhole). FILTER admits only its remote;
 // delete and expiry close the pinhole; a restart reconciles it from disk. Skipped, saying
 // why, where namespaces or nft are unavailable.
-import type { ChildProcess } from "node:child_process";
-import { afterAll, beforeAll, describe, expect } from "vitest";
+import { describe, expect } from "vitest";
 import * as W from "../../src/wire.generated.js";
-import { assigned, filter, mapRequest, nonceOf } from "../helpers/packets.js";
+import { filter } from "../helpers/packets.js";
 import { waitFor } from "../helpers/wait.js";
-import {
-  LabServer,
-  startServices,
-  steps,
-  TCP_HELLO,
-  UDP_EXCHANGE,
-  inNs,
-  nftKeys,
-  pcpExchange,
-  setUpLab,
-  tearDownLab,
-  type LabLayout,
-} from "../helpers/nat-lab.js";
+import { LabServer, steps, TCP_HELLO, inNs, labConfig, labLayout, labMap, nftKeys, udpExchange, useLab, type PcpPath } from "../helpers/nat-lab.js";
 
 const SUBSCRIBER = "2001:db8:78::2";
 const SERVER = "2001:db8:78::1";
@@ -35,41 +22,23 @@ const OUTSIDE_NAT = "2001:db8:79::1";
 const EXTERNAL = "2001:db8:79::100";
 const REMOTE = "2001:db8:79::2";
 const ALLOWED_REMOTE = "2001:db8:79::3";
-const PCP_PORT = 25601;
-const LAB: LabLayout = {
-  sub: "pdp6-sub",
-  nat: "pdp6-nat",
-  out: "pdp6-out",
-  links: ["pdp6-sub", "pdp6-nat0", "pdp6-nat1", "pdp6-out"],
-  subscriber: [`${SUBSCRIBER}/64`],
-  natInside: [`${SERVER}/64`],
-  natOutside: [`${OUTSIDE_NAT}/64`, `${EXTERNAL}/64`],
-  outside: [`${REMOTE}/64`, `${ALLOWED_REMOTE}/64`],
-  routes: [SERVER],
+const LAB = labLayout({
+  ns: "pdp6",
+  subscriber: SUBSCRIBER,
+  server: SERVER,
+  natOutside: [OUTSIDE_NAT, EXTERNAL],
+  outside: [REMOTE, ALLOWED_REMOTE],
   outRoutes: [["2001:db8:78::/64", OUTSIDE_NAT]],
-};
+});
+const PCP: PcpPath = { ns: LAB.sub, client: SUBSCRIBER, server: SERVER, port: 25601 };
 
-let skip: string | undefined;
-let services: ChildProcess | undefined;
-const server = new LabServer(LAB.nat, (dir) => ({
-  listen: { addresses: [SERVER], port: PCP_PORT },
-  subscribers: ["2001:db8:78::/64"],
-  pool: { addresses: [EXTERNAL], blockSize: 64 },
-  lifetimes: { min: 2 },
-  dataplane: { backend: "nftables", table: "pcpd6t", batchMs: 20 },
-  persistence: { directory: `${dir}/data`, commitIntervalMs: 10 },
-  control: { enabled: false },
-  log: { level: "info" },
-}));
+const server = new LabServer(LAB.nat, (dir) =>
+  labConfig({ server: SERVER, port: PCP.port, subscribers: "2001:db8:78::/64", external: EXTERNAL, table: "pcpd6t" }, dir),
+);
+const skip = useLab(LAB, server, { services: SUBSCRIBER });
 
-async function pcpMap(internalPort: number, protocol: number, o: { lifetime?: number; filters?: ReturnType<typeof filter>[] } = {}) {
-  const request = mapRequest(
-    { client: SUBSCRIBER, internalPort, protocol, lifetime: o.lifetime ?? 600, nonce: nonceOf(internalPort), externalAddress: "::" },
-    o.filters ?? [],
-  );
-  const reply = await pcpExchange(LAB.sub, SUBSCRIBER, SERVER, PCP_PORT, request);
-  return { result: reply[3], ...assigned({ response: reply }) };
-}
+const pcpMap = (internalPort: number, protocol: number, o: { lifetime?: number; filters?: ReturnType<typeof filter>[] } = {}) =>
+  labMap(PCP, internalPort, protocol, o);
 const name = (protocol: number) => (protocol === W.PROTO_TCP ? "tcp" : "udp");
 const pinholes = () => nftKeys(LAB.nat, "ip6", "pcpd6t", "set", "pinholes");
 const settle = (mappings: [protocol: number, port: number][], present = true) =>
@@ -77,30 +46,13 @@ const settle = (mappings: [protocol: number, port: number][], present = true) =>
     message: () => `pinholes: ${pinholes().join(" ")}`,
   });
 const tcpTo = (from: string, host: string, port: number) => inNs(LAB.out, TCP_HELLO, [from, host, String(port)]);
-const udpTo = async (host: string, port: number) => {
-  const out = await inNs(LAB.out, UDP_EXCHANGE, [`[${REMOTE}]:0`, `[${host}]:${port}`, Buffer.from("hello").toString("hex")]);
-  return out === "timeout" ? out : Buffer.from(JSON.parse(out).hex, "hex").toString();
-};
-
-beforeAll(async () => {
-  skip = setUpLab(LAB);
-  if (skip) return;
-  services = await startServices(LAB.sub, SUBSCRIBER);
-  await server.start();
-}, 60_000);
-
-afterAll(async () => {
-  services?.kill("SIGKILL");
-  await server.stop();
-  server.kill();
-  tearDownLab(LAB);
-});
+const udpTo = async (host: string, port: number) => (await udpExchange(LAB.out, REMOTE, host, port, Buffer.from("hello")))?.toString() ?? "timeout";
 
 describe("nftables IPv6 pinholes with real traffic", () => {
   let tcp: { port: number };
   let udp: { port: number };
   let filtered: { port: number; result: number };
-  const step = steps(() => skip, 25_000);
+  const step = steps(skip, 25_000);
   const FIRST = "the firewall drops unsolicited inbound IPv6 to the subscriber; MAP opens a pinhole reached untranslated and at the external address:port";
 
   step(FIRST, async () => {

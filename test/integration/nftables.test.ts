@@ -8,66 +8,30 @@
 // mapped endpoint leave from its external address:port; after a delete the port is closed;
 // after a server restart the mappings still work. Every address lives inside the
 // namespaces. Skipped, saying why, where namespaces or nft are unavailable.
-import { execFileSync, type ChildProcess } from "node:child_process";
-import { afterAll, beforeAll, describe, expect } from "vitest";
+import { execFileSync } from "node:child_process";
+import { describe, expect } from "vitest";
 import * as W from "../../src/wire.generated.js";
-import { assigned, filter, mapRequest, nonceOf } from "../helpers/packets.js";
+import { filter } from "../helpers/packets.js";
 import { waitFor, withTimeout } from "../helpers/wait.js";
-import {
-  LabServer,
-  startServices,
-  steps,
-  TCP_HELLO,
-  UDP_EXCHANGE,
-  inNs,
-  nftKeys,
-  pcpExchange,
-  setUpLab,
-  tearDownLab,
-  type LabLayout,
-} from "../helpers/nat-lab.js";
+import { LabServer, steps, TCP_HELLO, inNs, labConfig, labLayout, labMap, nftKeys, udpExchange, useLab, type PcpPath } from "../helpers/nat-lab.js";
 
-const SUB = "pcpdnft-sub";
-const NAT = "pcpdnft-nat";
-const OUT = "pcpdnft-out";
 const SUBSCRIBER = "10.77.0.2";
 const SERVER = "10.77.0.1";
 const EXTERNAL = "198.51.100.1";
 const REMOTE = "198.51.100.2";
 const ALLOWED_REMOTE = "198.51.100.3";
-const LAB: LabLayout = {
-  sub: SUB,
-  nat: NAT,
-  out: OUT,
-  links: ["pnft-sub", "pnft-nat0", "pnft-nat1", "pnft-out"],
-  subscriber: [`${SUBSCRIBER}/24`],
-  natInside: [`${SERVER}/24`],
-  natOutside: [`${EXTERNAL}/24`],
-  outside: [`${REMOTE}/24`, `${ALLOWED_REMOTE}/24`],
-  routes: [SERVER],
-};
+const LAB = labLayout({ ns: "pcpdnft", links: "pnft", subscriber: SUBSCRIBER, server: SERVER, natOutside: [EXTERNAL], outside: [REMOTE, ALLOWED_REMOTE] });
+const { sub: SUB, nat: NAT, out: OUT } = LAB;
+const PCP: PcpPath = { ns: SUB, client: SUBSCRIBER, server: SERVER, port: 5351 };
 
-let skip: string | undefined;
-let services: ChildProcess | undefined;
-const server = new LabServer(NAT, (dir) => ({
-  listen: { addresses: [SERVER], port: 5351 },
-  subscribers: ["10.77.0.0/24"],
-  pool: { addresses: [EXTERNAL], blockSize: 64 },
-  lifetimes: { min: 2 },
-  dataplane: { backend: "nftables", table: "pcpd", batchMs: 20 },
-  persistence: { directory: `${dir}/data`, commitIntervalMs: 10 },
-  control: { enabled: false },
-  log: { level: "info" },
-}));
+const server = new LabServer(NAT, (dir) => labConfig({ server: SERVER, port: PCP.port, subscribers: "10.77.0.0/24", external: EXTERNAL, table: "pcpd" }, dir));
 const startServer = () => server.start();
 const stopServer = () => server.stop();
+const skip = useLab(LAB, server, { services: SUBSCRIBER });
 
 /** MAP from the subscriber; returns the reply's result and external port. */
-async function pcpMap(internalPort: number, protocol: number, o: { lifetime?: number; filters?: ReturnType<typeof filter>[] } = {}) {
-  const request = mapRequest({ client: SUBSCRIBER, internalPort, protocol, lifetime: o.lifetime ?? 600, nonce: nonceOf(internalPort) }, o.filters ?? []);
-  const reply = await pcpExchange(SUB, SUBSCRIBER, SERVER, 5351, request);
-  return { result: reply[3], ...assigned({ response: reply }) };
-}
+const pcpMap = (internalPort: number, protocol: number, o: { lifetime?: number; filters?: ReturnType<typeof filter>[] } = {}) =>
+  labMap(PCP, internalPort, protocol, o);
 
 /** What the dataplane has installed now, as nft lists it: "tcp/2048" per inbound element (protocol/external port). */
 const installed = () => nftKeys(NAT, "ip", "pcpd", "map", "inbound").map((k) => `${k.split("/")[0]}/${k.split("/")[2]}`);
@@ -82,30 +46,14 @@ const settle = (mappings: [protocol: number, port: number][], present = true) =>
     { message: () => `installed: ${installed().join(" ")}` },
   );
 const tcpFrom = (local: string, port: number) => inNs(OUT, TCP_HELLO, [local, EXTERNAL, String(port)]);
-const udpFrom = async (port: number) => {
-  const out = await inNs(OUT, UDP_EXCHANGE, [`${REMOTE}:0`, `${EXTERNAL}:${port}`, Buffer.from("hello").toString("hex")]);
-  return out === "timeout" ? out : Buffer.from(JSON.parse(out).hex, "hex").toString();
-};
-
-beforeAll(async () => {
-  skip = setUpLab(LAB);
-  if (skip) return;
-  services = await startServices(SUB, SUBSCRIBER);
-  await startServer();
-}, 60_000);
-
-afterAll(async () => {
-  services?.kill("SIGKILL");
-  server.kill();
-  tearDownLab(LAB);
-});
+const udpFrom = async (port: number) => (await udpExchange(OUT, REMOTE, EXTERNAL, port, Buffer.from("hello")))?.toString() ?? "timeout";
 
 describe("nftables dataplane with real traffic", () => {
   // The steps run in order on one server; each needs the ones before.
   let tcp: { port: number };
   let udp: { port: number };
   let filtered: { port: number };
-  const step = steps(() => skip);
+  const step = steps(skip);
   const FIRST = "MAP opens a TCP and a UDP service to the outside at the external address:port";
 
   step(FIRST, async () => {
