@@ -353,6 +353,9 @@ NAPI_MODULE_INIT() {
     napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &f);
     napi_set_named_property(env, exports, fns[i].name, f);
   }
+  napi_value huge;
+  napi_create_function(env, "hugePages", NAPI_AUTO_LENGTH, huge_pages, NULL, &huge);
+  napi_set_named_property(env, exports, "hugePages", huge);
   napi_value batch = make_num(env, MAX_BATCH);
   napi_set_named_property(env, exports, "maxBatch", batch);
   return exports;

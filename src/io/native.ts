@@ -25,6 +25,8 @@ export interface NativeAddon {
   stats(socket: NativeSocket): number[];
   start(socket: NativeSocket, onReadable: () => void): void;
   close(socket: NativeSocket): void;
+  /** madvise(MADV_HUGEPAGE) over [buffer, +length) (native/hugepages.c): [base address, bytes advised, errno]; length 0 advises nothing. */
+  hugePages(buffer: ArrayBuffer, length: number): [base: number, advised: number, errno: number];
   readonly maxBatch: number;
 }
 

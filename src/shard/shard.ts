@@ -12,6 +12,7 @@ import type { Logger } from "pino";
 import { createLogger } from "../core/logger.js";
 import { decodeRecords, PacketEngine, recordKinds, type MappingRecords } from "../engine/packet-engine.js";
 import { createListener, type UdpListener, type UnsolicitedSocket } from "../io/udp-listener.js";
+import { adviseHugePages, hugePageBytes } from "../io/huge-pages.js";
 import { poolAddresses, type Config } from "../config/schema.js";
 import { MonotonicClock, timeFrom, wallSeconds, type TimeSource } from "../core/clock.js";
 import { ShardStore, type RestoreReport } from "../persist/store.js";
@@ -107,6 +108,8 @@ export class Shard {
   private eventTimer: NodeJS.Timeout | undefined;
   private poolTimer: NodeJS.Timeout | undefined;
   private stopped = false;
+  /** Bytes of the engine's memory in transparent huge pages (engine.hugePages), measured when it was made; -1 before the first. */
+  private hugePageBytes = -1;
 
   /** Restores the shard's state, binds its sockets and starts serving. */
   static async start(spec: ShardSpec, post: Post): Promise<{ shard: Shard; started: ShardStarted }> {
@@ -170,7 +173,17 @@ export class Shard {
   private newEngine(): PacketEngine {
     const { config, seed, shard, shards } = this.spec;
     const engine = new PacketEngine("release", config);
+    // Advised before initEngine first writes the tables (src/io/huge-pages.ts).
+    const memory = engine.exports.memory;
+    const huge = adviseHugePages(memory, config.engine.hugePages);
     engine.initEngine(config, this.clock.seconds(), { seed, shard, shards });
+    const first = this.hugePageBytes < 0;
+    this.hugePageBytes = huge.advised ? hugePageBytes(huge.base, memory.buffer.byteLength) : 0;
+    if (first) {
+      const state = { hugePages: huge.advised, reason: huge.reason, memoryBytes: memory.buffer.byteLength, hugePageBytes: this.hugePageBytes };
+      if (huge.advised || config.engine.hugePages === "off") this.log.info(state, "engine memory");
+      else this.log.warn(state, "engine memory: 4 KiB pages (no transparent huge pages)");
+    }
     return engine;
   }
 
@@ -260,7 +273,7 @@ export class Shard {
     }
     const endpoints = this.listener.boundAddresses();
     this.spec = { ...spec, endpoints };
-    this.board.claim(threadId, engine.statsBytes(), clock.epochState(), engine.poolUsage());
+    this.board.claim(threadId, engine.statsBytes(), clock.epochState(), engine.poolUsage(), this.hugePageBytes);
     if (store) this.board.publishPersistence(store.status());
     let eventsLost = engine.engineStats().eventsLost;
     this.poolTimer = setInterval(() => {
@@ -309,7 +322,7 @@ export class Shard {
       gateDrops: () => this.listener?.gateDrops ?? this.retired?.gateDrops ?? 0,
       fenced: (error) => this.post({ pcpdHaFenced: true, shard: spec.shard, error } satisfies HaFencedMessage),
     });
-    this.board.claim(threadId, this.engine.statsBytes(), clock.epochState(), this.engine.poolUsage());
+    this.board.claim(threadId, this.engine.statsBytes(), clock.epochState(), this.engine.poolUsage(), this.hugePageBytes);
     this.poolTimer = setInterval(() => {
       this.board.publish(this.engine.statsBytes(), clock.epochState());
       this.board.publishPool(this.engine.poolUsage());
@@ -496,6 +509,7 @@ export class Shard {
       codec: engine.stats(),
       pool: engine.poolUsage(),
       persistence: this.store?.status(),
+      hugePageBytes: Math.max(this.hugePageBytes, 0),
     };
   }
 

@@ -16,6 +16,7 @@ const EPOCH_ORIGIN = 8; // i64, monotonic ns (the shard's time source) when the 
 const EPOCH_BASE = 16; // i64
 const POOL_COUNT = 24; // u32
 const POOL_SEQ = 28; // u32, bumped at every pool copy (readers keep the decoded pool until it moves)
+const HUGE_PAGES = 32; // f64, bytes of the engine's memory in transparent huge pages (src/io/huge-pages.ts)
 const COUNTERS = 64; // STATS_SIZE bytes
 const POOL = COUNTERS + W.STATS_SIZE; // POOL_MAX_ADDRESSES × POOL_ENTRY
 const POOL_ENTRY = 24; // address (16), free blocks (u32), retired (u32)
@@ -46,6 +47,8 @@ export interface BoardSnapshot {
   pool: PoolAddress[];
   /** Absent with persistence off. */
   persistence?: PersistenceStatus;
+  /** Bytes of the engine's memory backed by transparent huge pages, measured after its tables were made (0 or absent: none). */
+  hugePageBytes?: number;
 }
 
 export class StatsBoard {
@@ -75,8 +78,11 @@ export class StatsBoard {
   }
 
   /** A new writer (a shard's new thread) takes the board; its counters start at 0. */
-  claim(threadId: number, counters: Uint8Array, epoch: EpochState, pool: PoolAddress[]): void {
-    this.write(() => this.view.setInt32(WRITER, threadId, true));
+  claim(threadId: number, counters: Uint8Array, epoch: EpochState, pool: PoolAddress[], hugePageBytes = 0): void {
+    this.write(() => {
+      this.view.setInt32(WRITER, threadId, true);
+      this.view.setFloat64(HUGE_PAGES, hugePageBytes, true);
+    });
     this.publish(counters, epoch);
     this.publishPool(pool);
   }
@@ -154,6 +160,7 @@ export class StatsBoard {
       codec: readCodecStats(view, COUNTERS),
       pool: this.cachedPool.map((p) => ({ ...p })),
       persistence: decodePersistence(persist),
+      hugePageBytes: view.getFloat64(HUGE_PAGES, true),
     };
   }
 }
