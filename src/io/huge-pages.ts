@@ -64,6 +64,12 @@ export function adviseHugePages(memory: WebAssembly.Memory, mode: HugePagesMode,
   return { advised: true, reason: `madvise(MADV_HUGEPAGE) over ${advised} bytes (kernel THP mode ${kernel ?? "unknown"})`, base };
 }
 
+/** The first byte of `memory` in the process (for hugePageBytes), or 0 without the addon. */
+export function memoryBase(memory: WebAssembly.Memory, env: NodeJS.ProcessEnv = process.env): number {
+  const addon = loadAddon(env);
+  return typeof addon === "string" ? 0 : addon.hugePages(memory.buffer, 0)[0];
+}
+
 /**
  * Bytes of [base, base + length) backed by transparent huge pages (AnonHugePages of
  * /proc/self/smaps, summed over the mappings that overlap the range); 0 when unknown.

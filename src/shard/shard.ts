@@ -273,7 +273,8 @@ export class Shard {
     }
     const endpoints = this.listener.boundAddresses();
     this.spec = { ...spec, endpoints };
-    this.board.claim(threadId, engine.statsBytes(), clock.epochState(), engine.poolUsage(), this.hugePageBytes);
+    this.board.claim(threadId, engine.statsBytes(), clock.epochState(), engine.poolUsage());
+    this.board.publishHugePages(this.hugePageBytes);
     if (store) this.board.publishPersistence(store.status());
     let eventsLost = engine.engineStats().eventsLost;
     this.poolTimer = setInterval(() => {
@@ -322,7 +323,8 @@ export class Shard {
       gateDrops: () => this.listener?.gateDrops ?? this.retired?.gateDrops ?? 0,
       fenced: (error) => this.post({ pcpdHaFenced: true, shard: spec.shard, error } satisfies HaFencedMessage),
     });
-    this.board.claim(threadId, this.engine.statsBytes(), clock.epochState(), this.engine.poolUsage(), this.hugePageBytes);
+    this.board.claim(threadId, this.engine.statsBytes(), clock.epochState(), this.engine.poolUsage());
+    this.board.publishHugePages(this.hugePageBytes);
     this.poolTimer = setInterval(() => {
       this.board.publish(this.engine.statsBytes(), clock.epochState());
       this.board.publishPool(this.engine.poolUsage());

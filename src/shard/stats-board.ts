@@ -78,11 +78,8 @@ export class StatsBoard {
   }
 
   /** A new writer (a shard's new thread) takes the board; its counters start at 0. */
-  claim(threadId: number, counters: Uint8Array, epoch: EpochState, pool: PoolAddress[], hugePageBytes = 0): void {
-    this.write(() => {
-      this.view.setInt32(WRITER, threadId, true);
-      this.view.setFloat64(HUGE_PAGES, hugePageBytes, true);
-    });
+  claim(threadId: number, counters: Uint8Array, epoch: EpochState, pool: PoolAddress[]): void {
+    this.write(() => this.view.setInt32(WRITER, threadId, true));
     this.publish(counters, epoch);
     this.publishPool(pool);
   }
@@ -94,6 +91,11 @@ export class StatsBoard {
       this.view.setBigInt64(EPOCH_ORIGIN, epoch.origin, true);
       this.view.setBigInt64(EPOCH_BASE, BigInt(epoch.base), true);
     });
+  }
+
+  /** Bytes of the engine's memory in transparent huge pages (the writer publishes it after claim). */
+  publishHugePages(bytes: number): void {
+    this.write(() => this.view.setFloat64(HUGE_PAGES, bytes, true));
   }
 
   /** Free blocks of each pool address. */

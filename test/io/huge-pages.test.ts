@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
 import { PacketEngine } from "../../src/engine/packet-engine.js";
-import { adviseHugePages, hugePageBytes, thpMode } from "../../src/io/huge-pages.js";
+import { adviseHugePages, hugePageBytes, memoryBase, thpMode } from "../../src/io/huge-pages.js";
 import { chooseIo, type NativeAddon } from "../../src/io/native.js";
 import { engineConfig } from "../helpers/engine-config.js";
 import { mapRequest, serveOne } from "../helpers/packets.js";
@@ -26,7 +26,7 @@ function engine(advise: (memory: WebAssembly.Memory) => void): { e: PacketEngine
   const memory = e.exports.memory;
   advise(memory);
   e.initEngine(config, 1);
-  const base = addon.hugePages(memory.buffer, 0)[0];
+  const base = memoryBase(memory, {});
   const bytes = memory.buffer.byteLength;
   return { e, base, huge: hugePageBytes(base, bytes), bytes };
 }
