@@ -9,18 +9,14 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { thpMode } from "../../src/io/huge-pages.js";
 import { tempDir } from "../helpers/temp.js";
+import { stopChild } from "../helpers/child.js";
 
 const SERVER = new URL("../../dist/cli/pcp-server.js", import.meta.url).pathname;
 let child: ChildProcess | undefined;
 
 afterEach(async () => {
-  const c = child;
+  await stopChild(child);
   child = undefined;
-  if (c && c.exitCode === null && c.signalCode === null) {
-    const exited = new Promise((resolve) => c.once("exit", resolve));
-    c.kill("SIGTERM");
-    await exited;
-  }
 });
 
 interface EngineMemory {
