@@ -95,3 +95,23 @@ export function hugePageBytes(base: number, length: number, smaps = "/proc/self/
   }
   return kib * 1024;
 }
+
+export interface EngineMemory {
+  hugePages: boolean;
+  reason: string;
+  memoryBytes: number;
+  /** Bytes in transparent huge pages once `init` made the tables. */
+  hugePageBytes: number;
+}
+
+/**
+ * Advises `memory` (mode "auto"), then runs `init` — the engine's initEngine, which makes
+ * and zeroes the tables: their first faults come after the advice — and measures the
+ * bytes that ended up in huge pages: what a shard logs and publishes.
+ */
+export function withHugePages(memory: WebAssembly.Memory, mode: HugePagesMode, init: () => void, env: NodeJS.ProcessEnv = process.env): EngineMemory {
+  const huge = adviseHugePages(memory, mode, env);
+  init();
+  const memoryBytes = memory.buffer.byteLength;
+  return { hugePages: huge.advised, reason: huge.reason, memoryBytes, hugePageBytes: huge.advised ? hugePageBytes(huge.base, memoryBytes) : 0 };
+}

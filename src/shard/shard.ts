@@ -12,7 +12,7 @@ import type { Logger } from "pino";
 import { createLogger } from "../core/logger.js";
 import { decodeRecords, PacketEngine, recordKinds, type MappingRecords } from "../engine/packet-engine.js";
 import { createListener, type UdpListener, type UnsolicitedSocket } from "../io/udp-listener.js";
-import { adviseHugePages, hugePageBytes } from "../io/huge-pages.js";
+import { withHugePages } from "../io/huge-pages.js";
 import { poolAddresses, type Config } from "../config/schema.js";
 import { MonotonicClock, timeFrom, wallSeconds, type TimeSource } from "../core/clock.js";
 import { ShardStore, type RestoreReport } from "../persist/store.js";
@@ -174,16 +174,12 @@ export class Shard {
     const { config, seed, shard, shards } = this.spec;
     const engine = new PacketEngine("release", config);
     // Advised before initEngine first writes the tables (src/io/huge-pages.ts).
-    const memory = engine.exports.memory;
-    const huge = adviseHugePages(memory, config.engine.hugePages);
-    engine.initEngine(config, this.clock.seconds(), { seed, shard, shards });
-    const first = this.hugePageBytes < 0;
-    this.hugePageBytes = huge.advised ? hugePageBytes(huge.base, memory.buffer.byteLength) : 0;
-    if (first) {
-      const state = { hugePages: huge.advised, reason: huge.reason, memoryBytes: memory.buffer.byteLength, hugePageBytes: this.hugePageBytes };
-      if (huge.advised || config.engine.hugePages === "off") this.log.info(state, "engine memory");
-      else this.log.warn(state, "engine memory: 4 KiB pages (no transparent huge pages)");
-    }
+    const memory = withHugePages(engine.exports.memory, config.engine.hugePages, () =>
+      engine.initEngine(config, this.clock.seconds(), { seed, shard, shards }),
+    );
+    if (this.hugePageBytes < 0 && (memory.hugePages || config.engine.hugePages === "off")) this.log.info(memory, "engine memory");
+    else if (this.hugePageBytes < 0) this.log.warn(memory, "engine memory: 4 KiB pages (no transparent huge pages)");
+    this.hugePageBytes = memory.hugePageBytes;
     return engine;
   }
 
@@ -316,6 +312,7 @@ export class Shard {
       engine: () => this.engine,
       rebuildEngine: () => {
         this.engine = this.newEngine();
+        this.board.publishHugePages(this.hugePageBytes);
         return this.engine;
       },
       serve: (gate, durable) => this.serveActive(gate, durable),
