@@ -331,6 +331,9 @@ NAPI_MODULE_INIT() {
   napi_value notify; // sdNotify (native/sd_notify.c): systemd readiness from this process
   napi_create_function(env, "sdNotify", NAPI_AUTO_LENGTH, sd_notify, NULL, &notify);
   napi_set_named_property(env, exports, "sdNotify", notify);
+  napi_value huge;
+  napi_create_function(env, "hugePages", NAPI_AUTO_LENGTH, huge_pages, NULL, &huge);
+  napi_set_named_property(env, exports, "hugePages", huge);
   napi_value batch = make_num(env, MAX_BATCH);
   napi_set_named_property(env, exports, "maxBatch", batch);
   return exports;

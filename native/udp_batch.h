@@ -89,5 +89,7 @@ napi_value steer(napi_env env, napi_callback_info info);
 napi_value send_to(napi_env env, napi_callback_info info);
 napi_value multicast_if(napi_env env, napi_callback_info info);
 napi_value stats(napi_env env, napi_callback_info info);
+// Transparent huge pages for a WebAssembly memory (hugepages.c).
+napi_value huge_pages(napi_env env, napi_callback_info info);
 
 #endif

@@ -151,6 +151,17 @@ export const ConfigSchema = z
       })
       .strict()
       .prefault({}),
+    engine: z
+      .object({
+        /**
+         * Transparent huge pages for each worker's engine memory (src/io/huge-pages.ts,
+         * docs/engine.md): "auto" advises it (MADV_HUGEPAGE, through the addon) before the
+         * tables are first touched; "off" leaves 4 KiB pages.
+         */
+        hugePages: z.enum(["auto", "off"]).default("auto"),
+      })
+      .strict()
+      .prefault({}),
     rateLimit: z
       .object({
         perSource: z

@@ -153,6 +153,7 @@ export class Metrics {
   private readonly poolRetired: Gauge<string>;
   private readonly epoch: Gauge<string>;
   private readonly shardUp: Gauge<string>;
+  private readonly hugePages: Gauge<string>;
   private readonly shardState = new Map<number, ShardCounterState>();
   private readonly persistFailing: Gauge<string>;
   private readonly persistBacklog: Gauge<string>;
@@ -189,6 +190,10 @@ export class Metrics {
     this.poolRetired = gauge("pcpd_pool_address_retired", "1 if the pool address is retired (being renumbered away), else 0.", ["address"]);
     this.epoch = gauge("pcpd_epoch_seconds", "The shard's PCP/NAT-PMP Epoch: seconds since it last reset (RFC 6887 §8.5).");
     this.shardUp = gauge("pcpd_shard_up", "1 if the shard is serving, else 0.");
+    this.hugePages = gauge(
+      "pcpd_engine_huge_page_bytes",
+      "Bytes of the shard engine's memory backed by transparent huge pages, measured when its tables were made (engine.hugePages; 0: 4 KiB pages).",
+    );
     this.persistFailing = gauge(
       "pcpd_persistence_degraded",
       "1 while the shard's persistence is failing (writes fail, records kept and retried) or recovering (catch-up snapshot not yet on disk), else 0.",
@@ -253,6 +258,7 @@ export class Metrics {
     this.poolRetired.reset();
     this.epoch.reset();
     this.shardUp.reset();
+    this.hugePages.reset();
     this.persistFailing.reset();
     this.persistBacklog.reset();
     const reported = new Map<number, ShardStats>();
@@ -264,6 +270,7 @@ export class Metrics {
         const v = s.engine[key];
         if (v !== undefined) g.set({ shard }, Number(v));
       }
+      this.hugePages.set({ shard }, s.hugePageBytes ?? 0);
       if (s.persistence) {
         this.persistFailing.set({ shard }, s.persistence.state === "ok" ? 0 : 1);
         this.persistBacklog.set({ shard }, s.persistence.backlogBytes);

@@ -28,6 +28,8 @@ export interface NativeAddon {
   close(socket: NativeSocket): void;
   /** native/sd_notify.c: one sd_notify(3) datagram from this process; throws when not sent. */
   sdNotify(socket: string, state: string): void;
+  /** madvise(MADV_HUGEPAGE) over [buffer, +length) (native/hugepages.c): [base address, bytes advised, errno]; length 0 advises nothing. */
+  hugePages(buffer: ArrayBuffer, length: number): [base: number, advised: number, errno: number];
   readonly maxBatch: number;
 }
 

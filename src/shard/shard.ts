@@ -12,6 +12,7 @@ import type { Logger } from "pino";
 import { createLogger } from "../core/logger.js";
 import { decodeRecords, PacketEngine, recordKinds, type MappingRecords } from "../engine/packet-engine.js";
 import { createListener, type UdpListener, type UnsolicitedSocket } from "../io/udp-listener.js";
+import { withHugePages } from "../io/huge-pages.js";
 import { poolAddresses, type Config } from "../config/schema.js";
 import { MonotonicClock, timeFrom, wallSeconds, type TimeSource } from "../core/clock.js";
 import { ShardStore, type RestoreReport } from "../persist/store.js";
@@ -107,6 +108,8 @@ export class Shard {
   private eventTimer: NodeJS.Timeout | undefined;
   private poolTimer: NodeJS.Timeout | undefined;
   private stopped = false;
+  /** Bytes of the engine's memory in transparent huge pages (engine.hugePages), measured when it was made; -1 before the first. */
+  private hugePageBytes = -1;
 
   /** Restores the shard's state, binds its sockets and starts serving. */
   static async start(spec: ShardSpec, post: Post): Promise<{ shard: Shard; started: ShardStarted }> {
@@ -170,7 +173,13 @@ export class Shard {
   private newEngine(): PacketEngine {
     const { config, seed, shard, shards } = this.spec;
     const engine = new PacketEngine("release", config);
-    engine.initEngine(config, this.clock.seconds(), { seed, shard, shards });
+    // Advised before initEngine first writes the tables (src/io/huge-pages.ts).
+    const memory = withHugePages(engine.exports.memory, config.engine.hugePages, () =>
+      engine.initEngine(config, this.clock.seconds(), { seed, shard, shards }),
+    );
+    if (this.hugePageBytes < 0 && (memory.hugePages || config.engine.hugePages === "off")) this.log.info(memory, "engine memory");
+    else if (this.hugePageBytes < 0) this.log.warn(memory, "engine memory: 4 KiB pages (no transparent huge pages)");
+    this.hugePageBytes = memory.hugePageBytes;
     return engine;
   }
 
@@ -262,6 +271,7 @@ export class Shard {
     this.spec = { ...spec, endpoints };
     const firstStart = this.board.writer() === 0; // (a restart finds its previous thread's id)
     this.board.claim(threadId, engine.statsBytes(), clock.epochState(), engine.poolUsage());
+    this.board.publishHugePages(this.hugePageBytes);
     if (store) this.board.publishPersistence(store.status());
     let eventsLost = engine.engineStats().eventsLost;
     this.poolTimer = setInterval(() => {
@@ -307,6 +317,7 @@ export class Shard {
       engine: () => this.engine,
       rebuildEngine: () => {
         this.engine = this.newEngine();
+        this.board.publishHugePages(this.hugePageBytes);
         return this.engine;
       },
       serve: (gate, durable) => this.serveActive(gate, durable),
@@ -315,6 +326,7 @@ export class Shard {
       fenced: (error) => this.post({ pcpdHaFenced: true, shard: spec.shard, error } satisfies HaFencedMessage),
     });
     this.board.claim(threadId, this.engine.statsBytes(), clock.epochState(), this.engine.poolUsage());
+    this.board.publishHugePages(this.hugePageBytes);
     this.poolTimer = setInterval(() => {
       this.board.publish(this.engine.statsBytes(), clock.epochState());
       this.board.publishPool(this.engine.poolUsage());
@@ -508,6 +520,7 @@ export class Shard {
       codec: engine.stats(),
       pool: engine.poolUsage(),
       persistence: this.store?.status(),
+      hugePageBytes: Math.max(this.hugePageBytes, 0),
     };
   }
 

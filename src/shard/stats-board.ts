@@ -18,6 +18,7 @@ const EPOCH_ORIGIN = 8; // i64, monotonic ns (the shard's time source) when the 
 const EPOCH_BASE = 16; // i64
 const POOL_COUNT = 24; // u32
 const POOL_SEQ = 28; // u32, bumped at every pool copy (readers keep the decoded pool until it moves)
+const HUGE_PAGES = 32; // f64, bytes of the engine's memory in transparent huge pages (src/io/huge-pages.ts)
 const COUNTERS = 64; // STATS_SIZE bytes
 const POOL = COUNTERS + W.STATS_SIZE; // POOL_MAX_ADDRESSES × POOL_ENTRY
 const POOL_ENTRY = 24; // address (16), free blocks (u32), retired (u32)
@@ -58,6 +59,8 @@ export interface BoardSnapshot {
   persistence?: PersistenceStatus;
   /** Each socket's I/O counters (absent: none published yet). */
   io?: SocketIoStats[];
+  /** Bytes of the engine's memory backed by transparent huge pages, measured after its tables were made (0 or absent: none). */
+  hugePageBytes?: number;
 }
 
 export class StatsBoard {
@@ -109,6 +112,11 @@ export class StatsBoard {
       this.view.setBigInt64(EPOCH_ORIGIN, epoch.origin, true);
       this.view.setBigInt64(EPOCH_BASE, BigInt(epoch.base), true);
     });
+  }
+
+  /** Bytes of the engine's memory in transparent huge pages (the writer publishes it after claim). */
+  publishHugePages(bytes: number): void {
+    this.write(() => this.view.setFloat64(HUGE_PAGES, bytes, true));
   }
 
   /** Free blocks of each pool address. */
@@ -194,6 +202,7 @@ export class StatsBoard {
       pool: this.cachedPool.map((p) => ({ ...p })),
       persistence: decodePersistence(persist),
       io: decodeIo(io),
+      hugePageBytes: view.getFloat64(HUGE_PAGES, true),
     };
   }
 }

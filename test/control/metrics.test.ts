@@ -82,6 +82,7 @@ const GAUGES = [
   "pcpd_pool_address_retired",
   "pcpd_epoch_seconds",
   "pcpd_shard_up",
+  "pcpd_engine_huge_page_bytes",
   "pcpd_dataplane_up",
   "pcpd_dataplane_mappings",
   "pcpd_dataplane_pending_keys",
@@ -431,6 +432,16 @@ describe("Prometheus metrics", () => {
     expect(value(families, "pcpd_shard_up", { shard: "1" })).toBe(1);
     expect(value(families, "pcpd_shard_up", { shard: "2" })).toBe(0);
     expect(family(families, "pcpd_shard_up").metrics).toHaveLength(3);
+  });
+
+  it("exports each shard's engine memory in huge pages (absent: 0)", async () => {
+    const m = new Metrics();
+    const stats = serverStats(SHARD0, SHARD1);
+    stats.shards[1].hugePageBytes = 96 * 2 ** 20;
+    m.update(stats, { shardsUp: [true, true] });
+    const { families } = await scrape(m);
+    expect(value(families, "pcpd_engine_huge_page_bytes", { shard: "0" })).toBe(0);
+    expect(value(families, "pcpd_engine_huge_page_bytes", { shard: "1" })).toBe(96 * 2 ** 20);
   });
 
   it("without Epochs from the caller, the statistics' Epochs are exported", async () => {

@@ -24,6 +24,9 @@ describe("StatsBoard", () => {
     expect(read.codec.pcpResults[W.RESULT_SUCCESS]).toBe(3n);
     expect(read.pool).toEqual(e.poolUsage());
     expect(read.pool.map((p) => p.address)).toEqual(["203.0.113.1", "2001:db8::1"]);
+    expect(read.hugePageBytes).toBe(0);
+    board.publishHugePages(6 * 2 ** 21);
+    expect(board.read(0n).hugePageBytes).toBe(6 * 2 ** 21);
 
     // Counters move with every publish; the pool only with publishPool.
     serveOne(e, mapRequest({ client: "192.0.2.9" }), 100, { source: "192.0.2.9" });
