@@ -546,6 +546,7 @@ export class Shard {
       }
       return on;
     },
+    latestEvents: ({ since, max, filter }) => this.engine.latestRecords(since, max, filter),
     // An HA standby programs no dataplane (the active does): nothing to export, nothing to mark.
     exportTable: ({ from }) =>
       this.haRole && !this.haRole.active ? { bytes: new Uint8Array(0), next: 0 } : this.engine.persistTable(from, EXPORT_SCAN, this.wallOffset),
