@@ -218,8 +218,10 @@ export class EventFanout {
     this.flushTimer = undefined;
   }
 
-  /** The shards stream their events while anyone subscribes to the full stream. */
+  /** The shards stream their events while anyone subscribes to the full stream: those of the kinds some subscriber wants. */
   private stream(): Promise<void> {
-    return this.server.setEvents(this.subscribers.size > 0);
+    let kinds = 0;
+    for (const sub of this.subscribers.values()) kinds = (kinds | sub.filter.kinds) >>> 0;
+    return this.server.setEvents(this.subscribers.size > 0, kinds);
   }
 }

@@ -35,3 +35,24 @@ export function passes(f: EventFilter, view: DataView, bytes: Uint8Array, at: nu
   }
   return true;
 }
+
+/** Every event kind (a kinds mask). */
+export const ALL_KINDS = 0xffffffff;
+
+/**
+ * The records of `bytes` whose kind bit is in `kinds` (the same array when all are): what a
+ * shard posts when its listeners want some kinds only (the mapping log: no refreshes, the
+ * bulk under load, leave the packet thread).
+ */
+export function keepKinds(bytes: Uint8Array, kinds: number): Uint8Array {
+  let n = 0;
+  for (let at = 0; at < bytes.length; at += W.EVENT_SIZE) n += (kinds >>> bytes[at + W.EV_KIND]) & 1;
+  if (n * W.EVENT_SIZE === bytes.length) return bytes;
+  const out = new Uint8Array(n * W.EVENT_SIZE);
+  for (let at = 0, o = 0; at < bytes.length; at += W.EVENT_SIZE) {
+    if (((kinds >>> bytes[at + W.EV_KIND]) & 1) === 0) continue;
+    out.set(bytes.subarray(at, at + W.EVENT_SIZE), o);
+    o += W.EVENT_SIZE;
+  }
+  return out;
+}

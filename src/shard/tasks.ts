@@ -129,8 +129,8 @@ export interface ShardTasks {
   subscriberUsage: { params: { internalAddress: string; thirdPartyId?: string }; result: { mappings: number; blocks: number } };
   /** Mappings deleted. */
   deleteSubscriber: { params: { internalAddress: string; thirdPartyId?: string }; result: number };
-  /** Streams mapping events to the main thread (EventsMessage) while on. */
-  events: { params: { on: boolean }; result: boolean };
+  /** Streams mapping events to the main thread (EventsMessage) while on: those of `kinds` (a bit per EVENT_* code). */
+  events: { params: { on: boolean; kinds: number }; result: boolean };
   /**
    * A sampled subscription's pull (src/control/fanout.ts): the newest `max` event records
    * passing `filter` since ring counter `since` (null: only the counter), read in place
