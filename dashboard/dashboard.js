@@ -1,7 +1,9 @@
 // The pcpd dashboard: a client of the control channel (pcpd-control/2, README "The
 // control channel") in plain browser JavaScript. It polls stats.get, server.health and
-// ha.status, subscribes to the live mapping events (several per events.mappings frame)
-// and looks mappings up with mappings.get / mappings.list. A browser cannot set an
+// ha.status, subscribes to a sample of the live mapping events (events.subscribe with
+// `latest`: once a second the newest EVENTS_SHOWN events and the interval's total, pulled
+// from the shards' event rings, so an open dashboard costs the packet path next to
+// nothing however fast mappings change) and looks mappings up with mappings.get / mappings.list. A browser cannot set an
 // Authorization header on a WebSocket, so the token travels as the subprotocol
 // "pcpd-bearer.<token, base64url>" next to "pcpd-control" (the server answers the latter
 // only). The token comes from the form, or from the URL fragment (#token=…), which is then
@@ -74,7 +76,7 @@ function connect(token) {
       const info = await call("server.info");
       $("server").textContent = `${info.node} · ${info.version} · ${info.protocol} · ${info.workers} worker(s) · role ${info.role}`;
       setStatus(`connected (${info.role})`, true);
-      await call("events.subscribe", { filter: {} });
+      await call("events.subscribe", { filter: {}, latest: { count: EVENTS_SHOWN, intervalMs: POLL_MS } });
       await poll();
       pollTimer = setInterval(poll, POLL_MS);
     } catch (e) {
@@ -101,6 +103,8 @@ function onMessage(m) {
     else p.resolve(m.result);
   } else if (m.method === "events.mappings") {
     for (const e of m.params.events) addEvent(e);
+    // Sampled: `total` events happened in the interval, the newest of them are in the frame.
+    eventsSeen += m.params.total ?? m.params.events.length;
     showEvents();
   } else if (m.method === "events.dropped") {
     addEvent({ dropped: m.params.dropped });
@@ -116,7 +120,6 @@ function eventText(e) {
 }
 
 function addEvent(e) {
-  if (e.dropped === undefined) eventsSeen++;
   events.unshift(eventText(e));
   if (events.length > EVENTS_SHOWN) events.length = EVENTS_SHOWN;
 }
@@ -137,7 +140,7 @@ function showEvents() {
         return li;
       }),
     );
-    $("events-count").textContent = `${fmt(eventsSeen)} received, latest ${shown.length} shown`;
+    $("events-count").textContent = `${fmt(eventsSeen)} events, latest ${shown.length} shown`;
   });
 }
 

@@ -476,6 +476,8 @@ export interface StartOptions {
   ping?: boolean;
   /** Added to the server's environment (PCPD_IO=dgram: the fallback path, docs/io.md). */
   env?: NodeJS.ProcessEnv;
+  /** Another build's server (bench/logs.bench.ts: before ÷ after a change, in one run). Default SERVER_JS. */
+  serverJs?: string;
 }
 
 export type RunningServer = Awaited<ReturnType<typeof startServer>>;
@@ -484,7 +486,9 @@ export type RunningServer = Awaited<ReturnType<typeof startServer>>;
 export async function startServer(listen: string[], mappings: number, o: StartOptions = {}) {
   const configFile = join(os.tmpdir(), `pcpd-${o.name ?? "e2e"}-${process.pid}-${mappings}.json`);
   writeFileSync(configFile, JSON.stringify({ ...serverConfig(listen, mappings, o.control, o.persistence), ...o.extra }, null, 2), { mode: 0o600 });
-  const c = track(spawn(process.execPath, [SERVER_JS, "--config", configFile], { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, ...o.env } }));
+  const c = track(
+    spawn(process.execPath, [o.serverJs ?? SERVER_JS, "--config", configFile], { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, ...o.env } }),
+  );
   let log = "";
   c.stdout!.on("data", (d) => (log += d));
   const tail = () => log.trim().split("\n").slice(-10).join("\n");

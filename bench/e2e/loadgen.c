@@ -25,7 +25,10 @@
 //             order (a multiplicative stride through [0, N), so no two outstanding requests
 //             share a key); a request without an answer after the timeout counts as lost;
 //   echo      as run, against an echo server: the answer must equal the request bytes;
-//   ping      send key 0 every 100 ms until one valid SUCCESS answer (readiness probe).
+//   ping      send key 0 every 100 ms until one valid SUCCESS answer (readiness probe);
+//   churn     as run, but each request deletes its key's mapping (lifetime 0) if it exists
+//             and creates it again if not: every answer is a create or a delete event
+//             (bench/control.bench.ts); --state F keeps which keys exist between runs.
 // Every answer is matched to its key (THIRD_PARTY address + internal port) and checked:
 // R bit, opcode, result SUCCESS, lifetime, nonce, protocol, internal port and external
 // port non-zero, THIRD_PARTY echoed. Latency is kept in a 1 µs histogram.
@@ -45,13 +48,14 @@
 #include <unistd.h>
 
 enum { REQ_SIZE = 80, REQ_MAX = 84, BATCH = 64, MAX_SERVERS = 16, HIST_US = 1000000, MAX_WINDOW = 65536 };
-enum { MODE_POPULATE, MODE_RUN, MODE_ECHO, MODE_PING };
+enum { MODE_POPULATE, MODE_RUN, MODE_ECHO, MODE_PING, MODE_CHURN };
 
 // Options (see usage()).
 static int mode;
 static uint64_t nkeys = 1000, per_sub = 50, window = 128, lifetime = 3600;
 static double duration = 10, timeout_ms = 1000, deadline_s = 600;
 static int max_tries = 20;
+static const char *state_file; // churn: --state F keeps the live/deleted bits between runs
 static int checkpoint;             // --checkpoint 1: every request carries CHECKPOINT_REQUIRED
 static ssize_t req_size = REQ_SIZE; // REQ_SIZE, + 4 with the option
 static struct sockaddr_in servers[MAX_SERVERS];
@@ -77,9 +81,9 @@ static void die(const char *what) {
 
 static void usage(void) {
   fprintf(stderr,
-          "usage: loadgen populate|run|echo|ping --server A:P[,A:P...] --bind A[,A...] [--keys N] [--per-sub P]\n"
+          "usage: loadgen populate|run|echo|ping|churn --server A:P[,A:P...] --bind A[,A...] [--keys N] [--per-sub P]\n"
           "               [--window W] [--duration S] [--timeout-ms T] [--tries K] [--deadline S] [--lifetime L]\n"
-          "               [--checkpoint 0|1]\n");
+          "               [--checkpoint 0|1] [--state FILE]\n");
   exit(2);
 }
 
@@ -120,12 +124,23 @@ static void put_mapped(uint8_t *p, uint32_t v4) {
   put32(p + 12, v4);
 }
 
+/**
+ * churn: one bit per key, set while the key's mapping exists (every key after populate).
+ * A live key is deleted (lifetime 0), a deleted one created again: every answered request
+ * is a create or a delete event on the server. Flipped only by a valid answer, so a lost
+ * one is asked again as it was (deleting a deleted mapping, or creating one that exists:
+ * a refresh, both SUCCESS).
+ */
+static uint8_t *dead;
+static int is_dead(uint64_t key) { return mode == MODE_CHURN && (dead[key >> 3] >> (key & 7)) & 1; }
+static int is_delete(uint64_t key) { return mode == MODE_CHURN && !is_dead(key); }
+
 static void build_request(uint64_t key, uint8_t *b) {
   uint32_t s = subscriber_of(key);
   memset(b, 0, (size_t)req_size);
   b[0] = 2;                                           // version
   b[1] = 1;                                           // R = 0, opcode MAP
-  put32(b + 4, (uint32_t)lifetime);                   // requested lifetime
+  put32(b + 4, is_delete(key) ? 0 : (uint32_t)lifetime); // requested lifetime (0: delete)
   put_mapped(b + 8, ntohl(binds[s % nbinds].sin_addr.s_addr)); // client address: our source
   nonce_of(s, b + 24);                                // mapping nonce
   b[36] = 6;                                          // protocol TCP
@@ -151,11 +166,12 @@ static int answer_ok(uint64_t key, const uint8_t *b, ssize_t n) {
   uint8_t req[REQ_MAX];
   build_request(key, req);
   if (mode == MODE_ECHO) return n == req_size && memcmp(b, req, (size_t)req_size) == 0;
+  int del = is_delete(key);
   return n == req_size && b[0] == 2 && b[1] == (0x80 | 1) && b[3] == 0 // R bit, MAP, SUCCESS
-         && get32(b + 4) > 0                                          // granted lifetime
+         && (del ? get32(b + 4) == 0 : get32(b + 4) > 0)             // granted lifetime (0: deleted)
          && memcmp(b + 24, req + 24, 12) == 0                          // nonce echoed
          && b[36] == 6 && get16(b + 40) == get16(req + 40)             // protocol, internal port
-         && get16(b + 42) != 0                                         // assigned external port
+         && (del || get16(b + 42) != 0)                                // assigned external port
          && memcmp(b + 60, req + 60, (size_t)req_size - 60) == 0;      // THIRD_PARTY (and CHECKPOINT_REQUIRED) echoed
 }
 
@@ -335,6 +351,7 @@ static uint64_t drain_answers(void) {
       }
       if (answer_ok((uint64_t)key, bufs[i], n)) {
         ok++;
+        if (mode == MODE_CHURN) dead[key >> 3] ^= (uint8_t)(1u << (key & 7));
         valid++;
         record_latency(t - slots[slot].sent_ns);
       } else {
@@ -385,6 +402,7 @@ int main(int argc, char **argv) {
   else if (!strcmp(argv[1], "run")) mode = MODE_RUN;
   else if (!strcmp(argv[1], "echo")) mode = MODE_ECHO;
   else if (!strcmp(argv[1], "ping")) mode = MODE_PING;
+  else if (!strcmp(argv[1], "churn")) mode = MODE_CHURN;
   else usage();
   int have_bind = 0;
   for (int i = 2; i + 1 < argc; i += 2) {
@@ -414,6 +432,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(k, "--tries")) max_tries = atoi(v);
     else if (!strcmp(k, "--deadline")) deadline_s = atof(v);
     else if (!strcmp(k, "--lifetime")) lifetime = strtoull(v, NULL, 10);
+    else if (!strcmp(k, "--state")) state_file = v;
     else if (!strcmp(k, "--checkpoint")) {
       checkpoint = atoi(v) != 0;
       req_size = checkpoint ? REQ_MAX : REQ_SIZE;
@@ -436,7 +455,15 @@ int main(int argc, char **argv) {
   while (tsize < 4 * window) tsize <<= 1;
   table = malloc(tsize * sizeof *table);
   table_mask = tsize - 1;
-  if (!slots || !free_slots || !send_queue || !table) die("malloc");
+  dead = calloc(nkeys / 8 + 1, 1);
+  if (!slots || !free_slots || !send_queue || !table || !dead) die("malloc");
+  if (state_file) { // the bits of the previous churn run (absent: every key live, as after populate)
+    FILE *f = fopen(state_file, "rb");
+    if (f) {
+      if (fread(dead, 1, nkeys / 8 + 1, f) != nkeys / 8 + 1) memset(dead, 0, nkeys / 8 + 1);
+      fclose(f);
+    }
+  }
   memset(table, 0xff, tsize * sizeof *table);
   for (uint32_t i = 0; i < window; i++) free_slots[nfree++] = window - 1 - i;
   open_socket();
@@ -444,7 +471,7 @@ int main(int argc, char **argv) {
   // Key order: populate and ping walk 0..N-1; run and echo a multiplicative stride
   // coprime with N (a permutation of [0, N), far apart in the server's tables).
   uint64_t stride = 1;
-  if (mode == MODE_RUN || mode == MODE_ECHO) {
+  if (mode == MODE_RUN || mode == MODE_ECHO || mode == MODE_CHURN) {
     stride = 2654435761u % nkeys;
     if (stride == 0) stride = 1;
     while (gcd(stride, nkeys) != 1) stride++;
@@ -453,7 +480,7 @@ int main(int argc, char **argv) {
   uint64_t start = now_ns(), last_scan = start, last_progress = start;
   uint64_t hard_end = start + (uint64_t)(deadline_s * 1e9);
   uint64_t run_end = start + (uint64_t)(duration * 1e9);
-  int endless = mode == MODE_RUN || mode == MODE_ECHO; // keys keep cycling until run_end
+  int endless = mode == MODE_RUN || mode == MODE_ECHO || mode == MODE_CHURN; // keys keep cycling until run_end
   int failed = 0;
 
   for (;;) {
@@ -499,6 +526,10 @@ int main(int argc, char **argv) {
     }
   }
   double elapsed = (now_ns() - start) / 1e9;
+  if (state_file && mode == MODE_CHURN) {
+    FILE *f = fopen(state_file, "wb");
+    if (!f || fwrite(dead, 1, nkeys / 8 + 1, f) != nkeys / 8 + 1 || fclose(f) != 0) die("state file");
+  }
   // Answers to what is still outstanding at the end are neither ok nor lost: count them
   // as unfinished, so sent = ok + bad + lost + unfinished + retransmits (+ answers to
   // requests given up that arrive late, which count as stray).
@@ -506,7 +537,7 @@ int main(int argc, char **argv) {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   double cpu = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
-  static const char *names[] = {"populate", "run", "echo", "ping"};
+  static const char *names[] = {"populate", "run", "echo", "ping", "churn"};
   printf("{\"mode\":\"%s\",\"keys\":%" PRIu64 ",\"perSubscriber\":%" PRIu64 ",\"window\":%" PRIu64 ",\"seconds\":%.3f,"
          "\"sent\":%" PRIu64 ",\"received\":%" PRIu64 ",\"ok\":%" PRIu64 ",\"bad\":%" PRIu64 ",\"lost\":%" PRIu64
          ",\"stray\":%" PRIu64 ",\"retransmits\":%" PRIu64 ",\"unfinished\":%" PRIu64 ",\"okPerSecond\":%.0f,"

@@ -114,6 +114,11 @@ export type SubscriptionItem = { type: "event"; event: MappingEventNotice } | { 
 export interface SubscribeOptions {
   /** Items buffered for a slow reader before newer ones are dropped (and counted). Default 10000. */
   highWaterMark?: number;
+  /**
+   * A sampled subscription (events.subscribe `latest`): every intervalMs, the newest `count`
+   * events of the interval, for a client that shows the latest events rather than all.
+   */
+  latest?: { count?: number; intervalMs?: number };
 }
 
 interface Pending {
@@ -296,7 +301,11 @@ export class ControlClient extends EventEmitter {
     this.#subscription = subscription;
     previous?._end();
     try {
-      await this.call("events.subscribe", kinds === undefined ? { filter } : { filter, kinds });
+      await this.call("events.subscribe", {
+        filter,
+        ...(kinds === undefined ? {} : { kinds }),
+        ...(options.latest === undefined ? {} : { latest: options.latest }),
+      });
     } catch (e) {
       if (this.#subscription === subscription) this.#subscription = undefined;
       subscription._end();

@@ -1,6 +1,13 @@
 // Live mapping events to the subscribed connections, with per-subscriber backpressure
-// (pcpd-control/2: several events per frame, `events.mappings`).
-// Events are decoded only while someone subscribes (the shards stream them only then).
+// (pcpd-control/2: several events per frame, `events.mappings`). Two modes:
+// - The full stream (events.subscribe without `latest`: `pcpctl events`, an SDK client):
+//   every event. The shards stream them only while such a subscriber exists, copying the
+//   records of every batch and posting them here.
+// - Sampled (`latest: { count, intervalMs }`: the dashboard): every intervalMs this module
+//   pulls the newest `count` matching records of each shard's event ring (a task that
+//   reads the ring in place, PacketEngine.latestRecords) and sends them in one frame with
+//   the interval's total. Nothing is copied per batch for it and the shards do not stream:
+//   its cost is one bounded scan per shard and interval, whatever the mapping churn.
 // The cost of a subscriber on the main thread is kept per batch, not per event: each
 // subscriber's filter is checked on the raw records (kind byte, protocol byte, flags,
 // pool index, internal address bytes), a record is turned into its JSON text once however
@@ -11,6 +18,7 @@
 // events again. Memory per subscriber is so bounded by the buffer limit (plus one frame).
 import * as W from "../wire.generated.js";
 import { readEvent, type MappingRecords } from "../engine/packet-engine.js";
+import { passes, type EventFilter } from "../engine/event-filter.js";
 import { toAddress16 } from "../net/address.js";
 import type { RunningServer } from "../server/server.js";
 import { NOTIFY_DROPPED, NOTIFY_EVENTS, type MappingFilter } from "./protocol.js";
@@ -35,25 +43,29 @@ const MAPPING_KINDS = Object.values(KIND_CODES).reduce((bits, k) => bits | (1 <<
 const FRAME_HEAD = `{"jsonrpc":"2.0","method":"${NOTIFY_EVENTS}","params":{"events":[`;
 const FRAME_TAIL = "]}}";
 
-/** A subscription compiled to checks on the raw event records. */
-interface RawFilter {
-  /** Bit per EVENT_* kind code; all set when no kinds were given. */
-  kinds: number;
-  protocol?: number;
-  /** 16-byte form of the internal address. */
-  internal?: Uint8Array;
-  /** The external address as text: compared with the shard's pool names. */
-  external?: string;
-  kind?: "dynamic" | "static" | "held";
+/** A sampled subscription's parameters (events.subscribe `latest`). */
+export interface Latest {
+  count: number;
+  intervalMs: number;
 }
 
 interface Subscriber {
-  filter: RawFilter;
+  filter: EventFilter;
   /** JSON texts of events waiting for this subscriber's next frame. */
   pending: string[];
 }
 
-function compile(filter: MappingFilter, kinds?: string[]): RawFilter {
+interface Sampled {
+  filter: EventFilter;
+  latest: Latest;
+  /** Per shard, the ring counter pulled up to (null: not yet known). */
+  since: (number | null)[];
+  timer: NodeJS.Timeout;
+  /** A pull is under way (a slow shard: the next tick is skipped, not stacked). */
+  pulling: boolean;
+}
+
+function compile(filter: MappingFilter, kinds?: string[]): EventFilter {
   return {
     // Port-block records (src/logging/) are not mapping events: subscribers never see them.
     kinds: kinds ? kinds.reduce((bits, k) => bits | (1 << KIND_CODES[k]), 0) : MAPPING_KINDS,
@@ -64,34 +76,15 @@ function compile(filter: MappingFilter, kinds?: string[]): RawFilter {
   };
 }
 
-/** Mapping kind from the flags byte, as mappingKind (src/shard/tasks.ts) but without a string per call. */
-function kindMatches(flags: number, kind: RawFilter["kind"]): boolean {
-  if (kind === "static") return (flags & W.MAPF_STATIC) !== 0;
-  if (kind === "held") return (flags & W.MAPF_STATIC) === 0 && (flags & W.MAPF_HELD) !== 0;
-  return (flags & (W.MAPF_STATIC | W.MAPF_HELD)) === 0;
-}
-
-/** Whether the record at `at` passes `f`; `pool` names the shard's pool indexes. */
-function passes(f: RawFilter, view: DataView, bytes: Uint8Array, at: number, pool: string[] | undefined): boolean {
-  if ((f.kinds & (1 << view.getUint8(at + W.EV_KIND))) === 0) return false;
-  if (f.protocol !== undefined && view.getUint8(at + W.EV_PROTOCOL) !== f.protocol) return false;
-  if (f.kind !== undefined && !kindMatches(view.getUint8(at + W.EV_FLAGS), f.kind)) return false;
-  if (f.internal) for (let i = 0; i < 16; i++) if (bytes[at + W.EV_INTERNAL_ADDR + i] !== f.internal[i]) return false;
-  if (f.external !== undefined) {
-    const index = view.getUint16(at + W.EV_POOL_INDEX, true);
-    if ((pool?.[index] ?? `pool#${index}`) !== f.external) return false;
-  }
-  return true;
-}
-
 export class EventFanout {
   private readonly subscribers = new Map<Session, Subscriber>();
+  private readonly sampled = new Map<Session, Sampled>();
   /** Per shard, the pool addresses as its event messages last named them. */
   private readonly poolNames: string[][] = [];
   private flushTimer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly server: Pick<RunningServer, "onEvents" | "setEvents">,
+    private readonly server: Pick<RunningServer, "onEvents" | "setEvents" | "task" | "threads">,
     private readonly bufferBytes: number,
   ) {
     server.onEvents((m) => {
@@ -132,16 +125,78 @@ export class EventFanout {
     if (s.link.bufferedAmount() > this.bufferBytes || !s.link.sendText(frame)) s.dropped += n; // told in one events.dropped notice once it drains
   }
 
-  /** Subscribes `s` (again: the filter is replaced; events queued under the old one may still arrive). */
-  async subscribe(s: Session, filter: MappingFilter, kinds?: string[]): Promise<void> {
+  /**
+   * Subscribes `s` (again: the subscription is replaced; events queued under the old one
+   * may still arrive), to every event or, with `latest`, to a sample of them.
+   */
+  async subscribe(s: Session, filter: MappingFilter, kinds?: string[], latest?: Latest): Promise<void> {
+    const compiled = compile(filter, kinds);
+    this.stopSampling(s);
+    if (latest) {
+      const wasStreaming = this.subscribers.delete(s);
+      const sampled: Sampled = { filter: compiled, latest, since: [], timer: setInterval(() => void this.pull(s, sampled), latest.intervalMs), pulling: false };
+      this.sampled.set(s, sampled);
+      await this.pull(s, sampled); // the counters to start from: the events after the answer
+      if (wasStreaming) await this.stream();
+      return;
+    }
     const previous = this.subscribers.get(s);
-    this.subscribers.set(s, { filter: compile(filter, kinds), pending: previous?.pending ?? [] });
+    this.subscribers.set(s, { filter: compiled, pending: previous?.pending ?? [] });
     await this.stream();
   }
 
+  /**
+   * One pull of a sampled subscription: each shard's newest matching records since the last
+   * pull, decoded (at most `count` in all, by engine time) and sent as one frame with the
+   * interval's total. A frame its buffer cannot take is dropped and counted (the next one
+   * carries newer events anyway).
+   */
+  private async pull(s: Session, sub: Sampled): Promise<void> {
+    if (sub.pulling) return;
+    sub.pulling = true;
+    try {
+      const shards = this.server.threads().length;
+      const answers = await Promise.allSettled(
+        Array.from({ length: shards }, (_, shard) =>
+          this.server.task(shard, { kind: "latestEvents", since: sub.since[shard] ?? null, max: sub.latest.count, filter: sub.filter }),
+        ),
+      );
+      if (this.sampled.get(s) !== sub) return; // unsubscribed meanwhile
+      let total = 0;
+      const events: { time: number; json: string }[] = [];
+      answers.forEach((a, shard) => {
+        if (a.status !== "fulfilled") return; // restarting: its counter is asked again next time
+        const first = sub.since[shard] === undefined || sub.since[shard] === null;
+        sub.since[shard] = a.value.head;
+        if (first) return;
+        total += a.value.total;
+        const { bytes, pool } = a.value.records;
+        const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+        const name = (i: number) => pool?.[i] ?? `pool#${i}`;
+        for (let at = 0; at + W.EVENT_SIZE <= bytes.length; at += W.EVENT_SIZE) {
+          const e = readEvent(view, bytes, at, name);
+          events.push({ time: e.time, json: noticeJson(shard, e) });
+        }
+      });
+      if (total === 0) return;
+      const kept = events.length > sub.latest.count ? events.sort((a, b) => a.time - b.time).slice(-sub.latest.count) : events;
+      const frame = `${FRAME_HEAD}${kept.map((e) => e.json).join(",")}],"total":${total}}}`;
+      if (s.link.bufferedAmount() > this.bufferBytes || !s.link.sendText(frame)) s.dropped += kept.length;
+    } finally {
+      sub.pulling = false;
+    }
+  }
+
+  private stopSampling(s: Session): boolean {
+    const sub = this.sampled.get(s);
+    if (!sub) return false;
+    clearInterval(sub.timer);
+    return this.sampled.delete(s);
+  }
+
   async unsubscribe(s: Session): Promise<void> {
-    this.subscribers.delete(s);
-    await this.stream();
+    this.stopSampling(s);
+    if (this.subscribers.delete(s)) await this.stream();
   }
 
   /** uWS's drain: the socket's queue shrank; a subscriber that lost events is told how many. */
@@ -152,17 +207,21 @@ export class EventFanout {
   }
 
   closed(s: Session): void {
+    this.stopSampling(s);
     if (this.subscribers.delete(s)) void this.stream().catch(() => undefined);
   }
 
   clear(): void {
     this.subscribers.clear();
+    for (const s of [...this.sampled.keys()]) this.stopSampling(s);
     clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
   }
 
-  /** The shards stream their events while anyone subscribes. */
+  /** The shards stream their events while anyone subscribes to the full stream: those of the kinds some subscriber wants. */
   private stream(): Promise<void> {
-    return this.server.setEvents(this.subscribers.size > 0);
+    let kinds = 0;
+    for (const sub of this.subscribers.values()) kinds = (kinds | sub.filter.kinds) >>> 0;
+    return this.server.setEvents(this.subscribers.size > 0, kinds);
   }
 }

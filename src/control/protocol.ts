@@ -129,6 +129,9 @@ export interface MappingEventNotice {
 }
 
 // ---- methods: params schemas (validated by the server), result types, roles ----
+/** Most events a sampled subscription (events.subscribe `latest`) gets per frame. */
+export const LATEST_MAX = 1000;
+
 export const MappingFilterSchema = z
   .object({
     internalAddress: ip.optional(),
@@ -176,7 +179,20 @@ export const Params = {
   "config.get": z.object({}).strict(),
   "config.reload": z.object({}).strict(),
   "events.subscribe": z
-    .object({ filter: MappingFilterSchema.default({}), kinds: z.array(z.enum(["create", "refresh", "delete", "expire", "release", "update"])).optional() })
+    .object({
+      filter: MappingFilterSchema.default({}),
+      kinds: z.array(z.enum(["create", "refresh", "delete", "expire", "release", "update"])).optional(),
+      /**
+       * Sampled mode (a dashboard): every intervalMs, one frame with the newest `count`
+       * events of the interval that pass the filter, and `total`; read from the shards'
+       * event rings by a periodic pull, so its cost does not grow with the event rate.
+       * Absent: every event (the full stream).
+       */
+      latest: z
+        .object({ count: z.number().int().min(1).max(LATEST_MAX).default(100), intervalMs: z.number().int().min(250).max(60_000).default(1000) })
+        .strict()
+        .optional(),
+    })
     .strict(),
   "events.unsubscribe": z.object({}).strict(),
   "dataplane.subscribe": z.object({}).strict(),
@@ -316,7 +332,12 @@ export const NOTIFY_DATAPLANE_ACTIVITY = "dataplane.activity";
  * the filter (events already queued under the old one may still arrive).
  */
 export interface Notifications {
-  [NOTIFY_EVENTS]: { events: MappingEventNotice[] };
+  /**
+   * `total` only in sampled mode (events.subscribe `latest`): every event the shards
+   * recorded since the previous frame, before the filter; `events` are the newest of them
+   * that pass it (at most `count`), oldest first.
+   */
+  [NOTIFY_EVENTS]: { events: MappingEventNotice[]; total?: number };
   [NOTIFY_DROPPED]: { dropped: number };
   [NOTIFY_DATAPLANE_RESET]: { seq: number };
   [NOTIFY_DATAPLANE_OPS]: { seq: number; ops: DataplaneOp[] };

@@ -5,6 +5,7 @@ import * as W from "../wire.generated.js";
 import { ErrorCodes, PcpdError } from "../errors.js";
 import { formatAddress16, toAddress16 } from "../net/address.js";
 import { BatchPath } from "./batch.js";
+import { passes, type EventFilter } from "./event-filter.js";
 import { LIST_KINDS, readEvent, type Filter, type MappingEvent, type MappingRecords, type RecordSelector } from "./records.js";
 
 /** An unsolicited message for a mapping's client (Mapping Update, RFC 6887 §14.2). */
@@ -96,6 +97,35 @@ export class ControlVerbs extends BatchPath {
     bytes.set(this.bytes.subarray(base, base + (n - straight) * W.EVENT_SIZE), straight * W.EVENT_SIZE);
     this.call(W.CMD_EVENTS_CONSUME, n);
     return { bytes };
+  }
+
+  /**
+   * The newest (at most `max`) records passing `filter` among those emitted since the
+   * ring's counter was `since`, read in place: the ring is not consumed, and a record stays
+   * readable until EVENT_CAPACITY newer ones overwrite it, drained or not. So a sampled
+   * subscriber (src/control/fanout.ts) costs one bounded scan per pull, nothing per batch.
+   * `since` null: nothing, only the counter to start from. `total`: every record emitted
+   * since (a restarted engine's counter began again at 0: counted from there).
+   */
+  latestRecords(since: number | null, max: number, filter: EventFilter): { records: MappingRecords; head: number; total: number } {
+    const { base, head } = this.events();
+    if (since === null) return { records: { bytes: new Uint8Array(0) }, head, total: 0 };
+    const back = (since - head) >>> 0;
+    const total = back !== 0 && back < 2 ** 31 ? head : (head - since) >>> 0;
+    const scan = Math.min(total, W.EVENT_CAPACITY);
+    const view = this.mem();
+    const pool = filter.external === undefined ? undefined : this.poolList();
+    const picked: number[] = [];
+    for (let i = 1; i <= scan && picked.length < max; i++) {
+      const at = base + ((head - i) & (W.EVENT_CAPACITY - 1)) * W.EVENT_SIZE;
+      if (passes(filter, view, this.bytes, at, pool)) picked.push(at);
+    }
+    const bytes = new Uint8Array(picked.length * W.EVENT_SIZE);
+    for (let i = 0; i < picked.length; i++) {
+      const at = picked[picked.length - 1 - i]; // oldest first, as the stream
+      bytes.set(this.bytes.subarray(at, at + W.EVENT_SIZE), i * W.EVENT_SIZE);
+    }
+    return { records: { bytes, pool: this.poolList() }, head, total };
   }
 
   /** Copies `n` event-layout records at `at` with the FILTERs of those that have some. */

@@ -25,7 +25,7 @@ export interface MappingEvent {
   /** How many PEER records (remote peers) the mapping has. */
   peerCount: number;
 }
-const EVENT_KINDS: MappingEvent["kind"][] = ["none", "create", "refresh", "delete", "expire", "release", "update", "block-lease", "block-release"];
+export const EVENT_KINDS: MappingEvent["kind"][] = ["none", "create", "refresh", "delete", "expire", "release", "update", "block-lease", "block-release"];
 /** Port-block records (EVENT_BLOCK_*): externalPort is the block's first port, internalPort its size. */
 export const BLOCK_KINDS: ReadonlySet<string> = new Set(["block-lease", "block-release"]);
 

@@ -7,7 +7,7 @@ import { isIPv6 } from "node:net";
 import type { Config } from "../config/schema.js";
 import { toAddress16 } from "../net/address.js";
 import type { LogRecord } from "./record.js";
-import { Sink } from "./sink.js";
+import { isFull, Sink, type DatagramOpener, type Datagrams } from "./sink.js";
 
 /** Information elements (IANA IPFIX registry) by name: [id, length]. */
 export const IE = {
@@ -88,7 +88,8 @@ function templates(): Map<string, Template> {
 }
 export const TEMPLATES = templates();
 
-const family = (a: string) => (isIPv6(a) && !a.startsWith("::ffff:") ? 6 : 4);
+/** Addresses here are this server's own formatting (IPv4 dotted, v4-mapped as such): no regex per record. */
+const family = (a: string) => (a.includes(":") && !a.startsWith("::ffff:") ? 6 : 4);
 
 function shapeOf(r: LogRecord): { template: Template; natEvent: number } {
   const inside = family(r.internalAddress);
@@ -275,15 +276,27 @@ export class IpfixEncoder {
 type IpfixConfig = Config["logging"]["ipfix"];
 
 export class IpfixSink extends Sink {
-  private readonly socket: Socket;
+  private readonly socket?: Socket;
+  /** The addon's synchronous sends (when loaded): no callback per datagram. */
+  private readonly datagrams?: Datagrams;
   private readonly encoder: IpfixEncoder;
   private inFlight = 0;
+  /** A Datagrams send found the socket's buffer full during this flush. */
+  private full = false;
   private templatesAt = -Infinity;
   private ready = false;
 
-  constructor(private readonly c: IpfixConfig) {
+  constructor(
+    private readonly c: IpfixConfig,
+    open?: DatagramOpener,
+  ) {
     super("ipfix", c.queue);
     this.encoder = new IpfixEncoder(c.observationDomain);
+    this.datagrams = open?.(c.collector, c.port);
+    if (this.datagrams) {
+      this.ready = true;
+      return;
+    }
     this.socket = createSocket(isIPv6(c.collector) ? "udp6" : "udp4");
     this.socket.on("error", () => this.counters.errors++);
     // Connected: no per-datagram address handling (sends wait for it: before, they would throw).
@@ -295,8 +308,20 @@ export class IpfixSink extends Sink {
   }
 
   private send(message: Buffer, records: number): void {
+    if (this.datagrams) {
+      // A full socket buffer loses this message (its sequence numbers are spent): counted.
+      const errno = this.datagrams.send(message);
+      if (errno === 0) this.counters.sent += records;
+      else {
+        if (isFull(errno))
+          this.full = true; // the flush stops: the rest waits in the queue
+        else this.counters.errors++;
+        this.counters.dropped += records;
+      }
+      return;
+    }
     this.inFlight++;
-    this.socket.send(message, (error) => {
+    this.socket!.send(message, (error) => {
       this.inFlight--;
       if (error) {
         this.counters.errors++;
@@ -314,7 +339,8 @@ export class IpfixSink extends Sink {
       this.templatesAt = now;
       this.send(this.encoder.templateMessage(now / 1000), 0);
     }
-    while (this.pending() > 0 && this.inFlight < UDP_IN_FLIGHT) {
+    this.full = false;
+    while (this.pending() > 0 && this.inFlight < UDP_IN_FLIGHT && !this.full) {
       // About a message's worth at a time (the smallest data record is 24 bytes).
       for (const { message, records } of this.encoder.dataMessages(this.take(56), now / 1000)) this.send(message, records);
     }
@@ -322,7 +348,10 @@ export class IpfixSink extends Sink {
 
   async close(): Promise<void> {
     this.flush();
+    this.datagrams?.close();
+    const socket = this.socket;
+    if (!socket) return;
     for (let i = 0; i < 100 && this.inFlight > 0; i++) await new Promise((r) => setTimeout(r, 10));
-    await new Promise<void>((resolve) => this.socket.close(() => resolve()));
+    await new Promise<void>((resolve) => socket.close(() => resolve()));
   }
 }

@@ -4,47 +4,39 @@
 // runs (setEvents(true, "logging")).
 import type { Logger } from "pino";
 import type { Config } from "../config/schema.js";
-import { readEvent } from "../engine/records.js";
 import * as W from "../wire.generated.js";
 import type { EventsMessage } from "../shard/tasks.js";
 import { IpfixSink } from "./ipfix.js";
-import { logged, toLogRecord, type RecordMode } from "./record.js";
-import type { Sink, SinkCounters } from "./sink.js";
+import { logged, loggedKinds, logRecordAt, type RecordMode } from "./record.js";
+import type { DatagramOpener, Sink, SinkCounters } from "./sink.js";
 import { SyslogSink } from "./syslog.js";
 
 /** What the log needs of the running server. */
 export interface EventSource {
   onEvents(listener: (m: EventsMessage) => void): void;
-  setEvents(on: boolean, who?: string): Promise<void>;
+  setEvents(on: boolean, who?: string, kinds?: number): Promise<void>;
 }
 
 export type LogStats = Record<string, SinkCounters>;
-
-const EVENT_CODES: Record<string, number> = {
-  create: W.EVENT_CREATE,
-  delete: W.EVENT_DELETE,
-  expire: W.EVENT_EXPIRE,
-  update: W.EVENT_UPDATE,
-  "block-lease": W.EVENT_BLOCK_LEASE,
-  "block-release": W.EVENT_BLOCK_RELEASE,
-};
 
 export class MappingLog {
   private readonly sinks: { sink: Sink; mode: RecordMode }[] = [];
   private readonly poolNames: string[][] = [];
   private timer?: NodeJS.Timeout;
   private running = false;
-  /** EVENT_* kinds some sink logs. */
-  private readonly wanted = new Set<number>();
+  /** EVENT_* kinds some sink logs (a bit each). */
+  private readonly wanted: number;
 
   constructor(
     c: Config["logging"],
     private readonly source: EventSource,
     private readonly log?: Logger,
+    /** UDP sends without a callback per datagram (the I/O addon, when loaded): src/server/log-datagrams.ts. */
+    datagrams?: DatagramOpener,
   ) {
-    if (c.syslog.enabled) this.sinks.push({ sink: new SyslogSink(c.syslog), mode: c.syslog.records });
-    if (c.ipfix.enabled) this.sinks.push({ sink: new IpfixSink(c.ipfix), mode: c.ipfix.records });
-    for (const { mode } of this.sinks) for (const [kind, code] of Object.entries(EVENT_CODES)) if (logged(mode, kind)) this.wanted.add(code);
+    if (c.syslog.enabled) this.sinks.push({ sink: new SyslogSink(c.syslog, datagrams), mode: c.syslog.records });
+    if (c.ipfix.enabled) this.sinks.push({ sink: new IpfixSink(c.ipfix, datagrams), mode: c.ipfix.records });
+    this.wanted = loggedKinds(c);
     source.onEvents((m) => this.ingest(m));
     if (this.sinks.length > 0) {
       this.running = true; // the shards stream from their first request (src/shard/shard.ts)
@@ -60,7 +52,7 @@ export class MappingLog {
 
   async start(): Promise<void> {
     if (!this.enabled) return;
-    await this.source.setEvents(true, "logging");
+    await this.source.setEvents(true, "logging", this.wanted);
     this.log?.info({ sinks: this.sinks.map((s) => `${s.sink.name} (${s.mode})`) }, "mapping log on");
   }
 
@@ -75,10 +67,9 @@ export class MappingLog {
     // Only the records some sink logs are decoded (refreshes, the bulk under load, are not).
     for (let i = 0, at = 0; at + W.EVENT_SIZE <= bytes.length; i++, at += W.EVENT_SIZE) {
       const kind = view.getUint8(at + W.EV_KIND);
-      if (!this.wanted.has(kind)) continue;
-      const e = readEvent(view, bytes, at, name);
-      const record = toLogRecord(e, time, thirdPartyIds?.[i]);
-      for (const { sink, mode } of this.sinks) if (logged(mode, e.kind)) sink.push(record);
+      if (((this.wanted >>> kind) & 1) === 0) continue;
+      const record = logRecordAt(view, bytes, at, name, time, thirdPartyIds?.[i]);
+      for (const { sink, mode } of this.sinks) if (logged(mode, record.event)) sink.push(record);
     }
   }
 

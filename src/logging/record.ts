@@ -1,7 +1,9 @@
 // Log records for traceability (docs/logging.md): what a carrier needs to answer "who held
 // external address:port at time T" — one record per mapping creation, deletion, expiry and
 // re-homing, or (port-block logging, RFC 7422) one per port-block lease and release.
-import { BLOCK_KINDS, type MappingEvent } from "../engine/records.js";
+import { BLOCK_KINDS, EVENT_KINDS } from "../engine/records.js";
+import { formatAddress16 } from "../net/address.js";
+import type { Config } from "../config/schema.js";
 import * as W from "../wire.generated.js";
 
 export type LogEventName = "create" | "delete" | "expire" | "update" | "block-lease" | "block-release";
@@ -39,50 +41,126 @@ export type RecordMode = "mappings" | "blocks";
 
 const MAPPING_EVENTS: ReadonlySet<string> = new Set(["create", "delete", "expire", "update"]);
 
+const EVENT_CODES: Record<LogEventName, number> = {
+  create: W.EVENT_CREATE,
+  delete: W.EVENT_DELETE,
+  expire: W.EVENT_EXPIRE,
+  update: W.EVENT_UPDATE,
+  "block-lease": W.EVENT_BLOCK_LEASE,
+  "block-release": W.EVENT_BLOCK_RELEASE,
+};
+
+/**
+ * The EVENT_* kinds (a bit each) some enabled sink logs: the only records a logged shard
+ * copies and posts for the log (src/shard/shard.ts), so refreshes never leave its thread.
+ */
+export function loggedKinds(c: Config["logging"]): number {
+  let bits = 0;
+  for (const sink of [c.syslog, c.ipfix])
+    if (sink.enabled) for (const [kind, code] of Object.entries(EVENT_CODES)) if (logged(sink.records, kind)) bits |= 1 << code;
+  return bits;
+}
+
 /** Whether a sink in `mode` logs an event of `kind`. */
 export function logged(mode: RecordMode, kind: string): boolean {
   return mode === "blocks" ? BLOCK_KINDS.has(kind) : MAPPING_EVENTS.has(kind);
 }
 
-/** Remote-peer fields, present once the event layout carries them. */
-type PeerFields = { peerAddress?: string; peerPort?: number };
-
-/** The log record of event `e` (one `logged` by some sink), received at wall time `time`. */
-export function toLogRecord(e: MappingEvent & PeerFields, time: number, thirdPartyId?: string): LogRecord {
-  const base = { time, internalAddress: e.internalAddress, realm: e.realm, externalAddress: e.externalAddress, ...(thirdPartyId ? { thirdPartyId } : {}) };
-  if (BLOCK_KINDS.has(e.kind)) {
+/**
+ * The log record of the event-layout record at `at` (one `logged` by some sink), received
+ * at wall time `time`, read from the bytes (no decoded event in between: only the fields a
+ * log record has, the remote peer formatted only when there is one). Every record has
+ * every field, in one order (absent ones undefined): one object shape for the whole log,
+ * so the sinks' reads stay monomorphic.
+ */
+export function logRecordAt(view: DataView, bytes: Uint8Array, at: number, pool: (index: number) => string, time: number, thirdPartyId?: string): LogRecord {
+  const event = EVENT_KINDS[view.getUint8(at + W.EV_KIND)] as LogEventName;
+  const internalAddress = formatAddress16(bytes.subarray(at + W.EV_INTERNAL_ADDR, at + W.EV_INTERNAL_ADDR + 16));
+  const externalAddress = pool(view.getUint16(at + W.EV_POOL_INDEX, true));
+  const externalPort = view.getUint16(at + W.EV_EXTERNAL_PORT, true);
+  const realm = view.getUint32(at + W.EV_REALM, true);
+  const id = thirdPartyId || undefined;
+  if (BLOCK_KINDS.has(event)) {
     // Block records: externalPort the first port, internalPort the block's size (abi.ts EVENT_BLOCK_*).
-    const size = Math.max(1, e.internalPort);
-    return {
-      ...base,
-      event: e.kind as LogEventName,
-      type: "block",
-      protocol: 0,
-      internalPort: 0,
-      externalPort: e.externalPort,
-      lastPort: e.externalPort + size - 1,
-      lifetime: 0,
-      source: "pcp",
-    };
+    const size = Math.max(1, view.getUint16(at + W.EV_INTERNAL_PORT, true));
+    return record(
+      event,
+      time,
+      "block",
+      0,
+      internalAddress,
+      id,
+      realm,
+      0,
+      externalAddress,
+      externalPort,
+      externalPort + size - 1,
+      0,
+      undefined,
+      undefined,
+      "pcp",
+    );
   }
-  const inbound = (e.flags & W.MAPF_INBOUND) !== 0;
-  const ending = e.kind === "delete" || e.kind === "expire";
-  const expiry = Math.max(e.mapExpiry, e.outExpiry);
-  const out: LogRecord = {
-    ...base,
-    event: e.kind as LogEventName,
-    type: inbound ? "map" : "peer",
-    protocol: e.protocol,
-    internalPort: e.internalPort,
-    externalPort: e.externalPort,
-    lifetime: ending || expiry === 0 ? 0 : Math.max(0, expiry - e.time),
-    source: e.flags & W.MAPF_STATIC ? "static" : e.flags & W.MAPF_NATPMP ? "natpmp" : "pcp",
+  const flags = view.getUint8(at + W.EV_FLAGS);
+  const ending = event === "delete" || event === "expire";
+  const expiry = Math.max(view.getUint32(at + W.EV_MAP_EXPIRY, true), view.getUint32(at + W.EV_OUT_EXPIRY, true));
+  const lifetime = ending || expiry === 0 ? 0 : Math.max(0, expiry - view.getUint32(at + W.EV_TIME, true));
+  // A PEER's remote peer [RFC 6887 §12]: zeros (port 0) when the mapping has none.
+  const peerPort = view.getUint16(at + W.EV_PEER_PORT, true);
+  const peer = peerPort === 0 ? undefined : formatAddress16(bytes.subarray(at + W.EV_PEER_ADDR, at + W.EV_PEER_ADDR + 16));
+  return record(
+    event,
+    time,
+    (flags & W.MAPF_INBOUND) !== 0 ? "map" : "peer",
+    view.getUint8(at + W.EV_PROTOCOL),
+    internalAddress,
+    id,
+    realm,
+    view.getUint16(at + W.EV_INTERNAL_PORT, true),
+    externalAddress,
+    externalPort,
+    undefined,
+    lifetime,
+    peer,
+    peer === undefined ? undefined : peerPort,
+    flags & W.MAPF_STATIC ? "static" : flags & W.MAPF_NATPMP ? "natpmp" : "pcp",
+  );
+}
+
+function record(
+  event: LogEventName,
+  time: number,
+  type: LogRecord["type"],
+  protocol: number,
+  internalAddress: string,
+  thirdPartyId: string | undefined,
+  realm: number,
+  internalPort: number,
+  externalAddress: string,
+  externalPort: number,
+  lastPort: number | undefined,
+  lifetime: number,
+  remoteAddress: string | undefined,
+  remotePort: number | undefined,
+  source: LogRecord["source"],
+): LogRecord {
+  return {
+    event,
+    time,
+    type,
+    protocol,
+    internalAddress,
+    thirdPartyId,
+    realm,
+    internalPort,
+    externalAddress,
+    externalPort,
+    lastPort,
+    lifetime,
+    remoteAddress,
+    remotePort,
+    source,
   };
-  if (e.peerPort && e.peerAddress) {
-    out.remoteAddress = e.peerAddress;
-    out.remotePort = e.peerPort;
-  }
-  return out;
 }
 
 export const PROTOCOL_NAMES: Record<number, string> = { 0: "all", 6: "tcp", 17: "udp", 132: "sctp", 33: "dccp" };

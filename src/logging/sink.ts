@@ -2,7 +2,23 @@
 // shards' event messages (never on a packet thread); a sink sends them in batches from a
 // timer. A full queue drops the newest records and counts them: the engine never waits
 // for a collector (docs/logging.md).
+import { constants } from "node:os";
 import type { LogRecord } from "./record.js";
+
+/**
+ * A UDP transport that sends one datagram synchronously, without a callback or an
+ * allocation per send: the batched I/O addon's sendto (src/server/log-datagrams.ts), so a
+ * flush is one send loop. `send` answers 0 or the errno of a refused send.
+ */
+export interface Datagrams {
+  send(bytes: Uint8Array): number;
+  close(): void;
+}
+/** Opens a Datagrams to a collector; undefined (no addon): the sink uses node:dgram. */
+export type DatagramOpener = (collector: string, port: number) => Datagrams | undefined;
+
+/** The socket's send buffer is full: what is left waits for the next flush (the queue stays bounded). */
+export const isFull = (errno: number) => errno === constants.errno.EAGAIN || errno === constants.errno.ENOBUFS;
 
 export interface SinkCounters {
   /** Records handed to the transport (written to the socket). */
@@ -36,13 +52,23 @@ export abstract class Sink {
 
   /** Up to `n` queued records, taken off the queue. */
   protected take(n: number): LogRecord[] {
-    const out = this.queue.slice(this.head, this.head + n);
-    this.head += out.length;
+    const out = this.peek(n);
+    this.advance(out.length);
+    return out;
+  }
+
+  /** Up to `n` queued records, left on the queue (advance() takes them). */
+  protected peek(n: number): LogRecord[] {
+    return this.queue.slice(this.head, this.head + n);
+  }
+
+  /** Takes `n` records off the queue (after peek). */
+  protected advance(n: number): void {
+    this.head += Math.min(n, this.pending());
     if (this.head > 4096 && this.head * 2 > this.queue.length) {
       this.queue = this.queue.slice(this.head);
       this.head = 0;
     }
-    return out;
   }
 
   protected pending(): number {

@@ -25,6 +25,7 @@ import { ConnectionState, connectHa } from "../ha/connection.js";
 import type { HaController } from "../ha/types.js";
 import { ioChoice, type IoPath } from "../io/native.js";
 import { ReusePortGroups } from "./reuseport.js";
+import { logDatagrams } from "./log-datagrams.js";
 import { MappingLog, type LogStats } from "../logging/mapping-log.js";
 
 export interface ServerStats {
@@ -46,7 +47,8 @@ export interface RunningServer {
   shardOfExternalPort(port: number): number;
   /** Mapping events of every shard go to `listener` while streaming is on. */
   onEvents(listener: (m: EventsMessage) => void): void;
-  setEvents(on: boolean): Promise<void>;
+  /** Streaming on while some full-stream subscriber wants events of `kinds` (a bit per EVENT_* code; default all). */
+  setEvents(on: boolean, kinds?: number): Promise<void>;
   /** The mapping log's counters per sink (logging.*; empty when no sink is on). */
   logStats(): LogStats;
   /** threadId of each shard's worker (undefined while it restarts). */
@@ -189,7 +191,7 @@ export async function startServer(
   const pool = new ShardPool(specs, log, onShardLost ?? (() => undefined));
   // Mapping and port-block logs (src/logging/, docs/logging.md); logging.* needs a restart.
   // Listening before the shards start: a logged shard streams events from its first request.
-  const mappingLog = new MappingLog(c.logging, { onEvents: (l) => pool.onEvents(l), setEvents: (on, who) => pool.setEvents(on, who) }, log);
+  const mappingLog = new MappingLog(c.logging, { onEvents: (l) => pool.onEvents(l), setEvents: (on, who) => pool.setEvents(on, who) }, log, logDatagrams());
   let started;
   try {
     started = await pool.start();
@@ -311,7 +313,7 @@ export async function startServer(
     everyShard: (task) => pool.all(task),
     shardOfExternalPort: (port) => (port < c.pool.portMin ? 0 : Math.floor((port - c.pool.portMin) / c.pool.blockSize) % shards),
     onEvents: (listener) => pool.onEvents(listener),
-    setEvents: (on) => pool.setEvents(on),
+    setEvents: (on, kinds) => pool.setEvents(on, "control", kinds),
     logStats: () => mappingLog.stats(),
     threads: () => pool.threads(),
     replaceWorker: (shard) => pool.replace(shard),

@@ -8,6 +8,7 @@
 import { Piscina } from "piscina";
 import type { Logger } from "pino";
 import { ErrorCodes, ShardUnavailableError } from "../errors.js";
+import { ALL_KINDS } from "../engine/event-filter.js";
 import type {
   DataplaneMessage,
   ActivityMessage,
@@ -65,8 +66,10 @@ export class ShardPool {
   private watchdog: NodeJS.Timeout | undefined;
   /** Whether the shards stream their mapping events (a restarted shard is told again). */
   private eventsWanted = false;
-  /** Who wants them: the control channel's subscribers, the mapping log (src/logging/). */
-  private readonly eventWanters = new Set<string>();
+  /** Who wants them, and which kinds (a bit per EVENT_* code): the control channel's full-stream subscribers, the mapping log (src/logging/). */
+  private readonly eventWanters = new Map<string, number>();
+  /** The kinds any of them wants: the only records the shards copy and post. */
+  private eventKinds = 0;
   /** Shards under an operator's Epoch reset → what drops their persisted state. */
   private readonly resetting = new Map<number, () => void>();
 
@@ -188,7 +191,7 @@ export class ShardPool {
         dropState();
         const s = await this.run(shard, { kind: "start", spec: this.specs[shard] });
         this.markReady(shard);
-        if (this.eventsWanted) await this.run(shard, { kind: "events", on: true });
+        if (this.eventsWanted) await this.run(shard, { kind: "events", on: true, kinds: this.eventKinds });
         this.onRestarted(shard);
         return s.epoch;
       } catch (e) {
@@ -225,12 +228,16 @@ export class ShardPool {
     this.eventListeners.push(listener);
   }
 
-  /** `who` wants the events streamed (on) or no longer (off); they stream while anyone does. */
-  async setEvents(on: boolean, who = "control"): Promise<void> {
-    if (on) this.eventWanters.add(who);
+  /**
+   * `who` wants the events of `kinds` (a bit per EVENT_* code; default all) streamed (on)
+   * or no longer (off); they stream while anyone wants them, those of any wanted kind.
+   */
+  async setEvents(on: boolean, who = "control", kinds = ALL_KINDS): Promise<void> {
+    if (on) this.eventWanters.set(who, kinds);
     else this.eventWanters.delete(who);
     this.eventsWanted = this.eventWanters.size > 0;
-    await this.all({ kind: "events", on: this.eventsWanted });
+    this.eventKinds = [...this.eventWanters.values()].reduce((a, b) => (a | b) >>> 0, 0);
+    await this.all({ kind: "events", on: this.eventsWanted, kinds: this.eventKinds });
   }
 
   /** New configuration for later (re)starts; the running shards are told by a reload task. */
@@ -292,7 +299,7 @@ export class ShardPool {
       try {
         const s = await this.run(shard, { kind: "start", spec: this.specs[shard] });
         this.markReady(shard);
-        if (this.eventsWanted) await this.run(shard, { kind: "events", on: true });
+        if (this.eventsWanted) await this.run(shard, { kind: "events", on: true, kinds: this.eventKinds });
         this.log.warn({ shard, thread: s.threadId, epoch: s.epoch, attempt }, "shard restarted");
         this.onRestarted(shard);
         return;

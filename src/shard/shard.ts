@@ -18,6 +18,8 @@ import { MonotonicClock, timeFrom, wallSeconds, type TimeSource } from "../core/
 import { ShardStore, type RestoreReport } from "../persist/store.js";
 import { classifier, limiterFor } from "../config/policy.js";
 import * as W from "../wire.generated.js";
+import { ALL_KINDS, keepKinds } from "../engine/event-filter.js";
+import { loggedKinds } from "../logging/record.js";
 import { ErrorCodes, PcpdError } from "../errors.js";
 import { Announcer } from "./announce.js";
 import { HaRole } from "./ha-role.js";
@@ -94,6 +96,8 @@ export class Shard {
   /** Traffic-driven lifetimes (dataplane.activity): the engine's activity queries out, the answers in. */
   private activity?: ActivityAsker;
   private eventsOn = false;
+  /** EVENT_* kinds the main thread's listeners want (a bit each): the others are not copied. */
+  private eventKinds = ALL_KINDS;
   /** Pool entries the main thread has been told about (with the events). */
   private poolPosted = 0;
   /**
@@ -127,6 +131,7 @@ export class Shard {
     // A logged server streams its events from the first request on (src/logging/: a
     // mapping made before the main thread asked for events would have no log record).
     this.eventsOn = config.logging.syslog.enabled || config.logging.ipfix.enabled;
+    if (this.eventsOn) this.eventKinds = loggedKinds(config.logging);
     this.log = createLogger(config.log.level, config.log.format, { service: "pcp-server", shard: spec.shard, thread: threadId });
     this.time = timeFrom(spec.testClock);
     const clock = (this.clock = new MonotonicClock(0, () => this.time.monotonicNs()));
@@ -424,17 +429,19 @@ export class Shard {
       }
     if (log.isLevelEnabled("debug")) for (const e of decodeRecords(events, engine.poolList())) log.debug({ event: e }, "mapping event");
     if (!this.eventsOn) return;
+    const bytes = keepKinds(events.bytes, this.eventKinds);
+    if (bytes.length === 0) return;
     // The THIRD_PARTY_ID of the records in a realm, looked up now (the realm may be gone by
     // the post): the log names the subscriber by it (src/logging/).
-    const view = new DataView(events.bytes.buffer, events.bytes.byteOffset, events.bytes.byteLength);
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const first = this.eventBytes / W.EVENT_SIZE;
-    for (let i = 0, at = 0; at + W.EVENT_SIZE <= events.bytes.length; i++, at += W.EVENT_SIZE) {
+    for (let i = 0, at = 0; at + W.EVENT_SIZE <= bytes.length; i++, at += W.EVENT_SIZE) {
       const realm = view.getUint32(at + W.EV_REALM, true);
       const id = realm === 0 ? undefined : engine.realmIdentifier(realm);
       if (id !== undefined) (this.eventIds ??= {})[first + i] = id;
     }
-    this.eventChunks.push(events.bytes);
-    this.eventBytes += events.bytes.length;
+    this.eventChunks.push(bytes);
+    this.eventBytes += bytes.length;
     if (this.eventBytes >= EVENTS_POST_BYTES) this.postEvents();
     else this.eventTimer ??= setTimeout(() => this.postEvents(), EVENTS_POST_MS);
   }
@@ -560,8 +567,9 @@ export class Shard {
     },
     subscriberUsage: (t) => this.engine.subscriberUsage(t.internalAddress, t.thirdPartyId),
     deleteSubscriber: (t) => this.engine.deleteSubscriber(t.internalAddress, t.thirdPartyId),
-    events: ({ on }) => {
+    events: ({ on, kinds }) => {
       this.eventsOn = on;
+      this.eventKinds = kinds;
       if (!on) {
         // Nobody listens: what was gathered is dropped (the main thread would drop it too).
         clearTimeout(this.eventTimer);
@@ -572,6 +580,7 @@ export class Shard {
       }
       return on;
     },
+    latestEvents: ({ since, max, filter }) => this.engine.latestRecords(since, max, filter),
     // An HA standby programs no dataplane (the active does): nothing to export, nothing to mark.
     exportTable: ({ from }) =>
       this.haRole && !this.haRole.active ? { bytes: new Uint8Array(0), next: 0 } : this.engine.persistTable(from, EXPORT_SCAN, this.wallOffset),

@@ -5,6 +5,7 @@
 // table, so an answer's type is known at both ends and no caller casts.
 import type { Config } from "../config/schema.js";
 import type { MappingEvent, MappingRecords } from "../engine/packet-engine.js";
+import type { EventFilter } from "../engine/event-filter.js";
 import type { Endpoint } from "../io/udp-listener.js";
 import * as W from "../wire.generated.js";
 import type { AnnounceTarget } from "./announce.js";
@@ -135,8 +136,14 @@ export interface ShardTasks {
   subscriberUsage: { params: { internalAddress: string; thirdPartyId?: string }; result: { mappings: number; blocks: number } };
   /** Mappings deleted. */
   deleteSubscriber: { params: { internalAddress: string; thirdPartyId?: string }; result: number };
-  /** Streams mapping events to the main thread (EventsMessage) while on. */
-  events: { params: { on: boolean }; result: boolean };
+  /** Streams mapping events to the main thread (EventsMessage) while on: those of `kinds` (a bit per EVENT_* code). */
+  events: { params: { on: boolean; kinds: number }; result: boolean };
+  /**
+   * A sampled subscription's pull (src/control/fanout.ts): the newest `max` event records
+   * passing `filter` since ring counter `since` (null: only the counter), read in place
+   * (PacketEngine.latestRecords); `total`: every event since.
+   */
+  latestEvents: { params: { since: number | null; max: number; filter: EventFilter }; result: { records: MappingRecords; head: number; total: number } };
   /** Portable records of the whole table in pages (dataplane reconciliation). */
   exportTable: { params: { from: number }; result: { bytes: Uint8Array; next: number } };
   /** Whether requests get NETWORK_FAILURE because the dataplane is not programmed. */

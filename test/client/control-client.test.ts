@@ -314,6 +314,8 @@ describe("events", () => {
     const client = await connect(server);
     await client.subscribe();
     expect(server.requests[0].params).toEqual({ filter: {} });
+    await client.subscribe({}, ["create"], { latest: { count: 50 } }); // sampled
+    expect(server.requests[1].params).toEqual({ filter: {}, kinds: ["create"], latest: { count: 50 } });
   });
 
   it("ends the iterator on unsubscribe() and on close(); throws CLOSED when the connection is lost", async () => {

@@ -382,6 +382,36 @@ describe("live events", () => {
     slow.ws.close();
     fast.ws.close();
   });
+
+  it("a sampled subscription (latest) gets the newest events of each interval and its total; the shards stream nothing for it", async () => {
+    const sample = await connect(READER);
+    const one = await connect(READER);
+    expect((await sample.call("events.subscribe", { kinds: ["refresh"], latest: { count: 5, intervalMs: 250 } })).result).toEqual({ subscribed: true });
+    // Filtered in the shard, over every record of the interval: all of one subscriber's.
+    await one.call("events.subscribe", { filter: { internalAddress: "10.9.0.7" }, latest: { count: 10, intervalMs: 250 } });
+    let posted = 0;
+    server.onEvents(() => posted++); // the shards' event messages (the full stream's path)
+    await populate(100, 3); // 300 refreshes (ports 1000–1002 of 10.9.0.0 … 10.9.0.99, mapped by the tests before)
+    const frames = (c: Client) => c.notes.filter((n) => n.method === "events.mappings");
+    const total = (c: Client) => frames(c).reduce((a, n) => a + n.params.total, 0);
+    await waitFor(() => total(sample) >= 300 && eventsOf(one.notes).length >= 3, { message: () => `${total(sample)} of 300 counted` });
+    for (const c of [sample, one]) await c.call("events.unsubscribe");
+    expect(total(sample)).toBe(300);
+    expect(posted).toBe(0);
+    for (const f of frames(sample)) expect(f.params.events.length).toBeLessThanOrEqual(5);
+    const sampled = eventsOf(sample.notes);
+    expect(sampled.length).toBeGreaterThan(0);
+    expect(sampled.every((e) => e.kind === "refresh" && e.mapping.protocol === 6 && e.shard === 0)).toBe(true);
+    expect(
+      eventsOf(one.notes)
+        .map((e) => `${e.kind} ${e.mapping.internalAddress}:${e.mapping.internalPort}`)
+        .sort(),
+    ).toEqual(["refresh 10.9.0.7:1000", "refresh 10.9.0.7:1001", "refresh 10.9.0.7:1002"]);
+    expect(total(one)).toBe(300); // the total is before the filter
+    // The params are checked: a count above the limit is refused.
+    expect((await sample.call("events.subscribe", { latest: { count: 5000 } })).error.code).toBe(RpcErrors.INVALID_PARAMS);
+    for (const c of [sample, one]) c.ws.close();
+  });
 });
 
 describe("HTTP endpoints", () => {

@@ -131,7 +131,7 @@ describe.skipIf(!chromium)(`dashboard in headless Chromium${chromium ? "" : " (s
       `(() => { const l = [...document.querySelectorAll("#events li")].map((li) => li.textContent); return l.filter((t) => t.includes(" create ")).length >= 20 && l; })()`,
     );
     for (let port = 9000; port < 9020; port++) expect(events.some((t) => t.includes(`create  dynamic tcp 127.0.0.1:${port} → `))).toBe(true);
-    expect(await browser.evaluate(text("#events-count"))).toMatch(/^20 received/);
+    expect(await browser.evaluate(text("#events-count"))).toMatch(/^20 events, latest 20 shown/);
     await shot("05-events");
 
     // Lookup by internal address, protocol and port (mappings.get).

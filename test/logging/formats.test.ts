@@ -5,7 +5,10 @@ import { describe, expect, it } from "vitest";
 import { formatSyslog, SD_ID } from "../../src/logging/syslog.js";
 import { IE, IpfixEncoder, NAT_EVENT, TEMPLATES } from "../../src/logging/ipfix.js";
 import { Sink } from "../../src/logging/sink.js";
-import type { LogRecord } from "../../src/logging/record.js";
+import { loggedKinds, type LogRecord } from "../../src/logging/record.js";
+import { ALL_KINDS, keepKinds } from "../../src/engine/event-filter.js";
+import { parseConfig } from "../../src/config/schema.js";
+import * as W from "../../src/wire.generated.js";
 
 const record = (over: Partial<LogRecord> = {}): LogRecord => ({
   event: "create",
@@ -107,5 +110,30 @@ describe("the bounded queue", () => {
     expect(s.flushed.map((r) => r.internalPort)).toEqual([0, 1, 2]);
     s.push(record({ internalPort: 99 }));
     expect(s.stats()).toMatchObject({ dropped: 3, queued: 3 });
+  });
+});
+
+describe("what a logged shard posts", () => {
+  const records = (kinds: number[]) => {
+    const bytes = new Uint8Array(kinds.length * W.EVENT_SIZE);
+    kinds.forEach((k, i) => {
+      bytes[i * W.EVENT_SIZE + W.EV_KIND] = k;
+      bytes[i * W.EVENT_SIZE + W.EV_INTERNAL_PORT] = i; // tells the records apart
+    });
+    return bytes;
+  };
+  it("only the kinds a configured sink logs: refreshes (the bulk under load) stay on the packet thread", () => {
+    const mappings = loggedKinds(parseConfig({ logging: { syslog: { enabled: true, records: "mappings" } } }).logging);
+    const blocks = loggedKinds(parseConfig({ logging: { ipfix: { enabled: true, records: "blocks" } } }).logging);
+    const bits = (...codes: number[]) => codes.reduce((a, c) => a | (1 << c), 0);
+    expect(mappings).toBe(bits(W.EVENT_CREATE, W.EVENT_DELETE, W.EVENT_EXPIRE, W.EVENT_UPDATE));
+    expect(blocks).toBe(bits(W.EVENT_BLOCK_LEASE, W.EVENT_BLOCK_RELEASE));
+    const all = records([W.EVENT_CREATE, W.EVENT_REFRESH, W.EVENT_REFRESH, W.EVENT_DELETE, W.EVENT_BLOCK_LEASE]);
+    const kept = keepKinds(all, mappings);
+    expect(kept.length).toBe(2 * W.EVENT_SIZE);
+    expect([kept[W.EV_KIND], kept[W.EVENT_SIZE + W.EV_KIND]]).toEqual([W.EVENT_CREATE, W.EVENT_DELETE]);
+    expect([kept[W.EV_INTERNAL_PORT], kept[W.EVENT_SIZE + W.EV_INTERNAL_PORT]]).toEqual([0, 3]);
+    expect(keepKinds(all, ALL_KINDS)).toBe(all); // nothing copied when every kind is wanted
+    expect(keepKinds(all, blocks).length).toBe(W.EVENT_SIZE);
   });
 });

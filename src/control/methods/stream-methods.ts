@@ -10,7 +10,7 @@ export function streamMethods(ctx: MethodContext): StreamMethods {
   const { server } = ctx;
   return {
     "events.subscribe": async (p, session) => {
-      await ctx.events.subscribe(session, p.filter, p.kinds);
+      await ctx.events.subscribe(session, p.filter, p.kinds, p.latest);
       return { subscribed: true as const };
     },
     "events.unsubscribe": async (_p, session) => {
