@@ -399,7 +399,7 @@ napi_value send_many(napi_env env, napi_callback_info info) {
   uint32_t *lengths = typed(env, argv[2], napi_uint32_array, &nlengths);
   int32_t *result = typed(env, argv[6], napi_int32_array, &nresult);
   double want = num(env, argv[3]);
-  if (!bytes || !lengths || !result || nresult < 2 || want < 0 || want > (double)nlengths) {
+  if (!bytes || !lengths || !result || nresult < 2 || !(want >= 0 && want <= (double)nlengths)) { // (NaN too)
     napi_throw_type_error(env, NULL, "udp_batch: sendMany(socket, Uint8Array, Uint32Array, count <= lengths, address, port, Int32Array(2))");
     return NULL;
   }

@@ -126,6 +126,7 @@ function shapeOf(r: LogRecord): { template: Template; natEvent: number } {
 /** Parsed addresses (pool addresses and active subscribers repeat); cleared when large. */
 const parsed = new Map<string, Uint8Array>();
 
+/** Writes `address` in `length` (4 or 16) bytes at `at`: copied byte by byte (no view allocated per record). */
 function writeAddress(bytes: Uint8Array, at: number, address: string, length: number): void {
   let a16 = parsed.get(address);
   if (!a16) {
@@ -133,7 +134,7 @@ function writeAddress(bytes: Uint8Array, at: number, address: string, length: nu
     a16 = toAddress16(address);
     parsed.set(address, a16);
   }
-  bytes.set(length === 4 ? a16.subarray(12) : a16, at);
+  for (let i = 0, from = 16 - length; i < length; i++) bytes[at + i] = a16[from + i];
 }
 
 /** Writes the data record of `r` at `at` (template `t`); returns the bytes written. */

@@ -36,15 +36,17 @@ const escapeParam = (v: string) => (SPECIAL.test(v) ? v.replace(/["\\\]]/g, (c) 
 /** Addresses here are this server's own formatting: a colon means IPv6 (no regex per record). */
 const endpoint = (address: string, port: number) => (address.includes(":") ? `[${address}]:${port}` : `${address}:${port}`);
 
-/** The last timestamp formatted (a batch's records share theirs). */
-let stampAt = Number.NaN;
-let stamp = "";
+/** The last header formatted: PRI, version, timestamp, host, app, procid (a batch's records share their time). */
+let headAt = Number.NaN;
+let headFor: object | undefined;
+let head = "";
 
 /** One RFC 5424 message (no framing) for `r`. */
 export function formatSyslog(r: LogRecord, o: { facility: number; host: string; appName: string; procId: number }): string {
-  if (r.time !== stampAt) {
-    stampAt = r.time;
-    stamp = new Date(r.time).toISOString();
+  if (r.time !== headAt || o !== headFor) {
+    headAt = r.time;
+    headFor = o;
+    head = `<${o.facility * 8 + SEVERITY_INFO}>1 ${new Date(r.time).toISOString()} ${o.host} ${o.appName} ${o.procId} `;
   }
   const block = r.type === "block";
   let sd = `[${SD_ID} event="${r.event}" type="${r.type}"`;
@@ -63,7 +65,7 @@ export function formatSyslog(r: LogRecord, o: { facility: number; host: string; 
     : `${r.event} ${r.type} ${proto} ${endpoint(r.internalAddress, r.internalPort)} -> ${endpoint(r.externalAddress, r.externalPort)}` +
       (r.remoteAddress ? ` peer ${endpoint(r.remoteAddress, r.remotePort ?? 0)}` : "") +
       (r.event === "create" || r.event === "update" ? ` lifetime ${r.lifetime}` : "");
-  return `<${o.facility * 8 + SEVERITY_INFO}>1 ${stamp} ${o.host} ${o.appName} ${o.procId} ${MSGIDS[r.event]} ${sd} ${text}`;
+  return `${head}${MSGIDS[r.event]} ${sd} ${text}`;
 }
 
 type SyslogConfig = Config["logging"]["syslog"];

@@ -95,6 +95,7 @@ describe.skipIf(!addon)(`mapping log datagrams through sendmmsg (${reason})`, ()
       // Bad arguments are refused with a clear error, never read past the buffer.
       expect(() => a.sendMany(s, Buffer.alloc(4), new Uint32Array([5]), 1, "127.0.0.1", PORT, result)).toThrow(/more than bytes/);
       expect(() => a.sendMany(s, Buffer.alloc(4), new Uint32Array([4]), 2, "127.0.0.1", PORT, result)).toThrow(/count <= lengths/);
+      expect(() => a.sendMany(s, Buffer.alloc(4), new Uint32Array([4]), Number.NaN, "127.0.0.1", PORT, result)).toThrow(/count <= lengths/);
       expect(() => a.sendMany(s, Buffer.alloc(4), new Uint32Array([4]), 1, "127.0.0.1", PORT, new Int32Array(1))).toThrow(/Int32Array\(2\)/);
     } finally {
       a.close(s);
