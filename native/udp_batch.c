@@ -321,6 +321,7 @@ NAPI_MODULE_INIT() {
   } fns[] = {
       {"open", open_socket}, {"adopt", adopt},   {"fd", get_fd},       {"local", local},   {"rcvbuf", rcvbuf},
       {"steer", steer},      {"layout", layout}, {"recv", recv_batch}, {"send", send_batch}, {"sendTo", send_to},
+      {"sendMany", send_many},
       {"multicastInterface", multicast_if},      {"stats", stats},     {"start", start},   {"close", close_socket},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {

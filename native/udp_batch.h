@@ -87,6 +87,7 @@ napi_value local(napi_env env, napi_callback_info info);
 napi_value rcvbuf(napi_env env, napi_callback_info info);
 napi_value steer(napi_env env, napi_callback_info info);
 napi_value send_to(napi_env env, napi_callback_info info);
+napi_value send_many(napi_env env, napi_callback_info info);
 napi_value multicast_if(napi_env env, napi_callback_info info);
 napi_value stats(napi_env env, napi_callback_info info);
 // Transparent huge pages for a WebAssembly memory (hugepages.c).

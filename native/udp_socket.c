@@ -370,6 +370,82 @@ napi_value send_to(napi_env env, napi_callback_info info) {
   return make_num(env, 0);
 }
 
+// A typed array argument's bytes and element count (0 when it is not of `want`'s type).
+static void *typed(napi_env env, napi_value v, napi_typedarray_type want, size_t *count) {
+  napi_typedarray_type type;
+  void *data = NULL;
+  napi_value ab;
+  size_t offset;
+  if (napi_get_typedarray_info(env, v, &type, count, &data, &ab, &offset) != napi_ok || type != want) return NULL;
+  return data;
+}
+
+// sendMany(socket, bytes, lengths, count, address, port, result) → datagrams taken. `count`
+// datagrams packed back to back in `bytes` (lengths[i] bytes each), in order, to one
+// destination: sendmmsg of up to MAX_BATCH per call (the mapping log's flush: one system call
+// instead of one sendto per syslog message, RFC 5426 §3.1 keeping one message a datagram).
+// A full send buffer (EAGAIN, ENOBUFS) stops the call: the datagrams from there on are not
+// taken and wait in the caller's bounded queue. Any other refused datagram (EMSGSIZE, a
+// reported ICMP error) is skipped and counted, and its lengths[i] set to 0 (the caller knows
+// which; callers send no empty datagrams): result[0] = how many of the taken ones were
+// refused, result[1] = the errno that stopped the call (0 when all were taken). Counted in
+// stats() as sendTo's sends are (sent, unsent by class).
+napi_value send_many(napi_env env, napi_callback_info info) {
+  napi_value argv[7];
+  Sock *s = sock_args(env, info, 7, argv);
+  if (!s) return NULL;
+  size_t length, nlengths, nresult;
+  uint8_t *bytes = typed(env, argv[1], napi_uint8_array, &length);
+  uint32_t *lengths = typed(env, argv[2], napi_uint32_array, &nlengths);
+  int32_t *result = typed(env, argv[6], napi_int32_array, &nresult);
+  double want = num(env, argv[3]);
+  if (!bytes || !lengths || !result || nresult < 2 || !(want >= 0 && want <= (double)nlengths)) { // (NaN too)
+    napi_throw_type_error(env, NULL, "udp_batch: sendMany(socket, Uint8Array, Uint32Array, count <= lengths, address, port, Int32Array(2))");
+    return NULL;
+  }
+  size_t count = (size_t)want, total = 0;
+  for (size_t i = 0; i < count; i++) total += lengths[i];
+  if (total > length) {
+    napi_throw_range_error(env, NULL, "udp_batch: sendMany: the lengths add up to more than bytes");
+    return NULL;
+  }
+  result[0] = result[1] = 0;
+  char text[INET6_ADDRSTRLEN + IF_NAMESIZE + 2];
+  size_t n;
+  CHECK(napi_get_value_string_utf8(env, argv[4], text, sizeof text, &n));
+  struct sockaddr_in6 to;
+  socklen_t len;
+  if (parse_addr(text, (int)num(env, argv[5]), s->family, &to, &len) != 0) {
+    result[1] = EINVAL;
+    return make_num(env, 0);
+  }
+  size_t done = 0, at = 0; // datagrams taken, and where the next one starts in bytes
+  while (done < count) {
+    size_t chunk = count - done < MAX_BATCH ? count - done : MAX_BATCH;
+    for (size_t i = 0, p = at; i < chunk; p += lengths[done + i], i++) {
+      s->iov[i] = (struct iovec){.iov_base = bytes + p, .iov_len = lengths[done + i]};
+      s->msgs[i].msg_hdr = (struct msghdr){.msg_name = &to, .msg_namelen = len, .msg_iov = &s->iov[i], .msg_iovlen = 1};
+    }
+    int r = sendmmsg(s->fd, s->msgs, (unsigned)chunk, MSG_DONTWAIT);
+    if (r < 0) {
+      int e = errno;
+      if (e == EINTR) continue;
+      count_send_error(s, e, 1);
+      if (e == EAGAIN || e == EWOULDBLOCK || e == ENOBUFS) {
+        result[1] = e;
+        break;
+      }
+      result[0]++; // this datagram is refused: skipped, its length set to 0 (which one it was)
+      at += lengths[done];
+      lengths[done++] = 0;
+      continue;
+    }
+    s->stats[ST_SENT] += r;
+    for (int i = 0; i < r; i++) at += lengths[done++];
+  }
+  return make_num(env, (double)done);
+}
+
 // multicastInterface(socket, address): IP_MULTICAST_IF for IPv4 multicast (ANNOUNCE).
 napi_value multicast_if(napi_env env, napi_callback_info info) {
   napi_value argv[2];

@@ -22,6 +22,14 @@ export interface NativeAddon {
   send(socket: NativeSocket, memory: ArrayBuffer | Uint8Array, base: number, count: number): number;
   /** `from`: the 16-byte address the request was sent to (a wildcard socket sends from it, IP_PKTINFO / IPV6_PKTINFO). */
   sendTo(socket: NativeSocket, bytes: Uint8Array, address: string, port: number, from?: Uint8Array): number;
+  /**
+   * `count` datagrams packed back to back in `bytes` (`lengths[i]` bytes each), in order, to
+   * one destination through sendmmsg (native/udp_socket.c): answers how many were taken. A
+   * full send buffer stops it (result[1] = EAGAIN or ENOBUFS; the rest is not taken); other
+   * refused datagrams are
+   * skipped, counted in result[0] and their `lengths[i]` set to 0.
+   */
+  sendMany(socket: NativeSocket, bytes: Uint8Array, lengths: Uint32Array, count: number, address: string, port: number, result: Int32Array): number;
   multicastInterface(socket: NativeSocket, address: string): void;
   stats(socket: NativeSocket): number[];
   start(socket: NativeSocket, onReadable: () => void): void;

@@ -7,7 +7,7 @@ import { isIPv6 } from "node:net";
 import type { Config } from "../config/schema.js";
 import { toAddress16 } from "../net/address.js";
 import type { LogRecord } from "./record.js";
-import { isFull, Sink, type DatagramOpener, type Datagrams } from "./sink.js";
+import { Packed, Sink, type DatagramOpener, type Datagrams } from "./sink.js";
 
 /** Information elements (IANA IPFIX registry) by name: [id, length]. */
 export const IE = {
@@ -51,6 +51,9 @@ const REALM_PRIVATE = 1;
 const HEADER = 16;
 const MTU = 1400;
 const UDP_IN_FLIGHT = 256;
+/** Records and messages (templates included) per sendmmsg of a flush through Datagrams. */
+const IPFIX_STEP = 1024;
+const IPFIX_STEP_MESSAGES = 64;
 
 interface Template {
   id: number;
@@ -123,6 +126,7 @@ function shapeOf(r: LogRecord): { template: Template; natEvent: number } {
 /** Parsed addresses (pool addresses and active subscribers repeat); cleared when large. */
 const parsed = new Map<string, Uint8Array>();
 
+/** Writes `address` in `length` (4 or 16) bytes at `at`: copied byte by byte (no view allocated per record). */
 function writeAddress(bytes: Uint8Array, at: number, address: string, length: number): void {
   let a16 = parsed.get(address);
   if (!a16) {
@@ -130,7 +134,7 @@ function writeAddress(bytes: Uint8Array, at: number, address: string, length: nu
     a16 = toAddress16(address);
     parsed.set(address, a16);
   }
-  bytes.set(length === 4 ? a16.subarray(12) : a16, at);
+  for (let i = 0, from = 16 - length; i < length; i++) bytes[at + i] = a16[from + i];
 }
 
 /** Writes the data record of `r` at `at` (template `t`); returns the bytes written. */
@@ -197,16 +201,16 @@ function writeRecord(view: DataView, bytes: Uint8Array, at: number, r: LogRecord
 /** IPFIX message builder for one observation domain: headers, template and data sets. */
 export class IpfixEncoder {
   /** Data records exported so far (the header's sequence number, RFC 7011 §3.1). */
-  private sequence = 0;
+  sequence = 0;
 
   constructor(private readonly domain: number) {}
 
-  private header(view: DataView, length: number, exportSeconds: number): void {
-    view.setUint16(0, 10);
-    view.setUint16(2, length);
-    view.setUint32(4, exportSeconds >>> 0);
-    view.setUint32(8, this.sequence >>> 0);
-    view.setUint32(12, this.domain >>> 0);
+  private header(view: DataView, at: number, length: number, exportSeconds: number): void {
+    view.setUint16(at, 10);
+    view.setUint16(at + 2, length);
+    view.setUint32(at + 4, exportSeconds >>> 0);
+    view.setUint32(at + 8, this.sequence >>> 0);
+    view.setUint32(at + 12, this.domain >>> 0);
   }
 
   /** One message holding every template (a Template Set, id 2). */
@@ -215,7 +219,7 @@ export class IpfixEncoder {
     const setLength = 4 + all.reduce((n, t) => n + 4 + 4 * t.fields.length, 0);
     const buf = Buffer.alloc(HEADER + setLength);
     const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-    this.header(view, buf.length, exportSeconds);
+    this.header(view, 0, buf.length, exportSeconds);
     view.setUint16(HEADER, 2);
     view.setUint16(HEADER + 2, setLength);
     let o = HEADER + 4;
@@ -232,43 +236,54 @@ export class IpfixEncoder {
     return buf;
   }
 
-  /** Data messages (each ≤ MTU bytes) for `records`, one Data Set per run of one template. */
+  /**
+   * Data messages (each ≤ MTU bytes, one Data Set per run of one template) for `records`,
+   * written into `p` while it has room for a message; answers how many records they hold.
+   */
+  dataInto(records: LogRecord[], exportSeconds: number, p: Packed): number {
+    const { bytes } = p;
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    let done = 0;
+    while (done < records.length && p.fits(MTU)) {
+      const start = p.used;
+      let o = start + HEADER;
+      let set = -1; // offset of the open Data Set's header
+      let setId = 0;
+      let count = 0;
+      for (; done < records.length; done++) {
+        const r = records[done];
+        const { template, natEvent } = shapeOf(r);
+        const open = set >= 0 && setId === template.id;
+        if (o - start + template.length + (open ? 0 : 4) > MTU) break;
+        if (!open) {
+          if (set >= 0) view.setUint16(set + 2, o - set);
+          set = o;
+          setId = template.id;
+          view.setUint16(o, template.id);
+          o += 4;
+        }
+        o += writeRecord(view, bytes, o, r, template, natEvent);
+        count++;
+      }
+      if (count === 0) break; // (a record always fits an empty message: templates are < MTU)
+      view.setUint16(set + 2, o - set);
+      this.header(view, start, o - start, exportSeconds);
+      p.add(o - start, count);
+      this.sequence = (this.sequence + count) >>> 0;
+    }
+    return done;
+  }
+
+  /** Data messages (copies) for `records` (the node:dgram path). */
   dataMessages(records: LogRecord[], exportSeconds: number): { message: Buffer; records: number }[] {
     const out: { message: Buffer; records: number }[] = [];
-    const buf = Buffer.alloc(MTU);
-    const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-    let o = HEADER;
-    let set = -1; // offset of the open Data Set's header
-    let setId = 0;
-    let count = 0;
-    const closeSet = () => {
-      if (set >= 0) view.setUint16(set + 2, o - set);
-      set = -1;
-    };
-    const closeMessage = () => {
-      closeSet();
-      if (count === 0) return;
-      this.header(view, o, exportSeconds);
-      out.push({ message: Buffer.from(buf.subarray(0, o)), records: count });
-      this.sequence = (this.sequence + count) >>> 0;
-      o = HEADER;
-      count = 0;
-    };
-    for (const r of records) {
-      const { template, natEvent } = shapeOf(r);
-      const need = template.length + (set >= 0 && setId === template.id ? 0 : 4);
-      if (o + need > MTU) closeMessage();
-      if (set < 0 || setId !== template.id) {
-        closeSet();
-        set = o;
-        setId = template.id;
-        view.setUint16(o, template.id);
-        o += 4;
-      }
-      o += writeRecord(view, buf, o, r, template, natEvent);
-      count++;
+    const p = new Packed(8 * MTU, 8);
+    for (let done = 0; done < records.length; ) {
+      p.reset();
+      done += this.dataInto(records.slice(done), exportSeconds, p);
+      for (let i = 0, at = 0; i < p.count; at += p.lengths[i++])
+        out.push({ message: Buffer.from(p.bytes.subarray(at, at + p.lengths[i])), records: p.records[i] });
     }
-    closeMessage();
     return out;
   }
 }
@@ -281,8 +296,8 @@ export class IpfixSink extends Sink {
   private readonly datagrams?: Datagrams;
   private readonly encoder: IpfixEncoder;
   private inFlight = 0;
-  /** A Datagrams send found the socket's buffer full during this flush. */
-  private full = false;
+  /** A step's messages for Datagrams (reused). */
+  private readonly packed = new Packed(IPFIX_STEP_MESSAGES * MTU, IPFIX_STEP_MESSAGES);
   private templatesAt = -Infinity;
   private ready = false;
 
@@ -307,19 +322,8 @@ export class IpfixSink extends Sink {
     this.socket.unref();
   }
 
+  /** The node:dgram path: one send with a callback per message. */
   private send(message: Buffer, records: number): void {
-    if (this.datagrams) {
-      // A full socket buffer loses this message (its sequence numbers are spent): counted.
-      const errno = this.datagrams.send(message);
-      if (errno === 0) this.counters.sent += records;
-      else {
-        if (isFull(errno))
-          this.full = true; // the flush stops: the rest waits in the queue
-        else this.counters.errors++;
-        this.counters.dropped += records;
-      }
-      return;
-    }
     this.inFlight++;
     this.socket!.send(message, (error) => {
       this.inFlight--;
@@ -335,15 +339,53 @@ export class IpfixSink extends Sink {
   flush(): void {
     if (!this.ready) return;
     const now = Date.now();
-    if (now - this.templatesAt >= this.c.templateRefreshSeconds * 1000) {
+    const due = now - this.templatesAt >= this.c.templateRefreshSeconds * 1000;
+    if (this.datagrams) {
+      this.flushDatagrams(this.datagrams, now, due);
+      return;
+    }
+    if (due) {
       this.templatesAt = now;
       this.send(this.encoder.templateMessage(now / 1000), 0);
     }
-    this.full = false;
-    while (this.pending() > 0 && this.inFlight < UDP_IN_FLIGHT && !this.full) {
+    while (this.pending() > 0 && this.inFlight < UDP_IN_FLIGHT) {
       // About a message's worth at a time (the smallest data record is 24 bytes).
       for (const { message, records } of this.encoder.dataMessages(this.take(56), now / 1000)) this.send(message, records);
     }
+  }
+
+  /**
+   * The templates when due, then the queued records as data messages packed into one reused
+   * buffer, sent in one sendmmsg per step. Messages the full send buffer did not take are
+   * encoded again at the next flush with the same sequence numbers (nothing is lost; a
+   * refused message's records are dropped and counted, its sequence numbers spent).
+   */
+  private flushDatagrams(out: Datagrams, now: number, due: boolean): void {
+    const p = this.packed;
+    const seconds = now / 1000;
+    do {
+      p.reset();
+      if (due) {
+        const t = this.encoder.templateMessage(seconds);
+        p.bytes.set(t, 0);
+        p.add(t.length, 0);
+      }
+      const sequence = this.encoder.sequence;
+      this.encoder.dataInto(this.peek(IPFIX_STEP), seconds, p);
+      if (p.count === 0) return;
+      const taken = p.sendThrough(out, this.counters);
+      if (due && taken > 0) {
+        this.templatesAt = now;
+        due = false;
+      }
+      let records = 0;
+      for (let i = 0; i < taken; i++) records += p.records[i];
+      this.advance(records);
+      if (taken < p.count) {
+        this.encoder.sequence = (sequence + records) >>> 0;
+        return;
+      }
+    } while (this.pending() > 0);
   }
 
   async close(): Promise<void> {

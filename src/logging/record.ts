@@ -75,7 +75,7 @@ export function logged(mode: RecordMode, kind: string): boolean {
  */
 export function logRecordAt(view: DataView, bytes: Uint8Array, at: number, pool: (index: number) => string, time: number, thirdPartyId?: string): LogRecord {
   const event = EVENT_KINDS[view.getUint8(at + W.EV_KIND)] as LogEventName;
-  const internalAddress = formatAddress16(bytes.subarray(at + W.EV_INTERNAL_ADDR, at + W.EV_INTERNAL_ADDR + 16));
+  const internalAddress = addressAt(bytes, at + W.EV_INTERNAL_ADDR);
   const externalAddress = pool(view.getUint16(at + W.EV_POOL_INDEX, true));
   const externalPort = view.getUint16(at + W.EV_EXTERNAL_PORT, true);
   const realm = view.getUint32(at + W.EV_REALM, true);
@@ -107,7 +107,7 @@ export function logRecordAt(view: DataView, bytes: Uint8Array, at: number, pool:
   const lifetime = ending || expiry === 0 ? 0 : Math.max(0, expiry - view.getUint32(at + W.EV_TIME, true));
   // A PEER's remote peer [RFC 6887 §12]: zeros (port 0) when the mapping has none.
   const peerPort = view.getUint16(at + W.EV_PEER_PORT, true);
-  const peer = peerPort === 0 ? undefined : formatAddress16(bytes.subarray(at + W.EV_PEER_ADDR, at + W.EV_PEER_ADDR + 16));
+  const peer = peerPort === 0 ? undefined : addressAt(bytes, at + W.EV_PEER_ADDR);
   return record(
     event,
     time,
@@ -125,6 +125,13 @@ export function logRecordAt(view: DataView, bytes: Uint8Array, at: number, pool:
     peer === undefined ? undefined : peerPort,
     flags & W.MAPF_STATIC ? "static" : flags & W.MAPF_NATPMP ? "natpmp" : "pcp",
   );
+}
+
+/** The 16-byte address at `at` as text (formatAddress16); an IPv4 one without a view allocated per record. */
+function addressAt(bytes: Uint8Array, at: number): string {
+  let v4 = bytes[at + 10] === 0xff && bytes[at + 11] === 0xff;
+  for (let i = 0; i < 10 && v4; i++) v4 = bytes[at + i] === 0;
+  return v4 ? `${bytes[at + 12]}.${bytes[at + 13]}.${bytes[at + 14]}.${bytes[at + 15]}` : formatAddress16(bytes.subarray(at, at + 16));
 }
 
 function record(

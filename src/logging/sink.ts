@@ -2,23 +2,75 @@
 // shards' event messages (never on a packet thread); a sink sends them in batches from a
 // timer. A full queue drops the newest records and counts them: the engine never waits
 // for a collector (docs/logging.md).
-import { constants } from "node:os";
 import type { LogRecord } from "./record.js";
 
 /**
- * A UDP transport that sends one datagram synchronously, without a callback or an
- * allocation per send: the batched I/O addon's sendto (src/server/log-datagrams.ts), so a
- * flush is one send loop. `send` answers 0 or the errno of a refused send.
+ * A UDP transport that sends a run of datagrams in one synchronous call, without a callback
+ * or an allocation per datagram: the batched I/O addon's sendmmsg
+ * (src/server/log-datagrams.ts), so a flush costs one system call per up to 1024 datagrams.
  */
 export interface Datagrams {
-  send(bytes: Uint8Array): number;
+  /**
+   * Sends `packed`'s datagrams in order; answers how many were taken. Fewer than
+   * `packed.count`: the socket's send buffer is full (EAGAIN, ENOBUFS), the rest was not sent
+   * and waits (the queue stays bounded). A taken datagram the kernel refused (a collector's
+   * ICMP error, EMSGSIZE) has its length set to 0.
+   */
+  sendMany(packed: Packed): number;
   close(): void;
 }
+
+/** Datagrams packed back to back in one reused buffer (Datagrams.sendMany's input). */
+export class Packed {
+  readonly bytes: Buffer;
+  /** Each datagram's length (0 after sendMany: refused). */
+  readonly lengths: Uint32Array;
+  /** Each datagram's log records (a sink's sent and dropped counters). */
+  readonly records: Uint32Array;
+  count = 0;
+  /** Bytes filled: where the next datagram starts. */
+  used = 0;
+
+  constructor(bytes: number, datagrams: number) {
+    this.bytes = Buffer.allocUnsafe(bytes);
+    this.lengths = new Uint32Array(datagrams);
+    this.records = new Uint32Array(datagrams);
+  }
+
+  /** Room for another datagram of up to `bytes`. */
+  fits(bytes: number): boolean {
+    return this.count < this.lengths.length && this.used + bytes <= this.bytes.length;
+  }
+
+  /** The datagram of `length` bytes just written at `used`, holding `records` records. */
+  add(length: number, records: number): void {
+    this.lengths[this.count] = length;
+    this.records[this.count++] = records;
+    this.used += length;
+  }
+
+  reset(): void {
+    this.count = 0;
+    this.used = 0;
+  }
+
+  /**
+   * Sends through `out` and counts the taken datagrams' records sent or dropped (refused);
+   * answers how many datagrams were taken (fewer than `count`: the send buffer is full).
+   */
+  sendThrough(out: Datagrams, counters: SinkCounters): number {
+    const taken = out.sendMany(this);
+    for (let i = 0; i < taken; i++)
+      if (this.lengths[i] === 0) {
+        counters.errors++;
+        counters.dropped += this.records[i];
+      } else counters.sent += this.records[i];
+    return taken;
+  }
+}
+
 /** Opens a Datagrams to a collector; undefined (no addon): the sink uses node:dgram. */
 export type DatagramOpener = (collector: string, port: number) => Datagrams | undefined;
-
-/** The socket's send buffer is full: what is left waits for the next flush (the queue stays bounded). */
-export const isFull = (errno: number) => errno === constants.errno.EAGAIN || errno === constants.errno.ENOBUFS;
 
 export interface SinkCounters {
   /** Records handed to the transport (written to the socket). */

@@ -6,15 +6,15 @@ import { connect, isIPv6, type Socket } from "node:net";
 import { hostname } from "node:os";
 import type { Config } from "../config/schema.js";
 import { PROTOCOL_NAMES, type LogRecord } from "./record.js";
-import { isFull, Sink, type DatagramOpener, type Datagrams } from "./sink.js";
+import { Packed, Sink, type DatagramOpener, type Datagrams } from "./sink.js";
 
 export const SD_ID = "pcpd@32473";
 const SEVERITY_INFO = 6;
 /** Datagrams a UDP sink has in the kernel's hands at once; the rest wait in the queue. */
 const UDP_IN_FLIGHT = 256;
 const TCP_BATCH = 512;
-/** Records formatted per step of a UDP flush through Datagrams. */
-const UDP_STEP = 256;
+/** Records formatted per step of a UDP flush through Datagrams (one sendmmsg). */
+const UDP_STEP = 512;
 /** Longest message: the structured data's fields are bounded (addresses, ports, a 16-byte THIRD_PARTY_ID in hex). */
 const MESSAGE_MAX = 2048;
 const BACKOFF_MIN_MS = 100;
@@ -36,15 +36,17 @@ const escapeParam = (v: string) => (SPECIAL.test(v) ? v.replace(/["\\\]]/g, (c) 
 /** Addresses here are this server's own formatting: a colon means IPv6 (no regex per record). */
 const endpoint = (address: string, port: number) => (address.includes(":") ? `[${address}]:${port}` : `${address}:${port}`);
 
-/** The last timestamp formatted (a batch's records share theirs). */
-let stampAt = Number.NaN;
-let stamp = "";
+/** The last header formatted: PRI, version, timestamp, host, app, procid (a batch's records share their time). */
+let headAt = Number.NaN;
+let headFor: object | undefined;
+let head = "";
 
 /** One RFC 5424 message (no framing) for `r`. */
 export function formatSyslog(r: LogRecord, o: { facility: number; host: string; appName: string; procId: number }): string {
-  if (r.time !== stampAt) {
-    stampAt = r.time;
-    stamp = new Date(r.time).toISOString();
+  if (r.time !== headAt || o !== headFor) {
+    headAt = r.time;
+    headFor = o;
+    head = `<${o.facility * 8 + SEVERITY_INFO}>1 ${new Date(r.time).toISOString()} ${o.host} ${o.appName} ${o.procId} `;
   }
   const block = r.type === "block";
   let sd = `[${SD_ID} event="${r.event}" type="${r.type}"`;
@@ -63,7 +65,7 @@ export function formatSyslog(r: LogRecord, o: { facility: number; host: string; 
     : `${r.event} ${r.type} ${proto} ${endpoint(r.internalAddress, r.internalPort)} -> ${endpoint(r.externalAddress, r.externalPort)}` +
       (r.remoteAddress ? ` peer ${endpoint(r.remoteAddress, r.remotePort ?? 0)}` : "") +
       (r.event === "create" || r.event === "update" ? ` lifetime ${r.lifetime}` : "");
-  return `<${o.facility * 8 + SEVERITY_INFO}>1 ${stamp} ${o.host} ${o.appName} ${o.procId} ${MSGIDS[r.event]} ${sd} ${text}`;
+  return `${head}${MSGIDS[r.event]} ${sd} ${text}`;
 }
 
 type SyslogConfig = Config["logging"]["syslog"];
@@ -73,7 +75,8 @@ export class SyslogSink extends Sink {
   private udp?: UdpSocket;
   /** The addon's synchronous sends (when loaded): one send loop per flush, no callback per datagram. */
   private datagrams?: Datagrams;
-  private readonly message = Buffer.allocUnsafe(MESSAGE_MAX);
+  /** A step's messages for Datagrams (reused). */
+  private readonly packed = new Packed(UDP_STEP * 320 + MESSAGE_MAX, UDP_STEP);
   private inFlight = 0;
   private udpReady = false;
   private tcp?: Socket;
@@ -169,24 +172,22 @@ export class SyslogSink extends Sink {
     }
   }
 
-  /** One message per datagram (RFC 5426 §3.1), written into one reused buffer and sent at once. */
+  /**
+   * One message per datagram (RFC 5426 §3.1), formatted back to back into one reused buffer
+   * and sent in one sendmmsg per step. What the full send buffer did not take stays queued
+   * (formatted again at the next flush).
+   */
   private flushDatagrams(out: Datagrams): void {
-    const { message, counters } = this;
+    const p = this.packed;
     while (this.pending() > 0) {
-      const batch = this.peek(UDP_STEP);
-      let taken = 0;
-      for (const r of batch) {
-        const n = message.write(formatSyslog(r, this.format), 0);
-        const errno = out.send(message.subarray(0, n));
-        if (isFull(errno)) break; // the socket's buffer is full: the rest waits (bounded queue)
-        taken++;
-        if (errno !== 0) {
-          counters.errors++; // a refused send (collector unreachable: ICMP)
-          counters.dropped++;
-        } else counters.sent++;
+      p.reset();
+      for (const r of this.peek(UDP_STEP)) {
+        if (!p.fits(MESSAGE_MAX)) break;
+        p.add(p.bytes.write(formatSyslog(r, this.format), p.used, MESSAGE_MAX), 1);
       }
+      const taken = p.sendThrough(out, this.counters);
       this.advance(taken);
-      if (taken < batch.length) return;
+      if (taken < p.count) return;
     }
   }
 

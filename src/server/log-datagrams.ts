@@ -1,7 +1,7 @@
 // The mapping log's UDP sends (syslog over UDP, IPFIX: src/logging/) through the batched
-// I/O addon when it is loaded (src/io/native.ts): a synchronous sendto per datagram, no
-// callback, request object or Buffer per send, so a sink's flush is one send loop on the
-// main thread. Without the addon the sinks use node:dgram.
+// I/O addon when it is loaded (src/io/native.ts): a flush's datagrams, packed in one reused
+// buffer, go out in one synchronous sendmmsg per up to 1024 (sendMany), with no callback,
+// request object or Buffer per datagram. Without the addon the sinks use node:dgram.
 import { isIPv6 } from "node:net";
 import { ioChoice } from "../io/native.js";
 import type { DatagramOpener } from "../logging/sink.js";
@@ -12,6 +12,10 @@ export function logDatagrams(): DatagramOpener | undefined {
   return (collector, port) => {
     // An ephemeral port on the wildcard address of the collector's family.
     const socket = addon.open(isIPv6(collector) ? "::" : "0.0.0.0", 0, 0, false);
-    return { send: (bytes) => addon.sendTo(socket, bytes, collector, port), close: () => addon.close(socket) };
+    const result = new Int32Array(2); // [refused, the errno that stopped the send]: reused
+    return {
+      sendMany: (p) => addon.sendMany(socket, p.bytes, p.lengths, p.count, collector, port, result),
+      close: () => addon.close(socket),
+    };
   };
 }
