@@ -175,7 +175,8 @@ export function serveRange(first: u32, count: u32, epoch: u32, at: u32): u32 {
   processRange(first, count, epoch);
   if (first >= A.SLOT_COUNT) return 0;
   const end = count < A.SLOT_COUNT - first ? first + count : A.SLOT_COUNT;
-  if (initialised && poolCount != 0 && end - first > 1 && prefetchOn()) prefetch(first, end);
+  const staged = initialised && poolCount != 0 && end - first > 1 && prefetchOn();
+  if (staged) prefetch(first, end);
   let replies: u32 = 0;
   for (let i = first; i < end; i++) {
     const slot = slotsBase() + <usize>i * A.SLOT_SIZE;
@@ -191,7 +192,9 @@ export function serveRange(first: u32, count: u32, epoch: u32, at: u32): u32 {
       } else if (load<u8>(slot + A.SLOT_VERSION) == W.NATPMP_VERSION) {
         handleNatPmp(slot);
       } else if (load<u8>(slot + A.SLOT_OPCODE) == W.OP_MAP) {
-        handleMap(slot);
+        // what the stages found for it (fingerprint 0: nothing, the handler looks it up)
+        const fp = staged ? load<u32>(stageFp + (<usize>i << 2)) : 0;
+        handleMap(slot, fp, fp != 0 ? load<u32>(stageRecord + (<usize>i << 2)) : 0);
       } else {
         handlePeer(slot);
       }
