@@ -19,7 +19,14 @@ export function clearCheckpoint(m: u32): void {
   store<u16>(s + S_CHECKPOINTS, load<u16>(s + S_CHECKPOINTS) - 1);
 }
 
-export function applyCheckpoint(slot: usize, m: u32): void {
+/** After a MAP or PEER success: the option honoured, or the flag cleared; inlined so a renewal without either pays no call. */
+@inline export function applyCheckpoint(slot: usize, m: u32): void {
+  if ((load<u32>(slot + A.SLOT_OPTIONS) & A.OPTBIT_CHECKPOINT_REQUIRED) != 0 || (load<u8>(mappings.at(m) + M_FLAGS) & A.MAPF_CHECKPOINT) != 0) {
+    checkpointRequest(slot, m);
+  }
+}
+
+function checkpointRequest(slot: usize, m: u32): void {
   const r = mappings.at(m);
   if ((load<u32>(slot + A.SLOT_OPTIONS) & A.OPTBIT_CHECKPOINT_REQUIRED) == 0) {
     clearCheckpoint(m); // a renewal without it clears it

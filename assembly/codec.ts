@@ -526,9 +526,12 @@ const DESCRIPTION_SAVED_CAP: u32 = A.DESCRIPTION_STORED_MAX + 1;
 const savedDescription = memory.data(<i32>((DESCRIPTION_SAVED_CAP + 3) & ~3), 16);
 let savedDescriptionSlot: usize = 0;
 
-function saveDescription(slot: usize): void {
+@inline function saveDescription(slot: usize): void {
   savedDescriptionSlot = 0;
-  if ((load<u32>(slot + A.SLOT_OPTIONS) & A.OPTBIT_DESCRIPTION) == 0) return;
+  if (load<u32>(slot + A.SLOT_OPTIONS) & A.OPTBIT_DESCRIPTION) copyDescription(slot); // inlined: no call without the option
+}
+
+function copyDescription(slot: usize): void {
   const n = <u32>load<u16>(slot + A.SLOT_DESCRIPTION_LEN);
   memory.copy(savedDescription, data(slot) + <u32>load<u16>(slot + A.SLOT_DESCRIPTION), n < DESCRIPTION_SAVED_CAP ? n : DESCRIPTION_SAVED_CAP);
   savedDescriptionSlot = slot;

@@ -40,8 +40,11 @@ export function setDescription(m: u32, src: usize, length: u32): bool {
  * A request's DESCRIPTION (valid UTF-8; an invalid one was already set aside by the codec)
  * is stored and the stored text echoed; no DESCRIPTION in the request: none in the reply.
  * After finishSuccess: the text comes from the codec's saved copy, the request's bytes may be overwritten. */
-export function applyDescription(slot: usize, m: u32): void {
-  if ((load<u32>(slot + A.SLOT_OPTIONS) & A.OPTBIT_DESCRIPTION) == 0) return;
+@inline export function applyDescription(slot: usize, m: u32): void {
+  if (load<u32>(slot + A.SLOT_OPTIONS) & A.OPTBIT_DESCRIPTION) storeDescription(slot, m); // inlined: no call without the option
+}
+
+function storeDescription(slot: usize, m: u32): void {
   const text = requestDescription(slot);
   if (text == 0) return; // not after finishSuccess(slot): nothing safe to read (the echo tests would show it)
   const length = <u32>load<u16>(slot + A.SLOT_DESCRIPTION_LEN);

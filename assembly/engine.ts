@@ -97,50 +97,69 @@ const PREFETCH_AUTO_RECORDS: u32 = 1 << 19;
   return load<u8>(slot + A.SLOT_VERDICT) == A.VERDICT_PARSED;
 }
 
-// What the stages pass on, per slot: the internal-index fingerprint, then the candidate
-// mapping (0: none). Static, so the stages allocate nothing.
+// What the stages pass on, per slot: the internal-index fingerprint, the candidate mapping
+// (0: none), and the address the stage's load reads (0, always cached, when there is
+// nothing to warm). Static, so the stages allocate nothing.
 const stageFp = memory.data(<i32>A.SLOT_COUNT << 2, 64);
 const stageRecord = memory.data(<i32>A.SLOT_COUNT << 2, 64);
+const stageAddr = memory.data(<i32>A.SLOT_COUNT << 2, 64);
+
+/** Loads the line at each stage address of [first, end): a loop of loads alone. */
+@inline function warm(first: u32, end: u32): u32 {
+  let acc: u32 = 0;
+  for (let i = first; i < end; i++) acc += load<u32>(load<u32>(stageAddr + (<usize>i << 2)));
+  return acc;
+}
 
 /**
  * Warms the cache for a batch in short stages, each one independent load per datagram:
  * (1) the index line at the key's home, (2) the candidate mapping record (the first entry
  * with the key's fingerprint; its line), (3) that mapping's subscriber record. Loads of
- * one stage do not depend on each other, so the misses of the 256 datagrams overlap; a
- * loop that followed index → mapping → subscriber per datagram (as findMapping does)
- * kept only a few datagrams' misses in flight, the rest of the loop body filling the
- * core's window. A candidate is not verified here (a fingerprint collision only warms a
- * line for nothing); the handlers verify every key. At millions of mappings every lookup
- * misses the cache; this is what keeps the batch path fast there.
+ * one stage do not depend on each other, so the misses of the 256 datagrams overlap. Each
+ * stage first computes its addresses (hashing, probing lines already warm), then loads
+ * them in a loop of loads alone: WebAssembly has no prefetch instruction, a load that
+ * misses holds the core's reorder window until it returns, and a loop body of a load and
+ * an add lets many more loads into that window than one that also hashes and probes
+ * (which kept only a few misses in flight). A candidate is not verified here (a
+ * fingerprint collision only warms a line for nothing); the handlers verify every key.
+ * At millions of mappings every lookup misses the cache; this is what keeps the batch
+ * path fast there.
  */
 function prefetch(first: u32, end: u32): void {
-  let acc: u64 = 0;
   const base = slotsBase();
+  const index = internalIndex.base;
   for (let i = first; i < end; i++) {
     const slot = base + <usize>i * A.SLOT_SIZE;
     let fp: u32 = 0;
+    let at: usize = 0;
     if (isParsed(slot)) {
       fp = internalFp(slotAddress(slot), 0, slotProtocol(slot), slotInternalPort(slot), slotFamily(slot));
-      acc += internalIndex.entryAt(internalIndex.home(fp));
+      at = index + (<usize>internalIndex.home(fp) << 3);
     }
     store<u32>(stageFp + (<usize>i << 2), fp);
+    store<u32>(stageAddr + (<usize>i << 2), at);
   }
+  let acc = warm(first, end);
   for (let i = first; i < end; i++) {
     const fp = load<u32>(stageFp + (<usize>i << 2));
     let m: u32 = 0;
+    let at: usize = 0;
     if (fp != 0) {
       const p = internalIndex.first(fp);
       if (p >= 0) {
         m = internalIndex.recordAt(p);
-        acc += load<u32>(mappings.at(m) + M_SUB);
+        at = mappings.at(m) + M_SUB;
       }
     }
     store<u32>(stageRecord + (<usize>i << 2), m);
+    store<u32>(stageAddr + (<usize>i << 2), at);
   }
+  acc += warm(first, end);
   for (let i = first; i < end; i++) {
     const m = load<u32>(stageRecord + (<usize>i << 2));
-    if (m != 0) acc += load<u32>(subscribers.at(load<u32>(mappings.at(m) + M_SUB)) + S_ADDR);
+    store<u32>(stageAddr + (<usize>i << 2), m != 0 ? subscribers.at(load<u32>(mappings.at(m) + M_SUB)) + S_ADDR : 0);
   }
+  acc += warm(first, end);
   touched += acc; // keeps the loads
 }
 
@@ -156,7 +175,8 @@ export function serveRange(first: u32, count: u32, epoch: u32, at: u32): u32 {
   processRange(first, count, epoch);
   if (first >= A.SLOT_COUNT) return 0;
   const end = count < A.SLOT_COUNT - first ? first + count : A.SLOT_COUNT;
-  if (initialised && poolCount != 0 && end - first > 1 && prefetchOn()) prefetch(first, end);
+  const staged = initialised && poolCount != 0 && end - first > 1 && prefetchOn();
+  if (staged) prefetch(first, end);
   let replies: u32 = 0;
   for (let i = first; i < end; i++) {
     const slot = slotsBase() + <usize>i * A.SLOT_SIZE;
@@ -172,7 +192,9 @@ export function serveRange(first: u32, count: u32, epoch: u32, at: u32): u32 {
       } else if (load<u8>(slot + A.SLOT_VERSION) == W.NATPMP_VERSION) {
         handleNatPmp(slot);
       } else if (load<u8>(slot + A.SLOT_OPCODE) == W.OP_MAP) {
-        handleMap(slot);
+        // what the stages found for it (fingerprint 0: nothing, the handler looks it up)
+        const fp = staged ? load<u32>(stageFp + (<usize>i << 2)) : 0;
+        handleMap(slot, fp, fp != 0 ? load<u32>(stageRecord + (<usize>i << 2)) : 0);
       } else {
         handlePeer(slot);
       }

@@ -6,7 +6,7 @@ import * as A from "./abi";
 import { copy16 } from "./bytes";
 import { now } from "./clock";
 import { blockEvents } from "./config";
-import { M_CLIENT_PORT, M_EXTERNAL_PORT, M_FAMILY, M_FLAGS, M_INTERNAL_PORT, M_MAP_EXPIRY, M_OUT_EXPIRY, M_PEERS, M_POOL, M_PROTOCOL, M_SUB, P_NEXT, P_REMOTE_ADDR, P_REMOTE_PORT, S_ADDR, S_REALM } from "./layout";
+import { M_CLIENT_PORT, M_EXTERNAL_PORT, M_FAMILY, M_INTERNAL_PORT, M_MAP_EXPIRY, M_PEERS, M_PROTOCOL, M_SUB, P_NEXT, P_REMOTE_ADDR, P_REMOTE_PORT, S_ADDR, S_REALM } from "./layout";
 import { mappings, peers, statAdd, subscribers } from "./tables";
 
 export let events: usize = 0;
@@ -73,26 +73,33 @@ export function markChanged(m: u32): void {
   if (load<u32>(e + A.EV_MAPPING) == m) store<u8>(e + A.EV_FLAGS, load<u8>(e + A.EV_FLAGS) | A.EVF_CHANGED);
 }
 
-/** Writes the event-format description of mapping `m` at `e`. */
+/**
+ * Writes the event-format description of mapping `m` at `e`. Every refresh writes one, so
+ * fields adjacent in both the record and the event go in one store (protocol + flags,
+ * external port + pool, the two expiries; mapping + time): assembly/layout.ts keeps those
+ * record fields adjacent, as the event layout (abi.ts) has them.
+ */
 export function describeInto(e: usize, m: u32): void {
   const r = mappings.at(m);
   const s = subscribers.at(load<u32>(r + M_SUB));
-  store<u8>(e + A.EV_KIND, 0);
-  store<u8>(e + A.EV_PROTOCOL, load<u8>(r + M_PROTOCOL));
-  store<u8>(e + A.EV_FLAGS, load<u8>(r + M_FLAGS));
-  store<u8>(e + A.EV_FAMILY, load<u8>(r + M_FAMILY));
+  // kind 0 (set by the caller), protocol, flags (M_PROTOCOL, M_FLAGS adjacent), family
+  store<u32>(e + A.EV_KIND, (<u32>load<u16>(r + M_PROTOCOL) << 8) | (<u32>load<u8>(r + M_FAMILY) << 24));
   store<u16>(e + A.EV_INTERNAL_PORT, load<u16>(r + M_INTERNAL_PORT));
-  store<u16>(e + A.EV_EXTERNAL_PORT, load<u16>(r + M_EXTERNAL_PORT));
-  store<u16>(e + A.EV_POOL_INDEX, load<u16>(r + M_POOL));
+  store<u32>(e + A.EV_EXTERNAL_PORT, load<u32>(r + M_EXTERNAL_PORT)); // external port, pool index
   store<u16>(e + A.EV_CLIENT_PORT, load<u16>(r + M_CLIENT_PORT));
   store<u32>(e + A.EV_REALM, load<u32>(s + S_REALM));
-  store<u32>(e + A.EV_MAP_EXPIRY, load<u32>(r + M_MAP_EXPIRY));
-  store<u32>(e + A.EV_OUT_EXPIRY, load<u32>(r + M_OUT_EXPIRY));
-  store<u32>(e + A.EV_MAPPING, m);
-  store<u32>(e + A.EV_TIME, now);
+  store<u64>(e + A.EV_MAP_EXPIRY, load<u64>(r + M_MAP_EXPIRY)); // inbound, outbound expiry
+  store<u64>(e + A.EV_MAPPING, <u64>m | (<u64>now << 32)); // mapping, time
   copy16(e + A.EV_INTERNAL_ADDR, s + S_ADDR);
   // The remote peer of its latest PEER (the head of its list) and how many it has.
   const head = load<u32>(r + M_PEERS);
+  if (head == 0) {
+    // none (most mappings): peer address, port and count all zero
+    store<u64>(e + A.EV_PEER_ADDR, 0);
+    store<u64>(e + A.EV_PEER_ADDR + 8, 0);
+    store<u32>(e + A.EV_PEER_PORT, 0);
+    return;
+  }
   let count: u32 = 0;
   for (let p = head; p != 0 && count < 0xffff; p = load<u32>(peers.at(p) + P_NEXT)) count++;
   store<u16>(e + A.EV_PEER_COUNT, <u16>count);

@@ -26,7 +26,8 @@ export const BLOCK_FAMILY_BIT: u32 = 0x8000;
   store<u16>(s + (family != 0 ? S_POOL6 : S_POOL), <u16>pool);
 }
 
-// Mapping (64 bytes)
+// Mapping (64 bytes). Protocol + flags, external port + pool, and the two expiries stay
+// adjacent and in the event record's order: events.ts describeInto copies each pair in one store.
 export const M_SUB: u32 = 0;
 export const M_INTERNAL_PORT: u32 = 4; // u16
 export const M_PROTOCOL: u32 = 6; // u8

@@ -189,12 +189,17 @@ export function reclaim(m: u32, flags: u32, clientPort: u32): void {
   statAdd(A.STATS_CREATED, 1);
 }
 
-/** A live mapping whose time passed but the wheel has not reached yet is ended now. */
-export function liveOrEnded(m: u32): u32 {
-  if (m == 0) return 0;
+/**
+ * A live mapping whose time passed but the wheel has not reached yet is ended now. The
+ * test of a mapping still in its time is inlined (every renewal makes it).
+ */
+@inline export function liveOrEnded(m: u32): u32 {
+  return m == 0 || effectiveExpiry(mappings.at(m)) > now ? m : endIfDue(m);
+}
+
+function endIfDue(m: u32): u32 {
   const r = mappings.at(m);
   if (load<u8>(r + M_FLAGS) & A.MAPF_STATIC) return m;
-  if (effectiveExpiry(r) > now) return m;
   if (expiryWaits(m)) return m; // traffic keeps it, or the dataplane is being asked (activity.ts)
   endMapping(m, A.EVENT_EXPIRE);
   return 0;

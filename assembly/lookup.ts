@@ -74,7 +74,25 @@ export function freeSubscriberIfEmpty(sub: u32): void {
  * The endpoint's live mapping, or (held = true) its port in hold-down for `nonce` that is
  * still held at `now`; 0 if none. Held records share the index with live ones [6887 §15].
  */
-export function findEndpoint(addr: usize, realm: u32, protocol: u32, port: u32, family: u32, held: bool, nonce: usize): u32 {
+@inline export function findEndpoint(addr: usize, realm: u32, protocol: u32, port: u32, family: u32, held: bool, nonce: usize): u32 {
+  return findEndpointFp(internalFp(addr, realm, protocol, port, family), addr, realm, protocol, port, family, held, nonce);
+}
+
+/**
+ * The live mapping of a realm-0 endpoint whose fingerprint `fp` and first candidate record
+ * `candidate` (0: none) the batch's prefetch stages found (engine.ts): the candidate is
+ * verified first, so a refresh neither hashes its key again nor probes the index. Any record
+ * the verifier accepts is the endpoint's one live mapping (the index may have changed
+ * since the stage ran: a record freed since is zeroed and fails the check); otherwise the
+ * index is searched as usual.
+ */
+export function findStagedMapping(fp: u32, candidate: u32, addr: usize, protocol: u32, port: u32, family: u32): u32 {
+  const k = setEndpointKey(addr, 0, protocol, port, family, false, 0);
+  if (candidate != 0 && candidate <= mappings.used && k.matches(candidate)) return candidate;
+  return internalIndex.find<EndpointKey>(fp, k);
+}
+
+@inline function setEndpointKey(addr: usize, realm: u32, protocol: u32, port: u32, family: u32, held: bool, nonce: usize): EndpointKey {
   const k = endpointKey;
   k.addr = addr;
   k.realm = realm;
@@ -83,7 +101,11 @@ export function findEndpoint(addr: usize, realm: u32, protocol: u32, port: u32, 
   k.family = family;
   k.held = held;
   k.nonce = nonce;
-  return internalIndex.find<EndpointKey>(internalFp(addr, realm, protocol, port, family), k);
+  return k;
+}
+
+function findEndpointFp(fp: u32, addr: usize, realm: u32, protocol: u32, port: u32, family: u32, held: bool, nonce: usize): u32 {
+  return internalIndex.find<EndpointKey>(fp, setEndpointKey(addr, realm, protocol, port, family, held, nonce));
 }
 
 class EndpointKey {

@@ -11,7 +11,7 @@ import { M_FLAGS, M_MAP_EXPIRY, M_NONCE, S_MAPPINGS, nonceEqual } from "./layout
 import { mappings, subscribers } from "./tables";
 import { poolHasFamily } from "./pool";
 import { effectiveExpiry, hasInbound, wheelLink, wheelUnlink } from "./wheel";
-import { createSubscriber, findHeld, findMapping, subscriberOf } from "./lookup";
+import { createSubscriber, findHeld, findMapping, findStagedMapping, subscriberOf } from "./lookup";
 import { requestRealm } from "./realms";
 import { applyDescription } from "./descriptions";
 import { applyCheckpoint } from "./checkpoint";
@@ -24,7 +24,12 @@ import { noteRequester } from "./requesters";
 import { findMirror, mapFromMirror } from "./mirrors";
 import { WAIT, activityFloor, activityOn, idleTimeout, waitForActivity } from "./activity";
 
-export function handleMap(slot: usize): void {
+/**
+ * `fp` and `candidate`: the internal-index fingerprint of the slot's endpoint in realm 0 and
+ * the first record filed under it, as the batch's prefetch stages found them (fp 0: not
+ * staged, looked up here).
+ */
+export function handleMap(slot: usize, fp: u32 = 0, candidate: u32 = 0): void {
   const d = data(slot);
   const opts = load<u32>(slot + A.SLOT_OPTIONS);
   const requested = rd32(d + W.HDR_LIFETIME);
@@ -44,7 +49,10 @@ export function handleMap(slot: usize): void {
   if ((opts & A.OPTBIT_PORT_SET) && rd16(d + <u32>load<u16>(slot + A.SLOT_PORT_SET) + W.PORT_SET_SIZE) > 1 && portSetMax > 1) {
     return handlePortSet(slot, realm);
   }
-  let m = protocol != 0 && internalPort != 0 ? findMapping(addr, protocol, internalPort, family, realm) : 0;
+  let m: u32 = 0;
+  if (protocol != 0 && internalPort != 0) {
+    m = fp != 0 && realm == 0 ? findStagedMapping(fp, candidate, addr, protocol, internalPort, family) : findMapping(addr, protocol, internalPort, family, realm);
+  }
   if (m != 0 && liveOrEnded(m) == 0) m = 0; // ending it may have freed the subscriber
 
   if (requested == 0) {
@@ -74,9 +82,8 @@ export function handleMap(slot: usize): void {
   if (m != 0) {
     const r = mappings.at(m);
     const flags = <u32>load<u8>(r + M_FLAGS);
-    const same = sameExternal(r, sugAddr, sugPort);
     if (flags & A.MAPF_STATIC) {
-      if (preferFailure && !same) return (refuseExternal(true), fail(slot, W.RESULT_CANNOT_PROVIDE_EXTERNAL)); // a static does not move: long
+      if (preferFailure && !sameExternal(r, sugAddr, sugPort)) return (refuseExternal(true), fail(slot, W.RESULT_CANNOT_PROVIDE_EXTERNAL)); // a static does not move: long
       writeExternal(slot, m);
       return finishSuccess(slot, W.STATIC_MAPPING_LIFETIME, A.OPTBIT_THIRD_PARTY | A.OPTBIT_THIRD_PARTY_ID | A.OPTBIT_PREFER_FAILURE); // [6887 §11.3]
     }
@@ -85,7 +92,7 @@ export function handleMap(slot: usize): void {
       finishError(slot, W.RESULT_NOT_AUTHORIZED, load<u32>(r + M_MAP_EXPIRY) - now); // remaining lifetime [6887 §11.3]
       return;
     }
-    if (preferFailure && !same) return fail(slot, W.RESULT_CANNOT_PROVIDE_EXTERNAL); // [6887 §11.3]; short: the client may free its port
+    if (preferFailure && !sameExternal(r, sugAddr, sugPort)) return fail(slot, W.RESULT_CANNOT_PROVIDE_EXTERNAL); // [6887 §11.3]; short: the client may free its port
     if (activityOn() && lifetime < idleTimeout(protocol)) {
       // Never below the natural expiry the host's traffic gives it [6887 §15].
       const natural = activityFloor(m);

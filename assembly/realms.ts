@@ -78,8 +78,11 @@ export function realmIdentifier(r: u32): u32 {
 }
 
 /** The request's realm: 0 without THIRD_PARTY_ID; 0xFFFFFFFF for an identifier not known (THIRD_PARTY_ID_UNKNOWN). */
-export function requestRealm(slot: usize): u32 {
-  if ((load<u32>(slot + A.SLOT_OPTIONS) & A.OPTBIT_THIRD_PARTY_ID) == 0) return 0;
+@inline export function requestRealm(slot: usize): u32 {
+  return load<u32>(slot + A.SLOT_OPTIONS) & A.OPTBIT_THIRD_PARTY_ID ? identifiedRealm(slot) : 0; // inlined: no call without the option
+}
+
+function identifiedRealm(slot: usize): u32 {
   const r = realmOf(data(slot) + <u32>load<u16>(slot + A.SLOT_THIRD_PARTY_ID), <u32>load<u16>(slot + A.SLOT_THIRD_PARTY_ID_LEN), acceptAnyRealm);
   return r != 0 ? r : 0xffffffff;
 }

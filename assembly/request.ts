@@ -46,11 +46,15 @@ function storedFilter(r: usize, prefix: u32, port: u32, addr: usize): bool {
  * refresh). With `apply` false nothing changes and the resulting set size is returned, or
  * -1 if it would exceed filtersPerMapping.
  */
-export function walkFilters(slot: usize, m: u32, apply: bool): i32 {
-  const n = <u32>load<u16>(slot + A.SLOT_FILTER_COUNT);
+@inline export function walkFilters(slot: usize, m: u32, apply: bool): i32 {
+  // Inlined: a request without FILTERs (most renewals) pays no call.
+  if (load<u16>(slot + A.SLOT_FILTER_COUNT) == 0) return m != 0 ? <i32>load<u8>(mappings.at(m) + M_FILTER_COUNT) : 0;
+  return walkRequestFilters(slot, m, apply);
+}
+
+function walkRequestFilters(slot: usize, m: u32, apply: bool): i32 {
   const r = m != 0 ? mappings.at(m) : 0;
   let count: u32 = r != 0 ? <u32>load<u8>(r + M_FILTER_COUNT) : 0;
-  if (n == 0) return <i32>count;
   const d = data(slot);
   const first = <u32>load<u16>(slot + A.SLOT_FILTER_FIRST);
   const end = <u32>load<u16>(slot + A.SLOT_OPT_END);
