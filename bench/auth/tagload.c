@@ -38,8 +38,9 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include "../e2e/latency.h"
 
-enum { MAP_SIZE = 60, TAG_OPT = 32, REQ_MAX = 96, BATCH = 64, MAX_CLIENTS = 64, HIST_US = 1000000, MAC_SIZE = 16 };
+enum { MAP_SIZE = 60, TAG_OPT = 32, REQ_MAX = 96, BATCH = 64, MAX_CLIENTS = 64, MAC_SIZE = 16 };
 enum { OPTION_AUTHENTICATION_TAG = 5 };
 
 static uint64_t keys = 1000, window = 64, lifetime = 3600;
@@ -66,7 +67,6 @@ typedef struct {
 static Client clients[MAX_CLIENTS];
 static int nclients;
 static uint64_t sent, received, ok, bad, bad_tag, lost, stray, retransmits;
-static uint32_t hist[HIST_US + 1];
 
 static uint64_t now_ns(void) {
   struct timespec t;
@@ -171,22 +171,6 @@ static int answer_ok(int ci, uint64_t key, uint8_t *b, ssize_t n) {
   return 1;
 }
 
-static void record_latency(uint64_t ns) {
-  uint64_t us = ns / 1000;
-  hist[us < HIST_US ? us : HIST_US]++;
-}
-
-static double percentile(double p) {
-  uint64_t total = 0, seen = 0;
-  for (int i = 0; i <= HIST_US; i++) total += hist[i];
-  if (total == 0) return 0;
-  uint64_t want = (uint64_t)(p * (double)(total - 1)) + 1;
-  for (int i = 0; i <= HIST_US; i++) {
-    seen += hist[i];
-    if (seen >= want) return i;
-  }
-  return HIST_US;
-}
 
 static void parse_client(char *spec) {
   if (nclients == MAX_CLIENTS) usage();

@@ -46,8 +46,9 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include "latency.h"
 
-enum { REQ_SIZE = 80, REQ_MAX = 84, BATCH = 64, MAX_SERVERS = 16, HIST_US = 1000000, MAX_WINDOW = 65536 };
+enum { REQ_SIZE = 80, REQ_MAX = 84, BATCH = 64, MAX_SERVERS = 16, MAX_WINDOW = 65536 };
 enum { MODE_POPULATE, MODE_RUN, MODE_ECHO, MODE_PING, MODE_CHURN };
 
 // Options (see usage()).
@@ -242,24 +243,7 @@ static void finish_slot(uint32_t slot) {
 // --- Counters ----------------------------------------------------------------------------
 
 static uint64_t sent, received, ok, bad, lost, stray, retransmits;
-static uint32_t hist[HIST_US + 1]; // latency in µs; the last bucket holds everything above
 
-static void record_latency(uint64_t ns) {
-  uint64_t us = ns / 1000;
-  hist[us < HIST_US ? us : HIST_US]++;
-}
-
-static double percentile(double p) {
-  uint64_t total = 0, seen = 0;
-  for (int i = 0; i <= HIST_US; i++) total += hist[i];
-  if (total == 0) return 0;
-  uint64_t want = (uint64_t)(p * (double)(total - 1)) + 1;
-  for (int i = 0; i <= HIST_US; i++) {
-    seen += hist[i];
-    if (seen >= want) return i;
-  }
-  return HIST_US;
-}
 
 // --- Socket ------------------------------------------------------------------------------
 
