@@ -11,6 +11,13 @@
 // (layout()): the wire constants live in assembly/abi.ts and its generated mirror only.
 #include "udp_batch.h"
 
+// A batch this large means the socket is busy: it leaves its epoll set until the drain ends.
+// While a socket is in an epoll set, every datagram queued to it and every reply it sends
+// (loopback_xmit's sock_wfree) takes the socket's wait-queue lock with interrupts off to
+// wake the (idle) epoll entry; on this machine's paravirtualised kernel that was a tenth
+// of the server's CPU per request under load. Out of the set there is nobody to wake.
+#define BUSY_BATCH 32
+
 // Slot layout, set by layout() from the generated wire constants.
 static struct {
   uint32_t size, src, dst, port, wire_len, data, cap, verdict, resp_len, reply;
@@ -102,7 +109,7 @@ static napi_value recv_batch(napi_env env, napi_callback_info info) {
     struct sockaddr_in6 *from = &s->names[i];
     uint8_t *src = slot + L.src, *dst = slot + L.dst;
     uint16_t port;
-    memset(dst, 0, 16);
+    memcpy(dst, s->local16, 16); // (a wildcard socket's pktinfo below overwrites it)
     if (from->sin6_family == AF_INET) {
       struct sockaddr_in *a = (struct sockaddr_in *)from;
       memset(src, 0, 10);
@@ -135,6 +142,7 @@ static napi_value recv_batch(napi_env env, napi_callback_info info) {
     }
   }
   s->stats[ST_RECV] += n;
+  if (n >= BUSY_BATCH && s->armed && epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->fd, NULL) == 0) s->armed = 0;
   return make_num(env, n);
 }
 
@@ -213,6 +221,15 @@ static napi_value send_batch(napi_env env, napi_callback_info info) {
   return make_num(env, send_all(s, n));
 }
 
+// Puts the socket back into its epoll set (level-triggered: what arrived meanwhile raises
+// the next readable event at once).
+static int arm(Sock *s) {
+  struct epoll_event ev = {.events = EPOLLIN, .data = {.fd = s->fd}};
+  if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->fd, &ev) != 0) return -1;
+  s->armed = 1;
+  return 0;
+}
+
 static void on_readable(uv_poll_t *handle, int status, int events) {
   (void)events;
   Sock *s = handle->data;
@@ -232,6 +249,7 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
     napi_fatal_exception(env, e);
   }
   napi_close_handle_scope(env, scope);
+  if (!s->closed && !s->armed) arm(s);
 }
 
 // start(socket, callback): callback() on every readable event of the loop of the calling
@@ -247,7 +265,9 @@ static napi_value start(napi_env env, napi_callback_info info) {
   napi_value name;
   napi_create_string_utf8(env, "pcpd:udp_batch", NAPI_AUTO_LENGTH, &name);
   CHECK(napi_async_init(env, NULL, name, &s->async));
-  if (uv_poll_init(loop, &s->poll, s->fd) != 0) return throw_errno(env, "uv_poll_init", EINVAL);
+  s->epfd = epoll_create1(EPOLL_CLOEXEC);
+  if (s->epfd < 0 || arm(s) != 0) return throw_errno(env, "epoll", errno);
+  if (uv_poll_init(loop, &s->poll, s->epfd) != 0) return throw_errno(env, "uv_poll_init", EINVAL);
   s->poll.data = s;
   s->polling = 1;
   uv_poll_start(&s->poll, UV_READABLE, on_readable);
@@ -280,6 +300,7 @@ static void close_sock(Sock *s, int in_cleanup) {
     uv_close((uv_handle_t *)&s->poll, after_close);
     // uv_close has taken the descriptor out of the loop's epoll set: it can be closed now,
     // so the address is free when close() returns (an Epoch reset binds it again at once).
+    close(s->epfd);
     if (s->owned) close(s->fd);
   } else {
     if (s->owned) close(s->fd);

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
@@ -35,8 +36,13 @@ typedef struct Sock {
   int family;
   int owned;    // close(fd) on close (an adopted descriptor belongs to the main thread)
   int wildcard; // bound to 0.0.0.0 / :: (replies then carry a pktinfo source)
+  uint8_t local16[16]; // the bound address (IPv4 as ::ffff:a.b.c.d)
   int polling;
   int closed;
+  // Readiness (udp_batch.c start): the socket sits in a private epoll set whose descriptor
+  // the loop polls; `armed`: the socket is in that set now (a busy drain takes it out).
+  int epfd;
+  int armed;
   uv_poll_t poll;
   napi_env env;
   napi_ref callback;

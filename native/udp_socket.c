@@ -98,18 +98,31 @@ static napi_value wrap(napi_env env, Sock *s) {
   return out;
 }
 
-static Sock *new_sock(napi_env env, int fd, int family, int owned, int wildcard) {
+// A socket over `fd`, bound to `addr`.
+static Sock *new_sock(napi_env env, int fd, int owned, const struct sockaddr_in6 *addr) {
   Sock *s = calloc(1, sizeof(Sock));
   if (!s) return NULL;
   s->fd = fd;
-  s->family = family;
+  s->family = addr->sin6_family;
   s->owned = owned;
-  s->wildcard = wildcard;
   s->env = env;
+  if (s->family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)addr;
+    s->wildcard = a->sin_addr.s_addr == INADDR_ANY;
+    s->local16[10] = s->local16[11] = 0xff;
+    memcpy(s->local16 + 12, &a->sin_addr, 4);
+  } else {
+    s->wildcard = IN6_IS_ADDR_UNSPECIFIED(&addr->sin6_addr);
+    memcpy(s->local16, &addr->sin6_addr, 16);
+  }
   int on = 1;
-  // Where each request was sent: the reply's source (RFC 6887 §14.1.3).
-  if (family == AF_INET) setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof on);
-  else setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof on);
+  // Where each request was sent: the reply's source (RFC 6887 §14.1.3). Asked only on a
+  // wildcard socket: on one bound to an address it is that address (recv_batch writes it),
+  // and the control message would cost every datagram a put_cmsg.
+  if (s->wildcard) {
+    if (s->family == AF_INET) setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof on);
+    else setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof on);
+  }
   // The receive queue's drop count on every datagram read after a drop (one cmsg, no call).
   setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &on, sizeof on);
   s->drops_seen = owned; // an owned socket is new: its drops count from 0
@@ -148,8 +161,7 @@ napi_value open_socket(napi_env env, napi_callback_info info) {
     close(fd);
     return throw_errno(env, "bind", e);
   }
-  int wildcard = family == AF_INET ? ((struct sockaddr_in *)&addr)->sin_addr.s_addr == INADDR_ANY : IN6_IS_ADDR_UNSPECIFIED(&addr.sin6_addr);
-  Sock *s = new_sock(env, fd, family, 1, wildcard);
+  Sock *s = new_sock(env, fd, 1, &addr);
   if (!s) {
     close(fd);
     return throw_errno(env, "calloc", ENOMEM);
@@ -166,9 +178,7 @@ napi_value adopt(napi_env env, napi_callback_info info) {
   struct sockaddr_in6 addr;
   socklen_t len = sizeof addr;
   if (getsockname(fd, (struct sockaddr *)&addr, &len) != 0) return throw_errno(env, "getsockname", errno);
-  int family = addr.sin6_family;
-  int wildcard = family == AF_INET ? ((struct sockaddr_in *)&addr)->sin_addr.s_addr == INADDR_ANY : IN6_IS_ADDR_UNSPECIFIED(&addr.sin6_addr);
-  Sock *s = new_sock(env, fd, family, 0, wildcard);
+  Sock *s = new_sock(env, fd, 0, &addr);
   if (!s) return throw_errno(env, "calloc", ENOMEM);
   return wrap(env, s);
 }

@@ -2,9 +2,10 @@
 // (payload, real length, source, port, destination), one sendmmsg answers the slots marked
 // as replies, SO_RCVBUF is applied, a SO_REUSEPORT group steers each source address always
 // to the member steerIndex() names, and a listener keeps serving after the engine's memory
-// grew (the old buffer detached). Ports 25000–25019.
+// grew (the old buffer detached); a busy socket leaves its epoll set while drained and
+// comes back. Ports 25000–25019.
 import dgram from "node:dgram";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
 import { chooseIo, nativeStats, steerIndex, type NativeAddon, type NativeSocket } from "../../src/io/native.js";
@@ -171,6 +172,46 @@ describe("batched UDP addon", () => {
     expect(seenAt.size).toBe(sources.length);
     for (const members of seenAt.values()) expect(members.size).toBe(1);
     expect(counts.every((n) => n > 0)).toBe(true); // the hash spreads them
+  });
+
+  it("a busy socket leaves its epoll set while it is drained and is back in it after: later datagrams still raise readable", async () => {
+    const s = socket("127.0.0.1", 25008, 1 << 20);
+    const fd = addon.fd(s);
+    // Whether any epoll set of this process watches the socket (fdinfo lists a set's "tfd:").
+    const watched = () =>
+      readdirSync("/proc/self/fd").some((f) => {
+        try {
+          if (readlinkSync(`/proc/self/fd/${f}`) !== "anon_inode:[eventpoll]") return false;
+          return new RegExp(`^tfd:\\s+${fd}\\s`, "m").test(readFileSync(`/proc/self/fdinfo/${f}`, "utf8"));
+        } catch {
+          return false; // closed meanwhile
+        }
+      });
+    const c = await client("127.0.0.1");
+    await Promise.all(
+      Array.from({ length: 300 }, () => new Promise<void>((resolve) => c.send(Uint8Array.of(1, 2, 3, 4), 25008, "127.0.0.1", () => resolve()))),
+    );
+    const memory = new Uint8Array(W.SLOT_SIZE * W.SLOT_COUNT);
+    let got = 0;
+    let events = 0;
+    let outDuringBusyDrain: boolean | undefined;
+    addon.start(s, () => {
+      events++;
+      for (let n; (n = addon.recv(s, memory, 0, W.SLOT_COUNT)) > 0; ) {
+        got += n;
+        if (n >= 32) outDuringBusyDrain ??= !watched();
+      }
+    });
+    expect(watched()).toBe(true); // idle: in the set
+    await waitFor(() => (got >= 300 ? true : undefined), { timeout: 5000 });
+    expect(outDuringBusyDrain).toBe(true);
+    expect(watched()).toBe(true); // back after the drain
+    c.send(Uint8Array.of(9), 25008, "127.0.0.1");
+    await waitFor(() => (got === 301 ? true : undefined), { timeout: 5000 });
+    // Level-triggered on an empty socket raises nothing: fifty turns of the loop, no event.
+    const seen = events;
+    for (let i = 0; i < 50; i++) await new Promise((resolve) => setImmediate(resolve));
+    expect(events).toBe(seen);
   });
 
   it("a listener keeps serving after the engine's memory grew (the old buffer detached)", async () => {
