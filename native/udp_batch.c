@@ -83,8 +83,9 @@ static napi_value recv_batch(napi_env env, napi_callback_info info) {
     h->msg_namelen = sizeof s->names[i];
     h->msg_iov = &s->iov[i];
     h->msg_iovlen = 1;
-    h->msg_control = s->cmsg[i];
-    h->msg_controllen = CMSG_ROOM;
+    // Control data only where pktinfo is asked (a wildcard socket): none is copied otherwise.
+    h->msg_control = s->wildcard ? s->cmsg[i] : NULL;
+    h->msg_controllen = s->wildcard ? CMSG_ROOM : 0;
     h->msg_flags = 0;
   }
   s->stats[ST_CALLS]++;
@@ -121,6 +122,7 @@ static napi_value recv_batch(napi_env env, napi_callback_info info) {
       port = ntohs(from->sin6_port);
     }
     memcpy(slot + L.port, &port, 2);
+    if (!s->wildcard) continue;
     struct msghdr *h = &s->msgs[i].msg_hdr;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c)) {
       if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
@@ -132,12 +134,6 @@ static napi_value recv_batch(napi_env env, napi_callback_info info) {
         struct in6_pktinfo pi;
         memcpy(&pi, CMSG_DATA(c), sizeof pi);
         memcpy(dst, &pi.ipi6_addr, 16);
-      } else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL) {
-        uint32_t drops;
-        memcpy(&drops, CMSG_DATA(c), sizeof drops);
-        if (!s->drops_seen) s->drops_base = drops, s->drops_seen = 1;
-        uint32_t since = drops - s->drops_base; // (wraps as the kernel's counter does)
-        if (since > s->stats[ST_RXQ_DROPS]) s->stats[ST_RXQ_DROPS] = since;
       }
     }
   }

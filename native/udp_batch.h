@@ -19,15 +19,14 @@
 #include <uv.h>
 
 #define MAX_BATCH 1024
-// A received message's control data: its destination (pktinfo of either family) and the
-// socket's drop count (SO_RXQ_OVFL).
-#define CMSG_ROOM (CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(struct in_pktinfo)) + CMSG_SPACE(sizeof(uint32_t)))
+// A received message's control data (wildcard sockets): its destination, pktinfo of either family.
+#define CMSG_ROOM (CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(struct in_pktinfo)))
 
 // Errno classes of the counters (src/io/native.ts NATIVE_STATS names them).
 enum { EC_EAGAIN, EC_ENOBUFS, EC_EMSGSIZE, EC_ECONNREFUSED, EC_OTHER, EC_COUNT };
 // Per-socket counters, stats() order: datagrams read and sent, recvmmsg calls, datagrams
 // longer than a slot (MSG_TRUNC), datagrams the kernel dropped on the full receive queue
-// (SO_RXQ_OVFL), receive errors by class, replies not sent by class (EAGAIN: the send
+// (SO_MEMINFO's count, read by stats()), receive errors by class, replies not sent by class (EAGAIN: the send
 // buffer was full, the rest of that batch dropped).
 enum { ST_RECV, ST_SENT, ST_CALLS, ST_TRUNCATED, ST_RXQ_DROPS, ST_RECV_ERR, ST_UNSENT = ST_RECV_ERR + EC_COUNT, ST_COUNT = ST_UNSENT + EC_COUNT };
 
@@ -49,10 +48,9 @@ typedef struct Sock {
   napi_async_context async;
   struct Sock *next; // the env's open sockets (closed by the cleanup hook)
   double stats[ST_COUNT];
-  // SO_RXQ_OVFL reports the socket's drops since it was created: an adopted socket (a
-  // reuseport member a replaced worker takes over) counts from the first value it sees.
+  // SO_MEMINFO reports the socket's drops since it was created: an adopted socket (a
+  // reuseport member a replaced worker takes over) counts from the value at adoption.
   uint32_t drops_base;
-  int drops_seen;
   struct mmsghdr msgs[MAX_BATCH];
   struct iovec iov[MAX_BATCH];
   struct sockaddr_in6 names[MAX_BATCH];

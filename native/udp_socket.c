@@ -2,6 +2,7 @@
 // one, its options (IP_PKTINFO, SO_REUSEPORT, SO_RCVBUF), the reuseport steering program,
 // unsolicited sends and the per-socket counters.
 #include "udp_batch.h"
+#include <linux/sock_diag.h>
 
 napi_value throw_errno(napi_env env, const char *what, int err) {
   char code[32], msg[256];
@@ -98,6 +99,16 @@ static napi_value wrap(napi_env env, Sock *s) {
   return out;
 }
 
+// The datagrams the kernel dropped for the socket since it was created (sk_drops: a full
+// receive queue, a bad checksum), read when asked — SO_RXQ_OVFL would put it in a control
+// message on every datagram read after the first drop, a copy per datagram.
+static uint32_t kernel_drops(int fd) {
+  uint32_t mem[SK_MEMINFO_VARS] = {0};
+  socklen_t len = sizeof mem;
+  if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mem, &len) != 0 || len <= SK_MEMINFO_DROPS * sizeof mem[0]) return 0;
+  return mem[SK_MEMINFO_DROPS];
+}
+
 // A socket over `fd`, bound to `addr`.
 static Sock *new_sock(napi_env env, int fd, int owned, const struct sockaddr_in6 *addr) {
   Sock *s = calloc(1, sizeof(Sock));
@@ -123,9 +134,7 @@ static Sock *new_sock(napi_env env, int fd, int owned, const struct sockaddr_in6
     if (s->family == AF_INET) setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof on);
     else setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof on);
   }
-  // The receive queue's drop count on every datagram read after a drop (one cmsg, no call).
-  setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &on, sizeof on);
-  s->drops_seen = owned; // an owned socket is new: its drops count from 0
+  s->drops_base = kernel_drops(fd);
   return s;
 }
 
@@ -476,6 +485,7 @@ napi_value stats(napi_env env, napi_callback_info info) {
   Sock *s = sock_args(env, info, 1, argv);
   if (!s) return NULL;
   napi_value out;
+  s->stats[ST_RXQ_DROPS] = (uint32_t)(kernel_drops(s->fd) - s->drops_base); // (wraps as the kernel's count does)
   CHECK(napi_create_array_with_length(env, ST_COUNT, &out));
   for (int i = 0; i < ST_COUNT; i++) napi_set_element(env, out, i, make_num(env, s->stats[i]));
   return out;

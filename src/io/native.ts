@@ -48,7 +48,7 @@ export type ErrnoClass = (typeof ERRNO_CLASSES)[number];
 /**
  * Names of stats()'s entries, in order (native/udp_batch.h ST_*): datagrams read and sent,
  * recvmmsg calls, datagrams longer than a slot (MSG_TRUNC), datagrams the kernel dropped on
- * the full receive queue (SO_RXQ_OVFL), then receive errors and replies not sent by class.
+ * the full receive queue (SO_MEMINFO, read by stats()), then receive errors and replies not sent by class.
  */
 export const NATIVE_STATS = [
   "received",
