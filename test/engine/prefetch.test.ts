@@ -1,4 +1,5 @@
-// The prefetch stages (serveRange: index line, candidate mapping, its subscriber) only load
+// The prefetch stages (serveRange: index line, candidate mapping, its subscriber, a
+// THIRD_PARTY mapping's requester lines) only load
 // memory: with them forced on, every reply, event and counter is the same as with them off,
 // for batches that mix creates, refreshes, deletes, misses, PEERs, NAT-PMP, THIRD_PARTY,
 // realms, FILTERs and nonce mismatches, several datagrams of a batch naming the same
@@ -10,7 +11,7 @@ import { engineConfig, engineFrom } from "../helpers/engine-config.js";
 import { filter, mapRequest, natPmpMap, nonceOf, peerRequest, thirdParty, thirdPartyId } from "../helpers/packets.js";
 import { toAddress16 } from "../../src/net/address.js";
 
-function request(rnd: () => number): { payload: Uint8Array; source: Uint8Array } {
+function request(rnd: () => number): { payload: Uint8Array; source: Uint8Array; thirdParty: boolean; proxyPort: number } {
   const client = `10.1.${rnd() % 4}.${1 + (rnd() % 6)}`;
   const h = {
     client,
@@ -28,7 +29,7 @@ function request(rnd: () => number): { payload: Uint8Array; source: Uint8Array }
         : kind < 8
           ? mapRequest({ ...h, client: "10.9.0.1" }, [thirdParty(client), ...(rnd() % 2 ? [thirdPartyId([1, 2, rnd() % 2])] : [])])
           : natPmpMap(rnd() % 2 ? W.NATPMP_OP_MAP_TCP : W.NATPMP_OP_MAP_UDP, h.internalPort, 0, h.lifetime);
-  return { payload, source: toAddress16(kind === 7 ? "10.9.0.1" : client) };
+  return { payload, source: toAddress16(kind === 7 ? "10.9.0.1" : client), thirdParty: kind === 7, proxyPort: 40000 + (rnd() % 3) };
 }
 
 function engine(mode: 0 | 1): PacketEngine {
@@ -51,17 +52,23 @@ describe("prefetch stages", () => {
     const rnd = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0), seed >>> 8);
     let now = 1;
     let replies = 0;
+    let thirdPartyServed = 0;
     for (let batch = 0; batch < 150; batch++) {
       const count = 1 + (rnd() % on.slotCount);
       const reqs = Array.from({ length: count }, () => request(rnd));
       for (const e of [on, off]) {
-        for (const [i, r] of reqs.entries()) e.load(i, { payload: r.payload, source: r.source, sourcePort: 5351 + i, ingress: W.INGRESS_SUBSCRIBER });
+        for (const [i, r] of reqs.entries()) {
+          // 10.9.0.1 is a trusted THIRD_PARTY proxy: its renewals go through the requester table.
+          const ingress = r.thirdParty ? W.INGRESS_SUBSCRIBER | W.INGRESS_THIRD_PARTY : W.INGRESS_SUBSCRIBER;
+          e.load(i, { payload: r.payload, source: r.source, sourcePort: r.thirdParty ? r.proxyPort : 5351 + i, ingress });
+        }
       }
       expect(on.serve(count, 9, now)).toBe(off.serve(count, 9, now));
       for (let i = 0; i < count; i++) {
         const a = on.reply(i);
         expect(a).toEqual(off.reply(i));
         if (a) replies++;
+        if (a && reqs[i].thirdParty && a[3] === W.RESULT_SUCCESS) thirdPartyServed++;
       }
       expect(on.drainEvents()).toEqual(off.drainEvents());
       now += rnd() % 40;
@@ -77,5 +84,6 @@ describe("prefetch stages", () => {
     expect(s.created).toBeGreaterThan(100n);
     expect(s.refreshed).toBeGreaterThan(100n);
     expect(s.deleted).toBeGreaterThan(10n);
+    expect(thirdPartyServed).toBeGreaterThan(100);
   });
 });
