@@ -43,8 +43,15 @@ interface Bound {
 export class BatchedListener extends ListenerBase {
   readonly path = "batched" as const;
   private readonly bound: Bound[] = [];
-  /** Sources by a hash of their 16 bytes (checked against them on a hit: no string per datagram). */
-  private readonly sources = new Map<number, Source>();
+  /**
+   * Sources by their 16 bytes, direct-mapped: a hash of the address's four words picks the
+   * entry, the words kept beside it confirm a hit (no string, no Map lookup per datagram);
+   * a collision replaces the entry (classified again on its next datagram).
+   */
+  private readonly sourceWords = new Int32Array(SOURCE_CACHE * 4);
+  private readonly sources: (Source | undefined)[] = new Array<Source | undefined>(SOURCE_CACHE).fill(undefined);
+  /** The engine's memory as words (the slots' source addresses are 4-byte aligned); remade when the memory grew. */
+  private words: Int32Array = new Int32Array(0);
 
   constructor(
     o: ListenerOptions,
@@ -54,11 +61,14 @@ export class BatchedListener extends ListenerBase {
   }
 
   protected clearSources(): void {
-    this.sources.clear();
+    this.sources.fill(undefined);
+    this.sourceWords.fill(0);
   }
 
   async start(): Promise<void> {
     const { addon } = this;
+    // source() reads each slot's address as four aligned words.
+    if (this.o.engine.slotAddress(0) % 4 !== 0 || W.SLOT_SIZE % 4 !== 0) throw new Error("batched path: slots are not 4-byte aligned");
     const requested = this.o.receiveBuffer ?? 0;
     for (const e of this.o.endpoints) {
       let socket: NativeSocket;
@@ -123,20 +133,28 @@ export class BatchedListener extends ListenerBase {
     };
   }
 
-  /** Source of the datagram in slot memory at `at`, from the cache or classified now. */
+  /** Source of the datagram whose 16 address bytes are at `at` of the engine's memory, from the cache or classified now. */
   private source(bytes: Uint8Array, at: number): Source {
-    const word = (i: number) => (bytes[at + i] << 24) | (bytes[at + i + 1] << 16) | (bytes[at + i + 2] << 8) | bytes[at + i + 3];
-    const key = word(12) ^ Math.imul(word(8) ^ 0xffff, 0x9e3779b1) ^ Math.imul(word(4), 0x85ebca6b) ^ Math.imul(word(0), 0xc2b2ae35);
-    const hit = this.sources.get(key);
-    if (hit) {
-      let same = true;
-      for (let i = 0; i < 16 && same; i++) same = hit.address16[i] === bytes[at + i];
-      if (same) return hit;
-    }
-    if (this.sources.size >= SOURCE_CACHE) this.sources.clear();
+    if (this.words.buffer !== bytes.buffer) this.words = new Int32Array(bytes.buffer);
+    const { words, sourceWords } = this;
+    const w = at >> 2;
+    const a = words[w];
+    const b = words[w + 1];
+    const c = words[w + 2];
+    const d = words[w + 3];
+    let x = a ^ Math.imul(b, 0x9e3779b1) ^ Math.imul(c, 0x85ebca6b) ^ Math.imul(d, 0xc2b2ae35);
+    x = Math.imul(x ^ (x >>> 15), 0x2c1b3c6d);
+    const e = (x ^ (x >>> 13)) & (SOURCE_CACHE - 1);
+    const k = e << 2;
+    const hit = this.sources[e];
+    if (hit !== undefined && sourceWords[k] === a && sourceWords[k + 1] === b && sourceWords[k + 2] === c && sourceWords[k + 3] === d) return hit;
     const address16 = bytes.slice(at, at + 16);
     const s = this.makeSource(formatAddress16(address16), address16);
-    this.sources.set(key, s);
+    this.sources[e] = s;
+    sourceWords[k] = a;
+    sourceWords[k + 1] = b;
+    sourceWords[k + 2] = c;
+    sourceWords[k + 3] = d;
     return s;
   }
 

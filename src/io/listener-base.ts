@@ -109,6 +109,7 @@ export interface Source {
   auth: boolean;
 }
 
+/** Sources cached per listener (a power of two: the batched path's cache is direct-mapped). */
 export const SOURCE_CACHE = 65_536;
 
 /**

@@ -3,7 +3,8 @@
 // as replies, SO_RCVBUF is applied, a SO_REUSEPORT group steers each source address always
 // to the member steerIndex() names, and a listener keeps serving after the engine's memory
 // grew (the old buffer detached); a busy socket leaves its epoll set while drained and
-// comes back. Ports 25000–25019.
+// comes back; a listener classifies each source address once until its policy changes.
+// Ports 25000–25019.
 import dgram from "node:dgram";
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -212,6 +213,39 @@ describe("batched UDP addon", () => {
     const seen = events;
     for (let i = 0; i < 50; i++) await new Promise((resolve) => setImmediate(resolve));
     expect(events).toBe(seen);
+  });
+
+  it("classifies each source address once (cached), and again after a policy swap", async () => {
+    const engine = engineFrom(engineConfig(), 0, { seed: 1n }, "release");
+    const seen = new Map<string, number>();
+    const counting = (source: string) => {
+      seen.set(source, (seen.get(source) ?? 0) + 1);
+      return W.INGRESS_SUBSCRIBER;
+    };
+    const listener = new UdpListener({ endpoints: [{ address: "127.0.0.1", port: 25009 }], engine, clock: new MonotonicClock(), classify: counting, io });
+    await listener.start();
+    const sources = Array.from({ length: 40 }, (_, i) => `127.0.${i >> 3}.${10 + (i & 7)}`);
+    const round = async () => {
+      for (const from of sources) {
+        const { reply } = await exchange(from, "127.0.0.1", 25009, announceRequest({ client: from }));
+        expect(reply[3]).toBe(W.RESULT_SUCCESS);
+      }
+    };
+    try {
+      await round();
+      await round();
+      await round();
+      expect([...seen.keys()].sort()).toEqual([...sources].sort());
+      expect([...seen.values()].every((n) => n === 1)).toBe(true);
+      seen.clear();
+      listener.setPolicy({ classify: counting, limiter: undefined });
+      await round();
+      await round();
+      expect(seen.size).toBe(sources.length);
+      expect([...seen.values()].every((n) => n === 1)).toBe(true);
+    } finally {
+      await listener.stop();
+    }
   });
 
   it("a listener keeps serving after the engine's memory grew (the old buffer detached)", async () => {
