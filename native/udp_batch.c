@@ -262,8 +262,12 @@ static napi_value start(napi_env env, napi_callback_info info) {
   napi_create_string_utf8(env, "pcpd:udp_batch", NAPI_AUTO_LENGTH, &name);
   CHECK(napi_async_init(env, NULL, name, &s->async));
   s->epfd = epoll_create1(EPOLL_CLOEXEC);
-  if (s->epfd < 0 || arm(s) != 0) return throw_errno(env, "epoll", errno);
-  if (uv_poll_init(loop, &s->poll, s->epfd) != 0) return throw_errno(env, "uv_poll_init", EINVAL);
+  if (s->epfd < 0) return throw_errno(env, "epoll_create1", errno);
+  if (arm(s) != 0 || uv_poll_init(loop, &s->poll, s->epfd) != 0) {
+    int e = errno;
+    close(s->epfd);
+    return throw_errno(env, "epoll", e);
+  }
   s->poll.data = s;
   s->polling = 1;
   uv_poll_start(&s->poll, UV_READABLE, on_readable);
