@@ -103,7 +103,11 @@ const IO_COUNTERS = [
   ["sent", "pcpd_io_datagrams_sent_total", "Datagrams the kernel accepted for sending (replies and unsolicited messages)."],
   ["recvCalls", "pcpd_io_receive_calls_total", "recvmmsg calls that were made (batched path; received ÷ calls is the mean batch)."],
   ["truncated", "pcpd_io_truncated_total", "Datagrams longer than a slot (MSG_TRUNC): cut to its capacity, the engine drops them as too long."],
-  ["rxqDrops", "pcpd_io_receive_queue_drops_total", "Datagrams the kernel dropped because the socket's receive queue was full (SO_RXQ_OVFL; batched path)."],
+  [
+    "rxqDrops",
+    "pcpd_io_receive_queue_drops_total",
+    "Datagrams the kernel dropped because the socket's receive queue was full (SO_RXQ_OVFL on the batched path, /proc/net/udp on the dgram path).",
+  ],
 ] as const satisfies readonly (readonly [keyof NativeStats, string, string])[];
 
 interface ShardCounterState {
