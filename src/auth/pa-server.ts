@@ -2,14 +2,14 @@
 // session) and the EAP pass-through authenticator in front of the AAA relay. One instance
 // per shard worker: the worker that owns a listen address receives every datagram a client
 // sends to it, so the SA lives where its tags are checked and no request crosses threads
-// (docs/auth.md, "Where the exchange runs").
+// (docs/auth.md, "Where the exchange runs"). The SA record and the table holding them are
+// ./pa-sa.ts.
 import { randomInt } from "node:crypto";
 import * as W from "../wire.generated.js";
 import { SUPPORTED_MACS, SUPPORTED_PRFS, transportKey, verifyMac } from "./pa-crypto.js";
 import {
   all,
   commonTag,
-  EapReassembly,
   eapFailure,
   eapIdentityRequest,
   eapSections,
@@ -26,12 +26,9 @@ import {
   withCommonTag,
 } from "./pa-wire.js";
 import { zeroCounters, type AaaVerdict, type AuthCounters, type EapRelay, type SaView } from "./pa-types.js";
+import { SaTable, type PaSocket, type Sa } from "./pa-sa.js";
 
-/**
- * The socket a client's datagrams came in on, opaque here: the listener (src/io) sends the
- * PA-Server messages back through it (a dgram socket, or a batched-path socket).
- */
-export type PaSocket = object;
+export type { PaSocket } from "./pa-sa.js";
 
 export interface PaServerOptions {
   relay: EapRelay;
@@ -53,46 +50,6 @@ export interface PaServerOptions {
   retransmitCount?: number;
 }
 
-type State = "authenticating" | "confirming" | "open" | "reauth" | "closing";
-
-interface Sa {
-  id: number;
-  client: string;
-  port: number;
-  socket: PaSocket;
-  state: State;
-  /** The client's nonce (0 when it sent none, server-initiated) [7652 §5.3]. */
-  nonce: number;
-  echoNonce: boolean;
-  identity?: string;
-  paIn: number;
-  paOut: number;
-  commonIn: number;
-  commonOut: number;
-  lastIn?: Buffer;
-  lastOut?: Buffer;
-  lastResend: number;
-  waitingAaa: boolean;
-  /** Bumped at every (re-)authentication: AAA answers for an older one are ignored. */
-  generation: number;
-  prf: number;
-  mac: number;
-  key?: Buffer;
-  keyId: number;
-  prevKey?: { key: Buffer; keyId: number };
-  established?: number;
-  expires: number;
-  lifetimeS: number;
-  timer?: NodeJS.Timeout;
-  tries: number;
-  /** Open or re-authenticating once: a failed re-authentication is counted apart. */
-  everOpen: boolean;
-  /** Sections of an EAP request still to send, each after the client acknowledged the last [7652 §6.6]. */
-  outSections: Buffer[];
-  /** The client's EAP response being collected from its sections [7652 §6.6]. */
-  inSections: EapReassembly;
-}
-
 /** RFC 7652 §3.3: up to ten termination messages, 250 ms apart at first, each gap doubling. */
 const TERMINATION_COPIES = 10;
 const TERMINATION_FIRST_GAP_MS = 250;
@@ -106,13 +63,13 @@ const UNKNOWN: CommonCheck = { status: "unknown" };
 const DROP: CommonCheck = { status: "drop" };
 
 export class PaServer {
-  private readonly sessions = new Map<number, Sa>();
-  private readonly perClient = new Map<string, number>();
+  private readonly sessions: SaTable;
   private readonly sweeper: NodeJS.Timeout;
   private readonly now: () => number;
   private readonly c: AuthCounters = zeroCounters();
 
   constructor(private readonly o: PaServerOptions) {
+    this.sessions = new SaTable(o);
     this.now = o.now ?? (() => performance.now());
     this.sweeper = setInterval(() => this.sweep(), 250);
     this.sweeper.unref();
@@ -302,39 +259,8 @@ export class PaServer {
   }
 
   private create(address: string, port: number, socket: PaSocket, nonce: number, echoNonce: boolean): Sa | undefined {
-    if (this.sessions.size >= this.o.maxSessions || (this.perClient.get(address) ?? 0) >= this.o.sessionsPerClient) {
-      this.fail(undefined, "capacity");
-      return undefined;
-    }
-    let id = 0;
-    while (id === 0 || this.sessions.has(id)) id = randomInt(1, 0xffffffff); // unique, never 0 [7652 §3.1.1]
-    const sa: Sa = {
-      id,
-      client: address,
-      port,
-      socket,
-      state: "authenticating",
-      nonce,
-      echoNonce,
-      paIn: 0,
-      paOut: 0,
-      commonIn: 0,
-      commonOut: 0,
-      lastResend: 0,
-      waitingAaa: false,
-      generation: 0,
-      prf: 0,
-      mac: 0,
-      keyId: 0,
-      expires: Number.POSITIVE_INFINITY,
-      lifetimeS: 0,
-      tries: 0,
-      everOpen: false,
-      outSections: [],
-      inSections: new EapReassembly(),
-    };
-    this.sessions.set(id, sa);
-    this.perClient.set(address, (this.perClient.get(address) ?? 0) + 1);
+    const sa = this.sessions.create(address, port, socket, nonce, echoNonce);
+    if (!sa) this.fail(undefined, "capacity");
     this.c.sessions = this.sessions.size;
     return sa;
   }
@@ -446,7 +372,7 @@ export class PaServer {
     sa.state = "open";
     sa.established = Date.now();
     sa.prevKey = undefined;
-    this.c.established = [...this.sessions.values()].filter((s) => s.state === "open" || s.state === "reauth").length;
+    this.c.established = this.sessions.established();
   }
 
   /** Server-initiated re-authentication [7652 §3.4] (decision: AUTHENTICATION_REQUEST inside the session). */
@@ -566,12 +492,9 @@ export class PaServer {
     if (this.sessions.get(sa.id) !== sa) return;
     this.stopRetransmit(sa);
     this.o.relay.forget(this.relayKey(sa));
-    this.sessions.delete(sa.id);
-    const n = (this.perClient.get(sa.client) ?? 1) - 1;
-    if (n > 0) this.perClient.set(sa.client, n);
-    else this.perClient.delete(sa.client);
+    this.sessions.remove(sa);
     this.c.sessions = this.sessions.size;
-    this.c.established = [...this.sessions.values()].filter((s) => s.state === "open" || s.state === "reauth").length;
+    this.c.established = this.sessions.established();
   }
 
   /** Expiry and re-authentication before it [7652 §3.4]. */
@@ -590,21 +513,7 @@ export class PaServer {
   // ---- control ----
 
   list(): SaView[] {
-    const wall = Date.now() - this.now();
-    return [...this.sessions.values()].map((sa) => ({
-      sessionId: sa.id,
-      client: sa.client,
-      clientPort: sa.port,
-      state: sa.state,
-      identity: sa.identity,
-      establishedAt: sa.established ? new Date(sa.established).toISOString() : undefined,
-      expiresAt: Number.isFinite(sa.expires) ? new Date(wall + sa.expires).toISOString() : undefined,
-      keyId: sa.keyId,
-      prf: sa.prf,
-      mac: sa.mac,
-      commonIn: sa.commonIn,
-      commonOut: sa.commonOut,
-    }));
+    return this.sessions.views(Date.now() - this.now());
   }
 
   counters(): AuthCounters {
@@ -615,7 +524,6 @@ export class PaServer {
     clearInterval(this.sweeper);
     for (const sa of this.sessions.values()) this.stopRetransmit(sa);
     this.sessions.clear();
-    this.perClient.clear();
     void this.o.relay.close();
   }
 }

@@ -106,7 +106,7 @@ const IO_COUNTERS = [
   [
     "rxqDrops",
     "pcpd_io_receive_queue_drops_total",
-    "Datagrams the kernel dropped because the socket's receive queue was full (the socket's drop count, SO_MEMINFO; batched path).",
+    "Datagrams the kernel dropped because the socket's receive queue was full (the socket's drop count: SO_MEMINFO on the batched path, /proc/net/udp on the dgram path).",
   ],
 ] as const satisfies readonly (readonly [keyof NativeStats, string, string])[];
 

@@ -4,6 +4,12 @@
 // the element types, the activity set and its rule, the NAT maps and chains, the FILTER
 // sets, and the element statements of a mapping. Which of these a table holds, in which
 // order, and which set a rule looks up stay with each family's own module.
+//
+// Protocols are written as numbers (`meta l4proto 6`, not `tcp`): nft resolves a protocol
+// name through /etc/protocols (getprotobyname; Debian's netbase), which a minimal host may
+// lack — `ipv6-icmp` then fails the whole ruleset ("Could not resolve protocol name"), and
+// which names nft knows by itself differs between its versions. A number needs no lookup.
+import * as W from "../wire.generated.js";
 import type { Endpoint, Forwarding } from "./ops.js";
 
 export type NftFamily = "ip" | "ip6";
@@ -13,6 +19,9 @@ export interface ActivityTimeouts {
   udpIdle: number;
   tcpIdle: number;
 }
+
+/** ICMPv6's IANA protocol number (RFC 4443 §1; not a PCP wire value, so not in wire.ts). */
+export const PROTO_ICMPV6 = 58;
 
 const addressType = (family: NftFamily) => (family === "ip" ? "ipv4_addr" : "ipv6_addr");
 /** The type of a `proto . addr . port` key. */
@@ -39,8 +48,8 @@ export function activityDefinition(family: NftFamily, mapped: string, activity?:
   }
   chain activity {
     type filter hook forward priority filter; policy accept;
-    meta l4proto tcp ${key} @${mapped} update @active { ${key} timeout ${activity.tcpIdle}s }
-    meta l4proto != tcp ${key} @${mapped} update @active { ${key} timeout ${activity.udpIdle}s }
+    meta l4proto ${W.PROTO_TCP} ${key} @${mapped} update @active { ${key} timeout ${activity.tcpIdle}s }
+    meta l4proto != ${W.PROTO_TCP} ${key} @${mapped} update @active { ${key} timeout ${activity.udpIdle}s }
   }
 `;
 }

@@ -11,14 +11,14 @@
 //
 // The forward chain lets through what belongs to a connection already (conntrack), what is
 // not addressed to a subscriber prefix (`subscribers`, from the configuration's IPv6
-// subscriber prefixes), ICMPv6, and what a pinhole opens — for a FILTERed pinhole only from
-// the remotes its FILTERs allow [RFC 6887 §13.3]; every other packet to a subscriber is
-// dropped. Pinholes are keyed by the internal endpoint, where the packet is addressed after
+// subscriber prefixes), ICMPv6 (protocol 58), and what a pinhole opens — for a FILTERed
+// pinhole only from the remotes its FILTERs allow [RFC 6887 §13.3]; every other packet to a
+// subscriber is dropped. Pinholes are keyed by the internal endpoint, where the packet is addressed after
 // any translation, so one rule serves both the untranslated (firewall) and translated case.
 // The parts both families share (types, activity, NAT maps and chains, FILTER sets, element
 // statements) are built by ./nft-rules.ts.
 import type { Forwarding } from "./ops.js";
-import { activityDefinition, ElementStatements, endpointSet, filterSets, natChains, natMaps, type ActivityTimeouts } from "./nft-rules.js";
+import { activityDefinition, ElementStatements, endpointSet, filterSets, natChains, natMaps, PROTO_ICMPV6, type ActivityTimeouts } from "./nft-rules.js";
 
 export function tableDefinition6(table: string, subscribers: string[], activity?: ActivityTimeouts): string {
   return `table ip6 ${table} {
@@ -30,7 +30,7 @@ ${endpointSet("ip6", "mapped")}${endpointSet("ip6", "pinholes")}${filterSets("ip
     type filter hook forward priority filter - 5; policy accept;
     ct state established,related accept
     ip6 daddr != @subscribers accept
-    meta l4proto ipv6-icmp accept
+    meta l4proto ${PROTO_ICMPV6} accept
     meta l4proto . ip6 daddr . th dport @filtered meta l4proto . ip6 daddr . th dport . ip6 saddr . th sport @allowed accept
     meta l4proto . ip6 daddr . th dport @pinholes meta l4proto . ip6 daddr . th dport != @filtered accept
     ip6 saddr @subscribers accept

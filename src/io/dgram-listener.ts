@@ -8,8 +8,9 @@ import * as W from "../wire.generated.js";
 import { toAddress16 } from "../net/address.js";
 import { ListenerBase, SOURCE_CACHE, socketLabel, type Endpoint, type SocketIoStats, type Source } from "./listener-base.js";
 import { ERRNO_CLASSES, type ErrnoClass, type NativeStats } from "./native.js";
+import { procUdpKey, udpDrops, UdpDropsReader, type ProcUdpKey } from "./proc-udp.js";
 
-/** The batched path's counters that Node's dgram lets us see (no receive-queue drops, no recvmmsg). */
+/** The batched path's counters that Node's dgram lets us see (no recvmmsg; receive-queue drops from /proc: src/io/proc-udp.ts). */
 type DgramCounters = Omit<NativeStats, "rxqDrops" | "recvCalls">;
 
 function errnoClass(error: Error): ErrnoClass {
@@ -22,6 +23,11 @@ class Counted {
   readonly counters = Object.fromEntries(
     ["received", "sent", "truncated", ...ERRNO_CLASSES.flatMap((c) => [`recvErrors.${c}`, `unsent.${c}`])].map((k) => [k, 0]),
   ) as DgramCounters;
+  /** Where the kernel counts this socket's receive-queue drops, and its count at bind (set once bound). */
+  proc?: ProcUdpKey;
+  dropsAtBind = 0;
+  /** The last drop count read (undefined: never found in /proc, no series). */
+  rxqDrops?: number;
   constructor(
     readonly socket: dgram.Socket,
     private readonly refused: () => void,
@@ -66,6 +72,8 @@ export class DgramListener extends ListenerBase {
   readonly path = "dgram" as const;
   private readonly sockets: dgram.Socket[] = [];
   private readonly counted: Counted[] = [];
+  /** The sockets' receive-queue drops from /proc, read when the counters are published. */
+  private drops?: UdpDropsReader;
   private queue: Pending[] = [];
   private scheduled = false;
   private readonly sources = new Map<string, Source>();
@@ -108,6 +116,9 @@ export class DgramListener extends ListenerBase {
         this.sendErrors++;
         counted.counters[`recvErrors.${errnoClass(error)}`]++;
       });
+      // Counted from bind (a fresh socket starts at 0; so does one reopened on an Epoch reset).
+      counted.proc = procUdpKey(socket);
+      counted.dropsAtBind = udpDrops([counted.proc])[0] ?? 0;
       this.sockets.push(socket);
       this.counted.push(counted);
       // SO_RCVBUF, not SO_RCVBUFFORCE: the operator's rmem_max is respected, and reported.
@@ -123,9 +134,12 @@ export class DgramListener extends ListenerBase {
   }
 
   ioStats(): SocketIoStats[] {
-    return this.counted.map((c) => {
+    this.drops ??= new UdpDropsReader(this.counted.map((c) => c.proc!));
+    const drops = this.drops.poll();
+    return this.counted.map((c, i) => {
       const { address, port } = c.socket.address();
-      return { socket: socketLabel(address, port), counters: { ...c.counters } };
+      if (drops[i] !== undefined) c.rxqDrops = drops[i] - c.dropsAtBind;
+      return { socket: socketLabel(address, port), counters: c.rxqDrops === undefined ? { ...c.counters } : { ...c.counters, rxqDrops: c.rxqDrops } };
     });
   }
 
@@ -136,6 +150,7 @@ export class DgramListener extends ListenerBase {
     await Promise.all(this.sockets.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
     this.sockets.length = 0;
     this.counted.length = 0;
+    this.drops = undefined;
   }
 
   boundAddresses(): Endpoint[] {

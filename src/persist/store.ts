@@ -24,7 +24,7 @@
 // a GAP frame marks the hole) and are retried; the first write that works again starts a
 // snapshot at once, and the store reports "failing"/"recovering" until that snapshot is
 // on disk (status()). A check-pointed reply (commitNow) is never released for records
-// that are not on disk.
+// that are not on disk. File names, listing and fd operations: ./shard-files.ts.
 import fs from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "pino";
@@ -32,6 +32,19 @@ import * as W from "../wire.generated.js";
 import { ErrorCodes, PcpdError } from "../errors.js";
 import type { PacketEngine } from "../engine/packet-engine.js";
 import { wallSeconds, type TimeSource } from "../core/clock.js";
+import {
+  close,
+  datasync,
+  dropShardFiles,
+  fileSize,
+  generations,
+  journalName,
+  shardDirectory,
+  snapshotName,
+  syncDirectory,
+  truncate,
+  write,
+} from "./shard-files.js";
 import { encodeFrame, FRAME_END, FRAME_GAP, FRAME_META, FRAME_RECORDS, readFrames, verifySnapshot, VERSION, type Damage, type FrameStamp } from "./format.js";
 
 /**
@@ -113,25 +126,8 @@ interface Journal {
   syncs: Promise<unknown>;
 }
 
-const pad = (n: number) => String(n).padStart(10, "0");
-const journalName = (gen: number) => `journal-${pad(gen)}.log`;
-const snapshotName = (gen: number) => `snapshot-${pad(gen)}.snap`;
-const genOf = (name: string, kind: "journal" | "snapshot") => {
-  const m = new RegExp(`^${kind}-(\\d{10})\\.(log|snap)$`).exec(name);
-  return m ? Number(m[1]) : undefined;
-};
-
 export { wallSeconds };
-
-/** Removes everything a shard persisted (the operator's Epoch reset); the directory stays: it may be a mount point. */
-export function dropShardFiles(dir: string): void {
-  if (!fs.existsSync(dir)) return;
-  for (const name of fs.readdirSync(dir)) fs.rmSync(join(dir, name), { recursive: true, force: true });
-}
-
-export function shardDirectory(directory: string, shard: number, shards: number): string {
-  return join(directory, `shard-${shard}-of-${shards}`);
-}
+export { dropShardFiles, shardDirectory };
 
 export class ShardStore {
   readonly dir: string;
@@ -181,17 +177,6 @@ export class ShardStore {
     return Buffer.from(JSON.stringify({ format: FORMAT, version: VERSION, shard: this.o.shard, shards: this.o.shards, gen: this.gen }));
   }
 
-  /** Generations present: complete snapshots and journals. */
-  private listing(): { snapshots: number[]; journals: number[] } {
-    const names = fs.existsSync(this.dir) ? fs.readdirSync(this.dir) : [];
-    const of = (kind: "journal" | "snapshot") =>
-      names
-        .map((n) => genOf(n, kind))
-        .filter((g): g is number => g !== undefined)
-        .sort((a, b) => a - b);
-    return { snapshots: of("snapshot"), journals: of("journal") };
-  }
-
   /**
    * Reads the newest intact snapshot and the journals after it into `engine` (records at
    * engine time `now`, `wallOffset` = wall-clock seconds at engine time 0).
@@ -199,7 +184,7 @@ export class ShardStore {
   async restore(engine: PacketEngine, wallOffset: number, now: number): Promise<RestoreReport> {
     fs.mkdirSync(this.dir, { recursive: true });
     for (const n of fs.readdirSync(this.dir)) if (n.endsWith(".tmp")) fs.rmSync(join(this.dir, n), { force: true }); // an interrupted snapshot
-    const { snapshots, journals } = this.listing();
+    const { snapshots, journals } = generations(this.dir);
     const report: RestoreReport = {
       files: [],
       bytes: 0,
@@ -541,7 +526,7 @@ export class ShardStore {
       if (damage) throw new PcpdError(ErrorCodes.SNAPSHOT_DAMAGED, `snapshot read back damaged at ${damage.offset}: ${damage.reason}`);
       fs.renameSync(tmp, join(this.dir, name));
       syncDirectory(this.dir);
-      const { snapshots, journals } = this.listing();
+      const { snapshots, journals } = generations(this.dir);
       const previous = snapshots.filter((g) => g < gen).at(-1) ?? 0;
       for (const g of snapshots) if (g < previous) fs.rmSync(join(this.dir, snapshotName(g)), { force: true });
       for (const g of journals) if (g < previous) fs.rmSync(join(this.dir, journalName(g)), { force: true });
@@ -577,31 +562,5 @@ export class ShardStore {
     const j = this.journal;
     this.journal = undefined;
     if (j) await this.enqueue(() => j.syncs.then(() => close(j.fd)));
-  }
-}
-
-const write = (fd: number, bytes: Uint8Array) =>
-  new Promise<void>((resolve, reject) => {
-    const step = (offset: number) =>
-      fs.write(fd, bytes, offset, bytes.length - offset, null, (e, n) => (e ? reject(e) : offset + n < bytes.length ? step(offset + n) : resolve()));
-    step(0);
-  });
-function fileSize(fd: number): number | undefined {
-  try {
-    return fs.fstatSync(fd).size;
-  } catch {
-    return undefined;
-  }
-}
-const datasync = (fd: number) => new Promise<void>((resolve, reject) => fs.fdatasync(fd, (e) => (e ? reject(e) : resolve())));
-const close = (fd: number) => new Promise<void>((resolve, reject) => fs.close(fd, (e) => (e ? reject(e) : resolve())));
-const truncate = (fd: number, size: number) => new Promise<void>((resolve, reject) => fs.ftruncate(fd, size, (e) => (e ? reject(e) : resolve())));
-
-function syncDirectory(dir: string): void {
-  const fd = fs.openSync(dir, "r");
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
   }
 }

@@ -18,7 +18,6 @@ import { MonotonicClock, timeFrom, wallSeconds, type TimeSource } from "../core/
 import { ShardStore, type RestoreReport } from "../persist/store.js";
 import { classifier, limiterFor } from "../config/policy.js";
 import * as W from "../wire.generated.js";
-import { ALL_KINDS, keepKinds } from "../engine/event-filter.js";
 import { loggedKinds } from "../logging/record.js";
 import { ErrorCodes, PcpdError } from "../errors.js";
 import { Announcer } from "./announce.js";
@@ -27,6 +26,7 @@ import { DataplaneFeed } from "./dataplane-feed.js";
 import { ActivityAsker } from "./activity-asker.js";
 import { MappingUpdater } from "./mapping-update.js";
 import { StatsBoard } from "./stats-board.js";
+import { EventOutbox } from "./event-outbox.js";
 import { paServerFor } from "../auth/pa-setup.js";
 import type { PaServer } from "../auth/pa-server.js";
 import type {
@@ -55,10 +55,6 @@ const LIST_SCAN = 50_000;
 
 /** Pool gauges (free blocks per address) are copied to the board this often, and after every task. */
 const POOL_PUBLISH_MS = 1000;
-/** Event records are gathered for at most this long before one post to the main thread… */
-const EVENTS_POST_MS = 10;
-/** …or until this many bytes (1365 events) are waiting. */
-const EVENTS_POST_BYTES = 64 * 1024;
 
 /** Tasks a running shard serves (start and stop are the worker entry's). */
 export type ServedKind = Exclude<keyof ShardTasks, "start" | "stop" | HaTaskKind>;
@@ -95,21 +91,8 @@ export class Shard {
   private dataplane?: DataplaneFeed;
   /** Traffic-driven lifetimes (dataplane.activity): the engine's activity queries out, the answers in. */
   private activity?: ActivityAsker;
-  private eventsOn = false;
-  /** EVENT_* kinds the main thread's listeners want (a bit each): the others are not copied. */
-  private eventKinds = ALL_KINDS;
-  /** Pool entries the main thread has been told about (with the events). */
-  private poolPosted = 0;
-  /**
-   * Event records waiting to be posted: batches are gathered for up to EVENTS_POST_MS (or
-   * EVENTS_POST_BYTES) and posted as one message, so that a subscriber costs the packet
-   * thread one post per interval, not one per UDP batch.
-   */
-  private eventChunks: Uint8Array[] = [];
-  private eventBytes = 0;
-  /** THIRD_PARTY_IDs of the gathered records in a realm, by record index. */
-  private eventIds: Record<number, string> | undefined;
-  private eventTimer: NodeJS.Timeout | undefined;
+  /** The event stream to the main thread. */
+  private readonly outbox: EventOutbox;
   private poolTimer: NodeJS.Timeout | undefined;
   private stopped = false;
   /** Bytes of the engine's memory in transparent huge pages (engine.hugePages), measured when it was made; -1 before the first. */
@@ -128,10 +111,10 @@ export class Shard {
   ) {
     this.spec = spec;
     const { config } = spec;
+    this.outbox = new EventOutbox(spec.shard, () => this.engine, post);
     // A logged server streams its events from the first request on (src/logging/: a
     // mapping made before the main thread asked for events would have no log record).
-    this.eventsOn = config.logging.syslog.enabled || config.logging.ipfix.enabled;
-    if (this.eventsOn) this.eventKinds = loggedKinds(config.logging);
+    if (config.logging.syslog.enabled || config.logging.ipfix.enabled) this.outbox.set(true, loggedKinds(config.logging));
     this.log = createLogger(config.log.level, config.log.format, { service: "pcp-server", shard: spec.shard, thread: threadId });
     this.time = timeFrom(spec.testClock);
     const clock = (this.clock = new MonotonicClock(0, () => this.time.monotonicNs()));
@@ -209,7 +192,7 @@ export class Shard {
       onEvents: (events) => this.onEvents(events),
       // Copied only while a Mapping Update waits for a refresh, or for debug logs (the
       // journal reads them in place, in afterBatch).
-      wantsEvents: () => this.eventsOn || this.updater.size > 0 || log.isLevelEnabled("debug"),
+      wantsEvents: () => this.outbox.on || this.updater.size > 0 || log.isLevelEnabled("debug"),
       afterBatch: () => this.afterBatch(),
       durable: extra.durable,
       gate: extra.gate,
@@ -418,7 +401,7 @@ export class Shard {
     this.activity?.collect();
   }
 
-  /** Mapping Update cancels (unless told not to), debug log and the event stream, for a batch of events. */
+  /** Mapping Update cancels (unless told not to), debug log and the event stream (./event-outbox.ts), for a batch of events. */
   private onEvents(events: MappingRecords, cancelUpdates = true): void {
     const { engine, log } = this;
     if (cancelUpdates && this.updater.size > 0)
@@ -428,48 +411,7 @@ export class Shard {
         if (e.kind === W.EVENT_REFRESH || e.kind === W.EVENT_DELETE || e.kind === W.EVENT_EXPIRE) this.updater.cancel(e.mapping);
       }
     if (log.isLevelEnabled("debug")) for (const e of decodeRecords(events, engine.poolList())) log.debug({ event: e }, "mapping event");
-    if (!this.eventsOn) return;
-    const bytes = keepKinds(events.bytes, this.eventKinds);
-    if (bytes.length === 0) return;
-    // The THIRD_PARTY_ID of the records in a realm, looked up now (the realm may be gone by
-    // the post): the log names the subscriber by it (src/logging/).
-    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const first = this.eventBytes / W.EVENT_SIZE;
-    for (let i = 0, at = 0; at + W.EVENT_SIZE <= bytes.length; i++, at += W.EVENT_SIZE) {
-      const realm = view.getUint32(at + W.EV_REALM, true);
-      const id = realm === 0 ? undefined : engine.realmIdentifier(realm);
-      if (id !== undefined) (this.eventIds ??= {})[first + i] = id;
-    }
-    this.eventChunks.push(bytes);
-    this.eventBytes += bytes.length;
-    if (this.eventBytes >= EVENTS_POST_BYTES) this.postEvents();
-    else this.eventTimer ??= setTimeout(() => this.postEvents(), EVENTS_POST_MS);
-  }
-
-  /** The gathered event records as one message (with the pool's names when they changed). */
-  private postEvents(): void {
-    clearTimeout(this.eventTimer);
-    this.eventTimer = undefined;
-    if (this.eventBytes === 0) return;
-    const bytes = this.eventChunks.length === 1 ? this.eventChunks[0] : new Uint8Array(this.eventBytes);
-    if (this.eventChunks.length > 1) {
-      let at = 0;
-      for (const c of this.eventChunks) {
-        bytes.set(c, at);
-        at += c.length;
-      }
-    }
-    this.eventChunks = [];
-    this.eventBytes = 0;
-    const events: MappingRecords = { bytes };
-    if (this.eventIds) events.thirdPartyIds = this.eventIds;
-    this.eventIds = undefined;
-    const pool = this.engine.poolList();
-    if (pool.length !== this.poolPosted) {
-      events.pool = pool;
-      this.poolPosted = pool.length;
-    }
-    this.post({ pcpdEvents: true, shard: this.spec.shard, events } satisfies EventsMessage);
+    this.outbox.gather(events);
   }
 
   /** The listener's socket counters to the board (none while no listener serves: the last ones stay). */
@@ -505,14 +447,14 @@ export class Shard {
   async stop(): Promise<ShardStats> {
     this.stopped = true;
     clearInterval(this.poolTimer);
-    clearTimeout(this.eventTimer);
+    this.outbox.stop();
     this.announcer.stop();
     this.updater.stop();
     await this.haRole?.stop();
     this.publishIo(); // the sockets' last counters, while they are open
     await this.listener?.stop();
     this.listener?.settle();
-    if (this.eventsOn) this.postEvents(); // the last events, not left to a timer
+    if (this.outbox.on) this.outbox.flush(); // the last events, not left to a timer
     this.auth?.close();
     this.dataplane?.stop();
     this.activity?.stop();
@@ -568,16 +510,7 @@ export class Shard {
     subscriberUsage: (t) => this.engine.subscriberUsage(t.internalAddress, t.thirdPartyId),
     deleteSubscriber: (t) => this.engine.deleteSubscriber(t.internalAddress, t.thirdPartyId),
     events: ({ on, kinds }) => {
-      this.eventsOn = on;
-      this.eventKinds = kinds;
-      if (!on) {
-        // Nobody listens: what was gathered is dropped (the main thread would drop it too).
-        clearTimeout(this.eventTimer);
-        this.eventTimer = undefined;
-        this.eventChunks = [];
-        this.eventBytes = 0;
-        this.eventIds = undefined;
-      }
+      this.outbox.set(on, kinds); // nobody listens: what was gathered is dropped
       return on;
     },
     latestEvents: ({ since, max, filter }) => this.engine.latestRecords(since, max, filter),

@@ -4,7 +4,9 @@
 // branch of both families' element statements. The scripts are captured from the backend
 // itself (its `nft` command replaced by one that writes stdin to a file), so what is pinned
 // is exactly what reaches nft. Where nft and network namespaces exist, the kernel applies
-// the pinned scripts in a namespace of its own (pdp-gold): the golden files are valid nft.
+// the pinned scripts in a namespace of its own (pdp-gold): the golden files are valid nft;
+// and again (plo-noproto) with netbase's /etc/protocols and /etc/services hidden, as on a
+// minimal host without netbase: the scripts need no name lookup.
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -13,6 +15,7 @@ import { NftablesBackend, type NftOptions } from "../../src/dataplane/nftables.j
 import type { DataplaneOp, Forwarding } from "../../src/dataplane/ops.js";
 import { forwarding, forwarding6 } from "../helpers/forwarding.js";
 import { tempDir } from "../helpers/temp.js";
+import { withoutNetbase } from "../helpers/nat-lab.js";
 
 const GOLDEN = new URL("./golden/", import.meta.url).pathname;
 const dir = tempDir("pcpd-nft-scripts");
@@ -77,8 +80,8 @@ describe("nft scripts of the nftables backend (golden)", () => {
   });
 });
 
-/** Why the kernel check cannot run here, or undefined once its namespace exists. */
-function kernel(): string | undefined {
+/** Why the kernel check cannot run here, or undefined once namespace `NS` exists. */
+function kernel(NS: string): string | undefined {
   try {
     execFileSync("nft", ["--version"], { stdio: "ignore" });
   } catch {
@@ -100,7 +103,7 @@ function kernel(): string | undefined {
 describe("the golden scripts in the kernel", () => {
   let skip: string | undefined;
   beforeAll(() => {
-    skip = kernel();
+    skip = kernel(NS);
   });
   afterAll(() => {
     if (!skip) execFileSync("ip", ["netns", "del", NS], { stdio: "ignore" });
@@ -126,5 +129,38 @@ describe("the golden scripts in the kernel", () => {
     nft(`${maps.join("\n")}\n`);
     expect(list("ip", "pcpd")).toContain("10.0.0.3 . 5000 : 198.51.100.1 . 1236");
     expect(list("ip6", "pcpd")).toContain("2001:db8:1::2 . 8080 . 2001:db8:2::/48 . 443");
+  });
+});
+
+describe("the golden scripts on a host without netbase (no /etc/protocols, /etc/services)", () => {
+  const NS = "plo-noproto";
+  const empty = join(dir, "empty");
+  let skip: string | undefined;
+  beforeAll(() => {
+    skip = kernel(NS);
+  });
+  afterAll(() => {
+    if (!skip) execFileSync("ip", ["netns", "del", NS], { stdio: "ignore" });
+  });
+  /** nft in namespace NS as on a host without netbase. */
+  const bare = (args: string[], input?: string) => {
+    const [command, ...rest] = withoutNetbase(empty, ["ip", "netns", "exec", NS, "nft", ...args]);
+    return execFileSync(command, rest, { input, stdio: ["pipe", "pipe", "pipe"] }).toString();
+  };
+
+  it("nft there cannot resolve a protocol name: the hiding works", (ctx) => {
+    if (skip) return ctx.skip(skip);
+    const named = "table ip6 probe {\n  chain c {\n    meta l4proto ipv6-icmp accept\n  }\n}\n";
+    expect(() => bare(["-f", "-"], named)).toThrow(/Could not resolve protocol name/);
+    expect(readFileSync("/etc/protocols", "utf8")).toMatch(/ipv6-icmp/); // the host's own file, untouched
+  });
+
+  it("nft there applies both resets and the transaction: the rules carry protocol numbers", (ctx) => {
+    if (skip) return ctx.skip(skip);
+    for (const name of ["reset-plain.nft", "reset-tracking.nft", "transaction.nft"]) bare(["-f", "-"], golden(name));
+    const tracking = bare(["list", "table", "ip6", "pcpdact"]);
+    expect(tracking).toContain("meta l4proto 58 accept");
+    expect(tracking).toContain("meta l4proto != 6 meta l4proto . ip6 saddr . th sport @mapped update @active");
+    expect(bare(["list", "table", "ip", "pcpd"])).toContain("dnat ip to meta l4proto . ip daddr . th dport map @inbound");
   });
 });

@@ -171,7 +171,21 @@ s.bind(bp, ba, () => {
 });
 `;
 
-/** A pcp-server run in the NAT namespace with a JSON config; waits for its ready lines. */
+/**
+ * The command line that runs `command` as on a host without Debian's netbase: in a mount
+ * namespace of its own (unshare -m: private propagation, the host's files untouched) where
+ * an empty file is bound over /etc/protocols and /etc/services. Each exec replaces the
+ * last, so the process started is the command itself (signals reach it).
+ */
+export function withoutNetbase(empty: string, command: string[]): string[] {
+  fs.writeFileSync(empty, "");
+  return ["unshare", "-m", "sh", "-c", 'for f in protocols services; do mount --bind "$0" /etc/$f || exit 1; done; exec "$@"', empty, ...command];
+}
+
+/**
+ * A pcp-server run in the NAT namespace with a JSON config; waits for its ready lines.
+ * `withoutNetbase`: as on a host without /etc/protocols and /etc/services (nft resolves no name).
+ */
 export class LabServer {
   private child: ChildProcess | undefined;
   log = "";
@@ -180,13 +194,16 @@ export class LabServer {
   constructor(
     private readonly ns: string,
     private readonly config: (dir: string) => object,
+    private readonly o: { withoutNetbase?: boolean } = {},
   ) {}
 
   async start(): Promise<void> {
     this.log = "";
     const file = join(this.dir, "pcpd.json");
     fs.writeFileSync(file, JSON.stringify(this.config(this.dir)));
-    const c = spawn("ip", ["netns", "exec", this.ns, process.execPath, CLI, "--config", file], { stdio: ["ignore", "pipe", "inherit"] });
+    const run = ["ip", "netns", "exec", this.ns, process.execPath, CLI, "--config", file];
+    const [command, ...args] = this.o.withoutNetbase ? withoutNetbase(join(this.dir, "empty"), run) : run;
+    const c = spawn(command, args, { stdio: ["ignore", "pipe", "inherit"] });
     this.child = c;
     await new Promise<void>((resolve, reject) => {
       c.stdout!.on("data", (d) => {

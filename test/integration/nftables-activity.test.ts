@@ -6,7 +6,9 @@
 //
 // The server tracks activity with an 8 s idle timeout: the kernel's `active` set learns the
 // subscriber's packets, and pcpd reads it only when an expiry, a delete or a short renewal
-// needs it. Skipped, saying why, where namespaces or nft are unavailable.
+// needs it. The server runs as on a host without netbase (no /etc/protocols, /etc/services):
+// its ruleset loads and its activity reads work without protocol names. Skipped, saying
+// why, where namespaces or nft are unavailable.
 import { describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
 import { mapRequest, nonceOf, peerRequest } from "../helpers/packets.js";
@@ -21,19 +23,22 @@ const PCP_PORT = 25600;
 const IDLE = 8;
 const LAB = labLayout({ ns: "pdp", subscriber: SUBSCRIBER, server: SERVER, natOutside: [EXTERNAL], outside: [REMOTE] });
 
-const server = new LabServer(LAB.nat, (dir) =>
-  labConfig(
-    {
-      server: SERVER,
-      port: PCP_PORT,
-      subscribers: "10.78.0.0/24",
-      external: EXTERNAL,
-      table: "pcpdact",
-      dataplane: { activity: { enabled: true, udpIdle: IDLE, tcpIdle: IDLE, waitSeconds: 2 } },
-    },
-    dir,
-    { lifetimes: { min: 2, peerMin: 2 }, persistence: { enabled: false } },
-  ),
+const server = new LabServer(
+  LAB.nat,
+  (dir) =>
+    labConfig(
+      {
+        server: SERVER,
+        port: PCP_PORT,
+        subscribers: "10.78.0.0/24",
+        external: EXTERNAL,
+        table: "pcpdact",
+        dataplane: { activity: { enabled: true, udpIdle: IDLE, tcpIdle: IDLE, waitSeconds: 2 } },
+      },
+      dir,
+      { lifetimes: { min: 2, peerMin: 2 }, persistence: { enabled: false } },
+    ),
+  { withoutNetbase: true }, // nft prints the active set's protocols as numbers there
 );
 const skip = useLab(LAB, server);
 

@@ -63,7 +63,7 @@ export class Container {
     chmodSync(join(root, "tmp"), 0o1777);
     for (const l of ["bin", "lib", "lib64", "sbin"]) if (existsSync(`/usr/${l}`)) symlinkSync(`usr/${l}`, join(root, l));
     copyFileSync("/usr/lib/os-release", join(root, "etc/os-release"));
-    // netbase's names, as on any Debian system (nft resolves "ipv6-icmp" through /etc/protocols).
+    // netbase's names, as on any Debian system (the nftables rules need none: protocol numbers).
     for (const f of ["protocols", "services"]) if (existsSync(`/etc/${f}`)) copyFileSync(`/etc/${f}`, join(root, "etc", f));
     const users = [{ name: "root", id: 0 }, ...this.o.users];
     writeFileSync(join(root, "etc/passwd"), users.map((u) => `${u.name}:x:${u.id}:${u.id}::/${u.id ? `var/lib/${u.name}` : "root"}:/bin/sh\n`).join(""));
