@@ -226,6 +226,13 @@ static int arm(Sock *s) {
   return 0;
 }
 
+// A re-arm that failed (ENOMEM in epoll_ctl: in practice never) is retried every 10 ms
+// until it holds: a socket out of its set would never raise another event.
+static void retry_arm(uv_timer_t *timer) {
+  Sock *s = timer->data;
+  if (!s->closed && !s->armed && arm(s) != 0) uv_timer_start(timer, retry_arm, 10, 0);
+}
+
 static void on_readable(uv_poll_t *handle, int status, int events) {
   (void)events;
   Sock *s = handle->data;
@@ -245,7 +252,7 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
     napi_fatal_exception(env, e);
   }
   napi_close_handle_scope(env, scope);
-  if (!s->closed && !s->armed) arm(s);
+  if (!s->closed && !s->armed && arm(s) != 0) uv_timer_start(&s->rearm, retry_arm, 10, 0);
 }
 
 // start(socket, callback): callback() on every readable event of the loop of the calling
@@ -268,7 +275,10 @@ static napi_value start(napi_env env, napi_callback_info info) {
     close(s->epfd);
     return throw_errno(env, "epoll", e);
   }
+  uv_timer_init(loop, &s->rearm);
+  s->rearm.data = s;
   s->poll.data = s;
+  s->handles = 2;
   s->polling = 1;
   uv_poll_start(&s->poll, UV_READABLE, on_readable);
   return NULL;
@@ -284,7 +294,8 @@ static void unlink_sock(Sock *s) {
 }
 
 static void after_close(uv_handle_t *handle) {
-  free(handle->data);
+  Sock *s = handle->data;
+  if (--s->handles == 0) free(s);
 }
 
 // Stops polling, closes the descriptor (if owned) and frees the socket once libuv is done.
@@ -298,6 +309,8 @@ static void close_sock(Sock *s, int in_cleanup) {
   if (s->polling) {
     uv_poll_stop(&s->poll);
     uv_close((uv_handle_t *)&s->poll, after_close);
+    uv_timer_stop(&s->rearm);
+    uv_close((uv_handle_t *)&s->rearm, after_close);
     // uv_close has taken the descriptor out of the loop's epoll set: it can be closed now,
     // so the address is free when close() returns (an Epoch reset binds it again at once).
     close(s->epfd);

@@ -43,6 +43,8 @@ typedef struct Sock {
   int epfd;
   int armed;
   uv_poll_t poll;
+  uv_timer_t rearm; // retries a failed re-arm (never leaves the socket unwatched)
+  int handles;      // libuv handles still open (the socket is freed when the last closes)
   napi_env env;
   napi_ref callback;
   napi_async_context async;
