@@ -2,7 +2,8 @@
 // portable records of every batch (the journal's records) every few milliseconds; here
 // the latest state of each external key waits in `pending` (so a burst of refreshes of
 // one mapping is one check), and every batchMs the changes against what is installed
-// become one backend transaction: every `unmap` first, then every `map`. A failed
+// become backend transactions of at most reconcileChunk operations, one per event-loop
+// turn: every `unmap` first, then every `map`. A failed
 // transaction changes nothing (nft applies a file atomically; the event stream resets)
 // and is retried with what came meanwhile; after `failuresBeforeDown` failures in a row
 // the dataplane is down: the shards answer NETWORK_FAILURE [RFC 6887 §7.4] until a full
@@ -12,6 +13,7 @@ import type { Logger } from "pino";
 import { isIP } from "node:net";
 import { decodeKeyStates, sameForwarding, type DataplaneOp, type Forwarding, type KeyState } from "./ops.js";
 import { ActivityBatcher, type ActivityQuery } from "./activity.js";
+import { setImmediate as turn } from "node:timers/promises";
 
 export interface DataplaneBackend {
   readonly name: string;
@@ -224,25 +226,52 @@ export class DataplaneManager {
     return false;
   }
 
+  /**
+   * The pending changes as transactions of at most reconcileChunk operations, every unmap
+   * of the batch before any map (an internal endpoint moving to another external port must
+   * leave its old entries first), one event-loop turn each, the diff too in turns of
+   * reconcileChunk keys: the main thread (which feeds systemd's watchdog, and answers the
+   * control channel) is never held for the whole batch, which after a burst (a mass expiry,
+   * a renumbering, a populate at full rate) can be millions of keys. Changes that arrive
+   * meanwhile wait for the next tick. A failed transaction leaves the states not yet applied
+   * pending again (unless newer ones came); the earlier transactions stay applied.
+   */
   private async applyPending(): Promise<void> {
     if (this.pending.size === 0) return;
     const batch = this.pending;
     this.pending = new Map();
-    const { ops, next } = this.diff(batch.values());
-    if (ops.length === 0) return;
-    try {
-      await this.backend.apply(ops);
-    } catch (e) {
-      // Nothing was applied: these states wait for the next attempt, unless newer ones came.
-      for (const [k, s] of batch) if (!this.pending.has(k)) this.pending.set(k, s);
-      this.failed(e as Error);
-      return;
+    const chunk = this.o.reconcileChunk;
+    const unmaps: [KeyState, DataplaneOp][] = [];
+    const maps: [KeyState, DataplaneOp][] = [];
+    let seen = 0;
+    for (const s of batch.values()) {
+      const was = this.installed.get(s);
+      const want = s.forwarding && this.supported(s.forwarding) ? s.forwarding : undefined;
+      if (was && want && sameForwarding(was, want)) continue; // a refresh: nothing to change
+      if (was) unmaps.push([s, { op: "unmap", mapping: was }]);
+      if (want) maps.push([s, { op: "map", mapping: want }]);
+      if (++seen % chunk === 0) await turn();
     }
-    for (const [s, f] of next) this.installed.set(s, f);
-    this.counters.transactions++;
-    this.counters.operations += ops.length;
-    this.counters.consecutiveFailures = 0;
-    this.retryAt = 0;
+    const all = [...unmaps, ...maps];
+    for (let i = 0; i < all.length; i += chunk) {
+      if (i > 0) await turn();
+      const part = all.slice(i, i + chunk);
+      try {
+        if (this.closed) throw new Error("dataplane closed");
+        await this.backend.apply(part.map(([, op]) => op));
+      } catch (e) {
+        // Nothing of this transaction was applied: its states and the later ones wait for
+        // the next attempt, unless newer ones came.
+        for (const [s] of all.slice(i)) if (!this.pending.has(s.key)) this.pending.set(s.key, s);
+        if (!this.closed) this.failed(e as Error);
+        return;
+      }
+      for (const [s, op] of part) this.installed.set(s, op.op === "map" ? op.mapping : undefined);
+      this.counters.transactions++;
+      this.counters.operations += part.length;
+      this.counters.consecutiveFailures = 0;
+      this.retryAt = 0;
+    }
   }
 
   private failed(e: Error): void {
