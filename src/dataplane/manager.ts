@@ -15,6 +15,9 @@ import { decodeKeyStates, sameForwarding, type DataplaneOp, type Forwarding, typ
 import { ActivityBatcher, type ActivityQuery } from "./activity.js";
 import { setImmediate as turn } from "node:timers/promises";
 
+/** States compared per event-loop turn (a few ms of the main thread). */
+const TURN_KEYS = 2_000;
+
 export interface DataplaneBackend {
   readonly name: string;
   /** IPv6 mappings (IPv6 internal and external) are installed too; otherwise counted unsupported. */
@@ -125,6 +128,8 @@ class InstalledTable {
 
 export class DataplaneManager {
   private pending = new Map<string, KeyState>();
+  /** Records posted by the shards, not yet decoded into `pending`. */
+  private incoming: Uint8Array[] = [];
   private readonly installed = new InstalledTable();
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
@@ -163,7 +168,10 @@ export class DataplaneManager {
 
   /** Portable records posted by a shard (every change of a batch: refreshes too). */
   ingest(bytes: Uint8Array): void {
-    for (const s of decodeKeyStates(bytes)) this.pending.set(s.key, s);
+    // Only queued here: decoded at the next tick, a message per event-loop turn. Messages
+    // that queued up while the main thread was busy are delivered in one turn, and
+    // decoding them all there held it for as long as the backlog took.
+    this.incoming.push(bytes);
   }
 
   /** Forces a full reconciliation at the next tick (the engine lost events; an operator asked). */
@@ -202,21 +210,56 @@ export class DataplaneManager {
     return this.running;
   }
 
-  /** Operations turning what is installed into the latest states (unmaps first). */
-  private diff(states: Iterable<KeyState>): { ops: DataplaneOp[]; next: Map<KeyState, Forwarding | undefined> } {
-    const unmaps: DataplaneOp[] = [];
-    const maps: DataplaneOp[] = [];
-    const next = new Map<KeyState, Forwarding | undefined>();
+  /**
+   * Operations turning what is installed into `states`, every unmap before any map (an
+   * internal endpoint moving to another external port must leave its old entries first),
+   * compared TURN_KEYS per event-loop turn.
+   */
+  private async diff(states: Iterable<KeyState>): Promise<[KeyState, DataplaneOp][]> {
+    const unmaps: [KeyState, DataplaneOp][] = [];
+    const maps: [KeyState, DataplaneOp][] = [];
+    let seen = 0;
     for (const s of states) {
+      if (++seen % TURN_KEYS === 0) await turn();
       const was = this.installed.get(s);
       const want = s.forwarding && this.supported(s.forwarding) ? s.forwarding : undefined;
       if (was && want && sameForwarding(was, want)) continue; // a refresh: nothing to change
-      if (!was && !want) continue;
-      if (was) unmaps.push({ op: "unmap", mapping: was });
-      if (want) maps.push({ op: "map", mapping: want });
-      next.set(s, want);
+      if (was) unmaps.push([s, { op: "unmap", mapping: was }]);
+      if (want) maps.push([s, { op: "map", mapping: want }]);
     }
-    return { ops: [...unmaps, ...maps], next };
+    return [...unmaps, ...maps];
+  }
+
+  /**
+   * `ops` as transactions of at most reconcileChunk operations, one per event-loop turn,
+   * `installed` following each (`count`: in the transaction and operation counters, which
+   * leave reconciliations out). Returns how many were applied: all, or up to the
+   * transaction that failed (`error`).
+   */
+  private async applyInTurns(ops: [KeyState, DataplaneOp][], count: boolean): Promise<{ applied: number; error?: Error }> {
+    for (let i = 0; i < ops.length; i += this.o.reconcileChunk) {
+      await turn();
+      const part = ops.slice(i, i + this.o.reconcileChunk);
+      try {
+        if (this.closed) throw new Error("dataplane closed");
+        await this.backend.apply(part.map(([, op]) => op));
+      } catch (e) {
+        return { applied: i, error: e as Error };
+      }
+      for (const [s, op] of part) this.installed.set(s, op.op === "map" ? op.mapping : undefined);
+      if (!count) continue;
+      this.counters.transactions++;
+      this.counters.operations += part.length;
+    }
+    return { applied: ops.length };
+  }
+
+  /** The records queued by ingest() into `pending`, one message per event-loop turn. */
+  private async decodeIncoming(): Promise<void> {
+    for (const bytes of this.incoming.splice(0)) {
+      for (const s of decodeKeyStates(bytes)) this.pending.set(s.key, s);
+      await turn();
+    }
   }
 
   private supported(f: Forwarding): boolean {
@@ -227,48 +270,26 @@ export class DataplaneManager {
   }
 
   /**
-   * The pending changes as transactions of at most reconcileChunk operations, every unmap
-   * of the batch before any map (an internal endpoint moving to another external port must
-   * leave its old entries first), one event-loop turn each, the diff too in turns of
-   * reconcileChunk keys: the main thread (which feeds systemd's watchdog, and answers the
-   * control channel) is never held for the whole batch, which after a burst (a mass expiry,
-   * a renumbering, a populate at full rate) can be millions of keys. Changes that arrive
-   * meanwhile wait for the next tick. A failed transaction leaves the states not yet applied
-   * pending again (unless newer ones came); the earlier transactions stay applied.
+   * The pending changes as transactions (diff, applyInTurns): the main thread (which
+   * feeds systemd's watchdog, and answers the control channel) is never held for a whole
+   * batch, which after a burst (a mass expiry, a renumbering, a populate at full rate) can
+   * be millions of keys. Changes that arrive meanwhile wait for the next tick. A failed
+   * transaction leaves the states not yet applied pending again (unless newer ones came);
+   * the earlier transactions stay applied.
    */
   private async applyPending(): Promise<void> {
+    await this.decodeIncoming();
     if (this.pending.size === 0) return;
     const batch = this.pending;
     this.pending = new Map();
-    const chunk = this.o.reconcileChunk;
-    const unmaps: [KeyState, DataplaneOp][] = [];
-    const maps: [KeyState, DataplaneOp][] = [];
-    let seen = 0;
-    for (const s of batch.values()) {
-      const was = this.installed.get(s);
-      const want = s.forwarding && this.supported(s.forwarding) ? s.forwarding : undefined;
-      if (was && want && sameForwarding(was, want)) continue; // a refresh: nothing to change
-      if (was) unmaps.push([s, { op: "unmap", mapping: was }]);
-      if (want) maps.push([s, { op: "map", mapping: want }]);
-      if (++seen % chunk === 0) await turn();
+    const ops = await this.diff(batch.values());
+    const { applied, error } = await this.applyInTurns(ops, true);
+    if (error) {
+      for (const [s] of ops.slice(applied)) if (!this.pending.has(s.key)) this.pending.set(s.key, s);
+      if (!this.closed) this.failed(error);
+      return;
     }
-    const all = [...unmaps, ...maps];
-    for (let i = 0; i < all.length; i += chunk) {
-      if (i > 0) await turn();
-      const part = all.slice(i, i + chunk);
-      try {
-        if (this.closed) throw new Error("dataplane closed");
-        await this.backend.apply(part.map(([, op]) => op));
-      } catch (e) {
-        // Nothing of this transaction was applied: its states and the later ones wait for
-        // the next attempt, unless newer ones came.
-        for (const [s] of all.slice(i)) if (!this.pending.has(s.key)) this.pending.set(s.key, s);
-        if (!this.closed) this.failed(e as Error);
-        return;
-      }
-      for (const [s, op] of part) this.installed.set(s, op.op === "map" ? op.mapping : undefined);
-      this.counters.transactions++;
-      this.counters.operations += part.length;
+    if (ops.length > 0) {
       this.counters.consecutiveFailures = 0;
       this.retryAt = 0;
     }
@@ -300,9 +321,9 @@ export class DataplaneManager {
         do {
           const chunk = await this.source.exportTable(shard, from);
           from = chunk.next;
-          const { ops, next } = this.diff(decodeKeyStates(chunk.bytes));
-          for (let i = 0; i < ops.length; i += this.o.reconcileChunk) await this.backend.apply(ops.slice(i, i + this.o.reconcileChunk));
-          for (const [s, f] of next) this.installed.set(s, f);
+          const ops = await this.diff(decodeKeyStates(chunk.bytes));
+          const { error } = await this.applyInTurns(ops, false);
+          if (error) throw error;
           loaded += ops.length;
         } while (from !== 0);
       }

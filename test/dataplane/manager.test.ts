@@ -213,6 +213,28 @@ describe("DataplaneManager: a large batch never holds the main thread", () => {
     await m.close();
   });
 
+  it("a reconciliation and a backlog of posted records are worked through over many event-loop turns", async () => {
+    const { e, backend, m } = setup(); // exportTable: 3 records per chunk, reconcileChunk 2
+    for (let i = 1; i <= 7; i++) map(e, `10.0.0.${i}`, 80);
+    e.drainEvents();
+    const reconciling = await turnsDuring(() => m.start()); // the fake source answers without a turn of its own
+    expect(backend.transactions.length).toBeGreaterThanOrEqual(4);
+    expect(reconciling).toBeGreaterThanOrEqual(backend.transactions.length);
+    // Messages queued while the main thread was busy arrive in one turn: ingest only queues them.
+    const posted: Uint8Array[] = [];
+    for (let i = 8; i <= 13; i++) {
+      map(e, `10.0.0.${i}`, 80);
+      posted.push(...e.persistPending(WALL));
+    }
+    e.drainEvents();
+    for (const bytes of posted) m.ingest(bytes);
+    expect(m.stats().pendingKeys).toBe(0); // nothing decoded yet
+    const ticking = await turnsDuring((m as unknown as { tick(): Promise<void> }).tick.bind(m));
+    expect(ticking).toBeGreaterThanOrEqual(posted.length); // a message per turn
+    expect(m.stats()).toMatchObject({ installed: 13, pendingKeys: 0 });
+    await m.close();
+  });
+
   it("a transaction failing mid-batch keeps the earlier ones applied and the rest pending", async () => {
     const { e, backend, m, post, tick, clearBackoff } = setup();
     await m.start();
