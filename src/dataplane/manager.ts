@@ -17,6 +17,8 @@ import { setImmediate as turn } from "node:timers/promises";
 
 /** States compared per event-loop turn (a few ms of the main thread). */
 const TURN_KEYS = 2_000;
+/** Keys decoded into one batch, in transactions (reconcileChunk): the rest of a backlog stays raw bytes. */
+const BATCH_CHUNKS = 5;
 
 export interface DataplaneBackend {
   readonly name: string;
@@ -254,10 +256,14 @@ export class DataplaneManager {
     return { applied: ops.length };
   }
 
-  /** The records queued by ingest() into `pending`, one message per event-loop turn. */
+  /** The records queued by ingest() into `pending`, one message per event-loop turn, at most BATCH_CHUNKS transactions' worth of keys. */
   private async decodeIncoming(): Promise<void> {
-    for (const bytes of this.incoming.splice(0)) {
-      for (const s of decodeKeyStates(bytes)) this.pending.set(s.key, s);
+    // Up to a batch's worth: a backlog (the main thread behind a populate at full rate)
+    // waits as the shards' compact records, not as millions of objects the collector
+    // walks; the latest state still wins, the messages being taken in order.
+    const most = this.o.reconcileChunk * BATCH_CHUNKS;
+    while (this.incoming.length > 0 && this.pending.size < most) {
+      for (const s of decodeKeyStates(this.incoming.shift()!)) this.pending.set(s.key, s);
       await turn();
     }
   }
@@ -278,21 +284,23 @@ export class DataplaneManager {
    * the earlier transactions stay applied.
    */
   private async applyPending(): Promise<void> {
-    await this.decodeIncoming();
-    if (this.pending.size === 0) return;
-    const batch = this.pending;
-    this.pending = new Map();
-    const ops = await this.diff(batch.values());
-    const { applied, error } = await this.applyInTurns(ops, true);
-    if (error) {
-      for (const [s] of ops.slice(applied)) if (!this.pending.has(s.key)) this.pending.set(s.key, s);
-      if (!this.closed) this.failed(error);
-      return;
-    }
-    if (ops.length > 0) {
-      this.counters.consecutiveFailures = 0;
-      this.retryAt = 0;
-    }
+    do {
+      await this.decodeIncoming();
+      if (this.pending.size === 0) return;
+      const batch = this.pending;
+      this.pending = new Map();
+      const ops = await this.diff(batch.values());
+      const { applied, error } = await this.applyInTurns(ops, true);
+      if (error) {
+        for (const [s] of ops.slice(applied)) if (!this.pending.has(s.key)) this.pending.set(s.key, s);
+        if (!this.closed) this.failed(error);
+        return;
+      }
+      if (ops.length > 0) {
+        this.counters.consecutiveFailures = 0;
+        this.retryAt = 0;
+      }
+    } while (this.incoming.length > 0 && !this.closed && !this.needsReconcile);
   }
 
   private failed(e: Error): void {

@@ -235,6 +235,27 @@ describe("DataplaneManager: a large batch never holds the main thread", () => {
     await m.close();
   });
 
+  it("a backlog beyond a batch (5 × reconcileChunk keys) waits undecoded while the batch before it is applied", async () => {
+    const { e, backend, m, tick } = setup(); // reconcileChunk 2: batches of at most 10 keys
+    await m.start();
+    for (let i = 1; i <= 30; i++) {
+      map(e, `10.0.1.${i}`, 80);
+      for (const part of e.persistPending(WALL)) m.ingest(part);
+    }
+    e.drainEvents();
+    const undecoded = () => (m as unknown as { incoming: Uint8Array[] }).incoming.length;
+    const seen: number[] = [];
+    const apply = backend.apply.bind(backend);
+    backend.apply = async (ops) => {
+      seen.push(undecoded());
+      return apply(ops);
+    };
+    await tick();
+    expect(seen[0]).toBeGreaterThanOrEqual(30 - 10); // the first transaction went out with the rest still raw
+    expect(m.stats()).toMatchObject({ installed: 30, pendingKeys: 0 }); // and one tick worked through all of it
+    await m.close();
+  });
+
   it("a transaction failing mid-batch keeps the earlier ones applied and the rest pending", async () => {
     const { e, backend, m, post, tick, clearBackoff } = setup();
     await m.start();
