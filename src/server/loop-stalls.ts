@@ -12,11 +12,32 @@
 // watchdog interval is logged as a warning and counted (pcpd_event_loop_stalls_total)
 // once the loop runs again. The interval is WATCHDOG_USEC when systemd sets it for this
 // process (sd_watchdog_enabled(3)), else the configured watchdog.intervalSeconds.
+import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import type { Logger } from "pino";
 
 /** Tick of the stall timer: a stall is measured to within this (and costs ~20 callbacks/s). */
 export const TICK_MS = 50;
+
+/** USER_HZ: the unit of /proc's CPU times (100 on every Linux architecture Node runs on). */
+const CLOCK_TICKS_PER_S = 100;
+
+/**
+ * CPU time this thread has used, ms (Linux: /proc/thread-self/stat, 10 ms steps), or
+ * undefined elsewhere. Told apart from a stall's length it says whether the thread was
+ * working (its own step blocked the loop) or waiting for a CPU or the kernel (an
+ * overloaded machine) — process.cpuUsage() counts every thread of the process.
+ */
+export function threadCpuMs(): number | undefined {
+  try {
+    const stat = readFileSync("/proc/thread-self/stat", "latin1");
+    // After the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return ((Number(f[11]) + Number(f[12])) * 1000) / CLOCK_TICKS_PER_S;
+  } catch {
+    return undefined;
+  }
+}
 
 export interface LoopStallSettings {
   /** Fraction of the watchdog interval from which a stall is logged. */
@@ -44,6 +65,7 @@ export interface LoopStallReading {
 export class LoopStalls {
   private readonly timer: NodeJS.Timeout;
   private last = performance.now();
+  private lastCpu = threadCpuMs();
   private maxMs = 0;
   private stalls = 0;
   readonly warnMs: number;
@@ -64,12 +86,16 @@ export class LoopStalls {
   private tick(): void {
     const now = performance.now();
     const delay = Math.max(0, now - this.last - TICK_MS);
+    const cpu = this.lastCpu === undefined ? undefined : threadCpuMs();
+    const cpuMs = cpu === undefined || this.lastCpu === undefined ? undefined : Math.round(cpu - this.lastCpu);
     this.last = now;
+    this.lastCpu = cpu;
     if (delay > this.maxMs) this.maxMs = delay;
     if (delay >= this.warnMs) {
       this.stalls++;
       this.log.warn(
-        { stallMs: Math.round(delay), warnMs: Math.round(this.warnMs), watchdogMs: Math.round(this.watchdog.ms), watchdogFrom: this.watchdog.from },
+        // cpuMs: this thread's CPU time over the stall; far below stallMs, it waited for a CPU.
+        { stallMs: Math.round(delay), cpuMs, warnMs: Math.round(this.warnMs), watchdogMs: Math.round(this.watchdog.ms), watchdogFrom: this.watchdog.from },
         "main thread event loop blocked: systemd's watchdog (WATCHDOG=1 every half interval) kills the server if one lasts half its interval",
       );
     }

@@ -7,7 +7,7 @@ import { Writable } from "node:stream";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
-import { LoopStalls, TICK_MS, watchdogMs } from "../../src/server/loop-stalls.js";
+import { LoopStalls, threadCpuMs, TICK_MS, watchdogMs } from "../../src/server/loop-stalls.js";
 import { Metrics } from "../../src/control/metrics.js";
 import { waitFor } from "../helpers/wait.js";
 
@@ -38,6 +38,19 @@ describe("watchdogMs", () => {
   });
 });
 
+describe("threadCpuMs", () => {
+  it("this thread's CPU time grows by the work it does, not by time it waits", async () => {
+    const before = threadCpuMs()!;
+    expect(before).toBeGreaterThanOrEqual(0);
+    await new Promise((r) => setTimeout(r, 200)); // waiting: no CPU
+    const waited = threadCpuMs()! - before;
+    block(200);
+    const worked = threadCpuMs()! - before - waited;
+    expect(waited).toBeLessThan(100);
+    expect(worked).toBeGreaterThan(waited);
+  });
+});
+
 describe("LoopStalls", () => {
   it("a block of the loop is the worst delay since the previous read; at the threshold it is logged and counted", async () => {
     const { log, lines } = capturedLog();
@@ -51,6 +64,10 @@ describe("LoopStalls", () => {
       const first = await waitFor(() => lines.find((l) => l.stallMs !== undefined), { timeout: 5000 });
       expect(first.stallMs as number).toBeGreaterThanOrEqual(400 - TICK_MS);
       expect(first).toMatchObject({ level: 40, warnMs: 200, watchdogMs: 1000, watchdogFrom: "systemd" });
+      // The thread worked through the block: its own CPU time over the stall is a good part
+      // of it (10 ms steps; under a busy core it may get less than all of it).
+      expect(first.cpuMs as number).toBeGreaterThan(0);
+      expect(first.cpuMs as number).toBeLessThanOrEqual((first.stallMs as number) + TICK_MS + 20);
       const r = stalls.read();
       expect(r.maxDelaySeconds).toBeGreaterThanOrEqual((400 - TICK_MS) / 1000);
       expect(r).toMatchObject({ stalls: 1, warnSeconds: 0.2 });
