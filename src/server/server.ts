@@ -333,7 +333,9 @@ export async function startServer(
         "epoch reset by the operator: the shard restarts empty at epoch 0 and announces it",
       );
       // Removed while the shard is stopped (nothing journals there); it starts with no files.
-      const epoch = await pool.resetEpoch(shard, () => dir && dropShardFiles(dir));
+      const epoch = await pool.resetEpoch(shard, async () => {
+        if (dir) await dropShardFiles(dir);
+      });
       log.info({ shard, epoch }, "epoch reset by the operator done");
       return epoch;
     },
