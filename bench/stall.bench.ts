@@ -44,6 +44,8 @@ interface Stall {
   maxMs: number;
   /** How long the operation took, ms. */
   tookMs: number;
+  /** The longest stall the server logged (over 120 ms) meanwhile, with the main thread's own CPU time over it (far less: it waited for a CPU). */
+  logged?: { stallMs: number; cpuMs?: number };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -55,28 +57,37 @@ async function scrapeMaxMs(): Promise<number> {
   return Number(m[1]) * 1000;
 }
 
-/** The server's stall warnings (time the stall ended, its length) logged in [from, to]. */
-function loggedStalls(server: RunningServer, from: number, to: number): number[] {
+/** The server's stall warnings (length, its CPU time) logged in [from, to] (the time a stall ended). */
+function loggedStalls(server: RunningServer, from: number, to: number): { stallMs: number; cpuMs?: number }[] {
   return server
     .log()
     .split("\n")
     .flatMap((l) => {
       if (!l.includes("stallMs")) return [];
-      const j = JSON.parse(l) as { time: number; stallMs: number };
-      return j.time >= from && j.time <= to ? [j.stallMs] : [];
+      const j = JSON.parse(l) as { time: number; stallMs: number; cpuMs?: number };
+      return j.time >= from && j.time <= to ? [{ stallMs: j.stallMs, cpuMs: j.cpuMs }] : [];
     });
 }
+
+const longest = (stalls: { stallMs: number; cpuMs?: number }[]) =>
+  stalls.reduce<(typeof stalls)[number] | undefined>((a, b) => (!a || b.stallMs > a.stallMs ? b : a), undefined);
+
+let current: RunningServer | undefined;
 
 /** `op`'s longest main-thread delay: the server's max-since-scrape gauge around it (and a tick after). */
 async function measure(name: string, op: () => Promise<unknown>): Promise<Stall> {
   await scrapeMaxMs(); // resets the window
+  const from = Date.now();
   const t0 = performance.now();
   await op();
   const tookMs = performance.now() - t0;
   await sleep(150); // the tick after the operation's last step
   const maxMs = await scrapeMaxMs();
-  console.error(`  ${name}: max main-thread delay ${maxMs.toFixed(0)} ms (operation ${tookMs.toFixed(0)} ms)`);
-  return { maxMs, tookMs };
+  const logged = current && longest(loggedStalls(current, from, Date.now()));
+  console.error(
+    `  ${name}: max main-thread delay ${maxMs.toFixed(0)} ms (operation ${tookMs.toFixed(0)} ms)${logged ? `; longest logged ${logged.stallMs} ms, ${logged.cpuMs} ms of it on CPU` : ""}`,
+  );
+  return { maxMs, tookMs, logged };
 }
 
 async function connect(token: string, deadlineMs: number): Promise<ControlClient> {
@@ -125,6 +136,7 @@ async function start(mappings: number, directory: string, token: string) {
     extra: { watchdog: WATCHDOG, dataplane: { backend: "events" } },
     env: flags.profile ? { NODE_OPTIONS: `--require ${flags.profile}` } : undefined,
   });
+  current = server;
   const t0 = Date.now();
   const admin = await server.step(connect(token, 600_000));
   const startMs = await scrapeMaxMs(); // the longest delay since the monitor started: the whole start-up
@@ -151,14 +163,18 @@ async function size(mappings: number) {
     await scrapeMaxMs();
     const sampler = setInterval(() => void scrapeMaxMs().then((ms) => (populateMax = Math.max(populateMax, ms))), 1000);
     const t0 = performance.now();
+    const populateFrom = Date.now();
     try {
       await running.step(populate(settings, mappings));
     } finally {
       clearInterval(sampler);
     }
     populateMax = Math.max(populateMax, await scrapeMaxMs());
-    ops.populate = { maxMs: populateMax, tookMs: performance.now() - t0 };
-    console.error(`  populate: max ${populateMax.toFixed(0)} ms over ${(ops.populate.tookMs / 1000).toFixed(0)} s`);
+    const populateLogged = longest(loggedStalls(running, populateFrom, Date.now()));
+    ops.populate = { maxMs: populateMax, tookMs: performance.now() - t0, logged: populateLogged };
+    console.error(
+      `  populate: max ${populateMax.toFixed(0)} ms over ${(ops.populate.tookMs / 1000).toFixed(0)} s${populateLogged ? `; longest logged ${populateLogged.stallMs} ms, ${populateLogged.cpuMs} ms of it on CPU` : ""}`,
+    );
     await waitFor("the dataplane caught up", async () => (await dataplane(admin)).installed >= mappings, 600_000);
 
     ops.idle = await measure("idle 3 s", () => sleep(3000));
@@ -192,8 +208,8 @@ async function size(mappings: number) {
     await server.stop();
     keepLog();
     const stopped = loggedStalls(server, stopFrom, Date.now());
-    ops["stop (SIGTERM)"] = { maxMs: Math.max(0, ...stopped), tookMs: performance.now() - stopT0 };
-    console.error(`  stop: stalls over 120 ms: [${stopped.join(", ")}]`);
+    ops["stop (SIGTERM)"] = { maxMs: Math.max(0, ...stopped.map((x) => x.stallMs)), tookMs: performance.now() - stopT0, logged: longest(stopped) };
+    console.error(`  stop: stalls over 120 ms: [${stopped.map((x) => x.stallMs).join(", ")}]`);
     const startT0 = performance.now();
     const restarted = await start(mappings, directory, token);
     ({ server, admin } = restarted);
