@@ -15,6 +15,7 @@ import { mappingStatements6, tableDefinition6 } from "../../src/dataplane/nftabl
 import type { DataplaneOp } from "../../src/dataplane/ops.js";
 import { forwarding, forwarding6 } from "../helpers/forwarding.js";
 import { filter, mapRequest, nonceOf, peerRequest, serveOne } from "../helpers/packets.js";
+import { turnsDuring } from "../helpers/turns.js";
 
 const T0 = 100;
 const WALL = 1_700_000_000;
@@ -171,21 +172,6 @@ describe("DataplaneManager", () => {
 });
 
 describe("DataplaneManager: a large batch never holds the main thread", () => {
-  /** Event-loop turns (setImmediate callbacks) while `work` runs: 0 or 1 if it ran in one block. */
-  async function turnsDuring(work: () => Promise<void>): Promise<number> {
-    let turns = 0;
-    let on = true;
-    const spin = () => {
-      if (!on) return;
-      turns++;
-      setImmediate(spin);
-    };
-    setImmediate(spin);
-    await work();
-    on = false;
-    return turns;
-  }
-
   it("transactions of reconcileChunk operations, every unmap of the batch before any map, the loop turning between them", async () => {
     const { e, backend, m, post, tick } = setup(); // reconcileChunk 2
     await m.start();

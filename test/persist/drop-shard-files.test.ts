@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { dropShardFiles } from "../../src/persist/store.js";
+import { turnsDuring } from "../helpers/turns.js";
 
 const root = mkdtempSync(join(tmpdir(), "pcpd-drop-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -18,16 +19,7 @@ describe("dropShardFiles", () => {
     const block = Buffer.alloc(16 * 1024, 7);
     for (let i = 0; i < 200; i++) writeFileSync(join(dir, `journal-${String(i).padStart(10, "0")}.log`), block);
     writeFileSync(join(dir, "sub", "snapshot-0000000001.snap"), block);
-    let turns = 0;
-    let on = true;
-    const spin = () => {
-      if (!on) return;
-      turns++;
-      setImmediate(spin);
-    };
-    setImmediate(spin);
-    await dropShardFiles(dir);
-    on = false;
+    const turns = await turnsDuring(() => dropShardFiles(dir));
     expect(readdirSync(dir)).toEqual([]);
     expect(existsSync(dir)).toBe(true); // it may be a mount point
     expect(turns).toBeGreaterThan(1); // done in one block, the loop would not have turned at all
