@@ -275,7 +275,7 @@ export const ConfigSchema = z
         batchMs: count(5, 10_000).default(50),
         /** Failed transactions in a row after which the dataplane counts as down (NETWORK_FAILURE). */
         failuresBeforeDown: count(1, 100).default(3),
-        /** Operations per transaction while loading the whole table (start-up, recovery). */
+        /** Operations per transaction while loading the whole table (start-up, recovery), and at most per transaction of a batch of changes. */
         reconcileChunk: count(100, 1_000_000).default(20_000),
         /**
          * Traffic-driven lifetimes [RFC 6887 §15, §12.3]: the dataplane tells when a mapped
@@ -454,6 +454,16 @@ export const ConfigSchema = z
          * management network): "none" refuses it (401), "read" lets it read. A wrong token is always refused.
          */
         anonymousRole: z.enum(["none", "read"]).default("none"),
+      })
+      .strict()
+      .prefault({}),
+    /** Main-thread event-loop stalls against systemd's watchdog (src/server/loop-stalls.ts). */
+    watchdog: z
+      .object({
+        /** A main-thread stall of at least this fraction of the watchdog interval is logged as a warning. */
+        stallWarnFraction: z.number().gt(0).max(1).default(0.25),
+        /** The watchdog interval when systemd sets no WATCHDOG_USEC for the process (the packaged unit's WatchdogSec). */
+        intervalSeconds: count(1, 86_400).default(30),
       })
       .strict()
       .prefault({}),

@@ -55,6 +55,7 @@ const IO_PATHS: IoPath[] = ["batched", "dgram"];
 import type { ShardStats } from "../shard/tasks.js";
 import { ALL_CONSTANTS } from "../wire.generated.js";
 import { HaMetrics } from "./ha-metrics.js";
+import type { LoopStallReading } from "../server/loop-stalls.js";
 
 /** [code, name] of the constants `prefix`*, without the prefix, minus `skip`. */
 function codeNames(prefix: string, skip: string[]): [number, string][] {
@@ -137,6 +138,8 @@ export interface ShardInfoForMetrics {
   threads?: (number | undefined)[];
   /** The packet I/O path the shards run on (RunningServer.io; docs/io.md). */
   io?: IoPath;
+  /** The main thread's event-loop stalls since the previous update (RunningServer.loopStalls). */
+  loop?: LoopStallReading;
   /** This node's HA status (absent: ha.enabled is false; the pcpd_ha_ series appear with the first one, ha-metrics.ts). */
   ha?: HaStatus;
   /** The mapping log's counters per sink (pcpd_log_*, log-metrics.ts; none while no sink is on). */
@@ -177,6 +180,9 @@ export class Metrics {
   private readonly ioRecvErrors: Counter<string>;
   private readonly ioUnsent: Counter<string>;
   private logging?: LogMetrics;
+  private readonly loopDelayMax: Gauge<string>;
+  private readonly loopStalls: Counter<string>;
+  private loopStallsLast = 0;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
@@ -225,6 +231,17 @@ export class Metrics {
       "Replies and messages the kernel refused, by errno class (EAGAIN: send buffer full, the rest of the batch dropped; ENOBUFS; EMSGSIZE; ECONNREFUSED; other).",
       ["socket", "errno"],
     );
+    // Main-thread stalls against systemd's watchdog (src/server/loop-stalls.ts).
+    this.loopDelayMax = new Gauge({
+      name: "pcpd_event_loop_delay_max_seconds",
+      help: "The main thread's longest event-loop delay since the previous scrape (systemd's watchdog is fed from this thread: one reaching half WatchdogSec gets the server killed).",
+      registers,
+    });
+    this.loopStalls = new Counter({
+      name: "pcpd_event_loop_stalls_total",
+      help: "Main-thread event-loop stalls of at least watchdog.stallWarnFraction of the watchdog interval (each also logged as a warning).",
+      registers,
+    });
     const plain = { registers, labelNames: ["backend"] };
     this.dataplaneUp = new Gauge({ name: "pcpd_dataplane_up", help: "1 while the dataplane is programmed (else requests get NETWORK_FAILURE).", ...plain });
     this.dataplaneInstalled = new Gauge({ name: "pcpd_dataplane_mappings", help: "Mappings installed in the dataplane.", ...plain });
@@ -285,6 +302,11 @@ export class Metrics {
       }
     }
     this.updateDataplane(info.dataplane);
+    if (info.loop) {
+      this.loopDelayMax.set(info.loop.maxDelaySeconds);
+      this.loopStalls.inc(info.loop.stalls - this.loopStallsLast);
+      this.loopStallsLast = info.loop.stalls;
+    }
     if (info.io) for (const path of IO_PATHS) this.ioPath.set({ path }, path === info.io ? 1 : 0);
     if (info.logging && Object.keys(info.logging).length > 0) (this.logging ??= new LogMetrics(this.registry)).update(info.logging);
     if (info.ha) {

@@ -170,6 +170,7 @@ export async function startControl(o: ControlOptions): Promise<RunningControl> {
         ha,
         io: server.io?.path,
         logging: server.logStats?.(),
+        loop: server.loopStalls?.(),
       });
       // PCP authentication: each worker's authenticator counters (none when auth.* is off everywhere).
       if (authOn(server.config()))

@@ -2,7 +2,8 @@
 // portable records of every batch (the journal's records) every few milliseconds; here
 // the latest state of each external key waits in `pending` (so a burst of refreshes of
 // one mapping is one check), and every batchMs the changes against what is installed
-// become one backend transaction: every `unmap` first, then every `map`. A failed
+// become backend transactions of at most reconcileChunk operations, one per event-loop
+// turn: every `unmap` first, then every `map`. A failed
 // transaction changes nothing (nft applies a file atomically; the event stream resets)
 // and is retried with what came meanwhile; after `failuresBeforeDown` failures in a row
 // the dataplane is down: the shards answer NETWORK_FAILURE [RFC 6887 §7.4] until a full
@@ -12,6 +13,12 @@ import type { Logger } from "pino";
 import { isIP } from "node:net";
 import { decodeKeyStates, sameForwarding, type DataplaneOp, type Forwarding, type KeyState } from "./ops.js";
 import { ActivityBatcher, type ActivityQuery } from "./activity.js";
+import { setImmediate as turn } from "node:timers/promises";
+
+/** States compared per event-loop turn (a few ms of the main thread). */
+const TURN_KEYS = 2_000;
+/** Keys decoded into one batch, in transactions (reconcileChunk): the rest of a backlog stays raw bytes. */
+const BATCH_CHUNKS = 5;
 
 export interface DataplaneBackend {
   readonly name: string;
@@ -123,6 +130,8 @@ class InstalledTable {
 
 export class DataplaneManager {
   private pending = new Map<string, KeyState>();
+  /** Records posted by the shards, not yet decoded into `pending`. */
+  private incoming: Uint8Array[] = [];
   private readonly installed = new InstalledTable();
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
@@ -161,7 +170,10 @@ export class DataplaneManager {
 
   /** Portable records posted by a shard (every change of a batch: refreshes too). */
   ingest(bytes: Uint8Array): void {
-    for (const s of decodeKeyStates(bytes)) this.pending.set(s.key, s);
+    // Only queued here: decoded at the next tick, a message per event-loop turn. Messages
+    // that queued up while the main thread was busy are delivered in one turn, and
+    // decoding them all there held it for as long as the backlog took.
+    this.incoming.push(bytes);
   }
 
   /** Forces a full reconciliation at the next tick (the engine lost events; an operator asked). */
@@ -200,21 +212,60 @@ export class DataplaneManager {
     return this.running;
   }
 
-  /** Operations turning what is installed into the latest states (unmaps first). */
-  private diff(states: Iterable<KeyState>): { ops: DataplaneOp[]; next: Map<KeyState, Forwarding | undefined> } {
-    const unmaps: DataplaneOp[] = [];
-    const maps: DataplaneOp[] = [];
-    const next = new Map<KeyState, Forwarding | undefined>();
+  /**
+   * Operations turning what is installed into `states`, every unmap before any map (an
+   * internal endpoint moving to another external port must leave its old entries first),
+   * compared TURN_KEYS per event-loop turn.
+   */
+  private async diff(states: Iterable<KeyState>): Promise<[KeyState, DataplaneOp][]> {
+    const unmaps: [KeyState, DataplaneOp][] = [];
+    const maps: [KeyState, DataplaneOp][] = [];
+    let seen = 0;
     for (const s of states) {
+      if (++seen % TURN_KEYS === 0) await turn();
       const was = this.installed.get(s);
       const want = s.forwarding && this.supported(s.forwarding) ? s.forwarding : undefined;
       if (was && want && sameForwarding(was, want)) continue; // a refresh: nothing to change
-      if (!was && !want) continue;
-      if (was) unmaps.push({ op: "unmap", mapping: was });
-      if (want) maps.push({ op: "map", mapping: want });
-      next.set(s, want);
+      if (was) unmaps.push([s, { op: "unmap", mapping: was }]);
+      if (want) maps.push([s, { op: "map", mapping: want }]);
     }
-    return { ops: [...unmaps, ...maps], next };
+    return [...unmaps, ...maps];
+  }
+
+  /**
+   * `ops` as transactions of at most reconcileChunk operations, one per event-loop turn,
+   * `installed` following each (`count`: in the transaction and operation counters, which
+   * leave reconciliations out). Returns how many were applied: all, or up to the
+   * transaction that failed (`error`).
+   */
+  private async applyInTurns(ops: [KeyState, DataplaneOp][], count: boolean): Promise<{ applied: number; error?: Error }> {
+    for (let i = 0; i < ops.length; i += this.o.reconcileChunk) {
+      await turn();
+      const part = ops.slice(i, i + this.o.reconcileChunk);
+      try {
+        if (this.closed) throw new Error("dataplane closed");
+        await this.backend.apply(part.map(([, op]) => op));
+      } catch (e) {
+        return { applied: i, error: e as Error };
+      }
+      for (const [s, op] of part) this.installed.set(s, op.op === "map" ? op.mapping : undefined);
+      if (!count) continue;
+      this.counters.transactions++;
+      this.counters.operations += part.length;
+    }
+    return { applied: ops.length };
+  }
+
+  /** The records queued by ingest() into `pending`, one message per event-loop turn, at most BATCH_CHUNKS transactions' worth of keys. */
+  private async decodeIncoming(): Promise<void> {
+    // Up to a batch's worth: a backlog (the main thread behind a populate at full rate)
+    // waits as the shards' compact records, not as millions of objects the collector
+    // walks; the latest state still wins, the messages being taken in order.
+    const most = this.o.reconcileChunk * BATCH_CHUNKS;
+    while (this.incoming.length > 0 && this.pending.size < most) {
+      for (const s of decodeKeyStates(this.incoming.shift()!)) this.pending.set(s.key, s);
+      await turn();
+    }
   }
 
   private supported(f: Forwarding): boolean {
@@ -224,25 +275,32 @@ export class DataplaneManager {
     return false;
   }
 
+  /**
+   * The pending changes as transactions (diff, applyInTurns): the main thread (which
+   * feeds systemd's watchdog, and answers the control channel) is never held for a whole
+   * batch, which after a burst (a mass expiry, a renumbering, a populate at full rate) can
+   * be millions of keys. Changes that arrive meanwhile wait for the next tick. A failed
+   * transaction leaves the states not yet applied pending again (unless newer ones came);
+   * the earlier transactions stay applied.
+   */
   private async applyPending(): Promise<void> {
-    if (this.pending.size === 0) return;
-    const batch = this.pending;
-    this.pending = new Map();
-    const { ops, next } = this.diff(batch.values());
-    if (ops.length === 0) return;
-    try {
-      await this.backend.apply(ops);
-    } catch (e) {
-      // Nothing was applied: these states wait for the next attempt, unless newer ones came.
-      for (const [k, s] of batch) if (!this.pending.has(k)) this.pending.set(k, s);
-      this.failed(e as Error);
-      return;
-    }
-    for (const [s, f] of next) this.installed.set(s, f);
-    this.counters.transactions++;
-    this.counters.operations += ops.length;
-    this.counters.consecutiveFailures = 0;
-    this.retryAt = 0;
+    do {
+      await this.decodeIncoming();
+      if (this.pending.size === 0) return;
+      const batch = this.pending;
+      this.pending = new Map();
+      const ops = await this.diff(batch.values());
+      const { applied, error } = await this.applyInTurns(ops, true);
+      if (error) {
+        for (const [s] of ops.slice(applied)) if (!this.pending.has(s.key)) this.pending.set(s.key, s);
+        if (!this.closed) this.failed(error);
+        return;
+      }
+      if (ops.length > 0) {
+        this.counters.consecutiveFailures = 0;
+        this.retryAt = 0;
+      }
+    } while (this.incoming.length > 0 && !this.closed && !this.needsReconcile);
   }
 
   private failed(e: Error): void {
@@ -271,9 +329,9 @@ export class DataplaneManager {
         do {
           const chunk = await this.source.exportTable(shard, from);
           from = chunk.next;
-          const { ops, next } = this.diff(decodeKeyStates(chunk.bytes));
-          for (let i = 0; i < ops.length; i += this.o.reconcileChunk) await this.backend.apply(ops.slice(i, i + this.o.reconcileChunk));
-          for (const [s, f] of next) this.installed.set(s, f);
+          const ops = await this.diff(decodeKeyStates(chunk.bytes));
+          const { error } = await this.applyInTurns(ops, false);
+          if (error) throw error;
           loaded += ops.length;
         } while (from !== 0);
       }

@@ -3,10 +3,21 @@
 import fs from "node:fs";
 import { join } from "node:path";
 
-/** Removes everything a shard persisted (the operator's Epoch reset); the directory stays: it may be a mount point. */
-export function dropShardFiles(dir: string): void {
-  if (!fs.existsSync(dir)) return;
-  for (const name of fs.readdirSync(dir)) fs.rmSync(join(dir, name), { recursive: true, force: true });
+/**
+ * Removes everything a shard persisted (the operator's Epoch reset); the directory stays: it
+ * may be a mount point. Asynchronous (libuv's threads): it runs on the main thread, and
+ * unlinking the snapshots and journals of 10M mappings held that thread's event loop
+ * (which feeds systemd's watchdog) for over a second.
+ */
+export async function dropShardFiles(dir: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await fs.promises.readdir(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return;
+    throw e;
+  }
+  await Promise.all(names.map((name) => fs.promises.rm(join(dir, name), { recursive: true, force: true })));
 }
 
 export function shardDirectory(directory: string, shard: number, shards: number): string {

@@ -27,6 +27,7 @@ import { ioChoice, type IoPath } from "../io/native.js";
 import { ReusePortGroups } from "./reuseport.js";
 import { logDatagrams } from "./log-datagrams.js";
 import { MappingLog, type LogStats } from "../logging/mapping-log.js";
+import { LoopStalls, type LoopStallReading } from "./loop-stalls.js";
 
 export interface ServerStats {
   /** Engine counters summed over the shards. */
@@ -86,6 +87,8 @@ export interface RunningServer {
   stop(): Promise<void>;
   /** The packet I/O path the shards run on, and why (src/io/native.ts, docs/io.md). */
   io: { path: IoPath; reason: string };
+  /** The main thread's event-loop stalls: the worst delay since the previous call, the stalls over the warning threshold (src/server/loop-stalls.ts). */
+  loopStalls?(): LoopStallReading;
 }
 
 /** Settings fixed for the life of the process (a changed value is reported, not applied). */
@@ -103,6 +106,7 @@ const RESTART_PATHS = [
   "pool.blockSize",
   "pool.maxBlocksPerSubscriber",
   "pool.excludedPorts",
+  "watchdog",
 ];
 
 const valueAt = (c: unknown, path: string): unknown => path.split(".").reduce((o, k) => (o as Record<string, unknown>)[k], c);
@@ -188,6 +192,8 @@ export async function startServer(
         gate: gates[shard],
       };
   const unlock = c.persistence.enabled ? lockDirectory(c.persistence.directory) : () => undefined;
+  // From before the shards start: a restore or reconciliation that blocked this thread is seen too.
+  const stalls = new LoopStalls(c.watchdog, log);
   const pool = new ShardPool(specs, log, onShardLost ?? (() => undefined));
   // Mapping and port-block logs (src/logging/, docs/logging.md); logging.* needs a restart.
   // Listening before the shards start: a logged shard streams events from its first request.
@@ -202,6 +208,7 @@ export async function startServer(
     shared?.close();
     await nc?.close();
     unlock();
+    stalls.stop();
     throw e;
   }
   let dataplane: DataplaneManager | undefined;
@@ -281,6 +288,7 @@ export async function startServer(
       await dataplane?.close();
       await pool.stop();
       await nc.close();
+      stalls.stop();
       throw e;
     }
   }
@@ -325,7 +333,9 @@ export async function startServer(
         "epoch reset by the operator: the shard restarts empty at epoch 0 and announces it",
       );
       // Removed while the shard is stopped (nothing journals there); it starts with no files.
-      const epoch = await pool.resetEpoch(shard, () => dir && dropShardFiles(dir));
+      const epoch = await pool.resetEpoch(shard, async () => {
+        if (dir) await dropShardFiles(dir);
+      });
       log.info({ shard, epoch }, "epoch reset by the operator done");
       return epoch;
     },
@@ -354,6 +364,7 @@ export async function startServer(
       return restart;
     },
     io: { path: io.path, reason: io.reason },
+    loopStalls: () => stalls.read(),
     async stop() {
       stopping = true;
       // HA first: no takeover starts while the shards stop; the gates close and the release hooks run (src/ha/manager.ts stop).
@@ -364,6 +375,7 @@ export async function startServer(
       shared?.close();
       await nc?.close();
       unlock();
+      stalls.stop();
       log.info({ stats: Object.fromEntries(Object.entries(sum(final)).map(([k, v]) => [k, Number(v)])) }, "pcp server stopped");
     },
   };

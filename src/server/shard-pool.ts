@@ -71,7 +71,7 @@ export class ShardPool {
   /** The kinds any of them wants: the only records the shards copy and post. */
   private eventKinds = 0;
   /** Shards under an operator's Epoch reset → what drops their persisted state. */
-  private readonly resetting = new Map<number, () => void>();
+  private readonly resetting = new Map<number, () => Promise<void>>();
 
   /** @param onLost called when a shard cannot be restarted (its subscribers are then unserved). */
   constructor(
@@ -160,7 +160,7 @@ export class ShardPool {
    * WATCHDOG_TIMEOUT_MS has its thread ended instead; the state is dropped before the
    * replacement starts. Resolves with the new Epoch.
    */
-  async resetEpoch(shard: number, dropState: () => void): Promise<number> {
+  async resetEpoch(shard: number, dropState: () => Promise<void>): Promise<number> {
     if (this.resetting.has(shard)) throw new ShardUnavailableError(ErrorCodes.SHARD_RESETTING, shard, `shard ${shard} is being reset`);
     this.resetting.set(shard, dropState);
     this.ready.delete(shard); // tasks wait for the restart instead of finding no shard on the thread
@@ -188,7 +188,7 @@ export class ShardPool {
       }
       this.resetting.delete(shard);
       try {
-        dropState();
+        await dropState();
         const s = await this.run(shard, { kind: "start", spec: this.specs[shard] });
         this.markReady(shard);
         if (this.eventsWanted) await this.run(shard, { kind: "events", on: true, kinds: this.eventKinds });
@@ -279,16 +279,16 @@ export class ShardPool {
     const dropState = this.resetting.get(shard);
     if (dropState) {
       this.resetting.delete(shard);
-      try {
-        dropState(); // the operator's reset: the replacement must not restore the old table
-      } catch (e) {
-        this.log.error({ shard, error: (e as Error).message }, "epoch reset: the shard's files could not be removed; it restarts from them");
-      }
-    } else
-      this.log.error(
-        { shard, thread: threadId, exitCode, error: error ? `${(error as NodeJS.ErrnoException).code ?? error.name}: ${error.message}` : undefined },
-        "engine worker died; restarting its shard (from its files with persistence on, else empty with a reset epoch)",
-      );
+      // The operator's reset: the replacement must not restore the old table, so it starts once the files are gone.
+      void dropState()
+        .catch((e: Error) => this.log.error({ shard, error: e.message }, "epoch reset: the shard's files could not be removed; it restarts from them"))
+        .then(() => this.restart(shard));
+      return;
+    }
+    this.log.error(
+      { shard, thread: threadId, exitCode, error: error ? `${(error as NodeJS.ErrnoException).code ?? error.name}: ${error.message}` : undefined },
+      "engine worker died; restarting its shard (from its files with persistence on, else empty with a reset epoch)",
+    );
     void this.restart(shard);
   }
 

@@ -54,7 +54,7 @@ function value(text: string): unknown {
     .trim();
   const mib = /^(\d+) MiB$/.exec(t);
   if (mib) return Number(mib[1]) * 1024 * 1024;
-  if (/^-?\d+$/.test(t)) return Number(t);
+  if (/^-?\d+(\.\d+)?$/.test(t)) return Number(t);
   if (t === "true" || t === "false") return t === "true";
   if (text === "none") return undefined; // `none` in backticks is the word itself
   if (t.startsWith("[")) return t === "[]" ? [] : splitTop(t.slice(1, -1)).map(value);

@@ -70,6 +70,7 @@ const COUNTERS = [
   "pcpd_io_receive_queue_drops_total",
   "pcpd_io_receive_errors_total",
   "pcpd_io_unsent_total",
+  "pcpd_event_loop_stalls_total",
 ];
 const GAUGES = [
   "pcpd_mappings",
@@ -89,6 +90,7 @@ const GAUGES = [
   "pcpd_persistence_degraded",
   "pcpd_persistence_backlog_bytes",
   "pcpd_io_path",
+  "pcpd_event_loop_delay_max_seconds",
 ];
 
 type EngineKey =
@@ -491,7 +493,8 @@ describe("Prometheus metrics", () => {
     m.update(serverStats(shard0, shard1), { shardsUp: [true, true], epochs: [130, 0] });
     const { families } = await scrape(m);
     const after = counterSamples(families);
-    expect(before.size).toBe(2 * (8 + PCP_RESULTS.length + NATPMP_RESULTS.length + DROP_REASONS.length));
+    // Per shard, plus the process-wide pcpd_event_loop_stalls_total.
+    expect(before.size).toBe(2 * (8 + PCP_RESULTS.length + NATPMP_RESULTS.length + DROP_REASONS.length) + 1);
     expect([...after.keys()].sort()).toEqual([...before.keys()].sort());
     for (const [key, v] of before) expect(after.get(key), key).toBeGreaterThanOrEqual(v);
     // Shard 0: the increase, not the sum of raw values.

@@ -15,6 +15,7 @@ import { mappingStatements6, tableDefinition6 } from "../../src/dataplane/nftabl
 import type { DataplaneOp } from "../../src/dataplane/ops.js";
 import { forwarding, forwarding6 } from "../helpers/forwarding.js";
 import { filter, mapRequest, nonceOf, peerRequest, serveOne } from "../helpers/packets.js";
+import { turnsDuring } from "../helpers/turns.js";
 
 const T0 = 100;
 const WALL = 1_700_000_000;
@@ -94,7 +95,7 @@ describe("DataplaneManager", () => {
     expect(m.stats()).toMatchObject({ up: true, installed: 7, reconciliations: 1 });
   });
 
-  it("one transaction per batch: unmaps first; a refresh changes nothing; a FILTER change replaces the mapping's entries", async () => {
+  it("a batch's changes, unmaps first; a refresh changes nothing; a FILTER change replaces the mapping's entries", async () => {
     const { e, backend, m, post, tick } = setup();
     await m.start();
     map(e, "10.0.0.1", 80);
@@ -113,8 +114,13 @@ describe("DataplaneManager", () => {
     map(e, "10.0.0.2", 81, { protocol: W.PROTO_UDP, lifetime: 0 }); // delete: its port goes into hold-down
     post();
     await tick();
-    expect(summary(backend.transactions.at(-1)!)).toEqual(["unmap 6/10.0.0.1:80", "unmap 17/10.0.0.2:81", "map 6/10.0.0.1:80 filters 192.0.2.0/24"]);
-    expect(m.stats()).toMatchObject({ installed: 1, transactions: 2 });
+    // Three operations: two transactions of at most reconcileChunk (2), unmaps first.
+    expect(summary(backend.transactions.slice(before).flat())).toEqual([
+      "unmap 6/10.0.0.1:80",
+      "unmap 17/10.0.0.2:81",
+      "map 6/10.0.0.1:80 filters 192.0.2.0/24",
+    ]);
+    expect(m.stats()).toMatchObject({ installed: 1, transactions: 3 });
     await m.close();
   });
 
@@ -161,6 +167,98 @@ describe("DataplaneManager", () => {
     await tick(); // reconciled: both mappings from the tables
     expect(m.stats()).toMatchObject({ up: true, installed: 2, reconciliations: 2 });
     expect(downs.at(-1)).toBe(false);
+    await m.close();
+  });
+});
+
+describe("DataplaneManager: a large batch never holds the main thread", () => {
+  it("transactions of reconcileChunk operations, every unmap of the batch before any map, the loop turning between them", async () => {
+    const { e, backend, m, post, tick } = setup(); // reconcileChunk 2
+    await m.start();
+    for (let i = 1; i <= 4; i++) map(e, `10.0.0.${i}`, 80);
+    post();
+    const turns = await turnsDuring(tick);
+    expect(backend.transactions.map((t) => t.length)).toEqual([2, 2]);
+    expect(turns).toBeGreaterThanOrEqual(backend.transactions.length); // a turn after each diff chunk and between transactions
+    expect(m.stats()).toMatchObject({ installed: 4, transactions: 2, operations: 4 });
+
+    // Two mappings end and two are made (on new external ports) in one batch: both unmaps
+    // go out before either map, though each transaction holds only two operations.
+    const first = backend.transactions.length;
+    map(e, "10.0.0.1", 80, { lifetime: 0 });
+    map(e, "10.0.0.2", 80, { lifetime: 0 });
+    map(e, "10.0.0.5", 80);
+    map(e, "10.0.0.6", 80);
+    post();
+    await tick();
+    expect(backend.transactions.slice(first).map(summary)).toEqual([
+      ["unmap 6/10.0.0.1:80", "unmap 6/10.0.0.2:80"],
+      ["map 6/10.0.0.5:80", "map 6/10.0.0.6:80"],
+    ]);
+    expect(m.stats()).toMatchObject({ installed: 4 });
+    await m.close();
+  });
+
+  it("a reconciliation and a backlog of posted records are worked through over many event-loop turns", async () => {
+    const { e, backend, m } = setup(); // exportTable: 3 records per chunk, reconcileChunk 2
+    for (let i = 1; i <= 7; i++) map(e, `10.0.0.${i}`, 80);
+    e.drainEvents();
+    const reconciling = await turnsDuring(() => m.start()); // the fake source answers without a turn of its own
+    expect(backend.transactions.length).toBeGreaterThanOrEqual(4);
+    expect(reconciling).toBeGreaterThanOrEqual(backend.transactions.length);
+    // Messages queued while the main thread was busy arrive in one turn: ingest only queues them.
+    const posted: Uint8Array[] = [];
+    for (let i = 8; i <= 13; i++) {
+      map(e, `10.0.0.${i}`, 80);
+      posted.push(...e.persistPending(WALL));
+    }
+    e.drainEvents();
+    for (const bytes of posted) m.ingest(bytes);
+    expect(m.stats().pendingKeys).toBe(0); // nothing decoded yet
+    const ticking = await turnsDuring((m as unknown as { tick(): Promise<void> }).tick.bind(m));
+    expect(ticking).toBeGreaterThanOrEqual(posted.length); // a message per turn
+    expect(m.stats()).toMatchObject({ installed: 13, pendingKeys: 0 });
+    await m.close();
+  });
+
+  it("a backlog beyond a batch (5 × reconcileChunk keys) waits undecoded while the batch before it is applied", async () => {
+    const { e, backend, m, tick } = setup(); // reconcileChunk 2: batches of at most 10 keys
+    await m.start();
+    for (let i = 1; i <= 30; i++) {
+      map(e, `10.0.1.${i}`, 80);
+      for (const part of e.persistPending(WALL)) m.ingest(part);
+    }
+    e.drainEvents();
+    const undecoded = () => (m as unknown as { incoming: Uint8Array[] }).incoming.length;
+    const seen: number[] = [];
+    const apply = backend.apply.bind(backend);
+    backend.apply = async (ops) => {
+      seen.push(undecoded());
+      return apply(ops);
+    };
+    await tick();
+    expect(seen[0]).toBeGreaterThanOrEqual(30 - 10); // the first transaction went out with the rest still raw
+    expect(m.stats()).toMatchObject({ installed: 30, pendingKeys: 0 }); // and one tick worked through all of it
+    await m.close();
+  });
+
+  it("a transaction failing mid-batch keeps the earlier ones applied and the rest pending", async () => {
+    const { e, backend, m, post, tick, clearBackoff } = setup();
+    await m.start();
+    for (let i = 1; i <= 5; i++) map(e, `10.0.0.${i}`, 80);
+    post();
+    const apply = backend.apply.bind(backend);
+    let calls = 0;
+    backend.apply = async (ops) => {
+      if (++calls === 2) throw new Error("transaction refused");
+      return apply(ops);
+    };
+    await tick();
+    expect(m.stats()).toMatchObject({ installed: 2, pendingKeys: 3, failures: 1 });
+    clearBackoff();
+    await tick();
+    expect(m.stats()).toMatchObject({ installed: 5, pendingKeys: 0, consecutiveFailures: 0 });
+    expect(backend.transactions.flat().map((o) => o.op)).toEqual(Array(5).fill("map"));
     await m.close();
   });
 });

@@ -6,7 +6,8 @@
 // in the container's network namespace (psd-unit-*), the capability set is exactly the
 // unit's and lets the nftables backend program its table, kill -9 → Restart=on-failure,
 // `systemctl stop` ends it cleanly within TimeoutStopSec (no SIGKILL, exit status 0, the
-// token file gone), and `systemd-analyze security`'s exposure score. Ports 25530–25531
+// token file gone), `systemd-analyze security`'s exposure score, and the main-thread stall
+// warning against systemd's WATCHDOG_USEC (the process frozen for a second). Ports 25530–25531
 // (inside the container's namespace). Skipped, saying why, without root or systemd-nspawn.
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -39,6 +40,8 @@ dataplane:
   batchMs: 20
 control:
   port: ${CONTROL}
+watchdog:
+  stallWarnFraction: 0.02 # of systemd's WATCHDOG_USEC (WatchdogSec=30): stalls from 600 ms are logged
 `;
 
 let container: Container | undefined;
@@ -126,6 +129,28 @@ describe.skipIf(skip)(`${UNIT} under systemd as PID 1 (systemd-nspawn)`, () => {
       message: () => nftKeys(c.o.name, "ip", "pcpd", "map", "inbound").join(" "),
     });
     expect((await c.run(["test", "-f", `/run/pcpd/control-${CONTROL}.token`])).code).toBe(0);
+  });
+
+  it("WatchdogSec: the server takes systemd's WATCHDOG_USEC as its watchdog interval; a main process frozen for a second is logged as a stall and keeps running", async () => {
+    const c = container!;
+    const pid = (await c.show(UNIT, "MainPID")).MainPID;
+    const since = Date.now();
+    expect((await c.run(["kill", "-STOP", pid])).code).toBe(0);
+    // The stimulus (a frozen process, as a long main-thread step looks from outside), not a wait for a result.
+    await new Promise((r) => setTimeout(r, 1000));
+    expect((await c.run(["kill", "-CONT", pid])).code).toBe(0);
+    const stall = await waitFor(
+      async () =>
+        (await c.run(["journalctl", "-u", UNIT, "-o", "cat", "--no-pager"])).stdout
+          .split("\n")
+          .filter((l) => l.startsWith("{"))
+          .map((l) => JSON.parse(l) as { time: number; stallMs?: number; cpuMs?: number; warnMs?: number; watchdogMs?: number; watchdogFrom?: string })
+          .find((j) => j.stallMs !== undefined && j.time >= since && j.stallMs >= 900),
+      { timeout: 20_000, message: () => journal.join("\n") },
+    );
+    expect(stall).toMatchObject({ watchdogFrom: "systemd", watchdogMs: Number(setting("WatchdogSec")) * 1000, warnMs: Number(setting("WatchdogSec")) * 20 });
+    expect(stall.cpuMs!).toBeLessThan(stall.stallMs! / 2); // stopped, not working: the thread used no CPU meanwhile
+    expect((await c.show(UNIT, "ActiveState", "MainPID")).MainPID).toBe(pid); // far from WatchdogSec/2: not restarted
   });
 
   it("kill -9 of the main process: Restart=on-failure brings it back (a new MainPID, active after READY, serving)", async () => {
