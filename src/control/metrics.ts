@@ -169,6 +169,7 @@ export class Metrics {
   private readonly dataplaneUp: Gauge<string>;
   private readonly dataplaneInstalled: Gauge<string>;
   private readonly dataplanePending: Gauge<string>;
+  private readonly dataplaneBacklog: Gauge<string>;
   private readonly dataplaneCounters: [
     key: "transactions" | "operations" | "failures" | "reconciliations" | "activityReads" | "activityQueries",
     counter: Counter<string>,
@@ -246,6 +247,11 @@ export class Metrics {
     this.dataplaneUp = new Gauge({ name: "pcpd_dataplane_up", help: "1 while the dataplane is programmed (else requests get NETWORK_FAILURE).", ...plain });
     this.dataplaneInstalled = new Gauge({ name: "pcpd_dataplane_mappings", help: "Mappings installed in the dataplane.", ...plain });
     this.dataplanePending = new Gauge({ name: "pcpd_dataplane_pending_keys", help: "External keys changed and not yet applied to the dataplane.", ...plain });
+    this.dataplaneBacklog = new Gauge({
+      name: "pcpd_dataplane_backlog_bytes",
+      help: "Bytes of changes received from the shards and not yet decoded (growing: the dataplane cannot keep up).",
+      ...plain,
+    });
     this.dataplaneCounters = [
       ["transactions", new Counter({ name: "pcpd_dataplane_transactions_total", help: "Dataplane transactions applied.", ...plain })],
       ["operations", new Counter({ name: "pcpd_dataplane_operations_total", help: "Map and unmap operations applied.", ...plain })],
@@ -331,6 +337,7 @@ export class Metrics {
     this.dataplaneUp.set(labels, d.up ? 1 : 0);
     this.dataplaneInstalled.set(labels, d.installed);
     this.dataplanePending.set(labels, d.pendingKeys);
+    this.dataplaneBacklog.set(labels, d.backlogBytes);
     for (const [key, counter] of this.dataplaneCounters) {
       const value = d[key] ?? 0;
       counter.inc(labels, value - (this.dataplaneLast.get(key) ?? 0));

@@ -84,6 +84,7 @@ const RESULTS: { [M in Method]?: Results[M] } = {
       backend: "nftables",
       up: false,
       pendingKeys: 2,
+      backlogBytes: 65536,
       installed: 7,
       transactions: 9,
       operations: 20,
@@ -343,7 +344,9 @@ describe("output", () => {
     const stats = await pcpctl(["stats"]);
     expect(stats.code).toBe(0);
     expect(stats.stdout).toMatch(/^packets +42$/m);
-    expect(stats.stdout).toMatch(/^dataplane +nftables DOWN: 7 installed, 2 pending, 9 transactions, 3 failures \(last: nft exited 1\)$/m);
+    expect(stats.stdout).toMatch(
+      /^dataplane +nftables DOWN: 7 installed, 2 pending \(64 KiB of changes not yet decoded\), 9 transactions, 3 failures \(last: nft exited 1\)$/m,
+    );
     expect(stats.stdout).toMatch(/^mappingsCreated +5$/m);
     expect(stats.stdout).toMatch(/^SUCCESS +4$/m);
     expect(stats.stdout).not.toMatch(/NO_RESOURCES/); // zero results are left out

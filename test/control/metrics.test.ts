@@ -87,6 +87,7 @@ const GAUGES = [
   "pcpd_dataplane_up",
   "pcpd_dataplane_mappings",
   "pcpd_dataplane_pending_keys",
+  "pcpd_dataplane_backlog_bytes",
   "pcpd_persistence_degraded",
   "pcpd_persistence_backlog_bytes",
   "pcpd_io_path",
@@ -275,6 +276,7 @@ describe("Prometheus metrics", () => {
       backend: "nftables",
       up: true,
       pendingKeys: 3,
+      backlogBytes: 4096,
       installed: 120,
       transactions: 10,
       operations: 150,
@@ -291,6 +293,7 @@ describe("Prometheus metrics", () => {
     const { text } = await scrape(m);
     expect(text).toMatch(/^pcpd_dataplane_up\{backend="nftables"\} 0$/m);
     expect(text).toMatch(/^pcpd_dataplane_mappings\{backend="nftables"\} 120$/m);
+    expect(text).toMatch(/^pcpd_dataplane_backlog_bytes\{backend="nftables"\} 4096$/m);
     expect(text).toMatch(/^pcpd_dataplane_transactions_total\{backend="nftables"\} 12$/m);
     expect(text).toMatch(/^pcpd_dataplane_operations_total\{backend="nftables"\} 170$/m);
   });

@@ -215,9 +215,10 @@ describe("DataplaneManager: a large batch never holds the main thread", () => {
     e.drainEvents();
     for (const bytes of posted) m.ingest(bytes);
     expect(m.stats().pendingKeys).toBe(0); // nothing decoded yet
+    expect(m.stats().backlogBytes).toBe(posted.reduce((n, b) => n + b.byteLength, 0)); // but counted
     const ticking = await turnsDuring((m as unknown as { tick(): Promise<void> }).tick.bind(m));
     expect(ticking).toBeGreaterThanOrEqual(posted.length); // a message per turn
-    expect(m.stats()).toMatchObject({ installed: 13, pendingKeys: 0 });
+    expect(m.stats()).toMatchObject({ installed: 13, pendingKeys: 0, backlogBytes: 0 });
     await m.close();
   });
 
