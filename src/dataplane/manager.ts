@@ -134,7 +134,6 @@ export class DataplaneManager {
   private pending = new Map<string, KeyState>();
   /** Records posted by the shards, not yet decoded into `pending`. */
   private incoming: Uint8Array[] = [];
-  private incomingBytes = 0;
   private readonly installed = new InstalledTable();
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
@@ -177,7 +176,6 @@ export class DataplaneManager {
     // that queued up while the main thread was busy are delivered in one turn, and
     // decoding them all there held it for as long as the backlog took.
     this.incoming.push(bytes);
-    this.incomingBytes += bytes.byteLength;
   }
 
   /** Forces a full reconciliation at the next tick (the engine lost events; an operator asked). */
@@ -190,7 +188,7 @@ export class DataplaneManager {
       backend: this.backend.name,
       up: this.up,
       pendingKeys: this.pending.size,
-      backlogBytes: this.incomingBytes,
+      backlogBytes: this.incoming.reduce((n, b) => n + b.byteLength, 0),
       installed: this.installed.size,
       ...this.counters,
       activityReads: this.activityBatcher?.reads ?? 0,
@@ -268,9 +266,7 @@ export class DataplaneManager {
     // walks; the latest state still wins, the messages being taken in order.
     const most = this.o.reconcileChunk * BATCH_CHUNKS;
     while (this.incoming.length > 0 && this.pending.size < most) {
-      const bytes = this.incoming.shift()!;
-      this.incomingBytes -= bytes.byteLength;
-      for (const s of decodeKeyStates(bytes)) this.pending.set(s.key, s);
+      for (const s of decodeKeyStates(this.incoming.shift()!)) this.pending.set(s.key, s);
       await turn();
     }
   }

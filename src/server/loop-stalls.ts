@@ -65,6 +65,8 @@ export interface LoopStallReading {
 export class LoopStalls {
   private readonly timer: NodeJS.Timeout;
   private last = performance.now();
+  /** Ticks so far (a stall is measured when the tick after it runs). */
+  ticks = 0;
   private lastCpu = threadCpuMs();
   private maxMs = 0;
   private stalls = 0;
@@ -84,6 +86,7 @@ export class LoopStalls {
   }
 
   private tick(): void {
+    this.ticks++;
     const now = performance.now();
     const delay = Math.max(0, now - this.last - TICK_MS);
     const cpu = this.lastCpu === undefined ? undefined : threadCpuMs();

@@ -3,6 +3,7 @@
 // (then reset), logged and counted once it reaches the warning threshold; the watchdog
 // interval comes from systemd's WATCHDOG_USEC for this process, else the configuration.
 // Plus its Prometheus series (src/control/metrics.ts).
+import { execFile } from "node:child_process";
 import { Writable } from "node:stream";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
@@ -42,7 +43,8 @@ describe("threadCpuMs", () => {
   it("this thread's CPU time grows by the work it does, not by time it waits", async () => {
     const before = threadCpuMs()!;
     expect(before).toBeGreaterThanOrEqual(0);
-    await new Promise((r) => setTimeout(r, 200)); // waiting: no CPU
+    // Waiting (for a child process to start and exit: its CPU, not this thread's).
+    await new Promise((r) => execFile(process.execPath, ["-e", "for (let i = 0; i < 2e7; i++);"], r));
     const waited = threadCpuMs()! - before;
     block(200);
     const worked = threadCpuMs()! - before - waited;
@@ -58,7 +60,8 @@ describe("LoopStalls", () => {
     const stalls = new LoopStalls({ stallWarnFraction: 0.2, intervalSeconds: 30 }, log, { WATCHDOG_USEC: "1000000" });
     try {
       expect(stalls.warnMs).toBe(200);
-      await new Promise((r) => setTimeout(r, 3 * TICK_MS));
+      const ticked = (n: number) => waitFor(() => (stalls.ticks >= n ? true : undefined), { timeout: 5000 });
+      await ticked(3);
       stalls.read(); // start from a clean window
       block(400);
       const first = await waitFor(() => lines.find((l) => l.stallMs !== undefined), { timeout: 5000 });
@@ -73,7 +76,7 @@ describe("LoopStalls", () => {
       expect(r).toMatchObject({ stalls: 1, warnSeconds: 0.2 });
       // Below the threshold: reported as the worst delay, neither logged nor counted.
       block(150);
-      await new Promise((r) => setTimeout(r, 2 * TICK_MS));
+      await ticked(stalls.ticks + 1); // the tick after the block measured it
       const second = stalls.read();
       expect(second.maxDelaySeconds).toBeGreaterThanOrEqual((150 - TICK_MS) / 1000);
       expect(second.maxDelaySeconds).toBeLessThan(0.4); // the earlier 400 ms stall was reset by the read
