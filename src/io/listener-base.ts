@@ -86,7 +86,8 @@ export interface UnsolicitedSocket {
 
 /**
  * One socket's I/O counters (/metrics pcpd_io_*; src/io/native.ts NATIVE_STATS names them).
- * The dgram path has no receive-queue drop count and no recvmmsg calls: those are absent.
+ * The dgram path has no recvmmsg calls, and its receive-queue drops only where /proc shows
+ * its socket (src/io/proc-udp.ts): what a path lacks is absent.
  */
 export interface SocketIoStats {
   /** The socket's local address:port ("[v6]:port" for IPv6). */
