@@ -144,14 +144,23 @@ export async function startHaNats(dir: string): Promise<NatsCluster> {
   const nc = await connectNats({ servers: cluster.urls, timeoutMs: 1000 }, "pha-test");
   try {
     const ha = nodeConfig("n1").ha as { cluster: string; replicas: number };
-    const kv = await leaseBucket(nc, ha.cluster, ha.replicas);
+    // Made once JetStream can place it: a cluster just started may still answer "no
+    // suitable peers for placement" (its peers not yet known to the meta leader), as the
+    // server's own connectHa allows for.
+    let kv: Awaited<ReturnType<typeof leaseBucket>> | undefined;
+    let last = "";
     await waitFor(
-      () =>
-        kv.get("a").then(
-          () => true,
-          () => false,
-        ),
-      { timeout: 30_000, interval: 200 },
+      async () => {
+        try {
+          kv ??= await leaseBucket(nc, ha.cluster, ha.replicas);
+          await kv.get("a");
+          return true;
+        } catch (e) {
+          last = (e as Error).message;
+          return false;
+        }
+      },
+      { timeout: 30_000, interval: 200, message: () => `lease bucket: ${last}` },
     );
   } finally {
     await nc.close();
