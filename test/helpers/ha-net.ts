@@ -18,6 +18,7 @@ import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import { join } from "node:path";
 import { ControlClient } from "../../src/client/control-client.js";
+import type { KV } from "@nats-io/kv";
 import { connectNats, leaseBucket } from "../../src/replication/nats.js";
 import { startNatsCluster, natsUnavailable, type NatsCluster } from "./nats.js";
 import { waitFor } from "./wait.js";
@@ -147,7 +148,7 @@ export async function startHaNats(dir: string): Promise<NatsCluster> {
     // Made once JetStream can place it: a cluster just started may still answer "no
     // suitable peers for placement" (its peers not yet known to the meta leader), as the
     // server's own connectHa allows for.
-    let kv: Awaited<ReturnType<typeof leaseBucket>> | undefined;
+    let kv: KV | undefined;
     let last = "";
     await waitFor(
       async () => {
