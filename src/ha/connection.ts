@@ -11,12 +11,14 @@ import type { HaStatus } from "./types.js";
 
 export class ConnectionState {
   private state: HaStatus["nats"] = "connected";
+  private readonly listeners: ((state: HaStatus["nats"]) => void)[] = [];
 
   /** @param onChange called after each change of state (not for pings and cluster updates). */
   constructor(
     private readonly nc: NatsConnection,
-    private readonly onChange: (state: HaStatus["nats"]) => void = () => undefined,
+    onChange?: (state: HaStatus["nats"]) => void,
   ) {
+    if (onChange) this.listeners.push(onChange);
     void this.follow();
     void nc.closed().then(() => this.set("disconnected"));
   }
@@ -32,7 +34,12 @@ export class ConnectionState {
   private set(state: HaStatus["nats"]): void {
     if (this.state === "disconnected" || this.state === state) return;
     this.state = state;
-    this.onChange(state);
+    for (const listener of this.listeners) listener(state);
+  }
+
+  /** Calls `listener` after each later change of state, as the constructor's `onChange`. */
+  listen(listener: (state: HaStatus["nats"]) => void): void {
+    this.listeners.push(listener);
   }
 
   get(): HaStatus["nats"] {

@@ -22,7 +22,13 @@
 //   the lease held by our clock until the gate passes: "degraded". A refusal ("wrong last
 //   sequence") means another node moved the lease: lost. A refusal after a renewal whose
 //   answer was lost but which was applied is recognised (the KV holds our holder and term)
-//   and adopted, not taken for a loss.
+//   and adopted, not taken for a loss: it extends the gate from the send of the first
+//   renewal on that CAS base still unanswered (the one applied was sent no earlier).
+// - When the connection comes back (reconnected()), a renewal goes at once beside one still
+//   in flight: that one was most likely sent on the lost connection and would only time out
+//   (ha.nats.timeoutMs), possibly past the gate. Both carry the same CAS base, so at most
+//   one is applied; the other's refusal is recognised as above, and a timeout of a renewal
+//   sent before one that succeeded is not a failure.
 // - The term is the KV revision of the write that took the lease: greater than any
 //   earlier revision, so terms only grow. The taking write carries term 0; the renewal
 //   sent right after it carries the term.
@@ -104,7 +110,14 @@ export class LeaseKeeper {
   private validUntil = 0n;
   private renewalError: string | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** The latest renewal not yet settled (the timer's renew() sends none beside it). */
   private inflight: Promise<void> | undefined;
+  /** Every renewal not yet settled (abandon() waits for them all). */
+  private readonly unsettled = new Set<Promise<void>>();
+  /** Send time of the first renewal on the current CAS base (ownRevision) still unanswered. */
+  private unansweredSince: bigint | undefined;
+  /** Send time of the latest acknowledged renewal. */
+  private ackedSent = 0n;
   private stopped = false;
   /** Renewals still complete (their revision is needed for a release) but open no gate. */
   private closing = false;
@@ -247,6 +260,8 @@ export class LeaseKeeper {
     this.closing = false;
     this.heldTerm = revision;
     this.ownRevision = revision;
+    this.unansweredSince = undefined;
+    this.ackedSent = sent;
     this.renewalError = undefined;
     this.view = { value: { holder: this.o.node, term: 0 }, revision, seenNs: this.now() };
     this.extend(sent);
@@ -257,7 +272,9 @@ export class LeaseKeeper {
 
   private extend(sent: bigint): void {
     if (this.closing) return;
-    this.validUntil = sent + BigInt(this.o.leaseMs - this.o.safetyMarginMs) * MS;
+    const until = sent + BigInt(this.o.leaseMs - this.o.safetyMarginMs) * MS;
+    if (until <= this.validUntil) return; // an earlier send answered after a later one
+    this.validUntil = until;
     for (const g of this.o.gates) Atomics.store(g, 0, this.validUntil);
   }
 
@@ -268,39 +285,67 @@ export class LeaseKeeper {
   /** One renewal (none while another is in flight). */
   renew(): Promise<void> {
     if (!this.held || this.stopped) return Promise.resolve();
-    this.inflight ??= this.renewOnce().finally(() => (this.inflight = undefined));
-    return this.inflight;
+    return this.inflight ?? this.sendRenewal();
+  }
+
+  /**
+   * The NATS connection is back: renews at once, even beside a renewal in flight (sent,
+   * most likely, on the connection that was lost).
+   */
+  reconnected(): void {
+    if (this.held && !this.stopped) void this.sendRenewal();
+  }
+
+  private sendRenewal(): Promise<void> {
+    const renewal: Promise<void> = this.renewOnce().finally(() => {
+      this.unsettled.delete(renewal);
+      if (this.inflight === renewal) this.inflight = undefined;
+    });
+    this.unsettled.add(renewal);
+    this.inflight = renewal;
+    return renewal;
   }
 
   private async renewOnce(): Promise<void> {
     const sent = this.now();
     const term = this.heldTerm;
+    this.unansweredSince ??= sent;
     try {
       const revision = await this.o.kv.update(this.o.group, encoder.encode(JSON.stringify(this.value())), this.ownRevision, this.o.timeoutMs);
       if (!this.held || this.heldTerm !== term) return; // released or lost meanwhile
-      this.ownRevision = revision;
-      if (revision > this.view.revision) this.view = { value: this.value(), revision, seenNs: this.now() };
-      this.extend(sent);
-      if (this.renewalError !== undefined) {
-        this.renewalError = undefined;
-        this.o.onChange();
-      }
+      this.acknowledged(revision, sent);
     } catch (e) {
       if (!this.held || this.heldTerm !== term) return;
       if (casRefused(e)) {
-        // Our previous renewal may have been applied with its answer lost: then the KV holds our holder and term.
+        // Another renewal of ours on this base may have been applied with its answer lost
+        // (or not yet read): then the KV holds our holder and term.
         const entry = await this.o.kv.get(this.o.group).catch(() => null);
         const v = parse(entry);
         if (entry && v?.holder === this.o.node && v.term === term && this.held) {
-          this.ownRevision = entry.revision;
+          if (entry.revision > this.ownRevision) this.acknowledged(entry.revision, this.unansweredSince ?? sent);
           return;
         }
         this.lose(`renewal of ${this.o.group} refused: ${(e as Error).message}`);
         return;
       }
+      if (this.ackedSent >= sent) return; // a renewal sent after this one succeeded
       const first = this.renewalError === undefined;
       this.renewalError = (e as Error).message;
       if (first) this.o.onChange();
+    }
+  }
+
+  /** Our renewal sent at `sent` is the key's revision `revision`: the next CAS base, and the gate moves. */
+  private acknowledged(revision: number, sent: bigint): void {
+    if (revision <= this.ownRevision) return; // a later revision of ours is already the base
+    this.ownRevision = revision;
+    this.unansweredSince = undefined;
+    if (sent > this.ackedSent) this.ackedSent = sent;
+    if (revision > this.view.revision) this.view = { value: this.value(), revision, seenNs: this.now() };
+    this.extend(sent);
+    if (this.renewalError !== undefined) {
+      this.renewalError = undefined;
+      this.o.onChange();
     }
   }
 
@@ -338,7 +383,7 @@ export class LeaseKeeper {
     clearInterval(this.timer);
     this.timer = undefined;
     for (const g of this.o.gates) Atomics.store(g, 0, 0n);
-    await this.inflight?.catch(() => undefined);
+    await Promise.allSettled([...this.unsettled]);
     this.drop();
   }
 

@@ -133,6 +133,11 @@ export class HaManager implements HaController {
       for (const s of def.shards) this.groupOfShard.set(s, g);
       return g;
     });
+    // Back from a lost connection: a renewal in flight was likely sent on it; renew at once
+    // rather than wait for its timeout, which may come after the gate has passed.
+    o.connection.listen((state) => {
+      if (state === "connected") for (const g of this.groups) g.keeper.reconnected();
+    });
   }
 
   private now(): bigint {

@@ -1,7 +1,9 @@
 // The lease keeper (src/ha/lease.ts) against a real nats-server: two keepers racing for a
 // vacant lease (one wins), renewals keeping it, a silent holder losing it only after
 // lease + margin by the other's clock, a frozen or closed NATS connection making the
-// holder degraded (its gate stops advancing and passes), and a refused CAS reported lost.
+// holder degraded (its gate stops advancing and passes), a refused CAS reported lost, and
+// renewals lost with a connection (reconnected() renews at once; one applied with its
+// answer lost is adopted).
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -9,8 +11,9 @@ import { connectNats, leaseBucket } from "../../src/replication/nats.js";
 import { LeaseKeeper, type LeaseKeeperOptions } from "../../src/ha/lease.js";
 import { ConnectionState } from "../../src/ha/connection.js";
 import { systemTime } from "../../src/core/clock.js";
-import { natsUnavailable, startNatsCluster, type NatsCluster } from "../helpers/nats.js";
+import { natsUnavailable, readyLeaseBucket, startNatsCluster, type NatsCluster } from "../helpers/nats.js";
 import { waitFor } from "../helpers/wait.js";
+import { lossyKv, type LossyKv } from "../helpers/lossy-kv.js";
 
 const skip = natsUnavailable();
 const LEASE = 1000;
@@ -32,6 +35,7 @@ describe.skipIf(skip)("lease keeper (real nats-server)", () => {
 
   beforeAll(async () => {
     cluster = await startNatsCluster({ size: 1, basePort: 24_500 });
+    await readyLeaseBucket(cluster.urls, "lt", 1);
   }, 60_000);
   afterEach(async () => {
     for (const n of open.splice(0)) {
@@ -43,14 +47,14 @@ describe.skipIf(skip)("lease keeper (real nats-server)", () => {
     await cluster?.stop();
   });
 
-  async function node(name: string, group: string, over: Partial<LeaseKeeperOptions> = {}): Promise<Node> {
+  async function node(name: string, group: string, over: Partial<LeaseKeeperOptions> = {}, wrapKv = (kv: KV) => kv): Promise<Node> {
     const nc = await connectNats({ servers: cluster.urls, timeoutMs: 400 }, `lease-test-${name}`);
     const kv = await leaseBucket(nc, "lt", 1);
     const gate = new BigInt64Array(new SharedArrayBuffer(8));
     const lost: string[] = [];
     const conn = new ConnectionState(nc);
     const keeper = new LeaseKeeper({
-      kv,
+      kv: wrapKv(kv),
       group,
       node: name,
       leaseMs: LEASE,
@@ -208,6 +212,49 @@ describe.skipIf(skip)("lease keeper (real nats-server)", () => {
     await waitFor(() => !a.keeper.degraded() && Atomics.load(a.gate, 0) > systemTime.monotonicNs(), { timeout: 15_000, interval: 50 });
     expect(a.lost).toEqual([]);
   }, 30_000);
+
+  it("reconnected(): a renewal goes at once beside one lost with the old connection; that one's timeout is no failure", async () => {
+    const g = `reconnect${groupNo++}`;
+    let net!: LossyKv;
+    // A long lease: the timer renews once at the acquisition, then not within this test.
+    const a = await node("a", g, { leaseMs: 60_000, timeoutMs: 4000 }, (kv) => (net = lossyKv(kv)).kv);
+    expect(await a.keeper.acquire()).toBeGreaterThan(0);
+    const before = Atomics.load(a.gate, 0);
+    net.next.mode = "unsent";
+    void a.keeper.renew();
+    expect(net.lost).toHaveLength(1);
+    expect(a.keeper.renew()).toBeInstanceOf(Promise); // the timer's renew() sends none beside it…
+    expect(net.lost).toHaveLength(1);
+    a.keeper.reconnected(); // …reconnected() does
+    await waitFor(() => Atomics.load(a.gate, 0) > before, { timeout: 3000, interval: 5 });
+    expect(net.lost[0].settled, "the gate moved before the lost renewal timed out").toBe(false);
+    await waitFor(() => net.lost[0].settled, { timeout: 10_000 });
+    expect(a.keeper.degraded()).toBe(false);
+    expect(a.lost).toEqual([]);
+  }, 20_000);
+
+  it("a renewal applied with its answer lost: the next one's refusal adopts it and moves the gate from its send", async () => {
+    const g = `unanswered${groupNo++}`;
+    let net!: LossyKv;
+    const leaseMs = 60_000;
+    const a = await node("a", g, { leaseMs, timeoutMs: 4000 }, (kv) => (net = lossyKv(kv)).kv);
+    expect(await a.keeper.acquire()).toBeGreaterThan(0);
+    const before = Atomics.load(a.gate, 0);
+    net.next.mode = "unanswered";
+    void a.keeper.renew();
+    const [lost] = net.lost;
+    await lost.applied; // the KV holds it; the keeper has no answer
+    a.keeper.reconnected(); // same CAS base: refused, and the KV shows our holder and term
+    await waitFor(() => Atomics.load(a.gate, 0) > before, { timeout: 3000, interval: 5 });
+    expect(lost.settled).toBe(false);
+    const adopted = Atomics.load(a.gate, 0);
+    expect(adopted).toBeLessThanOrEqual(lost.at + BigInt(leaseMs - MARGIN) * 1_000_000n); // from the lost one's send, not later
+    await a.keeper.renew(); // its revision is the CAS base now
+    expect(Atomics.load(a.gate, 0)).toBeGreaterThan(adopted);
+    await waitFor(() => lost.settled, { timeout: 10_000 });
+    expect(a.keeper.degraded()).toBe(false);
+    expect(a.lost).toEqual([]);
+  }, 20_000);
 
   it("a closed connection makes the holder degraded and never lets a keeper take over", async () => {
     const g = `closed${groupNo++}`;

@@ -16,8 +16,9 @@ import { ConnectionState } from "../../src/ha/connection.js";
 import { systemTime } from "../../src/core/clock.js";
 import { ErrorCodes, HaError } from "../../src/errors.js";
 import type { HaShardState, RunTask, ShardTask } from "../../src/shard/tasks.js";
-import { natsUnavailable, startNatsCluster, type NatsCluster } from "../helpers/nats.js";
+import { natsUnavailable, readyLeaseBucket, startNatsCluster, type NatsCluster } from "../helpers/nats.js";
 import { waitFor } from "../helpers/wait.js";
+import { lossyKv, type LossyKv } from "../helpers/lossy-kv.js";
 
 const skip = natsUnavailable();
 const LEASE = 900;
@@ -98,6 +99,7 @@ describe.skipIf(skip)("HA manager decisions (real nats-server, scripted shards)"
 
   beforeAll(async () => {
     cluster = await startNatsCluster({ size: 1, basePort: 24_520 });
+    await readyLeaseBucket(cluster.urls, "mt", 1);
   }, 60_000);
   afterEach(async () => {
     for (const n of open.splice(0)) {
@@ -109,7 +111,14 @@ describe.skipIf(skip)("HA manager decisions (real nats-server, scripted shards)"
     await cluster?.stop();
   });
 
-  async function node(name: string, group: string, stream: Stream, preferred?: string, hooks?: { claim: string[]; release: string[] }): Promise<Node> {
+  async function node(
+    name: string,
+    group: string,
+    stream: Stream,
+    preferred?: string,
+    hooks?: { claim: string[]; release: string[] },
+    nats: { timeoutMs?: number; wrapKv?: (kv: KV) => KV } = {},
+  ): Promise<Node> {
     const config = parseConfig({
       listen: { addresses: [ADDRESS], port: 24_590 },
       persistence: { enabled: false },
@@ -120,7 +129,7 @@ describe.skipIf(skip)("HA manager decisions (real nats-server, scripted shards)"
         replicas: 1,
         leaseMs: LEASE,
         safetyMarginMs: MARGIN,
-        nats: { servers: cluster.urls, timeoutMs: 400 },
+        nats: { servers: cluster.urls, timeoutMs: nats.timeoutMs ?? 400 },
         groups: [{ name: group, addresses: [ADDRESS], ...(preferred ? { preferred } : {}) }],
         ...(hooks ? { hooks } : {}),
       },
@@ -135,7 +144,7 @@ describe.skipIf(skip)("HA manager decisions (real nats-server, scripted shards)"
     n.manager = new HaManager({
       config,
       groups: [{ name: group, addresses: [ADDRESS], shards: [0], preferred }],
-      kv,
+      kv: nats.wrapKv ? nats.wrapKv(kv) : kv,
       connection: new ConnectionState(nc),
       gates: [gate],
       shards,
@@ -299,6 +308,23 @@ describe.skipIf(skip)("HA manager decisions (real nats-server, scripted shards)"
     await waitFor(async () => (await role(a)) === "active" && Atomics.load(a.gate, 0) > systemTime.monotonicNs(), { timeout: 15_000, interval: 50 });
     expect(a.logs.some((l) => l.msg === `ha: group ${g} lease renewed again`)).toBe(true);
     await waitFor(async () => (await a.manager.status()).nats === "connected", { timeout: 15_000 });
+  }, 30_000);
+
+  it("a renewal lost with the connection: the active renews as soon as it has reconnected, not after that one's timeout", async () => {
+    const g = `g${groupNo++}`;
+    let net!: LossyKv;
+    // A request timeout far beyond lease − margin: waiting for it would let the gate pass.
+    const a = await node("a", g, { seq: 0 }, "a", undefined, { timeoutMs: 5000, wrapKv: (kv) => (net = lossyKv(kv)).kv });
+    await waitFor(() => activeLine(a, g));
+    net.next.mode = "unsent";
+    await waitFor(() => net.lost.length === 1, { timeout: 2 * LEASE, interval: 5 }); // the next renewal is in flight, lost
+    const atLoss = Atomics.load(a.gate, 0);
+    await a.nc.reconnect(); // a real disconnect and reconnect of the node's connection
+    await waitFor(() => Atomics.load(a.gate, 0) > atLoss, { timeout: 4000, interval: 5 });
+    expect(net.lost[0].settled, "renewed before the lost renewal timed out").toBe(false);
+    await waitFor(() => net.lost[0].settled, { timeout: 10_000 });
+    expect(await role(a)).toBe("active");
+    expect(a.logs.filter((l) => l.msg.startsWith(`ha: group ${g} degraded`))).toEqual([]);
   }, 30_000);
 
   it.skipIf(process.getuid?.() !== 0)(

@@ -18,9 +18,7 @@ import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import { join } from "node:path";
 import { ControlClient } from "../../src/client/control-client.js";
-import type { KV } from "@nats-io/kv";
-import { connectNats, leaseBucket } from "../../src/replication/nats.js";
-import { startNatsCluster, natsUnavailable, type NatsCluster } from "./nats.js";
+import { readyLeaseBucket, startNatsCluster, natsUnavailable, type NatsCluster } from "./nats.js";
 import { waitFor } from "./wait.js";
 
 export const FAB = "pha-fab";
@@ -142,30 +140,8 @@ export function setUpHaNet(): void {
 export async function startHaNats(dir: string): Promise<NatsCluster> {
   fs.mkdirSync(dir, { recursive: true });
   const cluster = await startNatsCluster({ size: 3, basePort: 4222, host: NATS_HOST, netns: FAB, dir });
-  const nc = await connectNats({ servers: cluster.urls, timeoutMs: 1000 }, "pha-test");
-  try {
-    const ha = nodeConfig("n1").ha as { cluster: string; replicas: number };
-    // Made once JetStream can place it: a cluster just started may still answer "no
-    // suitable peers for placement" (its peers not yet known to the meta leader), as the
-    // server's own connectHa allows for.
-    let kv: KV | undefined;
-    let last = "";
-    await waitFor(
-      async () => {
-        try {
-          kv ??= await leaseBucket(nc, ha.cluster, ha.replicas);
-          await kv.get("a");
-          return true;
-        } catch (e) {
-          last = (e as Error).message;
-          return false;
-        }
-      },
-      { timeout: 30_000, interval: 200, message: () => `lease bucket: ${last}` },
-    );
-  } finally {
-    await nc.close();
-  }
+  const ha = nodeConfig("n1").ha as { cluster: string; replicas: number };
+  await readyLeaseBucket(cluster.urls, ha.cluster, ha.replicas);
   return cluster;
 }
 

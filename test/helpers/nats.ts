@@ -9,6 +9,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
+import type { KV } from "@nats-io/kv";
+import { connectNats, leaseBucket } from "../../src/replication/nats.js";
 import { waitFor } from "./wait.js";
 
 export const NATS_SERVER = ["/usr/sbin/nats-server", "/usr/bin/nats-server"].find((p) => fs.existsSync(p));
@@ -142,4 +144,33 @@ export async function startNatsCluster(o: NatsClusterOptions): Promise<NatsClust
 export function portsFree(host: string, ports: number[]): boolean {
   const out = execFileSync("ss", ["-Htln"], { encoding: "utf8" });
   return !ports.some((p) => out.includes(`${host}:${p} `));
+}
+
+/**
+ * Makes an HA cluster's lease bucket and waits until it answers a read. Just after the
+ * cluster's start JetStream may still refuse to place it ("no suitable peers for
+ * placement"), and a bucket just made answers nothing until its stream has a leader: a
+ * test's first lease request would time out then. The server's own connectHa waits the same way.
+ */
+export async function readyLeaseBucket(urls: string[], cluster: string, replicas: number): Promise<void> {
+  const nc = await connectNats({ servers: urls, timeoutMs: 1000 }, `${cluster}-bucket`);
+  try {
+    let kv: KV | undefined;
+    let last = "";
+    await waitFor(
+      async () => {
+        try {
+          kv ??= await leaseBucket(nc, cluster, replicas);
+          await kv.get("-");
+          return true;
+        } catch (e) {
+          last = (e as Error).message;
+          return false;
+        }
+      },
+      { timeout: 30_000, interval: 200, message: () => `lease bucket: ${last}` },
+    );
+  } finally {
+    await nc.close();
+  }
 }
