@@ -277,6 +277,8 @@ export const ConfigSchema = z
         failuresBeforeDown: count(1, 100).default(3),
         /** Operations per transaction while loading the whole table (start-up, recovery), and at most per transaction of a batch of changes. */
         reconcileChunk: count(100, 1_000_000).default(20_000),
+        /** Bytes of posted changes waiting to be applied beyond which they are let go and the dataplane is resynchronised from the tables. */
+        maxBacklogBytes: count(1024 * 1024, 2 ** 34).default(256 * 1024 * 1024),
         /**
          * Traffic-driven lifetimes [RFC 6887 §15, §12.3]: the dataplane tells when a mapped
          * endpoint last sent a packet (nftables: a dynamic set with these idle timeouts;

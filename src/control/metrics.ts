@@ -171,7 +171,7 @@ export class Metrics {
   private readonly dataplanePending: Gauge<string>;
   private readonly dataplaneBacklog: Gauge<string>;
   private readonly dataplaneCounters: [
-    key: "transactions" | "operations" | "failures" | "reconciliations" | "activityReads" | "activityQueries",
+    key: "transactions" | "operations" | "failures" | "reconciliations" | "backlogOverflows" | "activityReads" | "activityQueries",
     counter: Counter<string>,
   ][];
   private readonly dataplaneLast = new Map<string, number>();
@@ -261,7 +261,19 @@ export class Metrics {
       ],
       [
         "reconciliations",
-        new Counter({ name: "pcpd_dataplane_reconciliations_total", help: "Full reloads of the dataplane from the mapping tables.", ...plain }),
+        new Counter({
+          name: "pcpd_dataplane_reconciliations_total",
+          help: "Loads of the dataplane from the mapping tables: after a reset, or compared in place (after a backlog overflow).",
+          ...plain,
+        }),
+      ],
+      [
+        "backlogOverflows",
+        new Counter({
+          name: "pcpd_dataplane_backlog_overflows_total",
+          help: "Backlogs of changes let go over dataplane.maxBacklogBytes (each followed by a resynchronisation from the tables).",
+          ...plain,
+        }),
       ],
       [
         "activityReads",

@@ -8,10 +8,14 @@
 // and is retried with what came meanwhile; after `failuresBeforeDown` failures in a row
 // the dataplane is down: the shards answer NETWORK_FAILURE [RFC 6887 §7.4] until a full
 // reconciliation succeeds. Start-up (and recovery) reconciliation: the backend is reset and
-// loaded from every shard's table, read in bounded chunks.
-import type { Logger } from "pino";
+// loaded from every shard's table, read in bounded chunks. A backlog of posted records over
+// maxBacklogBytes (the backend cannot keep up with the shards) is let go and replaced by a
+// resynchronisation: the tables are read the same way and compared with what is installed,
+// nothing reset (forwarding goes on), and what is installed but no longer in any table is
+// removed.
 import { isIP } from "node:net";
-import { decodeKeyStates, sameForwarding, type DataplaneOp, type Forwarding, type KeyState } from "./ops.js";
+import type { Logger } from "pino";
+import { decodeKeyStates, externalKey, sameForwarding, type DataplaneOp, type Forwarding, type KeyState } from "./ops.js";
 import { ActivityBatcher, type ActivityQuery } from "./activity.js";
 import { setImmediate as turn } from "node:timers/promises";
 
@@ -46,6 +50,8 @@ export interface DataplaneOptions {
   failuresBeforeDown: number;
   /** Operations per backend transaction during reconciliation. */
   reconcileChunk: number;
+  /** Bytes of posted records waiting to be decoded beyond which they are let go and the dataplane is resynchronised. */
+  maxBacklogBytes: number;
 }
 
 export interface DataplaneStats {
@@ -60,6 +66,8 @@ export interface DataplaneStats {
   failures: number;
   consecutiveFailures: number;
   reconciliations: number;
+  /** Backlogs let go over maxBacklogBytes (each followed by a resynchronisation, counted in reconciliations). */
+  backlogOverflows: number;
   unsupported: number;
   lastError: string | null;
   /** Activity reads of the backend, and the queries they answered (traffic-driven lifetimes; absent: older senders). */
@@ -67,11 +75,19 @@ export interface DataplaneStats {
   activityQueries?: number;
 }
 
+/** Flags of an IPv4 external port in InstalledTable: installed, inbound, outbound, seen by the resynchronisation under way. */
+const INSTALLED = 1;
+const INBOUND = 2;
+const OUTBOUND = 4;
+const SEEN = 8;
+
 /** 7 bytes per IPv4 external port; everything else in a Map. */
 class InstalledTable {
   private readonly blocks = new Map<string, { internal: Uint32Array; port: Uint16Array; flags: Uint8Array }>();
   private readonly filters = new Map<string, Forwarding["filters"]>();
   private readonly other = new Map<string, Forwarding>();
+  /** Keys of `other` seen by the resynchronisation under way (the IPv4 ports: their SEEN flag). */
+  private readonly otherSeen = new Set<string>();
   size = 0;
 
   private static v4(address: string): number | undefined {
@@ -90,15 +106,15 @@ class InstalledTable {
     if (InstalledTable.v4(s.external.address) === undefined) return this.other.get(s.key);
     const b = this.block(s, false);
     const flags = b?.flags[s.external.port] ?? 0;
-    if (!b || !(flags & 1)) return this.other.get(s.key);
+    if (!b || !(flags & INSTALLED)) return this.other.get(s.key);
     const a = b.internal[s.external.port];
     return {
       protocol: s.protocol,
       family: 4,
       external: s.external,
       internal: { address: `${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}`, port: b.port[s.external.port] },
-      inbound: (flags & 2) !== 0,
-      outbound: (flags & 4) !== 0,
+      inbound: (flags & INBOUND) !== 0,
+      outbound: (flags & OUTBOUND) !== 0,
       filters: this.filters.get(s.key) ?? [],
     };
   }
@@ -118,7 +134,7 @@ class InstalledTable {
     }
     b.internal[s.external.port] = internal;
     b.port[s.external.port] = f.internal.port;
-    b.flags[s.external.port] = 1 | (f.inbound ? 2 : 0) | (f.outbound ? 4 : 0);
+    b.flags[s.external.port] = INSTALLED | (f.inbound ? INBOUND : 0) | (f.outbound ? OUTBOUND : 0);
     if (f.filters.length > 0) this.filters.set(s.key, f.filters);
   }
 
@@ -126,7 +142,41 @@ class InstalledTable {
     this.blocks.clear();
     this.filters.clear();
     this.other.clear();
+    this.otherSeen.clear();
     this.size = 0;
+  }
+
+  /** Forgets every mark (a resynchronisation that failed half-way). */
+  clearMarks(): void {
+    for (const b of this.blocks.values()) for (let port = 0; port < 65536; port++) b.flags[port] &= ~SEEN;
+    this.otherSeen.clear();
+  }
+
+  /** Notes that the key is in a table (a resynchronisation), if installed. */
+  mark(s: KeyState): void {
+    const b = InstalledTable.v4(s.external.address) === undefined ? undefined : this.block(s, false);
+    if (b && b.flags[s.external.port] & INSTALLED) b.flags[s.external.port] |= SEEN;
+    else if (this.other.has(s.key)) this.otherSeen.add(s.key);
+  }
+
+  /**
+   * The keys installed and not marked since the last call, the marks cleared: what no table
+   * holds any more. Yields (a turn for the caller) after every block of 65 536 ports.
+   */
+  *unmarked(): Generator<KeyState | undefined> {
+    for (const [name, b] of this.blocks) {
+      const slash = name.indexOf("/");
+      const protocol = Number(name.slice(0, slash));
+      const address = name.slice(slash + 1);
+      for (let port = 0; port < 65536; port++) {
+        const flags = b.flags[port];
+        if (flags & SEEN) b.flags[port] = flags & ~SEEN;
+        else if (flags & INSTALLED) yield { key: externalKey(protocol, { address, port }), protocol, external: { address, port } };
+      }
+      yield undefined;
+    }
+    for (const [key, f] of this.other) if (!this.otherSeen.has(key)) yield { key, protocol: f.protocol, external: f.external };
+    this.otherSeen.clear();
   }
 }
 
@@ -138,6 +188,9 @@ export class DataplaneManager {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private needsReconcile = true;
+  /** The backlog was let go: the tables are to be compared with what is installed (nothing reset). */
+  private needsResync = false;
+  private incomingBytes = 0;
   /** The shards start down (NETWORK_FAILURE) when a dataplane is configured; the first reconciliation brings it up. */
   private up = false;
   private closed = false;
@@ -149,6 +202,7 @@ export class DataplaneManager {
     failures: 0,
     consecutiveFailures: 0,
     reconciliations: 0,
+    backlogOverflows: 0,
     unsupported: 0,
     lastError: null as string | null,
   };
@@ -175,7 +229,21 @@ export class DataplaneManager {
     // Only queued here: decoded at the next tick, a message per event-loop turn. Messages
     // that queued up while the main thread was busy are delivered in one turn, and
     // decoding them all there held it for as long as the backlog took.
+    if (this.needsResync) return; // the resynchronisation, not begun yet, reads it from the tables
+    if (this.incomingBytes + bytes.byteLength > this.o.maxBacklogBytes) {
+      this.log.warn(
+        { backend: this.backend.name, backlogBytes: this.incomingBytes, pendingKeys: this.pending.size, maxBacklogBytes: this.o.maxBacklogBytes },
+        "dataplane backlog over dataplane.maxBacklogBytes: the changes waiting are let go; the dataplane is resynchronised from the tables (nothing is reset)",
+      );
+      this.counters.backlogOverflows++;
+      this.incoming = [];
+      this.incomingBytes = 0;
+      this.pending.clear();
+      this.needsResync = true;
+      return;
+    }
     this.incoming.push(bytes);
+    this.incomingBytes += bytes.byteLength;
   }
 
   /** Forces a full reconciliation at the next tick (the engine lost events; an operator asked). */
@@ -188,7 +256,7 @@ export class DataplaneManager {
       backend: this.backend.name,
       up: this.up,
       pendingKeys: this.pending.size,
-      backlogBytes: this.incoming.reduce((n, b) => n + b.byteLength, 0),
+      backlogBytes: this.incomingBytes,
       installed: this.installed.size,
       ...this.counters,
       activityReads: this.activityBatcher?.reads ?? 0,
@@ -211,7 +279,8 @@ export class DataplaneManager {
   private tick(): Promise<void> {
     if (this.running || this.closed) return this.running ?? Promise.resolve();
     if (performance.now() < this.retryAt) return Promise.resolve();
-    this.running = (this.needsReconcile ? this.reconcile() : this.applyPending()).finally(() => (this.running = undefined));
+    const work = this.needsReconcile ? this.reconcile(true) : this.needsResync ? this.reconcile(false) : this.applyPending();
+    this.running = work.finally(() => (this.running = undefined));
     return this.running;
   }
 
@@ -266,7 +335,9 @@ export class DataplaneManager {
     // walks; the latest state still wins, the messages being taken in order.
     const most = this.o.reconcileChunk * BATCH_CHUNKS;
     while (this.incoming.length > 0 && this.pending.size < most) {
-      for (const s of decodeKeyStates(this.incoming.shift()!)) this.pending.set(s.key, s);
+      const bytes = this.incoming.shift()!;
+      this.incomingBytes -= bytes.byteLength;
+      for (const s of decodeKeyStates(bytes)) this.pending.set(s.key, s);
       await turn();
     }
   }
@@ -303,7 +374,7 @@ export class DataplaneManager {
         this.counters.consecutiveFailures = 0;
         this.retryAt = 0;
       }
-    } while (this.incoming.length > 0 && !this.closed && !this.needsReconcile);
+    } while (this.incoming.length > 0 && !this.closed && !this.needsReconcile && !this.needsResync);
   }
 
   private failed(e: Error): void {
@@ -320,39 +391,74 @@ export class DataplaneManager {
     }
   }
 
-  /** Resets the backend and loads every shard's table; changes arriving meanwhile wait in `pending`. */
-  private async reconcile(): Promise<void> {
+  /**
+   * Loads every shard's table: after a reset of the backend (`reset`), or compared with what
+   * is installed, which the tables no longer hold then removed (a resynchronisation after
+   * the backlog was let go). Changes arriving meanwhile wait in `incoming`: the tables are
+   * read after the resynchronisation began, so what was posted before is in them.
+   */
+  private async reconcile(reset: boolean): Promise<void> {
     const t0 = performance.now();
+    this.needsResync = false;
+    // Decoded from records posted before now, so the tables read below hold them or newer
+    // states (a backlog let go may have dropped the newer records: never apply these after).
+    if (!reset) this.pending.clear();
     try {
-      await this.backend.reset();
-      this.installed.clear();
+      if (reset) {
+        await this.backend.reset();
+        this.installed.clear();
+      }
       let loaded = 0;
       for (let shard = 0; shard < this.source.shards; shard++) {
         let from = 1;
         do {
           const chunk = await this.source.exportTable(shard, from);
           from = chunk.next;
-          const ops = await this.diff(decodeKeyStates(chunk.bytes));
+          const states = decodeKeyStates(chunk.bytes);
+          const ops = await this.diff(states);
           const { error } = await this.applyInTurns(ops, false);
           if (error) throw error;
+          if (!reset) for (const s of states) this.installed.mark(s);
           loaded += ops.length;
         } while (from !== 0);
       }
+      if (!reset) loaded += await this.removeUnmarked();
       this.needsReconcile = false;
       this.counters.reconciliations++;
       this.counters.consecutiveFailures = 0;
       this.retryAt = 0;
       this.log.info(
         { backend: this.backend.name, installed: this.installed.size, operations: loaded, ms: Math.round(performance.now() - t0) },
-        "dataplane reconciled",
+        reset ? "dataplane reconciled" : "dataplane resynchronised (nothing reset)",
       );
       if (!this.up) {
         this.up = true;
         await this.source.setDown(false);
       }
     } catch (e) {
+      if (!reset) {
+        this.installed.clearMarks();
+        this.needsResync = true; // what was let go is still to be compared
+      }
       this.failed(e as Error); // still down (the shards started down); tried again after a back-off
     }
+  }
+
+  /** Unmaps what is installed and was not in any table (a resynchronisation); returns how many. */
+  private async removeUnmarked(): Promise<number> {
+    const ops: [KeyState, DataplaneOp][] = [];
+    let seen = 0;
+    for (const s of this.installed.unmarked()) {
+      if (!s) {
+        await turn();
+        continue;
+      }
+      if (++seen % TURN_KEYS === 0) await turn();
+      ops.push([s, { op: "unmap", mapping: this.installed.get(s)! }]);
+    }
+    const { error } = await this.applyInTurns(ops, false);
+    if (error) throw error;
+    return ops.length;
   }
 
   async close(): Promise<void> {

@@ -59,6 +59,7 @@ const COUNTERS = [
   "pcpd_dataplane_operations_total",
   "pcpd_dataplane_failures_total",
   "pcpd_dataplane_reconciliations_total",
+  "pcpd_dataplane_backlog_overflows_total",
   "pcpd_dataplane_activity_reads_total",
   "pcpd_dataplane_activity_queries_total",
   "pcpd_persistence_write_errors_total",

@@ -43,7 +43,7 @@ class FakeBackend implements DataplaneBackend {
   async close() {}
 }
 
-function setup() {
+function setup(maxBacklogBytes = 1 << 20) {
   const e = engineFrom(engineConfig({ pool: { addresses: ["198.51.100.1"], blockSize: 64 } }), T0, { seed: 2n });
   const backend = new FakeBackend();
   const downs: boolean[] = [];
@@ -54,7 +54,7 @@ function setup() {
       exportTable: async (_shard, from) => e.persistTable(from, 3, WALL), // small chunks: several per reconciliation
       setDown: async (down) => void downs.push(down),
     },
-    { batchMs: 1_000_000, failuresBeforeDown: 2, reconcileChunk: 2 },
+    { batchMs: 1_000_000, failuresBeforeDown: 2, reconcileChunk: 2, maxBacklogBytes },
     log,
   );
   /** What a shard posts after a batch. */
@@ -167,6 +167,78 @@ describe("DataplaneManager", () => {
     await tick(); // reconciled: both mappings from the tables
     expect(m.stats()).toMatchObject({ up: true, installed: 2, reconciliations: 2 });
     expect(downs.at(-1)).toBe(false);
+    await m.close();
+  });
+});
+
+describe("DataplaneManager: a backlog over dataplane.maxBacklogBytes", () => {
+  /** Changes posted faster than applied: each batch's records ingested, no tick between. */
+  function overflow(t: ReturnType<typeof setup>, changes: () => void) {
+    changes();
+    for (const part of t.e.persistPending(WALL)) t.m.ingest(part);
+    t.e.drainEvents();
+  }
+
+  it("is let go, then the dataplane is resynchronised from the tables without a reset: only the differences, and what no table holds is removed", async () => {
+    const t = setup(400); // a few records' worth
+    const { e, backend, m, tick } = t;
+    for (let i = 1; i <= 5; i++) map(e, `10.0.0.${i}`, 80);
+    e.drainEvents();
+    await m.start();
+    const loaded = backend.transactions.length;
+    overflow(t, () => {
+      map(e, "10.0.0.1", 80, { lifetime: 0 }); // deleted: its port held (a state without forwarding)…
+      e.expire(T0 + 121); // …then released after the hold-down: in no table any more
+      map(e, "10.0.0.2", 80, { filters: [filter(120, "192.0.2.0", 0)] }); // changed
+      for (let i = 6; i <= 25; i++) map(e, `10.0.0.${i}`, 80); // created
+    });
+    expect(m.stats()).toMatchObject({ backlogOverflows: 1, backlogBytes: 0, pendingKeys: 0, installed: 5 });
+    overflow(t, () => map(e, "10.0.0.26", 80)); // before the resynchronisation: read from the table, not queued
+    expect(m.stats().backlogBytes).toBe(0);
+    await tick();
+    expect(backend.resets).toBe(1); // the start's only: forwarding went on
+    const ops = summary(backend.transactions.slice(loaded).flat());
+    expect(ops.filter((o) => o.startsWith("unmap")).sort()).toEqual(["unmap 6/10.0.0.1:80", "unmap 6/10.0.0.2:80"]);
+    expect(ops.filter((o) => o.startsWith("map")).sort()).toEqual(
+      ["map 6/10.0.0.2:80 filters 192.0.2.0/24", ...Array.from({ length: 21 }, (_, i) => `map 6/10.0.0.${i + 6}:80`)].sort(),
+    );
+    expect(m.stats()).toMatchObject({ up: true, installed: 25, reconciliations: 2, backlogOverflows: 1 });
+    // Changes flow as before.
+    map(e, "10.0.0.3", 80, { lifetime: 0 });
+    t.post();
+    await tick();
+    expect(summary(backend.transactions.at(-1)!)).toEqual(["unmap 6/10.0.0.3:80"]);
+    expect(m.stats().installed).toBe(24);
+    await m.close();
+  });
+
+  it("a resynchronisation that fails half-way is done again whole (what it had seen is seen again)", async () => {
+    const t = setup(400);
+    const { e, backend, m, tick, clearBackoff } = t;
+    for (let i = 1; i <= 8; i++) map(e, `10.0.0.${i}`, 80);
+    e.drainEvents();
+    await m.start();
+    overflow(t, () => {
+      for (let i = 9; i <= 30; i++) map(e, `10.0.0.${i}`, 80);
+    });
+    expect(m.stats().backlogOverflows).toBe(1);
+    const apply = backend.apply.bind(backend);
+    let calls = 0;
+    backend.apply = async (ops) => {
+      if (++calls === 3) throw new Error("transaction refused"); // after the first chunks were compared
+      return apply(ops);
+    };
+    await tick();
+    expect(m.stats()).toMatchObject({ failures: 1, up: true });
+    // Deleted between the attempts and its port released: the first attempt had seen it in its table.
+    map(e, "10.0.0.1", 80, { lifetime: 0 });
+    e.expire(T0 + 121);
+    e.drainEvents();
+    e.persistPending(WALL); // its record never reaches the manager (as if let go too)
+    clearBackoff();
+    await tick();
+    expect(m.stats()).toMatchObject({ installed: 29, consecutiveFailures: 0, reconciliations: 2 });
+    expect(summary(backend.transactions.flat()).filter((o) => o === "unmap 6/10.0.0.1:80")).toHaveLength(1);
     await m.close();
   });
 });
