@@ -24,7 +24,7 @@ for (const file of files) {
     const name = testFile.name?.replace(/^.*?\/test\//, "test/") ?? "?";
     if (testFile.status === "failed" && !(testFile.assertionResults ?? []).some((t) => t.status === "failed")) {
       // A file that failed to load has no failed test of its own: it counts as one failure.
-      console.log(`FAILED ${file}: ${name} (the file did not run): ${firstLines(testFile.message)}`);
+      console.log(`FAILED ${file}: ${name} (it did not load, or its setup failed; the log above says why): ${firstLines(testFile.message)}`);
       failed += 1;
     }
     for (const t of testFile.assertionResults ?? []) {
