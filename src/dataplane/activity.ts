@@ -22,11 +22,14 @@ export type ActivitySource = (queries: ActivityQuery[]) => Promise<number[]>;
 
 /**
  * Coalesces the queries of every shard that arrive within one turn of the event loop into
- * one backend read (a read costs about the same for one key or many).
+ * one backend read (a read costs about the same for one key or many: nftables lists the
+ * whole set). One read at a time: queries arriving while one runs wait for the next, which
+ * answers them all, so a slow read (a large set) is never run several times side by side.
  */
 export class ActivityBatcher {
   private waiting: { queries: ActivityQuery[]; resolve: (r: number[]) => void; reject: (e: Error) => void }[] = [];
   private scheduled = false;
+  private reading = false;
   reads = 0;
   queries = 0;
 
@@ -35,17 +38,21 @@ export class ActivityBatcher {
   ask(queries: ActivityQuery[]): Promise<number[]> {
     return new Promise((resolve, reject) => {
       this.waiting.push({ queries, resolve, reject });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        setImmediate(() => void this.read());
-      }
+      this.schedule();
     });
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.reading || this.waiting.length === 0) return;
+    this.scheduled = true;
+    setImmediate(() => void this.read());
   }
 
   private async read(): Promise<void> {
     const batch = this.waiting;
     this.waiting = [];
     this.scheduled = false;
+    this.reading = true;
     const all = batch.flatMap((b) => b.queries);
     this.reads++;
     this.queries += all.length;
@@ -58,6 +65,9 @@ export class ActivityBatcher {
       }
     } catch (e) {
       for (const b of batch) b.reject(e as Error);
+    } finally {
+      this.reading = false;
+      this.schedule();
     }
   }
 }
