@@ -369,6 +369,9 @@ NAPI_MODULE_INIT() {
   napi_value huge;
   napi_create_function(env, "hugePages", NAPI_AUTO_LENGTH, huge_pages, NULL, &huge);
   napi_set_named_property(env, exports, "hugePages", huge);
+  napi_value elements;
+  napi_create_function(env, "nftElements", NAPI_AUTO_LENGTH, nft_elements, NULL, &elements);
+  napi_set_named_property(env, exports, "nftElements", elements);
   napi_value batch = make_num(env, MAX_BATCH);
   napi_set_named_property(env, exports, "maxBatch", batch);
   return exports;

@@ -98,5 +98,7 @@ napi_value multicast_if(napi_env env, napi_callback_info info);
 napi_value stats(napi_env env, napi_callback_info info);
 // Transparent huge pages for a WebAssembly memory (hugepages.c).
 napi_value huge_pages(napi_env env, napi_callback_info info);
+// Chosen elements of an nftables set over netlink (nft_elements.c).
+napi_value nft_elements(napi_env env, napi_callback_info info);
 
 #endif

@@ -6,9 +6,8 @@
 // touches its tables (initEngine zeroes them), since pages already faulted in as 4 KiB
 // are only collapsed later by khugepaged, if at all. The advice covers the memory's whole
 // wasm32 range (V8 reserves it at creation): the parts the module grows into later keep it.
-import { createRequire } from "node:module";
-import { existsSync, readFileSync } from "node:fs";
-import { ADDON_PATH, type NativeAddon } from "./native.js";
+import { readFileSync } from "node:fs";
+import { loadAddon } from "./native.js";
 
 /** A wasm32 memory's largest size: 65536 pages of 64 KiB. */
 const WASM32_BYTES = 2 ** 32;
@@ -34,20 +33,6 @@ export function thpMode(file = THP_MODE_FILE): string | undefined {
   }
 }
 
-/** The addon for madvise (PCPD_IO_ADDON names another file, as for the I/O path), or why not. */
-function loadAddon(env: NodeJS.ProcessEnv): NativeAddon | string {
-  if (process.platform !== "linux") return `transparent huge pages are Linux only (${process.platform})`;
-  const file = env.PCPD_IO_ADDON || ADDON_PATH;
-  if (!existsSync(file)) return `addon not built (${file}): see docs/io.md`;
-  try {
-    const addon = createRequire(import.meta.url)(file) as NativeAddon;
-    if (typeof addon.hugePages !== "function") return `addon ${file} has no hugePages()`;
-    return addon;
-  } catch (e) {
-    return `addon failed to load: ${(e as Error).message.split("\n")[0]}`;
-  }
-}
-
 /**
  * Advises `memory` for transparent huge pages (mode "auto"); call it before the memory's
  * pages are first written. Never throws: without the addon, with THP off in the kernel or
@@ -55,7 +40,7 @@ function loadAddon(env: NodeJS.ProcessEnv): NativeAddon | string {
  */
 export function adviseHugePages(memory: WebAssembly.Memory, mode: HugePagesMode, env: NodeJS.ProcessEnv = process.env): HugePages {
   if (mode === "off") return { advised: false, reason: "engine.hugePages is off", base: 0 };
-  const addon = loadAddon(env);
+  const addon = loadAddon(env, "hugePages");
   if (typeof addon === "string") return { advised: false, reason: addon, base: 0 };
   const kernel = thpMode();
   if (kernel === "never") return { advised: false, reason: `the kernel's THP mode is never (${THP_MODE_FILE})`, base: addon.hugePages(memory.buffer, 0)[0] };
@@ -66,7 +51,7 @@ export function adviseHugePages(memory: WebAssembly.Memory, mode: HugePagesMode,
 
 /** The first byte of `memory` in the process (for hugePageBytes), or 0 without the addon. */
 export function memoryBase(memory: WebAssembly.Memory, env: NodeJS.ProcessEnv = process.env): number {
-  const addon = loadAddon(env);
+  const addon = loadAddon(env, "hugePages");
   return typeof addon === "string" ? 0 : addon.hugePages(memory.buffer, 0)[0];
 }
 

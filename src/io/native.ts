@@ -38,6 +38,8 @@ export interface NativeAddon {
   sdNotify(socket: string, state: string): void;
   /** madvise(MADV_HUGEPAGE) over [buffer, +length) (native/hugepages.c): [base address, bytes advised, errno]; length 0 advises nothing. */
   hugePages(buffer: ArrayBuffer, length: number): [base: number, advised: number, errno: number];
+  /** native/nft_elements.c: chosen elements of an nftables set over netlink (src/dataplane/nftables.ts SetElementReader). */
+  nftElements(family: number, table: string, set: string, keys: Uint8Array, keyLength: number): Float64Array;
   readonly maxBatch: number;
 }
 
@@ -110,12 +112,18 @@ export function chooseIo(env: NodeJS.ProcessEnv = process.env): IoChoice {
   }
 }
 
-/** The addon (`PCPD_IO_ADDON` or ADDON_PATH), or why it is not there; without layout(). */
-export function loadAddon(env: NodeJS.ProcessEnv = process.env): NativeAddon | string {
+/**
+ * The addon (`PCPD_IO_ADDON` or ADDON_PATH), or why it is not there; without layout().
+ * `need`: a function the caller uses (a file built from older sources may lack it).
+ */
+export function loadAddon(env: NodeJS.ProcessEnv = process.env, need?: keyof NativeAddon): NativeAddon | string {
+  if (process.platform !== "linux") return `the addon is Linux only (${process.platform})`;
   const file = env.PCPD_IO_ADDON || ADDON_PATH;
   if (!existsSync(file)) return `addon not built (${file}): see docs/io.md`;
   try {
-    return createRequire(import.meta.url)(file) as NativeAddon;
+    const addon = createRequire(import.meta.url)(file) as NativeAddon;
+    if (need && typeof addon[need] !== "function") return `addon ${file} has no ${need}()`;
+    return addon;
   } catch (e) {
     return `addon failed to load: ${(e as Error).message.split("\n")[0]}`;
   }

@@ -16,14 +16,14 @@ import { systemTime, type TestTime } from "../core/clock.js";
 import { lockDirectory } from "../persist/lock.js";
 import { dropShardFiles, shardDirectory } from "../persist/store.js";
 import { DataplaneManager, type DataplaneStats } from "../dataplane/manager.js";
-import { NftablesBackend } from "../dataplane/nftables.js";
+import { NftablesBackend, type NftOptions } from "../dataplane/nftables.js";
 import { EventStreamBackend } from "../dataplane/event-stream.js";
 import { syncMirrors } from "./static-mirrors.js";
 import { haNames } from "../replication/nats.js";
 import { HaManager } from "../ha/manager.js";
 import { ConnectionState, connectHa } from "../ha/connection.js";
 import type { HaController } from "../ha/types.js";
-import { ioChoice, type IoPath } from "../io/native.js";
+import { ioChoice, loadAddon, type IoPath } from "../io/native.js";
 import { ReusePortGroups } from "./reuseport.js";
 import { logDatagrams } from "./log-datagrams.js";
 import { MappingLog, type LogStats } from "../logging/mapping-log.js";
@@ -217,7 +217,14 @@ export async function startServer(
     stream = c.dataplane.backend === "events" ? new EventStreamBackend(c.dataplane.activity.requestWaitMs) : undefined;
     const activity = c.dataplane.activity.enabled ? c.dataplane.activity : undefined;
     const subscribers6 = c.subscribers.filter((p) => p.includes(":"));
-    const backend = stream ?? new NftablesBackend({ table: c.dataplane.table, activity, subscribers6 });
+    let readElements: NftOptions["readElements"];
+    if (!stream && activity) {
+      // Activity read element by element over netlink (O(queries)), else by listing the set.
+      const addon = loadAddon(process.env, "nftElements");
+      readElements = typeof addon === "string" ? undefined : addon.nftElements;
+      if (typeof addon === "string") log.warn({ reason: addon }, "dataplane activity: nft lists the whole active set for every read (about 40 µs per element)");
+    }
+    const backend = stream ?? new NftablesBackend({ table: c.dataplane.table, activity, subscribers6, readElements });
     const dp = new DataplaneManager(
       backend,
       {
