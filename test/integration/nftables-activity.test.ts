@@ -6,9 +6,10 @@
 //
 // The server tracks activity with an 8 s idle timeout: the kernel's `active` set learns the
 // subscriber's packets, and pcpd reads it only when an expiry, a delete or a short renewal
-// needs it. The server runs as on a host without netbase (no /etc/protocols, /etc/services):
-// its ruleset loads and its activity reads work without protocol names. Skipped, saying
-// why, where namespaces or nft are unavailable.
+// needs it (each queried endpoint over netlink, native/nft_elements.c). The server runs as
+// on a host without netbase (no /etc/protocols, /etc/services): its ruleset loads and its
+// activity reads work without protocol names. Skipped, saying why, where namespaces or nft
+// are unavailable.
 import { describe, expect, it } from "vitest";
 import * as W from "../../src/wire.generated.js";
 import { mapRequest, nonceOf, peerRequest } from "../helpers/packets.js";
@@ -159,5 +160,10 @@ describe("traffic-driven lifetimes through nftables (real traffic)", () => {
     const created = performance.now();
     await waitFor(() => !installed(7001), { timeout: 12_000 });
     expect(performance.now() - created).toBeLessThan(IDLE * 1000); // idle: not kept for an idle timeout
+  });
+
+  test("the reads above looked up each endpoint over netlink (the addon is built here), not by listing the set", async () => {
+    expect(server.log).toContain('"msg":"dataplane reconciled"');
+    expect(server.count("nft lists the whole active set")).toBe(0);
   });
 });
