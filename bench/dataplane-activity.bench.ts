@@ -6,20 +6,24 @@
 //
 //   - engine: expiring every mapping, with tracking (queries taken, answered from the
 //     traffic table, traffic-kept mappings re-filed) vs without (ended at once);
-//   - dataplane: one `nft -j list set` read of an `active` set holding the 10k endpoints
-//     (in a network namespace; skipped without root or nft), times the reads the run made.
+//   - dataplane: one read of an `active` set holding the 10k endpoints (in a network
+//     namespace; skipped without root or nft), times the reads the run made: nft listing
+//     the set (`nft -j list set`, the fallback) and the addon looking the 10k endpoints up
+//     over netlink (native/nft_elements.c, what the nftables backend uses).
 //
-// `npm run build` first; `tsx bench/dataplane-activity.bench.ts [mappings] [active]`.
-// Writes bench/results/dataplane-2026-12-04.json.
+// `npm run build` first; `tsx bench/dataplane-activity.bench.ts [mappings] [active] [name]`.
+// Writes bench/results/<name>.json (default dataplane-2026-12-04).
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import * as W from "../src/wire.generated.js";
 import { decodeRecords, type PacketEngine } from "../src/engine/packet-engine.js";
 import { parseActivity } from "../src/dataplane/nftables.js";
+import { ADDON_PATH } from "../src/io/native.js";
 import { engineConfig, engineFrom } from "../test/helpers/engine-config.js";
 
 const MAPPINGS = Number(process.argv[2] ?? 1_000_000);
 const ACTIVE = Number(process.argv[3] ?? 10_000);
+const NAME = process.argv[4] ?? "dataplane-2026-12-04";
 const PER_SUB = 16;
 const LIFETIME = 120;
 const IDLE = 120;
@@ -80,8 +84,35 @@ function expireAll(e: PacketEngine, at: number) {
   return { ms: performance.now() - t0, reads, queries, kept, left: Number(e.engineStats().mappings) };
 }
 
-/** One read of an `active` set holding ACTIVE endpoints, through nft in a scratch namespace (ms), or null. */
-function nftRead(): { ms: number; elements: number } | null {
+/** Endpoint n of the `active` set made below (udp . 10.x.y.z . 1024 + n % 16). */
+const activeEndpoint = (n: number) => ({ address: `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`, port: 1024 + (n % 16) });
+
+/** Median ms of 5 netlink reads of all ACTIVE endpoints by the addon, run inside the namespace; null without the addon. */
+function netlinkRead(ns: string): { ms: number; found: number } | null {
+  if (!fs.existsSync(ADDON_PATH)) return null;
+  const script = `
+    const a = require(${JSON.stringify(ADDON_PATH)});
+    const n = ${ACTIVE};
+    const keys = new Uint8Array(n * 12);
+    for (let i = 0; i < n; i++) {
+      const o = i * 12, port = 1024 + (i % 16);
+      keys.set([17, 0, 0, 0, 10, (i >> 16) & 255, (i >> 8) & 255, i & 255, port >> 8, port & 255], o);
+    }
+    const times = [];
+    let found = 0;
+    for (let r = 0; r < 5; r++) {
+      const t0 = performance.now();
+      const ms = a.nftElements(2, "b", "active", keys, 12);
+      times.push(performance.now() - t0);
+      found = ms.filter((x) => x >= 0).length;
+    }
+    times.sort((x, y) => x - y);
+    console.log(JSON.stringify({ ms: times[2], found }));`;
+  return JSON.parse(execFileSync("ip", ["netns", "exec", ns, process.execPath, "-e", script]).toString());
+}
+
+/** One read of an `active` set holding ACTIVE endpoints in a scratch namespace: nft's listing and the addon's netlink lookups (ms), or null. */
+function nftRead(): { ms: number; elements: number; netlink: { ms: number; found: number } | null } | null {
   const ns = "pdp-bench";
   try {
     execFileSync("ip", ["netns", "add", ns], { stdio: "ignore" });
@@ -93,8 +124,8 @@ function nftRead(): { ms: number; elements: number } | null {
     nft(["-f", "-"], "table ip b {\n set active {\n type inet_proto . ipv4_addr . inet_service\n flags dynamic, timeout\n size 16777216\n }\n}\n");
     for (let i = 0; i < ACTIVE; i += 5000) {
       const els = Array.from({ length: Math.min(5000, ACTIVE - i) }, (_, k) => {
-        const n = i + k;
-        return `udp . 10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255} . ${1024 + (n % 16)} timeout ${IDLE}s`;
+        const e = activeEndpoint(i + k);
+        return `udp . ${e.address} . ${e.port} timeout ${IDLE}s`;
       });
       nft(["-f", "-"], `add element ip b active { ${els.join(", ")} }\n`);
     }
@@ -106,7 +137,7 @@ function nftRead(): { ms: number; elements: number } | null {
       times.push(performance.now() - t0);
     }
     times.sort((a, b) => a - b);
-    return { ms: times[2], elements };
+    return { ms: times[2], elements, netlink: netlinkRead(ns) };
   } finally {
     execFileSync("ip", ["netns", "del", ns], { stdio: "ignore" });
   }
@@ -124,10 +155,14 @@ const result = {
   withoutTracking: { expireMs: Math.round(off.ms), ended: MAPPINGS - off.left },
   withTracking: { expireMs: Math.round(on.ms), queries: on.queries, engineReads: on.reads, keptByTraffic: on.kept, left: on.left },
   nftReadOfActiveSet: read ? { ms: Math.round(read.ms * 10) / 10, elements: read.elements } : "skipped (needs root, ip netns and nft)",
+  netlinkReadOfEveryActiveEndpoint: read?.netlink
+    ? { ms: Math.round(read.netlink.ms * 10) / 10, found: read.netlink.found, listingRatio: Math.round((read.ms / read.netlink.ms) * 10) / 10 }
+    : "skipped (needs root, ip netns, nft and the addon)",
   engineRatio: Math.round((on.ms / off.ms) * 100) / 100,
   totalRatioWithNftReads: read ? Math.round(((on.ms + on.reads * read.ms) / off.ms) * 100) / 100 : null,
+  totalRatioWithNetlinkReads: read?.netlink ? Math.round(((on.ms + on.reads * read.netlink.ms) / off.ms) * 100) / 100 : null,
   perDecisionMicroseconds: Math.round(((on.ms - off.ms) / on.queries) * 1000 * 100) / 100,
 };
 console.log(JSON.stringify(result, null, 2));
 fs.mkdirSync(new URL("results/", import.meta.url), { recursive: true });
-fs.writeFileSync(new URL("results/dataplane-2026-12-04.json", import.meta.url), `${JSON.stringify(result, null, 2)}\n`);
+fs.writeFileSync(new URL(`results/${NAME}.json`, import.meta.url), `${JSON.stringify(result, null, 2)}\n`);
