@@ -18,8 +18,10 @@
 #include <sys/time.h>
 
 #define ALIGN4(n) (((n) + 3u) & ~3u)
-// Requests per sendmsg (their answers are read before the next group goes out).
-#define GROUP 256
+// Requests per sendmsg. The kernel answers them all within that call, so every answer of a
+// group (a few hundred bytes of buffer each) must fit the receive buffer at once; they are
+// read before the next group goes out.
+#define GROUP 128
 #define NAME_MAX_LEN 256
 #define KEY_MAX_LEN 64
 
@@ -168,8 +170,8 @@ napi_value nft_elements(napi_env env, napi_callback_info info) {
   if (fd < 0) return throw_errno(env, "nftElements: netlink socket", errno);
   struct timeval timeout = {.tv_sec = 2};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  int rcvbuf = 1 << 20;
-  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+  int rcvbuf = 1 << 20; // beyond net.core.rmem_max with CAP_NET_ADMIN (which nftables needs anyway)
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
   // Room for a group of requests, and for the answers of one recv (elements are small).
   size_t request_room = NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(struct nfgenmsg)) + 2 * (NLA_HDRLEN + ALIGN4(NAME_MAX_LEN)) + 4 * NLA_HDRLEN + ALIGN4(KEY_MAX_LEN);
   size_t rx_size = 64 * 1024;
