@@ -43,9 +43,12 @@ class FakeBackend implements DataplaneBackend {
   async close() {}
 }
 
-function setup(maxBacklogBytes = 1 << 20) {
-  const e = engineFrom(engineConfig({ pool: { addresses: ["198.51.100.1"], blockSize: 64 } }), T0, { seed: 2n });
-  const backend = new FakeBackend();
+function setup(maxBacklogBytes = 1 << 20, ipv6 = false) {
+  const pool = ipv6 ? ["198.51.100.1", "2001:db8::1"] : ["198.51.100.1"];
+  const e = engineFrom(engineConfig({ pool: { addresses: pool, blockSize: 64 }, ...(ipv6 ? { subscribers: ["10.0.0.0/8", "2001:db8:1::/48"] } : {}) }), T0, {
+    seed: 2n,
+  });
+  const backend = ipv6 ? Object.assign(new FakeBackend(), { ipv6: true }) : new FakeBackend();
   const downs: boolean[] = [];
   const m = new DataplaneManager(
     backend,
@@ -209,6 +212,32 @@ describe("DataplaneManager: a backlog over dataplane.maxBacklogBytes", () => {
     await tick();
     expect(summary(backend.transactions.at(-1)!)).toEqual(["unmap 6/10.0.0.3:80"]);
     expect(m.stats().installed).toBe(24);
+    await m.close();
+  });
+
+  it("IPv6 mappings (kept apart from the IPv4 port table) are resynchronised the same way", async () => {
+    const t = setup(400, true);
+    const { e, backend, m, tick } = t;
+    const map6 = (i: number, lifetime = 600) =>
+      serveOne(e, mapRequest({ client: `2001:db8:1::${i}`, internalPort: 80, protocol: W.PROTO_TCP, lifetime, nonce: nonceOf(i), externalAddress: "::" }), T0, {
+        source: `2001:db8:1::${i}`,
+      });
+    for (let i = 1; i <= 3; i++) expect(map6(i).result).toBe(W.RESULT_SUCCESS);
+    e.drainEvents();
+    await m.start();
+    expect(m.stats().installed).toBe(3);
+    const loaded = backend.transactions.length;
+    overflow(t, () => {
+      map6(1, 0); // deleted…
+      e.expire(T0 + 121); // …and its port released
+      for (let i = 4; i <= 12; i++) map6(i);
+    });
+    expect(m.stats().backlogOverflows).toBe(1);
+    await tick();
+    const ops = summary(backend.transactions.slice(loaded).flat());
+    expect(ops.filter((o) => o.startsWith("unmap"))).toEqual(["unmap 6/2001:db8:1::1:80"]);
+    expect(ops.filter((o) => o.startsWith("map"))).toHaveLength(9);
+    expect(m.stats()).toMatchObject({ installed: 11, reconciliations: 2 });
     await m.close();
   });
 
