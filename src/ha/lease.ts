@@ -24,11 +24,13 @@
 //   answer was lost but which was applied is recognised (the KV holds our holder and term)
 //   and adopted, not taken for a loss: it extends the gate from the send of the first
 //   renewal on that CAS base still unanswered (the one applied was sent no earlier).
-// - When the connection comes back (reconnected()), a renewal goes at once beside one still
-//   in flight: that one was most likely sent on the lost connection and would only time out
-//   (ha.nats.timeoutMs), possibly past the gate. Both carry the same CAS base, so at most
-//   one is applied; the other's refusal is recognised as above, and a timeout of a renewal
-//   sent before one that succeeded is not a failure.
+// - A renewal still unanswered at the next tick of the renewal timer (every L/3; sent at
+//   least half an interval before) does not hold it up: the next renewal goes beside it;
+//   and when the connection comes back (reconnected()), one goes at once. The one in
+//   flight may have been lost (with the connection, or its answer) and would only time out
+//   (ha.nats.timeoutMs), possibly past the gate. They carry the same CAS base, so at most
+//   one is applied; the others' refusals are recognised as above, and a timeout of a
+//   renewal sent before one that succeeded is not a failure.
 // - The term is the KV revision of the write that took the lease: greater than any
 //   earlier revision, so terms only grow. The taking write carries term 0; the renewal
 //   sent right after it carries the term.
@@ -110,8 +112,9 @@ export class LeaseKeeper {
   private validUntil = 0n;
   private renewalError: string | undefined;
   private timer: NodeJS.Timeout | undefined;
-  /** The latest renewal not yet settled (the timer's renew() sends none beside it). */
+  /** The latest renewal not yet settled, and when it was sent (renew() sends none beside it for half an interval). */
   private inflight: Promise<void> | undefined;
+  private inflightSent = 0n;
   /** Every renewal not yet settled (abandon() waits for them all). */
   private readonly unsettled = new Set<Promise<void>>();
   /** Send time of the first renewal on the current CAS base (ownRevision) still unanswered. */
@@ -265,7 +268,7 @@ export class LeaseKeeper {
     this.renewalError = undefined;
     this.view = { value: { holder: this.o.node, term: 0 }, revision, seenNs: this.now() };
     this.extend(sent);
-    this.timer = setInterval(() => void this.renew(), Math.max(1, Math.floor(this.o.leaseMs / 3)));
+    this.timer = setInterval(() => void this.renew(), this.intervalMs());
     await this.renew(); // writes the term into the value
     return this.held ? revision : undefined;
   }
@@ -282,10 +285,19 @@ export class LeaseKeeper {
     return { holder: this.o.node, term: this.heldTerm, ...(this.takeover ? { takeover: this.takeover } : {}) };
   }
 
-  /** One renewal (none while another is in flight). */
+  private intervalMs(): number {
+    return Math.max(1, Math.floor(this.o.leaseMs / 3));
+  }
+
+  /**
+   * One renewal, unless one sent less than half a renewal interval ago is still in flight
+   * (a healthy one is answered in milliseconds; the timer's next tick, an interval later,
+   * sends beside one that was not).
+   */
   renew(): Promise<void> {
     if (!this.held || this.stopped) return Promise.resolve();
-    return this.inflight ?? this.sendRenewal();
+    if (this.inflight && (this.now() - this.inflightSent) * 2n < BigInt(this.intervalMs()) * MS) return this.inflight;
+    return this.sendRenewal();
   }
 
   /**
@@ -303,6 +315,7 @@ export class LeaseKeeper {
     });
     this.unsettled.add(renewal);
     this.inflight = renewal;
+    this.inflightSent = this.now();
     return renewal;
   }
 

@@ -256,6 +256,30 @@ describe.skipIf(skip)("lease keeper (real nats-server)", () => {
     expect(a.lost).toEqual([]);
   }, 20_000);
 
+  it("a renewal lost on a live connection (applied, its answer never comes) does not hold up the next tick's: the gate never passes", async () => {
+    const g = `lostanswer${groupNo++}`;
+    let net!: LossyKv;
+    const a = await node("a", g, { timeoutMs: 4 * LEASE }, (kv) => (net = lossyKv(kv)).kv);
+    expect(await a.keeper.acquire()).toBeGreaterThan(0);
+    net.next.mode = "unanswered";
+    await waitFor(() => net.lost.length === 1, { timeout: 2 * LEASE, interval: 5 });
+    const [lost] = net.lost;
+    // Until the lost renewal times out (4 leases), the gate stays ahead of now all along.
+    let samples = 0;
+    await waitFor(
+      () => {
+        expect(Atomics.load(a.gate, 0)).toBeGreaterThan(systemTime.monotonicNs());
+        expect(a.keeper.degraded()).toBe(false);
+        samples++;
+        return lost.settled;
+      },
+      { timeout: 10 * LEASE, interval: 20 },
+    );
+    expect(samples).toBeGreaterThan(50);
+    expect(a.keeper.degraded()).toBe(false);
+    expect(a.lost).toEqual([]);
+  }, 20_000);
+
   it("a closed connection makes the holder degraded and never lets a keeper take over", async () => {
     const g = `closed${groupNo++}`;
     const a = await node("a", g);
