@@ -66,8 +66,8 @@ export interface DataplaneStats {
   failures: number;
   consecutiveFailures: number;
   reconciliations: number;
-  /** Backlogs let go over maxBacklogBytes (each followed by a resynchronisation, counted in reconciliations). */
-  backlogOverflows: number;
+  /** Backlogs let go over maxBacklogBytes (each followed by a resynchronisation, counted in reconciliations; absent: older senders). */
+  backlogOverflows?: number;
   unsupported: number;
   lastError: string | null;
   /** Activity reads of the backend, and the queries they answered (traffic-driven lifetimes; absent: older senders). */

@@ -85,6 +85,7 @@ const RESULTS: { [M in Method]?: Results[M] } = {
       up: false,
       pendingKeys: 2,
       backlogBytes: 65536,
+      backlogOverflows: 1,
       installed: 7,
       transactions: 9,
       operations: 20,
@@ -345,7 +346,7 @@ describe("output", () => {
     expect(stats.code).toBe(0);
     expect(stats.stdout).toMatch(/^packets +42$/m);
     expect(stats.stdout).toMatch(
-      /^dataplane +nftables DOWN: 7 installed, 2 pending \(64 KiB of changes not yet decoded\), 9 transactions, 3 failures \(last: nft exited 1\)$/m,
+      /^dataplane +nftables DOWN: 7 installed, 2 pending \(64 KiB of changes not yet decoded\), 1 backlogs let go \(resynchronised\), 9 transactions, 3 failures \(last: nft exited 1\)$/m,
     );
     expect(stats.stdout).toMatch(/^mappingsCreated +5$/m);
     expect(stats.stdout).toMatch(/^SUCCESS +4$/m);

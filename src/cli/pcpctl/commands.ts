@@ -109,7 +109,7 @@ export const COMMANDS: Command[] = [
       const dp = stats.dataplane;
       if (dp)
         out(
-          `dataplane  ${dp.backend} ${dp.up ? "up" : "DOWN"}: ${dp.installed} installed, ${dp.pendingKeys} pending${dp.backlogBytes > 0 ? ` (${Math.ceil(dp.backlogBytes / 1024)} KiB of changes not yet decoded)` : ""}, ${dp.transactions} transactions, ${dp.failures} failures${dp.lastError ? ` (last: ${dp.lastError})` : ""}`,
+          `dataplane  ${dp.backend} ${dp.up ? "up" : "DOWN"}: ${dp.installed} installed, ${dp.pendingKeys} pending${dp.backlogBytes > 0 ? ` (${Math.ceil(dp.backlogBytes / 1024)} KiB of changes not yet decoded)` : ""}${dp.backlogOverflows ? `, ${dp.backlogOverflows} backlogs let go (resynchronised)` : ""}, ${dp.transactions} transactions, ${dp.failures} failures${dp.lastError ? ` (last: ${dp.lastError})` : ""}`,
         );
       out();
       printTable(
