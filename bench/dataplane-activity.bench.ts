@@ -9,7 +9,8 @@
 //   - dataplane: one read of an `active` set holding the 10k endpoints (in a network
 //     namespace; skipped without root or nft), times the reads the run made: nft listing
 //     the set (`nft -j list set`, the fallback) and the addon looking the 10k endpoints up
-//     over netlink (native/nft_elements.c, what the nftables backend uses).
+//     over netlink (native/nft_elements.c, what the nftables backend uses). The listing costs
+//     per element of the set and read, netlink per query: the totals charge each its way.
 //
 // `npm run build` first; `tsx bench/dataplane-activity.bench.ts [mappings] [active] [name]`.
 // Writes bench/results/<name>.json (default dataplane-2026-12-04).
@@ -156,11 +157,17 @@ const result = {
   withTracking: { expireMs: Math.round(on.ms), queries: on.queries, engineReads: on.reads, keptByTraffic: on.kept, left: on.left },
   nftReadOfActiveSet: read ? { ms: Math.round(read.ms * 10) / 10, elements: read.elements } : "skipped (needs root, ip netns and nft)",
   netlinkReadOfEveryActiveEndpoint: read?.netlink
-    ? { ms: Math.round(read.netlink.ms * 10) / 10, found: read.netlink.found, listingRatio: Math.round((read.ms / read.netlink.ms) * 10) / 10 }
+    ? {
+        ms: Math.round(read.netlink.ms * 10) / 10,
+        found: read.netlink.found,
+        microsecondsPerQuery: Math.round((read.netlink.ms / ACTIVE) * 1000 * 100) / 100,
+        listingRatio: Math.round((read.ms / read.netlink.ms) * 10) / 10,
+      }
     : "skipped (needs root, ip netns, nft and the addon)",
   engineRatio: Math.round((on.ms / off.ms) * 100) / 100,
   totalRatioWithNftReads: read ? Math.round(((on.ms + on.reads * read.ms) / off.ms) * 100) / 100 : null,
-  totalRatioWithNetlinkReads: read?.netlink ? Math.round(((on.ms + on.reads * read.netlink.ms) / off.ms) * 100) / 100 : null,
+  // Netlink costs per query (every decision's endpoint looked up), the listing per element of the set per read.
+  totalRatioWithNetlinkReads: read?.netlink ? Math.round(((on.ms + (on.queries * read.netlink.ms) / ACTIVE) / off.ms) * 100) / 100 : null,
   perDecisionMicroseconds: Math.round(((on.ms - off.ms) / on.queries) * 1000 * 100) / 100,
 };
 console.log(JSON.stringify(result, null, 2));
