@@ -49,6 +49,11 @@ export class ConnectionState {
   connected(): boolean {
     return this.get() === "connected";
   }
+
+  /** The name of the server the connection is on, while connected. */
+  server(): string | undefined {
+    return this.connected() ? this.nc.info?.server_name : undefined;
+  }
 }
 
 /**

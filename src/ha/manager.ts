@@ -448,7 +448,8 @@ export class HaManager implements HaController {
 
   async status(): Promise<HaStatus> {
     const groups = await Promise.all(this.groups.map((g) => this.groupStatus(g)));
-    return { node: this.node, cluster: this.o.config.ha.cluster, nats: this.o.connection.get(), groups };
+    const natsServer = this.o.connection.server();
+    return { node: this.node, cluster: this.o.config.ha.cluster, nats: this.o.connection.get(), ...(natsServer ? { natsServer } : {}), groups };
   }
 
   private async groupStatus(g: Group): Promise<HaGroupStatus> {

@@ -53,6 +53,8 @@ export interface HaStatus {
   cluster: string;
   /** This node's NATS connection. */
   nats: "connected" | "reconnecting" | "disconnected";
+  /** The NATS server it is connected to (its server_name), while connected. */
+  natsServer?: string;
   groups: HaGroupStatus[];
 }
 

@@ -109,7 +109,7 @@ describe.skipIf(skip)("HA operations on two real nodes and a real nats-server", 
     await waitFor(async () => (await role(a, "east")) === "active" && (await role(b, "west")) === "active", { timeout: 20_000, interval: 50 });
 
     const status = await a.client.call("ha.status", {});
-    expect(status).toMatchObject({ node: "nA", cluster: "ops", nats: "connected" });
+    expect(status).toMatchObject({ node: "nA", cluster: "ops", nats: "connected", natsServer: nats.nodes[0].name });
     expect(status.groups.map((g) => [g.name, g.role, g.holder, g.shards])).toEqual([
       ["east", "active", "nA", [0]],
       ["west", "standby", "nB", [1]],
@@ -129,6 +129,7 @@ describe.skipIf(skip)("HA operations on two real nodes and a real nats-server", 
     expect(Number(sample("pcpd_ha_term", { group: "east" }))).toBeGreaterThan(0);
 
     const table = await pcpctl(b, ["ha", "status"]);
+    expect(table.stdout).toMatch(new RegExp(`^nats +connected \\(server ${nats.nodes[0].name}\\)$`, "m"));
     expect(table.stdout).toMatch(/^east +standby +nA /m);
     expect(table.stdout).toMatch(/^west +active +nB /m);
 

@@ -469,6 +469,51 @@ describe.sequential("HA: active/standby groups on NATS JetStream (namespaces, re
     await nats!.jetStreamReady();
   }, 150_000);
 
+  it("loss of the NATS server under the active's own connection: it reconnects and renews at once, the group is served throughout", async (ctx) => {
+    if (skip) return ctx.skip(skip);
+    let before = await activeFor("a");
+    let server = (await nodes[before].call("ha.status")).natsServer as string;
+    expect(server, "ha.status natsServer").toMatch(/^n\d$/);
+    // The lease bucket's leader elsewhere (its election would stall renewals: a different case).
+    const nc = await connect({ servers: nats!.urls, timeout: 2000 });
+    try {
+      const jsm = await jetstreamManager(nc);
+      const bucketLeader = async () => (await jsm.streams.info("KV_PCPD_pha_leases")).cluster?.leader;
+      if ((await bucketLeader()) === server) {
+        await nc.request("$JS.API.STREAM.LEADER.STEPDOWN.KV_PCPD_pha_leases", undefined, { timeout: 5000 });
+        await waitFor(async () => ![undefined, server].includes(await bucketLeader().catch(() => undefined)), { timeout: 20_000, interval: 200 });
+        before = await activeFor("a");
+        server = (await nodes[before].call("ha.status")).natsServer as string;
+      }
+    } finally {
+      await nc.close();
+    }
+    const killed = nats!.nodes.find((s) => s.name === server)!;
+    const drops = async () => (await nodes[before].group("a")).replication.reduce((n, r) => n + r.gateDrops, 0);
+    const dropsBefore = await drops();
+    const capture = await captureReplies(CLIENT_NS, DEV, join(dir, "own-server.pcap"));
+    const from = client!.events.length;
+    const { plain, checkpoint } = loadOn("a", 800_000);
+    await waitFor(() => ackedBefore([plain], monoMs() - HORIZON_MS).length >= 1000, { timeout: 30_000, interval: 20 });
+    const killedAt = monoMs();
+    await killed.kill("SIGKILL");
+    await acksAfter(plain, killedAt, 300, 40_000);
+    await acksAfter(checkpoint, killedAt, 50, 40_000);
+    await Promise.all([plain.stop(), checkpoint.stop()]);
+    expect(
+      nodes[before].logs.some((l) => l.msg === "ha: NATS reconnecting" && l.seenAt >= killedAt),
+      `${before} lost its connection to ${server}`,
+    ).toBe(true);
+    // Renewed as soon as it had reconnected, not after the lost renewal's timeout: never degraded.
+    expect([await activeFor("a"), (await drops()) - dropsBefore], "the active and its gate drops").toEqual([before, 0]);
+    expect(nodes[before].logs.filter((l) => l.seenAt >= killedAt && String(l.msg).startsWith("ha: group a degraded"))).toEqual([]);
+    expect(await notServed("a", ackedBefore([plain], killedAt - HORIZON_MS), killedAt)).toEqual([]);
+    expect(await notServed("a", checkpointedBefore(checkpoint, killedAt), killedAt), "CHECKPOINT_REQUIRED: zero loss").toEqual([]);
+    expectConsistent([plain, checkpoint], from, await capture.stop());
+    await killed.start();
+    await nats!.jetStreamReady();
+  }, 150_000);
+
   it("a takeover without the whole history resets the Epoch: the client's check flags it and the client re-creates its mappings", async (ctx) => {
     if (skip) return ctx.skip(skip);
     const active = await activeFor("a");

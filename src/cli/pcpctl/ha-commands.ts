@@ -27,7 +27,7 @@ export function printHaStatus(s: HaStatus): void {
   printPairs([
     ["node", s.node],
     ["cluster", s.cluster],
-    ["nats", s.nats],
+    ["nats", s.natsServer ? `${s.nats} (server ${s.natsServer})` : s.nats],
   ]);
   if (s.groups.length === 0) return;
   out();
