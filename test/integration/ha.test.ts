@@ -21,7 +21,7 @@ import { join } from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { NatsCluster } from "../helpers/nats.js";
+import type { NatsCluster, NatsNode } from "../helpers/nats.js";
 import {
   CLIENT_ADDRESS,
   CLIENT_NS,
@@ -166,6 +166,32 @@ function expectConsistent(loads: Load[], fromEvent: number, frames: Awaited<Retu
   const badEpoch = loads.flatMap((l) => [...l.acks.values()]).filter((a) => !a.epochOk);
   expect(badEpoch.slice(0, 5), "replies failing the §8.5 Epoch check").toEqual([]);
   expect(doubleAnswers(frames).slice(0, 5), `requests answered by two nodes${context}`).toEqual([]);
+}
+
+/** Gate drops of group a's shards on node `n` so far. */
+const gateDrops = async (n: NodeName) => (await nodes[n].group("a")).replication.reduce((sum, r) => sum + r.gateDrops, 0);
+
+/**
+ * Group a under load from mapping `from` while the NATS server `killed` is killed; `during`
+ * checks the moment once the load has stopped; then what every loss of a NATS server must
+ * leave (nothing acknowledged lost, Epoch and capture consistent), and the server back.
+ */
+async function natsServerLost(killed: NatsNode, from: number, pcap: string, during: (killedAt: number, loads: Load[]) => Promise<void>): Promise<void> {
+  const capture = await captureReplies(CLIENT_NS, DEV, join(dir, pcap));
+  const fromEvent = client!.events.length;
+  const { plain, checkpoint } = loadOn("a", from);
+  await waitFor(() => ackedBefore([plain], monoMs() - HORIZON_MS).length >= 1000, { timeout: 30_000, interval: 20 });
+  const killedAt = monoMs();
+  await killed.kill("SIGKILL");
+  await acksAfter(plain, killedAt, 300, 40_000);
+  await acksAfter(checkpoint, killedAt, 50, 40_000);
+  await Promise.all([plain.stop(), checkpoint.stop()]);
+  await during(killedAt, [plain, checkpoint]);
+  expect(await notServed("a", ackedBefore([plain], killedAt - HORIZON_MS), killedAt)).toEqual([]);
+  expect(await notServed("a", checkpointedBefore(checkpoint, killedAt), killedAt), "CHECKPOINT_REQUIRED: zero loss").toEqual([]);
+  expectConsistent([plain, checkpoint], fromEvent, await capture.stop());
+  await killed.start();
+  await nats!.jetStreamReady();
 }
 
 /** Each node's view of both groups and its last log lines: what a failed wait prints. */
@@ -437,36 +463,22 @@ describe.sequential("HA: active/standby groups on NATS JetStream (namespaces, re
     const server = nats!.nodes.find((s) => s.name === leader);
     expect(server, `stream leader ${leader}`).toBeDefined();
     const before = await activeFor("a");
-    const drops = async () => (await nodes[before].group("a")).replication.reduce((n, r) => n + r.gateDrops, 0);
-    const dropsBefore = await drops();
-    const capture = await captureReplies(CLIENT_NS, DEV, join(dir, "leader.pcap"));
-    const from = client!.events.length;
-    const { plain, checkpoint } = loadOn("a", 200_000);
-    await waitFor(() => ackedBefore([plain], monoMs() - HORIZON_MS).length >= 1000, { timeout: 30_000, interval: 20 });
-    const killedAt = monoMs();
-    await server!.kill("SIGKILL");
-    await acksAfter(plain, killedAt, 300, 40_000);
-    await acksAfter(checkpoint, killedAt, 50, 40_000);
-    await Promise.all([plain.stop(), checkpoint.stop()]);
-    const active = await activeFor("a");
-    const dropped = active === before ? (await drops()) - dropsBefore : undefined;
-    const reconnected = nodes[before].logs.some((l) => l.msg === "ha: NATS reconnecting" && l.seenAt >= killedAt);
-    console.log(
-      `stream leader ${leader} killed (lease bucket's leader ${leaseLeader}): group a served by ${active} (before: ${before}, gate drops ${dropped}${reconnected ? ", its connection was on the killed server" : ""}), ${plain.acks.size} + ${checkpoint.acks.size} acknowledged`,
-    );
-    // The lease bucket kept its leader: the lease was renewed throughout, so the active kept
-    // answering (only check-pointed replies waited for the stream). Had the active been
-    // connected to the killed server, it renewed as soon as it had reconnected, not after the
-    // lost renewal's timeout. Had the bucket lost its leader too, renewals fail for its
-    // election: longer than lease − margin, the active legitimately stops answering, or a
-    // standby takes over (docs/ha.md, Degraded mode).
-    if (leaseLeader !== leader) expect([active, dropped], "the active and its gate drops").toEqual([before, 0]);
-
-    expect(await notServed("a", ackedBefore([plain], killedAt - HORIZON_MS), killedAt)).toEqual([]);
-    expect(await notServed("a", checkpointedBefore(checkpoint, killedAt), killedAt), "CHECKPOINT_REQUIRED: zero loss").toEqual([]);
-    expectConsistent([plain, checkpoint], from, await capture.stop());
-    await server!.start();
-    await nats!.jetStreamReady();
+    const dropsBefore = await gateDrops(before);
+    await natsServerLost(server!, 200_000, "leader.pcap", async (killedAt, [plain, checkpoint]) => {
+      const active = await activeFor("a");
+      const dropped = active === before ? (await gateDrops(before)) - dropsBefore : undefined;
+      const reconnected = nodes[before].logs.some((l) => l.msg === "ha: NATS reconnecting" && l.seenAt >= killedAt);
+      console.log(
+        `stream leader ${leader} killed (lease bucket's leader ${leaseLeader}): group a served by ${active} (before: ${before}, gate drops ${dropped}${reconnected ? ", its connection was on the killed server" : ""}), ${plain.acks.size} + ${checkpoint.acks.size} acknowledged`,
+      );
+      // The lease bucket kept its leader: the lease was renewed throughout, so the active kept
+      // answering (only check-pointed replies waited for the stream). Had the active been
+      // connected to the killed server, it renewed as soon as it had reconnected, not after
+      // the lost renewal's timeout. Had the bucket lost its leader too, renewals fail for its
+      // election: longer than lease − margin, the active legitimately stops answering, or a
+      // standby takes over (docs/ha.md, Degraded mode).
+      if (leaseLeader !== leader) expect([active, dropped], "the active and its gate drops").toEqual([before, 0]);
+    });
   }, 150_000);
 
   it("loss of the NATS server under the active's own connection: it reconnects and renews at once, the group is served throughout", async (ctx) => {
@@ -488,30 +500,16 @@ describe.sequential("HA: active/standby groups on NATS JetStream (namespaces, re
     } finally {
       await nc.close();
     }
-    const killed = nats!.nodes.find((s) => s.name === server)!;
-    const drops = async () => (await nodes[before].group("a")).replication.reduce((n, r) => n + r.gateDrops, 0);
-    const dropsBefore = await drops();
-    const capture = await captureReplies(CLIENT_NS, DEV, join(dir, "own-server.pcap"));
-    const from = client!.events.length;
-    const { plain, checkpoint } = loadOn("a", 800_000);
-    await waitFor(() => ackedBefore([plain], monoMs() - HORIZON_MS).length >= 1000, { timeout: 30_000, interval: 20 });
-    const killedAt = monoMs();
-    await killed.kill("SIGKILL");
-    await acksAfter(plain, killedAt, 300, 40_000);
-    await acksAfter(checkpoint, killedAt, 50, 40_000);
-    await Promise.all([plain.stop(), checkpoint.stop()]);
-    expect(
-      nodes[before].logs.some((l) => l.msg === "ha: NATS reconnecting" && l.seenAt >= killedAt),
-      `${before} lost its connection to ${server}`,
-    ).toBe(true);
-    // Renewed as soon as it had reconnected, not after the lost renewal's timeout: never degraded.
-    expect([await activeFor("a"), (await drops()) - dropsBefore], "the active and its gate drops").toEqual([before, 0]);
-    expect(nodes[before].logs.filter((l) => l.seenAt >= killedAt && String(l.msg).startsWith("ha: group a degraded"))).toEqual([]);
-    expect(await notServed("a", ackedBefore([plain], killedAt - HORIZON_MS), killedAt)).toEqual([]);
-    expect(await notServed("a", checkpointedBefore(checkpoint, killedAt), killedAt), "CHECKPOINT_REQUIRED: zero loss").toEqual([]);
-    expectConsistent([plain, checkpoint], from, await capture.stop());
-    await killed.start();
-    await nats!.jetStreamReady();
+    const dropsBefore = await gateDrops(before);
+    await natsServerLost(nats!.nodes.find((s) => s.name === server)!, 800_000, "own-server.pcap", async (killedAt) => {
+      expect(
+        nodes[before].logs.some((l) => l.msg === "ha: NATS reconnecting" && l.seenAt >= killedAt),
+        `${before} lost its connection to ${server}`,
+      ).toBe(true);
+      // Renewed as soon as it had reconnected, not after the lost renewal's timeout: never degraded.
+      expect([await activeFor("a"), (await gateDrops(before)) - dropsBefore], "the active and its gate drops").toEqual([before, 0]);
+      expect(nodes[before].logs.filter((l) => l.seenAt >= killedAt && String(l.msg).startsWith("ha: group a degraded"))).toEqual([]);
+    });
   }, 150_000);
 
   it("a takeover without the whole history resets the Epoch: the client's check flags it and the client re-creates its mappings", async (ctx) => {
