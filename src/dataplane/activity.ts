@@ -22,9 +22,9 @@ export type ActivitySource = (queries: ActivityQuery[]) => Promise<number[]>;
 
 /**
  * Coalesces the queries of every shard that arrive within one turn of the event loop into
- * one backend read (a read costs about the same for one key or many: nftables lists the
- * whole set). One read at a time: queries arriving while one runs wait for the next, which
- * answers them all, so a slow read (a large set) is never run several times side by side.
+ * one backend read (an nftables listing costs the same for one key or many; an event-stream
+ * consumer answers one notification). One read at a time: queries arriving while one runs
+ * wait for the next, which answers them all, so a slow read is never run side by side.
  */
 export class ActivityBatcher {
   private waiting: { queries: ActivityQuery[]; resolve: (r: number[]) => void; reject: (e: Error) => void }[] = [];
