@@ -2,16 +2,21 @@
 // by scripts/test-deps.sh): one node or a cluster with JetStream, on loopback or inside a
 // network namespace the test made. Each node can be killed, frozen and started again on its
 // own store, as the failure scenarios need. Ready means: every node said so and JetStream
-// answers an account-info request (in a cluster: a metadata leader was elected).
+// answers an account-info request; in a cluster, also that a stream can be placed on every
+// running node (a metadata leader just elected may not know all its peers yet and answers
+// "no suitable peers for placement").
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect } from "@nats-io/transport-node";
-import { jetstreamManager } from "@nats-io/jetstream";
+import { jetstreamManager, StorageType } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import { connectNats, leaseBucket } from "../../src/replication/nats.js";
 import { waitFor } from "./wait.js";
+
+/** The stream jetStreamReady places on every node and deletes again. */
+const PROBE = "PCPD_TEST_READY_PROBE";
 
 export const NATS_SERVER = ["/usr/sbin/nats-server", "/usr/bin/nats-server"].find((p) => fs.existsSync(p));
 
@@ -34,7 +39,7 @@ export interface NatsNode {
 export interface NatsCluster {
   nodes: NatsNode[];
   urls: string[];
-  /** Resolves once JetStream answers through `urls` (a metadata leader exists), or rejects at the deadline. */
+  /** Resolves once JetStream answers through `urls` and (a cluster) places a stream on every running node, or rejects at the deadline. */
   jetStreamReady(timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
 }
@@ -109,17 +114,25 @@ export async function startNatsCluster(o: NatsClusterOptions): Promise<NatsClust
     urls: nodes.map((n) => n.url),
     async jetStreamReady(timeoutMs = 20_000) {
       const nc = await connect({ servers: cluster.urls, timeout: 1000 });
+      const running = nodes.filter((n) => n.process).length;
+      let last = "";
       try {
         await waitFor(
           async () => {
             try {
-              await (await jetstreamManager(nc, { timeout: 1000 })).getAccountInfo();
+              const jsm = await jetstreamManager(nc, { timeout: 1000 });
+              await jsm.getAccountInfo();
+              if (running > 1) {
+                await jsm.streams.add({ name: PROBE, subjects: [PROBE.toLowerCase()], num_replicas: running, storage: StorageType.Memory });
+                await jsm.streams.delete(PROBE);
+              }
               return true;
-            } catch {
+            } catch (e) {
+              last = (e as Error).message;
               return false;
             }
           },
-          { timeout: timeoutMs, interval: 100 },
+          { timeout: timeoutMs, interval: 100, message: () => `JetStream not ready: ${last}` },
         );
       } finally {
         await nc.close();
