@@ -221,8 +221,8 @@ export async function startServer(
     if (!stream && activity) {
       // Activity read element by element over netlink (O(queries)), else by listing the set.
       const addon = loadAddon(process.env, "nftElements");
-      readElements = typeof addon === "string" ? undefined : addon.nftElements;
-      if (typeof addon === "string") log.warn({ reason: addon }, "dataplane activity: nft lists the whole active set for every read (about 40 µs per element)");
+      if (typeof addon !== "string") readElements = addon.nftElements;
+      else log.warn({ reason: addon }, "dataplane activity: nft lists the whole active set for every read (about 40 µs per element)");
     }
     const backend = stream ?? new NftablesBackend({ table: c.dataplane.table, activity, subscribers6, readElements });
     const dp = new DataplaneManager(

@@ -73,6 +73,14 @@ describe.skipIf(skip)("lease keeper (real nats-server)", () => {
     return n;
   }
 
+  /** The holder of a new group's lease, whose KV loses the updates `net.next` names (test/helpers/lossy-kv.ts). */
+  async function lossyHolder(group: string, over: Partial<LeaseKeeperOptions>): Promise<Node & { net: LossyKv }> {
+    let net!: LossyKv;
+    const a = await node("a", group, over, (kv) => (net = lossyKv(kv)).kv);
+    expect(await a.keeper.acquire()).toBeGreaterThan(0);
+    return { ...a, net };
+  }
+
   it("lets exactly one of two racing keepers take a vacant lease; its renewals keep it and advance its gate", async () => {
     const g = `race${groupNo++}`;
     const [a, b] = await Promise.all([node("a", g), node("b", g)]);
@@ -214,11 +222,9 @@ describe.skipIf(skip)("lease keeper (real nats-server)", () => {
   }, 30_000);
 
   it("reconnected(): a renewal goes at once beside one lost with the old connection; that one's timeout is no failure", async () => {
-    const g = `reconnect${groupNo++}`;
-    let net!: LossyKv;
     // A long lease: the timer renews once at the acquisition, then not within this test.
-    const a = await node("a", g, { leaseMs: 60_000, timeoutMs: 4000 }, (kv) => (net = lossyKv(kv)).kv);
-    expect(await a.keeper.acquire()).toBeGreaterThan(0);
+    const a = await lossyHolder(`reconnect${groupNo++}`, { leaseMs: 60_000, timeoutMs: 4000 });
+    const { net } = a;
     const before = Atomics.load(a.gate, 0);
     net.next.mode = "unsent";
     void a.keeper.renew();
@@ -234,11 +240,9 @@ describe.skipIf(skip)("lease keeper (real nats-server)", () => {
   }, 20_000);
 
   it("a renewal applied with its answer lost: the next one's refusal adopts it and moves the gate from its send", async () => {
-    const g = `unanswered${groupNo++}`;
-    let net!: LossyKv;
     const leaseMs = 60_000;
-    const a = await node("a", g, { leaseMs, timeoutMs: 4000 }, (kv) => (net = lossyKv(kv)).kv);
-    expect(await a.keeper.acquire()).toBeGreaterThan(0);
+    const a = await lossyHolder(`unanswered${groupNo++}`, { leaseMs, timeoutMs: 4000 });
+    const { net } = a;
     const before = Atomics.load(a.gate, 0);
     net.next.mode = "unanswered";
     void a.keeper.renew();
@@ -257,10 +261,8 @@ describe.skipIf(skip)("lease keeper (real nats-server)", () => {
   }, 20_000);
 
   it("a renewal lost on a live connection (applied, its answer never comes) does not hold up the next tick's: the gate never passes", async () => {
-    const g = `lostanswer${groupNo++}`;
-    let net!: LossyKv;
-    const a = await node("a", g, { timeoutMs: 4 * LEASE }, (kv) => (net = lossyKv(kv)).kv);
-    expect(await a.keeper.acquire()).toBeGreaterThan(0);
+    const a = await lossyHolder(`lostanswer${groupNo++}`, { timeoutMs: 4 * LEASE });
+    const { net } = a;
     net.next.mode = "unanswered";
     await waitFor(() => net.lost.length === 1, { timeout: 2 * LEASE, interval: 5 });
     const [lost] = net.lost;
