@@ -257,6 +257,7 @@ export const SCRATCH_SIZE: u32 = 80; // ≥ EVENT_SIZE (describeMapping)
 export const PREFIX64_OPTIONS_CAP: u32 = 512; // bytes of configured PREFIX64 options (codec)
 export const PORT_SET_LIMIT: u32 = 1024; // largest PORT_SET granted [RFC 7753] (pcp.portSet.maxSize ≤ this)
 export const REALM_ID_MAX: u32 = 16; // THIRD_PARTY_ID bytes a realm identifier may have [RFC 7843] (longer: UNSUPP_THIRD_PARTY_ID_LENGTH)
+export const REQUESTERS_SHARED: u32 = 254; // THIRD_PARTY requesters kept once for all the mappings they speak for (assembly/requesters.ts)
 export const STATIC_MIRRORS_MAX: u32 = 65536; // other shards' static mappings this shard answers for (src/server/static-mirrors.ts)
 export const DESCRIPTION_STORED_MAX: u32 = 128; // bytes of DESCRIPTION text kept per mapping [7220 §3: at least 128]
 

@@ -23,7 +23,7 @@ import * as W from "./wire";
 import * as A from "./abi";
 import { now, setNow } from "./clock";
 import { activityIdleTcp, activityIdleUdp, activityWait } from "./config";
-import { M_EXTERNAL_PORT, M_FILTER_COUNT, M_FLAGS, M_MAP_EXPIRY, M_OUT_EXPIRY, M_PROTOCOL } from "./layout";
+import { M_EXTERNAL_PORT, M_FILTERS, M_FLAGS, M_MAP_EXPIRY, M_OUT_EXPIRY, M_PROTOCOL } from "./layout";
 import { mappings } from "./tables";
 import { describeInto, emit } from "./events";
 import { wheelLink, wheelUnlink } from "./wheel";
@@ -118,7 +118,7 @@ function keepImplicit(m: u32, until: u32): void {
   if (inboundEnded) {
     next &= ~(A.MAPF_INBOUND | A.MAPF_PREFER_FAILURE);
     store<u32>(r + M_MAP_EXPIRY, 0);
-    if (load<u8>(r + M_FILTER_COUNT) != 0) freeFilters(r);
+    if (load<u32>(r + M_FILTERS) != 0) freeFilters(r);
   }
   store<u8>(r + M_FLAGS, <u8>next);
   store<u32>(r + M_OUT_EXPIRY, until);

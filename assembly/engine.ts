@@ -21,7 +21,7 @@ import { fail, internalAddress } from "./request";
 import { handleMap } from "./map";
 import { handlePeer } from "./peer";
 import { handleNatPmp } from "./natpmp";
-import { requesters } from "./requesters";
+import { ownRequesterLine } from "./requesters";
 
 /** The largest single allocation of the stub runtime, and what a 4 GiB memory leaves for tables. */
 const MAX_REGION: u64 = (1 << 30) - 64;
@@ -119,20 +119,18 @@ const stageAddr2 = memory.data(<i32>A.SLOT_COUNT << 2, 64);
 /**
  * Warms the cache for a batch in short stages, each one or two independent loads per
  * datagram: (1) the index line at the key's home, (2) the candidate mapping record (the
- * first entry with the key's fingerprint; its line) and, for a request with THIRD_PARTY,
- * the requester table's index line for that mapping, (3) that mapping's subscriber record
- * and the requester entry the index line names. Loads of one stage do not depend on each
- * other, so the misses of the 256 datagrams overlap. Each stage first computes its
- * addresses (hashing, probing lines already warm), then loads them in a loop of loads
- * alone: WebAssembly has no prefetch instruction, a load that misses holds the core's
- * reorder window until it returns, and a loop body of a load and an add lets many more
- * loads into that window than one that also hashes and probes (which kept only a few
- * misses in flight). A candidate is not verified here (a fingerprint collision only warms
- * a line for nothing); the handlers verify every key. At millions of mappings every lookup
- * misses the cache; this is what keeps the batch path fast there. The requester lines:
- * every renewal through a THIRD_PARTY proxy (an AFTR speaking for its subscribers) looks
- * its mapping's requester up [6887 §13.1] — two more misses per request, in series, that
- * the end-to-end bench (bench/e2e-targets.bench.ts) found unwarmed.
+ * first entry with the key's fingerprint; its line), (3) that mapping's subscriber record
+ * and, for a request with THIRD_PARTY whose mapping keeps its requester in the side table
+ * (requesters.ts: not one of the shared ones), that table's index line. Loads of one
+ * stage do not depend on each other, so the misses of the 256 datagrams overlap. Each
+ * stage first computes its addresses (hashing, probing lines already warm), then loads
+ * them in a loop of loads alone: WebAssembly has no prefetch instruction, a load that
+ * misses holds the core's reorder window until it returns, and a loop body of a load and
+ * an add lets many more loads into that window than one that also hashes and probes
+ * (which kept only a few misses in flight). A candidate is not verified here (a
+ * fingerprint collision only warms a line for nothing); the handlers verify every key. At
+ * millions of mappings every lookup misses the cache; this is what keeps the batch path
+ * fast there.
  */
 function prefetch(first: u32, end: u32): void {
   const base = slotsBase();
@@ -154,24 +152,27 @@ function prefetch(first: u32, end: u32): void {
     const fp = load<u32>(stageFp + (<usize>i << 2));
     let m: u32 = 0;
     let at: usize = 0;
-    let requester: usize = 0;
     if (fp != 0) {
       const p = internalIndex.first(fp);
       if (p >= 0) {
         m = internalIndex.recordAt(p);
         at = mappings.at(m) + M_SUB;
-        if (load<u32>(base + <usize>i * A.SLOT_SIZE + A.SLOT_OPTIONS) & A.OPTBIT_THIRD_PARTY) requester = requesters.indexLine(m);
       }
     }
     store<u32>(stageRecord + (<usize>i << 2), m);
     store<u32>(stageAddr + (<usize>i << 2), at);
-    store<u32>(stageAddr2 + (<usize>i << 2), requester);
   }
   acc += warm(first, end);
   for (let i = first; i < end; i++) {
     const m = load<u32>(stageRecord + (<usize>i << 2));
-    store<u32>(stageAddr + (<usize>i << 2), m != 0 ? subscribers.at(load<u32>(mappings.at(m) + M_SUB)) + S_ADDR : 0);
-    if (load<u32>(stageAddr2 + (<usize>i << 2)) != 0) store<u32>(stageAddr2 + (<usize>i << 2), requesters.firstEntry(m));
+    let sub: usize = 0;
+    let requester: usize = 0;
+    if (m != 0) {
+      sub = subscribers.at(load<u32>(mappings.at(m) + M_SUB)) + S_ADDR;
+      if (load<u32>(base + <usize>i * A.SLOT_SIZE + A.SLOT_OPTIONS) & A.OPTBIT_THIRD_PARTY) requester = ownRequesterLine(m);
+    }
+    store<u32>(stageAddr + (<usize>i << 2), sub);
+    store<u32>(stageAddr2 + (<usize>i << 2), requester);
   }
   acc += warm(first, end);
   touched += acc; // keeps the loads

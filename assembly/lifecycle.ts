@@ -6,7 +6,7 @@ import * as A from "./abi";
 import { copy12, copy16 } from "./bytes";
 import { holdDown } from "./config";
 import { now } from "./clock";
-import { F_ADDR, F_NEXT, F_PORT, F_PREFIX, M_CLIENT_PORT, M_EXTERNAL_PORT, M_FAMILY, M_FILTERS, M_FILTER_COUNT, M_FLAGS, M_INTERNAL_PORT, M_MAP_EXPIRY, M_NONCE, M_OUT_EXPIRY, M_PEERS, M_POOL, M_PROTOCOL, M_SUB, M_SUB_NEXT, M_SUB_PREV, P_MAPPING, P_NEXT, P_REMOTE_ADDR, P_REMOTE_PORT, S_HELD, S_LIST, S_MAPPINGS } from "./layout";
+import { F_ADDR, F_NEXT, F_PORT, F_PREFIX, M_CLIENT_PORT, M_EXTERNAL_PORT, M_FAMILY, M_FILTERS, M_FLAGS, M_INTERNAL_PORT, M_MAP_EXPIRY, M_NONCE, M_OUT_EXPIRY, M_PEERS, M_POOL, M_PROTOCOL, M_SUB, M_SUB_NEXT, M_SUB_PREV, P_MAPPING, P_NEXT, P_REMOTE_ADDR, P_REMOTE_PORT, S_HELD, S_LIST, S_MAPPINGS } from "./layout";
 import { externalIndex, filters, internalIndex, mappings, peers, statAdd, subscribers } from "./tables";
 import { blockOf, releaseBlockIfUnused, usageAdd } from "./pool";
 import { effectiveExpiry, wheelLink, wheelUnlink } from "./wheel";
@@ -14,7 +14,7 @@ import { externalKey, freeSubscriberIfEmpty, peerFp, recordFp } from "./lookup";
 import { descriptions } from "./descriptions";
 import { clearCheckpoint } from "./checkpoint";
 import { emit } from "./events";
-import { requesters } from "./requesters";
+import { dropRequester } from "./requesters";
 import { activityForget, expiryWaits } from "./activity";
 
 /** Creates a live mapping record on an external port already checked to be free. */
@@ -68,7 +68,13 @@ export function freeFilters(r: usize): void {
     f = next;
   }
   store<u32>(r + M_FILTERS, 0);
-  store<u8>(r + M_FILTER_COUNT, 0);
+}
+
+/** How many FILTERs mapping record `r` has. */
+export function filterCount(r: usize): u32 {
+  let n: u32 = 0;
+  for (let f = load<u32>(r + M_FILTERS); f != 0; f = load<u32>(filters.at(f) + F_NEXT)) n++;
+  return n;
 }
 
 export function freePeers(m: u32): void {
@@ -93,7 +99,6 @@ export function addFilter(r: usize, prefix: u32, port: u32, addr: usize): void {
   copy16(fr + F_ADDR, addr);
   store<u32>(fr + F_NEXT, load<u32>(r + M_FILTERS));
   store<u32>(r + M_FILTERS, f);
-  store<u8>(r + M_FILTER_COUNT, load<u8>(r + M_FILTER_COUNT) + 1);
   statAdd(A.STATS_FILTERS, 1);
 }
 
@@ -123,7 +128,7 @@ export function endMapping(m: u32, kind: u8, hold: bool = true): void {
   freeFilters(r);
   freePeers(m);
   descriptions.drop(m);
-  requesters.drop(m);
+  dropRequester(m);
   clearCheckpoint(m);
   wheelUnlink(m);
   const s = subscribers.at(sub);
@@ -163,7 +168,7 @@ export function releasePort(m: u32): void {
   const port = <u32>load<u16>(r + M_EXTERNAL_PORT);
   const sub = load<u32>(r + M_SUB);
   descriptions.drop(m);
-  requesters.drop(m);
+  dropRequester(m);
   subListRemove(sub, m);
   internalIndex.remove(recordFp(r), m);
   externalIndex.remove(externalKey(pool, <u32>load<u8>(r + M_PROTOCOL), port), m);

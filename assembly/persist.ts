@@ -7,14 +7,15 @@ import * as A from "./abi";
 import { copy12, copy16 } from "./bytes";
 import { coalesceRefreshes } from "./config";
 import { now } from "./clock";
-import { F_ADDR, F_NEXT, F_PORT, F_PREFIX, M_CLIENT_PORT, M_EXTERNAL_PORT, M_FAMILY, M_FILTERS, M_FILTER_COUNT, M_FLAGS, M_INTERNAL_PORT, M_MAP_EXPIRY, M_NONCE, M_OUT_EXPIRY, M_PEERS, M_PERSISTED, M_POOL, M_PROTOCOL, M_SUB, P_EXPIRY, P_NEXT, P_NONCE, P_REMOTE_ADDR, P_REMOTE_PORT, S_ADDR, S_REALM } from "./layout";
+import { F_ADDR, F_NEXT, F_PORT, F_PREFIX, M_CLIENT_PORT, M_EXTERNAL_PORT, M_FAMILY, M_FILTERS, M_FLAGS, M_INTERNAL_PORT, M_MAP_EXPIRY, M_NONCE, M_OUT_EXPIRY, M_PEERS, M_PERSISTED, M_POOL, M_PROTOCOL, M_SUB, P_EXPIRY, P_NEXT, P_NONCE, P_REMOTE_ADDR, P_REMOTE_PORT, S_ADDR, S_REALM } from "./layout";
 import { filters, mappings, peers, subscribers } from "./tables";
 import { poolAddr } from "./pool";
 import { effectiveExpiry } from "./wheel";
 import { RL_ID, RL_LENGTH, realms } from "./realms";
 import { D_LENGTH, D_TEXT, descriptions } from "./descriptions";
 import { eventTail, events } from "./events";
-import { RQ_ADDR, RQ_PORT, requesters } from "./requesters";
+import { RQ_ADDR, RQ_PORT, requesterOf } from "./requesters";
+import { filterCount } from "./lifecycle";
 
 let persistOut: usize = 0; // PERSIST_BUFFER bytes, allocated on first use
 let persistLength: u32 = 0;
@@ -55,9 +56,9 @@ function recordSize(m: u32): u32 {
   const r = mappings.at(m);
   const d = descriptions.of(m);
   const realm = load<u32>(subscribers.at(load<u32>(r + M_SUB)) + S_REALM);
-  return A.PREC_HEADER_SIZE + <u32>load<u8>(r + M_FILTER_COUNT) * A.PREC_FILTER_SIZE + peerCount(r) * A.PREC_PEER_SIZE +
+  return A.PREC_HEADER_SIZE + filterCount(r) * A.PREC_FILTER_SIZE + peerCount(r) * A.PREC_PEER_SIZE +
     (d != 0 ? <u32>load<u8>(descriptions.at(d) + D_LENGTH) : 0) + (realm != 0 ? <u32>load<u8>(realms.at(realm) + RL_LENGTH) : 0) +
-    (requesters.of(m) != 0 ? A.PREC_REQUESTER_SIZE : 0);
+    (requesterOf(m) != 0 ? A.PREC_REQUESTER_SIZE : 0);
 }
 
 /** Writes mapping `m` (in use) as an upsert at `out`; returns its size. */
@@ -117,11 +118,11 @@ function writeRecord(out: usize, m: u32, wallOffset: u32): u32 {
     memory.copy(at, e + RL_ID, n);
     at += n;
   }
-  const q = requesters.of(m);
+  const q = requesterOf(m);
   if (q != 0) {
     store<u8>(out + A.PREC_REQUESTER, 1);
-    copy16(at + A.PREC_REQUESTER_ADDR, requesters.at(q) + RQ_ADDR);
-    store<u16>(at + A.PREC_REQUESTER_PORT, load<u16>(requesters.at(q) + RQ_PORT));
+    copy16(at + A.PREC_REQUESTER_ADDR, q + RQ_ADDR);
+    store<u16>(at + A.PREC_REQUESTER_PORT, load<u16>(q + RQ_PORT));
     at += A.PREC_REQUESTER_SIZE;
   }
   return <u32>(at - out);

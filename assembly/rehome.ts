@@ -15,7 +15,7 @@ import { emit, emitBlock } from "./events";
 import { blockSize } from "./config";
 import { endMapping, liveOrEnded, releaseHold } from "./lifecycle";
 import { NO_ALLOC, allocPool, allocPort, allocResult, leaseAllocated, tryNewBlock, tryOwnBlocks } from "./allocation";
-import { RQ_ADDR, RQ_PORT, requesters } from "./requesters";
+import { RQ_ADDR, RQ_PORT, requesterOf } from "./requesters";
 import { dropMirrorsOf } from "./mirrors";
 
 let rehoming: bool = false; // mappings may sit on retired addresses
@@ -109,7 +109,7 @@ function rehome(m: u32, epoch: u32): u32 {
   const internalPort = <u32>load<u16>(r + M_INTERNAL_PORT);
   // A THIRD_PARTY mapping's updates go to its requester; one not recorded (table full)
   // learns from the Epoch reset.
-  const tell = (flags & A.MAPF_THIRD_PARTY) == 0 || requesters.of(m) != 0;
+  const tell = (flags & A.MAPF_THIRD_PARTY) == 0 || requesterOf(m) != 0;
   if (flags & A.MAPF_PREFER_FAILURE) {
     // It cannot keep its external address:port: CANNOT_PROVIDE_EXTERNAL, and it ends [6887 §14.2].
     const n = tell ? updateMessages(m, W.RESULT_CANNOT_PROVIDE_EXTERNAL, epoch) : 0;
@@ -144,12 +144,11 @@ function rehome(m: u32, epoch: u32): u32 {
 
 /**
  * Slot `i` as an outgoing message of `size` bytes to the mapping's client: its address and
- * the port of its last request, or for a THIRD_PARTY mapping its requester `to`, with the
+ * the port of its last request, or for a THIRD_PARTY mapping its requester's entry `q`, with the
  * THIRD_PARTY option (and THIRD_PARTY_ID in a realm) as its responses carry [6887 §13.1, §14.2].
  */
-function messageSlot(i: u32, s: usize, r: usize, to: u32, opcode: u32, result: u32, lifetime: u32, epoch: u32, size: u32): usize {
+function messageSlot(i: u32, s: usize, r: usize, q: usize, opcode: u32, result: u32, lifetime: u32, epoch: u32, size: u32): usize {
   const slot = slotsBase() + <usize>i * A.SLOT_SIZE;
-  const q = to != 0 ? requesters.at(to) : 0;
   copy16(slot + A.SLOT_SRC_ADDR, q != 0 ? q + RQ_ADDR : s + S_ADDR);
   store<u16>(slot + A.SLOT_SRC_PORT, q != 0 ? load<u16>(q + RQ_PORT) : load<u16>(r + M_CLIENT_PORT));
   store<u8>(slot + A.SLOT_VERDICT, A.VERDICT_REPLY);
@@ -184,7 +183,7 @@ function messageSlot(i: u32, s: usize, r: usize, to: u32, opcode: u32, result: u
 function updateMessages(m: u32, result: u32, epoch: u32): u32 {
   const r = mappings.at(m);
   const s = subscribers.at(load<u32>(r + M_SUB));
-  const to = (load<u8>(r + M_FLAGS) & A.MAPF_THIRD_PARTY) != 0 ? requesters.of(m) : 0;
+  const to = (load<u8>(r + M_FLAGS) & A.MAPF_THIRD_PARTY) != 0 ? requesterOf(m) : 0;
   let n: u32 = 0;
   if (load<u8>(r + M_FLAGS) & A.MAPF_INBOUND) {
     if (result == W.RESULT_CANNOT_PROVIDE_EXTERNAL) refuseExternal(true); // its address is retired: long

@@ -6,10 +6,10 @@ import * as A from "./abi";
 import { addrEqual, copy16, rd16, wr16 } from "./bytes";
 import { filtersPerMapping, maxLifetime } from "./config";
 import { data, errorLifetime, finishError } from "./codec";
-import { F_ADDR, F_NEXT, F_PORT, F_PREFIX, M_EXTERNAL_PORT, M_FILTERS, M_FILTER_COUNT, M_POOL } from "./layout";
+import { F_ADDR, F_NEXT, F_PORT, F_PREFIX, M_EXTERNAL_PORT, M_FILTERS, M_POOL } from "./layout";
 import { filters, mappings } from "./tables";
 import { poolAddr } from "./pool";
-import { addFilter, freeFilters } from "./lifecycle";
+import { addFilter, filterCount, freeFilters } from "./lifecycle";
 
 @inline export function clampLifetime(requested: u32, minimum: u32): u32 {
   if (requested < minimum) return minimum;
@@ -48,13 +48,13 @@ function storedFilter(r: usize, prefix: u32, port: u32, addr: usize): bool {
  */
 @inline export function walkFilters(slot: usize, m: u32, apply: bool): i32 {
   // Inlined: a request without FILTERs (most renewals) pays no call.
-  if (load<u16>(slot + A.SLOT_FILTER_COUNT) == 0) return m != 0 ? <i32>load<u8>(mappings.at(m) + M_FILTER_COUNT) : 0;
+  if (load<u16>(slot + A.SLOT_FILTER_COUNT) == 0) return m != 0 ? <i32>filterCount(mappings.at(m)) : 0;
   return walkRequestFilters(slot, m, apply);
 }
 
 function walkRequestFilters(slot: usize, m: u32, apply: bool): i32 {
   const r = m != 0 ? mappings.at(m) : 0;
-  let count: u32 = r != 0 ? <u32>load<u8>(r + M_FILTER_COUNT) : 0;
+  let count: u32 = r != 0 ? filterCount(r) : 0;
   const d = data(slot);
   const first = <u32>load<u16>(slot + A.SLOT_FILTER_FIRST);
   const end = <u32>load<u16>(slot + A.SLOT_OPT_END);

@@ -143,12 +143,6 @@ export class SideTable {
     const index = this.entries.index;
     return index.base + (<usize>index.home(mappingFp(m)) << 3);
   }
-  /** The entry a lookup of mapping `m` checks first, unverified (its line, for warming; 0: none). */
-  @inline firstEntry(m: u32): usize {
-    if (!this.on || this.entries.live == 0) return 0;
-    const p = this.entries.index.first(mappingFp(m));
-    return p >= 0 ? this.entries.at(this.entries.index.recordAt(p)) : 0;
-  }
   /** The entry of mapping `m`, made if it has none; 0 when the table is off or full. */
   claim(m: u32): u32 {
     if (!this.on) return 0;

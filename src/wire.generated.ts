@@ -360,6 +360,7 @@ export const SCRATCH_SIZE = 80; // ≥ EVENT_SIZE (describeMapping)
 export const PREFIX64_OPTIONS_CAP = 512; // bytes of configured PREFIX64 options (codec)
 export const PORT_SET_LIMIT = 1024; // largest PORT_SET granted [RFC 7753] (pcp.portSet.maxSize ≤ this)
 export const REALM_ID_MAX = 16; // THIRD_PARTY_ID bytes a realm identifier may have [RFC 7843] (longer: UNSUPP_THIRD_PARTY_ID_LENGTH)
+export const REQUESTERS_SHARED = 254; // THIRD_PARTY requesters kept once for all the mappings they speak for (assembly/requesters.ts)
 export const STATIC_MIRRORS_MAX = 65536; // other shards' static mappings this shard answers for (src/server/static-mirrors.ts)
 export const DESCRIPTION_STORED_MAX = 128; // bytes of DESCRIPTION text kept per mapping [7220 §3: at least 128]
 export const PREC_KIND = 0; // u8, PREC_UPSERT | PREC_GONE
@@ -825,6 +826,7 @@ export const ALL_CONSTANTS: Readonly<Record<string, number>> = {
   PREFIX64_OPTIONS_CAP,
   PORT_SET_LIMIT,
   REALM_ID_MAX,
+  REQUESTERS_SHARED,
   STATIC_MIRRORS_MAX,
   DESCRIPTION_STORED_MAX,
   PREC_KIND,

@@ -40,7 +40,7 @@ export function tableBytes(capacity: Config["capacity"]): number {
     (descriptions > 0 ? (descriptions + 1) * 140 + index(descriptions) : 0) +
     (realms + 1) * 24 +
     index(realms) +
-    (requesters > 0 ? (requesters + 1) * 28 + index(requesters) : 0) + // THIRD_PARTY requesters
+    (requesters > 0 ? (requesters + 1 + W.REQUESTERS_SHARED + 1) * 28 + index(requesters) + index(W.REQUESTERS_SHARED) : 0) + // THIRD_PARTY requesters: own and shared
     (W.STATIC_MIRRORS_MAX + 1) * 44 +
     index(W.STATIC_MIRRORS_MAX) + // static mirrors, once a static exists (upper bound)
     65_536 * 4 + // timer wheel

@@ -146,7 +146,7 @@ export const ConfigSchema = z
         descriptions: count(0, 4_000_000).default(20_000),
         /** THIRD_PARTY_ID identifiers known at once (24 bytes each). */
         realms: count(1, 4_000_000).default(65_536),
-        /** THIRD_PARTY mappings whose requester is recorded for Mapping Update at once (28 bytes + index each; beyond: told by the Epoch only). */
+        /** THIRD_PARTY mappings whose requester (recorded for Mapping Update) is not one of the 254 each worker keeps once for all their mappings (28 bytes + index each; beyond: told by the Epoch only; 0: none recorded). */
         requesters: count(0, 4_000_000).default(20_000),
       })
       .strict()

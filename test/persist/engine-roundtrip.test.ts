@@ -327,20 +327,42 @@ describe("THIRD_PARTY requester (issue #12 item 13)", () => {
     expect(new DataView(record.buffer, record.byteOffset).getUint16(W.PREC_HEADER_SIZE + W.PREC_REQUESTER_PORT, true)).toBe(43000);
   });
 
-  it("a THIRD_PARTY mapping whose requester could not be recorded (table full) is served and not told; an ended one frees its entry", () => {
-    const a = engine(T0, roundtrip({ capacity: { requesters: 1 }, pool: { addresses: ["203.0.113.1"] }, ...COALESCED }));
-    const ask = (internal: string, lifetime = 3600) =>
+  it("one requester is kept once for all its mappings; past REQUESTERS_SHARED distinct ones a mapping gets its own entry, then none (served, not told); an ended mapping frees what it held", () => {
+    // capacity.requesters 1: room for one requester of its own, beside the shared ones.
+    const a = engine(T0, roundtrip({ capacity: { requesters: 1 }, pool: { addresses: ["203.0.113.1"], blockSize: 128 }, ...COALESCED }));
+    const ask = (internal: string, sourcePort: number, lifetime = 3600) =>
       serveOne(a, mapRequest({ client: "192.0.2.200", internalPort: 80, lifetime, nonce: nonceOf(4) }, [thirdParty(internal)]), T0, {
         source: "192.0.2.200",
+        sourcePort,
         ingress: TP,
-      });
-    expect(ask("10.0.0.1").result).toBe(W.RESULT_SUCCESS);
-    expect(ask("10.0.0.2").result).toBe(W.RESULT_SUCCESS); // no room for its requester
-    expect(ask("10.0.0.1", 0).result).toBe(W.RESULT_SUCCESS); // frees the entry
-    expect(ask("10.0.0.3").result).toBe(W.RESULT_SUCCESS); // takes it
+      }).result;
+    const told = new Map<string, number>(); // internal address → requester port its update goes to
+    for (let i = 0; i < 3; i++) expect(ask(`10.1.0.${i}`, 40000)).toBe(W.RESULT_SUCCESS); // one requester, three mappings
+    // The other REQUESTERS_SHARED - 1 shared ones, a port each: the shared table is full.
+    for (let i = 0; i < W.REQUESTERS_SHARED - 1; i++) expect(ask(`10.2.${i >> 8}.${i & 255}`, 41000 + i)).toBe(W.RESULT_SUCCESS);
+    expect(ask("10.3.0.1", 50001)).toBe(W.RESULT_SUCCESS); // its own entry
+    expect(ask("10.3.0.2", 50002)).toBe(W.RESULT_SUCCESS); // no room left: served, not recorded
+    expect(ask("10.3.0.1", 0 + 50001, 0)).toBe(W.RESULT_SUCCESS); // deleted: frees its own entry
+    expect(ask("10.3.0.3", 50003)).toBe(W.RESULT_SUCCESS); // takes it
+    expect(ask("10.2.0.0", 41000, 0)).toBe(W.RESULT_SUCCESS); // deleted: its shared requester (port 41000) had no other mapping
+    expect(ask("10.3.0.2", 50002)).toBe(W.RESULT_SUCCESS); // renewed: recorded now, in the shared entry just freed
+    for (let i = 0; i < 3; i++) told.set(`10.1.0.${i}`, 40000);
+    for (let i = 1; i < W.REQUESTERS_SHARED - 1; i++) told.set(`10.2.${i >> 8}.${i & 255}`, 41000 + i);
+    told.set("10.3.0.3", 50003);
+    told.set("10.3.0.2", 50002);
     a.addPoolAddress("203.0.113.9");
     a.retirePoolAddress("203.0.113.1", T0 + 10);
-    const messages = a.rehome(T0 + 10, 5, 100).updates.flatMap((u) => u.messages);
-    expect(messages.map((m) => formatAddress16(m.payload.slice(64, 80)))).toEqual(["10.0.0.3"]);
+    const messages = a.rehome(T0 + 10, 5, 1000).updates.flatMap((u) => u.messages);
+    const got = new Map(messages.map((m) => [formatAddress16(m.payload.slice(64, 80)), m.port]));
+    expect(messages.length).toBe(told.size);
+    expect(got).toEqual(told);
+    // Snapshot records carry each recorded requester, whichever table holds it.
+    const snapshot = a.persistTable(1, 10_000, WALL_A).bytes;
+    const b = engine(T0 + 10, roundtrip({ capacity: { requesters: 1 }, pool: { addresses: ["203.0.113.9"], blockSize: 128 }, ...COALESCED }));
+    expect(b.restore(snapshot, WALL_A, T0 + 10)).toBe(snapshot.length);
+    b.addPoolAddress("203.0.113.1");
+    b.retirePoolAddress("203.0.113.9", T0 + 20);
+    const again = b.rehome(T0 + 20, 5, 1000).updates.flatMap((u) => u.messages);
+    expect(new Map(again.map((m) => [formatAddress16(m.payload.slice(64, 80)), m.port]))).toEqual(told);
   });
 });
