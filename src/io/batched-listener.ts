@@ -133,10 +133,15 @@ export class BatchedListener extends ListenerBase {
     };
   }
 
-  /** Source of the datagram whose 16 address bytes are at `at` of the engine's memory, from the cache or classified now. */
-  private source(bytes: Uint8Array, at: number): Source {
+  /** The engine's memory as words, remade when it grew (once per batch: a typed array's buffer getter is a call into V8). */
+  private wordsOf(bytes: Uint8Array): Int32Array {
     if (this.words.buffer !== bytes.buffer) this.words = new Int32Array(bytes.buffer);
-    const { words, sourceWords } = this;
+    return this.words;
+  }
+
+  /** Source of the datagram whose 16 address bytes are at `at` of the engine's memory (`words`: wordsOf it), from the cache or classified now. */
+  private source(bytes: Uint8Array, words: Int32Array, at: number): Source {
+    const { sourceWords } = this;
     const w = at >> 2;
     const a = words[w];
     const b = words[w + 1];
@@ -176,8 +181,9 @@ export class BatchedListener extends ListenerBase {
       const limiter = this.o.limiter;
       const now = limiter ? clock.fractionalSeconds() : 0;
       let authed = false;
+      const words = this.wordsOf(bytes);
       for (let i = 0, at = base; i < n; i++, at += W.SLOT_SIZE) {
-        const s = this.source(bytes, at + W.SLOT_SRC_ADDR);
+        const s = this.source(bytes, words, at + W.SLOT_SRC_ADDR);
         engine.setSlotHost(i, s.ingress, limiter && !limiter.allow(s.text, now, s.aggregate) ? W.HOST_OVERLOADED : 0);
         if (s.auth) authed = this.admit(i, bytes.subarray(at + W.SLOT_DATA, at + W.SLOT_DATA + wireLength(bytes, at)), s.text) || authed; // the unauthenticated fast path's only cost
       }
@@ -222,7 +228,7 @@ export class BatchedListener extends ListenerBase {
     for (let i = 0; i < n; i++) {
       const bytes = engine.memoryBytes();
       const at = engine.slotAddress(i);
-      const s = this.source(bytes, at + W.SLOT_SRC_ADDR);
+      const s = this.source(bytes, this.wordsOf(bytes), at + W.SLOT_SRC_ADDR);
       if (!s.auth) continue;
       const port = bytes[at + W.SLOT_SRC_PORT] | (bytes[at + W.SLOT_SRC_PORT + 1] << 8);
       // On a wildcard socket every message of this exchange (the tagged reply, the

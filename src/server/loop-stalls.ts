@@ -12,7 +12,7 @@
 // watchdog interval is logged as a warning and counted (pcpd_event_loop_stalls_total)
 // once the loop runs again. The interval is WATCHDOG_USEC when systemd sets it for this
 // process (sd_watchdog_enabled(3)), else the configured watchdog.intervalSeconds.
-import { readFileSync } from "node:fs";
+import { openSync, readSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import type { Logger } from "pino";
 
@@ -22,19 +22,27 @@ export const TICK_MS = 50;
 /** USER_HZ: the unit of /proc's CPU times (100 on every Linux architecture Node runs on). */
 const CLOCK_TICKS_PER_S = 100;
 
+/** /proc/thread-self/stat of the thread that first read it, kept open (null: not readable here). */
+let statFd: number | null | undefined;
+const statBuffer = Buffer.alloc(1024);
+
 /**
  * CPU time this thread has used, ms (Linux: /proc/thread-self/stat, 10 ms steps), or
  * undefined elsewhere. Told apart from a stall's length it says whether the thread was
  * working (its own step blocked the loop) or waiting for a CPU or the kernel (an
- * overloaded machine) — process.cpuUsage() counts every thread of the process.
+ * overloaded machine) — process.cpuUsage() counts every thread of the process. The file
+ * stays open: a read at offset 0 costs ~5 µs, an open, read and close ~60 µs (20 ticks/s).
  */
 export function threadCpuMs(): number | undefined {
+  if (statFd === null) return undefined;
   try {
-    const stat = readFileSync("/proc/thread-self/stat", "latin1");
+    statFd ??= openSync("/proc/thread-self/stat", "r");
+    const stat = statBuffer.toString("latin1", 0, readSync(statFd, statBuffer, 0, statBuffer.length, 0));
     // After the command name (which may hold spaces): state is field 3, utime 14, stime 15.
     const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     return ((Number(f[11]) + Number(f[12])) * 1000) / CLOCK_TICKS_PER_S;
   } catch {
+    statFd = null;
     return undefined;
   }
 }
