@@ -33,7 +33,7 @@ export interface Settings {
   seconds: number;
   /** Timed runs per measurement; the median is kept. */
   repeat: number;
-  /** The load generator's source addresses (default [CLIENT]); subscriber s speaks from binds[s % n]. */
+  /** The load generator's source addresses, each `A` or `A:port` (default [CLIENT], an ephemeral port); subscriber s speaks from binds[s % n]. */
   binds?: string[];
 }
 
