@@ -48,7 +48,7 @@ function storedFilter(r: usize, prefix: u32, port: u32, addr: usize): bool {
  */
 @inline export function walkFilters(slot: usize, m: u32, apply: bool): i32 {
   // Inlined: a request without FILTERs (most renewals) pays no call.
-  if (load<u16>(slot + A.SLOT_FILTER_COUNT) == 0) return m != 0 ? <i32>filterCount(mappings.at(m)) : 0;
+  if (load<u16>(slot + A.SLOT_FILTER_COUNT) == 0) return m != 0 && load<u32>(mappings.at(m) + M_FILTERS) != 0 ? <i32>filterCount(mappings.at(m)) : 0;
   return walkRequestFilters(slot, m, apply);
 }
 
