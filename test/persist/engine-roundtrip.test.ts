@@ -365,4 +365,28 @@ describe("THIRD_PARTY requester (issue #12 item 13)", () => {
     const again = b.rehome(T0 + 20, 5, 1000).updates.flatMap((u) => u.messages);
     expect(new Map(again.map((m) => [formatAddress16(m.payload.slice(64, 80)), m.port]))).toEqual(told);
   });
+
+  it("property: whatever the renewals from changing ports and the deletions, a shared requester is freed with its last mapping (then REQUESTERS_SHARED + 1 new ones are all recorded again)", () => {
+    const config = roundtrip({ capacity: { requesters: 1 }, pool: { addresses: ["203.0.113.1"], blockSize: 128 }, ...COALESCED });
+    const step = fc.record({ internal: fc.integer({ min: 0, max: 9 }), port: fc.integer({ min: 0, max: 5 }), remove: fc.boolean() });
+    fc.assert(
+      fc.property(fc.array(step, { maxLength: 60 }), (steps) => {
+        const a = engine(T0, config);
+        const ask = (internal: string, sourcePort: number, lifetime = 3600) =>
+          serveOne(a, mapRequest({ client: "192.0.2.200", internalPort: 80, lifetime, nonce: nonceOf(4) }, [thirdParty(internal)]), T0, {
+            source: "192.0.2.200",
+            sourcePort,
+            ingress: TP,
+          }).result;
+        for (const s of steps) expect(ask(`10.9.0.${s.internal}`, 30000 + s.port, s.remove ? 0 : 3600)).toBe(W.RESULT_SUCCESS);
+        for (let i = 0; i < 10; i++) expect(ask(`10.9.0.${i}`, 30000, 0)).toBe(W.RESULT_SUCCESS); // every mapping gone
+        // Room again for every shared requester and the one of its own.
+        for (let i = 0; i <= W.REQUESTERS_SHARED; i++) expect(ask(`10.8.${i >> 8}.${i & 255}`, 40000 + i)).toBe(W.RESULT_SUCCESS);
+        a.addPoolAddress("203.0.113.9");
+        a.retirePoolAddress("203.0.113.1", T0 + 10);
+        expect(a.rehome(T0 + 10, 5, 1000).updates.flatMap((u) => u.messages).length).toBe(W.REQUESTERS_SHARED + 1);
+      }),
+      { numRuns: 25 },
+    );
+  });
 });
