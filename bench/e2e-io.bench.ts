@@ -39,6 +39,7 @@ import {
   populate,
   CLIENT,
   PORT,
+  PROXY_SOURCE,
   root,
   SERVER_JS,
   startServer,
@@ -62,7 +63,8 @@ const TWO = ["127.0.0.20", "127.0.0.22"];
 const other = (n: number) => steerIndex(toAddress16(`127.0.0.${n}`), 2) !== steerIndex(toAddress16(CLIENT), 2);
 const SOURCES = [CLIENT, `127.0.0.${Array.from({ length: 200 }, (_, i) => 23 + i).find(other)!}`];
 const base = { window: Number(flags.window), seconds: Number(flags.seconds), repeat: Math.max(1, Number(flags.repeat)) };
-const settings = (listen: string[], binds?: string[]): Settings => ({ ...base, listen, binds });
+// One source: PROXY_SOURCE, the same port in every run.
+const settings = (listen: string[], binds = [PROXY_SOURCE]): Settings => ({ ...base, listen, binds });
 
 /** How the server (or echo) is laid out: its addresses, and with reusePort its workers. */
 interface Layout {

@@ -20,12 +20,11 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import {
   buildLoadgen,
-  CLIENT,
   describeCores,
   ECHO_KEYS,
   machineInfo,
   populate,
-  PORT,
+  PROXY_SOURCE,
   root,
   SERVER_JS,
   type Settings,
@@ -49,10 +48,8 @@ const { values: flags } = parseArgs({
 const rounds = Number(flags.rounds);
 const large = Number(flags.large);
 const small = Number(flags.small);
-// The load generator speaks from one address:port in every run, as a proxy (an AFTR) keeps
-// its socket: its mappings' THIRD_PARTY requester stays the same. (From a new ephemeral
-// port per run, every mapping's first refresh in a run would record a new requester.)
-const binds = [`${CLIENT}:${PORT + 1}`];
+// The load generator speaks from one address:port in every run (PROXY_SOURCE).
+const binds = [PROXY_SOURCE];
 const settings = (address: string): Settings => ({ listen: [address], window: Number(flags.window), seconds: Number(flags.seconds), repeat: 1, binds });
 const ECHO_C = join(root, "build", "e2e-echo-mmsg");
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[(xs.length - 1) >> 1];

@@ -40,6 +40,13 @@ export interface Settings {
 /** The servers' port (PCPD_BENCH_PORT: bench/e2e-io.bench.ts uses its own, away from other benches). */
 export const PORT = Number(process.env.PCPD_BENCH_PORT ?? 5351);
 export const CLIENT = "127.0.0.21";
+/**
+ * CLIENT on one port for every run of a bench, as a THIRD_PARTY proxy (an AFTR) keeps its
+ * socket: its mappings' requester stays the same from run to run (from a new ephemeral
+ * port per run, every mapping's first renewal in a run would record a new requester).
+ * For benches whose load generators run one at a time.
+ */
+export const PROXY_SOURCE = `${CLIENT}:${PORT + 1}`;
 export const LIFETIME = 3600;
 
 export const root = fileURLToPath(new URL("../..", import.meta.url));
