@@ -200,6 +200,8 @@ export const STATS_DELETED: u32 = 464;
 export const STATS_EXPIRED: u32 = 472;
 export const STATS_RELEASED: u32 = 480; // hold-downs ended
 export const STATS_EVENTS_LOST: u32 = 488; // event ring was full
+export const STATS_REQUESTERS_SHARED: u32 = 496; // gauge: THIRD_PARTY requesters kept once for all their mappings (of REQUESTERS_SHARED)
+export const STATS_REQUESTERS_UNRECORDED: u32 = 504; // THIRD_PARTY requesters that found no room (their mapping gets no Mapping Update)
 export const STATS_SIZE: u32 = 512;
 
 // ---- Event ring (engine → host): EVENT_SIZE-byte records, EVENT_CAPACITY of them ----

@@ -15,7 +15,7 @@ import * as A from "./abi";
 import { copy16 } from "./bytes";
 import { fingerprint, mix64 } from "./hashindex";
 import { M_FLAGS, M_REQUESTER } from "./layout";
-import { KeyedSlab, SideTable, mappings } from "./tables";
+import { KeyedSlab, SideTable, mappings, statAdd } from "./tables";
 import { markChanged } from "./events";
 
 // An entry of either table: the address and port (the side table's entries start with
@@ -65,6 +65,7 @@ function share(addr: usize, port: u32): u32 {
   if (id == 0) {
     id = shared.add(fp);
     if (id == 0) return 0;
+    statAdd(A.STATS_REQUESTERS_SHARED, 1);
     const e = shared.at(id);
     copy16(e + RQ_ADDR, addr);
     store<u16>(e + RQ_PORT, <u16>port);
@@ -78,8 +79,10 @@ function share(addr: usize, port: u32): u32 {
 function unshare(id: u32): void {
   const e = shared.at(id);
   const n = load<u32>(e + RQ_MAPPINGS) - 1;
-  if (n == 0) shared.drop(requesterFp(e + RQ_ADDR, <u32>load<u16>(e + RQ_PORT)), id);
-  else store<u32>(e + RQ_MAPPINGS, n);
+  if (n == 0) {
+    shared.drop(requesterFp(e + RQ_ADDR, <u32>load<u16>(e + RQ_PORT)), id);
+    statAdd(A.STATS_REQUESTERS_SHARED, -1);
+  } else store<u32>(e + RQ_MAPPINGS, n);
 }
 
 /** Mapping `m`'s requester entry (RQ_ADDR, RQ_PORT), or 0 when none is recorded. */
@@ -127,6 +130,7 @@ export function setRequester(m: u32, addr: usize, port: u32): bool {
   const q = own.claim(m);
   if (q == 0) {
     store<u8>(r + M_REQUESTER, 0);
+    statAdd(A.STATS_REQUESTERS_UNRECORDED, 1);
     return id != 0;
   }
   copy16(own.at(q) + RQ_ADDR, addr);

@@ -314,6 +314,8 @@ export const STATS_DELETED = 464;
 export const STATS_EXPIRED = 472;
 export const STATS_RELEASED = 480; // hold-downs ended
 export const STATS_EVENTS_LOST = 488; // event ring was full
+export const STATS_REQUESTERS_SHARED = 496; // gauge: THIRD_PARTY requesters kept once for all their mappings (of REQUESTERS_SHARED)
+export const STATS_REQUESTERS_UNRECORDED = 504; // THIRD_PARTY requesters that found no room (their mapping gets no Mapping Update)
 export const STATS_SIZE = 512;
 export const EVENT_CAPACITY = 65536;
 export const EVENT_SIZE = 68;
@@ -780,6 +782,8 @@ export const ALL_CONSTANTS: Readonly<Record<string, number>> = {
   STATS_EXPIRED,
   STATS_RELEASED,
   STATS_EVENTS_LOST,
+  STATS_REQUESTERS_SHARED,
+  STATS_REQUESTERS_UNRECORDED,
   STATS_SIZE,
   EVENT_CAPACITY,
   EVENT_SIZE,

@@ -83,6 +83,11 @@ const ENGINE_COUNTERS = [
   ["expired", "pcpd_mappings_expired_total", "Mappings whose lifetime ran out."],
   ["released", "pcpd_holds_released_total", "Hold-downs that ended, their external port free again."],
   ["eventsLost", "pcpd_events_lost_total", "Mapping events dropped because the engine's event ring was full."],
+  [
+    "requestersUnrecorded",
+    "pcpd_thirdparty_requesters_unrecorded_total",
+    "THIRD_PARTY requests whose requester found no room (the shared table and capacity.requesters full): their mapping gets no Mapping Update.",
+  ],
 ] as const;
 
 /** Engine gauges (ShardStats.engine keys) → exported gauge. */
@@ -93,6 +98,11 @@ const ENGINE_GAUGES = [
   ["blocks", "pcpd_port_blocks_leased", "Port blocks leased to subscribers."],
   ["peers", "pcpd_peers", "PEER records."],
   ["filters", "pcpd_filters", "FILTER option entries installed on mappings."],
+  [
+    "requestersShared",
+    "pcpd_thirdparty_requesters_shared",
+    "THIRD_PARTY requesters kept once for all their mappings (at most 254 per worker; beyond, capacity.requesters).",
+  ],
 ] as const;
 
 /**

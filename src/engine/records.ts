@@ -131,6 +131,8 @@ export function readEngineStats(view: DataView, at: number): Record<string, bigi
     expired: read(W.STATS_EXPIRED),
     released: read(W.STATS_RELEASED),
     eventsLost: read(W.STATS_EVENTS_LOST),
+    requestersShared: read(W.STATS_REQUESTERS_SHARED),
+    requestersUnrecorded: read(W.STATS_REQUESTERS_UNRECORDED),
   };
 }
 

@@ -72,6 +72,7 @@ const COUNTERS = [
   "pcpd_io_receive_errors_total",
   "pcpd_io_unsent_total",
   "pcpd_event_loop_stalls_total",
+  "pcpd_thirdparty_requesters_unrecorded_total",
 ];
 const GAUGES = [
   "pcpd_mappings",
@@ -80,6 +81,7 @@ const GAUGES = [
   "pcpd_port_blocks_leased",
   "pcpd_peers",
   "pcpd_filters",
+  "pcpd_thirdparty_requesters_shared",
   "pcpd_pool_free_blocks",
   "pcpd_pool_address_retired",
   "pcpd_epoch_seconds",
@@ -107,7 +109,9 @@ type EngineKey =
   | "deleted"
   | "expired"
   | "released"
-  | "eventsLost";
+  | "eventsLost"
+  | "requestersShared"
+  | "requestersUnrecorded";
 
 interface ShardInput {
   shard: number;
@@ -176,6 +180,8 @@ const SHARD0: ShardInput = {
     expired: 200n,
     released: 150n,
     eventsLost: 0n,
+    requestersShared: 3n,
+    requestersUnrecorded: 0n,
   },
   pool: [
     { address: "192.0.2.1", freeBlocks: 500, retired: false },
@@ -205,6 +211,8 @@ const SHARD1: ShardInput = {
     expired: 20n,
     released: 5n,
     eventsLost: 2n,
+    requestersShared: 254n,
+    requestersUnrecorded: 17n,
   },
   pool: [
     { address: "192.0.2.1", freeBlocks: 480, retired: false },
@@ -382,6 +390,7 @@ describe("Prometheus metrics", () => {
       ["pcpd_mappings_expired_total", "expired"],
       ["pcpd_holds_released_total", "released"],
       ["pcpd_events_lost_total", "eventsLost"],
+      ["pcpd_thirdparty_requesters_unrecorded_total", "requestersUnrecorded"],
     ];
     for (const [name, key] of engine) {
       expect(value(families, name, { shard: "0" }), name).toBe(Number(SHARD0.engine[key]));
@@ -421,6 +430,7 @@ describe("Prometheus metrics", () => {
       ["pcpd_port_blocks_leased", "blocks"],
       ["pcpd_peers", "peers"],
       ["pcpd_filters", "filters"],
+      ["pcpd_thirdparty_requesters_shared", "requestersShared"],
     ];
     for (const [name, key] of gauges) {
       expect(value(families, name, { shard: "0" }), name).toBe(Number(SHARD0.engine[key]));
@@ -492,13 +502,15 @@ describe("Prometheus metrics", () => {
         expired: 0n,
         released: 0n,
         eventsLost: 0n,
+        requestersShared: 1n,
+        requestersUnrecorded: 0n,
       },
     };
     m.update(serverStats(shard0, shard1), { shardsUp: [true, true], epochs: [130, 0] });
     const { families } = await scrape(m);
     const after = counterSamples(families);
     // Per shard, plus the process-wide pcpd_event_loop_stalls_total.
-    expect(before.size).toBe(2 * (8 + PCP_RESULTS.length + NATPMP_RESULTS.length + DROP_REASONS.length) + 1);
+    expect(before.size).toBe(2 * (9 + PCP_RESULTS.length + NATPMP_RESULTS.length + DROP_REASONS.length) + 1);
     expect([...after.keys()].sort()).toEqual([...before.keys()].sort());
     for (const [key, v] of before) expect(after.get(key), key).toBeGreaterThanOrEqual(v);
     // Shard 0: the increase, not the sum of raw values.
@@ -514,6 +526,7 @@ describe("Prometheus metrics", () => {
     expect(value(families, "pcpd_drops_total", { shard: "1", reason: "NATPMP_SILENT" })).toBe(9);
     expect(value(families, "pcpd_mappings_created_total", { shard: "1" })).toBe(120 + 4);
     expect(value(families, "pcpd_events_lost_total", { shard: "1" })).toBe(2);
+    expect(value(families, "pcpd_thirdparty_requesters_unrecorded_total", { shard: "1" })).toBe(17);
     // Gauges are the new incarnation's own.
     expect(value(families, "pcpd_mappings", { shard: "1" })).toBe(3);
     expect(value(families, "pcpd_epoch_seconds", { shard: "1" })).toBe(0);

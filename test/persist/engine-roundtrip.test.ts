@@ -342,10 +342,12 @@ describe("THIRD_PARTY requester (issue #12 item 13)", () => {
     for (let i = 0; i < W.REQUESTERS_SHARED - 1; i++) expect(ask(`10.2.${i >> 8}.${i & 255}`, 41000 + i)).toBe(W.RESULT_SUCCESS);
     expect(ask("10.3.0.1", 50001)).toBe(W.RESULT_SUCCESS); // its own entry
     expect(ask("10.3.0.2", 50002)).toBe(W.RESULT_SUCCESS); // no room left: served, not recorded
+    expect(a.engineStats()).toMatchObject({ requestersShared: BigInt(W.REQUESTERS_SHARED), requestersUnrecorded: 1n });
     expect(ask("10.3.0.1", 0 + 50001, 0)).toBe(W.RESULT_SUCCESS); // deleted: frees its own entry
     expect(ask("10.3.0.3", 50003)).toBe(W.RESULT_SUCCESS); // takes it
     expect(ask("10.2.0.0", 41000, 0)).toBe(W.RESULT_SUCCESS); // deleted: its shared requester (port 41000) had no other mapping
     expect(ask("10.3.0.2", 50002)).toBe(W.RESULT_SUCCESS); // renewed: recorded now, in the shared entry just freed
+    expect(a.engineStats()).toMatchObject({ requestersShared: BigInt(W.REQUESTERS_SHARED), requestersUnrecorded: 1n });
     for (let i = 0; i < 3; i++) told.set(`10.1.0.${i}`, 40000);
     for (let i = 1; i < W.REQUESTERS_SHARED - 1; i++) told.set(`10.2.${i >> 8}.${i & 255}`, 41000 + i);
     told.set("10.3.0.3", 50003);
@@ -380,6 +382,7 @@ describe("THIRD_PARTY requester (issue #12 item 13)", () => {
           }).result;
         for (const s of steps) expect(ask(`10.9.0.${s.internal}`, 30000 + s.port, s.remove ? 0 : 3600)).toBe(W.RESULT_SUCCESS);
         for (let i = 0; i < 10; i++) expect(ask(`10.9.0.${i}`, 30000, 0)).toBe(W.RESULT_SUCCESS); // every mapping gone
+        expect(a.engineStats().requestersShared).toBe(0n);
         // Room again for every shared requester and the one of its own.
         for (let i = 0; i <= W.REQUESTERS_SHARED; i++) expect(ask(`10.8.${i >> 8}.${i & 255}`, 40000 + i)).toBe(W.RESULT_SUCCESS);
         a.addPoolAddress("203.0.113.9");
