@@ -1,15 +1,16 @@
 // THIRD_PARTY requesters [6887 §13.1, §14.2]: where the latest THIRD_PARTY request of a
 // mapping created through THIRD_PARTY came from, so a Mapping Update reaches it.
 //
-// Requesters are few and each speaks for many mappings: the proxies trusted with
-// THIRD_PARTY (an AFTR for all of its subscribers, RFC 7648). So up to REQUESTERS_SHARED (254) distinct
-// address:port pairs are kept once each, counted by the mappings that name them, and a
-// mapping names its requester in one byte of its record (M_REQUESTER): a renewal from the
-// same requester compares the request's source with an entry of a table that stays in the
-// cache, and the mapping costs no memory for it. A requester beyond those (a proxy that
-// sends from many ports) is kept per mapping in a side table of capacity.requesters
-// entries (M_REQUESTER = OWN). Both full: not recorded; the mapping is served and its
-// requester learns from the Epoch. capacity.requesters 0: no requester is recorded.
+// Requesters are few and each speaks for many mappings: they are the proxies trusted with
+// THIRD_PARTY (RFC 7648; an AFTR's for all of its subscribers). So up to
+// REQUESTERS_SHARED (254) distinct address:port pairs are kept once each, counted by the
+// mappings that name them, and a mapping names its requester in one byte of its record
+// (M_REQUESTER): a renewal from the same requester compares the request's source with an
+// entry of a table that stays in the cache, and the mapping costs no memory for it. A
+// requester beyond those (a proxy that sends from many ports) is kept per mapping in a
+// side table of capacity.requesters entries (M_REQUESTER = OWN). Both full: not recorded
+// (counted); the mapping is served and its requester learns from the Epoch.
+// capacity.requesters 0: no requester is recorded.
 
 import * as A from "./abi";
 import { copy16 } from "./bytes";
