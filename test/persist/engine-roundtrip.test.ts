@@ -327,15 +327,28 @@ describe("THIRD_PARTY requester (issue #12 item 13)", () => {
     expect(new DataView(record.buffer, record.byteOffset).getUint16(W.PREC_HEADER_SIZE + W.PREC_REQUESTER_PORT, true)).toBe(43000);
   });
 
-  it("one requester is kept once for all its mappings; past REQUESTERS_SHARED distinct ones a mapping gets its own entry, then none (served, not told); an ended mapping frees what it held", () => {
-    // capacity.requesters 1: room for one requester of its own, beside the shared ones.
-    const a = engine(T0, roundtrip({ capacity: { requesters: 1 }, pool: { addresses: ["203.0.113.1"], blockSize: 128 }, ...COALESCED }));
-    const ask = (internal: string, sourcePort: number, lifetime = 3600) =>
+  // capacity.requesters 1: room for one requester of its own, beside the shared ones.
+  const oneOwn = (pool: string) => roundtrip({ capacity: { requesters: 1 }, pool: { addresses: [pool], blockSize: 128 }, ...COALESCED });
+  /** A MAP for internal port 80 of `internal` through the proxy 192.0.2.200, sent from its `sourcePort`: the result. */
+  const viaProxy =
+    (a: PacketEngine) =>
+    (internal: string, sourcePort: number, lifetime = 3600) =>
       serveOne(a, mapRequest({ client: "192.0.2.200", internalPort: 80, lifetime, nonce: nonceOf(4) }, [thirdParty(internal)]), T0, {
         source: "192.0.2.200",
         sourcePort,
         ingress: TP,
       }).result;
+  /** The Mapping Updates of moving every mapping from pool address `from` to `to` at `now`. */
+  const renumbered = (a: PacketEngine, from: string, to: string, now: number) => {
+    a.addPoolAddress(to);
+    a.retirePoolAddress(from, now);
+    return a.rehome(now, 5, 1000).updates.flatMap((u) => u.messages);
+  };
+  const portsByInternal = (messages: ReturnType<typeof renumbered>) => new Map(messages.map((m) => [formatAddress16(m.payload.slice(64, 80)), m.port]));
+
+  it("one requester is kept once for all its mappings; past REQUESTERS_SHARED distinct ones a mapping gets its own entry, then none (served, not told); an ended mapping frees what it held", () => {
+    const a = engine(T0, oneOwn("203.0.113.1"));
+    const ask = viaProxy(a);
     const told = new Map<string, number>(); // internal address → requester port its update goes to
     for (let i = 0; i < 3; i++) expect(ask(`10.1.0.${i}`, 40000)).toBe(W.RESULT_SUCCESS); // one requester, three mappings
     // The other REQUESTERS_SHARED - 1 shared ones, a port each: the shared table is full.
@@ -343,7 +356,7 @@ describe("THIRD_PARTY requester (issue #12 item 13)", () => {
     expect(ask("10.3.0.1", 50001)).toBe(W.RESULT_SUCCESS); // its own entry
     expect(ask("10.3.0.2", 50002)).toBe(W.RESULT_SUCCESS); // no room left: served, not recorded
     expect(a.engineStats()).toMatchObject({ requestersShared: BigInt(W.REQUESTERS_SHARED), requestersUnrecorded: 1n });
-    expect(ask("10.3.0.1", 0 + 50001, 0)).toBe(W.RESULT_SUCCESS); // deleted: frees its own entry
+    expect(ask("10.3.0.1", 50001, 0)).toBe(W.RESULT_SUCCESS); // deleted: frees its own entry
     expect(ask("10.3.0.3", 50003)).toBe(W.RESULT_SUCCESS); // takes it
     expect(ask("10.2.0.0", 41000, 0)).toBe(W.RESULT_SUCCESS); // deleted: its shared requester (port 41000) had no other mapping
     expect(ask("10.3.0.2", 50002)).toBe(W.RESULT_SUCCESS); // renewed: recorded now, in the shared entry just freed
@@ -352,42 +365,29 @@ describe("THIRD_PARTY requester (issue #12 item 13)", () => {
     for (let i = 1; i < W.REQUESTERS_SHARED - 1; i++) told.set(`10.2.${i >> 8}.${i & 255}`, 41000 + i);
     told.set("10.3.0.3", 50003);
     told.set("10.3.0.2", 50002);
-    a.addPoolAddress("203.0.113.9");
-    a.retirePoolAddress("203.0.113.1", T0 + 10);
-    const messages = a.rehome(T0 + 10, 5, 1000).updates.flatMap((u) => u.messages);
-    const got = new Map(messages.map((m) => [formatAddress16(m.payload.slice(64, 80)), m.port]));
+    const messages = renumbered(a, "203.0.113.1", "203.0.113.9", T0 + 10);
     expect(messages.length).toBe(told.size);
-    expect(got).toEqual(told);
+    expect(portsByInternal(messages)).toEqual(told);
     // Snapshot records carry each recorded requester, whichever table holds it.
     const snapshot = a.persistTable(1, 10_000, WALL_A).bytes;
-    const b = engine(T0 + 10, roundtrip({ capacity: { requesters: 1 }, pool: { addresses: ["203.0.113.9"], blockSize: 128 }, ...COALESCED }));
+    const b = engine(T0 + 10, oneOwn("203.0.113.9"));
     expect(b.restore(snapshot, WALL_A, T0 + 10)).toBe(snapshot.length);
-    b.addPoolAddress("203.0.113.1");
-    b.retirePoolAddress("203.0.113.9", T0 + 20);
-    const again = b.rehome(T0 + 20, 5, 1000).updates.flatMap((u) => u.messages);
-    expect(new Map(again.map((m) => [formatAddress16(m.payload.slice(64, 80)), m.port]))).toEqual(told);
+    expect(portsByInternal(renumbered(b, "203.0.113.9", "203.0.113.1", T0 + 20))).toEqual(told);
   });
 
   it("property: whatever the renewals from changing ports and the deletions, a shared requester is freed with its last mapping (then REQUESTERS_SHARED + 1 new ones are all recorded again)", () => {
-    const config = roundtrip({ capacity: { requesters: 1 }, pool: { addresses: ["203.0.113.1"], blockSize: 128 }, ...COALESCED });
+    const config = oneOwn("203.0.113.1");
     const step = fc.record({ internal: fc.integer({ min: 0, max: 9 }), port: fc.integer({ min: 0, max: 5 }), remove: fc.boolean() });
     fc.assert(
       fc.property(fc.array(step, { maxLength: 60 }), (steps) => {
         const a = engine(T0, config);
-        const ask = (internal: string, sourcePort: number, lifetime = 3600) =>
-          serveOne(a, mapRequest({ client: "192.0.2.200", internalPort: 80, lifetime, nonce: nonceOf(4) }, [thirdParty(internal)]), T0, {
-            source: "192.0.2.200",
-            sourcePort,
-            ingress: TP,
-          }).result;
+        const ask = viaProxy(a);
         for (const s of steps) expect(ask(`10.9.0.${s.internal}`, 30000 + s.port, s.remove ? 0 : 3600)).toBe(W.RESULT_SUCCESS);
         for (let i = 0; i < 10; i++) expect(ask(`10.9.0.${i}`, 30000, 0)).toBe(W.RESULT_SUCCESS); // every mapping gone
         expect(a.engineStats().requestersShared).toBe(0n);
         // Room again for every shared requester and the one of its own.
         for (let i = 0; i <= W.REQUESTERS_SHARED; i++) expect(ask(`10.8.${i >> 8}.${i & 255}`, 40000 + i)).toBe(W.RESULT_SUCCESS);
-        a.addPoolAddress("203.0.113.9");
-        a.retirePoolAddress("203.0.113.1", T0 + 10);
-        expect(a.rehome(T0 + 10, 5, 1000).updates.flatMap((u) => u.messages).length).toBe(W.REQUESTERS_SHARED + 1);
+        expect(renumbered(a, "203.0.113.1", "203.0.113.9", T0 + 10).length).toBe(W.REQUESTERS_SHARED + 1);
       }),
       { numRuns: 25 },
     );
