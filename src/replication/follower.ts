@@ -12,13 +12,22 @@
 // and acknowledge work a rebuilt engine has lost. The subject's last sequence comes from the
 // stream each second, so the state never claims "caught up" while the consumer is stuck.
 //
+// A consumer may not come back for a while: nats-server 2.9 places an R1 consumer on any of
+// the stream's peers, a dead one included, and its creation then times out (one try in
+// three with one node of three down, for as long as that node is down). Behind and nothing
+// delivered for STALL_MS, the follower therefore also reads the subject's next messages one
+// by one from the stream's leader (the message get the writer's stream needs anyway), while
+// the consumer is re-created beside it; whichever delivers first is applied, the other's
+// copy is skipped by its sequence.
+//
 // `complete`: every record since the subject's first message (Pcpd-Prev 0), or since a
 // snapshot-begin whose snapshot-end was applied (the whole table plus every change
 // since). A standby that is complete continues the Epoch when it takes over.
 // A hole (a message whose Pcpd-Prev is not the last applied sequence: the writer compacted
 // and purged what this follower had not read yet) stops the follower: the caller rebuilds
 // the engine and follows again from the subject's (new) first message, a snapshot-begin.
-import { DeliverPolicy, type ConsumerMessages, type JsMsg } from "@nats-io/jetstream";
+import { DeliverPolicy, type ConsumerMessages, type NextMsgRequest, type SeqMsgRequest } from "@nats-io/jetstream";
+import type { MsgHdrs } from "@nats-io/transport-node";
 import { ErrorCodes, PcpdError } from "../errors.js";
 import type { ShardSubject } from "./nats.js";
 import { decodeBody, decodeMeta, countRecords } from "./messages.js";
@@ -91,6 +100,8 @@ export class StreamFollower {
   private reopenMs = REOPEN_MS;
   /** Ends the wait before the next attempt (stop). */
   private wake: (() => void) | undefined;
+  /** A refresh (and the reads by sequence it may run) is under way: the next tick skips. */
+  private refreshing = false;
 
   constructor(private readonly o: FollowerOptions) {
     if (o.resume && o.resume.seq > 0) {
@@ -109,12 +120,34 @@ export class StreamFollower {
    * delivered for STALL_MS: the consumer is re-created from the last applied sequence.
    */
   private async refresh(): Promise<void> {
+    if (this.refreshing) return;
+    this.refreshing = true;
     try {
-      await this.lastSubjectSequence();
+      const last = await this.lastSubjectSequence();
+      if (this.s.seq < last && performance.now() - this.delivered >= STALL_MS) {
+        this.reopen(`stalled at ${this.s.seq} of ${last}`);
+        await this.readNext(last);
+      }
     } catch {
-      return; // a leader election: the last known value stands
+      // a leader election: the last known value stands, the next tick tries again
+    } finally {
+      this.refreshing = false;
     }
-    if (this.s.seq < this.s.lastSeq && performance.now() - this.delivered >= STALL_MS) this.reopen(`stalled at ${this.s.seq} of ${this.s.lastSeq}`);
+  }
+
+  /**
+   * Reads the subject's messages after the last one applied, one request each, from the
+   * stream's leader, up to `last` (the consumer's copies of them are skipped).
+   */
+  private async readNext(last: number): Promise<void> {
+    for (let from = this.s.seq + 1; from <= last && !this.stopped; ) {
+      // The leader's message get takes next_by_subj (nats-server 2.9 on); the client types it for the direct get only.
+      const next: SeqMsgRequest & NextMsgRequest = { seq: Math.max(from, this.s.seq + 1), next_by_subj: this.o.subject };
+      const m = await this.o.jsm.streams.getMessage(this.o.stream, next);
+      if (!m || this.stopped) return; // nothing after it any more (purged): the consumer's turn
+      this.onMessage(m.seq, m.header, m.data, 0);
+      from = m.seq + 1;
+    }
   }
 
   /**
@@ -154,7 +187,7 @@ export class StreamFollower {
         this.delivered = performance.now();
         void this.watch(messages);
         for await (const m of messages) {
-          this.onMessage(m);
+          this.onMessage(m.seq, m.headers, m.data, m.info.pending);
           if (this.stopped) break;
         }
       } catch (e) {
@@ -184,24 +217,26 @@ export class StreamFollower {
     }
   }
 
-  private onMessage(m: JsMsg): void {
+  /** One message of the subject, from the consumer or read by sequence (`pending`: what the consumer said follows it). */
+  private onMessage(seq: number, headers: MsgHdrs | undefined, data: Uint8Array, pending: number): void {
+    if (seq <= this.s.seq) return; // applied already (read by sequence while the consumer was away)
     this.delivered = performance.now();
     this.reopenMs = REOPEN_MS;
-    const meta = decodeMeta(m.headers);
+    const meta = decodeMeta(headers);
     // Sequences are stream-wide (other shards' subjects share the stream): `pending` counts
     // this subject's messages still to come, not sequences.
-    this.pending = m.info.pending;
-    this.s.lastSeq = Math.max(this.s.lastSeq, m.seq);
+    this.pending = pending;
+    this.s.lastSeq = Math.max(this.s.lastSeq, seq);
     if (!meta) {
       // Not ours (another program on the subject): it is not part of the chain either.
-      this.s.error = `message ${m.seq} without replication headers ignored`;
+      this.s.error = `message ${seq} without replication headers ignored`;
       return;
     }
     if (meta.prev !== this.s.seq) {
       if (this.started) {
-        const detail = `hole on ${this.o.subject}: message ${m.seq} follows ${meta.prev}, last applied ${this.s.seq}`;
+        const detail = `hole on ${this.o.subject}: message ${seq} follows ${meta.prev}, last applied ${this.s.seq}`;
         this.s.error = detail;
-        if (this.o.onHole(detail, m.seq) === "restart") {
+        if (this.o.onHole(detail, seq) === "restart") {
           void this.stop(detail);
           return;
         }
@@ -214,25 +249,25 @@ export class StreamFollower {
     }
     this.started = true;
     try {
-      for (const chunk of decodeBody(m.data)) {
+      for (const chunk of decodeBody(data)) {
         if (this.o.apply(chunk) !== chunk.length) {
           this.damaged = true;
-          this.s.error = `message ${m.seq}: records not taken back whole`;
+          this.s.error = `message ${seq}: records not taken back whole`;
         }
       }
-      this.s.records += countRecords(m.data);
+      this.s.records += countRecords(data);
     } catch (e) {
       this.damaged = true;
-      this.s.error = `message ${m.seq}: ${(e as Error).message}`;
+      this.s.error = `message ${seq}: ${(e as Error).message}`;
     }
     if (meta.kind === "snapshot-end" && this.fromSnapshot) this.s.complete = true;
     if (this.damaged) this.s.complete = false;
-    this.s.seq = m.seq;
+    this.s.seq = seq;
     this.s.epoch = meta.epoch;
     this.s.wall = meta.wall;
     this.s.node = meta.node;
     this.s.term = meta.term;
-    this.waiters = this.waiters.filter((w) => (w.target <= m.seq ? (w.resolve(), false) : true));
+    this.waiters = this.waiters.filter((w) => (w.target <= seq ? (w.resolve(), false) : true));
   }
 
   /**

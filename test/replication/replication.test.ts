@@ -7,7 +7,7 @@
 // time carried in the headers.
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager, type Consumer, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import * as W from "../../src/wire.generated.js";
 import type { PacketEngine } from "../../src/engine/packet-engine.js";
@@ -107,7 +107,7 @@ describe.skipIf(skip)("replication through JetStream (writer → follower)", () 
     };
   }
 
-  function follow(g: { stream: string; subject: string }, engine: PacketEngine, holes: string[] = []): StreamFollower {
+  function follow(g: { stream: string; subject: string }, engine: PacketEngine, holes: string[] = [], over: Partial<FollowerOptions> = {}): StreamFollower {
     const o: FollowerOptions = {
       js,
       jsm,
@@ -115,9 +115,14 @@ describe.skipIf(skip)("replication through JetStream (writer → follower)", () 
       apply: (chunk) => engine.restore(chunk, WALL, T0),
       onHole: (d) => (holes.push(d), "restart"),
       wallMs: () => Date.now(),
+      ...over,
     };
     return new StreamFollower(o);
   }
+
+  /** The client with its consumers created by `get` instead (the rest of the follower's client is not used). */
+  const consumersBy = (get: (stream: string, opts: Parameters<JetStreamClient["consumers"]["get"]>[1]) => Promise<Consumer>) =>
+    ({ consumers: { get } }) as unknown as JetStreamClient;
 
   it("encodes bodies of whole-record chunks within the message limit", () => {
     const a = newEngine();
@@ -336,6 +341,80 @@ describe.skipIf(skip)("replication through JetStream (writer → follower)", () 
     expect(caught.seq).toBeLessThan(last);
     writer.stop();
   });
+
+  it("a follower whose consumer is never created reads the subject by sequence: whole messages of max_payload, changes, holes", async () => {
+    const g = await group();
+    const a = newEngine();
+    // 14,720 records (76 B each) in one commit: a message of max_payload (1 MiB), read back base64 in JSON.
+    const writer = await StreamWriter.fence(writerOptions(g, { commitIntervalMs: 60_000 }), 0);
+    traffic(a, (p) => writer.append(p), 230, 64);
+    await writer.commitNow();
+    const { first_seq, last_seq } = (await jsm.streams.info(g.stream)).state;
+    const sizes: number[] = [];
+    for (let seq = first_seq; seq <= last_seq; seq++) sizes.push((await jsm.streams.getMessage(g.stream, { seq }))!.data.length);
+    expect(Math.max(...sizes)).toBeGreaterThan(nc.info!.max_payload * 0.9);
+    // Each try to create the consumer times out, as a creation placed on a dead peer does.
+    let tries = 0;
+    const never = consumersBy(async () => {
+      tries++;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      throw new Error("TIMEOUT");
+    });
+    const b = newEngine();
+    const holes: string[] = [];
+    const f = follow(g, b, holes, { js: never });
+    expect(await f.catchUp(20_000)).toMatchObject({ complete: true, records: 14_720, seq: writer.state().seq });
+    expect(table(b)).toEqual(table(a));
+    traffic(a, (p) => writer.append(p), 10, 64, 0);
+    await writer.commitNow();
+    expect(await f.catchUp(20_000)).toMatchObject({ complete: true, records: 15_360 });
+    expect(table(b)).toEqual(table(a));
+    expect(tries).toBeGreaterThan(1);
+    // Stopped, then resumed after a purge of messages it had not read: the hole is found by sequence too.
+    const caught = f.state();
+    await f.stop();
+    for (const base of [240, 241]) {
+      traffic(a, (p) => writer.append(p), 1, 10, 3600, base);
+      await writer.commitNow();
+    }
+    const last = writer.state().seq;
+    await jsm.streams.purge(g.stream, { filter: g.subject, seq: last });
+    const resumed = follow(g, b, holes, { js: never, resume: caught });
+    await waitFor(() => holes.length > 0, { timeout: 20_000 });
+    expect(holes[0]).toMatch(new RegExp(`message ${last} follows ${last - 1}, last applied ${caught.seq}`));
+    await resumed.stop();
+    writer.stop();
+  }, 60_000);
+
+  it("a consumer created late delivers what was read by sequence meanwhile: skipped, no hole, then it carries on", async () => {
+    const g = await group();
+    const a = newEngine();
+    const writer = await StreamWriter.fence(writerOptions(g), 0);
+    for (let i = 0; i < 3; i++) {
+      traffic(a, (p) => writer.append(p), 2, 10, 3600, 10 * i + 1);
+      await writer.commitNow();
+    }
+    const last = writer.state().seq;
+    const b = newEngine();
+    const holes: string[] = [];
+    let f: StreamFollower | undefined;
+    // The first consumer is asked for from the subject's start, and made once the follower has read all of it by sequence.
+    const late = consumersBy(async (stream, opts) => {
+      await waitFor(() => f!.state().seq === last, { timeout: 20_000 });
+      return js.consumers.get(stream, opts);
+    });
+    f = follow(g, b, holes, { js: late });
+    expect(await f.catchUp(20_000)).toMatchObject({ complete: true, records: 60, seq: last });
+    traffic(a, (p) => writer.append(p), 1, 10, 3600, 40);
+    await writer.commitNow();
+    // The consumer delivered its copies of the first three messages before this one.
+    await f.catchUp(10_000);
+    expect(f.state()).toMatchObject({ complete: true, records: 70 });
+    expect(holes).toEqual([]);
+    expect(table(b)).toEqual(table(a));
+    await f.stop();
+    writer.stop();
+  }, 60_000);
 });
 
 describe.skipIf(skip)("replication through a 3-node cluster losing the stream leader", () => {
