@@ -14,11 +14,11 @@
 //
 // A consumer may not come back for a while: nats-server 2.9 places an R1 consumer on any of
 // the stream's peers, a dead one included, and its creation then times out (one try in
-// three with one node of three down, for as long as that node is down). Behind and nothing
-// delivered for STALL_MS, the follower therefore also reads the subject's next messages one
-// by one from the stream's leader (the message get the writer's stream needs anyway), while
-// the consumer is re-created beside it; whichever delivers first is applied, the other's
-// copy is skipped by its sequence.
+// three with one node of three down, for as long as that node is down). Behind with no
+// consumer delivering for STALL_MS, the follower therefore also reads the subject's next
+// messages one by one from the stream's leader (the message get the writer's stream needs
+// anyway), at each refresh and at a catch-up, while the consumer is re-created beside it;
+// whichever delivers first is applied, the other's copy is skipped by its sequence.
 //
 // `complete`: every record since the subject's first message (Pcpd-Prev 0), or since a
 // snapshot-begin whose snapshot-end was applied (the whole table plus every change
@@ -37,7 +37,7 @@ const REOPEN_MS = 250;
 const REOPEN_MAX_MS = 5000;
 /** The subject's last sequence is read from the stream (its leader) this often. */
 const REFRESH_MS = 1000;
-/** Behind the stream and nothing delivered for this long: the consumer is re-created. */
+/** Behind the stream and nothing delivered by the consumer for this long: it is re-created, and the subject read by sequence. */
 const STALL_MS = 3000;
 /** Messages the consumer fetches ahead of the engine (catching up, each up to max_payload: 1 MiB by default). */
 const CONSUME_MESSAGES = 32;
@@ -95,7 +95,7 @@ export class StreamFollower {
   private pending = 0;
   private readonly running: Promise<void>;
   private readonly refresher: NodeJS.Timeout;
-  /** performance.now() of the last delivery (or consumer (re)opened). */
+  /** performance.now() of the consumer's last delivery (or its opening); reads by sequence leave it. */
   private delivered = performance.now();
   private reopenMs = REOPEN_MS;
   /** Ends the wait before the next attempt (stop). */
@@ -117,7 +117,8 @@ export class StreamFollower {
   /**
    * The subject's last sequence from the stream, each second: `lastSeq`, the lag and
    * catch-up never believe a consumer that stopped delivering. Behind with nothing
-   * delivered for STALL_MS: the consumer is re-created from the last applied sequence.
+   * delivered for STALL_MS: the consumer is re-created from the last applied sequence, and
+   * meanwhile the messages up to the last sequence are read by sequence.
    */
   private async refresh(): Promise<void> {
     if (this.refreshing) return;
@@ -145,7 +146,7 @@ export class StreamFollower {
       const next: SeqMsgRequest & NextMsgRequest = { seq: Math.max(from, this.s.seq + 1), next_by_subj: this.o.subject };
       const m = await this.o.jsm.streams.getMessage(this.o.stream, next);
       if (!m || this.stopped) return; // nothing after it any more (purged): the consumer's turn
-      this.onMessage(m.seq, m.header, m.data, 0);
+      this.onMessage(m.seq, m.header, m.data);
       from = m.seq + 1;
     }
   }
@@ -217,15 +218,21 @@ export class StreamFollower {
     }
   }
 
-  /** One message of the subject, from the consumer or read by sequence (`pending`: what the consumer said follows it). */
-  private onMessage(seq: number, headers: MsgHdrs | undefined, data: Uint8Array, pending: number): void {
+  /**
+   * One message of the subject: from the consumer with `pending` (what it said follows), or
+   * read by sequence without.
+   */
+  private onMessage(seq: number, headers: MsgHdrs | undefined, data: Uint8Array, pending?: number): void {
+    if (pending !== undefined) {
+      this.delivered = performance.now(); // the consumer is alive, even while it delivers copies
+      this.reopenMs = REOPEN_MS;
+    }
     if (seq <= this.s.seq) return; // applied already (read by sequence while the consumer was away)
-    this.delivered = performance.now();
-    this.reopenMs = REOPEN_MS;
     const meta = decodeMeta(headers);
     // Sequences are stream-wide (other shards' subjects share the stream): `pending` counts
-    // this subject's messages still to come, not sequences.
-    this.pending = pending;
+    // this subject's messages still to come, not sequences. A read by sequence went up to the
+    // last sequence read.
+    this.pending = pending ?? 0;
     this.s.lastSeq = Math.max(this.s.lastSeq, seq);
     if (!meta) {
       // Not ours (another program on the subject): it is not part of the chain either.
@@ -303,6 +310,7 @@ export class StreamFollower {
     const target = await this.streamLast(deadline);
     if (this.s.seq >= target) return this.state();
     if (this.stopped) throw new PcpdError(ErrorCodes.HA_CATCH_UP_TIMEOUT, `follower of ${this.o.subject} stopped`);
+    void this.refresh(); // a stalled consumer: read by sequence now, not at the next tick
     let timer: NodeJS.Timeout | undefined;
     await new Promise<void>((resolve, reject) => {
       const w: Waiter = { target, resolve, reject };
