@@ -26,7 +26,8 @@
 // A hole (a message whose Pcpd-Prev is not the last applied sequence: the writer compacted
 // and purged what this follower had not read yet) stops the follower: the caller rebuilds
 // the engine and follows again from the subject's (new) first message, a snapshot-begin.
-import { DeliverPolicy, type ConsumerMessages, type NextMsgRequest, type SeqMsgRequest } from "@nats-io/jetstream";
+import { randomBytes } from "node:crypto";
+import { DeliverPolicy, type Consumer, type ConsumerMessages, type NextMsgRequest, type SeqMsgRequest } from "@nats-io/jetstream";
 import type { MsgHdrs } from "@nats-io/transport-node";
 import { ErrorCodes, PcpdError } from "../errors.js";
 import type { ShardSubject } from "./nats.js";
@@ -167,14 +168,18 @@ export class StreamFollower {
   }
 
   private async run(): Promise<void> {
-    while (!this.stopped) {
+    const id = randomBytes(6).toString("hex");
+    for (let attempt = 1; !this.stopped; attempt++) {
+      // Named by this follower, so that a creation that timed out can be deleted too.
+      const name_prefix = `pcpd_${id}_${attempt}`;
+      let consumer: Consumer | undefined;
       try {
         const from = this.s.seq + 1; // where the last attempt stopped (the consumer keeps its place within one attempt)
-        const consumer = await this.o.js.consumers.get(
+        consumer = await this.o.js.consumers.get(
           this.o.stream,
           from > 1
-            ? { filter_subjects: this.o.subject, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: from }
-            : { filter_subjects: this.o.subject, deliver_policy: DeliverPolicy.All },
+            ? { name_prefix, filter_subjects: this.o.subject, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: from }
+            : { name_prefix, filter_subjects: this.o.subject, deliver_policy: DeliverPolicy.All },
         );
         if (this.stopped) return;
         // Bounded in messages, not bytes: with max_bytes the ordered consumer stalled for good
@@ -195,6 +200,10 @@ export class StreamFollower {
         if (this.stopped) return;
         this.s.error = (e as Error).message;
         this.o.onError?.(this.s.error);
+      } finally {
+        // Deleted now, not after its 5 min of inactivity: a consumer abandoned on a dead peer
+        // would otherwise come back with that peer. Best effort (NATS may be out of reach).
+        void (consumer ? consumer.delete() : this.o.jsm.consumers.delete(this.o.stream, `${name_prefix}_1`)).catch(() => undefined);
       }
       if (this.stopped) return;
       await new Promise<void>((resolve) => {

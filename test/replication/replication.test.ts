@@ -120,6 +120,8 @@ describe.skipIf(skip)("replication through JetStream (writer → follower)", () 
     return new StreamFollower(o);
   }
 
+  const consumersOf = async (stream: string) => await jsm.consumers.list(stream).next();
+
   /** The client with its consumers created by `get` instead (the rest of the follower's client is not used). */
   const consumersBy = (get: (stream: string, opts: Parameters<JetStreamClient["consumers"]["get"]>[1]) => Promise<Consumer>) =>
     ({ consumers: { get } }) as unknown as JetStreamClient;
@@ -160,7 +162,10 @@ describe.skipIf(skip)("replication through JetStream (writer → follower)", () 
     expect(table(b)).toEqual(table(a));
     expect(live(b)).toBe(150); // 80 deleted (held down, in the table as held)
     writer.stop();
+    expect(await consumersOf(g.stream)).toHaveLength(1);
     await f.stop();
+    // Its consumer is deleted with it, not left for its 5 minutes of inactivity.
+    await waitFor(async () => (await consumersOf(g.stream)).length === 0, { interval: 100 });
   });
 
   it("fences: after a takeover, the old writer's next publish is refused and it reports fenced", async () => {
@@ -353,11 +358,12 @@ describe.skipIf(skip)("replication through JetStream (writer → follower)", () 
     const sizes: number[] = [];
     for (let seq = first_seq; seq <= last_seq; seq++) sizes.push((await jsm.streams.getMessage(g.stream, { seq }))!.data.length);
     expect(Math.max(...sizes)).toBeGreaterThan(nc.info!.max_payload * 0.9);
-    // Each try to create the consumer times out, as a creation placed on a dead peer does.
+    // Each try to create the consumer times out, as a creation placed on a dead peer does
+    // (here the consumer is made, its answer lost: the follower must delete it).
     let tries = 0;
-    const never = consumersBy(async () => {
+    const never = consumersBy(async (stream, opts) => {
       tries++;
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await js.consumers.get(stream, opts);
       throw new Error("TIMEOUT");
     });
     const b = newEngine();
@@ -384,6 +390,7 @@ describe.skipIf(skip)("replication through JetStream (writer → follower)", () 
     await waitFor(() => holes.length > 0, { timeout: 20_000 });
     expect(holes[0]).toMatch(new RegExp(`message ${last} follows ${last - 1}, last applied ${caught.seq}`));
     await resumed.stop();
+    await waitFor(async () => (await consumersOf(g.stream)).length === 0, { interval: 100 });
     writer.stop();
   }, 60_000);
 
