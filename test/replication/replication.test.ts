@@ -325,15 +325,7 @@ describe.skipIf(skip)("replication through JetStream (writer → follower)", () 
     const last = writer.state().seq;
     await jsm.streams.purge(g.stream, { filter: g.subject, seq: last });
     // The same engine followed again from where it stopped (as the ordered consumer resumes after a server restart).
-    const resumed = new StreamFollower({
-      js,
-      jsm,
-      ...g,
-      resume: caught,
-      apply: (c) => b.restore(c, WALL, T0),
-      onHole: (d) => (holes.push(d), "restart"),
-      wallMs: () => Date.now(),
-    });
+    const resumed = follow(g, b, holes, { resume: caught });
     await waitFor(() => holes.length > 0);
     expect(holes[0]).toMatch(new RegExp(`message ${last} follows ${last - 1}, last applied ${caught.seq}`));
     await expect(resumed.catchUp(1000)).rejects.toMatchObject({ code: "HA_CATCH_UP_TIMEOUT" });
