@@ -186,15 +186,15 @@ export class StreamFollower {
         // after a nats-server restart here (2.9.10; tested). At most CONSUME_MESSAGES × max_payload ahead.
         const messages = await consumer.consume({ max_messages: CONSUME_MESSAGES });
         this.messages = messages;
-        if (this.stopped) {
-          await messages.close();
-          return;
-        }
+        // A stop() while consume() was answered did not close these: closed now. The close is
+        // queued in the iterator, so it takes effect only while the loop below iterates
+        // (awaiting it here without iterating waited for ever).
+        if (this.stopped) void messages.close();
         this.delivered = performance.now();
         void this.watch(messages);
         for await (const m of messages) {
-          this.onMessage(m.seq, m.headers, m.data, m.info.pending);
           if (this.stopped) break;
+          this.onMessage(m.seq, m.headers, m.data, m.info.pending);
         }
       } catch (e) {
         if (this.stopped) return;

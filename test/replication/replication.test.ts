@@ -7,7 +7,7 @@
 // time carried in the headers.
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { jetstream, jetstreamManager, type Consumer, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager, type ConsumeOptions, type Consumer, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import * as W from "../../src/wire.generated.js";
 import type { PacketEngine } from "../../src/engine/packet-engine.js";
@@ -399,8 +399,9 @@ describe.skipIf(skip)("replication through JetStream (writer → follower)", () 
     const holes: string[] = [];
     let f: StreamFollower | undefined;
     // The first consumer is asked for from the subject's start, and made once the follower has read all of it by sequence.
+    // (>=: the fourth message below may be read by sequence before this wait looks again.)
     const late = consumersBy(async (stream, opts) => {
-      await waitFor(() => f!.state().seq === last, { timeout: 20_000 });
+      await waitFor(() => f !== undefined && f.state().seq >= last, { timeout: 20_000 });
       return js.consumers.get(stream, opts);
     });
     f = follow(g, b, holes, { js: late });
@@ -415,6 +416,34 @@ describe.skipIf(skip)("replication through JetStream (writer → follower)", () 
     await f.stop();
     writer.stop();
   }, 60_000);
+
+  it("a follower stopped while its consumer's consume() is answered stops, and leaves no consumer", async () => {
+    const g = await group();
+    const writer = await StreamWriter.fence(writerOptions(g), 0);
+    traffic(newEngine(), (p) => writer.append(p), 2, 10);
+    await writer.commitNow();
+    let f: StreamFollower | undefined;
+    let stopping: Promise<void> | undefined;
+    // stop() is called after the consumer's consume() is asked, before the follower has its answer.
+    const racing = consumersBy(async (stream, opts) => {
+      const consumer = await js.consumers.get(stream, opts);
+      return {
+        consume: (o: ConsumeOptions) => {
+          const messages = consumer.consume(o);
+          stopping = f!.stop();
+          return messages;
+        },
+        delete: () => consumer.delete(),
+      } as unknown as Consumer;
+    });
+    f = follow(g, newEngine(), [], { js: racing });
+    await waitFor(() => stopping !== undefined, { timeout: 10_000 });
+    const stopped = await Promise.race([stopping!.then(() => "stopped"), new Promise((resolve) => setTimeout(resolve, 10_000, "still stopping"))]);
+    expect(stopped).toBe("stopped");
+    expect(f!.state().seq).toBe(0); // nothing applied after stop()
+    await waitFor(async () => (await consumersOf(g.stream)).length === 0, { interval: 100 });
+    writer.stop();
+  }, 30_000);
 });
 
 describe.skipIf(skip)("replication through a 3-node cluster losing the stream leader", () => {
