@@ -12,7 +12,7 @@
 // watchdog interval is logged as a warning and counted (pcpd_event_loop_stalls_total)
 // once the loop runs again. The interval is WATCHDOG_USEC when systemd sets it for this
 // process (sd_watchdog_enabled(3)), else the configured watchdog.intervalSeconds.
-import { openSync, readSync } from "node:fs";
+import { close, openSync, readSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import type { Logger } from "pino";
 
@@ -42,6 +42,7 @@ export function threadCpuMs(): number | undefined {
     const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     return ((Number(f[11]) + Number(f[12])) * 1000) / CLOCK_TICKS_PER_S;
   } catch {
+    if (typeof statFd === "number") close(statFd, () => undefined); // opened, then unreadable
     statFd = null;
     return undefined;
   }
