@@ -6,7 +6,6 @@
 // §8.5 Epoch check the client runs per server; a reset it detects is reported and the
 // client re-creates that server's mappings, as a real client would.
 import { spawn, type ChildProcess } from "node:child_process";
-import { waitFor } from "./wait.js";
 
 const MAIN = new URL("./ha-client-main.ts", import.meta.url).pathname;
 const ROOT = new URL("../..", import.meta.url).pathname;
@@ -114,7 +113,7 @@ export class HaClient {
   static async start(ns: string, address: string): Promise<HaClient> {
     const child = spawn("ip", ["netns", "exec", ns, process.execPath, "--import", "tsx", MAIN, address], { cwd: ROOT, stdio: ["pipe", "pipe", "pipe"] });
     const c = new HaClient(child);
-    await waitFor(() => c.events.some((e) => e.ev === "ready"), { timeout: 20_000, message: () => `ha client not ready: ${c.stderr}` });
+    await c.event((e) => e.ev === "ready", { timeoutMs: 20_000, message: () => `ha client not ready: ${c.stderr}` });
     return c;
   }
 
@@ -125,6 +124,27 @@ export class HaClient {
   on(listener: (e: ClientEvent) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  /**
+   * The first event matching `match` from index `from` of events on (default: the next to
+   * arrive); rejects after `timeoutMs`. Told by the listener, not a poll that scans the log
+   * every few ms (by the last tests it holds hundreds of thousands of replies).
+   */
+  event(match: (e: ClientEvent) => boolean, o: { from?: number; timeoutMs: number; message?: () => string }): Promise<ClientEvent> {
+    for (let k = o.from ?? this.events.length; k < this.events.length; k++) if (match(this.events[k])) return Promise.resolve(this.events[k]);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        off();
+        reject(new Error(`ha client: no such event within ${o.timeoutMs} ms${o.message ? `: ${o.message()}` : ""}`));
+      }, o.timeoutMs);
+      const off = this.on((e) => {
+        if (!match(e)) return;
+        clearTimeout(timer);
+        off();
+        resolve(e);
+      });
+    });
   }
 
   /** Mapping creation i = from, from + 1, … until stopped. */
@@ -144,7 +164,7 @@ export class HaClient {
       failures,
       stop: async () => {
         this.send({ cmd: "stop", id });
-        await waitFor(() => this.events.some((e) => e.ev === "stopped" && e.id === id), { timeout: 10_000 });
+        await this.event((e) => e.ev === "stopped" && e.id === id, { timeoutMs: 10_000 });
         // Keep counting replies to requests still outstanding for a moment; they are real acknowledgements.
         setTimeout(off, 5000).unref();
       },
@@ -166,8 +186,8 @@ export class HaClient {
     });
     this.send({ cmd: "refresh", id, to, items, outstanding: 64, rtoMs: 300, tries: 20, checkpoint: o.checkpoint ?? false });
     try {
-      await waitFor(() => this.events.some((e) => e.ev === "done" && e.id === id), {
-        timeout: o.timeoutMs ?? 60_000,
+      await this.event((e) => e.ev === "done" && e.id === id, {
+        timeoutMs: o.timeoutMs ?? 60_000,
         message: () => `refresh of ${items.length} mappings at ${to}: ${acks.size} answered, ${other.length} refused, lost or given up`,
       });
     } finally {
@@ -179,8 +199,9 @@ export class HaClient {
   /** One NAT-PMP request (RFC 6886): op 0 (external address), 1 (UDP map) or 2 (TCP map). */
   async natPmp(to: string, op: number, internalPort = 0, suggestedPort = 0, lifetime = 3600): Promise<ClientEvent> {
     const id = `pmp-${++this.seq}`;
+    const answer = this.event((e) => e.id === id && (e.ev === "natpmp" || e.ev === "lost"), { timeoutMs: 15_000 });
     this.send({ cmd: "natpmp", id, to, op, internalPort, suggestedPort, lifetime, rtoMs: 300, tries: 20 });
-    return waitFor(() => this.events.find((e) => e.id === id && (e.ev === "natpmp" || e.ev === "lost")), { timeout: 15_000 });
+    return answer;
   }
 
   /** Epoch resets the client detected (and reacted to) since index `from` of events. */

@@ -558,7 +558,7 @@ describe.sequential("HA: active/standby groups on NATS JetStream (namespaces, re
     const resets = client!.resets(from);
     expect(resets.map((r) => r.server)).toEqual([GROUPS.a]);
     const recreated = resets[0].id as string;
-    const done = await waitFor(() => client!.events.find((e) => e.ev === "done" && e.id === recreated), { timeout: 60_000 });
+    const done = await client!.event((e) => e.ev === "done" && e.id === recreated, { from, timeoutMs: 60_000 });
     const answers = client!.events.filter((e) => e.id === recreated && (e.ev === "ack" || e.ev === "fail" || e.ev === "lost"));
     expect(done.count).toBeGreaterThanOrEqual(plain.acks.size);
     const refused = answers.filter((e) => e.ev !== "ack");
