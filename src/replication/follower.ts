@@ -175,12 +175,11 @@ export class StreamFollower {
       let consumer: Consumer | undefined;
       try {
         const from = this.s.seq + 1; // where the last attempt stopped (the consumer keeps its place within one attempt)
-        consumer = await this.o.js.consumers.get(
-          this.o.stream,
-          from > 1
-            ? { name_prefix, filter_subjects: this.o.subject, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: from }
-            : { name_prefix, filter_subjects: this.o.subject, deliver_policy: DeliverPolicy.All },
-        );
+        consumer = await this.o.js.consumers.get(this.o.stream, {
+          name_prefix,
+          filter_subjects: this.o.subject,
+          ...(from > 1 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: from } : { deliver_policy: DeliverPolicy.All }),
+        });
         if (this.stopped) return;
         // Bounded in messages, not bytes: with max_bytes the ordered consumer stalled for good
         // after a nats-server restart here (2.9.10; tested). At most CONSUME_MESSAGES × max_payload ahead.

@@ -121,6 +121,8 @@ describe.skipIf(skip)("replication through JetStream (writer → follower)", () 
   }
 
   const consumersOf = async (stream: string) => await jsm.consumers.list(stream).next();
+  /** Resolves once the stream has no consumer (a follower deletes the ones it leaves at once, not after 5 min of inactivity). */
+  const noConsumerLeft = (stream: string) => waitFor(async () => (await consumersOf(stream)).length === 0, { interval: 100 });
 
   /** The client with its consumers created by `get` instead (the rest of the follower's client is not used). */
   const consumersBy = (get: (stream: string, opts: Parameters<JetStreamClient["consumers"]["get"]>[1]) => Promise<Consumer>) =>
@@ -165,7 +167,7 @@ describe.skipIf(skip)("replication through JetStream (writer → follower)", () 
     expect(await consumersOf(g.stream)).toHaveLength(1);
     await f.stop();
     // Its consumer is deleted with it, not left for its 5 minutes of inactivity.
-    await waitFor(async () => (await consumersOf(g.stream)).length === 0, { interval: 100 });
+    await noConsumerLeft(g.stream);
   });
 
   it("fences: after a takeover, the old writer's next publish is refused and it reports fenced", async () => {
@@ -382,7 +384,7 @@ describe.skipIf(skip)("replication through JetStream (writer → follower)", () 
     await waitFor(() => holes.length > 0, { timeout: 20_000 });
     expect(holes[0]).toMatch(new RegExp(`message ${last} follows ${last - 1}, last applied ${caught.seq}`));
     await resumed.stop();
-    await waitFor(async () => (await consumersOf(g.stream)).length === 0, { interval: 100 });
+    await noConsumerLeft(g.stream);
     writer.stop();
   }, 60_000);
 
@@ -441,7 +443,7 @@ describe.skipIf(skip)("replication through JetStream (writer → follower)", () 
     const stopped = await Promise.race([stopping!.then(() => "stopped"), new Promise((resolve) => setTimeout(resolve, 10_000, "still stopping"))]);
     expect(stopped).toBe("stopped");
     expect(f!.state().seq).toBe(0); // nothing applied after stop()
-    await waitFor(async () => (await consumersOf(g.stream)).length === 0, { interval: 100 });
+    await noConsumerLeft(g.stream);
     writer.stop();
   }, 30_000);
 });
